@@ -1,0 +1,116 @@
+"""What the user asked for: the one dataclass that holds every input that shapes a result.
+
+Everything that changes the pixels of a result lives in `GenerationRequest`, so a result can be
+reproduced from the request stored beside it in the project (krita-ai-diffusion's rule).
+Media are held as uint8 numpy arrays (H, W, 3) / (F, H, W, 3); `to_dict` leaves them out and
+records their shapes, and the project stores the media files next to the request.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Task(str, enum.Enum):
+    TEXT_TO_IMAGE = "text_to_image"
+    IMAGE_EDIT = "image_edit"
+    TEXT_TO_VIDEO = "text_to_video"
+    IMAGE_TO_VIDEO = "image_to_video"
+    VIDEO_EDIT = "video_edit"
+    REFERENCE_TO_VIDEO = "reference_to_video"
+
+    @property
+    def makes_video(self) -> bool:
+        return self in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO, Task.VIDEO_EDIT, Task.REFERENCE_TO_VIDEO)
+
+    @property
+    def needs_image(self) -> bool:
+        """Tasks that take one or more still images as input."""
+        return self in (Task.IMAGE_EDIT, Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO)
+
+    @property
+    def needs_video(self) -> bool:
+        return self is Task.VIDEO_EDIT
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+@dataclass
+class PlanEdit:
+    """A user's change to the plan before generation.
+
+    kind: "scale" multiplies the canvas strength inside `box` by `factor` (0 erases it);
+          "move" shifts the canvas content inside `box` by (dx, dy) in fractions of the frame.
+    box: (left, top, right, bottom) in fractions 0..1 of the frame.
+    keyframe: which keyframe it applies to; None means all.
+    """
+
+    kind: str
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    factor: float = 0.0
+    dx: float = 0.0
+    dy: float = 0.0
+    keyframe: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("scale", "move"):
+            raise ValueError(f"unknown plan edit {self.kind!r}: use 'scale' or 'move'")
+        self.box = tuple(float(v) for v in self.box)  # type: ignore[assignment]
+
+
+@dataclass
+class GenerationRequest:
+    task: Task
+    instruction: str
+    images: list[np.ndarray] = field(default_factory=list)  # source image (edit, i2v) or reference images (r2v)
+    video: np.ndarray | None = None  # (F, H, W, 3) uint8 source clip for video edit
+    width: int = 64
+    height: int = 64
+    frames: int = 1
+    steps: int = 20
+    guidance: float = 3.0
+    seed: int = 0
+    use_canvas: bool = True  # False runs the same model text-only (the canvas branch off)
+    plan_edits: list[PlanEdit] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.task = Task(self.task)
+        self.plan_edits = [e if isinstance(e, PlanEdit) else PlanEdit(**e) for e in self.plan_edits]
+
+    def validate(self) -> None:
+        """Raise ValueError with a message a user can act on."""
+        if not self.instruction.strip() and self.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO):
+            raise ValueError("Type an instruction first: text-to-image and text-to-video need a prompt.")
+        if self.task.needs_image and not self.images:
+            raise ValueError(f"{self.task.value} needs an input image: select an image clip first.")
+        if self.task.needs_video and self.video is None:
+            raise ValueError("video_edit needs an input clip: select a video clip first.")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"size must be positive, got {self.width}x{self.height}")
+        if self.frames < 1:
+            raise ValueError("frames must be at least 1")
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+        if not self.task.makes_video and self.frames != 1:
+            raise ValueError(f"{self.task.value} makes a still: frames must be 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description; media are replaced by their shapes (the project stores the files)."""
+        d = asdict(self)
+        d["task"] = self.task.value
+        d["images"] = [list(im.shape) for im in self.images]
+        d["video"] = list(self.video.shape) if self.video is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], images: list[np.ndarray] | None = None,
+                  video: np.ndarray | None = None) -> "GenerationRequest":
+        d = dict(d)
+        d["images"] = images or []
+        d["video"] = video
+        return cls(**d)
