@@ -1,0 +1,247 @@
+"""The studio's widgets and window without a model: import, errors, undo/redo, save/open,
+export, recovery, the plan overlay drawn from a real Plan object."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPoint, Qt
+
+from app.core.request import Task
+from app.media import project_file as pf
+from app.ui.instruction import choose_task
+from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, import_and_wait, make_window
+
+
+def test_task_rules():
+    assert choose_task([], False) is Task.TEXT_TO_IMAGE
+    assert choose_task([], True) is Task.TEXT_TO_VIDEO
+    assert choose_task(["image"], False) is Task.IMAGE_EDIT
+    assert choose_task(["image"], True) is Task.IMAGE_TO_VIDEO
+    assert choose_task(["video"], False) is Task.VIDEO_EDIT
+    assert choose_task(["image", "image"], False) is Task.REFERENCE_TO_VIDEO
+
+
+def test_import_shows_clip_task_and_undo_redo(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    assert w.instruction.task_label.text() == "Text to image"
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    assert w.timeline.view.selected == [clip_id]
+    assert w.instruction.task_label.text() == "Image edit"  # the task is shown, chosen from the selection
+    qtbot.waitUntil(lambda: w.viewer.canvas.frame is not None)
+    assert w.viewer.canvas.frame.width() == 64
+    qtbot.waitUntil(lambda: w.media_bin.has_icon(w.document.project.clip(clip_id).media_id))
+    # Undo removes the import (media + clip: one step); redo brings it back.
+    w.act_undo.trigger()
+    assert not w.document.project.tracks["image"] and not w.document.project.media
+    w.act_redo.trigger()
+    assert w.document.project.clip(clip_id)
+    # Make a video toggles image edit -> image to video.
+    w.timeline.view.select([clip_id])
+    w.instruction.make_video.setChecked(True)
+    assert w.instruction.task_label.text() == "Image to video"
+
+
+def test_video_import_thumbnails_scrub_and_play(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    assert w.instruction.task_label.text() == "Video edit"
+    qtbot.waitUntil(lambda: bool(w.timeline.view.clip(clip_id).thumbnails), timeout=10000)
+    assert len(w.timeline.view.clip(clip_id).thumbnails) > 1
+    clip = w.document.project.clip(clip_id)
+    item = w.document.project.media_item(clip.media_id)
+    # Frame-accurate scrubbing: the frame shown equals read_frame at that index.
+    from app.media.probe import read_frame
+    target = 5
+    w.timeline.view.set_playhead(clip.start + (target + 0.5) / item.fps, emit=True)
+    want = read_frame(w.media_file(item.id), target)
+    qtbot.waitUntil(lambda: w.viewer.canvas.frame is not None and np.array_equal(w.last_frame, want), timeout=10000)
+    # Play advances the playhead; pause stops it.
+    w.timeline.view.set_playhead(clip.start, emit=True)
+    w.toggle_play()
+    qtbot.waitUntil(lambda: w.timeline.view.playhead > clip.start + 0.1, timeout=5000)
+    w.toggle_play()
+    assert not w.play_timer.isActive()
+
+
+@pytest.mark.parametrize("name,content,expect", [
+    ("empty.png", b"", "empty"),
+    ("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20, "damaged"),
+    ("notes.mp4", b"just some text, not a video\n" * 10, "not an image or a video"),
+])
+def test_bad_files_give_a_message_not_a_crash(qtbot, tmp_path, name, content, expect):
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    w.import_files([str(bad)])
+    qtbot.waitUntil(lambda: bool(w.messages.errors()), timeout=10000)
+    msg = w.messages.errors()[-1]
+    assert name in msg and expect.split()[0] in msg.lower(), msg
+    assert w.banner.isVisible() and name in w.banner.label.text()
+    # The project and its media are intact.
+    assert len(w.document.project.media) == 1 and w.document.project.clip(clip_id)
+
+
+def test_wrong_extension_png_named_mp4_is_read_as_what_it_is(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    renamed = tmp_path / "photo.mp4"
+    renamed.write_bytes(SAMPLE_IMAGE.read_bytes())
+    w.import_files([str(renamed)])
+    qtbot.waitUntil(lambda: bool(w.messages.history), timeout=10000)
+    # Either accepted as the image it is, or refused with a message: never a crash.
+    assert w.document.project.media or w.messages.errors()
+
+
+def test_missing_file_message(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    w.import_files([str(tmp_path / "nope.png")])
+    qtbot.waitUntil(lambda: bool(w.messages.errors()), timeout=5000)
+    assert "nope.png" in w.messages.errors()[-1]
+
+
+def _fake_plan(k=1, h=4, w=4, d=8, words=("red", "circle")):
+    from app.core.plan import Plan
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.randn(1, k, h, w, d, generator=g)
+    strength = torch.zeros(1, k, h, w)
+    strength[0, :, 0, 0] = 1.0  # all strength in the top-left patch
+    ctx = torch.randn(1, len(words), d, generator=g)
+    return Plan(canvas=canvas, context=ctx, context_mask=torch.ones(1, len(words), dtype=torch.bool),
+                words=[[(wd, [i]) for i, wd in enumerate(words)]], strength=strength)
+
+
+def test_plan_overlay_heatmap_pca_word_and_opacity(qtbot, tmp_path):
+    """The overlay is drawn from a real core Plan (a data type, not a model): heatmap, PCA, word map."""
+    w = make_window(qtbot, tmp_path)
+    plan = _fake_plan()
+    with qtbot.waitSignal(w.viewer.canvas.plan_drawn, timeout=3000):
+        w.viewer.set_plan(plan)
+        w.instruction.set_words([wd for wd, _ in plan.words[0]])
+    rgba = w.viewer.overlay_array()
+    assert rgba.shape == (4, 4, 4)
+    assert rgba[0, 0, 3] > rgba[3, 3, 3]  # the strong patch is the most opaque
+    w.viewer.opacity.setValue(20)
+    assert w.viewer.overlay_array()[0, 0, 3] < rgba[0, 0, 3]
+    w.viewer.pca_radio.setChecked(True)
+    assert w.viewer.overlay_kind == "pca"
+    np.testing.assert_array_equal(w.viewer.overlay_array()[..., :3], plan.pca_rgb())
+    # Clicking a word shows Plan.word_map for it.
+    qtbot.mouseClick(w.instruction.word_buttons[1], Qt.MouseButton.LeftButton)
+    assert w.viewer.word_index == 1 and "circle" in w.viewer.word_label.text()
+    qtbot.mouseClick(w.instruction.word_buttons[1], Qt.MouseButton.LeftButton)
+    assert w.viewer.word_index is None
+
+
+def test_ab_compare_split_and_toggle(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    a = np.zeros((8, 8, 3), np.uint8)
+    b = np.full((8, 8, 3), 255, np.uint8)
+    w.viewer.set_frame(a)
+    assert not w.viewer.compare_split.isEnabled()
+    w.viewer.set_compare(b)
+    w.viewer.compare_split.setChecked(True)
+    img = w.viewer.canvas.grab().toImage()
+    r = w.viewer.canvas.image_rect()
+    left = img.pixelColor(int(r.left() + r.width() * 0.25), int(r.center().y()))
+    right = img.pixelColor(int(r.left() + r.width() * 0.75), int(r.center().y()))
+    assert left.value() < 50 and right.value() > 200
+    w.viewer.compare_toggle.setChecked(True)
+    assert not w.viewer.compare_split.isChecked()
+    img = w.viewer.canvas.grab().toImage()
+    assert img.pixelColor(int(r.left() + r.width() * 0.25), int(r.center().y())).value() > 200
+
+
+def test_save_open_roundtrip_and_export(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    img_clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    vid_clip = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    path = tmp_path / "proj" / "mine.mcproj"
+    assert w.save_as(str(path))
+    assert not w.document.dirty and path.is_file()
+    # Export a still and the video clip; the MP4 decodes back to the right frame count and size.
+    w.timeline.view.select([img_clip])
+    qtbot.waitUntil(lambda: getattr(w, "last_frame", None) is not None and w.last_frame.shape[0] == 64)
+    png = tmp_path / "out" / "still.png"
+    png.parent.mkdir()
+    with qtbot.waitSignal(w.export_done, timeout=10000):
+        w.export_still(str(png))
+    from app.media.probe import load_image, probe_video
+    assert load_image(png).shape == (64, 64, 3)
+    mp4 = tmp_path / "out" / "clip.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=30000):
+        w.export_clip(str(mp4), vid_clip)
+    src = w.document.project.media_item(w.document.project.clip(vid_clip).media_id)
+    info = probe_video(mp4)
+    assert (info.frames, info.width, info.height) == (src.frames, src.width + src.width % 2, src.height + src.height % 2)
+    track = tmp_path / "out" / "track.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=30000):
+        w.export_track(str(track))
+    # The track renders at the project's frame rate for the clip's duration.
+    assert probe_video(track).frames == round(src.frames / src.fps * w.document.project.settings.fps)
+    # Reopen in a fresh window: everything is there.
+    w2 = make_window(qtbot, tmp_path)
+    assert w2.open_project(str(path))
+    p = w2.document.project
+    assert {c.id for c in p.tracks["image"]} == {img_clip} and {c.id for c in p.tracks["video"]} == {vid_clip}
+    assert not pf.missing_media(p, path)
+    w2.timeline.view.select([vid_clip])
+    qtbot.waitUntil(lambda: w2.viewer.canvas.frame is not None)
+
+
+def test_export_cancel_leaves_nothing(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    vid = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    out = tmp_path / "cancelled.mp4"
+    w._export_cancel = None
+    w.export_clip(str(out), vid)
+    w.cancel_export()
+    qtbot.waitUntil(lambda: not w._exporting, timeout=20000)
+    # Cancelled before the end leaves nothing; if the tiny clip finished first, it is complete.
+    assert not out.exists() or "Exported" in w.messages.history[-1].text
+
+
+def test_autosave_and_recovery_offer(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    assert w.document.dirty
+    w.autosave()
+    qtbot.waitUntil(lambda: not w._saving_autosave, timeout=5000)
+    assert list((tmp_path / "recovery").glob("*.autosave.json"))
+    # A new session finds the recovery copy and offers it without a modal dialog.
+    w2 = make_window(qtbot, tmp_path, offer_recovery=True)
+    qtbot.waitUntil(lambda: bool(w2.pending_recoveries), timeout=3000)
+    assert w2.banner.isVisible() and w2.banner.action_button.text() == "Recover"
+    qtbot.mouseClick(w2.banner.action_button, Qt.MouseButton.LeftButton)
+    assert len(w2.document.project.media) == 1 and w2.document.dirty
+    clip = w2.document.project.tracks["image"][0]
+    assert w2.media_file(clip.media_id).is_file()
+
+
+def test_generate_without_model_or_input_explains(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    w.generate()
+    assert "engine" in w.messages.history[-1].text.lower()
+
+
+def test_settings_dialog_round_trip(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    dlg = w.settings_dialog()
+    dlg.precision.setCurrentText("bfloat16")
+    dlg.preview.setChecked(False)
+    dlg.autosave.setValue(3)
+    dlg.accept()
+    assert w.settings.precision == "bfloat16" and not w.settings.preview and w.settings.autosave_minutes == 3
+    assert w.autosave_timer.isActive() and w.autosave_timer.interval() == 180_000
+
+
+def test_timeline_click_selects_and_zoom(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    cid = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    view = w.timeline.view
+    view.select([])
+    r = view.clip_rect(view.clip(cid))
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(int(r.center().x()), int(r.center().y())))
+    assert view.selected == [cid]
+    w.timeline.zoom.setValue(200)
+    assert view.px_per_second == 200
