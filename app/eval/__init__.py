@@ -1,0 +1,1 @@
+"""Evaluation on the shapes world: GenEval-format scoring, edit metrics and plan fidelity."""

@@ -1,0 +1,66 @@
+"""Edit metrics on the shapes world: did the edit happen, and was the rest left alone."""
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+
+from app.shapes.detect import detect
+from app.shapes.edits import EDIT_KINDS, EditTriple, sample_edit
+from app.shapes.render import object_mask
+from app.shapes.scene import Scene
+
+# Centre distance, as a fraction of the side, within which a detected object counts as in place:
+# about 6 px at 64, well under the smallest move (MIN_MOVE 0.15), so an unedited image fails a move.
+POSITION_TOLERANCE = 0.1
+
+
+def make_edit_benchmark(n: int, seed: int = 0) -> list[EditTriple]:
+    """n edit triples, the five kinds taking turns."""
+    rng = np.random.default_rng(seed)
+    return [sample_edit(rng, EDIT_KINDS[i % len(EDIT_KINDS)]) for i in range(n)]
+
+
+def edit_success(result_image: np.ndarray, target_scene: Scene, tolerance: float = POSITION_TOLERANCE) -> bool:
+    """True when the result shows exactly the target's objects (same multiset of class and colour)
+    with each centre within `tolerance` of its target position."""
+    size = result_image.shape[0]
+    found = detect(result_image)
+    want = target_scene.objects
+    if sorted((d.cls, d.color) for d in found) != sorted((o.cls, o.color) for o in want):
+        return False
+    tol = tolerance * size
+    # Same (class, colour) objects may pair up either way: accept if any pairing fits (at most 4! ways).
+    for perm in itertools.permutations(range(len(found))):
+        if all(found[p].cls == o.cls and found[p].color == o.color
+               and np.hypot(found[p].center[0] - o.cx * size, found[p].center[1] - o.cy * size) <= tol
+               for p, o in zip(perm, want)):
+            return True
+    return False
+
+
+def edited_mask(source_scene: Scene, target_scene: Scene, size: int = 64, dilate: int | None = None) -> np.ndarray:
+    """Bool [size, size]: where the edit may change pixels, i.e. every object present in only one of
+    the two scenes (old and new place of a moved object, both colours of a recoloured one), dilated
+    by `dilate` px (default 2 px at 64, scaled with size) so a model's soft edges are not counted
+    as damage to the rest of the image."""
+    mask = np.zeros((size, size), bool)
+    src, tgt = set(source_scene.objects), set(target_scene.objects)
+    for obj in src ^ tgt:
+        mask |= object_mask(obj, size)
+    dilate = max(1, round(2 * size / 64)) if dilate is None else dilate
+    if dilate > 0 and mask.any():
+        mask = cv2.dilate(mask.astype(np.uint8), np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8)).astype(bool)
+    return mask
+
+
+def psnr_outside(result: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, peak 255) between result and reference over the pixels where mask is False;
+    inf when they are identical there."""
+    keep = ~np.asarray(mask, bool)
+    if not keep.any():
+        raise ValueError("the edited mask covers the whole image: nothing outside it to compare")
+    diff = result.astype(np.float64)[keep] - reference.astype(np.float64)[keep]
+    mse = float((diff ** 2).mean())
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))

@@ -1,0 +1,54 @@
+"""Batches of the shapes world for the training loop, and the label maps that teach the planner."""
+from __future__ import annotations
+
+import numpy as np
+
+from .captions import CaptionedScene, sample_captioned_scene
+from .edits import sample_edit
+from .palette import NUM_LABELS, label_index
+from .render import SUPERSAMPLE, object_alpha, render
+from .scene import Scene
+
+
+def sample_t2i_examples(rng: np.random.Generator, n: int, size: int = 64) -> list[tuple[CaptionedScene, np.ndarray]]:
+    """(captioned scene, image) pairs: the scene is kept for label maps and scoring."""
+    out = []
+    for _ in range(n):
+        cs = sample_captioned_scene(rng)
+        out.append((cs, render(cs.scene, size)))
+    return out
+
+
+def sample_t2i_batch(rng: np.random.Generator, n: int, size: int = 64) -> list[tuple[str, np.ndarray]]:
+    """(caption, image uint8 [size, size, 3]) pairs over all caption kinds."""
+    return [(cs.caption, image) for cs, image in sample_t2i_examples(rng, n, size)]
+
+
+def sample_edit_batch(rng: np.random.Generator, n: int, size: int = 64) -> list[tuple[np.ndarray, str, np.ndarray]]:
+    """(source image, instruction, target image) triples over the five edit kinds."""
+    out = []
+    for _ in range(n):
+        source, instruction, target = sample_edit(rng)
+        out.append((render(source, size), instruction, render(target, size)))
+    return out
+
+
+def label_map(scene: Scene, grid: int = 16) -> np.ndarray:
+    """int64 [grid, grid]: per canvas cell, the label (1 + cls*6 + colour; see palette.label_index) of the
+    object covering most of the cell, or 0 when the background covers more than any object does.
+
+    Coverage is measured at 4 samples per cell side, so thin parts (star arms) count by their area.
+    """
+    res = grid * SUPERSAMPLE
+    coverage = np.zeros((len(scene) + 1, res, res), np.float32)
+    for k, obj in enumerate(scene.objects, start=1):
+        y0, x0, alpha = object_alpha(obj, res)
+        coverage[k, y0:y0 + alpha.shape[0], x0:x0 + alpha.shape[1]] = alpha
+    coverage[0] = 1.0 - coverage[1:].sum(axis=0)
+    per_cell = coverage.reshape(len(scene) + 1, grid, SUPERSAMPLE, grid, SUPERSAMPLE).sum(axis=(2, 4))
+    winner = per_cell.argmax(axis=0)
+    labels = np.array([0] + [label_index(o.cls, o.color) for o in scene.objects], np.int64)
+    return labels[winner]
+
+
+__all__ = ["sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]
