@@ -1,0 +1,210 @@
+"""The Plan: what the MLLM said about one request, and the pictures the studio draws from it.
+
+`canvas` holds the MLLM's output states at the canvas positions ([B, K, H, W, d]); `context` its
+states over the prompt. Views are numpy arrays so the UI can show them without knowing torch.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from .request import PlanEdit
+
+_FORMAT = "metacanvas-plan"
+_VERSION = "1"
+
+
+@dataclass
+class Plan:
+    canvas: torch.Tensor  # [B, K, H, W, d]
+    context: torch.Tensor  # [B, L, d]
+    context_mask: torch.Tensor  # [B, L] bool
+    words: list[list[tuple[str, list[int]]]]
+    strength: torch.Tensor | None = None  # [B, K, H, W]
+
+    def __post_init__(self) -> None:
+        if self.canvas.dim() != 5:
+            raise ValueError(f"Plan.canvas must be [B, K, H, W, d], got {tuple(self.canvas.shape)}")
+        if self.context.dim() != 3 or self.context.shape[:2] != self.context_mask.shape:
+            raise ValueError("Plan.context must be [B, L, d] with a [B, L] context_mask")
+        self.context_mask = self.context_mask.bool()
+        if self.strength is not None and self.strength.shape != self.canvas.shape[:4]:
+            raise ValueError(f"Plan.strength must be [B, K, H, W] = {tuple(self.canvas.shape[:4])}")
+
+    # ---- shape -----------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.canvas.shape[0]
+
+    @property
+    def keyframes(self) -> int:
+        return self.canvas.shape[1]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.canvas.shape[2], self.canvas.shape[3])
+
+    # ---- views -----------------------------------------------------------------------------------
+    def _states(self, item: int) -> torch.Tensor:
+        # Views are computed in float32 on CPU: bf16 SVD/norms are unsupported or too coarse.
+        return self.canvas[item].detach().float().cpu()
+
+    def heatmap(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
+        """Where the plan says something: [H, W] float32 in 0..1, normalised over the item's keyframes."""
+        if self.strength is not None:
+            values = self.strength[item].detach().float().cpu().abs()
+        else:
+            states = self._states(item)
+            mean = states.reshape(-1, states.shape[-1]).mean(0)
+            values = (states - mean).norm(dim=-1)
+        peak = values.max()
+        # Dividing by the peak (not min-max) keeps "nothing planned" dark instead of stretching noise.
+        out = values[keyframe] / peak if peak > 0 else torch.zeros_like(values[keyframe])
+        return out.clamp(0, 1).numpy().astype(np.float32)
+
+    def pca_rgb(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
+        """The canvas states' top 3 principal components as colours: [H, W, 3] uint8.
+
+        The basis is fitted over all keyframes of the item so colours mean the same thing across
+        keyframes, and each component's sign is fixed (largest-magnitude projection positive) so
+        the colours don't flip between calls or between nearly identical plans.
+        """
+        states = self._states(item)
+        k, h, w, d = states.shape
+        x = states.reshape(-1, d).double()
+        x = x - x.mean(0)
+        # Full SVD rather than pca_lowrank: it is deterministic, and the canvas is small.
+        u, s, _ = torch.linalg.svd(x, full_matrices=False)
+        proj = u[:, :3] * s[:3]
+        if proj.shape[1] < 3:
+            proj = torch.cat([proj, proj.new_zeros(proj.shape[0], 3 - proj.shape[1])], dim=1)
+        pivot = proj.abs().argmax(dim=0)
+        signs = torch.sign(proj[pivot, torch.arange(3)])
+        proj = proj * torch.where(signs == 0, torch.ones_like(signs), signs)
+        lo, hi = proj.min(0).values, proj.max(0).values
+        span = torch.where(hi - lo > 1e-12, hi - lo, torch.ones_like(hi))
+        rgb = ((proj - lo) / span).clamp(0, 1)
+        rgb = torch.where((hi - lo > 1e-12).unsqueeze(0), rgb, torch.zeros_like(rgb))
+        rgb = (rgb * 255).round().to(torch.uint8).reshape(k, h, w, 3)
+        return rgb[keyframe].numpy()
+
+    def word_map(self, word_index: int, item: int = 0, keyframe: int = 0) -> np.ndarray:
+        """How much each canvas cell agrees with one instruction word: [H, W] float32 in 0..1.
+
+        Cosine similarity of the word's mean context state with each cell, min-max rescaled over the
+        item's keyframes (raw cosines of LLM states sit in a narrow band that reads as flat grey).
+        """
+        word, indices = self.words[item][word_index]
+        if not indices:
+            raise ValueError(f"word {word!r} has no context tokens")
+        query = self.context[item, indices].detach().float().cpu().mean(0)
+        states = self._states(item)
+        cos = torch.nn.functional.cosine_similarity(states, query.expand_as(states), dim=-1)
+        lo, hi = cos.min(), cos.max()
+        if hi - lo < 1e-12:
+            return np.zeros(cos.shape[1:], dtype=np.float32)
+        return ((cos[keyframe] - lo) / (hi - lo)).clamp(0, 1).numpy().astype(np.float32)
+
+    # ---- edits -----------------------------------------------------------------------------------
+    def edited(self, edits: list[PlanEdit]) -> "Plan":
+        """A new plan with the user's box edits applied to every item; this plan is left untouched."""
+        canvas = self.canvas.clone()
+        strength = self.strength.clone() if self.strength is not None else None
+        if strength is not None and strength.shape != canvas.shape[:4]:
+            # Strength on another grid (e.g. the DiT's) cannot follow cell edits; the pipeline recomputes it.
+            strength = None
+        _, k, h, w, d = canvas.shape
+        for edit in edits:
+            frames = range(k) if edit.keyframe is None else [edit.keyframe]
+            if edit.keyframe is not None and not 0 <= edit.keyframe < k:
+                raise ValueError(f"plan edit keyframe {edit.keyframe} out of range 0..{k - 1}")
+            r0, r1, c0, c1 = _box_cells(edit.box, h, w)
+            if r0 >= r1 or c0 >= c1:
+                continue
+            # The "mean state" is the plan's neutral value: what a cell with nothing to say looks like.
+            mean = canvas.reshape(canvas.shape[0], -1, d).mean(1)[:, None, None, :]  # [B, 1, 1, d]
+            for f in frames:
+                cells = canvas[:, f]
+                if edit.kind == "scale":
+                    region = cells[:, r0:r1, c0:c1]
+                    cells[:, r0:r1, c0:c1] = mean + edit.factor * (region - mean)
+                    if strength is not None:
+                        strength[:, f, r0:r1, c0:c1] *= abs(edit.factor)
+                else:
+                    dr, dc = round(edit.dy * h), round(edit.dx * w)
+                    canvas[:, f] = _move(cells, (r0, r1, c0, c1), dr, dc, fill=mean)
+                    if strength is not None:
+                        s = strength[:, f].unsqueeze(-1)
+                        strength[:, f] = _move(s, (r0, r1, c0, c1), dr, dc, fill=s.new_zeros(()))[..., 0]
+        return replace(self, canvas=canvas, strength=strength)
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    def select(self, item: int) -> "Plan":
+        sl = slice(item, item + 1)
+        return Plan(
+            canvas=self.canvas[sl], context=self.context[sl], context_mask=self.context_mask[sl],
+            words=[self.words[item]] if self.words else [],
+            strength=self.strength[sl] if self.strength is not None else None,
+        )
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Plan":
+        return Plan(
+            canvas=self.canvas.to(device=device, dtype=dtype),
+            context=self.context.to(device=device, dtype=dtype),
+            context_mask=self.context_mask.to(device=device),
+            words=self.words,
+            strength=self.strength.to(device=device, dtype=dtype) if self.strength is not None else None,
+        )
+
+    def save(self, path: str | Path) -> None:
+        tensors = {
+            "canvas": self.canvas.detach().cpu().contiguous(),
+            "context": self.context.detach().cpu().contiguous(),
+            "context_mask": self.context_mask.detach().cpu().contiguous(),
+        }
+        if self.strength is not None:
+            tensors["strength"] = self.strength.detach().cpu().contiguous()
+        metadata = {"format": _FORMAT, "version": _VERSION, "words": json.dumps(self.words)}
+        save_file(tensors, str(path), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "Plan":
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        if metadata.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a MetaCanvas plan file (metadata format={metadata.get('format')!r})")
+        tensors = load_file(str(path), device=str(device))
+        words = [[(word, list(idx)) for word, idx in item] for item in json.loads(metadata.get("words", "[]"))]
+        return cls(canvas=tensors["canvas"], context=tensors["context"], context_mask=tensors["context_mask"],
+                   words=words, strength=tensors.get("strength"))
+
+
+def _box_cells(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:
+    """Fractional (left, top, right, bottom) -> cell ranges covering every cell the box touches."""
+    left, top, right, bottom = (min(max(v, 0.0), 1.0) for v in box)
+    eps = 1e-6  # a box edge exactly on a cell border must not grab the neighbouring cell
+    r0, r1 = math.floor(top * h + eps), math.ceil(bottom * h - eps)
+    c0, c1 = math.floor(left * w + eps), math.ceil(right * w - eps)
+    return max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+
+
+def _move(cells: torch.Tensor, box: tuple[int, int, int, int], dr: int, dc: int,
+          fill: torch.Tensor) -> torch.Tensor:
+    """Shift cells[:, box] by (dr, dc), filling the vacated area with `fill`; content leaving the frame is dropped."""
+    r0, r1, c0, c1 = box
+    h, w = cells.shape[1], cells.shape[2]
+    out = cells.clone()
+    content = cells[:, r0:r1, c0:c1].clone()
+    out[:, r0:r1, c0:c1] = fill.to(out.dtype).expand_as(out[:, r0:r1, c0:c1])
+    tr0, tr1, tc0, tc1 = r0 + dr, r1 + dr, c0 + dc, c1 + dc
+    sr0, sc0 = max(0, -tr0), max(0, -tc0)
+    tr0c, tc0c, tr1c, tc1c = max(tr0, 0), max(tc0, 0), min(tr1, h), min(tc1, w)
+    if tr0c < tr1c and tc0c < tc1c:
+        out[:, tr0c:tr1c, tc0c:tc1c] = content[:, sr0:sr0 + tr1c - tr0c, sc0:sc0 + tc1c - tc0c]
+    return out

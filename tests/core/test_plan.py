@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from app.core.plan import Plan
+from app.core.request import PlanEdit
+
+
+def make_plan(b=2, k=2, h=4, w=4, d=8, l=5, strength=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Plan(
+        canvas=torch.randn(b, k, h, w, d, generator=g),
+        context=torch.randn(b, l, d, generator=g),
+        context_mask=torch.tensor([[True] * l, [False] * 2 + [True] * (l - 2)])[:b],
+        words=[[("red", [1]), ("circle", [2, 3])], [("blue", [4])]][:b],
+        strength=torch.rand(b, k, h, w, generator=g) if strength else None,
+    )
+
+
+def test_heatmap_peaks_where_the_canvas_deviates():
+    plan = make_plan(b=1, k=1)
+    plan.canvas.zero_()
+    plan.canvas[0, 0, 2, 1] = 5.0
+    heat = plan.heatmap(0, 0)
+    assert heat.shape == (4, 4) and heat.dtype == np.float32
+    assert heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert np.unravel_index(heat.argmax(), heat.shape) == (2, 1)
+
+
+def test_heatmap_uses_strength_when_present():
+    plan = make_plan(strength=True)
+    plan.strength.zero_()
+    plan.strength[1, 1, 3, 0] = 2.0
+    plan.strength[1, 0, 0, 0] = 1.0
+    assert plan.heatmap(1, 1)[3, 0] == 1.0
+    # Normalised over the item's keyframes, so keyframes stay comparable.
+    assert plan.heatmap(1, 0)[0, 0] == pytest.approx(0.5)
+    assert plan.heatmap(0, 0).max() == 0.0
+
+
+def test_pca_rgb_is_stable_and_separates_distinct_states():
+    plan = make_plan(b=1, k=1, d=8)
+    plan.canvas.zero_()
+    plan.canvas[0, 0, :, :2, 0] = 1.0  # left half one state, right half another
+    plan.canvas += 0.01 * torch.randn_like(plan.canvas)
+    rgb = plan.pca_rgb(0, 0)
+    assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8
+    left, right = rgb[:, :2].reshape(-1, 3).astype(int), rgb[:, 2:].reshape(-1, 3).astype(int)
+    assert np.abs(left.mean(0) - right.mean(0)).max() > 150
+    assert np.array_equal(rgb, plan.pca_rgb(0, 0))
+    # SVD signs are arbitrary; the convention must give the same picture for the mirrored states.
+    mirrored = Plan(canvas=-plan.canvas, context=plan.context, context_mask=plan.context_mask, words=plan.words)
+    assert np.array_equal(rgb, mirrored.pca_rgb(0, 0))
+
+
+def test_word_map_points_at_cells_like_the_word():
+    plan = make_plan(b=1, k=2)
+    plan.context[0, 2] = plan.canvas[0, 1, 3, 2]
+    plan.context[0, 3] = plan.canvas[0, 1, 3, 2] * 2.0
+    m = plan.word_map(1, item=0, keyframe=1)
+    assert m.shape == (4, 4) and m.dtype == np.float32
+    assert m.min() >= 0 and m.max() == pytest.approx(1.0)
+    assert np.unravel_index(m.argmax(), m.shape) == (3, 2)
+
+
+def test_scale_edit_erases_and_amplifies_inside_the_box_only():
+    plan = make_plan()
+    mean = plan.canvas.reshape(2, -1, 8).mean(1)
+    erased = plan.edited([PlanEdit("scale", box=(0.0, 0.0, 0.5, 0.5), factor=0.0)])
+    assert torch.allclose(erased.canvas[:, :, :2, :2], mean[:, None, None, None, :].expand(-1, 2, 2, 2, -1))
+    assert torch.equal(erased.canvas[:, :, 2:], plan.canvas[:, :, 2:])
+    assert erased.heatmap(0, 0)[:2, :2].max() < 0.05
+    doubled = plan.edited([PlanEdit("scale", box=(0.5, 0.5, 1.0, 1.0), factor=2.0, keyframe=1)])
+    dev = plan.canvas[:, 1, 2:, 2:] - mean[:, None, None]
+    assert torch.allclose(doubled.canvas[:, 1, 2:, 2:] - mean[:, None, None], 2 * dev, atol=1e-5)
+    assert torch.equal(doubled.canvas[:, 0], plan.canvas[:, 0])
+    assert not torch.equal(plan.canvas, erased.canvas)  # the original plan is untouched
+
+
+def test_move_edit_shifts_content_and_fills_with_mean():
+    plan = make_plan(b=1, k=1, strength=True)
+    before = plan.canvas.clone()
+    mean = plan.canvas.reshape(1, -1, 8).mean(1)[0]
+    moved = plan.edited([PlanEdit("move", box=(0.0, 0.25, 0.25, 0.5), dx=0.5, dy=0.25)])
+    # Cell (row 1, col 0) goes 2 columns right and 1 row down.
+    assert torch.equal(moved.canvas[0, 0, 2, 2], before[0, 0, 1, 0])
+    assert torch.equal(moved.strength[0, 0, 2, 2], plan.strength[0, 0, 1, 0])
+    assert torch.allclose(moved.canvas[0, 0, 1, 0], mean)
+    assert moved.strength[0, 0, 1, 0] == 0
+    untouched = torch.ones(4, 4, dtype=torch.bool)
+    untouched[1, 0] = untouched[2, 2] = False
+    assert torch.equal(moved.canvas[0, 0][untouched], before[0, 0][untouched])
+    assert torch.equal(plan.canvas, before)
+
+
+def test_move_out_of_frame_drops_content():
+    plan = make_plan(b=1, k=1)
+    moved = plan.edited([PlanEdit("move", box=(0.75, 0.0, 1.0, 1.0), dx=0.5)])
+    mean = plan.canvas.reshape(1, -1, 8).mean(1)[0]
+    assert torch.allclose(moved.canvas[0, 0, :, 3], mean.expand(4, -1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_save_load_round_trip_is_bit_identical(tmp_path, dtype):
+    plan = make_plan(strength=True).to(dtype=dtype)
+    path = tmp_path / "plan.safetensors"
+    plan.save(path)
+    back = Plan.load(path)
+    for name in ("canvas", "context", "context_mask", "strength"):
+        a, b = getattr(plan, name), getattr(back, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert back.words == plan.words
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+
+
+def test_load_rejects_foreign_safetensors(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"canvas": torch.zeros(1)}, str(path))
+    with pytest.raises(ValueError, match="not a MetaCanvas plan"):
+        Plan.load(path)
+
+
+def test_select_and_to():
+    plan = make_plan(strength=True)
+    one = plan.select(1)
+    assert one.canvas.shape == (1, 2, 4, 4, 8) and one.words == [plan.words[1]]
+    assert torch.equal(one.canvas[0], plan.canvas[1]) and torch.equal(one.context_mask[0], plan.context_mask[1])
+    assert plan.to("cpu").canvas.device.type == "cpu"
