@@ -118,6 +118,9 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.start_engine)
         if offer_recovery:
             QTimer.singleShot(0, self.check_recoveries)
+        # Import the decoding/encoding libraries once, early, in the pool: a first import inside an
+        # export or a scrub holds the GIL long enough to freeze the GUI for ~100 ms.
+        QTimer.singleShot(200, lambda: run_task(self.pool, _prewarm, on_error=lambda e: None, owner=self))
 
     # ================================================================ construction
     def _build_widgets(self) -> None:
@@ -1020,6 +1023,15 @@ class MainWindow(QMainWindow):
 
 
 # ==================================================================== worker functions (no Qt)
+def _prewarm() -> None:
+    import av  # noqa: F401
+    import cv2  # noqa: F401
+    import PIL.Image  # noqa: F401
+
+    import app.media.export  # noqa: F401
+    import app.media.probe  # noqa: F401
+
+
 def _read(path: Path, kind: str, index: int, max_side: int | None = None) -> np.ndarray:
     from app.media.probe import load_image, read_frame
     if kind == "image":

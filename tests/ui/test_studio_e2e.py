@@ -1,0 +1,135 @@
+"""The studio end to end with the real embedded model (models/metacanvas-shapes): type, see the plan,
+generate, see the version, undo/redo, export PNG and MP4, save, reopen, cancel a queued job."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.ui.helpers import MODEL, SAMPLE_IMAGE, import_and_wait, make_window
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (MODEL / "model_index.json").is_file(),
+                       reason="the embedded default model (models/metacanvas-shapes) is not built yet"),
+]
+
+
+@pytest.fixture
+def studio(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    yield w
+    w.shutdown()
+
+
+def _type(qtbot, w, text):
+    w.instruction.edit.setFocus()
+    qtbot.keyClicks(w.instruction.edit, text)
+
+
+def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
+    w = studio
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    assert w.instruction.task_label.text() == "Image edit"
+    with qtbot.waitSignal(w.plan_shown, timeout=20_000):
+        _type(qtbot, w, "make the circle green")
+    assert w.viewer.overlay_array() is not None and w.current_plan is not None
+    assert [b.text() for b in w.instruction.word_buttons]  # the plan's words are clickable
+    qtbot.mouseClick(w.instruction.word_buttons[-1], Qt.MouseButton.LeftButton)
+    assert w.viewer.word_index == len(w.instruction.word_buttons) - 1
+
+    w.generation.steps.setValue(4)
+    with qtbot.waitSignal(w.result_stored, timeout=120_000):
+        job = w.generate()
+        assert job is not None
+    clip = w.document.project.clip(clip_id)
+    assert len(clip.versions) == 2 and clip.active_version == 1
+    assert clip.versions[1].request["instruction"] == "make the circle green"
+    assert clip.versions[1].plan and (w.media_file(clip.versions[1].media_id).parent / clip.versions[1].plan).is_file()
+    assert w.versions.count() == 2
+    source = w.media_file(clip.versions[0].media_id).read_bytes()
+    assert source == SAMPLE_IMAGE.read_bytes()  # the source was never overwritten
+
+    w.act_undo.trigger()
+    assert len(w.document.project.clip(clip_id).versions) == 1
+    w.act_redo.trigger()
+    assert len(w.document.project.clip(clip_id).versions) == 2
+
+    # A/B: the previous version is there to compare.
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: w.viewer.canvas.compare is not None, timeout=10_000)
+
+    # PNG of the shown frame.
+    qtbot.waitUntil(lambda: getattr(w, "last_frame", None) is not None and w.last_frame.shape[:2] == (32, 32), timeout=10_000)
+    png = tmp_path / "still.png"
+    with qtbot.waitSignal(w.export_done, timeout=10_000):
+        w.export_still(str(png))
+    from app.media.probe import load_image, probe_video
+    assert load_image(png).shape == (32, 32, 3)
+
+    # A text-to-video generation becomes a new video clip; exported as MP4 it decodes to its frames.
+    w.timeline.view.select([])
+    w.instruction.make_video.setChecked(True)
+    assert w.instruction.task_label.text() == "Text to video"
+    w.instruction.set_text("a red circle moves to the right")
+    w.generation.frames.setValue(6)
+    with qtbot.waitSignal(w.result_stored, timeout=180_000) as blocker:
+        w.generate()
+    video_clip = blocker.args[0]
+    assert w.document.clip_kind(video_clip) == "video"
+    mp4 = tmp_path / "clip.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=60_000):
+        w.export_clip(str(mp4), video_clip)
+    info = probe_video(mp4)
+    assert (info.frames, info.width, info.height) == (6, 32, 32)
+
+    # Save, reopen in a new window, find everything.
+    path = tmp_path / "saved" / "session.mcproj"
+    assert w.save_as(str(path))
+    w2 = make_window(qtbot, tmp_path)
+    assert w2.open_project(str(path))
+    p = w2.document.project
+    assert len(p.clip(clip_id).versions) == 2 and p.clip(clip_id).instruction == "make the circle green"
+    assert w2.document.clip_kind(video_clip) == "video"
+    from app.media import project_file as pf
+    assert not pf.missing_media(p, path)
+    w2.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: w2.viewer.canvas.frame is not None and w2.viewer.canvas.compare is not None, timeout=10_000)
+
+
+def test_cancel_queued_job_leaves_running_one(qtbot, studio):
+    w = studio
+    w.instruction.set_text("a blue square on the left")
+    w.generation.steps.setValue(200)  # long enough to still be running when we cancel the queued one
+    first = w.generate()
+    w.generation.steps.setValue(4)
+    second = w.generate()
+    qtbot.waitUntil(lambda: w.jobs[first].state == "running", timeout=30_000)
+    assert w.jobs[second].state == "queued"
+    cancelled = []
+    w.engine.cancelled.connect(cancelled.append)
+    w.generation.select_job(second)
+    qtbot.mouseClick(w.generation.cancel_selected, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: second in cancelled, timeout=5000)
+    assert w.jobs[second].state == "done" and w.jobs[first].state == "running"
+    assert second not in w.generation.job_ids() and first in w.generation.job_ids()
+    steps_then = w.generation.progress.value()
+    qtbot.waitUntil(lambda: w.generation.progress.value() > steps_then, timeout=30_000)  # still making progress
+    assert first not in cancelled
+    # Esc cancels the running job; the project is untouched and the message says so.
+    media_before = dict(w.document.project.media)
+    qtbot.keyClick(w, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: first in cancelled, timeout=30_000)
+    assert w.document.project.media == media_before
+    assert "cancelled" in w.messages.history[-1].text
+
+
+def test_bad_model_folder_is_a_message(qtbot, tmp_path, studio):
+    w = studio
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    s = w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(bad), "autosave_minutes": 0})
+    w.apply_settings(s)
+    assert any("model" in m.lower() for m in w.messages.errors())
