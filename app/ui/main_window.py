@@ -115,12 +115,15 @@ class MainWindow(QMainWindow):
         if start_engine:
             # The window shows first; the engine thread and the model load come one event-loop turn
             # later, so launch-to-window never waits for torch or the weights.
-            QTimer.singleShot(0, self.start_engine)
+            QTimer.singleShot(0, self, self.start_engine)
         if offer_recovery:
-            QTimer.singleShot(0, self.check_recoveries)
+            QTimer.singleShot(0, self, self.check_recoveries)
         # Import the decoding/encoding libraries once, early, in the pool: a first import inside an
         # export or a scrub holds the GIL long enough to freeze the GUI for ~100 ms.
-        QTimer.singleShot(200, lambda: run_task(self.pool, _prewarm, on_error=lambda e: None, owner=self))
+        QTimer.singleShot(200, self, self._prewarm_codecs)  # the context object drops it if the window is gone
+
+    def _prewarm_codecs(self) -> None:
+        run_task(self.pool, _prewarm, on_error=lambda e: None, owner=self)
 
     # ================================================================ construction
     def _build_widgets(self) -> None:
