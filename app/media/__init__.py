@@ -1,0 +1,16 @@
+"""Media: the project/timeline model, .mcproj files, image and video reading, export.
+
+No torch and no Qt widgets here, so everything runs and is tested headless. Modules (import what
+you need; nothing is imported eagerly, so opening a project does not load PyAV or NumPy):
+
+  errors        MediaError, ProjectError, ExportError, ExportCancelled
+  probe         load_image, probe_video, read_video_frames, read_frame, iter_video_frames, thumbnail,
+                media_kind, sniff, MediaLimits
+  project       Project, MediaItem, Clip, Version, ProjectSettings, invert (change records)
+  project_file  save_project, open_project, import_media, store_result, media_dir, media_path,
+                autosave_path, write_recovery, find_recoveries, load_recovery, clear_recovery
+  export        export_image, export_video, export_timeline, timeline_frames
+  render        render_project (the `render` command)
+  samples       write_samples (resources/samples)
+  atomic        crash-safe file writing used by all of the above
+"""

@@ -1,0 +1,350 @@
+"""Export: still images (PNG/JPEG) and H.264 MP4 clips, and the whole video track.
+
+These are plain functions that may take long; the UI runs them in a worker thread and passes
+`progress(done, total)` (called from that thread) and a `threading.Event` to cancel. They never
+touch the destination until the output is complete: everything is written to a hidden temporary
+file beside it and moved into place at the end (see atomic.py). On cancel or error the temporary
+file is removed and the destination is exactly as before. An existing destination file is only
+replaced with `overwrite=True`.
+
+Video: libx264, yuv420p, `crf` quality (18: visually lossless, 23: x264's default). yuv420p needs
+an even width and height; odd sizes are PADDED by one row/column repeating the edge pixels, never
+scaled, so no picture is resampled or cropped (a 65x47 input gives a 66x48 clip).
+Audio: with `audio_source`, its first audio stream is transcoded to AAC (always AAC, so any source
+codec works in MP4) and cut to the clip's length, starting at `audio_start` seconds.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import atomic
+from .errors import ExportCancelled, ExportError, MediaError
+
+Progress = Callable[[int, "int | None"], None]
+
+
+def _check_destination(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise ExportError(f"'{path}' is a folder; choose a file name to export to.")
+    if path.exists() and not overwrite:
+        raise ExportError(f"'{path.name}' already exists. Choose another name or allow replacing it.")
+    if not path.parent.is_dir():
+        raise ExportError(f"The folder '{path.parent}' does not exist.")
+
+
+def _finish(tmp: Path, path: Path, overwrite: bool) -> None:
+    try:
+        atomic.commit_temp(tmp, path, overwrite)
+    except FileExistsError:
+        raise ExportError(f"'{path.name}' appeared while exporting; it was left untouched.") from None
+    except OSError as e:
+        raise ExportError(f"Could not write '{path.name}': {e.strerror or e}.") from None
+
+
+def _as_frame(frame) -> np.ndarray:
+    arr = np.asarray(frame)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ExportError(f"a frame must be an [H, W, 3] picture, got shape {arr.shape}")
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            # float pictures are taken as 0..1, the convention of the pipeline's decoders
+            arr = np.clip(arr * 255.0 + 0.5, 0, 255)
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def export_image(frame, path: str | os.PathLike, format: str | None = None, quality: int = 95,
+                 overwrite: bool = False) -> Path:
+    """Save one picture (uint8 [H, W, 3]) as PNG or JPEG (`format` from the extension when None)."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = (format or path.suffix.lstrip(".")).lower()
+    fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+    if fmt not in ("png", "jpeg"):
+        raise ExportError(f"Cannot export an image as '{fmt or path.suffix}': choose PNG or JPEG.")
+    _check_destination(path, overwrite)
+    arr = _as_frame(frame)
+    tmp = atomic.temp_path_for(path)
+    try:
+        with open(tmp, "xb") as f:
+            options = {"quality": int(max(1, min(100, quality))), "subsampling": 0 if quality >= 90 else 2} \
+                if fmt == "jpeg" else {"compress_level": 6}
+            Image.fromarray(arr, "RGB").save(f, format=fmt.upper(), **options)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        atomic.remove_quietly(tmp)
+        if isinstance(e, OSError):
+            raise ExportError(f"Could not write '{path.name}': {e.strerror or e}.") from None
+        raise
+    _finish(tmp, path, overwrite)
+    return path
+
+
+def _even_pad(arr: np.ndarray) -> np.ndarray:
+    h, w = arr.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return arr
+    return np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def export_video(frames: Iterable, path: str | os.PathLike, fps: float = 24.0, progress: Progress | None = None,
+                 cancel: threading.Event | None = None, audio_source: str | os.PathLike | None = None,
+                 audio_start: float = 0.0, crf: int = 18, total: int | None = None,
+                 overwrite: bool = False, keyframe_interval: int | None = None) -> tuple[int, int]:
+    """Encode `frames` (any iterable of uint8 [H, W, 3], all one size; a list, an array or a
+    generator that produces them lazily) to an H.264 MP4 at `path`. Returns the (width, height)
+    written (even). `total` is the frame count for progress when `frames` has no len().
+    `keyframe_interval`: frames between keyframes (None: x264's default, 250); short intervals make
+    a clip quicker to scrub at the cost of size."""
+    import av
+
+    path = Path(path)
+    if not fps or fps <= 0:
+        raise ExportError("The frame rate must be above 0.")
+    _check_destination(path, overwrite)
+    if total is None and hasattr(frames, "__len__"):
+        total = len(frames)  # type: ignore[arg-type]
+    audio_info = _check_audio_source(audio_source)
+    tmp = atomic.temp_path_for(path, ".mp4")
+    done = 0
+    size = None
+    container = None
+    try:
+        # faststart puts the index first, so players and browsers can start before the end arrives
+        container = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = audio_stream = None
+        for frame in frames:
+            if cancel is not None and cancel.is_set():
+                raise ExportCancelled("Export cancelled.")
+            arr = _as_frame(frame)
+            if size is None:
+                size = arr.shape[:2]
+                h, w = size[0] + size[0] % 2, size[1] + size[1] % 2
+                stream = container.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.options = {"crf": str(int(crf)), "preset": "medium"}
+                if keyframe_interval:
+                    stream.codec_context.gop_size = int(keyframe_interval)
+                # Every stream must exist before the first packet is muxed (the MP4 header lists them).
+                audio_stream = _add_audio_stream(container, Path(audio_source)) if audio_info else None
+            elif arr.shape[:2] != size:
+                raise ExportError(f"Frame {done} is {arr.shape[1]}x{arr.shape[0]} but the clip is "
+                                  f"{size[1]}x{size[0]}; all frames must have one size.")
+            vf = av.VideoFrame.from_ndarray(_even_pad(arr), format="rgb24")
+            vf.pts = done
+            vf.time_base = 1 / rate
+            for packet in stream.encode(vf):
+                container.mux(packet)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        if stream is None:
+            raise ExportError("There are no frames to export.")
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if audio_stream is not None:
+            _write_audio(container, audio_stream, Path(audio_source), audio_start, done / float(rate), cancel)
+        container.close()
+        container = None
+        atomic.fsync_file(tmp)
+    except BaseException as e:
+        if container is not None:
+            try:
+                container.close()
+            except Exception:
+                pass
+        atomic.remove_quietly(tmp)
+        if isinstance(e, (ExportError, KeyboardInterrupt, SystemExit)):
+            raise
+        if isinstance(e, OSError) and not isinstance(e, av.FFmpegError):
+            raise ExportError(f"Could not write '{path.name}': {e.strerror or e}.") from None
+        raise ExportError(f"Export of '{path.name}' failed: {e}") from None
+    _finish(tmp, path, overwrite)
+    return size[1] + size[1] % 2, size[0] + size[0] % 2
+
+
+def _check_audio_source(audio_source) -> bool | None:
+    """Fail before encoding (not after minutes of it) if the audio source is unusable.
+    None: no audio wanted, or the source has no audio stream (a silent clip is not an error)."""
+    if audio_source is None:
+        return None
+    import av
+
+    from .probe import sniff
+
+    src = Path(audio_source)
+    try:
+        if sniff(src).kind not in ("video", "audio"):
+            raise MediaError(f"'{src.name}' holds no audio.")
+        with av.open(str(src)) as c:
+            return True if c.streams.audio else None
+    except MediaError as e:
+        raise ExportError(f"Cannot take the sound from '{src.name}': {e}") from None
+    except Exception as e:
+        raise ExportError(f"Cannot take the sound from '{src.name}': the file is damaged ({e}).") from None
+
+
+def _add_audio_stream(container, source: Path):
+    import av
+
+    with av.open(str(source)) as src:
+        cc = src.streams.audio[0].codec_context
+        rate = cc.sample_rate or 48000
+        layout = "stereo" if (cc.channels or 2) >= 2 else "mono"
+    stream = container.add_stream("aac", rate=rate)
+    stream.layout = layout
+    return stream
+
+
+def _write_audio(container, out_stream, source: Path, start: float, duration: float,
+                 cancel: threading.Event | None) -> None:
+    import av
+
+    rate = out_stream.codec_context.sample_rate
+    layout = out_stream.codec_context.layout.name
+    with av.open(str(source)) as src:
+        in_stream = src.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        first = int(round(start * rate))
+        wanted = int(round(duration * rate))
+        written = 0
+        if start > 0:
+            src.seek(int(start / in_stream.time_base), stream=in_stream, backward=True)
+        for frame in src.decode(in_stream):
+            if cancel is not None and cancel.is_set():
+                raise ExportCancelled("Export cancelled.")
+            if written >= wanted:
+                break
+            frame_start = int(round(float(frame.pts * in_stream.time_base) * rate)) if frame.pts is not None else None
+            for rf in resampler.resample(frame):
+                data = rf.to_ndarray()  # [channels, samples] float32
+                if frame_start is not None:
+                    skip = max(0, first - frame_start)  # drop what lies before `start` (seek lands early)
+                    data = data[:, skip:]
+                    frame_start += rf.samples
+                data = data[:, : wanted - written]
+                if data.shape[1] == 0:
+                    continue
+                out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout=layout)
+                out.sample_rate = rate
+                out.pts = written
+                out.time_base = Fraction(1, rate)
+                for packet in out_stream.encode(out):
+                    container.mux(packet)
+                written += data.shape[1]
+        for packet in out_stream.encode(None):
+            container.mux(packet)
+
+
+# ------------------------------------------------------------------------------------ timeline
+
+
+def timeline_frames(project, project_path, fps: float | None = None, size: tuple[int, int] | None = None,
+                    limits=None) -> tuple[Iterator[np.ndarray], int, tuple[int, int]]:
+    """The video track as a lazy stream of frames: (iterator, frame count, (width, height)).
+
+    From time 0 to the end of the last clip, each output frame shows the clip under it (the one
+    placed last in the track wins where clips overlap), its active version; gaps are black. Image
+    clips show their picture for their duration. Every picture is fitted into the output size with
+    its aspect kept (black bars), so mixed sizes are fine. The output size is `size`, else the
+    project's setting, else the first clip's size.
+    """
+    from .probe import iter_video_frames, load_image
+    from .project_file import media_path
+
+    fps = float(fps or project.settings.fps)
+    clips = list(project.timeline("video"))
+    if not clips:
+        raise ExportError("The video track is empty: there is nothing to render.")
+    if size is None:
+        if project.settings.width and project.settings.height:
+            size = (int(project.settings.width), int(project.settings.height))
+        else:
+            first = project.media_item(clips[0].active.media_id)
+            size = (first.width, first.height)
+    # Missing files are reported before encoding starts, not minutes into the render.
+    for clip in clips:
+        item = project.media_item(clip.active.media_id)
+        if not media_path(project_path, item).is_file():
+            raise ExportError(f"Cannot render: the media file of clip '{item.name}' is missing "
+                              f"({media_path(project_path, item)}).")
+    out_w, out_h = size
+    order = {c.id: i for i, c in enumerate(project.tracks["video"])}
+    n_frames = int(round(project.duration("video") * fps))
+
+    # Which clip shows at each output frame, computed up front so each clip is decoded once, forward.
+    owner: list[object] = [None] * n_frames
+    for clip in sorted(clips, key=lambda c: order[c.id]):
+        for i in range(int(round(clip.start * fps)), min(n_frames, int(round(clip.end * fps)))):
+            owner[i] = clip
+
+    def fit(picture: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = picture.shape[:2]
+        if (w, h) == (out_w, out_h):
+            return picture
+        scale = min(out_w / w, out_h / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        resized = cv2.resize(picture, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        canvas = np.zeros((out_h, out_w, 3), np.uint8)
+        y, x = (out_h - nh) // 2, (out_w - nw) // 2
+        canvas[y:y + nh, x:x + nw] = resized
+        return canvas
+
+    def generate() -> Iterator[np.ndarray]:
+        black = np.zeros((out_h, out_w, 3), np.uint8)
+        i = 0
+        while i < n_frames:
+            clip = owner[i]
+            if clip is None:
+                yield black
+                i += 1
+                continue
+            j = i
+            while j < n_frames and owner[j] is clip:
+                j += 1
+            version = clip.active
+            item = project.media_item(version.media_id)
+            try:
+                file = media_path(project_path, item)
+                if item.kind == "image":
+                    picture = fit(load_image(file, limits))
+                    for _ in range(i, j):
+                        yield picture
+                else:
+                    # The original plays from the clip's in point; a generated version from its own
+                    # start (it was made from the trimmed segment). Past its end: hold the last frame.
+                    offset = clip.in_point if version.media_id == clip.media_id else 0.0
+                    indices = [min(item.frames - 1, int((offset + (k / fps - clip.start)) * item.fps + 1e-6))
+                               for k in range(i, j)]
+                    for frame in iter_video_frames(file, indices, limits=limits):
+                        yield fit(frame)
+            except MediaError as e:
+                raise ExportError(f"Cannot render clip '{item.name}': {e}") from None
+            i = j
+
+    return generate(), n_frames, (out_w, out_h)
+
+
+def export_timeline(project, project_path, out_path, fps: float | None = None, size: tuple[int, int] | None = None,
+                    progress: Progress | None = None, cancel: threading.Event | None = None, crf: int = 18,
+                    overwrite: bool = False) -> Path:
+    """Render the project's video track to one H.264 MP4 (no sound yet; see timeline_frames)."""
+    frames, total, _ = timeline_frames(project, project_path, fps, size)
+    export_video(frames, out_path, float(fps or project.settings.fps), progress=progress, cancel=cancel,
+                 crf=crf, total=total, overwrite=overwrite)
+    return Path(out_path)

@@ -1,0 +1,493 @@
+"""Reading images and videos, with every failure turned into a `MediaError` the user can act on.
+
+What a file *is* comes from its first bytes, not its name: a PNG renamed to .mp4 or a text file
+renamed to .png is reported as what it really is. Sizes are checked from headers before anything is
+decoded, so a huge or hostile file (a decompression bomb) is refused instead of eating the memory.
+
+Frame indices of videos map to timestamps through the stream's average frame rate (index k starts
+at start_time + k / fps). That is exact for constant-frame-rate clips, which is what cameras, our
+own exports and the generator write; for variable-frame-rate clips it picks the frame showing at
+that time.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import MediaError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+
+
+@dataclass
+class MediaLimits:
+    """What we agree to open. Checked from headers, before decoding.
+
+    max_image_pixels: 64 MP is above any camera still most users have and far below what would
+    exhaust a laptop (64 MP x 3 bytes = 192 MB per decoded copy).
+    max_decoded_bytes: a cap on one `read_video_frames` call's result, so asking for a whole long
+    clip at full size fails with advice instead of swapping the machine to death.
+    """
+
+    max_image_pixels: int = 64_000_000
+    max_video_pixels: int = 8192 * 4352  # one frame: a little above 8K UHD
+    max_video_seconds: float = 4 * 3600.0
+    max_video_frames: int = 1_000_000
+    max_decoded_bytes: int = 2 * 1024**3
+
+
+LIMITS = MediaLimits()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    frames: int
+    fps: float
+    duration: float  # seconds
+    has_audio: bool
+    codec: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# What a file really is
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    kind: str  # image | video | audio | text | document | archive | unknown
+    label: str  # for messages: "a PNG image", "an MP4 video", "a text file"
+
+
+def _sniff_bytes(head: bytes) -> Sniffed:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return Sniffed("image", "a PNG image")
+    if head.startswith(b"\xff\xd8\xff"):
+        return Sniffed("image", "a JPEG image")
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return Sniffed("image", "a GIF image")
+    if head.startswith(b"BM") and len(head) >= 26:
+        return Sniffed("image", "a BMP image")
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return Sniffed("image", "a TIFF image")
+    if head[:4] == b"RIFF":
+        sub = head[8:12]
+        if sub == b"WEBP":
+            return Sniffed("image", "a WebP image")
+        if sub == b"AVI ":
+            return Sniffed("video", "an AVI video")
+        if sub == b"WAVE":
+            return Sniffed("audio", "a WAV audio file")
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B "):
+            return Sniffed("audio", "an M4A audio file")
+        if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"):
+            return Sniffed("unknown", "a HEIC/AVIF image (not supported yet)")
+        if brand == b"qt  ":
+            return Sniffed("video", "a QuickTime (MOV) video")
+        return Sniffed("video", "an MP4 video")
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return Sniffed("video", "a QuickTime (MOV) video")
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return Sniffed("video", "a Matroska/WebM video")
+    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return Sniffed("audio", "an MP3 audio file")
+    if head.startswith(b"OggS") or head.startswith(b"fLaC"):
+        return Sniffed("audio", "an Ogg/FLAC audio file")
+    if head.startswith(b"%PDF"):
+        return Sniffed("document", "a PDF document")
+    if head.startswith(b"PK\x03\x04"):
+        return Sniffed("archive", "a ZIP archive (or an Office document)")
+    if head[:6] == b"7z\xbc\xaf\x27\x1c" or head[:3] == b"\x1f\x8b\x08":
+        return Sniffed("archive", "a compressed archive")
+    if _looks_like_text(head):
+        return Sniffed("text", "a text file")
+    return Sniffed("unknown", "not a media file we recognise")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head or b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte character cut at the end of the sample is still text.
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return printable >= 0.95 * len(text)
+
+
+def _check_file(path: Path) -> int:
+    """Missing / not a file / unreadable / empty -> MediaError. Returns the size in bytes."""
+    if not path.exists():
+        raise MediaError(f"'{path}' was not found. It may have been moved, renamed or deleted.")
+    if path.is_dir():
+        raise MediaError(f"'{path}' is a folder, not a media file.")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise MediaError(f"'{path}' cannot be read: permission denied.") from None
+    except OSError as e:
+        raise MediaError(f"'{path}' cannot be read: {e.strerror or e}.") from None
+    if size == 0:
+        raise MediaError(f"'{path.name}' is empty (0 bytes): the file was not fully written or copied.")
+    return size
+
+
+def sniff(path: str | os.PathLike) -> Sniffed:
+    """What the file's content says it is (after the missing/empty checks)."""
+    path = Path(path)
+    _check_file(path)
+    with open(path, "rb") as f:
+        head = f.read(512)
+    return _sniff_bytes(head)
+
+
+def media_kind(path: str | os.PathLike) -> str:
+    """'image' or 'video' by content, whatever the name says; MediaError for anything else.
+    The UI calls this on drop to know which reader and which track to use."""
+    path = Path(path)
+    s = sniff(path)
+    if s.kind in ("image", "video"):
+        return s.kind
+    raise MediaError(_not_media_message(path, s))
+
+
+def _not_media_message(path: Path, s: Sniffed) -> str:
+    if s.kind == "unknown" and s.label.startswith("not"):
+        return f"'{path.name}' is not an image or a video we can read (its content is not a known media format)."
+    if "not supported" in s.label:
+        return f"'{path.name}' is {s.label.replace(' (not supported yet)', '')}, which is not supported yet. Convert it to PNG or JPEG."
+    if s.kind == "audio":
+        return f"'{path.name}' is {s.label}, not an image or a video. Audio-only files are not supported."
+    return f"'{path.name}' is {s.label}, not an image or a video."
+
+
+def _name_note(path: Path, s: Sniffed) -> str:
+    ext = path.suffix.lower()
+    return f" (its name ends in '{ext}', but the content is {s.label})" if ext else ""
+
+
+def _expect(path: Path, want: str) -> Sniffed:
+    s = sniff(path)
+    if s.kind == want:
+        return s
+    if s.kind in ("image", "video"):
+        other = "an image" if want == "image" else "a video"
+        raise MediaError(f"'{path.name}' is {s.label}, not {other}{_name_note(path, s)}. "
+                         f"Rename it with the right extension or open it as {'a video' if s.kind == 'video' else 'an image'}.")
+    raise MediaError(_not_media_message(path, s))
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+
+
+def _open_image(path: Path, limits: MediaLimits) -> Image.Image:
+    _expect(path, "image")
+    try:
+        # We check the pixel count ourselves below, from the header; PIL's own warning would only
+        # spam the log, and its hard error (at 2x its limit) is turned into our message.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise MediaError(f"'{path.name}' is too large to open safely (over "
+                         f"{limits.max_image_pixels / 1e6:.0f} megapixels).") from None
+    except Exception as e:
+        raise MediaError(f"'{path.name}' is damaged or not a complete image and cannot be opened ({_short(e)}).") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise MediaError(f"'{path.name}' is damaged: it says it is {w}x{h} pixels.")
+    if w * h > limits.max_image_pixels:
+        img.close()
+        raise MediaError(f"'{path.name}' is too large: {w}x{h} = {w * h / 1e6:.0f} megapixels, above the "
+                         f"limit of {limits.max_image_pixels / 1e6:.0f} megapixels. Scale it down first.")
+    return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with transparent areas shown on white (what users expect from a photo viewer, where a
+    plain convert would turn them black) and 16-bit greys scaled rather than clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, limits: MediaLimits | None = None) -> np.ndarray:
+    """The image as uint8 [H, W, 3] RGB, turned upright by its EXIF orientation (phone photos).
+    Animated images give their first frame."""
+    path = Path(path)
+    limits = limits or LIMITS
+    img = _open_image(path, limits)
+    try:
+        with img:
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            arr = np.asarray(_to_rgb(img), dtype=np.uint8)
+    except MediaError:
+        raise
+    except MemoryError:
+        raise MediaError(f"'{path.name}' is too large to fit in memory.") from None
+    except Exception as e:
+        raise MediaError(f"'{path.name}' is damaged or truncated and cannot be read ({_short(e)}).") from None
+    return np.ascontiguousarray(arr)
+
+
+def image_size(path: str | os.PathLike, limits: MediaLimits | None = None) -> tuple[int, int]:
+    """(width, height) from the header, upright, without decoding the pixels."""
+    path = Path(path)
+    img = _open_image(path, limits or LIMITS)
+    with img:
+        w, h = img.size
+        try:
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap the axes
+                w, h = h, w
+        except Exception:
+            pass
+    return w, h
+
+
+# --------------------------------------------------------------------------------------------
+# Videos
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def _open_container(path: Path):
+    import av
+
+    _expect(path, "video")
+    try:
+        container = av.open(str(path), "r")
+    except Exception as e:
+        raise MediaError(f"'{path.name}' is damaged or not a complete video and cannot be opened ({_short(e)}).") from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"'{path.name}' contains no video picture (it may be audio only).")
+    return container
+
+
+def _stream_fps(stream) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate > 0:
+            return Fraction(rate)
+    raise MediaError("the video does not state its frame rate")
+
+
+def _info_from_container(path: Path, container, limits: MediaLimits) -> VideoInfo:
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    width, height = int(cc.width or 0), int(cc.height or 0)
+    if width <= 0 or height <= 0:
+        raise MediaError(f"'{path.name}' is damaged: its video stream has no picture size.")
+    try:
+        fps = _stream_fps(stream)
+    except MediaError:
+        raise MediaError(f"'{path.name}' does not state its frame rate and cannot be used.") from None
+    duration = 0.0
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    frames = int(stream.frames or 0)
+    if frames <= 0:  # WebM/MKV do not store a frame count
+        frames = int(round(duration * float(fps)))
+    if duration <= 0 and frames > 0:
+        duration = frames / float(fps)
+    if frames <= 0:
+        raise MediaError(f"'{path.name}' contains no frames (or does not say how long it is).")
+    if width * height > limits.max_video_pixels:
+        raise MediaError(f"'{path.name}' is too large: {width}x{height} frames are above the limit of "
+                         f"{limits.max_video_pixels / 1e6:.0f} megapixels per frame.")
+    if duration > limits.max_video_seconds or frames > limits.max_video_frames:
+        raise MediaError(f"'{path.name}' is too long: {duration / 60:.0f} minutes ({frames} frames); the limit is "
+                         f"{limits.max_video_seconds / 60:.0f} minutes / {limits.max_video_frames} frames. Trim it first.")
+    codec = cc.name or ""
+    if codec and _decoder_missing(codec):
+        raise MediaError(f"'{path.name}' uses the {codec} video codec, which this build cannot decode.")
+    return VideoInfo(width, height, frames, float(fps), duration, bool(container.streams.audio), codec)
+
+
+def _decoder_missing(codec: str) -> bool:
+    import av
+
+    try:
+        av.codec.Codec(codec, "r")
+        return False
+    except Exception:
+        return True
+
+
+def probe_video(path: str | os.PathLike, limits: MediaLimits | None = None) -> VideoInfo:
+    path = Path(path)
+    limits = limits or LIMITS
+    container = _open_container(path)
+    try:
+        return _info_from_container(path, container, limits)
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(f"'{path.name}' is damaged and cannot be read ({_short(e)}).") from None
+    finally:
+        container.close()
+
+
+def _fit(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def iter_video_frames(path: str | os.PathLike, indices: Iterable[int], max_side: int | None = None,
+                      limits: MediaLimits | None = None) -> Iterator[np.ndarray]:
+    """Yield the frames at `indices` (non-decreasing; repeats allowed) as uint8 [H, W, 3], decoding
+    forward and seeking only when the next wanted frame is far ahead. The timeline renderer uses
+    this to stream a clip without holding it in memory.
+
+    Indices past the end raise MediaError; so does a file that turns out damaged mid-way.
+    """
+    path = Path(path)
+    limits = limits or LIMITS
+    container = _open_container(path)
+    try:
+        info = _info_from_container(path, container, limits)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = _stream_fps(stream)
+        tb = stream.time_base
+        start_pts = stream.start_time or 0
+        out_w, out_h = _fit(info.width, info.height, max_side)
+        # Timestamps of frame k: start + k/fps. A frame "is" index k if its pts is within half a
+        # frame of that, which tolerates the rounding of the container's time base.
+        half = Fraction(1, 2) / fps / tb
+
+        def target(k: int) -> Fraction:
+            return start_pts + Fraction(k) / fps / tb
+
+        decoder = None
+        current = None  # (pts, array) of the last decoded frame
+        last_index = -1
+        for k in indices:
+            k = int(k)
+            if k < 0 or k >= info.frames:
+                raise MediaError(f"'{path.name}' has {info.frames} frames; frame {k} does not exist.")
+            if k < last_index:
+                raise ValueError("indices must not decrease")
+            t = target(k)
+            # Seek when starting, or when the wanted frame is more than ~2 s ahead (a keyframe is
+            # likely in between, so seeking beats decoding everything up to it).
+            if decoder is None or (current is not None and t - current[0] > 2 / tb):
+                container.seek(int(max(start_pts, math.floor(t - half))), backward=True, any_frame=False, stream=stream)
+                decoder = container.decode(stream)
+                current = None
+            while current is None or current[0] < t - half:
+                try:
+                    frame = next(decoder)
+                except StopIteration:
+                    if current is not None and k >= info.frames - 2:
+                        break  # the header's frame count was rounded up; show the last real frame
+                    raise MediaError(f"'{path.name}' ended early: frame {k} of {info.frames} could not be decoded "
+                                     f"(the file may be truncated).") from None
+                if frame.pts is None:
+                    raise MediaError(f"'{path.name}' has frames without timestamps; frame-exact reading is not possible.")
+                current = (frame.pts, frame)
+            last_index = k
+            frame = current[1]
+            if not isinstance(frame, np.ndarray):
+                if (out_w, out_h) != (frame.width, frame.height):
+                    frame = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA")
+                arr = frame.to_ndarray(format="rgb24")
+                current = (current[0], arr)
+            yield current[1]
+    except MediaError:
+        raise
+    except MemoryError:
+        raise MediaError(f"'{path.name}': not enough memory to decode its frames.") from None
+    except Exception as e:
+        raise MediaError(f"'{path.name}' is damaged and could not be decoded ({_short(e)}).") from None
+    finally:
+        container.close()
+
+
+def read_video_frames(path: str | os.PathLike, start: int = 0, count: int | None = None,
+                      max_side: int | None = None, limits: MediaLimits | None = None) -> np.ndarray:
+    """Frames start .. start+count-1 (to the end when count is None) as uint8 [F, H, W, 3],
+    scaled so the longer side is at most `max_side` when given."""
+    path = Path(path)
+    limits = limits or LIMITS
+    info = probe_video(path, limits)
+    if start < 0 or start >= info.frames:
+        raise MediaError(f"'{path.name}' has {info.frames} frames; cannot start at frame {start}.")
+    end = info.frames if count is None else min(info.frames, start + max(0, int(count)))
+    w, h = _fit(info.width, info.height, max_side)
+    n = end - start
+    if n * w * h * 3 > limits.max_decoded_bytes:
+        raise MediaError(f"'{path.name}': {n} frames at {w}x{h} need {n * w * h * 3 / 2**30:.1f} GB of memory, "
+                         f"above the limit of {limits.max_decoded_bytes / 2**30:.1f} GB. Read fewer frames or a smaller size.")
+    out = np.empty((n, h, w, 3), np.uint8)
+    filled = 0
+    for i, frame in enumerate(iter_video_frames(path, range(start, end), max_side, limits)):
+        out[i] = frame
+        filled += 1
+    return out[:filled]
+
+
+def read_frame(path: str | os.PathLike, index: int, max_side: int | None = None,
+               limits: MediaLimits | None = None) -> np.ndarray:
+    """Exactly frame `index` (seek to the keyframe before it, decode forward to its timestamp)."""
+    for frame in iter_video_frames(path, [index], max_side, limits):
+        return frame
+    raise MediaError(f"'{Path(path).name}': frame {index} could not be read.")
+
+
+def thumbnail(path: str | os.PathLike, size: int | Sequence[int] = 128, limits: MediaLimits | None = None) -> np.ndarray:
+    """A small picture of an image or a video's first frame, fitting inside size x size (or (w, h)),
+    aspect kept, never enlarged. uint8 [h, w, 3]."""
+    path = Path(path)
+    limits = limits or LIMITS
+    box = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    if media_kind(path) == "video":
+        frame = read_frame(path, 0, max_side=max(box), limits=limits)
+        img = Image.fromarray(frame)
+    else:
+        src = _open_image(path, limits)
+        try:
+            with src:
+                src.draft("RGB", box)  # JPEG decodes at 1/2..1/8 scale: big photos thumbnail fast
+                src.load()
+                img = _to_rgb(ImageOps.exif_transpose(src) or src)
+        except MediaError:
+            raise
+        except Exception as e:
+            raise MediaError(f"'{path.name}' is damaged or truncated and cannot be read ({_short(e)}).") from None
+    img.thumbnail(box, Image.Resampling.LANCZOS)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))

@@ -1,0 +1,362 @@
+"""`.mcproj` project files, crash-safe saving, and autosave/recovery.
+
+Layout of a project called PROJECT (a folder-based bundle, so media stay ordinary files the user can
+see, back up and open in other tools):
+
+    somewhere/
+      PROJECT.mcproj        the JSON document (below); the only file a save rewrites
+      PROJECT.mcproj.bak    the previous save (a hard link to it, made before each save)
+      PROJECT_media/        copies of imported media and every generated result / plan file;
+                            MediaItem.path is relative to this folder
+
+Imported files are COPIED into PROJECT_media (never moved or modified), under a new unique name, so
+the project keeps working when the user tidies their Downloads folder. Results get new files too; a
+file in PROJECT_media is never overwritten.
+
+The document: {"format": "metacanvas-project", "schema": 1, "saved": ISO time, "project": Project.to_dict()}.
+
+Saving is atomic: the JSON goes to a hidden temporary file in the same folder, is flushed and fsynced,
+then os.replace()d over PROJECT.mcproj and the folder is fsynced. At every instant PROJECT.mcproj is
+either the complete old or the complete new document, whatever kills the process.
+
+Autosave writes the same document (plus where it belongs) to a recovery folder, by default
+platformdirs.user_data_dir("MetaCanvas Studio")/recovery, overridable with `root=`, the
+METACANVAS_RECOVERY_DIR environment variable, or METACANVAS_DATA_DIR (then DATA_DIR/recovery). On start the UI calls
+`find_recoveries()`; it lists recovery files newer than the project they belong to.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from . import atomic
+from .errors import MediaError, ProjectError
+from .project import MediaItem, Project, new_id
+
+PROJECT_SUFFIX = ".mcproj"
+FORMAT = "metacanvas-project"
+RECOVERY_FORMAT = "metacanvas-recovery"
+SCHEMA_VERSION = 1
+APP_NAME = "MetaCanvas Studio"
+
+
+# ------------------------------------------------------------------------------------ paths
+
+
+def media_dir(project_path: str | os.PathLike) -> Path:
+    p = Path(project_path)
+    return p.with_name(p.stem + "_media")
+
+
+def media_path(project_path: str | os.PathLike, item: MediaItem) -> Path:
+    """Where `item`'s file lives. Refuses paths that would leave the media folder: a project file
+    edited by hand (or by someone else) must not make us read or write elsewhere."""
+    rel = PurePosixPath(item.path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or re.match(r"^[A-Za-z]:", item.path):
+        raise ProjectError(f"media '{item.name or item.id}' has an invalid path {item.path!r} in the project")
+    return media_dir(project_path).joinpath(*rel.parts)
+
+
+def missing_media(project: Project, project_path: str | os.PathLike) -> list[MediaItem]:
+    """Media whose files are gone, so the UI can mark them offline instead of failing later."""
+    return [m for m in project.media.values() if not media_path(project_path, m).is_file()]
+
+
+def _data_dir() -> Path:
+    """The app's data folder; METACANVAS_DATA_DIR overrides it (the test suite, portable installs)."""
+    env = os.environ.get("METACANVAS_DATA_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def untitled_project_path(project: Project, root: str | os.PathLike | None = None) -> Path:
+    """Where an untitled project lives until its first "Save As" (so imports have a media folder).
+    `save_project(project, new_path, media_from=this)` then copies the media over."""
+    base = Path(root) if root else _data_dir() / "untitled"
+    return base / project.id / f"Untitled{PROJECT_SUFFIX}"
+
+
+# ------------------------------------------------------------------------------------ media
+
+
+def _unique_name(folder: Path, stem: str, suffix: str) -> str:
+    stem = re.sub(r"[^\w\-]+", "_", stem)[:40].strip("_") or "media"
+    while True:
+        name = f"{stem}-{new_id()[:8]}{suffix}"
+        if not (folder / name).exists():
+            return name
+
+
+def import_media(project: Project, project_path: str | os.PathLike, source: str | os.PathLike,
+                 limits=None) -> dict:
+    """Check `source` (MediaError if it is not usable), copy it into the media folder and return
+    the `add_media` change (not applied: push it on the undo stack or `project.apply` it)."""
+    from .probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, image_size, media_kind, probe_video
+
+    source = Path(source)
+    kind = media_kind(source)
+    if kind == "image":
+        w, h = image_size(source, limits)
+        frames, fps, audio = 1, 0.0, False
+    else:
+        info = probe_video(source, limits)
+        w, h, frames, fps, audio = info.width, info.height, info.frames, info.fps, info.has_audio
+    # Keep the user's extension when it matches the content, so other tools open the copy too.
+    suffix = source.suffix.lower()
+    if suffix not in (IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS):
+        suffix = ".png" if kind == "image" else ".mp4"
+    folder = media_dir(project_path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = _unique_name(folder, source.stem, suffix)
+        atomic.copy_file_atomic(source, folder / name, overwrite=False)
+    except OSError as e:
+        raise MediaError(f"Could not copy '{source.name}' into the project folder: {e.strerror or e}.") from None
+    return project.add_media_change(name, kind, w, h, frames, fps, audio, name=source.name)
+
+
+def store_result(project: Project, project_path: str | os.PathLike, clip_id: str, frames, fps: float = 24.0,
+                 request: dict | None = None, plan_file: str | None = None, activate: bool = True) -> dict:
+    """Write a generated result (uint8 [H, W, 3] image or [F, H, W, 3] clip) as a NEW file in the media
+    folder and return the change that adds it as a new version of the clip (not applied).
+    Videos are written as H.264 MP4 (even size, see export.export_video); images as PNG."""
+    import numpy as np
+
+    from .export import export_image, export_video
+
+    arr = np.asarray(frames)
+    folder = media_dir(project_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if arr.ndim == 3 or (arr.ndim == 4 and arr.shape[0] == 1):
+        image = arr if arr.ndim == 3 else arr[0]
+        name = _unique_name(folder, "result", ".png")
+        export_image(image, folder / name, "png")
+        return project.add_result_change(clip_id, name, "image", image.shape[1], image.shape[0],
+                                         request=request, plan=plan_file, activate=activate, name=name)
+    if arr.ndim != 4:
+        raise ValueError("frames must be [H, W, 3] or [F, H, W, 3]")
+    name = _unique_name(folder, "result", ".mp4")
+    w, h = export_video(list(arr), folder / name, fps)
+    return project.add_result_change(clip_id, name, "video", w, h, len(arr), fps,
+                                     request=request, plan=plan_file, activate=activate, name=name)
+
+
+# ------------------------------------------------------------------------------------ save / open
+
+
+def _document(project: Project, fmt: str = FORMAT, **extra) -> bytes:
+    doc = {"format": fmt, "schema": SCHEMA_VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           **extra, "project": project.to_dict()}
+    try:
+        # Compact, because json's fast C encoder is only used without `indent` (3-5x faster saves).
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise ProjectError(f"the project holds a value that cannot be saved ({e})") from None
+
+
+def save_project(project: Project, path: str | os.PathLike, media_from: str | os.PathLike | None = None,
+                 keep_backup: bool = True) -> Path:
+    """Write `project` to `path` atomically (see the module docstring).
+
+    media_from: the project's previous path when saving under a new name ("Save As", or the first
+    save of an untitled project): referenced media are copied to the new media folder first, so the
+    new document never points at files that are not there.
+    keep_backup: keep the previous save as PROJECT.mcproj.bak.
+    """
+    path = Path(path)
+    if path.suffix != PROJECT_SUFFIX:
+        path = path.with_name(path.name + PROJECT_SUFFIX)
+    data = _document(project)  # before touching the disk: a value that cannot be saved changes nothing
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if media_from is not None and Path(media_from).resolve() != path.resolve():
+            _copy_media(project, Path(media_from), path)
+        atomic.clean_stale_temps(path)
+        if keep_backup and path.exists():
+            _backup(path)
+        atomic.write_bytes_atomic(path, data, overwrite=True)
+    except OSError as e:
+        raise ProjectError(f"Could not save '{path.name}': {e.strerror or e}. The previous save is unchanged.") from None
+    return path
+
+
+def _backup(path: Path) -> None:
+    """PROJECT.mcproj.bak := the current save, via a hard link made beside it and renamed over the
+    old backup, so the backup too is always whole. Where hard links are not possible, a copy."""
+    bak = path.with_name(path.name + ".bak")
+    tmp = atomic.temp_path_for(bak)
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, bak)
+    except OSError:
+        atomic.remove_quietly(tmp)  # a failed backup must not stop the save itself
+
+
+def _copy_media(project: Project, old_project: Path, new_project: Path) -> None:
+    new_dir = media_dir(new_project)
+    new_dir.mkdir(parents=True, exist_ok=True)
+    for item in project.media.values():
+        src, dst = media_path(old_project, item), media_path(new_project, item)
+        if dst.exists() or not src.exists():
+            continue  # missing sources stay "offline" media, as they were
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        atomic.copy_file_atomic(src, dst, overwrite=False)
+    # Plan files and other side files of versions live in the media folder too.
+    for clips in project.tracks.values():
+        for clip in clips:
+            for v in clip.versions:
+                if v.plan:
+                    src, dst = media_dir(old_project) / v.plan, new_dir / v.plan
+                    if src.is_file() and not dst.exists() and ".." not in PurePosixPath(v.plan).parts:
+                        atomic.copy_file_atomic(src, dst, overwrite=False)
+
+
+def _parse_document(path: Path, data: bytes, fmt: str) -> dict:
+    bak_hint = ""
+    bak = path.with_name(path.name + ".bak")
+    if fmt == FORMAT and bak.is_file():
+        bak_hint = f" A backup of the previous save exists: '{bak.name}'."
+    if not data.strip():
+        raise ProjectError(f"'{path.name}' is empty (0 bytes) and cannot be opened.{bak_hint}")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProjectError(f"'{path.name}' is not a MetaCanvas project (it is not a text file).") from None
+    except json.JSONDecodeError as e:
+        raise ProjectError(f"'{path.name}' is damaged (invalid JSON at line {e.lineno}, column {e.colno}).{bak_hint}") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise ProjectError(f"'{path.name}' is not a MetaCanvas project file.")
+    schema = doc.get("schema")
+    if not isinstance(schema, int) or schema < 1:
+        raise ProjectError(f"'{path.name}' has no valid schema version.{bak_hint}")
+    if schema > SCHEMA_VERSION:
+        raise ProjectError(f"'{path.name}' was saved by a newer version of {APP_NAME} (project format {schema}; "
+                           f"this version reads up to {SCHEMA_VERSION}). Update the application to open it.")
+    if not isinstance(doc.get("project"), dict):
+        raise ProjectError(f"'{path.name}' is damaged: it holds no project.{bak_hint}")
+    return doc
+
+
+def open_project(path: str | os.PathLike) -> Project:
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
+        if len(found) != 1:
+            raise ProjectError(f"'{path}' is a folder; choose the {PROJECT_SUFFIX} file inside it.")
+        path = found[0]
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ProjectError(f"'{path}' was not found. It may have been moved, renamed or deleted.") from None
+    except OSError as e:
+        raise ProjectError(f"'{path}' cannot be read: {e.strerror or e}.") from None
+    doc = _parse_document(path, data, FORMAT)
+    try:
+        return Project.from_dict(doc["project"])
+    except ProjectError as e:
+        raise ProjectError(f"'{path.name}' is damaged: {e}") from None
+
+
+# ------------------------------------------------------------------------------------ autosave / recovery
+
+
+def recovery_dir(root: str | os.PathLike | None = None) -> Path:
+    if root:
+        return Path(root)
+    env = os.environ.get("METACANVAS_RECOVERY_DIR")
+    return Path(env) if env else _data_dir() / "recovery"
+
+
+def autosave_path(project_path: str | os.PathLike | None = None, project: Project | None = None,
+                  root: str | os.PathLike | None = None) -> Path:
+    """The recovery file for a saved project (named after it, plus a hash of its full path so two
+    projects with one name do not collide) or for an untitled one (named after `project.id`)."""
+    folder = recovery_dir(root)
+    if project_path is not None:
+        p = Path(project_path).resolve()
+        digest = hashlib.sha1(str(p).encode("utf-8")).hexdigest()[:10]
+        stem = re.sub(r"[^\w\-]+", "_", p.stem)[:40] or "project"
+        return folder / f"{stem}-{digest}.autosave.json"
+    if project is None:
+        raise ValueError("an untitled project's autosave path needs the project")
+    return folder / f"untitled-{project.id}.autosave.json"
+
+
+@dataclass
+class Recovery:
+    path: Path  # the recovery file
+    project_path: Path | None  # where the project was saved, None if it never was
+    media_dir: Path | None  # where its media are
+    saved_at: float  # time.time() of the autosave
+    name: str  # the project's name
+
+
+def write_recovery(project: Project, project_path: str | os.PathLike | None = None,
+                   root: str | os.PathLike | None = None, media_path_of: str | os.PathLike | None = None) -> Path:
+    """Autosave: write the project to its recovery file, atomically. `media_path_of` is the path
+    whose media folder holds its media (defaults to `project_path`; for an untitled project pass
+    `untitled_project_path(project)`)."""
+    target = autosave_path(project_path, project, root)
+    media_owner = media_path_of if media_path_of is not None else project_path
+    data = _document(project, RECOVERY_FORMAT,
+                     project_path=str(Path(project_path).resolve()) if project_path else None,
+                     media_dir=str(media_dir(media_owner).resolve()) if media_owner else None,
+                     saved_ts=time.time())
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes_atomic(target, data, overwrite=True)
+    except OSError as e:
+        raise ProjectError(f"Could not write the autosave: {e.strerror or e}.") from None
+    return target
+
+
+def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
+    """Recovery files worth offering, newest first: those of untitled projects and those newer than
+    the saved project they belong to. Unreadable recovery files are skipped, never fatal."""
+    folder = recovery_dir(root)
+    found = []
+    try:
+        files = list(folder.glob("*.autosave.json"))
+    except OSError:
+        return []
+    for f in files:
+        try:
+            doc = _parse_document(f, f.read_bytes(), RECOVERY_FORMAT)
+            saved = float(doc.get("saved_ts", f.stat().st_mtime))
+            project_path = Path(doc["project_path"]) if doc.get("project_path") else None
+            if project_path is not None and project_path.exists() and project_path.stat().st_mtime >= saved:
+                continue  # the project was saved after this autosave: nothing to recover
+            found.append(Recovery(f, project_path, Path(doc["media_dir"]) if doc.get("media_dir") else None, saved,
+                                  str(doc["project"].get("name", "Untitled"))))
+        except (ProjectError, OSError, ValueError, TypeError, KeyError):
+            continue
+    return sorted(found, key=lambda r: r.saved_at, reverse=True)
+
+
+def load_recovery(recovery: Recovery | str | os.PathLike) -> Project:
+    path = recovery.path if isinstance(recovery, Recovery) else Path(recovery)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ProjectError(f"The recovery file cannot be read: {e.strerror or e}.") from None
+    doc = _parse_document(path, data, RECOVERY_FORMAT)
+    return Project.from_dict(doc["project"])
+
+
+def clear_recovery(project_path: str | os.PathLike | None = None, project: Project | None = None,
+                   root: str | os.PathLike | None = None) -> None:
+    """Remove the project's recovery file (after a successful save, or a clean close)."""
+    atomic.remove_quietly(autosave_path(project_path, project, root))

@@ -1,0 +1,220 @@
+"""Export: exact pictures, playable H.264, sound kept, and never a broken or overwritten file at the
+destination, whatever happens (cancel, error, existing file)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.media.errors import ExportCancelled, ExportError
+from app.media.export import export_image, export_timeline, export_video
+from app.media.probe import load_image, probe_video, read_frame, read_video_frames
+
+from media_helpers import frame_index, index_colour, indexed_frames
+
+
+def _leftovers(folder: Path, keep: set[str]) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def _stream_facts(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        facts = {"codec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt,
+                 "frames": sum(1 for _ in c.decode(v))}
+    with av.open(str(path)) as c:
+        facts["audio"] = [(a.codec_context.name, float(a.duration * a.time_base) if a.duration else None)
+                          for a in c.streams.audio]
+    return facts
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def test_export_png_is_exact_and_jpeg_close(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    export_image(img, tmp_path / "a.png")
+    assert np.array_equal(load_image(tmp_path / "a.png"), img)
+    smooth = np.tile(np.linspace(0, 255, 47, dtype=np.uint8)[None, :, None], (33, 1, 3))
+    export_image(smooth, tmp_path / "b.jpg", quality=95)
+    assert Image.open(tmp_path / "b.jpg").format == "JPEG"
+    assert np.abs(load_image(tmp_path / "b.jpg").astype(int) - smooth).mean() < 3
+    assert _leftovers(tmp_path, {"a.png", "b.jpg"}) == []
+
+
+def test_export_image_never_overwrites_unless_asked(tmp_path):
+    dest = tmp_path / "mine.png"
+    dest.write_bytes(b"the user's own file")
+    with pytest.raises(ExportError, match="already exists"):
+        export_image(np.zeros((4, 4, 3), np.uint8), dest)
+    assert dest.read_bytes() == b"the user's own file"
+    export_image(np.zeros((4, 4, 3), np.uint8), dest, overwrite=True)
+    assert load_image(dest).shape == (4, 4, 3)
+    with pytest.raises(ExportError, match="PNG or JPEG"):
+        export_image(np.zeros((4, 4, 3), np.uint8), tmp_path / "x.gif")
+    assert _leftovers(tmp_path, {"mine.png"}) == []
+
+
+# ----------------------------------------------------------------------------- video
+
+
+def test_export_video_is_h264_with_every_frame(tmp_path):
+    out = tmp_path / "out.mp4"
+    seen = []
+    size = export_video(indexed_frames(30), out, fps=12, progress=lambda d, t: seen.append((d, t)))
+    assert size == (64, 48)
+    facts = _stream_facts(out)
+    assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p" and facts["frames"] == 30
+    assert facts["audio"] == []
+    assert probe_video(out).fps == 12.0
+    assert seen[-1] == (30, 30) and [d for d, _ in seen] == list(range(1, 31))
+    assert [frame_index(f) for f in read_video_frames(out)] == list(range(30))
+
+
+def test_odd_size_is_padded_to_even(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [np.full((47, 65, 3), index_colour(k), np.uint8) for k in range(6)]
+    frames[0][:, -1] = 250  # the last column, which padding repeats
+    out = tmp_path / "odd.mp4"
+    assert export_video(iter(frames), out, fps=6, total=6) == (66, 48)  # a generator works too
+    info = probe_video(out)
+    assert (info.width, info.height, info.frames) == (66, 48, 6)
+    first = read_frame(out, 0).astype(int)
+    assert abs(first[:, -2:].mean() - 250) < 8  # padded column repeats the edge, no black stripe
+    assert abs(first[-1, :60].mean() - index_colour(0)) < 4
+
+
+def test_audio_of_the_source_is_kept(clip_with_audio, tmp_path):
+    out = tmp_path / "with_sound.mp4"
+    export_video(indexed_frames(12), out, fps=12, audio_source=clip_with_audio)  # 1 s of picture, 2 s of sound
+    facts = _stream_facts(out)
+    assert facts["frames"] == 12 and len(facts["audio"]) == 1
+    codec, seconds = facts["audio"][0]
+    assert codec == "aac" and seconds == pytest.approx(1.0, abs=0.06)  # cut to the picture's length
+    assert probe_video(out).has_audio
+
+
+def test_audio_from_a_silent_source_is_no_error(tmp_path, indexed_clip):
+    out = tmp_path / "silent.mp4"
+    export_video(indexed_frames(5), out, fps=5, audio_source=indexed_clip)
+    assert _stream_facts(out)["audio"] == []
+    with pytest.raises(ExportError, match="sound"):
+        export_video(indexed_frames(5), tmp_path / "x.mp4", fps=5, audio_source=tmp_path / "nowhere.mp4")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def _cancel_after(n: int, cancel: threading.Event, frames):
+    for k, f in enumerate(frames):
+        if k == n:
+            cancel.set()
+        yield f
+
+
+def test_cancel_leaves_nothing_at_the_destination(tmp_path):
+    cancel = threading.Event()
+    out = tmp_path / "cancelled.mp4"
+    with pytest.raises(ExportCancelled):
+        export_video(_cancel_after(5, cancel, indexed_frames(30)), out, fps=10, cancel=cancel)
+    assert not out.exists()
+    assert _leftovers(tmp_path, set()) == []
+
+
+def test_cancel_keeps_an_existing_destination_untouched(tmp_path):
+    out = tmp_path / "precious.mp4"
+    out.write_bytes(b"yesterday's export")
+    cancel = threading.Event()
+    with pytest.raises(ExportCancelled):
+        export_video(_cancel_after(3, cancel, indexed_frames(30)), out, fps=10, cancel=cancel, overwrite=True)
+    assert out.read_bytes() == b"yesterday's export"
+    with pytest.raises(ExportError, match="already exists"):
+        export_video(indexed_frames(3), out, fps=10)
+    assert out.read_bytes() == b"yesterday's export"
+    assert _leftovers(tmp_path, {"precious.mp4"}) == []
+
+
+def test_error_mid_export_leaves_nothing(tmp_path):
+    frames = indexed_frames(5) + [np.zeros((10, 10, 3), np.uint8)]
+    with pytest.raises(ExportError, match="one size"):
+        export_video(frames, tmp_path / "bad.mp4", fps=10)
+    with pytest.raises(ExportError, match="no frames"):
+        export_video([], tmp_path / "empty.mp4", fps=10)
+    assert _leftovers(tmp_path, set()) == []
+
+
+def test_export_in_a_worker_thread_can_be_cancelled_from_the_ui_thread(tmp_path):
+    """What the UI does: run the export in a thread, watch progress, press Cancel."""
+    cancel, started, outcome = threading.Event(), threading.Event(), []
+
+    def slow_frames():
+        for f in indexed_frames(40):
+            started.set()
+            threading.Event().wait(0.01)
+            yield f
+
+    def work():
+        try:
+            export_video(slow_frames(), tmp_path / "t.mp4", fps=10, cancel=cancel, total=40)
+            outcome.append("finished")
+        except ExportCancelled:
+            outcome.append("cancelled")
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert started.wait(10)
+    cancel.set()
+    worker.join(10)
+    assert outcome == ["cancelled"] and not (tmp_path / "t.mp4").exists()
+
+
+# ----------------------------------------------------------------------------- timeline
+
+
+def test_export_timeline_plays_clips_in_order(tmp_path, indexed_clip):
+    from app.media.project import Project
+    from app.media.project_file import import_media, save_project
+    from app.media.render import render_project
+
+    still = tmp_path / "still.png"
+    Image.fromarray(np.full((24, 32, 3), (200, 0, 0), np.uint8)).save(still)  # other size and aspect
+    path = tmp_path / "p.mcproj"
+    project = Project("timeline")
+    project.settings.fps = 10
+    video = project.media_item(_apply(project, import_media(project, path, indexed_clip)))
+    image = project.media_item(_apply(project, import_media(project, path, still)))
+    # video 2.0..3.0 s of the source at 0..1 s; a 0.5 s gap; the still for 1 s; the video again at 4.5..5.0 s
+    project.add_clip(video.id, "video", start=0.0, in_point=2.0, out_point=3.0)
+    project.add_clip(image.id, "video", start=1.5, out_point=1.0)
+    project.add_clip(video.id, "video", start=2.5, in_point=0.0, out_point=0.5)
+    save_project(project, path)
+
+    out = tmp_path / "render.mp4"
+    calls = []
+    render_project(path, out, progress=lambda d, t: calls.append((d, t)))
+    frames = read_video_frames(out)
+    assert len(frames) == 30 and calls[-1] == (30, 30)
+    assert frames.shape[1:] == (48, 64, 3)  # the first clip's size
+    assert [frame_index(f) for f in frames[:10]] == list(range(20, 30))
+    assert frames[12].max() < 20  # the gap is black
+    mid = frames[17].astype(int)
+    assert abs(mid[24, 32] - (200, 0, 0)).max() < 25  # the still, fitted into the frame
+    assert [frame_index(f) for f in frames[25:30]] == [0, 1, 2, 3, 4]
+
+    with pytest.raises(ExportError, match="already exists"):
+        export_timeline(project, path, out)
+
+    # A media file deleted behind the project's back: a clear error before any encoding, no output.
+    from app.media.project_file import media_path
+    media_path(path, image).unlink()
+    with pytest.raises(ExportError, match="missing"):
+        render_project(path, tmp_path / "second.mp4")
+    assert not (tmp_path / "second.mp4").exists()
+
+
+def _apply(project, change) -> str:
+    project.apply(change)
+    return change["item"]["id"]

@@ -1,0 +1,244 @@
+"""Project files: the bundle layout, imports that copy (never move), clear errors on broken files,
+autosave/recovery, and saves that survive being killed at any instant."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.media import project_file as pf
+from app.media.errors import MediaError, ProjectError
+from app.media.probe import load_image
+from app.media.project import Project
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _saved_project(tmp_path, png_file) -> tuple[Project, Path]:
+    path = tmp_path / "Trip.mcproj"
+    p = Project("Trip")
+    change = pf.import_media(p, path, png_file)
+    p.apply(change)
+    p.add_clip(change["item"]["id"], instruction="make it blue")
+    pf.save_project(p, path)
+    return p, path
+
+
+def test_bundle_layout_and_round_trip(tmp_path, png_file):
+    before = png_file.read_bytes()
+    p, path = _saved_project(tmp_path, png_file)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["Trip.mcproj", "Trip_media", "picture.png"]
+    item = next(iter(p.media.values()))
+    copy = pf.media_path(path, item)
+    assert copy.parent == tmp_path / "Trip_media" and copy.read_bytes() == before
+    assert png_file.read_bytes() == before  # the user's file: copied, not moved or changed
+    assert (item.kind, item.width, item.height, item.name) == ("image", 50, 30, "picture.png")
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "metacanvas-project" and doc["schema"] == pf.SCHEMA_VERSION
+    assert pf.open_project(path).to_dict() == p.to_dict()
+    assert pf.missing_media(p, path) == []
+    pf.save_project(p, path)
+    assert (tmp_path / "Trip.mcproj.bak").is_file()
+
+
+def test_importing_the_same_file_twice_makes_two_copies(tmp_path, png_file):
+    p, path = _saved_project(tmp_path, png_file)
+    p.apply(pf.import_media(p, path, png_file))
+    assert len({m.path for m in p.media.values()}) == 2
+    assert len(list((tmp_path / "Trip_media").iterdir())) == 2
+
+
+def test_import_refuses_what_is_not_media(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture at all, just words\n")
+    with pytest.raises(MediaError, match="text file"):
+        pf.import_media(Project(), tmp_path / "P.mcproj", bad)
+    assert not (tmp_path / "P_media").exists() or not any((tmp_path / "P_media").iterdir())
+
+
+def test_result_is_stored_as_a_new_file(tmp_path, png_file):
+    p, path = _saved_project(tmp_path, png_file)
+    clip = p.tracks["image"][0]
+    original = pf.media_path(path, p.media[clip.media_id]).read_bytes()
+    result = np.full((30, 50, 3), 77, np.uint8)
+    p.apply(pf.store_result(p, path, clip.id, result, request={"seed": 1}))
+    new = p.media[p.clip(clip.id).active.media_id]
+    assert new.id != clip.media_id and np.array_equal(load_image(pf.media_path(path, new)), result)
+    assert pf.media_path(path, p.media[clip.media_id]).read_bytes() == original
+    p.apply(pf.store_result(p, path, clip.id, np.zeros((4, 31, 33, 3), np.uint8), fps=8))
+    video = p.media[p.clip(clip.id).active.media_id]
+    assert (video.kind, video.width, video.height, video.frames) == ("video", 34, 32, 4)
+
+
+def test_save_as_copies_media(tmp_path, png_file):
+    p, path = _saved_project(tmp_path, png_file)
+    new = tmp_path / "elsewhere" / "Copy.mcproj"
+    pf.save_project(p, new, media_from=path)
+    reopened = pf.open_project(new)
+    assert pf.missing_media(reopened, new) == []
+
+
+def test_open_errors_are_clear(tmp_path, png_file):
+    with pytest.raises(ProjectError, match="not found"):
+        pf.open_project(tmp_path / "nothing.mcproj")
+    p, path = _saved_project(tmp_path, png_file)
+    pf.save_project(p, path)  # makes a .bak
+    good = path.read_bytes()
+    cases = {b"": "empty.*backup", b'{"format": "metacanvas-project", "sch': "invalid JSON.*backup",
+             b'{"hello": 1}': "not a MetaCanvas project", b"\x89PNG\r\n\x1a\n\xff\xfe": "not",
+             json.dumps({"format": "metacanvas-project", "schema": 99, "project": {}}).encode(): "newer version"}
+    for data, message in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(ProjectError, match=message):
+            pf.open_project(path)
+    doc = json.loads(good)
+    doc["project"]["media"] = {}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ProjectError, match="damaged.*refers to media"):
+        pf.open_project(path)
+
+
+def test_media_paths_cannot_escape_the_media_folder(tmp_path, png_file):
+    p, path = _saved_project(tmp_path, png_file)
+    item = next(iter(p.media.values()))
+    for bad in ("../../etc/passwd", "/etc/passwd", "C:/Windows/x.png"):
+        item.path = bad
+        with pytest.raises(ProjectError, match="invalid path"):
+            pf.media_path(path, item)
+
+
+def test_failed_save_keeps_the_previous_save(tmp_path, png_file, monkeypatch):
+    p, path = _saved_project(tmp_path, png_file)
+    good = path.read_bytes()
+    p.name = "changed"
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(ProjectError, match="No space left.*unchanged"):
+        pf.save_project(p, path, keep_backup=False)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert not [x for x in tmp_path.iterdir() if x.name.endswith(".part")]
+    p.settings.fps = float("nan")  # a value JSON cannot hold: refused before touching the disk
+    with pytest.raises(ProjectError, match="cannot be saved"):
+        pf.save_project(p, path)
+    assert path.read_bytes() == good
+
+
+# ----------------------------------------------------------------------------- recovery
+
+
+def test_autosave_and_recovery(tmp_path, png_file):
+    root = tmp_path / "recovery"
+    p, path = _saved_project(tmp_path, png_file)
+    time.sleep(0.01)
+    p.name = "edited since the save"
+    rec_file = pf.write_recovery(p, path, root=root)
+    assert rec_file == pf.autosave_path(path, root=root) and rec_file.parent == root
+    found = pf.find_recoveries(root)
+    assert [r.path for r in found] == [rec_file] and found[0].project_path == path.resolve()
+    assert found[0].media_dir == (tmp_path / "Trip_media").resolve()
+    assert pf.load_recovery(found[0]).name == "edited since the save"
+
+    untitled = Project("draft")
+    u_file = pf.write_recovery(untitled, None, root=root, media_path_of=pf.untitled_project_path(untitled, tmp_path / "u"))
+    assert {r.path for r in pf.find_recoveries(root)} == {rec_file, u_file}
+
+    time.sleep(0.01)
+    pf.save_project(p, path)  # saved after the autosave: nothing left to recover for it
+    assert [r.path for r in pf.find_recoveries(root)] == [u_file]
+    (root / "junk.autosave.json").write_text("{ broken")  # a broken recovery file is skipped, not fatal
+    assert [r.path for r in pf.find_recoveries(root)] == [u_file]
+    pf.clear_recovery(None, untitled, root=root)
+    pf.clear_recovery(path, root=root)
+    assert pf.find_recoveries(root) == [] and not rec_file.exists()
+
+
+def test_recovery_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("METACANVAS_RECOVERY_DIR", str(tmp_path / "r"))
+    assert pf.recovery_dir() == tmp_path / "r"
+    assert pf.autosave_path(tmp_path / "A.mcproj").parent == tmp_path / "r"
+    monkeypatch.delenv("METACANVAS_RECOVERY_DIR")
+    monkeypatch.setenv("METACANVAS_DATA_DIR", str(tmp_path / "data"))
+    assert pf.recovery_dir() == tmp_path / "data" / "recovery"
+    assert pf.untitled_project_path(Project()).is_relative_to(tmp_path / "data" / "untitled")
+
+
+# ----------------------------------------------------------------------------- kill during save
+
+# The child saves ever newer generations of a large project as fast as it can. Each generation's
+# content is a pure function of its number, so the parent can tell a whole save from a torn one.
+_MAKE = textwrap.dedent('''
+    from app.media.project import Project, Clip, Version, MediaItem
+
+    def make_project(gen):
+        p = Project(f"gen {gen}", id="crashtest")
+        p.media["m"] = MediaItem("m", "m.mp4", "video", 64, 64, 24, 24.0)
+        p.tracks["video"] = [Clip(f"c{i}", "m", i * 1.0, 0.0, 1.0, [Version(f"v{i}", "m", {"seed": gen, "n": i},
+                             None, "2025-01-01T00:00:00+00:00")], 0, f"generation {gen} clip {i} " + "x" * 200)
+                             for i in range(1500)]
+        return p
+''')
+_CHILD = _MAKE + textwrap.dedent('''
+    import sys
+    from app.media.project_file import save_project
+    path, gen = sys.argv[1], int(sys.argv[2])
+    while True:
+        gen += 1
+        save_project(make_project(gen), path)
+        if gen == int(sys.argv[2]) + 1:
+            print("ready", flush=True)
+''')
+
+
+@pytest.mark.slow
+def test_kill_during_save_leaves_old_or_new_never_broken(tmp_path):
+    namespace: dict = {}
+    exec(_MAKE, namespace)
+    make_project = namespace["make_project"]
+    path = tmp_path / "Big.mcproj"
+    from app.media.project_file import save_project
+    save_project(make_project(0), path)
+    assert path.stat().st_size > 500_000
+    expected = {}  # generation -> project dict, built on demand
+
+    rng = random.Random(1234)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    last_gen, changed = 0, 0
+    for kill in range(40):
+        # -S: no site-packages scan (the child needs only the standard library and the repo), so
+        # each of the 40 children starts in a few tens of milliseconds.
+        child = subprocess.Popen([sys.executable, "-S", "-c", _CHILD, str(path), str(last_gen)], cwd=REPO, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert child.stdout.readline().strip() == b"ready", child.stderr.read().decode()
+        time.sleep(rng.uniform(0.0, 0.15))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
+
+        project = pf.open_project(path)  # never empty, never torn
+        gen = int(project.name.split()[1])
+        if gen not in expected:
+            expected[gen] = make_project(gen).to_dict()
+        assert project.to_dict() == expected.pop(gen), f"kill {kill}: the file mixes generations"
+        assert gen > last_gen  # at least the save reported ready is there: nothing went backwards
+        changed += gen > last_gen + 1
+        last_gen = gen
+        backup = pf.open_project(path.with_name(path.name + ".bak"))  # the backup is whole too
+        assert int(backup.name.split()[1]) <= gen
+    # The kills really landed while saves were going on: most found newer saves than the one
+    # reported ready, and some caught a save mid-write (its temporary file is left behind).
+    torn = len(list(tmp_path.glob(".Big.mcproj.*.part")))
+    print(f"kills: 40, after further saves: {changed}, caught mid-write: {torn}, last generation: {last_gen}")
+    assert changed >= 5
