@@ -267,7 +267,8 @@ class MainWindow(QMainWindow):
         self.model_ready = False
         self.model_label.setText("Model: not loaded")
         self.model_progress.setVisible(False)
-        self.show_message(message + " Choose another model folder in File ▸ Settings.", ERROR)
+        hint = "" if "settings" in message.lower() else " Choose another model folder in File ▸ Settings."
+        self.show_message(message + hint, ERROR)
 
     def shutdown(self) -> None:
         self.play_timer.stop()
