@@ -1,0 +1,116 @@
+"""The command line: `python main.py` opens the studio; `python main.py COMMAND ...` runs a command.
+
+Heavy imports (torch, Qt) happen inside each command, so `--help` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "models" / "metacanvas-shapes"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder (default: the setting, else models/metacanvas-shapes)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-canvas", action="store_true", help="run the model text-only (the canvas branch off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python main.py", description=(
+        "MetaCanvas Studio. With no command, opens the studio. Commands run headless."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("studio", help="open the studio window (the default)")
+    p.add_argument("--model", default=None)
+    p.add_argument("project", nargs="?", help="a .mcproj project to open")
+
+    p = sub.add_parser("generate", help="text-to-image: one prompt, or a GenEval metadata file with --prompts")
+    p.add_argument("prompt", nargs="?", help="what to draw, e.g. 'a red circle left of a blue star'")
+    p.add_argument("-o", "--output", help="output PNG (single prompt)")
+    p.add_argument("--plan", help="also write the plan: heatmap and PCA colours beside the result")
+    p.add_argument("--prompts", help="GenEval evaluation_metadata.jsonl: writes GenEval's folder layout to --out")
+    p.add_argument("--out", help="output folder for --prompts")
+    p.add_argument("--n", type=int, default=4, help="images per prompt with --prompts")
+    p.add_argument("--batch", type=int, default=32, help="images sampled at once with --prompts")
+    _add_model_args(p)
+
+    p = sub.add_parser("edit", help="image editing: python main.py edit in.png 'make the circle green' -o out.png")
+    p.add_argument("image")
+    p.add_argument("instruction")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--plan", help="also write the plan beside the result")
+    _add_model_args(p)
+
+    p = sub.add_parser("video", help="video tasks (text/image/reference-to-video, video edit): needs a video model")
+    p.add_argument("instruction")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("--image", action="append", default=[], help="input image (i2v) or reference images (repeat)")
+    p.add_argument("--video", help="source clip to edit")
+    p.add_argument("--frames", type=int, default=17)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--fps", type=float, default=8.0)
+    _add_model_args(p)
+
+    p = sub.add_parser("plan", help="run the planner alone and write the plan picture")
+    p.add_argument("instruction")
+    p.add_argument("-o", "--output", required=True, help="output PNG (heatmap and PCA colours)")
+    p.add_argument("--image", help="source image, for an edit instruction")
+    _add_model_args(p)
+
+    p = sub.add_parser("train", help="train a MetaCanvas model on the shapes world from a recipe")
+    p.add_argument("--recipe", required=True, help="recipe JSON (e.g. app/train/recipes/shapes-64.json)")
+    p.add_argument("--out", default="runs/train", help="run folder: checkpoints, curves, model/ (resumes if present)")
+    p.add_argument("--no-canvas", action="store_true", help="train the text-only baseline (no canvas branch)")
+    p.add_argument("--planner-from", help="reuse the taught planner of another run (a fair baseline shares it)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--workers", type=int, default=0, help="data-generating worker processes")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this many minutes")
+
+    p = sub.add_parser("eval", help="score a GenEval-layout folder with the shapes detector")
+    p.add_argument("folder")
+    p.add_argument("--out", help="where to write summary JSON and bar chart (default: the folder)")
+
+    p = sub.add_parser("render", help="export a project's video track to H.264 MP4")
+    p.add_argument("project")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("bench", help="run a benchmark from bench/ (see docs/BENCHMARKS.md)")
+    p.add_argument("name", help="canvas_overhead, speed or gui")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "studio"
+    try:
+        if command == "studio":
+            from app.ui.studio import run_studio
+
+            return run_studio([sys.argv[0]], model_path=getattr(args, "model", None),
+                              project=getattr(args, "project", None))
+        from app import commands
+
+        return getattr(commands, f"cmd_{command}")(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure a user can cause ends as one clear line, not a traceback
+        from app.errors import user_message
+
+        msg = user_message(exc)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,264 @@
+"""MetaCanvasPipeline: request -> plan (once) -> flow-matching denoising with guidance -> frames.
+
+Reads like a diffusers pipeline: `__call__` goes top to bottom in numbered steps. The MLLM planner
+runs once per request; the canvas connector's first block runs once on the plan; only the backbone
+and the connector's timestep-modulated block run per denoising step.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from .canvas import CanvasSpec
+from .latents import PixelCodec
+from .plan import Plan
+from .request import GenerationRequest, Task
+
+
+class GenerationCancelled(RuntimeError):
+    """Raised when the step callback asks to stop; `step` is the last step that ran."""
+
+    def __init__(self, step: int, total: int):
+        super().__init__(f"Cancelled after step {step} of {total}.")
+        self.step = step
+        self.total = total
+
+
+class UnsupportedTaskError(ValueError):
+    pass
+
+
+@dataclass
+class StepInfo:
+    step: int  # 1-based: the number of denoising steps done
+    total: int
+    latents: torch.Tensor  # the current noisy latents (first item, conditional branch)
+    preview: np.ndarray | None  # uint8 [F, H, W, 3]: the clean frames predicted at this step
+
+
+@dataclass
+class GenerationResult:
+    frames: np.ndarray  # uint8 [F, H, W, 3]
+    plan: Plan
+    request: GenerationRequest
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+StepCallback = Callable[[StepInfo], "bool | None"]
+
+
+@dataclass
+class PipelineDefaults:
+    """What a model folder says about how it likes to be sampled."""
+
+    width: int = 64
+    height: int = 64
+    steps: int = 20
+    guidance: float = 3.0
+    keyframes: int = 3  # canvas keyframes for video (METHOD.md: 1 flickers, 3 is the paper's choice)
+    shift: float = 1.0  # flow-matching timestep shift (SD3-style); 1.0 = uniform
+    max_canvas_side: int = 32  # the canvas grid follows the token grid up to this many cells a side
+    tasks: tuple[str, ...] = ("text_to_image", "image_edit")
+
+
+def token_grid(adapter, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(frames, rows, cols) of the backbone's token grid for latents of `latent_shape` (no batch)."""
+    p = getattr(adapter, "patch_size", None)
+    if p is None:  # FLUX packs 2x2 latent patches itself; SANA and Wan name theirs in the config
+        p = 2 if adapter.family == "flux" else adapter.transformer.config.patch_size
+    pt, ph, pw = (p if isinstance(p, (tuple, list)) else (1, p, p))
+    if len(latent_shape) == 3:
+        return 1, latent_shape[1] // ph, latent_shape[2] // pw
+    return latent_shape[1] // pt, latent_shape[2] // ph, latent_shape[3] // pw
+
+
+class MetaCanvasPipeline:
+    def __init__(self, planner, adapter, codec=None, defaults: PipelineDefaults | None = None, name: str = "model"):
+        self.planner = planner
+        self.adapter = adapter
+        self.codec = codec or PixelCodec()
+        self.defaults = defaults or PipelineDefaults()
+        self.name = name
+        self.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=self.defaults.shift)
+
+    # -- placement -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.adapter.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.adapter.parameters()).dtype
+
+    def to(self, device=None, dtype=None) -> "MetaCanvasPipeline":
+        for m in (self.planner, self.adapter, getattr(self.codec, "vae", None)):
+            if m is not None:
+                m.to(device=device, dtype=dtype)
+        return self
+
+    def eval(self) -> "MetaCanvasPipeline":
+        self.planner.eval()
+        self.adapter.eval()
+        return self
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.defaults.tasks)
+
+    def canvas_spec_for(self, size: int) -> CanvasSpec:
+        """The canvas of a square still of `size` pixels (training, batched sampling)."""
+        return self.canvas_spec(GenerationRequest(Task.TEXT_TO_IMAGE, "x", width=size, height=size))
+
+    def canvas_spec(self, request: GenerationRequest) -> CanvasSpec:
+        frames, rows, cols = token_grid(self.adapter, self.codec.latent_shape(request.height, request.width, request.frames))
+        # The canvas follows the token grid (1:1 at the embedded default's size) but is capped: the
+        # connector interpolates it up to the token grid, as the paper does for larger outputs.
+        scale = min(1.0, self.defaults.max_canvas_side / max(rows, cols))
+        rows, cols = max(1, round(rows * scale)), max(1, round(cols * scale))
+        keyframes = 1 if not request.task.makes_video else min(self.defaults.keyframes, frames)
+        return CanvasSpec(keyframes, rows, cols)
+
+    # -- the plan ----------------------------------------------------------------------------------
+    def _planner_media(self, request: GenerationRequest, n: int):
+        images = [list(request.images)] * n if request.images else None
+        videos = [request.video] * n if request.video is not None else None
+        return images, videos
+
+    @torch.no_grad()
+    def plan(self, request: GenerationRequest, *, with_unconditional: bool = False) -> Plan:
+        """Run the MLLM planner alone (the live plan while the user types). With
+        `with_unconditional`, item 1 is the plan for an empty instruction (for guidance)."""
+        spec = self.canvas_spec(request)
+        texts = [request.instruction] + ([""] if with_unconditional else [])
+        images, videos = self._planner_media(request, len(texts))
+        plan = self.planner(texts, spec, images=images, videos=videos)
+        if request.use_canvas and self.adapter.canvas_connector is not None:
+            plan.strength = self.adapter.prepare_plan(plan.canvas.to(self.device, self.dtype)).float().norm(dim=-1).to(plan.canvas.device)
+        return plan
+
+    # -- generation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, request: GenerationRequest, plan: Plan | None = None,
+                 callback: StepCallback | None = None, preview: bool = True) -> GenerationResult:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        device, dtype = self.device, self.dtype
+
+        # 1. Check inputs.
+        request.validate()
+        if request.task.value not in self.tasks:
+            raise UnsupportedTaskError(
+                f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "
+                f"it does: {', '.join(t.replace('_', ' ') for t in self.tasks)}.")
+        latent_shape = self.codec.latent_shape(request.height, request.width, request.frames)
+
+        # 2. Plan: conditional and unconditional (empty instruction, same media) in one planner call.
+        use_cfg = request.guidance > 1.0
+        if plan is None or (use_cfg and plan.canvas.shape[0] < 2):
+            plan = self.plan(request, with_unconditional=use_cfg)
+        if request.plan_edits:
+            plan = plan.edited(request.plan_edits)
+        plan = plan.to(device)
+        n = 2 if use_cfg else 1
+        context = plan.context[:n].to(dtype)
+        context_mask = plan.context_mask[:n]
+        plan_tokens = None
+        if request.use_canvas and self.adapter.canvas_connector is not None:
+            plan_tokens = self.adapter.prepare_plan(plan.canvas[:n].to(dtype))
+            plan.strength = plan_tokens.float().norm(dim=-1).to(plan.canvas.device)
+        timings["plan"] = time.perf_counter() - t_start
+
+        # 3. Reference latents: the source image (edit), first frame (i2v), references (r2v), source clip.
+        reference = self._reference_latents(request, device, dtype)
+        if reference is not None:
+            reference = reference.expand(n, *reference.shape[1:])
+
+        # 4. Initial noise, drawn on the CPU so a seed gives the same result on every device.
+        generator = torch.Generator("cpu").manual_seed(int(request.seed))
+        latents = torch.randn((1, *latent_shape), generator=generator).to(device=device, dtype=dtype)
+
+        # 5. Timesteps.
+        self.scheduler.set_timesteps(request.steps, device=device)
+        sigmas = self.scheduler.sigmas
+
+        # 6. Denoising loop.
+        t_loop = time.perf_counter()
+        for i, t in enumerate(self.scheduler.timesteps):
+            sigma = sigmas[i]
+            model_in = latents.expand(n, *latents.shape[1:])
+            timestep = sigma.expand(n).to(device=device, dtype=dtype)
+            velocity = self.adapter(model_in, timestep, context, context_mask, plan=plan_tokens, reference=reference)
+            if use_cfg:
+                cond, uncond = velocity.chunk(2)
+                velocity = uncond + request.guidance * (cond - uncond)
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+            if callback is not None:
+                frames_preview = None
+                if preview:
+                    x0 = latents - sigmas[i + 1] * velocity  # the clean estimate at this step
+                    frames_preview = self.codec.decode(x0)
+                keep_going = callback(StepInfo(i + 1, request.steps, latents, frames_preview))
+                if keep_going is False:
+                    raise GenerationCancelled(i + 1, request.steps)
+        timings["denoise"] = time.perf_counter() - t_loop
+
+        # 7. Decode.
+        t_dec = time.perf_counter()
+        frames = self.codec.decode(latents)
+        timings["decode"] = time.perf_counter() - t_dec
+        return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
+                                seconds=time.perf_counter() - t_start, timings=timings)
+
+    def _reference_latents(self, request: GenerationRequest, device, dtype) -> torch.Tensor | None:
+        if request.task in (Task.IMAGE_EDIT, Task.IMAGE_TO_VIDEO):
+            return self.codec.encode(request.images[0], request.height, request.width, device, dtype)
+        if request.task is Task.REFERENCE_TO_VIDEO:
+            refs = np.stack([np.asarray(im)[..., :3] for im in request.images])
+            return self.codec.encode(refs, request.height, request.width, device, dtype)
+        if request.task is Task.VIDEO_EDIT:
+            return self.codec.encode(request.video[: request.frames], request.height, request.width, device, dtype)
+        return None
+
+    # -- batched sampling (evaluation, the command line's --prompts) ---------------------------------
+    @torch.no_grad()
+    def sample(self, instructions: list[str], seeds: list[int], *, sources: list[np.ndarray] | None = None,
+               steps: int | None = None, guidance: float | None = None, use_canvas: bool = True,
+               height: int | None = None, width: int | None = None) -> np.ndarray:
+        """Many stills at once with the same settings: text-to-image, or image edits when `sources`
+        (one source image per instruction) are given. Returns uint8 [B, H, W, 3]."""
+        d = self.defaults
+        steps, guidance = steps or d.steps, d.guidance if guidance is None else guidance
+        height, width = height or d.height, width or d.width
+        task = Task.IMAGE_EDIT if sources is not None else Task.TEXT_TO_IMAGE
+        device, dtype = self.device, self.dtype
+        b = len(instructions)
+        spec = self.canvas_spec(GenerationRequest(task, "x", width=width, height=height, images=[np.zeros((1, 1, 3), np.uint8)]))
+        use_cfg = guidance > 1.0
+        texts = list(instructions) + ([""] * b if use_cfg else [])
+        images = [[s] for s in sources] * (2 if use_cfg else 1) if sources is not None else None
+        plan = self.planner(texts, spec, images=images).to(device)
+        plan_tokens = self.adapter.prepare_plan(plan.canvas.to(dtype)) if use_canvas and self.adapter.canvas_connector is not None else None
+        reference = None
+        if sources is not None:
+            reference = torch.cat([self.codec.encode(s, height, width, device, dtype) for s in sources])
+            if use_cfg:
+                reference = torch.cat([reference, reference])
+        shape = self.codec.latent_shape(height, width, 1)
+        latents = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds])
+        latents = latents.to(device=device, dtype=dtype)
+        self.scheduler.set_timesteps(steps, device=device)
+        for i, t in enumerate(self.scheduler.timesteps):
+            model_in = torch.cat([latents, latents]) if use_cfg else latents
+            timestep = self.scheduler.sigmas[i].expand(model_in.shape[0]).to(device=device, dtype=dtype)
+            velocity = self.adapter(model_in, timestep, plan.context.to(dtype), plan.context_mask, plan=plan_tokens, reference=reference)
+            if use_cfg:
+                cond, uncond = velocity.chunk(2)
+                velocity = uncond + guidance * (cond - uncond)
+            latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+        return np.concatenate([self.codec.decode(latents[i:i + 1]) for i in range(b)])

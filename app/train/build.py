@@ -1,0 +1,49 @@
+"""Build a fresh (random) MetaCanvas model for the shapes world from a recipe.
+
+Real classes throughout: a transformers Qwen2.5-VL planner with a word-level tokenizer over the
+shapes vocabulary, and a diffusers SANA transformer working in pixel space (64 x 64 x 3 is small
+enough that no VAE is needed), wrapped with the MetaCanvas connectors.
+"""
+from __future__ import annotations
+
+from diffusers import SanaTransformer2DModel
+from transformers import Qwen2_5_VLModel
+
+from app.core.backbones.sana import SanaAdapter
+from app.core.canvas import CanvasSpec, CanvasTokens
+from app.core.latents import PixelCodec
+from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
+from app.core.planner import Planner, PlannerProcessor, tiny_qwen25vl_config
+from app.shapes.vocab import VOCABULARY
+from app.train.recipe import Recipe
+
+
+def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
+    m = recipe.model
+    size = m.image_size
+    # The vision tower sees the source image of an edit at its full 64 x 64: 16 x 16 patches of 4
+    # pixels, merged 2 x 2 into 64 tokens.
+    processor = PlannerProcessor.word_level(list(VOCABULARY), patch_size=m.vision_patch,
+                                            min_pixels=size * size, max_pixels=size * size)
+    config = tiny_qwen25vl_config(len(processor.tokenizer), hidden=m.planner_hidden, layers=m.planner_layers,
+                                  heads=m.planner_heads, kv_heads=m.planner_heads, vision_hidden=m.vision_hidden,
+                                  vision_depth=m.vision_depth, vision_heads=max(1, m.vision_hidden // 32),
+                                  patch_size=m.vision_patch, tokenizer=processor.tokenizer)
+    config.text_config.intermediate_size = m.planner_intermediate
+    mllm = Qwen2_5_VLModel(config)
+    grid = size // m.patch_size
+    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden)
+    planner = Planner(mllm, processor, canvas)
+
+    width = m.dit_heads * m.dit_head_dim
+    transformer = SanaTransformer2DModel(
+        in_channels=3, out_channels=3, num_attention_heads=m.dit_heads, attention_head_dim=m.dit_head_dim,
+        num_layers=m.dit_layers, num_cross_attention_heads=m.dit_heads, cross_attention_head_dim=m.dit_head_dim,
+        cross_attention_dim=width, caption_channels=m.planner_hidden, mlp_ratio=m.dit_mlp_ratio,
+        sample_size=size, patch_size=m.patch_size, interpolation_scale=1)
+    adapter = SanaAdapter(transformer, m.planner_hidden, canvas=use_canvas, self_attention=m.self_attention,
+                          connector_heads=m.connector_heads)
+    defaults = PipelineDefaults(width=size, height=size, steps=recipe.sample_steps, guidance=recipe.guidance,
+                                tasks=("text_to_image", "image_edit"))
+    name = recipe.name if use_canvas else recipe.name + "-text-only"
+    return MetaCanvasPipeline(planner, adapter, PixelCodec(), defaults, name=name)

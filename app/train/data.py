@@ -1,0 +1,51 @@
+"""Endless batches of the shapes world for training, made in worker processes.
+
+Each batch is homogeneous: all text-to-image or all editing (an edit stacks its source below the
+target, so the token count differs). `labels` is the target scene's label map on the canvas grid:
+what the planner is taught to put on its canvas.
+"""
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from app.shapes.dataset import label_map, sample_t2i_examples
+from app.shapes.edits import sample_edit
+from app.shapes.render import render
+
+
+def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit: bool) -> dict:
+    if not edit:
+        examples = sample_t2i_examples(rng, batch, size)
+        return {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
+                "images": np.stack([im for _, im in examples]),
+                "labels": np.stack([label_map(cs.scene, grid) for cs, _ in examples])}
+    triples = [sample_edit(rng) for _ in range(batch)]
+    return {"kind": "edit", "texts": [t.instruction for t in triples],
+            "sources": np.stack([render(t.source, size) for t in triples]),
+            "images": np.stack([render(t.target, size) for t in triples]),
+            "labels": np.stack([label_map(t.target, grid) for t in triples])}
+
+
+class ShapesStream(IterableDataset):
+    def __init__(self, recipe, seed: int, batch: int, edit_fraction: float, workers: int = 0):
+        self.size = recipe.model.image_size
+        self.grid = recipe.model.image_size // recipe.model.patch_size
+        self.seed, self.batch, self.edit_fraction, self.workers = seed, batch, edit_fraction, workers
+
+    def __iter__(self):
+        info = get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction))
+
+    def loader(self):
+        if self.workers == 0:
+            return self
+        return DataLoader(self, batch_size=None, num_workers=self.workers, prefetch_factor=4,
+                          persistent_workers=True, collate_fn=_keep_numpy)
+
+
+def _keep_numpy(batch: dict) -> dict:
+    return batch
+

@@ -1,0 +1,282 @@
+"""The training loop for a MetaCanvas model on the shapes world, readable top to bottom.
+
+Stage 1 teaches the planner (canvas and context states) to ground instructions in the layout.
+Stage 2 freezes it and trains the DiT and both connectors with rectified flow matching:
+    z_t = (1 - t) z + t e,  target e - z,  MSE          (METHOD.md)
+AdamW, constant LR after a short warm-up, weight decay 0, grad clip 1.0, EMA of the trained weights.
+Runs as is on one CPU or GPU, and under `accelerate launch` on several.
+Every `checkpoint_every` steps the run writes a resumable checkpoint (safetensors only); killing it
+and running the same command again continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from app.core.checkpoints import load_state, save_model
+from app.train.build import build_model
+from app.train.data import ShapesStream
+from app.train.ema import EMA
+from app.train.optim_state import load_optimizer, save_optimizer
+from app.train.planner_teaching import PlannerTeacher
+from app.train.recipe import Recipe
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / max(1, warmup))
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, out_dir: str | Path, *, use_canvas: bool = True,
+                 planner_from: str | Path | None = None, device: str | None = None, workers: int = 0,
+                 log=print):
+        from accelerate import Accelerator
+
+        self.recipe = recipe
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.use_canvas = use_canvas
+        self.log = log
+        cpu = device == "cpu" or not torch.cuda.is_available()
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+        self.device = self.accelerator.device
+        torch.manual_seed(recipe.seed)
+        self.pipe = build_model(recipe, use_canvas=use_canvas)
+        self.pipe.to(self.device)
+        self.workers = workers
+        self.progress_path = self.out / "progress.json"
+        self.progress = json.loads(self.progress_path.read_text()) if self.progress_path.exists() else {
+            "teach_done": False, "step": 0, "losses": [], "evals": [], "wall_seconds": 0.0,
+            "use_canvas": use_canvas, "recipe": recipe.to_dict()}
+        if planner_from is not None:
+            self._load_planner(Path(planner_from))
+            self.progress["teach_done"] = True
+            self.progress["planner_from"] = str(planner_from)
+
+    # -- stage 1 ----------------------------------------------------------------------------------
+    def _load_planner(self, folder: Path) -> None:
+        """Reuse a taught planner (the same one for the canvas model and its text-only baseline)."""
+        planner = self.pipe.planner
+        state = load_state(folder / "planner")
+        missing, unexpected = planner.model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise ValueError(f"planner weights in {folder} do not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        planner.canvas_tokens.load_state_dict(load_state(folder / "canvas_tokens"))
+
+    def teach_planner(self) -> None:
+        r = self.recipe.teach
+        if self.progress["teach_done"] or r.steps <= 0:
+            return
+        teacher = PlannerTeacher(self.pipe.planner, grid=self.recipe.model.image_size // self.recipe.model.patch_size).to(self.device)
+        params = [p for p in teacher.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
+        stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1, batch=r.batch, edit_fraction=0.5,
+                                   workers=self.workers).loader())
+        t0 = time.time()
+        bar = tqdm(range(r.steps), desc="teach planner", disable=None)
+        for step in bar:
+            batch = next(stream)
+            loss, stats = teacher.loss(batch, self.device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
+            opt.step()
+            sched.step()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in stats.items()})
+                self.progress.setdefault("teach_losses", []).append([step, float(loss.item()), stats])
+        self.progress["teach_seconds"] = time.time() - t0
+        self.progress["teach_done"] = True
+        self._save_planner(self.out / "planner_taught")
+        _atomic_json(self.progress_path, self.progress)
+
+    def _save_planner(self, folder: Path) -> None:
+        from app.core.checkpoints import save_module
+
+        planner = self.pipe.planner
+        folder.mkdir(parents=True, exist_ok=True)
+        save_module(planner.model, folder / "planner", {"what": "taught planner weights"})
+        save_module(planner.canvas_tokens, folder / "canvas_tokens", {"what": "taught canvas tokens"})
+
+    # -- stage 2 ----------------------------------------------------------------------------------
+    def train_diffusion(self, max_minutes: float | None = None) -> None:
+        r = self.recipe.diffusion
+        planner, adapter = self.pipe.planner, self.pipe.adapter
+        planner.requires_grad_(False).eval()
+        adapter.train()
+        params = [p for p in adapter.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=self.recipe.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
+        ema = EMA(adapter, self.recipe.ema_decay)
+        ckpt = self.out / "checkpoint"
+        start = self.progress["step"]
+        if start > 0 and (ckpt / "adapter.safetensors").exists():
+            state = load_state_file(ckpt / "adapter.safetensors")
+            adapter.load_state_dict(state)
+            ema.load_state_dict(load_state_file(ckpt / "ema.safetensors"))
+            load_optimizer(opt, ckpt / "optimizer.safetensors")
+            sched.last_epoch = start
+            self.log(f"resumed at step {start}")
+        adapter, opt = self.accelerator.prepare(adapter, opt)
+        stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1000 + start, batch=r.batch,
+                                   edit_fraction=self.recipe.edit_fraction, workers=self.workers).loader())
+        gen = torch.Generator(device="cpu").manual_seed(self.recipe.seed + start)
+        t_begin, wall0 = time.time(), self.progress["wall_seconds"]
+        bar = tqdm(range(start, r.steps), desc="flow matching" + ("" if self.use_canvas else " (text-only)"),
+                   initial=start, total=r.steps, disable=None)
+        running = []
+        for step in bar:
+            batch = next(stream)
+            loss = self._flow_matching_loss(batch, adapter, gen)
+            opt.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            self.accelerator.clip_grad_norm_(params, self.recipe.grad_clip)
+            opt.step()
+            sched.step()
+            ema.update(self.accelerator.unwrap_model(adapter), step)
+            running.append(loss.item())
+            done = step + 1
+            if done % 50 == 0:
+                self.progress["losses"].append([done, float(np.mean(running))])
+                bar.set_postfix(loss=f"{np.mean(running):.4f}")
+                running = []
+            out_of_time = max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes
+            if done % self.recipe.checkpoint_every == 0 or done == r.steps or out_of_time:
+                self.progress["step"] = done
+                self.progress["wall_seconds"] = wall0 + time.time() - t_begin
+                self._save_checkpoint(ckpt, self.accelerator.unwrap_model(adapter), ema, opt)
+            if self.recipe.eval_every and (done % self.recipe.eval_every == 0 or done == r.steps or out_of_time):
+                self.evaluate(ema, done)
+            if out_of_time:
+                self.log(f"stopping at step {done}: time budget of {max_minutes} min reached (resumable)")
+                break
+        self.export_model(ema)
+
+    def _flow_matching_loss(self, batch: dict, adapter, gen: torch.Generator) -> torch.Tensor:
+        rec = self.recipe
+        texts = list(batch["texts"])
+        drop = torch.rand(len(texts), generator=gen) < rec.cfg_dropout
+        texts = ["" if d else t for t, d in zip(texts, drop.tolist())]
+        sources = batch.get("sources")
+        spec = self.pipe.canvas_spec_for(rec.model.image_size)
+        with torch.no_grad():
+            plan = self.pipe.planner(texts, spec, images=[[s] for s in sources] if sources is not None else None)
+        target = torch.from_numpy(batch["images"]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        reference = None
+        if sources is not None:
+            reference = torch.from_numpy(sources).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        b = target.shape[0]
+        t = torch.sigmoid(torch.randn(b, generator=gen) * rec.logit_normal_std).to(self.device)
+        noise = torch.randn(target.shape, generator=gen).to(self.device)
+        tt = t.view(b, 1, 1, 1)
+        noisy = (1 - tt) * target + tt * noise
+        with self.accelerator.autocast():
+            unwrapped = self.accelerator.unwrap_model(adapter)
+            plan_tokens = unwrapped.prepare_plan(plan.canvas) if self.use_canvas else None
+            velocity = adapter(noisy, t, plan.context, plan.context_mask, plan=plan_tokens, reference=reference)
+        return F.mse_loss(velocity.float(), noise - target)
+
+    def _save_checkpoint(self, folder: Path, adapter, ema: EMA, opt) -> None:
+        from safetensors.torch import save_file
+
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}, str(tmp / "adapter.safetensors"))
+        save_file({k: v.contiguous().cpu() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
+        save_optimizer(opt, tmp / "optimizer.safetensors")
+        # Swap in the new checkpoint only when it is complete: a kill mid-save keeps the old one.
+        if folder.exists():
+            old = folder.with_name(folder.name + ".old")
+            if old.exists():
+                _rmtree(old)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            _rmtree(old)
+        else:
+            os.replace(tmp, folder)
+        _atomic_json(self.progress_path, self.progress)
+
+    # -- evaluation and export ----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, ema: EMA, step: int) -> dict:
+        from app.eval.model_eval import quick_eval
+
+        adapter = self.pipe.adapter
+        backup = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        ema.copy_to(adapter)
+        adapter.eval()
+        try:
+            scores = quick_eval(self.pipe, self.recipe.eval_prompts, seed=1234, steps=self.recipe.sample_steps,
+                                guidance=self.recipe.guidance, use_canvas=self.use_canvas)
+        finally:
+            adapter.load_state_dict(backup)
+            adapter.train()
+        scores["step"] = step
+        self.progress["evals"].append(scores)
+        _atomic_json(self.progress_path, self.progress)
+        self.log(f"eval at step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float)))
+        return scores
+
+    def export_model(self, ema: EMA, folder: Path | None = None) -> Path:
+        folder = folder or self.out / "model"
+        ema.copy_to(self.pipe.adapter)
+        self.pipe.adapter.eval()
+        save_model(self.pipe, folder)
+        self.plot_curves()
+        return folder
+
+    def plot_curves(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        if self.progress["losses"]:
+            s, l = zip(*self.progress["losses"])
+            axes[0].plot(s, l)
+            axes[0].set_yscale("log")
+        axes[0].set_title("flow-matching loss")
+        axes[0].set_xlabel("step")
+        for key in ("overall", "position", "counting", "edit_success"):
+            pts = [(e["step"], e[key]) for e in self.progress["evals"] if key in e]
+            if pts:
+                axes[1].plot(*zip(*pts), marker="o", label=key)
+        axes[1].set_title("quick evaluation (EMA weights)")
+        axes[1].set_xlabel("step")
+        axes[1].legend()
+        fig.tight_layout()
+        fig.savefig(self.out / "curves.png", dpi=90)
+        plt.close(fig)
+
+    def run(self, max_minutes: float | None = None) -> Path:
+        self.teach_planner()
+        self.train_diffusion(max_minutes=max_minutes)
+        return self.out / "model"
+
+
+def load_state_file(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

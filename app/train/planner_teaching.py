@@ -1,0 +1,47 @@
+"""Stage 1: teach the planner to ground an instruction in the layout.
+
+A pretrained MLLM arrives able to ground "a red circle left of a blue star"; our small planner
+starts from nothing, and a DiT cannot lean on a planner that knows nothing yet (API-NOTES.md). So
+the planner first learns, with two auxiliary heads that are thrown away afterwards:
+- canvas head: each canvas cell's state predicts that cell's label (background, or class x colour)
+  in the target scene: the plan becomes a soft layout;
+- context head: the masked mean of the context states predicts the same whole label map, so the
+  context states carry the scene too. Both variants (MetaCanvas and the text-only baseline) share
+  this planner, which keeps the comparison fair: the baseline's context is just as informed.
+A label map is mostly unpredictable from a caption (a "red circle" can be anywhere); the heads learn
+the knowable part: which labels, and where the mass sits for positional words and for edits.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.core.canvas import CanvasSpec
+from app.shapes.palette import NUM_LABELS
+
+
+class PlannerTeacher(nn.Module):
+    def __init__(self, planner, grid: int):
+        super().__init__()
+        self.planner = planner
+        self.grid = grid
+        d = planner.hidden_size
+        self.canvas_head = nn.Linear(d, NUM_LABELS)
+        self.context_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, grid * grid * NUM_LABELS))
+
+    def loss(self, batch: dict, device) -> tuple[torch.Tensor, dict[str, float]]:
+        spec = CanvasSpec(1, self.grid, self.grid)
+        sources = batch.get("sources")
+        plan = self.planner(list(batch["texts"]), spec, images=[[s] for s in sources] if sources is not None else None)
+        labels = torch.from_numpy(batch["labels"]).to(device)  # [B, g, g]
+        canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
+        canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1))
+        mask = plan.context_mask.unsqueeze(-1).to(plan.context.dtype)
+        pooled = (plan.context * mask).sum(1) / mask.sum(1).clamp(min=1)
+        context_logits = self.context_head(pooled).reshape(-1, self.grid, self.grid, NUM_LABELS)
+        context_loss = F.cross_entropy(context_logits.reshape(-1, NUM_LABELS), labels.reshape(-1))
+        with torch.no_grad():
+            fg = labels > 0
+            acc = (canvas_logits.argmax(-1)[fg] == labels[fg]).float().mean().item() if fg.any() else 0.0
+        return canvas_loss + context_loss, {"canvas": canvas_loss.item(), "context": context_loss.item(), "fg_acc": acc}
