@@ -367,8 +367,10 @@ class Planner(nn.Module):
         return int(self.mllm.config.text_config.hidden_size)
 
     def forward(self, instructions: list[str], spec: CanvasSpec, images: list[list[np.ndarray]] | None = None,
-                videos: list[np.ndarray | None] | None = None) -> Plan:
-        inputs = self.processor(instructions, images=images, videos=videos)
+                videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None) -> Plan:
+        # `inputs` lets a training data loader tokenise and patchify in its worker processes.
+        if inputs is None:
+            inputs = self.processor(instructions, images=images, videos=videos)
         mllm = self.mllm
         device = self.canvas_tokens.tokens.device
         dtype = mllm.get_input_embeddings().weight.dtype

@@ -18,13 +18,19 @@ from app.shapes.vocab import VOCABULARY
 from app.train.recipe import Recipe
 
 
+def build_processor(recipe: Recipe) -> PlannerProcessor:
+    """The word-level tokenizer over the shapes vocabulary, and the image processor. The vision tower
+    sees the source image of an edit at its full 64 x 64: 16 x 16 patches of 4 pixels, merged 2 x 2
+    into 64 tokens."""
+    m = recipe.model
+    return PlannerProcessor.word_level(list(VOCABULARY), patch_size=m.vision_patch,
+                                       min_pixels=m.image_size ** 2, max_pixels=m.image_size ** 2)
+
+
 def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     m = recipe.model
     size = m.image_size
-    # The vision tower sees the source image of an edit at its full 64 x 64: 16 x 16 patches of 4
-    # pixels, merged 2 x 2 into 64 tokens.
-    processor = PlannerProcessor.word_level(list(VOCABULARY), patch_size=m.vision_patch,
-                                            min_pixels=size * size, max_pixels=size * size)
+    processor = build_processor(recipe)
     config = tiny_qwen25vl_config(len(processor.tokenizer), hidden=m.planner_hidden, layers=m.planner_layers,
                                   heads=m.planner_heads, kv_heads=m.planner_heads, vision_hidden=m.vision_hidden,
                                   vision_depth=m.vision_depth, vision_heads=max(1, m.vision_hidden // 32),

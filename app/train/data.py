@@ -28,16 +28,32 @@ def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit:
 
 
 class ShapesStream(IterableDataset):
-    def __init__(self, recipe, seed: int, batch: int, edit_fraction: float, workers: int = 0):
+    """Batches with the planner's inputs already made (tokens, image patches): that work happens in
+    the worker processes, not between GPU steps. `cfg_dropout` blanks instructions here, before
+    tokenising, so the model also learns the unconditional velocity that guidance needs."""
+
+    def __init__(self, recipe, seed: int, batch: int, edit_fraction: float, workers: int = 0,
+                 cfg_dropout: float = 0.0):
+        self.recipe = recipe
         self.size = recipe.model.image_size
         self.grid = recipe.model.image_size // recipe.model.patch_size
         self.seed, self.batch, self.edit_fraction, self.workers = seed, batch, edit_fraction, workers
+        self.cfg_dropout = cfg_dropout
 
     def __iter__(self):
+        from app.train.build import build_processor
+
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
+        processor = build_processor(self.recipe)
         while True:
-            yield make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction))
+            batch = make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction))
+            if self.cfg_dropout:
+                drop = rng.random(len(batch["texts"])) < self.cfg_dropout
+                batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
+            sources = batch.get("sources")
+            batch["planner_inputs"] = processor(batch["texts"], images=[[s] for s in sources] if sources is not None else None)
+            yield batch
 
     def loader(self):
         if self.workers == 0:

@@ -134,7 +134,8 @@ class Trainer:
             self.log(f"resumed at step {start}")
         adapter, opt = self.accelerator.prepare(adapter, opt)
         stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1000 + start, batch=r.batch,
-                                   edit_fraction=self.recipe.edit_fraction, workers=self.workers).loader())
+                                   edit_fraction=self.recipe.edit_fraction, workers=self.workers,
+                                   cfg_dropout=self.recipe.cfg_dropout).loader())
         gen = torch.Generator(device="cpu").manual_seed(self.recipe.seed + start)
         t_begin, wall0 = time.time(), self.progress["wall_seconds"]
         bar = tqdm(range(start, r.steps), desc="flow matching" + ("" if self.use_canvas else " (text-only)"),
@@ -169,13 +170,10 @@ class Trainer:
 
     def _flow_matching_loss(self, batch: dict, adapter, gen: torch.Generator) -> torch.Tensor:
         rec = self.recipe
-        texts = list(batch["texts"])
-        drop = torch.rand(len(texts), generator=gen) < rec.cfg_dropout
-        texts = ["" if d else t for t, d in zip(texts, drop.tolist())]
         sources = batch.get("sources")
         spec = self.pipe.canvas_spec_for(rec.model.image_size)
         with torch.no_grad():
-            plan = self.pipe.planner(texts, spec, images=[[s] for s in sources] if sources is not None else None)
+            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"])
         target = torch.from_numpy(batch["images"]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         reference = None
         if sources is not None:
@@ -236,7 +234,7 @@ class Trainer:
         folder = folder or self.out / "model"
         ema.copy_to(self.pipe.adapter)
         self.pipe.adapter.eval()
-        save_model(self.pipe, folder)
+        save_model(self.pipe, folder, dtype=getattr(torch, self.recipe.save_dtype))
         self.plot_curves()
         return folder
 
@@ -264,8 +262,10 @@ class Trainer:
         fig.savefig(self.out / "curves.png", dpi=90)
         plt.close(fig)
 
-    def run(self, max_minutes: float | None = None) -> Path:
+    def run(self, max_minutes: float | None = None, teach_only: bool = False) -> Path:
         self.teach_planner()
+        if teach_only:
+            return self.out / "planner_taught"
         self.train_diffusion(max_minutes=max_minutes)
         return self.out / "model"
 

@@ -32,8 +32,7 @@ class PlannerTeacher(nn.Module):
 
     def loss(self, batch: dict, device) -> tuple[torch.Tensor, dict[str, float]]:
         spec = CanvasSpec(1, self.grid, self.grid)
-        sources = batch.get("sources")
-        plan = self.planner(list(batch["texts"]), spec, images=[[s] for s in sources] if sources is not None else None)
+        plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"])
         labels = torch.from_numpy(batch["labels"]).to(device)  # [B, g, g]
         canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
         canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1))

@@ -58,6 +58,7 @@ class Recipe:
     eval_prompts: int = 96
     sample_steps: int = 20
     guidance: float = 3.0
+    save_dtype: str = "float16"  # the exported model's weights (halves the committed files); loading upcasts
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
