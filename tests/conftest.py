@@ -14,3 +14,23 @@ def _private_config_dir(tmp_path_factory, monkeypatch):
     cfg = tmp_path_factory.mktemp("config")
     monkeypatch.setenv("METACANVAS_CONFIG_DIR", str(cfg))
     monkeypatch.setenv("METACANVAS_DATA_DIR", str(cfg / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    """A random MetaCanvas model with the embedded default's architecture at a tiny size: a real
+    Qwen2.5-VL planner (word-level tokenizer) and a real SANA transformer, pixel space, 64 x 64.
+    The connectors' zero-initialised outputs are nudged so the canvas branch really acts."""
+    import torch
+
+    from app.train.build import build_model
+    from app.train.recipe import Recipe
+
+    recipe = Recipe.load(os.path.join(os.path.dirname(__file__), "..", "app", "train", "recipes", "tiny-test.json"))
+    torch.manual_seed(0)
+    pipe = build_model(recipe)
+    with torch.no_grad():
+        for name, p in pipe.adapter.named_parameters():
+            if "canvas_connector" in name and p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    return pipe.eval()

@@ -34,12 +34,12 @@ def _weights_in(folder: Path) -> tuple[list[Path], list[Path]]:
 def check_component_folder(folder: Path, what: str, need_weights: bool = True) -> None:
     if not folder.is_dir():
         raise ModelFolderError(f"The {what} folder {folder} does not exist. Check the model folder in Settings.")
-    if not (folder / "config.json").is_file() and not (folder / "scheduler_config.json").is_file():
+    safe, pickled = _weights_in(folder)
+    if not (folder / "config.json").is_file() and not (folder / "scheduler_config.json").is_file() and not pickled:
         raise ModelFolderError(f"The {what} folder {folder} has no config.json: it is not a model folder "
                                f"(expected the diffusers/transformers layout: config.json + *.safetensors).")
     if not need_weights:
         return
-    safe, pickled = _weights_in(folder)
     if not safe and pickled:
         names = ", ".join(p.name for p in pickled[:3])
         raise ModelFolderError(

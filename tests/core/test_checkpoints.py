@@ -1,0 +1,85 @@
+"""Model folders: save -> load is bit-identical; pickles and broken folders are refused clearly."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from app.core.checkpoints import ModelFolderError, load_model, save_model, validate_model_folder
+from app.core.request import GenerationRequest, Task
+
+
+def _frames(pipe, **kw):
+    req = GenerationRequest(Task.TEXT_TO_IMAGE, "a green square above a red star", steps=3, seed=9, **kw)
+    return pipe(req).frames
+
+
+def test_save_then_load_gives_bit_identical_outputs(tiny_pipe, tmp_path):
+    folder = save_model(tiny_pipe, tmp_path / "model")
+    index = validate_model_folder(folder)
+    assert index["family"] == "sana" and "canvas_connector" in index
+    assert not list(folder.rglob("*.bin")) and list(folder.rglob("*.safetensors"))
+    loaded = load_model(folder)
+    assert np.array_equal(_frames(tiny_pipe), _frames(loaded))
+    assert np.array_equal(_frames(tiny_pipe, use_canvas=False), _frames(loaded, use_canvas=False))
+
+
+def test_saving_over_a_model_keeps_a_complete_folder(tiny_pipe, tmp_path):
+    folder = save_model(tiny_pipe, tmp_path / "model")
+    save_model(tiny_pipe, folder)  # overwrite in place
+    assert validate_model_folder(folder)
+    assert not (tmp_path / "model.saving").exists() and not (tmp_path / "model.old").exists()
+
+
+def test_pickled_weights_are_refused_with_what_to_do(tiny_pipe, tmp_path):
+    folder = save_model(tiny_pipe, tmp_path / "model")
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.unlink()
+    (folder / "transformer" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ModelFolderError, match="pickled weights.*safetensors"):
+        load_model(folder)
+
+
+def test_a_folder_of_only_pickles_is_refused(tmp_path):
+    (tmp_path / "model.ckpt").write_bytes(b"x")
+    with pytest.raises(ModelFolderError, match="pickled"):
+        validate_model_folder(tmp_path)
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing", "does not exist"),
+    ("no_index", "not a MetaCanvas model folder"),
+    ("bad_json", "not valid JSON"),
+    ("wrong_class", "not a MetaCanvasPipeline"),
+    ("no_component", "does not exist"),
+])
+def test_broken_folders_get_a_clear_message(tiny_pipe, tmp_path, breakage, message):
+    folder = save_model(tiny_pipe, tmp_path / "model")
+    index = folder / "model_index.json"
+    if breakage == "missing":
+        folder = tmp_path / "nowhere"
+    elif breakage == "no_index":
+        index.unlink()
+    elif breakage == "bad_json":
+        index.write_text("{ not json")
+    elif breakage == "wrong_class":
+        index.write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    elif breakage == "no_component":
+        import shutil
+        shutil.rmtree(folder / "context_connector")
+    with pytest.raises(ModelFolderError, match=message):
+        load_model(folder)
+
+
+def test_text_only_model_round_trips(tmp_path):
+    from app.train.build import build_model
+    from app.train.recipe import Recipe
+    import os
+
+    recipe = Recipe.load(os.path.join(os.path.dirname(__file__), "..", "..", "app", "train", "recipes", "tiny-test.json"))
+    pipe = build_model(recipe, use_canvas=False).eval()
+    folder = save_model(pipe, tmp_path / "text-only")
+    assert "canvas_connector" not in json.loads((folder / "model_index.json").read_text())
+    loaded = load_model(folder)
+    assert loaded.adapter.canvas_connector is None
+    assert np.array_equal(_frames(pipe), _frames(loaded))
