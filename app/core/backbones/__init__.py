@@ -1,0 +1,36 @@
+"""Backbone families: one file each; every adapter hooks the canvas in after patch embedding.
+
+`build_adapter(adapter.config, transformer)` rebuilds an adapter (fresh connectors) around a
+transformer loaded with diffusers' `from_pretrained`; load the connector weights after it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .base import BackboneAdapter
+
+
+def adapter_class(family: str) -> type[BackboneAdapter]:
+    # Imported lazily so that using one family does not import the others' diffusers models.
+    if family == "sana":
+        from .sana import SanaAdapter
+        return SanaAdapter
+    if family == "flux":
+        from .flux import FluxAdapter
+        return FluxAdapter
+    if family == "wan":
+        from .wan import WanAdapter
+        return WanAdapter
+    raise ValueError(f"unknown backbone family {family!r}: expected 'sana', 'flux' or 'wan'")
+
+
+def build_adapter(config: dict[str, Any], transformer: nn.Module) -> BackboneAdapter:
+    """Rebuild an adapter from its `config` dict (as stored next to a checkpoint)."""
+    kwargs = dict(config)
+    cls = adapter_class(kwargs.pop("family"))
+    return cls(transformer, **kwargs)
+
+
+__all__ = ["BackboneAdapter", "adapter_class", "build_adapter"]

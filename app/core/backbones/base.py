@@ -1,0 +1,150 @@
+"""What every backbone family shares: connectors, the patch-embedding hook, the call contract.
+
+The canvas enters through a forward hook on the transformer's patch embedding rather than a
+subclass or a patched forward, so the transformer keeps its stock class and state-dict keys and
+still saves/loads with `save_pretrained` / `from_pretrained`. During one adapter call the hook reads
+the step's plan and timestep from `self._step`; outside a call it passes outputs through untouched,
+so the bare transformer can still be called directly with the hook installed.
+
+Contract (docs/ARCHITECTURE.md):
+    adapter(latents, timestep [B] in 0..1, context [B, L, d], context_mask [B, L] bool,
+            plan_tokens=None, reference=None) -> velocity, same shape as latents
+    plan_tokens = adapter.prepare_plan(canvas [B, K, H, W, d])   # once per request
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..connectors import CanvasConnector, ContextConnector
+
+
+@dataclass
+class _Step:
+    """What the hook needs during one transformer call."""
+
+    plan: torch.Tensor | None  # encoded plan [B, K, h, w, D] (batch already matched)
+    timestep: torch.Tensor  # [B] in 0..1
+    layout: dict[str, Any]  # family-specific: where the target tokens are
+
+
+class BackboneAdapter(nn.Module):
+    """A diffusers transformer plus the MetaCanvas connectors.
+
+    Subclasses set `family`, build the connectors, call `_install_hook(module)` on the patch
+    embedding, and implement `_denoise` (the transformer call) and `_inject` (the hook's work).
+    """
+
+    family: str = ""
+
+    def __init__(self, transformer: nn.Module, canvas_connector: CanvasConnector | None,
+                 context_connector: ContextConnector, config: dict[str, Any]):
+        super().__init__()
+        self.transformer = transformer
+        self.canvas_connector = canvas_connector
+        self.context_connector = context_connector
+        # Everything needed to rebuild this adapter around a reloaded transformer (checkpoints.py):
+        # `build_adapter(config, transformer)` in app/core/backbones/__init__.py.
+        self.config = {"family": self.family, **config}
+        self._step: _Step | None = None
+        self._hook = None
+        # Set True to have the hook keep the norm of what the canvas adds ([B, F, h, w]), for
+        # Plan.strength; off by default because it costs a reduction per step.
+        self.record_strength = False
+        self.last_strength: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ plan
+    def prepare_plan(self, canvas: torch.Tensor | None) -> torch.Tensor | None:
+        """Canvas states [B, K, H, W, d_mllm] -> encoded plan [B, K, H, W, dit_dim] (once per request)."""
+        if canvas is None or self.canvas_connector is None:
+            return None
+        return self.canvas_connector.encode(canvas)
+
+    # ------------------------------------------------------------------ call
+    def forward(self, latents: torch.Tensor, timestep: torch.Tensor | float, context: torch.Tensor,
+                context_mask: torch.Tensor | None = None, plan_tokens: torch.Tensor | None = None,
+                reference: Any = None, **kwargs: Any) -> torch.Tensor:
+        b = latents.shape[0]
+        if "plan" in kwargs:  # the brief's name for plan_tokens
+            plan_tokens = kwargs.pop("plan")
+        t = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1)
+        t = t.expand(b) if t.numel() == 1 else t
+        if t.shape[0] != b:
+            raise ValueError(f"timestep has {t.shape[0]} entries for a batch of {b}")
+        if context_mask is None:
+            context_mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
+        context_mask = context_mask.to(device=context.device, dtype=torch.bool)
+        if plan_tokens is not None:
+            if self.canvas_connector is None:
+                raise ValueError("this adapter has no canvas connector (a text-only model): pass plan_tokens=None")
+            if plan_tokens.shape[0] == 1 and b > 1:
+                plan_tokens = plan_tokens.expand(b, *plan_tokens.shape[1:])
+            elif plan_tokens.shape[0] != b:
+                raise ValueError(f"plan batch {plan_tokens.shape[0]} does not match latents batch {b}")
+        return self._denoise(latents, t, context, context_mask, plan_tokens, reference, **kwargs)
+
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, **kwargs) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ hook
+    def _install_hook(self, module: nn.Module) -> None:
+        self._hook = module.register_forward_hook(self._on_patch_embed)
+
+    def remove_hook(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    @contextlib.contextmanager
+    def _stepping(self, plan: torch.Tensor | None, t: torch.Tensor, **layout: Any):
+        self._step = _Step(plan, t, layout)
+        try:
+            yield
+        finally:
+            self._step = None
+
+    def _on_patch_embed(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if self._step is None:  # a direct call of the bare transformer: stay out of the way
+            return output
+        return self._inject(output, self._step)
+
+    def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _add_canvas(self, tokens: torch.Tensor, step: _Step, frames: int, gh: int, gw: int) -> torch.Tensor:
+        """tokens [B, frames*gh*gw, D] of the noisy TARGET only -> tokens with the plan applied.
+
+        Video runs the connector's DiT block per latent frame (frames folded into the batch), as
+        the paper does; images are frames = 1.
+        """
+        if step.plan is None:
+            return tokens
+        b, n, d = tokens.shape
+        plan = self.canvas_connector.resize(step.plan, frames, gh, gw)  # [B, F, gh, gw, D]
+        x = tokens.reshape(b * frames, gh * gw, d)
+        p = plan.reshape(b * frames, gh * gw, d)
+        t = step.timestep.to(tokens.device).repeat_interleave(frames)
+        out = self.canvas_connector(x, p, t).reshape(b, n, d)
+        if self.record_strength:
+            self.last_strength = (out - tokens).detach().float().norm(dim=-1).reshape(b, frames, gh, gw)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _matched(x: torch.Tensor, b: int) -> torch.Tensor:
+        """Broadcast a batch-1 condition (a shared reference) to batch b."""
+        if x.shape[0] == 1 and b > 1:
+            return x.expand(b, *x.shape[1:])
+        if x.shape[0] != b:
+            raise ValueError(f"reference batch {x.shape[0]} does not match latents batch {b}")
+        return x
+
+    def connector_parameters(self):
+        """Parameters of the MetaCanvas parts (what the paper trains first), not the backbone's."""
+        for name, p in self.named_parameters():
+            if not name.startswith("transformer."):
+                yield p

@@ -1,0 +1,110 @@
+"""SANA (diffusers `SanaTransformer2DModel`): cross-attention DiT, with optional in-sequence editing.
+
+Choices (METHOD.md is silent on them for SANA):
+- Context: the MLLM states go through our `ContextConnector` to `caption_channels`, then through
+  SANA's own `caption_projection` + `caption_norm`. Keeping SANA's projection means a pretrained
+  SANA checkpoint loads unchanged (its projection expects Gemma-2's 2304 channels); the connector
+  learns to speak that space. The padding mask is passed as SANA's `encoder_attention_mask`.
+- Editing (the embedded default model edits images): the source latents are concatenated to the
+  noisy ones IN SEQUENCE, as FLUX.1-Kontext does. SANA's GLUMBConv feed-forward reshapes tokens to a
+  2D grid, so a flat concatenation would break its convolution; instead the reference is stacked
+  BELOW the target along height: input [B, C, 2H, W], tokens = target rows then reference rows.
+  The canvas touches only target rows; a learned zero-init `reference_marker` is added to the
+  reference rows (so the model can tell them apart even without absolute positions); the velocity
+  is cropped to the target rows. With sin-cos positions (interpolation_scale set) the two halves
+  also get distinct row positions. The 3x3 depthwise conv sees across the seam: accepted (the
+  reference is useful context there too).
+- self_attention="softmax" swaps SANA's linear attention in attn1 for diffusers' AttnProcessor2_0
+  (same weights, softmax kernel): linear attention blurs exact copying of the source in edits.
+- SANA's default config has no absolute position embedding (interpolation_scale=None); layout
+  from a plan needs one, so `tiny_sana_config` sets interpolation_scale=1.
+- Timestep: the SANA pipeline feeds 0..1000 (AdaLayerNormSingle); we pass t * 1000.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffusers import SanaTransformer2DModel
+from diffusers.models.attention_processor import AttnProcessor2_0, SanaLinearAttnProcessor2_0
+
+from ..connectors import CanvasConnector, ContextConnector
+from .base import BackboneAdapter, _Step
+
+
+def tiny_sana_config(**overrides: Any) -> dict[str, Any]:
+    """A SanaTransformer2DModel config small enough for CPU tests (width 32, one layer)."""
+    cfg = dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=1,
+               num_cross_attention_heads=2, cross_attention_head_dim=16, cross_attention_dim=32,
+               caption_channels=32, mlp_ratio=2.5, sample_size=8, patch_size=1, interpolation_scale=1)
+    cfg.update(overrides)
+    return cfg
+
+
+class SanaAdapter(BackboneAdapter):
+    """MetaCanvas around SANA.
+
+    latents [B, C, H, W]; reference: source latents [B, C, H, W] (same size, batch 1 broadcasts)
+    or None; plan_tokens from `prepare_plan(canvas [B, 1, Hc, Wc, d])`.
+    """
+
+    family = "sana"
+
+    def __init__(self, transformer: SanaTransformer2DModel, mllm_dim: int, canvas: bool = True,
+                 adaln: bool = True, self_attention: str = "linear", context_dropout: float = 0.0,
+                 connector_heads: int | None = None):
+        if self_attention not in ("linear", "softmax"):
+            raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
+        cfg = transformer.config
+        dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
+        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
+                            if canvas else None)
+        context_connector = ContextConnector(mllm_dim, cfg.caption_channels, dropout=context_dropout)
+        super().__init__(transformer, canvas_connector, context_connector,
+                         dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
+                              context_dropout=context_dropout, connector_heads=connector_heads))
+        self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
+        self.set_self_attention(self_attention)
+        self._install_hook(transformer.patch_embed)
+
+    def set_self_attention(self, kind: str) -> None:
+        """'linear' (SANA's own) or 'softmax' (AttnProcessor2_0 on attn1, same weights)."""
+        make = AttnProcessor2_0 if kind == "softmax" else SanaLinearAttnProcessor2_0
+        for block in self.transformer.transformer_blocks:
+            block.attn1.set_processor(make())
+        self.config["self_attention"] = kind
+
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, **kwargs):
+        b, c, h, w = latents.shape
+        p = self.transformer.config.patch_size
+        x = latents
+        if reference is not None:
+            reference = self._matched(reference.to(latents.dtype), b)
+            if reference.shape[1:] != latents.shape[1:]:
+                raise ValueError(f"SANA edit needs a reference of the target's shape {tuple(latents.shape[1:])}, "
+                                 f"got {tuple(reference.shape[1:])}")
+            x = torch.cat([latents, reference], dim=2)  # stacked below: target rows first
+        ctx = self.context_connector(context)
+        with self._stepping(plan_tokens, t, target_tokens=(h // p) * (w // p), grid=(h // p, w // p),
+                            has_reference=reference is not None):
+            out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=(t * 1000).to(x.dtype),
+                                   encoder_attention_mask=context_mask, return_dict=False)[0]
+        return out[:, :, :h]
+
+    def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
+        n = step.layout["target_tokens"]
+        gh, gw = step.layout["grid"]
+        target = self._add_canvas(output[:, :n], step, 1, gh, gw)
+        if not step.layout["has_reference"]:
+            return target
+        reference = output[:, n:] + self.reference_marker.to(output.dtype)
+        return torch.cat([target, reference], dim=1)
+
+
+def tiny_sana_adapter(mllm_dim: int = 16, seed: int = 0, config: dict | None = None, **adapter_kwargs) -> SanaAdapter:
+    """A random tiny SANA + connectors (for tests and other parts' development)."""
+    torch.manual_seed(seed)
+    transformer = SanaTransformer2DModel(**(config or tiny_sana_config()))
+    return SanaAdapter(transformer, mllm_dim, **adapter_kwargs)

@@ -1,0 +1,134 @@
+"""Wan2.x (diffusers `WanTransformer3DModel`): cross-attention video DiT, conditions as clean frames.
+
+Follows the Wan2.2-TI2V way (pipeline_wan_i2v.py with expand_timesteps=True): a condition frame is
+given CLEAN and its tokens get timestep 0 through per-token timesteps ([B, seq_len]); the noisy
+frames get t. Two kinds of condition, both in one `WanReference`:
+- first_frame [B, C, 1, H, W]: image-to-video. It replaces latent frame 0 of the input; frame 0's
+  returned velocity is zero (it is given, not generated): keep frame 0 of the latents equal to the
+  clean image latent before decoding, and leave it out of the loss.
+- frames [B, C, R, H, W]: in-context reference frames (reference images, or the source clip in video
+  editing), concatenated AFTER the target frames along time, so they get the next RoPE frame
+  positions; the velocity is cropped to the target frames. A bare tensor as `reference` means frames.
+Without any condition a plain [B] timestep is used (identical maths, far cheaper embedding).
+
+MetaCanvas choices:
+- The hook sits on `transformer.patch_embedding` (Conv3d, output [B, D, F, h, w]); the canvas is
+  resized to the generated latent frames (keyframes spread linearly over them), and the connector's
+  DiT block runs per frame (frames folded into the batch). Condition frames get NO canvas.
+- The context connector replaces T5 (out_dim = text_dim) and feeds the stock `text_embedder`. Wan
+  has no text attention mask; its pipeline zero-pads T5 states, so padded positions are zeroed here.
+- Timestep: Wan's pipelines feed 0..1000; we pass t * 1000.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from diffusers import WanTransformer3DModel
+
+from ..connectors import CanvasConnector, ContextConnector
+from .base import BackboneAdapter, _Step
+
+
+def tiny_wan_config(**overrides: Any) -> dict[str, Any]:
+    """A WanTransformer3DModel config small enough for CPU tests (width 32, one layer, patch (1,2,2))."""
+    cfg = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+               text_dim=32, freq_dim=32, ffn_dim=64, num_layers=1, cross_attn_norm=True,
+               qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+    cfg.update(overrides)
+    return cfg
+
+
+@dataclass
+class WanReference:
+    """Clean condition latents for Wan (see the module docstring). Batch 1 broadcasts."""
+
+    first_frame: torch.Tensor | None = None  # [B, C, 1, H, W]: I2V
+    frames: torch.Tensor | None = None  # [B, C, R, H, W]: in-context reference frames / source clip
+
+
+class WanAdapter(BackboneAdapter):
+    """MetaCanvas around Wan2.x.
+
+    latents [B, C, F, H, W]; reference: WanReference, a tensor [B, C, R, H, W] (= frames), or None;
+    plan_tokens from `prepare_plan(canvas [B, K, Hc, Wc, d])`, spread over the F latent frames.
+    """
+
+    family = "wan"
+
+    def __init__(self, transformer: WanTransformer3DModel, mllm_dim: int, canvas: bool = True,
+                 adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None):
+        cfg = transformer.config
+        dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
+        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
+                            if canvas else None)
+        # METHOD.md: dropout 0.1 in the video context connector.
+        context_connector = ContextConnector(mllm_dim, cfg.text_dim, dropout=context_dropout)
+        super().__init__(transformer, canvas_connector, context_connector,
+                         dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
+                              connector_heads=connector_heads))
+        self._install_hook(transformer.patch_embedding)
+
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, **kwargs):
+        b, c, f, h, w = latents.shape
+        pt, ph, pw = self.transformer.config.patch_size
+        if isinstance(reference, torch.Tensor):
+            reference = WanReference(frames=reference)
+        reference = reference or WanReference()
+        x = latents
+        first = 0
+        if reference.first_frame is not None:
+            x = torch.cat([self._matched(reference.first_frame.to(x.dtype), b), x[:, :, 1:]], dim=2)
+            first = 1
+        extra = 0
+        if reference.frames is not None:
+            frames = self._matched(reference.frames.to(x.dtype), b)
+            x = torch.cat([x, frames], dim=2)
+            extra = frames.shape[2]
+        gf, gh, gw = x.shape[2] // pt, h // ph, w // pw
+        target_f = f // pt
+
+        if first or extra:
+            if pt != 1:
+                raise ValueError("condition frames need a temporal patch size of 1 (all Wan models have it)")
+            # Per-token timesteps as Wan2.2-TI2V: 0 on condition frames, t on the noisy ones.
+            per_frame = torch.zeros(b, gf, device=x.device, dtype=torch.float32)
+            per_frame[:, first:target_f] = t[:, None] * 1000
+            timestep = per_frame[:, :, None].expand(b, gf, gh * gw).reshape(b, -1)
+        else:
+            timestep = t * 1000
+
+        ctx = self.context_connector(context) * context_mask.unsqueeze(-1).to(context.dtype)
+        with self._stepping(plan_tokens, t, target=(first, target_f), grid=(gh, gw), gen_frames=target_f):
+            out = self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=ctx.to(x.dtype),
+                                   return_dict=False)[0]
+        out = out[:, :, :f]
+        if first:
+            out = torch.cat([torch.zeros_like(out[:, :, :1]), out[:, :, 1:]], dim=2)
+        return out
+
+    def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
+        if step.plan is None:
+            return output
+        start, stop = step.layout["target"]  # noisy frames in post-patch frame units
+        gh, gw = step.layout["grid"]
+        b, d = output.shape[:2]
+        n = step.layout["gen_frames"]
+        # The plan spans all generated frames (frame 0 included in I2V), so keyframe 0 lines up
+        # with the first frame; condition frames are then skipped.
+        plan = self.canvas_connector.resize(step.plan, n, gh, gw)[:, start:stop]
+        tokens = output[:, :, start:stop].permute(0, 2, 3, 4, 1).reshape(b, -1, d)
+        sub = _Step(plan, step.timestep, step.layout)
+        new = self._add_canvas(tokens, sub, stop - start, gh, gw)
+        new = new.reshape(b, stop - start, gh, gw, d).permute(0, 4, 1, 2, 3)
+        return torch.cat([output[:, :, :start], new, output[:, :, stop:]], dim=2)
+
+
+def tiny_wan_adapter(mllm_dim: int = 16, seed: int = 0, config: dict | None = None, **adapter_kwargs) -> WanAdapter:
+    """A random tiny Wan + connectors (for tests and other parts' development)."""
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(**(config or tiny_wan_config()))
+    adapter_kwargs.setdefault("context_dropout", 0.0)
+    return WanAdapter(transformer, mllm_dim, **adapter_kwargs)
