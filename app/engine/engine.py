@@ -1,0 +1,559 @@
+"""The background engine: one long-lived thread owns the model and runs every job on it.
+
+Threading design
+----------------
+* `Engine` is the object the UI holds. It lives in the thread that created it (the GUI thread) and
+  owns a `QThread` plus a `_Worker` moved into that thread with `moveToThread`. All model code (loading,
+  planning, denoising, decoding) runs in that one thread, for the whole life of the engine: CUDA
+  contexts, caches and the pipeline's forward hooks are never touched by two threads.
+* The worker does not use the Qt event loop: it blocks on a `threading.Condition` over a small shared
+  state (a FIFO of jobs, the one pending plan request, the running job). A running job keeps the
+  thread busy for seconds, so a cancel sent as a queued Qt slot would arrive only after the job it
+  was meant to stop. The public methods therefore take the lock, change the state and return at once;
+  they are safe to call from any thread and never wait for model code.
+* Signals are declared on `Engine` and emitted by the worker. Because `Engine` lives in the GUI
+  thread, Qt delivers them there as queued calls, also to plain Python callables (lambdas), whose
+  hidden receiver takes the sender's thread. Had `Engine` itself been moved into the worker thread,
+  a `lambda` connected by the UI would run in the worker thread and touch widgets from there.
+* Every job id ends with exactly one of `finished`/`plan_ready`, `failed` or `cancelled`, so the UI
+  can keep a simple per-job state machine.
+
+Scheduling
+----------
+* Generation jobs and model loads share one FIFO: a job submitted before `load_model` runs on the old
+  model, one submitted after runs on the new one, and a job submitted while the model is still loading
+  waits for it instead of failing with "no model".
+* Plan requests (the live plan while the user types) are cheap (milliseconds on the embedded model)
+  and only the newest one matters. There is at most one pending: a newer request supersedes it (the
+  older id is reported `cancelled`). A pending plan runs ahead of queued generation jobs, and while a
+  generation is running it runs *between two denoising steps*, from the step callback, on the same
+  thread and model. A long generation therefore never leaves the plan view stale, and no second thread
+  ever touches the model. The price is that one denoising step is delayed by one planner call.
+  Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
+  would be stale, and without any model it could only fail.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[..., Any]  # loader(path, device[, dtype=...]) -> MetaCanvasPipeline
+
+NO_MODEL_MESSAGE = "No model is loaded: choose a model folder (Settings) and wait for it to load."
+
+
+def default_loader(path: str | Path, device: str, dtype: Any = None) -> Any:
+    """The real loader; imported late so the engine (and its tests) work before core is complete."""
+    from app.core.checkpoints import load_model
+
+    if dtype is None:
+        return load_model(path, device=device)
+    return load_model(path, device=device, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA/MPS out-of-memory arrives as torch.OutOfMemoryError or a RuntimeError that says so."""
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+
+        oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                      getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+        if oom_types and isinstance(exc, oom_types):
+            return True
+    except Exception:  # torch missing or half-initialised: fall back to the message
+        pass
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def release_memory() -> None:
+    """Give dropped tensors back to the device before the next job or model needs them.
+
+    A full gc.collect() is needed because an nn.Module with forward hooks is a reference cycle
+    (the hook is a bound method of its owner), so a dropped model is not freed by refcounting.
+    It holds the GIL for a fraction of a second with torch/diffusers imported, which stalls the
+    GUI thread too, so it is called only where memory is the point: after an out-of-memory, and
+    when a loaded model is being replaced.
+    """
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        mps = getattr(torch, "mps", None)
+        if mps is not None and torch.backends.mps.is_available():
+            mps.empty_cache()
+    except Exception:
+        pass
+
+
+def array_to_qimage(array: np.ndarray) -> QImage:
+    """uint8 [H, W, 3|4] (a video preview [F, H, W, 3] shows its first frame) -> a QImage that owns its pixels."""
+    a = np.asarray(array)
+    if a.ndim == 4:
+        a = a[0]
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.dtype != np.uint8:
+        # Float previews in 0..1 are the only other kind a pipeline plausibly sends.
+        a = (np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    a = np.ascontiguousarray(a)
+    h, w, c = a.shape
+    fmt = QImage.Format.Format_RGBA8888 if c == 4 else QImage.Format.Format_RGB888
+    # QImage would only borrow the numpy buffer; copy() gives it its own before the array goes away.
+    return QImage(a.data, w, h, c * w, fmt).copy()
+
+
+@dataclass
+class _Job:
+    id: int
+    kind: str  # "generate" | "plan" | "load"
+    request: Any = None
+    plan: Any = None  # a plan to reuse instead of planning again (generate)
+    path: Any = None  # load
+    device: str = "cpu"  # load
+    dtype: Any = None  # load
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class _Worker(QObject):
+    """Runs in the engine thread; `run` is entered once, when the thread starts, and loops until shutdown."""
+
+    def __init__(self, engine: "Engine") -> None:
+        super().__init__()
+        # A weak reference: with a strong one, Engine and worker form a cycle that only the cyclic
+        # garbage collector frees, and it runs in whatever thread happens to allocate, possibly
+        # another engine's thread, destroying Qt objects away from the GUI thread.
+        self._engine = weakref.ref(engine)
+
+    @Slot()
+    def run(self) -> None:
+        engine = self._engine()
+        if engine is not None:
+            engine._serve()
+
+
+class Engine(QObject):
+    """Owns the model and a job queue in one background thread. See the module docstring."""
+
+    # job_id, step (1-based count of finished steps), total steps
+    progress = Signal(int, int, int)
+    # job_id, the latest denoising preview (throttled to `preview_fps`)
+    preview = Signal(int, QImage)
+    # job_id, Plan (moved to the CPU, safe to draw from the GUI thread)
+    plan_ready = Signal(int, object)
+    # job_id, GenerationResult
+    finished = Signal(int, object)
+    # job_id, a message a user can act on
+    failed = Signal(int, str)
+    # job_id: removed from the queue, stopped between two steps, or a plan request superseded
+    cancelled = Signal(int)
+    # ids of the generation jobs waiting to run, in the order they will run
+    queue_changed = Signal(list)
+    model_loading = Signal(str)
+    model_ready = Signal(str)
+    model_failed = Signal(str)
+    # Internal: "the queue changed, tell the UI". The list itself is read when this is delivered
+    # on the GUI thread, not when it is emitted: a snapshot taken in the engine thread could
+    # arrive after a newer one sent directly by cancel() and put a cancelled job back on screen.
+    _queue_touched = Signal()
+
+    def __init__(self, loader: Loader | None = None, model_path: str | Path | None = None,
+                 device: str = "cpu", dtype: Any = None, *, preview_fps: float = 15.0,
+                 previews: bool = True, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._loader: Loader = loader or default_loader
+        self._min_preview_interval = 1.0 / preview_fps if preview_fps > 0 else 0.0
+        self._previews = previews
+
+        self._cond = threading.Condition(threading.RLock())
+        self._ids = itertools.count(1)
+        self._queue: deque[_Job] = deque()  # generation jobs and model loads, FIFO
+        self._pending_plan: _Job | None = None
+        self._running: _Job | None = None
+        self._running_plan: _Job | None = None  # a plan run between two steps of `_running`
+        self._stopping = False
+        self._pipe: Any = None
+        self._model_name: str | None = None
+
+        self._queue_touched.connect(self._announce_queue)
+
+        self._thread = QThread()
+        self._thread.setObjectName("MetaCanvasEngine")
+        self._worker = _Worker(self)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._thread.start()
+
+        app = QCoreApplication.instance()
+        if app is not None:
+            # A QThread destroyed while running aborts the process; make sure quitting stops it first.
+            app.aboutToQuit.connect(self.shutdown)
+        if model_path is not None:
+            self.load_model(model_path, device, dtype)
+
+    # ---------------------------------------------------------------- public API (any thread)
+
+    def load_model(self, path: str | Path, device: str = "cpu", dtype: Any = None) -> None:
+        """Queue a model load; `model_loading`, then `model_ready` or `model_failed`, report it.
+
+        `device` may be "auto" (resolved by app.settings.resolve_device); `dtype` is passed to the
+        loader as `dtype=` only when given (a torch.dtype or "float32"/"bfloat16"/"float16").
+        """
+        with self._cond:
+            if self._stopping:
+                return
+            self._queue.append(_Job(next(self._ids), "load", path=path, device=device, dtype=dtype))
+            self._cond.notify_all()
+
+    def submit(self, request: Any, plan: Any = None) -> int:
+        """Queue a generation; returns its job id. `plan` reuses a plan (e.g. the edited live plan)."""
+        with self._cond:
+            job = _Job(next(self._ids), "generate", request=request, plan=plan)
+            cancelled_now = self._stopping
+            if not cancelled_now:
+                self._queue.append(job)
+                self._cond.notify_all()
+        if cancelled_now:
+            self.cancelled.emit(job.id)
+        else:
+            self._queue_touched.emit()
+        return job.id
+
+    def request_plan(self, request: Any) -> int:
+        """Ask for the plan of `request` (the live plan); supersedes a plan request still pending."""
+        with self._cond:
+            job = _Job(next(self._ids), "plan", request=request)
+            superseded, self._pending_plan = self._pending_plan, job
+            if self._stopping:
+                self._pending_plan = None
+                superseded = job
+            self._cond.notify_all()
+        if superseded is not None:
+            self.cancelled.emit(superseded.id)
+        return job.id
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued, pending or running job. Returns False (and does nothing) for other ids.
+
+        A queued job is removed at once and reported here; the running job gets its flag set and
+        is reported by the engine thread once the pipeline has stopped (before its next step).
+        """
+        with self._cond:
+            for running in (self._running, self._running_plan):
+                if running is not None and running.id == job_id and running.kind != "load":
+                    running.cancel.set()
+                    return True
+            if self._pending_plan is not None and self._pending_plan.id == job_id:
+                self._pending_plan = None
+                removed = True
+            else:
+                job = next((j for j in self._queue if j.id == job_id and j.kind == "generate"), None)
+                removed = job is not None
+                if job is not None:
+                    self._queue.remove(job)
+        if removed:
+            self.cancelled.emit(job_id)
+            self._queue_touched.emit()
+        return removed
+
+    def cancel_all(self) -> None:
+        """Drop every queued job and the pending plan, and stop the running job."""
+        with self._cond:
+            dropped = [j.id for j in self._queue if j.kind == "generate"]
+            self._queue = deque(j for j in self._queue if j.kind != "generate")
+            if self._pending_plan is not None:
+                dropped.append(self._pending_plan.id)
+                self._pending_plan = None
+            if self._running is not None:
+                self._running.cancel.set()
+        for job_id in dropped:
+            self.cancelled.emit(job_id)
+        if dropped:
+            self._queue_touched.emit()
+
+    def shutdown(self) -> None:
+        """Cancel everything, let the running step end, stop the thread and wait for it. Idempotent.
+
+        This waits for at most one denoising step (or a model load in progress, which cannot be
+        interrupted): never longer than the thread needs to reach a safe point.
+        """
+        with self._cond:
+            if self._stopping and not self._thread.isRunning():
+                return
+        self.cancel_all()
+        with self._cond:
+            self._stopping = True
+            self._queue.clear()  # loads that never started
+            self._cond.notify_all()
+        self._thread.quit()
+        self._thread.wait()
+        self._pipe = None
+
+    def set_previews(self, enabled: bool) -> None:
+        """Previews off saves converting a frame to a QImage at every step (Settings: preview)."""
+        self._previews = bool(enabled)
+
+    @property
+    def pending_jobs(self) -> list[int]:
+        with self._cond:
+            return self._pending_ids_locked()
+
+    @property
+    def running_job(self) -> int | None:
+        with self._cond:
+            return self._running.id if self._running is not None else None
+
+    @property
+    def model_name(self) -> str | None:
+        return self._model_name
+
+    @property
+    def has_model(self) -> bool:
+        return self._pipe is not None
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    @Slot()
+    def _announce_queue(self) -> None:
+        self.queue_changed.emit(self.pending_jobs)
+
+    # ---------------------------------------------------------------- engine thread
+
+    def _pending_ids_locked(self) -> list[int]:
+        return [j.id for j in self._queue if j.kind == "generate"]
+
+    def _next_job_locked(self) -> _Job | None:
+        if self._pending_plan is not None and not (self._queue and self._queue[0].kind == "load"):
+            job, self._pending_plan = self._pending_plan, None
+            return job
+        if self._queue:
+            return self._queue.popleft()
+        return None
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                job = None
+                while not self._stopping and job is None:
+                    job = self._next_job_locked()
+                    if job is None:
+                        self._cond.wait()
+                if self._stopping and job is None:
+                    break
+                self._running = job
+            if job.kind == "generate":
+                self._queue_touched.emit()
+            try:
+                if job.kind == "load":
+                    self._run_load(job)
+                elif job.kind == "plan":
+                    self._run_plan(job)
+                else:
+                    self._run_generate(job)
+            except BaseException as exc:  # the engine thread must survive anything a job does
+                log.exception("engine job %s crashed outside its handler", job.id)
+                self.failed.emit(job.id, str(exc) or type(exc).__name__)
+            finally:
+                with self._cond:
+                    self._running = None
+        with self._cond:
+            # Dropped in the thread that used it; no gc.collect() here, which would stall the GUI
+            # thread's exit for nothing: the process is ending or the engine is being discarded.
+            self._pipe = None
+
+    def _run_load(self, job: _Job) -> None:
+        path = job.path
+        name = Path(str(path)).name or str(path)
+        device = job.device
+        if device == "auto":
+            from app.settings import resolve_device
+
+            device = resolve_device("auto")
+        self.model_loading.emit(f"Loading {name} on {device}…")
+        # Release the old model first: a swap then needs the memory of one model, not two. A failed
+        # load therefore leaves no model, and model_failed says so.
+        if self._pipe is not None:
+            self._pipe, self._model_name = None, None
+            release_memory()
+        try:
+            dtype = job.dtype
+            if isinstance(dtype, str):
+                import torch
+
+                dtype = getattr(torch, dtype)
+            pipe = self._loader(path, device) if dtype is None else self._loader(path, device, dtype=dtype)
+        except BaseException as exc:
+            log.exception("loading %s failed", path)
+            out_of_memory = is_out_of_memory(exc)
+            if out_of_memory:
+                message = (f"Out of memory while loading {name} on {device}: try the CPU, a lower "
+                           f"precision (bfloat16/float16), or a smaller model.")
+            else:
+                message = f"Could not load {name}: {str(exc) or type(exc).__name__}"
+        else:
+            self._pipe, self._model_name = pipe, name
+            self.model_ready.emit(name)
+            return
+        if out_of_memory:  # outside the except block, whose traceback holds the half-loaded weights
+            release_memory()
+        self.model_failed.emit(message)
+
+    def _plan(self, job: _Job) -> None:
+        """Run one plan request and report it; shared by idle planning and planning between steps."""
+        try:
+            if self._pipe is None:
+                raise _UserError(NO_MODEL_MESSAGE)
+            job.request.validate()
+            plan = self._pipe.plan(job.request)
+            # The GUI thread draws heatmaps from the plan: give it CPU tensors, so it never
+            # touches the device the engine is computing on.
+            if hasattr(plan, "to"):
+                plan = plan.to("cpu")
+        except BaseException as exc:
+            if job.cancel.is_set():
+                self.cancelled.emit(job.id)
+            else:
+                self.failed.emit(job.id, self._message(exc, None, None, planning=True))
+            return
+        if job.cancel.is_set():
+            self.cancelled.emit(job.id)
+        else:
+            self.plan_ready.emit(job.id, plan)
+
+    def _run_plan(self, job: _Job) -> None:
+        self._plan(job)
+
+    def _plan_between_steps(self) -> None:
+        with self._cond:
+            job, self._pending_plan = self._pending_plan, None
+            if job is None:
+                return
+            # Kept apart from `_running`, so cancel() still finds the generation that is paused.
+            self._running_plan = job
+        try:
+            self._plan(job)
+        finally:
+            with self._cond:
+                self._running_plan = None
+
+    def _run_generate(self, job: _Job) -> None:
+        state = _StepState()
+
+        def on_step(info: Any) -> bool:
+            if job.cancel.is_set():
+                return False
+            step, total = int(info.step), int(info.total)
+            state.step, state.total = step, total
+            self.progress.emit(job.id, step, total)
+            preview = getattr(info, "preview", None)
+            if self._previews and preview is not None:
+                state.pending_preview = preview
+                now = time.monotonic()
+                if now - state.last_preview_time >= self._min_preview_interval:
+                    self._emit_preview(job.id, state)
+                    state.last_preview_time = now
+            if self._pending_plan is not None:
+                self._plan_between_steps()
+            return not job.cancel.is_set()
+
+        out_of_memory, message = False, ""
+        try:
+            if job.cancel.is_set():  # cancelled between leaving the queue and starting
+                raise _Cancelled
+            if self._pipe is None:
+                raise _UserError(NO_MODEL_MESSAGE)
+            job.request.validate()
+            # With previews off, ask the pipeline not to decode one per step (it costs a VAE decode).
+            extra = {} if self._previews else {"preview": False}
+            result = self._pipe(job.request, plan=job.plan, callback=on_step, **extra)
+        except BaseException as exc:
+            if job.cancel.is_set():
+                # Whatever the pipeline raised after we asked it to stop (GenerationCancelled, or
+                # anything it hit on the way out) is the cancel the user asked for.
+                self.cancelled.emit(job.id)
+                return
+            out_of_memory = is_out_of_memory(exc)
+            message = self._oom_message(state) if out_of_memory else self._message(exc, state.step, state.total)
+            log.info("job %s failed: %s", job.id, message,
+                     exc_info=not isinstance(exc, (ValueError, _UserError)) and not out_of_memory)
+        else:
+            if job.cancel.is_set():
+                # Cancelled after the last step (while decoding): the user said drop it, so it is dropped.
+                self.cancelled.emit(job.id)
+            else:
+                self.finished.emit(job.id, result)
+            return
+        # Handled here, outside the except block: until it ends, the traceback keeps the failed
+        # frames (and their tensors) alive, and release_memory() could free nothing.
+        if out_of_memory:
+            # Keep what the user saw: the last good preview goes out even if the throttle held it.
+            if state.pending_preview is not None and self._previews:
+                self._emit_preview(job.id, state)
+            state.pending_preview = None
+            release_memory()
+        self.failed.emit(job.id, message)
+
+    def _emit_preview(self, job_id: int, state: "_StepState") -> None:
+        try:
+            image = array_to_qimage(state.pending_preview)
+        except Exception:  # a malformed preview must not fail the generation
+            log.exception("could not convert a preview")
+            image = None
+        state.pending_preview = None
+        if image is not None:
+            self.preview.emit(job_id, image)
+
+    @staticmethod
+    def _oom_message(state: "_StepState") -> str:
+        advice = "try a smaller size, fewer frames, or the CPU."
+        if state.step is None:
+            return f"Out of memory before denoising started: {advice}"
+        if state.total is not None and state.step >= state.total:
+            return f"Out of memory while decoding, after step {state.step} of {state.total}: {advice}"
+        return f"Out of memory at step {state.step + 1} of {state.total}: {advice}"
+
+    @staticmethod
+    def _message(exc: BaseException, step: int | None, total: int | None, planning: bool = False) -> str:
+        if is_out_of_memory(exc):
+            what = "while planning" if planning else "before denoising started"
+            return f"Out of memory {what}: try a smaller size, fewer frames, or the CPU."
+        if isinstance(exc, (ValueError, _UserError)):
+            return str(exc)  # written for the user (request.validate, checkpoints)
+        text = str(exc) or type(exc).__name__
+        where = f" (at step {step + 1} of {total})" if step is not None and total and step < total else ""
+        return f"{type(exc).__name__}{where}: {text}"
+
+
+class _UserError(Exception):
+    """A failure whose message is already written for the user."""
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _StepState:
+    step: int | None = None  # the last step reported by the pipeline (1-based: steps done)
+    total: int | None = None
+    pending_preview: Any = None
+    last_preview_time: float = float("-inf")

@@ -1,0 +1,221 @@
+"""The studio's settings: one dataclass, stored as JSON in the user's config folder.
+
+A settings file is something users edit by hand and that can be cut short by a crash, so loading
+never fails: anything unreadable falls back to the default for that field (or to all defaults), the
+bad file is kept beside it as `settings.json.corrupt`, and `Settings.warning` says what happened so
+the UI can show it once. Saving is atomic (write a temporary file, fsync, rename), so a crash during
+a save leaves the previous file, never a half-written one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "MetaCanvas Studio"
+CONFIG_DIR_ENV = "METACANVAS_CONFIG_DIR"  # tests and portable installs point this elsewhere
+SETTINGS_FILE = "settings.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "models" / "metacanvas-shapes"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("float32", "bfloat16", "float16")
+MAX_RECENT = 10
+
+
+def config_dir() -> Path:
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def settings_path() -> Path:
+    return config_dir() / SETTINGS_FILE
+
+
+@dataclass
+class Settings:
+    model_folders: list[str] = field(default_factory=lambda: [str(DEFAULT_MODEL)])  # listed in the model menu
+    active_model: str = str(DEFAULT_MODEL)  # the one loaded at start-up
+    device: str = "auto"  # "auto" | "cuda" | "mps" | "cpu"
+    precision: str = "float32"  # "float32" | "bfloat16" | "float16"
+    preview: bool = True  # show the denoising preview while generating
+    autosave_minutes: int = 5  # 0 turns autosave off
+    recent_projects: list[str] = field(default_factory=list)  # newest first
+    # Not saved: what went wrong while loading, for the UI to show once.
+    warning: str | None = field(default=None, compare=False, repr=False)
+
+    # ------------------------------------------------------------------ persistence
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Settings":
+        path = Path(path) if path is not None else settings_path()
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            backup = _keep_corrupt_copy(path)
+            kept = f" The unreadable file was kept as {backup.name}." if backup else ""
+            settings = cls()
+            settings.warning = f"Settings file {path} could not be read ({exc}); using the defaults.{kept}"
+            log.warning(settings.warning)
+            return settings
+        settings, problems = cls.from_dict(data)
+        if problems:
+            settings.warning = f"Some settings in {path} were invalid and were reset: " + "; ".join(problems) + "."
+            log.warning(settings.warning)
+        return settings
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path is not None else settings_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("warning")
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> tuple["Settings", list[str]]:
+        """Settings from a dict, field by field: a bad value resets that field alone.
+
+        Unknown keys are ignored (a newer version may have written them)."""
+        settings = cls()
+        problems: list[str] = []
+        for f in fields(cls):
+            if f.name == "warning" or f.name not in data:
+                continue
+            value = data[f.name]
+            try:
+                setattr(settings, f.name, _CHECKS[f.name](value))
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{f.name} ({exc})")
+        return settings, problems
+
+    # ------------------------------------------------------------------ helpers
+
+    def add_recent(self, project: str | Path) -> None:
+        """Move `project` to the front of the recent list (no duplicates, at most MAX_RECENT)."""
+        p = str(project)
+        self.recent_projects = [p] + [r for r in self.recent_projects if r != p][: MAX_RECENT - 1]
+
+    def torch_device(self) -> str:
+        return resolve_device(self.device)
+
+    def torch_dtype(self):
+        return torch_dtype(self.precision)
+
+
+# ---------------------------------------------------------------------- field checks
+
+def _choice(options: tuple[str, ...]):
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return value
+    return check
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of paths")
+    return list(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, found {value!r}")
+    return value
+
+
+def _minutes(value: Any) -> int:
+    # bool is an int in Python; `true` minutes is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of minutes >= 0, found {value!r}")
+    return value
+
+
+_CHECKS = {
+    "model_folders": _str_list,
+    "active_model": _str,
+    "device": _choice(DEVICES),
+    "precision": _choice(PRECISIONS),
+    "preview": _bool,
+    "autosave_minutes": _minutes,
+    "recent_projects": lambda v: _str_list(v)[:MAX_RECENT],
+}
+
+
+# ---------------------------------------------------------------------- files
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _keep_corrupt_copy(path: Path) -> Path | None:
+    """Keep the user's unreadable file: the next save would otherwise overwrite it with defaults."""
+    backup = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, backup)
+        return backup
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------- devices
+
+def resolve_device(setting: str) -> str:
+    """"auto" -> "cuda" if available, else "mps", else "cpu". An explicit device that this machine
+    lacks falls back to "cpu" with a logged warning: a settings file copied from another machine
+    should still open the studio."""
+    import torch
+
+    if setting not in DEVICES:
+        raise ValueError(f"unknown device {setting!r}: use one of {', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if setting == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (setting == "cuda" and not cuda) or (setting == "mps" and not mps):
+        log.warning("device %s is not available here; using the CPU", setting)
+        return "cpu"
+    return setting
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return getattr(torch, precision)

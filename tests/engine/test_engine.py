@@ -1,0 +1,460 @@
+"""The engine against a small pipeline that really computes.
+
+`ComputingPipeline` follows the pipeline contract (ARCHITECTURE.md) with the real StepInfo,
+GenerationResult, GenerationCancelled and Plan classes: it denoises a seeded tensor towards a target
+on a straight line, one short sleep per step, so tests can time cancels and check the frames it
+returns. It records which thread ran each piece and how many steps it did, the two facts the
+engine's promises are about. The real embedded pipeline runs through the engine in
+test_engine_real_pipeline.py.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QImage
+
+from app.core.pipeline import GenerationCancelled, GenerationResult, StepInfo
+from app.core.plan import Plan
+from app.core.request import GenerationRequest, Task
+from app.engine import Engine, is_out_of_memory
+from app.engine.engine import NO_MODEL_MESSAGE
+
+WAIT_MS = 30_000  # generous: CI machines are shared; a hang still fails
+
+
+class ComputingPipeline:
+    def __init__(self, step_seconds: float = 0.005, fail_at: int | None = None,
+                 error: BaseException | None = None, busy_seconds: float = 0.0):
+        self.step_seconds = step_seconds
+        self.fail_at = fail_at  # raise `error` during this (1-based) step
+        self.error = error
+        # Pure-Python work per step: it holds the GIL (as Python-heavy model code does), the worst
+        # case for the GUI thread sharing the interpreter.
+        self.busy_seconds = busy_seconds
+        self.threads: set[int] = set()
+        self.steps_done = 0  # all jobs together; read from the test thread
+        self.plans: list[str] = []
+        self.previews: dict[int, np.ndarray] = {}  # step -> the preview sent at that step (last job)
+        # pause_at: before reporting that step, set `paused` and wait for `resume`, so a test can act
+        # at a known point of a job instead of racing it.
+        self.pause_at: int | None = None
+        self.paused, self.resume = threading.Event(), threading.Event()
+
+    @staticmethod
+    def target(request: GenerationRequest) -> torch.Tensor:
+        g = torch.Generator().manual_seed(request.seed + 1)
+        return torch.rand(request.frames, 3, request.height, request.width, generator=g) * 2 - 1
+
+    @staticmethod
+    def to_frames(x: torch.Tensor) -> np.ndarray:
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def plan(self, request: GenerationRequest) -> Plan:
+        self.threads.add(threading.get_ident())
+        self.plans.append(request.instruction)
+        words = request.instruction.split()
+        n = max(1, len(words))
+        return Plan(canvas=torch.randn(1, 1, 4, 4, 8), context=torch.randn(1, n, 8),
+                    context_mask=torch.ones(1, n, dtype=torch.bool),
+                    words=[[(w, [i]) for i, w in enumerate(words)]])
+
+    def __call__(self, request, plan=None, callback=None, preview=True) -> GenerationResult:
+        self.threads.add(threading.get_ident())
+        t0 = time.perf_counter()
+        request.validate()
+        if plan is None:
+            plan = self.plan(request)
+        target = self.target(request)
+        x = torch.randn(target.shape, generator=torch.Generator().manual_seed(request.seed))
+        self.previews = {}
+        for i in range(request.steps):
+            x = x + (target - x) / (request.steps - i)  # reaches the target exactly at the last step
+            end = time.perf_counter() + self.busy_seconds
+            while time.perf_counter() < end:
+                sum(range(200))
+            time.sleep(self.step_seconds)
+            if self.fail_at == i + 1:
+                raise self.error
+            self.steps_done += 1
+            if self.pause_at == i + 1:
+                self.paused.set()
+                assert self.resume.wait(10)
+            if callback is not None:
+                frames = self.to_frames(x) if preview else None
+                self.previews[i + 1] = frames
+                if callback(StepInfo(i + 1, request.steps, x, frames)) is False:
+                    raise GenerationCancelled(i + 1, request.steps)
+        return GenerationResult(frames=self.to_frames(x), plan=plan, request=request,
+                                seconds=time.perf_counter() - t0)
+
+
+class Recorder:
+    """Every engine signal, in the order the test thread received them, with the receiving thread."""
+
+    NAMES = ("progress", "preview", "plan_ready", "finished", "failed", "cancelled", "queue_changed",
+             "model_loading", "model_ready", "model_failed")
+
+    def __init__(self, engine: Engine):
+        self.events: list[tuple] = []
+        self.threads: set[int] = set()
+        for name in self.NAMES:
+            # Plain lambdas on purpose: the UI will connect those too, and they must run on its thread.
+            getattr(engine, name).connect(lambda *args, _n=name: self._record(_n, args))
+
+    def _record(self, name, args):
+        self.threads.add(threading.get_ident())
+        self.events.append((name, *args))
+
+    def of(self, name, job_id=None):
+        return [e[1:] for e in self.events if e[0] == name and (job_id is None or e[1] == job_id)]
+
+    def terminal(self, job_id):
+        return [e[0] for e in self.events if e[0] in ("finished", "failed", "cancelled", "plan_ready")
+                and e[1] == job_id]
+
+    def index(self, name, job_id):
+        return next(i for i, e in enumerate(self.events) if e[0] == name and e[1] == job_id)
+
+
+def request(steps=5, instruction="a red circle", seed=0, **kw) -> GenerationRequest:
+    return GenerationRequest(Task.TEXT_TO_IMAGE, instruction, width=16, height=12, steps=steps, seed=seed, **kw)
+
+
+@pytest.fixture
+def make_engine(qtbot):
+    engines = []
+
+    def make(pipe, **kw):
+        engine = Engine(loader=lambda path, device: pipe, **kw)
+        rec = Recorder(engine)
+        engines.append(engine)
+        with qtbot.waitSignal(engine.model_ready, timeout=WAIT_MS):
+            engine.load_model("models/computing", "cpu")
+        return engine, rec
+
+    yield make
+    for engine in engines:
+        engine.shutdown()
+
+
+def wait_terminal(qtbot, rec, *job_ids):
+    qtbot.waitUntil(lambda: all(bool(rec.terminal(j)) for j in job_ids), timeout=WAIT_MS)
+
+
+def test_submit_reports_every_step_then_finished_with_the_computed_frames(qtbot, make_engine):
+    pipe = ComputingPipeline()
+    engine, rec = make_engine(pipe)
+    req = request(steps=6)
+    job = engine.submit(req)
+    wait_terminal(qtbot, rec, job)
+
+    assert rec.terminal(job) == ["finished"]
+    assert rec.of("progress", job) == [(job, k, 6) for k in range(1, 7)]
+    (_, result), = rec.of("finished", job)
+    assert result.request is req
+    expected = ComputingPipeline.to_frames(ComputingPipeline.target(req))
+    assert result.frames.shape == (1, 12, 16, 3) and result.frames.dtype == np.uint8
+    np.testing.assert_array_equal(result.frames, expected)
+    # The first preview always goes out (nothing was shown yet) and is the step-1 prediction.
+    previews = rec.of("preview", job)
+    assert previews and isinstance(previews[0][1], QImage)
+    first = previews[0][1]
+    assert (first.width(), first.height()) == (16, 12)
+    assert first.pixelColor(3, 2).getRgb()[:3] == tuple(int(v) for v in pipe.previews[1][0, 2, 3])
+    # The queue was announced on submit and when the job left it (the job may already have left
+    # by the time the first announcement reads the queue).
+    snapshots = [q[0] for q in rec.of("queue_changed")]
+    assert len(snapshots) >= 2 and all(q in ([job], []) for q in snapshots) and snapshots[-1] == []
+
+
+def test_model_code_runs_in_one_engine_thread_and_signals_arrive_on_the_gui_thread(qtbot, make_engine):
+    pipe = ComputingPipeline()
+    loader_threads = set()
+
+    def loader(path, device):
+        loader_threads.add(threading.get_ident())
+        return pipe
+
+    engine = Engine(loader=loader)
+    try:
+        rec = Recorder(engine)
+        engine.load_model("models/computing", "cpu")
+        jobs = [engine.submit(request(steps=2, seed=s)) for s in range(3)]
+        plan_job = engine.request_plan(request(instruction="a blue square"))
+        wait_terminal(qtbot, rec, *jobs, plan_job)
+    finally:
+        engine.shutdown()
+
+    main = threading.get_ident()
+    assert len(loader_threads | pipe.threads) == 1  # one long-lived thread for loading, planning, jobs
+    assert main not in pipe.threads
+    assert rec.threads == {main}  # lambdas connected by the UI run on the UI's thread
+    assert [rec.terminal(j) for j in jobs] == [["finished"]] * 3
+    assert rec.terminal(plan_job) == ["plan_ready"]
+
+
+def test_cancelling_a_queued_job_leaves_the_running_one_alone(qtbot, make_engine):
+    pipe = ComputingPipeline(step_seconds=0.02)
+    engine, rec = make_engine(pipe)
+    running = engine.submit(request(steps=15, seed=1))
+    queued = engine.submit(request(steps=15, seed=2))
+    after = engine.submit(request(steps=3, seed=3))
+    qtbot.waitUntil(lambda: bool(rec.of("progress", running)), timeout=WAIT_MS)
+
+    assert engine.cancel(queued) is True
+    # A queued job is reported at once, from the caller's thread: nothing had to stop.
+    assert rec.terminal(queued) == ["cancelled"]
+    assert engine.pending_jobs == [after]
+    wait_terminal(qtbot, rec, running, after)
+
+    assert rec.terminal(running) == ["finished"]
+    assert [p[1] for p in rec.of("progress", running)] == list(range(1, 16))
+    (_, result), = rec.of("finished", running)
+    np.testing.assert_array_equal(result.frames, ComputingPipeline.to_frames(
+        ComputingPipeline.target(result.request)))
+    assert rec.of("progress", queued) == [] and rec.of("preview", queued) == []
+    assert rec.terminal(queued) == ["cancelled"]  # exactly one terminal signal, even later
+    # Once cancelled, it never reappears in the queue the UI shows (no stale snapshot arrives late).
+    later = [e[1] for e in rec.events[rec.index("cancelled", queued):] if e[0] == "queue_changed"]
+    assert later and all(queued not in q for q in later) and later[-1] == []
+    assert rec.terminal(after) == ["finished"]
+    assert pipe.steps_done == 15 + 3
+
+
+def test_cancelling_the_running_job_stops_it_within_one_step_and_the_next_job_runs(qtbot, make_engine):
+    pipe = ComputingPipeline(step_seconds=0.02)
+    engine, rec = make_engine(pipe)
+    running = engine.submit(request(steps=200, seed=1))
+    queued = engine.submit(request(steps=4, seed=2))
+    qtbot.waitUntil(lambda: len(rec.of("progress", running)) >= 3, timeout=WAIT_MS)
+
+    steps_at_cancel = pipe.steps_done
+    assert engine.running_job == running
+    assert engine.cancel(running) is True
+    qtbot.waitUntil(lambda: bool(rec.terminal(running)), timeout=WAIT_MS)
+    # The step in flight when the flag was set may finish; no step after it starts.
+    assert pipe.steps_done - steps_at_cancel <= 1
+    assert rec.terminal(running) == ["cancelled"]
+    wait_terminal(qtbot, rec, queued)
+    assert rec.terminal(queued) == ["finished"]
+    assert [p[1] for p in rec.of("progress", queued)] == [1, 2, 3, 4]
+
+
+def test_cancel_of_unknown_or_finished_ids_does_nothing(qtbot, make_engine):
+    engine, rec = make_engine(ComputingPipeline())
+    job = engine.submit(request(steps=2))
+    wait_terminal(qtbot, rec, job)
+    before = list(rec.events)
+    assert engine.cancel(job) is False
+    assert engine.cancel(987654) is False
+    qtbot.wait(50)
+    assert rec.events == before
+
+
+def test_plan_requests_coalesce_and_run_between_the_steps_of_a_generation(qtbot, make_engine):
+    pipe = ComputingPipeline(step_seconds=0.01)
+    pipe.pause_at = 3
+    engine, rec = make_engine(pipe)
+    gen = engine.submit(request(steps=40, instruction="two blue squares"))
+    assert pipe.paused.wait(10)
+
+    # Typing: three plan requests while the engine is inside a step; only the newest matters.
+    p1 = engine.request_plan(request(instruction="a"))
+    p2 = engine.request_plan(request(instruction="a red"))
+    p3 = engine.request_plan(request(instruction="a red circle"))
+    # The superseded ones are reported at once, from the caller's thread.
+    assert rec.terminal(p1) == ["cancelled"] and rec.terminal(p2) == ["cancelled"]
+    pipe.resume.set()
+    wait_terminal(qtbot, rec, p3, gen)
+
+    assert rec.terminal(p1) == ["cancelled"] and rec.terminal(p2) == ["cancelled"]
+    assert rec.terminal(p3) == ["plan_ready"]
+    (_, plan), = rec.of("plan_ready", p3)
+    assert [w for w, _ in plan.words[0]] == ["a", "red", "circle"]
+    # The generation planned its own request once; the live plan ran once, for the newest text.
+    assert pipe.plans == ["two blue squares", "a red circle"]
+    # It did not wait for the 40-step generation: it ran right after step 3, between two steps.
+    progress_before = [e for e in rec.events[:rec.index("plan_ready", p3)] if e[0] == "progress"]
+    assert progress_before[-1] == ("progress", gen, 3, 40)
+    assert rec.terminal(gen) == ["finished"]
+    assert [p[1] for p in rec.of("progress", gen)] == list(range(1, 41))
+
+
+def test_a_plan_request_when_idle_and_one_without_a_model(qtbot, make_engine):
+    engine, rec = make_engine(ComputingPipeline())
+    job = engine.request_plan(request(instruction="two green squares"))
+    wait_terminal(qtbot, rec, job)
+    assert rec.terminal(job) == ["plan_ready"]
+
+    bare = Engine(loader=lambda p, d: None)
+    try:
+        bare_rec = Recorder(bare)
+        plan_job, gen_job = bare.request_plan(request()), bare.submit(request())
+        wait_terminal(qtbot, bare_rec, plan_job, gen_job)
+        assert bare_rec.of("failed") == [(plan_job, NO_MODEL_MESSAGE), (gen_job, NO_MODEL_MESSAGE)]
+    finally:
+        bare.shutdown()
+
+
+def test_a_bad_request_fails_with_its_message_and_the_engine_serves_the_next_job(qtbot, make_engine):
+    pipe = ComputingPipeline()
+    engine, rec = make_engine(pipe)
+    bad = engine.submit(request(instruction="   "))
+    also_bad = engine.submit(GenerationRequest(Task.IMAGE_EDIT, "make it red", steps=2))
+    good = engine.submit(request(steps=3))
+    wait_terminal(qtbot, rec, bad, also_bad, good)
+
+    (_, message), = rec.of("failed", bad)
+    assert message == "Type an instruction first: text-to-image and text-to-video need a prompt."
+    (_, message), = rec.of("failed", also_bad)
+    assert message == "image_edit needs an input image: select an image clip first."
+    assert rec.of("progress", bad) == []
+    assert rec.terminal(good) == ["finished"]
+
+
+def test_an_unexpected_error_fails_that_job_only(qtbot, make_engine):
+    pipe = ComputingPipeline(fail_at=2, error=KeyError("latents"))
+    engine, rec = make_engine(pipe)
+    broken = engine.submit(request(steps=5))
+    qtbot.waitUntil(lambda: bool(rec.terminal(broken)), timeout=WAIT_MS)
+    (_, message), = rec.of("failed", broken)
+    assert message == "KeyError (at step 2 of 5): 'latents'"
+
+    pipe.fail_at = None
+    good = engine.submit(request(steps=2))
+    wait_terminal(qtbot, rec, good)
+    assert rec.terminal(good) == ["finished"]
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("MPS backend out of memory (MPS allocated: 9.00 GB)"),
+    MemoryError(),
+], ids=["torch-oom", "runtime-oom", "memoryerror"])
+def test_out_of_memory_mid_denoise_gives_a_clear_message_and_keeps_the_last_preview(qtbot, make_engine, error):
+    assert is_out_of_memory(error)
+    pipe = ComputingPipeline(fail_at=4, error=error)
+    # A slow preview rate: only step 1's preview passes the throttle; steps 2-3 are held back.
+    engine, rec = make_engine(pipe, preview_fps=0.5)
+    job = engine.submit(request(steps=6))
+    qtbot.waitUntil(lambda: bool(rec.terminal(job)), timeout=WAIT_MS)
+
+    assert rec.of("failed", job) == [
+        (job, "Out of memory at step 4 of 6: try a smaller size, fewer frames, or the CPU.")]
+    assert [p[1] for p in rec.of("progress", job)] == [1, 2, 3]
+    # What the user last saw survives: the newest good preview (step 3) is sent before the failure.
+    previews = [p[1] for p in rec.of("preview", job)]
+    assert len(previews) == 2
+    step3 = pipe.previews[3][0]
+    last = previews[-1]
+    for x, y in [(0, 0), (7, 5), (15, 11)]:
+        assert last.pixelColor(x, y).getRgb()[:3] == tuple(int(v) for v in step3[y, x])
+    assert rec.index("preview", job) < rec.index("failed", job)
+
+    pipe.fail_at = None
+    good = engine.submit(request(steps=2))
+    wait_terminal(qtbot, rec, good)
+    assert rec.terminal(good) == ["finished"]
+
+
+def test_previews_are_throttled_but_progress_is_not(qtbot, make_engine):
+    engine, rec = make_engine(ComputingPipeline(step_seconds=0.002), preview_fps=15)
+    t0 = time.monotonic()
+    job = engine.submit(request(steps=60))
+    wait_terminal(qtbot, rec, job)
+    elapsed = time.monotonic() - t0
+    assert len(rec.of("progress", job)) == 60
+    assert 1 <= len(rec.of("preview", job)) <= elapsed * 15 + 1
+
+    engine.set_previews(False)
+    quiet = engine.submit(request(steps=5))
+    wait_terminal(qtbot, rec, quiet)
+    assert rec.of("preview", quiet) == [] and len(rec.of("progress", quiet)) == 5
+
+
+def test_the_gui_thread_keeps_running_while_the_engine_loads_and_generates(qtbot):
+    pipe = ComputingPipeline(step_seconds=0.002, busy_seconds=0.01)
+
+    def slow_loader(path, device):
+        time.sleep(0.4)  # stands in for reading weights
+        return pipe
+
+    engine = Engine(loader=slow_loader)
+    rec = Recorder(engine)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    try:
+        timer.start()
+        t0 = time.monotonic()
+        engine.load_model("models/computing", "cpu")
+        jobs = [engine.submit(request(steps=25, seed=s)) for s in range(3)]
+        load_returned = time.monotonic() - t0
+        wait_terminal(qtbot, rec, *jobs)
+        timer.stop()
+    finally:
+        engine.shutdown()
+
+    assert load_returned < 0.1  # load_model and submit only queue work
+    assert [rec.terminal(j) for j in jobs] == [["finished"]] * 3
+    gaps = np.diff(ticks)
+    assert len(ticks) > 20
+    assert gaps.max() < 0.5, f"the GUI thread stalled for {gaps.max():.3f} s"
+
+
+def test_model_loading_reports_and_jobs_wait_for_the_model(qtbot):
+    pipe = ComputingPipeline()
+
+    def loader(path, device, dtype=None):
+        time.sleep(0.1)
+        if "missing" in str(path):
+            raise FileNotFoundError(f"{path} has no model_index.json")
+        return pipe
+
+    engine = Engine(loader=loader, model_path="models/metacanvas-shapes", device="cpu")
+    try:
+        rec = Recorder(engine)
+        # Submitted while the model is still loading: it waits for it instead of failing.
+        early = engine.submit(request(steps=2))
+        wait_terminal(qtbot, rec, early)
+        assert rec.terminal(early) == ["finished"]
+        assert rec.of("model_ready") == [("metacanvas-shapes",)]
+        assert engine.model_name == "metacanvas-shapes" and engine.has_model
+
+        engine.load_model("models/missing", "cpu")
+        late = engine.submit(request(steps=2))
+        wait_terminal(qtbot, rec, late)
+        assert rec.of("model_loading")[-1] == ("Loading missing on cpu…",)
+        assert rec.of("model_failed") == [("Could not load missing: models/missing has no model_index.json",)]
+        assert rec.of("failed", late) == [(late, NO_MODEL_MESSAGE)]
+        assert not engine.has_model
+    finally:
+        engine.shutdown()
+
+
+def test_shutdown_stops_the_running_job_cancels_the_queue_and_joins_the_thread(qtbot, make_engine):
+    pipe = ComputingPipeline(step_seconds=0.02)
+    engine, rec = make_engine(pipe)
+    running = engine.submit(request(steps=500))
+    queued = engine.submit(request(steps=5))
+    plan = engine.request_plan(request())  # may already have run between steps; else it is dropped
+    qtbot.waitUntil(lambda: bool(rec.of("progress", running)), timeout=WAIT_MS)
+
+    t0 = time.monotonic()
+    engine.shutdown()
+    assert time.monotonic() - t0 < 2.0  # one step, not the remaining 490
+    assert not engine.is_running
+    assert pipe.steps_done < 100
+    qtbot.waitUntil(lambda: bool(rec.terminal(running)), timeout=WAIT_MS)  # queued signals, now delivered
+    assert rec.terminal(running) == ["cancelled"] and rec.terminal(queued) == ["cancelled"]
+    assert len(rec.terminal(plan)) == 1
+
+    engine.shutdown()  # twice is harmless
+    after = engine.submit(request())
+    assert rec.terminal(after) == ["cancelled"]
