@@ -119,6 +119,11 @@ class Settings:
         return torch_dtype(self.precision)
 
 
+def load_settings(path: str | Path | None = None) -> Settings:
+    """The user's settings (defaults if there is no file); never raises for a bad file."""
+    return Settings.load(path)
+
+
 # ---------------------------------------------------------------------- field checks
 
 def _choice(options: tuple[str, ...]):

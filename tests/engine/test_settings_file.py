@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.settings import DEFAULT_MODEL, Settings, config_dir, resolve_device, settings_path, torch_dtype
+from app.settings import (DEFAULT_MODEL, Settings, config_dir, load_settings, resolve_device, settings_path,
+                          torch_dtype)
 
 
 def test_the_config_dir_comes_from_the_environment(tmp_path, monkeypatch):
@@ -38,7 +39,7 @@ def test_save_then_load_round_trips_through_the_env_dir(tmp_path, monkeypatch):
     assert path == tmp_path / "new" / "dir" / "settings.json"
     assert json.loads(path.read_text())["recent_projects"] == ["/p/one.mcproj", "/p/two.mcproj"]
     assert "warning" not in json.loads(path.read_text())
-    loaded = Settings.load()
+    loaded = load_settings()  # the user's file, found through METACANVAS_CONFIG_DIR
     assert loaded == s and loaded.warning is None
     # Atomic write: nothing but the settings file is left behind.
     assert os.listdir(path.parent) == ["settings.json"]
