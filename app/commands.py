@@ -17,9 +17,9 @@ def resolve_model_path(arg: str | None) -> Path:
     try:
         from app.settings import load_settings
 
-        folders = load_settings().model_folders
-        if folders:
-            return Path(folders[0])
+        active = load_settings().active_model
+        if active:
+            return Path(active)
     except Exception:  # a broken settings file must not stop the command line
         pass
     return DEFAULT_MODEL
@@ -167,7 +167,7 @@ def cmd_train(args) -> int:
 
     recipe = Recipe.load(args.recipe)
     trainer = Trainer(recipe, args.out, use_canvas=not args.no_canvas, planner_from=args.planner_from,
-                      device=args.device, workers=args.workers)
+                      init_from=args.init_from, device=args.device, workers=args.workers)
     folder = trainer.run(max_minutes=args.max_minutes, teach_only=args.teach_only)
     print(f"model: {folder}; curves: {Path(args.out) / 'curves.png'}")
     return 0

@@ -42,8 +42,8 @@ def _lr_lambda(warmup: int):
 
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, *, use_canvas: bool = True,
-                 planner_from: str | Path | None = None, device: str | None = None, workers: int = 0,
-                 log=print):
+                 planner_from: str | Path | None = None, init_from: str | Path | None = None,
+                 device: str | None = None, workers: int = 0, log=print):
         from accelerate import Accelerator
 
         self.recipe = recipe
@@ -66,6 +66,27 @@ class Trainer:
             self._load_planner(Path(planner_from))
             self.progress["teach_done"] = True
             self.progress["planner_from"] = str(planner_from)
+        if init_from is not None and self.progress["step"] == 0:
+            self._init_from_model(Path(init_from))
+
+    def _init_from_model(self, folder: Path) -> None:
+        """Continue from an exported model (its EMA weights), with a fresh optimizer: how a run goes on
+        in a new session when only the small exported model, not the optimizer state, was kept."""
+        from app.core.checkpoints import load_model
+
+        src = load_model(folder, device="cpu", dtype=torch.float32)
+        if (src.adapter.canvas_connector is None) != (self.pipe.adapter.canvas_connector is None):
+            raise ValueError(f"{folder} is a {'text-only' if src.adapter.canvas_connector is None else 'canvas'} "
+                             f"model; this run trains the other variant")
+        self.pipe.planner.load_state_dict(src.planner.state_dict())
+        self.pipe.adapter.load_state_dict(src.adapter.state_dict())
+        self.progress["teach_done"] = True
+        self.progress["init_from"] = str(folder)
+        prior = folder / "training.json"
+        if prior.exists():  # keep counting steps and wall time across sessions
+            info = json.loads(prior.read_text())
+            self.progress["prior_steps"] = info.get("steps", 0)
+            self.progress["prior_wall_seconds"] = info.get("wall_seconds", 0.0)
 
     # -- stage 1 ----------------------------------------------------------------------------------
     def _load_planner(self, folder: Path) -> None:
@@ -235,6 +256,11 @@ class Trainer:
         ema.copy_to(self.pipe.adapter)
         self.pipe.adapter.eval()
         save_model(self.pipe, folder, dtype=getattr(torch, self.recipe.save_dtype))
+        steps = self.progress.get("prior_steps", 0) + self.progress["step"]
+        wall = self.progress.get("prior_wall_seconds", 0.0) + self.progress["wall_seconds"]
+        (folder / "training.json").write_text(json.dumps(
+            {"steps": steps, "wall_seconds": round(wall, 1), "teach_steps": self.recipe.teach.steps,
+             "use_canvas": self.use_canvas, "recipe": self.recipe.to_dict(), "evals": self.progress["evals"]}, indent=2))
         self.plot_curves()
         return folder
 
