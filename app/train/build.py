@@ -36,6 +36,11 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
                                   vision_depth=m.vision_depth, vision_heads=max(1, m.vision_hidden // 32),
                                   patch_size=m.vision_patch, tokenizer=processor.tokenizer)
     config.text_config.intermediate_size = m.planner_intermediate
+    # One attention window per image: transformers runs the vision tower's attention one window at a
+    # time in a Python loop (unless flash attention is installed), so 16 windows per 64 px image made
+    # an edit batch of 128 cost ~2000 small kernels per layer. A 64 px image is small enough to
+    # attend whole.
+    config.vision_config.window_size = size
     mllm = Qwen2_5_VLModel(config)
     grid = size // m.patch_size
     canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden)

@@ -17,10 +17,12 @@ mkdir -p "$OUT" "$RUN/reports"
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
 if [ -z "$INIT" ]; then
-  python main.py train --recipe app/train/recipes/tiny-test.json --out "$RUN/smoke" --workers 2 > "$OUT/smoke.log" 2>&1 \
-    || { echo "smoke run failed"; tail -40 "$OUT/smoke.log"; exit 1; }
-  echo "smoke ok"
-  python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --workers 6 > "$OUT/teach.log" 2>&1 \
+  if [ "${SMOKE:-1}" = 1 ]; then
+    python main.py train --recipe app/train/recipes/tiny-test.json --out "$RUN/smoke" --workers 2 > "$OUT/smoke.log" 2>&1 \
+      || { echo "smoke run failed"; tail -40 "$OUT/smoke.log"; exit 1; }
+    echo "smoke ok"
+  fi
+  python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes ${TEACH_MIN:-1.5} --workers 6 > "$OUT/teach.log" 2>&1 \
     || { echo "teaching failed"; tail -40 "$OUT/teach.log"; exit 1; }
   CANVAS_ARGS=""; TEXT_ARGS="--planner-from $RUN/canvas/planner_taught"
 else

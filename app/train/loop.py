@@ -98,7 +98,7 @@ class Trainer:
             raise ValueError(f"planner weights in {folder} do not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         planner.canvas_tokens.load_state_dict(load_state(folder / "canvas_tokens"))
 
-    def teach_planner(self) -> None:
+    def teach_planner(self, max_minutes: float | None = None) -> None:
         r = self.recipe.teach
         if self.progress["teach_done"] or r.steps <= 0:
             return
@@ -121,6 +121,13 @@ class Trainer:
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in stats.items()})
                 self.progress.setdefault("teach_losses", []).append([step, float(loss.item()), stats])
+            if step % 200 == 0:
+                self.log(f"teach step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
+                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+                self.log(f"teaching stopped at step {step + 1}: time budget of {max_minutes} min reached")
+                self.progress["teach_steps_done"] = step + 1
+                break
         self.progress["teach_seconds"] = time.time() - t0
         self.progress["teach_done"] = True
         self._save_planner(self.out / "planner_taught")
@@ -176,6 +183,8 @@ class Trainer:
             if done % 50 == 0:
                 self.progress["losses"].append([done, float(np.mean(running))])
                 bar.set_postfix(loss=f"{np.mean(running):.4f}")
+                if done % 500 == 0:
+                    self.log(f"step {done} ({time.time() - t_begin:.0f} s): loss {np.mean(running):.4f}")
                 running = []
             out_of_time = max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes
             if done % self.recipe.checkpoint_every == 0 or done == r.steps or out_of_time:
@@ -288,8 +297,9 @@ class Trainer:
         fig.savefig(self.out / "curves.png", dpi=90)
         plt.close(fig)
 
-    def run(self, max_minutes: float | None = None, teach_only: bool = False) -> Path:
-        self.teach_planner()
+    def run(self, max_minutes: float | None = None, teach_only: bool = False,
+            teach_minutes: float | None = None) -> Path:
+        self.teach_planner(max_minutes=teach_minutes)
         if teach_only:
             return self.out / "planner_taught"
         self.train_diffusion(max_minutes=max_minutes)
