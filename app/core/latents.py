@@ -15,7 +15,7 @@ def frames_to_tensor(frames: np.ndarray, height: int, width: int) -> torch.Tenso
     arr = np.asarray(frames)
     if arr.ndim == 3:
         arr = arr[None]
-    x = torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    x = torch.from_numpy(np.array(arr[..., :3], copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     if x.shape[-2:] != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     return x

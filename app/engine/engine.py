@@ -329,6 +329,13 @@ class Engine(QObject):
         return self._pipe is not None
 
     @property
+    def model_defaults(self):
+        """The loaded model's PipelineDefaults (size, steps, guidance, the tasks it does), or None.
+        Read-only after loading, so the GUI thread may read it."""
+        pipe = self._pipe
+        return getattr(pipe, "defaults", None) if pipe is not None else None
+
+    @property
     def is_running(self) -> bool:
         return self._thread.isRunning()
 

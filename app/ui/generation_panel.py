@@ -88,6 +88,13 @@ class GenerationPanel(QWidget):
         lay.addWidget(self.cancel_selected)
         lay.addStretch(1)
 
+    def apply_model_defaults(self, defaults) -> None:
+        """Start from what the loaded model was trained for (its size, steps and guidance)."""
+        self.width_box.setValue(int(defaults.width))
+        self.height_box.setValue(int(defaults.height))
+        self.steps.setValue(int(defaults.steps))
+        self.guidance.setValue(float(defaults.guidance))
+
     def next_seed(self) -> int:
         """The seed for the next request; a random one is written back so the user sees what ran."""
         if self.random_seed.isChecked():

@@ -260,6 +260,9 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"Model: {name}")
         self.model_progress.setVisible(False)
         self.show_message(f"Model {name} is ready.")
+        defaults = self.engine.model_defaults if self.engine is not None else None
+        if defaults is not None:
+            self.generation.apply_model_defaults(defaults)
         if self.instruction.text():
             self.request_live_plan()
 
@@ -639,6 +642,13 @@ class MainWindow(QMainWindow):
             request.validate()
         except (ValueError, MediaError, ProjectError) as e:
             self.show_message(str(e), ERROR)
+            return None
+        defaults = self.engine.model_defaults
+        if defaults is not None and request.task.value not in defaults.tasks:
+            # Say so at once rather than queueing a job that can only fail.
+            self.show_message(f"The loaded model does not do {request.task.value.replace('_', ' ')}; it does: "
+                              f"{', '.join(t.replace('_', ' ') for t in defaults.tasks)}. Load a model that does "
+                              f"(File ▸ Settings ▸ model folder).", ERROR)
             return None
         ids = [c for c in self.selected_clips() if self._has_clip(c)]
         clip_id = ids[0] if ids else None

@@ -7,7 +7,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.ui.helpers import MODEL, SAMPLE_IMAGE, import_and_wait, make_window
+from tests.ui.helpers import MODEL, SAMPLE_IMAGE, SAMPLE_VIDEO, import_and_wait, make_window
 
 pytestmark = [
     pytest.mark.slow,
@@ -62,28 +62,33 @@ def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
     qtbot.waitUntil(lambda: w.viewer.canvas.compare is not None, timeout=10_000)
 
     # PNG of the shown frame.
-    qtbot.waitUntil(lambda: getattr(w, "last_frame", None) is not None and w.last_frame.shape[:2] == (32, 32), timeout=10_000)
+    qtbot.waitUntil(lambda: getattr(w, "last_frame", None) is not None and w.last_frame.shape[:2] == (64, 64), timeout=10_000)
     png = tmp_path / "still.png"
     with qtbot.waitSignal(w.export_done, timeout=10_000):
         w.export_still(str(png))
     from app.media.probe import load_image, probe_video
-    assert load_image(png).shape == (32, 32, 3)
+    assert load_image(png).shape == (64, 64, 3)
 
-    # A text-to-video generation becomes a new video clip; exported as MP4 it decodes to its frames.
+    # The embedded default makes stills: asking it for a video says so at once, and nothing changes.
     w.timeline.view.select([])
     w.instruction.make_video.setChecked(True)
     assert w.instruction.task_label.text() == "Text to video"
     w.instruction.set_text("a red circle moves to the right")
-    w.generation.frames.setValue(6)
-    with qtbot.waitSignal(w.result_stored, timeout=180_000) as blocker:
-        w.generate()
-    video_clip = blocker.args[0]
+    clips_before = len(w.document.project.tracks["video"])
+    assert w.generate() is None
+    assert "does not do text to video" in w.messages.errors()[-1]
+    assert len(w.document.project.tracks["video"]) == clips_before
+    w.instruction.make_video.setChecked(False)
+
+    # A clip on the video track exported as MP4 decodes back to its frames and size.
+    video_clip = import_and_wait(qtbot, w, SAMPLE_VIDEO)
     assert w.document.clip_kind(video_clip) == "video"
+    source = probe_video(SAMPLE_VIDEO)
     mp4 = tmp_path / "clip.mp4"
     with qtbot.waitSignal(w.export_done, timeout=60_000):
         w.export_clip(str(mp4), video_clip)
     info = probe_video(mp4)
-    assert (info.frames, info.width, info.height) == (6, 32, 32)
+    assert (info.frames, info.width, info.height) == (source.frames, source.width, source.height)
 
     # Save, reopen in a new window, find everything.
     path = tmp_path / "saved" / "session.mcproj"
