@@ -121,6 +121,18 @@ class PlannerInputs:
     pixel_values_videos: torch.Tensor | None = None
     video_grid_thw: torch.Tensor | None = None
     second_per_grid_ts: torch.Tensor | None = None
+    # The prompt's 3-axis M-RoPE ids [3, B, L], when made ahead (a training data worker runs the
+    # model's own get_rope_index on the CPU: on a GPU its per-item Python loop stalls every step).
+    prefix_position_ids: torch.Tensor | None = None
+
+
+def prefix_position_ids(mllm, inputs: PlannerInputs) -> torch.Tensor:
+    """The model's own M-RoPE ids for the prompt part, on the inputs' device."""
+    ids, _ = mllm.get_rope_index(
+        inputs.input_ids, mm_token_type_ids=inputs.mm_token_type_ids, image_grid_thw=inputs.image_grid_thw,
+        video_grid_thw=inputs.video_grid_thw, attention_mask=inputs.attention_mask,
+        second_per_grid_ts=inputs.second_per_grid_ts)
+    return ids
 
 
 class PlannerProcessor:
@@ -386,11 +398,14 @@ class Planner(nn.Module):
             feats = torch.cat(mllm.get_video_features(inputs.pixel_values_videos.to(device), video_grid).pooler_output)
             embeds = embeds.masked_scatter((ids == mllm.config.video_token_id).unsqueeze(-1), feats.to(dtype))
 
-        prefix_pos, _ = mllm.get_rope_index(
-            ids, mm_token_type_ids=inputs.mm_token_type_ids.to(device), image_grid_thw=image_grid,
-            video_grid_thw=video_grid, attention_mask=mask,
-            second_per_grid_ts=inputs.second_per_grid_ts.to(device) if inputs.second_per_grid_ts is not None else None,
-        )
+        if inputs.prefix_position_ids is not None:
+            prefix_pos = inputs.prefix_position_ids.to(device)
+        else:
+            prefix_pos, _ = mllm.get_rope_index(
+                ids, mm_token_type_ids=inputs.mm_token_type_ids.to(device), image_grid_thw=image_grid,
+                video_grid_thw=video_grid, attention_mask=mask,
+                second_per_grid_ts=inputs.second_per_grid_ts.to(device) if inputs.second_per_grid_ts is not None else None,
+            )
         batch = ids.shape[0]
         canvas = self.canvas_tokens(spec).to(dtype).unsqueeze(0).expand(batch, -1, -1)
         position_ids = canvas_position_ids(prefix_pos, mask, spec, self.temporal_stride)

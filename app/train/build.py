@@ -27,10 +27,8 @@ def build_processor(recipe: Recipe) -> PlannerProcessor:
                                        min_pixels=m.image_size ** 2, max_pixels=m.image_size ** 2)
 
 
-def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
+def planner_config(recipe: Recipe, processor: PlannerProcessor):
     m = recipe.model
-    size = m.image_size
-    processor = build_processor(recipe)
     config = tiny_qwen25vl_config(len(processor.tokenizer), hidden=m.planner_hidden, layers=m.planner_layers,
                                   heads=m.planner_heads, kv_heads=m.planner_heads, vision_hidden=m.vision_hidden,
                                   vision_depth=m.vision_depth, vision_heads=max(1, m.vision_hidden // 32),
@@ -40,8 +38,24 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     # time in a Python loop (unless flash attention is installed), so 16 windows per 64 px image made
     # an edit batch of 128 cost ~2000 small kernels per layer. A 64 px image is small enough to
     # attend whole.
-    config.vision_config.window_size = size
-    mllm = Qwen2_5_VLModel(config)
+    config.vision_config.window_size = m.image_size
+    return config
+
+
+def rope_only_planner(recipe: Recipe, processor: PlannerProcessor):
+    """The planner's model class with no weights (meta device): enough to call its own get_rope_index
+    in a data worker."""
+    import torch
+
+    with torch.device("meta"):
+        return Qwen2_5_VLModel(planner_config(recipe, processor))
+
+
+def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
+    m = recipe.model
+    size = m.image_size
+    processor = build_processor(recipe)
+    mllm = Qwen2_5_VLModel(planner_config(recipe, processor))
     grid = size // m.patch_size
     canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden)
     planner = Planner(mllm, processor, canvas)

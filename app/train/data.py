@@ -41,18 +41,22 @@ class ShapesStream(IterableDataset):
         self.cfg_dropout = cfg_dropout
 
     def __iter__(self):
-        from app.train.build import build_processor
+        from app.core.planner import prefix_position_ids
+        from app.train.build import build_processor, rope_only_planner
 
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         processor = build_processor(self.recipe)
+        rope_model = rope_only_planner(self.recipe, processor)
         while True:
             batch = make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction))
             if self.cfg_dropout:
                 drop = rng.random(len(batch["texts"])) < self.cfg_dropout
                 batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
             sources = batch.get("sources")
-            batch["planner_inputs"] = processor(batch["texts"], images=[[s] for s in sources] if sources is not None else None)
+            inputs = processor(batch["texts"], images=[[s] for s in sources] if sources is not None else None)
+            inputs.prefix_position_ids = prefix_position_ids(rope_model, inputs)
+            batch["planner_inputs"] = inputs
             yield batch
 
     def loader(self):

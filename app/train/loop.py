@@ -268,7 +268,8 @@ class Trainer:
         steps = self.progress.get("prior_steps", 0) + self.progress["step"]
         wall = self.progress.get("prior_wall_seconds", 0.0) + self.progress["wall_seconds"]
         (folder / "training.json").write_text(json.dumps(
-            {"steps": steps, "wall_seconds": round(wall, 1), "teach_steps": self.recipe.teach.steps,
+            {"steps": steps, "wall_seconds": round(wall, 1),
+             "teach_steps": self.progress.get("teach_steps_done", self.recipe.teach.steps),
              "use_canvas": self.use_canvas, "recipe": self.recipe.to_dict(), "evals": self.progress["evals"]}, indent=2))
         self.plot_curves()
         return folder
@@ -292,7 +293,8 @@ class Trainer:
                 axes[1].plot(*zip(*pts), marker="o", label=key)
         axes[1].set_title("quick evaluation (EMA weights)")
         axes[1].set_xlabel("step")
-        axes[1].legend()
+        if axes[1].get_legend_handles_labels()[0]:
+            axes[1].legend()
         fig.tight_layout()
         fig.savefig(self.out / "curves.png", dpi=90)
         plt.close(fig)
