@@ -61,9 +61,7 @@ def _request(pipe, task, instruction, args, images=None, video=None, frames=1, w
 
 
 def _check_words(pipe, text: str) -> None:
-    check = getattr(pipe.planner.processor, "check_words", None)
-    if check is not None:
-        check(text)
+    pipe.check_instruction(text)
 
 
 def cmd_generate(args) -> int:

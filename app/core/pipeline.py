@@ -33,6 +33,15 @@ class UnsupportedTaskError(ValueError):
     pass
 
 
+class UnknownWordsError(ValueError):
+    """A word-level planner (the embedded default) met words outside its vocabulary."""
+
+    def __init__(self, unknown: list[str], known: list[str]):
+        self.unknown, self.known = unknown, known
+        super().__init__(f"The model does not know the word{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(w) for w in unknown)}. It knows: {' '.join(known)}.")
+
+
 @dataclass
 class StepInfo:
     step: int  # 1-based: the number of denoising steps done
@@ -124,6 +133,28 @@ class MetaCanvasPipeline:
         keyframes = 1 if not request.task.makes_video else min(self.defaults.keyframes, frames)
         return CanvasSpec(keyframes, rows, cols)
 
+    # -- the instruction ---------------------------------------------------------------------------
+    def check_instruction(self, text: str) -> None:
+        """Raise UnknownWordsError when a word-level planner would read a word as <unk>: never a
+        silent unknown. A real Qwen2.5-VL tokenizer reads any text, so nothing is checked then."""
+        processor = self.planner.processor
+        tokenizer = processor.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if getattr(processor, "processor", None) is not None or backend is None:
+            return
+        if type(backend.model).__name__ != "WordLevel":
+            return
+        text = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
+        words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+        vocab = tokenizer.get_vocab()
+        unknown = list(dict.fromkeys(w for w in words if w not in vocab))
+        if unknown:
+            special = set(tokenizer.all_special_tokens)
+            from .planner import CHAT_WORDS  # the chat format's own words: not the user's to type
+
+            known = sorted(w for w in vocab if w not in special and w not in CHAT_WORDS and w.isalpha())
+            raise UnknownWordsError(unknown, known)
+
     # -- the plan ----------------------------------------------------------------------------------
     def _planner_media(self, request: GenerationRequest, n: int):
         images = [list(request.images)] * n if request.images else None
@@ -134,6 +165,7 @@ class MetaCanvasPipeline:
     def plan(self, request: GenerationRequest, *, with_unconditional: bool = False) -> Plan:
         """Run the MLLM planner alone (the live plan while the user types). With
         `with_unconditional`, item 1 is the plan for an empty instruction (for guidance)."""
+        self.check_instruction(request.instruction)
         spec = self.canvas_spec(request)
         texts = [request.instruction] + ([""] if with_unconditional else [])
         images, videos = self._planner_media(request, len(texts))
@@ -156,6 +188,7 @@ class MetaCanvasPipeline:
             raise UnsupportedTaskError(
                 f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "
                 f"it does: {', '.join(t.replace('_', ' ') for t in self.tasks)}.")
+        self.check_instruction(request.instruction)
         latent_shape = self.codec.latent_shape(request.height, request.width, request.frames)
 
         # 2. Plan: conditional and unconditional (empty instruction, same media) in one planner call.
@@ -232,6 +265,8 @@ class MetaCanvasPipeline:
                height: int | None = None, width: int | None = None) -> np.ndarray:
         """Many stills at once with the same settings: text-to-image, or image edits when `sources`
         (one source image per instruction) are given. Returns uint8 [B, H, W, 3]."""
+        for text in instructions:
+            self.check_instruction(text)
         d = self.defaults
         steps, guidance = steps or d.steps, d.guidance if guidance is None else guidance
         height, width = height or d.height, width or d.width

@@ -35,7 +35,7 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_star
                   "<|image_pad|>", "<|video_pad|>"]
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
-_CHAT_WORDS = ["user", "assistant", "system", ".", ",", "!", "?", ";", ":", "'", "-"]
+CHAT_WORDS = ["user", "assistant", "system", ".", ",", "!", "?", ";", ":", "'", "-"]
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _PROCESSOR_FILE = "planner_processor.json"
 
@@ -47,7 +47,7 @@ def build_word_level_tokenizer(words: list[str]):
     from transformers import PreTrainedTokenizerFast
 
     vocab: dict[str, int] = {}
-    for token in SPECIAL_TOKENS + _CHAT_WORDS + [w.lower() for w in words]:
+    for token in SPECIAL_TOKENS + CHAT_WORDS + [w.lower() for w in words]:
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()

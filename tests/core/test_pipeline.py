@@ -83,3 +83,16 @@ def test_batched_sampling_matches_single_calls(tiny_pipe):
     assert batch.shape == (2, 64, 64, 3)
     # Same noise, same plan, same steps: equal up to float reordering in a bigger batch.
     assert np.abs(batch[1].astype(int) - single.astype(int)).max() <= 2
+
+
+def test_a_word_outside_the_vocabulary_is_named_with_the_words_the_model_knows(tiny_pipe):
+    from app.core.pipeline import UnknownWordsError
+
+    with pytest.raises(UnknownWordsError) as err:
+        tiny_pipe(_req(instruction="a red dragon left of a blue castle"))
+    message = str(err.value)
+    assert "'dragon'" in message and "'castle'" in message
+    assert "circle" in message and "purple" in message  # the words it does know
+    with pytest.raises(UnknownWordsError):
+        tiny_pipe.plan(_req(instruction="a photo of a unicorn"))
+    tiny_pipe.check_instruction("A Red circle, left of a BLUE star.")  # case and punctuation are fine
