@@ -26,7 +26,9 @@ class MediaListView(QListView):
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setWordWrap(True)
-        self.setUniformItemSizes(True)
+        # Not uniform: the first item is measured before its thumbnail arrives, and uniform sizes would
+        # keep that icon-less height for every item (thumbnails clipped to a sliver).
+        self.setUniformItemSizes(False)
         self.setAcceptDrops(True)
         self.setDragDropMode(QListView.DragDropMode.DropOnly)
         self.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
