@@ -209,12 +209,25 @@ class MetaCanvasPipeline:
 
         # 3. Reference latents: the source image (edit), first frame (i2v), references (r2v), source clip.
         reference = self._reference_latents(request, device, dtype)
+        first_frame = None
         if reference is not None:
             reference = reference.expand(n, *reference.shape[1:])
+            if self.adapter.family == "wan":
+                # Wan takes the image of image-to-video as a clean first latent frame (TI2V), and the
+                # reference images / source clip as clean frames appended after the target.
+                from .backbones.wan import WanReference
+
+                if request.task is Task.IMAGE_TO_VIDEO:
+                    first_frame = reference[:1, :, :1]
+                    reference = WanReference(first_frame=reference[:, :, :1])
+                else:
+                    reference = WanReference(frames=reference)
 
         # 4. Initial noise, drawn on the CPU so a seed gives the same result on every device.
         generator = torch.Generator("cpu").manual_seed(int(request.seed))
         latents = torch.randn((1, *latent_shape), generator=generator).to(device=device, dtype=dtype)
+        if first_frame is not None:  # the adapter returns zero velocity there, so it stays clean
+            latents[:, :, :1] = first_frame
 
         # 5. Timesteps.
         self.scheduler.set_timesteps(request.steps, device=device)
