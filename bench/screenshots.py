@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -18,14 +17,7 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "screenshots"
 
 
-def wait_until(app, cond, timeout: float) -> bool:
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        app.processEvents()
-        if cond():
-            return True
-        time.sleep(0.005)
-    return False
+from bench_gui import wait_until  # noqa: E402  (bench/ is this script's own folder on sys.path)
 
 
 def main() -> int:
