@@ -102,7 +102,8 @@ class Trainer:
         r = self.recipe.teach
         if self.progress["teach_done"] or r.steps <= 0:
             return
-        teacher = PlannerTeacher(self.pipe.planner, grid=self.recipe.model.image_size // self.recipe.model.patch_size).to(self.device)
+        teacher = PlannerTeacher(self.pipe.planner, grid=self.recipe.model.image_size // self.recipe.model.patch_size,
+                                 foreground_weight=self.recipe.teach_foreground_weight).to(self.device)
         params = [p for p in teacher.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))

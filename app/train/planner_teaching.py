@@ -22,10 +22,14 @@ from app.shapes.palette import NUM_LABELS
 
 
 class PlannerTeacher(nn.Module):
-    def __init__(self, planner, grid: int):
+    def __init__(self, planner, grid: int, foreground_weight: float = 1.0):
         super().__init__()
         self.planner = planner
         self.grid = grid
+        # Background covers ~85 % of cells: unweighted, the heads learn "background everywhere" first.
+        weights = torch.full((NUM_LABELS,), float(foreground_weight))
+        weights[0] = 1.0
+        self.register_buffer("label_weights", weights, persistent=False)
         d = planner.hidden_size
         self.canvas_head = nn.Linear(d, NUM_LABELS)
         self.context_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, grid * grid * NUM_LABELS))
@@ -35,11 +39,11 @@ class PlannerTeacher(nn.Module):
         plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"])
         labels = torch.from_numpy(batch["labels"]).to(device)  # [B, g, g]
         canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
-        canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1))
+        canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
         mask = plan.context_mask.unsqueeze(-1).to(plan.context.dtype)
         pooled = (plan.context * mask).sum(1) / mask.sum(1).clamp(min=1)
         context_logits = self.context_head(pooled).reshape(-1, self.grid, self.grid, NUM_LABELS)
-        context_loss = F.cross_entropy(context_logits.reshape(-1, NUM_LABELS), labels.reshape(-1))
+        context_loss = F.cross_entropy(context_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
         with torch.no_grad():
             fg = labels > 0
             acc = (canvas_logits.argmax(-1)[fg] == labels[fg]).float().mean().item() if fg.any() else 0.0

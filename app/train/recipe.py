@@ -47,6 +47,7 @@ class Recipe:
     teach: StageRecipe = field(default_factory=lambda: StageRecipe(steps=1500, batch=64, lr=1e-3, warmup=100))
     # Stage 2: flow matching of the DiT and both connectors, planner frozen.
     diffusion: StageRecipe = field(default_factory=lambda: StageRecipe(steps=6000, batch=64, lr=3e-4, warmup=200))
+    teach_foreground_weight: float = 1.0  # stage-1 cross-entropy weight of object labels (background 1)
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice
