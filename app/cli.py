@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "studio":
             from app.ui.studio import run_studio
 
-            return run_studio([sys.argv[0]], model_path=getattr(args, "model", None),
-                              project=getattr(args, "project", None))
+            project = getattr(args, "project", None)
+            return run_studio([sys.argv[0]] + ([project] if project else []), model_path=getattr(args, "model", None))
         from app import commands
 
         return getattr(commands, f"cmd_{command}")(args)

@@ -75,3 +75,23 @@ def test_video_tasks_need_a_video_model(tmp_path):
     r = run("video", "a red circle moves right", "-o", str(tmp_path / "v.mp4"), "--frames", "5")
     assert r.returncode == 2 and "does not do text to video" in r.stderr
     assert not (tmp_path / "v.mp4").exists()
+
+
+@pytest.mark.parametrize("args", [[], ["studio"]])
+def test_main_opens_the_studio_and_keeps_running(tmp_path, args):
+    """`python main.py` (and `python main.py studio`) opens the window and runs until closed."""
+    import os
+    import time
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "METACANVAS_CONFIG_DIR": str(tmp_path / "cfg"),
+           "METACANVAS_DATA_DIR": str(tmp_path / "data"), "METACANVAS_RECOVERY_DIR": str(tmp_path / "rec")}
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)
+        still_running = proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert still_running, err
+    assert "Traceback" not in err, err
