@@ -5,6 +5,10 @@ from __future__ import annotations
 def user_message(exc: BaseException) -> str | None:
     """A clear message for errors a user can cause (bad file, bad words, bad model folder, out of
     memory); None for programming errors, which should surface with their traceback."""
+    from app.media.errors import ExportError, MediaError, ProjectError
+
+    if isinstance(exc, (MediaError, ProjectError, ExportError)):
+        return str(exc)
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
         return str(exc)
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():

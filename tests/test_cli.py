@@ -95,3 +95,29 @@ def test_main_opens_the_studio_and_keeps_running(tmp_path, args):
         _, err = proc.communicate(timeout=30)
     assert still_running, err
     assert "Traceback" not in err, err
+
+
+def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
+    from app.media.probe import probe_video
+    from app.media.project import Project
+    from app.media.project_file import import_media, save_project
+
+    sample = REPO / "resources" / "samples" / "ball_rolls_right.mp4"
+    path = tmp_path / "p.mcproj"
+    project = Project("render")
+    change = import_media(project, path, sample)
+    project.apply(change)
+    media_id = next(iter(project.media))
+    project.add_clip(media_id, "video", start=0.0)
+    save_project(project, path)
+    out = tmp_path / "out.mp4"
+    r = run("render", str(path), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    source, rendered = probe_video(sample), probe_video(out)
+    assert rendered.codec == "h264" and (rendered.width, rendered.height) == (source.width, source.height)
+    # The timeline renders at the project's frame rate, over the clip's whole duration.
+    assert abs(rendered.duration - source.duration) < 0.1
+    assert rendered.frames == round(source.duration * project.settings.fps)
+    before = out.read_bytes()
+    r = run("render", str(path), "-o", str(out))
+    assert r.returncode == 2 and out.read_bytes() == before
