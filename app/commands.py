@@ -26,13 +26,13 @@ def resolve_model_path(arg: str | None) -> Path:
 
 
 def load_pipeline(args):
-    import torch
-
     from app.core.checkpoints import load_model
+    from app.settings import resolve_device
 
-    device = args.device
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    asked = args.device or "auto"
+    device = resolve_device(asked)
+    if asked not in ("auto", device):
+        print(f"note: {asked} is not available on this machine; running on the {device}", file=sys.stderr)
     return load_model(resolve_model_path(args.model), device=device)
 
 
