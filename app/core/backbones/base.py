@@ -57,6 +57,17 @@ class BackboneAdapter(nn.Module):
         self.record_strength = False
         self.last_strength: torch.Tensor | None = None
 
+    @staticmethod
+    def make_connectors(transformer: nn.Module, mllm_dim: int, context_dim: int, canvas: bool, adaln: bool,
+                        context_dropout: float, connector_heads: int | None):
+        """The two connectors every family builds: the canvas connector at the DiT's width (None for a
+        text-only model) and the context connector into the backbone's conditioning width."""
+        cfg = transformer.config
+        dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
+        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
+                            if canvas else None)
+        return canvas_connector, ContextConnector(mllm_dim, context_dim, dropout=context_dropout)
+
     # ------------------------------------------------------------------ plan
     def prepare_plan(self, canvas: torch.Tensor | None) -> torch.Tensor | None:
         """Canvas states [B, K, H, W, d_mllm] -> encoded plan [B, K, H, W, dit_dim] (once per request)."""

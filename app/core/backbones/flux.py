@@ -32,7 +32,6 @@ from torch import nn
 
 from diffusers import FluxTransformer2DModel
 
-from ..connectors import CanvasConnector, ContextConnector
 from .base import BackboneAdapter, _Step
 
 
@@ -85,10 +84,8 @@ class FluxAdapter(BackboneAdapter):
                  adaln: bool = True, context_dropout: float = 0.0, connector_heads: int | None = None,
                  guidance_scale: float = 2.5):
         cfg = transformer.config
-        dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
-        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
-                            if canvas else None)
-        context_connector = ContextConnector(mllm_dim, cfg.joint_attention_dim, dropout=context_dropout)
+        canvas_connector, context_connector = self.make_connectors(
+            transformer, mllm_dim, cfg.joint_attention_dim, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
                               connector_heads=connector_heads, guidance_scale=guidance_scale))

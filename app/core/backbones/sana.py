@@ -30,7 +30,6 @@ from torch import nn
 from diffusers import SanaTransformer2DModel
 from diffusers.models.attention_processor import AttnProcessor2_0, SanaLinearAttnProcessor2_0
 
-from ..connectors import CanvasConnector, ContextConnector
 from .base import BackboneAdapter, _Step
 
 
@@ -59,9 +58,8 @@ class SanaAdapter(BackboneAdapter):
             raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
         cfg = transformer.config
         dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
-        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
-                            if canvas else None)
-        context_connector = ContextConnector(mllm_dim, cfg.caption_channels, dropout=context_dropout)
+        canvas_connector, context_connector = self.make_connectors(
+            transformer, mllm_dim, cfg.caption_channels, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
                               context_dropout=context_dropout, connector_heads=connector_heads))

@@ -28,7 +28,6 @@ import torch
 
 from diffusers import WanTransformer3DModel
 
-from ..connectors import CanvasConnector, ContextConnector
 from .base import BackboneAdapter, _Step
 
 
@@ -61,11 +60,9 @@ class WanAdapter(BackboneAdapter):
     def __init__(self, transformer: WanTransformer3DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None):
         cfg = transformer.config
-        dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
-        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
-                            if canvas else None)
         # METHOD.md: dropout 0.1 in the video context connector.
-        context_connector = ContextConnector(mllm_dim, cfg.text_dim, dropout=context_dropout)
+        canvas_connector, context_connector = self.make_connectors(
+            transformer, mllm_dim, cfg.text_dim, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
                               connector_heads=connector_heads))
