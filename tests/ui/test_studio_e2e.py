@@ -138,3 +138,16 @@ def test_bad_model_folder_is_a_message(qtbot, tmp_path, studio):
     s = w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(bad), "autosave_minutes": 0})
     w.apply_settings(s)
     assert any("model" in m.lower() for m in w.messages.errors())
+
+
+def test_an_unknown_word_is_named_while_typing_and_generate_says_so(qtbot, studio):
+    w = studio
+    w.instruction.set_text("a red dragon")
+    qtbot.waitUntil(lambda: "does not know" in w.statusBar().currentMessage(), timeout=20_000)
+    assert "'dragon'" in w.statusBar().currentMessage()
+    media_before = dict(w.document.project.media)
+    job = w.generate()
+    if job is not None:  # refused in the engine: the job fails with the same message
+        qtbot.waitUntil(lambda: any("dragon" in m for m in w.messages.errors()), timeout=20_000)
+    assert any("'dragon'" in m and "It knows:" in m for m in w.messages.errors() + [w.statusBar().currentMessage()])
+    assert w.document.project.media == media_before
