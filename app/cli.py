@@ -5,7 +5,6 @@ Heavy imports (torch, Qt) happen inside each command, so `--help` answers at onc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -23,7 +23,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)

@@ -11,7 +11,6 @@ and running the same command again continues where it stopped.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path

@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from app.core.checkpoints import ModelFolderError, load_model, save_model, validate_model_folder
 from app.core.request import GenerationRequest, Task

@@ -1,7 +1,6 @@
 """The pipeline end to end at a tiny config: steps, callback, cancel, guidance, plan, reproducibility."""
 import numpy as np
 import pytest
-import torch
 
 from app.core.pipeline import GenerationCancelled, UnsupportedTaskError
 from app.core.request import GenerationRequest, PlanEdit, Task

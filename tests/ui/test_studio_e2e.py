@@ -2,7 +2,6 @@
 generate, see the version, undo/redo, export PNG and MP4, save, reopen, cancel a queued job."""
 from __future__ import annotations
 
-import time
 
 import pytest
 from PySide6.QtCore import Qt
