@@ -1,48 +1,87 @@
 #!/usr/bin/env bash
-# The exact runs that train the embedded default on one GPU, each inside a 10-minute window.
-#   bash app/train/gpu_session.sh MINUTES [RECIPE]
-#       teach the planner once, then train MetaCanvas and its text-only baseline side by side from
-#       that same planner (a fair comparison)
-#   INIT=DIR bash app/train/gpu_session.sh MINUTES [RECIPE]
-#       go on training both from the exported models DIR/canvas/model and DIR/text/model (fresh
-#       optimizer), then evaluate both (bench/eval_embedded.py) when EVAL=1
-# Results go to $OUT (or ./runs/gpu): model-canvas.tgz, model-text.tgz, reports.tgz.
+# The exact runs that train the embedded default on one lent GPU, whose calls last at most 10 minutes
+# each while the machine stays up between calls. The two flow-matching runs live in their own process
+# sessions (setsid), so they go on training between calls; each call only starts, watches or ends them.
+#
+#   bash app/train/gpu_session.sh start SECONDS [RECIPE]
+#       profile a training step, teach the planner (TEACH_MIN minutes, default 3), then start MetaCanvas
+#       and its text-only baseline side by side from that same planner (a fair comparison); watch them
+#       until SECONDS have passed since the call began
+#   bash app/train/gpu_session.sh watch SECONDS
+#       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
+#       should the machine be lost before `finish`)
+#   bash app/train/gpu_session.sh finish SECONDS_MORE
+#       let both runs train SECONDS_MORE, stop them (SIGTERM: checkpoint + export), evaluate both with
+#       bench/eval_embedded.py (EVAL_IMAGES per prompt, EVAL_EDITS edits), hand back models and reports
+#
+# Results go to $OUT (or ./runs/gpu-out): logs.tgz, planner_taught.tgz, checkpoint-*.tgz, model-*.tgz, reports.tgz.
 set -uo pipefail
-MIN=${1:-5}
-RECIPE=${2:-app/train/recipes/shapes-64.json}
-OUT=${OUT:-runs/gpu}
-INIT=${INIT:-}
+CMD=${1:?start, watch or finish}
+SECS=${2:-60}
+RECIPE=${3:-app/train/recipes/shapes-64.json}
+OUT=${OUT:-runs/gpu-out}
 RUN=runs/gpu-session
+BEGIN=$(date +%s)
 mkdir -p "$OUT" "$RUN/reports"
-export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
-if [ -z "$INIT" ]; then
-  if [ "${SMOKE:-1}" = 1 ]; then
-    python main.py train --recipe app/train/recipes/tiny-test.json --out "$RUN/smoke" --workers 2 > "$OUT/smoke.log" 2>&1 \
-      || { echo "smoke run failed"; tail -40 "$OUT/smoke.log"; exit 1; }
-    echo "smoke ok"
-  fi
-  python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes ${TEACH_MIN:-1.5} --workers 6 > "$OUT/teach.log" 2>&1 \
-    || { echo "teaching failed"; tail -40 "$OUT/teach.log"; exit 1; }
-  CANVAS_ARGS=""; TEXT_ARGS="--planner-from $RUN/canvas/planner_taught"
-else
-  CANVAS_ARGS="--init-from $INIT/canvas/model"; TEXT_ARGS="--init-from $INIT/text/model"
-fi
-python main.py train --recipe "$RECIPE" --out "$RUN/canvas" $CANVAS_ARGS --workers 7 --max-minutes "$MIN" > "$OUT/canvas.log" 2>&1 &
-A=$!
-python main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas $TEXT_ARGS --workers 7 --max-minutes "$MIN" > "$OUT/text.log" 2>&1 &
-B=$!
-wait $A; echo "canvas run exit $?"; wait $B; echo "text-only run exit $?"
-for v in canvas text; do
-  cp "$RUN/$v/progress.json" "$RUN/reports/progress-$v.json" 2>/dev/null
-  cp "$RUN/$v/curves.png" "$RUN/reports/curves-$v.png" 2>/dev/null
-  tar -C "$RUN/$v" -czf "$OUT/model-$v.tgz" model 2>/dev/null
-done
-if [ "${EVAL:-0}" = 1 ]; then
-  python bench/eval_embedded.py "$RUN/canvas/model" "$RUN/text/model" --guidance ${GUIDANCE:-3.0} \
-    --out "$RUN/reports" > "$OUT/eval.log" 2>&1 || echo "evaluation failed"
-  cat "$RUN/reports/eval.json" 2>/dev/null | python -c "import json,sys;[print({k:(round(v,3) if isinstance(v,float) else v) for k,v in r.items()}) for r in json.load(sys.stdin)]"
-fi
-mv "$OUT"/*.log "$RUN/reports/"
-tar -C "$RUN" -czf "$OUT/reports.tgz" reports
-for f in "$RUN"/reports/*.log; do echo "== $f"; tr '\r' '\n' < "$f" | grep -v -i "warn\|torchvision\|rationality" | grep -v "^\s*$" | tail -n 4; done
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
+
+show() {  # the last lines that matter from each log
+  for f in "$RUN"/*.log; do
+    [ -f "$f" ] || continue
+    echo "== $f"
+    tr '\r' '\n' < "$f" | grep -i "step\|eval\|steps/s\|ms\|error\|Traceback" | grep -v -i "warn" | tail -n ${1:-4}
+  done
+}
+
+sleep_until() {  # sleep until $1 seconds after this call began
+  local left=$(( $1 - ($(date +%s) - BEGIN) ))
+  [ "$left" -gt 0 ] && sleep "$left"
+}
+
+case "$CMD" in
+start)
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
+  python bench/profile_train_step.py --recipe "$RECIPE" --steps 30 --workers 7 > "$RUN/profile.log" 2>&1
+  grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
+  python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
+    --workers 12 > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
+  show 6
+  setsid python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers 7 > "$RUN/canvas.log" 2>&1 < /dev/null &
+  echo $! > "$RUN/canvas.pid"
+  setsid python main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas --planner-from "$RUN/canvas/planner_taught" \
+    --workers 7 > "$RUN/text.log" 2>&1 < /dev/null &
+  echo $! > "$RUN/text.pid"
+  tar -C "$RUN/canvas" -czf "$OUT/planner_taught.tgz" planner_taught
+  sleep_until "$SECS"
+  show
+  ;;
+watch)
+  sleep_until "$SECS"
+  show
+  for v in canvas text; do
+    kill -0 "$(cat "$RUN/$v.pid")" 2>/dev/null && echo "$v run alive" || echo "$v run NOT running"
+    tar -C "$RUN/$v" -czf "$OUT/checkpoint-$v.tgz" checkpoint/ema.safetensors progress.json 2>/dev/null
+  done
+  ;;
+finish)
+  sleep_until "$SECS"
+  for v in canvas text; do kill -TERM "$(cat "$RUN/$v.pid")" 2>/dev/null; done
+  for v in canvas text; do  # they finish the current step, save a checkpoint and export
+    pid=$(cat "$RUN/$v.pid"); for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  done
+  show 3
+  python bench/eval_embedded.py "$RUN/canvas/model" "$RUN/text/model" --prompts "${EVAL_PROMPTS:-408}" --images "${EVAL_IMAGES:-4}" \
+    --edits "${EVAL_EDITS:-200}" --guidance ${GUIDANCE:-3.0} --out "$RUN/reports" > "$RUN/eval.log" 2>&1 \
+    || { echo "evaluation failed"; tail -20 "$RUN/eval.log"; }
+  python -c "import json;[print({k:(round(v,3) if isinstance(v,float) else v) for k,v in r.items() if not isinstance(v,(dict,list))}) for r in json.load(open('$RUN/reports/eval.json'))]"
+  for v in canvas text; do
+    cp "$RUN/$v/progress.json" "$RUN/reports/progress-$v.json" 2>/dev/null
+    cp "$RUN/$v/curves.png" "$RUN/reports/curves-$v.png" 2>/dev/null
+    tar -C "$RUN/$v" -czf "$OUT/model-$v.tgz" model
+  done
+  cp "$RUN"/*.log "$RUN/reports/"
+  tar -C "$RUN" -czf "$OUT/reports.tgz" reports
+  ;;
+esac
+tar -C "$RUN" -czf "$OUT/logs.tgz" $(cd "$RUN" && ls *.log) 2>/dev/null  # $OUT takes at most 8 files
+true

@@ -6,12 +6,14 @@ Stage 2 freezes it and trains the DiT and both connectors with rectified flow ma
 AdamW, constant LR after a short warm-up, weight decay 0, grad clip 1.0, EMA of the trained weights.
 Runs as is on one CPU or GPU, and under `accelerate launch` on several.
 Every `checkpoint_every` steps the run writes a resumable checkpoint (safetensors only); killing it
-and running the same command again continues where it stopped.
+and running the same command again continues where it stopped. SIGTERM or Ctrl-C asks the run to
+stop after the current step: it then saves a checkpoint and exports the model, as at a time budget.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -166,6 +168,7 @@ class Trainer:
                                    cfg_dropout=self.recipe.cfg_dropout).loader())
         gen = torch.Generator(device="cpu").manual_seed(self.recipe.seed + start)
         t_begin, wall0 = time.time(), self.progress["wall_seconds"]
+        stop = _StopRequest()
         bar = tqdm(range(start, r.steps), desc="flow matching" + ("" if self.use_canvas else " (text-only)"),
                    initial=start, total=r.steps, disable=None)
         running = []
@@ -186,7 +189,7 @@ class Trainer:
                 if done % 500 == 0:
                     self.log(f"step {done} ({time.time() - t_begin:.0f} s): loss {np.mean(running):.4f}")
                 running = []
-            out_of_time = max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes
+            out_of_time = (max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes) or stop.requested
             if done % self.recipe.checkpoint_every == 0 or done == r.steps or out_of_time:
                 self.progress["step"] = done
                 self.progress["wall_seconds"] = wall0 + time.time() - t_begin
@@ -194,8 +197,10 @@ class Trainer:
             if self.recipe.eval_every and (done % self.recipe.eval_every == 0 or done == r.steps or out_of_time):
                 self.evaluate(ema, done)
             if out_of_time:
-                self.log(f"stopping at step {done}: time budget of {max_minutes} min reached (resumable)")
+                why = "stop requested" if stop.requested else f"time budget of {max_minutes} min reached"
+                self.log(f"stopping at step {done}: {why} (resumable)")
                 break
+        stop.restore()
         self.export_model(ema)
 
     def _flow_matching_loss(self, batch: dict, adapter, gen: torch.Generator) -> torch.Tensor:
@@ -306,6 +311,33 @@ class Trainer:
             return self.out / "planner_taught"
         self.train_diffusion(max_minutes=max_minutes)
         return self.out / "model"
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT set a flag instead of killing the run mid-step, so the loop can save and export.
+    A second signal falls through to the default handler (a stuck run can still be killed)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+        if threading_is_main():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def load_state_file(path: Path) -> dict:

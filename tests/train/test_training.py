@@ -87,3 +87,32 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     assert json.loads((out / "progress.json").read_text())["step"] == 4
     assert (out / "checkpoint" / "adapter.safetensors").read_bytes() != saved
     assert (out / "model" / "model_index.json").is_file() and (out / "curves.png").is_file()
+
+
+def test_sigterm_stops_after_the_current_step_with_a_checkpoint_and_an_exported_model(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.checkpoint_every = 100
+    recipe.diffusion.steps = 50
+    out = tmp_path / "run"
+    trainer = Trainer(recipe, out, device="cpu", log=lambda *_: None)
+    trainer.teach_planner()
+    real_loss, calls = trainer._flow_matching_loss, []
+
+    def loss_then_terminate(*args):
+        calls.append(1)
+        if len(calls) == 3:  # as `kill PID` would, in the middle of step 3
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args)
+
+    monkeypatch.setattr(trainer, "_flow_matching_loss", loss_then_terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    trainer.train_diffusion()
+    assert len(calls) == 3  # step 3 finished, nothing after it ran
+    assert json.loads((out / "progress.json").read_text())["step"] == 3
+    assert (out / "checkpoint" / "optimizer.safetensors").is_file()
+    assert (out / "model" / "model_index.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) == before  # the process's own handler is back
