@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from diffusers import FluxKontextPipeline, FluxTransformer2DModel, SanaTransformer2DModel, WanTransformer3DModel
 from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.models.embeddings import get_2d_sincos_pos_embed
 
 from app.core.backbones import build_adapter
 from app.core.backbones.flux import tiny_flux_config, FluxAdapter
@@ -52,8 +53,19 @@ def _sana_inputs(edit):
 
 def _sana_bare(tr, a, lat, t, ctx, mask, ref):
     x = lat if ref is None else torch.cat([lat, ref.expand(B, -1, -1, -1)], dim=2)
+    hook = None
+    if ref is not None:  # Kontext-style positions: both halves of the stack carry one image's positions
+        pe = tr.patch_embed
+        h, w = lat.shape[2] // pe.patch_size, lat.shape[3] // pe.patch_size
+        one = get_2d_sincos_pos_embed(pe.pos_embed.shape[-1], (h, w), base_size=pe.base_size,
+                                      interpolation_scale=pe.interpolation_scale, output_type="pt").float()
+        two = get_2d_sincos_pos_embed(pe.pos_embed.shape[-1], (2 * h, w), base_size=pe.base_size,
+                                      interpolation_scale=pe.interpolation_scale, output_type="pt").float()
+        hook = pe.register_forward_hook(lambda m, i, o: o + (torch.cat([one, one]) - two))
     out = tr(x, encoder_hidden_states=a.context_connector(ctx), timestep=t * 1000,
              encoder_attention_mask=mask, return_dict=False)[0]
+    if hook is not None:
+        hook.remove()
     return out[:, :, : lat.shape[2]]
 
 
@@ -316,3 +328,22 @@ def test_strength_recording_and_plan_batch_broadcast():
         adapter(lat, 0.5, ctx, mask, adapter.prepare_plan(torch.randn(1, k, h, w, D_MLLM)))
     assert adapter.last_strength.shape == (B, 3, 4, 4)
     assert (adapter.last_strength > 0).all()
+
+
+def test_sana_edit_target_and_source_rows_carry_the_positions_of_one_image():
+    """An edit's target tokens must sit where a generation's do, and each source token at the position
+    of the target token it shows; else copying the source means learning an offset (and squashed rows)."""
+    adapter, _ = _sana_build()
+    adapter.eval()
+    seen = []
+    adapter.transformer.transformer_blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    g = torch.Generator().manual_seed(3)
+    lat = torch.randn(1, 4, 8, 8, generator=g)
+    ctx, mask = _context()
+    with torch.no_grad():
+        adapter(lat, torch.tensor([0.5]), ctx[:1], mask[:1], None, None)
+        adapter(lat, torch.tensor([0.5]), ctx[:1], mask[:1], None, lat)  # the source equals the target
+    generate, edit = seen
+    n = generate.shape[1]
+    assert torch.allclose(edit[:, :n], generate, atol=1e-5)
+    assert torch.allclose(edit[:, n:], generate, atol=1e-5)  # same pixels, same positions (marker is 0)
