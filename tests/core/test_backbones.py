@@ -347,3 +347,16 @@ def test_sana_edit_target_and_source_rows_carry_the_positions_of_one_image():
     n = generate.shape[1]
     assert torch.allclose(edit[:, :n], generate, atol=1e-5)
     assert torch.allclose(edit[:, n:], generate, atol=1e-5)  # same pixels, same positions (marker is 0)
+
+
+def test_sana_without_absolute_positions_edits_too():
+    """SANA's own configs have no sin-cos positions (interpolation_scale None): nothing to share, and an
+    edit still runs and keeps the target's shape."""
+    torch.manual_seed(0)
+    adapter = SanaAdapter(SanaTransformer2DModel(**tiny_sana_config(interpolation_scale=None)), D_MLLM)
+    assert adapter.transformer.patch_embed.pos_embed is None
+    lat, ref, (k, h, w) = _sana_inputs(True)
+    ctx, mask = _context()
+    with torch.no_grad():
+        out = adapter(lat, torch.tensor([0.3, 0.7]), ctx, mask, adapter.prepare_plan(torch.randn(1, k, h, w, D_MLLM)), ref)
+    assert out.shape == lat.shape and torch.isfinite(out).all()

@@ -101,7 +101,9 @@ class SanaAdapter(BackboneAdapter):
         n = step.layout["target_tokens"]
         gh, gw = step.layout["grid"]
         if step.layout["has_reference"]:
-            output = output + shared_position_correction(self.transformer.patch_embed, gh, gw, output.device).to(output.dtype)
+            correction = shared_position_correction(self.transformer.patch_embed, gh, gw, output.device)
+            if correction is not None:
+                output = output + correction.to(output.dtype)
         target = self._add_canvas(output[:, :n], step, 1, gh, gw)
         if not step.layout["has_reference"]:
             return target
@@ -109,11 +111,11 @@ class SanaAdapter(BackboneAdapter):
         return torch.cat([target, reference], dim=1)
 
 
-def shared_position_correction(patch_embed, gh: int, gw: int, device) -> torch.Tensor | float:
+def shared_position_correction(patch_embed, gh: int, gw: int, device) -> torch.Tensor | None:
     """What to add to PatchEmbed's output for a [target; reference] stack of 2*gh x gw tokens so that
-    both halves carry the positions of one gh x gw image (Kontext-style); 0 without sin-cos positions."""
+    both halves carry the positions of one gh x gw image (Kontext-style); None without sin-cos positions."""
     if patch_embed.pos_embed is None or patch_embed.pos_embed_max_size:
-        return 0.0  # no absolute positions (SANA's default), or cropped ones that are already consistent
+        return None  # no absolute positions (SANA's default), or cropped ones that are already consistent
 
     def table(rows: int) -> torch.Tensor:
         return get_2d_sincos_pos_embed(patch_embed.pos_embed.shape[-1], (rows, gw), base_size=patch_embed.base_size,
