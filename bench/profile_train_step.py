@@ -37,7 +37,7 @@ def main() -> int:
     adapter, opt = tr.accelerator.prepare(adapter, opt)
     stream = iter(ShapesStream(recipe, seed=3, batch=recipe.diffusion.batch, edit_fraction=recipe.edit_fraction,
                                workers=args.workers, cfg_dropout=recipe.cfg_dropout).loader())
-    gen = torch.Generator().manual_seed(0)
+    gen = tr.noise_generator(0)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
     def step(parts):

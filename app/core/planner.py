@@ -124,6 +124,24 @@ class PlannerInputs:
     # The prompt's 3-axis M-RoPE ids [3, B, L], when made ahead (a training data worker runs the
     # model's own get_rope_index on the CPU: on a GPU its per-item Python loop stalls every step).
     prefix_position_ids: torch.Tensor | None = None
+    # The vision tower's index tensors for the images (rotary ids, attention and window boundaries),
+    # when made ahead: transformers computes them with a Python loop per image, ~30 ms for an edit
+    # batch of 256 on every step. Made by `vision_index_tensors`, with transformers' own functions.
+    image_vision_kwargs: dict[str, torch.Tensor] | None = None
+
+
+def vision_index_tensors(vision_config, grid_thw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the Qwen2.5-VL vision tower would compute from `grid_thw` at every call, computed once
+    with transformers' `vision_utils` (the functions the tower itself calls; it accepts them back
+    through its kwargs, which is what transformers made those functions for)."""
+    from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
+
+    window_index, cu_window_seqlens = get_vision_window_index(
+        grid_thw, spatial_merge_size=vision_config.spatial_merge_size, window_size=vision_config.window_size,
+        patch_size=vision_config.patch_size)
+    return {"position_ids": get_vision_position_ids(grid_thw, vision_config.spatial_merge_size),
+            "cu_seqlens": get_vision_cu_seqlens(grid_thw), "window_index": window_index,
+            "cu_window_seqlens": cu_window_seqlens}
 
 
 def prefix_position_ids(mllm, inputs: PlannerInputs) -> torch.Tensor:
@@ -392,7 +410,8 @@ class Planner(nn.Module):
         image_grid = inputs.image_grid_thw.to(device) if inputs.image_grid_thw is not None else None
         video_grid = inputs.video_grid_thw.to(device) if inputs.video_grid_thw is not None else None
         if inputs.pixel_values is not None:
-            feats = torch.cat(mllm.get_image_features(inputs.pixel_values.to(device), image_grid).pooler_output)
+            made = {k: v.to(device) for k, v in (inputs.image_vision_kwargs or {}).items()}
+            feats = torch.cat(mllm.get_image_features(inputs.pixel_values.to(device), image_grid, **made).pooler_output)
             embeds = embeds.masked_scatter((ids == mllm.config.image_token_id).unsqueeze(-1), feats.to(dtype))
         if inputs.pixel_values_videos is not None:
             feats = torch.cat(mllm.get_video_features(inputs.pixel_values_videos.to(device), video_grid).pooler_output)

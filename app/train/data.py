@@ -41,7 +41,7 @@ class ShapesStream(IterableDataset):
         self.cfg_dropout = cfg_dropout
 
     def __iter__(self):
-        from app.core.planner import prefix_position_ids
+        from app.core.planner import prefix_position_ids, vision_index_tensors
         from app.train.build import build_processor, rope_only_planner
 
         info = get_worker_info()
@@ -56,6 +56,8 @@ class ShapesStream(IterableDataset):
             sources = batch.get("sources")
             inputs = processor(batch["texts"], images=[[s] for s in sources] if sources is not None else None)
             inputs.prefix_position_ids = prefix_position_ids(rope_model, inputs)
+            if inputs.image_grid_thw is not None:
+                inputs.image_vision_kwargs = vision_index_tensors(rope_model.config.vision_config, inputs.image_grid_thw)
             batch["planner_inputs"] = inputs
             yield batch
 

@@ -88,6 +88,8 @@ class Trainer:
             info = json.loads(prior.read_text())
             self.progress["prior_steps"] = info.get("steps", 0)
             self.progress["prior_wall_seconds"] = info.get("wall_seconds", 0.0)
+            if "teach_steps" in info:
+                self.progress["teach_steps_done"] = info["teach_steps"]
 
     # -- stage 1 ----------------------------------------------------------------------------------
     def _load_planner(self, folder: Path) -> None:
@@ -98,6 +100,9 @@ class Trainer:
         if unexpected or [k for k in missing if "lm_head" not in k]:
             raise ValueError(f"planner weights in {folder} do not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         planner.canvas_tokens.load_state_dict(load_state(folder / "canvas_tokens"))
+        taught = folder / "teaching.json"
+        if taught.exists():  # how long it was taught, for this run's training.json
+            self.progress["teach_steps_done"] = json.loads(taught.read_text())["steps"]
 
     def teach_planner(self, max_minutes: float | None = None) -> None:
         r = self.recipe.teach
@@ -142,6 +147,8 @@ class Trainer:
         folder.mkdir(parents=True, exist_ok=True)
         save_module(planner.model, folder / "planner", {"what": "taught planner weights"})
         save_module(planner.canvas_tokens, folder / "canvas_tokens", {"what": "taught canvas tokens"})
+        steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)
+        (folder / "teaching.json").write_text(json.dumps({"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}))
 
     # -- stage 2 ----------------------------------------------------------------------------------
     def train_diffusion(self, max_minutes: float | None = None) -> None:
@@ -166,7 +173,7 @@ class Trainer:
         stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1000 + start, batch=r.batch,
                                    edit_fraction=self.recipe.edit_fraction, workers=self.workers,
                                    cfg_dropout=self.recipe.cfg_dropout).loader())
-        gen = torch.Generator(device="cpu").manual_seed(self.recipe.seed + start)
+        gen = self.noise_generator(self.recipe.seed + start)
         t_begin, wall0 = time.time(), self.progress["wall_seconds"]
         stop = _StopRequest()
         bar = tqdm(range(start, r.steps), desc="flow matching" + ("" if self.use_canvas else " (text-only)"),
@@ -203,6 +210,11 @@ class Trainer:
         stop.restore()
         self.export_model(ema)
 
+    def noise_generator(self, seed: int) -> torch.Generator:
+        """Timesteps and noise are drawn on the training device: on a GPU, drawing a batch of noise on
+        the CPU and copying it over cost 22 ms of a ~190 ms step (H100, batch 256)."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     def _flow_matching_loss(self, batch: dict, adapter, gen: torch.Generator) -> torch.Tensor:
         rec = self.recipe
         sources = batch.get("sources")
@@ -214,8 +226,8 @@ class Trainer:
         if sources is not None:
             reference = torch.from_numpy(sources).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         b = target.shape[0]
-        t = torch.sigmoid(torch.randn(b, generator=gen) * rec.logit_normal_std).to(self.device)
-        noise = torch.randn(target.shape, generator=gen).to(self.device)
+        t = torch.sigmoid(torch.randn(b, generator=gen, device=gen.device) * rec.logit_normal_std).to(self.device)
+        noise = torch.randn(target.shape, generator=gen, device=gen.device).to(self.device)
         tt = t.view(b, 1, 1, 1)
         noisy = (1 - tt) * target + tt * noise
         with self.accelerator.autocast():

@@ -53,7 +53,7 @@ def test_planner_teaching_lowers_its_loss():
     assert loss.item() < 0.5 * first
 
 
-def test_position_ids_made_in_data_workers_equal_the_models_own():
+def test_index_tensors_made_in_data_workers_equal_the_models_own():
     recipe = Recipe.load(TINY)
     pipe = build_model(recipe).eval()
     spec = pipe.canvas_spec_for(64)
@@ -63,11 +63,14 @@ def test_position_ids_made_in_data_workers_equal_the_models_own():
         batch = next(stream)
         kinds.add(batch["kind"])
         inputs = batch["planner_inputs"]
+        assert inputs.prefix_position_ids is not None
+        assert (inputs.image_vision_kwargs is not None) == (batch["kind"] == "edit")
         with torch.no_grad():
             ahead = pipe.planner(batch["texts"], spec, inputs=inputs)
-            inputs.prefix_position_ids = None
+            inputs.prefix_position_ids = inputs.image_vision_kwargs = None
             own = pipe.planner(batch["texts"], spec, inputs=inputs)
         assert torch.equal(ahead.canvas, own.canvas) and torch.equal(ahead.context, own.context)
+    assert kinds == {"t2i", "edit"}
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
