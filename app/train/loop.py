@@ -63,12 +63,23 @@ class Trainer:
         self.progress = json.loads(self.progress_path.read_text()) if self.progress_path.exists() else {
             "teach_done": False, "step": 0, "losses": [], "evals": [], "wall_seconds": 0.0,
             "use_canvas": use_canvas, "recipe": recipe.to_dict()}
+        # The run's planner lives in out/planner_taught once it is known (taught here, given by
+        # --planner-from, or taken from --init-from's model), so that every later process on this
+        # folder (training after --teach-only, a resumed run) plans with it. Without this, a new
+        # process silently planned with a fresh random planner: the MetaCanvas runs of two GPU
+        # sessions trained that way while their text-only baselines had the taught one.
+        own = self.out / "planner_taught"
         if planner_from is not None:
             self._load_planner(Path(planner_from))
             self.progress["teach_done"] = True
             self.progress["planner_from"] = str(planner_from)
-        if init_from is not None and self.progress["step"] == 0:
+            if Path(planner_from).resolve() != own.resolve():
+                self._save_planner(own)
+        elif init_from is not None and self.progress["step"] == 0:
             self._init_from_model(Path(init_from))
+            self._save_planner(own)
+        elif (own / "planner").is_dir():
+            self._load_planner(own)
 
     def _init_from_model(self, folder: Path) -> None:
         """Continue from an exported model (its EMA weights), with a fresh optimizer: how a run goes on

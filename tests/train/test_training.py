@@ -119,3 +119,56 @@ def test_sigterm_stops_after_the_current_step_with_a_checkpoint_and_an_exported_
     assert (out / "checkpoint" / "optimizer.safetensors").is_file()
     assert (out / "model" / "model_index.json").is_file()
     assert signal.getsignal(signal.SIGTERM) == before  # the process's own handler is back
+
+
+def _planner_state(trainer):
+    return {k: v.clone() for k, v in trainer.pipe.planner.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_later_process_on_a_run_plans_with_its_taught_planner(tmp_path):
+    """--teach-only, then training in a new process, then a resume: all three plan with the same taught
+    planner, never a fresh random one."""
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 2
+    out = tmp_path / "run"
+    teacher = Trainer(recipe, out, device="cpu", log=lambda *_: None)
+    fresh = _planner_state(teacher)
+    teacher.run(teach_only=True)
+    taught = _planner_state(teacher)
+    assert not _same(fresh, taught)
+
+    trainer = Trainer(recipe, out, device="cpu", log=lambda *_: None)  # a new process on the same folder
+    assert _same(_planner_state(trainer), taught)
+    trainer.run()
+    recipe.diffusion.steps = 3
+    resumed = Trainer(recipe, out, device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(resumed), taught)
+
+    baseline = Trainer(recipe, tmp_path / "text", use_canvas=False, planner_from=out / "planner_taught",
+                       device="cpu", log=lambda *_: None)
+    baseline.run()
+    again = Trainer(recipe, tmp_path / "text", use_canvas=False, device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(again), taught)  # the baseline's resume keeps the shared planner too
+
+
+def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp_path):
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 2
+    first = Trainer(recipe, tmp_path / "a", device="cpu", log=lambda *_: None)
+    model = first.run()
+    from app.core.checkpoints import load_model
+
+    planner = {k: v.clone() for k, v in load_model(model, device="cpu", dtype=torch.float32).planner.state_dict().items()}
+    recipe.diffusion.steps = 2
+    cont = Trainer(recipe, tmp_path / "b", init_from=model, device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(cont), planner)
+    cont.run()
+    recipe.diffusion.steps = 3
+    resumed = Trainer(recipe, tmp_path / "b", init_from=model, device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(resumed), planner)
