@@ -1,8 +1,9 @@
 """The committed embedded default, loaded from models/ as a user gets it.
 
-What is asserted is what the committed checkpoint reliably does today: it is an early checkpoint
-(GenEval-style overall 0.07, see models/metacanvas-shapes/README.md), so prompt following is not
-asserted yet; the plan and the drawing are. Tighten this when a trained model is committed.
+What is asserted is what the committed checkpoint reliably does today: it is an interim checkpoint
+(GenEval-style overall 0.16, see models/metacanvas-shapes/README.md). Measured on this project's CPU:
+10 of the 48 seeded prompts below fully right; the bar (5) leaves room for other CPUs' rounding and
+fails for a model that stopped following prompts. Raise it when the trained model is committed.
 """
 from pathlib import Path
 
@@ -38,6 +39,16 @@ def test_it_draws_shapes_on_the_shapes_world_background(pipe):
     assert np.abs(np.median(corners, axis=0) - np.array(BACKGROUND)).max() <= 12
     with_shapes = sum(bool(detect(im)) for im in images)
     assert with_shapes >= 4, f"shapes found in only {with_shapes} of 6 images"
+
+
+def test_it_gets_a_fixed_set_of_seeded_prompts_right(pipe):
+    from app.eval.geneval import make_geneval_metadata, score_image
+
+    easy_tags = ("single_object", "colors", "two_object", "counting")
+    meta = [m for m in make_geneval_metadata(408, seed=43) if m["tag"] in easy_tags][:48]
+    images = pipe.sample([m["prompt"] for m in meta], list(range(len(meta))), steps=20)
+    right = [m["prompt"] for image, m in zip(images, meta) if score_image(image, m)[0]]
+    assert len(right) >= 5, f"only {len(right)} of 48 seeded prompts right: {right}"
 
 
 def test_the_plan_depends_on_the_instruction(pipe):

@@ -6,7 +6,10 @@
 #   bash app/train/gpu_session.sh start SECONDS [RECIPE]
 #       profile a training step, teach the planner (TEACH_MIN minutes, default 3), then start MetaCanvas
 #       and its text-only baseline side by side from that same planner (a fair comparison); watch them
-#       until SECONDS have passed since the call began
+#       until SECONDS have passed since the call began. SKIP_TEACH=1 skips teaching; CANVAS_ARGS and
+#       TEXT_ARGS replace each run's starting point, e.g. to go on from the committed models:
+#         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
+#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`)
@@ -43,15 +46,20 @@ start)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
   python bench/profile_train_step.py --recipe "$RECIPE" --steps 30 --workers 7 > "$RUN/profile.log" 2>&1
   grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
-  python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
-    --workers 12 > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
-  show 6
-  setsid python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers 7 > "$RUN/canvas.log" 2>&1 < /dev/null &
+  if [ "${SKIP_TEACH:-0}" != 1 ]; then
+    python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
+      --workers 12 > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
+    show 6
+  fi
+  # The canvas run finds its taught planner in its own folder; the baseline is given the same one.
+  setsid python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers 7 ${CANVAS_ARGS:-} \
+    > "$RUN/canvas.log" 2>&1 < /dev/null &
   echo $! > "$RUN/canvas.pid"
-  setsid python main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas --planner-from "$RUN/canvas/planner_taught" \
-    --workers 7 > "$RUN/text.log" 2>&1 < /dev/null &
+  setsid python main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas --workers 7 \
+    ${TEXT_ARGS:---planner-from $RUN/canvas/planner_taught} > "$RUN/text.log" 2>&1 < /dev/null &
   echo $! > "$RUN/text.pid"
-  tar -C "$RUN/canvas" -czf "$OUT/planner_taught.tgz" planner_taught
+  sleep 60  # both have built their models and saved the planner they train with
+  tar -C "$RUN/canvas" -czf "$OUT/planner_taught.tgz" planner_taught 2>/dev/null
   sleep_until "$SECS"
   show
   ;;
