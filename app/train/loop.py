@@ -59,6 +59,7 @@ class Trainer:
         self.pipe = build_model(recipe, use_canvas=use_canvas)
         self.pipe.to(self.device)
         self.workers = workers
+        self._tokens_ema: EMA | None = None  # set when stage 2 trains the canvas tokens
         self.progress_path = self.out / "progress.json"
         self.progress = json.loads(self.progress_path.read_text()) if self.progress_path.exists() else {
             "teach_done": False, "step": 0, "losses": [], "evals": [], "wall_seconds": 0.0,
@@ -168,7 +169,15 @@ class Trainer:
         planner.requires_grad_(False).eval()
         adapter.train()
         params = [p for p in adapter.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=self.recipe.weight_decay)
+        groups = [{"params": params}]
+        tokens = planner.canvas_tokens if self.use_canvas and self.recipe.train_canvas_tokens else None
+        self._tokens_ema = None
+        if tokens is not None:
+            tokens.requires_grad_(True)
+            groups.append({"params": list(tokens.parameters())})
+            self._tokens_ema = EMA(tokens, self.recipe.ema_decay)
+        trained = [p for g in groups for p in g["params"]]
+        opt = torch.optim.AdamW(groups, lr=r.lr, weight_decay=self.recipe.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
         ema = EMA(adapter, self.recipe.ema_decay)
         ckpt = self.out / "checkpoint"
@@ -177,6 +186,9 @@ class Trainer:
             state = load_state_file(ckpt / "adapter.safetensors")
             adapter.load_state_dict(state)
             ema.load_state_dict(load_state_file(ckpt / "ema.safetensors"))
+            if tokens is not None:
+                tokens.load_state_dict(load_state_file(ckpt / "canvas_tokens.safetensors"))
+                self._tokens_ema.load_state_dict(load_state_file(ckpt / "canvas_tokens_ema.safetensors"))
             load_optimizer(opt, ckpt / "optimizer.safetensors")
             sched.last_epoch = start
             self.log(f"resumed at step {start}")
@@ -195,10 +207,15 @@ class Trainer:
             loss = self._flow_matching_loss(batch, adapter, gen)
             opt.zero_grad(set_to_none=True)
             self.accelerator.backward(loss)
-            self.accelerator.clip_grad_norm_(params, self.recipe.grad_clip)
+            if tokens is not None and self.accelerator.num_processes > 1:
+                for p in tokens.parameters():  # outside the DDP-wrapped adapter: average by hand
+                    p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+            self.accelerator.clip_grad_norm_(trained, self.recipe.grad_clip)
             opt.step()
             sched.step()
             ema.update(self.accelerator.unwrap_model(adapter), step)
+            if tokens is not None:
+                self._tokens_ema.update(tokens, step)
             running.append(loss.item())
             done = step + 1
             if done % 50 == 0:
@@ -230,7 +247,7 @@ class Trainer:
         rec = self.recipe
         sources = batch.get("sources")
         spec = self.pipe.canvas_spec_for(rec.model.image_size)
-        with torch.no_grad():
+        with torch.set_grad_enabled(self._tokens_ema is not None):
             plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"])
         target = torch.from_numpy(batch["images"]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         reference = None
@@ -255,6 +272,10 @@ class Trainer:
         save_file({k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}, str(tmp / "adapter.safetensors"))
         save_file({k: v.contiguous().cpu() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
         save_optimizer(opt, tmp / "optimizer.safetensors")
+        if self._tokens_ema is not None:
+            tokens = self.pipe.planner.canvas_tokens
+            save_file({k: v.detach().contiguous().cpu() for k, v in tokens.state_dict().items()}, str(tmp / "canvas_tokens.safetensors"))
+            save_file({k: v.contiguous().cpu() for k, v in self._tokens_ema.state_dict().items()}, str(tmp / "canvas_tokens_ema.safetensors"))
         # Swap in the new checkpoint only when it is complete: a kill mid-save keeps the old one.
         if folder.exists():
             old = folder.with_name(folder.name + ".old")
@@ -272,15 +293,19 @@ class Trainer:
     def evaluate(self, ema: EMA, step: int) -> dict:
         from app.eval.model_eval import quick_eval
 
-        adapter = self.pipe.adapter
+        adapter, tokens = self.pipe.adapter, self.pipe.planner.canvas_tokens
         backup = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        tokens_backup = {k: v.detach().clone() for k, v in tokens.state_dict().items()}
         ema.copy_to(adapter)
+        if self._tokens_ema is not None:
+            self._tokens_ema.copy_to(tokens)
         adapter.eval()
         try:
             scores = quick_eval(self.pipe, self.recipe.eval_prompts, seed=1234, steps=self.recipe.sample_steps,
                                 guidance=self.recipe.guidance, use_canvas=self.use_canvas)
         finally:
             adapter.load_state_dict(backup)
+            tokens.load_state_dict(tokens_backup)
             adapter.train()
         scores["step"] = step
         self.progress["evals"].append(scores)
@@ -291,6 +316,8 @@ class Trainer:
     def export_model(self, ema: EMA, folder: Path | None = None) -> Path:
         folder = folder or self.out / "model"
         ema.copy_to(self.pipe.adapter)
+        if self._tokens_ema is not None:
+            self._tokens_ema.copy_to(self.pipe.planner.canvas_tokens)
         self.pipe.adapter.eval()
         save_model(self.pipe, folder, dtype=getattr(torch, self.recipe.save_dtype))
         steps = self.progress.get("prior_steps", 0) + self.progress["step"]

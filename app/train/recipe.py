@@ -54,6 +54,10 @@ class Recipe:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     weight_decay: float = 0.0
+    # The paper's canvas tokens are learnable and trained with the diffusion loss; ours are taught in
+    # stage 1 and, unless this is set, frozen in stage 2 with the rest of the planner. True lets the
+    # flow-matching loss reach them (through the frozen planner); the text-only baseline has none.
+    train_canvas_tokens: bool = False
     checkpoint_every: int = 500
     eval_every: int = 1000
     eval_prompts: int = 96

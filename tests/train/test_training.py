@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from app.train.build import build_model
@@ -172,3 +173,28 @@ def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp
     recipe.diffusion.steps = 3
     resumed = Trainer(recipe, tmp_path / "b", init_from=model, device="cpu", log=lambda *_: None)
     assert _same(_planner_state(resumed), planner)
+
+
+@pytest.mark.parametrize("train_tokens", [False, True], ids=["frozen", "trained"])
+def test_stage_two_trains_the_canvas_tokens_only_when_the_recipe_says_so(tmp_path, train_tokens):
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.checkpoint_every = 2
+    recipe.ema_decay = 0.0  # the exported weights are the trained ones
+    recipe.diffusion.steps = 4
+    recipe.train_canvas_tokens = train_tokens
+    trainer = Trainer(recipe, tmp_path / "run", device="cpu", log=lambda *_: None)
+    trainer.teach_planner()
+    taught = trainer.pipe.planner.canvas_tokens.tokens.detach().clone()
+    trainer.train_diffusion()
+    after = trainer.pipe.planner.canvas_tokens.tokens.detach()
+    assert torch.equal(after, taught) != train_tokens
+    others = {k: v for k, v in trainer.pipe.planner.state_dict().items() if "canvas_tokens" not in k}
+    fresh = Trainer(recipe, tmp_path / "again", device="cpu", log=lambda *_: None)
+    fresh.teach_planner()
+    assert all(torch.equal(v, fresh.pipe.planner.state_dict()[k]) for k, v in others.items())  # the MLLM stays frozen
+    if train_tokens:  # a resumed run picks the trained tokens up from its checkpoint
+        recipe.diffusion.steps = 5
+        resumed = Trainer(recipe, tmp_path / "run", device="cpu", log=lambda *_: None)
+        resumed.train_diffusion()
+        assert not torch.equal(resumed.pipe.planner.canvas_tokens.tokens.detach(), taught)
