@@ -70,6 +70,7 @@ class SanaAdapter(BackboneAdapter):
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
                               context_dropout=context_dropout, connector_heads=connector_heads))
         self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
+        self._position_corrections: dict = {}
         self.set_self_attention(self_attention)
         self._install_hook(transformer.patch_embed)
 
@@ -101,7 +102,10 @@ class SanaAdapter(BackboneAdapter):
         n = step.layout["target_tokens"]
         gh, gw = step.layout["grid"]
         if step.layout["has_reference"]:
-            correction = shared_position_correction(self.transformer.patch_embed, gh, gw, output.device)
+            key = (gh, gw, output.device)
+            if key not in self._position_corrections:  # the same for every step of a request: made once
+                self._position_corrections[key] = shared_position_correction(self.transformer.patch_embed, gh, gw, output.device)
+            correction = self._position_corrections[key]
             if correction is not None:
                 output = output + correction.to(output.dtype)
         target = self._add_canvas(output[:, :n], step, 1, gh, gw)
