@@ -360,3 +360,17 @@ def test_sana_without_absolute_positions_edits_too():
     with torch.no_grad():
         out = adapter(lat, torch.tensor([0.3, 0.7]), ctx, mask, adapter.prepare_plan(torch.randn(1, k, h, w, D_MLLM)), ref)
     assert out.shape == lat.shape and torch.isfinite(out).all()
+
+
+def test_a_sana_edit_trains_after_sampling_under_inference_mode():
+    """The edit-position correction is cached; made first inside inference_mode (a quick evaluation in
+    training), it must still serve a training step's backward afterwards."""
+    adapter, _ = _sana_build()
+    lat, ref, (k, h, w) = _sana_inputs(True)
+    ctx, mask = _context()
+    t = torch.tensor([0.3, 0.7])
+    with torch.inference_mode():
+        adapter(lat, t, ctx, mask, None, ref)
+    loss = adapter(lat, t, ctx, mask, None, ref).square().mean()
+    loss.backward()
+    assert adapter.transformer.patch_embed.proj.weight.grad is not None

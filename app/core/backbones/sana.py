@@ -104,7 +104,12 @@ class SanaAdapter(BackboneAdapter):
         if step.layout["has_reference"]:
             key = (gh, gw, output.device)
             if key not in self._position_corrections:  # the same for every step of a request: made once
-                self._position_corrections[key] = shared_position_correction(self.transformer.patch_embed, gh, gw, output.device)
+                # An ordinary tensor even when first made under inference_mode (sampling): inference
+                # tensors refuse in-place updates and being saved for backward outside that mode, and
+                # quick evaluations run inside training.
+                with torch.inference_mode(False):
+                    self._position_corrections[key] = shared_position_correction(
+                        self.transformer.patch_embed, gh, gw, output.device)
             correction = self._position_corrections[key]
             if correction is not None:
                 output = output + correction.to(output.dtype)
