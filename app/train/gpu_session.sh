@@ -12,7 +12,8 @@
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
-#       should the machine be lost before `finish`)
+#       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are
+#       the adapter's with an "ema." prefix, and the planner they go with is in planner_taught.tgz)
 #   bash app/train/gpu_session.sh finish SECONDS_MORE
 #       let both runs train SECONDS_MORE, stop them (SIGTERM: checkpoint + export), evaluate both with
 #       bench/eval_embedded.py (EVAL_IMAGES per prompt, EVAL_EDITS edits), hand back models and reports
