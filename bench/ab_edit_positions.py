@@ -4,7 +4,10 @@ the 2H-tall stack (rows squashed to half steps)? Trains the same small model on 
 reports bench/probe_conditioning.py's losses: the gap between a shuffled and the right source is how
 much the model uses its source.
 
-    python bench/ab_edit_positions.py [--steps 300]
+    python bench/ab_edit_positions.py [--steps 300] [--probe-every 0] [--only shared|squashed] [--threads 2]
+
+With --probe-every N the probe also runs every N steps (a curve: when does copying start?). Run the two
+arms as two processes with --only and --threads 1 to use both cores of a 2-core machine.
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def train_and_probe(steps: int, shared_positions: bool, out: Path) -> dict:
+PROBE_TIMES = (0.5, 0.9, 1.0)  # at t = 1 the target is pure noise: only a copied source lowers the loss
+
+
+def train_and_probe(steps: int, shared_positions: bool, out: Path, probe_every: int = 0, report=None) -> dict:
     import app.core.backbones.sana as sana
     from app.train.loop import Trainer
     from app.train.recipe import Recipe
@@ -34,14 +40,24 @@ def train_and_probe(steps: int, shared_positions: bool, out: Path) -> dict:
                       "self_attention": "softmax"},
             "teach": {"steps": 0, "batch": 8, "lr": 1e-3, "warmup": 1},
             "diffusion": {"steps": steps, "batch": 32, "lr": 1e-3, "warmup": 50},
-            "edit_fraction": 1.0, "eval_every": 0, "checkpoint_every": 100000, "sample_steps": 10})
+            "edit_fraction": 1.0, "eval_every": 0, "checkpoint_every": probe_every or 100000, "sample_steps": 10})
         trainer = Trainer(recipe, out, device="cpu", log=lambda *_: None)
         t0 = time.time()
-        trainer.train_diffusion()
-        pipe = trainer.pipe
-        pipe.adapter.eval()
-        losses = conditioning_losses(pipe, n=64, t_values=(0.5, 0.9))
-        return {"seconds": round(time.time() - t0), **losses}
+        # Train in legs of `probe_every` steps: each leg resumes from the last one's checkpoint (the
+        # trainer's own resume), and the probe reads the EMA-free live weights after each leg.
+        legs = list(range(probe_every, steps, probe_every)) + [steps] if probe_every else [steps]
+        losses = {}
+        for leg_end in legs:
+            recipe.diffusion.steps = leg_end
+            trainer.train_diffusion()
+            pipe = trainer.pipe
+            pipe.adapter.eval()
+            losses = {"step": leg_end, "seconds": round(time.time() - t0),
+                      **conditioning_losses(pipe, n=64, t_values=PROBE_TIMES)}
+            pipe.adapter.train()
+            if report:
+                report(losses)
+        return losses
     finally:
         sana.shared_position_correction = original
 
@@ -51,15 +67,24 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--out", default="runs/ab-edit-positions")
     ap.add_argument("--only", type=lambda v: v == "shared", default=None, help="shared or squashed: run one arm")
+    ap.add_argument("--probe-every", type=int, default=0, help="also probe every N steps (a curve)")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for shared in (args.only,) if args.only is not None else (True, False):
-        r = train_and_probe(args.steps, shared, Path(args.out) / ("shared" if shared else "squashed"))
-        print("shared positions" if shared else "diffusers' squashed positions", flush=True)
-        for k, v in r.items():
-            print(f"  {k:32s} {v:.4f}" if isinstance(v, float) else f"  {k:32s} {v}", flush=True)
+        name = "shared positions" if shared else "diffusers' squashed positions"
+
+        def report(r, name=name):
+            print(f"{name}, step {r['step']} ({r['seconds']} s)", flush=True)
+            for t in PROBE_TIMES:
+                right, shuffled = r[f"edit t={t} right"], r[f"edit t={t} shuffled source"]
+                print(f"  t={t}: edit loss right source {right:.4f}, shuffled source {shuffled:.4f} "
+                      f"(source lowers it by {100 * (shuffled - right) / shuffled:.1f} %)", flush=True)
+
+        train_and_probe(args.steps, shared, Path(args.out) / ("shared" if shared else "squashed"),
+                        args.probe_every, report)
     return 0
 
 

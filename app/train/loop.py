@@ -254,7 +254,8 @@ class Trainer:
         if sources is not None:
             reference = torch.from_numpy(sources).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         b = target.shape[0]
-        t = torch.sigmoid(torch.randn(b, generator=gen, device=gen.device) * rec.logit_normal_std).to(self.device)
+        t = shifted(torch.sigmoid(torch.randn(b, generator=gen, device=gen.device) * rec.logit_normal_std),
+                    rec.timestep_shift).to(self.device)
         noise = torch.randn(target.shape, generator=gen, device=gen.device).to(self.device)
         tt = t.view(b, 1, 1, 1)
         noisy = (1 - tt) * target + tt * noise
@@ -388,6 +389,11 @@ def threading_is_main() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def shifted(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """SD3's timestep shift (the same map FlowMatchEulerDiscreteScheduler applies to its sigmas)."""
+    return t if shift == 1.0 else shift * t / (1 + (shift - 1) * t)
 
 
 def load_state_file(path: Path) -> dict:

@@ -51,6 +51,11 @@ class Recipe:
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice
+    # SD3's shift, t' = s t / (1 + (s - 1) t), applied to the sampled training times (s > 1 trains more
+    # at high noise, where a 64 px scene's layout is decided) and, as `sample_shift`, exported as the
+    # model's sampling default (diffusers' FlowMatchEulerDiscreteScheduler(shift=...)). 1.0 = off.
+    timestep_shift: float = 1.0
+    sample_shift: float = 1.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     weight_decay: float = 0.0

@@ -198,3 +198,29 @@ def test_stage_two_trains_the_canvas_tokens_only_when_the_recipe_says_so(tmp_pat
         resumed = Trainer(recipe, tmp_path / "run", device="cpu", log=lambda *_: None)
         resumed.train_diffusion()
         assert not torch.equal(resumed.pipe.planner.canvas_tokens.tokens.detach(), taught)
+
+
+def test_timestep_shift_matches_the_schedulers_and_the_model_samples_with_its_recipes_shift(tmp_path):
+    """Training times are shifted with the very map the sampler applies to its sigmas, and the exported
+    model's sampling default is the recipe's sample_shift (a model trained for high noise is sampled so)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from app.core.checkpoints import load_model
+    from app.train.loop import shifted
+
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    plain = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    # Before set_timesteps, a scheduler holds its 1000 training sigmas, shifted by its own map.
+    assert torch.allclose(shifted(plain.sigmas, 3.0), sched.sigmas, atol=1e-6)
+    t = torch.linspace(0.05, 0.95, 19)
+    assert torch.equal(shifted(t, 1.0), t)
+    assert (shifted(t, 3.0) > t).all()  # more training at high noise
+
+    recipe = Recipe.load(TINY)
+    recipe.timestep_shift, recipe.sample_shift = 3.0, 2.5
+    trainer = Trainer(recipe, tmp_path / "run", device="cpu", log=lambda *_: None)
+    trainer.run()
+    pipe = load_model(tmp_path / "run" / "model")
+    assert pipe.defaults.shift == 2.5
+    pipe.scheduler.set_timesteps(4)
+    assert pipe.scheduler.sigmas[1] > 0.75 + 1e-3  # shifted, not the plain 0.75
