@@ -88,11 +88,20 @@ class Trainer:
         from app.core.checkpoints import load_model
 
         src = load_model(folder, device="cpu", dtype=torch.float32)
-        if (src.adapter.canvas_connector is None) != (self.pipe.adapter.canvas_connector is None):
-            raise ValueError(f"{folder} is a {'text-only' if src.adapter.canvas_connector is None else 'canvas'} "
-                             f"model; this run trains the other variant")
+        src_canvas = src.adapter.canvas_connector is not None
+        own_canvas = self.pipe.adapter.canvas_connector is not None
+        if src_canvas and not own_canvas:
+            raise ValueError(f"{folder} is a MetaCanvas model; a text-only run cannot start from it "
+                             f"(it would inherit a backbone trained with a plan)")
         self.pipe.planner.load_state_dict(src.planner.state_dict())
-        self.pipe.adapter.load_state_dict(src.adapter.state_dict())
+        # A MetaCanvas run may start from a trained text-only model: the paper adds MetaCanvas to a
+        # pretrained backbone. Everything but the canvas connector is loaded; that stays freshly
+        # zero-initialised, so the model starts out exactly as the text-only one and learns the plan.
+        missing, unexpected = self.pipe.adapter.load_state_dict(src.adapter.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("canvas_connector.") for k in missing):
+            raise ValueError(f"{folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if own_canvas and not src_canvas:
+            self.progress["canvas_added_at"] = src.name
         self.progress["teach_done"] = True
         self.progress["init_from"] = str(folder)
         prior = folder / "training.json"

@@ -224,3 +224,37 @@ def test_timestep_shift_matches_the_schedulers_and_the_model_samples_with_its_re
     assert pipe.defaults.shift == 2.5
     pipe.scheduler.set_timesteps(4)
     assert pipe.scheduler.sigmas[1] > 0.75 + 1e-3  # shifted, not the plain 0.75
+
+
+def test_a_canvas_run_can_start_from_a_trained_text_only_model_and_starts_out_equal_to_it(tmp_path):
+    """The paper adds MetaCanvas to a pretrained backbone: a canvas run --init-from a text-only model
+    takes its planner and backbone, and its fresh zero-initialised canvas connector leaves the
+    velocity unchanged until training moves it. The reverse (text-only from a canvas model) is refused."""
+    from app.core.checkpoints import load_model
+
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 2
+    text_model = Trainer(recipe, tmp_path / "text", use_canvas=False, device="cpu", log=lambda *_: None).run()
+    text = load_model(text_model, device="cpu", dtype=torch.float32).eval()
+
+    canvas = Trainer(recipe, tmp_path / "canvas", init_from=text_model, device="cpu", log=lambda *_: None)
+    assert canvas.pipe.adapter.canvas_connector is not None
+    pipe = canvas.pipe.eval()
+    spec = pipe.canvas_spec_for(recipe.model.image_size)
+    texts = ["a photo of a red circle", "two blue squares"]
+    x = torch.randn(2, 3, recipe.model.image_size, recipe.model.image_size)
+    t = torch.tensor([0.9, 0.5])
+    with torch.no_grad():
+        plan = pipe.planner(texts, spec)
+        ours = pipe.adapter(x, t, plan.context, plan.context_mask, plan=pipe.adapter.prepare_plan(plan.canvas))
+        base_plan = text.planner(texts, spec)
+        theirs = text.adapter(x, t, base_plan.context, base_plan.context_mask, plan=None)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+    recipe.diffusion.steps = 3
+    model = canvas.run()
+    trained = load_model(model, device="cpu", dtype=torch.float32)
+    assert trained.adapter.canvas_connector.step_out.weight.abs().sum() > 0  # the plan now reaches the DiT
+    with pytest.raises(ValueError, match="text-only run cannot start"):
+        Trainer(recipe, tmp_path / "back", use_canvas=False, init_from=model, device="cpu", log=lambda *_: None)
