@@ -59,3 +59,27 @@ def test_the_plan_depends_on_the_instruction(pipe):
     assert a.canvas.shape == (1, 1, 16, 16, 128)
     assert not np.allclose(a.canvas.numpy(), b.canvas.numpy())
     assert a.heatmap().shape == (16, 16) and a.pca_rgb().shape == (16, 16, 3)
+
+
+def test_the_second_order_sampler_lands_nearer_the_exact_sample_in_few_steps(pipe):
+    """DPM-Solver++(2M) over the same flow-matching sigmas: in 8 steps its images are closer to a
+    64-step Euler solution of the same ODE (same seeds) than 8 Euler steps get: why it can be a
+    model's default at fewer steps."""
+    from dataclasses import replace
+
+    from app.core.pipeline import make_scheduler
+
+    prompts = ["a photo of a red circle left of a blue square", "a photo of three green stars", "a photo of a yellow triangle"]
+    seeds = [3, 4, 5]
+    original = pipe.scheduler
+    try:
+        def run(solver, steps):
+            pipe.scheduler = make_scheduler(replace(pipe.defaults, solver=solver))
+            return pipe.sample(prompts, seeds, steps=steps).astype(np.float32)
+
+        exact = run("euler", 64)
+        euler_err = np.abs(run("euler", 8) - exact).mean()
+        dpm_err = np.abs(run("dpm++2m", 8) - exact).mean()
+    finally:
+        pipe.scheduler = original
+    assert dpm_err < euler_err, f"8-step error: DPM++ {dpm_err:.2f}, Euler {euler_err:.2f} (grey levels)"

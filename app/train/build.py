@@ -69,7 +69,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     adapter = SanaAdapter(transformer, m.planner_hidden, canvas=use_canvas, self_attention=m.self_attention,
                           connector_heads=m.connector_heads)
     defaults = PipelineDefaults(width=size, height=size, steps=recipe.sample_steps, guidance=recipe.guidance,
-                                shift=recipe.sample_shift,
+                                shift=recipe.sample_shift, solver=recipe.sample_solver,
                                 tasks=("text_to_image", "image_edit"))
     name = recipe.name if use_canvas else recipe.name + "-text-only"
     return MetaCanvasPipeline(planner, adapter, PixelCodec(), defaults, name=name)

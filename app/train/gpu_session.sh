@@ -10,6 +10,10 @@
 #       TEXT_ARGS replace each run's starting point, e.g. to go on from the committed models:
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
+#       A canvas run may also start from the text-only model (the paper's setup: MetaCanvas added to a
+#       trained backbone, its connector starting at zero), so both variants go on from one backbone:
+#         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes-text-only" \
+#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are

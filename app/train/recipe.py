@@ -56,6 +56,7 @@ class Recipe:
     # model's sampling default (diffusers' FlowMatchEulerDiscreteScheduler(shift=...)). 1.0 = off.
     timestep_shift: float = 1.0
     sample_shift: float = 1.0
+    sample_solver: str = "euler"  # the exported sampling default: "euler" or "dpm++2m" (app/core/pipeline.py)
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     weight_decay: float = 0.0

@@ -95,3 +95,26 @@ def test_a_word_outside_the_vocabulary_is_named_with_the_words_the_model_knows(t
     with pytest.raises(UnknownWordsError):
         tiny_pipe.plan(_req(instruction="a photo of a unicorn"))
     tiny_pipe.check_instruction("A Red circle, left of a BLUE star.")  # case and punctuation are fine
+
+
+def test_a_model_folder_chooses_its_sampler_and_an_unknown_one_is_refused_by_name(tiny_pipe, tmp_path):
+    from dataclasses import replace
+
+    from diffusers import DPMSolverMultistepScheduler
+
+    from app.core.checkpoints import load_model, save_model
+    from app.core.pipeline import make_scheduler
+
+    original = tiny_pipe.defaults
+    try:
+        tiny_pipe.defaults = replace(original, solver="dpm++2m", steps=4)
+        folder = save_model(tiny_pipe, tmp_path / "model")
+    finally:
+        tiny_pipe.defaults = original
+    pipe = load_model(folder)
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler) and pipe.defaults.solver == "dpm++2m"
+    result = pipe(GenerationRequest(Task.TEXT_TO_IMAGE, "a red circle", seed=1, steps=4))
+    again = pipe(GenerationRequest(Task.TEXT_TO_IMAGE, "a red circle", seed=1, steps=4))
+    assert np.array_equal(result.frames, again.frames)  # the multistep state starts over per request
+    with pytest.raises(ValueError, match="known: euler, dpm"):
+        make_scheduler(replace(original, solver="heun"))
