@@ -111,6 +111,10 @@ class Trainer:
             self.progress["prior_wall_seconds"] = info.get("wall_seconds", 0.0)
             if "teach_steps" in info:
                 self.progress["teach_steps_done"] = info["teach_steps"]
+            # Each leg's steps, variant and recipe, so a model continued across sessions (or given
+            # a canvas after text-only training) says how each of its steps was trained.
+            self.progress["prior_history"] = info.get("history") or [
+                {"steps": info.get("steps", 0), "use_canvas": info.get("use_canvas"), "recipe": info.get("recipe")}]
 
     # -- stage 1 ----------------------------------------------------------------------------------
     def _load_planner(self, folder: Path) -> None:
@@ -330,12 +334,7 @@ class Trainer:
             self._tokens_ema.copy_to(self.pipe.planner.canvas_tokens)
         self.pipe.adapter.eval()
         save_model(self.pipe, folder, dtype=getattr(torch, self.recipe.save_dtype))
-        steps = self.progress.get("prior_steps", 0) + self.progress["step"]
-        wall = self.progress.get("prior_wall_seconds", 0.0) + self.progress["wall_seconds"]
-        (folder / "training.json").write_text(json.dumps(
-            {"steps": steps, "wall_seconds": round(wall, 1),
-             "teach_steps": self.progress.get("teach_steps_done", self.recipe.teach.steps),
-             "use_canvas": self.use_canvas, "recipe": self.recipe.to_dict(), "evals": self.progress["evals"]}, indent=2))
+        (folder / "training.json").write_text(json.dumps(training_record(self.progress, self.recipe, self.use_canvas), indent=2))
         self.plot_curves()
         return folder
 
@@ -398,6 +397,18 @@ def threading_is_main() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def training_record(progress: dict, recipe: Recipe, use_canvas: bool) -> dict:
+    """What an exported model's training.json says: steps and wall time over all legs (sessions),
+    how many of the steps trained the canvas, and each leg's recipe."""
+    history = list(progress.get("prior_history", [])) + [
+        {"steps": progress["step"], "use_canvas": use_canvas, "recipe": recipe.to_dict()}]
+    return {"steps": progress.get("prior_steps", 0) + progress["step"],
+            "canvas_steps": sum(leg["steps"] for leg in history if leg.get("use_canvas")),
+            "wall_seconds": round(progress.get("prior_wall_seconds", 0.0) + progress["wall_seconds"], 1),
+            "teach_steps": progress.get("teach_steps_done", recipe.teach.steps),
+            "use_canvas": use_canvas, "recipe": recipe.to_dict(), "history": history, "evals": progress["evals"]}
 
 
 def shifted(t: torch.Tensor, shift: float) -> torch.Tensor:

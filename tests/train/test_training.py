@@ -256,5 +256,8 @@ def test_a_canvas_run_can_start_from_a_trained_text_only_model_and_starts_out_eq
     model = canvas.run()
     trained = load_model(model, device="cpu", dtype=torch.float32)
     assert trained.adapter.canvas_connector.step_out.weight.abs().sum() > 0  # the plan now reaches the DiT
+    record = json.loads((model / "training.json").read_text())
+    assert (record["steps"], record["canvas_steps"]) == (5, 3)  # 2 text-only steps, then 3 with the canvas
+    assert [leg["use_canvas"] for leg in record["history"]] == [False, True]
     with pytest.raises(ValueError, match="text-only run cannot start"):
         Trainer(recipe, tmp_path / "back", use_canvas=False, init_from=model, device="cpu", log=lambda *_: None)
