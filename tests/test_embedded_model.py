@@ -2,7 +2,8 @@
 
 What is asserted is what the committed checkpoint reliably does today: it is an interim checkpoint
 (GenEval-style overall 0.22, see models/metacanvas-shapes/README.md). Measured on this project's CPU:
-15 of the 48 seeded prompts below fully right (the checkpoint before: 10); the bar (9) leaves room for
+16 of the 48 seeded prompts below fully right with the model's sampler (DPM-Solver++) at 20 steps, 15
+with Euler (the checkpoint before: 10); the bar (9) leaves room for
 other CPUs' rounding and fails for a model that stopped following prompts. Raise it when the trained
 model is committed.
 """
