@@ -293,6 +293,9 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         codec = DiffusersVAECodec(vae)
     d = dict(index.get("defaults", {}))
     d["tasks"] = tuple(d.get("tasks", PipelineDefaults().tasks))
-    pipe = MetaCanvasPipeline(planner, adapter, codec, PipelineDefaults(**d), name=index.get("name", folder.name))
+    try:
+        pipe = MetaCanvasPipeline(planner, adapter, codec, PipelineDefaults(**d), name=index.get("name", folder.name))
+    except (TypeError, ValueError) as exc:  # a hand-edited "defaults" block: an unknown key or sampler
+        raise ModelFolderError(f"The defaults in {folder / INDEX} are not valid: {exc}") from exc
     pipe.to(device=device, dtype=dtype)
     return pipe.eval()

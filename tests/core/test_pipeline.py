@@ -118,3 +118,12 @@ def test_a_model_folder_chooses_its_sampler_and_an_unknown_one_is_refused_by_nam
     assert np.array_equal(result.frames, again.frames)  # the multistep state starts over per request
     with pytest.raises(ValueError, match="known: euler, dpm"):
         make_scheduler(replace(original, solver="heun"))
+    import json
+
+    from app.core.checkpoints import ModelFolderError
+
+    index = json.loads((folder / "model_index.json").read_text())
+    index["defaults"]["solver"] = "heun"  # a hand-edited folder
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelFolderError, match="model_index.json are not valid: unknown solver 'heun'"):
+        load_model(folder)
