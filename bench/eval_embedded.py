@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,6 +24,8 @@ def main() -> int:
     ap.add_argument("--edits", type=int, default=200)
     ap.add_argument("--guidance", type=float, nargs="+", default=[3.0])
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--shift", type=float, default=None, help="sampling shift (default: the model's own)")
+    ap.add_argument("--solver", default=None, help="euler or dpm++2m (default: the model's own)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None, help="write eval.json here")
@@ -31,17 +34,23 @@ def main() -> int:
     import torch
 
     from app.core.checkpoints import load_model
+    from app.core.pipeline import make_scheduler
     from app.eval.model_eval import evaluate_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for folder in args.models:
         pipe = load_model(folder, device=device)
+        if args.shift is not None or args.solver is not None:
+            pipe.defaults = replace(pipe.defaults, shift=pipe.defaults.shift if args.shift is None else args.shift,
+                                    solver=args.solver or pipe.defaults.solver)
+            pipe.scheduler = make_scheduler(pipe.defaults)
         for g in args.guidance:
             t0 = time.time()
             scores = evaluate_model(pipe, n_prompts=args.prompts, images_per_prompt=args.images, n_edits=args.edits,
                                     steps=args.steps, guidance=g, batch=args.batch, seed=7)
             row = {"model": pipe.name, "folder": str(folder), "guidance": g, "steps": args.steps or pipe.defaults.steps,
+                   "solver": pipe.defaults.solver, "shift": pipe.defaults.shift,
                    "device": device, "seconds": round(time.time() - t0, 1), **scores}
             rows.append(row)
             print(json.dumps(row), flush=True)

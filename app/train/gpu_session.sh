@@ -14,6 +14,8 @@
 #       trained backbone, its connector starting at zero), so both variants go on from one backbone:
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes-text-only" \
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
+#       RECIPE app/train/recipes/shapes-64-shift.json trains at high noise (timestep shift 4); why, and
+#       what 801 such steps did on a CPU: docs/BENCHMARKS.md, "The scene is fixed in the first sampling step".
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are
