@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> int:
+    from app.core.pipeline import SOLVERS, make_scheduler
+
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
     ap.add_argument("--prompts", type=int, default=408)
@@ -25,7 +27,7 @@ def main() -> int:
     ap.add_argument("--guidance", type=float, nargs="+", default=[3.0])
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--shift", type=float, default=None, help="sampling shift (default: the model's own)")
-    ap.add_argument("--solver", default=None, help="euler or dpm++2m (default: the model's own)")
+    ap.add_argument("--solver", default=None, choices=SOLVERS, help="default: the model's own")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None, help="write eval.json here")
@@ -34,7 +36,6 @@ def main() -> int:
     import torch
 
     from app.core.checkpoints import load_model
-    from app.core.pipeline import make_scheduler
     from app.eval.model_eval import evaluate_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

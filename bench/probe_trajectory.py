@@ -1,6 +1,7 @@
 """When does a sample's layout get decided? Runs the Euler sampler with guidance and saves, every few
 steps, the model's estimate of the clean image (x0 = x_t - t * v) beside the final result: one row per
-(prompt, seed), one column per probed step, the noise level printed above the grid's columns.
+(prompt, seed), one column per probed step; each column's noise level is printed. Text-to-image with a
+model folder's own backbone (the embedded default's pixel-space SANA is what it was made for).
 
 A model that has learned the high-noise end predicts a smooth, prompt-shaped average at t = 1 and
 commits to objects gradually; one that has hardly seen t > 0.9 in training reads blobs into pure noise
@@ -29,6 +30,8 @@ def trajectory(pipe, prompts, seeds, steps: int = 24, every: int = 3, guidance: 
 
     from app.core.pipeline import make_scheduler
 
+    for text in prompts:
+        pipe.check_instruction(text)  # an unknown word: the pipeline's own message listing the vocabulary
     b = len(prompts)
     spec = pipe.canvas_spec_for(pipe.defaults.width)
     plan = pipe.planner(list(prompts) + [""] * b, spec)

@@ -85,3 +85,30 @@ def test_the_second_order_sampler_lands_nearer_the_exact_sample_in_few_steps(pip
     finally:
         pipe.scheduler = original
     assert dpm_err < euler_err, f"8-step error: DPM++ {dpm_err:.2f}, Euler {euler_err:.2f} (grey levels)"
+
+
+def test_the_trajectory_probe_follows_the_real_sampler(pipe):
+    """bench/probe_trajectory.py draws the x0 estimates the diagnosis in docs/BENCHMARKS.md rests on:
+    its last frame must be exactly the image the pipeline's Euler sampler makes (same seeds, steps,
+    shift, guidance), and an unknown word gets the pipeline's vocabulary message."""
+    import sys
+    from dataclasses import replace
+
+    from app.core.pipeline import UnknownWordsError, make_scheduler
+
+    sys.path.insert(0, str(MODEL.parents[1] / "bench"))
+    from probe_trajectory import trajectory
+
+    prompts, seeds = ["a photo of a red circle", "a photo of two stars"], [1, 2]
+    times, frames = trajectory(pipe, prompts, seeds, steps=6, every=2, guidance=3.0, shift=2.0)
+    assert times[0] == 1.0 and times[-1] == 0.0 and len(frames) == len(times) == 4
+    original = pipe.defaults, pipe.scheduler
+    try:
+        pipe.defaults = replace(pipe.defaults, solver="euler", shift=2.0)
+        pipe.scheduler = make_scheduler(pipe.defaults)
+        sampled = pipe.sample(prompts, seeds, steps=6, guidance=3.0)
+    finally:
+        pipe.defaults, pipe.scheduler = original
+    assert np.array_equal(frames[-1], sampled)
+    with pytest.raises(UnknownWordsError):
+        trajectory(pipe, ["a photo of a dragon"], [0], steps=2)
