@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-canvas", action="store_true", help="train the text-only baseline (no canvas branch)")
     p.add_argument("--planner-from", help="reuse the taught planner of another run (a fair baseline shares it)")
     p.add_argument("--init-from", help="start from an exported model folder (continue training in a new session)")
+    p.add_argument("--planner-init", help="teach the planner starting from this model's (or run's) planner instead of "
+                                          "from nothing; a different canvas grid is resampled")
     p.add_argument("--device", default=None)
     p.add_argument("--workers", type=int, default=0, help="data-generating worker processes")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this many minutes")

@@ -44,7 +44,7 @@ def _lr_lambda(warmup: int):
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, *, use_canvas: bool = True,
                  planner_from: str | Path | None = None, init_from: str | Path | None = None,
-                 device: str | None = None, workers: int = 0, log=print):
+                 planner_init: str | Path | None = None, device: str | None = None, workers: int = 0, log=print):
         from accelerate import Accelerator
 
         self.recipe = recipe
@@ -81,6 +81,12 @@ class Trainer:
             self._save_planner(own)
         elif (own / "planner").is_dir():
             self._load_planner(own)
+        elif planner_init is not None and not self.progress["teach_done"]:
+            # Teaching starts from an already taught planner (as the paper starts from a pretrained
+            # MLLM) instead of from nothing; a different canvas grid is resampled from its tokens.
+            self._load_planner(Path(planner_init), resample_canvas=True)
+            self.progress["planner_init"] = str(planner_init)
+            self.progress.pop("teach_steps_done", None)
 
     def _init_from_model(self, folder: Path) -> None:
         """Continue from an exported model (its EMA weights), with a fresh optimizer: how a run goes on
@@ -117,14 +123,32 @@ class Trainer:
                 {"steps": info.get("steps", 0), "use_canvas": info.get("use_canvas"), "recipe": info.get("recipe")}]
 
     # -- stage 1 ----------------------------------------------------------------------------------
-    def _load_planner(self, folder: Path) -> None:
-        """Reuse a taught planner (the same one for the canvas model and its text-only baseline)."""
+    def _load_planner(self, folder: Path, resample_canvas: bool = False) -> None:
+        """Reuse a taught planner (the same one for the canvas model and its text-only baseline).
+        `folder` is a run's planner_taught folder or an exported model folder (same sub-folders).
+        With `resample_canvas`, canvas tokens of another grid are interpolated to this recipe's grid
+        (bilinear: halving the grid averages each 2 x 2 block)."""
         planner = self.pipe.planner
         state = load_state(folder / "planner")
-        missing, unexpected = planner.model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = planner.model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # a tensor of another shape: another planner size
+            raise ValueError(f"planner weights in {folder} do not fit this recipe: {str(e).splitlines()[-1].strip()}") from e
         if unexpected or [k for k in missing if "lm_head" not in k]:
             raise ValueError(f"planner weights in {folder} do not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        planner.canvas_tokens.load_state_dict(load_state(folder / "canvas_tokens"))
+        tokens = load_state(folder / "canvas_tokens")
+        own = planner.canvas_tokens.tokens
+        if resample_canvas and tokens["tokens"].shape != own.shape:
+            from app.core.canvas import CanvasSpec, CanvasTokens
+
+            k, h, w, d = tokens["tokens"].shape
+            if d != own.shape[-1]:
+                raise ValueError(f"canvas tokens in {folder} are {d} wide; this recipe's planner is {own.shape[-1]}")
+            source = CanvasTokens(CanvasSpec(k, h, w), d)
+            source.load_state_dict(tokens)
+            with torch.no_grad():
+                tokens = {"tokens": source(planner.canvas_tokens.spec).reshape(own.shape).clone()}
+        planner.canvas_tokens.load_state_dict(tokens)
         taught = folder / "teaching.json"
         if taught.exists():  # how long it was taught, for this run's training.json
             self.progress["teach_steps_done"] = json.loads(taught.read_text())["steps"]

@@ -26,6 +26,7 @@ class ModelRecipe:
     dit_mlp_ratio: float = 2.5
     connector_heads: int = 4
     self_attention: str = "softmax"  # softmax attention copies the source image of an edit precisely
+    prediction: str = "velocity"  # or "sample": the DiT outputs the clean image (app/core/backbones/sana.py)
 
 
 @dataclass

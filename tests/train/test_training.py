@@ -175,6 +175,42 @@ def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp
     assert _same(_planner_state(resumed), planner)
 
 
+def test_teaching_can_start_from_a_taught_planner_of_another_canvas_grid(tmp_path):
+    """--planner-init: a run with a coarser DiT patch (a smaller canvas grid) starts teaching from an
+    existing planner: its language weights as they were, its canvas tokens averaged 2 x 2; then it
+    teaches, and a later process on the run plans with the result."""
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 1
+    source = Trainer(recipe, tmp_path / "fine", device="cpu", log=lambda *_: None)
+    source.run(teach_only=True)
+    fine = source.pipe.planner.canvas_tokens.tokens.detach().clone()  # [1, 16, 16, d]
+
+    coarse_recipe = Recipe.load(TINY)
+    coarse_recipe.model.patch_size = 8  # 64 px / 8 = an 8 x 8 grid
+    coarse = Trainer(coarse_recipe, tmp_path / "coarse", planner_init=tmp_path / "fine" / "planner_taught",
+                     device="cpu", log=lambda *_: None)
+    tokens = coarse.pipe.planner.canvas_tokens.tokens
+    assert tokens.shape == (1, 8, 8, fine.shape[-1])
+    assert torch.allclose(tokens[0, 2, 3], fine[0, 4:6, 6:8].mean(dim=(0, 1)), atol=1e-6)
+    language = {k: v for k, v in _planner_state(coarse).items() if "canvas" not in k}
+    assert _same(language, {k: v for k, v in _planner_state(source).items() if "canvas" not in k})
+    assert not coarse.progress["teach_done"]  # it still teaches, from there
+
+    coarse.run(teach_only=True)
+    taught = _planner_state(coarse)
+    assert not _same(language, {k: v for k, v in taught.items() if "canvas" not in k})
+    later = Trainer(coarse_recipe, tmp_path / "coarse", planner_init=tmp_path / "fine" / "planner_taught",
+                    device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(later), taught)
+
+    wrong = Recipe.load(TINY)
+    wrong.model.planner_hidden = 48
+    with pytest.raises(ValueError, match="do not fit"):
+        Trainer(wrong, tmp_path / "wrong", planner_init=tmp_path / "fine" / "planner_taught", device="cpu",
+                log=lambda *_: None)
+
+
 @pytest.mark.parametrize("train_tokens", [False, True], ids=["frozen", "trained"])
 def test_stage_two_trains_the_canvas_tokens_only_when_the_recipe_says_so(tmp_path, train_tokens):
     recipe = Recipe.load(TINY)

@@ -48,6 +48,16 @@ def tiny_sana_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+# What the transformer's output means. "velocity" (SANA's own, and every real checkpoint): e - x.
+# "sample": the clean image x (x-prediction, as in JiT, Li & He 2025, "Back to Basics: Let Denoising
+# Generative Models Denoise"); the adapter converts it to the velocity, so the samplers and the training
+# loss (MSE on the velocity: JiT's best "x-prediction, v-loss") stay as they are. Why: a pixel-space DiT
+# with 8 x 8 patches must output 192 values per 128-wide token; the noise part of a velocity does not fit
+# through that bottleneck (the samples stay grainy), while a clean flat-colour patch does.
+PREDICTIONS = ("velocity", "sample")
+SAMPLE_PREDICTION_MIN_T = 0.05
+
+
 class SanaAdapter(BackboneAdapter):
     """MetaCanvas around SANA.
 
@@ -59,16 +69,20 @@ class SanaAdapter(BackboneAdapter):
 
     def __init__(self, transformer: SanaTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, self_attention: str = "linear", context_dropout: float = 0.0,
-                 connector_heads: int | None = None):
+                 connector_heads: int | None = None, prediction: str = "velocity"):
         if self_attention not in ("linear", "softmax"):
             raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         cfg = transformer.config
         dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
         canvas_connector, context_connector = self.make_connectors(
             transformer, mllm_dim, cfg.caption_channels, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
-                              context_dropout=context_dropout, connector_heads=connector_heads))
+                              context_dropout=context_dropout, connector_heads=connector_heads,
+                              prediction=prediction))
+        self.prediction = prediction
         self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
         self._position_corrections: dict = {}
         self.set_self_attention(self_attention)
@@ -96,7 +110,13 @@ class SanaAdapter(BackboneAdapter):
                             has_reference=reference is not None):
             out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=(t * 1000).to(x.dtype),
                                    encoder_attention_mask=context_mask, return_dict=False)[0]
-        return out[:, :, :h]
+        out = out[:, :, :h]
+        if self.prediction == "sample":
+            # The network drew the clean image x; samplers and the flow-matching loss take the
+            # velocity e - x = (x_t - x) / t (z_t = (1 - t) x + t e). The floor keeps the last steps
+            # finite (JiT clips there too).
+            out = (latents - out) / t.clamp(min=SAMPLE_PREDICTION_MIN_T).to(out.dtype).view(-1, 1, 1, 1)
+        return out
 
     def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
         n = step.layout["target_tokens"]
