@@ -16,6 +16,11 @@
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
 #       RECIPE app/train/recipes/shapes-64-shift.json trains at high noise (timestep shift 4); why, and
 #       what 801 such steps did on a CPU: docs/BENCHMARKS.md, "The scene is fixed in the first sampling step".
+#       RECIPE app/train/recipes/shapes-64-p8.json: 8-pixel patches (64 tokens, about 4x cheaper a step)
+#       with x-prediction, teaching from the committed planner (its 16 x 16 canvas averaged to 8 x 8):
+#         TEACH_ARGS="--planner-init models/metacanvas-shapes" \
+#         bash app/train/gpu_session.sh start 560 app/train/recipes/shapes-64-p8.json
+#       why, and what it did on a CPU: docs/BENCHMARKS.md, "8-pixel patches need x-prediction".
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are
@@ -55,7 +60,7 @@ start)
   grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
   if [ "${SKIP_TEACH:-0}" != 1 ]; then
     python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
-      --workers 12 > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
+      --workers 12 ${TEACH_ARGS:-} > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
     show 6
   fi
   # The canvas run finds its taught planner in its own folder; the baseline is given the same one.
