@@ -70,6 +70,9 @@ class Trainer:
         # process silently planned with a fresh random planner: the MetaCanvas runs of two GPU
         # sessions trained that way while their text-only baselines had the taught one.
         own = self.out / "planner_taught"
+        if planner_init is not None and (planner_from is not None or init_from is not None):
+            raise ValueError("--planner-init starts teaching from a planner; --planner-from and --init-from skip "
+                             "teaching: give one of them")
         if planner_from is not None:
             self._load_planner(Path(planner_from))
             self.progress["teach_done"] = True
@@ -129,6 +132,9 @@ class Trainer:
         With `resample_canvas`, canvas tokens of another grid are interpolated to this recipe's grid
         (bilinear: halving the grid averages each 2 x 2 block)."""
         planner = self.pipe.planner
+        if not list((folder / "planner").glob("*.safetensors")) or not list((folder / "canvas_tokens").glob("*.safetensors")):
+            raise ValueError(f"no planner in {folder}: expected a model folder or a run's planner_taught folder "
+                             f"(with planner/ and canvas_tokens/ holding .safetensors)")
         state = load_state(folder / "planner")
         try:
             missing, unexpected = planner.model.load_state_dict(state, strict=False)

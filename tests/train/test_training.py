@@ -204,6 +204,13 @@ def test_teaching_can_start_from_a_taught_planner_of_another_canvas_grid(tmp_pat
                     device="cpu", log=lambda *_: None)
     assert _same(_planner_state(later), taught)
 
+    with pytest.raises(ValueError, match="no planner in"):
+        Trainer(coarse_recipe, tmp_path / "typo", planner_init=tmp_path / "no-such-folder", device="cpu",
+                log=lambda *_: None)
+    with pytest.raises(ValueError, match="give one of them"):
+        Trainer(coarse_recipe, tmp_path / "both", planner_init=tmp_path / "fine" / "planner_taught",
+                planner_from=tmp_path / "fine" / "planner_taught", device="cpu", log=lambda *_: None)
+
     wrong = Recipe.load(TINY)
     wrong.model.planner_hidden = 48
     with pytest.raises(ValueError, match="do not fit"):
