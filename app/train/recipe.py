@@ -27,6 +27,7 @@ class ModelRecipe:
     connector_heads: int = 4
     self_attention: str = "softmax"  # softmax attention copies the source image of an edit precisely
     prediction: str = "velocity"  # or "sample": the DiT outputs the clean image (app/core/backbones/sana.py)
+    pooled_context: bool = False  # the instruction's mean state also steers AdaLN (app/core/connectors.py)
 
 
 @dataclass

@@ -119,3 +119,55 @@ def test_a_sample_predicting_model_gives_the_velocity_of_its_clean_image_and_rou
     with pytest.raises(ValueError, match="prediction"):
         recipe.model.prediction = "noise"
         build_model(recipe)
+
+
+def test_pooled_context_starts_as_a_no_op_steers_the_timestep_embedding_and_round_trips(tmp_path):
+    """recipe pooled_context: the instruction's mean state is added to SANA's timestep embedding.
+    A fresh path changes nothing (a model can gain it without changing its pictures); once trained it
+    changes the output, padding does not count, training reaches it, and a saved model keeps it."""
+    import os
+
+    import torch
+
+    from app.train.build import build_model
+    from app.train.recipe import Recipe
+
+    recipe = Recipe.load(os.path.join(os.path.dirname(__file__), "..", "..", "app", "train", "recipes", "tiny-test.json"))
+    recipe.model.pooled_context = True
+    torch.manual_seed(0)
+    pipe = build_model(recipe).eval()
+    adapter = pipe.adapter
+    z = torch.randn(2, 3, 64, 64)
+    t = torch.tensor([0.9, 0.4])
+    ctx = torch.randn(2, 5, recipe.model.planner_hidden)
+    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
+
+    def without_pooled():
+        kept, adapter.pooled_connector = adapter.pooled_connector, None
+        try:
+            return adapter(z, t, ctx, mask)
+        finally:
+            adapter.pooled_connector = kept
+
+    with torch.no_grad():
+        assert torch.equal(adapter(z, t, ctx, mask), without_pooled())  # zero-initialised last layer
+
+    # Training reaches the path: the flow-matching loss has a gradient on its zero-initialised layer.
+    adapter.train()
+    loss = (adapter(z, t, ctx, mask) - torch.randn_like(z)).pow(2).mean()
+    loss.backward()
+    assert adapter.pooled_connector.fc2.weight.grad.abs().sum() > 0
+    adapter.eval()
+
+    with torch.no_grad():
+        torch.nn.init.normal_(adapter.pooled_connector.fc2.weight, std=0.2)  # as after training
+        out = adapter(z, t, ctx, mask)
+        assert (out - without_pooled()).abs().max() > 1e-2
+        padded = ctx.clone()
+        padded[0, 3:] = 50.0  # masked-out positions must not move the pooled vector
+        assert torch.allclose(adapter(z, t, padded, mask)[0], out[0], atol=1e-5)
+
+    folder = save_model(pipe, tmp_path / "pooled")
+    loaded = load_model(folder)
+    assert loaded.adapter.config["pooled_context"] is True
+    assert np.array_equal(_frames(pipe), _frames(loaded))
