@@ -1,5 +1,6 @@
 """Model folders: save -> load is bit-identical; pickles and broken folders are refused clearly."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,18 +85,24 @@ def test_text_only_model_round_trips(tmp_path):
     assert np.array_equal(_frames(pipe), _frames(loaded))
 
 
+def _tiny_recipe(**model_settings):
+    """The test recipe (app/train/recipes/tiny-test.json) with some model settings changed."""
+    from app.train.recipe import Recipe
+
+    recipe = Recipe.load(Path(__file__).resolve().parents[2] / "app" / "train" / "recipes" / "tiny-test.json")
+    for key, value in model_settings.items():
+        setattr(recipe.model, key, value)
+    return recipe
+
+
 def test_a_sample_predicting_model_gives_the_velocity_of_its_clean_image_and_round_trips(tmp_path):
     """recipe prediction "sample": the DiT draws the clean image x and the adapter hands samplers the
     velocity (z_t - x) / t; a saved model keeps that meaning (else it would sample garbage)."""
-    import os
-
     import torch
 
     from app.train.build import build_model
-    from app.train.recipe import Recipe
 
-    recipe = Recipe.load(os.path.join(os.path.dirname(__file__), "..", "..", "app", "train", "recipes", "tiny-test.json"))
-    recipe.model.prediction = "sample"
+    recipe = _tiny_recipe(prediction="sample")
     torch.manual_seed(0)
     pipe = build_model(recipe).eval()
     adapter = pipe.adapter
@@ -125,15 +132,11 @@ def test_pooled_context_starts_as_a_no_op_steers_the_timestep_embedding_and_roun
     """recipe pooled_context: the instruction's mean state is added to SANA's timestep embedding.
     A fresh path changes nothing (a model can gain it without changing its pictures); once trained it
     changes the output, padding does not count, training reaches it, and a saved model keeps it."""
-    import os
-
     import torch
 
     from app.train.build import build_model
-    from app.train.recipe import Recipe
 
-    recipe = Recipe.load(os.path.join(os.path.dirname(__file__), "..", "..", "app", "train", "recipes", "tiny-test.json"))
-    recipe.model.pooled_context = True
+    recipe = _tiny_recipe(pooled_context=True)
     torch.manual_seed(0)
     pipe = build_model(recipe).eval()
     adapter = pipe.adapter
