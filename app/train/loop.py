@@ -26,6 +26,7 @@ from app.core.checkpoints import load_state, save_model
 from app.train.build import build_model
 from app.train.data import ShapesStream
 from app.train.ema import EMA
+from app.train.label_alignment import LabelAlignment
 from app.train.optim_state import load_optimizer, save_optimizer
 from app.train.planner_teaching import PlannerTeacher
 from app.train.recipe import Recipe
@@ -60,6 +61,8 @@ class Trainer:
         self.pipe.to(self.device)
         self.workers = workers
         self._tokens_ema: EMA | None = None  # set when stage 2 trains the canvas tokens
+        self.label_alignment = (LabelAlignment(self.pipe.adapter, recipe.label_loss_layer).to(self.device)
+                                if recipe.label_loss_weight > 0 else None)
         self.progress_path = self.out / "progress.json"
         self.progress = json.loads(self.progress_path.read_text()) if self.progress_path.exists() else {
             "teach_done": False, "step": 0, "losses": [], "evals": [], "wall_seconds": 0.0,
@@ -219,6 +222,8 @@ class Trainer:
             tokens.requires_grad_(True)
             groups.append({"params": list(tokens.parameters())})
             self._tokens_ema = EMA(tokens, self.recipe.ema_decay)
+        if self.label_alignment is not None:
+            groups.append({"params": list(self.label_alignment.parameters())})
         trained = [p for g in groups for p in g["params"]]
         opt = torch.optim.AdamW(groups, lr=r.lr, weight_decay=self.recipe.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
@@ -232,6 +237,8 @@ class Trainer:
             if tokens is not None:
                 tokens.load_state_dict(load_state_file(ckpt / "canvas_tokens.safetensors"))
                 self._tokens_ema.load_state_dict(load_state_file(ckpt / "canvas_tokens_ema.safetensors"))
+            if self.label_alignment is not None:
+                self.label_alignment.load_state_dict(load_state_file(ckpt / "label_head.safetensors"))
             load_optimizer(opt, ckpt / "optimizer.safetensors")
             sched.last_epoch = start
             self.log(f"resumed at step {start}")
@@ -244,12 +251,17 @@ class Trainer:
         stop = _StopRequest()
         bar = tqdm(range(start, r.steps), desc="flow matching" + ("" if self.use_canvas else " (text-only)"),
                    initial=start, total=r.steps, disable=None)
-        running = []
+        running, running_labels = [], []
         for step in bar:
             batch = next(stream)
             loss = self._flow_matching_loss(batch, adapter, gen)
+            total = loss
+            if self.label_alignment is not None:
+                label_loss = self.label_alignment.loss(torch.from_numpy(batch["labels"]))
+                total = loss + self.recipe.label_loss_weight * label_loss
+                running_labels.append(label_loss.item())
             opt.zero_grad(set_to_none=True)
-            self.accelerator.backward(loss)
+            self.accelerator.backward(total)
             if tokens is not None and self.accelerator.num_processes > 1:
                 for p in tokens.parameters():  # outside the DDP-wrapped adapter: average by hand
                     p.grad = self.accelerator.reduce(p.grad, reduction="mean")
@@ -264,9 +276,12 @@ class Trainer:
             if done % 50 == 0:
                 self.progress["losses"].append([done, float(np.mean(running))])
                 bar.set_postfix(loss=f"{np.mean(running):.4f}")
+                if running_labels:
+                    self.progress.setdefault("label_losses", []).append([done, float(np.mean(running_labels))])
                 if done % 500 == 0:
-                    self.log(f"step {done} ({time.time() - t_begin:.0f} s): loss {np.mean(running):.4f}")
-                running = []
+                    labels = f", label loss {np.mean(running_labels):.3f}" if running_labels else ""
+                    self.log(f"step {done} ({time.time() - t_begin:.0f} s): loss {np.mean(running):.4f}{labels}")
+                running, running_labels = [], []
             out_of_time = (max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes) or stop.requested
             if done % self.recipe.checkpoint_every == 0 or done == r.steps or out_of_time:
                 self.progress["step"] = done
@@ -320,6 +335,8 @@ class Trainer:
             tokens = self.pipe.planner.canvas_tokens
             save_file({k: v.detach().contiguous().cpu() for k, v in tokens.state_dict().items()}, str(tmp / "canvas_tokens.safetensors"))
             save_file({k: v.contiguous().cpu() for k, v in self._tokens_ema.state_dict().items()}, str(tmp / "canvas_tokens_ema.safetensors"))
+        if self.label_alignment is not None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.label_alignment.state_dict().items()}, str(tmp / "label_head.safetensors"))
         # Swap in the new checkpoint only when it is complete: a kill mid-save keeps the old one.
         if folder.exists():
             old = folder.with_name(folder.name + ".old")

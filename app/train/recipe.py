@@ -66,6 +66,10 @@ class Recipe:
     # stage 1 and, unless this is set, frozen in stage 2 with the rest of the planner. True lets the
     # flow-matching loss reach them (through the frozen planner); the text-only baseline has none.
     train_canvas_tokens: bool = False
+    # Auxiliary stage-2 loss: a linear head on the DiT's block `label_loss_layer` predicts each target
+    # token's label (app/train/label_alignment.py, REPA-like); 0 = off. Negative layers count from the end.
+    label_loss_weight: float = 0.0
+    label_loss_layer: int = 3
     checkpoint_every: int = 500
     eval_every: int = 1000
     eval_prompts: int = 96

@@ -304,3 +304,63 @@ def test_a_canvas_run_can_start_from_a_trained_text_only_model_and_starts_out_eq
     assert [leg["use_canvas"] for leg in record["history"]] == [False, True]
     with pytest.raises(ValueError, match="text-only run cannot start"):
         Trainer(recipe, tmp_path / "back", use_canvas=False, init_from=model, device="cpu", log=lambda *_: None)
+
+
+def test_the_label_loss_teaches_the_dits_tokens_the_scene_and_leaves_no_trace_in_the_model(tmp_path):
+    """label_loss_weight: a head on a DiT block's target tokens learns each token's label; the run
+    resumes with that head; the exported model is an ordinary one (the head is training-only)."""
+    from safetensors import safe_open
+
+    from app.train.label_alignment import LabelAlignment
+
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 2
+    recipe.label_loss_weight = 0.5
+    recipe.label_loss_layer = 0
+
+    # On a fixed edit batch (target rows first, the reference's after), tokens and head learn the labels.
+    trainer = Trainer(recipe, tmp_path / "fixed", device="cpu")
+    adapter = trainer.pipe.adapter.train()
+    trainer.pipe.planner.requires_grad_(False)
+    batch = next(iter(ShapesStream(recipe, seed=0, batch=8, edit_fraction=1.0).loader()))
+    labels = torch.from_numpy(batch["labels"])
+    assert batch["kind"] == "edit" and labels.shape[1:] == (16, 16)
+    opt = torch.optim.AdamW(list(adapter.parameters()) + list(trainer.label_alignment.parameters()), lr=3e-3)
+
+    def label_loss(seed):
+        trainer._flow_matching_loss(batch, adapter, torch.Generator().manual_seed(seed))
+        return trainer.label_alignment.loss(labels)
+
+    with torch.no_grad():
+        before = np.mean([label_loss(s).item() for s in range(3)])
+    for step in range(30):
+        loss = label_loss(step % 3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = np.mean([label_loss(s).item() for s in range(3)])
+    assert after < 0.5 * before
+
+    # A run keeps the head in its checkpoint and picks it up again when resumed: one more step moves
+    # each weight by about the learning rate, while a fresh head would be a new random draw.
+    out = tmp_path / "run"
+    Trainer(recipe, out, device="cpu").run()
+    with safe_open(str(out / "checkpoint" / "label_head.safetensors"), "pt") as f:
+        saved = f.get_tensor("head.weight")
+    recipe.diffusion.steps = 3
+    resumed = Trainer(recipe, out, device="cpu")
+    resumed.train_diffusion()
+    moved = (resumed.label_alignment.head.weight.detach() - saved).abs().max().item()
+    assert 0 < moved <= 5 * recipe.diffusion.lr  # a fresh head differs by about 0.1
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["step"] == 3
+    for f in (out / "model").rglob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            assert not any("head" in k and "label" in k for k in st.keys())
+    loaded_names = {n for n, _ in build_model(recipe).adapter.named_parameters()}
+    assert not any(n.startswith("label") for n in loaded_names)
+
+    with pytest.raises(ValueError, match="outside the DiT"):
+        LabelAlignment(trainer.pipe.adapter, 99)
