@@ -364,3 +364,14 @@ def test_the_label_loss_teaches_the_dits_tokens_the_scene_and_leaves_no_trace_in
 
     with pytest.raises(ValueError, match="outside the DiT"):
         LabelAlignment(trainer.pipe.adapter, 99)
+
+
+@pytest.mark.parametrize("path", sorted(TINY.parent.glob("*.json")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_names_a_trainable_model(path):
+    """A misspelt key in a recipe would otherwise surface only on a GPU machine, minutes into a session."""
+    recipe = Recipe.load(path)
+    m = recipe.model
+    assert m.image_size % m.patch_size == 0
+    assert m.prediction in ("velocity", "sample")
+    if recipe.label_loss_weight > 0:
+        assert -m.dit_layers <= recipe.label_loss_layer < m.dit_layers
