@@ -238,6 +238,9 @@ class Trainer:
                 tokens.load_state_dict(load_state_file(ckpt / "canvas_tokens.safetensors"))
                 self._tokens_ema.load_state_dict(load_state_file(ckpt / "canvas_tokens_ema.safetensors"))
             if self.label_alignment is not None:
+                if not (ckpt / "label_head.safetensors").exists():
+                    raise ValueError(f"{ckpt} was saved without the label loss; this recipe has label_loss_weight "
+                                     f"{self.recipe.label_loss_weight}: resume with the recipe the run began with")
                 self.label_alignment.load_state_dict(load_state_file(ckpt / "label_head.safetensors"))
             load_optimizer(opt, ckpt / "optimizer.safetensors")
             sched.last_epoch = start
@@ -262,8 +265,12 @@ class Trainer:
                 running_labels.append(label_loss.item())
             opt.zero_grad(set_to_none=True)
             self.accelerator.backward(total)
-            if tokens is not None and self.accelerator.num_processes > 1:
-                for p in tokens.parameters():  # outside the DDP-wrapped adapter: average by hand
+            if self.accelerator.num_processes > 1:
+                # Parameters outside the DDP-wrapped adapter: average their gradients by hand.
+                outside = list(tokens.parameters()) if tokens is not None else []
+                if self.label_alignment is not None:
+                    outside += list(self.label_alignment.parameters())
+                for p in outside:
                     p.grad = self.accelerator.reduce(p.grad, reduction="mean")
             self.accelerator.clip_grad_norm_(trained, self.recipe.grad_clip)
             opt.step()
