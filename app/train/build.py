@@ -68,7 +68,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
         sample_size=size, patch_size=m.patch_size, interpolation_scale=1)
     adapter = SanaAdapter(transformer, m.planner_hidden, canvas=use_canvas, self_attention=m.self_attention,
                           connector_heads=m.connector_heads, prediction=m.prediction,
-                          pooled_context=m.pooled_context)
+                          pooled_context=m.pooled_context, source_residual=m.source_residual)
     defaults = PipelineDefaults(width=size, height=size, steps=recipe.sample_steps, guidance=recipe.guidance,
                                 shift=recipe.sample_shift, solver=recipe.sample_solver,
                                 tasks=("text_to_image", "image_edit"))

@@ -110,7 +110,9 @@ class Trainer:
         # pretrained backbone. Everything but the canvas connector is loaded; that stays freshly
         # zero-initialised, so the model starts out exactly as the text-only one and learns the plan.
         missing, unexpected = self.pipe.adapter.load_state_dict(src.adapter.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("canvas_connector.") for k in missing):
+        # Options that start as exact no-ops (zero-initialised) may be new to the run too.
+        fresh = ("canvas_connector.", "source_residual.", "pooled_connector.")
+        if unexpected or any(not k.startswith(fresh) for k in missing):
             raise ValueError(f"{folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         if own_canvas and not src_canvas:
             self.progress["canvas_added_at"] = src.name

@@ -28,6 +28,7 @@ class ModelRecipe:
     self_attention: str = "softmax"  # softmax attention copies the source image of an edit precisely
     prediction: str = "velocity"  # or "sample": the DiT outputs the clean image (app/core/backbones/sana.py)
     pooled_context: bool = False  # the instruction's mean state also steers AdaLN (app/core/connectors.py)
+    source_residual: bool = False  # an edit's source also enters each target token directly (app/core/backbones/sana.py)
 
 
 @dataclass

@@ -174,3 +174,26 @@ def test_pooled_context_starts_as_a_no_op_steers_the_timestep_embedding_and_roun
     loaded = load_model(folder)
     assert loaded.adapter.config["pooled_context"] is True
     assert np.array_equal(_frames(pipe), _frames(loaded))
+
+
+def test_a_saved_model_keeps_its_trained_source_residual(tmp_path):
+    """recipe source_residual: the edit path's extra Linear is saved with the adapter and loaded back
+    (else a loaded model would silently edit as an untrained one)."""
+    import torch
+
+    from app.train.build import build_model
+
+    recipe = _tiny_recipe(source_residual=True)
+    torch.manual_seed(0)
+    pipe = build_model(recipe).eval()
+    torch.nn.init.normal_(pipe.adapter.source_residual.weight, std=0.2)  # as after training
+    loaded = load_model(save_model(pipe, tmp_path / "residual"), dtype=torch.float32)
+    assert loaded.adapter.config["source_residual"] is True
+    size = recipe.model.image_size
+    z, ref, ctx = torch.randn(1, 3, size, size), torch.randn(1, 3, size, size), torch.randn(1, 4, recipe.model.planner_hidden)
+    t = torch.tensor([0.8])
+    with torch.no_grad():
+        assert torch.allclose(loaded.adapter(z, t, ctx, reference=ref), pipe.adapter(z, t, ctx, reference=ref), atol=1e-5)
+        kept, loaded.adapter.source_residual = loaded.adapter.source_residual, None
+        assert not torch.allclose(loaded.adapter(z, t, ctx, reference=ref), pipe.adapter(z, t, ctx, reference=ref), atol=1e-3)
+        loaded.adapter.source_residual = kept

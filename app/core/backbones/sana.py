@@ -28,6 +28,13 @@ Choices (METHOD.md is silent on them for SANA):
   a `PooledContextConnector`, is added to the timestep embedding by a forward hook on
   `time_embed.emb`, so it reaches every block's AdaLN and the output norm (as FLUX's pooled text
   does). Off by default: a real SANA checkpoint has no such path.
+- source_residual=True (the embedded default's recipes from 2026-11-26): each reference token also goes,
+  through a zero-initialised Linear, into the target token of the same grid cell, as if the source were
+  concatenated to the noisy image along channels (InstructPix2Pix: conv(concat(x, s)) = conv(x) + conv'(s)).
+  The in-sequence reference stays (it is what lets an edit move things); the residual gives each
+  target token its own source patch without first having to learn position-matched attention, which
+  the small DiTs here did not learn in thousands of steps (the source lowered their edit loss by 0-0.3 %,
+  `bench/probe_conditioning.py`). Off by default: a real SANA or Kontext checkpoint has no such path.
 """
 from __future__ import annotations
 
@@ -74,7 +81,8 @@ class SanaAdapter(BackboneAdapter):
 
     def __init__(self, transformer: SanaTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, self_attention: str = "linear", context_dropout: float = 0.0,
-                 connector_heads: int | None = None, prediction: str = "velocity", pooled_context: bool = False):
+                 connector_heads: int | None = None, prediction: str = "velocity", pooled_context: bool = False,
+                 source_residual: bool = False):
         if self_attention not in ("linear", "softmax"):
             raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
         if prediction not in PREDICTIONS:
@@ -86,7 +94,8 @@ class SanaAdapter(BackboneAdapter):
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
                               context_dropout=context_dropout, connector_heads=connector_heads,
-                              prediction=prediction, pooled_context=pooled_context))
+                              prediction=prediction, pooled_context=pooled_context,
+                              source_residual=source_residual))
         self.prediction = prediction
         self.pooled_connector = None
         if pooled_context:
@@ -96,6 +105,11 @@ class SanaAdapter(BackboneAdapter):
             self.pooled_connector = PooledContextConnector(mllm_dim, dit_dim)
             emb.register_forward_hook(self._on_time_embedding)
         self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
+        self.source_residual = None
+        if source_residual:  # zero start: a model given it behaves exactly as before until it learns
+            self.source_residual = nn.Linear(dit_dim, dit_dim)
+            nn.init.zeros_(self.source_residual.weight)
+            nn.init.zeros_(self.source_residual.bias)
         self._position_corrections: dict = {}
         self.set_self_attention(self_attention)
         self._install_hook(transformer.patch_embed)
@@ -151,7 +165,10 @@ class SanaAdapter(BackboneAdapter):
             correction = self._position_corrections[key]
             if correction is not None:
                 output = output + correction.to(output.dtype)
-        target = self._add_canvas(output[:, :n], step, 1, gh, gw)
+        target = output[:, :n]
+        if step.layout["has_reference"] and self.source_residual is not None:
+            target = target + self.source_residual(output[:, n:]).to(output.dtype)  # the same cell's source patch
+        target = self._add_canvas(target, step, 1, gh, gw)
         if not step.layout["has_reference"]:
             return target
         reference = output[:, n:] + self.reference_marker.to(output.dtype)
