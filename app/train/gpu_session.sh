@@ -18,7 +18,8 @@
 #       what 801 such steps did on a CPU: docs/BENCHMARKS.md, "The scene is fixed in the first sampling step".
 #       RECIPE app/train/recipes/shapes-64-p8.json: 8-pixel patches (64 tokens, about 4x cheaper a step)
 #       with x-prediction, the label loss (docs/BENCHMARKS.md, "The planner knows the prompt, the DiT
-#       learns slowly") and the source residual for edits ("Edits that keep their source"), teaching from the committed planner (its 16 x 16 canvas averaged to 8 x 8):
+#       learns slowly") and the source residual for edits ("Edits that keep their source"), teaching
+#       from the committed planner (already 8 x 8 since 2026-11-26; a 16 x 16 one is averaged to 8 x 8):
 #         TEACH_ARGS="--planner-init models/metacanvas-shapes" \
 #         bash app/train/gpu_session.sh start 560 app/train/recipes/shapes-64-p8.json
 #       why, and what it did on a CPU: docs/BENCHMARKS.md, "8-pixel patches need x-prediction".
