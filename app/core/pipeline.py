@@ -70,11 +70,28 @@ class PipelineDefaults:
     height: int = 64
     steps: int = 20
     guidance: float = 3.0
+    # The noise levels (sigma, 1 = pure noise) at which guidance applies; outside them only the
+    # conditional branch runs. Kynkaenniemi et al. 2024 ("Applying Guidance in a Limited Interval
+    # Improves Sample and Distribution Quality in Diffusion Models"): at high noise, guidance pushes
+    # every sample toward the conditional mean and drops modes. The shapes model shows it plainly:
+    # "a photo of a star" has fewer foreground pixels on average than the unconditional scene, so
+    # guidance at the first steps steers toward an empty image (docs/BENCHMARKS.md). (0, 1) = everywhere.
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     keyframes: int = 3  # canvas keyframes for video (METHOD.md: 1 flickers, 3 is the paper's choice)
     shift: float = 1.0  # flow-matching timestep shift (SD3-style); 1.0 = uniform
     solver: str = "euler"  # "euler" (first order, SD3's) or "dpm++2m" (second order: fewer steps); see make_scheduler
     max_canvas_side: int = 32  # the canvas grid follows the token grid up to this many cells a side
     tasks: tuple[str, ...] = ("text_to_image", "image_edit")
+
+    def __post_init__(self):
+        lo, hi = (float(v) for v in self.guidance_interval)
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"guidance_interval must be (low, high) sigmas with 0 <= low <= high, not {self.guidance_interval}")
+        self.guidance_interval = (lo, hi)
+
+    def guided(self, sigma: float) -> bool:
+        lo, hi = self.guidance_interval
+        return lo <= sigma <= hi
 
 
 SOLVERS = ("euler", "dpm++2m")
@@ -91,6 +108,16 @@ def make_scheduler(defaults: PipelineDefaults):
         return DPMSolverMultistepScheduler(num_train_timesteps=1000, solver_order=2, prediction_type="flow_prediction",
                                            use_flow_sigmas=True, flow_shift=defaults.shift)
     raise ValueError(f"unknown solver {defaults.solver!r}; known: {', '.join(SOLVERS)}")
+
+
+def _first(reference, m: int):
+    """The first `m` rows of an adapter reference (latents, or Wan's first-frame/frames holder)."""
+    if reference is None or isinstance(reference, torch.Tensor):
+        return None if reference is None else reference[:m]
+    from dataclasses import fields, replace as dc_replace
+
+    return dc_replace(reference, **{f.name: getattr(reference, f.name)[:m] for f in fields(reference)
+                                    if isinstance(getattr(reference, f.name), torch.Tensor)})
 
 
 def token_grid(adapter, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -266,9 +293,13 @@ class MetaCanvasPipeline:
         step_times = sigmas[:-1, None].expand(-1, n).to(device=device, dtype=dtype)
         with torch.inference_mode():
             for i, t in enumerate(self.scheduler.timesteps):
-                model_in = latents.expand(n, *latents.shape[1:])
-                velocity = self.adapter(model_in, step_times[i], context, context_mask, plan=plan_tokens, reference=reference)
-                if use_cfg:
+                # Outside the guidance interval only the conditional half (item 0) runs.
+                m = n if use_cfg and self.defaults.guided(float(sigmas[i])) else 1
+                model_in = latents.expand(m, *latents.shape[1:])
+                velocity = self.adapter(model_in, step_times[i, :m], context[:m], context_mask[:m],
+                                        plan=None if plan_tokens is None else plan_tokens[:m],
+                                        reference=_first(reference, m))
+                if m == 2:
                     cond, uncond = velocity.chunk(2)
                     velocity = uncond + request.guidance * (cond - uncond)
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
@@ -335,9 +366,13 @@ class MetaCanvasPipeline:
         step_times = self.scheduler.sigmas[:-1, None].expand(-1, n).to(device=device, dtype=dtype)
         with torch.inference_mode():
             for i, t in enumerate(self.scheduler.timesteps):
-                model_in = torch.cat([latents, latents]) if use_cfg else latents
-                velocity = self.adapter(model_in, step_times[i], context, plan.context_mask, plan=plan_tokens, reference=reference)
-                if use_cfg:
+                # The conditional rows come first; outside the guidance interval only they run.
+                m = n if use_cfg and self.defaults.guided(float(self.scheduler.sigmas[i])) else b
+                model_in = torch.cat([latents, latents]) if m == n and use_cfg else latents
+                velocity = self.adapter(model_in, step_times[i, :m], context[:m], plan.context_mask[:m],
+                                        plan=None if plan_tokens is None else plan_tokens[:m],
+                                        reference=None if reference is None else reference[:m])
+                if m == 2 * b:
                     cond, uncond = velocity.chunk(2)
                     velocity = uncond + guidance * (cond - uncond)
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]

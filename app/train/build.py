@@ -70,6 +70,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
                           connector_heads=m.connector_heads, prediction=m.prediction,
                           pooled_context=m.pooled_context, source_residual=m.source_residual)
     defaults = PipelineDefaults(width=size, height=size, steps=recipe.sample_steps, guidance=recipe.guidance,
+                                guidance_interval=tuple(recipe.guidance_interval),
                                 shift=recipe.sample_shift, solver=recipe.sample_solver,
                                 tasks=("text_to_image", "image_edit"))
     name = recipe.name if use_canvas else recipe.name + "-text-only"

@@ -76,6 +76,8 @@ class Recipe:
     eval_prompts: int = 96
     sample_steps: int = 20
     guidance: float = 3.0
+    # The exported sampling default: the sigmas at which guidance applies (PipelineDefaults.guidance_interval).
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     save_dtype: str = "float16"  # the exported model's weights (halves the committed files); loading upcasts
 
     @classmethod

@@ -94,6 +94,9 @@ class GenerationPanel(QWidget):
         self.height_box.setValue(int(defaults.height))
         self.steps.setValue(int(defaults.steps))
         self.guidance.setValue(float(defaults.guidance))
+        lo, hi = defaults.guidance_interval
+        where = "at every step" if (lo, hi) == (0.0, 1.0) else f"at noise levels {lo:g} to {hi:g} (1 = pure noise) only"
+        self.guidance.setToolTip(f"Classifier-free guidance scale; this model applies it {where}")
 
     def next_seed(self) -> int:
         """The seed for the next request; a random one is written back so the user sees what ran."""

@@ -127,3 +127,63 @@ def test_a_model_folder_chooses_its_sampler_and_an_unknown_one_is_refused_by_nam
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelFolderError, match="model_index.json are not valid: unknown solver 'heun'"):
         load_model(folder)
+
+
+def test_guidance_outside_its_interval_is_skipped_and_costs_no_unconditional_pass(tiny_pipe):
+    """Guidance applies only at the noise levels of the model's `guidance_interval`; elsewhere only
+    the conditional branch runs (one forward of batch 1 instead of 2), in both sampling paths."""
+    from dataclasses import replace
+
+    calls = []
+    forward = tiny_pipe.adapter.forward
+
+    def counting(latents, *args, **kwargs):
+        calls.append(latents.shape[0])
+        return forward(latents, *args, **kwargs)
+
+    original = tiny_pipe.defaults
+    tiny_pipe.adapter.forward = counting
+    try:
+        plain = tiny_pipe(_req(guidance=1.0)).frames
+        everywhere = tiny_pipe(_req(guidance=4.0)).frames
+        assert calls == [1] * 4 + [2] * 4
+        calls.clear()
+        tiny_pipe.defaults = replace(original, guidance_interval=(0.0, 0.0))  # no step has sigma 0
+        nowhere = tiny_pipe(_req(guidance=4.0)).frames
+        assert calls == [1] * 4
+        assert np.array_equal(nowhere, plain)
+        calls.clear()
+        tiny_pipe.defaults = replace(original, guidance_interval=(0.0, 0.6))  # the low-noise steps only
+        partly = tiny_pipe(_req(guidance=4.0)).frames
+        assert calls[0] == 1 and calls[-1] == 2 and 1 <= calls.count(2) < 4
+        assert not np.array_equal(partly, everywhere) and not np.array_equal(partly, plain)
+        calls.clear()
+        batch = tiny_pipe.sample(["a red circle", "two blue stars"], [11, 12], steps=4, guidance=4.0)
+        assert calls[0] == 2 and calls[-1] == 4  # two prompts: unguided at first, then with their unconditional pair
+        single = tiny_pipe(_req(instruction="two blue stars", seed=12, guidance=4.0)).frames[0]
+        assert np.abs(batch[1].astype(int) - single.astype(int)).max() <= 2
+    finally:
+        tiny_pipe.adapter.forward = forward
+        tiny_pipe.defaults = original
+    with pytest.raises(ValueError, match="guidance_interval"):
+        replace(original, guidance_interval=(0.8, 0.2))
+
+
+def test_a_model_folder_keeps_its_guidance_interval_and_a_bad_one_is_refused(tiny_pipe, tmp_path):
+    import json
+    from dataclasses import replace
+
+    from app.core.checkpoints import ModelFolderError, load_model, save_model
+
+    original = tiny_pipe.defaults
+    try:
+        tiny_pipe.defaults = replace(original, guidance_interval=(0.0, 0.8))
+        folder = save_model(tiny_pipe, tmp_path / "model")
+    finally:
+        tiny_pipe.defaults = original
+    assert load_model(folder).defaults.guidance_interval == (0.0, 0.8)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["defaults"]["guidance_interval"] = [0.9, 0.1]  # a hand-edited folder
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelFolderError, match="guidance_interval"):
+        load_model(folder)

@@ -245,3 +245,16 @@ def test_timeline_click_selects_and_zoom(qtbot, tmp_path):
     assert view.selected == [cid]
     w.timeline.zoom.setValue(200)
     assert view.px_per_second == 200
+
+
+def test_generation_panel_takes_the_models_sampling_defaults_and_says_where_guidance_applies(qtbot):
+    from app.core.pipeline import PipelineDefaults
+    from app.ui.generation_panel import GenerationPanel
+
+    panel = GenerationPanel()
+    qtbot.addWidget(panel)
+    panel.apply_model_defaults(PipelineDefaults(width=64, height=64, steps=8, guidance=2.0, guidance_interval=(0.0, 0.8)))
+    assert (panel.width_box.value(), panel.steps.value(), panel.guidance.value()) == (64, 8, 2.0)
+    assert "0 to 0.8" in panel.guidance.toolTip()
+    panel.apply_model_defaults(PipelineDefaults(guidance=3.0))
+    assert "every step" in panel.guidance.toolTip()
