@@ -28,6 +28,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--shift", type=float, default=None, help="sampling shift (default: the model's own)")
     ap.add_argument("--solver", default=None, choices=SOLVERS, help="default: the model's own")
+    ap.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                    help="the sigmas at which guidance applies (default: the model's own; 0 1 = every step)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None, help="write eval.json here")
@@ -42,6 +44,8 @@ def main() -> int:
     rows = []
     for folder in args.models:
         pipe = load_model(folder, device=device)
+        if args.guidance_interval is not None:
+            pipe.defaults = replace(pipe.defaults, guidance_interval=tuple(args.guidance_interval))
         if args.shift is not None or args.solver is not None:
             pipe.defaults = replace(pipe.defaults, shift=pipe.defaults.shift if args.shift is None else args.shift,
                                     solver=args.solver or pipe.defaults.solver)
@@ -52,6 +56,7 @@ def main() -> int:
                                     steps=args.steps, guidance=g, batch=args.batch, seed=7)
             row = {"model": pipe.name, "folder": str(folder), "guidance": g, "steps": args.steps or pipe.defaults.steps,
                    "solver": pipe.defaults.solver, "shift": pipe.defaults.shift,
+                   "guidance_interval": list(pipe.defaults.guidance_interval),
                    "device": device, "seconds": round(time.time() - t0, 1), **scores}
             rows.append(row)
             print(json.dumps(row), flush=True)

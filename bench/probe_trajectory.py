@@ -50,9 +50,13 @@ def trajectory(pipe, prompts, seeds, steps: int = 24, every: int = 3, guidance: 
     with torch.inference_mode():
         for i in range(steps):
             t = ts[i]
-            v = pipe.adapter(torch.cat([x, x]), t.expand(2 * b), plan.context, plan.context_mask, plan=plan_tokens)
-            cond, uncond = v.chunk(2)
-            v = uncond + guidance * (cond - uncond)
+            if guidance > 1.0 and pipe.defaults.guided(float(t)):  # the model's guidance interval, as the pipeline
+                v = pipe.adapter(torch.cat([x, x]), t.expand(2 * b), plan.context, plan.context_mask, plan=plan_tokens)
+                cond, uncond = v.chunk(2)
+                v = uncond + guidance * (cond - uncond)
+            else:
+                v = pipe.adapter(x, t.expand(b), plan.context[:b], plan.context_mask[:b],
+                                 plan=None if plan_tokens is None else plan_tokens[:b])
             if i % every == 0:
                 times.append(float(t))
                 frames.append(to_image(x - t * v))
