@@ -9,6 +9,11 @@ whether a conditioning path is being learned.
 With several noise levels (--t 0.3,0.6,0.8,0.9,0.95,0.98,1.0) it shows WHERE a model uses a condition:
 a 64 px scene's layout is decided at high noise, so an instruction that helps only at t <= 0.9 colours
 objects but does not choose them.
+
+For a MetaCanvas model it also swaps the canvas: mirrored left-right, another example's, or off. A DiT
+that follows where its plan puts things pays for the mirrored canvas; one that reads the canvas only
+as one more condition pays for another example's but not for the mirror (docs/BENCHMARKS.md, "Why the
+canvas does not help here yet").
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ def conditioning_losses(pipe, n: int = 64, t_values=(0.5, 0.9), seed: int = 0) -
     perm = np.roll(np.arange(n), 1)
     out = {}
 
-    def loss(batch, t_val, shuffle_source=False, shuffle_text=False):
+    def loss(batch, t_val, shuffle_source=False, shuffle_text=False, canvas="right"):
         texts = list(batch["texts"])
         if shuffle_text:
             texts = [texts[i] for i in perm]
@@ -55,7 +60,11 @@ def conditioning_losses(pipe, n: int = 64, t_values=(0.5, 0.9), seed: int = 0) -
         noise = torch.randn(x.shape, generator=g).to(device)
         t = torch.full((n,), t_val, device=device)
         noisy = (1 - t_val) * x + t_val * noise
-        plan_tokens = pipe.adapter.prepare_plan(plan.canvas)
+        # canvas: "right", "mirrored" (left-right: a DiT that follows WHERE the plan puts things pays
+        # for it), "shuffled" (another example's plan: WHAT it says) or "off".
+        layout = {"right": plan.canvas, "mirrored": plan.canvas.flip(-2),
+                  "shuffled": plan.canvas[torch.from_numpy(perm).to(device)], "off": None}[canvas]
+        plan_tokens = None if layout is None else pipe.adapter.prepare_plan(layout)
         v = pipe.adapter(noisy, t, plan.context, plan.context_mask, plan_tokens, ref)
         return F.mse_loss(v.float(), noise - x).item()
 
@@ -68,6 +77,10 @@ def conditioning_losses(pipe, n: int = 64, t_values=(0.5, 0.9), seed: int = 0) -
             out[f"edit t={t} shuffled text"] = loss(edit, t, shuffle_text=True)
             out[f"t2i t={t} right"] = loss(t2i, t)
             out[f"t2i t={t} shuffled text"] = loss(t2i, t, shuffle_text=True)
+            if pipe.adapter.canvas_connector is not None:
+                for kind, batch in (("t2i", t2i), ("edit", edit)):
+                    for mode in ("mirrored", "shuffled", "off"):
+                        out[f"{kind} t={t} canvas {mode}"] = loss(batch, t, canvas=mode)
     return out
 
 
@@ -89,6 +102,9 @@ def main() -> int:
                 right, shuffled = losses[f"{kind} t={t} right"], losses[f"{kind} t={t} shuffled {cond}"]
                 print(f"  t={t:<5} {kind:4s} loss {right:.4f}, with shuffled {cond:6s} {shuffled:.4f} "
                       f"(the {cond} lowers it by {100 * (shuffled - right) / shuffled:4.1f} %)")
+                if f"{kind} t={t} canvas mirrored" in losses:
+                    print("              canvas mirrored {:.4f}, another example's {:.4f}, off {:.4f}".format(
+                        *(losses[f"{kind} t={t} canvas {m}"] for m in ("mirrored", "shuffled", "off"))))
     return 0
 
 

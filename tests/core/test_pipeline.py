@@ -187,3 +187,20 @@ def test_a_model_folder_keeps_its_guidance_interval_and_a_bad_one_is_refused(tin
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelFolderError, match="guidance_interval"):
         load_model(folder)
+
+
+def test_the_conditioning_probe_swaps_the_canvas_it_is_asked_to(tiny_pipe):
+    """bench/probe_conditioning.py's canvas columns (mirrored, another example's, off) really change
+    what the DiT is given: each gives another loss than the plan as it is."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from probe_conditioning import conditioning_losses
+
+    losses = conditioning_losses(tiny_pipe, n=4, t_values=(0.9,))
+    for kind in ("t2i", "edit"):
+        right = losses[f"{kind} t=0.9 right"]
+        assert np.isfinite(right)
+        for mode in ("mirrored", "shuffled", "off"):
+            assert losses[f"{kind} t=0.9 canvas {mode}"] != right, (kind, mode)
