@@ -84,7 +84,10 @@ class PipelineDefaults:
     tasks: tuple[str, ...] = ("text_to_image", "image_edit")
 
     def __post_init__(self):
-        lo, hi = (float(v) for v in self.guidance_interval)
+        try:
+            lo, hi = (float(v) for v in self.guidance_interval)
+        except (TypeError, ValueError):
+            raise ValueError(f"guidance_interval must be two numbers (low, high sigma), not {self.guidance_interval!r}") from None
         if not 0.0 <= lo <= hi:
             raise ValueError(f"guidance_interval must be (low, high) sigmas with 0 <= low <= high, not {self.guidance_interval}")
         self.guidance_interval = (lo, hi)

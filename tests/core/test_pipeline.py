@@ -165,8 +165,9 @@ def test_guidance_outside_its_interval_is_skipped_and_costs_no_unconditional_pas
     finally:
         tiny_pipe.adapter.forward = forward
         tiny_pipe.defaults = original
-    with pytest.raises(ValueError, match="guidance_interval"):
-        replace(original, guidance_interval=(0.8, 0.2))
+    for bad in [(0.8, 0.2), (0.5,), "low"]:  # reversed, one number, not numbers
+        with pytest.raises(ValueError, match="guidance_interval"):
+            replace(original, guidance_interval=bad)
 
 
 def test_a_model_folder_keeps_its_guidance_interval_and_a_bad_one_is_refused(tiny_pipe, tmp_path):

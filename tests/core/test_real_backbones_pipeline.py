@@ -77,3 +77,10 @@ def test_wan_video_tasks_make_the_frames_they_were_asked_for(tmp_path, task):
     assert out.plan.canvas.shape[1] == 3
     loaded = load_model(save_model(pipe, tmp_path / "wan"))
     assert np.array_equal(loaded(request).frames, out.frames)
+    # Guidance only at the second step (sigma 0.5): the first runs the conditional half alone, with
+    # the reference (Wan's first frame for image-to-video) cut to that half.
+    from dataclasses import replace
+
+    pipe.defaults = replace(pipe.defaults, guidance_interval=(0.0, 0.6))
+    partly = pipe(request).frames
+    assert partly.shape == (5, 16, 16, 3) and not np.array_equal(partly, out.frames)
