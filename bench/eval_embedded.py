@@ -24,7 +24,7 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=408)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--edits", type=int, default=200)
-    ap.add_argument("--guidance", type=float, nargs="+", default=[3.0])
+    ap.add_argument("--guidance", type=float, nargs="+", default=None, help="one or more scales (default: the model's own)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--shift", type=float, default=None, help="sampling shift (default: the model's own)")
     ap.add_argument("--solver", default=None, choices=SOLVERS, help="default: the model's own")
@@ -50,7 +50,7 @@ def main() -> int:
             pipe.defaults = replace(pipe.defaults, shift=pipe.defaults.shift if args.shift is None else args.shift,
                                     solver=args.solver or pipe.defaults.solver)
             pipe.scheduler = make_scheduler(pipe.defaults)
-        for g in args.guidance:
+        for g in args.guidance or [pipe.defaults.guidance]:
             t0 = time.time()
             scores = evaluate_model(pipe, n_prompts=args.prompts, images_per_prompt=args.images, n_edits=args.edits,
                                     steps=args.steps, guidance=g, batch=args.batch, seed=7)

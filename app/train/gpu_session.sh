@@ -23,6 +23,17 @@
 #         TEACH_ARGS="--planner-init models/metacanvas-shapes" \
 #         bash app/train/gpu_session.sh start 560 app/train/recipes/shapes-64-p8.json
 #       why, and what it did on a CPU: docs/BENCHMARKS.md, "8-pixel patches need x-prediction".
+#   bash app/train/gpu_session.sh once SECONDS [RECIPE]
+#       everything in one call, for a session lent one machine for about 15 minutes in all (one start,
+#       one call of at most 10 minutes): start both runs as `start` does (SKIP_TEACH, CANVAS_ARGS and
+#       TEXT_ARGS as there), let them train until SECONDS have passed since the call began, stop them
+#       (checkpoint + export) and hand back model-canvas.tgz, model-text.tgz and logs.tgz (with each
+#       run's progress.json and curves). No evaluation there: the full one runs on a CPU afterwards
+#       (bench/eval_embedded.py), which costs no device time. SECONDS + STOP_WAIT (default 120) + 30
+#       must fit in the call's timeout: the stop runs a quick evaluation and the export. Going on from two CPU runs' exported models:
+#         SKIP_TEACH=1 CANVAS_ARGS="--init-from runs/residual/with/model" \
+#         TEXT_ARGS="--init-from runs/residual/text/model" \
+#         bash app/train/gpu_session.sh once 480 app/train/recipes/shapes-64-p8.json
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are
@@ -39,6 +50,11 @@ RECIPE=${3:-app/train/recipes/shapes-64.json}
 OUT=${OUT:-runs/gpu-out}
 RUN=runs/gpu-session
 BEGIN=$(date +%s)
+# The interpreter that holds torch: the device image has python3 inside a virtual environment and may
+# have no `python`. (A symlink named python pointing at it loses the environment: every run died at
+# `import numpy` on 2026-11-26 while the script slept its whole budget.)
+PY=${PYTHON:-$(command -v python3 || command -v python)}
+"$PY" -c "import numpy, torch" || { echo "$PY cannot import numpy and torch"; exit 1; }
 mkdir -p "$OUT" "$RUN/reports"
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 
@@ -55,27 +71,57 @@ sleep_until() {  # sleep until $1 seconds after this call began
   [ "$left" -gt 0 ] && sleep "$left"
 }
 
+stop_runs() {  # SIGTERM: each run finishes its step, saves a checkpoint, evaluates briefly and exports
+  for v in canvas text; do kill -TERM "$(cat "$RUN/$v.pid")" 2>/dev/null; done
+  local deadline=$(( $(date +%s) + ${STOP_WAIT:-120} ))  # one deadline for both, not one each
+  for v in canvas text; do
+    pid=$(cat "$RUN/$v.pid")
+    while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 1; done
+  done
+}
+
+alive_or_quit() {  # a run that died at start must not leave the script sleeping out the lease
+  sleep 20
+  local n=0
+  for v in canvas text; do kill -0 "$(cat "$RUN/$v.pid")" 2>/dev/null && n=$((n + 1)) || { echo "$v run died:"; tail -5 "$RUN/$v.log"; }; done
+  if [ "$n" = 0 ]; then tar -C "$RUN" -czf "$OUT/logs.tgz" $(cd "$RUN" && ls *.log); exit 1; fi
+}
+
 case "$CMD" in
-start)
+start|once)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
-  python bench/profile_train_step.py --recipe "$RECIPE" --steps 30 --workers 7 > "$RUN/profile.log" 2>&1
-  grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
+  if [ "${SKIP_PROFILE:-0}" != 1 ]; then
+    "$PY" bench/profile_train_step.py --recipe "$RECIPE" --steps 30 --workers 7 > "$RUN/profile.log" 2>&1
+    grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
+  fi
   if [ "${SKIP_TEACH:-0}" != 1 ]; then
-    python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
+    "$PY" main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
       --workers 12 ${TEACH_ARGS:-} > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
     show 6
   fi
   # The canvas run finds its taught planner in its own folder; the baseline is given the same one.
-  setsid python main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers 7 ${CANVAS_ARGS:-} \
+  setsid "$PY" main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers ${WORKERS:-7} ${CANVAS_ARGS:-} \
     > "$RUN/canvas.log" 2>&1 < /dev/null &
   echo $! > "$RUN/canvas.pid"
-  setsid python main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas --workers 7 \
+  setsid "$PY" main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas --workers ${WORKERS:-7} \
     ${TEXT_ARGS:---planner-from $RUN/canvas/planner_taught} > "$RUN/text.log" 2>&1 < /dev/null &
   echo $! > "$RUN/text.pid"
-  sleep 60  # both have built their models and saved the planner they train with
+  alive_or_quit
+  sleep 40  # both have built their models and saved the planner they train with
   tar -C "$RUN/canvas" -czf "$OUT/planner_taught.tgz" planner_taught 2>/dev/null
   sleep_until "$SECS"
   show
+  if [ "$CMD" = once ]; then
+    stop_runs
+    show 3
+    for v in canvas text; do
+      cp "$RUN/$v/progress.json" "$RUN/progress-$v.json" 2>/dev/null
+      cp "$RUN/$v/curves.png" "$RUN/curves-$v.png" 2>/dev/null
+      tar -C "$RUN/$v" -czf "$OUT/model-$v.tgz" model || echo "$v: no exported model"
+    done
+    tar -C "$RUN" -czf "$OUT/logs.tgz" $(cd "$RUN" && ls *.log progress-*.json curves-*.png 2>/dev/null)
+    exit 0
+  fi
   ;;
 watch)
   sleep_until "$SECS"
@@ -87,15 +133,12 @@ watch)
   ;;
 finish)
   sleep_until "$SECS"
-  for v in canvas text; do kill -TERM "$(cat "$RUN/$v.pid")" 2>/dev/null; done
-  for v in canvas text; do  # they finish the current step, save a checkpoint and export
-    pid=$(cat "$RUN/$v.pid"); for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  done
+  stop_runs
   show 3
-  python bench/eval_embedded.py "$RUN/canvas/model" "$RUN/text/model" --prompts "${EVAL_PROMPTS:-408}" --images "${EVAL_IMAGES:-4}" \
-    --edits "${EVAL_EDITS:-200}" --guidance ${GUIDANCE:-3.0} --out "$RUN/reports" > "$RUN/eval.log" 2>&1 \
+  "$PY" bench/eval_embedded.py "$RUN/canvas/model" "$RUN/text/model" --prompts "${EVAL_PROMPTS:-408}" --images "${EVAL_IMAGES:-4}" \
+    --edits "${EVAL_EDITS:-200}" ${GUIDANCE:+--guidance $GUIDANCE} --out "$RUN/reports" > "$RUN/eval.log" 2>&1 \
     || { echo "evaluation failed"; tail -20 "$RUN/eval.log"; }
-  python -c "import json;[print({k:(round(v,3) if isinstance(v,float) else v) for k,v in r.items() if not isinstance(v,(dict,list))}) for r in json.load(open('$RUN/reports/eval.json'))]"
+  "$PY" -c "import json;[print({k:(round(v,3) if isinstance(v,float) else v) for k,v in r.items() if not isinstance(v,(dict,list))}) for r in json.load(open('$RUN/reports/eval.json'))]"
   for v in canvas text; do
     cp "$RUN/$v/progress.json" "$RUN/reports/progress-$v.json" 2>/dev/null
     cp "$RUN/$v/curves.png" "$RUN/reports/curves-$v.png" 2>/dev/null
