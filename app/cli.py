@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/train", help="run folder: checkpoints, curves, model/ (resumes if present)")
     p.add_argument("--no-canvas", action="store_true", help="train the text-only baseline (no canvas branch)")
     p.add_argument("--planner-from", help="reuse the taught planner of another run (a fair baseline shares it)")
-    p.add_argument("--init-from", help="start from an exported model folder (continue training in a new session)")
+    p.add_argument("--init-from", help="start from an exported model folder (continue training in a new session); with --planner-from, "
+                        "everything but the planner comes from it")
     p.add_argument("--planner-init", help="teach the planner starting from this model's (or run's) planner instead of "
                                           "from nothing; a different canvas grid is resampled")
     p.add_argument("--device", default=None)

@@ -77,6 +77,11 @@ class Trainer:
             raise ValueError("--planner-init starts teaching from a planner; --planner-from and --init-from skip "
                              "teaching: give one of them")
         if planner_from is not None:
+            if init_from is not None and self.progress["step"] == 0:
+                # Both: the backbone and connectors go on from the model, the planner is replaced (a
+                # re-taught planner given to an already trained DiT, which then learns to read it).
+                self._init_from_model(Path(init_from))
+                self.progress["planner_replaced"] = True
             self._load_planner(Path(planner_from))
             self.progress["teach_done"] = True
             self.progress["planner_from"] = str(planner_from)

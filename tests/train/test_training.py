@@ -175,6 +175,35 @@ def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp
     assert _same(_planner_state(resumed), planner)
 
 
+def test_a_run_can_go_on_from_a_model_with_another_planner(tmp_path):
+    """--init-from with --planner-from: the DiT and connectors go on from the model, the planner is the
+    given one (a re-taught planner handed to a trained backbone), and a resumed process keeps both."""
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 1
+    model = Trainer(recipe, tmp_path / "a", device="cpu", log=lambda *_: None).run()
+    other = Trainer(Recipe.load(TINY), tmp_path / "other", device="cpu", log=lambda *_: None)
+    other.recipe.seed = 5
+    torch.manual_seed(5)
+    for p in other.pipe.planner.parameters():  # a planner unlike the model's
+        p.data.normal_(0, 0.02)
+    other._save_planner(tmp_path / "other" / "planner_taught")
+    wanted = _planner_state(other)
+
+    from app.core.checkpoints import load_model
+
+    adapter = {k: v.clone() for k, v in load_model(model, device="cpu", dtype=torch.float32).adapter.state_dict().items()}
+    both = Trainer(recipe, tmp_path / "b", init_from=model, planner_from=tmp_path / "other" / "planner_taught",
+                   device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(both), wanted)
+    assert _same(both.pipe.adapter.state_dict(), adapter)
+    assert both.progress["prior_steps"] == 1  # the steps the backbone already had are counted on
+    both.run()
+    recipe.diffusion.steps = 2
+    resumed = Trainer(recipe, tmp_path / "b", device="cpu", log=lambda *_: None)
+    assert _same(_planner_state(resumed), wanted)
+
+
 def test_teaching_can_start_from_a_taught_planner_of_another_canvas_grid(tmp_path):
     """--planner-init: a run with a coarser DiT patch (a smaller canvas grid) starts teaching from an
     existing planner: its language weights as they were, its canvas tokens averaged 2 x 2; then it
