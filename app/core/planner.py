@@ -62,8 +62,15 @@ def tiny_qwen25vl_config(vocab_size: int, hidden: int = 64, layers: int = 2, hea
                          tokenizer: Any = None, image_token_id: int | None = None, video_token_id: int | None = None,
                          vision_start_token_id: int | None = None, vision_end_token_id: int | None = None,
                          pad_token_id: int | None = None, bos_token_id: int | None = None,
-                         eos_token_id: int | None = None, tokens_per_second: int = 2):
-    """A Qwen2_5_VLConfig small enough for CPU tests; token ids default to `tokenizer`'s (or the word-level layout)."""
+                         eos_token_id: int | None = None, tokens_per_second: int = 2, rope_theta: float = 10000.0):
+    """A Qwen2_5_VLConfig small enough for CPU tests; token ids default to `tokenizer`'s (or the word-level layout).
+
+    `rope_theta`: Qwen2.5-VL's M-RoPE gives the temporal axis the highest of the head's head_dim / 2
+    frequencies, then rows, then columns the lowest. With Qwen's theta 10000 and a small head (32 wide
+    here: frequencies 10000^(-i/16)), the column frequencies are at most 0.003 rad per position, so
+    attention cannot tell the columns of an 8-wide canvas or image apart: a planner that must put "left
+    of" on the left, or copy a source's layout onto its canvas, needs a far smaller theta (10 gives the
+    columns 0.12-0.24 rad per position). Real checkpoints keep their own."""
     from transformers import Qwen2_5_VLConfig
 
     def tid(explicit: int | None, token: str) -> int:
@@ -84,7 +91,7 @@ def tiny_qwen25vl_config(vocab_size: int, hidden: int = 64, layers: int = 2, hea
     text_config = dict(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+        rope_parameters={"rope_type": "default", "rope_theta": float(rope_theta), "mrope_section": mrope_section},
         pad_token_id=pad, bos_token_id=tid(bos_token_id, "<|im_start|>"), eos_token_id=tid(eos_token_id, "<|im_end|>"),
     )
     vision_config = dict(

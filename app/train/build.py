@@ -32,7 +32,8 @@ def planner_config(recipe: Recipe, processor: PlannerProcessor):
     config = tiny_qwen25vl_config(len(processor.tokenizer), hidden=m.planner_hidden, layers=m.planner_layers,
                                   heads=m.planner_heads, kv_heads=m.planner_heads, vision_hidden=m.vision_hidden,
                                   vision_depth=m.vision_depth, vision_heads=max(1, m.vision_hidden // 32),
-                                  patch_size=m.vision_patch, tokenizer=processor.tokenizer)
+                                  patch_size=m.vision_patch, tokenizer=processor.tokenizer,
+                                  rope_theta=m.planner_rope_theta)
     config.text_config.intermediate_size = m.planner_intermediate
     # One attention window per image: transformers runs the vision tower's attention one window at a
     # time in a Python loop (unless flash attention is installed), so 16 windows per 64 px image made

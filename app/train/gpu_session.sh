@@ -34,6 +34,17 @@
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from runs/residual/with/model" \
 #         TEXT_ARGS="--init-from runs/residual/text/model" \
 #         bash app/train/gpu_session.sh once 480 app/train/recipes/shapes-64-p8.json
+#       A re-taught planner handed to both trained backbones (--init-from with --planner-from): teach
+#       from the committed planner, then both runs go on from their committed models with it. Recipe
+#       app/train/recipes/shapes-64-p8-spatial.json gives the planner M-RoPE base 10 instead of 10000, with
+#       which its canvas can tell columns apart and learns the layout (docs/BENCHMARKS.md, "The planner
+#       could not tell canvas columns apart"), and weighs objects 3x in teaching:
+#         SKIP_PROFILE=1 TEACH_MIN=2 TEACH_ARGS="--planner-init models/metacanvas-shapes" \
+#         CANVAS_ARGS="--init-from models/metacanvas-shapes --planner-from runs/gpu-session/canvas/planner_taught" \
+#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only --planner-from runs/gpu-session/canvas/planner_taught" \
+#         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-spatial.json
+#       (run with timeout_s 600: about 20 s install, 150 s teaching, 420 - 150 s training both, up to
+#       120 s to stop, the rest to pack.)
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are

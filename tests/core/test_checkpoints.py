@@ -197,3 +197,18 @@ def test_a_saved_model_keeps_its_trained_source_residual(tmp_path):
         kept, loaded.adapter.source_residual = loaded.adapter.source_residual, None
         assert not torch.allclose(loaded.adapter(z, t, ctx, reference=ref), pipe.adapter(z, t, ctx, reference=ref), atol=1e-3)
         loaded.adapter.source_residual = kept
+
+
+def test_a_saved_model_keeps_its_planners_rotary_base(tmp_path):
+    """recipe planner_rope_theta reaches the planner's Qwen2.5-VL config, so a loaded model plans with
+    the positions it was trained with (with another base its canvas would mean something else)."""
+    import torch
+
+    from app.train.build import build_model
+
+    pipe = build_model(_tiny_recipe(planner_rope_theta=10.0)).eval()
+    assert pipe.planner.mllm.language_model.rotary_emb.inv_freq[-1] > 0.1
+    loaded = load_model(save_model(pipe, tmp_path / "theta"), dtype=torch.float32)
+    assert loaded.planner.mllm.config.text_config.rope_parameters["rope_theta"] == 10.0
+    assert torch.allclose(loaded.planner.mllm.language_model.rotary_emb.inv_freq,
+                          pipe.planner.mllm.language_model.rotary_emb.inv_freq)

@@ -205,3 +205,20 @@ def test_canvas_states_use_the_image_block_positions(word_planner):
         plan = planner(instructions, SPEC)
     assert torch.allclose(plan.canvas.reshape(b, n, -1), ref, atol=1e-5)
     assert (flat - ref).abs().max() > 1e-3  # 1-D fallback positions would give a different plan
+
+
+@pytest.mark.parametrize("theta, can_tell", [(10000.0, False), (10.0, True)])
+def test_the_planners_rotary_positions_tell_canvas_columns_apart_only_with_a_small_theta(theta, can_tell):
+    """M-RoPE gives columns the lowest of a head's frequencies. In a 32-wide head with Qwen's theta
+    10000, columns 0 and 7 of an 8-wide canvas get rotations within 0.03 rad of each other, so no
+    attention pattern can prefer one over the other; the shapes recipes' theta 10 turns them apart."""
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding
+
+    config = tiny_qwen25vl_config(40, hidden=128, heads=4, kv_heads=4, rope_theta=theta)
+    rotary = Qwen2_5_VLRotaryEmbedding(config=config.text_config)
+    column_0_and_7 = torch.tensor([[[20, 20]], [[23, 23]], [[20, 27]]])  # (t, h, w) ids of two cells of a row
+    cos, sin = rotary(torch.zeros(1), column_0_and_7)
+    angles = torch.atan2(sin, cos)[0]  # [2 cells, head_dim]
+    turn = torch.remainder(angles[1] - angles[0] + torch.pi, 2 * torch.pi) - torch.pi
+    assert bool(turn.abs().max() > 0.5) is can_tell
+    assert turn.abs().max() > 0.01  # not zero: it is the columns' frequencies that are too low
