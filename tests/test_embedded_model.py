@@ -1,11 +1,11 @@
 """The committed embedded default, loaded from models/ as a user gets it.
 
 What is asserted is what the committed checkpoint reliably does today: it is an interim checkpoint
-(GenEval-style overall 0.59, see models/metacanvas-shapes/README.md). Measured on this project's CPU
-(2026-11-26) with the model's own sampling defaults (DPM-Solver++, guidance 2 below sigma 0.8) at 20
-steps: 34 of the 48 seeded prompts below fully right (the checkpoint before: 25, and 16 before that);
-its edits keep 30.3 dB PSNR outside the edited objects on the 30 edits below (the checkpoint before:
-26.4 dB; the one before that, which ignored its source, about 15 dB). The bars (26 prompts, 25 dB)
+(GenEval-style overall 0.65, see models/metacanvas-shapes/README.md). Measured on this project's CPU
+(2026-11-26, evening) with the model's own sampling defaults (DPM-Solver++, guidance 2 below sigma 0.8)
+at 20 steps: 35 of the 48 seeded prompts below fully right (the checkpoints before: 34, 25, 16);
+its edits keep 29.8 dB PSNR outside the edited objects on the 30 edits below (the checkpoints before:
+30.3 and 26.4 dB; an earlier one, which ignored its source, about 15 dB). The bars (27 prompts, 25 dB)
 leave room for other CPUs' rounding and fail for a model that stopped following prompts or stopped
 copying its source. Raise them when a better model is committed.
 """
@@ -19,7 +19,7 @@ from app.shapes.detect import detect
 from app.shapes.palette import BACKGROUND
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "metacanvas-shapes"
-SEEDED_PROMPTS_BAR = 26  # of 48
+SEEDED_PROMPTS_BAR = 27  # of 48
 PSNR_OUTSIDE_BAR = 25.0  # dB
 
 
@@ -76,8 +76,12 @@ def test_the_second_order_sampler_lands_nearer_the_exact_sample_in_few_steps(pip
 
     from app.core.pipeline import make_scheduler
 
-    prompts = ["a photo of a red circle left of a blue square", "a photo of three green stars", "a photo of a yellow triangle"]
-    seeds = [3, 4, 5]
+    # Six images: single images vary a lot either way (the 2026-11-26 evening model: Euler 0.97-3.80,
+    # DPM++ 1.26-2.51 grey levels; means 2.41 against 2.03); three were too few to tell.
+    prompts = ["a photo of a red circle left of a blue square", "a photo of three green stars", "a photo of a yellow triangle",
+               "a photo of a purple square above an orange circle", "a photo of two blue triangles",
+               "a photo of a green star and a red square"]
+    seeds = [3, 4, 5, 6, 7, 8]
     original = pipe.scheduler
     try:
         def run(solver, steps):
