@@ -80,6 +80,8 @@ def tiny_qwen25vl_config(vocab_size: int, hidden: int = 64, layers: int = 2, hea
             return int(tokenizer.convert_tokens_to_ids(token))
         return SPECIAL_TOKENS.index(token)
 
+    if not rope_theta > 1:
+        raise ValueError(f"rope_theta must be above 1 (each rotary frequency a power of 1 / theta), got {rope_theta}")
     head_dim = hidden // heads
     if head_dim % 2:
         raise ValueError(f"head_dim {head_dim} must be even for rotary embeddings")

@@ -30,7 +30,8 @@
 #       (checkpoint + export) and hand back model-canvas.tgz, model-text.tgz and logs.tgz (with each
 #       run's progress.json and curves). No evaluation there: the full one runs on a CPU afterwards
 #       (bench/eval_embedded.py), which costs no device time. SECONDS + STOP_WAIT (default 120) + 30
-#       must fit in the call's timeout: the stop runs a quick evaluation and the export. Going on from two CPU runs' exported models:
+#       must fit in the call's timeout: the stop runs a quick evaluation and the export. Going on from
+#       two CPU runs' exported models:
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from runs/residual/with/model" \
 #         TEXT_ARGS="--init-from runs/residual/text/model" \
 #         bash app/train/gpu_session.sh once 480 app/train/recipes/shapes-64-p8.json

@@ -18,7 +18,7 @@ class ModelRecipe:
     planner_heads: int = 4
     planner_intermediate: int = 384
     # The planner's M-RoPE base. Qwen's 10000 leaves a 32-wide head no frequency that tells canvas
-    # columns apart (app/core/planner.py, tiny_qwen25vl_config); the models before 2026-11-26 had it.
+    # columns apart (app/core/planner.py, tiny_qwen25vl_config); the committed models of 2026-11-26 have it.
     planner_rope_theta: float = 10000.0
     vision_hidden: int = 64
     vision_depth: int = 2

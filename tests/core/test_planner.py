@@ -222,3 +222,8 @@ def test_the_planners_rotary_positions_tell_canvas_columns_apart_only_with_a_sma
     turn = torch.remainder(angles[1] - angles[0] + torch.pi, 2 * torch.pi) - torch.pi
     assert bool(turn.abs().max() > 0.5) is can_tell
     assert turn.abs().max() > 0.01  # not zero: it is the columns' frequencies that are too low
+
+
+def test_a_rotary_base_that_cannot_order_positions_is_refused():
+    with pytest.raises(ValueError, match="rope_theta must be above 1"):
+        tiny_qwen25vl_config(40, hidden=128, heads=4, kv_heads=4, rope_theta=0.5)
