@@ -178,7 +178,8 @@ class Trainer:
         params = [p for p in teacher.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
-        stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1, batch=r.batch, edit_fraction=0.5,
+        stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1, batch=r.batch,
+                                   edit_fraction=self.recipe.teach_edit_fraction,
                                    workers=self.workers).loader())
         t0 = time.time()
         bar = tqdm(range(r.steps), desc="teach planner", disable=None)

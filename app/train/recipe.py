@@ -54,6 +54,12 @@ class Recipe:
     # Stage 2: flow matching of the DiT and both connectors, planner frozen.
     diffusion: StageRecipe = field(default_factory=lambda: StageRecipe(steps=6000, batch=64, lr=3e-4, warmup=200))
     teach_foreground_weight: float = 1.0  # stage-1 cross-entropy weight of object labels (background 1)
+    # Share of stage-1 batches that are edits (the rest text-to-image). An edit's layout is in its source
+    # and is learned fast; a caption's relations ("left of") take many text-to-image steps: at 0.5 the
+    # text-to-image canvas did not tell "left of" from "right of" after 600 steps, and text-to-image
+    # batches alone taught it in about 900 (docs/BENCHMARKS.md, "The text-to-image canvas learns left
+    # and right").
+    teach_edit_fraction: float = 0.5
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice

@@ -205,3 +205,48 @@ def test_the_conditioning_probe_swaps_the_canvas_it_is_asked_to(tiny_pipe):
         assert np.isfinite(right)
         for mode in ("mirrored", "shuffled", "off"):
             assert losses[f"{kind} t=0.9 canvas {mode}"] != right, (kind, mode)
+
+
+def test_the_relation_probe_tells_a_layout_from_a_relation_word_that_moves_every_cell_alike():
+    """bench/probe_relations.py's mirror correlation: +1 for a canvas that puts A on the side the
+    relation names, -1 for one where the relation word shifts all cells alike (not a layout)."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from probe_relations import relation_layout
+
+    from app.core.canvas import CanvasSpec
+
+    torch.manual_seed(0)
+    a_here, b_here, shift = torch.randn(3, 16)
+
+    def layout_planner(texts, spec):
+        canvases = []
+        for text in texts:
+            canvas = torch.zeros(spec.rows, spec.cols, 16)
+            first, second = (slice(0, 4), slice(4, 8))
+            if "right of" in text or "below" in text:
+                first, second = second, first
+            axis_cols = "left" in text or "right" in text
+            if axis_cols:
+                canvas[:, first], canvas[:, second] = a_here, b_here
+            else:
+                canvas[first, :], canvas[second, :] = a_here, b_here
+            canvases.append(canvas)
+        return SimpleNamespace(canvas=torch.stack(canvases)[:, None])
+
+    def word_shift_planner(texts, spec):
+        base = torch.randn(spec.rows, spec.cols, 16, generator=torch.Generator().manual_seed(1))
+        canvases = [base + (shift if ("right of" in t or "below" in t) else 0) for t in texts]
+        return SimpleNamespace(canvas=torch.stack(canvases)[:, None])
+
+    spec = CanvasSpec(1, 8, 8)
+    for word, (corr, size) in relation_layout(layout_planner, spec).items():
+        assert corr == pytest.approx(1.0, abs=1e-5), word
+        assert size > 0.5
+    for word, (corr, _) in relation_layout(word_shift_planner, spec).items():
+        assert corr == pytest.approx(-1.0, abs=1e-5), word

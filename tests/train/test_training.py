@@ -54,6 +54,21 @@ def test_planner_teaching_lowers_its_loss():
     assert loss.item() < 0.5 * first
 
 
+@pytest.mark.parametrize("edit_fraction,kind", [(0.0, "t2i"), (1.0, "edit")])
+def test_the_recipe_sets_how_much_of_the_teaching_is_edits(tmp_path, edit_fraction, kind):
+    """teach_edit_fraction decides the teaching batches: a caption's relations need many text-to-image
+    steps, an edit's layout few. The log names each logged batch's kind."""
+    recipe = Recipe.load(TINY)
+    recipe.teach.steps, recipe.teach.batch = 51, 2
+    recipe.teach_edit_fraction = edit_fraction
+    trainer = Trainer(recipe, tmp_path / "run", device="cpu", log=lambda *_: None)
+    trainer.run(teach_only=True)
+    logged = trainer.progress["teach_losses"]
+    assert [step for step, _, _ in logged] == [0, 50]
+    assert all(f"fg_acc_{kind}" in stats and len([k for k in stats if k.startswith("fg_acc")]) == 1
+               for _, _, stats in logged)
+
+
 def test_index_tensors_made_in_data_workers_equal_the_models_own():
     recipe = Recipe.load(TINY)
     pipe = build_model(recipe).eval()
