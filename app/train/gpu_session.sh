@@ -51,7 +51,7 @@
 #         SKIP_PROFILE=1 SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" \
 #         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-spatial.json
-#       Recipe app/train/recipes/shapes-64-p8-layout.json is the same but teaches 900 steps with 80 %
+#       Recipe app/train/recipes/shapes-64-p8-layout.json is the same but teaches 1,400 steps with 80 %
 #       text-to-image batches, with which the canvas also lays out "left of" / "right of" (docs/BENCHMARKS.md,
 #       "The text-to-image canvas learns left and right"): the re-taught-planner command above with it.
 #   bash app/train/gpu_session.sh watch SECONDS
