@@ -89,6 +89,14 @@ class Recipe:
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     save_dtype: str = "float16"  # the exported model's weights (halves the committed files); loading upcasts
 
+    def __post_init__(self) -> None:
+        # A share outside [0, 1] would silently mean "always" or "never" (the data stream compares it
+        # with a uniform draw); a typo such as 20 for 0.2 should stop the run before hours are spent.
+        for name in ("teach_edit_fraction", "edit_fraction", "cfg_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"recipe {name} is {value}: it is a share of batches (or captions), between 0 and 1")
+
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
         data = json.loads(Path(path).read_text())

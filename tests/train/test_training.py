@@ -69,6 +69,15 @@ def test_the_recipe_sets_how_much_of_the_teaching_is_edits(tmp_path, edit_fracti
                for _, _, stats in logged)
 
 
+def test_a_recipe_with_a_share_outside_zero_to_one_is_refused_with_its_name(tmp_path):
+    data = json.loads(TINY.read_text())
+    data["teach_edit_fraction"] = 20  # meant 0.2
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="teach_edit_fraction is 20"):
+        Recipe.load(bad)
+
+
 def test_index_tensors_made_in_data_workers_equal_the_models_own():
     recipe = Recipe.load(TINY)
     pipe = build_model(recipe).eval()
