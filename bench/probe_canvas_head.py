@@ -12,8 +12,8 @@ stay low even for a good planner: compare planners with each other, not with 1.
     python bench/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...]
 
 Why a fresh head and not the teaching head: that one is thrown away after teaching, and a model
-folder has none. The same fit for every planner makes their numbers comparable. About a minute a
-planner on 2 CPU cores at the defaults.
+folder has none. The same fit for every planner makes their numbers comparable. About two minutes a
+planner on one CPU core at the defaults (measured while other work shared the machine).
 """
 from __future__ import annotations
 

@@ -46,14 +46,14 @@
 #         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-spatial.json
 #       (run with timeout_s 600: about 20 s install, 150 s teaching, 420 - 150 s training both, up to
 #       120 s to stop, the rest to pack.)
-#       The committed pair has had that base-10 planner since 2026-11-26 (600 teaching steps); to go on
-#       training both from it, all the minutes on the DiTs (timeout_s 600):
-#         SKIP_PROFILE=1 SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" \
-#         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-spatial.json
 #       Recipe app/train/recipes/shapes-64-p8-layout.json is the same but teaches 1,400 steps with 80 %
 #       text-to-image batches, with which the canvas also lays out "left of" / "right of" (docs/BENCHMARKS.md,
-#       "The text-to-image canvas learns left and right"): the re-taught-planner command above with it.
+#       "The text-to-image canvas learns left and right"). The committed pair has had such a layout planner
+#       since 2026-11-26 (evening); to go on training both from it, all the minutes on the DiTs
+#       (timeout_s 600; --init-from keeps each model's planner):
+#         SKIP_PROFILE=1 SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
+#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" \
+#         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-layout.json
 #   bash app/train/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are
