@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--workers", type=int, default=0, help="data-generating worker processes")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this many minutes")
+    p.add_argument("--cooldown-steps", type=int, default=None,
+                   help="end the run: this many more steps with the LR falling linearly to zero, then export")
     p.add_argument("--teach-only", action="store_true", help="only stage 1 (teach the planner), then stop")
     p.add_argument("--teach-minutes", type=float, default=None, help="stop teaching the planner after this many minutes")
 

@@ -167,7 +167,7 @@ def cmd_train(args) -> int:
     trainer = Trainer(recipe, args.out, use_canvas=not args.no_canvas, planner_from=args.planner_from,
                       init_from=args.init_from, planner_init=args.planner_init, device=args.device, workers=args.workers)
     folder = trainer.run(max_minutes=args.max_minutes, teach_only=args.teach_only,
-                         teach_minutes=args.teach_minutes)
+                         teach_minutes=args.teach_minutes, cooldown_steps=args.cooldown_steps)
     print(f"model: {folder}; curves: {Path(args.out) / 'curves.png'}")
     return 0
 

@@ -4,6 +4,10 @@ Stage 1 teaches the planner (canvas and context states) to ground instructions i
 Stage 2 freezes it and trains the DiT and both connectors with rectified flow matching:
     z_t = (1 - t) z + t e,  target e - z,  MSE          (METHOD.md)
 AdamW, constant LR after a short warm-up, weight decay 0, grad clip 1.0, EMA of the trained weights.
+A cooldown (`--cooldown-steps N`) ends a run: N more steps with the LR falling linearly to zero, as
+warmup-stable-decay schedules end (Hu et al. 2024, "MiniCPM"; Haegele et al. 2024, "Scaling Laws and
+Compute-Optimal Training beyond Fixed Training Durations"), so a run of unknown length can train at a
+constant LR for as long as the sessions allow and still finish annealed.
 Runs as is on one CPU or GPU, and under `accelerate launch` on several.
 Every `checkpoint_every` steps the run writes a resumable checkpoint (safetensors only); killing it
 and running the same command again continues where it stopped. SIGTERM or Ctrl-C asks the run to
@@ -38,8 +42,15 @@ def _atomic_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _lr_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / max(1, warmup))
+def _lr_lambda(warmup: int, cooldown: tuple[int, int] | None = None):
+    """LR factor at a step: linear warm-up, then constant; inside `cooldown` = (first, end) it falls
+    linearly to zero at `end`."""
+    def factor(step: int) -> float:
+        f = min(1.0, (step + 1) / max(1, warmup))
+        if cooldown is not None and step >= cooldown[0]:
+            f *= max(0.0, (cooldown[1] - step) / max(1, cooldown[1] - cooldown[0]))
+        return f
+    return factor
 
 
 class Trainer:
@@ -217,7 +228,7 @@ class Trainer:
         (folder / "teaching.json").write_text(json.dumps({"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}))
 
     # -- stage 2 ----------------------------------------------------------------------------------
-    def train_diffusion(self, max_minutes: float | None = None) -> None:
+    def train_diffusion(self, max_minutes: float | None = None, cooldown_steps: int | None = None) -> None:
         r = self.recipe.diffusion
         planner, adapter = self.pipe.planner, self.pipe.adapter
         planner.requires_grad_(False).eval()
@@ -233,11 +244,13 @@ class Trainer:
         if self.label_alignment is not None:
             groups.append({"params": list(self.label_alignment.parameters())})
         trained = [p for g in groups for p in g["params"]]
-        opt = torch.optim.AdamW(groups, lr=r.lr, weight_decay=self.recipe.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
-        ema = EMA(adapter, self.recipe.ema_decay)
         ckpt = self.out / "checkpoint"
         start = self.progress["step"]
+        cooldown = self._cooldown(start, cooldown_steps)
+        last = cooldown[1] if cooldown is not None else r.steps
+        opt = torch.optim.AdamW(groups, lr=r.lr, weight_decay=self.recipe.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup, cooldown))
+        ema = EMA(adapter, self.recipe.ema_decay)
         if start > 0 and (ckpt / "adapter.safetensors").exists():
             state = load_state_file(ckpt / "adapter.safetensors")
             adapter.load_state_dict(state)
@@ -252,6 +265,9 @@ class Trainer:
                 self.label_alignment.load_state_dict(load_state_file(ckpt / "label_head.safetensors"))
             load_optimizer(opt, ckpt / "optimizer.safetensors")
             sched.last_epoch = start
+            # The scheduler set the LR of step 0 when it was built; the first resumed step needs its own.
+            for group, base_lr in zip(opt.param_groups, sched.base_lrs):
+                group["lr"] = base_lr * sched.lr_lambdas[0](start)
             self.log(f"resumed at step {start}")
         adapter, opt = self.accelerator.prepare(adapter, opt)
         stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1000 + start, batch=r.batch,
@@ -260,8 +276,8 @@ class Trainer:
         gen = self.noise_generator(self.recipe.seed + start)
         t_begin, wall0 = time.time(), self.progress["wall_seconds"]
         stop = _StopRequest()
-        bar = tqdm(range(start, r.steps), desc="flow matching" + ("" if self.use_canvas else " (text-only)"),
-                   initial=start, total=r.steps, disable=None)
+        bar = tqdm(range(start, last), desc="flow matching" + ("" if self.use_canvas else " (text-only)")
+                   + (" (cooldown)" if cooldown is not None else ""), initial=start, total=last, disable=None)
         running, running_labels = [], []
         for step in bar:
             batch = next(stream)
@@ -298,11 +314,11 @@ class Trainer:
                     self.log(f"step {done} ({time.time() - t_begin:.0f} s): loss {np.mean(running):.4f}{labels}")
                 running, running_labels = [], []
             out_of_time = (max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes) or stop.requested
-            if done % self.recipe.checkpoint_every == 0 or done == r.steps or out_of_time:
+            if done % self.recipe.checkpoint_every == 0 or done == last or out_of_time:
                 self.progress["step"] = done
                 self.progress["wall_seconds"] = wall0 + time.time() - t_begin
                 self._save_checkpoint(ckpt, self.accelerator.unwrap_model(adapter), ema, opt)
-            if self.recipe.eval_every and (done % self.recipe.eval_every == 0 or done == r.steps or out_of_time):
+            if self.recipe.eval_every and (done % self.recipe.eval_every == 0 or done == last or out_of_time):
                 self.evaluate(ema, done)
             if out_of_time:
                 why = "stop requested" if stop.requested else f"time budget of {max_minutes} min reached"
@@ -310,6 +326,24 @@ class Trainer:
                 break
         stop.restore()
         self.export_model(ema)
+
+    def _cooldown(self, start: int, cooldown_steps: int | None) -> tuple[int, int] | None:
+        """The (first, end) steps of this run's cooldown. A cooldown cut short (killed, out of time)
+        continues on resume with or without the flag: the LR would otherwise jump back to full. A new
+        `--cooldown-steps` after a finished one starts another from the current step."""
+        if cooldown_steps is not None and cooldown_steps <= 0:
+            raise ValueError(f"--cooldown-steps must be positive, got {cooldown_steps}")
+        current = self.progress.get("cooldown")
+        if current is not None and start < current[1]:
+            if cooldown_steps is not None and current[1] - current[0] != cooldown_steps:
+                self.log(f"continuing the cooldown begun at step {current[0]} (to step {current[1]}); "
+                         f"--cooldown-steps {cooldown_steps} is ignored until it ends")
+            return current[0], current[1]
+        if cooldown_steps is None:
+            return None
+        self.progress["cooldown"] = [start, start + cooldown_steps]
+        self.log(f"cooldown: LR falls linearly to zero over steps {start}-{start + cooldown_steps}")
+        return start, start + cooldown_steps
 
     def noise_generator(self, seed: int) -> torch.Generator:
         """Timesteps and noise are drawn on the training device: on a GPU, drawing a batch of noise on
@@ -426,11 +460,11 @@ class Trainer:
         plt.close(fig)
 
     def run(self, max_minutes: float | None = None, teach_only: bool = False,
-            teach_minutes: float | None = None) -> Path:
+            teach_minutes: float | None = None, cooldown_steps: int | None = None) -> Path:
         self.teach_planner(max_minutes=teach_minutes)
         if teach_only:
             return self.out / "planner_taught"
-        self.train_diffusion(max_minutes=max_minutes)
+        self.train_diffusion(max_minutes=max_minutes, cooldown_steps=cooldown_steps)
         return self.out / "model"
 
 
@@ -470,6 +504,7 @@ def training_record(progress: dict, recipe: Recipe, use_canvas: bool) -> dict:
             "canvas_steps": sum(leg["steps"] for leg in history if leg.get("use_canvas")),
             "wall_seconds": round(progress.get("prior_wall_seconds", 0.0) + progress["wall_seconds"], 1),
             "teach_steps": progress.get("teach_steps_done", recipe.teach.steps),
+            **({"cooldown": progress["cooldown"]} if "cooldown" in progress else {}),
             "use_canvas": use_canvas, "recipe": recipe.to_dict(), "history": history, "evals": progress["evals"]}
 
 

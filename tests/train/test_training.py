@@ -146,6 +146,43 @@ def test_sigterm_stops_after_the_current_step_with_a_checkpoint_and_an_exported_
     assert signal.getsignal(signal.SIGTERM) == before  # the process's own handler is back
 
 
+def _record_learning_rates(monkeypatch) -> list[float]:
+    rates, real_step = [], torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return rates
+
+
+def test_a_cooldown_ends_a_run_with_the_lr_falling_to_zero_and_survives_an_interruption(tmp_path, monkeypatch):
+    """`--cooldown-steps 4` after 2 steps: steps 2-5 at 4/4, 3/4, 2/4, 1/4 of the LR, then the run ends
+    and exports. Cut short after its first step, the same run resumed without the flag goes on with the
+    cooldown's own LRs instead of jumping back to the full LR."""
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.diffusion.steps = 2
+    out = tmp_path / "run"
+    Trainer(recipe, out, device="cpu", log=lambda *_: None).run()
+    rates = _record_learning_rates(monkeypatch)
+    Trainer(recipe, out, device="cpu", log=lambda *_: None).run(cooldown_steps=4, max_minutes=0)
+    assert json.loads((out / "progress.json").read_text())["step"] == 3  # out of time after one step
+    Trainer(recipe, out, device="cpu", log=lambda *_: None).run()
+    assert rates == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert json.loads((out / "progress.json").read_text())["step"] == 6
+    record = json.loads((out / "model" / "training.json").read_text())
+    assert record["cooldown"] == [2, 6] and record["steps"] == 6
+
+    rates.clear()  # after the cooldown, the same command without the flag trains on at the full LR
+    recipe.diffusion.steps = 7
+    Trainer(recipe, out, device="cpu", log=lambda *_: None).run()
+    assert rates == pytest.approx([1e-3])
+    with pytest.raises(ValueError, match="cooldown-steps"):
+        Trainer(recipe, out, device="cpu", log=lambda *_: None).run(cooldown_steps=0)
+
+
 def _planner_state(trainer):
     return {k: v.clone() for k, v in trainer.pipe.planner.state_dict().items()}
 
