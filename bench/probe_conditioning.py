@@ -14,6 +14,12 @@ For a MetaCanvas model it also swaps the canvas: mirrored left-right, another ex
 that follows where its plan puts things pays for the mirrored canvas; one that reads the canvas only
 as one more condition pays for another example's but not for the mirror (docs/BENCHMARKS.md, "Why the
 canvas does not help here yet").
+
+It also asks which path carries a caption's relation: on text-to-image examples whose caption names a
+side ("left of", "above", "on the right"), the loss with the side words swapped (left <-> right,
+above <-> below) in the whole plan, and for a MetaCanvas model in the context states only or in the
+canvas only. A model that places objects where the caption says pays for the swap; the path whose
+swap costs the loss is the one it reads the relation from.
 """
 from __future__ import annotations
 
@@ -84,6 +90,67 @@ def conditioning_losses(pipe, n: int = 64, t_values=(0.5, 0.9), seed: int = 0) -
     return out
 
 
+_SIDE_SWAP = {"left": "right", "right": "left", "above": "below", "below": "above"}
+
+
+def swap_side_words(text: str) -> str:
+    """"a circle left of a star" -> "a circle right of a star"; "above" <-> "below" likewise."""
+    import re
+
+    return re.sub(r"\b(left|right|above|below)\b", lambda m: _SIDE_SWAP[m.group(1)], text)
+
+
+def relation_word_losses(pipe, n: int = 64, t_values=(0.9,), seed: int = 0) -> dict[str, float]:
+    """{'t=0.9 right': loss, 't=0.9 swapped': ..., and for a MetaCanvas model 't=0.9 swapped in context',
+    't=0.9 swapped in canvas'} over n text-to-image examples whose caption names a side."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from app.core.planner import prefix_position_ids
+    from app.train.data import make_batch
+
+    size = pipe.defaults.width
+    spec = pipe.canvas_spec_for(size)
+    rng = np.random.default_rng(seed)
+    device = next(pipe.adapter.parameters()).device
+    texts, images = [], []
+    while len(texts) < n:  # about a fifth of the captions name a side
+        batch = make_batch(rng, 4 * n, size, spec.rows, False)
+        for text, image in zip(batch["texts"], batch["images"]):
+            if swap_side_words(text) != text and len(texts) < n:
+                texts.append(text)
+                images.append(image)
+
+    def plan_for(captions):
+        inputs = pipe.planner.processor(captions)
+        inputs.prefix_position_ids = prefix_position_ids(pipe.planner.model, inputs)
+        return pipe.planner(captions, spec, inputs=inputs)
+
+    x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    out = {}
+    with torch.no_grad():
+        right, swapped = plan_for(texts), plan_for([swap_side_words(t) for t in texts])
+        for t_val in t_values:
+            noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+            t = torch.full((n,), t_val, device=device)
+            noisy = (1 - t_val) * x + t_val * noise
+
+            def loss(context_from, canvas_from):
+                tokens = None
+                if pipe.adapter.canvas_connector is not None:
+                    tokens = pipe.adapter.prepare_plan(canvas_from.canvas)
+                v = pipe.adapter(noisy, t, context_from.context, context_from.context_mask, tokens, None)
+                return F.mse_loss(v.float(), noise - x).item()
+
+            out[f"t={t_val} right"] = loss(right, right)
+            out[f"t={t_val} swapped"] = loss(swapped, swapped)
+            if pipe.adapter.canvas_connector is not None:
+                out[f"t={t_val} swapped in context"] = loss(swapped, right)
+                out[f"t={t_val} swapped in canvas"] = loss(right, swapped)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
@@ -105,6 +172,18 @@ def main() -> int:
                 if f"{kind} t={t} canvas mirrored" in losses:
                     print("              canvas mirrored {:.4f}, another example's {:.4f}, off {:.4f}".format(
                         *(losses[f"{kind} t={t} canvas {m}"] for m in ("mirrored", "shuffled", "off"))))
+        relations = relation_word_losses(pipe, args.n, t_values=t_values)
+        for t in t_values:
+            right = relations[f"t={t} right"]
+
+            def change(key):
+                return f"{relations[key]:.4f} ({100 * (relations[key] / right - 1):+.1f} %)"
+
+            line = f"  t={t:<5} side words swapped (captions with a relation): {right:.4f} -> {change(f't={t} swapped')}"
+            if f"t={t} swapped in canvas" in relations:
+                line += (f"; in the context only {change(f't={t} swapped in context')}, "
+                         f"in the canvas only {change(f't={t} swapped in canvas')}")
+            print(line)
     return 0
 
 

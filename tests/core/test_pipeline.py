@@ -207,6 +207,26 @@ def test_the_conditioning_probe_swaps_the_canvas_it_is_asked_to(tiny_pipe):
             assert losses[f"{kind} t=0.9 canvas {mode}"] != right, (kind, mode)
 
 
+def test_the_conditioning_probe_swaps_side_words_in_the_path_it_is_asked_to(tiny_pipe):
+    """bench/probe_conditioning.py's relation rows: only captions that name a side are used, their side
+    words are swapped both ways, and swapping them in the whole plan, the context only or the canvas
+    only each gives the DiT something else than the caption as it is."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from probe_conditioning import relation_word_losses, swap_side_words
+
+    assert swap_side_words("a photo of a red circle left of a star") == "a photo of a red circle right of a star"
+    assert swap_side_words("a blue star above a square on the right") == "a blue star below a square on the left"
+    assert swap_side_words("a photo of three stars") == "a photo of three stars"
+    losses = relation_word_losses(tiny_pipe, n=4, t_values=(0.9,))
+    right = losses["t=0.9 right"]
+    assert np.isfinite(right)
+    for key in ("t=0.9 swapped", "t=0.9 swapped in context", "t=0.9 swapped in canvas"):
+        assert losses[key] != right, key
+
+
 def test_the_relation_probe_tells_a_layout_from_a_relation_word_that_moves_every_cell_alike():
     """bench/probe_relations.py's mirror correlation: +1 for a canvas that puts A on the side the
     relation names, -1 for one where the relation word shifts all cells alike (not a layout)."""
