@@ -115,12 +115,16 @@ def relation_word_losses(pipe, n: int = 64, t_values=(0.9,), seed: int = 0) -> d
     rng = np.random.default_rng(seed)
     device = next(pipe.adapter.parameters()).device
     texts, images = [], []
-    while len(texts) < n:  # about a fifth of the captions name a side
+    for _ in range(50):  # about a fifth of the captions name a side
+        if len(texts) >= n:
+            break
         batch = make_batch(rng, 4 * n, size, spec.rows, False)
         for text, image in zip(batch["texts"], batch["images"]):
             if swap_side_words(text) != text and len(texts) < n:
                 texts.append(text)
                 images.append(image)
+    if len(texts) < n:
+        raise RuntimeError(f"only {len(texts)} of {n} sampled captions name a side (left, right, above, below)")
 
     def plan_for(captions):
         inputs = pipe.planner.processor(captions)

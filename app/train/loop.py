@@ -331,8 +331,6 @@ class Trainer:
         """The (first, end) steps of this run's cooldown. A cooldown cut short (killed, out of time)
         continues on resume with or without the flag: the LR would otherwise jump back to full. A new
         `--cooldown-steps` after a finished one starts another from the current step."""
-        if cooldown_steps is not None and cooldown_steps <= 0:
-            raise ValueError(f"--cooldown-steps must be positive, got {cooldown_steps}")
         current = self.progress.get("cooldown")
         if current is not None and start < current[1]:
             if cooldown_steps is not None and current[1] - current[0] != cooldown_steps:
@@ -461,6 +459,8 @@ class Trainer:
 
     def run(self, max_minutes: float | None = None, teach_only: bool = False,
             teach_minutes: float | None = None, cooldown_steps: int | None = None) -> Path:
+        if cooldown_steps is not None and cooldown_steps <= 0:  # refused before any teaching time is spent
+            raise ValueError(f"--cooldown-steps must be positive, got {cooldown_steps}")
         self.teach_planner(max_minutes=teach_minutes)
         if teach_only:
             return self.out / "planner_taught"

@@ -179,8 +179,10 @@ def test_a_cooldown_ends_a_run_with_the_lr_falling_to_zero_and_survives_an_inter
     recipe.diffusion.steps = 7
     Trainer(recipe, out, device="cpu", log=lambda *_: None).run()
     assert rates == pytest.approx([1e-3])
+    before = json.loads((out / "progress.json").read_text())["step"]
     with pytest.raises(ValueError, match="cooldown-steps"):
         Trainer(recipe, out, device="cpu", log=lambda *_: None).run(cooldown_steps=0)
+    assert json.loads((out / "progress.json").read_text())["step"] == before  # refused before training
 
 
 def _planner_state(trainer):
