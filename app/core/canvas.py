@@ -39,18 +39,60 @@ class CanvasSpec:
 
 
 class CanvasTokens(nn.Module):
-    """Learnable [K, H, W, d] grid; other output grids are interpolated from it."""
+    """Learnable [K, H, W, d] grid; other output grids are interpolated from it.
 
-    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02) -> None:
+    Optional layout codes (our addition; METHOD.md's canvas is one grid): `layouts` more grids, one of
+    which is added to the canvas per request, chosen by the seed. A plan drawn from one grid must be
+    the average of every scene a caption allows ("three stars" anywhere: a faint haze of stars);
+    with codes the planner can commit to one of several concrete layouts, as a sampled plan would.
+    They are taught winner-take-all (app/train/planner_teaching.py). Not every layout fits every
+    caption (a code taught on "left of" scenes, asked for "right of"), so a prior head on the
+    instruction's pooled context states gives each code's probability, and a request draws its code
+    from that prior with its own seed. A zero prior (how it starts) is uniform.
+    Measured on the shapes model (docs/BENCHMARKS.md, "Where counts and edits fail, and layout codes"):
+    the codes became regions rather than scenes, the prior learned nothing, and the model got worse;
+    so they are off by default (0).
+    """
+
+    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, layouts: int = 0) -> None:
         super().__init__()
         self.spec = spec
         self.dim = dim
+        self.layouts = int(layouts)
         # Small init: the canvas starts close to "no information", like fresh token embeddings.
         self.tokens = nn.Parameter(torch.randn(spec.keyframes, spec.rows, spec.cols, dim) * init_std)
+        if self.layouts:
+            self.layout_codes = nn.Parameter(torch.randn(self.layouts, spec.keyframes, spec.rows, spec.cols, dim) * init_std)
+            self.layout_prior = nn.Linear(dim, self.layouts)
+            nn.init.zeros_(self.layout_prior.weight)
+            nn.init.zeros_(self.layout_prior.bias)
 
-    def forward(self, spec: CanvasSpec | None = None) -> torch.Tensor:
+    def forward(self, spec: CanvasSpec | None = None, layouts: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d] without layout codes; [B, N, d] with `layouts`, a [B] tensor of code indices."""
         spec = spec or self.spec
-        grid = self.tokens
+        base = self._resized(self.tokens, spec).reshape(spec.num_tokens, self.dim)
+        if layouts is None or not self.layouts:
+            return base
+        codes = torch.stack([self._resized(c, spec) for c in self.layout_codes]).reshape(self.layouts, spec.num_tokens, self.dim)
+        return base.unsqueeze(0) + codes[layouts.to(codes.device).long() % self.layouts]
+
+    def choose_layouts(self, pooled_context: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
+        """[B] layout codes for [B, d] pooled instruction states: drawn from the prior with each
+        item's seed (the same seed, the same layout), or its most likely code without seeds."""
+        probs = self.layout_prior(pooled_context.float()).softmax(-1).cpu()
+        if seeds is None:
+            return probs.argmax(-1)
+        return torch.stack([torch.multinomial(p, 1, generator=torch.Generator().manual_seed(int(s)))[0]
+                            for p, s in zip(probs, seeds)])
+
+    @staticmethod
+    def complete_state(state: dict, layouts: int, dim: int) -> dict:
+        """A canvas saved with layout codes but before the prior existed plans with a uniform prior."""
+        if layouts and "layout_codes" in state and "layout_prior.weight" not in state:
+            state = {**state, "layout_prior.weight": torch.zeros(layouts, dim), "layout_prior.bias": torch.zeros(layouts)}
+        return state
+
+    def _resized(self, grid: torch.Tensor, spec: CanvasSpec) -> torch.Tensor:
         if spec.shape != tuple(grid.shape[:3]):
             if spec.keyframes == grid.shape[0]:
                 x = grid.permute(0, 3, 1, 2)  # [K, d, H, W]
@@ -60,10 +102,10 @@ class CanvasTokens(nn.Module):
                 x = grid.permute(3, 0, 1, 2).unsqueeze(0)  # [1, d, K, H, W]
                 x = F.interpolate(x, size=spec.shape, mode="trilinear", align_corners=False)
                 grid = x[0].permute(1, 2, 3, 0)
-        return grid.reshape(spec.num_tokens, self.dim)
+        return grid
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec}, dim={self.dim}"
+        return f"spec={self.spec}, dim={self.dim}, layouts={self.layouts}"
 
 
 def canvas_position_ids(prefix_ids: torch.Tensor, attention_mask: torch.Tensor | None, spec: CanvasSpec,

@@ -161,7 +161,7 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     (tmp / "canvas_tokens").mkdir()
     (tmp / "canvas_tokens" / "config.json").write_text(json.dumps(
         {"keyframes": spec.keyframes, "rows": spec.rows, "cols": spec.cols, "dim": planner.canvas_tokens.dim,
-         "temporal_stride": getattr(planner, "temporal_stride", 1)}))
+         "temporal_stride": getattr(planner, "temporal_stride", 1), "layouts": planner.canvas_tokens.layouts}))
     save_file(cast(planner.canvas_tokens), str(tmp / "canvas_tokens" / "model.safetensors"))
 
     # Backbone: diffusers' own layout; connectors and adapter-level parameters beside it.
@@ -258,8 +258,10 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     processor = PlannerProcessor.from_pretrained(planner_dir)
     ct_dir = component_path(folder, index, "canvas_tokens")
     ct_cfg = json.loads((ct_dir / "config.json").read_text())
-    canvas_tokens = CanvasTokens(CanvasSpec(ct_cfg["keyframes"], ct_cfg["rows"], ct_cfg["cols"]), ct_cfg["dim"])
-    strict_load(canvas_tokens, load_state(ct_dir), "canvas token")
+    canvas_tokens = CanvasTokens(CanvasSpec(ct_cfg["keyframes"], ct_cfg["rows"], ct_cfg["cols"]), ct_cfg["dim"],
+                                 layouts=int(ct_cfg.get("layouts", 0)))
+    strict_load(canvas_tokens, CanvasTokens.complete_state(load_state(ct_dir), canvas_tokens.layouts, canvas_tokens.dim),
+                "canvas token")
     planner = Planner(mllm, processor, canvas_tokens, temporal_stride=ct_cfg.get("temporal_stride", 1))
 
     # Backbone + connectors.

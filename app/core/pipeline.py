@@ -222,7 +222,9 @@ class MetaCanvasPipeline:
         spec = self.canvas_spec(request)
         texts = [request.instruction] + ([""] if with_unconditional else [])
         images, videos = self._planner_media(request, len(texts))
-        return self.planner(texts, spec, images=images, videos=videos)
+        # A model with layout codes plans one of its layouts per seed (CanvasTokens): a new seed, a new
+        # plan. The unconditional row plans with the same seed.
+        return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts))
 
     # -- generation --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -352,7 +354,7 @@ class MetaCanvasPipeline:
         use_cfg = guidance > 1.0
         texts = list(instructions) + ([""] * b if use_cfg else [])
         images = [[s] for s in sources] * (2 if use_cfg else 1) if sources is not None else None
-        plan = self.planner(texts, spec, images=images).to(device)
+        plan = self.planner(texts, spec, images=images, seeds=list(seeds) * (2 if use_cfg else 1)).to(device)
         plan_tokens = self.adapter.prepare_plan(plan.canvas.to(dtype)) if use_canvas and self.adapter.canvas_connector is not None else None
         reference = None
         if sources is not None:

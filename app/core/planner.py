@@ -382,6 +382,12 @@ def _word_tokens(instruction: str, span: tuple[int, int], offsets: torch.Tensor,
 
 
 # ---- planner --------------------------------------------------------------------------------------
+def pooled_states(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, L, d] states, [B, L] mask -> [B, d]: the mean over each item's unmasked positions."""
+    m = mask.to(states.dtype).unsqueeze(-1)
+    return (torch.nan_to_num(states) * m).sum(1) / m.sum(1).clamp(min=1)
+
+
 class Planner(nn.Module):
     """MLLM + canvas tokens -> Plan. `model` is a Qwen2_5_VLModel or Qwen2_5_VLForConditionalGeneration."""
 
@@ -406,7 +412,10 @@ class Planner(nn.Module):
         return int(self.mllm.config.text_config.hidden_size)
 
     def forward(self, instructions: list[str], spec: CanvasSpec, images: list[list[np.ndarray]] | None = None,
-                videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None) -> Plan:
+                videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None,
+                layouts: torch.Tensor | list[int] | None = None, seeds: list[int] | None = None) -> Plan:
+        """With layout codes (CanvasTokens), `layouts` gives each item's code; without it each item's
+        code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds)."""
         # `inputs` lets a training data loader tokenise and patchify in its worker processes.
         if inputs is None:
             inputs = self.processor(instructions, images=images, videos=videos)
@@ -435,7 +444,17 @@ class Planner(nn.Module):
                 second_per_grid_ts=inputs.second_per_grid_ts.to(device) if inputs.second_per_grid_ts is not None else None,
             )
         batch = ids.shape[0]
-        canvas = self.canvas_tokens(spec).to(dtype).unsqueeze(0).expand(batch, -1, -1)
+        if self.canvas_tokens.layouts:
+            if layouts is None:
+                # The instruction alone first: its states decide which layouts fit (the canvas comes
+                # after it in the causal sequence, so these are the very context states of the plan).
+                prefix = mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=prefix_pos,
+                                             use_cache=False).last_hidden_state
+                layouts = self.canvas_tokens.choose_layouts(pooled_states(prefix, mask), seeds)
+            codes = torch.as_tensor(layouts).reshape(batch)
+            canvas = self.canvas_tokens(spec, codes.to(device)).to(dtype)
+        else:
+            canvas = self.canvas_tokens(spec).to(dtype).unsqueeze(0).expand(batch, -1, -1)
         position_ids = canvas_position_ids(prefix_pos, mask, spec, self.temporal_stride)
         full_mask = torch.cat([mask, mask.new_ones(batch, spec.num_tokens)], dim=1)
         out = mllm.language_model(inputs_embeds=torch.cat([embeds, canvas], dim=1), attention_mask=full_mask,

@@ -40,6 +40,27 @@ def edit_success(result_image: np.ndarray, target_scene: Scene, tolerance: float
     return False
 
 
+FAILURE_CAUSES = ("done", "misplaced", "unchanged", "missing", "extra", "wrong object")
+
+
+def edit_failure_cause(result_image: np.ndarray, source_scene: Scene, target_scene: Scene) -> str:
+    """Why an edit failed, as the detector sees it: "done" (it succeeded); "misplaced" (the target's
+    objects, one or more out of place); "unchanged" (the source's objects); "missing" / "extra"
+    (fewer / more objects than the target); "wrong object" (as many, but a class or colour is off:
+    often another object than the one named was edited)."""
+    if edit_success(result_image, target_scene):
+        return "done"
+    found = sorted((d.cls, d.color) for d in detect(result_image))
+    want = sorted((o.cls, o.color) for o in target_scene.objects)
+    if found == want:
+        return "misplaced"
+    if found == sorted((o.cls, o.color) for o in source_scene.objects):
+        return "unchanged"
+    if len(found) != len(want):
+        return "missing" if len(found) < len(want) else "extra"
+    return "wrong object"
+
+
 def edited_mask(source_scene: Scene, target_scene: Scene, size: int = 64, dilate: int | None = None) -> np.ndarray:
     """Bool [size, size]: where the edit may change pixels, i.e. every object present in only one of
     the two scenes (old and new place of a moved object, both colours of a recoloured one), dilated

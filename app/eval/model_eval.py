@@ -23,14 +23,15 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
     ious = []
     for start in range(0, len(jobs), batch):
         chunk = jobs[start:start + batch]
-        images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], [seed + 1000 * i + j for i, j in chunk],
-                             steps=steps, guidance=guidance, use_canvas=use_canvas)
+        seeds = [seed + 1000 * i + j for i, j in chunk]
+        images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], seeds, steps=steps, guidance=guidance,
+                             use_canvas=use_canvas)
         for (i, j), im in zip(chunk, images):
             ok, _ = score_image(im, metas[i])
             results.append({"tag": metas[i]["tag"], "correct": ok, "metadata": str(i)})
         if plan_fidelity and use_canvas and pipe.adapter.canvas_connector is not None:
             prompts = [metas[i]["prompt"] for i, _ in chunk]
-            plan = _plans(pipe, prompts)
+            plan = _plans(pipe, prompts, seeds)
             for k, im in enumerate(images):
                 ious.append(plan_iou(plan.heatmap(item=k), im))
         if progress:
@@ -46,11 +47,12 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
     return out
 
 
-def _plans(pipe, prompts):
+def _plans(pipe, prompts, seeds):
     import torch
 
     with torch.no_grad():
-        plan = pipe.planner(prompts, pipe.canvas_spec_for(pipe.defaults.width))
+        # The plan each image was sampled with: a model with layout codes plans one per seed.
+        plan = pipe.planner(prompts, pipe.canvas_spec_for(pipe.defaults.width), seeds=seeds)
         tokens = pipe.adapter.prepare_plan(plan.canvas.to(pipe.device, pipe.dtype))
         plan.strength = tokens.float().norm(dim=-1).to(plan.canvas.device)
     return plan

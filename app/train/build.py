@@ -58,7 +58,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     processor = build_processor(recipe)
     mllm = Qwen2_5_VLModel(planner_config(recipe, processor))
     grid = size // m.patch_size
-    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden)
+    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, layouts=m.canvas_layouts)
     planner = Planner(mllm, processor, canvas)
 
     width = m.dit_heads * m.dit_head_dim

@@ -24,16 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
-from app.core.checkpoints import load_state, save_model
+from app.core.canvas import CanvasTokens
+from app.core.checkpoints import load_state, save_model, save_module
+from app.shapes.palette import NUM_LABELS
 from app.train.build import build_model
 from app.train.data import ShapesStream
 from app.train.ema import EMA
 from app.train.label_alignment import LabelAlignment
 from app.train.optim_state import load_optimizer, save_optimizer
-from app.train.planner_teaching import PlannerTeacher
+from app.train.planner_teaching import PlannerTeacher, label_weights, layout_losses
 from app.train.recipe import Recipe
+
+LAYOUT_HEAD = "layout_head"  # the folder, beside planner/ and canvas_tokens/, of the kept canvas head
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -72,6 +77,10 @@ class Trainer:
         self.pipe.to(self.device)
         self.workers = workers
         self._tokens_ema: EMA | None = None  # set when stage 2 trains the canvas tokens
+        # With layout codes, stage 1's canvas head is kept: stage 2 picks each scene's code with it.
+        self.layout_head = nn.Linear(self.pipe.planner.hidden_size, NUM_LABELS).to(self.device)
+        self.layout_head_taught = False
+        self._label_weights = label_weights(recipe.teach_foreground_weight).to(self.device)  # as stage 1 weighs them
         self.label_alignment = (LabelAlignment(self.pipe.adapter, recipe.label_loss_layer).to(self.device)
                                 if recipe.label_loss_weight > 0 else None)
         self.progress_path = self.out / "progress.json"
@@ -121,7 +130,10 @@ class Trainer:
         if src_canvas and not own_canvas:
             raise ValueError(f"{folder} is a MetaCanvas model; a text-only run cannot start from it "
                              f"(it would inherit a backbone trained with a plan)")
-        self.pipe.planner.load_state_dict(src.planner.state_dict())
+        missing, unexpected = self.pipe.planner.load_state_dict(src.planner.state_dict(), strict=False)
+        # Layout codes may be new to the run: they come from a taught planner (--planner-from).
+        if unexpected or any(not k.startswith("canvas_tokens.layout_") for k in missing):
+            raise ValueError(f"the planner in {folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         # A MetaCanvas run may start from a trained text-only model: the paper adds MetaCanvas to a
         # pretrained backbone. Everything but the canvas connector is loaded; that stays freshly
         # zero-initialised, so the model starts out exactly as the text-only one and learns the plan.
@@ -166,7 +178,7 @@ class Trainer:
         tokens = load_state(folder / "canvas_tokens")
         own = planner.canvas_tokens.tokens
         if resample_canvas and tokens["tokens"].shape != own.shape:
-            from app.core.canvas import CanvasSpec, CanvasTokens
+            from app.core.canvas import CanvasSpec
 
             k, h, w, d = tokens["tokens"].shape
             if d != own.shape[-1]:
@@ -175,7 +187,21 @@ class Trainer:
             source.load_state_dict(tokens)
             with torch.no_grad():
                 tokens = {"tokens": source(planner.canvas_tokens.spec).reshape(own.shape).clone()}
-        planner.canvas_tokens.load_state_dict(tokens)
+        layouts = planner.canvas_tokens.layouts
+        if "layout_codes" in tokens and tuple(tokens["layout_codes"].shape[:1]) != (layouts,):
+            raise ValueError(f"the canvas in {folder} has {tokens['layout_codes'].shape[0]} layout codes; "
+                             f"this recipe's has {layouts} (model.canvas_layouts)")
+        if layouts and "layout_codes" not in tokens:
+            if not resample_canvas:
+                raise ValueError(f"the planner in {folder} has no layout codes, and this recipe plans with "
+                                 f"{layouts}: teach them first (--planner-init {folder} --teach-only)")
+            self.log(f"{folder} has no layout codes: this run teaches {layouts} new ones")
+            tokens = {**tokens, **{k: v.detach().clone() for k, v in planner.canvas_tokens.state_dict().items()
+                                   if k.startswith("layout_")}}
+        planner.canvas_tokens.load_state_dict(CanvasTokens.complete_state(tokens, layouts, planner.canvas_tokens.dim))
+        if layouts and (folder / LAYOUT_HEAD).is_dir():
+            self.layout_head.load_state_dict(load_state(folder / LAYOUT_HEAD))
+            self.layout_head_taught = True
         taught = folder / "teaching.json"
         if taught.exists():  # how long it was taught, for this run's training.json
             self.progress["teach_steps_done"] = json.loads(taught.read_text())["steps"]
@@ -187,6 +213,13 @@ class Trainer:
         teacher = PlannerTeacher(self.pipe.planner, grid=self.recipe.model.image_size // self.recipe.model.patch_size,
                                  foreground_weight=self.recipe.teach_foreground_weight).to(self.device)
         params = [p for p in teacher.parameters() if p.requires_grad]
+        if self.recipe.teach_layout_codes_only:
+            # The MLLM and base canvas stay as given (--planner-init): the context states, all that
+            # the text-only baseline reads, are the very ones it was trained with.
+            if not self.pipe.planner.canvas_tokens.layouts:
+                raise ValueError("teach_layout_codes_only needs layout codes (model.canvas_layouts > 0)")
+            codes = self.pipe.planner.canvas_tokens
+            params = [codes.layout_codes, *codes.layout_prior.parameters(), *teacher.canvas_head.parameters()]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
         stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1, batch=r.batch,
@@ -214,16 +247,19 @@ class Trainer:
                 break
         self.progress["teach_seconds"] = time.time() - t0
         self.progress["teach_done"] = True
+        if self.pipe.planner.canvas_tokens.layouts:
+            self.layout_head.load_state_dict(teacher.canvas_head.state_dict())
+            self.layout_head_taught = True
         self._save_planner(self.out / "planner_taught")
         _atomic_json(self.progress_path, self.progress)
 
     def _save_planner(self, folder: Path) -> None:
-        from app.core.checkpoints import save_module
-
         planner = self.pipe.planner
         folder.mkdir(parents=True, exist_ok=True)
         save_module(planner.model, folder / "planner", {"what": "taught planner weights"})
         save_module(planner.canvas_tokens, folder / "canvas_tokens", {"what": "taught canvas tokens"})
+        if self.layout_head_taught:
+            save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)
         (folder / "teaching.json").write_text(json.dumps({"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}))
 
@@ -232,6 +268,10 @@ class Trainer:
         r = self.recipe.diffusion
         planner, adapter = self.pipe.planner, self.pipe.adapter
         planner.requires_grad_(False).eval()
+        if self.use_canvas and planner.canvas_tokens.layouts and not self.layout_head_taught:
+            raise ValueError("this recipe plans with layout codes, but no taught layout head came with the planner: "
+                             "teach the planner in this run or give --planner-from a folder that has layout_head/")
+        self.layout_head.requires_grad_(False)
         adapter.train()
         params = [p for p in adapter.parameters() if p.requires_grad]
         groups = [{"params": params}]
@@ -352,8 +392,9 @@ class Trainer:
         rec = self.recipe
         sources = batch.get("sources")
         spec = self.pipe.canvas_spec_for(rec.model.image_size)
+        layouts = self._best_layouts(batch, spec) if self.use_canvas else None
         with torch.set_grad_enabled(self._tokens_ema is not None):
-            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"])
+            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"], layouts=layouts)
         target = torch.from_numpy(batch["images"]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         reference = None
         if sources is not None:
@@ -369,6 +410,16 @@ class Trainer:
             plan_tokens = unwrapped.prepare_plan(plan.canvas) if self.use_canvas else None
             velocity = adapter(noisy, t, plan.context, plan.context_mask, plan=plan_tokens, reference=reference)
         return F.mse_loss(velocity.float(), noise - target)
+
+    @torch.no_grad()
+    def _best_layouts(self, batch: dict, spec) -> torch.Tensor | None:
+        """Each training scene's layout code: the one whose plan best predicts its label map (as in
+        stage 1), so that the DiT learns to draw the layout its plan commits to."""
+        if not self.pipe.planner.canvas_tokens.layouts:
+            return None
+        labels = torch.from_numpy(batch["labels"]).to(self.device)
+        per_code, _ = layout_losses(self.pipe.planner, self.layout_head, batch, spec, labels, self._label_weights)
+        return per_code.argmin(1)
 
     def _save_checkpoint(self, folder: Path, adapter, ema: EMA, opt) -> None:
         from safetensors.torch import save_file
@@ -428,6 +479,8 @@ class Trainer:
             self._tokens_ema.copy_to(self.pipe.planner.canvas_tokens)
         self.pipe.adapter.eval()
         save_model(self.pipe, folder, dtype=getattr(torch, self.recipe.save_dtype))
+        if self.layout_head_taught:  # for a later run that goes on from this model (--init-from)
+            save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         (folder / "training.json").write_text(json.dumps(training_record(self.progress, self.recipe, self.use_canvas), indent=2))
         self.plot_curves()
         return folder

@@ -32,6 +32,9 @@ class ModelRecipe:
     prediction: str = "velocity"  # or "sample": the DiT outputs the clean image (app/core/backbones/sana.py)
     pooled_context: bool = False  # the instruction's mean state also steers AdaLN (app/core/connectors.py)
     source_residual: bool = False  # an edit's source also enters each target token directly (app/core/backbones/sana.py)
+    # Layout codes: the plan commits to one of this many layouts, drawn with the seed (app/core/canvas.py);
+    # tried with 8 on the shapes model and worse than none (docs/BENCHMARKS.md), so 0.
+    canvas_layouts: int = 0
 
 
 @dataclass
@@ -60,6 +63,9 @@ class Recipe:
     # batches alone taught it in about 900 (docs/BENCHMARKS.md, "The text-to-image canvas learns left
     # and right").
     teach_edit_fraction: float = 0.5
+    # Stage 1 teaches only the layout codes (and the canvas head that picks them), on a planner given
+    # by --planner-init: its MLLM, and so the context states the text-only baseline reads, stay as they were.
+    teach_layout_codes_only: bool = False
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice

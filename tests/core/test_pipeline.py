@@ -298,3 +298,61 @@ def test_the_canvas_head_probe_reads_a_scene_off_states_that_hold_it_and_not_off
     assert holding["fg_accuracy"] > 0.95 and holding["recall"] > 0.95 and holding["precision"] > 0.9
     blank = canvas_head_scores(train_noise, train_y, test_noise, test_y, labels)
     assert blank["fg_accuracy"] < 0.3
+
+
+def _with_layout_codes(pipe, n: int):
+    """The same tiny model, its canvas given `n` layout codes of a clearly visible size."""
+    import copy
+
+    import torch
+
+    from app.core.canvas import CanvasTokens
+
+    pipe = copy.deepcopy(pipe)
+    old = pipe.planner.canvas_tokens
+    tokens = CanvasTokens(old.spec, old.dim, init_std=0.5, layouts=n)
+    tokens.tokens.data.copy_(old.tokens.data)
+    pipe.planner.canvas_tokens = tokens
+    return pipe.eval()
+
+
+def test_layout_codes_give_each_seed_one_of_the_models_plans_and_leave_the_context_alone(tiny_pipe):
+    import torch
+
+    pipe = _with_layout_codes(tiny_pipe, 3)
+    plans = {seed: pipe.plan(_req(seed=seed)) for seed in range(6)}
+    assert torch.equal(pipe.plan(_req(seed=4)).canvas, plans[4].canvas)  # the same seed, the same plan
+    distinct = {tuple(p.canvas[0].flatten()[:8].tolist()) for p in plans.values()}
+    assert len(distinct) > 1  # other seeds, other layouts (a zero prior draws the codes uniformly)
+    # The canvas comes after the instruction in the planner's causal sequence: its context is untouched.
+    assert all(torch.equal(plans[0].context, p.context) for p in plans.values())
+    # A model without codes plans the same for every seed.
+    assert torch.equal(tiny_pipe.plan(_req(seed=0)).canvas, tiny_pipe.plan(_req(seed=1)).canvas)
+
+    # The prior decides which codes an instruction may draw: all its mass on code 2, every seed plans code 2.
+    with torch.no_grad():
+        pipe.planner.canvas_tokens.layout_prior.bias.copy_(torch.tensor([-30.0, -30.0, 30.0]))
+    coded = pipe.planner(["a red circle left of a blue star"], pipe.canvas_spec(_req()), layouts=[2]).canvas
+    for seed in range(4):
+        assert torch.allclose(pipe.plan(_req(seed=seed)).canvas[:1], coded, atol=1e-5)
+
+    # Batched sampling plans each item with its own seed, as single calls do.
+    with torch.no_grad():
+        pipe.planner.canvas_tokens.layout_prior.bias.zero_()
+    batch = pipe.sample(["two blue stars"] * 3, [4, 5, 6], steps=3, guidance=3.0)
+    for k, seed in enumerate((4, 5, 6)):
+        single = pipe(_req(instruction="two blue stars", seed=seed, steps=3, guidance=3.0)).frames[0]
+        assert np.abs(batch[k].astype(int) - single.astype(int)).max() <= 2
+
+
+def test_a_model_with_layout_codes_saves_and_loads_them(tiny_pipe, tmp_path):
+    import torch
+
+    from app.core.checkpoints import load_model, save_model
+
+    pipe = _with_layout_codes(tiny_pipe, 2)
+    save_model(pipe, tmp_path / "m")
+    loaded = load_model(tmp_path / "m", device="cpu", dtype=torch.float32)
+    assert loaded.planner.canvas_tokens.layouts == 2
+    assert torch.equal(loaded.planner.canvas_tokens.layout_codes, pipe.planner.canvas_tokens.layout_codes)
+    assert torch.allclose(loaded.plan(_req(seed=1)).canvas, pipe.plan(_req(seed=1)).canvas, atol=1e-5)

@@ -3,7 +3,7 @@ from collections import Counter
 
 import numpy as np
 
-from app.eval.edits import edit_success, edited_mask, make_edit_benchmark, psnr_outside
+from app.eval.edits import edit_failure_cause, edit_success, edited_mask, make_edit_benchmark, psnr_outside
 from app.eval.plan_fidelity import plan_iou
 from app.shapes import EDIT_KINDS, edit_kind, render
 from app.shapes.scene import Scene, ShapeObject
@@ -23,6 +23,20 @@ def test_ground_truth_targets_succeed_and_unedited_sources_fail():
         mask = edited_mask(source, target)
         assert psnr_outside(result, render(source), mask) == math.inf
         assert not edit_success(render(source), target), instruction
+
+
+def test_a_failed_edit_is_told_apart_by_what_went_wrong():
+    source = Scene((ShapeObject("star", "orange", 0.25, 0.3, 0.1), ShapeObject("star", "blue", 0.7, 0.7, 0.1)))
+    target = Scene((source.objects[0], ShapeObject("star", "purple", 0.7, 0.7, 0.1)))  # "make the blue star purple"
+    assert edit_failure_cause(render(target), source, target) == "done"
+    assert edit_failure_cause(render(source), source, target) == "unchanged"
+    other = Scene((ShapeObject("star", "purple", 0.25, 0.3, 0.1), source.objects[1]))  # the orange one recoloured
+    assert edit_failure_cause(render(other), source, target) == "wrong object"
+    moved = Scene((source.objects[0], ShapeObject("star", "purple", 0.7, 0.3, 0.1)))
+    assert edit_failure_cause(render(moved), source, target) == "misplaced"
+    assert edit_failure_cause(render(Scene(source.objects[:1])), source, target) == "missing"
+    extra = Scene(target.objects + (ShapeObject("circle", "red", 0.25, 0.75, 0.1),))
+    assert edit_failure_cause(render(extra), source, target) == "extra"
 
 
 def test_damage_outside_the_edit_lowers_psnr():

@@ -38,6 +38,10 @@ def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
     assert [b.text() for b in w.instruction.word_buttons]  # the plan's words are clickable
     qtbot.mouseClick(w.instruction.word_buttons[-1], Qt.MouseButton.LeftButton)
     assert w.viewer.word_index == len(w.instruction.word_buttons) - 1
+    # A new seed plans again: a model with layout codes commits to another layout per seed.
+    first = w.current_plan
+    w.generation.seed.setValue(w.generation.seed.value() + 1)
+    qtbot.waitUntil(lambda: w.current_plan is not first, timeout=20_000)
 
     w.generation.steps.setValue(4)
     with qtbot.waitSignal(w.result_stored, timeout=120_000):
