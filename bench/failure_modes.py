@@ -66,7 +66,7 @@ def main() -> int:
     for kind, c in causes.items():
         print(f"| {kind} | " + " | ".join(str(c[k]) for k in FAILURE_CAUSES) + " |")
     total = sum(causes.values(), collections.Counter())
-    print(f"| all | " + " | ".join(str(total[k]) for k in FAILURE_CAUSES) + " |")
+    print("| all | " + " | ".join(str(total[k]) for k in FAILURE_CAUSES) + " |")
     done = total["done"] / max(1, sum(total.values()))
     print(f"\nedit success {done:.3f}")
     return 0

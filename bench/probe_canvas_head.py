@@ -9,7 +9,12 @@ An edit's layout is in its source image, so a planner that reads the source scor
 caption leaves most of the layout open ("a red circle" can be anywhere), so text-to-image scores
 stay low even for a good planner: compare planners with each other, not with 1.
 
-    python bench/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...]
+    python bench/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...] [--referring]
+
+With --referring, the edit head is also read on recolour, replace and remove edits that name their
+object by class alone ("the star": the only star) and on those that need its colour too ("the blue
+star", beside an orange one): the share of the named object's cells given the target's label, and of
+the other (or the same-class) objects' cells that keep theirs. Does the plan find the named object?
 
 Why a fresh head and not the teaching head: that one is thrown away after teaching, and a model
 folder has none. The same fit for every planner makes their numbers comparable. About two minutes a
@@ -27,9 +32,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def canvas_head_scores(train_x, train_y, test_x, test_y, num_labels: int, foreground_weight: float = 3.0,
                        iters: int = 400, lr: float = 1e-2, seed: int = 0) -> dict[str, float]:
-    """Fit a linear head cell state -> label on (train_x [N, d], train_y [N]) with full-batch Adam
-    and score it on the test cells. Foreground labels weigh `foreground_weight` (background is ~85 %
-    of cells; unweighted, "background everywhere" wins)."""
+    """Fit a linear head cell state -> label on (train_x [N, d], train_y [N]) and score it on the
+    test cells."""
+    import torch
+
+    head = fit_canvas_head(train_x, train_y, num_labels, foreground_weight, iters, lr, seed)
+    with torch.no_grad():
+        pred = head(test_x).argmax(-1)
+    fg, called = test_y > 0, pred > 0
+    share = lambda mask, hit: (hit[mask].float().mean().item() if mask.any() else float("nan"))  # noqa: E731
+    return {"fg_accuracy": share(fg, pred == test_y), "recall": share(fg, called), "precision": share(called, fg)}
+
+
+def fit_canvas_head(train_x, train_y, num_labels: int, foreground_weight: float = 3.0, iters: int = 400,
+                    lr: float = 1e-2, seed: int = 0):
+    """A linear head cell state -> label, fitted with full-batch Adam. Foreground labels weigh
+    `foreground_weight` (background is ~85 % of cells; unweighted, "background everywhere" wins)."""
     import torch
     import torch.nn.functional as F
 
@@ -43,11 +61,49 @@ def canvas_head_scores(train_x, train_y, test_x, test_y, num_labels: int, foregr
         opt.zero_grad()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        pred = head(test_x).argmax(-1)
-    fg, called = test_y > 0, pred > 0
-    share = lambda mask, hit: (hit[mask].float().mean().item() if mask.any() else float("nan"))  # noqa: E731
-    return {"fg_accuracy": share(fg, pred == test_y), "recall": share(fg, called), "precision": share(called, fg)}
+    return head
+
+
+REFERRING_KINDS = ("recolour", "replace", "remove")
+
+
+def referring_edits(rng, n: int, ambiguous: bool) -> list[tuple]:
+    """n (edit, named object, other objects) of the REFERRING_KINDS. `ambiguous`: another object of
+    the named one's class is in the scene (the instruction must give its colour), and `others` are
+    those; else the class alone names it, and `others` are all the other objects."""
+    from app.shapes.edits import edit_kind, sample_edit
+
+    out = []
+    while len(out) < n:
+        edit = sample_edit(rng, REFERRING_KINDS[len(out) % len(REFERRING_KINDS)])
+        changed = [o for o in edit.source.objects if o not in edit.target.objects]
+        if len(changed) != 1 or edit_kind(edit.instruction) not in REFERRING_KINDS:
+            continue
+        named = changed[0]
+        same = [o for o in edit.source.objects if o is not named and o.cls == named.cls]
+        others = same if ambiguous else [o for o in edit.source.objects if o is not named]
+        if bool(same) == ambiguous and others:
+            out.append((edit, named, others))
+    return out
+
+
+def referring_cells(pred, edit, others, grid: int) -> tuple[int, int, int, int]:
+    """(named cells given the target's label, named cells, other objects' cells kept, their cells)
+    for one predicted [grid, grid] label map. Named cells: where the target's label map differs from
+    the source's."""
+    import numpy as np
+
+    from app.shapes.dataset import label_map
+    from app.shapes.scene import Scene
+
+    target, source = label_map(edit.target, grid), label_map(edit.source, grid)
+    named = target != source
+    other = np.zeros_like(named)
+    for obj in others:
+        other |= label_map(Scene((obj,)), grid) > 0
+    other &= ~named
+    return (int((pred[named] == target[named]).sum()), int(named.sum()),
+            int((pred[other] == source[other]).sum()), int(other.sum()))
 
 
 def canvas_features(planner, spec, stream, batches: int):
@@ -71,6 +127,8 @@ def main() -> int:
     ap.add_argument("--train-batches", type=int, default=24)
     ap.add_argument("--test-batches", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--referring", type=int, default=0, metavar="N",
+                    help="also read the edit head on N edits of each sort (class alone names it / colour needed)")
     args = ap.parse_args()
 
     from app.core.canvas import CanvasSpec
@@ -90,10 +148,33 @@ def main() -> int:
             # The same held-out scenes for every planner: the streams are seeded alike.
             train = iter(ShapesStream(recipe, seed=1000, batch=args.batch, edit_fraction=edit_fraction))
             test = iter(ShapesStream(recipe, seed=2000, batch=args.batch, edit_fraction=edit_fraction))
-            s = canvas_head_scores(*canvas_features(planner, spec, train, args.train_batches),
-                                   *canvas_features(planner, spec, test, args.test_batches), num_labels=NUM_LABELS)
+            train_x, train_y = canvas_features(planner, spec, train, args.train_batches)
+            s = canvas_head_scores(train_x, train_y, *canvas_features(planner, spec, test, args.test_batches),
+                                   num_labels=NUM_LABELS)
             print(f"  {kind:5s} fg accuracy {s['fg_accuracy']:.2f}   recall {s['recall']:.2f}   precision {s['precision']:.2f}")
+            if kind == "edit" and args.referring:
+                print_referring(planner, fit_canvas_head(train_x, train_y, NUM_LABELS), spec, args.referring, recipe)
     return 0
+
+
+def print_referring(planner, head, spec, n: int, recipe) -> None:
+    import numpy as np
+    import torch
+
+    from app.shapes.edits import edit_kind
+    from app.shapes.render import render
+
+    for ambiguous in (False, True):
+        totals = {k: np.zeros(4, int) for k in REFERRING_KINDS}
+        for edit, _, others in referring_edits(np.random.default_rng(5), n, ambiguous):
+            with torch.no_grad():
+                canvas = planner([edit.instruction], spec, images=[[render(edit.source, recipe.model.image_size)]]).canvas[0, 0]
+            pred = head(canvas.float().reshape(-1, canvas.shape[-1])).argmax(-1).reshape(spec.rows, spec.cols).numpy()
+            totals[edit_kind(edit.instruction)] += referring_cells(pred, edit, others, spec.rows)
+        which = "colour needed (another of its class there)" if ambiguous else "class alone names it"
+        print(f"  referring, {which}: named object right / other{' same-class' if ambiguous else ''} objects kept")
+        for kind, (right, named, kept, other) in totals.items():
+            print(f"    {kind:9s} {right / max(1, named):.2f} ({right}/{named})   {kept / max(1, other):.2f} ({kept}/{other})")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ class CanvasTokens(nn.Module):
         if layouts is None or not self.layouts:
             return base
         codes = torch.stack([self._resized(c, spec) for c in self.layout_codes]).reshape(self.layouts, spec.num_tokens, self.dim)
-        return base.unsqueeze(0) + codes[layouts.to(codes.device).long() % self.layouts]
+        return base.unsqueeze(0) + codes[layouts.to(codes.device).long()]  # an unknown code is an IndexError
 
     def choose_layouts(self, pooled_context: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
         """[B] layout codes for [B, d] pooled instruction states: drawn from the prior with each

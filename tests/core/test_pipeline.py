@@ -304,8 +304,6 @@ def _with_layout_codes(pipe, n: int):
     """The same tiny model, its canvas given `n` layout codes of a clearly visible size."""
     import copy
 
-    import torch
-
     from app.core.canvas import CanvasTokens
 
     pipe = copy.deepcopy(pipe)
@@ -356,3 +354,33 @@ def test_a_model_with_layout_codes_saves_and_loads_them(tiny_pipe, tmp_path):
     assert loaded.planner.canvas_tokens.layouts == 2
     assert torch.equal(loaded.planner.canvas_tokens.layout_codes, pipe.planner.canvas_tokens.layout_codes)
     assert torch.allclose(loaded.plan(_req(seed=1)).canvas, pipe.plan(_req(seed=1)).canvas, atol=1e-5)
+
+
+def test_the_referring_probe_picks_edits_by_whether_the_class_alone_names_the_object():
+    """bench/probe_canvas_head.py --referring: ambiguous edits have a same-class distractor (so the
+    instruction gives the colour), the others do not; a plan that is the target's own label map scores
+    every named cell right and keeps every other object, the source's map gets no named cell right."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from probe_canvas_head import REFERRING_KINDS, referring_cells, referring_edits
+
+    from app.shapes.dataset import label_map
+    from app.shapes.edits import edit_kind
+
+    rng = np.random.default_rng(0)
+    for ambiguous in (False, True):
+        edits = referring_edits(rng, 12, ambiguous)
+        assert len(edits) == 12 and {edit_kind(e.instruction) for e, _, _ in edits} == set(REFERRING_KINDS)
+        named_cells = 0
+        for edit, named, others in edits:
+            same_class = [o for o in edit.source.objects if o is not named and o.cls == named.cls]
+            assert bool(same_class) == ambiguous
+            assert (named.color in edit.instruction.split()) or not ambiguous
+            right, cells, kept, other = referring_cells(label_map(edit.target, 8), edit, others, 8)
+            assert right == cells and kept == other  # (a small object may win no cell of the 8 x 8 map)
+            named_cells += cells
+            wrong, _, _, _ = referring_cells(label_map(edit.source, 8), edit, others, 8)
+            assert wrong == 0
+        assert named_cells > 12
