@@ -26,7 +26,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from app.core.checkpoints import load_model
-    from app.eval.edits import FAILURE_CAUSES, edit_failure_cause, make_edit_benchmark
+    from app.eval.edits import ADD_SIDE_CAUSES, FAILURE_CAUSES, added_object_side, edit_failure_cause, make_edit_benchmark
     from app.eval.geneval import make_geneval_metadata
     from app.shapes.detect import detect
     from app.shapes.edits import EDIT_KINDS, edit_kind
@@ -54,12 +54,16 @@ def main() -> int:
 
     triples = make_edit_benchmark(args.edits, seed=seed)
     causes: dict[str, collections.Counter] = {k: collections.Counter() for k in EDIT_KINDS}
+    failed_add_sides: collections.Counter = collections.Counter()
     for start in range(0, len(triples), args.batch):
         chunk = triples[start:start + args.batch]
         results = pipe.sample([t.instruction for t in chunk], [seed + start + k for k in range(len(chunk))],
                               sources=[render(t.source, pipe.defaults.width) for t in chunk])
         for t, image in zip(chunk, results):
-            causes[edit_kind(t.instruction)][edit_failure_cause(image, t.source, t.target)] += 1
+            kind, cause = edit_kind(t.instruction), edit_failure_cause(image, t.source, t.target)
+            causes[kind][cause] += 1
+            if kind == "add" and cause != "done":
+                failed_add_sides[added_object_side(image, t)] += 1
     print(f"\nedits by what the detector saw, {len(triples)} edits")
     print("| kind | " + " | ".join(FAILURE_CAUSES) + " |")
     print("|---" * (len(FAILURE_CAUSES) + 1) + "|")
@@ -67,6 +71,8 @@ def main() -> int:
         print(f"| {kind} | " + " | ".join(str(c[k]) for k in FAILURE_CAUSES) + " |")
     total = sum(causes.values(), collections.Counter())
     print("| all | " + " | ".join(str(total[k]) for k in FAILURE_CAUSES) + " |")
+    print("\nfailed adds, where the new object went: "
+          + ", ".join(f"{failed_add_sides[k]} {k}" for k in ADD_SIDE_CAUSES))
     done = total["done"] / max(1, sum(total.values()))
     print(f"\nedit success {done:.3f}")
     return 0

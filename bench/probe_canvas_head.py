@@ -9,12 +9,15 @@ An edit's layout is in its source image, so a planner that reads the source scor
 caption leaves most of the layout open ("a red circle" can be anywhere), so text-to-image scores
 stay low even for a good planner: compare planners with each other, not with 1.
 
-    python bench/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...] [--referring]
+    python bench/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...] [--referring N] [--adds N]
 
 With --referring, the edit head is also read on recolour, replace and remove edits that name their
 object by class alone ("the star": the only star) and on those that need its colour too ("the blue
 star", beside an orange one): the share of the named object's cells given the target's label, and of
 the other (or the same-class) objects' cells that keep theirs. Does the plan find the named object?
+With --adds, on add edits: the share of the new object's cells given its label, and on which side
+of the reference object the plan puts it (the cells labelled as the new object, their centre taken
+along the named direction): does the plan put "to the left of" on the left?
 
 Why a fresh head and not the teaching head: that one is thrown away after teaching, and a model
 folder has none. The same fit for every planner makes their numbers comparable. About two minutes a
@@ -106,6 +109,31 @@ def referring_cells(pred, edit, others, grid: int) -> tuple[int, int, int, int]:
             int((pred[other] == source[other]).sum()), int(other.sum()))
 
 
+def added_cells_side(pred, edit, grid: int) -> tuple[int, int, str]:
+    """For an add edit and a predicted [grid, grid] label map: (new object's cells given its label,
+    its cells, side) where side is where the cells predicted as the new object (and not already
+    that label in the source) lie along the named direction from the reference object's centre:
+    "instructed side", "opposite side", or "not planned" (no such cell)."""
+    import numpy as np
+
+    from app.shapes.dataset import label_map
+    from app.shapes.edits import add_anchor
+    from app.shapes.palette import label_index
+
+    target, source = label_map(edit.target, grid), label_map(edit.source, grid)
+    new = edit.target.objects[-1]
+    named = target != source
+    label = label_index(new.cls, new.color)
+    ys, xs = np.nonzero((pred == label) & (source != label))
+    right = int((pred[named] == target[named]).sum())
+    if len(xs) == 0:
+        return right, int(named.sum()), "not planned"
+    ref, (ux, uy) = add_anchor(edit)
+    # Cell centres in frame fractions, like the objects' centres.
+    along = ((xs.mean() + 0.5) / grid - ref.cx) * ux + ((ys.mean() + 0.5) / grid - ref.cy) * uy
+    return right, int(named.sum()), "instructed side" if along > 0 else "opposite side"
+
+
 def canvas_features(planner, spec, stream, batches: int):
     """[N cells, d] canvas states and [N] labels from `batches` batches of the stream."""
     import torch
@@ -129,6 +157,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--referring", type=int, default=0, metavar="N",
                     help="also read the edit head on N edits of each sort (class alone names it / colour needed)")
+    ap.add_argument("--adds", type=int, default=0, metavar="N",
+                    help="also read the edit head on N add edits: the new object's cells, and its side")
     args = ap.parse_args()
 
     from app.core.canvas import CanvasSpec
@@ -154,28 +184,55 @@ def main() -> int:
             print(f"  {kind:5s} fg accuracy {s['fg_accuracy']:.2f}   recall {s['recall']:.2f}   precision {s['precision']:.2f}")
             if kind == "edit" and args.referring:
                 print_referring(planner, fit_canvas_head(train_x, train_y, NUM_LABELS), spec, args.referring, recipe)
+            if kind == "edit" and args.adds:
+                print_adds(planner, fit_canvas_head(train_x, train_y, NUM_LABELS), spec, args.adds, recipe)
     return 0
 
 
 def print_referring(planner, head, spec, n: int, recipe) -> None:
     import numpy as np
-    import torch
 
     from app.shapes.edits import edit_kind
-    from app.shapes.render import render
 
     for ambiguous in (False, True):
         totals = {k: np.zeros(4, int) for k in REFERRING_KINDS}
         for edit, _, others in referring_edits(np.random.default_rng(5), n, ambiguous):
-            with torch.no_grad():
-                canvas = planner([edit.instruction], spec, images=[[render(edit.source, recipe.model.image_size)]]).canvas[0, 0]
-            pred = head(canvas.float().reshape(-1, canvas.shape[-1])).argmax(-1).reshape(spec.rows, spec.cols).numpy()
+            pred = edit_label_map(planner, head, spec, edit, recipe)
             totals[edit_kind(edit.instruction)] += referring_cells(pred, edit, others, spec.rows)
         which = "colour needed (another of its class there)" if ambiguous else "class alone names it"
         print(f"  referring, {which}: named object right / other{' same-class' if ambiguous else ''} objects kept")
         for kind, (right, named, kept, other) in totals.items():
             print(f"    {kind:9s} {right / max(1, named):.2f} ({right}/{named})   {kept / max(1, other):.2f} ({kept}/{other})")
 
+
+
+def edit_label_map(planner, head, spec, edit, recipe):
+    """The head's [rows, cols] label map read off the planner's canvas for one edit."""
+    import torch
+
+    from app.shapes.render import render
+
+    with torch.no_grad():
+        canvas = planner([edit.instruction], spec, images=[[render(edit.source, recipe.model.image_size)]]).canvas[0, 0]
+    return head(canvas.float().reshape(-1, canvas.shape[-1])).argmax(-1).reshape(spec.rows, spec.cols).numpy()
+
+
+def print_adds(planner, head, spec, n: int, recipe) -> None:
+    import collections
+
+    import numpy as np
+
+    from app.shapes.edits import sample_edit
+
+    rng = np.random.default_rng(6)
+    right = cells = 0
+    sides: collections.Counter = collections.Counter()
+    for _ in range(n):
+        edit = sample_edit(rng, "add")
+        r, c, side = added_cells_side(edit_label_map(planner, head, spec, edit, recipe), edit, spec.rows)
+        right, cells, sides[side] = right + r, cells + c, sides[side] + 1
+    print(f"  adds: new object's cells right {right / max(1, cells):.2f} ({right}/{cells}); planned on the "
+          + ", ".join(f"{k} {sides[k]}" for k in ("instructed side", "opposite side", "not planned")))
 
 if __name__ == "__main__":
     raise SystemExit(main())

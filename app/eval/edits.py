@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from app.shapes.detect import detect
-from app.shapes.edits import EDIT_KINDS, EditTriple, sample_edit
+from app.shapes.edits import EDIT_KINDS, EditTriple, add_anchor, sample_edit
 from app.shapes.render import object_mask
 from app.shapes.scene import Scene
 
@@ -59,6 +59,30 @@ def edit_failure_cause(result_image: np.ndarray, source_scene: Scene, target_sce
     if len(found) != len(want):
         return "missing" if len(found) < len(want) else "extra"
     return "wrong object"
+
+
+ADD_SIDE_CAUSES = ("instructed side", "opposite side", "not drawn")
+
+
+def added_object_side(result_image: np.ndarray, edit: EditTriple) -> str:
+    """For an add edit, where the result put the new object, measured along the named direction
+    from its reference object: "instructed side" (beyond the reference's centre that way),
+    "opposite side", or "not drawn" (no new object of that class and colour). Tells a placement off
+    by a few pixels from one mirrored ("to the left of" drawn to the right)."""
+    size = result_image.shape[0]
+    new = edit.target.objects[-1]
+    ref, (ux, uy) = add_anchor(edit)
+    old = [(o.cx * size, o.cy * size) for o in edit.source.objects if (o.cls, o.color) == (new.cls, new.color)]
+    tol = POSITION_TOLERANCE * size
+    # The new object: a detection of its class and colour where no such object was before.
+    found = [d.center for d in detect(result_image) if (d.cls, d.color) == (new.cls, new.color)
+             and all(np.hypot(d.center[0] - x, d.center[1] - y) > tol for x, y in old)]
+    if not found:
+        return "not drawn"
+    want = (new.cx * size, new.cy * size)
+    x, y = min(found, key=lambda c: np.hypot(c[0] - want[0], c[1] - want[1]))
+    along = (x - ref.cx * size) * ux + (y - ref.cy * size) * uy
+    return "instructed side" if along > 0 else "opposite side"
 
 
 def edited_mask(source_scene: Scene, target_scene: Scene, size: int = 64, dilate: int | None = None) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .palette import BACKGROUND, CLASSES, COLOR_NAMES, COLORS
+from .palette import BACKGROUND, COLOR_NAMES, COLORS
 
 _BG = np.asarray(BACKGROUND, np.float32)
 _DIRS = np.asarray([COLORS[c] for c in COLOR_NAMES], np.float32) - _BG  # (6, 3)

@@ -127,6 +127,19 @@ def _try_edit(rng: np.random.Generator, kind: str, source: Scene) -> EditTriple 
     raise ValueError(f"unknown edit kind {kind!r}; known: {', '.join(EDIT_KINDS)}")
 
 
+def add_anchor(edit: EditTriple) -> tuple[ShapeObject, tuple[int, int]]:
+    """For an add edit: the object the new one is placed next to, and the side (x, y unit step)
+    the instruction names ("add a red star above the circle" -> the circle, (0, -1))."""
+    if edit_kind(edit.instruction) != "add":
+        raise ValueError(f"not an add instruction: {edit.instruction!r}")
+    phrase = next(p for p in ADD_SIDES if f" {p} the " in edit.instruction)
+    ref_words = edit.instruction.split(f" {phrase} ", 1)[1]
+    for i, obj in enumerate(edit.source.objects):
+        if reference(edit.source, i) == ref_words:
+            return obj, ADD_SIDES[phrase]
+    raise ValueError(f"no object in the source is {ref_words!r}")
+
+
 def sample_edit(rng: np.random.Generator, kind: str | None = None) -> EditTriple:
     """One edit triple of `kind` (random when None) on a random 1-4 object source scene."""
     kind = EDIT_KINDS[int(rng.integers(len(EDIT_KINDS)))] if kind is None else kind

@@ -117,7 +117,8 @@ class Trainer:
             # MLLM) instead of from nothing; a different canvas grid is resampled from its tokens.
             self._load_planner(Path(planner_init), resample_canvas=True)
             self.progress["planner_init"] = str(planner_init)
-            self.progress.pop("teach_steps_done", None)
+            # Its earlier teaching counts too: the record says how long the planner was taught in all.
+            self.progress["teach_prior_steps"] = self.progress.pop("teach_steps_done", None) or _taught_steps(Path(planner_init))
 
     def _init_from_model(self, folder: Path) -> None:
         """Continue from an exported model (its EMA weights), with a fresh optimizer: how a run goes on
@@ -227,6 +228,7 @@ class Trainer:
                                    workers=self.workers).loader())
         t0 = time.time()
         bar = tqdm(range(r.steps), desc="teach planner", disable=None)
+        done = 0
         for step in bar:
             batch = next(stream)
             loss, stats = teacher.loss(batch, self.device)
@@ -235,6 +237,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
             opt.step()
             sched.step()
+            done = step + 1
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in stats.items()})
                 self.progress.setdefault("teach_losses", []).append([step, float(loss.item()), stats])
@@ -243,8 +246,8 @@ class Trainer:
                          + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
             if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
                 self.log(f"teaching stopped at step {step + 1}: time budget of {max_minutes} min reached")
-                self.progress["teach_steps_done"] = step + 1
                 break
+        self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0) + done
         self.progress["teach_seconds"] = time.time() - t0
         self.progress["teach_done"] = True
         if self.pipe.planner.canvas_tokens.layouts:
@@ -559,6 +562,14 @@ def training_record(progress: dict, recipe: Recipe, use_canvas: bool) -> dict:
             "teach_steps": progress.get("teach_steps_done", recipe.teach.steps),
             **({"cooldown": progress["cooldown"]} if "cooldown" in progress else {}),
             "use_canvas": use_canvas, "recipe": recipe.to_dict(), "history": history, "evals": progress["evals"]}
+
+
+def _taught_steps(folder: Path) -> int:
+    """How many steps the planner in `folder` (a run's planner_taught or a model folder) was taught."""
+    for name, key in (("teaching.json", "steps"), ("training.json", "teach_steps")):
+        if (folder / name).exists():
+            return int(json.loads((folder / name).read_text()).get(key, 0))
+    return 0
 
 
 def shifted(t: torch.Tensor, shift: float) -> torch.Tensor:

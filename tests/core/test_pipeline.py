@@ -384,3 +384,33 @@ def test_the_referring_probe_picks_edits_by_whether_the_class_alone_names_the_ob
             wrong, _, _, _ = referring_cells(label_map(edit.source, 8), edit, others, 8)
             assert wrong == 0
         assert named_cells > 12
+
+
+def test_the_add_probe_reads_which_side_the_plan_puts_the_new_object():
+    """bench/probe_canvas_head.py --adds: the target's own label map plans every new cell on the named
+    side, the map mirrored through the reference object plans it on the other side, and the source's
+    map does not plan it at all."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from probe_canvas_head import added_cells_side
+
+    from app.shapes.dataset import label_map
+    from app.shapes.edits import add_anchor, sample_edit
+    from app.shapes.scene import Scene, fits_with
+
+    rng = np.random.default_rng(1)
+    mirrored = 0
+    for _ in range(30):
+        edit = sample_edit(rng, "add")
+        right, cells, side = added_cells_side(label_map(edit.target, 16), edit, 16)
+        assert (right, side) == (cells, "instructed side") and cells > 0
+        assert added_cells_side(label_map(edit.source, 16), edit, 16)[::2] == (0, "not planned")
+        ref, _ = add_anchor(edit)
+        new = edit.target.objects[-1]
+        mirror = new.moved(2 * ref.cx - new.cx, 2 * ref.cy - new.cy)
+        if fits_with(mirror, edit.source.objects):
+            assert added_cells_side(label_map(Scene(edit.source.objects + (mirror,)), 16), edit, 16)[2] == "opposite side"
+            mirrored += 1
+    assert mirrored >= 5

@@ -3,7 +3,7 @@ from collections import Counter
 
 import numpy as np
 
-from app.eval.edits import edit_failure_cause, edit_success, edited_mask, make_edit_benchmark, psnr_outside
+from app.eval.edits import added_object_side, edit_failure_cause, edit_success, edited_mask, make_edit_benchmark, psnr_outside
 from app.eval.plan_fidelity import plan_iou
 from app.shapes import EDIT_KINDS, edit_kind, render
 from app.shapes.scene import Scene, ShapeObject
@@ -37,6 +37,35 @@ def test_a_failed_edit_is_told_apart_by_what_went_wrong():
     assert edit_failure_cause(render(Scene(source.objects[:1])), source, target) == "missing"
     extra = Scene(target.objects + (ShapeObject("circle", "red", 0.25, 0.75, 0.1),))
     assert edit_failure_cause(render(extra), source, target) == "extra"
+
+
+def test_a_failed_add_is_told_apart_by_the_side_the_new_object_went():
+    """The new object drawn where asked, mirrored through its reference ("to the left of" drawn to
+    the right), or not at all; a same-class-and-colour object already in the source is not taken for it."""
+    from app.shapes.edits import EditTriple, add_anchor, sample_edit
+    from app.shapes.scene import fits_with
+
+    rng = np.random.default_rng(3)
+    adds = [sample_edit(rng, "add") for _ in range(40)]
+    mirrored_somewhere = 0
+    for edit in adds:
+        ref, (ux, uy) = add_anchor(edit)
+        new = edit.target.objects[-1]
+        assert edit.instruction.endswith(f"the {ref.cls}") or edit.instruction.endswith(f"the {ref.color} {ref.cls}")
+        assert (new.cx - ref.cx) * ux + (new.cy - ref.cy) * uy > 0
+        assert added_object_side(render(edit.target), edit) == "instructed side"
+        assert added_object_side(render(edit.source), edit) == "not drawn"
+        mirror = new.moved(2 * ref.cx - new.cx, 2 * ref.cy - new.cy)
+        if fits_with(mirror, edit.source.objects):
+            assert added_object_side(render(Scene(edit.source.objects + (mirror,))), edit) == "opposite side", edit.instruction
+            mirrored_somewhere += 1
+    assert mirrored_somewhere >= 10
+    # A red star is already there: the one drawn beside the reference is the new one.
+    source = Scene((ShapeObject("circle", "blue", 0.5, 0.5, 0.1), ShapeObject("star", "red", 0.2, 0.2, 0.1)))
+    edit = EditTriple(source, "add a red star to the right of the circle",
+                      Scene(source.objects + (ShapeObject("star", "red", 0.74, 0.5, 0.1),)))
+    assert added_object_side(render(edit.target), edit) == "instructed side"
+    assert added_object_side(render(edit.source), edit) == "not drawn"
 
 
 def test_damage_outside_the_edit_lowers_psnr():

@@ -77,7 +77,6 @@ def test_export_video_is_h264_with_every_frame(tmp_path):
 
 
 def test_odd_size_is_padded_to_even(tmp_path):
-    rng = np.random.default_rng(1)
     frames = [np.full((47, 65, 3), index_colour(k), np.uint8) for k in range(6)]
     frames[0][:, -1] = 250  # the last column, which padding repeats
     out = tmp_path / "odd.mp4"

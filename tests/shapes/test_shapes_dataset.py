@@ -2,7 +2,7 @@ import time
 
 import numpy as np
 
-from app.shapes import check_words, detect, label_map, sample_edit_batch, sample_t2i_batch
+from app.shapes import check_words, label_map, sample_edit_batch, sample_t2i_batch
 from app.shapes.dataset import sample_t2i_examples
 
 

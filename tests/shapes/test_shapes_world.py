@@ -12,7 +12,7 @@ from app.shapes import (CAPTION_KINDS, CLASSES, COLOR_NAMES, COLORS, EDIT_KINDS,
 from app.shapes.captions import region_of
 from app.shapes.relations import relative_position
 from app.shapes.render import object_alpha, object_mask
-from app.shapes.scene import MARGIN, MAX_HALF, MIN_HALF, Scene, ShapeObject
+from app.shapes.scene import MAX_HALF, MIN_HALF, Scene, ShapeObject
 from app.shapes.vocab import NUMBER_WORDS
 
 SIZE = 64

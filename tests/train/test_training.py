@@ -291,6 +291,9 @@ def test_teaching_can_start_from_a_taught_planner_of_another_canvas_grid(tmp_pat
 
     coarse.run(teach_only=True)
     taught = _planner_state(coarse)
+    # The record counts the planner's teaching in all: the source's steps, then this run's.
+    record = json.loads((tmp_path / "coarse" / "planner_taught" / "teaching.json").read_text())
+    assert record["steps"] == 2 * recipe.teach.steps
     assert not _same(language, {k: v for k, v in taught.items() if "canvas" not in k})
     later = Trainer(coarse_recipe, tmp_path / "coarse", planner_init=tmp_path / "fine" / "planner_taught",
                     device="cpu", log=lambda *_: None)
