@@ -1,13 +1,13 @@
 """The committed embedded default, loaded from models/ as a user gets it.
 
 What is asserted is what the committed checkpoint reliably does today: it is an interim checkpoint
-(GenEval-style overall 0.77, see models/metacanvas-shapes/README.md). Measured on this project's CPU
-(2026-11-26, night) with the model's own sampling defaults (DPM-Solver++, guidance 2 below sigma 0.8)
-at 20 steps: 42 of the 48 seeded prompts below fully right (the checkpoints before: 41, 39, 37, 35, 34,
-25, 16); 14 of the 24 seeded position prompts ("a photo of a A left of a B"; the text-only baseline
-trained alongside it: 8); its edits keep 36.9 dB PSNR outside the edited objects on the 30 edits below
-(the checkpoints before: 35.4, 35.0, 33.8, 29.8, 30.3 and 26.4 dB; an earlier one, which ignored its
-source, about 15 dB).
+(GenEval-style overall 0.79, see models/metacanvas-shapes/README.md). Measured on this project's CPU
+(2026-11-27) with the model's own sampling defaults (DPM-Solver++, guidance 2 below sigma 0.8)
+at 20 steps: 42 of the 48 seeded prompts below fully right (the checkpoints before: 42, 41, 39, 37, 35,
+34, 25, 16); 14 of the 24 seeded position prompts ("a photo of a A left of a B"; the text-only baseline
+trained alongside it: 5); its edits keep 37.2 dB PSNR outside the edited objects on the 30 edits below
+(the checkpoints before: 36.9, 35.4, 35.0, 33.8, 29.8, 30.3 and 26.4 dB; an earlier one, which ignored
+its source, about 15 dB).
 The bars (34 prompts, 11 positions, 31 dB) leave room for other CPUs' rounding and fail for a model
 that stopped following prompts, stopped laying out relations, or stopped copying its source. Raise
 them when a better model is committed.

@@ -77,8 +77,13 @@ def _with(scene: Scene, index: int, obj: ShapeObject | None) -> Scene:
     return Scene(tuple(objs))
 
 
-def _try_edit(rng: np.random.Generator, kind: str, source: Scene) -> EditTriple | None:
-    names = _nameable(source)
+def _has_twin(scene: Scene, index: int) -> bool:
+    """Another object of scene.objects[index]'s class is in the scene: naming it takes its colour."""
+    return scene.count(scene.objects[index].cls) > 1
+
+
+def _try_edit(rng: np.random.Generator, kind: str, source: Scene, ambiguous: bool = False) -> EditTriple | None:
+    names = [i for i in _nameable(source) if _has_twin(source, i)] if ambiguous else _nameable(source)
     if not names:
         return None
     i = names[int(rng.integers(len(names)))]
@@ -140,13 +145,15 @@ def add_anchor(edit: EditTriple) -> tuple[ShapeObject, tuple[int, int]]:
     raise ValueError(f"no object in the source is {ref_words!r}")
 
 
-def sample_edit(rng: np.random.Generator, kind: str | None = None) -> EditTriple:
-    """One edit triple of `kind` (random when None) on a random 1-4 object source scene."""
+def sample_edit(rng: np.random.Generator, kind: str | None = None, ambiguous: bool = False) -> EditTriple:
+    """One edit triple of `kind` (random when None) on a random 1-4 object source scene. With
+    `ambiguous`, the object the instruction names (an add's reference) has another of its class
+    beside it, so only its colour tells them apart ("make the blue star purple" beside an orange star)."""
     kind = EDIT_KINDS[int(rng.integers(len(EDIT_KINDS)))] if kind is None else kind
     if kind not in EDIT_KINDS:
         raise ValueError(f"unknown edit kind {kind!r}; known: {', '.join(EDIT_KINDS)}")
     for _ in range(1000):
-        triple = _try_edit(rng, kind, random_scene(rng))
+        triple = _try_edit(rng, kind, random_scene(rng), ambiguous)
         if triple is not None:
             return triple
     raise RuntimeError(f"could not make a {kind} edit")

@@ -14,13 +14,16 @@ from app.shapes.edits import sample_edit
 from app.shapes.render import render
 
 
-def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit: bool) -> dict:
+def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit: bool,
+               ambiguous_fraction: float = 0.0) -> dict:
     if not edit:
         examples = sample_t2i_examples(rng, batch, size)
         return {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
                 "images": np.stack([im for _, im in examples]),
                 "labels": np.stack([label_map(cs.scene, grid) for cs, _ in examples])}
-    triples = [sample_edit(rng) for _ in range(batch)]
+    # At 0 the draws are exactly those of before the option (no extra random numbers taken).
+    triples = [sample_edit(rng, ambiguous=bool(ambiguous_fraction) and rng.random() < ambiguous_fraction)
+               for _ in range(batch)]
     return {"kind": "edit", "texts": [t.instruction for t in triples],
             "sources": np.stack([render(t.source, size) for t in triples]),
             "images": np.stack([render(t.target, size) for t in triples]),
@@ -33,12 +36,12 @@ class ShapesStream(IterableDataset):
     tokenising, so the model also learns the unconditional velocity that guidance needs."""
 
     def __init__(self, recipe, seed: int, batch: int, edit_fraction: float, workers: int = 0,
-                 cfg_dropout: float = 0.0):
+                 cfg_dropout: float = 0.0, ambiguous_fraction: float = 0.0):
         self.recipe = recipe
         self.size = recipe.model.image_size
         self.grid = recipe.model.image_size // recipe.model.patch_size
         self.seed, self.batch, self.edit_fraction, self.workers = seed, batch, edit_fraction, workers
-        self.cfg_dropout = cfg_dropout
+        self.cfg_dropout, self.ambiguous_fraction = cfg_dropout, ambiguous_fraction
 
     def __iter__(self):
         from app.core.planner import prefix_position_ids, vision_index_tensors
@@ -49,7 +52,8 @@ class ShapesStream(IterableDataset):
         processor = build_processor(self.recipe)
         rope_model = rope_only_planner(self.recipe, processor)
         while True:
-            batch = make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction))
+            batch = make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction),
+                               self.ambiguous_fraction)
             if self.cfg_dropout:
                 drop = rng.random(len(batch["texts"])) < self.cfg_dropout
                 batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]

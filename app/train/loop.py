@@ -225,6 +225,7 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
         stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1, batch=r.batch,
                                    edit_fraction=self.recipe.teach_edit_fraction,
+                                   ambiguous_fraction=self.recipe.teach_ambiguous_fraction,
                                    workers=self.workers).loader())
         t0 = time.time()
         bar = tqdm(range(r.steps), desc="teach planner", disable=None)

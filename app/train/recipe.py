@@ -63,6 +63,10 @@ class Recipe:
     # batches alone taught it in about 900 (docs/BENCHMARKS.md, "The text-to-image canvas learns left
     # and right").
     teach_edit_fraction: float = 0.5
+    # Share of stage-1 edits whose named object has another of its class in the scene, so that only
+    # its colour names it. At 0 they come as often as random scenes make them (about a third); the
+    # planner's canvas gets such edits half as often right (docs/BENCHMARKS.md, "referring").
+    teach_ambiguous_fraction: float = 0.0
     # Stage 1 teaches only the layout codes (and the canvas head that picks them), on a planner given
     # by --planner-init: its MLLM, and so the context states the text-only baseline reads, stay as they were.
     teach_layout_codes_only: bool = False
@@ -98,7 +102,7 @@ class Recipe:
     def __post_init__(self) -> None:
         # A share outside [0, 1] would silently mean "always" or "never" (the data stream compares it
         # with a uniform draw); a typo such as 20 for 0.2 should stop the run before hours are spent.
-        for name in ("teach_edit_fraction", "edit_fraction", "cfg_dropout"):
+        for name in ("teach_edit_fraction", "teach_ambiguous_fraction", "edit_fraction", "cfg_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"recipe {name} is {value}: it is a share of batches (or captions), between 0 and 1")

@@ -186,6 +186,37 @@ def test_edit_instructions_name_objects_unambiguously():
         assert len(matches) == 1, (instruction, source)
 
 
+@pytest.mark.parametrize("kind", EDIT_KINDS)
+def test_ambiguous_edits_name_an_object_that_has_a_twin_of_its_class(kind):
+    """sample_edit(..., ambiguous=True): the named object (an add's reference) shares its class with
+    another object of the source, so the instruction names it by colour and class, and only one
+    object has both; the edit is as valid as any other."""
+    rng = np.random.default_rng(30 + EDIT_KINDS.index(kind))
+    for _ in range(30):
+        source, instruction, target = sample_edit(rng, kind, ambiguous=True)
+        words = instruction.split()
+        the = len(words) - 1 - words[::-1].index("the") if kind == "add" else words.index("the")
+        color, cls = words[the + 1], words[the + 2]
+        assert color in COLOR_NAMES, instruction
+        assert sum(o.cls == cls for o in source.objects) >= 2, (instruction, source)
+        assert sum(o.cls == cls and o.color == color for o in source.objects) == 1
+        assert edit_kind(instruction) == kind and target.is_valid()
+
+
+def test_teaching_batches_take_the_share_of_ambiguous_edits_asked():
+    from app.train.data import make_batch
+
+    def colour_named(batch):  # "the <colour> <class>": the named object needed its colour
+        return sum(any(w == "the" and words[i + 1] in COLOR_NAMES for i, w in enumerate(words[:-1]))
+                   for words in (t.split() for t in batch["texts"]))
+
+    all_ambiguous = make_batch(np.random.default_rng(0), 64, SIZE, 8, edit=True, ambiguous_fraction=1.0)
+    assert colour_named(all_ambiguous) == 64
+    as_before = make_batch(np.random.default_rng(0), 64, SIZE, 8, edit=True)
+    assert colour_named(as_before) < 40  # random scenes need the colour for about a third
+    assert as_before["texts"] == make_batch(np.random.default_rng(0), 64, SIZE, 8, edit=True, ambiguous_fraction=0.0)["texts"]
+
+
 def test_edit_targets_follow_the_instruction():
     rng = np.random.default_rng(21)
     for _ in range(100):
