@@ -137,7 +137,9 @@ def add_anchor(edit: EditTriple) -> tuple[ShapeObject, tuple[int, int]]:
     the instruction names ("add a red star above the circle" -> the circle, (0, -1))."""
     if edit_kind(edit.instruction) != "add":
         raise ValueError(f"not an add instruction: {edit.instruction!r}")
-    phrase = next(p for p in ADD_SIDES if f" {p} the " in edit.instruction)
+    phrase = next((p for p in ADD_SIDES if f" {p} the " in edit.instruction), None)
+    if phrase is None:
+        raise ValueError(f"no side ({', '.join(ADD_SIDES)}) named in {edit.instruction!r}")
     ref_words = edit.instruction.split(f" {phrase} ", 1)[1]
     for i, obj in enumerate(edit.source.objects):
         if reference(edit.source, i) == ref_words:
