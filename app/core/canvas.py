@@ -54,11 +54,18 @@ class CanvasTokens(nn.Module):
     so they are off by default (0).
     """
 
-    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, layouts: int = 0) -> None:
+    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, layouts: int = 0,
+                 draft_labels: int = 0) -> None:
         super().__init__()
         self.spec = spec
         self.dim = dim
         self.layouts = int(layouts)
+        # Layout drafts (app/core/draft.py): one embedding per label, weighted by the draft's coverage
+        # of each cell and added to that cell's token. Zero at first: a new draft changes nothing
+        # until it is taught.
+        self.draft_labels = int(draft_labels)
+        if self.draft_labels:
+            self.draft_embedding = nn.Parameter(torch.zeros(self.draft_labels, dim))
         # Small init: the canvas starts close to "no information", like fresh token embeddings.
         self.tokens = nn.Parameter(torch.randn(spec.keyframes, spec.rows, spec.cols, dim) * init_std)
         if self.layouts:
@@ -67,14 +74,21 @@ class CanvasTokens(nn.Module):
             nn.init.zeros_(self.layout_prior.weight)
             nn.init.zeros_(self.layout_prior.bias)
 
-    def forward(self, spec: CanvasSpec | None = None, layouts: torch.Tensor | None = None) -> torch.Tensor:
-        """[N, d] without layout codes; [B, N, d] with `layouts`, a [B] tensor of code indices."""
+    def forward(self, spec: CanvasSpec | None = None, layouts: torch.Tensor | None = None,
+                draft: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d] without layout codes or draft; [B, N, d] with `layouts`, a [B] tensor of code
+        indices, or `draft`, [B, N, draft_labels] label coverage per cell (app/core/draft.py)."""
         spec = spec or self.spec
         base = self._resized(self.tokens, spec).reshape(spec.num_tokens, self.dim)
-        if layouts is None or not self.layouts:
-            return base
-        codes = torch.stack([self._resized(c, spec) for c in self.layout_codes]).reshape(self.layouts, spec.num_tokens, self.dim)
-        return base.unsqueeze(0) + codes[layouts.to(codes.device).long()]  # an unknown code is an IndexError
+        if layouts is not None and self.layouts:
+            codes = torch.stack([self._resized(c, spec) for c in self.layout_codes]).reshape(self.layouts, spec.num_tokens, self.dim)
+            base = base.unsqueeze(0) + codes[layouts.to(codes.device).long()]  # an unknown code is an IndexError
+        if draft is not None and self.draft_labels:
+            if draft.shape[1:] != (spec.num_tokens, self.draft_labels):
+                raise ValueError(f"a draft for this canvas is [B, {spec.num_tokens}, {self.draft_labels}], "
+                                 f"got {tuple(draft.shape)}")
+            base = base + draft.to(self.draft_embedding) @ self.draft_embedding
+        return base
 
     def choose_layouts(self, pooled_context: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
         """[B] layout codes for [B, d] pooled instruction states: drawn from the prior with each
@@ -105,7 +119,7 @@ class CanvasTokens(nn.Module):
         return grid
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec}, dim={self.dim}, layouts={self.layouts}"
+        return f"spec={self.spec}, dim={self.dim}, layouts={self.layouts}, draft_labels={self.draft_labels}"
 
 
 def canvas_position_ids(prefix_ids: torch.Tensor, attention_mask: torch.Tensor | None, spec: CanvasSpec,

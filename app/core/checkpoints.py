@@ -5,6 +5,7 @@ A MetaCanvas model folder:
     planner/                  transformers Qwen2.5-VL: config.json, *.safetensors, tokenizer + processor files
     transformer/              the diffusers backbone: config.json, *.safetensors
     canvas_tokens/            config.json + model.safetensors
+    layout_drafter/           optional: config.json + model.safetensors (app/core/draft.py)
     canvas_connector/         config.json + model.safetensors (absent in a text-only model)
     context_connector/        config.json + model.safetensors
     vae/                      optional diffusers autoencoder (absent: the model works in pixel space)
@@ -87,7 +88,7 @@ def validate_model_folder(folder: str | Path) -> dict:
     """Check a folder can be loaded, without loading it. Returns its index."""
     folder = Path(folder)
     index = read_index(folder)
-    for name, need in (("planner", True), ("transformer", True), ("canvas_tokens", True),
+    for name, need in (("planner", True), ("transformer", True), ("canvas_tokens", True), ("layout_drafter", True),
                        ("context_connector", True), ("canvas_connector", True), ("vae", True)):
         path = component_path(folder, index, name)
         if path is not None:
@@ -161,8 +162,13 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     (tmp / "canvas_tokens").mkdir()
     (tmp / "canvas_tokens" / "config.json").write_text(json.dumps(
         {"keyframes": spec.keyframes, "rows": spec.rows, "cols": spec.cols, "dim": planner.canvas_tokens.dim,
-         "temporal_stride": getattr(planner, "temporal_stride", 1), "layouts": planner.canvas_tokens.layouts}))
+         "temporal_stride": getattr(planner, "temporal_stride", 1), "layouts": planner.canvas_tokens.layouts,
+         "draft_labels": planner.canvas_tokens.draft_labels}))
     save_file(cast(planner.canvas_tokens), str(tmp / "canvas_tokens" / "model.safetensors"))
+    drafter = getattr(planner, "drafter", None)
+    if drafter is not None:
+        save_module_cast(drafter, tmp / "layout_drafter", {"draft": drafter.config.to_dict(),
+                                                           "context_dim": planner.hidden_size}, cast)
 
     # Backbone: diffusers' own layout; connectors and adapter-level parameters beside it.
     transformer = adapter.transformer
@@ -186,6 +192,8 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
              "defaults": defaults_to_dict(pipe.defaults)}
     if adapter.canvas_connector is not None:
         index["canvas_connector"] = "canvas_connector"
+    if drafter is not None:
+        index["layout_drafter"] = "layout_drafter"
     if vae is not None:
         index["vae"] = {"class": type(vae).__name__}
     (tmp / INDEX).write_text(json.dumps(index, indent=2))
@@ -259,10 +267,24 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     ct_dir = component_path(folder, index, "canvas_tokens")
     ct_cfg = json.loads((ct_dir / "config.json").read_text())
     canvas_tokens = CanvasTokens(CanvasSpec(ct_cfg["keyframes"], ct_cfg["rows"], ct_cfg["cols"]), ct_cfg["dim"],
-                                 layouts=int(ct_cfg.get("layouts", 0)))
+                                 layouts=int(ct_cfg.get("layouts", 0)), draft_labels=int(ct_cfg.get("draft_labels", 0)))
     strict_load(canvas_tokens, CanvasTokens.complete_state(load_state(ct_dir), canvas_tokens.layouts, canvas_tokens.dim),
                 "canvas token")
-    planner = Planner(mllm, processor, canvas_tokens, temporal_stride=ct_cfg.get("temporal_stride", 1))
+    drafter = None
+    drafter_dir = component_path(folder, index, "layout_drafter")
+    if drafter_dir is not None:
+        from .draft import DraftConfig, LayoutDrafter
+
+        try:
+            d_cfg = json.loads((drafter_dir / "config.json").read_text())
+            drafter = LayoutDrafter(DraftConfig.from_dict(d_cfg["draft"]), int(d_cfg["context_dim"]))
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise ModelFolderError(f"The layout drafter config in {drafter_dir} is not valid: {exc}") from exc
+        strict_load(drafter, load_state(drafter_dir), "layout drafter")
+    try:
+        planner = Planner(mllm, processor, canvas_tokens, temporal_stride=ct_cfg.get("temporal_stride", 1), drafter=drafter)
+    except ValueError as exc:
+        raise ModelFolderError(f"The planner parts in {folder} do not fit together: {exc}") from exc
 
     # Backbone + connectors.
     adapter_cfg = json.loads((folder / "adapter" / "config.json").read_text()) if (folder / "adapter").is_dir() else {

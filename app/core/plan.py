@@ -27,6 +27,7 @@ class Plan:
     context_mask: torch.Tensor  # [B, L] bool
     words: list[list[tuple[str, list[int]]]]
     strength: torch.Tensor | None = None  # [B, K, H, W]
+    draft: torch.Tensor | None = None  # [B, length, 4] layout drafts (app/core/draft.py), when drafted
 
     def __post_init__(self) -> None:
         if self.canvas.dim() != 5:
@@ -151,6 +152,7 @@ class Plan:
             canvas=self.canvas[sl], context=self.context[sl], context_mask=self.context_mask[sl],
             words=[self.words[item]] if self.words else [],
             strength=self.strength[sl] if self.strength is not None else None,
+            draft=self.draft[sl] if self.draft is not None else None,
         )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Plan":
@@ -160,6 +162,7 @@ class Plan:
             context_mask=self.context_mask.to(device=device),
             words=self.words,
             strength=self.strength.to(device=device, dtype=dtype) if self.strength is not None else None,
+            draft=self.draft,
         )
 
     def save(self, path: str | Path) -> None:
@@ -170,6 +173,8 @@ class Plan:
         }
         if self.strength is not None:
             tensors["strength"] = self.strength.detach().cpu().contiguous()
+        if self.draft is not None:
+            tensors["draft"] = self.draft.detach().cpu().contiguous()
         metadata = {"format": _FORMAT, "version": _VERSION, "words": json.dumps(self.words)}
         save_file(tensors, str(path), metadata=metadata)
 
@@ -182,7 +187,7 @@ class Plan:
         tensors = load_file(str(path), device=str(device))
         words = [[(word, list(idx)) for word, idx in item] for item in json.loads(metadata.get("words", "[]"))]
         return cls(canvas=tensors["canvas"], context=tensors["context"], context_mask=tensors["context_mask"],
-                   words=words, strength=tensors.get("strength"))
+                   words=words, strength=tensors.get("strength"), draft=tensors.get("draft"))
 
 
 def _box_cells(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:

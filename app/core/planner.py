@@ -29,6 +29,7 @@ from PIL import Image
 from torch import nn
 
 from .canvas import CanvasSpec, CanvasTokens, canvas_position_ids
+from .draft import LayoutDrafter, draft_coverage
 from .plan import Plan
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -392,14 +393,22 @@ class Planner(nn.Module):
     """MLLM + canvas tokens -> Plan. `model` is a Qwen2_5_VLModel or Qwen2_5_VLForConditionalGeneration."""
 
     def __init__(self, model: nn.Module, processor: PlannerProcessor, canvas_tokens: CanvasTokens,
-                 temporal_stride: int = 1) -> None:
+                 temporal_stride: int = 1, drafter: LayoutDrafter | None = None) -> None:
         super().__init__()
         self.model = model
         self.processor = processor
         self.canvas_tokens = canvas_tokens
         self.temporal_stride = temporal_stride
+        self.drafter = drafter  # layout drafts (app/core/draft.py); None plans as METHOD.md does
         if canvas_tokens.dim != self.hidden_size:
             raise ValueError(f"canvas tokens have width {canvas_tokens.dim}, the MLLM {self.hidden_size}")
+        if drafter is not None and drafter.config.labels != canvas_tokens.draft_labels:
+            raise ValueError(f"the drafter drafts {drafter.config.labels} labels; the canvas tokens embed "
+                             f"{canvas_tokens.draft_labels}")
+
+    @property
+    def drafts(self) -> bool:
+        return self.drafter is not None and bool(self.canvas_tokens.draft_labels)
 
     @property
     def mllm(self) -> nn.Module:
@@ -413,9 +422,13 @@ class Planner(nn.Module):
 
     def forward(self, instructions: list[str], spec: CanvasSpec, images: list[list[np.ndarray]] | None = None,
                 videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None,
-                layouts: torch.Tensor | list[int] | None = None, seeds: list[int] | None = None) -> Plan:
+                layouts: torch.Tensor | list[int] | None = None, seeds: list[int] | None = None,
+                drafts: torch.Tensor | None = None) -> Plan:
         """With layout codes (CanvasTokens), `layouts` gives each item's code; without it each item's
-        code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds)."""
+        code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds).
+        With a drafter, `drafts` ([B, length, 4], app/core/draft.py) gives each item's layout draft (a
+        training scene's own); without it, each text-only item with an instruction is drafted with its
+        seed, and items with media or an empty instruction get none."""
         # `inputs` lets a training data loader tokenise and patchify in its worker processes.
         if inputs is None:
             inputs = self.processor(instructions, images=images, videos=videos)
@@ -444,17 +457,26 @@ class Planner(nn.Module):
                 second_per_grid_ts=inputs.second_per_grid_ts.to(device) if inputs.second_per_grid_ts is not None else None,
             )
         batch = ids.shape[0]
-        if self.canvas_tokens.layouts:
-            if layouts is None:
-                # The instruction alone first: its states decide which layouts fit (the canvas comes
-                # after it in the causal sequence, so these are the very context states of the plan).
-                prefix = mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=prefix_pos,
-                                             use_cache=False).last_hidden_state
+        need_layouts = bool(self.canvas_tokens.layouts) and layouts is None
+        need_drafts = self.drafts and drafts is None
+        if need_layouts or need_drafts:
+            # The instruction alone first: its states decide the layout code and draw the draft (the
+            # canvas comes after it in the causal sequence, so these are the very context states of the plan).
+            prefix = mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=prefix_pos,
+                                         use_cache=False).last_hidden_state
+            if need_layouts:
                 layouts = self.canvas_tokens.choose_layouts(pooled_states(prefix, mask), seeds)
-            codes = torch.as_tensor(layouts).reshape(batch)
-            canvas = self.canvas_tokens(spec, codes.to(device)).to(dtype)
-        else:
-            canvas = self.canvas_tokens(spec).to(dtype).unsqueeze(0).expand(batch, -1, -1)
+            if need_drafts:
+                media = torch.isin(ids, torch.tensor([mllm.config.image_token_id, mllm.config.video_token_id],
+                                                     device=ids.device)).any(1)
+                wanted = ~media.cpu() & torch.tensor([bool(t.strip()) for t in instructions]) \
+                    if len(instructions) == batch else ~media.cpu()
+                drafts = self.drafter.sample(prefix, mask, seeds, wanted=wanted)
+        codes = torch.as_tensor(layouts).reshape(batch).to(device) if self.canvas_tokens.layouts else None
+        coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if self.drafts else None
+        canvas = self.canvas_tokens(spec, codes, coverage).to(dtype)
+        if canvas.dim() == 2:
+            canvas = canvas.unsqueeze(0).expand(batch, -1, -1)
         position_ids = canvas_position_ids(prefix_pos, mask, spec, self.temporal_stride)
         full_mask = torch.cat([mask, mask.new_ones(batch, spec.num_tokens)], dim=1)
         out = mllm.language_model(inputs_embeds=torch.cat([embeds, canvas], dim=1), attention_mask=full_mask,
@@ -465,4 +487,5 @@ class Planner(nn.Module):
         # Padded rows attend to nothing and can come out as NaN; zero them so masks downstream are safe.
         context = torch.where(mask.bool().unsqueeze(-1), context, torch.zeros_like(context))
         plan_canvas = hidden[:, -n:].reshape(batch, spec.keyframes, spec.rows, spec.cols, -1)
-        return Plan(canvas=plan_canvas, context=context, context_mask=mask.bool(), words=inputs.words)
+        return Plan(canvas=plan_canvas, context=context, context_mask=mask.bool(), words=inputs.words,
+                    draft=drafts.cpu() if drafts is not None else None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.eval.drafts import draft_scene, score_drafts
 from app.eval.edits import edit_success, edited_mask, make_edit_benchmark, psnr_outside
 from app.eval.geneval import make_geneval_metadata, score_image, summarize
 from app.eval.plan_fidelity import plan_iou
@@ -21,6 +22,8 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
     jobs = [(i, j) for i in range(len(metas)) for j in range(images_per_prompt)]
     results = []
     ious = []
+    drafts, draft_followed = [], []
+    drafting = use_canvas and getattr(pipe.planner, "drafts", False)
     for start in range(0, len(jobs), batch):
         chunk = jobs[start:start + batch]
         seeds = [seed + 1000 * i + j for i, j in chunk]
@@ -34,6 +37,11 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
             plan = _plans(pipe, prompts, seeds)
             for k, im in enumerate(images):
                 ious.append(plan_iou(plan.heatmap(item=k), im))
+            if drafting:
+                # The drafts the images were sampled with (the same seeds draw the same drafts).
+                drafts.extend(plan.draft)
+                draft_followed.extend(edit_success(im, draft_scene(d, pipe.planner.drafter.config))
+                                      for d, im in zip(plan.draft, images))
         if progress:
             progress(min(start + batch, len(jobs)), len(jobs) + n_edits)
     summary = summarize(results)
@@ -41,6 +49,9 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
            "images": summary["total_images"]}
     if ious:
         out["plan_iou"] = float(np.mean(ious))
+    if drafts:
+        out.update(score_drafts(drafts, [metas[i] for i, _ in jobs], pipe.planner.drafter.config, pipe.defaults.width))
+        out["draft_followed"] = float(np.mean(draft_followed))
     if n_edits:
         out.update(evaluate_edits(pipe, n_edits, seed=seed, steps=steps, guidance=guidance,
                                   use_canvas=use_canvas, batch=batch))

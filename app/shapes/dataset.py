@@ -51,4 +51,12 @@ def label_map(scene: Scene, grid: int = 16) -> np.ndarray:
     return labels[winner]
 
 
-__all__ = ["sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]
+def draft_rows(scene: Scene, config) -> np.ndarray:
+    """The scene as a layout draft (app/core/draft.py): what the planner's drafter is taught to
+    draw, and what the canvas is seeded with when the DiT trains on this scene."""
+    from app.core.draft import quantize_objects
+
+    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in scene.objects], config)
+
+
+__all__ = ["draft_rows", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]

@@ -11,9 +11,12 @@ from transformers import Qwen2_5_VLModel
 
 from app.core.backbones.sana import SanaAdapter
 from app.core.canvas import CanvasSpec, CanvasTokens
+from app.core.draft import DraftConfig, LayoutDrafter
 from app.core.latents import PixelCodec
 from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
 from app.core.planner import Planner, PlannerProcessor, tiny_qwen25vl_config
+from app.shapes.palette import NUM_LABELS
+from app.shapes.scene import MAX_OBJECTS
 from app.shapes.vocab import VOCABULARY
 from app.train.recipe import Recipe
 
@@ -52,14 +55,24 @@ def rope_only_planner(recipe: Recipe, processor: PlannerProcessor):
         return Qwen2_5_VLModel(planner_config(recipe, processor))
 
 
+def draft_config(recipe: Recipe) -> DraftConfig | None:
+    """The shapes world's drafts: its labels (background / stop + class x colour), at most 4 objects."""
+    if not recipe.model.canvas_drafts:
+        return None
+    return DraftConfig(labels=NUM_LABELS, max_objects=MAX_OBJECTS, dim=recipe.model.planner_hidden)
+
+
 def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     m = recipe.model
     size = m.image_size
     processor = build_processor(recipe)
     mllm = Qwen2_5_VLModel(planner_config(recipe, processor))
     grid = size // m.patch_size
-    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, layouts=m.canvas_layouts)
-    planner = Planner(mllm, processor, canvas)
+    drafts = draft_config(recipe)
+    drafter = LayoutDrafter(drafts, m.planner_hidden) if drafts is not None else None
+    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, layouts=m.canvas_layouts,
+                          draft_labels=NUM_LABELS if m.canvas_drafts else 0)
+    planner = Planner(mllm, processor, canvas, drafter=drafter)
 
     width = m.dit_heads * m.dit_head_dim
     transformer = SanaTransformer2DModel(

@@ -9,18 +9,23 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from app.shapes.dataset import label_map, sample_t2i_examples
+from app.shapes.dataset import draft_rows, label_map, sample_t2i_examples
 from app.shapes.edits import sample_edit
 from app.shapes.render import render
 
 
 def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit: bool,
-               ambiguous_fraction: float = 0.0) -> dict:
+               ambiguous_fraction: float = 0.0, draft=None) -> dict:
+    """`draft`: a DraftConfig when the planner drafts layouts; text-to-image batches then carry each
+    scene as a draft (`draft`, [B, length, 4]) too."""
     if not edit:
         examples = sample_t2i_examples(rng, batch, size)
-        return {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
-                "images": np.stack([im for _, im in examples]),
-                "labels": np.stack([label_map(cs.scene, grid) for cs, _ in examples])}
+        out = {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
+               "images": np.stack([im for _, im in examples]),
+               "labels": np.stack([label_map(cs.scene, grid) for cs, _ in examples])}
+        if draft is not None:
+            out["draft"] = np.stack([draft_rows(cs.scene, draft) for cs, _ in examples])
+        return out
     # At 0 the draws are exactly those of before the option (no extra random numbers taken).
     triples = [sample_edit(rng, ambiguous=bool(ambiguous_fraction) and rng.random() < ambiguous_fraction)
                for _ in range(batch)]
@@ -42,6 +47,9 @@ class ShapesStream(IterableDataset):
         self.grid = recipe.model.image_size // recipe.model.patch_size
         self.seed, self.batch, self.edit_fraction, self.workers = seed, batch, edit_fraction, workers
         self.cfg_dropout, self.ambiguous_fraction = cfg_dropout, ambiguous_fraction
+        from app.train.build import draft_config
+
+        self.draft = draft_config(recipe)
 
     def __iter__(self):
         from app.core.planner import prefix_position_ids, vision_index_tensors
@@ -53,10 +61,12 @@ class ShapesStream(IterableDataset):
         rope_model = rope_only_planner(self.recipe, processor)
         while True:
             batch = make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction),
-                               self.ambiguous_fraction)
+                               self.ambiguous_fraction, draft=self.draft)
             if self.cfg_dropout:
                 drop = rng.random(len(batch["texts"])) < self.cfg_dropout
                 batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
+                if "draft" in batch:  # an empty instruction is never drafted (app/core/draft.py)
+                    batch["draft"][drop] = -1
             sources = batch.get("sources")
             inputs = processor(batch["texts"], images=[[s] for s in sources] if sources is not None else None)
             inputs.prefix_position_ids = prefix_position_ids(rope_model, inputs)

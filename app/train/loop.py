@@ -35,9 +35,10 @@ from app.train.data import ShapesStream
 from app.train.ema import EMA
 from app.train.label_alignment import LabelAlignment
 from app.train.optim_state import load_optimizer, save_optimizer
-from app.train.planner_teaching import PlannerTeacher, label_weights, layout_losses
+from app.train.planner_teaching import PlannerTeacher, batch_drafts, label_weights, layout_losses
 from app.train.recipe import Recipe
 
+DRAFTER = "layout_drafter"  # the folder of a planner's layout drafter (app/core/draft.py), as in model folders
 LAYOUT_HEAD = "layout_head"  # the folder, beside planner/ and canvas_tokens/, of the kept canvas head
 
 
@@ -132,8 +133,9 @@ class Trainer:
             raise ValueError(f"{folder} is a MetaCanvas model; a text-only run cannot start from it "
                              f"(it would inherit a backbone trained with a plan)")
         missing, unexpected = self.pipe.planner.load_state_dict(src.planner.state_dict(), strict=False)
-        # Layout codes may be new to the run: they come from a taught planner (--planner-from).
-        if unexpected or any(not k.startswith("canvas_tokens.layout_") for k in missing):
+        # Layout codes and drafts may be new to the run: they come from a taught planner (--planner-from).
+        new = ("canvas_tokens.layout_", "canvas_tokens.draft_embedding", "drafter.")
+        if unexpected or any(not k.startswith(new) for k in missing):
             raise ValueError(f"the planner in {folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         # A MetaCanvas run may start from a trained text-only model: the paper adds MetaCanvas to a
         # pretrained backbone. Everything but the canvas connector is loaded; that stays freshly
@@ -199,7 +201,18 @@ class Trainer:
             self.log(f"{folder} has no layout codes: this run teaches {layouts} new ones")
             tokens = {**tokens, **{k: v.detach().clone() for k, v in planner.canvas_tokens.state_dict().items()
                                    if k.startswith("layout_")}}
+        if planner.drafts and "draft_embedding" not in tokens:
+            if not resample_canvas:
+                raise ValueError(f"the planner in {folder} has no layout drafter, and this recipe drafts layouts: "
+                                 f"teach one first (--planner-init {folder} --teach-only)")
+            self.log(f"{folder} has no layout drafter: this run teaches a new one")
+            tokens = {**tokens, "draft_embedding": planner.canvas_tokens.draft_embedding.detach().clone()}
+        elif "draft_embedding" in tokens and not planner.drafts:
+            raise ValueError(f"the planner in {folder} drafts layouts; this recipe does not (model.canvas_drafts): "
+                             f"use a recipe with drafts, or a planner without")
         planner.canvas_tokens.load_state_dict(CanvasTokens.complete_state(tokens, layouts, planner.canvas_tokens.dim))
+        if planner.drafts and (folder / DRAFTER).is_dir():
+            planner.drafter.load_state_dict(load_state(folder / DRAFTER))
         if layouts and (folder / LAYOUT_HEAD).is_dir():
             self.layout_head.load_state_dict(load_state(folder / LAYOUT_HEAD))
             self.layout_head_taught = True
@@ -221,6 +234,11 @@ class Trainer:
                 raise ValueError("teach_layout_codes_only needs layout codes (model.canvas_layouts > 0)")
             codes = self.pipe.planner.canvas_tokens
             params = [codes.layout_codes, *codes.layout_prior.parameters(), *teacher.canvas_head.parameters()]
+        if self.recipe.teach_drafts_only:
+            if not self.pipe.planner.drafts:
+                raise ValueError("teach_drafts_only needs layout drafts (model.canvas_drafts)")
+            params = [self.pipe.planner.canvas_tokens.draft_embedding, *self.pipe.planner.drafter.parameters(),
+                      *teacher.canvas_head.parameters()]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
         stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1, batch=r.batch,
@@ -262,6 +280,8 @@ class Trainer:
         folder.mkdir(parents=True, exist_ok=True)
         save_module(planner.model, folder / "planner", {"what": "taught planner weights"})
         save_module(planner.canvas_tokens, folder / "canvas_tokens", {"what": "taught canvas tokens"})
+        if planner.drafter is not None:
+            save_module(planner.drafter, folder / DRAFTER, {"what": "layout drafter", "draft": planner.drafter.config.to_dict()})
         if self.layout_head_taught:
             save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)
@@ -398,7 +418,8 @@ class Trainer:
         spec = self.pipe.canvas_spec_for(rec.model.image_size)
         layouts = self._best_layouts(batch, spec) if self.use_canvas else None
         with torch.set_grad_enabled(self._tokens_ema is not None):
-            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"], layouts=layouts)
+            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"], layouts=layouts,
+                                     drafts=batch_drafts(self.pipe.planner, batch))
         target = torch.from_numpy(batch["images"]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         reference = None
         if sources is not None:

@@ -17,6 +17,11 @@ Guzman-Rivera et al. 2012), with a small share `WTA_EPSILON` for the others so t
 untaught. Each code comes to stand for one family of concrete layouts; the canvas head is kept
 (`layout_head`), because stage 2 uses it to pick each training scene's code the same way. The codes'
 prior (CanvasTokens.layout_prior) learns, from the pooled context states, which code won.
+
+With layout drafts (app/core/draft.py), a text-to-image scene's canvas is seeded with that scene's own
+draft (teacher forcing), so the canvas head can learn the scene's exact label map, and the drafter
+learns, from the context states (detached: it reads them, it does not reshape them), to draw such
+drafts from the caption.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.core.canvas import CanvasSpec
+from app.core.draft import no_drafts
 from app.core.planner import pooled_states
 from app.shapes.palette import NUM_LABELS
 
@@ -77,7 +83,8 @@ class PlannerTeacher(nn.Module):
             prior = self.planner.canvas_tokens.layout_prior(pooled_states(plan.context, plan.context_mask))
             canvas_loss = canvas_loss + F.cross_entropy(prior, best)
         else:
-            plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"])
+            drafts = batch_drafts(self.planner, batch)
+            plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"], drafts=drafts)
             canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
             canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
         mask = plan.context_mask.unsqueeze(-1).to(plan.context.dtype)
@@ -91,4 +98,20 @@ class PlannerTeacher(nn.Module):
         # layout is in its source (0.5+ once taught), a caption's mostly is not (near 0 under argmax).
         # Named apart, a log of 0.2, 0.0, 0.2 reads as two tasks, not as a collapse.
         kind = "edit" if batch.get("sources") is not None else "t2i"
-        return canvas_loss + context_loss, {"canvas": canvas_loss.item(), "context": context_loss.item(), f"fg_acc_{kind}": acc}
+        stats = {"canvas": canvas_loss.item(), "context": context_loss.item(), f"fg_acc_{kind}": acc}
+        loss = canvas_loss + context_loss
+        if self.planner.drafts and batch.get("draft") is not None:
+            draft_loss, draft_stats = self.planner.drafter.loss(plan.context.detach(), plan.context_mask, drafts)
+            loss = loss + draft_loss
+            stats.update(draft_stats)
+        return loss, stats
+
+
+def batch_drafts(planner, batch: dict) -> torch.Tensor | None:
+    """The drafts a training batch plans with: its scenes' own (text-to-image), none for edits; None
+    for a planner without drafts. Never None with drafts: the planner would draw its own."""
+    if not planner.drafts:
+        return None
+    if batch.get("draft") is not None:
+        return torch.from_numpy(batch["draft"])
+    return no_drafts(len(batch["texts"]), planner.drafter.config)

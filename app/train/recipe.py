@@ -35,6 +35,9 @@ class ModelRecipe:
     # Layout codes: the plan commits to one of this many layouts, drawn with the seed (app/core/canvas.py);
     # tried with 8 on the shapes model and worse than none (docs/BENCHMARKS.md), so 0.
     canvas_layouts: int = 0
+    # Layout drafts: the planner drafts a text-to-image scene object by object with the request's
+    # seed, and the draft seeds its canvas (app/core/draft.py).
+    canvas_drafts: bool = False
 
 
 @dataclass
@@ -70,6 +73,10 @@ class Recipe:
     # Stage 1 teaches only the layout codes (and the canvas head that picks them), on a planner given
     # by --planner-init: its MLLM, and so the context states the text-only baseline reads, stay as they were.
     teach_layout_codes_only: bool = False
+    # Stage 1 teaches only the layout drafter and the canvas's draft embedding, on a planner given by
+    # --planner-init: its MLLM and base canvas (so every context state and every undrafted plan, edits
+    # included) stay bit for bit as they were.
+    teach_drafts_only: bool = False
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice

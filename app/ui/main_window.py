@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
         self.media_bin.files_dropped.connect(self.import_files)
         self.media_bin.add_to_timeline.connect(self.add_media_to_timeline)
         self.generation = GenerationPanel(self)
-        # A model with layout codes plans one of its layouts per seed: the plan on screen follows the seed.
+        # A model with layout codes or a layout drafter plans one scene per seed: the plan on screen follows the seed.
         self.generation.seed.valueChanged.connect(lambda _: self._request_plan_soon())
         self.generation.generate_clicked.connect(self.generate)
         self.generation.cancel_clicked.connect(self.cancel_running)

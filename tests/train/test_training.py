@@ -607,3 +607,64 @@ def test_winner_take_all_teaching_lets_codes_specialise_on_scenes_one_caption_al
     best = per_code.argmin(1)
     assert best[0] != best[1]
     assert per_code[0, best[0]] < 0.5 * per_code[0, best[1]] and per_code[1, best[1]] < 0.5 * per_code[1, best[0]]
+
+
+def test_layout_drafts_are_taught_alone_and_stage_two_seeds_each_scenes_canvas_with_its_own_draft(tmp_path):
+    """teach_drafts_only: on a given planner, stage 1 teaches only the layout drafter and the canvas's
+    draft embedding; the MLLM and the plain canvas (all an edit or the text-only baseline plans with)
+    stay bit for bit. Stage 2 plans each text-to-image scene with its own draft, edits with none; the
+    exported model drafts with the request's seed, and a planner without a drafter is refused."""
+    from app.core.checkpoints import load_model
+    from app.core.request import GenerationRequest, Task
+    from app.train.loop import DRAFTER
+
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    base = Trainer(recipe, tmp_path / "base", device="cpu", log=lambda *_: None)
+    base.run(teach_only=True)
+    mllm = {k: v.clone() for k, v in base.pipe.planner.model.state_dict().items()}
+    plain_tokens = base.pipe.planner.canvas_tokens.tokens.detach().clone()
+
+    drafted = Recipe.load(TINY)
+    drafted.eval_every = 0
+    drafted.model.canvas_drafts = True
+    drafted.teach_drafts_only = True
+    drafted.teach_edit_fraction = 0.0
+    drafted.teach.steps = 4
+    drafted.diffusion.steps = 2
+    run = Trainer(drafted, tmp_path / "drafted", planner_init=tmp_path / "base" / "planner_taught", device="cpu",
+                  log=lambda *_: None)
+    drafter_before = {k: v.clone() for k, v in run.pipe.planner.drafter.state_dict().items()}
+    run.run(teach_only=True)
+    planner = run.pipe.planner
+    assert _same(planner.model.state_dict(), mllm)
+    assert torch.equal(planner.canvas_tokens.tokens, plain_tokens)
+    assert planner.canvas_tokens.draft_embedding.abs().sum() > 0
+    assert not _same(planner.drafter.state_dict(), drafter_before)
+    assert (tmp_path / "drafted" / "planner_taught" / DRAFTER / "model.safetensors").exists()
+
+    # Stage 2 in a new process: a text-to-image scene's canvas carries its draft, an edit's does not.
+    trainer = Trainer(drafted, tmp_path / "drafted", device="cpu", log=lambda *_: None)
+    assert _same(trainer.pipe.planner.drafter.state_dict(), planner.drafter.state_dict())
+    stream = ShapesStream(drafted, seed=3, batch=4, edit_fraction=0.0, cfg_dropout=0.5)
+    t2i = next(iter(stream.loader()))
+    assert t2i["draft"].shape == (4, 5, 4)
+    blank = [i for i, t in enumerate(t2i["texts"]) if not t]
+    assert all((t2i["draft"][i] == -1).all() for i in blank)  # an empty instruction is never drafted
+    assert "draft" not in next(iter(ShapesStream(drafted, seed=3, batch=2, edit_fraction=1.0).loader()))
+    model = trainer.run()
+
+    pipe = load_model(model, device="cpu", dtype=torch.float32)
+    assert pipe.planner.drafts
+    request = GenerationRequest(Task.TEXT_TO_IMAGE, "two red circles", width=64, height=64, steps=2, guidance=2.0, seed=5)
+    plan = pipe.plan(request, with_unconditional=True)
+    assert plan.draft is not None and (plan.draft[0, :, 0] >= 0).any() and (plan.draft[1] == -1).all()
+    again = pipe.plan(request, with_unconditional=True)
+    assert torch.equal(plan.draft, again.draft) and torch.allclose(plan.canvas, again.canvas)
+    result = pipe(request)
+    assert result.frames.shape == (1, 64, 64, 3) and result.plan.draft is not None
+
+    # A planner without a drafter cannot be handed to a run that drafts.
+    with pytest.raises(ValueError, match="no layout drafter"):
+        Trainer(drafted, tmp_path / "bad", planner_from=tmp_path / "base" / "planner_taught", device="cpu",
+                log=lambda *_: None)

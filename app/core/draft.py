@@ -1,0 +1,276 @@
+"""Layout drafts: the planner drafts a scene object by object, and the draft seeds its canvas tokens.
+
+Our addition to METHOD.md (whose canvas is one learnable grid, filled in one forward pass). A plan
+made in one pass is a deterministic function of the instruction, so for "three stars", which a
+caption allows anywhere, it can only be the average of every three-star scene: a haze, not three
+places (docs/BENCHMARKS.md, "Where counts and edits fail"). Counting and placing need a plan that
+*commits* to one scene, which needs sampling. So the planner drafts the scene autoregressively, as
+layout-planning LLMs do: a small decoder reads the MLLM's context states and emits objects one at a
+time, each as (label, x, y, size) on coarse bins, until it emits "stop"; the request's seed draws
+the sample (the same seed, the same draft). The draft is drawn onto the canvas grid as soft label
+coverage, and a learned embedding per label adds it to the canvas tokens before the MLLM reads
+them, so the plan the MLLM fills in is now the plan of one concrete scene, which the connector
+hands to the DiT as before.
+
+Only text-to-image requests are drafted: an edit's layout is in its source image, which the planner
+reads. An empty instruction (the unconditional half of guidance) gets no draft. Models without a
+drafter (real checkpoints, older shapes models) plan exactly as before.
+
+Objects are (label, x bin, y bin, size bin); label 0 means "stop", and -1 pads ("no draft" when an
+item's whole row is -1). Coordinates are fractions of the frame: x bin k covers [k/bins, (k+1)/bins).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .canvas import CanvasSpec
+
+SUPERSAMPLE = 4  # coverage samples per canvas cell side (as app/shapes/dataset.label_map measures)
+PLACE_TRIES = 8  # how often a drafted object that overlaps an earlier one is placed again
+
+
+@dataclass(frozen=True)
+class DraftConfig:
+    labels: int  # label vocabulary including 0 (background in coverage, "stop" in the sequence)
+    bins: int = 16  # position bins per axis
+    sizes: int = 4  # half-size bins over [half_min, half_max]
+    half_min: float = 0.08  # fractions of the frame side
+    half_max: float = 0.14
+    max_objects: int = 4
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+
+    @property
+    def length(self) -> int:
+        """Sequence length: every object, then "stop"."""
+        return self.max_objects + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DraftConfig":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def quantize_objects(objects: list[tuple[int, float, float, float]], config: DraftConfig) -> np.ndarray:
+    """(label, cx, cy, half) in frame fractions -> int64 [length, 4] rows (label, x, y, size), ordered
+    left to right (then top to bottom), "stop" after the last, -1 after that. More objects than the
+    draft holds is a ValueError: a draft never drops an object silently."""
+    if len(objects) > config.max_objects:
+        raise ValueError(f"a draft holds at most {config.max_objects} objects, got {len(objects)}")
+    rows = np.full((config.length, 4), -1, np.int64)
+    ordered = sorted(objects, key=lambda o: (o[1], o[2]))
+    span = max(config.half_max - config.half_min, 1e-6)
+    for i, (label, cx, cy, half) in enumerate(ordered):
+        if not 1 <= int(label) < config.labels:
+            raise ValueError(f"draft label {label} is outside 1..{config.labels - 1}")
+        x = min(max(int(cx * config.bins), 0), config.bins - 1)
+        y = min(max(int(cy * config.bins), 0), config.bins - 1)
+        s = min(max(int((half - config.half_min) / span * config.sizes), 0), config.sizes - 1)
+        rows[i] = (int(label), x, y, s)
+    rows[len(ordered), 0] = 0
+    return rows
+
+
+def draft_objects(rows: torch.Tensor | np.ndarray, config: DraftConfig) -> list[tuple[int, float, float, float]]:
+    """One item's rows back to (label, cx, cy, half) at the bins' centres, up to "stop"."""
+    out = []
+    for label, x, y, s in np.asarray(rows).tolist():
+        if label <= 0:
+            break
+        half = config.half_min + (s + 0.5) / config.sizes * (config.half_max - config.half_min)
+        out.append((int(label), (x + 0.5) / config.bins, (y + 0.5) / config.bins, half))
+    return out
+
+
+def draft_coverage(drafts: torch.Tensor, spec: CanvasSpec, config: DraftConfig) -> torch.Tensor:
+    """[B, length, 4] drafts -> [B, N, labels] per-cell label coverage (each object a disc of its
+    half-size; the background label takes what the objects leave). An item without a draft (all -1)
+    covers nothing, so its canvas is the plain one. Soft coverage keeps sub-cell position."""
+    batch = drafts.shape[0]
+    res_r, res_c = spec.rows * SUPERSAMPLE, spec.cols * SUPERSAMPLE
+    ys = (torch.arange(res_r, dtype=torch.float32) + 0.5) / res_r
+    xs = (torch.arange(res_c, dtype=torch.float32) + 0.5) / res_c
+    cover = torch.zeros(batch, config.labels, res_r, res_c)
+    drafts = drafts.detach().cpu()
+    for b in range(batch):
+        row = drafts[b]
+        if not (row[:, 0] >= 0).any():
+            continue  # no draft for this item
+        taken = torch.zeros(res_r, res_c)
+        for label, cx, cy, half in draft_objects(row, config):
+            disc = (((xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2) <= half * half).float() * (1 - taken)
+            cover[b, label] += disc
+            taken = taken + disc
+        cover[b, 0] = 1 - taken
+    cells = cover.reshape(batch, config.labels, spec.rows, SUPERSAMPLE, spec.cols, SUPERSAMPLE).mean(dim=(3, 5))
+    per_frame = cells.permute(0, 2, 3, 1).reshape(batch, spec.rows * spec.cols, config.labels)
+    # Every keyframe of a video canvas gets the same draft (drafts are of one still scene).
+    return per_frame.repeat(1, spec.keyframes, 1)
+
+
+def no_drafts(batch: int, config: DraftConfig) -> torch.Tensor:
+    return torch.full((batch, config.length, 4), -1, dtype=torch.long)
+
+
+class LayoutDrafter(nn.Module):
+    """A small transformer decoder over objects, cross-attending to the MLLM's context states.
+
+    One decoder position per object; at each, the label (or stop) is predicted, then x given the
+    label, y given both, size given all three, so one object's parts agree. nn.TransformerDecoder
+    (torch's own) rather than a second Qwen: the drafter is a few hundred thousand parameters and
+    needs cross-attention to the planner's states, which a decoder-only LM would not give it.
+    """
+
+    def __init__(self, config: DraftConfig, context_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        d = config.dim
+        self.context_proj = nn.Linear(context_dim, d)
+        self.start = nn.Parameter(torch.zeros(d))
+        self.position = nn.Embedding(config.length, d)
+        self.label_emb = nn.Embedding(config.labels, d)
+        self.x_emb = nn.Embedding(config.bins, d)
+        self.y_emb = nn.Embedding(config.bins, d)
+        self.size_emb = nn.Embedding(config.sizes, d)
+        layer = nn.TransformerDecoderLayer(d, config.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, config.layers)
+        self.norm = nn.LayerNorm(d)
+        self.label_head = nn.Linear(d, config.labels)
+
+        def head(out: int) -> nn.Module:
+            return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, out))
+
+        self.x_head, self.y_head, self.size_head = head(config.bins), head(config.bins), head(config.sizes)
+
+    def _embed(self, rows: torch.Tensor) -> torch.Tensor:
+        """[B, T, 4] objects -> [B, T, d]; padding (-1) and stop embed as zeros past the label."""
+        label, x, y, s = (rows[..., i].clamp(min=0) for i in range(4))
+        real = (rows[..., 0] > 0).unsqueeze(-1).float()
+        return self.label_emb(label) + real * (self.x_emb(x) + self.y_emb(y) + self.size_emb(s))
+
+    def _states(self, previous: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor) -> torch.Tensor:
+        b, t = previous.shape[:2]
+        inputs = torch.cat([self.start.expand(b, 1, -1), self._embed(previous)], dim=1)
+        inputs = inputs + self.position.weight[: t + 1]
+        causal = nn.Transformer.generate_square_subsequent_mask(t + 1, device=inputs.device, dtype=inputs.dtype)
+        h = self.decoder(inputs, memory, tgt_mask=causal, memory_key_padding_mask=memory_pad)
+        return self.norm(h)
+
+    def _memory(self, context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = mask.bool()
+        # An item with no unmasked state would attend to nothing (NaN): let it attend to its zeros.
+        mask = mask | ~mask.any(1, keepdim=True)
+        return self.context_proj(context.to(self.context_proj.weight.dtype)), ~mask
+
+    def loss(self, context: torch.Tensor, mask: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Teacher-forced cross-entropy of [B, length, 4] drafts given [B, L, d] context states.
+        Items without a draft (all -1) are left out."""
+        drafts = drafts.to(self.start.device).long()
+        keep = (drafts[:, :, 0] >= 0).any(1)
+        if not keep.any():
+            zero = self.start.sum() * 0
+            return zero, {}
+        drafts, context, mask = drafts[keep], context[keep], mask[keep]
+        memory, pad = self._memory(context, mask)
+        h = self._states(drafts[:, :-1], memory, pad)  # [B, T, d]: position i predicts object i
+        labels = drafts[..., 0]
+        label_loss = F.cross_entropy(self.label_head(h).flatten(0, 1), labels.flatten(), ignore_index=-1)
+        real = labels > 0
+        if real.any():
+            hr = h[real]
+            obj = drafts[real]
+            e_label = self.label_emb(obj[:, 0])
+            e_x, e_y = self.x_emb(obj[:, 1]), self.y_emb(obj[:, 2])
+            part_loss = (F.cross_entropy(self.x_head(hr + e_label), obj[:, 1])
+                         + F.cross_entropy(self.y_head(hr + e_label + e_x), obj[:, 2])
+                         + F.cross_entropy(self.size_head(hr + e_label + e_x + e_y), obj[:, 3]))
+        else:
+            part_loss = label_loss * 0
+        return label_loss + part_loss, {"draft_label": label_loss.item(), "draft_place": part_loss.item() / 3}
+
+    @torch.no_grad()
+    def sample(self, context: torch.Tensor, mask: torch.Tensor, seeds: list[int] | None = None,
+               wanted: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """[B, length, 4] drafts drawn with each item's seed (seed 0 without seeds); items not
+        `wanted` get no draft. Greedy at temperature 0."""
+        b = context.shape[0]
+        out = no_drafts(b, self.config)
+        wanted = torch.ones(b, dtype=torch.bool) if wanted is None else wanted.cpu().bool()
+        if not wanted.any():
+            return out
+        idx = wanted.nonzero().flatten()
+        memory, pad = self._memory(context[idx.to(context.device)], mask[idx.to(mask.device)])
+        gens = [torch.Generator().manual_seed(int(seeds[i]) if seeds is not None else 0) for i in idx.tolist()]
+        rows = torch.full((len(idx), 0, 4), -1, dtype=torch.long, device=memory.device)
+        done = torch.zeros(len(idx), dtype=torch.bool)
+
+        def draw(logits: torch.Tensor, forbid: torch.Tensor | None = None) -> torch.Tensor:
+            logits = logits.float().cpu()
+            if forbid is not None:
+                logits = logits.masked_fill(forbid, float("-inf"))
+            if temperature <= 0:
+                return logits.argmax(-1)
+            probs = (logits / temperature).softmax(-1)
+            return torch.stack([torch.multinomial(p, 1, generator=g)[0] for p, g in zip(probs, gens)])
+
+        for step in range(self.config.length):
+            h = self._states(rows, memory, pad)[:, -1]
+            forbid = None
+            if step == self.config.max_objects:  # the last position can only stop
+                forbid = torch.ones(self.config.labels, dtype=torch.bool)
+                forbid[0] = False
+            elif step == 0:  # a caption names at least one object
+                forbid = torch.zeros(self.config.labels, dtype=torch.bool)
+                forbid[0] = True
+            label = draw(self.label_head(h), forbid).to(memory.device)
+            e_label = self.label_emb(label)
+
+            def place() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                x = draw(self.x_head(h + e_label)).to(memory.device)
+                e_x = self.x_emb(x)
+                y = draw(self.y_head(h + e_label + e_x)).to(memory.device)
+                return x, y, draw(self.size_head(h + e_label + e_x + self.y_emb(y))).to(memory.device)
+
+            x, y, s = place()
+            # A drafted object that would overlap one drafted before it, or leave the frame, is
+            # placed again (its label kept): training scenes never have such objects, so the DiT has
+            # never learned to draw them. After PLACE_TRIES the last place is kept.
+            for _ in range(PLACE_TRIES if temperature > 0 else 0):
+                bad = self._misplaced(rows, x, y, s) & (label > 0) & ~done.to(label.device)
+                if not bad.any():
+                    break
+                x2, y2, s2 = place()
+                x, y, s = torch.where(bad, x2, x), torch.where(bad, y2, y), torch.where(bad, s2, s)
+            new = torch.stack([label, x, y, s], dim=-1)
+            finished = done.to(memory.device)
+            new = torch.where(finished[:, None], torch.full_like(new, -1), new)
+            new[:, 1:] = torch.where((new[:, :1] <= 0), torch.full_like(new[:, 1:], -1), new[:, 1:])
+            rows = torch.cat([rows, new[:, None]], dim=1)
+            done = done | (label.cpu() == 0)
+            if done.all():
+                break
+        out[idx, : rows.shape[1]] = rows.cpu()
+        return out
+
+    def _misplaced(self, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """[B] whether the object (x, y, s bins) leaves the frame or its disc meets an earlier one's."""
+        c = self.config
+        cx, cy = (x.float() + 0.5) / c.bins, (y.float() + 0.5) / c.bins
+        half = c.half_min + (s.float() + 0.5) / c.sizes * (c.half_max - c.half_min)
+        out = (cx - half < 0) | (cx + half > 1) | (cy - half < 0) | (cy + half > 1)
+        if rows.shape[1]:
+            real = rows[..., 0] > 0
+            px, py = (rows[..., 1].float() + 0.5) / c.bins, (rows[..., 2].float() + 0.5) / c.bins
+            ph = c.half_min + (rows[..., 3].float() + 0.5) / c.sizes * (c.half_max - c.half_min)
+            dist = ((px - cx[:, None]) ** 2 + (py - cy[:, None]) ** 2).sqrt()
+            out = out | ((dist < ph + half[:, None]) & real).any(1)
+        return out

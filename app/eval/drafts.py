@@ -1,0 +1,41 @@
+"""How good is a planner's layout draft (app/core/draft.py) on its own, and does the image follow it?
+
+A draft is a scene, so it can be scored like an image: draw the drafted objects with the shapes
+world's renderer and score the drawing with the same GenEval rules. That separates the plan's errors
+(a draft with three stars for "four stars") from the DiT's (a right draft drawn wrong).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app.core.draft import DraftConfig, draft_objects
+from app.shapes.palette import CLASSES, COLOR_NAMES
+from app.shapes.scene import Scene, ShapeObject
+
+
+def draft_scene(rows, config: DraftConfig) -> Scene:
+    """One item's draft as a shapes-world scene (labels are the palette's: 1 + class * 6 + colour)."""
+    objects = []
+    for label, cx, cy, half in draft_objects(rows, config):
+        cls, color = divmod(label - 1, len(COLOR_NAMES))
+        objects.append(ShapeObject(CLASSES[cls], COLOR_NAMES[color], cx, cy, half))
+    return Scene(tuple(objects))
+
+
+def score_drafts(drafts: torch.Tensor, metas: list[dict], config: DraftConfig, size: int = 64) -> dict:
+    """GenEval per tag on the drafts' drawings, and the share of drafts that are valid scenes
+    (inside the frame, objects apart) — what the shapes world's own scenes always are."""
+    from app.eval.geneval import score_image, summarize
+    from app.shapes.render import render
+
+    results, valid = [], []
+    for i, (rows, meta) in enumerate(zip(drafts, metas)):
+        scene = draft_scene(rows, config)
+        valid.append(scene.is_valid())
+        ok, _ = score_image(render(scene, size), meta)
+        results.append({"tag": meta["tag"], "correct": ok, "metadata": str(i)})
+    summary = summarize(results)
+    return {"draft_overall": summary["overall"],
+            **{f"draft_{k}": v["accuracy"] for k, v in summary["tags"].items()},
+            "draft_valid": float(np.mean(valid))}

@@ -1,0 +1,120 @@
+"""Layout drafts: a scene drafted object by object, drawn onto the canvas, sampled with the seed."""
+import numpy as np
+import pytest
+import torch
+
+from app.core.canvas import CanvasSpec, CanvasTokens
+from app.core.draft import DraftConfig, LayoutDrafter, draft_coverage, draft_objects, no_drafts, quantize_objects
+
+CONFIG = DraftConfig(labels=5, bins=16, sizes=4, max_objects=3, dim=32, layers=1, heads=2)
+
+
+def test_a_scene_becomes_rows_left_to_right_with_stop_and_back_to_the_same_places():
+    rows = quantize_objects([(2, 0.70, 0.30, 0.12), (4, 0.20, 0.75, 0.09)], CONFIG)
+    assert rows.shape == (CONFIG.length, 4)
+    assert rows[0, 0] == 4 and rows[1, 0] == 2  # ordered by x: the object on the left first
+    assert rows[2, 0] == 0 and (rows[3] == -1).all()  # stop, then padding
+    back = draft_objects(rows, CONFIG)
+    assert [o[0] for o in back] == [4, 2]
+    for (label, cx, cy, half), (_, bx, by, bh) in zip(sorted([(2, 0.70, 0.30, 0.12), (4, 0.20, 0.75, 0.09)],
+                                                             key=lambda o: o[1]), back):
+        assert abs(cx - bx) <= 0.5 / CONFIG.bins and abs(cy - by) <= 0.5 / CONFIG.bins
+        assert abs(half - bh) <= 0.5 * (CONFIG.half_max - CONFIG.half_min) / CONFIG.sizes + 1e-9
+
+
+def test_a_draft_never_drops_an_object_or_takes_an_unknown_label():
+    with pytest.raises(ValueError, match="at most 3"):
+        quantize_objects([(1, 0.2, 0.2, 0.1)] * 4, CONFIG)
+    with pytest.raises(ValueError, match="outside"):
+        quantize_objects([(5, 0.2, 0.2, 0.1)], CONFIG)
+
+
+def test_coverage_puts_each_object_where_it_is_and_no_draft_covers_nothing():
+    spec = CanvasSpec(1, 8, 8)
+    drafts = torch.from_numpy(np.stack([quantize_objects([(3, 0.15, 0.15, 0.12)], CONFIG),
+                                        no_drafts(1, CONFIG)[0].numpy()]))
+    cover = draft_coverage(drafts, spec, CONFIG).reshape(2, 8, 8, CONFIG.labels)
+    assert torch.allclose(cover[0].sum(-1), torch.ones(8, 8))  # objects + background cover every cell
+    assert cover[0, 1, 1, 3] > 0.5 and cover[0, 6, 6, 3] == 0  # top-left object, nothing bottom-right
+    assert cover[0, 6, 6, 0] == 1
+    assert cover[1].abs().sum() == 0  # no draft: the canvas stays the plain one
+
+
+def test_the_canvas_adds_the_drafts_label_embedding_per_cell():
+    spec = CanvasSpec(1, 4, 4)
+    tokens = CanvasTokens(spec, 8, draft_labels=CONFIG.labels)
+    with torch.no_grad():
+        tokens.draft_embedding.normal_()
+    cover = torch.zeros(2, 16, CONFIG.labels)
+    cover[0, 5, 2] = 1.0
+    out = tokens(spec, draft=cover)
+    plain = tokens(spec)
+    assert torch.allclose(out[1], plain)
+    assert torch.allclose(out[0, 5], plain[5] + tokens.draft_embedding[2])
+    assert torch.allclose(out[0, 4], plain[4])
+    with pytest.raises(ValueError, match="draft"):
+        tokens(spec, draft=torch.zeros(1, 9, CONFIG.labels))
+
+
+def _two_caption_task():
+    """Caption A: always one object of label 1 on the left; caption B: two of label 2 on the right
+    at random heights. Context states are fixed random vectors per caption."""
+    gen = torch.Generator().manual_seed(0)
+    ctx = torch.randn(2, 3, 16, generator=gen)
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        which = torch.arange(n) % 2
+        rows = []
+        for w in which.tolist():
+            if w == 0:
+                rows.append(quantize_objects([(1, 0.2, 0.5, 0.1)], CONFIG))
+            else:
+                rows.append(quantize_objects([(2, 0.8, rng.uniform(0.1, 0.4), 0.1),
+                                              (2, 0.8, rng.uniform(0.6, 0.9), 0.1)], CONFIG))
+        return ctx[which], torch.ones(n, 3, dtype=torch.bool), torch.from_numpy(np.stack(rows))
+    return ctx, batch
+
+
+def test_the_drafter_learns_how_many_objects_a_caption_asks_for_and_where_and_the_seed_draws_the_sample():
+    torch.manual_seed(0)
+    drafter = LayoutDrafter(CONFIG, context_dim=16)
+    ctx, batch = _two_caption_task()
+    opt = torch.optim.AdamW(drafter.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss, stats = drafter.loss(*batch(16))
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first and {"draft_label", "draft_place"} <= set(stats)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    counts = {0: [], 1: []}
+    for seed in range(10):
+        drafts = drafter.sample(ctx, mask, seeds=[seed, seed])
+        for item in (0, 1):
+            objects = draft_objects(drafts[item], CONFIG)
+            counts[item].append(len(objects))
+            assert all(label == item + 1 for label, *_ in objects)
+            assert all((cx < 0.5) == (item == 0) for _, cx, _, _ in objects)
+    assert counts[0].count(1) >= 9 and counts[1].count(2) >= 9
+    again = drafter.sample(ctx, mask, seeds=[3, 3])
+    assert torch.equal(again, drafter.sample(ctx, mask, seeds=[3, 3]))  # the same seed, the same draft
+    heights = {tuple(np.round([o[2] for o in draft_objects(drafter.sample(ctx, mask, seeds=[0, s])[1], CONFIG)], 2))
+               for s in range(10)}
+    assert len(heights) > 1  # other seeds, other heights: a sample, not the average scene
+    none = drafter.sample(ctx, mask, seeds=[1, 1], wanted=torch.tensor([False, True]))
+    assert (none[0] == -1).all() and none[1, 0, 0] > 0
+
+
+def test_items_without_a_draft_do_not_count_in_the_drafters_loss():
+    drafter = LayoutDrafter(CONFIG, context_dim=16)
+    ctx, batch = _two_caption_task()
+    c, m, rows = batch(4)
+    loss, _ = drafter.loss(c[:2], m[:2], rows[:2])
+    padded = torch.cat([rows[:2], no_drafts(2, CONFIG)])
+    loss_with_none, _ = drafter.loss(c, m, padded)
+    assert torch.allclose(loss, loss_with_none)
+    zero, stats = drafter.loss(c[:2], m[:2], no_drafts(2, CONFIG))
+    assert zero.item() == 0 and stats == {}
