@@ -420,15 +420,9 @@ class Planner(nn.Module):
     def hidden_size(self) -> int:
         return int(self.mllm.config.text_config.hidden_size)
 
-    def forward(self, instructions: list[str], spec: CanvasSpec, images: list[list[np.ndarray]] | None = None,
-                videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None,
-                layouts: torch.Tensor | list[int] | None = None, seeds: list[int] | None = None,
-                drafts: torch.Tensor | None = None) -> Plan:
-        """With layout codes (CanvasTokens), `layouts` gives each item's code; without it each item's
-        code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds).
-        With a drafter, `drafts` ([B, length, 4], app/core/draft.py) gives each item's layout draft (a
-        training scene's own); without it, each text-only item with an instruction is drafted with its
-        seed, and items with media or an empty instruction get none."""
+    def _prompt(self, instructions: list[str], images=None, videos=None, inputs: PlannerInputs | None = None):
+        """The prompt's inputs (made here when not given), input embeddings (media features scattered
+        in), mask and 3-axis position ids."""
         # `inputs` lets a training data loader tokenise and patchify in its worker processes.
         if inputs is None:
             inputs = self.processor(instructions, images=images, videos=videos)
@@ -456,6 +450,31 @@ class Planner(nn.Module):
                 video_grid_thw=video_grid, attention_mask=mask,
                 second_per_grid_ts=inputs.second_per_grid_ts.to(device) if inputs.second_per_grid_ts is not None else None,
             )
+        return inputs, ids, embeds, mask, prefix_pos
+
+    @torch.no_grad()
+    def context_states(self, instructions: list[str], images=None, videos=None,
+                       inputs: PlannerInputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt's states alone ([B, L, d], mask [B, L]): what the context of a plan is (the
+        canvas comes after the prompt in the causal sequence), without the canvas's cost."""
+        inputs, ids, embeds, mask, prefix_pos = self._prompt(instructions, images, videos, inputs)
+        states = self.mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=prefix_pos,
+                                          use_cache=False).last_hidden_state
+        return states, mask
+
+    def forward(self, instructions: list[str], spec: CanvasSpec, images: list[list[np.ndarray]] | None = None,
+                videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None,
+                layouts: torch.Tensor | list[int] | None = None, seeds: list[int] | None = None,
+                drafts: torch.Tensor | None = None) -> Plan:
+        """With layout codes (CanvasTokens), `layouts` gives each item's code; without it each item's
+        code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds).
+        With a drafter, `drafts` ([B, length, 4], app/core/draft.py) gives each item's layout draft (a
+        training scene's own); without it, each text-only item with an instruction is drafted with its
+        seed, and items with media or an empty instruction get none."""
+        inputs, ids, embeds, mask, prefix_pos = self._prompt(instructions, images, videos, inputs)
+        mllm = self.mllm
+        device = self.canvas_tokens.tokens.device
+        dtype = mllm.get_input_embeddings().weight.dtype
         batch = ids.shape[0]
         need_layouts = bool(self.canvas_tokens.layouts) and layouts is None
         need_drafts = self.drafts and drafts is None

@@ -218,12 +218,17 @@ class Trainer:
             self.layout_head_taught = True
         taught = folder / "teaching.json"
         if taught.exists():  # how long it was taught, for this run's training.json
-            self.progress["teach_steps_done"] = json.loads(taught.read_text())["steps"]
+            record = json.loads(taught.read_text())
+            self.progress["teach_steps_done"] = record["steps"]
+            if record.get("drafter_steps"):
+                self.progress["drafter_steps"] = record["drafter_steps"]
 
     def teach_planner(self, max_minutes: float | None = None) -> None:
         r = self.recipe.teach
         if self.progress["teach_done"] or r.steps <= 0:
             return
+        if self.recipe.teach_drafter_only:
+            return self._teach_drafter(max_minutes)
         teacher = PlannerTeacher(self.pipe.planner, grid=self.recipe.model.image_size // self.recipe.model.patch_size,
                                  foreground_weight=self.recipe.teach_foreground_weight).to(self.device)
         params = [p for p in teacher.parameters() if p.requires_grad]
@@ -275,6 +280,47 @@ class Trainer:
         self._save_planner(self.out / "planner_taught")
         _atomic_json(self.progress_path, self.progress)
 
+    def _teach_drafter(self, max_minutes: float | None = None) -> None:
+        """Stage 1 for the layout drafter alone: captions and their scenes' drafts, the MLLM's prompt
+        states read without gradients (app/core/draft.py). Everything else in the planner stays."""
+        from app.shapes.captions import sample_captioned_scene
+        from app.shapes.dataset import draft_rows
+
+        r, planner = self.recipe.teach, self.pipe.planner
+        if not planner.drafts:
+            raise ValueError("teach_drafter_only needs layout drafts (model.canvas_drafts)")
+        params = list(planner.drafter.parameters())
+        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
+        rng = np.random.default_rng(self.recipe.seed + 1)
+        t0, done = time.time(), 0
+        for step in tqdm(range(r.steps), desc="teach drafter", disable=None):
+            examples = [sample_captioned_scene(rng) for _ in range(r.batch)]
+            drafts = torch.from_numpy(np.stack([draft_rows(e.scene, planner.drafter.config) for e in examples]))
+            context, mask = planner.context_states([e.caption for e in examples])
+            loss, stats = planner.drafter.loss(context, mask, drafts)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
+            opt.step()
+            sched.step()
+            done = step + 1
+            if step % 50 == 0:
+                self.progress.setdefault("teach_losses", []).append([step, float(loss.item()), stats])
+            if step % 200 == 0:
+                self.log(f"teach drafter step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
+                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+                self.log(f"teaching stopped at step {done}: time budget of {max_minutes} min reached")
+                break
+        # The record counts the planner's teaching steps; the drafter's own are kept apart.
+        self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0)
+        self.progress["drafter_steps"] = self.progress.get("drafter_steps", 0) + done
+        self.progress["teach_seconds"] = time.time() - t0
+        self.progress["teach_done"] = True
+        self._save_planner(self.out / "planner_taught")
+        _atomic_json(self.progress_path, self.progress)
+
     def _save_planner(self, folder: Path) -> None:
         planner = self.pipe.planner
         folder.mkdir(parents=True, exist_ok=True)
@@ -285,7 +331,10 @@ class Trainer:
         if self.layout_head_taught:
             save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)
-        (folder / "teaching.json").write_text(json.dumps({"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}))
+        record = {"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}
+        if self.progress.get("drafter_steps"):
+            record["drafter_steps"] = self.progress["drafter_steps"]  # the drafter's own (teach_drafter_only)
+        (folder / "teaching.json").write_text(json.dumps(record))
 
     # -- stage 2 ----------------------------------------------------------------------------------
     def train_diffusion(self, max_minutes: float | None = None, cooldown_steps: int | None = None) -> None:
@@ -582,6 +631,7 @@ def training_record(progress: dict, recipe: Recipe, use_canvas: bool) -> dict:
             "canvas_steps": sum(leg["steps"] for leg in history if leg.get("use_canvas")),
             "wall_seconds": round(progress.get("prior_wall_seconds", 0.0) + progress["wall_seconds"], 1),
             "teach_steps": progress.get("teach_steps_done", recipe.teach.steps),
+            **({"drafter_steps": progress["drafter_steps"]} if progress.get("drafter_steps") else {}),
             **({"cooldown": progress["cooldown"]} if "cooldown" in progress else {}),
             "use_canvas": use_canvas, "recipe": recipe.to_dict(), "history": history, "evals": progress["evals"]}
 

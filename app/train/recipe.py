@@ -77,6 +77,10 @@ class Recipe:
     # --planner-init: its MLLM and base canvas (so every context state and every undrafted plan, edits
     # included) stay bit for bit as they were.
     teach_drafts_only: bool = False
+    # Stage 1 teaches the layout drafter alone (from captions and their scenes; nothing is drawn, the
+    # MLLM only reads): much faster a step than teach_drafts_only, which also backpropagates through
+    # the MLLM into the canvas's draft embedding. For a drafter that needs more steps than the embedding.
+    teach_drafter_only: bool = False
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice

@@ -668,3 +668,36 @@ def test_layout_drafts_are_taught_alone_and_stage_two_seeds_each_scenes_canvas_w
     with pytest.raises(ValueError, match="no layout drafter"):
         Trainer(drafted, tmp_path / "bad", planner_from=tmp_path / "base" / "planner_taught", device="cpu",
                 log=lambda *_: None)
+
+
+def test_the_drafter_can_be_taught_alone_and_its_steps_are_recorded_apart(tmp_path):
+    """teach_drafter_only changes the drafter and nothing else of the planner; its steps are kept
+    apart from the planner's teaching steps, and the prompt states it learns from are the plan's context."""
+    drafted = Recipe.load(TINY)
+    drafted.eval_every = 0
+    drafted.model.canvas_drafts = True
+    drafted.teach_drafts_only = True
+    drafted.teach.steps = 2
+    first = Trainer(drafted, tmp_path / "first", device="cpu", log=lambda *_: None)
+    first.run(teach_only=True)
+
+    alone = Recipe.load(TINY)
+    alone.model.canvas_drafts = True
+    alone.teach_drafter_only = True
+    alone.teach.steps = 5
+    run = Trainer(alone, tmp_path / "alone", planner_init=tmp_path / "first" / "planner_taught", device="cpu",
+                  log=lambda *_: None)
+    planner = run.pipe.planner
+    rest = {k: v.clone() for k, v in planner.state_dict().items() if not k.startswith("drafter.")}
+    drafter = {k: v.clone() for k, v in planner.drafter.state_dict().items()}
+    run.run(teach_only=True)
+    assert _same({k: v for k, v in planner.state_dict().items() if not k.startswith("drafter.")}, rest)
+    assert not _same(planner.drafter.state_dict(), drafter)
+    record = json.loads((tmp_path / "alone" / "planner_taught" / "teaching.json").read_text())
+    assert record["drafter_steps"] == 5 and record["steps"] == json.loads(
+        (tmp_path / "first" / "planner_taught" / "teaching.json").read_text())["steps"]
+
+    texts = ["two red circles", "a star left of a square"]
+    states, mask = planner.context_states(texts)
+    plan = planner(texts, planner.canvas_tokens.spec, seeds=[0, 0])
+    assert torch.allclose(states * mask[..., None], plan.context, atol=1e-5)
