@@ -61,13 +61,20 @@ class DraftConfig:
 
 
 def quantize_objects(objects: list[tuple[int, float, float, float]], config: DraftConfig) -> np.ndarray:
-    """(label, cx, cy, half) in frame fractions -> int64 [length, 4] rows (label, x, y, size), ordered
-    left to right (then top to bottom), "stop" after the last, -1 after that. More objects than the
-    draft holds is a ValueError: a draft never drops an object silently."""
+    """(label, cx, cy, half) in frame fractions -> int64 [length, 4] rows (label, x, y, size) in the
+    order given, "stop" after the last, -1 after that. More objects than the draft holds is a
+    ValueError: a draft never drops an object silently.
+
+    The order is the caller's: the order the instruction names the objects in is the one to give
+    (app/shapes/dataset.draft_rows). Then "A above B" is always drafted A first and B placed
+    relative to it by the relation alone; ordered left to right instead, the drafter had to learn
+    which of A and B comes first for "above" (whichever lies further left) and the relation's
+    direction from both: after 1,500 teaching steps its drafts had the caption's relation 0.39 of the
+    time, while their counts were right 0.96 of the time."""
     if len(objects) > config.max_objects:
         raise ValueError(f"a draft holds at most {config.max_objects} objects, got {len(objects)}")
     rows = np.full((config.length, 4), -1, np.int64)
-    ordered = sorted(objects, key=lambda o: (o[1], o[2]))
+    ordered = list(objects)
     span = max(config.half_max - config.half_min, 1e-6)
     for i, (label, cx, cy, half) in enumerate(ordered):
         if not 1 <= int(label) < config.labels:

@@ -53,10 +53,19 @@ def label_map(scene: Scene, grid: int = 16) -> np.ndarray:
 
 def draft_rows(scene: Scene, config) -> np.ndarray:
     """The scene as a layout draft (app/core/draft.py): what the planner's drafter is taught to
-    draw, and what the canvas is seeded with when the DiT trains on this scene."""
+    draw, and what the canvas is seeded with when the DiT trains on this scene.
+
+    Objects in the order a caption names them: scenes are built in the order of their caption's
+    objects (GenEval's include order), and `describe` names (colour, class) groups in order of first
+    appearance; so groups go in that order, and the objects of one group, which a caption does not
+    tell apart, left to right."""
     from app.core.draft import quantize_objects
 
-    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in scene.objects], config)
+    first: dict[tuple[str, str], int] = {}
+    for i, o in enumerate(scene.objects):
+        first.setdefault((o.cls, o.color), i)
+    ordered = sorted(scene.objects, key=lambda o: (first[(o.cls, o.color)], o.cx, o.cy))
+    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in ordered], config)
 
 
 __all__ = ["draft_rows", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]

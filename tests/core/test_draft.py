@@ -9,15 +9,15 @@ from app.core.draft import DraftConfig, LayoutDrafter, draft_coverage, draft_obj
 CONFIG = DraftConfig(labels=5, bins=16, sizes=4, max_objects=3, dim=32, layers=1, heads=2)
 
 
-def test_a_scene_becomes_rows_left_to_right_with_stop_and_back_to_the_same_places():
-    rows = quantize_objects([(2, 0.70, 0.30, 0.12), (4, 0.20, 0.75, 0.09)], CONFIG)
+def test_a_scene_becomes_rows_in_the_order_given_with_stop_and_back_to_the_same_places():
+    objects = [(2, 0.70, 0.30, 0.12), (4, 0.20, 0.75, 0.09)]
+    rows = quantize_objects(objects, CONFIG)
     assert rows.shape == (CONFIG.length, 4)
-    assert rows[0, 0] == 4 and rows[1, 0] == 2  # ordered by x: the object on the left first
+    assert rows[0, 0] == 2 and rows[1, 0] == 4  # in the order given (the caption's)
     assert rows[2, 0] == 0 and (rows[3] == -1).all()  # stop, then padding
     back = draft_objects(rows, CONFIG)
-    assert [o[0] for o in back] == [4, 2]
-    for (label, cx, cy, half), (_, bx, by, bh) in zip(sorted([(2, 0.70, 0.30, 0.12), (4, 0.20, 0.75, 0.09)],
-                                                             key=lambda o: o[1]), back):
+    assert [o[0] for o in back] == [2, 4]
+    for (label, cx, cy, half), (_, bx, by, bh) in zip(objects, back):
         assert abs(cx - bx) <= 0.5 / CONFIG.bins and abs(cy - by) <= 0.5 / CONFIG.bins
         assert abs(half - bh) <= 0.5 * (CONFIG.half_max - CONFIG.half_min) / CONFIG.sizes + 1e-9
 

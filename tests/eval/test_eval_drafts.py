@@ -31,3 +31,18 @@ def test_drafts_of_the_right_scenes_score_right_and_one_object_short_fails_the_c
         row[n - 1] = torch.tensor([0, -1, -1, -1])
         row[n:] = -1
     assert score_drafts(short, [metas[i] for i in counting], CONFIG)["draft_counting"] == 0.0
+
+
+def test_a_scene_is_drafted_in_the_order_its_caption_names_the_objects():
+    from app.core.draft import draft_objects
+    from app.shapes.captions import describe
+    from app.shapes.scene import Scene, ShapeObject
+
+    star, circle = ShapeObject("star", "red", 0.8, 0.3, 0.1), ShapeObject("circle", "blue", 0.2, 0.7, 0.1)
+    blue_star = ShapeObject("star", "blue", 0.5, 0.8, 0.1)
+    rows = draft_rows(Scene((star, circle, blue_star)), CONFIG)
+    assert describe(Scene((star, circle, blue_star))) == "a photo of a red star, a blue circle and a blue star"
+    assert [back.color + " " + back.cls for back in draft_scene(rows, CONFIG).objects] == [
+        "red star", "blue circle", "blue star"]  # as named, not left to right
+    two = draft_rows(Scene((ShapeObject("star", "red", 0.8, 0.3, 0.1), ShapeObject("star", "red", 0.2, 0.7, 0.1))), CONFIG)
+    assert [o[1] < 0.5 for o in draft_objects(two, CONFIG)] == [True, False]  # "two red stars": left to right
