@@ -28,6 +28,8 @@ class Plan:
     words: list[list[tuple[str, list[int]]]]
     strength: torch.Tensor | None = None  # [B, K, H, W]
     draft: torch.Tensor | None = None  # [B, length, 4] layout drafts (app/core/draft.py), when drafted
+    # [B, K, H, W] how much of each cell the draft's objects cover (zeros for an undrafted item)
+    draft_cover: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.canvas.dim() != 5:
@@ -37,6 +39,8 @@ class Plan:
         self.context_mask = self.context_mask.bool()
         if self.strength is not None and self.strength.shape != self.canvas.shape[:4]:
             raise ValueError(f"Plan.strength must be [B, K, H, W] = {tuple(self.canvas.shape[:4])}")
+        if self.draft_cover is not None and self.draft_cover.shape != self.canvas.shape[:4]:
+            raise ValueError(f"Plan.draft_cover must be [B, K, H, W] = {tuple(self.canvas.shape[:4])}")
 
     # ---- shape -----------------------------------------------------------------------------------
     @property
@@ -57,8 +61,15 @@ class Plan:
         return self.canvas[item].detach().float().cpu()
 
     def heatmap(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
-        """Where the plan says something: [H, W] float32 in 0..1, normalised over the item's keyframes."""
-        if self.strength is not None:
+        """Where the plan says something: [H, W] float32 in 0..1, normalised over the item's keyframes.
+
+        A drafted plan shows its draft's objects: where the plan has committed to put something. The
+        connector's output strength there is no guide: a drafted canvas speaks loudest about the
+        background (measured on the shapes model: about 20 on background cells, 13-15 on object
+        cells), so its strength map was the scene's negative."""
+        if self.draft_cover is not None and float(self.draft_cover[item].sum()) > 0:
+            values = self.draft_cover[item].detach().float().cpu()
+        elif self.strength is not None:
             values = self.strength[item].detach().float().cpu().abs()
         else:
             states = self._states(item)
@@ -120,6 +131,7 @@ class Plan:
         if strength is not None and strength.shape != canvas.shape[:4]:
             # Strength on another grid (e.g. the DiT's) cannot follow cell edits; the pipeline recomputes it.
             strength = None
+        cover = self.draft_cover.clone() if self.draft_cover is not None else None
         _, k, h, w, d = canvas.shape
         for edit in edits:
             frames = range(k) if edit.keyframe is None else [edit.keyframe]
@@ -137,13 +149,18 @@ class Plan:
                     cells[:, r0:r1, c0:c1] = mean + edit.factor * (region - mean)
                     if strength is not None:
                         strength[:, f, r0:r1, c0:c1] *= abs(edit.factor)
+                    if cover is not None:
+                        cover[:, f, r0:r1, c0:c1] = (cover[:, f, r0:r1, c0:c1] * abs(edit.factor)).clamp(max=1)
                 else:
                     dr, dc = round(edit.dy * h), round(edit.dx * w)
                     canvas[:, f] = _move(cells, (r0, r1, c0, c1), dr, dc, fill=mean)
                     if strength is not None:
                         s = strength[:, f].unsqueeze(-1)
                         strength[:, f] = _move(s, (r0, r1, c0, c1), dr, dc, fill=s.new_zeros(()))[..., 0]
-        return replace(self, canvas=canvas, strength=strength)
+                    if cover is not None:
+                        c = cover[:, f].unsqueeze(-1)
+                        cover[:, f] = _move(c, (r0, r1, c0, c1), dr, dc, fill=c.new_zeros(()))[..., 0]
+        return replace(self, canvas=canvas, strength=strength, draft_cover=cover)
 
     # ---- plumbing --------------------------------------------------------------------------------
     def select(self, item: int) -> "Plan":
@@ -153,6 +170,7 @@ class Plan:
             words=[self.words[item]] if self.words else [],
             strength=self.strength[sl] if self.strength is not None else None,
             draft=self.draft[sl] if self.draft is not None else None,
+            draft_cover=self.draft_cover[sl] if self.draft_cover is not None else None,
         )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Plan":
@@ -163,6 +181,7 @@ class Plan:
             words=self.words,
             strength=self.strength.to(device=device, dtype=dtype) if self.strength is not None else None,
             draft=self.draft,
+            draft_cover=self.draft_cover.to(device=device) if self.draft_cover is not None else None,
         )
 
     def save(self, path: str | Path) -> None:
@@ -175,6 +194,8 @@ class Plan:
             tensors["strength"] = self.strength.detach().cpu().contiguous()
         if self.draft is not None:
             tensors["draft"] = self.draft.detach().cpu().contiguous()
+        if self.draft_cover is not None:
+            tensors["draft_cover"] = self.draft_cover.detach().cpu().contiguous()
         metadata = {"format": _FORMAT, "version": _VERSION, "words": json.dumps(self.words)}
         save_file(tensors, str(path), metadata=metadata)
 
@@ -187,7 +208,8 @@ class Plan:
         tensors = load_file(str(path), device=str(device))
         words = [[(word, list(idx)) for word, idx in item] for item in json.loads(metadata.get("words", "[]"))]
         return cls(canvas=tensors["canvas"], context=tensors["context"], context_mask=tensors["context_mask"],
-                   words=words, strength=tensors.get("strength"), draft=tensors.get("draft"))
+                   words=words, strength=tensors.get("strength"), draft=tensors.get("draft"),
+                   draft_cover=tensors.get("draft_cover"))
 
 
 def _box_cells(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:

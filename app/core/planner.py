@@ -506,5 +506,8 @@ class Planner(nn.Module):
         # Padded rows attend to nothing and can come out as NaN; zero them so masks downstream are safe.
         context = torch.where(mask.bool().unsqueeze(-1), context, torch.zeros_like(context))
         plan_canvas = hidden[:, -n:].reshape(batch, spec.keyframes, spec.rows, spec.cols, -1)
+        cover = None
+        if coverage is not None:  # objects' share of each cell; an undrafted item's coverage is all zero
+            cover = (coverage[..., 1:].sum(-1)).reshape(batch, spec.keyframes, spec.rows, spec.cols).float().cpu()
         return Plan(canvas=plan_canvas, context=context, context_mask=mask.bool(), words=inputs.words,
-                    draft=drafts.cpu() if drafts is not None else None)
+                    draft=drafts.cpu() if drafts is not None else None, draft_cover=cover)

@@ -118,3 +118,25 @@ def test_items_without_a_draft_do_not_count_in_the_drafters_loss():
     assert torch.allclose(loss, loss_with_none)
     zero, stats = drafter.loss(c[:2], m[:2], no_drafts(2, CONFIG))
     assert zero.item() == 0 and stats == {}
+
+
+def test_a_drafted_plan_shows_its_drafts_objects_and_moves_them_with_the_users_edit(tmp_path):
+    from app.core.plan import Plan
+    from app.core.request import PlanEdit
+
+    spec = CanvasSpec(1, 8, 8)
+    drafts = torch.stack([torch.from_numpy(quantize_objects([(3, 0.15, 0.15, 0.12)], CONFIG)), no_drafts(1, CONFIG)[0]])
+    cover = draft_coverage(drafts, spec, CONFIG)[..., 1:].sum(-1).reshape(2, 1, 8, 8)
+    canvas = torch.randn(2, 1, 8, 8, 16)
+    strength = torch.rand(2, 1, 8, 8) + 1.0  # loudest where nothing is drafted: no guide to the objects
+    plan = Plan(canvas=canvas, context=torch.zeros(2, 3, 16), context_mask=torch.ones(2, 3), words=[[], []],
+                strength=strength, draft=drafts, draft_cover=cover)
+    heat = plan.heatmap(0)
+    assert heat[1, 1] == 1.0 and heat[6, 6] == 0.0  # the drafted object, top left
+    assert np.allclose(plan.heatmap(1), (strength[1, 0] / strength[1].max()).numpy())  # undrafted: as before
+    moved = plan.edited([PlanEdit("move", box=(0.0, 0.0, 0.5, 0.5), dx=0.5, dy=0.5)])
+    assert moved.heatmap(0)[5, 5] == 1.0 and moved.heatmap(0)[1, 1] == 0.0
+    plan.save(tmp_path / "p.plan")
+    back = Plan.load(tmp_path / "p.plan")
+    assert torch.equal(back.draft, drafts) and torch.equal(back.draft_cover, cover)
+    assert np.allclose(back.select(0).heatmap(0), heat)
