@@ -34,7 +34,8 @@ def trajectory(pipe, prompts, seeds, steps: int = 24, every: int = 3, guidance: 
         pipe.check_instruction(text)  # an unknown word: the pipeline's own message listing the vocabulary
     b = len(prompts)
     spec = pipe.canvas_spec_for(pipe.defaults.width)
-    plan = pipe.planner(list(prompts) + [""] * b, spec)
+    # The seeds draw each prompt's layout draft (and layout code), as pipe.sample's planner call does.
+    plan = pipe.planner(list(prompts) + [""] * b, spec, seeds=list(seeds) * 2)
     plan_tokens = pipe.adapter.prepare_plan(plan.canvas) if pipe.adapter.canvas_connector is not None else None
     shape = pipe.codec.latent_shape(pipe.defaults.height, pipe.defaults.width, 1)
     x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
