@@ -48,14 +48,22 @@ def conditioning_losses(pipe, n: int = 64, t_values=(0.5, 0.9), seed: int = 0) -
     perm = np.roll(np.arange(n), 1)
     out = {}
 
+    # A drafting planner plans each training scene with that scene's own draft (app/core/draft.py), as
+    # training does; a text taken from another example brings that example's draft along.
+    draft_config = pipe.planner.drafter.config if getattr(pipe.planner, "drafts", False) else None
+
     def loss(batch, t_val, shuffle_source=False, shuffle_text=False, canvas="right"):
+        from app.train.planner_teaching import batch_drafts
+
         texts = list(batch["texts"])
+        drafts = batch_drafts(pipe.planner, batch)
         if shuffle_text:
             texts = [texts[i] for i in perm]
+            drafts = drafts[torch.from_numpy(perm)] if drafts is not None else None
         sources = batch.get("sources")
         inputs = pipe.planner.processor(texts, images=[[s] for s in sources] if sources is not None else None)
         inputs.prefix_position_ids = prefix_position_ids(pipe.planner.model, inputs)
-        plan = pipe.planner(texts, spec, inputs=inputs)
+        plan = pipe.planner(texts, spec, inputs=inputs, drafts=drafts)
         x = torch.from_numpy(batch["images"]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
         ref = None
         if sources is not None:
@@ -76,7 +84,7 @@ def conditioning_losses(pipe, n: int = 64, t_values=(0.5, 0.9), seed: int = 0) -
 
     with torch.no_grad():
         edit = make_batch(rng, n, size, grid, True)
-        t2i = make_batch(rng, n, size, grid, False)
+        t2i = make_batch(rng, n, size, grid, False, draft=draft_config)
         for t in t_values:
             out[f"edit t={t} right"] = loss(edit, t)
             out[f"edit t={t} shuffled source"] = loss(edit, t, shuffle_source=True)
@@ -102,7 +110,9 @@ def swap_side_words(text: str) -> str:
 
 def relation_word_losses(pipe, n: int = 64, t_values=(0.9,), seed: int = 0) -> dict[str, float]:
     """{'t=0.9 right': loss, 't=0.9 swapped': ..., and for a MetaCanvas model 't=0.9 swapped in context',
-    't=0.9 swapped in canvas'} over n text-to-image examples whose caption names a side."""
+    't=0.9 swapped in canvas'} over n text-to-image examples whose caption names a side.
+    A drafting planner drafts both captions itself here (seed 0 each), not with the scene's own draft:
+    the swapped caption has no scene to take one from."""
     import numpy as np
     import torch
     import torch.nn.functional as F
