@@ -250,12 +250,25 @@ class Trainer:
                                    edit_fraction=self.recipe.teach_edit_fraction,
                                    ambiguous_fraction=self.recipe.teach_ambiguous_fraction,
                                    workers=self.workers).loader())
+        done, seconds = self._teaching_loop("teach planner", opt, sched, params, r.steps,
+                                            lambda: teacher.loss(next(stream), self.device), max_minutes)
+        self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0) + done
+        self.progress["teach_seconds"] = seconds
+        self.progress["teach_done"] = True
+        if self.pipe.planner.canvas_tokens.layouts:
+            self.layout_head.load_state_dict(teacher.canvas_head.state_dict())
+            self.layout_head_taught = True
+        self._save_planner(self.out / "planner_taught")
+        _atomic_json(self.progress_path, self.progress)
+
+    def _teaching_loop(self, name: str, opt, sched, params, steps: int, next_loss, max_minutes) -> tuple[int, float]:
+        """Stage 1's optimisation loop: `next_loss()` gives (loss, stats) for a fresh batch. Returns
+        (steps done, seconds)."""
         t0 = time.time()
-        bar = tqdm(range(r.steps), desc="teach planner", disable=None)
+        bar = tqdm(range(steps), desc=name, disable=None)
         done = 0
         for step in bar:
-            batch = next(stream)
-            loss, stats = teacher.loss(batch, self.device)
+            loss, stats = next_loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
@@ -266,19 +279,12 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in stats.items()})
                 self.progress.setdefault("teach_losses", []).append([step, float(loss.item()), stats])
             if step % 200 == 0:
-                self.log(f"teach step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
+                self.log(f"{name} step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
                          + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
             if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
-                self.log(f"teaching stopped at step {step + 1}: time budget of {max_minutes} min reached")
+                self.log(f"teaching stopped at step {done}: time budget of {max_minutes} min reached")
                 break
-        self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0) + done
-        self.progress["teach_seconds"] = time.time() - t0
-        self.progress["teach_done"] = True
-        if self.pipe.planner.canvas_tokens.layouts:
-            self.layout_head.load_state_dict(teacher.canvas_head.state_dict())
-            self.layout_head_taught = True
-        self._save_planner(self.out / "planner_taught")
-        _atomic_json(self.progress_path, self.progress)
+        return done, time.time() - t0
 
     def _teach_drafter(self, max_minutes: float | None = None) -> None:
         """Stage 1 for the layout drafter alone: captions and their scenes' drafts, the MLLM's prompt
@@ -293,30 +299,18 @@ class Trainer:
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
         rng = np.random.default_rng(self.recipe.seed + 1)
-        t0, done = time.time(), 0
-        for step in tqdm(range(r.steps), desc="teach drafter", disable=None):
+
+        def drafter_loss():
             examples = [sample_captioned_scene(rng) for _ in range(r.batch)]
             drafts = torch.from_numpy(np.stack([draft_rows(e.scene, planner.drafter.config) for e in examples]))
             context, mask = planner.context_states([e.caption for e in examples])
-            loss, stats = planner.drafter.loss(context, mask, drafts)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
-            opt.step()
-            sched.step()
-            done = step + 1
-            if step % 50 == 0:
-                self.progress.setdefault("teach_losses", []).append([step, float(loss.item()), stats])
-            if step % 200 == 0:
-                self.log(f"teach drafter step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
-                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
-            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
-                self.log(f"teaching stopped at step {done}: time budget of {max_minutes} min reached")
-                break
+            return planner.drafter.loss(context, mask, drafts)
+
+        done, seconds = self._teaching_loop("teach drafter", opt, sched, params, r.steps, drafter_loss, max_minutes)
         # The record counts the planner's teaching steps; the drafter's own are kept apart.
         self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0)
         self.progress["drafter_steps"] = self.progress.get("drafter_steps", 0) + done
-        self.progress["teach_seconds"] = time.time() - t0
+        self.progress["teach_seconds"] = seconds
         self.progress["teach_done"] = True
         self._save_planner(self.out / "planner_taught")
         _atomic_json(self.progress_path, self.progress)
