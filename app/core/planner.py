@@ -455,8 +455,8 @@ class Planner(nn.Module):
     @torch.no_grad()
     def context_states(self, instructions: list[str], images=None, videos=None,
                        inputs: PlannerInputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prompt's states alone ([B, L, d], mask [B, L]): what the context of a plan is (the
-        canvas comes after the prompt in the causal sequence), without the canvas's cost."""
+        """The prompt's states alone ([B, L, d], mask [B, L]), without gradients: what the context of a
+        plan is (the canvas comes after the prompt in the causal sequence), without the canvas's cost."""
         inputs, ids, embeds, mask, prefix_pos = self._prompt(instructions, images, videos, inputs)
         states = self.mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=prefix_pos,
                                           use_cache=False).last_hidden_state
@@ -488,9 +488,8 @@ class Planner(nn.Module):
             if need_drafts:
                 media = torch.isin(ids, torch.tensor([mllm.config.image_token_id, mllm.config.video_token_id],
                                                      device=ids.device)).any(1)
-                wanted = ~media.cpu() & torch.tensor([bool(t.strip()) for t in instructions]) \
-                    if len(instructions) == batch else ~media.cpu()
-                drafts = self.drafter.sample(prefix, mask, seeds, wanted=wanted)
+                worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
+                drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded)
         codes = torch.as_tensor(layouts).reshape(batch).to(device) if self.canvas_tokens.layouts else None
         coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if self.drafts else None
         canvas = self.canvas_tokens(spec, codes, coverage).to(dtype)

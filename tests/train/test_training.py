@@ -664,6 +664,17 @@ def test_layout_drafts_are_taught_alone_and_stage_two_seeds_each_scenes_canvas_w
     result = pipe(request)
     assert result.frames.shape == (1, 64, 64, 3) and result.plan.draft is not None
 
+    # A model folder whose drafter config is damaged is refused by name, not half-loaded.
+    import shutil
+
+    from app.core.checkpoints import ModelFolderError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "layout_drafter" / "config.json").write_text("{}")
+    with pytest.raises(ModelFolderError, match="layout drafter"):
+        load_model(broken, device="cpu", dtype=torch.float32)
+
     # A planner without a drafter cannot be handed to a run that drafts.
     with pytest.raises(ValueError, match="no layout drafter"):
         Trainer(drafted, tmp_path / "bad", planner_from=tmp_path / "base" / "planner_taught", device="cpu",
