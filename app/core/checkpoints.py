@@ -6,6 +6,7 @@ A MetaCanvas model folder:
     transformer/              the diffusers backbone: config.json, *.safetensors
     canvas_tokens/            config.json + model.safetensors
     layout_drafter/           optional: config.json + model.safetensors (app/core/draft.py)
+    edit_drafter/             optional, with layout_drafter: the drafter of image edits (same files)
     canvas_connector/         config.json + model.safetensors (absent in a text-only model)
     context_connector/        config.json + model.safetensors
     vae/                      optional diffusers autoencoder (absent: the model works in pixel space)
@@ -89,7 +90,7 @@ def validate_model_folder(folder: str | Path) -> dict:
     folder = Path(folder)
     index = read_index(folder)
     for name, need in (("planner", True), ("transformer", True), ("canvas_tokens", True), ("layout_drafter", True),
-                       ("context_connector", True), ("canvas_connector", True), ("vae", True)):
+                       ("edit_drafter", True), ("context_connector", True), ("canvas_connector", True), ("vae", True)):
         path = component_path(folder, index, name)
         if path is not None:
             check_component_folder(path, name, need)
@@ -166,9 +167,11 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
          "draft_labels": planner.canvas_tokens.draft_labels}))
     save_file(cast(planner.canvas_tokens), str(tmp / "canvas_tokens" / "model.safetensors"))
     drafter = getattr(planner, "drafter", None)
-    if drafter is not None:
-        save_module_cast(drafter, tmp / "layout_drafter", {"draft": drafter.config.to_dict(),
-                                                           "context_dim": planner.hidden_size}, cast)
+    edit_drafter = getattr(planner, "edit_drafter", None)
+    for name, module in (("layout_drafter", drafter), ("edit_drafter", edit_drafter)):
+        if module is not None:
+            save_module_cast(module, tmp / name, {"draft": module.config.to_dict(),
+                                                  "context_dim": planner.hidden_size}, cast)
 
     # Backbone: diffusers' own layout; connectors and adapter-level parameters beside it.
     transformer = adapter.transformer
@@ -194,6 +197,8 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
         index["canvas_connector"] = "canvas_connector"
     if drafter is not None:
         index["layout_drafter"] = "layout_drafter"
+    if edit_drafter is not None:
+        index["edit_drafter"] = "edit_drafter"
     if vae is not None:
         index["vae"] = {"class": type(vae).__name__}
     (tmp / INDEX).write_text(json.dumps(index, indent=2))
@@ -225,6 +230,30 @@ def _vae_folder(folder: Path, index: dict) -> Path | None:
     return folder / "vae"
 
 
+def _strict_load(module, state, what: str, folder: Path) -> None:
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelFolderError(f"The {what} weights in {folder} do not match its config "
+                               f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}).")
+
+
+def _load_drafter(folder: Path, index: dict, name: str):
+    """A layout drafter component (layout_drafter/ or edit_drafter/), or None where the folder has none."""
+    path = component_path(folder, index, name)
+    if path is None:
+        return None
+    from .draft import DraftConfig, LayoutDrafter
+
+    what = name.replace("_", " ")
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        drafter = LayoutDrafter(DraftConfig.from_dict(cfg["draft"]), int(cfg["context_dim"]))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise ModelFolderError(f"The {what} config in {path} is not valid: {exc}") from exc
+    _strict_load(drafter, load_state(path), what, folder)
+    return drafter
+
+
 def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     """Load a MetaCanvas model folder (safetensors only, no network) -> MetaCanvasPipeline on `device`.
 
@@ -245,10 +274,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
 
     def strict_load(module, state, what):
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ModelFolderError(f"The {what} weights in {folder} do not match its config "
-                                   f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}).")
+        _strict_load(module, state, what, folder)
 
     # Planner.
     planner_dir = component_path(folder, index, "planner")
@@ -270,19 +296,11 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
                                  layouts=int(ct_cfg.get("layouts", 0)), draft_labels=int(ct_cfg.get("draft_labels", 0)))
     strict_load(canvas_tokens, CanvasTokens.complete_state(load_state(ct_dir), canvas_tokens.layouts, canvas_tokens.dim),
                 "canvas token")
-    drafter = None
-    drafter_dir = component_path(folder, index, "layout_drafter")
-    if drafter_dir is not None:
-        from .draft import DraftConfig, LayoutDrafter
-
-        try:
-            d_cfg = json.loads((drafter_dir / "config.json").read_text())
-            drafter = LayoutDrafter(DraftConfig.from_dict(d_cfg["draft"]), int(d_cfg["context_dim"]))
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise ModelFolderError(f"The layout drafter config in {drafter_dir} is not valid: {exc}") from exc
-        strict_load(drafter, load_state(drafter_dir), "layout drafter")
+    drafter = _load_drafter(folder, index, "layout_drafter")
+    edit_drafter = _load_drafter(folder, index, "edit_drafter")
     try:
-        planner = Planner(mllm, processor, canvas_tokens, temporal_stride=ct_cfg.get("temporal_stride", 1), drafter=drafter)
+        planner = Planner(mllm, processor, canvas_tokens, temporal_stride=ct_cfg.get("temporal_stride", 1),
+                          drafter=drafter, edit_drafter=edit_drafter)
     except ValueError as exc:
         raise ModelFolderError(f"The planner parts in {folder} do not fit together: {exc}") from exc
 

@@ -12,9 +12,15 @@ coverage, and a learned embedding per label adds it to the canvas tokens before 
 them, so the plan the MLLM fills in is now the plan of one concrete scene, which the connector
 hands to the DiT as before.
 
-Only text-to-image requests are drafted: an edit's layout is in its source image, which the planner
-reads. An empty instruction (the unconditional half of guidance) gets no draft. Models without a
-drafter (real checkpoints, older shapes models) plan exactly as before.
+Text-to-image requests are drafted from the caption. Image edits are drafted by a second drafter
+(`reads_images`), which reads the source image's states too: each image token's state is placed in
+the frame by a learned embedding of its cell, because the MLLM's states carry position only through
+rotary attention, and a drafter reading them without it could not copy the source's layout (a first
+try drafted 0.02 of edit targets right; bench/probe_edit_drafter.py). An edit's target draft lists
+the target scene's objects left to right (app/shapes/dataset.edit_draft_rows): the drafter copies
+every object but the edited one off the source, in the order its memory lays them out. Videos are
+not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
+a drafter (real checkpoints, older shapes models) plan exactly as before.
 
 Objects are (label, x bin, y bin, size bin); label 0 means "stop", and -1 pads ("no draft" when an
 item's whole row is -1). Coordinates are fractions of the frame: x bin k covers [k/bins, (k+1)/bins).
@@ -32,6 +38,10 @@ from .canvas import CanvasSpec
 
 SUPERSAMPLE = 4  # coverage samples per canvas cell side (as app/shapes/dataset.label_map measures)
 PLACE_TRIES = 8  # how often a drafted object that overlaps an earlier one is placed again
+# An edit has one target (the source with the named change), so edits are drafted greedily: on the
+# 200 benchmark edits a first edit drafter's targets were right 0.155 of the time sampled at
+# temperature 1, 0.32 at 0.5 and 0.33 greedy (docs/BENCHMARKS.md, "Drafting edits").
+EDIT_TEMPERATURE = 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class DraftConfig:
     dim: int = 128
     layers: int = 2
     heads: int = 4
+    # An edit drafter: image tokens in its memory get an embedding of where they lie in the frame.
+    reads_images: bool = False
 
     @property
     def length(self) -> int:
@@ -142,6 +154,9 @@ class LayoutDrafter(nn.Module):
         self.config = config
         d = config.dim
         self.context_proj = nn.Linear(context_dim, d)
+        if config.reads_images:  # where each image token lies, on the drafter's own bins
+            self.memory_x = nn.Embedding(config.bins, d)
+            self.memory_y = nn.Embedding(config.bins, d)
         self.start = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(config.length, d)
         self.label_emb = nn.Embedding(config.labels, d)
@@ -172,22 +187,34 @@ class LayoutDrafter(nn.Module):
         h = self.decoder(inputs, memory, tgt_mask=causal, memory_key_padding_mask=memory_pad)
         return self.norm(h)
 
-    def _memory(self, context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _memory(self, context: torch.Tensor, mask: torch.Tensor,
+                where: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`where` ([B, L, 2] long, x and y bins; -1 for states that are not image tokens) places
+        image tokens in the frame (an edit drafter's only)."""
         mask = mask.bool()
         # An item with no unmasked state would attend to nothing (NaN): let it attend to its zeros.
         mask = mask | ~mask.any(1, keepdim=True)
-        return self.context_proj(context.to(self.context_proj.weight.dtype)), ~mask
+        memory = self.context_proj(context.to(self.context_proj.weight.dtype))
+        if self.config.reads_images:
+            if where is None:
+                raise ValueError("an edit drafter needs to know where the image tokens lie (where=)")
+            where = where.to(memory.device)
+            placed = (where[..., :1] >= 0).to(memory.dtype)
+            xy = where.clamp(min=0)
+            memory = memory + placed * (self.memory_x(xy[..., 0]) + self.memory_y(xy[..., 1]))
+        return memory, ~mask
 
-    def loss(self, context: torch.Tensor, mask: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Teacher-forced cross-entropy of [B, length, 4] drafts given [B, L, d] context states.
-        Items without a draft (all -1) are left out."""
+    def loss(self, context: torch.Tensor, mask: torch.Tensor, drafts: torch.Tensor,
+             where: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Teacher-forced cross-entropy of [B, length, 4] drafts given [B, L, d] context states
+        (`where`: see _memory). Items without a draft (all -1) are left out."""
         drafts = drafts.to(self.start.device).long()
         keep = (drafts[:, :, 0] >= 0).any(1)
         if not keep.any():
             zero = self.start.sum() * 0
             return zero, {}
         drafts, context, mask = drafts[keep], context[keep], mask[keep]
-        memory, pad = self._memory(context, mask)
+        memory, pad = self._memory(context, mask, None if where is None else where[keep.to(where.device)])
         h = self._states(drafts[:, :-1], memory, pad)  # [B, T, d]: position i predicts object i
         labels = drafts[..., 0]
         label_loss = F.cross_entropy(self.label_head(h).flatten(0, 1), labels.flatten(), ignore_index=-1)
@@ -206,16 +233,18 @@ class LayoutDrafter(nn.Module):
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, mask: torch.Tensor, seeds: list[int] | None = None,
-               wanted: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+               wanted: torch.Tensor | None = None, temperature: float = 1.0,
+               where: torch.Tensor | None = None) -> torch.Tensor:
         """[B, length, 4] drafts drawn with each item's seed (seed 0 without seeds); items not
-        `wanted` get no draft. Greedy at temperature 0."""
+        `wanted` get no draft (`where`: see _memory). Greedy at temperature 0."""
         b = context.shape[0]
         out = no_drafts(b, self.config)
         wanted = torch.ones(b, dtype=torch.bool) if wanted is None else wanted.cpu().bool()
         if not wanted.any():
             return out
         idx = wanted.nonzero().flatten()
-        memory, pad = self._memory(context[idx.to(context.device)], mask[idx.to(mask.device)])
+        memory, pad = self._memory(context[idx.to(context.device)], mask[idx.to(mask.device)],
+                                   None if where is None else where[idx.to(where.device)])
         gens = [torch.Generator().manual_seed(int(seeds[i]) if seeds is not None else 0) for i in idx.tolist()]
         rows = torch.full((len(idx), 0, 4), -1, dtype=torch.long, device=memory.device)
         done = torch.zeros(len(idx), dtype=torch.bool)

@@ -29,7 +29,7 @@ from PIL import Image
 from torch import nn
 
 from .canvas import CanvasSpec, CanvasTokens, canvas_position_ids
-from .draft import LayoutDrafter, draft_coverage
+from .draft import EDIT_TEMPERATURE, LayoutDrafter, draft_coverage
 from .plan import Plan
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -389,26 +389,67 @@ def pooled_states(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (torch.nan_to_num(states) * m).sum(1) / m.sum(1).clamp(min=1)
 
 
+def image_token_places(ids: torch.Tensor, image_grid_thw: torch.Tensor | None, image_token_id: int,
+                       merge: int, bins: int) -> torch.Tensor:
+    """[B, L, 2] long: for each image token, the (x, y) bin of the frame it stands for (`bins` per
+    axis); -1 for every other token. The vision tower hands an image's merged tokens over row by
+    row ((t, h / merge, w / merge) raster order), and the prompt holds them in that order."""
+    where = torch.full((*ids.shape, 2), -1, dtype=torch.long)
+    if image_grid_thw is None:
+        return where
+    grids = image_grid_thw.tolist()
+    g = 0
+    for b in range(ids.shape[0]):
+        pos = (ids[b] == image_token_id).nonzero().flatten().cpu()
+        k = 0
+        while k < len(pos):
+            t, h, w = (int(v) for v in grids[g])
+            g += 1
+            gh, gw = h // merge, w // merge
+            n = t * gh * gw
+            idx = torch.arange(n)
+            where[b, pos[k:k + n], 0] = ((idx % gw + 0.5) / gw * bins).long()
+            where[b, pos[k:k + n], 1] = (((idx // gw) % gh + 0.5) / gh * bins).long()
+            k += n
+    return where
+
+
 class Planner(nn.Module):
     """MLLM + canvas tokens -> Plan. `model` is a Qwen2_5_VLModel or Qwen2_5_VLForConditionalGeneration."""
 
     def __init__(self, model: nn.Module, processor: PlannerProcessor, canvas_tokens: CanvasTokens,
-                 temporal_stride: int = 1, drafter: LayoutDrafter | None = None) -> None:
+                 temporal_stride: int = 1, drafter: LayoutDrafter | None = None,
+                 edit_drafter: LayoutDrafter | None = None) -> None:
         super().__init__()
         self.model = model
         self.processor = processor
         self.canvas_tokens = canvas_tokens
         self.temporal_stride = temporal_stride
         self.drafter = drafter  # layout drafts (app/core/draft.py); None plans as METHOD.md does
+        self.edit_drafter = edit_drafter  # drafts image edits' targets; None leaves edits undrafted
         if canvas_tokens.dim != self.hidden_size:
             raise ValueError(f"canvas tokens have width {canvas_tokens.dim}, the MLLM {self.hidden_size}")
         if drafter is not None and drafter.config.labels != canvas_tokens.draft_labels:
             raise ValueError(f"the drafter drafts {drafter.config.labels} labels; the canvas tokens embed "
                              f"{canvas_tokens.draft_labels}")
+        if edit_drafter is not None:
+            if drafter is None:
+                raise ValueError("an edit drafter needs the planner's layout drafter (drafts of one kind)")
+            e, d = edit_drafter.config, drafter.config
+            if not e.reads_images or (e.labels, e.length, e.bins, e.sizes) != (d.labels, d.length, d.bins, d.sizes):
+                raise ValueError("the edit drafter must read images and draft as the layout drafter does "
+                                 "(labels, objects, bins, sizes)")
 
     @property
     def drafts(self) -> bool:
         return self.drafter is not None and bool(self.canvas_tokens.draft_labels)
+
+    def image_places(self, inputs: PlannerInputs) -> torch.Tensor:
+        """[B, L, 2]: where each image token of the prompt lies, on the edit drafter's bins."""
+        vision = self.mllm.config.vision_config
+        bins = self.edit_drafter.config.bins if self.edit_drafter is not None else self.drafter.config.bins
+        return image_token_places(inputs.input_ids, inputs.image_grid_thw, self.mllm.config.image_token_id,
+                                  int(vision.spatial_merge_size), bins)
 
     @property
     def mllm(self) -> nn.Module:
@@ -470,7 +511,8 @@ class Planner(nn.Module):
         code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds).
         With a drafter, `drafts` ([B, length, 4], app/core/draft.py) gives each item's layout draft (a
         training scene's own); without it, each text-only item with an instruction is drafted with its
-        seed, and items with media or an empty instruction get none."""
+        seed, so is each image edit when the planner has an edit drafter, and other items with media
+        or an empty instruction get none."""
         inputs, ids, embeds, mask, prefix_pos = self._prompt(instructions, images, videos, inputs)
         mllm = self.mllm
         device = self.canvas_tokens.tokens.device
@@ -490,6 +532,14 @@ class Planner(nn.Module):
                                                      device=ids.device)).any(1)
                 worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
                 drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded)
+                if self.edit_drafter is not None:
+                    # Edits (a still image, no clip) are drafted from the source's states as well.
+                    imaged = (ids == mllm.config.image_token_id).any(1) & ~(ids == mllm.config.video_token_id).any(1)
+                    edited = imaged.cpu() & worded
+                    if edited.any():
+                        target = self.edit_drafter.sample(prefix, mask, seeds, wanted=edited, where=self.image_places(inputs),
+                                                          temperature=EDIT_TEMPERATURE)
+                        drafts = torch.where(edited[:, None, None], target, drafts)
         codes = torch.as_tensor(layouts).reshape(batch).to(device) if self.canvas_tokens.layouts else None
         coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if self.drafts else None
         canvas = self.canvas_tokens(spec, codes, coverage).to(dtype)

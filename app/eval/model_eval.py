@@ -6,6 +6,7 @@ Used during training (a small quick set, EMA weights) and for the figures in the
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from app.eval.drafts import draft_scene, score_drafts
 from app.eval.edits import edit_success, edited_mask, make_edit_benchmark, psnr_outside
@@ -59,8 +60,6 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
 
 
 def _plans(pipe, prompts, seeds):
-    import torch
-
     with torch.no_grad():
         # The plan each image was sampled with: a model with layout codes plans one per seed.
         plan = pipe.planner(prompts, pipe.canvas_spec_for(pipe.defaults.width), seeds=seeds)
@@ -76,11 +75,25 @@ def evaluate_edits(pipe, n: int, *, seed: int = 1234, steps=None, guidance=None,
     ok, psnrs, by_kind = [], [], {}
     from app.shapes.edits import edit_kind
 
+    drafting = use_canvas and getattr(pipe.planner, "edit_drafter", None) is not None
+    draft_right, draft_followed = [], []
     for start in range(0, n, batch):
         chunk = triples[start:start + batch]
         sources = [render(t.source, size) for t in chunk]
-        results = pipe.sample([t.instruction for t in chunk], [seed + start + k for k in range(len(chunk))],
+        seeds = [seed + start + k for k in range(len(chunk))]
+        results = pipe.sample([t.instruction for t in chunk], seeds,
                               sources=sources, steps=steps, guidance=guidance, use_canvas=use_canvas)
+        if drafting:
+            # The drafts the edits were sampled with (the same seeds draw the same drafts): is the
+            # drafted target the true one, and does the result show what was drafted?
+            with torch.no_grad():
+                drafts = pipe.planner([t.instruction for t in chunk], pipe.canvas_spec_for(size),
+                                      images=[[s] for s in sources], seeds=seeds).draft
+            config = pipe.planner.edit_drafter.config
+            for t, d, res in zip(chunk, drafts, results):
+                drafted = draft_scene(d, config)
+                draft_right.append(edit_success(render(drafted, size), t.target))
+                draft_followed.append(edit_success(res, drafted))
         for t, res in zip(chunk, results):
             good = edit_success(res, t.target)
             ok.append(good)
@@ -90,6 +103,9 @@ def evaluate_edits(pipe, n: int, *, seed: int = 1234, steps=None, guidance=None,
                 psnrs.append(min(psnr_outside(res, render(t.target, size), mask), 99.0))
     out = {"edit_success": float(np.mean(ok)), "edit_psnr_outside": float(np.mean(psnrs)) if psnrs else float("nan")}
     out.update({f"edit_{k}": float(np.mean(v)) for k, v in by_kind.items()})
+    if draft_right:
+        out["edit_draft_right"] = float(np.mean(draft_right))
+        out["edit_draft_followed"] = float(np.mean(draft_followed))
     return out
 
 

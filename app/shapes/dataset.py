@@ -68,4 +68,16 @@ def draft_rows(scene: Scene, config) -> np.ndarray:
     return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in ordered], config)
 
 
-__all__ = ["draft_rows", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]
+def edit_draft_rows(scene: Scene, config) -> np.ndarray:
+    """An edit's target scene as a draft, objects left to right (then top to bottom).
+
+    No caption names an edit's objects in order: the edit drafter reads them off the source image
+    (app/core/draft.py) and copies all but the edited one, so it goes through the frame the way its
+    memory is laid out."""
+    from app.core.draft import quantize_objects
+
+    ordered = sorted(scene.objects, key=lambda o: (o.cx, o.cy))
+    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in ordered], config)
+
+
+__all__ = ["draft_rows", "edit_draft_rows", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]

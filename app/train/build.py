@@ -6,6 +6,8 @@ enough that no VAE is needed), wrapped with the MetaCanvas connectors.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from diffusers import SanaTransformer2DModel
 from transformers import Qwen2_5_VLModel
 
@@ -68,11 +70,17 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     processor = build_processor(recipe)
     mllm = Qwen2_5_VLModel(planner_config(recipe, processor))
     grid = size // m.patch_size
-    drafts = draft_config(recipe)
+    # Drafts seed the canvas: a text-only baseline (no canvas branch) has nothing to draft for.
+    drafts = draft_config(recipe) if use_canvas else None
     drafter = LayoutDrafter(drafts, m.planner_hidden) if drafts is not None else None
+    edit_drafter = None
+    if m.edit_drafts and use_canvas:
+        if drafts is None:
+            raise ValueError("model.edit_drafts needs model.canvas_drafts (edits are drafted as captions are)")
+        edit_drafter = LayoutDrafter(replace(drafts, reads_images=True), m.planner_hidden)
     canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, layouts=m.canvas_layouts,
-                          draft_labels=NUM_LABELS if m.canvas_drafts else 0)
-    planner = Planner(mllm, processor, canvas, drafter=drafter)
+                          draft_labels=NUM_LABELS if drafts is not None else 0)
+    planner = Planner(mllm, processor, canvas, drafter=drafter, edit_drafter=edit_drafter)
 
     width = m.dit_heads * m.dit_head_dim
     transformer = SanaTransformer2DModel(

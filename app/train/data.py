@@ -9,15 +9,16 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from app.shapes.dataset import draft_rows, label_map, sample_t2i_examples
+from app.shapes.dataset import draft_rows, edit_draft_rows, label_map, sample_t2i_examples
 from app.shapes.edits import sample_edit
 from app.shapes.render import render
 
 
 def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit: bool,
-               ambiguous_fraction: float = 0.0, draft=None) -> dict:
+               ambiguous_fraction: float = 0.0, draft=None, edit_drafts: bool = False) -> dict:
     """`draft`: a DraftConfig when the planner drafts layouts; text-to-image batches then carry each
-    scene as a draft (`draft`, [B, length, 4]) too."""
+    scene as a draft (`draft`, [B, length, 4]) too, and with `edit_drafts` so do edit batches (each
+    edit's target scene, objects left to right: app/shapes/dataset.edit_draft_rows)."""
     if not edit:
         examples = sample_t2i_examples(rng, batch, size)
         out = {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
@@ -29,10 +30,13 @@ def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit:
     # At 0 the draws are exactly those of before the option (no extra random numbers taken).
     triples = [sample_edit(rng, ambiguous=bool(ambiguous_fraction) and rng.random() < ambiguous_fraction)
                for _ in range(batch)]
-    return {"kind": "edit", "texts": [t.instruction for t in triples],
-            "sources": np.stack([render(t.source, size) for t in triples]),
-            "images": np.stack([render(t.target, size) for t in triples]),
-            "labels": np.stack([label_map(t.target, grid) for t in triples])}
+    out = {"kind": "edit", "texts": [t.instruction for t in triples],
+           "sources": np.stack([render(t.source, size) for t in triples]),
+           "images": np.stack([render(t.target, size) for t in triples]),
+           "labels": np.stack([label_map(t.target, grid) for t in triples])}
+    if draft is not None and edit_drafts:
+        out["draft"] = np.stack([edit_draft_rows(t.target, draft) for t in triples])
+    return out
 
 
 class ShapesStream(IterableDataset):
@@ -50,6 +54,7 @@ class ShapesStream(IterableDataset):
         from app.train.build import draft_config
 
         self.draft = draft_config(recipe)
+        self.edit_drafts = recipe.model.edit_drafts
 
     def __iter__(self):
         from app.core.planner import prefix_position_ids, vision_index_tensors
@@ -61,7 +66,8 @@ class ShapesStream(IterableDataset):
         rope_model = rope_only_planner(self.recipe, processor)
         while True:
             batch = make_batch(rng, self.batch, self.size, self.grid, bool(rng.random() < self.edit_fraction),
-                               self.ambiguous_fraction, draft=self.draft)
+                               self.ambiguous_fraction, draft=self.draft,
+                               edit_drafts=self.edit_drafts)
             if self.cfg_dropout:
                 drop = rng.random(len(batch["texts"])) < self.cfg_dropout
                 batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]

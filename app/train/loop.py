@@ -39,6 +39,7 @@ from app.train.planner_teaching import PlannerTeacher, batch_drafts, label_weigh
 from app.train.recipe import Recipe
 
 DRAFTER = "layout_drafter"  # the folder of a planner's layout drafter (app/core/draft.py), as in model folders
+EDIT_DRAFTER = "edit_drafter"  # and of its drafter of image edits
 LAYOUT_HEAD = "layout_head"  # the folder, beside planner/ and canvas_tokens/, of the kept canvas head
 
 
@@ -134,7 +135,7 @@ class Trainer:
                              f"(it would inherit a backbone trained with a plan)")
         missing, unexpected = self.pipe.planner.load_state_dict(src.planner.state_dict(), strict=False)
         # Layout codes and drafts may be new to the run: they come from a taught planner (--planner-from).
-        new = ("canvas_tokens.layout_", "canvas_tokens.draft_embedding", "drafter.")
+        new = ("canvas_tokens.layout_", "canvas_tokens.draft_embedding", "drafter.", "edit_drafter.")
         if unexpected or any(not k.startswith(new) for k in missing):
             raise ValueError(f"the planner in {folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         # A MetaCanvas run may start from a trained text-only model: the paper adds MetaCanvas to a
@@ -213,6 +214,8 @@ class Trainer:
         planner.canvas_tokens.load_state_dict(CanvasTokens.complete_state(tokens, layouts, planner.canvas_tokens.dim))
         if planner.drafts and (folder / DRAFTER).is_dir():
             planner.drafter.load_state_dict(load_state(folder / DRAFTER))
+        if planner.edit_drafter is not None and (folder / EDIT_DRAFTER).is_dir():
+            planner.edit_drafter.load_state_dict(load_state(folder / EDIT_DRAFTER))
         if layouts and (folder / LAYOUT_HEAD).is_dir():
             self.layout_head.load_state_dict(load_state(folder / LAYOUT_HEAD))
             self.layout_head_taught = True
@@ -220,8 +223,9 @@ class Trainer:
         if taught.exists():  # how long it was taught, for this run's training.json
             record = json.loads(taught.read_text())
             self.progress["teach_steps_done"] = record["steps"]
-            if record.get("drafter_steps"):
-                self.progress["drafter_steps"] = record["drafter_steps"]
+            for key in ("drafter_steps", "edit_drafter_steps"):
+                if record.get(key):
+                    self.progress[key] = record[key]
 
     def teach_planner(self, max_minutes: float | None = None) -> None:
         r = self.recipe.teach
@@ -287,29 +291,55 @@ class Trainer:
         return done, time.time() - t0
 
     def _teach_drafter(self, max_minutes: float | None = None) -> None:
-        """Stage 1 for the layout drafter alone: captions and their scenes' drafts, the MLLM's prompt
-        states read without gradients (app/core/draft.py). Everything else in the planner stays."""
+        """Stage 1 for the layout drafters alone (recipe.teach_drafter_tasks): captions and their
+        scenes' drafts, and/or edits (instruction + source image) and their targets' drafts; the
+        MLLM's prompt states read without gradients (app/core/draft.py). Everything else in the
+        planner stays. With both tasks, each step teaches each drafter one batch."""
         from app.shapes.captions import sample_captioned_scene
-        from app.shapes.dataset import draft_rows
+        from app.shapes.dataset import draft_rows, edit_draft_rows
+        from app.shapes.edits import sample_edit
+        from app.shapes.render import render
 
         r, planner = self.recipe.teach, self.pipe.planner
+        tasks = tuple(self.recipe.teach_drafter_tasks)
         if not planner.drafts:
             raise ValueError("teach_drafter_only needs layout drafts (model.canvas_drafts)")
-        params = list(planner.drafter.parameters())
+        if unknown := set(tasks) - {"text_to_image", "image_edit"}:
+            raise ValueError(f"teach_drafter_tasks: unknown {sorted(unknown)}; known: text_to_image, image_edit")
+        if "image_edit" in tasks and planner.edit_drafter is None:
+            raise ValueError("teach_drafter_tasks has image_edit: the recipe needs model.edit_drafts")
+        params = [*(planner.drafter.parameters() if "text_to_image" in tasks else ()),
+                  *(planner.edit_drafter.parameters() if "image_edit" in tasks else ())]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
         rng = np.random.default_rng(self.recipe.seed + 1)
+        size = self.recipe.model.image_size
 
         def drafter_loss():
-            examples = [sample_captioned_scene(rng) for _ in range(r.batch)]
-            drafts = torch.from_numpy(np.stack([draft_rows(e.scene, planner.drafter.config) for e in examples]))
-            context, mask = planner.context_states([e.caption for e in examples])
-            return planner.drafter.loss(context, mask, drafts)
+            loss, stats = 0.0, {}
+            if "text_to_image" in tasks:
+                examples = [sample_captioned_scene(rng) for _ in range(r.batch)]
+                drafts = torch.from_numpy(np.stack([draft_rows(e.scene, planner.drafter.config) for e in examples]))
+                context, mask = planner.context_states([e.caption for e in examples])
+                loss, stats = planner.drafter.loss(context, mask, drafts)
+            if "image_edit" in tasks:
+                triples = [sample_edit(rng) for _ in range(r.batch)]
+                drafts = torch.from_numpy(np.stack([edit_draft_rows(t.target, planner.edit_drafter.config)
+                                                    for t in triples]))
+                inputs = planner.processor([t.instruction for t in triples],
+                                           images=[[render(t.source, size)] for t in triples])
+                context, mask = planner.context_states([], inputs=inputs)
+                edit_loss, edit_stats = planner.edit_drafter.loss(context, mask, drafts, where=planner.image_places(inputs))
+                loss = loss + edit_loss
+                stats.update({f"edit_{k}": v for k, v in edit_stats.items()})
+            return loss, stats
 
         done, seconds = self._teaching_loop("teach drafter", opt, sched, params, r.steps, drafter_loss, max_minutes)
         # The record counts the planner's teaching steps; the drafter's own are kept apart.
         self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0)
-        self.progress["drafter_steps"] = self.progress.get("drafter_steps", 0) + done
+        for task, key in (("text_to_image", "drafter_steps"), ("image_edit", "edit_drafter_steps")):
+            if task in tasks:
+                self.progress[key] = self.progress.get(key, 0) + done
         self.progress["teach_seconds"] = seconds
         self.progress["teach_done"] = True
         self._save_planner(self.out / "planner_taught")
@@ -322,12 +352,16 @@ class Trainer:
         save_module(planner.canvas_tokens, folder / "canvas_tokens", {"what": "taught canvas tokens"})
         if planner.drafter is not None:
             save_module(planner.drafter, folder / DRAFTER, {"what": "layout drafter", "draft": planner.drafter.config.to_dict()})
+        if planner.edit_drafter is not None:
+            save_module(planner.edit_drafter, folder / EDIT_DRAFTER,
+                        {"what": "edit drafter", "draft": planner.edit_drafter.config.to_dict()})
         if self.layout_head_taught:
             save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)
         record = {"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}
-        if self.progress.get("drafter_steps"):
-            record["drafter_steps"] = self.progress["drafter_steps"]  # the drafter's own (teach_drafter_only)
+        for key in ("drafter_steps", "edit_drafter_steps"):  # the drafters' own (teach_drafter_only)
+            if self.progress.get(key):
+                record[key] = self.progress[key]
         (folder / "teaching.json").write_text(json.dumps(record))
 
     # -- stage 2 ----------------------------------------------------------------------------------
@@ -625,7 +659,7 @@ def training_record(progress: dict, recipe: Recipe, use_canvas: bool) -> dict:
             "canvas_steps": sum(leg["steps"] for leg in history if leg.get("use_canvas")),
             "wall_seconds": round(progress.get("prior_wall_seconds", 0.0) + progress["wall_seconds"], 1),
             "teach_steps": progress.get("teach_steps_done", recipe.teach.steps),
-            **({"drafter_steps": progress["drafter_steps"]} if progress.get("drafter_steps") else {}),
+            **{key: progress[key] for key in ("drafter_steps", "edit_drafter_steps") if progress.get(key)},
             **({"cooldown": progress["cooldown"]} if "cooldown" in progress else {}),
             "use_canvas": use_canvas, "recipe": recipe.to_dict(), "history": history, "evals": progress["evals"]}
 

@@ -38,6 +38,10 @@ class ModelRecipe:
     # Layout drafts: the planner drafts a text-to-image scene object by object with the request's
     # seed, and the draft seeds its canvas (app/core/draft.py).
     canvas_drafts: bool = False
+    # Edit drafts: the planner also drafts an image edit's target scene (a second drafter that reads
+    # the source image's states where they lie in the frame; app/core/draft.py), and stage 2 trains
+    # edits with their targets' drafts on the canvas. Needs canvas_drafts.
+    edit_drafts: bool = False
 
 
 @dataclass
@@ -81,6 +85,8 @@ class Recipe:
     # MLLM only reads): much faster a step than teach_drafts_only, which also backpropagates through
     # the MLLM into the canvas's draft embedding. For a drafter that needs more steps than the embedding.
     teach_drafter_only: bool = False
+    # Which drafters teach_drafter_only teaches: "text_to_image" (captions) and/or "image_edit".
+    teach_drafter_tasks: tuple[str, ...] = ("text_to_image",)
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice

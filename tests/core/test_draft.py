@@ -140,3 +140,56 @@ def test_a_drafted_plan_shows_its_drafts_objects_and_moves_them_with_the_users_e
     back = Plan.load(tmp_path / "p.plan")
     assert torch.equal(back.draft, drafts) and torch.equal(back.draft_cover, cover)
     assert np.allclose(back.select(0).heatmap(0), heat)
+
+
+def _one_object_among_image_tokens(n: int, gen: torch.Generator):
+    """A 4 x 4 "source image" of identical token states but one (the object's), at a random cell;
+    its place is known only from where that token lies. The draft: one object of label 1 there."""
+    from app.core.planner import image_token_places
+
+    ids = torch.full((n, 17), 7)
+    ids[:, 1:] = 9  # token 0 is the instruction, 1..16 the image's (merge 1, grid 1 x 4 x 4)
+    where = image_token_places(ids, torch.tensor([[1, 4, 4]] * n), image_token_id=9, merge=1, bins=CONFIG.bins)
+    context = torch.zeros(n, 17, 16)
+    context[:, 0, 0] = 1.0
+    cells = torch.randint(0, 16, (n,), generator=gen)
+    context[torch.arange(n), 1 + cells, 1] = 1.0
+    rows = [quantize_objects([(1, (c % 4 + 0.5) / 4, (c // 4 + 0.5) / 4, 0.1)], CONFIG) for c in cells.tolist()]
+    return context, torch.ones(n, 17, dtype=torch.bool), torch.from_numpy(np.stack(rows)), where, cells
+
+
+def test_image_tokens_are_placed_on_the_drafters_bins_row_by_row():
+    from app.core.planner import image_token_places
+
+    ids = torch.tensor([[5, 9, 9, 9, 9, 9, 9, 6], [9, 9, 9, 9, 9, 9, 6, 6]])
+    where = image_token_places(ids, torch.tensor([[1, 4, 6], [1, 4, 6]]), image_token_id=9, merge=2, bins=12)
+    # Merged grid 2 x 3: token k is at column k % 3, row k // 3, each cell 4 x 6 bins wide.
+    assert where[0, 0].tolist() == [-1, -1] and where[0, 7].tolist() == [-1, -1]
+    assert where[0, 1:7].tolist() == [[2, 3], [6, 3], [10, 3], [2, 9], [6, 9], [10, 9]]
+    assert where[1, :6].tolist() == where[0, 1:7].tolist()
+    assert (image_token_places(ids, None, 9, 2, 12) == -1).all()  # no image: nothing placed
+
+
+def test_an_edit_drafter_finds_where_an_object_lies_from_the_image_tokens_places():
+    """The source's layout reaches an edit drafter through where its image tokens lie: taught on
+    "copy the one object", it drafts it in its own cell; a drafter that does not read images cannot."""
+    from dataclasses import replace
+
+    gen = torch.Generator().manual_seed(0)
+    results = {}
+    for reads in (True, False):
+        torch.manual_seed(0)
+        drafter = LayoutDrafter(replace(CONFIG, reads_images=reads), context_dim=16)
+        opt = torch.optim.AdamW(drafter.parameters(), lr=3e-3)
+        for _ in range(300):  # attention to the one token is found suddenly, near step 200
+            context, mask, rows, where, _ = _one_object_among_image_tokens(32, gen)
+            loss, _ = drafter.loss(context, mask, rows, where=where if reads else None)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        context, mask, rows, where, cells = _one_object_among_image_tokens(64, gen)
+        drafts = drafter.sample(context, mask, seeds=list(range(64)), temperature=0, where=where if reads else None)
+        results[reads] = float((drafts[:, 0, 1:3] == rows[:, 0, 1:3]).all(1).float().mean())
+    assert results[True] >= 0.9 and results[False] <= 0.3
+    with pytest.raises(ValueError, match="where"):
+        LayoutDrafter(replace(CONFIG, reads_images=True), context_dim=16).sample(context, mask)

@@ -712,3 +712,70 @@ def test_the_drafter_can_be_taught_alone_and_its_steps_are_recorded_apart(tmp_pa
     states, mask = planner.context_states(texts)
     plan = planner(texts, planner.canvas_tokens.spec, seeds=[0, 0])
     assert torch.allclose(states * mask[..., None], plan.context, atol=1e-5)
+
+
+def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_drafts_each_edit(tmp_path):
+    """teach_drafter_tasks ["image_edit"]: only the edit drafter changes, its steps recorded apart;
+    stage 2 seeds each edit's canvas with its target's draft (an empty instruction's with none); the
+    exported model drafts an edit from its instruction and source with the request's seed, and a
+    damaged edit drafter is refused by name."""
+    import shutil
+
+    from app.core.checkpoints import ModelFolderError, load_model
+    from app.core.request import GenerationRequest, Task
+    from app.shapes.render import render
+    from app.shapes.scene import Scene, ShapeObject
+    from app.train.loop import EDIT_DRAFTER
+
+    drafted = Recipe.load(TINY)
+    drafted.eval_every = 0
+    drafted.model.canvas_drafts = True
+    drafted.teach_drafts_only = True
+    drafted.teach.steps = 2
+    Trainer(drafted, tmp_path / "first", device="cpu", log=lambda *_: None).run(teach_only=True)
+
+    edits = Recipe.load(TINY)
+    edits.eval_every = 0
+    edits.model.canvas_drafts = edits.model.edit_drafts = True
+    edits.teach_drafter_only = True
+    edits.teach_drafter_tasks = ("image_edit",)
+    edits.teach.steps = 3
+    edits.diffusion.steps = 2
+    run = Trainer(edits, tmp_path / "edits", planner_init=tmp_path / "first" / "planner_taught", device="cpu",
+                  log=lambda *_: None)
+    planner = run.pipe.planner
+    rest = {k: v.clone() for k, v in planner.state_dict().items() if not k.startswith("edit_drafter.")}
+    before = {k: v.clone() for k, v in planner.edit_drafter.state_dict().items()}
+    run.run(teach_only=True)
+    assert _same({k: v for k, v in planner.state_dict().items() if not k.startswith("edit_drafter.")}, rest)
+    assert not _same(planner.edit_drafter.state_dict(), before)
+    record = json.loads((tmp_path / "edits" / "planner_taught" / "teaching.json").read_text())
+    assert record["edit_drafter_steps"] == 3 and "drafter_steps" not in record
+    assert (tmp_path / "edits" / "planner_taught" / EDIT_DRAFTER / "model.safetensors").exists()
+
+    stream = ShapesStream(edits, seed=3, batch=6, edit_fraction=1.0, cfg_dropout=0.5)
+    batch = next(iter(stream.loader()))
+    assert batch["draft"].shape == (6, 5, 4)
+    for text, rows in zip(batch["texts"], batch["draft"]):
+        assert (rows == -1).all() if not text else rows[0, 0] > 0  # worded edits carry their target's draft
+    model = Trainer(edits, tmp_path / "edits", device="cpu", log=lambda *_: None).run()
+
+    pipe = load_model(model, device="cpu", dtype=torch.float32)
+    assert pipe.planner.edit_drafter is not None
+    source = render(Scene((ShapeObject("circle", "red", 0.3, 0.5, 0.12), ShapeObject("square", "blue", 0.7, 0.5, 0.12))), 64)
+    request = GenerationRequest(Task.IMAGE_EDIT, "make the circle green", images=[source], width=64, height=64,
+                                steps=2, guidance=2.0, seed=4)
+    plan = pipe.plan(request, with_unconditional=True)
+    assert plan.draft[0, 0, 0] > 0 and (plan.draft[1] == -1).all()
+    assert torch.equal(plan.draft, pipe.plan(request, with_unconditional=True).draft)
+    assert pipe(request).frames.shape == (1, 64, 64, 3)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    (broken / "edit_drafter" / "config.json").write_text('{"draft": {"labels": "many"}}')
+    with pytest.raises(ModelFolderError, match="edit drafter"):
+        load_model(broken, device="cpu", dtype=torch.float32)
+
+    # The text-only twin trains with the very same recipe: it has no canvas to draft for.
+    text = Trainer(edits, tmp_path / "text", use_canvas=False, device="cpu", log=lambda *_: None)
+    assert text.pipe.planner.drafter is None and text.pipe.planner.edit_drafter is None
