@@ -446,8 +446,11 @@ class Planner(nn.Module):
 
     def image_places(self, inputs: PlannerInputs) -> torch.Tensor:
         """[B, L, 2]: where each image token of the prompt lies, on the edit drafter's bins."""
+        drafter = self.edit_drafter if self.edit_drafter is not None else self.drafter
+        if drafter is None:
+            raise ValueError("this planner has no drafter: image places are on a drafter's bins")
         vision = self.mllm.config.vision_config
-        bins = self.edit_drafter.config.bins if self.edit_drafter is not None else self.drafter.config.bins
+        bins = drafter.config.bins
         return image_token_places(inputs.input_ids, inputs.image_grid_thw, self.mllm.config.image_token_id,
                                   int(vision.spatial_merge_size), bins)
 
