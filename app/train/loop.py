@@ -246,7 +246,9 @@ class Trainer:
         if self.recipe.teach_drafts_only:
             if not self.pipe.planner.drafts:
                 raise ValueError("teach_drafts_only needs layout drafts (model.canvas_drafts)")
-            params = [self.pipe.planner.canvas_tokens.draft_embedding, *self.pipe.planner.drafter.parameters(),
+            planner = self.pipe.planner
+            params = [planner.canvas_tokens.draft_embedding, *planner.drafter.parameters(),
+                      *(planner.edit_drafter.parameters() if planner.edit_drafter is not None else ()),
                       *teacher.canvas_head.parameters()]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))

@@ -101,9 +101,18 @@ class PlannerTeacher(nn.Module):
         stats = {"canvas": canvas_loss.item(), "context": context_loss.item(), f"fg_acc_{kind}": acc}
         loss = canvas_loss + context_loss
         if self.planner.drafts and batch.get("draft") is not None:
-            draft_loss, draft_stats = self.planner.drafter.loss(plan.context.detach(), plan.context_mask, drafts)
-            loss = loss + draft_loss
-            stats.update(draft_stats)
+            # A caption's draft teaches the layout drafter, an edit's target draft the edit drafter
+            # (never the other: they read different things); without an edit drafter, none.
+            if batch.get("sources") is None:
+                draft_loss, draft_stats = self.planner.drafter.loss(plan.context.detach(), plan.context_mask, drafts)
+                loss = loss + draft_loss
+                stats.update(draft_stats)
+            elif self.planner.edit_drafter is not None:
+                where = self.planner.image_places(batch["planner_inputs"])
+                draft_loss, draft_stats = self.planner.edit_drafter.loss(plan.context.detach(), plan.context_mask,
+                                                                         drafts, where=where)
+                loss = loss + draft_loss
+                stats.update({f"edit_{k}": v for k, v in draft_stats.items()})
         return loss, stats
 
 

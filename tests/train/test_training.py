@@ -758,6 +758,16 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     assert batch["draft"].shape == (6, 5, 4)
     for text, rows in zip(batch["texts"], batch["draft"]):
         assert (rows == -1).all() if not text else rows[0, 0] > 0  # worded edits carry their target's draft
+    # In stage-1 teaching an edit's target draft teaches the edit drafter, never the caption's drafter.
+    from app.train.planner_teaching import PlannerTeacher
+
+    teacher = PlannerTeacher(planner, grid=edits.model.image_size // edits.model.patch_size)
+    loss, stats = teacher.loss(batch, "cpu")
+    loss.backward()
+    assert "edit_draft_label" in stats and "draft_label" not in stats
+    assert all(p.grad is None for p in planner.drafter.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in planner.edit_drafter.parameters())
+    planner.zero_grad(set_to_none=True)
     model = Trainer(edits, tmp_path / "edits", device="cpu", log=lambda *_: None).run()
 
     pipe = load_model(model, device="cpu", dtype=torch.float32)
