@@ -16,7 +16,13 @@ Text-to-image requests are drafted from the caption. Image edits are drafted by 
 (`reads_images`), which reads the source image's states too: each image token's state is placed in
 the frame by a learned embedding of its cell, because the MLLM's states carry position only through
 rotary attention, and a drafter reading them without it could not copy the source's layout (a first
-try drafted 0.02 of edit targets right; bench/probe_edit_drafter.py). An edit's target draft lists
+try drafted 0.02 of edit targets right; bench/probe_edit_drafter.py). The MLLM's image tokens are 8 px
+cells of a small vision tower taught for the canvas, and a drafter reading them misread the
+source's objects (greedy targets right 0.41 after 4,343 steps, mostly a wrong class); so an edit
+drafter can also look at the source itself (`pixel_width`): a small convolutional stem of its own
+turns the source's pixels into 4 px tokens, placed like the image tokens. The stem is a detector:
+its own centre loss alone teaches each token to name the source object centred in it (CenterNet's
+target, Zhou et al. 2019), and the decoder reads the tokens without reshaping them. An edit's target draft lists
 the target scene's objects left to right (app/shapes/dataset.edit_draft_rows): the drafter copies
 every object but the edited one off the source, in the order its memory lays them out. Videos are
 not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
@@ -37,6 +43,8 @@ from torch import nn
 from .canvas import CanvasSpec
 
 SUPERSAMPLE = 4  # coverage samples per canvas cell side (as app/shapes/dataset.label_map measures)
+PIXEL_CELL = 4  # pixels per side of one pixel-stem token: 16 x 16 tokens on a 64 px source, the bins' grid
+CENTRE_WEIGHT = 10.0  # the centre loss's weight on cells that hold an object's centre (~2 of 256 do)
 PLACE_TRIES = 8  # how often a drafted object that overlaps an earlier one is placed again
 # An edit has one target (the source with the named change), so edits are drafted greedily: on the
 # 200 benchmark edits a first edit drafter's targets were right 0.155 of the time sampled at
@@ -57,6 +65,9 @@ class DraftConfig:
     heads: int = 4
     # An edit drafter: image tokens in its memory get an embedding of where they lie in the frame.
     reads_images: bool = False
+    # An edit drafter that also looks at the source's pixels through a convolutional stem of its own,
+    # this many channels wide (0: it reads the MLLM's states alone). Needs reads_images.
+    pixel_width: int = 0
 
     @property
     def length(self) -> int:
@@ -157,6 +168,17 @@ class LayoutDrafter(nn.Module):
         if config.reads_images:  # where each image token lies, on the drafter's own bins
             self.memory_x = nn.Embedding(config.bins, d)
             self.memory_y = nn.Embedding(config.bins, d)
+        if config.pixel_width:
+            if not config.reads_images:
+                raise ValueError("a drafter that reads pixels is an edit drafter (reads_images)")
+            w = config.pixel_width
+            # Receptive field 30 px per token: a whole object (10-18 px across) and its surround.
+            self.pixel_stem = nn.Sequential(
+                nn.Conv2d(3, w // 2, 3, padding=1), nn.GELU(),
+                nn.Conv2d(w // 2, w, PIXEL_CELL, stride=PIXEL_CELL), nn.GELU(),
+                nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
+                nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, d, 1))
+            self.centre_head = nn.Linear(d, config.labels)
         self.start = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(config.length, d)
         self.label_emb = nn.Embedding(config.labels, d)
@@ -187,10 +209,13 @@ class LayoutDrafter(nn.Module):
         h = self.decoder(inputs, memory, tgt_mask=causal, memory_key_padding_mask=memory_pad)
         return self.norm(h)
 
-    def _memory(self, context: torch.Tensor, mask: torch.Tensor,
-                where: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _memory(self, context: torch.Tensor, mask: torch.Tensor, where: torch.Tensor | None = None,
+                sources: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """`where` ([B, L, 2] long, x and y bins; -1 for states that are not image tokens) places
-        image tokens in the frame (an edit drafter's only)."""
+        image tokens in the frame (an edit drafter's only); `sources` (each item's source image,
+        [3, H, W] as the vision tower got it: Planner.source_images) feeds the pixel stem. Returns
+        the memory, its padding mask (True = ignore) and, with a pixel stem, its tokens' states and
+        their grids (for the centre loss)."""
         mask = mask.bool()
         # An item with no unmasked state would attend to nothing (NaN): let it attend to its zeros.
         mask = mask | ~mask.any(1, keepdim=True)
@@ -202,19 +227,77 @@ class LayoutDrafter(nn.Module):
             placed = (where[..., :1] >= 0).to(memory.dtype)
             xy = where.clamp(min=0)
             memory = memory + placed * (self.memory_x(xy[..., 0]) + self.memory_y(xy[..., 1]))
-        return memory, ~mask
+        pad = ~mask
+        pixels = None
+        if self.config.pixel_width:
+            if sources is None or len(sources) != memory.shape[0]:
+                raise ValueError("this edit drafter reads the source's pixels: give each item's source (sources=)")
+            tokens, token_pad, grids, places = self._pixel_tokens(sources, memory.device)
+            # The stem is a detector taught by its centre loss alone: the decoder reads its states but
+            # does not reshape them. Taught through the decoder as well, the stem named its centre
+            # cells' objects 0.36 of the time after 1,000 steps; alone, 0.94 after 600.
+            memory = torch.cat([memory, tokens.detach() + places], 1)
+            pad = torch.cat([pad, token_pad], 1)
+            pixels = (tokens, grids)
+        return memory, pad, pixels
+
+    def _pixel_tokens(self, sources: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor, list, torch.Tensor]:
+        """Sources -> [B, N, d] stem tokens, [B, N] padding, each item's (rows, cols), and [B, N, d]
+        the embeddings of where the tokens lie in the frame. Sources of several sizes are padded to the largest; each is placed on its own grid."""
+        rows = [int(s.shape[-2]) // PIXEL_CELL for s in sources]
+        cols = [int(s.shape[-1]) // PIXEL_CELL for s in sources]
+        R, C = max(rows), max(cols)
+        dtype = self.context_proj.weight.dtype
+        batch = torch.zeros(len(sources), 3, R * PIXEL_CELL, C * PIXEL_CELL, dtype=dtype, device=device)
+        for i, s in enumerate(sources):
+            batch[i, :, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL] = s[:, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL].to(device, dtype)
+        feats = self.pixel_stem(batch).flatten(2).transpose(1, 2)  # [B, R*C, d]
+        r = torch.arange(R, device=device)[:, None].expand(R, C).flatten()
+        c = torch.arange(C, device=device)[None, :].expand(R, C).flatten()
+        bins = self.config.bins
+        x = torch.stack([((c + 0.5) / n * bins).long().clamp(max=bins - 1) for n in cols])
+        y = torch.stack([((r + 0.5) / n * bins).long().clamp(max=bins - 1) for n in rows])
+        pad = torch.stack([(r >= nr) | (c >= nc) for nr, nc in zip(rows, cols)])
+        return feats, pad, list(zip(rows, cols)), self.memory_x(x) + self.memory_y(y)
+
+    def _centre_loss(self, pixels: tuple, source_drafts: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Each stem token names the source object whose centre lies in its cell (0: none), from the
+        source's own draft; returns the loss and the accuracy of the names on the centre cells.
+        Nothing else teaches the stem: the centre cells are 1 % of its tokens, and any other loss on
+        it drowns theirs (a size loss at the centres, or the decoder's: 0.16-0.22 right after 400
+        steps with either, 0.91 without: docs/BENCHMARKS.md, "Edit drafts from the source's pixels")."""
+        tokens, grids = pixels
+        R = max(g[0] for g in grids)
+        C = max(g[1] for g in grids)
+        target = torch.full((tokens.shape[0], R, C), -1, dtype=torch.long)
+        for i, (nr, nc) in enumerate(grids):
+            target[i, :nr, :nc] = 0
+            for label, cx, cy, _half in draft_objects(source_drafts[i], self.config):
+                target[i, min(int(cy * nr), nr - 1), min(int(cx * nc), nc - 1)] = label
+        target = target.flatten(1).to(tokens.device)
+        weight = torch.full((self.config.labels,), CENTRE_WEIGHT, device=tokens.device)
+        weight[0] = 1.0
+        logits = self.centre_head(tokens)
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), weight=weight, ignore_index=-1)
+        centres = target > 0
+        acc = (logits.argmax(-1)[centres] == target[centres]).float().mean().item() if centres.any() else 0.0
+        return loss, acc
 
     def loss(self, context: torch.Tensor, mask: torch.Tensor, drafts: torch.Tensor,
-             where: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             where: torch.Tensor | None = None, sources: list[torch.Tensor] | None = None,
+             source_drafts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Teacher-forced cross-entropy of [B, length, 4] drafts given [B, L, d] context states
-        (`where`: see _memory). Items without a draft (all -1) are left out."""
+        (`where`, `sources`: see _memory). Items without a draft (all -1) are left out. With a pixel
+        stem and `source_drafts` (each source scene's own draft), the centre loss is added."""
         drafts = drafts.to(self.start.device).long()
         keep = (drafts[:, :, 0] >= 0).any(1)
         if not keep.any():
             zero = self.start.sum() * 0
             return zero, {}
+        kept = keep.nonzero().flatten().tolist()
         drafts, context, mask = drafts[keep], context[keep], mask[keep]
-        memory, pad = self._memory(context, mask, None if where is None else where[keep.to(where.device)])
+        memory, pad, pixels = self._memory(context, mask, None if where is None else where[keep.to(where.device)],
+                                           None if sources is None else [sources[i] for i in kept])
         h = self._states(drafts[:, :-1], memory, pad)  # [B, T, d]: position i predicts object i
         labels = drafts[..., 0]
         label_loss = F.cross_entropy(self.label_head(h).flatten(0, 1), labels.flatten(), ignore_index=-1)
@@ -229,22 +312,29 @@ class LayoutDrafter(nn.Module):
                          + F.cross_entropy(self.size_head(hr + e_label + e_x + e_y), obj[:, 3]))
         else:
             part_loss = label_loss * 0
-        return label_loss + part_loss, {"draft_label": label_loss.item(), "draft_place": part_loss.item() / 3}
+        stats = {"draft_label": label_loss.item(), "draft_place": part_loss.item() / 3}
+        loss = label_loss + part_loss
+        if pixels is not None and source_drafts is not None:
+            centre_loss, centre_acc = self._centre_loss(pixels, torch.as_tensor(source_drafts)[keep.cpu()])
+            loss = loss + centre_loss
+            stats.update(draft_centre=centre_loss.item(), draft_centre_acc=centre_acc)
+        return loss, stats
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, mask: torch.Tensor, seeds: list[int] | None = None,
                wanted: torch.Tensor | None = None, temperature: float = 1.0,
-               where: torch.Tensor | None = None) -> torch.Tensor:
+               where: torch.Tensor | None = None, sources: list[torch.Tensor] | None = None) -> torch.Tensor:
         """[B, length, 4] drafts drawn with each item's seed (seed 0 without seeds); items not
-        `wanted` get no draft (`where`: see _memory). Greedy at temperature 0."""
+        `wanted` get no draft (`where`, `sources`: see _memory). Greedy at temperature 0."""
         b = context.shape[0]
         out = no_drafts(b, self.config)
         wanted = torch.ones(b, dtype=torch.bool) if wanted is None else wanted.cpu().bool()
         if not wanted.any():
             return out
         idx = wanted.nonzero().flatten()
-        memory, pad = self._memory(context[idx.to(context.device)], mask[idx.to(mask.device)],
-                                   None if where is None else where[idx.to(where.device)])
+        memory, pad, _ = self._memory(context[idx.to(context.device)], mask[idx.to(mask.device)],
+                                      None if where is None else where[idx.to(where.device)],
+                                      None if sources is None else [sources[i] for i in idx.tolist()])
         gens = [torch.Generator().manual_seed(int(seeds[i]) if seeds is not None else 0) for i in idx.tolist()]
         rows = torch.full((len(idx), 0, 4), -1, dtype=torch.long, device=memory.device)
         done = torch.zeros(len(idx), dtype=torch.bool)

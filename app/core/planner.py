@@ -414,6 +414,38 @@ def image_token_places(ids: torch.Tensor, image_grid_thw: torch.Tensor | None, i
     return where
 
 
+def source_images_from_patches(ids: torch.Tensor, pixel_values: torch.Tensor | None,
+                               image_grid_thw: torch.Tensor | None, image_token_id: int,
+                               vision) -> list[torch.Tensor]:
+    """Undo the Qwen2-VL image processor's patch layout for each item's first image. The processor
+    flattens an image's patches in (h / merge, w / merge, merge, merge) order, each patch as
+    (channel, temporal, patch, patch) values (transformers' Qwen2VLImageProcessor._preprocess); a
+    still image's temporal copies are equal, so the first is taken."""
+    if pixel_values is None or image_grid_thw is None:
+        raise ValueError("these inputs hold no image")
+    m, p, t_patch = int(vision.spatial_merge_size), int(vision.patch_size), int(vision.temporal_patch_size)
+    channels = pixel_values.shape[1] // (t_patch * p * p)
+    images, offset, g = [], 0, 0
+    grids = image_grid_thw.tolist()
+    per_item = (ids == image_token_id).sum(1).tolist()
+    for count in per_item:
+        first = None
+        while count > 0:
+            t, h, w = (int(v) for v in grids[g])
+            n = t * h * w
+            if first is None:
+                patches = pixel_values[offset: offset + h * w].reshape(h // m, w // m, m, m, channels, t_patch, p, p)
+                first = patches[..., 0, :, :].permute(4, 0, 2, 5, 1, 3, 6).reshape(channels, h * p, w * p)
+            count -= n // (m * m)
+            offset += n
+            g += 1
+        images.append(first)
+    blank = next((im for im in images if im is not None), None)
+    if blank is None:
+        raise ValueError("these inputs hold no image")
+    return [im if im is not None else torch.zeros_like(blank) for im in images]
+
+
 class Planner(nn.Module):
     """MLLM + canvas tokens -> Plan. `model` is a Qwen2_5_VLModel or Qwen2_5_VLForConditionalGeneration."""
 
@@ -453,6 +485,13 @@ class Planner(nn.Module):
         bins = drafter.config.bins
         return image_token_places(inputs.input_ids, inputs.image_grid_thw, self.mllm.config.image_token_id,
                                   int(vision.spatial_merge_size), bins)
+
+    def source_images(self, inputs: PlannerInputs) -> list[torch.Tensor]:
+        """Each item's first image ([3, H, W], normalised as the vision tower got it), rebuilt from the
+        prompt's patches: what an edit drafter's pixel stem reads (app/core/draft.py). An item without
+        an image gets a blank one of the first image's size."""
+        return source_images_from_patches(inputs.input_ids, inputs.pixel_values, inputs.image_grid_thw,
+                                          self.mllm.config.image_token_id, self.mllm.config.vision_config)
 
     @property
     def mllm(self) -> nn.Module:
@@ -540,8 +579,9 @@ class Planner(nn.Module):
                     imaged = (ids == mllm.config.image_token_id).any(1) & ~(ids == mllm.config.video_token_id).any(1)
                     edited = imaged.cpu() & worded
                     if edited.any():
+                        sources = self.source_images(inputs) if self.edit_drafter.config.pixel_width else None
                         target = self.edit_drafter.sample(prefix, mask, seeds, wanted=edited, where=self.image_places(inputs),
-                                                          temperature=EDIT_TEMPERATURE)
+                                                          temperature=EDIT_TEMPERATURE, sources=sources)
                         drafts = torch.where(edited[:, None, None], target, drafts)
         codes = torch.as_tensor(layouts).reshape(batch).to(device) if self.canvas_tokens.layouts else None
         coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if self.drafts else None

@@ -77,7 +77,8 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     if m.edit_drafts and use_canvas:
         if drafts is None:
             raise ValueError("model.edit_drafts needs model.canvas_drafts (edits are drafted as captions are)")
-        edit_drafter = LayoutDrafter(replace(drafts, reads_images=True), m.planner_hidden)
+        edit_drafter = LayoutDrafter(replace(drafts, reads_images=True, pixel_width=m.edit_drafter_pixels),
+                                     m.planner_hidden)
     canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, layouts=m.canvas_layouts,
                           draft_labels=NUM_LABELS if drafts is not None else 0)
     planner = Planner(mllm, processor, canvas, drafter=drafter, edit_drafter=edit_drafter)

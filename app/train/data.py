@@ -18,7 +18,8 @@ def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit:
                ambiguous_fraction: float = 0.0, draft=None, edit_drafts: bool = False) -> dict:
     """`draft`: a DraftConfig when the planner drafts layouts; text-to-image batches then carry each
     scene as a draft (`draft`, [B, length, 4]) too, and with `edit_drafts` so do edit batches (each
-    edit's target scene, objects left to right: app/shapes/dataset.edit_draft_rows)."""
+    edit's target scene, objects left to right: app/shapes/dataset.edit_draft_rows), and each
+    source scene's own draft (`source_draft`: what an edit drafter's pixel stem learns to read)."""
     if not edit:
         examples = sample_t2i_examples(rng, batch, size)
         out = {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
@@ -36,6 +37,7 @@ def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit:
            "labels": np.stack([label_map(t.target, grid) for t in triples])}
     if draft is not None and edit_drafts:
         out["draft"] = np.stack([edit_draft_rows(t.target, draft) for t in triples])
+        out["source_draft"] = np.stack([edit_draft_rows(t.source, draft) for t in triples])
     return out
 
 

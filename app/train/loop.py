@@ -326,12 +326,15 @@ class Trainer:
                 loss, stats = planner.drafter.loss(context, mask, drafts)
             if "image_edit" in tasks:
                 triples = [sample_edit(rng) for _ in range(r.batch)]
-                drafts = torch.from_numpy(np.stack([edit_draft_rows(t.target, planner.edit_drafter.config)
-                                                    for t in triples]))
+                config = planner.edit_drafter.config
+                drafts = torch.from_numpy(np.stack([edit_draft_rows(t.target, config) for t in triples]))
+                source_drafts = torch.from_numpy(np.stack([edit_draft_rows(t.source, config) for t in triples]))
                 inputs = planner.processor([t.instruction for t in triples],
                                            images=[[render(t.source, size)] for t in triples])
                 context, mask = planner.context_states([], inputs=inputs)
-                edit_loss, edit_stats = planner.edit_drafter.loss(context, mask, drafts, where=planner.image_places(inputs))
+                sources = planner.source_images(inputs) if config.pixel_width else None
+                edit_loss, edit_stats = planner.edit_drafter.loss(context, mask, drafts, where=planner.image_places(inputs),
+                                                                  sources=sources, source_drafts=source_drafts)
                 loss = loss + edit_loss
                 stats.update({f"edit_{k}": v for k, v in edit_stats.items()})
             return loss, stats

@@ -108,9 +108,12 @@ class PlannerTeacher(nn.Module):
                 loss = loss + draft_loss
                 stats.update(draft_stats)
             elif self.planner.edit_drafter is not None:
-                where = self.planner.image_places(batch["planner_inputs"])
-                draft_loss, draft_stats = self.planner.edit_drafter.loss(plan.context.detach(), plan.context_mask,
-                                                                         drafts, where=where)
+                inputs = batch["planner_inputs"]
+                edit_drafter = self.planner.edit_drafter
+                sources = self.planner.source_images(inputs) if edit_drafter.config.pixel_width else None
+                draft_loss, draft_stats = edit_drafter.loss(plan.context.detach(), plan.context_mask, drafts,
+                                                            where=self.planner.image_places(inputs), sources=sources,
+                                                            source_drafts=batch.get("source_draft"))
                 loss = loss + draft_loss
                 stats.update({f"edit_{k}": v for k, v in draft_stats.items()})
         return loss, stats

@@ -42,6 +42,9 @@ class ModelRecipe:
     # the source image's states where they lie in the frame; app/core/draft.py), and stage 2 trains
     # edits with their targets' drafts on the canvas. Needs canvas_drafts.
     edit_drafts: bool = False
+    # The edit drafter also reads the source's pixels through a convolutional stem this many
+    # channels wide, taught with a centre loss (app/core/draft.py); 0 reads the MLLM's states alone.
+    edit_drafter_pixels: int = 0
 
 
 @dataclass

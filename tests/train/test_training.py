@@ -737,6 +737,7 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     edits = Recipe.load(TINY)
     edits.eval_every = 0
     edits.model.canvas_drafts = edits.model.edit_drafts = True
+    edits.model.edit_drafter_pixels = 8  # the edit drafter looks at the source's pixels too
     edits.teach_drafter_only = True
     edits.teach_drafter_tasks = ("image_edit",)
     edits.teach.steps = 3
@@ -755,7 +756,7 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
 
     stream = ShapesStream(edits, seed=3, batch=6, edit_fraction=1.0, cfg_dropout=0.5)
     batch = next(iter(stream.loader()))
-    assert batch["draft"].shape == (6, 5, 4)
+    assert batch["draft"].shape == (6, 5, 4) and batch["source_draft"].shape == (6, 5, 4)
     for text, rows in zip(batch["texts"], batch["draft"]):
         assert (rows == -1).all() if not text else rows[0, 0] > 0  # worded edits carry their target's draft
     # In stage-1 teaching an edit's target draft teaches the edit drafter, never the caption's drafter.
@@ -764,14 +765,14 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     teacher = PlannerTeacher(planner, grid=edits.model.image_size // edits.model.patch_size)
     loss, stats = teacher.loss(batch, "cpu")
     loss.backward()
-    assert "edit_draft_label" in stats and "draft_label" not in stats
+    assert "edit_draft_label" in stats and "edit_draft_centre" in stats and "draft_label" not in stats
     assert all(p.grad is None for p in planner.drafter.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in planner.edit_drafter.parameters())
     planner.zero_grad(set_to_none=True)
     model = Trainer(edits, tmp_path / "edits", device="cpu", log=lambda *_: None).run()
 
     pipe = load_model(model, device="cpu", dtype=torch.float32)
-    assert pipe.planner.edit_drafter is not None
+    assert pipe.planner.edit_drafter is not None and pipe.planner.edit_drafter.config.pixel_width == 8
     source = render(Scene((ShapeObject("circle", "red", 0.3, 0.5, 0.12), ShapeObject("square", "blue", 0.7, 0.5, 0.12))), 64)
     request = GenerationRequest(Task.IMAGE_EDIT, "make the circle green", images=[source], width=64, height=64,
                                 steps=2, guidance=2.0, seed=4)
