@@ -20,9 +20,11 @@ try drafted 0.02 of edit targets right; bench/probe_edit_drafter.py). The MLLM's
 cells of a small vision tower taught for the canvas, and a drafter reading them misread the
 source's objects (greedy targets right 0.41 after 4,343 steps, mostly a wrong class); so an edit
 drafter can also look at the source itself (`pixel_width`): a small convolutional stem of its own
-turns the source's pixels into 4 px tokens, placed like the image tokens. The stem is a detector:
-its own centre loss alone teaches each token to name the source object centred in it (CenterNet's
-target, Zhou et al. 2019), and the decoder reads the tokens without reshaping them. An edit's target draft lists
+turns the source's pixels into 4 px tokens. The stem is a detector: its own centre loss alone
+teaches each token to name the source object centred in it (CenterNet's target, Zhou et al. 2019),
+and the objects it finds join the decoder's memory as objects, embedded as the decoder embeds the
+objects it drafts (teaching gives it the source's true objects). Read as raw stem states instead,
+the decoder learned no faster than from the image tokens. An edit's target draft lists
 the target scene's objects left to right (app/shapes/dataset.edit_draft_rows): the drafter copies
 every object but the edited one off the source, in the order its memory lays them out. Videos are
 not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
@@ -179,6 +181,8 @@ class LayoutDrafter(nn.Module):
                 nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
                 nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, d, 1))
             self.centre_head = nn.Linear(d, config.labels)
+            self.centre_size_head = nn.Linear(d, config.sizes)
+            self.source_slot = nn.Embedding(config.max_objects, d)
         self.start = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(config.length, d)
         self.label_emb = nn.Embedding(config.labels, d)
@@ -210,12 +214,14 @@ class LayoutDrafter(nn.Module):
         return self.norm(h)
 
     def _memory(self, context: torch.Tensor, mask: torch.Tensor, where: torch.Tensor | None = None,
-                sources: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+                sources: list[torch.Tensor] | None = None,
+                source_drafts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """`where` ([B, L, 2] long, x and y bins; -1 for states that are not image tokens) places
         image tokens in the frame (an edit drafter's only); `sources` (each item's source image,
-        [3, H, W] as the vision tower got it: Planner.source_images) feeds the pixel stem. Returns
-        the memory, its padding mask (True = ignore) and, with a pixel stem, its tokens' states and
-        their grids (for the centre loss)."""
+        [3, H, W] as the vision tower got it: Planner.source_images) feeds the pixel stem, whose
+        detected objects join the memory; `source_drafts` (the sources' own drafts) stand in for the
+        detected objects in teaching. Returns the memory, its padding mask (True = ignore) and, with a
+        pixel stem, its tokens' states and their grids (for the centre loss)."""
         mask = mask.bool()
         # An item with no unmasked state would attend to nothing (NaN): let it attend to its zeros.
         mask = mask | ~mask.any(1, keepdim=True)
@@ -232,18 +238,21 @@ class LayoutDrafter(nn.Module):
         if self.config.pixel_width:
             if sources is None or len(sources) != memory.shape[0]:
                 raise ValueError("this edit drafter reads the source's pixels: give each item's source (sources=)")
-            tokens, token_pad, grids, places = self._pixel_tokens(sources, memory.device)
-            # The stem is a detector taught by its centre loss alone: the decoder reads its states but
-            # does not reshape them. Taught through the decoder as well, the stem named its centre
-            # cells' objects 0.36 of the time after 1,000 steps; alone, 0.94 after 600.
-            memory = torch.cat([memory, tokens.detach() + places], 1)
-            pad = torch.cat([pad, token_pad], 1)
+            tokens, grids = self._pixel_tokens(sources, memory.device)
+            if source_drafts is None:
+                source_drafts = self.detect(tokens, grids)
+            rows = torch.as_tensor(source_drafts)[:, : self.config.max_objects].long().to(memory.device)
+            # The source's objects as the decoder's own object embeddings, left to right, each with
+            # its place in that order: copying one is matching, not reading pixels.
+            objects = self._embed(rows) + self.source_slot.weight[: rows.shape[1]]
+            memory = torch.cat([memory, objects], 1)
+            pad = torch.cat([pad, rows[..., 0] <= 0], 1)
             pixels = (tokens, grids)
         return memory, pad, pixels
 
-    def _pixel_tokens(self, sources: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor, list, torch.Tensor]:
-        """Sources -> [B, N, d] stem tokens, [B, N] padding, each item's (rows, cols), and [B, N, d]
-        the embeddings of where the tokens lie in the frame. Sources of several sizes are padded to the largest; each is placed on its own grid."""
+    def _pixel_tokens(self, sources: list[torch.Tensor], device) -> tuple[torch.Tensor, list]:
+        """Sources -> [B, N, d] stem states and each item's token grid (rows, cols). Sources of several
+        sizes are padded to the largest (tokens past an item's own grid are never read)."""
         rows = [int(s.shape[-2]) // PIXEL_CELL for s in sources]
         cols = [int(s.shape[-1]) // PIXEL_CELL for s in sources]
         R, C = max(rows), max(cols)
@@ -251,35 +260,58 @@ class LayoutDrafter(nn.Module):
         batch = torch.zeros(len(sources), 3, R * PIXEL_CELL, C * PIXEL_CELL, dtype=dtype, device=device)
         for i, s in enumerate(sources):
             batch[i, :, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL] = s[:, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL].to(device, dtype)
-        feats = self.pixel_stem(batch).flatten(2).transpose(1, 2)  # [B, R*C, d]
-        r = torch.arange(R, device=device)[:, None].expand(R, C).flatten()
-        c = torch.arange(C, device=device)[None, :].expand(R, C).flatten()
-        bins = self.config.bins
-        x = torch.stack([((c + 0.5) / n * bins).long().clamp(max=bins - 1) for n in cols])
-        y = torch.stack([((r + 0.5) / n * bins).long().clamp(max=bins - 1) for n in rows])
-        pad = torch.stack([(r >= nr) | (c >= nc) for nr, nc in zip(rows, cols)])
-        return feats, pad, list(zip(rows, cols)), self.memory_x(x) + self.memory_y(y)
+        return self.pixel_stem(batch).flatten(2).transpose(1, 2), list(zip(rows, cols))
+
+    @torch.no_grad()
+    def detect(self, tokens: torch.Tensor, grids: list) -> torch.Tensor:
+        """The stem's objects: [B, max_objects, 4] rows (label, x, y, size bins), left to right
+        (then top to bottom) as app/shapes/dataset.edit_draft_rows orders a scene, -1 past the last.
+        A cell holds an object where its centre head names one; the most confident are kept."""
+        c = self.config
+        C = max(g[1] for g in grids)
+        logits = self.centre_head(tokens).float()
+        confidence = 1 - logits.softmax(-1)[..., 0]
+        labels, sizes = logits.argmax(-1), self.centre_size_head(tokens).argmax(-1)
+        out = torch.full((tokens.shape[0], c.max_objects, 4), -1, dtype=torch.long)
+        for b, (nr, nc) in enumerate(grids):
+            r, col = torch.arange(tokens.shape[1]) // C, torch.arange(tokens.shape[1]) % C
+            found = ((labels[b].cpu() > 0) & (r < nr) & (col < nc)).nonzero().flatten()
+            found = found[confidence[b, found].cpu().argsort(descending=True)[: c.max_objects]]
+            objects = sorted((int(((col[k] + 0.5) / nc * c.bins).clamp(max=c.bins - 1)),
+                              int(((r[k] + 0.5) / nr * c.bins).clamp(max=c.bins - 1)),
+                              int(labels[b, k]), int(sizes[b, k])) for k in found.tolist())
+            for i, (x, y, label, size) in enumerate(objects):
+                out[b, i] = torch.tensor([label, x, y, size])
+        return out
 
     def _centre_loss(self, pixels: tuple, source_drafts: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Each stem token names the source object whose centre lies in its cell (0: none), from the
         source's own draft; returns the loss and the accuracy of the names on the centre cells.
-        Nothing else teaches the stem: the centre cells are 1 % of its tokens, and any other loss on
+        Nothing else reshapes the stem: the centre cells are 1 % of its tokens, and any other loss on
         it drowns theirs (a size loss at the centres, or the decoder's: 0.16-0.22 right after 400
-        steps with either, 0.91 without: docs/BENCHMARKS.md, "Edit drafts from the source's pixels")."""
+        steps with either, 0.91 without: docs/BENCHMARKS.md, "Edit drafts from the source's pixels").
+        The centre's size bin is read off the stem's states by a head of its own, without gradient into the stem."""
         tokens, grids = pixels
         R = max(g[0] for g in grids)
         C = max(g[1] for g in grids)
         target = torch.full((tokens.shape[0], R, C), -1, dtype=torch.long)
+        size = torch.full((tokens.shape[0], R, C), -1, dtype=torch.long)
         for i, (nr, nc) in enumerate(grids):
             target[i, :nr, :nc] = 0
-            for label, cx, cy, _half in draft_objects(source_drafts[i], self.config):
-                target[i, min(int(cy * nr), nr - 1), min(int(cx * nc), nc - 1)] = label
-        target = target.flatten(1).to(tokens.device)
+            for label, x, y, s in torch.as_tensor(source_drafts[i]).tolist():
+                if label <= 0:
+                    break
+                cx, cy = (x + 0.5) / self.config.bins, (y + 0.5) / self.config.bins
+                r, c = min(int(cy * nr), nr - 1), min(int(cx * nc), nc - 1)
+                target[i, r, c], size[i, r, c] = label, s
+        target, size = target.flatten(1).to(tokens.device), size.flatten(1).to(tokens.device)
         weight = torch.full((self.config.labels,), CENTRE_WEIGHT, device=tokens.device)
         weight[0] = 1.0
         logits = self.centre_head(tokens)
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), weight=weight, ignore_index=-1)
         centres = target > 0
+        if centres.any():
+            loss = loss + F.cross_entropy(self.centre_size_head(tokens.detach()[centres]), size[centres])
         acc = (logits.argmax(-1)[centres] == target[centres]).float().mean().item() if centres.any() else 0.0
         return loss, acc
 
@@ -296,8 +328,11 @@ class LayoutDrafter(nn.Module):
             return zero, {}
         kept = keep.nonzero().flatten().tolist()
         drafts, context, mask = drafts[keep], context[keep], mask[keep]
+        if source_drafts is not None:
+            source_drafts = torch.as_tensor(source_drafts)[keep.cpu()]
+        # Taught on the sources' true objects (teacher forcing); drafting reads the stem's detections.
         memory, pad, pixels = self._memory(context, mask, None if where is None else where[keep.to(where.device)],
-                                           None if sources is None else [sources[i] for i in kept])
+                                           None if sources is None else [sources[i] for i in kept], source_drafts)
         h = self._states(drafts[:, :-1], memory, pad)  # [B, T, d]: position i predicts object i
         labels = drafts[..., 0]
         label_loss = F.cross_entropy(self.label_head(h).flatten(0, 1), labels.flatten(), ignore_index=-1)
@@ -315,7 +350,7 @@ class LayoutDrafter(nn.Module):
         stats = {"draft_label": label_loss.item(), "draft_place": part_loss.item() / 3}
         loss = label_loss + part_loss
         if pixels is not None and source_drafts is not None:
-            centre_loss, centre_acc = self._centre_loss(pixels, torch.as_tensor(source_drafts)[keep.cpu()])
+            centre_loss, centre_acc = self._centre_loss(pixels, source_drafts)
             loss = loss + centre_loss
             stats.update(draft_centre=centre_loss.item(), draft_centre_acc=centre_acc)
         return loss, stats
