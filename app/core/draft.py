@@ -183,6 +183,11 @@ class LayoutDrafter(nn.Module):
             self.centre_head = nn.Linear(d, config.labels)
             self.centre_size_head = nn.Linear(d, config.sizes)
             self.source_slot = nn.Embedding(config.max_objects, d)
+            # Which source object the instruction names: each object attends to the prompt's states
+            # and one is chosen; the chosen one is flagged in the decoder's memory.
+            self.refer = nn.TransformerDecoderLayer(d, config.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+            self.refer_head = nn.Linear(d, 1)
+            self.named = nn.Embedding(2, d)
         self.start = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(config.length, d)
         self.label_emb = nn.Embedding(config.labels, d)
@@ -214,14 +219,16 @@ class LayoutDrafter(nn.Module):
         return self.norm(h)
 
     def _memory(self, context: torch.Tensor, mask: torch.Tensor, where: torch.Tensor | None = None,
-                sources: list[torch.Tensor] | None = None,
-                source_drafts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+                sources: list[torch.Tensor] | None = None, source_drafts: torch.Tensor | None = None,
+                named: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """`where` ([B, L, 2] long, x and y bins; -1 for states that are not image tokens) places
         image tokens in the frame (an edit drafter's only); `sources` (each item's source image,
         [3, H, W] as the vision tower got it: Planner.source_images) feeds the pixel stem, whose
         detected objects join the memory; `source_drafts` (the sources' own drafts) stand in for the
         detected objects in teaching. Returns the memory, its padding mask (True = ignore) and, with a
-        pixel stem, its tokens' states and their grids (for the centre loss)."""
+        pixel stem, its tokens' states and their grids (for the centre loss) and the referring
+        head's logits over the source's objects. `named` ([B] index, in the objects' order) flags the
+        object the instruction names in teaching; drafting flags the one the referring head picks."""
         mask = mask.bool()
         # An item with no unmasked state would attend to nothing (NaN): let it attend to its zeros.
         mask = mask | ~mask.any(1, keepdim=True)
@@ -245,9 +252,16 @@ class LayoutDrafter(nn.Module):
             # The source's objects as the decoder's own object embeddings, left to right, each with
             # its place in that order: copying one is matching, not reading pixels.
             objects = self._embed(rows) + self.source_slot.weight[: rows.shape[1]]
+            absent = rows[..., 0] <= 0
+            refer = self.refer_head(self.refer(objects, memory, memory_key_padding_mask=pad)).squeeze(-1)
+            refer = refer.masked_fill(absent, float("-inf"))
+            if named is None:
+                named = refer.argmax(-1)
+            flag = F.one_hot(torch.as_tensor(named).long().to(memory.device), rows.shape[1]).to(memory.dtype)
+            objects = objects + self.named.weight[0] + flag.unsqueeze(-1) * (self.named.weight[1] - self.named.weight[0])
             memory = torch.cat([memory, objects], 1)
-            pad = torch.cat([pad, rows[..., 0] <= 0], 1)
-            pixels = (tokens, grids)
+            pad = torch.cat([pad, absent], 1)
+            pixels = (tokens, grids, refer)
         return memory, pad, pixels
 
     def _pixel_tokens(self, sources: list[torch.Tensor], device) -> tuple[torch.Tensor, list]:
@@ -291,7 +305,7 @@ class LayoutDrafter(nn.Module):
         it drowns theirs (a size loss at the centres, or the decoder's: 0.16-0.22 right after 400
         steps with either, 0.91 without: docs/BENCHMARKS.md, "Edit drafts from the source's pixels").
         The centre's size bin is read off the stem's states by a head of its own, without gradient into the stem."""
-        tokens, grids = pixels
+        tokens, grids = pixels[:2]
         R = max(g[0] for g in grids)
         C = max(g[1] for g in grids)
         target = torch.full((tokens.shape[0], R, C), -1, dtype=torch.long)
@@ -317,10 +331,11 @@ class LayoutDrafter(nn.Module):
 
     def loss(self, context: torch.Tensor, mask: torch.Tensor, drafts: torch.Tensor,
              where: torch.Tensor | None = None, sources: list[torch.Tensor] | None = None,
-             source_drafts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             source_drafts: torch.Tensor | None = None, named: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Teacher-forced cross-entropy of [B, length, 4] drafts given [B, L, d] context states
         (`where`, `sources`: see _memory). Items without a draft (all -1) are left out. With a pixel
-        stem and `source_drafts` (each source scene's own draft), the centre loss is added."""
+        stem and `source_drafts` (each source scene's own draft), the centre loss is added, and with
+        `named` (the index of the object each instruction names) the referring head's loss."""
         drafts = drafts.to(self.start.device).long()
         keep = (drafts[:, :, 0] >= 0).any(1)
         if not keep.any():
@@ -330,9 +345,13 @@ class LayoutDrafter(nn.Module):
         drafts, context, mask = drafts[keep], context[keep], mask[keep]
         if source_drafts is not None:
             source_drafts = torch.as_tensor(source_drafts)[keep.cpu()]
-        # Taught on the sources' true objects (teacher forcing); drafting reads the stem's detections.
+        if named is not None:
+            named = torch.as_tensor(named)[keep.cpu()]
+        # Taught on the sources' true objects and the named one (teacher forcing); drafting reads the
+        # stem's detections and the referring head's pick.
         memory, pad, pixels = self._memory(context, mask, None if where is None else where[keep.to(where.device)],
-                                           None if sources is None else [sources[i] for i in kept], source_drafts)
+                                           None if sources is None else [sources[i] for i in kept], source_drafts,
+                                           named)
         h = self._states(drafts[:, :-1], memory, pad)  # [B, T, d]: position i predicts object i
         labels = drafts[..., 0]
         label_loss = F.cross_entropy(self.label_head(h).flatten(0, 1), labels.flatten(), ignore_index=-1)
@@ -353,6 +372,11 @@ class LayoutDrafter(nn.Module):
             centre_loss, centre_acc = self._centre_loss(pixels, source_drafts)
             loss = loss + centre_loss
             stats.update(draft_centre=centre_loss.item(), draft_centre_acc=centre_acc)
+        if pixels is not None and named is not None:
+            refer = pixels[2]
+            target = named.long().to(refer.device)
+            loss = loss + F.cross_entropy(refer, target)
+            stats["draft_refer_acc"] = (refer.argmax(-1) == target).float().mean().item()
         return loss, stats
 
     @torch.no_grad()

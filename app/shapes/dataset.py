@@ -80,4 +80,22 @@ def edit_draft_rows(scene: Scene, config) -> np.ndarray:
     return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in ordered], config)
 
 
-__all__ = ["draft_rows", "edit_draft_rows", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]
+def edit_named_index(triple) -> int:
+    """Which of the source's objects the instruction names, counted in edit_draft_rows' order (left to
+    right): the one it changes or removes, or the one an added object goes next to. What an edit
+    drafter's referring head is taught to point at (app/core/draft.py)."""
+    from app.shapes.edits import add_anchor, edit_kind
+
+    source = triple.source
+    if edit_kind(triple.instruction) == "add":
+        named = add_anchor(triple)[0]
+    else:
+        changed = [o for o in source.objects if o not in triple.target.objects]
+        if len(changed) != 1:
+            raise ValueError(f"{triple.instruction!r} changes {len(changed)} objects of its source, not one")
+        named = changed[0]
+    ordered = sorted(source.objects, key=lambda o: (o.cx, o.cy))
+    return ordered.index(named)
+
+
+__all__ = ["draft_rows", "edit_draft_rows", "edit_named_index", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]

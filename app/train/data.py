@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from app.shapes.dataset import draft_rows, edit_draft_rows, label_map, sample_t2i_examples
+from app.shapes.dataset import draft_rows, edit_draft_rows, edit_named_index, label_map, sample_t2i_examples
 from app.shapes.edits import sample_edit
 from app.shapes.render import render
 
@@ -19,7 +19,8 @@ def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit:
     """`draft`: a DraftConfig when the planner drafts layouts; text-to-image batches then carry each
     scene as a draft (`draft`, [B, length, 4]) too, and with `edit_drafts` so do edit batches (each
     edit's target scene, objects left to right: app/shapes/dataset.edit_draft_rows), and each
-    source scene's own draft (`source_draft`: what an edit drafter's pixel stem learns to read)."""
+    source scene's own draft (`source_draft`: what an edit drafter's pixel stem learns to read) and
+    which of its objects the instruction names (`source_named`: what its referring head learns)."""
     if not edit:
         examples = sample_t2i_examples(rng, batch, size)
         out = {"kind": "t2i", "texts": [cs.caption for cs, _ in examples],
@@ -38,6 +39,7 @@ def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit:
     if draft is not None and edit_drafts:
         out["draft"] = np.stack([edit_draft_rows(t.target, draft) for t in triples])
         out["source_draft"] = np.stack([edit_draft_rows(t.source, draft) for t in triples])
+        out["source_named"] = np.array([edit_named_index(t) for t in triples])
     return out
 
 

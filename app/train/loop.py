@@ -298,7 +298,7 @@ class Trainer:
         MLLM's prompt states read without gradients (app/core/draft.py). Everything else in the
         planner stays. With both tasks, each step teaches each drafter one batch."""
         from app.shapes.captions import sample_captioned_scene
-        from app.shapes.dataset import draft_rows, edit_draft_rows
+        from app.shapes.dataset import draft_rows, edit_draft_rows, edit_named_index
         from app.shapes.edits import sample_edit
         from app.shapes.render import render
 
@@ -329,12 +329,14 @@ class Trainer:
                 config = planner.edit_drafter.config
                 drafts = torch.from_numpy(np.stack([edit_draft_rows(t.target, config) for t in triples]))
                 source_drafts = torch.from_numpy(np.stack([edit_draft_rows(t.source, config) for t in triples]))
+                named = torch.tensor([edit_named_index(t) for t in triples])
                 inputs = planner.processor([t.instruction for t in triples],
                                            images=[[render(t.source, size)] for t in triples])
                 context, mask = planner.context_states([], inputs=inputs)
                 sources = planner.source_images(inputs) if config.pixel_width else None
                 edit_loss, edit_stats = planner.edit_drafter.loss(context, mask, drafts, where=planner.image_places(inputs),
-                                                                  sources=sources, source_drafts=source_drafts)
+                                                                  sources=sources, source_drafts=source_drafts,
+                                                                  named=named)
                 loss = loss + edit_loss
                 stats.update({f"edit_{k}": v for k, v in edit_stats.items()})
             return loss, stats

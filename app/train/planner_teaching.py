@@ -113,7 +113,8 @@ class PlannerTeacher(nn.Module):
                 sources = self.planner.source_images(inputs) if edit_drafter.config.pixel_width else None
                 draft_loss, draft_stats = edit_drafter.loss(plan.context.detach(), plan.context_mask, drafts,
                                                             where=self.planner.image_places(inputs), sources=sources,
-                                                            source_drafts=batch.get("source_draft"))
+                                                            source_drafts=batch.get("source_draft"),
+                                                            named=batch.get("source_named"))
                 loss = loss + draft_loss
                 stats.update({f"edit_{k}": v for k, v in draft_stats.items()})
         return loss, stats

@@ -757,6 +757,7 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     stream = ShapesStream(edits, seed=3, batch=6, edit_fraction=1.0, cfg_dropout=0.5)
     batch = next(iter(stream.loader()))
     assert batch["draft"].shape == (6, 5, 4) and batch["source_draft"].shape == (6, 5, 4)
+    assert batch["source_named"].shape == (6,)
     for text, rows in zip(batch["texts"], batch["draft"]):
         assert (rows == -1).all() if not text else rows[0, 0] > 0  # worded edits carry their target's draft
     # In stage-1 teaching an edit's target draft teaches the edit drafter, never the caption's drafter.
@@ -765,7 +766,8 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     teacher = PlannerTeacher(planner, grid=edits.model.image_size // edits.model.patch_size)
     loss, stats = teacher.loss(batch, "cpu")
     loss.backward()
-    assert "edit_draft_label" in stats and "edit_draft_centre" in stats and "draft_label" not in stats
+    assert "edit_draft_label" in stats and "edit_draft_centre" in stats and "edit_draft_refer_acc" in stats
+    assert "draft_label" not in stats
     assert all(p.grad is None for p in planner.drafter.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in planner.edit_drafter.parameters())
     planner.zero_grad(set_to_none=True)
