@@ -260,3 +260,22 @@ def test_each_items_source_image_is_rebuilt_exactly_from_the_prompts_patches():
         assert image.shape == want.shape
         assert np.abs(image.numpy() - want).max() < 1e-5
     assert images[2].shape == images[0].shape and not images[2].any()
+
+
+def test_the_pixel_stems_detections_are_peaks_so_an_object_is_found_once():
+    """Two neighbouring cells that both name an object are one object (the surer one); cells two
+    apart are two. Detections come left to right, on the draft's bins."""
+    from dataclasses import replace
+
+    drafter = LayoutDrafter(replace(CONFIG, reads_images=True, pixel_width=16), context_dim=16)
+    with torch.no_grad():
+        drafter.centre_head.weight.zero_()
+        drafter.centre_head.bias.zero_()
+        drafter.centre_head.weight[1, 0] = 1.0  # label 1's logit is a token's first state
+    tokens = torch.zeros(1, 64, CONFIG.dim)  # an 8 x 8 grid of stem tokens
+    tokens[0, 6 * 8 + 6, 0] = 9.0
+    tokens[0, 2 * 8 + 2, 0] = 10.0
+    tokens[0, 2 * 8 + 3, 0] = 8.0  # beside the (2, 2) peak: the same object
+    found = drafter.detect(tokens, [(8, 8)])
+    assert found[0, :2, :3].tolist() == [[1, 5, 5], [1, 13, 13]]  # cell c -> bin 2c + 1 on 16 bins
+    assert (found[0, 2:] == -1).all()
