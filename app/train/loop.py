@@ -358,10 +358,13 @@ class Trainer:
         save_module(planner.model, folder / "planner", {"what": "taught planner weights"})
         save_module(planner.canvas_tokens, folder / "canvas_tokens", {"what": "taught canvas tokens"})
         if planner.drafter is not None:
-            save_module(planner.drafter, folder / DRAFTER, {"what": "layout drafter", "draft": planner.drafter.config.to_dict()})
+            # The same config a model folder's drafter has, so a taught drafter can go into one as it is.
+            save_module(planner.drafter, folder / DRAFTER, {"what": "layout drafter", "draft": planner.drafter.config.to_dict(),
+                                                            "context_dim": planner.hidden_size})
         if planner.edit_drafter is not None:
             save_module(planner.edit_drafter, folder / EDIT_DRAFTER,
-                        {"what": "edit drafter", "draft": planner.edit_drafter.config.to_dict()})
+                        {"what": "edit drafter", "draft": planner.edit_drafter.config.to_dict(),
+                         "context_dim": planner.hidden_size})
         if self.layout_head_taught:
             save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)

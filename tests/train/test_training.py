@@ -753,6 +753,9 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     record = json.loads((tmp_path / "edits" / "planner_taught" / "teaching.json").read_text())
     assert record["edit_drafter_steps"] == 3 and "drafter_steps" not in record
     assert (tmp_path / "edits" / "planner_taught" / EDIT_DRAFTER / "model.safetensors").exists()
+    # A taught drafter's folder is a model folder's drafter as it is (the same config).
+    saved = json.loads((tmp_path / "edits" / "planner_taught" / EDIT_DRAFTER / "config.json").read_text())
+    assert saved["context_dim"] == planner.hidden_size
 
     stream = ShapesStream(edits, seed=3, batch=6, edit_fraction=1.0, cfg_dropout=0.5)
     batch = next(iter(stream.loader()))
