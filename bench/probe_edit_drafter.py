@@ -14,7 +14,9 @@ target (greedy) drawn and judged by edit_success against the true target.
 --memory pixels:  the prompt's states (image tokens placed) plus the source's own pixels through a small
                   convolutional stem taught with the drafter (16 x 16 tokens of 4 px, each placed at
                   its cell): a finer look at the source than the planner's 8 px image tokens give.
-Nothing here is kept.
+Nothing here is kept. The edit drafter the app builds now has a pixel stem of its own, taught as a
+detector (DraftConfig.pixel_width; docs/BENCHMARKS.md, "Edit drafts from the source's pixels"); score
+one taught with the recipe by bench/eval_edit_drafter.py.
 """
 from __future__ import annotations
 
