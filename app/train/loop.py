@@ -219,13 +219,16 @@ class Trainer:
         if layouts and (folder / LAYOUT_HEAD).is_dir():
             self.layout_head.load_state_dict(load_state(folder / LAYOUT_HEAD))
             self.layout_head_taught = True
-        taught = folder / "teaching.json"
+        taught, trained = folder / "teaching.json", folder / "training.json"
+        record = None
         if taught.exists():  # how long it was taught, for this run's training.json
             record = json.loads(taught.read_text())
             self.progress["teach_steps_done"] = record["steps"]
-            for key in ("drafter_steps", "edit_drafter_steps"):
-                if record.get(key):
-                    self.progress[key] = record[key]
+        elif trained.exists():  # a model folder: its drafters' own steps are in its training record
+            record = json.loads(trained.read_text())
+        for key in ("drafter_steps", "edit_drafter_steps"):
+            if record and record.get(key):
+                self.progress[key] = record[key]
 
     def teach_planner(self, max_minutes: float | None = None) -> None:
         r = self.recipe.teach
@@ -273,6 +276,7 @@ class Trainer:
         t0 = time.time()
         bar = tqdm(range(steps), desc=name, disable=None)
         done = 0
+        cooldown = self.recipe.teach_time_cooldown if max_minutes is not None else 0.0
         for step in bar:
             loss, stats = next_loss()
             opt.zero_grad(set_to_none=True)
@@ -280,6 +284,11 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
             opt.step()
             sched.step()
+            if cooldown > 0:  # the budget's last share: the LR falls with the time left
+                left = 1.0 - (time.time() - t0) / 60 / max_minutes
+                scale = min(1.0, max(0.0, left / cooldown))
+                for group, base_lr in zip(opt.param_groups, sched.base_lrs):
+                    group["lr"] = base_lr * sched.lr_lambdas[0](sched.last_epoch) * scale
             done = step + 1
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in stats.items()})
@@ -299,7 +308,7 @@ class Trainer:
         planner stays. With both tasks, each step teaches each drafter one batch."""
         from app.shapes.captions import sample_captioned_scene
         from app.shapes.dataset import draft_rows, edit_draft_rows, edit_named_index
-        from app.shapes.edits import sample_edit
+        from app.shapes.edits import EDIT_KINDS, sample_edit
         from app.shapes.render import render
 
         r, planner = self.recipe.teach, self.pipe.planner
@@ -314,8 +323,17 @@ class Trainer:
                   *(planner.edit_drafter.parameters() if "image_edit" in tasks else ())]
         opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(r.warmup))
-        rng = np.random.default_rng(self.recipe.seed + 1)
+        # A sitting that goes on from taught drafters draws examples it has not seen: the stream is
+        # keyed by the steps they were already taught.
+        prior = self.progress.get("edit_drafter_steps" if "image_edit" in tasks else "drafter_steps", 0)
+        rng = np.random.default_rng([self.recipe.seed + 1, prior])
         size = self.recipe.model.image_size
+
+        weights = self.recipe.teach_edit_kind_weights
+        share = np.array([weights.get(k, 1.0) for k in EDIT_KINDS]) / sum(weights.get(k, 1.0) for k in EDIT_KINDS)
+
+        def edit_kinds(n: int) -> list:  # None: sample_edit's own uniform pick (the stream as before)
+            return [EDIT_KINDS[i] for i in rng.choice(len(EDIT_KINDS), size=n, p=share)] if weights else [None] * n
 
         def drafter_loss():
             loss, stats = 0.0, {}
@@ -325,7 +343,7 @@ class Trainer:
                 context, mask = planner.context_states([e.caption for e in examples])
                 loss, stats = planner.drafter.loss(context, mask, drafts)
             if "image_edit" in tasks:
-                triples = [sample_edit(rng) for _ in range(r.batch)]
+                triples = [sample_edit(rng, kind) for kind in edit_kinds(r.batch)]
                 config = planner.edit_drafter.config
                 drafts = torch.from_numpy(np.stack([edit_draft_rows(t.target, config) for t in triples]))
                 source_drafts = torch.from_numpy(np.stack([edit_draft_rows(t.source, config) for t in triples]))

@@ -90,6 +90,14 @@ class Recipe:
     teach_drafter_only: bool = False
     # Which drafters teach_drafter_only teaches: "text_to_image" (captions) and/or "image_edit".
     teach_drafter_tasks: tuple[str, ...] = ("text_to_image",)
+    # Under a time budget (--teach-minutes), the LR of stage 1 falls linearly to zero over this last
+    # share of the budget, so a teaching sitting of any length ends annealed (a constant LR of 1e-3
+    # leaves a drafter's weights jittering around where it would settle). 0 = off.
+    teach_time_cooldown: float = 0.0
+    # Relative weights of the edit kinds (recolour, move, remove, add, replace) in the edit drafter's
+    # teaching, e.g. {"add": 2.0} to give the kind it drafts worst twice the others' share; kinds not
+    # named weigh 1. Empty = each kind equally often.
+    teach_edit_kind_weights: dict = field(default_factory=dict)
     edit_fraction: float = 0.4  # share of stage-2 steps spent on image editing
     cfg_dropout: float = 0.1  # METHOD.md: our choice, the paper gives none
     logit_normal_std: float = 1.0  # timestep sampling: sigmoid(N(0, std)), the SD3 choice
@@ -122,10 +130,18 @@ class Recipe:
     def __post_init__(self) -> None:
         # A share outside [0, 1] would silently mean "always" or "never" (the data stream compares it
         # with a uniform draw); a typo such as 20 for 0.2 should stop the run before hours are spent.
-        for name in ("teach_edit_fraction", "teach_ambiguous_fraction", "edit_fraction", "cfg_dropout"):
+        for name in ("teach_edit_fraction", "teach_ambiguous_fraction", "edit_fraction", "cfg_dropout",
+                     "teach_time_cooldown"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"recipe {name} is {value}: it is a share of batches (or captions), between 0 and 1")
+        from app.shapes.edits import EDIT_KINDS
+
+        weights = self.teach_edit_kind_weights
+        if unknown := set(weights) - set(EDIT_KINDS):
+            raise ValueError(f"recipe teach_edit_kind_weights: unknown kinds {sorted(unknown)}; known: {', '.join(EDIT_KINDS)}")
+        if any(w < 0 for w in weights.values()) or (weights and sum(weights.get(k, 1.0) for k in EDIT_KINDS) <= 0):
+            raise ValueError(f"recipe teach_edit_kind_weights {weights}: weights must be >= 0, not all 0")
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":

@@ -279,3 +279,40 @@ def test_the_pixel_stems_detections_are_peaks_so_an_object_is_found_once():
     found = drafter.detect(tokens, [(8, 8)])
     assert found[0, :2, :3].tolist() == [[1, 5, 5], [1, 13, 13]]  # cell c -> bin 2c + 1 on 16 bins
     assert (found[0, 2:] == -1).all()
+
+
+def _fixed_preferences(drafter: LayoutDrafter, x_rank: list[int], y: int, size: int) -> None:
+    """Make every step draft label 1 (until the forced stop) and prefer x bins in `x_rank`'s order,
+    one y bin and one size, whatever the prompt."""
+    def prefer(linear: torch.nn.Linear, ranked: list[int]) -> None:
+        linear.weight.data.zero_()
+        linear.bias.data.fill_(-10.0)
+        for i, b in enumerate(ranked):
+            linear.bias.data[b] = 5.0 - i
+    prefer(drafter.label_head, [1])
+    prefer(drafter.x_head[-1], x_rank)
+    prefer(drafter.y_head[-1], [y])
+    prefer(drafter.size_head[-1], [size])
+
+
+def test_a_greedy_draft_puts_an_object_that_would_overlap_in_the_likeliest_place_that_fits():
+    # A greedy draft (how edits are drafted) has no second draw: an object whose likeliest place meets
+    # an earlier one would be drawn on top of it, a scene the DiT never saw. It goes to the likeliest
+    # free place instead: here the next x bins in the drafter's order that clear the earlier objects.
+    drafter = LayoutDrafter(CONFIG, context_dim=16)
+    _fixed_preferences(drafter, x_rank=[5, 6, 10, 2], y=8, size=0)
+    ctx, mask = torch.randn(1, 3, 16), torch.ones(1, 3, dtype=torch.bool)
+    objects = draft_objects(drafter.sample(ctx, mask, temperature=0)[0], CONFIG)
+    # Bin 6 is as near bin 5 as an object's width: it overlaps and is passed over; 10 and 2 are clear.
+    assert [round(cx * CONFIG.bins - 0.5) for _, cx, _, _ in objects] == [5, 10, 2]
+    assert all(round(cy * CONFIG.bins - 0.5) == 8 for _, _, cy, _ in objects)
+    # Where nothing fits (only bin 5 ever in reach), the greedy place is kept: a draft is never lost.
+    crowded = LayoutDrafter(CONFIG, context_dim=16)
+    _fixed_preferences(crowded, x_rank=[5], y=8, size=3)
+    import app.core.draft as draft_module
+    old, draft_module.PLACE_BEAM = draft_module.PLACE_BEAM, 1
+    try:
+        objects = draft_objects(crowded.sample(ctx, mask, temperature=0)[0], CONFIG)
+    finally:
+        draft_module.PLACE_BEAM = old
+    assert len(objects) == 3 and {round(cx * CONFIG.bins - 0.5) for _, cx, _, _ in objects} == {5}

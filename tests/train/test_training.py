@@ -795,3 +795,59 @@ def test_an_edit_drafter_is_taught_alone_trains_stage_two_with_edit_targets_and_
     # The text-only twin trains with the very same recipe: it has no canvas to draft for.
     text = Trainer(edits, tmp_path / "text", use_canvas=False, device="cpu", log=lambda *_: None)
     assert text.pipe.planner.drafter is None and text.pipe.planner.edit_drafter is None
+
+
+def test_drafter_teaching_sittings_end_annealed_draw_the_recipes_edit_kinds_and_go_on_with_fresh_examples(
+        tmp_path, monkeypatch):
+    """Under --teach-minutes the LR falls to zero over the budget's last share (teach_time_cooldown);
+    teach_edit_kind_weights sets which edits teach the edit drafter; a sitting that goes on from a taught
+    drafter counts on from its steps and draws examples the first did not."""
+    import app.shapes.edits as edits_module
+    import app.train.loop as loop_module
+
+    recipe = Recipe.load(TINY)
+    recipe.eval_every = 0
+    recipe.model.canvas_drafts = recipe.model.edit_drafts = True
+    recipe.teach_drafter_only = True
+    recipe.teach_drafter_tasks = ("image_edit",)
+    recipe.teach.steps, recipe.teach.batch, recipe.teach.warmup = 2, 8, 1
+    recipe.teach_time_cooldown = 0.3
+    recipe.teach_edit_kind_weights = {"recolour": 0.0, "move": 0.0, "remove": 0.0, "replace": 0.0}  # adds only
+    drawn = []
+    real_sample_edit = edits_module.sample_edit
+
+    def recording_sample_edit(rng, kind=None, ambiguous=False):
+        triple = real_sample_edit(rng, kind, ambiguous)
+        drawn.append(triple.instruction)
+        return triple
+
+    monkeypatch.setattr(edits_module, "sample_edit", recording_sample_edit)
+    first = Trainer(recipe, tmp_path / "first", device="cpu", log=lambda *_: None)
+    first.run(teach_only=True)
+    assert len(drawn) == 16 and all(text.startswith("add ") for text in drawn)
+    first_drawn, drawn[:] = list(drawn), []
+    second = Trainer(recipe, tmp_path / "second", planner_init=tmp_path / "first" / "planner_taught", device="cpu",
+                     log=lambda *_: None)
+    second.run(teach_only=True)
+    assert drawn != first_drawn  # the same seed, yet the stream goes on where the first sitting's left off
+    record = json.loads((tmp_path / "second" / "planner_taught" / "teaching.json").read_text())
+    assert record["edit_drafter_steps"] == 4
+
+    # The LR through a one-minute sitting on a clock that moves 6 s a step: constant, then falling
+    # with the time left over the last 30 % (18 s), to zero at the end.
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop_module.time, "time", lambda: clock["now"])
+    lrs = []
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, loop_module._lr_lambda(1))
+
+    def next_loss():
+        lrs.append(opt.param_groups[0]["lr"])
+        clock["now"] += 6.0
+        return (param ** 2).sum(), {}
+
+    done, _ = first._teaching_loop("teach", opt, sched, [param], 100, next_loss, max_minutes=1.0)
+    assert done == 11  # stops once past the minute
+    assert lrs[:8] == pytest.approx([1e-3] * 8)
+    assert lrs[8] == pytest.approx(1e-3 * 2 / 3) and lrs[9] == pytest.approx(1e-3 / 3) and lrs[10] == pytest.approx(0.0, abs=1e-12)
