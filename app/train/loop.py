@@ -439,10 +439,13 @@ class Trainer:
                 group["lr"] = base_lr * sched.lr_lambdas[0](start)
             self.log(f"resumed at step {start}")
         adapter, opt = self.accelerator.prepare(adapter, opt)
-        stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1000 + start, batch=r.batch,
+        # A run that goes on from a model (--init-from) draws scenes and noise past those its model's
+        # own run drew: the stream is keyed by the steps behind it, not only by this run's.
+        behind = self.progress.get("prior_steps", 0) + start
+        stream = iter(ShapesStream(self.recipe, seed=self.recipe.seed + 1000 + behind, batch=r.batch,
                                    edit_fraction=self.recipe.edit_fraction, workers=self.workers,
                                    cfg_dropout=self.recipe.cfg_dropout).loader())
-        gen = self.noise_generator(self.recipe.seed + start)
+        gen = self.noise_generator(self.recipe.seed + behind)
         t_begin, wall0 = time.time(), self.progress["wall_seconds"]
         stop = _StopRequest()
         bar = tqdm(range(start, last), desc="flow matching" + ("" if self.use_canvas else " (text-only)")

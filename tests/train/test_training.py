@@ -220,7 +220,18 @@ def test_every_later_process_on_a_run_plans_with_its_taught_planner(tmp_path):
     assert _same(_planner_state(again), taught)  # the baseline's resume keeps the shared planner too
 
 
-def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp_path):
+def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp_path, monkeypatch):
+    """...and draws scenes past those the model's own run drew (its stream keyed by the steps behind it)."""
+    import app.train.loop as loop_module
+
+    seeds = []
+
+    class RecordingStream(ShapesStream):
+        def __init__(self, recipe, seed, **kwargs):
+            seeds.append(seed)
+            super().__init__(recipe, seed=seed, **kwargs)
+
+    monkeypatch.setattr(loop_module, "ShapesStream", RecordingStream)
     recipe = Recipe.load(TINY)
     recipe.eval_every = 0
     recipe.diffusion.steps = 2
@@ -233,6 +244,8 @@ def test_a_run_continued_from_a_model_keeps_that_models_planner_when_resumed(tmp
     cont = Trainer(recipe, tmp_path / "b", init_from=model, device="cpu", log=lambda *_: None)
     assert _same(_planner_state(cont), planner)
     cont.run()
+    flow = [seed for seed in seeds if seed >= recipe.seed + 1000]  # stage 2's streams (teaching's is seed + 1)
+    assert len(flow) == 2 and flow[1] == flow[0] + 2  # not the first run's scenes again
     recipe.diffusion.steps = 3
     resumed = Trainer(recipe, tmp_path / "b", init_from=model, device="cpu", log=lambda *_: None)
     assert _same(_planner_state(resumed), planner)
