@@ -134,7 +134,7 @@ class Recipe:
                      "teach_time_cooldown"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"recipe {name} is {value}: it is a share of batches (or captions), between 0 and 1")
+                raise ValueError(f"recipe {name} is {value}: it is a share (of batches, captions or a time budget), between 0 and 1")
         from app.shapes.edits import EDIT_KINDS
 
         weights = self.teach_edit_kind_weights
