@@ -70,30 +70,52 @@ def read_index(folder: str | Path) -> dict:
         index = json.loads(index_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelFolderError(f"{index_path} is not valid JSON ({exc}).") from exc
+    if not isinstance(index, dict):
+        raise ModelFolderError(f"{index_path} is not a JSON object.")
     if index.get("_class_name") != "MetaCanvasPipeline":
         raise ModelFolderError(f"{index_path} describes a {index.get('_class_name')!r}, not a MetaCanvasPipeline.")
     return index
 
 
+# The parts a MetaCanvas model cannot run without, and the ones it may have.
+REQUIRED_COMPONENTS = ("planner", "transformer", "canvas_tokens", "context_connector")
+OPTIONAL_COMPONENTS = ("adapter", "canvas_connector", "layout_drafter", "edit_drafter", "vae")
+
+
 def component_path(folder: Path, index: dict, name: str) -> Path | None:
+    """Where component `name` lives: its subfolder, or the folder a {"path": ...} entry names
+    (absolute, or relative to the model folder). None when the index does not name it."""
     entry = index.get(name)
     if entry is None:
         return None
     if isinstance(entry, dict) and "path" in entry:
-        p = Path(entry["path"]).expanduser()
+        raw = entry["path"]
+        if not isinstance(raw, str) or not raw.strip():
+            raise ModelFolderError(f"{folder / INDEX}: the {name} entry's \"path\" must be a folder path "
+                                   f"(a string), not {raw!r}.")
+        p = Path(raw).expanduser()
         return p if p.is_absolute() else (folder / p).resolve()
-    return folder / name
+    if isinstance(entry, (str, list, dict)):  # "name", diffusers' ["library", "Class"], {"class": ...}
+        return folder / name
+    raise ModelFolderError(f"{folder / INDEX}: the {name} entry must be a folder name, a [library, class] "
+                           f"pair or {{\"path\": FOLDER}}, not {entry!r}.")
 
 
 def validate_model_folder(folder: str | Path) -> dict:
     """Check a folder can be loaded, without loading it. Returns its index."""
     folder = Path(folder)
     index = read_index(folder)
-    for name, need in (("planner", True), ("transformer", True), ("canvas_tokens", True), ("layout_drafter", True),
-                       ("edit_drafter", True), ("context_connector", True), ("canvas_connector", True), ("vae", True)):
+    missing = [name for name in REQUIRED_COMPONENTS if index.get(name) is None]
+    if missing:
+        raise ModelFolderError(f"{folder / INDEX} names no {', '.join(missing)}: a MetaCanvas model needs "
+                               f"{', '.join(REQUIRED_COMPONENTS)} (each a subfolder or {{\"path\": FOLDER}}).")
+    if index.get("family") not in (None, "sana", "flux", "wan"):
+        raise ModelFolderError(f"{folder / INDEX}: unknown family {index.get('family')!r}; "
+                               f"known: sana, flux, wan.")
+    for name in REQUIRED_COMPONENTS + OPTIONAL_COMPONENTS:
         path = component_path(folder, index, name)
         if path is not None:
-            check_component_folder(path, name, need)
+            check_component_folder(path, name.replace("_", " "))
     return index
 
 
@@ -221,23 +243,50 @@ def save_module_cast(module, folder: Path, config: dict, cast) -> None:
     save_file(cast(module), str(folder / "model.safetensors"))
 
 
-def _vae_folder(folder: Path, index: dict) -> Path | None:
-    entry = index.get("vae")
-    if entry is None:
-        return None
-    if isinstance(entry, dict) and "path" in entry:
-        return component_path(folder, index, "vae")
-    return folder / "vae"
-
-
 def _strict_load(module, state, what: str, folder: Path) -> None:
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape: the config and the weights disagree
+        raise ModelFolderError(f"The {what} weights in {folder} do not fit its config: "
+                               f"{str(exc).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise ModelFolderError(f"The {what} weights in {folder} do not match its config "
                                f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}).")
 
 
-def _load_drafter(folder: Path, index: dict, name: str):
+def _refuse_partial_load(info: dict, what: str, path: Path, allowed_unexpected: tuple[str, ...] = ()) -> None:
+    """diffusers and transformers only warn when a checkpoint's tensors do not match the config (a
+    `num_layers` edited 8 -> 4 loads half the blocks and runs wrong); here that refuses the load."""
+    missing = list(info.get("missing_keys", []))
+    unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(allowed_unexpected)]
+    mismatched = list(info.get("mismatched_keys", []))
+    if missing or unexpected or mismatched:
+        parts = [f"{label} {keys[:3]}" for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                                           ("of another shape", mismatched)) if keys]
+        raise ModelFolderError(f"The {what} weights in {path} do not match its config.json "
+                               f"({'; '.join(parts)}). Was the config edited, or the download incomplete?")
+
+
+def _read_config(path: Path, what: str) -> dict:
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"The {what} config {path / 'config.json'} cannot be read: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ModelFolderError(f"The {what} config {path / 'config.json'} is not a JSON object.")
+    return cfg
+
+
+def _load_state_checked(path: Path, what: str) -> dict:
+    """A component's safetensors, with a damaged file (truncated, bit-flipped header) named plainly."""
+    try:
+        return load_state(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a bad file
+        raise ModelFolderError(f"The {what} weights in {path} are damaged or incomplete ({exc}). "
+                               f"Copy the model folder again.") from None
+
+
+def _load_drafter(folder: Path, index: dict, name: str, context_dim: int):
     """A layout drafter component (layout_drafter/ or edit_drafter/), or None where the folder has none."""
     path = component_path(folder, index, name)
     if path is None:
@@ -245,25 +294,74 @@ def _load_drafter(folder: Path, index: dict, name: str):
     from .draft import DraftConfig, LayoutDrafter
 
     what = name.replace("_", " ")
+    cfg = _read_config(path, what)
     try:
-        cfg = json.loads((path / "config.json").read_text())
-        drafter = LayoutDrafter(DraftConfig.from_dict(cfg["draft"]), int(cfg["context_dim"]))
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise ModelFolderError(f"The {what} config in {path} is not valid: {exc}") from exc
-    _strict_load(drafter, load_state(path), what, folder)
+        dim = int(cfg["context_dim"])
+        if dim != context_dim:
+            raise ValueError(f"context_dim {dim} does not match the planner's width {context_dim}")
+        drafter = LayoutDrafter(DraftConfig.from_dict(cfg["draft"]), dim)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFolderError(f"The {what} config in {path} is not valid: {exc}") from None
+    _strict_load(drafter, _load_state_checked(path, what), what, folder)
     return drafter
+
+
+# Bounds on a canvas's config: a hand-edited or damaged one (rows 1e9) must be refused before it allocates.
+MAX_CANVAS_SIDE = 256
+MAX_CANVAS_KEYFRAMES = 64
+
+
+def _load_canvas_tokens(path: Path, planner_width: int):
+    from .canvas import CanvasSpec, CanvasTokens
+
+    cfg = _read_config(path, "canvas tokens")
+    try:
+        k, rows, cols, dim = (cfg[key] for key in ("keyframes", "rows", "cols", "dim"))
+        for key, value, hi in (("keyframes", k, MAX_CANVAS_KEYFRAMES), ("rows", rows, MAX_CANVAS_SIDE),
+                               ("cols", cols, MAX_CANVAS_SIDE)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
+                raise ValueError(f"{key} must be a whole number from 1 to {hi}, not {value!r}")
+        if dim != planner_width:
+            raise ValueError(f"dim {dim!r} does not match the planner's width {planner_width}")
+        layouts, labels = int(cfg.get("layouts", 0)), int(cfg.get("draft_labels", 0))
+        if not 0 <= layouts <= 1024 or not 0 <= labels <= 4096:
+            raise ValueError(f"layouts {layouts} / draft_labels {labels} out of range")
+    except KeyError as exc:
+        raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} has no {exc.args[0]!r}.") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} is not valid: {exc}.") from None
+    state = _load_state_checked(path, "canvas token")
+    tokens = CanvasTokens(CanvasSpec(k, rows, cols), dim, layouts=layouts, draft_labels=labels)
+    _strict_load(tokens, CanvasTokens.complete_state(state, layouts, dim), "canvas token", path)
+    return tokens, int(cfg.get("temporal_stride", 1))
+
+
+def _vae_dtype(vae_cls, folder: Path, dtype):
+    """Autoencoders whose config says `force_upcast` (SD-style VAEs overflow in float16) stay in
+    float32 when the model runs in float16, as diffusers' own pipelines keep them; bfloat16 has the
+    range and is used as asked."""
+    import torch
+
+    if dtype is torch.float16:
+        try:
+            if json.loads((folder / "config.json").read_text()).get("force_upcast", False):
+                return torch.float32
+        except (OSError, ValueError):
+            pass
+    return dtype
 
 
 def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     """Load a MetaCanvas model folder (safetensors only, no network) -> MetaCanvasPipeline on `device`.
 
-    dtype: None keeps float32 on the CPU and uses bfloat16 on a GPU that supports it.
+    dtype: None keeps float32 on the CPU and uses bfloat16 on a GPU that supports it. The large
+    parts (planner, transformer, VAE) are read straight into that dtype, never through float32
+    (a FLUX-size model would need twice its size in host memory).
     """
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel
 
     from .backbones import build_adapter
-    from .canvas import CanvasSpec, CanvasTokens
     from .latents import DiffusersVAECodec, PixelCodec
     from .pipeline import MetaCanvasPipeline, PipelineDefaults
     from .planner import Planner, PlannerProcessor
@@ -273,71 +371,89 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     if dtype is None:
         dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
 
-    def strict_load(module, state, what):
-        _strict_load(module, state, what, folder)
-
-    # Planner.
+    # 1. Planner: the MLLM, its processor, the canvas tokens and the drafters.
     planner_dir = component_path(folder, index, "planner")
     try:
         config = Qwen2_5_VLConfig.from_pretrained(str(planner_dir), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the folder's fault
-        raise ModelFolderError(f"Cannot read the planner config in {planner_dir}: {exc}") from exc
+        raise ModelFolderError(f"Cannot read the planner config in {planner_dir}: {exc}") from None
     try:
         # transformers maps a full Qwen2.5-VL checkpoint (ForConditionalGeneration keys) onto the bare
         # model and drops the LM head, which the planner never uses.
-        mllm = Qwen2_5_VLModel.from_pretrained(str(planner_dir), config=config, local_files_only=True,
-                                               use_safetensors=True, dtype=torch.float32)
+        mllm, info = Qwen2_5_VLModel.from_pretrained(str(planner_dir), config=config, local_files_only=True,
+                                                     use_safetensors=True, dtype=dtype, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelFolderError(f"Cannot load the planner weights in {planner_dir}: {exc}") from exc
+        raise ModelFolderError(f"Cannot load the planner weights in {planner_dir}: {exc}") from None
+    _refuse_partial_load(info, "planner", planner_dir, allowed_unexpected=("lm_head.",))
     processor = PlannerProcessor.from_pretrained(planner_dir)
-    ct_dir = component_path(folder, index, "canvas_tokens")
-    ct_cfg = json.loads((ct_dir / "config.json").read_text())
-    canvas_tokens = CanvasTokens(CanvasSpec(ct_cfg["keyframes"], ct_cfg["rows"], ct_cfg["cols"]), ct_cfg["dim"],
-                                 layouts=int(ct_cfg.get("layouts", 0)), draft_labels=int(ct_cfg.get("draft_labels", 0)))
-    strict_load(canvas_tokens, CanvasTokens.complete_state(load_state(ct_dir), canvas_tokens.layouts, canvas_tokens.dim),
-                "canvas token")
-    drafter = _load_drafter(folder, index, "layout_drafter")
-    edit_drafter = _load_drafter(folder, index, "edit_drafter")
+    width = config.text_config.hidden_size
+    canvas_tokens, temporal_stride = _load_canvas_tokens(component_path(folder, index, "canvas_tokens"), width)
+    drafter = _load_drafter(folder, index, "layout_drafter", width)
+    edit_drafter = _load_drafter(folder, index, "edit_drafter", width)
     try:
-        planner = Planner(mllm, processor, canvas_tokens, temporal_stride=ct_cfg.get("temporal_stride", 1),
+        planner = Planner(mllm, processor, canvas_tokens, temporal_stride=temporal_stride,
                           drafter=drafter, edit_drafter=edit_drafter)
     except ValueError as exc:
-        raise ModelFolderError(f"The planner parts in {folder} do not fit together: {exc}") from exc
+        raise ModelFolderError(f"The planner parts in {folder} do not fit together: {exc}") from None
 
-    # Backbone + connectors.
-    adapter_cfg = json.loads((folder / "adapter" / "config.json").read_text()) if (folder / "adapter").is_dir() else {
-        "family": index["family"], "mllm_dim": config.text_config.hidden_size}
+    # 2. Backbone + connectors.
+    adapter_dir = component_path(folder, index, "adapter")
+    adapter_cfg = (_read_config(adapter_dir, "adapter") if adapter_dir is not None
+                   else {"family": index.get("family"), "mllm_dim": width})
     family = adapter_cfg.get("family", index.get("family"))
+    if family not in ("sana", "flux", "wan"):
+        raise ModelFolderError(f"{folder}: the backbone family must be sana, flux or wan, not {family!r}.")
     tdir = component_path(folder, index, "transformer")
     try:
-        transformer = _transformer_class(family).from_pretrained(str(tdir), local_files_only=True, use_safetensors=True,
-                                                                torch_dtype=torch.float32)
+        transformer, info = _transformer_class(family).from_pretrained(
+            str(tdir), local_files_only=True, use_safetensors=True, torch_dtype=dtype, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelFolderError(f"Cannot load the {family} transformer in {tdir}: {exc}") from exc
+        raise ModelFolderError(f"Cannot load the {family} transformer in {tdir}: {exc}") from None
+    _refuse_partial_load(info, f"{family} transformer", tdir)
     adapter_cfg = dict(adapter_cfg)
     adapter_cfg["canvas"] = "canvas_connector" in index
-    adapter = build_adapter(adapter_cfg, transformer)
-    if (folder / "adapter").is_dir():
-        extra = {k: v for k, v in load_state(folder / "adapter").items() if k != "_empty"}
+    try:
+        adapter = build_adapter(adapter_cfg, transformer)
+    except (TypeError, ValueError) as exc:  # an unknown or damaged key in adapter/config.json
+        raise ModelFolderError(f"The adapter config of {folder} does not fit its transformer: {exc}") from None
+    if adapter_dir is not None:
+        extra = {k: v for k, v in _load_state_checked(adapter_dir, "adapter").items() if k != "_empty"}
         if extra:
-            adapter.load_state_dict(extra, strict=False)
-    strict_load(adapter.context_connector, load_state(component_path(folder, index, "context_connector")), "context connector")
+            _, unexpected = adapter.load_state_dict(extra, strict=False)
+            if unexpected:
+                raise ModelFolderError(f"The adapter weights in {adapter_dir} hold parts this adapter does not "
+                                       f"have: {unexpected[:3]}.")
+    cdir = component_path(folder, index, "context_connector")
+    _strict_load(adapter.context_connector, _load_state_checked(cdir, "context connector"), "context connector", folder)
     if adapter.canvas_connector is not None:
-        strict_load(adapter.canvas_connector, load_state(component_path(folder, index, "canvas_connector")), "canvas connector")
+        kdir = component_path(folder, index, "canvas_connector")
+        _strict_load(adapter.canvas_connector, _load_state_checked(kdir, "canvas connector"), "canvas connector", folder)
 
+    # 3. The autoencoder (absent: the model works in pixel space).
     codec = PixelCodec()
-    vae_dir = _vae_folder(folder, index)
+    vae_dir = component_path(folder, index, "vae")
     if vae_dir is not None:
         import diffusers
 
-        cls_name = index["vae"].get("class", "AutoencoderKL") if isinstance(index["vae"], dict) else "AutoencoderKL"
-        vae = getattr(diffusers, cls_name).from_pretrained(str(vae_dir), local_files_only=True, use_safetensors=True)
+        entry = index["vae"]
+        cls_name = entry.get("class", "AutoencoderKL") if isinstance(entry, dict) else (
+            entry[1] if isinstance(entry, list) and len(entry) == 2 else "AutoencoderKL")
+        vae_cls = getattr(diffusers, str(cls_name), None)
+        if vae_cls is None or not str(cls_name).startswith("Autoencoder"):
+            raise ModelFolderError(f"{folder / INDEX}: the vae class {cls_name!r} is not a diffusers autoencoder.")
+        try:
+            vae, info = vae_cls.from_pretrained(str(vae_dir), local_files_only=True, use_safetensors=True,
+                                                torch_dtype=_vae_dtype(vae_cls, vae_dir, dtype), output_loading_info=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelFolderError(f"Cannot load the {cls_name} in {vae_dir}: {exc}") from None
+        _refuse_partial_load(info, "vae", vae_dir)
         codec = DiffusersVAECodec(vae)
+
     d = dict(index.get("defaults", {}))
     d["tasks"] = tuple(d.get("tasks", PipelineDefaults().tasks))
     try:
         pipe = MetaCanvasPipeline(planner, adapter, codec, PipelineDefaults(**d), name=index.get("name", folder.name))
     except (TypeError, ValueError) as exc:  # a hand-edited "defaults" block: an unknown key or sampler
-        raise ModelFolderError(f"The defaults in {folder / INDEX} are not valid: {exc}") from exc
+        raise ModelFolderError(f"The defaults in {folder / INDEX} are not valid: {exc}") from None
     pipe.to(device=device, dtype=dtype)
     return pipe.eval()

@@ -216,7 +216,8 @@ class LayoutDrafter(nn.Module):
     def _embed(self, rows: torch.Tensor) -> torch.Tensor:
         """[B, T, 4] objects -> [B, T, d]; padding (-1) and stop embed as zeros past the label."""
         label, x, y, s = (rows[..., i].clamp(min=0) for i in range(4))
-        real = (rows[..., 0] > 0).unsqueeze(-1).float()
+        # In the module's own precision: a float32 mask would promote a half-precision model's embeddings.
+        real = (rows[..., 0] > 0).unsqueeze(-1).to(self.label_emb.weight.dtype)
         return self.label_emb(label) + real * (self.x_emb(x) + self.y_emb(y) + self.size_emb(s))
 
     def _states(self, previous: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor) -> torch.Tensor:

@@ -87,19 +87,28 @@ class DiffusersVAECodec:
             return z * std + mean if inverse else (z - mean) / std
         return z / self.scaling + self.shift if inverse else (z - self.shift) * self.scaling
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def keeps_float32(self, dtype: torch.dtype) -> bool:
+        """An SD-style autoencoder (config `force_upcast`) overflows in float16: it stays in float32
+        when the model runs in float16, as diffusers' pipelines keep it; the codec casts at its edges."""
+        return dtype is torch.float16 and bool(getattr(self.vae.config, "force_upcast", False))
+
     @torch.no_grad()
     def encode(self, frames: np.ndarray, height: int, width: int, device, dtype) -> torch.Tensor:
-        x = frames_to_tensor(frames, height, width).to(device=device, dtype=dtype)
+        x = frames_to_tensor(frames, height, width).to(device=device, dtype=self.dtype)
         if self.is_video:
             x = x.permute(1, 0, 2, 3)[None]  # [1, 3, F, H, W]
         else:
             x = x[:1]
         out = self.vae.encode(x)
         z = out.latent_dist.mode() if hasattr(out, "latent_dist") else out.latent
-        return self._normalise(z)
+        return self._normalise(z).to(dtype)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        x = self.vae.decode(self._normalise(latents[:1], inverse=True)).sample[0]
+        x = self.vae.decode(self._normalise(latents[:1].to(self.dtype), inverse=True)).sample[0]
         x = x[None] if x.ndim == 3 else x.permute(1, 0, 2, 3)
         return tensor_to_frames(x)

@@ -153,9 +153,12 @@ class MetaCanvasPipeline:
         return next(self.adapter.parameters()).dtype
 
     def to(self, device=None, dtype=None) -> "MetaCanvasPipeline":
-        for m in (self.planner, self.adapter, getattr(self.codec, "vae", None)):
-            if m is not None:
-                m.to(device=device, dtype=dtype)
+        self.planner.to(device=device, dtype=dtype)
+        self.adapter.to(device=device, dtype=dtype)
+        vae = getattr(self.codec, "vae", None)
+        if vae is not None:
+            keep = dtype is not None and self.codec.keeps_float32(dtype)
+            vae.to(device=device, dtype=torch.float32 if keep else dtype)
         return self
 
     def eval(self) -> "MetaCanvasPipeline":
