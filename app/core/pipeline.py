@@ -332,8 +332,12 @@ class MetaCanvasPipeline:
         if request.task in (Task.IMAGE_EDIT, Task.IMAGE_TO_VIDEO):
             return self.codec.encode(request.images[0], request.height, request.width, device, dtype)
         if request.task is Task.REFERENCE_TO_VIDEO:
-            refs = np.stack([np.asarray(im)[..., :3] for im in request.images])
-            return self.codec.encode(refs, request.height, request.width, device, dtype)
+            # Each reference is a still of its own, encoded alone and laid one per latent frame: a causal
+            # video VAE given them as one clip would fold them into shared latent frames (Wan packs 4
+            # frames into 1) and lose all but the first.
+            refs = [self.codec.encode(np.asarray(im)[..., :3], request.height, request.width, device, dtype)
+                    for im in request.images]
+            return torch.cat([r if r.ndim == 5 else r.unsqueeze(2) for r in refs], dim=2)
         if request.task is Task.VIDEO_EDIT:
             return self.codec.encode(request.video[: request.frames], request.height, request.width, device, dtype)
         return None
