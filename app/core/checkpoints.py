@@ -27,6 +27,12 @@ class ModelFolderError(ValueError):
     """A model folder that cannot be used; the message says what is wrong and what to do."""
 
 
+def _why(exc: BaseException, limit: int = 240) -> str:
+    """A library's error as one short line (some span many lines, or quote whole tensors)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _weights_in(folder: Path) -> tuple[list[Path], list[Path]]:
     safe = sorted(folder.glob("*.safetensors"))
     pickled = sorted(p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
@@ -69,7 +75,7 @@ def read_index(folder: str | Path) -> dict:
     try:
         index = json.loads(index_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(f"{index_path} is not valid JSON ({exc}).") from exc
+        raise ModelFolderError(f"{index_path} is not valid JSON ({_why(exc)}).") from exc
     if not isinstance(index, dict):
         raise ModelFolderError(f"{index_path} is not a JSON object.")
     if index.get("_class_name") != "MetaCanvasPipeline":
@@ -248,7 +254,7 @@ def _strict_load(module, state, what: str, folder: Path) -> None:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # a tensor of the wrong shape: the config and the weights disagree
         raise ModelFolderError(f"The {what} weights in {folder} do not fit its config: "
-                               f"{str(exc).splitlines()[-1].strip()}") from None
+                               f"{_why(exc)}") from None
     if missing or unexpected:
         raise ModelFolderError(f"The {what} weights in {folder} do not match its config "
                                f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}).")
@@ -271,7 +277,7 @@ def _read_config(path: Path, what: str) -> dict:
     try:
         cfg = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise ModelFolderError(f"The {what} config {path / 'config.json'} cannot be read: {exc}") from None
+        raise ModelFolderError(f"The {what} config {path / 'config.json'} cannot be read: {_why(exc)}") from None
     if not isinstance(cfg, dict):
         raise ModelFolderError(f"The {what} config {path / 'config.json'} is not a JSON object.")
     return cfg
@@ -282,7 +288,7 @@ def _load_state_checked(path: Path, what: str) -> dict:
     try:
         return load_state(path)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a bad file
-        raise ModelFolderError(f"The {what} weights in {path} are damaged or incomplete ({exc}). "
+        raise ModelFolderError(f"The {what} weights in {path} are damaged or incomplete ({_why(exc)}). "
                                f"Copy the model folder again.") from None
 
 
@@ -301,7 +307,7 @@ def _load_drafter(folder: Path, index: dict, name: str, context_dim: int):
             raise ValueError(f"context_dim {dim} does not match the planner's width {context_dim}")
         drafter = LayoutDrafter(DraftConfig.from_dict(cfg["draft"]), dim)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFolderError(f"The {what} config in {path} is not valid: {exc}") from None
+        raise ModelFolderError(f"The {what} config in {path} is not valid: {_why(exc)}") from None
     _strict_load(drafter, _load_state_checked(path, what), what, folder)
     return drafter
 
@@ -329,7 +335,7 @@ def _load_canvas_tokens(path: Path, planner_width: int):
     except KeyError as exc:
         raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} has no {exc.args[0]!r}.") from None
     except (TypeError, ValueError) as exc:
-        raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} is not valid: {exc}.") from None
+        raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} is not valid: {_why(exc)}.") from None
     state = _load_state_checked(path, "canvas token")
     tokens = CanvasTokens(CanvasSpec(k, rows, cols), dim, layouts=layouts, draft_labels=labels)
     _strict_load(tokens, CanvasTokens.complete_state(state, layouts, dim), "canvas token", path)
@@ -376,14 +382,14 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     try:
         config = Qwen2_5_VLConfig.from_pretrained(str(planner_dir), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the folder's fault
-        raise ModelFolderError(f"Cannot read the planner config in {planner_dir}: {exc}") from None
+        raise ModelFolderError(f"Cannot read the planner config in {planner_dir}: {_why(exc)}") from None
     try:
         # transformers maps a full Qwen2.5-VL checkpoint (ForConditionalGeneration keys) onto the bare
         # model and drops the LM head, which the planner never uses.
         mllm, info = Qwen2_5_VLModel.from_pretrained(str(planner_dir), config=config, local_files_only=True,
                                                      use_safetensors=True, dtype=dtype, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelFolderError(f"Cannot load the planner weights in {planner_dir}: {exc}") from None
+        raise ModelFolderError(f"Cannot load the planner weights in {planner_dir}: {_why(exc)}") from None
     _refuse_partial_load(info, "planner", planner_dir, allowed_unexpected=("lm_head.",))
     processor = PlannerProcessor.from_pretrained(planner_dir)
     width = config.text_config.hidden_size
@@ -394,7 +400,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         planner = Planner(mllm, processor, canvas_tokens, temporal_stride=temporal_stride,
                           drafter=drafter, edit_drafter=edit_drafter)
     except ValueError as exc:
-        raise ModelFolderError(f"The planner parts in {folder} do not fit together: {exc}") from None
+        raise ModelFolderError(f"The planner parts in {folder} do not fit together: {_why(exc)}") from None
 
     # 2. Backbone + connectors.
     adapter_dir = component_path(folder, index, "adapter")
@@ -408,14 +414,14 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         transformer, info = _transformer_class(family).from_pretrained(
             str(tdir), local_files_only=True, use_safetensors=True, torch_dtype=dtype, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelFolderError(f"Cannot load the {family} transformer in {tdir}: {exc}") from None
+        raise ModelFolderError(f"Cannot load the {family} transformer in {tdir}: {_why(exc)}") from None
     _refuse_partial_load(info, f"{family} transformer", tdir)
     adapter_cfg = dict(adapter_cfg)
     adapter_cfg["canvas"] = "canvas_connector" in index
     try:
         adapter = build_adapter(adapter_cfg, transformer)
     except (TypeError, ValueError) as exc:  # an unknown or damaged key in adapter/config.json
-        raise ModelFolderError(f"The adapter config of {folder} does not fit its transformer: {exc}") from None
+        raise ModelFolderError(f"The adapter config of {folder} does not fit its transformer: {_why(exc)}") from None
     if adapter_dir is not None:
         extra = {k: v for k, v in _load_state_checked(adapter_dir, "adapter").items() if k != "_empty"}
         if extra:
@@ -445,7 +451,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
             vae, info = vae_cls.from_pretrained(str(vae_dir), local_files_only=True, use_safetensors=True,
                                                 torch_dtype=_vae_dtype(vae_cls, vae_dir, dtype), output_loading_info=True)
         except Exception as exc:  # noqa: BLE001
-            raise ModelFolderError(f"Cannot load the {cls_name} in {vae_dir}: {exc}") from None
+            raise ModelFolderError(f"Cannot load the {cls_name} in {vae_dir}: {_why(exc)}") from None
         _refuse_partial_load(info, "vae", vae_dir)
         codec = DiffusersVAECodec(vae)
 
@@ -454,6 +460,6 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     try:
         pipe = MetaCanvasPipeline(planner, adapter, codec, PipelineDefaults(**d), name=index.get("name", folder.name))
     except (TypeError, ValueError) as exc:  # a hand-edited "defaults" block: an unknown key or sampler
-        raise ModelFolderError(f"The defaults in {folder / INDEX} are not valid: {exc}") from None
+        raise ModelFolderError(f"The defaults in {folder / INDEX} are not valid: {_why(exc)}") from None
     pipe.to(device=device, dtype=dtype)
     return pipe.eval()

@@ -212,3 +212,52 @@ def test_a_saved_model_keeps_its_planners_rotary_base(tmp_path):
     assert loaded.planner.mllm.config.text_config.rope_parameters["rope_theta"] == 10.0
     assert torch.allclose(loaded.planner.mllm.language_model.rotary_emb.inv_freq,
                           pipe.planner.mllm.language_model.rotary_emb.inv_freq)
+
+
+def _weights_file(folder: Path) -> Path:
+    return next(folder.glob("*.safetensors"))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_header_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x40  # inside the JSON header that names every tensor
+    path.write_bytes(bytes(data))
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: _truncate(_weights_file(f / "transformer")), "Cannot load the sana transformer"),
+    (lambda f: _truncate(_weights_file(f / "planner")), "Cannot load the planner weights"),
+    (lambda f: _truncate(_weights_file(f / "context_connector")), "context connector weights .* damaged or incomplete"),
+    (lambda f: _flip_header_byte(_weights_file(f / "planner")), "Cannot load the planner weights"),
+    (lambda f: _flip_header_byte(_weights_file(f / "canvas_tokens")), "canvas token weights .* damaged"),
+    (lambda f: _edit_config(f / "canvas_tokens", rows=None), "canvas tokens config .* has no 'rows'"),
+    (lambda f: _edit_config(f / "canvas_tokens", rows=2 * json.loads((f / "canvas_tokens" / "config.json").read_text())["rows"]),
+     "canvas token weights .* do not fit"),
+    (lambda f: _edit_config(f / "canvas_tokens", rows=10**9), "rows must be a whole number from 1 to 256"),
+    (lambda f: _edit_config(f / "canvas_tokens", dim=10**9), "dim 1000000000 does not match the planner's width"),
+    (lambda f: _edit_config(f / "transformer", num_layers=4), "transformer weights .* do not match its config.json"),
+    (lambda f: _edit_config(f / "adapter", prediction="noise"), "adapter config .* does not fit"),
+])
+def test_a_damaged_model_folder_is_refused_in_one_line_naming_the_part(tiny_pipe, tmp_path, damage, message):
+    """Truncated or bit-flipped weights, configs edited under their weights, absurd canvas sizes: each
+    one clear line naming the part, never a traceback and never a model that loads and runs wrong."""
+    folder = save_model(tiny_pipe, tmp_path / "model")
+    damage(folder)
+    with pytest.raises(ModelFolderError, match=message) as err:
+        load_model(folder)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 600
