@@ -3,25 +3,125 @@ user looks, and never replaces a file the user did not ask us to replace.
 
 The recipe: write to a temporary file in the destination's own folder (so the final rename stays on
 one file system and is atomic), flush and fsync it, then move it into place and fsync the folder so
-the rename itself survives a power cut. Temporary names start with a dot and end in `.part` so the
-user's file browser hides them and a later save can tell them apart from real files.
+the rename itself survives a power cut.
+
+Temporary names are recognisably ours: `.NAME.mcs-PID-TOKEN[.ext].part` (hidden, the destination's
+name, the writer's process id, 8 random hex digits, `.part`). A writer that is killed leaves one
+behind; `clean_stale_temps_in` removes those whose writer is gone (the process id is not running,
+or the file predates this process), and nothing else: a user's own `.part` download, or a temp of
+another instance still saving, is never touched. The project layer calls it on every open and save.
+
+The overwrite rule, the same in every writer of app/media: an existing destination is replaced only
+when the caller passes `overwrite=True` (what `render --overwrite` and a confirmed "Replace?" dialog
+do); otherwise the write is refused and the existing file is left exactly as it was. Saving a
+project over its own file is the one standing permission (that is what Save means).
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
+TEMP_MARK = ".mcs-"  # between the destination's name and "PID-TOKEN"
+# This process started before this module was imported, so every temp it wrote is at least this new.
+PROCESS_START = time.time()
+STALE_AFTER_S = 5.0  # a temp whose writer is gone is stale once untouched this long (a writer on another
+# machine sharing the folder has a process id we cannot see; it touches its temp far more often)
+ABANDONED_AFTER_S = 24 * 3600.0  # a temp untouched this long is stale even if its process id is in use again
+
+_TEMP_RE = re.compile(r"^\.(?P<name>.*)\.mcs-(?P<pid>\d{1,10})-(?P<token>[0-9a-f]{8})(?:\.[A-Za-z0-9]{1,8})?\.part$")
+# Before names carried the mark: .NAME.PID.TOKEN[.mp4].part
+_LEGACY_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d{1,10})\.(?P<token>[0-9a-f]{8})(?:\.[A-Za-z0-9]{1,8})?\.part$")
+_NAME_BYTES = 150  # the destination's name inside a temp name is cut to this, to stay under NAME_MAX
 
 
 def temp_path_for(dest: Path, suffix: str = "") -> Path:
     """A fresh hidden temporary path beside `dest`. `suffix` lets writers that infer the format from
     the extension (PIL, FFmpeg) see the right one."""
     dest = Path(dest)
-    return dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}{TEMP_SUFFIX}")
+    name = dest.name
+    while len(name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
+        name = name[:-1]
+    return dest.with_name(f".{name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{suffix}{TEMP_SUFFIX}")
+
+
+def parse_temp_name(name: str, legacy: bool = False) -> tuple[str, int] | None:
+    """(destination name, writer pid) if `name` is one of our temporary files, else None.
+    `legacy` also accepts the older unmarked form (.NAME.PID.TOKEN.part)."""
+    m = _TEMP_RE.match(name) or (_LEGACY_RE.match(name) if legacy else None)
+    return (m.group("name"), int(m.group("pid"))) if m else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if os.name != "posix":
+        return True  # no safe check without extra modules: rely on the age rule
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):
+        return False  # not a process id this system can have
+    except OSError:
+        return True  # PermissionError: it exists, owned by someone else
+    return True
+
+
+def is_stale_temp(path: Path, pid: int, now: float | None = None) -> bool:
+    """Whether our temporary file `path`, written by process `pid`, is left over from a writer that
+    is gone (so removing it cannot disturb a save in progress)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False  # links, folders...: not something we wrote
+    now = time.time() if now is None else now
+    age = now - st.st_mtime
+    if pid == os.getpid():
+        return st.st_mtime < PROCESS_START - 1  # an earlier process with our number; ours are newer
+    if age > ABANDONED_AFTER_S:
+        return True
+    if _pid_alive(pid):
+        return False  # maybe another instance saving right now
+    return age > STALE_AFTER_S and (st.st_mtime < PROCESS_START or age > 600)
+
+
+def clean_stale_temps_in(folder: str | os.PathLike, legacy: bool | None = None,
+                         only_for: str | None = None) -> list[Path]:
+    """Remove the stale temporary files (see is_stale_temp) directly in `folder`; returns what was
+    removed. Files that are not ours are never touched. `legacy`: also the older unmarked names,
+    True for all, or a callable(destination name) -> bool to choose; `only_for`: only the temps of
+    this destination name. Never raises: cleaning up is a courtesy, not part of the save."""
+    removed = []
+    now = time.time()
+    try:
+        with os.scandir(folder) as it:
+            entries = [e.name for e in it if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return removed
+    for name in entries:
+        parsed = parse_temp_name(name)
+        if parsed is None and legacy:
+            parsed = parse_temp_name(name, legacy=True)
+            if parsed is not None and callable(legacy) and not legacy(parsed[0]):
+                parsed = None
+        if parsed is None or (only_for is not None and parsed[0] != only_for):
+            continue
+        path = Path(folder) / name
+        if is_stale_temp(path, parsed[1], now):
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
 
 
 def fsync_file(path: Path) -> None:
@@ -83,12 +183,18 @@ def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True) -> None:
 
 
 def copy_file_atomic(src: Path, dest: Path, overwrite: bool = False) -> None:
-    """Copy `src` to `dest` (never moving or touching `src`), all or nothing."""
+    """Copy `src` to `dest` (never moving or touching `src`), all or nothing. `src` must be a
+    regular file (files.NotRegularFile otherwise): a pipe would block, a device never end."""
+    from .files import open_regular
+
     dest = Path(dest)
+    fin = os.fdopen(open_regular(src), "rb")
     tmp = temp_path_for(dest)
     try:
-        shutil.copyfile(src, tmp)
-        fsync_file(tmp)
+        with fin, open(tmp, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1024 * 1024)
+            fout.flush()
+            os.fsync(fout.fileno())
     except BaseException:
         remove_quietly(tmp)
         raise
@@ -102,18 +208,8 @@ def remove_quietly(path: Path) -> None:
         pass
 
 
-def clean_stale_temps(dest: Path, older_than_s: float = 120.0) -> None:
-    """Remove temporary files a killed writer left beside `dest`. Only old ones: a young one may
-    belong to another process saving right now."""
+def clean_stale_temps(dest: Path) -> list[Path]:
+    """Remove the stale temporary files a killed writer of `dest` left beside it (see
+    clean_stale_temps_in), including the older unmarked ones."""
     dest = Path(dest)
-    now = time.time()
-    try:
-        entries = list(dest.parent.glob(f".{dest.name}.*{TEMP_SUFFIX}"))
-    except OSError:
-        return
-    for p in entries:
-        try:
-            if now - p.stat().st_mtime > older_than_s:
-                p.unlink()
-        except OSError:
-            pass
+    return clean_stale_temps_in(dest.parent, legacy=lambda name: name == dest.name, only_for=dest.name)

@@ -5,7 +5,9 @@ These are plain functions that may take long; the UI runs them in a worker threa
 touch the destination until the output is complete: everything is written to a hidden temporary
 file beside it and moved into place at the end (see atomic.py). On cancel or error the temporary
 file is removed and the destination is exactly as before. An existing destination file is only
-replaced with `overwrite=True`.
+replaced with `overwrite=True` (the one overwrite rule of app/media; `render --overwrite`); a
+destination that is a folder, a pipe or a device is always refused. A failed write (full disk,
+read-only folder) raises ExportError saying why, and that any existing file is unchanged.
 
 Video: libx264, yuv420p, `crf` quality (18: visually lossless, 23: x264's default). yuv420p needs
 an even width and height; odd sizes are PADDED by one row/column repeating the edge pixels, never
@@ -15,7 +17,9 @@ codec works in MP4) and cut to the clip's length, starting at `audio_start` seco
 """
 from __future__ import annotations
 
+import heapq
 import os
+import stat
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -25,17 +29,30 @@ import numpy as np
 
 from . import atomic
 from .errors import ExportCancelled, ExportError, MediaError
+from .files import describe_os_error, not_regular_message
 
 Progress = Callable[[int, "int | None"], None]
 
 
 def _check_destination(path: Path, overwrite: bool) -> None:
-    if path.is_dir():
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise ExportError(f"'{path}' is a folder; choose a file name to export to.")
-    if path.exists() and not overwrite:
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise ExportError(f"Cannot export there: {not_regular_message(path, st.st_mode)}")
+    if st is not None and not overwrite:
         raise ExportError(f"'{path.name}' already exists. Choose another name or allow replacing it.")
     if not path.parent.is_dir():
         raise ExportError(f"The folder '{path.parent}' does not exist.")
+
+
+def write_failed(path: Path, e: OSError) -> ExportError:
+    """The message for an OSError while writing `path`: why, and that nothing was lost."""
+    kept = " The existing file is unchanged." if os.path.lexists(path) else " Nothing was written."
+    return ExportError(f"Could not write '{path.name}': {describe_os_error(e)}.{kept}")
 
 
 def _finish(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -44,7 +61,7 @@ def _finish(tmp: Path, path: Path, overwrite: bool) -> None:
     except FileExistsError:
         raise ExportError(f"'{path.name}' appeared while exporting; it was left untouched.") from None
     except OSError as e:
-        raise ExportError(f"Could not write '{path.name}': {e.strerror or e}.") from None
+        raise write_failed(path, e) from None
 
 
 def _as_frame(frame) -> np.ndarray:
@@ -86,7 +103,7 @@ def export_image(frame, path: str | os.PathLike, format: str | None = None, qual
     except BaseException as e:
         atomic.remove_quietly(tmp)
         if isinstance(e, OSError):
-            raise ExportError(f"Could not write '{path.name}': {e.strerror or e}.") from None
+            raise write_failed(path, e) from None
         raise
     _finish(tmp, path, overwrite)
     return path
@@ -169,11 +186,23 @@ def export_video(frames: Iterable, path: str | os.PathLike, fps: float = 24.0, p
         atomic.remove_quietly(tmp)
         if isinstance(e, (ExportError, KeyboardInterrupt, SystemExit)):
             raise
-        if isinstance(e, OSError) and not isinstance(e, av.FFmpegError):
-            raise ExportError(f"Could not write '{path.name}': {e.strerror or e}.") from None
+        if isinstance(e, OSError) and (not isinstance(e, av.FFmpegError) or e.errno in _WRITE_ERRNOS):
+            raise write_failed(path, e) from None  # FFmpeg's write errors carry the errno too
+        if isinstance(e, MemoryError):
+            raise ExportError(f"Export of '{path.name}' ran out of memory. Nothing was written.") from None
         raise ExportError(f"Export of '{path.name}' failed: {e}") from None
     _finish(tmp, path, overwrite)
     return size[1] + size[1] % 2, size[0] + size[0] % 2
+
+
+def _write_errnos() -> set:
+    import errno
+
+    return {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.ENAMETOOLONG,
+            getattr(errno, "EDQUOT", errno.ENOSPC), getattr(errno, "EFBIG", errno.ENOSPC)}
+
+
+_WRITE_ERRNOS = _write_errnos()
 
 
 def _check_audio_source(audio_source) -> bool | None:
@@ -282,14 +311,8 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
             raise ExportError(f"Cannot render: the media file of clip '{item.name}' is missing "
                               f"({media_path(project_path, item)}).")
     out_w, out_h = size
-    order = {c.id: i for i, c in enumerate(project.tracks["video"])}
     n_frames = int(round(project.duration("video") * fps))
-
-    # Which clip shows at each output frame, computed up front so each clip is decoded once, forward.
-    owner: list[object] = [None] * n_frames
-    for clip in sorted(clips, key=lambda c: order[c.id]):
-        for i in range(int(round(clip.start * fps)), min(n_frames, int(round(clip.end * fps)))):
-            owner[i] = clip
+    segments = _timeline_segments(project, clips, fps, n_frames)
 
     def fit(picture: np.ndarray) -> np.ndarray:
         import cv2
@@ -306,38 +329,63 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
         return canvas
 
     def generate() -> Iterator[np.ndarray]:
+        # Frames are made one at a time as the encoder asks for them: nothing proportional to the
+        # timeline's length is ever held (a long gap is the same black frame, yielded again).
         black = np.zeros((out_h, out_w, 3), np.uint8)
-        i = 0
-        while i < n_frames:
-            clip = owner[i]
+        longest = max(out_w, out_h)  # decoding bigger than this is wasted: fit() only shrinks to it
+        for i, j, clip in segments:
             if clip is None:
-                yield black
-                i += 1
+                for _ in range(i, j):
+                    yield black
                 continue
-            j = i
-            while j < n_frames and owner[j] is clip:
-                j += 1
             version = clip.active
             item = project.media_item(version.media_id)
             try:
                 file = media_path(project_path, item)
                 if item.kind == "image":
-                    picture = fit(load_image(file, limits))
+                    picture = fit(load_image(file, limits, max_side=longest))
                     for _ in range(i, j):
                         yield picture
                 else:
                     # The original plays from the clip's in point; a generated version from its own
                     # start (it was made from the trimmed segment). Past its end: hold the last frame.
                     offset = clip.in_point if version.media_id == clip.media_id else 0.0
-                    indices = [min(item.frames - 1, int((offset + (k / fps - clip.start)) * item.fps + 1e-6))
-                               for k in range(i, j)]
-                    for frame in iter_video_frames(file, indices, limits=limits):
+                    indices = (min(item.frames - 1, int((offset + (k / fps - clip.start)) * item.fps + 1e-6))
+                               for k in range(i, j))
+                    for frame in iter_video_frames(file, indices, max_side=longest, limits=limits):
                         yield fit(frame)
             except MediaError as e:
                 raise ExportError(f"Cannot render clip '{item.name}': {e}") from None
-            i = j
 
     return generate(), n_frames, (out_w, out_h)
+
+
+def _timeline_segments(project, clips, fps: float, n_frames: int) -> list[tuple[int, int, object]]:
+    """[(first frame, end frame, clip or None for a gap)] covering 0..n_frames, in order: where clips
+    overlap, the one placed last in the track wins. O(clips log clips), whatever the duration."""
+    order = {c.id: i for i, c in enumerate(project.tracks["video"])}
+    spans = []
+    for clip in clips:
+        a, b = int(round(clip.start * fps)), min(n_frames, int(round(clip.end * fps)))
+        if b > a:
+            spans.append((a, b, order[clip.id], clip))
+    spans.sort(key=lambda s: s[0])
+    bounds = sorted({0, n_frames} | {s[0] for s in spans} | {s[1] for s in spans})
+    heap: list[tuple[int, int, int]] = []  # (-track order, end, index into spans): top = the clip on top
+    segments: list[tuple[int, int, object]] = []
+    k = 0
+    for lo, hi in zip(bounds, bounds[1:]):
+        while k < len(spans) and spans[k][0] <= lo:
+            heapq.heappush(heap, (-spans[k][2], spans[k][1], k))
+            k += 1
+        while heap and heap[0][1] <= lo:
+            heapq.heappop(heap)  # ended (entries below the top are dropped when they surface)
+        owner = spans[heap[0][2]][3] if heap else None
+        if segments and segments[-1][2] is owner and segments[-1][1] == lo:
+            segments[-1] = (segments[-1][0], hi, owner)
+        else:
+            segments.append((lo, hi, owner))
+    return segments
 
 
 def export_timeline(project, project_path, out_path, fps: float | None = None, size: tuple[int, int] | None = None,

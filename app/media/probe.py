@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import MediaError
+from .files import NotRegularFile, describe_os_error, read_regular, stat_regular
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
@@ -132,30 +134,42 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _check_file(path: Path) -> int:
-    """Missing / not a file / unreadable / empty -> MediaError. Returns the size in bytes."""
-    if not path.exists():
-        raise MediaError(f"'{path}' was not found. It may have been moved, renamed or deleted.")
-    if path.is_dir():
-        raise MediaError(f"'{path}' is a folder, not a media file.")
+    """Missing / not a regular file / unreadable / empty -> MediaError. Returns the size in bytes.
+
+    Decided from os.stat before anything opens the file: a named pipe would block open() until a
+    writer came (this froze `edit` and the studio), /dev/zero would never end."""
+    return _open_checked(path, head=0)[0]
+
+
+def _open_checked(path: Path, head: int) -> tuple[int, bytes]:
+    """(size, first `head` bytes) of a regular, readable, non-empty file; MediaError otherwise."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb"):
-            pass
+        st = stat_regular(path)
+        size = st.st_size
+        if size == 0:
+            raise MediaError(f"'{path.name}' is empty (0 bytes): the file was not fully written or copied.")
+        data = read_regular(path, head=head)
+    except MediaError:
+        raise
+    except FileNotFoundError:
+        raise MediaError(f"'{path}' was not found. It may have been moved, renamed or deleted.") from None
+    except NotRegularFile as e:
+        if stat.S_ISDIR(e.mode):
+            raise MediaError(f"'{path}' is a folder, not a media file.") from None
+        raise MediaError(str(e)) from None
     except PermissionError:
         raise MediaError(f"'{path}' cannot be read: permission denied.") from None
     except OSError as e:
-        raise MediaError(f"'{path}' cannot be read: {e.strerror or e}.") from None
-    if size == 0:
-        raise MediaError(f"'{path.name}' is empty (0 bytes): the file was not fully written or copied.")
-    return size
+        raise MediaError(f"'{path}' cannot be read: {describe_os_error(e)}.") from None
+    except ValueError as e:  # a NUL byte in the name and the like
+        raise MediaError(f"{str(path)!r} is not a usable file name ({e}).") from None
+    return size, data
 
 
 def sniff(path: str | os.PathLike) -> Sniffed:
-    """What the file's content says it is (after the missing/empty checks)."""
+    """What the file's content says it is (after the missing/not-a-regular-file/empty checks)."""
     path = Path(path)
-    _check_file(path)
-    with open(path, "rb") as f:
-        head = f.read(512)
+    _, head = _open_checked(path, head=512)
     return _sniff_bytes(head)
 
 
@@ -199,6 +213,26 @@ def _expect(path: Path, want: str) -> Sniffed:
 # Images
 
 
+PREVIEW_MAX_SIDE = 2048  # what the studio's viewer needs: longest side of a display picture
+
+# Modes PIL can shrink (reduce + LANCZOS resize) as they are; others become RGB first.
+_SHRINKABLE = {"L", "RGB", "RGBA", "LA", "RGBX", "CMYK", "YCbCr", "I", "F"}
+
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
+def _bomb_message(path: Path, e: BaseException, limits: MediaLimits) -> str:
+    import re
+
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    size = f" ({int(m.group(1)) / 1e6:.0f} megapixels)" if m else ""
+    return (f"'{path.name}' is too large to open safely{size}: the limit is "
+            f"{limits.max_image_pixels / 1e6:.0f} megapixels. Scale it down first.")
+
+
 def _open_image(path: Path, limits: MediaLimits) -> Image.Image:
     _expect(path, "image")
     try:
@@ -207,13 +241,13 @@ def _open_image(path: Path, limits: MediaLimits) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError:
-        raise MediaError(f"'{path.name}' is too large to open safely (over "
-                         f"{limits.max_image_pixels / 1e6:.0f} megapixels).") from None
+    except Image.DecompressionBombError as e:
+        raise MediaError(_bomb_message(path, e, limits)) from None
     except Exception as e:
         raise MediaError(f"'{path.name}' is damaged or not a complete image and cannot be opened ({_short(e)}).") from None
     w, h = img.size
     if w <= 0 or h <= 0:
+        img.close()
         raise MediaError(f"'{path.name}' is damaged: it says it is {w}x{h} pixels.")
     if w * h > limits.max_image_pixels:
         img.close()
@@ -224,9 +258,12 @@ def _open_image(path: Path, limits: MediaLimits) -> Image.Image:
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """RGB, with transparent areas shown on white (what users expect from a photo viewer, where a
-    plain convert would turn them black) and 16-bit greys scaled rather than clipped."""
+    plain convert would turn them black) and 16-bit greys scaled rather than clipped.
+    An RGB image is returned as is (no copy: for a 56 MP photo a copy is 220 MB)."""
+    if img.mode == "RGB":
+        return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P" and "transparency" in img.info:
@@ -238,24 +275,89 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike, limits: MediaLimits | None = None) -> np.ndarray:
-    """The image as uint8 [H, W, 3] RGB, turned upright by its EXIF orientation (phone photos).
-    Animated images give their first frame."""
-    path = Path(path)
-    limits = limits or LIMITS
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """Fit inside max_side x max_side (aspect kept, never enlarged): first a cheap integer box
+    reduction to about twice the target (PIL's reduce, as Image.thumbnail's reducing_gap does),
+    then LANCZOS to the exact size. Each step makes a smaller image; the big one can be freed."""
+    w, h = img.size
+    if max(w, h) <= max_side:
+        return img
+    tw, th = _fit(w, h, max_side)
+    factor = max(w, h) // (2 * max_side)
+    if factor > 1:
+        img = img.reduce(factor)
+    return img.resize((tw, th), Image.Resampling.LANCZOS)
+
+
+def _decode(path: Path, limits: MediaLimits, max_side: int | None) -> Image.Image:
+    """The picture as an upright RGB PIL image, fitted inside max_side (when given) as cheaply as the
+    format allows: JPEG is decoded straight at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, via
+    draft()), so the full-resolution picture never exists in memory; other formats are decoded
+    once and shrunk before any other copy is made (no full-size RGB/array copies)."""
     img = _open_image(path, limits)
     try:
         with img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            arr = np.asarray(_to_rgb(img), dtype=np.uint8)
+            if max_side and max(img.size) > max_side:
+                img.draft("RGB", _fit(*img.size, max_side))  # JPEG only; a no-op for other formats
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
+            try:
+                orientation = img.getexif().get(0x0112, 1)
+            except Exception:
+                orientation = 1
+            out = img
+            if max_side:
+                if out.mode not in _SHRINKABLE:
+                    out = _to_rgb(out)
+                out = _shrink(out, max_side)
+            out = _to_rgb(out)
+            if orientation in _ORIENTATION:
+                # What ImageOps.exif_transpose does, but on the (smaller) result, and without its full
+                # copy when there is nothing to turn.
+                out = out.transpose(_ORIENTATION[orientation])
+            return out
     except MediaError:
         raise
+    except Image.DecompressionBombError as e:
+        raise MediaError(_bomb_message(path, e, limits)) from None
     except MemoryError:
         raise MediaError(f"'{path.name}' is too large to fit in memory.") from None
     except Exception as e:
         raise MediaError(f"'{path.name}' is damaged or truncated and cannot be read ({_short(e)}).") from None
-    return np.ascontiguousarray(arr)
+
+
+def load_image(path: str | os.PathLike, limits: MediaLimits | None = None, max_side: int | None = None) -> np.ndarray:
+    """The image as uint8 [H, W, 3] RGB, turned upright by its EXIF orientation (phone photos).
+    Animated images give their first frame.
+
+    max_side: fit the result inside max_side x max_side (aspect kept, never enlarged). Pass it
+    whenever the full resolution is not needed (display, the model's input): a JPEG is then decoded
+    at reduced scale without ever holding the full picture, and other formats are shrunk right
+    after decoding. For a 56 MP photo this is the difference between ~1 GB and ~60 MB (JPEG) of
+    peak memory. Safe to call from a worker thread (PIL releases the GIL while decoding).
+    """
+    path = Path(path)
+    img = _decode(path, limits or LIMITS, max_side)
+    try:
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    except MemoryError:
+        raise MediaError(f"'{path.name}' is too large to fit in memory.") from None
+
+
+def load_preview(path: str | os.PathLike, max_side: int = PREVIEW_MAX_SIDE, frame: int = 0,
+                 limits: MediaLimits | None = None) -> np.ndarray:
+    """A display picture of an image (or of frame `frame` of a video), longest side at most
+    `max_side` (default PREVIEW_MAX_SIDE = 2048), uint8 [h, w, 3] RGB, upright.
+
+    The studio calls this from a worker thread (never the GUI thread) for its viewer; with
+    max_side = the model's input size it is also what the planner needs. Bounded cost: see
+    load_image(max_side=...). Raises MediaError with a message for the user on any problem (not a
+    regular file, damaged, too many pixels, ...)."""
+    path = Path(path)
+    if media_kind(path) == "video":
+        return read_frame(path, frame, max_side=max_side, limits=limits)
+    return load_image(path, limits, max_side=max_side)
 
 
 def image_size(path: str | os.PathLike, limits: MediaLimits | None = None) -> tuple[int, int]:
@@ -479,15 +581,6 @@ def thumbnail(path: str | os.PathLike, size: int | Sequence[int] = 128, limits: 
         frame = read_frame(path, 0, max_side=max(box), limits=limits)
         img = Image.fromarray(frame)
     else:
-        src = _open_image(path, limits)
-        try:
-            with src:
-                src.draft("RGB", box)  # JPEG decodes at 1/2..1/8 scale: big photos thumbnail fast
-                src.load()
-                img = _to_rgb(ImageOps.exif_transpose(src) or src)
-        except MediaError:
-            raise
-        except Exception as e:
-            raise MediaError(f"'{path.name}' is damaged or truncated and cannot be read ({_short(e)}).") from None
+        img = _decode(path, limits, max(box))  # JPEG decodes at 1/2..1/8 scale: big photos thumbnail fast
     img.thumbnail(box, Image.Resampling.LANCZOS)
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))

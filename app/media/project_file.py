@@ -31,13 +31,16 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from . import atomic
+from . import atomic, files
+from . import schema as project_schema
 from .errors import MediaError, ProjectError
+from .files import describe_os_error
 from .project import MediaItem, Project, new_id
 
 PROJECT_SUFFIX = ".mcproj"
@@ -45,6 +48,9 @@ FORMAT = "metacanvas-project"
 RECOVERY_FORMAT = "metacanvas-recovery"
 SCHEMA_VERSION = 1
 APP_NAME = "MetaCanvas Studio"
+# A 3000-clip project is ~2 MB; refusing above this (before reading) keeps a wrong or hostile file
+# from taking gigabytes of memory in json.loads.
+MAX_PROJECT_BYTES = 256 * 2**20
 
 
 # ------------------------------------------------------------------------------------ paths
@@ -57,11 +63,23 @@ def media_dir(project_path: str | os.PathLike) -> Path:
 
 def media_path(project_path: str | os.PathLike, item: MediaItem) -> Path:
     """Where `item`'s file lives. Refuses paths that would leave the media folder: a project file
-    edited by hand (or by someone else) must not make us read or write elsewhere."""
-    rel = PurePosixPath(item.path)
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts or re.match(r"^[A-Za-z]:", item.path):
-        raise ProjectError(f"media '{item.name or item.id}' has an invalid path {item.path!r} in the project")
-    return media_dir(project_path).joinpath(*rel.parts)
+    edited by hand (or by someone else) must not make us read or write elsewhere. That includes a
+    link inside the media folder that points outside it (checked when the file exists)."""
+    problem = project_schema.relative_path_problem(item.path)
+    if problem:
+        raise ProjectError(f"media '{item.name or item.id}' has an invalid path {item.path!r} in the project "
+                           f"({problem}); media must be inside the project's media folder")
+    folder = media_dir(project_path)
+    path = folder.joinpath(*PurePosixPath(item.path).parts)
+    if os.path.islink(path) or (len(PurePosixPath(item.path).parts) > 1 and os.path.lexists(path)):
+        try:
+            inside = path.resolve().is_relative_to(folder.resolve())
+        except (OSError, RuntimeError):  # a link loop
+            inside = False
+        if not inside:
+            raise ProjectError(f"media '{item.name or item.id}' ({item.path!r}) is a link to a file outside the "
+                               f"project's media folder, which is not allowed; replace it with a copy of the file")
+    return path
 
 
 def missing_media(project: Project, project_path: str | os.PathLike) -> list[MediaItem]:
@@ -121,7 +139,8 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
         name = _unique_name(folder, source.stem, suffix)
         atomic.copy_file_atomic(source, folder / name, overwrite=False)
     except OSError as e:
-        raise MediaError(f"Could not copy '{source.name}' into the project folder: {e.strerror or e}.") from None
+        raise MediaError(f"Could not copy '{source.name}' into the project folder: {describe_os_error(e)}. "
+                         f"Nothing was added.") from None
     return project.add_media_change(name, kind, w, h, frames, fps, audio, name=source.name)
 
 
@@ -136,7 +155,10 @@ def store_result(project: Project, project_path: str | os.PathLike, clip_id: str
 
     arr = np.asarray(frames)
     folder = media_dir(project_path)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MediaError(f"Could not create the media folder '{folder}': {describe_os_error(e)}.") from None
     if arr.ndim == 3 or (arr.ndim == 4 and arr.shape[0] == 1):
         image = arr if arr.ndim == 3 else arr[0]
         name = _unique_name(folder, "result", ".png")
@@ -154,40 +176,76 @@ def store_result(project: Project, project_path: str | os.PathLike, clip_id: str
 # ------------------------------------------------------------------------------------ save / open
 
 
-def _document(project: Project, fmt: str = FORMAT, **extra) -> bytes:
+def _document(project: Project, fmt: str = FORMAT, project_dict: dict | None = None, **extra) -> bytes:
     doc = {"format": fmt, "schema": SCHEMA_VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           **extra, "project": project.to_dict()}
+           **extra, "project": project.to_dict() if project_dict is None else project_dict}
     try:
         # Compact, because json's fast C encoder is only used without `indent` (3-5x faster saves).
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise ProjectError(f"the project holds a value that cannot be saved ({e})") from None
 
 
 def save_project(project: Project, path: str | os.PathLike, media_from: str | os.PathLike | None = None,
-                 keep_backup: bool = True) -> Path:
+                 keep_backup: bool = True, overwrite: bool = True) -> Path:
     """Write `project` to `path` atomically (see the module docstring).
 
     media_from: the project's previous path when saving under a new name ("Save As", or the first
     save of an untitled project): referenced media are copied to the new media folder first, so the
     new document never points at files that are not there.
     keep_backup: keep the previous save as PROJECT.mcproj.bak.
+    overwrite: replace an existing file at `path` (Save; Save As once the user confirmed "Replace?").
+    With False an existing file is refused and left untouched (atomic.py's overwrite rule).
+
+    The project is checked first (project_schema.check_project_dict: a file we write is a file we can open).
+    Stale temporary files of killed saves/imports beside the project and in its media folder are
+    removed (atomic.clean_stale_temps_in). Any failure raises ProjectError saying why ("the disk is
+    full", "permission denied", ...) and that the previous save is unchanged.
     """
     path = Path(path)
     if path.suffix != PROJECT_SUFFIX:
         path = path.with_name(path.name + PROJECT_SUFFIX)
-    data = _document(project)  # before touching the disk: a value that cannot be saved changes nothing
+    # Before touching the disk: a value that cannot be saved (or opened again) changes nothing.
+    d = project.to_dict()
+    try:
+        project_schema.check_project_dict(d)
+    except ProjectError as e:
+        raise ProjectError(f"Could not save '{path.name}': the project holds a value that cannot be saved "
+                           f"({e}). The previous save is unchanged.") from None
+    data = _document(project, project_dict=d)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise ProjectError(f"Could not save: {files.not_regular_message(path, st.st_mode)}")
+    if st is not None and not overwrite:
+        raise ProjectError(f"'{path.name}' already exists. Choose another name or allow replacing it.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        clean_project_temps(path)
         if media_from is not None and Path(media_from).resolve() != path.resolve():
             _copy_media(project, Path(media_from), path)
-        atomic.clean_stale_temps(path)
         if keep_backup and path.exists():
             _backup(path)
-        atomic.write_bytes_atomic(path, data, overwrite=True)
+        atomic.write_bytes_atomic(path, data, overwrite=overwrite)
+    except FileExistsError:
+        raise ProjectError(f"'{path.name}' appeared while saving; it was left untouched. Save again to replace it.") from None
     except OSError as e:
-        raise ProjectError(f"Could not save '{path.name}': {e.strerror or e}. The previous save is unchanged.") from None
+        raise ProjectError(f"Could not save '{path.name}': {describe_os_error(e)}. "
+                           f"The previous save is unchanged.") from None
     return path
+
+
+def clean_project_temps(project_path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed saves, imports and exports left beside the project and
+    in its media folder (only ours, only stale ones: see atomic.clean_stale_temps_in). Called on
+    open and save; never raises."""
+    path = Path(project_path)
+    removed = atomic.clean_stale_temps_in(
+        path.parent, legacy=lambda name: name.endswith((PROJECT_SUFFIX, PROJECT_SUFFIX + ".bak")))
+    removed += atomic.clean_stale_temps_in(media_dir(path), legacy=True)  # that whole folder is ours
+    return removed
 
 
 def _backup(path: Path) -> None:
@@ -213,7 +271,10 @@ def _copy_media(project: Project, old_project: Path, new_project: Path) -> None:
         if dst.exists() or not src.exists():
             continue  # missing sources stay "offline" media, as they were
         dst.parent.mkdir(parents=True, exist_ok=True)
-        atomic.copy_file_atomic(src, dst, overwrite=False)
+        try:
+            atomic.copy_file_atomic(src, dst, overwrite=False)
+        except files.NotRegularFile:
+            continue  # not a file we could have imported: it stays "offline", as missing media do
     # Plan files and other side files of versions live in the media folder too.
     for clips in project.tracks.values():
         for clip in clips:
@@ -237,6 +298,11 @@ def _parse_document(path: Path, data: bytes, fmt: str) -> dict:
         raise ProjectError(f"'{path.name}' is not a MetaCanvas project (it is not a text file).") from None
     except json.JSONDecodeError as e:
         raise ProjectError(f"'{path.name}' is damaged (invalid JSON at line {e.lineno}, column {e.colno}).{bak_hint}") from None
+    except RecursionError:  # json raises it for [[[[... thousands deep; no project nests like that
+        raise ProjectError(f"'{path.name}' is damaged: its data is nested thousands of levels deep, "
+                           f"which no project is.{bak_hint}") from None
+    except (ValueError, MemoryError) as e:  # e.g. an integer of more than 4300 digits
+        raise ProjectError(f"'{path.name}' is damaged: it holds a value that cannot be read ({_short(e)}).{bak_hint}") from None
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise ProjectError(f"'{path.name}' is not a MetaCanvas project file.")
     schema = doc.get("schema")
@@ -247,27 +313,58 @@ def _parse_document(path: Path, data: bytes, fmt: str) -> dict:
                            f"this version reads up to {SCHEMA_VERSION}). Update the application to open it.")
     if not isinstance(doc.get("project"), dict):
         raise ProjectError(f"'{path.name}' is damaged: it holds no project.{bak_hint}")
+    try:
+        project_schema.check_project_dict(doc["project"])
+    except ProjectError as e:
+        raise ProjectError(f"'{path.name}' is damaged: {e}.{bak_hint}") from None
     return doc
 
 
+def _short(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def _read_document(path: Path, what: str) -> bytes:
+    """The bytes of a project or recovery file: a regular file (never a pipe or device, which would
+    hang or never end), at most MAX_PROJECT_BYTES; ProjectError otherwise."""
+    try:
+        return files.read_regular(path, max_bytes=MAX_PROJECT_BYTES)
+    except FileNotFoundError:
+        raise ProjectError(f"'{path}' was not found. It may have been moved, renamed or deleted.") from None
+    except files.NotRegularFile as e:
+        raise ProjectError(f"{e} It cannot be opened as {what}.") from None
+    except files.FileTooLarge as e:
+        raise ProjectError(f"{e} No {what} is that big; it cannot be opened.") from None
+    except OSError as e:
+        raise ProjectError(f"'{path}' cannot be read: {describe_os_error(e)}.") from None
+    except ValueError as e:  # a NUL byte in the name
+        raise ProjectError(f"{str(path)!r} is not a usable file name ({e}).") from None
+
+
 def open_project(path: str | os.PathLike) -> Project:
+    """Open a .mcproj file. Everything in it is checked first (project_schema.check_project_dict); any
+    problem is a ProjectError naming the field and the clip or media item. Also removes stale
+    temporary files that killed saves left beside it (clean_project_temps)."""
     path = Path(path)
     if path.is_dir():
         found = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
         if len(found) != 1:
             raise ProjectError(f"'{path}' is a folder; choose the {PROJECT_SUFFIX} file inside it.")
         path = found[0]
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ProjectError(f"'{path}' was not found. It may have been moved, renamed or deleted.") from None
-    except OSError as e:
-        raise ProjectError(f"'{path}' cannot be read: {e.strerror or e}.") from None
+    data = _read_document(path, "a project")
     doc = _parse_document(path, data, FORMAT)
     try:
-        return Project.from_dict(doc["project"])
+        project = Project.from_dict(doc["project"])
     except ProjectError as e:
         raise ProjectError(f"'{path.name}' is damaged: {e}") from None
+    for item in project.media.values():
+        try:
+            media_path(path, item)
+        except ProjectError as e:
+            raise ProjectError(f"'{path.name}' cannot be opened: {e}.") from None
+    clean_project_temps(path)
+    return project
 
 
 # ------------------------------------------------------------------------------------ autosave / recovery
@@ -319,7 +416,7 @@ def write_recovery(project: Project, project_path: str | os.PathLike | None = No
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_bytes_atomic(target, data, overwrite=True)
     except OSError as e:
-        raise ProjectError(f"Could not write the autosave: {e.strerror or e}.") from None
+        raise ProjectError(f"Could not write the autosave: {describe_os_error(e)}.") from None
     return target
 
 
@@ -329,12 +426,13 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
     folder = recovery_dir(root)
     found = []
     try:
-        files = list(folder.glob("*.autosave.json"))
+        found_files = list(folder.glob("*.autosave.json"))
     except OSError:
         return []
-    for f in files:
+    atomic.clean_stale_temps_in(folder)
+    for f in found_files:
         try:
-            doc = _parse_document(f, f.read_bytes(), RECOVERY_FORMAT)
+            doc = _parse_document(f, _read_document(f, "a recovery file"), RECOVERY_FORMAT)
             saved = float(doc.get("saved_ts", f.stat().st_mtime))
             project_path = Path(doc["project_path"]) if doc.get("project_path") else None
             if project_path is not None and project_path.exists() and project_path.stat().st_mtime >= saved:
@@ -349,11 +447,14 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
 def load_recovery(recovery: Recovery | str | os.PathLike) -> Project:
     path = recovery.path if isinstance(recovery, Recovery) else Path(recovery)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ProjectError(f"The recovery file cannot be read: {e.strerror or e}.") from None
+        data = _read_document(path, "a recovery file")
+    except ProjectError as e:
+        raise ProjectError(f"The recovery file cannot be read: {e}") from None
     doc = _parse_document(path, data, RECOVERY_FORMAT)
-    return Project.from_dict(doc["project"])
+    try:
+        return Project.from_dict(doc["project"])
+    except ProjectError as e:
+        raise ProjectError(f"The recovery file '{path.name}' is damaged: {e}") from None
 
 
 def clear_recovery(project_path: str | os.PathLike | None = None, project: Project | None = None,
