@@ -12,13 +12,25 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "metacanvas-shapes"
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder (default: the setting, else models/metacanvas-shapes)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: the setting, else auto)")
+    p.add_argument("--dtype", default=None, choices=DTYPES,
+                   help="weights' precision (default: the setting, else float32; auto: bfloat16 on a GPU that has it)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps, 1 to 1000 (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale, >= 0; 1 or less turns it off (default: the model's)")
+    p.add_argument("--seed", default="0", help="a whole number >= 0, or 'random' (printed and stored in the PNG)")
     p.add_argument("--no-canvas", action="store_true", help="run the model text-only (the canvas branch off)")
+
+
+def _add_size_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, default=None,
+                   help="pixels; a multiple of the model's token patch, at most 4096 (default: the model's)")
+    p.add_argument("--height", type=int, default=None, help="pixels, as --width (default: the model's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,19 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="text-to-image: one prompt, or a GenEval metadata file with --prompts")
     p.add_argument("prompt", nargs="?", help="what to draw, e.g. 'a red circle left of a blue star'")
-    p.add_argument("-o", "--output", help="output PNG (single prompt)")
+    p.add_argument("-o", "--output", help="output PNG (single prompt); with --n N > 1, NAME-1.png ... NAME-N.png")
     p.add_argument("--plan", help="also write the plan: heatmap and PCA colours beside the result")
     p.add_argument("--prompts", help="GenEval evaluation_metadata.jsonl: writes GenEval's folder layout to --out")
     p.add_argument("--out", help="output folder for --prompts")
-    p.add_argument("--n", type=int, default=4, help="images per prompt with --prompts")
+    p.add_argument("--n", type=int, default=None,
+                   help="images per prompt, seeds SEED, SEED+1, ... (default: 1; 4 with --prompts)")
     p.add_argument("--batch", type=int, default=32, help="images sampled at once with --prompts")
+    _add_size_args(p)
     _add_model_args(p)
 
     p = sub.add_parser("edit", help="image editing: python main.py edit in.png 'make the circle green' -o out.png")
     p.add_argument("image")
     p.add_argument("instruction")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, help="output PNG")
     p.add_argument("--plan", help="also write the plan beside the result")
+    _add_size_args(p)
     _add_model_args(p)
 
     p = sub.add_parser("video", help="video tasks (text/image/reference-to-video, video edit): needs a video model")
@@ -53,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", action="append", default=[], help="input image (i2v) or reference images (repeat)")
     p.add_argument("--video", help="source clip to edit")
     p.add_argument("--frames", type=int, default=17)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--height", type=int, default=None)
+    _add_size_args(p)
     p.add_argument("--fps", type=float, default=8.0)
     _add_model_args(p)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -11,36 +12,124 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "metacanvas-shapes"
 
 
-def resolve_model_path(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
+MAX_STEPS = 1000
+SEED_LIMIT = 2**31 - 1  # a drawn seed fits the studio's seed box
+
+
+def _settings():
+    """The user's settings, or None: a broken or unreadable settings file must not stop the command
+    line (the defaults then apply: the embedded model, device auto, float32)."""
     try:
         from app.settings import load_settings
 
-        active = load_settings().active_model
-        if active:
-            return Path(active)
-    except Exception:  # a broken settings file must not stop the command line
-        pass
-    return DEFAULT_MODEL
+        settings = load_settings()
+    except Exception:  # noqa: BLE001
+        return None
+    if settings.warning:
+        print(f"warning: {settings.warning}", file=sys.stderr)
+    return settings
+
+
+def resolve_model_path(arg: str | None, settings=None) -> Path:
+    if arg:
+        return Path(arg)
+    active = getattr(settings if settings is not None else _settings(), "active_model", None)
+    return Path(active) if active else DEFAULT_MODEL
+
+
+def resolve_dtype(arg: str | None, settings=None):
+    """--dtype, else the settings' precision (float32 by default); "auto" -> None (load_model's choice:
+    bfloat16 on a GPU that supports it, else float32)."""
+    import torch
+
+    name = arg or getattr(settings, "precision", None) or "float32"
+    return None if name == "auto" else getattr(torch, name)
 
 
 def load_pipeline(args):
     from app.core.checkpoints import load_model
     from app.settings import resolve_device
 
-    asked = args.device or "auto"
+    settings = _settings()
+    asked = args.device or getattr(settings, "device", None) or "auto"
     device = resolve_device(asked)
     if asked not in ("auto", device):
         print(f"note: {asked} is not available on this machine; running on the {device}", file=sys.stderr)
-    return load_model(resolve_model_path(args.model), device=device)
+    return load_model(resolve_model_path(args.model, settings), device=device,
+                      dtype=resolve_dtype(getattr(args, "dtype", None), settings))
 
 
-def _save_png(image: np.ndarray, path: str | Path) -> None:
-    from PIL import Image
+def check_args(args) -> None:
+    """Refuse, in one line (ValueError -> `error: ...`, exit 2), numbers a run cannot use, rather than
+    quietly putting the model's defaults in their place."""
+    steps, guidance = getattr(args, "steps", None), getattr(args, "guidance", None)
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"--steps must be between 1 and {MAX_STEPS}, not {steps}")
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"--guidance must be a number >= 0 (1 or less turns guidance off), not {guidance}")
+    for name in ("n", "batch", "frames"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be at least 1, not {value}")
+    fps = getattr(args, "fps", None)
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"--fps must be a number > 0, not {fps}")
+    for name in ("width", "height"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be a positive number of pixels, not {value}")
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+
+def resolve_seed(arg) -> int:
+    """--seed: a whole number >= 0, or "random" (drawn here, printed as `seed: N`)."""
+    text = str(arg).strip()
+    if text.lower() == "random":
+        import random
+
+        seed = random.randrange(0, SEED_LIMIT)
+        print(f"seed: {seed}")
+        return seed
+    try:
+        seed = int(text)
+    except ValueError:
+        raise ValueError(f"--seed must be a whole number >= 0 or 'random', not {text!r}") from None
+    if seed < 0 or seed >= 2**63:
+        raise ValueError(f"--seed must be a whole number from 0 to {2**63 - 1}, or 'random', not {seed}")
+    return seed
+
+
+def numbered(path: str | Path, n: int) -> list[Path]:
+    """`out.png` for one image; `out-1.png ... out-N.png` for N."""
+    path = Path(path)
+    return [path] if n == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, n + 1)]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _check_image_path(path: str | Path, flag: str) -> None:
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"{flag} must name a .png file (or .jpg, which cannot carry the recipe), not {path}")
+
+
+def _info(pipe, request) -> dict:
+    from app.media.generation_info import generation_info
+
+    return generation_info(request, model=pipe.name, dtype=str(pipe.dtype).removeprefix("torch."),
+                           device=pipe.device.type, sampler=pipe.defaults.solver)
+
+
+def _save_png(image: np.ndarray, path: str | Path, info: dict | None = None) -> None:
+    """Write a picture atomically (an existing file is replaced only by a complete one); a PNG carries
+    `info` (the recipe) in its text chunks."""
+    from app.media.export import export_image
+    from app.media.generation_info import write_png
+
+    if Path(path).suffix.lower() == ".png":
+        write_png(image, path, info)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        export_image(image, path, overwrite=True)
 
 
 def plan_picture(plan, result: np.ndarray | None = None, scale: int = 4) -> np.ndarray:
@@ -50,59 +139,116 @@ def plan_picture(plan, result: np.ndarray | None = None, scale: int = 4) -> np.n
     return plan_strip(plan, result, scale=scale)
 
 
-def _request(pipe, task, instruction, args, images=None, video=None, frames=1, width=None, height=None):
+def _request(pipe, task, instruction, args, images=None, video=None, frames=1, seed=None):
     from app.core.request import GenerationRequest
 
     d = pipe.defaults
+    width, height = getattr(args, "width", None) or d.width, getattr(args, "height", None) or d.height
+    pipe.check_size(width, height)
     return GenerationRequest(task=task, instruction=instruction, images=images or [], video=video,
-                             width=width or d.width, height=height or d.height, frames=frames,
-                             steps=args.steps or d.steps, guidance=d.guidance if args.guidance is None else args.guidance,
-                             seed=args.seed, use_canvas=not args.no_canvas)
+                             width=width, height=height, frames=frames,
+                             steps=d.steps if args.steps is None else args.steps,
+                             guidance=d.guidance if args.guidance is None else args.guidance,
+                             seed=args.seed if seed is None else seed, use_canvas=not args.no_canvas)
 
 
 def _check_words(pipe, text: str) -> None:
     pipe.check_instruction(text)
 
 
+class _Progress:
+    """A tqdm bar on stderr driven by the pipeline's step callback (no preview decode is asked for).
+    It appears with the first denoising step, so a run refused before that leaves no empty bar."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.bar = total, desc, None
+
+    def __call__(self, info) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(1)
+
+    def write(self, text: str) -> None:
+        if self.bar is None:
+            print(text)
+        else:
+            self.bar.write(text, file=sys.stdout)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(pipe, request, progress: _Progress):
+    return pipe(request, callback=progress, preview=False)
+
+
 def cmd_generate(args) -> int:
     from app.core.request import Task
 
+    check_args(args)
     if args.prompts:
         return _generate_geneval(args)
     if not args.prompt or not args.output:
         print("error: give a prompt and -o OUTPUT.png, or --prompts META.jsonl --out DIR", file=sys.stderr)
         return 2
+    n = args.n or 1
+    _check_image_path(args.output, "-o")
+    if args.plan:
+        _check_image_path(args.plan, "--plan")
+    seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.prompt)
-    result = pipe(_request(pipe, Task.TEXT_TO_IMAGE, args.prompt, args))
-    _save_png(result.frames[0], args.output)
-    if args.plan:
-        _save_png(plan_picture(result.plan, result.frames[0]), args.plan)
-    print(f"wrote {args.output} ({result.seconds:.2f} s)")
+    requests = [_request(pipe, Task.TEXT_TO_IMAGE, args.prompt, args, seed=seed + i) for i in range(n)]
+    outputs, plans = numbered(args.output, n), numbered(args.plan, n) if args.plan else [None] * n
+    progress = _Progress(n * requests[0].steps, "generate")
+    try:
+        for request, out, plan_out in zip(requests, outputs, plans):
+            result = _run(pipe, request, progress)
+            _save_png(result.frames[0], out, _info(pipe, request))
+            if plan_out is not None:
+                _save_png(plan_picture(result.plan, result.frames[0]), plan_out)
+            progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
+    finally:
+        progress.close()
     return 0
 
 
 def _generate_geneval(args) -> int:
     from tqdm import tqdm
 
+    from app.core.request import GenerationRequest, Task
+    from app.media.atomic import write_bytes_atomic
+
     if not args.out:
         print("error: --prompts needs --out DIR", file=sys.stderr)
         return 2
+    n = args.n or 4
+    seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
+    d = pipe.defaults
+    width, height = args.width or d.width, args.height or d.height
+    pipe.check_size(width, height)
+    steps, guidance = args.steps or d.steps, d.guidance if args.guidance is None else args.guidance
     metas = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
     out = Path(args.out)
-    jobs = [(i, j) for i in range(len(metas)) for j in range(args.n)]
+    jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
     for i, meta in enumerate(metas):
         _check_words(pipe, meta["prompt"])
         folder = out / f"{i:05d}" / "samples"
         folder.mkdir(parents=True, exist_ok=True)
-        (out / f"{i:05d}" / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
-    for start in tqdm(range(0, len(jobs), args.batch), desc="generate"):
+        write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())
+    for start in tqdm(range(0, len(jobs), args.batch), desc="generate", file=sys.stderr):
         chunk = jobs[start:start + args.batch]
-        images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], [args.seed + 1000 * i + j for i, j in chunk],
-                             steps=args.steps, guidance=args.guidance, use_canvas=not args.no_canvas)
-        for (i, j), im in zip(chunk, images):
-            _save_png(im, out / f"{i:05d}" / "samples" / f"{j:04d}.png")
+        seeds = [seed + 1000 * i + j for i, j in chunk]
+        images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], seeds, steps=steps, guidance=guidance,
+                             use_canvas=not args.no_canvas, width=width, height=height)
+        for (i, j), s, im in zip(chunk, seeds, images):
+            request = GenerationRequest(Task.TEXT_TO_IMAGE, metas[i]["prompt"], width=width, height=height,
+                                        steps=steps, guidance=guidance, seed=s, use_canvas=not args.no_canvas)
+            _save_png(im, out / f"{i:05d}" / "samples" / f"{j:04d}.png", _info(pipe, request))
     print(f"wrote {len(jobs)} images for {len(metas)} prompts to {out}")
     return 0
 
@@ -111,19 +257,28 @@ def cmd_edit(args) -> int:
     from app.core.request import Task
     from app.media.probe import load_image
 
-    pipe = load_pipeline(args)
-    _check_words(pipe, args.instruction)
-    source = load_image(args.image)
+    check_args(args)
     out = Path(args.output)
+    _check_image_path(out, "-o")
+    if args.plan:
+        _check_image_path(args.plan, "--plan")
     if out.resolve() == Path(args.image).resolve():
         print("error: the output would overwrite the source image; choose another -o", file=sys.stderr)
         return 2
-    request = _request(pipe, Task.IMAGE_EDIT, args.instruction, args, images=[source])
-    result = pipe(request)
-    _save_png(result.frames[0], out)
-    if args.plan:
-        _save_png(plan_picture(result.plan, result.frames[0]), args.plan)
-    print(f"wrote {out} ({result.seconds:.2f} s)")
+    seed = resolve_seed(args.seed)
+    pipe = load_pipeline(args)
+    _check_words(pipe, args.instruction)
+    source = load_image(args.image)
+    request = _request(pipe, Task.IMAGE_EDIT, args.instruction, args, images=[source], seed=seed)
+    progress = _Progress(request.steps, "edit")
+    try:
+        result = _run(pipe, request, progress)
+        _save_png(result.frames[0], out, _info(pipe, request))
+        if args.plan:
+            _save_png(plan_picture(result.plan, result.frames[0]), args.plan)
+        progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
+    finally:
+        progress.close()
     return 0
 
 
@@ -131,11 +286,14 @@ def cmd_plan(args) -> int:
     from app.core.request import Task
     from app.media.probe import load_image
 
+    check_args(args)
+    _check_image_path(args.output, "-o")
+    seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.instruction)
     images = [load_image(args.image)] if args.image else []
     task = Task.IMAGE_EDIT if images else Task.TEXT_TO_IMAGE
-    plan = pipe.plan(_request(pipe, task, args.instruction, args, images=images))
+    plan = pipe.plan(_request(pipe, task, args.instruction, args, images=images, seed=seed))
     _save_png(plan_picture(plan, images[0] if images else None), args.output)
     print(f"wrote {args.output}")
     return 0
@@ -146,16 +304,21 @@ def cmd_video(args) -> int:
     from app.media.export import export_video
     from app.media.probe import load_image, read_video_frames
 
+    check_args(args)
+    seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     images = [load_image(p) for p in args.image]
     video = read_video_frames(args.video) if args.video else None
     task = (Task.VIDEO_EDIT if video is not None else Task.REFERENCE_TO_VIDEO if len(images) > 1
             else Task.IMAGE_TO_VIDEO if images else Task.TEXT_TO_VIDEO)
-    request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=args.frames,
-                       width=args.width, height=args.height)
-    result = pipe(request)
+    request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=args.frames, seed=seed)
+    progress = _Progress(request.steps, "video")
+    try:
+        result = _run(pipe, request, progress)
+    finally:
+        progress.close()
     export_video(list(result.frames), args.output, fps=args.fps)
-    print(f"wrote {args.output}: {len(result.frames)} frames ({result.seconds:.1f} s)")
+    print(f"wrote {args.output}: {len(result.frames)} frames, seed {request.seed} ({result.seconds:.1f} s)")
     return 0
 
 

@@ -11,6 +11,12 @@ def user_message(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
         return str(exc)
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) is not None:
+        # A full disk, a read-only folder, a vanished network share: the system's words, made plain.
+        from app.media.files import describe_os_error
+
+        where = f"'{exc.filename}': " if getattr(exc, "filename", None) else ""
+        return f"{where}{describe_os_error(exc)}"
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return ("Out of memory. Try a smaller size, fewer frames or steps, or the CPU "
                 "(Settings > Device).")

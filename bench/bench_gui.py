@@ -141,7 +141,7 @@ def main() -> int:
         w.import_files([str(ROOT / "resources" / "samples" / "red_circle_64.png")])
         wait_until(app, lambda: bool(w.document.project.tracks["image"]), 30)
         words = ["make the circle green", "make the circle blue", "move the circle to the left",
-                 "add a yellow star on the right", "make the circle red"]
+                 "add a yellow star to the right of the circle", "make the circle red"]
         lat = []
         for i in range(args.plan_trials):
             w.instruction.edit.clear()

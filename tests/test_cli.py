@@ -121,3 +121,164 @@ def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
     before = out.read_bytes()
     r = run("render", str(path), "-o", str(out))
     assert r.returncode == 2 and out.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# What a diffusers or ComfyUI user expects of the command line (issue 28). These run `main()` in this
+# process (one model load is about a second once warm) with 1-2 denoising steps.
+
+PROMPT = "a red circle left of a blue star"
+
+
+def cli(capsys, *args):
+    """`python main.py ARGS` in this process: (exit code, stdout, stderr)."""
+    from app.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def recipe(path):
+    """The recipe a result carries in its PNG text chunks, as any PNG reader sees it."""
+    with Image.open(path) as im:
+        return json.loads(im.text["metacanvas"]), im.text["parameters"]
+
+
+def one_error_line(err):
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_n_images_from_a_random_seed_carry_their_recipe_and_reproduce(tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code, stdout, err = cli(capsys, "generate", PROMPT, "-o", out, "--n", 2, "--seed", "random", "--steps", 2,
+                            "--guidance", 2.5, "--plan", tmp_path / "plan.png")
+    assert code == 0, err
+    seed = int(stdout.split("seed: ")[1].split()[0])  # printed, so the user can make it again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out-1.png", "out-2.png", "plan-1.png", "plan-2.png"]
+    assert "generate" in err and "4/4" in err  # one per-step progress bar on stderr: 2 images x 2 steps
+    for i, name in enumerate(["out-1.png", "out-2.png"]):
+        info, parameters = recipe(tmp_path / name)
+        r = info["request"]
+        assert (r["instruction"], r["seed"], r["steps"], r["guidance"], r["width"], r["height"]) == \
+            (PROMPT, seed + i, 2, 2.5, 64, 64)
+        assert info["model"] == "metacanvas-shapes" and info["dtype"] == "float32"  # no settings: float32
+        assert parameters.splitlines()[0] == PROMPT and f"Seed: {seed + i}" in parameters and "Steps: 2" in parameters
+    # The stored seed makes the same picture again.
+    again = tmp_path / "again.png"
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", again, "--seed", seed + 1, "--steps", 2, "--guidance", 2.5)
+    assert code == 0, err
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(tmp_path / "out-2.png")))
+
+
+def test_precision_follows_the_settings_unless_dtype_says_otherwise(tmp_path, capsys, monkeypatch):
+    from app.settings import Settings, settings_path
+
+    Settings(precision="bfloat16").save()
+    out = tmp_path / "out.png"
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1)
+    assert code == 0, err
+    assert recipe(out)[0]["dtype"] == "bfloat16" and "Dtype: bfloat16" in recipe(out)[1]
+    assert np.asarray(Image.open(out)).std() > 1  # a picture, not a blank
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1, "--dtype", "float16")
+    assert code == 0, err
+    assert recipe(out)[0]["dtype"] == "float16"
+    # A broken settings file does not stop the command line: the defaults (float32) apply.
+    settings_path().write_text("{ not json")
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1)
+    assert code == 0, err
+    assert "warning:" in err and recipe(out)[0]["dtype"] == "float32"
+
+
+def test_sizes_the_model_allows_and_one_line_for_those_it_cannot(tmp_path, capsys):
+    wide = tmp_path / "wide.png"
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", wide, "--width", 96, "--height", 64, "--steps", 1)
+    assert code == 0, err
+    assert np.asarray(Image.open(wide)).shape == (64, 96, 3)
+    assert recipe(wide)[0]["request"]["width"] == 96
+    edited = tmp_path / "edited.png"
+    code, _, err = cli(capsys, "edit", wide, "make the circle green", "-o", edited, "--width", 96, "--height", 64,
+                       "--steps", 1)
+    assert code == 0, err
+    assert np.asarray(Image.open(edited)).shape == (64, 96, 3)
+    for args, words in [(["--width", 100], "multiple of 8"), (["--width", 100000], "too large"),
+                        (["--width", 4096, "--height", 4096], "too large"), (["--height", 0], "positive")]:
+        bad = tmp_path / "bad.png"
+        code, _, err = cli(capsys, "generate", PROMPT, "-o", bad, *args)
+        assert code == 2 and words in one_error_line(err), (args, err)
+        assert not bad.exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--steps", 0], "--steps must be between 1"), (["--steps", -3], "--steps must be between 1"),
+    (["--n", 0], "--n must be at least 1"), (["--guidance", -1], "--guidance must be a number >= 0"),
+    (["--seed", "abc"], "--seed must be a whole number"), (["--seed", -1], "--seed must be a whole number"),
+    (["-o", "out.txt"], "must name a .png file"),
+])
+def test_numbers_a_run_cannot_use_are_refused_before_loading_the_model(tmp_path, capsys, monkeypatch, args, words):
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded for a run that was refused")
+
+    monkeypatch.setattr("app.core.checkpoints.load_model", no_load)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", "out.png", *args)
+    assert code == 2 and words in one_error_line(err), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_leaves_no_partial_png_and_keeps_the_old_one(tmp_path, capsys, monkeypatch):
+    import errno
+
+    out = tmp_path / "out.png"
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(out)
+    before = out.read_bytes()
+
+    def disk_full(self, fp, *a, **k):
+        fp.write(b"\x89PNG\r\n\x1a\n half a picture")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1)
+    assert code == 2 and "disk is full" in one_error_line(err) and "unchanged" in err
+    assert out.read_bytes() == before
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", tmp_path / "new.png", "--steps", 1)
+    assert code == 2 and "disk is full" in one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no 0-byte file, no temporary left
+
+
+def test_the_studio_reads_the_recipe_back_on_import(tmp_path, capsys, qtbot):
+    from tests.ui.helpers import import_and_wait, make_window
+
+    png = tmp_path / "made.png"
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", png, "--seed", 7, "--steps", 3, "--guidance", 2.5)
+    assert code == 0, err
+    w = make_window(qtbot, tmp_path)
+    w.generation.seed.setValue(0)
+    clip_id = import_and_wait(qtbot, w, png)
+    clip = w.document.project.clip(clip_id)
+    assert clip.instruction == PROMPT
+    r = clip.versions[0].request
+    assert (r["instruction"], r["seed"], r["steps"], r["guidance"]) == (PROMPT, 7, 3, 2.5)
+    w.timeline.view.select([])
+    w.instruction.set_text("")
+    w.timeline.view.select([clip_id])
+    assert w.instruction.text() == PROMPT
+    assert (w.generation.seed.value(), w.generation.steps.value(), w.generation.guidance.value()) == (7, 3, 2.5)
+    assert PROMPT in w.versions.list.item(0).text()
+
+    # A PNG whose recipe is damaged, not ours or huge imports as a plain picture.
+    from PIL.PngImagePlugin import PngInfo
+
+    pixels = np.asarray(Image.open(png))
+    for i, text in enumerate(["{ not json", json.dumps({"format": 1, "request": {"task": "x", "instruction": 3}}),
+                              json.dumps({"format": 1, "request": {"task": "text_to_image", "instruction": "a",
+                                                                   "pad": "x" * 100_000}})]):
+        meta = PngInfo()
+        meta.add_text("metacanvas", text)
+        odd = tmp_path / f"odd{i}.png"
+        Image.fromarray(pixels).save(odd, pnginfo=meta)
+        clip = w.document.project.clip(import_and_wait(qtbot, w, odd))
+        assert clip.versions[0].request == {} and clip.instruction == ""
+    w.close()

@@ -33,78 +33,34 @@ class CanvasSpec:
     def shape(self) -> tuple[int, int, int]:
         return (self.keyframes, self.rows, self.cols)
 
-    @classmethod
-    def for_grid(cls, rows: int, cols: int, keyframes: int = 1) -> "CanvasSpec":
-        return cls(keyframes=keyframes, rows=rows, cols=cols)
-
 
 class CanvasTokens(nn.Module):
     """Learnable [K, H, W, d] grid; other output grids are interpolated from it.
 
-    Optional layout codes (our addition; METHOD.md's canvas is one grid): `layouts` more grids, one of
-    which is added to the canvas per request, chosen by the seed. A plan drawn from one grid must be
-    the average of every scene a caption allows ("three stars" anywhere: a faint haze of stars);
-    with codes the planner can commit to one of several concrete layouts, as a sampled plan would.
-    They are taught winner-take-all (app/train/planner_teaching.py). Not every layout fits every
-    caption (a code taught on "left of" scenes, asked for "right of"), so a prior head on the
-    instruction's pooled context states gives each code's probability, and a request draws its code
-    from that prior with its own seed. A zero prior (how it starts) is uniform.
-    Measured on the shapes model (docs/BENCHMARKS.md, "Where counts and edits fail, and layout codes"):
-    the codes became regions rather than scenes, the prior learned nothing, and the model got worse;
-    so they are off by default (0).
+    Optional layout drafts (`draft_labels`, app/core/draft.py): one embedding per label, weighted by a
+    draft's coverage of each cell and added to that cell's token, so the plan is the plan of one scene.
     """
 
-    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, layouts: int = 0,
-                 draft_labels: int = 0) -> None:
+    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, draft_labels: int = 0) -> None:
         super().__init__()
         self.spec = spec
         self.dim = dim
-        self.layouts = int(layouts)
-        # Layout drafts (app/core/draft.py): one embedding per label, weighted by the draft's coverage
-        # of each cell and added to that cell's token. Zero at first: a new draft changes nothing
-        # until it is taught.
         self.draft_labels = int(draft_labels)
-        if self.draft_labels:
+        if self.draft_labels:  # zero at first: a new draft changes nothing until it is taught
             self.draft_embedding = nn.Parameter(torch.zeros(self.draft_labels, dim))
         # Small init: the canvas starts close to "no information", like fresh token embeddings.
         self.tokens = nn.Parameter(torch.randn(spec.keyframes, spec.rows, spec.cols, dim) * init_std)
-        if self.layouts:
-            self.layout_codes = nn.Parameter(torch.randn(self.layouts, spec.keyframes, spec.rows, spec.cols, dim) * init_std)
-            self.layout_prior = nn.Linear(dim, self.layouts)
-            nn.init.zeros_(self.layout_prior.weight)
-            nn.init.zeros_(self.layout_prior.bias)
 
-    def forward(self, spec: CanvasSpec | None = None, layouts: torch.Tensor | None = None,
-                draft: torch.Tensor | None = None) -> torch.Tensor:
-        """[N, d] without layout codes or draft; [B, N, d] with `layouts`, a [B] tensor of code
-        indices, or `draft`, [B, N, draft_labels] label coverage per cell (app/core/draft.py)."""
+    def forward(self, spec: CanvasSpec | None = None, draft: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d] without a draft; [B, N, d] with `draft`, [B, N, draft_labels] label coverage per cell."""
         spec = spec or self.spec
         base = self._resized(self.tokens, spec).reshape(spec.num_tokens, self.dim)
-        if layouts is not None and self.layouts:
-            codes = torch.stack([self._resized(c, spec) for c in self.layout_codes]).reshape(self.layouts, spec.num_tokens, self.dim)
-            base = base.unsqueeze(0) + codes[layouts.to(codes.device).long()]  # an unknown code is an IndexError
         if draft is not None and self.draft_labels:
             if draft.shape[1:] != (spec.num_tokens, self.draft_labels):
                 raise ValueError(f"a draft for this canvas is [B, {spec.num_tokens}, {self.draft_labels}], "
                                  f"got {tuple(draft.shape)}")
             base = base + draft.to(self.draft_embedding) @ self.draft_embedding
         return base
-
-    def choose_layouts(self, pooled_context: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
-        """[B] layout codes for [B, d] pooled instruction states: drawn from the prior with each
-        item's seed (the same seed, the same layout), or its most likely code without seeds."""
-        probs = self.layout_prior(pooled_context.float()).softmax(-1).cpu()
-        if seeds is None:
-            return probs.argmax(-1)
-        return torch.stack([torch.multinomial(p, 1, generator=torch.Generator().manual_seed(int(s)))[0]
-                            for p, s in zip(probs, seeds)])
-
-    @staticmethod
-    def complete_state(state: dict, layouts: int, dim: int) -> dict:
-        """A canvas saved with layout codes but before the prior existed plans with a uniform prior."""
-        if layouts and "layout_codes" in state and "layout_prior.weight" not in state:
-            state = {**state, "layout_prior.weight": torch.zeros(layouts, dim), "layout_prior.bias": torch.zeros(layouts)}
-        return state
 
     def _resized(self, grid: torch.Tensor, spec: CanvasSpec) -> torch.Tensor:
         if spec.shape != tuple(grid.shape[:3]):
@@ -119,7 +75,7 @@ class CanvasTokens(nn.Module):
         return grid
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec}, dim={self.dim}, layouts={self.layouts}, draft_labels={self.draft_labels}"
+        return f"spec={self.spec}, dim={self.dim}, draft_labels={self.draft_labels}"
 
 
 def canvas_position_ids(prefix_ids: torch.Tensor, attention_mask: torch.Tensor | None, spec: CanvasSpec,

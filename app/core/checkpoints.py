@@ -191,8 +191,7 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     (tmp / "canvas_tokens").mkdir()
     (tmp / "canvas_tokens" / "config.json").write_text(json.dumps(
         {"keyframes": spec.keyframes, "rows": spec.rows, "cols": spec.cols, "dim": planner.canvas_tokens.dim,
-         "temporal_stride": getattr(planner, "temporal_stride", 1), "layouts": planner.canvas_tokens.layouts,
-         "draft_labels": planner.canvas_tokens.draft_labels}))
+         "temporal_stride": getattr(planner, "temporal_stride", 1), "draft_labels": planner.canvas_tokens.draft_labels}))
     save_file(cast(planner.canvas_tokens), str(tmp / "canvas_tokens" / "model.safetensors"))
     drafter = getattr(planner, "drafter", None)
     edit_drafter = getattr(planner, "edit_drafter", None)
@@ -329,16 +328,19 @@ def _load_canvas_tokens(path: Path, planner_width: int):
                 raise ValueError(f"{key} must be a whole number from 1 to {hi}, not {value!r}")
         if dim != planner_width:
             raise ValueError(f"dim {dim!r} does not match the planner's width {planner_width}")
-        layouts, labels = int(cfg.get("layouts", 0)), int(cfg.get("draft_labels", 0))
-        if not 0 <= layouts <= 1024 or not 0 <= labels <= 4096:
-            raise ValueError(f"layouts {layouts} / draft_labels {labels} out of range")
+        # Layout codes were a rejected experiment (research/LOG.md); folders saved then say "layouts": 0.
+        if cfg.get("layouts", 0) != 0:
+            raise ValueError(f"it has {cfg['layouts']!r} layout codes, which this version no longer plans with")
+        labels = int(cfg.get("draft_labels", 0))
+        if not 0 <= labels <= 4096:
+            raise ValueError(f"draft_labels {labels} out of range")
     except KeyError as exc:
         raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} has no {exc.args[0]!r}.") from None
     except (TypeError, ValueError) as exc:
         raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} is not valid: {_why(exc)}.") from None
     state = _load_state_checked(path, "canvas token")
-    tokens = CanvasTokens(CanvasSpec(k, rows, cols), dim, layouts=layouts, draft_labels=labels)
-    _strict_load(tokens, CanvasTokens.complete_state(state, layouts, dim), "canvas token", path)
+    tokens = CanvasTokens(CanvasSpec(k, rows, cols), dim, draft_labels=labels)
+    _strict_load(tokens, state, "canvas token", path)
     return tokens, int(cfg.get("temporal_stride", 1))
 
 

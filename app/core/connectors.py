@@ -10,8 +10,6 @@
   `resize` maps the encoded plan to the DiT token grid (bilinear in space, linear over latent frames).
 - `ContextConnector`: LayerNorm + 2-layer MLP from the MLLM's ordinary states to the backbone's
   text-conditioning width.
-- `PooledContextConnector` (optional, SANA): the masked mean of those states -> a vector added to the
-  DiT's timestep embedding, so the instruction also steers every block's AdaLN (see its docstring).
 
 Both blocks are diffusers' `BasicTransformerBlock` (the PixArt block: with norm_type
 "ada_norm_single" it takes the 6-way shift/scale/gate from `AdaLayerNormSingle`), a well-kept
@@ -59,14 +57,13 @@ class CanvasConnector(nn.Module):
 
     heads: attention heads of the DiT-side block (dit_dim must divide by it).
     mllm_heads: heads of the vanilla block at d_mllm (default: `heads` if it divides d_mllm,
-        else head dim 128/64/...); `num_heads` is accepted as an alias of `heads`.
+        else head dim 128/64/...).
     adaln: False gives the paper's "without timestep AdaLN" ablation (a plain pre-LN block).
     """
 
     def __init__(self, mllm_dim: int, dit_dim: int, heads: int | None = None, adaln: bool = True,
-                 mllm_heads: int | None = None, mlp_ratio: float = 4.0, num_heads: int | None = None):
+                 mllm_heads: int | None = None, mlp_ratio: float = 4.0):
         super().__init__()
-        heads = heads if heads is not None else num_heads
         heads = pick_heads(dit_dim, heads)
         mllm_heads = pick_heads(mllm_dim, mllm_heads or heads)
         self.mllm_dim, self.dit_dim, self.adaln = mllm_dim, dit_dim, adaln
@@ -168,33 +165,3 @@ class ContextConnector(nn.Module):
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         x = self.norm(context.to(self.fc1.weight.dtype))
         return self.fc2(self.drop(self.act(self.fc1(x))))
-
-
-class PooledContextConnector(nn.Module):
-    """MLLM states [B, L, d_mllm] + mask [B, L] -> one vector [B, out_dim] for the timestep embedding.
-
-    Why (our choice; METHOD.md only names the token-wise context): SANA conditions on text through
-    cross-attention alone. FLUX and SD3 also add a pooled text vector to the timestep embedding, and
-    the DiT paper found AdaLN conditioning to learn much faster than cross-attention. For a small model
-    trained from nothing that speed matters: the shapes model's samples ignored "a photo of a circle"
-    after 1.5 M training images. The masked mean is what stage-1 teaching trains to carry the whole
-    scene (app/train/planner_teaching.py, context head), so it is an informed vector from the start.
-    The last layer starts at zero: a model gains this path without changing its outputs.
-    """
-
-    def __init__(self, mllm_dim: int, out_dim: int, hidden_mult: int = 4):
-        super().__init__()
-        hidden = hidden_mult * mllm_dim
-        self.norm = nn.LayerNorm(mllm_dim)
-        self.fc1 = nn.Linear(mllm_dim, hidden)
-        self.act = nn.SiLU()
-        self.fc2 = zero_linear(hidden, out_dim)
-
-    def forward(self, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.norm(context.to(self.fc1.weight.dtype))
-        if mask is None:
-            pooled = x.mean(1)
-        else:
-            m = mask.to(x.dtype).unsqueeze(-1)
-            pooled = (x * m).sum(1) / m.sum(1).clamp(min=1)
-        return self.fc2(self.act(self.fc1(pooled)))

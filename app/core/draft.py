@@ -3,7 +3,7 @@
 Our addition to METHOD.md (whose canvas is one learnable grid, filled in one forward pass). A plan
 made in one pass is a deterministic function of the instruction, so for "three stars", which a
 caption allows anywhere, it can only be the average of every three-star scene: a haze, not three
-places (docs/BENCHMARKS.md, "Where counts and edits fail"). Counting and placing need a plan that
+places (research/LOG.md, "Where counts and edits fail"). Counting and placing need a plan that
 *commits* to one scene, which needs sampling. So the planner drafts the scene autoregressively, as
 layout-planning LLMs do: a small decoder reads the MLLM's context states and emits objects one at a
 time, each as (label, x, y, size) on coarse bins, until it emits "stop"; the request's seed draws
@@ -16,7 +16,7 @@ Text-to-image requests are drafted from the caption. Image edits are drafted by 
 (`reads_images`), which reads the source image's states too: each image token's state is placed in
 the frame by a learned embedding of its cell, because the MLLM's states carry position only through
 rotary attention, and a drafter reading them without it could not copy the source's layout (a first
-try drafted 0.02 of edit targets right; bench/probe_edit_drafter.py). The MLLM's image tokens are 8 px
+try drafted 0.02 of edit targets right; research/probe_edit_drafter.py). The MLLM's image tokens are 8 px
 cells of a small vision tower taught for the canvas, and a drafter reading them misread the
 source's objects (greedy targets right 0.41 after 4,343 steps, mostly a wrong class); so an edit
 drafter can also look at the source itself (`pixel_width`): a small convolutional stem of its own
@@ -25,7 +25,7 @@ teaches each token to name the source object centred in it (CenterNet's target, 
 and the objects it finds join the decoder's memory as objects, embedded as the decoder embeds the
 objects it drafts (teaching gives it the source's true objects). Read as raw stem states instead,
 the decoder learned no faster than from the image tokens. An edit's target draft lists
-the target scene's objects left to right (app/shapes/dataset.edit_draft_rows): the drafter copies
+the target scene's objects left to right (app/train/data.edit_draft_rows): the drafter copies
 every object but the edited one off the source, in the order its memory lays them out. Videos are
 not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
 a drafter (real checkpoints, older shapes models) plan exactly as before.
@@ -55,7 +55,7 @@ PLACE_BEAM = 4  # greedy drafts: the x and y bins searched for the likeliest pla
 GREEDY_OVERLAP_SLACK = 0.035
 # An edit has one target (the source with the named change), so edits are drafted greedily: on the
 # 200 benchmark edits a first edit drafter's targets were right 0.155 of the time sampled at
-# temperature 1, 0.32 at 0.5 and 0.33 greedy (docs/BENCHMARKS.md, "Drafting edits").
+# temperature 1, 0.32 at 0.5 and 0.33 greedy (research/LOG.md, "Drafting edits").
 EDIT_TEMPERATURE = 0.0
 
 
@@ -96,7 +96,7 @@ def quantize_objects(objects: list[tuple[int, float, float, float]], config: Dra
     ValueError: a draft never drops an object silently.
 
     The order is the caller's: the order the instruction names the objects in is the one to give
-    (app/shapes/dataset.draft_rows). Then "A above B" is always drafted A first and B placed
+    (app/train/data.draft_rows). Then "A above B" is always drafted A first and B placed
     relative to it by the relation alone; ordered left to right instead, the drafter had to learn
     which of A and B comes first for "above" (whichever lies further left) and the relation's
     direction from both: after 1,500 teaching steps its drafts had the caption's relation 0.39 of the
@@ -293,7 +293,7 @@ class LayoutDrafter(nn.Module):
     @torch.no_grad()
     def detect(self, tokens: torch.Tensor, grids: list) -> torch.Tensor:
         """The stem's objects: [B, max_objects, 4] rows (label, x, y, size bins), left to right
-        (then top to bottom) as app/shapes/dataset.edit_draft_rows orders a scene, -1 past the last.
+        (then top to bottom) as app/train/data.edit_draft_rows orders a scene, -1 past the last.
         A cell holds an object where its centre head names one and no neighbour is surer of one
         (CenterNet's 3 x 3 peak test: two objects' centres are always more than a cell apart, and
         without it 0.2 of the benchmark's sources got a second object beside a true one); the most
@@ -322,7 +322,7 @@ class LayoutDrafter(nn.Module):
         source's own draft; returns the loss and the accuracy of the names on the centre cells.
         Nothing else reshapes the stem: the centre cells are 1 % of its tokens, and any other loss on
         it drowns theirs (a size loss at the centres, or the decoder's: 0.16-0.22 right after 400
-        steps with either, 0.91 without: docs/BENCHMARKS.md, "Edit drafts from the source's pixels").
+        steps with either, 0.91 without: research/LOG.md, "Edit drafts from the source's pixels").
         The centre's size bin is read off the stem's states by a head of its own, without gradient into the stem."""
         tokens, grids = pixels[:2]
         R = max(g[0] for g in grids)

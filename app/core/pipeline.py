@@ -75,7 +75,7 @@ class PipelineDefaults:
     # Improves Sample and Distribution Quality in Diffusion Models"): at high noise, guidance pushes
     # every sample toward the conditional mean and drops modes. The shapes model shows it plainly:
     # "a photo of a star" has fewer foreground pixels on average than the unconditional scene, so
-    # guidance at the first steps steers toward an empty image (docs/BENCHMARKS.md). (0, 1) = everywhere.
+    # guidance at the first steps steers toward an empty image (research/LOG.md). (0, 1) = everywhere.
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     keyframes: int = 3  # canvas keyframes for video (METHOD.md: 1 flickers, 3 is the paper's choice)
     shift: float = 1.0  # flow-matching timestep shift (SD3-style); 1.0 = uniform
@@ -123,15 +123,10 @@ def _first(reference, m: int):
                                     if isinstance(getattr(reference, f.name), torch.Tensor)})
 
 
-def token_grid(adapter, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(frames, rows, cols) of the backbone's token grid for latents of `latent_shape` (no batch)."""
-    p = getattr(adapter, "patch_size", None)
-    if p is None:  # FLUX packs 2x2 latent patches itself; SANA and Wan name theirs in the config
-        p = 2 if adapter.family == "flux" else adapter.transformer.config.patch_size
-    pt, ph, pw = (p if isinstance(p, (tuple, list)) else (1, p, p))
-    if len(latent_shape) == 3:
-        return 1, latent_shape[1] // ph, latent_shape[2] // pw
-    return latent_shape[1] // pt, latent_shape[2] // ph, latent_shape[3] // pw
+def initial_noise(seeds: list[int], latent_shape: tuple[int, ...]) -> torch.Tensor:
+    """[B, *latent_shape] noise, each item drawn on the CPU from its own seed, so a seed gives the same
+    result on every device and in every batch."""
+    return torch.stack([torch.randn(latent_shape, generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds])
 
 
 class MetaCanvasPipeline:
@@ -175,13 +170,38 @@ class MetaCanvasPipeline:
         return self.canvas_spec(GenerationRequest(Task.TEXT_TO_IMAGE, "x", width=size, height=size))
 
     def canvas_spec(self, request: GenerationRequest) -> CanvasSpec:
-        frames, rows, cols = token_grid(self.adapter, self.codec.latent_shape(request.height, request.width, request.frames))
+        frames, rows, cols = self.adapter.token_grid(self.codec.latent_shape(request.height, request.width, request.frames))
         # The canvas follows the token grid (1:1 at the embedded default's size) but is capped: the
         # connector interpolates it up to the token grid, as the paper does for larger outputs.
         scale = min(1.0, self.defaults.max_canvas_side / max(rows, cols))
         rows, cols = max(1, round(rows * scale)), max(1, round(cols * scale))
         keyframes = 1 if not request.task.makes_video else min(self.defaults.keyframes, frames)
         return CanvasSpec(keyframes, rows, cols)
+
+    # -- the size ----------------------------------------------------------------------------------
+    MAX_SIDE = 4096  # pixels a side: beyond it a typo (a width of 100000) would not fail, only hang
+    MAX_PIXELS = 2048 * 2048  # pixels a frame (4.2 MP; FLUX.1 and SANA are made for up to about this)
+
+    def size_step(self) -> tuple[int, int]:
+        """(width, height) in pixels of one backbone token: the codec's downsampling times the
+        transformer's patch. A frame's sides must be whole multiples of it."""
+        _, ph, pw = self.adapter.patch_size
+        f = int(getattr(self.codec, "spatial_factor", 1))
+        return f * int(pw), f * int(ph)
+
+    def check_size(self, width: int, height: int) -> None:
+        """Raise ValueError, in one line a user can act on, unless this model can make width x height:
+        positive, at most MAX_SIDE a side and MAX_PIXELS in all, a whole number of tokens each way."""
+        sw, sh = self.size_step()
+        if width <= 0 or height <= 0:
+            raise ValueError(f"size must be positive, got {width}x{height}")
+        if width > self.MAX_SIDE or height > self.MAX_SIDE or width * height > self.MAX_PIXELS:
+            raise ValueError(f"{width}x{height} is too large: at most {self.MAX_SIDE} pixels a side and "
+                             f"{self.MAX_PIXELS / 1e6:.1f} megapixels in all")
+        if width % sw or height % sh:
+            near = f"{max(sw, round(width / sw) * sw)}x{max(sh, round(height / sh) * sh)}"
+            raise ValueError(f"{width}x{height} is not a size '{self.name}' can make: the width must be a multiple "
+                             f"of {sw} and the height of {sh} (its token patch); the nearest is {near}")
 
     # -- the instruction ---------------------------------------------------------------------------
     def check_instruction(self, text: str) -> None:
@@ -225,8 +245,8 @@ class MetaCanvasPipeline:
         spec = self.canvas_spec(request)
         texts = [request.instruction] + ([""] if with_unconditional else [])
         images, videos = self._planner_media(request, len(texts))
-        # A model with layout codes plans one of its layouts per seed (CanvasTokens): a new seed, a new
-        # plan. The unconditional row plans with the same seed.
+        # A drafting planner draws its draft with the seed: a new seed, a new plan. The unconditional
+        # row (an empty instruction) is never drafted.
         return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts))
 
     # -- generation --------------------------------------------------------------------------------
@@ -239,6 +259,7 @@ class MetaCanvasPipeline:
 
         # 1. Check inputs.
         request.validate()
+        self.check_size(request.width, request.height)
         if request.task.value not in self.tasks:
             raise UnsupportedTaskError(
                 f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "
@@ -256,69 +277,27 @@ class MetaCanvasPipeline:
             plan = plan.edited(request.plan_edits)
         plan = plan.to(device)
         n = 2 if use_cfg else 1
-        context = plan.context[:n].to(dtype)
-        context_mask = plan.context_mask[:n]
-        plan_tokens = None
-        if request.use_canvas and self.adapter.canvas_connector is not None:
-            plan_tokens = self.adapter.prepare_plan(plan.canvas[:n].to(dtype))
+        plan_tokens = self._plan_tokens(plan, n, request.use_canvas)
+        if plan_tokens is not None:
             plan.strength = plan_tokens.float().norm(dim=-1).to(plan.canvas.device)
         timings["plan"] = time.perf_counter() - t_start
 
-        # 3. Reference latents: the source image (edit), first frame (i2v), references (r2v), source clip.
+        # 3. Reference latents: the source image (edit), first frame (i2v), references (r2v), source clip,
+        # in the form the backbone family takes them.
         reference = self._reference_latents(request, device, dtype)
-        first_frame = None
         if reference is not None:
             reference = reference.expand(n, *reference.shape[1:])
-            if self.adapter.family == "wan":
-                # Wan takes the image of image-to-video as a clean first latent frame (TI2V), and the
-                # reference images / source clip as clean frames appended after the target.
-                from .backbones.wan import WanReference
+        reference, first_frame = self.adapter.condition(reference, request.task)
 
-                if request.task is Task.IMAGE_TO_VIDEO:
-                    first_frame = reference[:1, :, :1]
-                    reference = WanReference(first_frame=reference[:, :, :1])
-                else:
-                    reference = WanReference(frames=reference)
-
-        # 4. Initial noise, drawn on the CPU so a seed gives the same result on every device.
-        generator = torch.Generator("cpu").manual_seed(int(request.seed))
-        latents = torch.randn((1, *latent_shape), generator=generator).to(device=device, dtype=dtype)
+        # 4. Initial noise.
+        latents = initial_noise([request.seed], latent_shape).to(device=device, dtype=dtype)
         if first_frame is not None:  # the adapter returns zero velocity there, so it stays clean
             latents[:, :, :1] = first_frame
 
-        # 5. Timesteps.
-        self.scheduler.set_timesteps(request.steps, device=device)
-        sigmas = self.scheduler.sigmas
-
-        # 6. Denoising loop. Guidance runs conditional and unconditional as ONE batch-2 forward.
-        # Everything that does not change from step to step (the plan tokens, the context, the
-        # reference) was made above, once; the per-step timesteps are made here in one go.
-        # inference_mode rather than no_grad: the loop is a few thousand small ops per image, and
-        # inference mode skips their version-counter and autograd-dispatch bookkeeping (a few
-        # percent on 2 CPU cores). Nothing made inside escapes to the caller as a tensor except the
-        # step callback's `latents`, which callers only read.
+        # 5-6. Timesteps and the denoising loop.
         t_loop = time.perf_counter()
-        step_times = sigmas[:-1, None].expand(-1, n).to(device=device, dtype=dtype)
-        with torch.inference_mode():
-            for i, t in enumerate(self.scheduler.timesteps):
-                # Outside the guidance interval only the conditional half (item 0) runs.
-                m = n if use_cfg and self.defaults.guided(float(sigmas[i])) else 1
-                model_in = latents.expand(m, *latents.shape[1:])
-                velocity = self.adapter(model_in, step_times[i, :m], context[:m], context_mask[:m],
-                                        plan=None if plan_tokens is None else plan_tokens[:m],
-                                        reference=_first(reference, m))
-                if m == 2:
-                    cond, uncond = velocity.chunk(2)
-                    velocity = uncond + request.guidance * (cond - uncond)
-                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-                if callback is not None:
-                    frames_preview = None
-                    if preview:
-                        x0 = latents - sigmas[i + 1] * velocity  # the clean estimate at this step
-                        frames_preview = self.codec.decode(x0)
-                    keep_going = callback(StepInfo(i + 1, request.steps, latents, frames_preview))
-                    if keep_going is False:
-                        raise GenerationCancelled(i + 1, request.steps)
+        latents = self._denoise(latents, plan.context[:n].to(dtype), plan.context_mask[:n], plan_tokens, reference,
+                                request.steps, request.guidance, callback, preview)
         timings["denoise"] = time.perf_counter() - t_loop
 
         # 7. Decode.
@@ -327,6 +306,53 @@ class MetaCanvasPipeline:
         timings["decode"] = time.perf_counter() - t_dec
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings)
+
+    def _plan_tokens(self, plan: Plan, n: int, use_canvas: bool) -> torch.Tensor | None:
+        """The first `n` plans through the canvas connector's first block (once per request); None for
+        a text-only model or run."""
+        if not use_canvas or self.adapter.canvas_connector is None:
+            return None
+        return self.adapter.prepare_plan(plan.canvas[:n].to(self.dtype))
+
+    def _denoise(self, latents: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor,
+                 plan_tokens: torch.Tensor | None, reference, steps: int, guidance: float,
+                 callback: StepCallback | None = None, preview: bool = False) -> torch.Tensor:
+        """The denoising loop, for `latents` [B, ...] whose conditions (context, plan tokens, reference)
+        hold B conditional rows, then, with guidance (> 1), B unconditional ones: conditional and
+        unconditional run as ONE batch-2B forward. Outside the guidance interval only the conditional
+        rows run.
+
+        Everything that does not change from step to step was made by the caller, once; the per-step
+        timesteps are made here in one go. inference_mode rather than no_grad: the loop is a few
+        thousand small ops per image, and inference mode skips their version-counter and
+        autograd-dispatch bookkeeping (a few percent on 2 CPU cores). Nothing made inside escapes to
+        the caller as a tensor except the step callback's `latents`, which callers only read."""
+        device, dtype = latents.device, latents.dtype
+        b = latents.shape[0]
+        use_cfg = guidance > 1.0
+        n = 2 * b if use_cfg else b
+        self.scheduler.set_timesteps(steps, device=device)
+        sigmas = self.scheduler.sigmas
+        step_times = sigmas[:-1, None].expand(-1, n).to(device=device, dtype=dtype)
+        with torch.inference_mode():
+            for i, t in enumerate(self.scheduler.timesteps):
+                m = n if use_cfg and self.defaults.guided(float(sigmas[i])) else b
+                model_in = latents if m == b else torch.cat([latents, latents])
+                velocity = self.adapter(model_in, step_times[i, :m], context[:m], context_mask[:m],
+                                        plan_tokens=None if plan_tokens is None else plan_tokens[:m],
+                                        reference=_first(reference, m))
+                if m != b:
+                    cond, uncond = velocity.chunk(2)
+                    velocity = uncond + guidance * (cond - uncond)
+                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+                if callback is not None:
+                    frames_preview = None
+                    if preview:
+                        x0 = latents - sigmas[i + 1] * velocity  # the clean estimate at this step
+                        frames_preview = self.codec.decode(x0)
+                    if callback(StepInfo(i + 1, steps, latents, frames_preview)) is False:
+                        raise GenerationCancelled(i + 1, steps)
+        return latents
 
     def _reference_latents(self, request: GenerationRequest, device, dtype) -> torch.Tensor | None:
         if request.task in (Task.IMAGE_EDIT, Task.IMAGE_TO_VIDEO):
@@ -354,38 +380,20 @@ class MetaCanvasPipeline:
         d = self.defaults
         steps, guidance = steps or d.steps, d.guidance if guidance is None else guidance
         height, width = height or d.height, width or d.width
+        self.check_size(width, height)
         task = Task.IMAGE_EDIT if sources is not None else Task.TEXT_TO_IMAGE
         device, dtype = self.device, self.dtype
         b = len(instructions)
         spec = self.canvas_spec(GenerationRequest(task, "x", width=width, height=height, images=[np.zeros((1, 1, 3), np.uint8)]))
-        use_cfg = guidance > 1.0
-        texts = list(instructions) + ([""] * b if use_cfg else [])
-        images = [[s] for s in sources] * (2 if use_cfg else 1) if sources is not None else None
-        plan = self.planner(texts, spec, images=images, seeds=list(seeds) * (2 if use_cfg else 1)).to(device)
-        plan_tokens = self.adapter.prepare_plan(plan.canvas.to(dtype)) if use_canvas and self.adapter.canvas_connector is not None else None
+        copies = 2 if guidance > 1.0 else 1  # the unconditional rows follow the conditional ones
+        texts = list(instructions) + [""] * b * (copies - 1)
+        images = [[s] for s in sources] * copies if sources is not None else None
+        plan = self.planner(texts, spec, images=images, seeds=list(seeds) * copies).to(device)
         reference = None
         if sources is not None:
-            reference = torch.cat([self.codec.encode(s, height, width, device, dtype) for s in sources])
-            if use_cfg:
-                reference = torch.cat([reference, reference])
-        shape = self.codec.latent_shape(height, width, 1)
-        latents = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds])
-        latents = latents.to(device=device, dtype=dtype)
-        self.scheduler.set_timesteps(steps, device=device)
-        # As in __call__: step-invariant inputs made once, the loop under inference_mode.
-        context = plan.context.to(dtype)
-        n = 2 * b if use_cfg else b
-        step_times = self.scheduler.sigmas[:-1, None].expand(-1, n).to(device=device, dtype=dtype)
-        with torch.inference_mode():
-            for i, t in enumerate(self.scheduler.timesteps):
-                # The conditional rows come first; outside the guidance interval only they run.
-                m = n if use_cfg and self.defaults.guided(float(self.scheduler.sigmas[i])) else b
-                model_in = torch.cat([latents, latents]) if m == n and use_cfg else latents
-                velocity = self.adapter(model_in, step_times[i, :m], context[:m], plan.context_mask[:m],
-                                        plan=None if plan_tokens is None else plan_tokens[:m],
-                                        reference=None if reference is None else reference[:m])
-                if m == 2 * b:
-                    cond, uncond = velocity.chunk(2)
-                    velocity = uncond + guidance * (cond - uncond)
-                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+            reference = torch.cat([self.codec.encode(s, height, width, device, dtype) for s in sources] * copies)
+        reference, _ = self.adapter.condition(reference, task)
+        latents = initial_noise(seeds, self.codec.latent_shape(height, width, 1)).to(device=device, dtype=dtype)
+        latents = self._denoise(latents, plan.context.to(dtype), plan.context_mask,
+                                self._plan_tokens(plan, b * copies, use_canvas), reference, steps, guidance)
         return np.concatenate([self.codec.decode(latents[i:i + 1]) for i in range(b)])

@@ -383,12 +383,6 @@ def _word_tokens(instruction: str, span: tuple[int, int], offsets: torch.Tensor,
 
 
 # ---- planner --------------------------------------------------------------------------------------
-def pooled_states(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, L, d] states, [B, L] mask -> [B, d]: the mean over each item's unmasked positions."""
-    m = mask.to(states.dtype).unsqueeze(-1)
-    return (torch.nan_to_num(states) * m).sum(1) / m.sum(1).clamp(min=1)
-
-
 def image_token_places(ids: torch.Tensor, image_grid_thw: torch.Tensor | None, image_token_id: int,
                        merge: int, bins: int) -> torch.Tensor:
     """[B, L, 2] long: for each image token, the (x, y) bin of the frame it stands for (`bins` per
@@ -547,45 +541,36 @@ class Planner(nn.Module):
 
     def forward(self, instructions: list[str], spec: CanvasSpec, images: list[list[np.ndarray]] | None = None,
                 videos: list[np.ndarray | None] | None = None, inputs: PlannerInputs | None = None,
-                layouts: torch.Tensor | list[int] | None = None, seeds: list[int] | None = None,
-                drafts: torch.Tensor | None = None) -> Plan:
-        """With layout codes (CanvasTokens), `layouts` gives each item's code; without it each item's
-        code is drawn from the planner's prior with its seed in `seeds` (the most likely code without seeds).
-        With a drafter, `drafts` ([B, length, 4], app/core/draft.py) gives each item's layout draft (a
+                seeds: list[int] | None = None, drafts: torch.Tensor | None = None) -> Plan:
+        """With a drafter, `drafts` ([B, length, 4], app/core/draft.py) gives each item's layout draft (a
         training scene's own); without it, each text-only item with an instruction is drafted with its
-        seed, so is each image edit when the planner has an edit drafter, and other items with media
-        or an empty instruction get none."""
+        seed in `seeds`, so is each image edit when the planner has an edit drafter, and other items with
+        media or an empty instruction get none."""
         inputs, ids, embeds, mask, prefix_pos = self._prompt(instructions, images, videos, inputs)
         mllm = self.mllm
         device = self.canvas_tokens.tokens.device
         dtype = mllm.get_input_embeddings().weight.dtype
         batch = ids.shape[0]
-        need_layouts = bool(self.canvas_tokens.layouts) and layouts is None
-        need_drafts = self.drafts and drafts is None
-        if need_layouts or need_drafts:
-            # The instruction alone first: its states decide the layout code and draw the draft (the
-            # canvas comes after it in the causal sequence, so these are the very context states of the plan).
+        if self.drafts and drafts is None:
+            # The instruction alone first: its states draw the draft (the canvas comes after it in the
+            # causal sequence, so these are the very context states of the plan).
             prefix = mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=prefix_pos,
                                          use_cache=False).last_hidden_state
-            if need_layouts:
-                layouts = self.canvas_tokens.choose_layouts(pooled_states(prefix, mask), seeds)
-            if need_drafts:
-                media = torch.isin(ids, torch.tensor([mllm.config.image_token_id, mllm.config.video_token_id],
-                                                     device=ids.device)).any(1)
-                worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
-                drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded)
-                if self.edit_drafter is not None:
-                    # Edits (a still image, no clip) are drafted from the source's states as well.
-                    imaged = (ids == mllm.config.image_token_id).any(1) & ~(ids == mllm.config.video_token_id).any(1)
-                    edited = imaged.cpu() & worded
-                    if edited.any():
-                        sources = self.source_images(inputs) if self.edit_drafter.config.pixel_width else None
-                        target = self.edit_drafter.sample(prefix, mask, seeds, wanted=edited, where=self.image_places(inputs),
-                                                          temperature=EDIT_TEMPERATURE, sources=sources)
-                        drafts = torch.where(edited[:, None, None], target, drafts)
-        codes = torch.as_tensor(layouts).reshape(batch).to(device) if self.canvas_tokens.layouts else None
+            media = torch.isin(ids, torch.tensor([mllm.config.image_token_id, mllm.config.video_token_id],
+                                                 device=ids.device)).any(1)
+            worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
+            drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded)
+            if self.edit_drafter is not None:
+                # Edits (a still image, no clip) are drafted from the source's states as well.
+                imaged = (ids == mllm.config.image_token_id).any(1) & ~(ids == mllm.config.video_token_id).any(1)
+                edited = imaged.cpu() & worded
+                if edited.any():
+                    sources = self.source_images(inputs) if self.edit_drafter.config.pixel_width else None
+                    target = self.edit_drafter.sample(prefix, mask, seeds, wanted=edited, where=self.image_places(inputs),
+                                                      temperature=EDIT_TEMPERATURE, sources=sources)
+                    drafts = torch.where(edited[:, None, None], target, drafts)
         coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if self.drafts else None
-        canvas = self.canvas_tokens(spec, codes, coverage).to(dtype)
+        canvas = self.canvas_tokens(spec, coverage).to(dtype)
         if canvas.dim() == 2:
             canvas = canvas.unsqueeze(0).expand(batch, -1, -1)
         position_ids = canvas_position_ids(prefix_pos, mask, spec, self.temporal_stride)

@@ -1,7 +1,7 @@
 """Evaluate a loaded MetaCanvas model on the shapes world: GenEval, edits, plan fidelity.
 
 Used during training (a small quick set, EMA weights) and for the figures in the model card
-(bench/eval_embedded.py: 400+ prompts x 4 images, 200+ edits).
+(bench/bench_quality.py: 400+ prompts x 4 images, 200+ edits).
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def evaluate_model(pipe, *, n_prompts: int = 96, images_per_prompt: int = 1, n_e
 
 def _plans(pipe, prompts, seeds):
     with torch.no_grad():
-        # The plan each image was sampled with: a model with layout codes plans one per seed.
+        # The plan each image was sampled with: a drafting model drafts one per seed.
         plan = pipe.planner(prompts, pipe.canvas_spec_for(pipe.defaults.width), seeds=seeds)
         tokens = pipe.adapter.prepare_plan(plan.canvas.to(pipe.device, pipe.dtype))
         plan.strength = tokens.float().norm(dim=-1).to(plan.canvas.device)

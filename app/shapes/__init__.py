@@ -1,6 +1,6 @@
 """The procedural shapes world: scenes, rendering, captions, edits, vocabulary and the detector."""
 from .captions import CAPTION_KINDS, GENEVAL_TAGS, CaptionedScene, describe, geneval_metadata, sample_captioned_scene, scene_for_metadata
-from .dataset import label_map, sample_edit_batch, sample_t2i_batch, sample_t2i_examples
+from .dataset import caption_order, frame_order, label_map, sample_t2i_examples
 from .detect import Detection, detect, foreground_mask
 from .edits import EDIT_KINDS, EditTriple, edit_kind, sample_edit
 from .palette import BACKGROUND, CLASSES, COLOR_NAMES, COLORS, NUM_LABELS, label_index, label_name

@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .captions import CaptionedScene, sample_captioned_scene
-from .edits import sample_edit
 from .palette import NUM_LABELS, label_index
 from .render import SUPERSAMPLE, object_alpha, render
-from .scene import Scene
+from .scene import Scene, ShapeObject
 
 
 def sample_t2i_examples(rng: np.random.Generator, n: int, size: int = 64) -> list[tuple[CaptionedScene, np.ndarray]]:
@@ -16,20 +15,6 @@ def sample_t2i_examples(rng: np.random.Generator, n: int, size: int = 64) -> lis
     for _ in range(n):
         cs = sample_captioned_scene(rng)
         out.append((cs, render(cs.scene, size)))
-    return out
-
-
-def sample_t2i_batch(rng: np.random.Generator, n: int, size: int = 64) -> list[tuple[str, np.ndarray]]:
-    """(caption, image uint8 [size, size, 3]) pairs over all caption kinds."""
-    return [(cs.caption, image) for cs, image in sample_t2i_examples(rng, n, size)]
-
-
-def sample_edit_batch(rng: np.random.Generator, n: int, size: int = 64) -> list[tuple[np.ndarray, str, np.ndarray]]:
-    """(source image, instruction, target image) triples over the five edit kinds."""
-    out = []
-    for _ in range(n):
-        source, instruction, target = sample_edit(rng)
-        out.append((render(source, size), instruction, render(target, size)))
     return out
 
 
@@ -51,39 +36,27 @@ def label_map(scene: Scene, grid: int = 16) -> np.ndarray:
     return labels[winner]
 
 
-def draft_rows(scene: Scene, config) -> np.ndarray:
-    """The scene as a layout draft (app/core/draft.py): what the planner's drafter is taught to
-    draw, and what the canvas is seeded with when the DiT trains on this scene.
-
-    Objects in the order a caption names them: scenes are built in the order of their caption's
-    objects (GenEval's include order), and `describe` names (colour, class) groups in order of first
-    appearance; so groups go in that order, and the objects of one group, which a caption does not
-    tell apart, left to right."""
-    from app.core.draft import quantize_objects
-
+def caption_order(scene: Scene) -> list[ShapeObject]:
+    """The scene's objects in the order its caption names them: scenes are built in the order of their
+    caption's objects (GenEval's include order), and `describe` names (colour, class) groups in order of
+    first appearance; so groups go in that order, and the objects of one group, which a caption does not
+    tell apart, left to right. (A caption's layout draft lists them so: app/train/data.py.)"""
     first: dict[tuple[str, str], int] = {}
     for i, o in enumerate(scene.objects):
         first.setdefault((o.cls, o.color), i)
-    ordered = sorted(scene.objects, key=lambda o: (first[(o.cls, o.color)], o.cx, o.cy))
-    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in ordered], config)
+    return sorted(scene.objects, key=lambda o: (first[(o.cls, o.color)], o.cx, o.cy))
 
 
-def edit_draft_rows(scene: Scene, config) -> np.ndarray:
-    """An edit's target scene as a draft, objects left to right (then top to bottom).
-
-    No caption names an edit's objects in order: the edit drafter reads them off the source image
-    (app/core/draft.py) and copies all but the edited one, so it goes through the frame the way its
-    memory is laid out."""
-    from app.core.draft import quantize_objects
-
-    ordered = sorted(scene.objects, key=lambda o: (o.cx, o.cy))
-    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in ordered], config)
+def frame_order(scene: Scene) -> list[ShapeObject]:
+    """The scene's objects left to right (then top to bottom): how an edit's scenes are listed, since no
+    caption names their objects in order."""
+    return sorted(scene.objects, key=lambda o: (o.cx, o.cy))
 
 
 def edit_named_index(triple) -> int:
-    """Which of the source's objects the instruction names, counted in edit_draft_rows' order (left to
-    right): the one it changes or removes, or the one an added object goes next to. What an edit
-    drafter's referring head is taught to point at (app/core/draft.py)."""
+    """Which of the source's objects the instruction names, counted in `frame_order`: the one it changes
+    or removes, or the one an added object goes next to. What an edit drafter's referring head is
+    taught to point at."""
     from app.shapes.edits import add_anchor, edit_kind
 
     source = triple.source
@@ -94,8 +67,7 @@ def edit_named_index(triple) -> int:
         if len(changed) != 1:
             raise ValueError(f"{triple.instruction!r} changes {len(changed)} objects of its source, not one")
         named = changed[0]
-    ordered = sorted(source.objects, key=lambda o: (o.cx, o.cy))
-    return ordered.index(named)
+    return frame_order(source).index(named)
 
 
-__all__ = ["draft_rows", "edit_draft_rows", "edit_named_index", "sample_t2i_batch", "sample_t2i_examples", "sample_edit_batch", "label_map", "NUM_LABELS"]
+__all__ = ["caption_order", "frame_order", "edit_named_index", "sample_t2i_examples", "label_map", "NUM_LABELS"]

@@ -79,8 +79,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
             raise ValueError("model.edit_drafts needs model.canvas_drafts (edits are drafted as captions are)")
         edit_drafter = LayoutDrafter(replace(drafts, reads_images=True, pixel_width=m.edit_drafter_pixels),
                                      m.planner_hidden)
-    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, layouts=m.canvas_layouts,
-                          draft_labels=NUM_LABELS if drafts is not None else 0)
+    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, draft_labels=NUM_LABELS if drafts is not None else 0)
     planner = Planner(mllm, processor, canvas, drafter=drafter, edit_drafter=edit_drafter)
 
     width = m.dit_heads * m.dit_head_dim
@@ -91,7 +90,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
         sample_size=size, patch_size=m.patch_size, interpolation_scale=1)
     adapter = SanaAdapter(transformer, m.planner_hidden, canvas=use_canvas, self_attention=m.self_attention,
                           connector_heads=m.connector_heads, prediction=m.prediction,
-                          pooled_context=m.pooled_context, source_residual=m.source_residual)
+                          source_residual=m.source_residual)
     defaults = PipelineDefaults(width=size, height=size, steps=recipe.sample_steps, guidance=recipe.guidance,
                                 guidance_interval=tuple(recipe.guidance_interval),
                                 shift=recipe.sample_shift, solver=recipe.sample_solver,

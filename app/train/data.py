@@ -9,16 +9,33 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from app.shapes.dataset import draft_rows, edit_draft_rows, edit_named_index, label_map, sample_t2i_examples
+from app.core.draft import DraftConfig, quantize_objects
+from app.shapes.dataset import caption_order, edit_named_index, frame_order, label_map, sample_t2i_examples
 from app.shapes.edits import sample_edit
+from app.shapes.palette import label_index
 from app.shapes.render import render
+from app.shapes.scene import Scene
+
+
+def draft_rows(scene: Scene, config: DraftConfig) -> np.ndarray:
+    """The scene as a layout draft (app/core/draft.py): what the planner's drafter is taught to draw, and
+    what the canvas is seeded with when the DiT trains on this scene. Objects in the order the caption
+    names them (app/shapes/dataset.caption_order; app/core/draft.quantize_objects says why)."""
+    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in caption_order(scene)], config)
+
+
+def edit_draft_rows(scene: Scene, config: DraftConfig) -> np.ndarray:
+    """An edit's target (or source) scene as a draft, objects left to right (app/shapes/dataset.frame_order):
+    the edit drafter reads them off the source image and copies all but the edited one, so it goes
+    through the frame the way its memory is laid out."""
+    return quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in frame_order(scene)], config)
 
 
 def make_batch(rng: np.random.Generator, batch: int, size: int, grid: int, edit: bool,
                ambiguous_fraction: float = 0.0, draft=None, edit_drafts: bool = False) -> dict:
     """`draft`: a DraftConfig when the planner drafts layouts; text-to-image batches then carry each
     scene as a draft (`draft`, [B, length, 4]) too, and with `edit_drafts` so do edit batches (each
-    edit's target scene, objects left to right: app/shapes/dataset.edit_draft_rows), and each
+    edit's target scene, objects left to right: edit_draft_rows), and each
     source scene's own draft (`source_draft`: what an edit drafter's pixel stem learns to read) and
     which of its objects the instruction names (`source_named`: what its referring head learns)."""
     if not edit:

@@ -2,7 +2,7 @@
 
 Why (our choice; METHOD.md trains stage 2 with the flow-matching loss alone): a small DiT trained
 from nothing learns to draw flat shapes long before it learns which shape a word names (the shapes
-model still drew squares for "a circle" after 1.5 M training images, docs/BENCHMARKS.md). REPA (Yu et
+model still drew squares for "a circle" after 1.5 M training images, research/LOG.md). REPA (Yu et
 al. 2024, "Representation Alignment for Generation Is Easier Than You Think") showed that giving a
 DiT's middle tokens a semantic target speeds training many times over; it aligns them with a
 pretrained image encoder. We have no such encoder, but the shapes world gives exact semantics for

@@ -24,23 +24,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from app.core.canvas import CanvasTokens
 from app.core.checkpoints import load_state, save_model, save_module
-from app.shapes.palette import NUM_LABELS
 from app.train.build import build_model
 from app.train.data import ShapesStream
 from app.train.ema import EMA
 from app.train.label_alignment import LabelAlignment
 from app.train.optim_state import load_optimizer, save_optimizer
-from app.train.planner_teaching import PlannerTeacher, batch_drafts, label_weights, layout_losses
+from app.train.planner_teaching import PlannerTeacher, batch_drafts
 from app.train.recipe import Recipe
 
 DRAFTER = "layout_drafter"  # the folder of a planner's layout drafter (app/core/draft.py), as in model folders
 EDIT_DRAFTER = "edit_drafter"  # and of its drafter of image edits
-LAYOUT_HEAD = "layout_head"  # the folder, beside planner/ and canvas_tokens/, of the kept canvas head
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -79,10 +76,6 @@ class Trainer:
         self.pipe.to(self.device)
         self.workers = workers
         self._tokens_ema: EMA | None = None  # set when stage 2 trains the canvas tokens
-        # With layout codes, stage 1's canvas head is kept: stage 2 picks each scene's code with it.
-        self.layout_head = nn.Linear(self.pipe.planner.hidden_size, NUM_LABELS).to(self.device)
-        self.layout_head_taught = False
-        self._label_weights = label_weights(recipe.teach_foreground_weight).to(self.device)  # as stage 1 weighs them
         self.label_alignment = (LabelAlignment(self.pipe.adapter, recipe.label_loss_layer).to(self.device)
                                 if recipe.label_loss_weight > 0 else None)
         self.progress_path = self.out / "progress.json"
@@ -134,8 +127,8 @@ class Trainer:
             raise ValueError(f"{folder} is a MetaCanvas model; a text-only run cannot start from it "
                              f"(it would inherit a backbone trained with a plan)")
         missing, unexpected = self.pipe.planner.load_state_dict(src.planner.state_dict(), strict=False)
-        # Layout codes and drafts may be new to the run: they come from a taught planner (--planner-from).
-        new = ("canvas_tokens.layout_", "canvas_tokens.draft_embedding", "drafter.", "edit_drafter.")
+        # Drafts may be new to the run: they come from a taught planner (--planner-from).
+        new = ("canvas_tokens.draft_embedding", "drafter.", "edit_drafter.")
         if unexpected or any(not k.startswith(new) for k in missing):
             raise ValueError(f"the planner in {folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         # A MetaCanvas run may start from a trained text-only model: the paper adds MetaCanvas to a
@@ -143,7 +136,7 @@ class Trainer:
         # zero-initialised, so the model starts out exactly as the text-only one and learns the plan.
         missing, unexpected = self.pipe.adapter.load_state_dict(src.adapter.state_dict(), strict=False)
         # Options that start as exact no-ops (zero-initialised) may be new to the run too.
-        fresh = ("canvas_connector.", "source_residual.", "pooled_connector.")
+        fresh = ("canvas_connector.", "source_residual.")
         if unexpected or any(not k.startswith(fresh) for k in missing):
             raise ValueError(f"{folder} does not fit this recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
         if own_canvas and not src_canvas:
@@ -191,17 +184,6 @@ class Trainer:
             source.load_state_dict(tokens)
             with torch.no_grad():
                 tokens = {"tokens": source(planner.canvas_tokens.spec).reshape(own.shape).clone()}
-        layouts = planner.canvas_tokens.layouts
-        if "layout_codes" in tokens and tuple(tokens["layout_codes"].shape[:1]) != (layouts,):
-            raise ValueError(f"the canvas in {folder} has {tokens['layout_codes'].shape[0]} layout codes; "
-                             f"this recipe's has {layouts} (model.canvas_layouts)")
-        if layouts and "layout_codes" not in tokens:
-            if not resample_canvas:
-                raise ValueError(f"the planner in {folder} has no layout codes, and this recipe plans with "
-                                 f"{layouts}: teach them first (--planner-init {folder} --teach-only)")
-            self.log(f"{folder} has no layout codes: this run teaches {layouts} new ones")
-            tokens = {**tokens, **{k: v.detach().clone() for k, v in planner.canvas_tokens.state_dict().items()
-                                   if k.startswith("layout_")}}
         if planner.drafts and "draft_embedding" not in tokens:
             if not resample_canvas:
                 raise ValueError(f"the planner in {folder} has no layout drafter, and this recipe drafts layouts: "
@@ -211,14 +193,11 @@ class Trainer:
         elif "draft_embedding" in tokens and not planner.drafts:
             raise ValueError(f"the planner in {folder} drafts layouts; this recipe does not (model.canvas_drafts): "
                              f"use a recipe with drafts, or a planner without")
-        planner.canvas_tokens.load_state_dict(CanvasTokens.complete_state(tokens, layouts, planner.canvas_tokens.dim))
+        planner.canvas_tokens.load_state_dict(tokens)
         if planner.drafts and (folder / DRAFTER).is_dir():
             planner.drafter.load_state_dict(load_state(folder / DRAFTER))
         if planner.edit_drafter is not None and (folder / EDIT_DRAFTER).is_dir():
             planner.edit_drafter.load_state_dict(load_state(folder / EDIT_DRAFTER))
-        if layouts and (folder / LAYOUT_HEAD).is_dir():
-            self.layout_head.load_state_dict(load_state(folder / LAYOUT_HEAD))
-            self.layout_head_taught = True
         taught, trained = folder / "teaching.json", folder / "training.json"
         record = None
         if taught.exists():  # how long it was taught, for this run's training.json
@@ -239,13 +218,6 @@ class Trainer:
         teacher = PlannerTeacher(self.pipe.planner, grid=self.recipe.model.image_size // self.recipe.model.patch_size,
                                  foreground_weight=self.recipe.teach_foreground_weight).to(self.device)
         params = [p for p in teacher.parameters() if p.requires_grad]
-        if self.recipe.teach_layout_codes_only:
-            # The MLLM and base canvas stay as given (--planner-init): the context states, all that
-            # the text-only baseline reads, are the very ones it was trained with.
-            if not self.pipe.planner.canvas_tokens.layouts:
-                raise ValueError("teach_layout_codes_only needs layout codes (model.canvas_layouts > 0)")
-            codes = self.pipe.planner.canvas_tokens
-            params = [codes.layout_codes, *codes.layout_prior.parameters(), *teacher.canvas_head.parameters()]
         if self.recipe.teach_drafts_only:
             if not self.pipe.planner.drafts:
                 raise ValueError("teach_drafts_only needs layout drafts (model.canvas_drafts)")
@@ -264,9 +236,6 @@ class Trainer:
         self.progress["teach_steps_done"] = self.progress.get("teach_prior_steps", 0) + done
         self.progress["teach_seconds"] = seconds
         self.progress["teach_done"] = True
-        if self.pipe.planner.canvas_tokens.layouts:
-            self.layout_head.load_state_dict(teacher.canvas_head.state_dict())
-            self.layout_head_taught = True
         self._save_planner(self.out / "planner_taught")
         _atomic_json(self.progress_path, self.progress)
 
@@ -307,9 +276,10 @@ class Trainer:
         MLLM's prompt states read without gradients (app/core/draft.py). Everything else in the
         planner stays. With both tasks, each step teaches each drafter one batch."""
         from app.shapes.captions import sample_captioned_scene
-        from app.shapes.dataset import draft_rows, edit_draft_rows, edit_named_index
+        from app.shapes.dataset import edit_named_index
         from app.shapes.edits import EDIT_KINDS, sample_edit
         from app.shapes.render import render
+        from app.train.data import draft_rows, edit_draft_rows
 
         r, planner = self.recipe.teach, self.pipe.planner
         tasks = tuple(self.recipe.teach_drafter_tasks)
@@ -383,8 +353,6 @@ class Trainer:
             save_module(planner.edit_drafter, folder / EDIT_DRAFTER,
                         {"what": "edit drafter", "draft": planner.edit_drafter.config.to_dict(),
                          "context_dim": planner.hidden_size})
-        if self.layout_head_taught:
-            save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         steps = self.progress.get("teach_steps_done", self.recipe.teach.steps)
         record = {"steps": steps, "seconds": round(self.progress.get("teach_seconds", 0.0), 1)}
         for key in ("drafter_steps", "edit_drafter_steps"):  # the drafters' own (teach_drafter_only)
@@ -397,10 +365,6 @@ class Trainer:
         r = self.recipe.diffusion
         planner, adapter = self.pipe.planner, self.pipe.adapter
         planner.requires_grad_(False).eval()
-        if self.use_canvas and planner.canvas_tokens.layouts and not self.layout_head_taught:
-            raise ValueError("this recipe plans with layout codes, but no taught layout head came with the planner: "
-                             "teach the planner in this run or give --planner-from a folder that has layout_head/")
-        self.layout_head.requires_grad_(False)
         adapter.train()
         params = [p for p in adapter.parameters() if p.requires_grad]
         groups = [{"params": params}]
@@ -524,9 +488,8 @@ class Trainer:
         rec = self.recipe
         sources = batch.get("sources")
         spec = self.pipe.canvas_spec_for(rec.model.image_size)
-        layouts = self._best_layouts(batch, spec) if self.use_canvas else None
         with torch.set_grad_enabled(self._tokens_ema is not None):
-            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"], layouts=layouts,
+            plan = self.pipe.planner(batch["texts"], spec, inputs=batch["planner_inputs"],
                                      drafts=batch_drafts(self.pipe.planner, batch))
         target = torch.from_numpy(batch["images"]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         reference = None
@@ -541,18 +504,8 @@ class Trainer:
         with self.accelerator.autocast():
             unwrapped = self.accelerator.unwrap_model(adapter)
             plan_tokens = unwrapped.prepare_plan(plan.canvas) if self.use_canvas else None
-            velocity = adapter(noisy, t, plan.context, plan.context_mask, plan=plan_tokens, reference=reference)
+            velocity = adapter(noisy, t, plan.context, plan.context_mask, plan_tokens=plan_tokens, reference=reference)
         return F.mse_loss(velocity.float(), noise - target)
-
-    @torch.no_grad()
-    def _best_layouts(self, batch: dict, spec) -> torch.Tensor | None:
-        """Each training scene's layout code: the one whose plan best predicts its label map (as in
-        stage 1), so that the DiT learns to draw the layout its plan commits to."""
-        if not self.pipe.planner.canvas_tokens.layouts:
-            return None
-        labels = torch.from_numpy(batch["labels"]).to(self.device)
-        per_code, _ = layout_losses(self.pipe.planner, self.layout_head, batch, spec, labels, self._label_weights)
-        return per_code.argmin(1)
 
     def _save_checkpoint(self, folder: Path, adapter, ema: EMA, opt) -> None:
         from safetensors.torch import save_file
@@ -612,8 +565,6 @@ class Trainer:
             self._tokens_ema.copy_to(self.pipe.planner.canvas_tokens)
         self.pipe.adapter.eval()
         save_model(self.pipe, folder, dtype=getattr(torch, self.recipe.save_dtype))
-        if self.layout_head_taught:  # for a later run that goes on from this model (--init-from)
-            save_module(self.layout_head, folder / LAYOUT_HEAD, {"what": "stage-1 canvas head: picks a scene's layout code"})
         (folder / "training.json").write_text(json.dumps(training_record(self.progress, self.recipe, self.use_canvas), indent=2))
         self.plot_curves()
         return folder

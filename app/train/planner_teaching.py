@@ -11,13 +11,6 @@ the planner first learns, with two auxiliary heads that are thrown away afterwar
 A label map is mostly unpredictable from a caption (a "red circle" can be anywhere); the heads learn
 the knowable part: which labels, and where the mass sits for positional words and for edits.
 
-With layout codes (CanvasTokens.layouts = K), the canvas is planned once per code and only the code
-that best predicts this scene's label map is taught (winner-take-all, "multiple choice learning",
-Guzman-Rivera et al. 2012), with a small share `WTA_EPSILON` for the others so that no code is left
-untaught. Each code comes to stand for one family of concrete layouts; the canvas head is kept
-(`layout_head`), because stage 2 uses it to pick each training scene's code the same way. The codes'
-prior (CanvasTokens.layout_prior) learns, from the pooled context states, which code won.
-
 With layout drafts (app/core/draft.py), a text-to-image scene's canvas is seeded with that scene's own
 draft (teacher forcing), so the canvas head can learn the scene's exact label map, and the drafter
 learns, from the context states (detached: it reads them, it does not reshape them), to draw such
@@ -31,10 +24,7 @@ from torch import nn
 
 from app.core.canvas import CanvasSpec
 from app.core.draft import no_drafts
-from app.core.planner import pooled_states
 from app.shapes.palette import NUM_LABELS
-
-WTA_EPSILON = 0.05
 
 
 def label_weights(foreground_weight: float) -> torch.Tensor:
@@ -43,21 +33,6 @@ def label_weights(foreground_weight: float) -> torch.Tensor:
     weights = torch.full((NUM_LABELS,), float(foreground_weight))
     weights[0] = 1.0
     return weights
-
-
-def layout_losses(planner, head: nn.Module, batch: dict, spec: CanvasSpec, labels: torch.Tensor,
-                  weight: torch.Tensor | None = None):
-    """Per item and layout code, the canvas head's cross-entropy against the scene's label map: [B, K],
-    with the K plans (the last one's context is every code's context: canvas tokens come after it)."""
-    b = labels.shape[0]
-    losses, plans = [], []
-    for k in range(max(planner.canvas_tokens.layouts, 1)):
-        plan = planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"], layouts=torch.full((b,), k))
-        logits = head(plan.canvas[:, 0])  # [B, g, g, L]
-        ce = F.cross_entropy(logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=weight, reduction="none")
-        losses.append(ce.reshape(b, -1).mean(1))
-        plans.append(plan)
-    return torch.stack(losses, 1), plans
 
 
 class PlannerTeacher(nn.Module):
@@ -73,20 +48,10 @@ class PlannerTeacher(nn.Module):
     def loss(self, batch: dict, device) -> tuple[torch.Tensor, dict[str, float]]:
         spec = CanvasSpec(1, self.grid, self.grid)
         labels = torch.from_numpy(batch["labels"]).to(device)  # [B, g, g]
-        if self.planner.canvas_tokens.layouts:
-            per_code, plans = layout_losses(self.planner, self.canvas_head, batch, spec, labels, self.label_weights)
-            best = per_code.argmin(1)
-            canvas_loss = (1 - WTA_EPSILON) * per_code.gather(1, best[:, None]).mean() + WTA_EPSILON * per_code.mean()
-            plan = plans[0]
-            canvas_logits = self.canvas_head(torch.stack([plans[k].canvas[i, 0] for i, k in enumerate(best.tolist())]))
-            # The prior learns which codes fit an instruction: the code that won is the target.
-            prior = self.planner.canvas_tokens.layout_prior(pooled_states(plan.context, plan.context_mask))
-            canvas_loss = canvas_loss + F.cross_entropy(prior, best)
-        else:
-            drafts = batch_drafts(self.planner, batch)
-            plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"], drafts=drafts)
-            canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
-            canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
+        drafts = batch_drafts(self.planner, batch)
+        plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"], drafts=drafts)
+        canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
+        canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
         mask = plan.context_mask.unsqueeze(-1).to(plan.context.dtype)
         pooled = (plan.context * mask).sum(1) / mask.sum(1).clamp(min=1)
         context_logits = self.context_head(pooled).reshape(-1, self.grid, self.grid, NUM_LABELS)

@@ -1,6 +1,7 @@
 """A training recipe: everything that decides a trained model, in one JSON file.
 
-The embedded default's recipe is app/train/recipes/shapes-64.json; the model card quotes it.
+The recipes in app/train/recipes/ are the ones that built the committed models (their cards name
+them, leg by leg) and tiny-test.json; experimental ones live in research/recipes/.
 """
 from __future__ import annotations
 
@@ -30,11 +31,7 @@ class ModelRecipe:
     connector_heads: int = 4
     self_attention: str = "softmax"  # softmax attention copies the source image of an edit precisely
     prediction: str = "velocity"  # or "sample": the DiT outputs the clean image (app/core/backbones/sana.py)
-    pooled_context: bool = False  # the instruction's mean state also steers AdaLN (app/core/connectors.py)
     source_residual: bool = False  # an edit's source also enters each target token directly (app/core/backbones/sana.py)
-    # Layout codes: the plan commits to one of this many layouts, drawn with the seed (app/core/canvas.py);
-    # tried with 8 on the shapes model and worse than none (docs/BENCHMARKS.md), so 0.
-    canvas_layouts: int = 0
     # Layout drafts: the planner drafts a text-to-image scene object by object with the request's
     # seed, and the draft seeds its canvas (app/core/draft.py).
     canvas_drafts: bool = False
@@ -70,16 +67,13 @@ class Recipe:
     # Share of stage-1 batches that are edits (the rest text-to-image). An edit's layout is in its source
     # and is learned fast; a caption's relations ("left of") take many text-to-image steps: at 0.5 the
     # text-to-image canvas did not tell "left of" from "right of" after 600 steps, and text-to-image
-    # batches alone taught it in about 900 (docs/BENCHMARKS.md, "The text-to-image canvas learns left
+    # batches alone taught it in about 900 (research/LOG.md, "The text-to-image canvas learns left
     # and right").
     teach_edit_fraction: float = 0.5
     # Share of stage-1 edits whose named object has another of its class in the scene, so that only
     # its colour names it. At 0 they come as often as random scenes make them (about a third); the
-    # planner's canvas gets such edits half as often right (docs/BENCHMARKS.md, "referring").
+    # planner's canvas gets such edits half as often right (research/LOG.md, "referring").
     teach_ambiguous_fraction: float = 0.0
-    # Stage 1 teaches only the layout codes (and the canvas head that picks them), on a planner given
-    # by --planner-init: its MLLM, and so the context states the text-only baseline reads, stay as they were.
-    teach_layout_codes_only: bool = False
     # Stage 1 teaches only the layout drafter and the canvas's draft embedding, on a planner given by
     # --planner-init: its MLLM and base canvas (so every context state and every undrafted plan, edits
     # included) stay bit for bit as they were.
@@ -150,13 +144,17 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
+        data = _without_retired(data, RETIRED)
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown recipe keys: {sorted(unknown)}; known: {sorted(known)}")
-        data = dict(data)
         if "model" in data:
-            data["model"] = ModelRecipe(**data["model"])
+            model = _without_retired(data["model"], RETIRED_MODEL)
+            known = {f.name for f in fields(ModelRecipe)}
+            if unknown := set(model) - known:
+                raise ValueError(f"unknown recipe model keys: {sorted(unknown)}; known: {sorted(known)}")
+            data["model"] = ModelRecipe(**model)
         for stage in ("teach", "diffusion"):
             if stage in data:
                 data[stage] = StageRecipe(**data[stage])
@@ -167,3 +165,20 @@ class Recipe:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+# Options of rejected experiments, removed (research/LOG.md): a recipe or a model's training record
+# written while they existed names them with their "off" value, which still reads as before.
+RETIRED = {"teach_layout_codes_only": False}
+RETIRED_MODEL = {"canvas_layouts": 0, "pooled_context": False}
+
+
+def _without_retired(data: dict, retired: dict) -> dict:
+    data = dict(data)
+    for key, off in retired.items():
+        if key in data:
+            if data[key] != off:
+                raise ValueError(f"recipe key {key!r} belongs to a rejected experiment that this version no longer "
+                                 f"runs (research/LOG.md); only {off!r} is accepted")
+            del data[key]
+    return data

@@ -323,11 +323,14 @@ class MainWindow(QMainWindow):
         for path in paths:
             snapshot = Project.from_dict(self.document.project.to_dict())  # the worker must not read live state
             self.statusBar().showMessage(f"Importing {Path(path).name}…")
-            run_task(self.pool, pf.import_media, snapshot, work, path,
-                     on_done=lambda change, add=add_clip: self._on_imported(change, add),
+            run_task(self.pool, _import_with_recipe, snapshot, work, path,
+                     on_done=lambda done, add=add_clip: self._on_imported(done[0], add, done[1]),
                      on_error=lambda e, p=path: self._on_import_failed(p, e), owner=self)
 
-    def _on_imported(self, change: dict, add_clip: bool) -> None:
+    def _on_imported(self, change: dict, add_clip: bool, request: dict | None = None) -> None:
+        """`request`: the recipe a generated PNG carried (app.media.generation_info), or None. The clip
+        then remembers it as its original's request, and its instruction, seed, steps and guidance
+        come back into the panels when the clip is selected."""
         project = self.document.project
         if not add_clip:
             self.document.push(change)
@@ -339,6 +342,9 @@ class MainWindow(QMainWindow):
             clip_change = project.add_clip_change(change["item"]["id"])
         finally:
             project.apply(invert(change))
+        if request:
+            clip_change["clip"]["versions"][0]["request"] = dict(request)
+            clip_change["clip"]["instruction"] = request.get("instruction", "")
         self.document.push({"kind": "batch", "label": f"import {change['item']['name']}", "changes": [change, clip_change]})
         self.timeline.view.select([clip_change["clip"]["id"]])
         self.show_message(f"Imported {change['item']['name']}.")
@@ -456,8 +462,19 @@ class MainWindow(QMainWindow):
                 self.timeline.view.set_playhead(clip.start)
             if clip.instruction and not self.instruction.text():
                 self.instruction.set_text(clip.instruction)
+            self._recall_settings(clip.versions[0].request if clip.versions else {})
         self._show_frame()
         self._request_plan_soon()
+
+    def _recall_settings(self, request: dict) -> None:
+        """Put the seed, steps and guidance that made a clip (a generated one, or an imported PNG that
+        carried its recipe) back in the generation panel, so Generate can make it again or vary it."""
+        g = self.generation
+        for box, key, kind in ((g.seed, "seed", int), (g.steps, "steps", int), (g.guidance, "guidance", float)):
+            value = request.get(key) if request else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and box.minimum() <= value <= box.maximum():
+                box.setValue(kind(value))
 
     def _primary_clip(self) -> Any:
         ids = self.selected_clips()
@@ -1046,6 +1063,20 @@ def _prewarm() -> None:
 
     import app.media.export  # noqa: F401
     import app.media.probe  # noqa: F401
+
+
+def _import_with_recipe(project: Project, work: Path, path: str) -> tuple[dict, dict | None]:
+    """Import `path` (project_file.import_media) and read the recipe a generated PNG carries in its
+    text chunks, from the copy now in the media folder: (add_media change, request dict or None)."""
+    from app.media.generation_info import read_generation_info
+
+    change = pf.import_media(project, work, path)
+    info = None
+    if change["item"]["kind"] == "image":
+        from app.media.project import MediaItem
+
+        info = read_generation_info(pf.media_path(work, MediaItem(**change["item"])))
+    return change, (info or {}).get("request")
 
 
 def _read(path: Path, kind: str, index: int, max_side: int | None = None) -> np.ndarray:

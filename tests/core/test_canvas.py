@@ -13,7 +13,7 @@ def qwen():
 
 
 def test_spec_counts_and_rejects_bad_sizes():
-    spec = CanvasSpec.for_grid(3, 5, keyframes=2)
+    spec = CanvasSpec(keyframes=2, rows=3, cols=5)
     assert spec == CanvasSpec(2, 3, 5) and spec.num_tokens == 30 and spec.shape == (2, 3, 5)
     with pytest.raises(ValueError):
         CanvasSpec(1, 0, 4)

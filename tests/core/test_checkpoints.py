@@ -128,52 +128,39 @@ def test_a_sample_predicting_model_gives_the_velocity_of_its_clean_image_and_rou
         build_model(recipe)
 
 
-def test_pooled_context_starts_as_a_no_op_steers_the_timestep_embedding_and_round_trips(tmp_path):
-    """recipe pooled_context: the instruction's mean state is added to SANA's timestep embedding.
-    A fresh path changes nothing (a model can gain it without changing its pictures); once trained it
-    changes the output, padding does not count, training reaches it, and a saved model keeps it."""
-    import torch
-
+def test_folders_saved_with_retired_options_off_load_as_before_and_on_are_refused(tmp_path):
+    """Layout codes and the pooled context were rejected experiments and left the code. Folders saved
+    while they existed say `"layouts": 0` (canvas tokens) and `"pooled_context": false` (adapter), as
+    the committed models do: those load and sample as before. A folder that uses one is refused by name."""
     from app.train.build import build_model
 
-    recipe = _tiny_recipe(pooled_context=True)
-    torch.manual_seed(0)
-    pipe = build_model(recipe).eval()
-    adapter = pipe.adapter
-    z = torch.randn(2, 3, 64, 64)
-    t = torch.tensor([0.9, 0.4])
-    ctx = torch.randn(2, 5, recipe.model.planner_hidden)
-    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
+    pipe = build_model(_tiny_recipe()).eval()
+    folder = save_model(pipe, tmp_path / "old")
+    canvas_cfg, adapter_cfg = folder / "canvas_tokens" / "config.json", folder / "adapter" / "config.json"
+    canvas_cfg.write_text(json.dumps({**json.loads(canvas_cfg.read_text()), "layouts": 0}))
+    adapter_cfg.write_text(json.dumps({**json.loads(adapter_cfg.read_text()), "pooled_context": False}))
+    assert np.array_equal(_frames(pipe), _frames(load_model(folder)))
 
-    def without_pooled():
-        kept, adapter.pooled_connector = adapter.pooled_connector, None
-        try:
-            return adapter(z, t, ctx, mask)
-        finally:
-            adapter.pooled_connector = kept
+    canvas_cfg.write_text(json.dumps({**json.loads(canvas_cfg.read_text()), "layouts": 8}))
+    with pytest.raises(ModelFolderError, match="layout codes"):
+        load_model(folder)
+    canvas_cfg.write_text(json.dumps({**json.loads(canvas_cfg.read_text()), "layouts": 0}))
+    adapter_cfg.write_text(json.dumps({**json.loads(adapter_cfg.read_text()), "pooled_context": True}))
+    with pytest.raises(ModelFolderError, match="pooled_context"):
+        load_model(folder)
 
-    with torch.no_grad():
-        assert torch.equal(adapter(z, t, ctx, mask), without_pooled())  # zero-initialised last layer
 
-    # Training reaches the path: the flow-matching loss has a gradient on its zero-initialised layer.
-    adapter.train()
-    loss = (adapter(z, t, ctx, mask) - torch.randn_like(z)).pow(2).mean()
-    loss.backward()
-    assert adapter.pooled_connector.fc2.weight.grad.abs().sum() > 0
-    adapter.eval()
+def test_recipes_with_retired_options_off_load_and_on_are_refused():
+    from app.train.recipe import Recipe
 
-    with torch.no_grad():
-        torch.nn.init.normal_(adapter.pooled_connector.fc2.weight, std=0.2)  # as after training
-        out = adapter(z, t, ctx, mask)
-        assert (out - without_pooled()).abs().max() > 1e-2
-        padded = ctx.clone()
-        padded[0, 3:] = 50.0  # masked-out positions must not move the pooled vector
-        assert torch.allclose(adapter(z, t, padded, mask)[0], out[0], atol=1e-5)
-
-    folder = save_model(pipe, tmp_path / "pooled")
-    loaded = load_model(folder)
-    assert loaded.adapter.config["pooled_context"] is True
-    assert np.array_equal(_frames(pipe), _frames(loaded))
+    data = json.loads((Path(__file__).resolve().parents[2] / "app" / "train" / "recipes" / "tiny-test.json").read_text())
+    old = {**data, "teach_layout_codes_only": False,
+           "model": {**data.get("model", {}), "canvas_layouts": 0, "pooled_context": False}}
+    assert Recipe.from_dict(old) == Recipe.from_dict(data)
+    with pytest.raises(ValueError, match="canvas_layouts"):
+        Recipe.from_dict({**old, "model": {**old["model"], "canvas_layouts": 8}})
+    with pytest.raises(ValueError, match="teach_layout_codes_only"):
+        Recipe.from_dict({**old, "teach_layout_codes_only": True})
 
 
 def test_a_saved_model_keeps_its_trained_source_residual(tmp_path):

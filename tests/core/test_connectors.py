@@ -90,10 +90,10 @@ def test_context_connector_shapes_and_dropout():
     assert not torch.equal(c(x), c(x))
 
 
-def test_pick_heads_and_num_heads_alias():
+def test_pick_heads():
     assert pick_heads(3584, 24) == 28  # Qwen2.5-VL-7B width with Wan's 24 heads: head dim 128 instead
     assert pick_heads(2240, 32) == 32
-    c = CanvasConnector(48, 64, num_heads=4)
+    c = CanvasConnector(48, 64, heads=4)
     assert c.config["heads"] == 4 and c.config["mllm_heads"] == 4
 
 

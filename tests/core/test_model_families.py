@@ -24,7 +24,7 @@ from app.core.backbones.wan import WanAdapter, tiny_wan_config
 from app.core.canvas import CanvasSpec, CanvasTokens
 from app.core.checkpoints import ModelFolderError, load_model, save_model
 from app.core.latents import DiffusersVAECodec
-from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults, token_grid
+from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
 from app.core.planner import Planner, PlannerProcessor, tiny_qwen25vl_config
 from app.core.request import GenerationRequest, Task
 
@@ -245,7 +245,7 @@ def test_sana_with_autoencoder_dc_plans_and_denoises_at_the_autoencoders_latent_
     assert pipe.codec.vae.decode(encoded / pipe.codec.scaling).sample.shape[-2:] == (48, 48)
     request = GenerationRequest(Task.IMAGE_EDIT, "make the circle green", images=[image], width=48, height=48,
                                 steps=2, seed=1)
-    assert token_grid(pipe.adapter, tuple(encoded.shape[1:])) == (1, 12, 12)
+    assert pipe.adapter.token_grid(tuple(encoded.shape[1:])) == (1, 12, 12)
     assert pipe.canvas_spec(request) == CanvasSpec(1, 12, 12)
     shapes = []
     result = pipe(request, callback=lambda info: shapes.append(tuple(info.latents.shape)), preview=False)

@@ -6,8 +6,8 @@ from app.core.draft import DraftConfig
 from app.eval.drafts import draft_scene, score_drafts
 from app.eval.geneval import make_geneval_metadata
 from app.shapes.captions import scene_for_metadata
-from app.shapes.dataset import draft_rows
 from app.shapes.palette import NUM_LABELS
+from app.train.data import draft_rows
 
 CONFIG = DraftConfig(labels=NUM_LABELS, max_objects=4)
 

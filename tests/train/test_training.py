@@ -398,9 +398,9 @@ def test_a_canvas_run_can_start_from_a_trained_text_only_model_and_starts_out_eq
     t = torch.tensor([0.9, 0.5])
     with torch.no_grad():
         plan = pipe.planner(texts, spec)
-        ours = pipe.adapter(x, t, plan.context, plan.context_mask, plan=pipe.adapter.prepare_plan(plan.canvas))
+        ours = pipe.adapter(x, t, plan.context, plan.context_mask, plan_tokens=pipe.adapter.prepare_plan(plan.canvas))
         base_plan = text.planner(texts, spec)
-        theirs = text.adapter(x, t, base_plan.context, base_plan.context_mask, plan=None)
+        theirs = text.adapter(x, t, base_plan.context, base_plan.context_mask, plan_tokens=None)
     assert torch.allclose(ours, theirs, atol=1e-5)
 
     recipe.diffusion.steps = 3
@@ -539,87 +539,6 @@ def test_the_source_residual_starts_as_a_no_op_and_lets_a_model_learn_to_copy_it
     assert right < 0.85 * other
     plain_right, _ = trained_on_edits(False)
     assert right < plain_right
-
-
-def test_layout_codes_are_taught_alone_and_stage_two_trains_each_scene_with_its_best_code(tmp_path):
-    """teach_layout_codes_only: on a given planner, stage 1 teaches only the layout codes and the head
-    that picks them; the MLLM (whose context states the text-only baseline reads) stays bit for bit.
-    Stage 2 then plans each training scene with the code whose plan predicts it best, and the exported
-    model keeps the head, so a later run can go on from it."""
-    from app.core.checkpoints import load_model
-    from app.train.loop import LAYOUT_HEAD
-    from app.train.planner_teaching import layout_losses
-
-    recipe = Recipe.load(TINY)
-    recipe.eval_every = 0
-    base = Trainer(recipe, tmp_path / "base", device="cpu", log=lambda *_: None)
-    base.run(teach_only=True)
-    mllm = {k: v.clone() for k, v in base.pipe.planner.model.state_dict().items()}
-
-    coded = Recipe.load(TINY)
-    coded.eval_every = 0
-    coded.model.canvas_layouts = 3
-    coded.teach_layout_codes_only = True
-    coded.teach.steps = 4
-    coded.diffusion.steps = 2
-    run = Trainer(coded, tmp_path / "coded", planner_init=tmp_path / "base" / "planner_taught", device="cpu",
-                  log=lambda *_: None)
-    codes_before = run.pipe.planner.canvas_tokens.layout_codes.detach().clone()
-    run.run(teach_only=True)
-    assert _same(run.pipe.planner.model.state_dict(), mllm)
-    assert not torch.equal(run.pipe.planner.canvas_tokens.layout_codes, codes_before)
-    assert (tmp_path / "coded" / "planner_taught" / LAYOUT_HEAD / "model.safetensors").exists()
-
-    # Stage 2 in a new process: each scene's code is the arg-min of the taught head's losses.
-    trainer = Trainer(coded, tmp_path / "coded", device="cpu", log=lambda *_: None)
-    assert trainer.layout_head_taught
-    batch = next(iter(ShapesStream(coded, seed=3, batch=6, edit_fraction=0.0).loader()))
-    spec = trainer.pipe.canvas_spec_for(coded.model.image_size)
-    with torch.no_grad():
-        per_code, _ = layout_losses(trainer.pipe.planner, trainer.layout_head, batch, spec,
-                                    torch.from_numpy(batch["labels"]), trainer._label_weights)
-    assert torch.equal(trainer._best_layouts(batch, spec), per_code.argmin(1))
-    model = trainer.run()
-    assert load_model(model, device="cpu", dtype=torch.float32).planner.canvas_tokens.layouts == 3
-    assert (model / LAYOUT_HEAD / "model.safetensors").exists()
-    later = Trainer(coded, tmp_path / "later", init_from=model, planner_from=model, device="cpu", log=lambda *_: None)
-    assert later.layout_head_taught
-
-    # A planner without codes cannot be handed to a run that plans with them.
-    with pytest.raises(ValueError, match="no layout codes"):
-        Trainer(coded, tmp_path / "bad", planner_from=tmp_path / "base" / "planner_taught", device="cpu",
-                log=lambda *_: None)
-
-
-def test_winner_take_all_teaching_lets_codes_specialise_on_scenes_one_caption_allows():
-    """One caption, two different scenes: with three layout codes, after teaching each scene is best
-    predicted by a code of its own, far better than by the other scene's."""
-    recipe = Recipe.load(TINY)
-    recipe.model.canvas_layouts = 3
-    torch.manual_seed(0)
-    pipe = build_model(recipe)
-    teacher = PlannerTeacher(pipe.planner, grid=16)
-    batch = next(iter(ShapesStream(recipe, seed=1, batch=2, edit_fraction=0.0).loader()))
-    texts = [batch["texts"][0]] * 2  # the first caption for both scenes: only a code can tell them apart
-    batch = {**batch, "texts": texts, "planner_inputs": pipe.planner.processor(texts)}
-    second = next(iter(ShapesStream(recipe, seed=2, batch=1, edit_fraction=0.0).loader()))
-    batch["labels"] = np.stack([batch["labels"][0], second["labels"][0]])
-    assert not np.array_equal(batch["labels"][0], batch["labels"][1])
-    opt = torch.optim.AdamW([p for p in teacher.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(60):
-        loss, _ = teacher.loss(batch, "cpu")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    from app.core.canvas import CanvasSpec
-    from app.train.planner_teaching import layout_losses
-
-    with torch.no_grad():
-        per_code, _ = layout_losses(pipe.planner, teacher.canvas_head, batch, CanvasSpec(1, 16, 16),
-                                    torch.from_numpy(batch["labels"]))
-    best = per_code.argmin(1)
-    assert best[0] != best[1]
-    assert per_code[0, best[0]] < 0.5 * per_code[0, best[1]] and per_code[1, best[1]] < 0.5 * per_code[1, best[0]]
 
 
 def test_layout_drafts_are_taught_alone_and_stage_two_seeds_each_scenes_canvas_with_its_own_draft(tmp_path):

@@ -26,10 +26,20 @@ def adapter_class(family: str) -> type[BackboneAdapter]:
     raise ValueError(f"unknown backbone family {family!r}: expected 'sana', 'flux' or 'wan'")
 
 
+# Options of rejected experiments, removed (research/LOG.md): adapter configs saved while they existed
+# name them with their "off" value, which loads as before.
+RETIRED_OPTIONS = {"pooled_context": False}
+
+
 def build_adapter(config: dict[str, Any], transformer: nn.Module) -> BackboneAdapter:
     """Rebuild an adapter from its `config` dict (as stored next to a checkpoint)."""
     kwargs = dict(config)
     cls = adapter_class(kwargs.pop("family"))
+    for key, off in RETIRED_OPTIONS.items():
+        if key in kwargs:
+            if kwargs[key] != off:
+                raise ValueError(f"{key}={kwargs[key]!r} belongs to a rejected experiment this version no longer runs")
+            del kwargs[key]
     return cls(transformer, **kwargs)
 
 

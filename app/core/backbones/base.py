@@ -10,6 +10,9 @@ Contract (docs/ARCHITECTURE.md):
     adapter(latents, timestep [B] in 0..1, context [B, L, d], context_mask [B, L] bool,
             plan_tokens=None, reference=None) -> velocity, same shape as latents
     plan_tokens = adapter.prepare_plan(canvas [B, K, H, W, d])   # once per request
+What differs by family and matters to a sampler is asked of the adapter, never branched on its name:
+    adapter.token_grid(latent_shape) -> (frames, rows, cols)      # the canvas follows it
+    adapter.condition(reference, task) -> (reference, clean first latent frame | None)
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from ..connectors import CanvasConnector, ContextConnector
+from ..request import Task
 
 
 @dataclass
@@ -51,7 +55,6 @@ class BackboneAdapter(nn.Module):
         # `build_adapter(config, transformer)` in app/core/backbones/__init__.py.
         self.config = {"family": self.family, **config}
         self._step: _Step | None = None
-        self._hook = None
         # Set True to have the hook keep the norm of what the canvas adds ([B, F, h, w]), for
         # Plan.strength; off by default because it costs a reduction per step.
         self.record_strength = False
@@ -68,6 +71,26 @@ class BackboneAdapter(nn.Module):
                             if canvas else None)
         return canvas_connector, ContextConnector(mllm_dim, context_dim, dropout=context_dropout)
 
+    # ------------------------------------------------------------------ what a sampler asks
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        """(frames, rows, cols) of latents per token (SANA and Wan name theirs in the config)."""
+        p = self.transformer.config.patch_size
+        return tuple(p) if isinstance(p, (tuple, list)) else (1, p, p)
+
+    def token_grid(self, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(frames, rows, cols) of the token grid for latents of `latent_shape` ([C, H, W] or [C, F, H, W])."""
+        pt, ph, pw = self.patch_size
+        if len(latent_shape) == 3:
+            return 1, latent_shape[1] // ph, latent_shape[2] // pw
+        return latent_shape[1] // pt, latent_shape[2] // ph, latent_shape[3] // pw
+
+    def condition(self, reference: torch.Tensor | None, task: Task) -> tuple[Any, torch.Tensor | None]:
+        """A task's encoded inputs (source, first frame, references, source clip) as this family takes
+        them as `reference`, and the clean latent frame a sample starts from, where the family keeps
+        one (None: the whole sample starts from noise). Images stack the source in sequence as is."""
+        return reference, None
+
     # ------------------------------------------------------------------ plan
     def prepare_plan(self, canvas: torch.Tensor | None) -> torch.Tensor | None:
         """Canvas states [B, K, H, W, d_mllm] -> encoded plan [B, K, H, W, dit_dim] (once per request)."""
@@ -78,10 +101,8 @@ class BackboneAdapter(nn.Module):
     # ------------------------------------------------------------------ call
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor | float, context: torch.Tensor,
                 context_mask: torch.Tensor | None = None, plan_tokens: torch.Tensor | None = None,
-                reference: Any = None, **kwargs: Any) -> torch.Tensor:
+                reference: Any = None) -> torch.Tensor:
         b = latents.shape[0]
-        if "plan" in kwargs:  # the brief's name for plan_tokens
-            plan_tokens = kwargs.pop("plan")
         t = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1)
         t = t.expand(b) if t.numel() == 1 else t
         if t.shape[0] != b:
@@ -96,19 +117,14 @@ class BackboneAdapter(nn.Module):
                 plan_tokens = plan_tokens.expand(b, *plan_tokens.shape[1:])
             elif plan_tokens.shape[0] != b:
                 raise ValueError(f"plan batch {plan_tokens.shape[0]} does not match latents batch {b}")
-        return self._denoise(latents, t, context, context_mask, plan_tokens, reference, **kwargs)
+        return self._denoise(latents, t, context, context_mask, plan_tokens, reference)
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, **kwargs) -> torch.Tensor:
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference) -> torch.Tensor:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ hook
     def _install_hook(self, module: nn.Module) -> None:
-        self._hook = module.register_forward_hook(self._on_patch_embed)
-
-    def remove_hook(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        module.register_forward_hook(self._on_patch_embed)
 
     @contextlib.contextmanager
     def _stepping(self, plan: torch.Tensor | None, t: torch.Tensor, **layout: Any):
@@ -153,9 +169,3 @@ class BackboneAdapter(nn.Module):
         if x.shape[0] != b:
             raise ValueError(f"reference batch {x.shape[0]} does not match latents batch {b}")
         return x
-
-    def connector_parameters(self):
-        """Parameters of the MetaCanvas parts (what the paper trains first), not the backbone's."""
-        for name, p in self.named_parameters():
-            if not name.startswith("transformer."):
-                yield p

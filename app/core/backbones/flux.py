@@ -20,8 +20,7 @@ MetaCanvas choices:
   pooled_projection_dim. Zero start = a constant, known pooled input; text reaches the model through
   joint attention from step one and the pooled path learns from there.
 - Guidance embedding (FLUX.1-Kontext-dev is guidance-distilled) is used only when the transformer's
-  config has guidance_embeds=True; its value is `adapter.guidance_scale` unless the call passes
-  `guidance=`.
+  config has guidance_embeds=True; its value is `adapter.guidance_scale`.
 """
 from __future__ import annotations
 
@@ -97,13 +96,17 @@ class FluxAdapter(BackboneAdapter):
         self.latent_channels = cfg.in_channels // 4
         self._install_hook(transformer.x_embedder)
 
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return (1, 2, 2)  # FLUX packs 2x2 latent patches itself (its transformer's own patch_size is 1)
+
     def pooled(self, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
         """Masked mean of the context -> pooled_projections [B, pooled_projection_dim]."""
         m = context_mask.to(context.dtype).unsqueeze(-1)
         mean = (context * m).sum(1) / m.sum(1).clamp_min(1.0)
         return self.pooled_proj(self.pooled_norm(mean.to(self.pooled_proj.weight.dtype)))
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, guidance=None, **kwargs):
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference):
         b, c, h, w = latents.shape
         if h % 2 or w % 2:
             raise ValueError(f"FLUX packs 2x2 latent patches: latent size {h}x{w} must be even")
@@ -125,7 +128,7 @@ class FluxAdapter(BackboneAdapter):
             attn_kwargs = {"attention_mask": keep[:, None, None, :]}
         g = None
         if self.transformer.config.guidance_embeds:
-            g = torch.full((b,), float(self.guidance_scale if guidance is None else guidance), device=device)
+            g = torch.full((b,), float(self.guidance_scale), device=device)
         with self._stepping(plan_tokens, t, target_tokens=gh * gw, grid=(gh, gw)):
             out = self.transformer(hidden_states=x, encoder_hidden_states=ctx,
                                    pooled_projections=self.pooled(context, context_mask).to(dtype),

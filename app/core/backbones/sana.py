@@ -24,17 +24,13 @@ Choices (METHOD.md is silent on them for SANA):
 - SANA's default config has no absolute position embedding (interpolation_scale=None); layout
   from a plan needs one, so `tiny_sana_config` sets interpolation_scale=1.
 - Timestep: the SANA pipeline feeds 0..1000 (AdaLayerNormSingle); we pass t * 1000.
-- pooled_context=True (the embedded default's recipes): the masked mean of the context states, through
-  a `PooledContextConnector`, is added to the timestep embedding by a forward hook on
-  `time_embed.emb`, so it reaches every block's AdaLN and the output norm (as FLUX's pooled text
-  does). Off by default: a real SANA checkpoint has no such path.
 - source_residual=True (the embedded default's recipes from 2026-11-26): each reference token also goes,
   through a zero-initialised Linear, into the target token of the same grid cell, as if the source were
   concatenated to the noisy image along channels (InstructPix2Pix: conv(concat(x, s)) = conv(x) + conv'(s)).
   The in-sequence reference stays (it is what lets an edit move things); the residual gives each
   target token its own source patch without first having to learn position-matched attention, which
   the small DiTs here did not learn in thousands of steps (the source lowered their edit loss by 0-0.3 %,
-  `bench/probe_conditioning.py`). Off by default: a real SANA or Kontext checkpoint has no such path.
+  `research/probe_conditioning.py`). Off by default: a real SANA or Kontext checkpoint has no such path.
 """
 from __future__ import annotations
 
@@ -47,7 +43,6 @@ from diffusers import SanaTransformer2DModel
 from diffusers.models.attention_processor import AttnProcessor2_0, SanaLinearAttnProcessor2_0
 from diffusers.models.embeddings import get_2d_sincos_pos_embed
 
-from ..connectors import PooledContextConnector
 from .base import BackboneAdapter, _Step
 
 
@@ -81,8 +76,7 @@ class SanaAdapter(BackboneAdapter):
 
     def __init__(self, transformer: SanaTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, self_attention: str = "linear", context_dropout: float = 0.0,
-                 connector_heads: int | None = None, prediction: str = "velocity", pooled_context: bool = False,
-                 source_residual: bool = False):
+                 connector_heads: int | None = None, prediction: str = "velocity", source_residual: bool = False):
         if self_attention not in ("linear", "softmax"):
             raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
         if prediction not in PREDICTIONS:
@@ -94,16 +88,8 @@ class SanaAdapter(BackboneAdapter):
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
                               context_dropout=context_dropout, connector_heads=connector_heads,
-                              prediction=prediction, pooled_context=pooled_context,
-                              source_residual=source_residual))
+                              prediction=prediction, source_residual=source_residual))
         self.prediction = prediction
-        self.pooled_connector = None
-        if pooled_context:
-            emb = getattr(transformer.time_embed, "emb", None)
-            if emb is None:  # SanaCombinedTimestepGuidanceEmbeddings (guidance-distilled SANA)
-                raise ValueError("pooled_context needs SANA's AdaLayerNormSingle timestep embedding")
-            self.pooled_connector = PooledContextConnector(mllm_dim, dit_dim)
-            emb.register_forward_hook(self._on_time_embedding)
         self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
         self.source_residual = None
         if source_residual:  # zero start: a model given it behaves exactly as before until it learns
@@ -121,7 +107,7 @@ class SanaAdapter(BackboneAdapter):
             block.attn1.set_processor(make())
         self.config["self_attention"] = kind
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, **kwargs):
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference):
         b, c, h, w = latents.shape
         p = self.transformer.config.patch_size
         x = latents
@@ -132,9 +118,8 @@ class SanaAdapter(BackboneAdapter):
                                  f"got {tuple(reference.shape[1:])}")
             x = torch.cat([latents, reference], dim=2)  # stacked below: target rows first
         ctx = self.context_connector(context)
-        pooled = self.pooled_connector(context, context_mask) if self.pooled_connector is not None else None
         with self._stepping(plan_tokens, t, target_tokens=(h // p) * (w // p), grid=(h // p, w // p),
-                            has_reference=reference is not None, pooled=pooled):
+                            has_reference=reference is not None):
             out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=(t * 1000).to(x.dtype),
                                    encoder_attention_mask=context_mask, return_dict=False)[0]
         out = out[:, :, :h]
@@ -144,11 +129,6 @@ class SanaAdapter(BackboneAdapter):
             # finite (JiT clips there too).
             out = (latents - out) / t.clamp(min=SAMPLE_PREDICTION_MIN_T).to(out.dtype).view(-1, 1, 1, 1)
         return out
-
-    def _on_time_embedding(self, module, inputs, output: torch.Tensor) -> torch.Tensor:
-        if self._step is None or self._step.layout.get("pooled") is None:
-            return output
-        return output + self._step.layout["pooled"].to(output.dtype)
 
     def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
         n = step.layout["target_tokens"]

@@ -28,6 +28,7 @@ import torch
 
 from diffusers import WanTransformer3DModel
 
+from ..request import Task
 from .base import BackboneAdapter, _Step
 
 
@@ -68,7 +69,16 @@ class WanAdapter(BackboneAdapter):
                               connector_heads=connector_heads))
         self._install_hook(transformer.patch_embedding)
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, **kwargs):
+    def condition(self, reference, task):
+        """Image-to-video's image is the clean first latent frame (TI2V); reference images and a source
+        clip are clean frames appended after the target."""
+        if reference is None:
+            return None, None
+        if task is Task.IMAGE_TO_VIDEO:
+            return WanReference(first_frame=reference[:, :, :1]), reference[:1, :, :1]
+        return WanReference(frames=reference), None
+
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference):
         b, c, f, h, w = latents.shape
         pt, ph, pw = self.transformer.config.patch_size
         if isinstance(reference, torch.Tensor):

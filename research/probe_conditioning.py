@@ -4,7 +4,7 @@ copies an edit's source has a much lower loss with the right source; one that fo
 with the right text. Cheap (no sampling), so it runs on a CPU in seconds and tells early in training
 whether a conditioning path is being learned.
 
-    python bench/probe_conditioning.py MODEL_FOLDER [MORE ...] [--n 64] [--t 0.5,0.9]
+    python research/probe_conditioning.py MODEL_FOLDER [MORE ...] [--n 64] [--t 0.5,0.9]
 
 With several noise levels (--t 0.3,0.6,0.8,0.9,0.95,0.98,1.0) it shows WHERE a model uses a condition:
 a 64 px scene's layout is decided at high noise, so an instruction that helps only at t <= 0.9 colours
@@ -12,7 +12,7 @@ objects but does not choose them.
 
 For a MetaCanvas model it also swaps the canvas: mirrored left-right, another example's, or off. A DiT
 that follows where its plan puts things pays for the mirrored canvas; one that reads the canvas only
-as one more condition pays for another example's but not for the mirror (docs/BENCHMARKS.md, "Why the
+as one more condition pays for another example's but not for the mirror (research/LOG.md, "Why the
 canvas does not help here yet").
 
 It also asks which path carries a caption's relation: on text-to-image examples whose caption names a

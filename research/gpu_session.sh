@@ -3,70 +3,70 @@
 # each while the machine stays up between calls. The two flow-matching runs live in their own process
 # sessions (setsid), so they go on training between calls; each call only starts, watches or ends them.
 #
-#   bash app/train/gpu_session.sh start SECONDS [RECIPE]
+#   bash research/gpu_session.sh start SECONDS [RECIPE]
 #       profile a training step, teach the planner (TEACH_MIN minutes, default 3), then start MetaCanvas
 #       and its text-only baseline side by side from that same planner (a fair comparison); watch them
 #       until SECONDS have passed since the call began. SKIP_TEACH=1 skips teaching; CANVAS_ARGS and
 #       TEXT_ARGS replace each run's starting point, e.g. to go on from the committed models:
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
+#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash research/gpu_session.sh start 560
 #       A canvas run may also start from the text-only model (the paper's setup: MetaCanvas added to a
 #       trained backbone, its connector starting at zero), so both variants go on from one backbone:
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes-text-only" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash app/train/gpu_session.sh start 560
-#       RECIPE app/train/recipes/shapes-64-shift.json trains at high noise (timestep shift 4); why, and
-#       what 801 such steps did on a CPU: docs/BENCHMARKS.md, "The scene is fixed in the first sampling step".
-#       RECIPE app/train/recipes/shapes-64-p8.json: 8-pixel patches (64 tokens, about 4x cheaper a step)
-#       with x-prediction, the label loss (docs/BENCHMARKS.md, "The planner knows the prompt, the DiT
+#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash research/gpu_session.sh start 560
+#       RECIPE research/recipes/shapes-64-shift.json trains at high noise (timestep shift 4); why, and
+#       what 801 such steps did on a CPU: research/LOG.md, "The scene is fixed in the first sampling step".
+#       RECIPE research/recipes/shapes-64-p8.json: 8-pixel patches (64 tokens, about 4x cheaper a step)
+#       with x-prediction, the label loss (research/LOG.md, "The planner knows the prompt, the DiT
 #       learns slowly") and the source residual for edits ("Edits that keep their source"), teaching
 #       from the committed planner (already 8 x 8 since 2026-11-26; a 16 x 16 one is averaged to 8 x 8):
 #         TEACH_ARGS="--planner-init models/metacanvas-shapes" \
-#         bash app/train/gpu_session.sh start 560 app/train/recipes/shapes-64-p8.json
-#       why, and what it did on a CPU: docs/BENCHMARKS.md, "8-pixel patches need x-prediction".
-#   bash app/train/gpu_session.sh once SECONDS [RECIPE]
+#         bash research/gpu_session.sh start 560 research/recipes/shapes-64-p8.json
+#       why, and what it did on a CPU: research/LOG.md, "8-pixel patches need x-prediction".
+#   bash research/gpu_session.sh once SECONDS [RECIPE]
 #       everything in one call, for a session lent one machine for about 15 minutes in all (one start,
 #       one call of at most 10 minutes): start both runs as `start` does (SKIP_TEACH, CANVAS_ARGS and
 #       TEXT_ARGS as there), let them train until SECONDS have passed since the call began, stop them
 #       (checkpoint + export) and hand back model-canvas.tgz, model-text.tgz and logs.tgz (with each
 #       run's progress.json and curves). No evaluation there: the full one runs on a CPU afterwards
-#       (bench/eval_embedded.py), which costs no device time. SECONDS + STOP_WAIT (default 120) + 30
+#       (bench/bench_quality.py), which costs no device time. SECONDS + STOP_WAIT (default 120) + 30
 #       must fit in the call's timeout: the stop runs a quick evaluation and the export. Going on from
 #       two CPU runs' exported models:
 #         SKIP_TEACH=1 CANVAS_ARGS="--init-from runs/residual/with/model" \
 #         TEXT_ARGS="--init-from runs/residual/text/model" \
-#         bash app/train/gpu_session.sh once 480 app/train/recipes/shapes-64-p8.json
+#         bash research/gpu_session.sh once 480 research/recipes/shapes-64-p8.json
 #       A re-taught planner handed to both trained backbones (--init-from with --planner-from): teach
 #       from the committed planner, then both runs go on from their committed models with it. Recipe
-#       app/train/recipes/shapes-64-p8-spatial.json gives the planner M-RoPE base 10 instead of 10000, with
-#       which its canvas can tell columns apart and learns the layout (docs/BENCHMARKS.md, "The planner
+#       research/recipes/shapes-64-p8-spatial.json gives the planner M-RoPE base 10 instead of 10000, with
+#       which its canvas can tell columns apart and learns the layout (research/LOG.md, "The planner
 #       could not tell canvas columns apart"), and weighs objects 3x in teaching:
 #         SKIP_PROFILE=1 TEACH_MIN=2 TEACH_ARGS="--planner-init models/metacanvas-shapes" \
 #         CANVAS_ARGS="--init-from models/metacanvas-shapes --planner-from runs/gpu-session/canvas/planner_taught" \
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only --planner-from runs/gpu-session/canvas/planner_taught" \
-#         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-spatial.json
+#         bash research/gpu_session.sh once 420 research/recipes/shapes-64-p8-spatial.json
 #       (run with timeout_s 600: about 20 s install, 150 s teaching, 420 - 150 s training both, up to
 #       120 s to stop, the rest to pack.)
-#       Recipe app/train/recipes/shapes-64-p8-layout.json is the same but teaches 1,400 steps with 80 %
-#       text-to-image batches, with which the canvas also lays out "left of" / "right of" (docs/BENCHMARKS.md,
+#       Recipe research/recipes/shapes-64-p8-layout.json is the same but teaches 1,400 steps with 80 %
+#       text-to-image batches, with which the canvas also lays out "left of" / "right of" (research/LOG.md,
 #       "The text-to-image canvas learns left and right"). The committed pair has had such a layout planner
 #       since 2026-11-26 (evening); to go on training both from it, all the minutes on the DiTs
 #       (timeout_s 600; --init-from keeps each model's planner):
 #         SKIP_PROFILE=1 SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
 #         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" \
-#         bash app/train/gpu_session.sh once 420 app/train/recipes/shapes-64-p8-layout.json
-#   bash app/train/gpu_session.sh watch SECONDS
+#         bash research/gpu_session.sh once 420 research/recipes/shapes-64-p8-layout.json
+#   bash research/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
 #       should the machine be lost before `finish`: there is no command for it; the EMA file's keys are
 #       the adapter's with an "ema." prefix, and the planner they go with is in planner_taught.tgz)
-#   bash app/train/gpu_session.sh finish SECONDS_MORE
+#   bash research/gpu_session.sh finish SECONDS_MORE
 #       let both runs train SECONDS_MORE, stop them (SIGTERM: checkpoint + export), evaluate both with
-#       bench/eval_embedded.py (EVAL_IMAGES per prompt, EVAL_EDITS edits), hand back models and reports
+#       bench/bench_quality.py (EVAL_IMAGES per prompt, EVAL_EDITS edits), hand back models and reports
 #
 # Results go to $OUT (or ./runs/gpu-out): logs.tgz, planner_taught.tgz, checkpoint-*.tgz, model-*.tgz, reports.tgz.
 set -uo pipefail
 CMD=${1:?start, watch or finish}
 SECS=${2:-60}
-RECIPE=${3:-app/train/recipes/shapes-64.json}
+RECIPE=${3:-research/recipes/shapes-64.json}
 OUT=${OUT:-runs/gpu-out}
 RUN=runs/gpu-session
 BEGIN=$(date +%s)
@@ -111,7 +111,7 @@ case "$CMD" in
 start|once)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
   if [ "${SKIP_PROFILE:-0}" != 1 ]; then
-    "$PY" bench/profile_train_step.py --recipe "$RECIPE" --steps 30 --workers 7 > "$RUN/profile.log" 2>&1
+    "$PY" research/profile_train_step.py --recipe "$RECIPE" --steps 30 --workers 7 > "$RUN/profile.log" 2>&1
     grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
   fi
   if [ "${SKIP_TEACH:-0}" != 1 ]; then
@@ -155,7 +155,7 @@ finish)
   sleep_until "$SECS"
   stop_runs
   show 3
-  "$PY" bench/eval_embedded.py "$RUN/canvas/model" "$RUN/text/model" --prompts "${EVAL_PROMPTS:-408}" --images "${EVAL_IMAGES:-4}" \
+  "$PY" bench/bench_quality.py "$RUN/canvas/model" "$RUN/text/model" --prompts "${EVAL_PROMPTS:-408}" --images "${EVAL_IMAGES:-4}" \
     --edits "${EVAL_EDITS:-200}" ${GUIDANCE:+--guidance $GUIDANCE} --out "$RUN/reports" > "$RUN/eval.log" 2>&1 \
     || { echo "evaluation failed"; tail -20 "$RUN/eval.log"; }
   "$PY" -c "import json;[print({k:(round(v,3) if isinstance(v,float) else v) for k,v in r.items() if not isinstance(v,(dict,list))}) for r in json.load(open('$RUN/reports/eval.json'))]"

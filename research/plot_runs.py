@@ -1,7 +1,7 @@
 """Compare training runs side by side: flow-matching loss and quick-evaluation score against steps,
 read from each run folder's progress.json (app/train/loop.py writes it as it trains).
 
-    python bench/plot_runs.py runs/p8x/canvas runs/labels/canvas --labels plain "label loss" \
+    python research/plot_runs.py runs/p8x/canvas runs/labels/canvas --labels plain "label loss" \
         --out docs/figures/some-comparison.png
 """
 from __future__ import annotations

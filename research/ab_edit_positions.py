@@ -1,10 +1,10 @@
 """A/B on a CPU: does giving an edit's source rows the positions of the target rows (Kontext-style,
 app/core/backbones/sana.py) make copying the source learnable sooner than diffusers' own positions for
 the 2H-tall stack (rows squashed to half steps)? Trains the same small model on edits only, twice, and
-reports bench/probe_conditioning.py's losses: the gap between a shuffled and the right source is how
+reports research/probe_conditioning.py's losses: the gap between a shuffled and the right source is how
 much the model uses its source.
 
-    python bench/ab_edit_positions.py [--steps 300] [--probe-every 0] [--only shared|squashed] [--threads 2]
+    python research/ab_edit_positions.py [--steps 300] [--probe-every 0] [--only shared|squashed] [--threads 2]
 
 With --probe-every N the probe also runs every N steps (a curve: when does copying start?). Run the two
 arms as two processes with --only and --threads 1 to use both cores of a 2-core machine.
@@ -75,7 +75,7 @@ def copy_task(steps: int, shared_positions: bool, report, seed: int = 0) -> None
     from diffusers import SanaTransformer2DModel
 
     import app.core.backbones.sana as sana
-    from app.shapes.dataset import sample_t2i_batch
+    from app.shapes.dataset import sample_t2i_examples
 
     original = sana.shared_position_correction
     if not shared_positions:
@@ -92,18 +92,18 @@ def copy_task(steps: int, shared_positions: bool, report, seed: int = 0) -> None
         batch = 32
         context, mask = torch.zeros(batch, 4, 32), torch.ones(batch, 4, dtype=torch.bool)  # no instruction
         for step in range(steps):
-            images = np.stack([im for _, im in sample_t2i_batch(rng, batch, 32)])
+            images = np.stack([im for _, im in sample_t2i_examples(rng, batch, 32)])
             x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
             t = torch.rand(batch) * 0.4 + 0.6
             noise = torch.randn_like(x)
             noisy = (1 - t.view(-1, 1, 1, 1)) * x + t.view(-1, 1, 1, 1) * noise
-            loss = F.mse_loss(adapter(noisy, t, context, mask, plan=None, reference=x), noise - x)
+            loss = F.mse_loss(adapter(noisy, t, context, mask, plan_tokens=None, reference=x), noise - x)
             opt.zero_grad()
             loss.backward()
             opt.step()
             if step % 100 == 0 or step == steps - 1:
                 with torch.no_grad():
-                    shuffled = F.mse_loss(adapter(noisy, t, context, mask, plan=None, reference=x.roll(1, 0)),
+                    shuffled = F.mse_loss(adapter(noisy, t, context, mask, plan_tokens=None, reference=x.roll(1, 0)),
                                           noise - x).item()
                 report(step, loss.item(), shuffled)
     finally:

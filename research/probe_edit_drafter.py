@@ -3,7 +3,7 @@ A fresh edit drafter (LayoutDrafter, reads_images) taught alone on edit triples,
 frozen and read without gradients, then scored on the benchmark's 200 edits (seed 7): each drafted
 target (greedy) drawn and judged by edit_success against the true target.
 
-    python bench/probe_edit_drafter.py MINUTES BATCH --memory canvas   # docs/BENCHMARKS.md, "Drafting edits"
+    python research/probe_edit_drafter.py MINUTES BATCH --memory canvas   # research/LOG.md, "Drafting edits"
 
 --memory prompt:  the prompt's states (instruction + source image tokens), image tokens not placed
                   (how the first try read them: 0.02 right after 1,558 steps);
@@ -15,8 +15,8 @@ target (greedy) drawn and judged by edit_success against the true target.
                   convolutional stem taught with the drafter (16 x 16 tokens of 4 px, each placed at
                   its cell): a finer look at the source than the planner's 8 px image tokens give.
 Nothing here is kept. The edit drafter the app builds now has a pixel stem of its own, taught as a
-detector (DraftConfig.pixel_width; docs/BENCHMARKS.md, "Edit drafts from the source's pixels"); score
-one taught with the recipe by bench/eval_edit_drafter.py.
+detector (DraftConfig.pixel_width; research/LOG.md, "Edit drafts from the source's pixels"); score
+one taught with the recipe by research/eval_edit_drafter.py.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from app.core.checkpoints import load_model  # noqa: E402
 from app.core.draft import LayoutDrafter, no_drafts  # noqa: E402
 from app.eval.drafts import draft_scene  # noqa: E402
 from app.eval.edits import edit_success, make_edit_benchmark  # noqa: E402
-from app.shapes.dataset import edit_draft_rows  # noqa: E402
+from app.train.data import edit_draft_rows  # noqa: E402
 from app.shapes.edits import edit_kind, sample_edit  # noqa: E402
 from app.shapes.render import render  # noqa: E402
 

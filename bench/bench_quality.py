@@ -2,7 +2,7 @@
 world (400+ prompts x 4 images), 200+ edits of the five kinds, and plan fidelity; for one or more
 model folders (the MetaCanvas model and its text-only baseline), at one or more guidance scales.
 
-    python bench/eval_embedded.py models/metacanvas-shapes [OTHER_MODEL ...] --out docs/eval
+    python bench/bench_quality.py models/metacanvas-shapes [OTHER_MODEL ...] --out docs/eval
 """
 from __future__ import annotations
 

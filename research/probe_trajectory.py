@@ -7,7 +7,7 @@ A model that has learned the high-noise end predicts a smooth, prompt-shaped ave
 commits to objects gradually; one that has hardly seen t > 0.9 in training reads blobs into pure noise
 at t = 1 and has fixed the scene (count, colours, shapes) by t = 0.88, whatever the prompt says.
 
-    python bench/probe_trajectory.py MODEL_FOLDER --out runs/trajectory.png [--shift 1] [--steps 24]
+    python research/probe_trajectory.py MODEL_FOLDER --out runs/trajectory.png [--shift 1] [--steps 24]
 """
 from __future__ import annotations
 
@@ -52,12 +52,12 @@ def trajectory(pipe, prompts, seeds, steps: int = 24, every: int = 3, guidance: 
         for i in range(steps):
             t = ts[i]
             if guidance > 1.0 and pipe.defaults.guided(float(t)):  # the model's guidance interval, as the pipeline
-                v = pipe.adapter(torch.cat([x, x]), t.expand(2 * b), plan.context, plan.context_mask, plan=plan_tokens)
+                v = pipe.adapter(torch.cat([x, x]), t.expand(2 * b), plan.context, plan.context_mask, plan_tokens=plan_tokens)
                 cond, uncond = v.chunk(2)
                 v = uncond + guidance * (cond - uncond)
             else:
                 v = pipe.adapter(x, t.expand(b), plan.context[:b], plan.context_mask[:b],
-                                 plan=None if plan_tokens is None else plan_tokens[:b])
+                                 plan_tokens=None if plan_tokens is None else plan_tokens[:b])
             if i % every == 0:
                 times.append(float(t))
                 frames.append(to_image(x - t * v))

@@ -3,7 +3,7 @@ draft for each of the benchmark's prompts with the benchmark's seeds; each draft
 shapes world's renderer and scored with the GenEval rules (app/eval/drafts.py). This is the ceiling
 the plan sets: a DiT that drew every draft exactly would score this.
 
-    python bench/probe_drafts.py --recipe RECIPE PLANNER_TAUGHT_OR_MODEL [MORE ...] [--prompts 408 --images 4]
+    python research/probe_drafts.py --recipe RECIPE PLANNER_TAUGHT_OR_MODEL [MORE ...] [--prompts 408 --images 4]
 
 Seconds a planner on one CPU core: only the planner runs, never the DiT.
 """

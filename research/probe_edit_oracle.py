@@ -1,8 +1,8 @@
-"""What a DiT does with a right edit draft: the benchmark's edits (200, seed 7, as bench/eval_embedded.py)
-with each edit's canvas seeded with its own target's draft (app/shapes/dataset.edit_draft_rows) in place
+"""What a DiT does with a right edit draft: the benchmark's edits (200, seed 7, as bench/bench_quality.py)
+with each edit's canvas seeded with its own target's draft (app/train/data.edit_draft_rows) in place
 of whatever the planner would draft, or with no draft at all.
 
-    python bench/probe_edit_oracle.py MODEL --drafts true|none    # docs/BENCHMARKS.md, "Drafting edits"
+    python research/probe_edit_oracle.py MODEL --drafts true|none    # research/LOG.md, "Drafting edits"
 
 Separates the DiT's part of an edit from the drafter's: with true drafts, a failure is the DiT's.
 """
@@ -22,7 +22,7 @@ from app.core.checkpoints import load_model  # noqa: E402
 from app.core.draft import no_drafts  # noqa: E402
 from app.eval.edits import make_edit_benchmark  # noqa: E402
 from app.eval.model_eval import evaluate_edits  # noqa: E402
-from app.shapes.dataset import edit_draft_rows  # noqa: E402
+from app.train.data import edit_draft_rows  # noqa: E402
 from app.shapes.render import render  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -39,7 +39,7 @@ triples = {(t.instruction, render(t.source).tobytes()): t for t in make_edit_ben
 plan_with = planner.forward
 
 
-def forward(instructions, spec, images=None, videos=None, inputs=None, layouts=None, seeds=None, drafts=None):
+def forward(instructions, spec, images=None, videos=None, inputs=None, seeds=None, drafts=None):
     if drafts is None and images is not None:
         drafts = no_drafts(len(instructions), config)
         if args.drafts == "true":
@@ -47,8 +47,7 @@ def forward(instructions, spec, images=None, videos=None, inputs=None, layouts=N
                 if text.strip():  # guidance's empty row stays undrafted, as in training
                     target = triples[(text, np.asarray(images[i][0]).tobytes())].target
                     drafts[i] = torch.from_numpy(edit_draft_rows(target, config))
-    return plan_with(instructions, spec, images=images, videos=videos, inputs=inputs, layouts=layouts,
-                     seeds=seeds, drafts=drafts)
+    return plan_with(instructions, spec, images=images, videos=videos, inputs=inputs, seeds=seeds, drafts=drafts)
 
 
 planner.forward = forward

@@ -1,5 +1,5 @@
 """Where a training step's time goes (flow-matching stage): steps/s and the top Python functions by
-own time. Run on the machine you train on:  python bench/profile_train_step.py [--steps 40] [--workers 7]
+own time. Run on the machine you train on:  python research/profile_train_step.py [--steps 40] [--workers 7]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--recipe", default="app/train/recipes/shapes-64.json")
+    ap.add_argument("--recipe", default="research/recipes/shapes-64.json")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--workers", type=int, default=7)
     ap.add_argument("--batch", type=int, default=None)

@@ -1,9 +1,9 @@
 """How a model fails, as the detector sees it: the count it draws against the count asked (GenEval's
 counting prompts), and why each failed edit failed (app.eval.edits.edit_failure_cause), per kind.
 
-    python bench/failure_modes.py models/metacanvas-shapes [--prompts 408 --images 4 --edits 200]
+    python research/failure_modes.py models/metacanvas-shapes [--prompts 408 --images 4 --edits 200]
 
-Same prompts, edits and seeds as bench/eval_embedded.py (seed 7), so its counts add up to the
+Same prompts, edits and seeds as bench/bench_quality.py (seed 7), so its counts add up to the
 benchmark's counting and edit scores.
 """
 from __future__ import annotations

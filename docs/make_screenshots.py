@@ -1,7 +1,7 @@
 """Screenshots of a short studio session, offscreen: import a sample, type an instruction, see the plan,
 generate, compare. Writes PNGs to docs/screenshots/ (QWidget.grab()).
 
-    python bench/screenshots.py [--model models/metacanvas-shapes]
+    python docs/make_screenshots.py [--model models/metacanvas-shapes]
 """
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "docs" / "screenshots"
 
 
-from bench_gui import wait_until  # noqa: E402  (bench/ is this script's own folder on sys.path)
+from bench_gui import wait_until  # noqa: E402
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ each draft and judges it against the true target with edit_success (the rule the
 by). Also counts, over the target's objects, those an edit leaves alone (kept) and the new or changed
 ones, drafted within 0.1 of the frame with their class and colour.
 
-    python bench/eval_edit_drafter.py runs/pix/drafter/planner_taught --mllm models/metacanvas-shapes
+    python research/eval_edit_drafter.py runs/pix/drafter/planner_taught --mllm models/metacanvas-shapes
 """
 from __future__ import annotations
 

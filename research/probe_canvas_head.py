@@ -9,7 +9,7 @@ An edit's layout is in its source image, so a planner that reads the source scor
 caption leaves most of the layout open ("a red circle" can be anywhere), so text-to-image scores
 stay low even for a good planner: compare planners with each other, not with 1.
 
-    python bench/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...] [--referring N] [--adds N]
+    python research/probe_canvas_head.py --recipe RECIPE MODEL_OR_PLANNER_TAUGHT [MORE ...] [--referring N] [--adds N]
 
 With --referring, the edit head is also read on recolour, replace and remove edits that name their
 object by class alone ("the star": the only star) and on those that need its colour too ("the blue

@@ -7,7 +7,7 @@ colour-attribution prompt; once from the masked mean of the context states, once
 states. Accuracy near 1 means the information reaches the DiT, and a model that ignores its prompt is
 held back by the DiT, not by the planner.
 
-    python bench/probe_planner.py MODEL_FOLDER
+    python research/probe_planner.py MODEL_FOLDER
 """
 from __future__ import annotations
 

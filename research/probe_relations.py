@@ -7,10 +7,10 @@
 - |d| / spread: how far the relation word moves the canvas, against how much the canvas varies
   over its cells.
 
-    python bench/probe_relations.py MODEL_FOLDER [MORE ...]
-    python bench/probe_relations.py --recipe RECIPE --planner RUN/planner_taught   (a taught planner, no DiT yet)
+    python research/probe_relations.py MODEL_FOLDER [MORE ...]
+    python research/probe_relations.py --recipe RECIPE --planner RUN/planner_taught   (a taught planner, no DiT yet)
 
-No sampling and no training: a few seconds a model on a CPU. docs/BENCHMARKS.md, "The text-to-image
+No sampling and no training: a few seconds a model on a CPU. research/LOG.md, "The text-to-image
 canvas learns left and right", has the figures.
 """
 from __future__ import annotations
