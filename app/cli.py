@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
 
     p = sub.add_parser("train", help="train a MetaCanvas model on the shapes world from a recipe")
-    p.add_argument("--recipe", required=True, help="recipe JSON (e.g. app/train/recipes/shapes-64.json)")
+    p.add_argument("--recipe", required=True, help="recipe JSON (e.g. app/train/recipes/shapes-64-p8-cpu.json)")
     p.add_argument("--out", default="runs/train", help="run folder: checkpoints, curves, model/ (resumes if present)")
     p.add_argument("--no-canvas", action="store_true", help="train the text-only baseline (no canvas branch)")
     p.add_argument("--planner-from", help="reuse the taught planner of another run (a fair baseline shares it)")
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("bench", help="run a benchmark from bench/ (see docs/BENCHMARKS.md)")
-    p.add_argument("name", help="canvas_overhead, speed or gui")
+    p.add_argument("name", help="canvas_overhead, speed, gui or quality")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 

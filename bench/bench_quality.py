@@ -30,6 +30,8 @@ def main() -> int:
     ap.add_argument("--solver", default=None, choices=SOLVERS, help="default: the model's own")
     ap.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                     help="the sigmas at which guidance applies (default: the model's own; 0 1 = every step)")
+    ap.add_argument("--no-drafters", action="store_true",
+                    help="score the models with their drafters removed: what the canvas does without drafts")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None, help="write eval.json here")
@@ -44,6 +46,10 @@ def main() -> int:
     rows = []
     for folder in args.models:
         pipe = load_model(folder, device=device)
+        if args.no_drafters:
+            # The same weights planning as METHOD.md does, without the layout/edit drafts that seed the canvas.
+            pipe.planner.drafter = pipe.planner.edit_drafter = None
+            pipe.name += " (drafters removed)"
         if args.guidance_interval is not None:
             pipe.defaults = replace(pipe.defaults, guidance_interval=tuple(args.guidance_interval))
         if args.shift is not None or args.solver is not None:

@@ -105,7 +105,10 @@ def read_generation_info(path: str | os.PathLike) -> dict[str, Any] | None:
     or None when the file has none, or none that can be trusted. Never raises for a bad file."""
     from PIL import Image
 
+    from .files import stat_regular
+
     try:
+        stat_regular(path)  # a named pipe or device would block the open
         with Image.open(path) as im:
             if im.format != "PNG":
                 return None
