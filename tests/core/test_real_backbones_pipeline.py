@@ -8,30 +8,15 @@ from diffusers import AutoencoderKL, AutoencoderKLWan
 
 from app.core.backbones.flux import FluxAdapter, tiny_flux_config
 from app.core.backbones.wan import WanAdapter, tiny_wan_config
-from app.core.canvas import CanvasSpec, CanvasTokens
+from app.core.canvas import CanvasSpec
 from app.core.checkpoints import load_model, save_model
 from app.core.latents import DiffusersVAECodec
 from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
-from app.core.planner import Planner, PlannerProcessor, tiny_qwen25vl_config
 from app.core.request import GenerationRequest, Task
 from diffusers import FluxTransformer2DModel, WanTransformer3DModel
-from transformers import Qwen2_5_VLModel
 
-WORDS = "a the red blue circle star moves right make green".split()
-
-
-def _planner(hidden=32):
-    processor = PlannerProcessor.word_level(WORDS, patch_size=4, min_pixels=16 * 16, max_pixels=32 * 32)
-    config = tiny_qwen25vl_config(len(processor.tokenizer), hidden=hidden, layers=1, vision_hidden=32,
-                                  vision_depth=1, patch_size=4, tokenizer=processor.tokenizer)
-    return Planner(Qwen2_5_VLModel(config), processor, CanvasTokens(CanvasSpec(1, 4, 4), hidden))
-
-
-def _nudge(adapter):
-    with torch.no_grad():
-        for name, p in adapter.named_parameters():
-            if "canvas_connector" in name and p.abs().sum() == 0:
-                p.normal_(0, 0.05)
+# The tiny planner and connector nudge are the families test's own.
+from tests.core.test_model_families import _nudge, _planner
 
 
 def test_flux_kontext_edit_with_a_vae_round_trips_through_a_model_folder(tmp_path):
