@@ -1,5 +1,8 @@
 """The training loop for a MetaCanvas model on the shapes world, readable top to bottom.
 
+Why over 600 lines: stage 1 (teaching the planner) and stage 2 (flow matching) still share this file and
+its run-start logic; the planned split gives each stage a file of its own.
+
 Stage 1 teaches the planner (canvas and context states) to ground instructions in the layout.
 Stage 2 freezes it and trains the DiT and both connectors with rectified flow matching:
     z_t = (1 - t) z + t e,  target e - z,  MSE          (METHOD.md)

@@ -1,5 +1,8 @@
 """The studio's main window: it wires the widgets to the project document and to the engine.
 
+Why over 600 lines: it still holds the studio's state as well as its wiring. The planned split moves that state into an
+observable studio model plus action modules for project files and exports; until then it stays one file.
+
 Rules this file keeps:
 * Nothing slow runs on the GUI thread: decoding (thumbnails, frames, inputs), importing (probe + copy),
   writing results, exporting and autosaving go to thread pools; the model lives in the engine thread.
