@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith(".mcproj"):
+        argv.insert(0, "studio")  # `python main.py project.mcproj` opens it, as a double-click would
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "studio"

@@ -38,8 +38,12 @@ class UnknownWordsError(ValueError):
 
     def __init__(self, unknown: list[str], known: list[str]):
         self.unknown, self.known = unknown, known
+        # The message quotes what was typed, so it is bounded: a pasted 10,000-character "word"
+        # gives a one-line message, not a wall of text.
+        shown = [repr(w if len(w) <= 24 else w[:24] + "…") for w in unknown[:5]]
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         super().__init__(f"The model does not know the word{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(repr(w) for w in unknown)}. It knows: {' '.join(known)}.")
+                         f"{', '.join(shown)}{more}. It knows: {' '.join(known)}.")
 
 
 @dataclass

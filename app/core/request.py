@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -63,6 +63,18 @@ class PlanEdit:
         self.box = tuple(float(v) for v in self.box)  # type: ignore[assignment]
 
 
+# Every task needs words: an edit with no instruction would still change the picture (the model
+# redraws it), which users read as the studio doing something they did not ask for.
+_EMPTY_INSTRUCTION = {
+    Task.TEXT_TO_IMAGE: "Type an instruction first: describe the image to make.",
+    Task.TEXT_TO_VIDEO: "Type an instruction first: describe the clip to make.",
+    Task.IMAGE_EDIT: "Type an instruction first: say how to change the image.",
+    Task.IMAGE_TO_VIDEO: "Type an instruction first: say how the image should move.",
+    Task.VIDEO_EDIT: "Type an instruction first: say how to change the clip.",
+    Task.REFERENCE_TO_VIDEO: "Type an instruction first: describe the clip to make from the references.",
+}
+
+
 @dataclass
 class GenerationRequest:
     task: Task
@@ -82,10 +94,16 @@ class GenerationRequest:
         self.task = Task(self.task)
         self.plan_edits = [e if isinstance(e, PlanEdit) else PlanEdit(**e) for e in self.plan_edits]
 
-    def validate(self) -> None:
-        """Raise ValueError with a message a user can act on."""
-        if not self.instruction.strip() and self.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO):
-            raise ValueError("Type an instruction first: text-to-image and text-to-video need a prompt.")
+    def validate(self, supported_tasks: Iterable[str] | None = None) -> None:
+        """Raise ValueError with a message a user can act on. The one check of a request: the CLI, the
+        studio and the engine all call it; `supported_tasks` (the loaded model's task names) adds the
+        check that the model can do the task at all."""
+        if not self.instruction.strip():
+            raise ValueError(_EMPTY_INSTRUCTION[self.task])
+        if supported_tasks is not None and self.task.value not in supported_tasks:
+            raise ValueError(f"The loaded model does not do {self.task.label.lower()}; it does: "
+                             f"{', '.join(t.replace('_', ' ') for t in supported_tasks)}. Load a model that "
+                             f"does (File ▸ Settings ▸ model folder).")
         if self.task.needs_image and not self.images:
             raise ValueError(f"{self.task.value} needs an input image: select an image clip first.")
         if self.task.needs_video and self.video is None:

@@ -41,7 +41,7 @@ from . import atomic, files
 from . import schema as project_schema
 from .errors import MediaError, ProjectError
 from .files import describe_os_error
-from .project import MediaItem, Project, new_id
+from .project import MediaItem, Project, invert, new_id
 
 PROJECT_SUFFIX = ".mcproj"
 FORMAT = "metacanvas-project"
@@ -144,11 +144,12 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
     return project.add_media_change(name, kind, w, h, frames, fps, audio, name=source.name)
 
 
-def store_result(project: Project, project_path: str | os.PathLike, clip_id: str, frames, fps: float = 24.0,
-                 request: dict | None = None, plan_file: str | None = None, activate: bool = True) -> dict:
-    """Write a generated result (uint8 [H, W, 3] image or [F, H, W, 3] clip) as a NEW file in the media
-    folder and return the change that adds it as a new version of the clip (not applied).
-    Videos are written as H.264 MP4 (even size, see export.export_video); images as PNG."""
+def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, plan=None) -> dict:
+    """Write a generated result (uint8 [H, W, 3] image or [F, H, W, 3] clip) and its plan as NEW files in
+    the media folder; never overwrites anything. Runs off the GUI thread. Returns what `result_change`
+    needs: {"name", "kind", "width", "height", "frames", "fps", "plan"} (plan: file name or None).
+    Videos are H.264 MP4 (even size, see export.export_video); images PNG. `plan`: anything with
+    `.save(path)` (app.core.plan.Plan), kept beside the result so the studio can show it again."""
     import numpy as np
 
     from .export import export_image, export_video
@@ -163,14 +164,63 @@ def store_result(project: Project, project_path: str | os.PathLike, clip_id: str
         image = arr if arr.ndim == 3 else arr[0]
         name = _unique_name(folder, "result", ".png")
         export_image(image, folder / name, "png")
-        return project.add_result_change(clip_id, name, "image", image.shape[1], image.shape[0],
-                                         request=request, plan=plan_file, activate=activate, name=name)
-    if arr.ndim != 4:
+        written = {"name": name, "kind": "image", "width": int(image.shape[1]), "height": int(image.shape[0]),
+                   "frames": 1, "fps": 0.0}
+    elif arr.ndim == 4:
+        name = _unique_name(folder, "result", ".mp4")
+        w, h = export_video(list(arr), folder / name, fps)
+        written = {"name": name, "kind": "video", "width": w, "height": h, "frames": len(arr), "fps": float(fps)}
+    else:
         raise ValueError("frames must be [H, W, 3] or [F, H, W, 3]")
-    name = _unique_name(folder, "result", ".mp4")
-    w, h = export_video(list(arr), folder / name, fps)
-    return project.add_result_change(clip_id, name, "video", w, h, len(arr), fps,
-                                     request=request, plan=plan_file, activate=activate, name=name)
+    written["plan"] = None
+    if plan is not None and hasattr(plan, "save"):
+        written["plan"] = name.rsplit(".", 1)[0] + ".plan.safetensors"
+        try:
+            plan.save(folder / written["plan"])
+        except OSError:
+            written["plan"] = None  # the result matters more than its plan picture
+    return written
+
+
+def result_change(project: Project, written: dict, clip_id: str | None, request: dict | None = None,
+                  instruction: str = "") -> tuple[dict, str]:
+    """The change that adds a written result to `project` (not applied) and the clip it lands in:
+    a new active version of `clip_id` when the clip still exists and is of the result's kind;
+    otherwise (no clip, it was deleted, or an image became a video) a new clip on the track of its
+    kind, with the request on its first version. Called on the GUI thread with the live project, so
+    version indices are current even when several results land one after another."""
+    kind = written["kind"]
+    clip = None
+    if clip_id is not None:
+        try:
+            clip = project.clip(clip_id)
+        except ProjectError:
+            clip = None
+    if clip is not None and project.media_item(clip.media_id).kind == kind:
+        change = project.add_result_change(clip.id, written["name"], kind, written["width"], written["height"],
+                                           written["frames"], written["fps"], request=request,
+                                           plan=written.get("plan"), name=written["name"])
+        return change, clip.id
+    # A new clip is named by what made it (the file name stays unique on disk).
+    media = project.add_media_change(written["name"], kind, written["width"], written["height"], written["frames"],
+                                     written["fps"], name=instruction.strip()[:48] or written["name"])
+    project.apply(media)  # the clip builder needs the item; undone below, the batch applies both as one step
+    try:
+        clip_change = project.add_clip_change(media["item"]["id"])
+    finally:
+        project.apply(invert(media))
+    first = clip_change["clip"]["versions"][0]
+    first["request"] = dict(request or {})
+    first["plan"] = written.get("plan")
+    clip_change["clip"]["instruction"] = instruction
+    return {"kind": "batch", "label": "generated clip", "changes": [media, clip_change]}, clip_change["clip"]["id"]
+
+
+def store_result(project: Project, project_path: str | os.PathLike, clip_id: str | None, frames, fps: float = 24.0,
+                 request: dict | None = None, plan=None) -> dict:
+    """`write_result` then `result_change`, in one call (for scripts; the studio splits them across threads)."""
+    written = write_result(project_path, frames, fps, plan)
+    return result_change(project, written, clip_id, request, (request or {}).get("instruction", ""))[0]
 
 
 # ------------------------------------------------------------------------------------ save / open

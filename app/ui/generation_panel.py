@@ -1,11 +1,10 @@
 """Generation settings (seed, steps, guidance, size, frames), Generate / Cancel, and the job queue.
 
-The queue list mirrors the engine: the window tells it about submitted, running and ended jobs by id,
-and "Cancel selected" cancels exactly the selected id, so cancel can never hit the wrong job.
+It shows the studio model's `Params` and jobs and reports edits back (`param_changed`); the queue
+list is rebuilt from the model's jobs by id, and "Cancel selected" cancels exactly the selected id,
+so cancel can never hit the wrong job.
 """
 from __future__ import annotations
-
-import random
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
@@ -16,6 +15,7 @@ class GenerationPanel(QWidget):
     generate_clicked = Signal()
     cancel_clicked = Signal()  # cancel the running job
     cancel_job = Signal(int)  # cancel one queued job by id
+    param_changed = Signal(str, object)  # Params field name, new value
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -41,6 +41,10 @@ class GenerationPanel(QWidget):
         self.frames.setRange(1, 257)
         self.frames.setValue(8)
         self.frames.setToolTip("Frames of a generated video (stills always have 1)")
+        for name, box in (("seed", self.seed), ("steps", self.steps), ("guidance", self.guidance),
+                          ("width", self.width_box), ("height", self.height_box), ("frames", self.frames)):
+            box.valueChanged.connect(lambda v, n=name: self.param_changed.emit(n, v))
+        self.random_seed.toggled.connect(lambda on: self.param_changed.emit("random_seed", on))
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -88,65 +92,57 @@ class GenerationPanel(QWidget):
         lay.addWidget(self.cancel_selected)
         lay.addStretch(1)
 
-    def apply_model_defaults(self, defaults) -> None:
-        """Start from what the loaded model was trained for (its size, steps and guidance)."""
-        self.width_box.setValue(int(defaults.width))
-        self.height_box.setValue(int(defaults.height))
-        self.steps.setValue(int(defaults.steps))
-        self.guidance.setValue(float(defaults.guidance))
-        lo, hi = defaults.guidance_interval
+    def show_params(self, params) -> None:
+        """Show the studio model's Params (model defaults, "use these settings again") without echoing."""
+        for box, value in ((self.seed, params.seed), (self.steps, params.steps), (self.guidance, params.guidance),
+                           (self.width_box, params.width), (self.height_box, params.height),
+                           (self.frames, params.frames), (self.random_seed, params.random_seed)):
+            box.blockSignals(True)
+            box.setChecked(value) if box is self.random_seed else box.setValue(value)
+            box.blockSignals(False)
+
+    def describe_guidance(self, interval: tuple[float, float]) -> None:
+        lo, hi = interval
         where = "at every step" if (lo, hi) == (0.0, 1.0) else f"at noise levels {lo:g} to {hi:g} (1 = pure noise) only"
         self.guidance.setToolTip(f"Classifier-free guidance scale; this model applies it {where}")
 
-    def next_seed(self) -> int:
-        """The seed for the next request; a random one is written back so the user sees what ran."""
-        if self.random_seed.isChecked():
-            self.seed.setValue(random.randrange(0, 2**31 - 1))
-        return self.seed.value()
-
     # -- queue mirror --------------------------------------------------------------------------------
-    def _item(self, job_id: int) -> QListWidgetItem | None:
-        for i in range(self.queue.count()):
-            it = self.queue.item(i)
-            if it.data(Qt.ItemDataRole.UserRole) == job_id:
-                return it
-        return None
+    def show_jobs(self, jobs: list) -> None:
+        """`jobs`: the studio model's active Jobs (queued or running), in submission order."""
+        from app.ui.studio_model import JobState
 
-    def add_job(self, job_id: int, description: str) -> None:
-        it = QListWidgetItem(f"#{job_id} queued — {description}")
-        it.setData(Qt.ItemDataRole.UserRole, job_id)
-        it.setData(Qt.ItemDataRole.UserRole + 1, description)
-        self.queue.addItem(it)
-
-    def set_job_running(self, job_id: int) -> None:
-        it = self._item(job_id)
-        if it is not None:
-            it.setText(f"#{job_id} running — {it.data(Qt.ItemDataRole.UserRole + 1)}")
-
-    def remove_job(self, job_id: int) -> None:
-        it = self._item(job_id)
-        if it is not None:
-            self.queue.takeItem(self.queue.row(it))
+        selected = self.queue.currentItem().data(Qt.ItemDataRole.UserRole) if self.queue.currentItem() else None
+        self.queue.clear()
+        for job in jobs:
+            it = QListWidgetItem(f"#{job.id} {job.state.value} — {job.description}")
+            it.setData(Qt.ItemDataRole.UserRole, job.id)
+            self.queue.addItem(it)
+            if job.id == selected:
+                self.queue.setCurrentItem(it)
+        running = next((j for j in jobs if j.state is JobState.RUNNING), None)
+        if running is not None and running.total:
+            self.progress.setRange(0, running.total)
+            self.progress.setValue(running.step)
+            self.progress.setFormat(f"job #{running.id}: step {running.step}/{running.total}")
+        elif running is not None or jobs:
+            self.progress.setRange(0, 0)  # busy: planning, or waiting for the engine to take the job
+            self.progress.setFormat(f"job #{running.id}: planning…" if running is not None else "queued…")
+        else:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("idle")
+        self.cancel_button.setEnabled(bool(jobs))
+        self.cancel_selected.setEnabled(bool(jobs))
 
     def job_ids(self) -> list[int]:
         return [self.queue.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.queue.count())]
 
     def select_job(self, job_id: int) -> None:
-        it = self._item(job_id)
-        if it is not None:
-            self.queue.setCurrentItem(it)
+        for i in range(self.queue.count()):
+            if self.queue.item(i).data(Qt.ItemDataRole.UserRole) == job_id:
+                self.queue.setCurrentRow(i)
 
     def _cancel_selected(self) -> None:
         it = self.queue.currentItem()
         if it is not None:
             self.cancel_job.emit(int(it.data(Qt.ItemDataRole.UserRole)))
-
-    def set_progress(self, step: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(step)
-        self.progress.setFormat(f"step {step}/{total}")
-
-    def set_idle(self) -> None:
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")

@@ -1,30 +1,14 @@
-"""The instruction box: what the user asks for, the task the studio chose from the selection (shown,
-never hidden), and the instruction's words as buttons that show where the plan puts each one.
+"""The instruction box: what the user asks for, the task for the selection (shown and chosen here,
+per clip: the studio model remembers each clip's own), why there is no plan yet, and the
+instruction's words as buttons that show where the plan puts each one.
 """
 from __future__ import annotations
 
-from typing import Any
 
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
 from app.core.request import Task
-
-
-def choose_task(kinds: list[str], make_video: bool) -> Task:
-    """The task implied by the selected clips' kinds ("image"/"video") and the "make a video" toggle.
-
-    One rule table, so the label the user sees and the request that is sent can never disagree.
-    """
-    images = [k for k in kinds if k == "image"]
-    videos = [k for k in kinds if k == "video"]
-    if videos:
-        return Task.VIDEO_EDIT
-    if len(images) >= 2:
-        return Task.REFERENCE_TO_VIDEO
-    if len(images) == 1:
-        return Task.IMAGE_TO_VIDEO if make_video else Task.IMAGE_EDIT
-    return Task.TEXT_TO_VIDEO if make_video else Task.TEXT_TO_IMAGE
 
 
 TASK_HINTS = {
@@ -38,27 +22,29 @@ TASK_HINTS = {
 
 
 class InstructionBox(QWidget):
-    """Emits `instruction_changed(text)` on every keystroke (the window debounces) and `word_clicked`."""
+    """Emits `instruction_changed(text)` on every keystroke (the studio model debounces), `task_chosen`
+    and `word_clicked`."""
 
     instruction_changed = Signal(str)
     word_clicked = Signal(int)  # index into plan.words[0]; -1 shows the whole plan again
-    make_video_changed = Signal(bool)
-    submit = Signal()
+    task_chosen = Signal(object)  # Task
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.task_label = QLabel(self)
-        self.task_label.setObjectName("taskLabel")
+        self.task_box = QComboBox(self)
+        self.task_box.setObjectName("taskBox")
+        self.task_box.setToolTip("What Generate does with the selection. Each clip keeps its own choice.")
+        self.task_box.activated.connect(lambda i: self.task_chosen.emit(Task(self.task_box.itemData(i))))
         self.target_label = QLabel(self)
         self.target_label.setObjectName("targetLabel")
-        self.make_video = QCheckBox("Make a video", self)
-        self.make_video.setToolTip("With no clip selected: text-to-video instead of text-to-image.\n"
-                                   "With one image selected: image-to-video instead of an edit.")
-        self.make_video.toggled.connect(self.make_video_changed)
         self.edit = QPlainTextEdit(self)
         self.edit.setObjectName("instructionEdit")
         self.edit.setFixedHeight(64)
         self.edit.textChanged.connect(lambda: self.instruction_changed.emit(self.text()))
+        self.problem = QLabel("", self)
+        self.problem.setObjectName("planProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setVisible(False)
         self.words_row = QHBoxLayout()
         self.words_row.setContentsMargins(0, 0, 0, 0)
         self.words_row.setSpacing(3)
@@ -68,31 +54,49 @@ class InstructionBox(QWidget):
 
         head = QHBoxLayout()
         head.addWidget(QLabel("Task:", self))
-        head.addWidget(self.task_label)
+        head.addWidget(self.task_box)
         head.addWidget(self.target_label, 1)
-        head.addWidget(self.make_video)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(head)
         lay.addWidget(self.edit)
+        lay.addWidget(self.problem)
         lay.addWidget(self.words_hint)
         lay.addLayout(self.words_row)
         self.task = Task.TEXT_TO_IMAGE
-        self.set_task(Task.TEXT_TO_IMAGE, "new generation")
+        self.set_task(Task.TEXT_TO_IMAGE, "new generation", [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO])
 
     def text(self) -> str:
         return self.edit.toPlainText().strip()
 
     def set_text(self, text: str) -> None:
-        self.edit.setPlainText(text)
+        """Show `text` (the target's own instruction); a no-op when it is already shown, so the cursor
+        stays where the user is typing."""
+        if self.edit.toPlainText().strip() != text.strip():
+            self.edit.setPlainText(text)
 
-    def set_task(self, task: Task, target: str) -> None:
+    def set_task(self, task: Task, target: str, choices: list[Task] | None = None) -> None:
+        from app.ui.studio_model import TASK_NAMES
+
         self.task = task
-        self.task_label.setText(task.label)
+        choices = choices or [task]
+        self.task_box.blockSignals(True)
+        self.task_box.clear()
+        for t in choices:
+            self.task_box.addItem(TASK_NAMES[t], t.value)  # Qt keeps str-enums as plain str
+        self.task_box.setCurrentIndex(choices.index(task) if task in choices else 0)
+        self.task_box.setEnabled(len(choices) > 1)
+        self.task_box.blockSignals(False)
         self.target_label.setText(f"— {target}")
         self.edit.setPlaceholderText(TASK_HINTS[task])
-        # The toggle means something only where a choice exists.
-        self.make_video.setEnabled(task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO, Task.IMAGE_EDIT, Task.IMAGE_TO_VIDEO))
+
+    def chosen_task(self) -> Task:
+        return Task(self.task_box.currentData())
+
+    def set_problem(self, text: str) -> None:
+        """Why there is no plan for what is typed ('' hides it); the model says it once typing pauses."""
+        self.problem.setText(text)
+        self.problem.setVisible(bool(text))
 
     def set_words(self, words: list[str]) -> None:
         """One button per instruction word of the current plan (plan.words[0])."""
@@ -117,18 +121,3 @@ class InstructionBox(QWidget):
             if i != index:
                 b.setChecked(False)
         self.word_clicked.emit(index if checked else -1)
-
-    def keyPressEvent(self, e: Any) -> None:  # noqa: N802
-        super().keyPressEvent(e)
-
-
-class Debouncer(QTimer):
-    """Coalesces bursts (keystrokes) into one call `interval` ms after the last one."""
-
-    def __init__(self, interval_ms: int, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.setSingleShot(True)
-        self.setInterval(interval_ms)
-
-    def poke(self) -> None:
-        self.start()  # restarting a running single-shot timer pushes the deadline back

@@ -27,6 +27,7 @@ class TimelineClip:
     frames: int = 1
     fps: float = 24.0
     thumbnails: list[QImage] = field(default_factory=list)
+    media_id: str = ""  # the media the clip shows now (its active version)
 
     @property
     def end(self) -> float:
@@ -55,10 +56,12 @@ class TimelineView(QWidget):
 
     # -- data ------------------------------------------------------------------------------------
     def set_clips(self, clips: list[TimelineClip]) -> None:
-        old = {c.id: c.thumbnails for c in self.clips}
+        # Keep a clip's thumbnails only while it shows the same media: after undo/redo of a version the
+        # strip must show the version now active, not the one before.
+        old = {(c.id, c.media_id): c.thumbnails for c in self.clips}
         for c in clips:
-            if not c.thumbnails and c.id in old:
-                c.thumbnails = old[c.id]
+            if not c.thumbnails and (c.id, c.media_id) in old:
+                c.thumbnails = old[(c.id, c.media_id)]
         self.clips = clips
         ids = {c.id for c in clips}
         kept = [s for s in self.selected if s in ids]

@@ -1,23 +1,47 @@
-"""The versions of the selected clip: Original, v1, v2...; click to show one, accept or reject it."""
+"""The versions of the selected clip: the original and v1, v2... each with its picture, what made it
+(task, instruction, seed, steps) and its verdict. Click one to show it (and the plan stored with it);
+"Use these settings again" puts its instruction, task and settings back for the next Generate."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+
+MEDIA_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def describe_version(index: int, version, clip_name: str) -> str:
+    """Two lines: which version of which clip, then what made it."""
+    name = f"{clip_name} — original" if index == 0 else f"{clip_name} — v{index}"
+    mark = {True: "  ✓ accepted", False: "  ✗ rejected", None: ""}[version.accepted]
+    r = version.request or {}
+    if not r:
+        return name + mark
+    made = [str(r.get("task", "")).replace("_", " ")]
+    if r.get("instruction"):
+        made.append(f"“{str(r['instruction'])[:60]}”")
+    details = [f"seed {r['seed']}" if "seed" in r else "", f"{r['steps']} steps" if "steps" in r else ""]
+    return f"{name}{mark}\n{': '.join(m for m in made if m)}\n{', '.join(d for d in details if d)}".rstrip()
 
 
 class VersionsPanel(QWidget):
     activate = Signal(int)  # version index
     judge = Signal(str, object)  # version id, True / False / None
+    reuse = Signal(int)  # version index whose settings to use again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.list = QListWidget(self)
         self.list.setObjectName("versionsList")
+        self.list.setIconSize(QSize(48, 48))
         self.list.itemClicked.connect(self._on_click)
         self.accept_button = QPushButton("Accept", self)
         self.reject_button = QPushButton("Reject", self)
         self.accept_button.clicked.connect(lambda: self._judge(True))
         self.reject_button.clicked.connect(lambda: self._judge(False))
+        self.reuse_button = QPushButton("Use these settings again", self)
+        self.reuse_button.setToolTip("Instruction, task, seed, steps, guidance and size of the selected version")
+        self.reuse_button.clicked.connect(self._reuse)
         self.info = QLabel("Select a clip to see its versions", self)
         self.info.setWordWrap(True)
         self.info.setObjectName("hint")
@@ -29,20 +53,21 @@ class VersionsPanel(QWidget):
         lay.addWidget(self.info)
         lay.addWidget(self.list, 1)
         lay.addLayout(row)
+        lay.addWidget(self.reuse_button)
         self._updating = False
+        self.set_versions([], 0)
 
-    def set_versions(self, versions: list, active: int) -> None:
-        """`versions`: app.media Version objects of one clip (index 0 = the original)."""
+    def set_versions(self, versions: list, active: int, clip_name: str = "", icons: dict | None = None) -> None:
+        """`versions`: app.media Version objects of one clip (index 0 = the original); `icons`: cached
+        QIcons by media id (the rest arrive through set_icon)."""
         self._updating = True
         self.list.clear()
         for i, v in enumerate(versions):
-            name = "Original" if i == 0 else f"v{i}"
-            instr = v.request.get("instruction", "") if v.request else ""
-            task = v.request.get("task", "") if v.request else ""
-            mark = {True: "  ✓ accepted", False: "  ✗ rejected", None: ""}[v.accepted]
-            text = f"{name}{mark}" + (f"\n{task.replace('_', ' ')}: {instr}" if instr or task else "")
-            it = QListWidgetItem(text)
+            it = QListWidgetItem(describe_version(i, v, clip_name or "Clip"))
             it.setData(Qt.ItemDataRole.UserRole, v.id)
+            it.setData(MEDIA_ROLE, v.media_id)
+            if icons and v.media_id in icons:
+                it.setIcon(icons[v.media_id])
             if i == active:
                 f = it.font()
                 f.setBold(True)
@@ -51,9 +76,15 @@ class VersionsPanel(QWidget):
         if versions:
             self.list.setCurrentRow(active)
         self.info.setText(f"{len(versions)} version(s); bold is shown" if versions else "Select a clip to see its versions")
-        self.accept_button.setEnabled(len(versions) > 1)
-        self.reject_button.setEnabled(len(versions) > 1)
+        for b in (self.accept_button, self.reject_button):
+            b.setEnabled(len(versions) > 1)
+        self.reuse_button.setEnabled(bool(versions))
         self._updating = False
+
+    def set_icon(self, media_id: str, icon: QIcon) -> None:
+        for i in range(self.list.count()):
+            if self.list.item(i).data(MEDIA_ROLE) == media_id:
+                self.list.item(i).setIcon(icon)
 
     def count(self) -> int:
         return self.list.count()
@@ -66,3 +97,7 @@ class VersionsPanel(QWidget):
         it = self.list.currentItem()
         if it is not None and self.list.row(it) > 0:
             self.judge.emit(it.data(Qt.ItemDataRole.UserRole), verdict)
+
+    def _reuse(self) -> None:
+        if self.list.currentRow() >= 0:
+            self.reuse.emit(self.list.currentRow())

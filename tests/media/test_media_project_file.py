@@ -74,9 +74,15 @@ def test_result_is_stored_as_a_new_file(tmp_path, png_file):
     new = p.media[p.clip(clip.id).active.media_id]
     assert new.id != clip.media_id and np.array_equal(load_image(pf.media_path(path, new)), result)
     assert pf.media_path(path, p.media[clip.media_id]).read_bytes() == original
-    p.apply(pf.store_result(p, path, clip.id, np.zeros((4, 31, 33, 3), np.uint8), fps=8))
-    video = p.media[p.clip(clip.id).active.media_id]
+    # A clip made from an image (image-to-video) is not a version of the still: it starts its own clip
+    # on the video track, with the request on its first version; the still keeps its versions.
+    p.apply(pf.store_result(p, path, clip.id, np.zeros((4, 31, 33, 3), np.uint8), fps=8,
+                            request={"instruction": "the ball rolls"}))
+    assert len(p.clip(clip.id).versions) == 2
+    made = p.tracks["video"][-1]
+    video = p.media[made.active.media_id]
     assert (video.kind, video.width, video.height, video.frames) == ("video", 34, 32, 4)
+    assert made.instruction == "the ball rolls" and made.versions[0].request["instruction"] == "the ball rolls"
 
 
 def test_save_as_copies_media(tmp_path, png_file):

@@ -30,3 +30,12 @@ def import_and_wait(qtbot, w, path: Path, timeout: int = 10000) -> str:
                     timeout=timeout)
     (new,) = {c.id for clips in w.document.project.tracks.values() for c in clips} - before
     return new
+
+
+def choose_task(w, task) -> None:
+    """Pick `task` in the instruction box's task chooser, as a user would."""
+    box = w.instruction.task_box
+    index = box.findData(task.value)
+    assert index >= 0, f"{task} is not offered for this selection"
+    box.setCurrentIndex(index)
+    box.activated.emit(index)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.ui.helpers import MODEL, SAMPLE_IMAGE, SAMPLE_VIDEO, import_and_wait, make_window
+from app.core.request import Task
+from app.ui.studio_model import JobState
+from tests.ui.helpers import MODEL, SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,7 +35,7 @@ def _type(qtbot, w, text):
 def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
     w = studio
     clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
-    assert w.instruction.task_label.text() == "Image edit"
+    assert w.instruction.chosen_task() is Task.IMAGE_EDIT
     with qtbot.waitSignal(w.plan_shown, timeout=20_000):
         _type(qtbot, w, "make the circle green")
     assert w.viewer.overlay_array() is not None and w.current_plan is not None
@@ -86,20 +88,19 @@ def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
     qtbot.waitUntil(lambda: getattr(w, "last_frame", None) is not None and w.last_frame.shape[:2] == (64, 64), timeout=10_000)
     png = tmp_path / "still.png"
     with qtbot.waitSignal(w.export_done, timeout=10_000):
-        w.export_still(str(png))
+        w.exports.export_still(str(png))
     from app.media.probe import load_image, probe_video
     assert load_image(png).shape == (64, 64, 3)
 
     # The embedded default makes stills: asking it for a video says so at once, and nothing changes.
     w.timeline.view.select([])
-    w.instruction.make_video.setChecked(True)
-    assert w.instruction.task_label.text() == "Text to video"
+    choose_task(w, Task.TEXT_TO_VIDEO)
     w.instruction.set_text("a red circle moves to the right")
     clips_before = len(w.document.project.tracks["video"])
     assert w.generate() is None
     assert "does not do text to video" in w.messages.errors()[-1]
     assert len(w.document.project.tracks["video"]) == clips_before
-    w.instruction.make_video.setChecked(False)
+    choose_task(w, Task.TEXT_TO_IMAGE)
 
     # A clip on the video track exported as MP4 decodes back to its frames and size.
     video_clip = import_and_wait(qtbot, w, SAMPLE_VIDEO)
@@ -107,7 +108,7 @@ def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
     source = probe_video(SAMPLE_VIDEO)
     mp4 = tmp_path / "clip.mp4"
     with qtbot.waitSignal(w.export_done, timeout=60_000):
-        w.export_clip(str(mp4), video_clip)
+        w.exports.export_clip(str(mp4), video_clip)
     info = probe_video(mp4)
     assert (info.frames, info.width, info.height) == (source.frames, source.width, source.height)
 
@@ -132,14 +133,14 @@ def test_cancel_queued_job_leaves_running_one(qtbot, studio):
     first = w.generate()
     w.generation.steps.setValue(4)
     second = w.generate()
-    qtbot.waitUntil(lambda: w.jobs[first].state == "running", timeout=30_000)
-    assert w.jobs[second].state == "queued"
+    qtbot.waitUntil(lambda: w.jobs[first].state is JobState.RUNNING, timeout=30_000)
+    assert w.jobs[second].state is JobState.QUEUED
     cancelled = []
     w.engine.cancelled.connect(cancelled.append)
     w.generation.select_job(second)
     qtbot.mouseClick(w.generation.cancel_selected, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: second in cancelled, timeout=5000)
-    assert w.jobs[second].state == "done" and w.jobs[first].state == "running"
+    assert second not in w.jobs and w.jobs[first].state is JobState.RUNNING
     assert second not in w.generation.job_ids() and first in w.generation.job_ids()
     steps_then = w.generation.progress.value()
     qtbot.waitUntil(lambda: w.generation.progress.value() > steps_then, timeout=30_000)  # still making progress
@@ -152,23 +153,38 @@ def test_cancel_queued_job_leaves_running_one(qtbot, studio):
     assert "cancelled" in w.messages.history[-1].text
 
 
-def test_bad_model_folder_is_a_message(qtbot, tmp_path, studio):
+def test_a_rejected_model_folder_is_a_message_and_never_becomes_the_active_model(qtbot, tmp_path, studio):
+    from app.settings import Settings
+
     w = studio
+    good = w.settings.active_model
     bad = tmp_path / "not-a-model"
     bad.mkdir()
     s = w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(bad), "autosave_minutes": 0})
     w.apply_settings(s)
     assert any("model" in m.lower() for m in w.messages.errors())
+    # Neither this session nor the next launch takes the folder that failed.
+    assert w.settings.active_model == good and Settings.load().active_model == good
+    assert str(bad) not in Settings.load().model_folders
+    assert w.model_ready
 
 
-def test_an_unknown_word_is_named_while_typing_and_generate_says_so(qtbot, studio):
+def test_an_unknown_word_is_named_once_typing_pauses_and_generate_says_so(qtbot, studio):
     w = studio
-    w.instruction.set_text("a red dragon")
-    qtbot.waitUntil(lambda: "does not know" in w.statusBar().currentMessage(), timeout=20_000)
-    assert "'dragon'" in w.statusBar().currentMessage()
+    _type(qtbot, w, "a red drag")
+    # While the word is being typed nothing flashes: the message waits for a pause.
+    qtbot.wait(300)
+    assert not w.instruction.problem.isVisible() or "'drag'" not in w.instruction.problem.text()
+    _type(qtbot, w, "on")
+    qtbot.waitUntil(lambda: "does not know" in w.instruction.problem.text(), timeout=20_000)
+    assert "'dragon'" in w.instruction.problem.text() and "'drag'" not in w.instruction.problem.text()
     media_before = dict(w.document.project.media)
     job = w.generate()
     if job is not None:  # refused in the engine: the job fails with the same message
         qtbot.waitUntil(lambda: any("dragon" in m for m in w.messages.errors()), timeout=20_000)
-    assert any("'dragon'" in m and "It knows:" in m for m in w.messages.errors() + [w.statusBar().currentMessage()])
+    assert any("'dragon'" in m and "It knows:" in m for m in w.messages.errors() + [w.instruction.problem.text()])
     assert w.document.project.media == media_before
+    # A pasted 10,000-character word gives a one-line message, not a wall of text.
+    w.instruction.set_text("a " + "x" * 10_000)
+    qtbot.waitUntil(lambda: "does not know" in w.instruction.problem.text(), timeout=20_000)
+    assert len(w.instruction.problem.text()) < 1000

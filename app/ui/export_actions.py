@@ -1,0 +1,161 @@
+"""Exports from the studio: a still (PNG/JPEG), a clip (H.264 MP4), the video track (H.264 MP4).
+
+Each export runs in the thread pool behind a non-modal progress dialog that can cancel it; an
+export writes through app.media.export, which never leaves a partial file and never replaces a
+file the user did not choose in the Save dialog.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThreadPool, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QProgressDialog
+
+from app.media import project_file as pf
+from app.media.errors import ExportCancelled, ExportError, MediaError, ProjectError
+from app.media.project import Project
+from app.ui.messages import ERROR, INFO, WARNING
+from app.ui.workers import run_task
+
+
+class ExportActions(QObject):
+    export_done = Signal(str)  # the path written
+
+    def __init__(self, window: Any, say: Callable[[str, str], None]) -> None:
+        super().__init__(window)
+        self.window = window
+        self.say = say
+        self.pool = QThreadPool.globalInstance()
+        self.exporting = False
+        self.cancel_event: threading.Event | None = None
+
+    @property
+    def project(self) -> Project:
+        return self.window.document.project
+
+    def _save_dialog(self, title: str, filters: str, suffix: str, then: Callable[[str], None]) -> None:
+        dlg = QFileDialog(self.window, title, "", filters)
+        dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dlg.setDefaultSuffix(suffix)
+        dlg.fileSelected.connect(then)
+        dlg.open()  # non-blocking: no nested event loop
+
+    # ---------------------------------------------------------------- still
+    def export_still_dialog(self) -> None:
+        self._save_dialog("Export still", "PNG (*.png);;JPEG (*.jpg *.jpeg)", "png", self.export_still)
+
+    def export_still(self, path: str) -> None:
+        """The frame on screen (the selected clip's active version under the playhead), at full size:
+        decoded again from its file in the pool, not the viewer's bounded copy."""
+        source = self.window.frame_source()
+        if source is None:
+            self.say("Select a clip first: there is no frame to export.", ERROR)
+            return
+        from app.media.export import export_image
+        from app.media.probe import load_image, read_frame
+        file, kind, index = source
+
+        def job(report: Any, cancel: Any) -> None:
+            frame = load_image(file) if kind == "image" else read_frame(file, index)
+            export_image(frame, path, overwrite=True)
+        self._run(f"Exporting {Path(path).name}", job, path)
+
+    # ---------------------------------------------------------------- clip
+    def export_clip_dialog(self) -> None:
+        self._save_dialog("Export clip", "H.264 MP4 (*.mp4)", "mp4", self.export_clip)
+
+    def export_clip(self, path: str, clip_id: str | None = None) -> None:
+        """The clip's active version (its trimmed segment for the original) as an H.264 MP4."""
+        from app.media.export import export_video
+        from app.media.probe import iter_video_frames, load_image
+        studio = self.window.studio
+        clip = self.project.clip(clip_id) if clip_id else studio.primary_clip()
+        if clip is None:
+            self.say("Select a clip to export.", ERROR)
+            return
+        version = clip.active
+        item = self.project.media_item(version.media_id)
+        file = pf.media_path(self.window.work_path(), item)
+        fps = item.fps or self.project.settings.fps
+        if item.kind == "image":
+            n = max(1, int(round(clip.duration * fps)))
+
+            def frames():  # a still held for the clip's duration
+                picture = load_image(file)
+                for _ in range(n):
+                    yield picture
+        else:
+            offset = clip.in_point if version.media_id == clip.media_id else 0.0
+            first = int(offset * fps + 1e-6)
+            n = max(1, min(item.frames - first, int(round(clip.duration * fps))))
+
+            def frames():
+                return iter_video_frames(file, range(first, first + n))
+        self._run(f"Exporting {Path(path).name}",
+                  lambda report, cancel: export_video(frames(), path, fps, progress=report, cancel=cancel,
+                                                      total=n, overwrite=True), path)
+
+    # ---------------------------------------------------------------- track
+    def export_track_dialog(self) -> None:
+        self._save_dialog("Export video track", "H.264 MP4 (*.mp4)", "mp4", self.export_track)
+
+    def export_track(self, path: str) -> None:
+        """The video track (stills placed on it included, held for their duration). Clips on the image
+        track are not part of the video: the message after the export says how many were left out."""
+        from app.media.export import export_timeline
+        snapshot = Project.from_dict(self.project.to_dict())
+        work = self.window.work_path()
+        left_out = len(snapshot.tracks.get("image", []))
+        note = (f" {left_out} clip(s) on the image track are not in it: the video track is what plays."
+                if left_out else "")
+        self._run(f"Exporting the video track to {Path(path).name}",
+                  lambda report, cancel: export_timeline(snapshot, work, path, progress=report, cancel=cancel,
+                                                         overwrite=True), path, note)
+
+    # ---------------------------------------------------------------- running one
+    def _run(self, title: str, job: Any, path: str, note: str = "") -> None:
+        """Run `job(report, cancel)` in the pool with a non-modal progress dialog that can cancel it."""
+        if self.exporting:
+            self.say("An export is already running; wait for it or cancel it.", WARNING)
+            return
+        self.exporting = True
+        cancel = threading.Event()
+        self.cancel_event = cancel
+        dlg = QProgressDialog(title, "Cancel", 0, 0, self.window)
+        dlg.setWindowModality(Qt.WindowModality.NonModal)
+        dlg.setMinimumDuration(300)
+        dlg.canceled.connect(cancel.set)
+
+        def progress(value: Any) -> None:
+            done, total = value
+            if total:
+                dlg.setMaximum(int(total))
+                dlg.setValue(min(int(done), int(total)))
+
+        def finish(ok: bool, message: str, level: str) -> None:
+            self.exporting = False
+            self.cancel_event = None
+            dlg.reset()
+            dlg.hide()
+            dlg.deleteLater()
+            self.say(message, level)
+            if ok:
+                self.export_done.emit(path)
+
+        def failed(e: BaseException) -> None:
+            if isinstance(e, ExportCancelled) or cancel.is_set():
+                finish(False, "Export cancelled; nothing was written.", WARNING)
+            elif isinstance(e, (ExportError, MediaError, ProjectError)):
+                finish(False, f"Export failed: {e}", ERROR)
+            else:
+                finish(False, f"Export failed: {type(e).__name__}: {e}", ERROR)
+
+        run_task(self.pool, lambda report: job(lambda d, t=None: report((d, t)), cancel),
+                 on_done=lambda _: finish(True, f"Exported {Path(path).name}.{note}", WARNING if note else INFO),
+                 on_error=failed, on_progress=progress, owner=self)
+
+    def cancel(self) -> None:
+        if self.cancel_event is not None:
+            self.cancel_event.set()

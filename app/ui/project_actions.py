@@ -1,0 +1,220 @@
+"""Project files in the studio: New, Open, Save, Save As, autosave and crash recovery.
+
+Nothing is ever lost silently: New, Open and Quit with unsaved changes ask first (Save / Discard /
+Cancel); a recovery copy is written within `AUTOSAVE_DELAY_S` of a change (off the GUI thread) and
+offered at the next launch if the studio did not close cleanly; a project that fails to open leaves
+the open one as it was.
+"""
+from __future__ import annotations
+
+import enum
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThreadPool, QTimer
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+from app.media import project_file as pf
+from app.media.errors import ProjectError
+from app.media.project import Project
+from app.ui.document import ProjectDocument
+from app.ui.messages import ERROR, INFO, WARNING
+from app.ui.workers import run_task
+
+AUTOSAVE_DELAY_S = 10  # a change is in a recovery copy within this long (the setting can make it longer)
+
+
+class SaveChoice(enum.Enum):
+    SAVE = "save"
+    DISCARD = "discard"
+    CANCEL = "cancel"
+
+
+def ask_save_changes(parent: QWidget, name: str) -> SaveChoice:
+    """The modal Save / Discard / Cancel question (tests answer it by replacing this function)."""
+    box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes", f"Save the changes to '{name}'?",
+                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                      | QMessageBox.StandardButton.Cancel, parent)
+    box.setInformativeText("If you don't save, your changes since the last save are lost.")
+    box.setDefaultButton(QMessageBox.StandardButton.Save)
+    answer = box.exec()
+    return {QMessageBox.StandardButton.Save: SaveChoice.SAVE,
+            QMessageBox.StandardButton.Discard: SaveChoice.DISCARD}.get(QMessageBox.StandardButton(answer),
+                                                                       SaveChoice.CANCEL)
+
+
+def choose_save_path(parent: QWidget) -> str | None:
+    """Where to save an untitled project, asked inside the Save / Discard / Cancel flow (modal)."""
+    path, _ = QFileDialog.getSaveFileName(parent, "Save project as", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
+    if path and not path.endswith(pf.PROJECT_SUFFIX):
+        path += pf.PROJECT_SUFFIX
+    return path or None
+
+
+class ProjectActions(QObject):
+    def __init__(self, window: Any, document: ProjectDocument, say: Callable[[str, str], None],
+                 data_root: Path | None, recovery_root: Path | None) -> None:
+        super().__init__(window)
+        self.window = window
+        self.document = document
+        self.say = say
+        self.data_root = data_root
+        self.recovery_root = recovery_root
+        self.pool = QThreadPool.globalInstance()
+        self.pending_recoveries: list[pf.Recovery] = []
+        self._saving_autosave = False
+        self.autosave_timer = QTimer(self, singleShot=True)
+        self.autosave_timer.timeout.connect(self.autosave)
+        document.changed.connect(lambda _change: self._schedule_autosave())
+
+    # ---------------------------------------------------------------- paths
+    def work_path(self) -> Path:
+        """Where the project's media folder is: its saved path, or a per-project untitled folder."""
+        if self.document.path:
+            return Path(self.document.path)
+        root = self.data_root / "untitled" if self.data_root else None
+        return pf.untitled_project_path(self.document.project, root)
+
+    def display_name(self) -> str:
+        return Path(self.document.path).name if self.document.path else "Untitled"
+
+    # ---------------------------------------------------------------- asking before losing work
+    def confirm_discard(self) -> bool:
+        """True when the open project may be replaced or closed: it has no unsaved changes, or the user
+        saved them, or chose to discard them."""
+        if not self.document.dirty:
+            return True
+        choice = ask_save_changes(self.window, self.display_name())
+        if choice is SaveChoice.CANCEL:
+            return False
+        if choice is SaveChoice.DISCARD:
+            self._clear_recovery()  # a deliberate discard is not a crash: nothing to offer next time
+            return True
+        path = self.document.path or choose_save_path(self.window)
+        return bool(path) and self.save_as(path)
+
+    # ---------------------------------------------------------------- new / open / save
+    def new_project(self) -> bool:
+        if not self.confirm_discard():
+            return False
+        self.document.replace(Project(), None)
+        self.say("New project.", INFO)
+        return True
+
+    def open_dialog(self) -> None:
+        dlg = QFileDialog(self.window, "Open project", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
+        dlg.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dlg.fileSelected.connect(self.open_project)
+        dlg.open()
+
+    def open_project(self, path: str) -> bool:
+        """Read and check the file first: one that cannot be opened leaves the open project untouched."""
+        try:
+            project = pf.open_project(path)
+        except ProjectError as e:
+            self.say(f"Could not open the project: {e}", ERROR)
+            return False
+        if not self.confirm_discard():
+            return False
+        self.document.replace(project, str(Path(path)))
+        missing = pf.missing_media(project, path)
+        if missing:
+            self.say(f"{len(missing)} media file(s) are missing from the project folder: "
+                     + ", ".join(m.name for m in missing[:5]), WARNING)
+        self.window.settings.add_recent(path)
+        self.say(f"Opened {Path(path).name}.", INFO)
+        return True
+
+    def save(self) -> bool:
+        if not self.document.path:
+            self.save_as_dialog()
+            return False
+        return self.save_as(self.document.path)
+
+    def save_as_dialog(self) -> None:
+        dlg = QFileDialog(self.window, "Save project as", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
+        dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dlg.setDefaultSuffix(pf.PROJECT_SUFFIX.lstrip("."))
+        dlg.fileSelected.connect(self.save_as)
+        dlg.open()
+
+    def save_as(self, path: str) -> bool:
+        """Save synchronously: a project document is small JSON and the user expects 'saved' to mean
+        saved. Media copies for a first save / Save As are file copies of what was imported."""
+        try:
+            written = pf.save_project(self.document.project, path, media_from=self.work_path())
+        except ProjectError as e:
+            self.say(str(e), ERROR)
+            return False
+        self._clear_recovery()
+        self.document.mark_saved(str(written))
+        self.window.settings.add_recent(str(written))
+        self.say(f"Saved {written.name}.", INFO)
+        return True
+
+    # ---------------------------------------------------------------- autosave and recovery
+    def _schedule_autosave(self) -> None:
+        minutes = self.window.settings.autosave_minutes
+        if minutes > 0 and not self.autosave_timer.isActive():  # (autosave() skips a clean project)
+            # Not restarted by later changes: a long editing burst is still saved every few seconds.
+            self.autosave_timer.start(int(min(AUTOSAVE_DELAY_S, minutes * 60) * 1000))
+
+    def autosave(self) -> None:
+        """Write a recovery copy off the GUI thread; the snapshot is taken here, so it is consistent."""
+        if not self.document.dirty or self._saving_autosave:
+            return
+        self._saving_autosave = True
+        snapshot = Project.from_dict(self.document.project.to_dict())
+        path = self.document.path
+        media_of = None if path else self.work_path()
+
+        def done(target: Any) -> None:
+            self._saving_autosave = False
+            self.window.statusBar().showMessage(f"Autosaved a recovery copy ({Path(target).name}).", 4000)
+
+        def failed(e: BaseException) -> None:
+            self._saving_autosave = False
+            self.say(f"Autosave failed: {e}", WARNING)
+        run_task(self.pool, pf.write_recovery, snapshot, path, self.recovery_root, media_of,
+                 on_done=done, on_error=failed, owner=self)
+
+    def _clear_recovery(self) -> None:
+        try:
+            pf.clear_recovery(self.document.path, self.document.project, self.recovery_root)
+        except (OSError, ProjectError):
+            pass  # a stale recovery copy is offered once more at worst; never worth failing a save
+
+    def closing(self) -> bool:
+        """Quit: ask about unsaved changes; a clean quit leaves no recovery copy to offer."""
+        if not self.confirm_discard():
+            return False
+        self.autosave_timer.stop()
+        if not self.document.dirty:
+            self._clear_recovery()
+        return True
+
+    def check_recoveries(self) -> None:
+        self.pending_recoveries = pf.find_recoveries(self.recovery_root)
+        if self.pending_recoveries:
+            r = self.pending_recoveries[0]
+            when = time.strftime("%H:%M %d %b", time.localtime(r.saved_at))
+            self.window.banner.show_action(f"The studio did not close cleanly: a recovery copy of '{r.name}' from "
+                                           f"{when} has changes that were not saved.", "Recover",
+                                           lambda: self.recover(r))
+
+    def recover(self, recovery: pf.Recovery) -> bool:
+        try:
+            project = pf.load_recovery(recovery)
+        except ProjectError as e:
+            self.say(str(e), ERROR)
+            return False
+        if not self.confirm_discard():
+            return False
+        # An untitled project's media folder is named by its id, which the copy keeps: its media are found.
+        path = str(recovery.project_path) if recovery.project_path is not None else None
+        self.document.replace(project, path)
+        # Recovered changes are unsaved: mark the document dirty so Save is offered and autosave continues.
+        self.document.undo_stack.resetClean()
+        self.say(f"Recovered '{recovery.name}'. Save it to keep it.", INFO)
+        return True

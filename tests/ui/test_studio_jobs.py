@@ -1,0 +1,59 @@
+"""Jobs in the studio with the real embedded model: Generate pressed while the model loads waits for it
+and runs with its settings; the progress bar tells what a job is doing; a version's stored plan comes
+back when the version is shown."""
+from __future__ import annotations
+
+import pytest
+
+from app.ui.studio_model import JobState
+from tests.ui.helpers import MODEL, make_window
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (MODEL / "model_index.json").is_file(), reason="the embedded default model is not built"),
+]
+
+
+def test_generate_pressed_while_the_model_loads_runs_once_it_is_ready_with_its_settings(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    assert not w.model_ready
+    w.instruction.set_text("a red circle")
+    assert w.generate() is None  # not refused and not run with the settings from before the load
+    assert "starts as soon as it is ready" in w.messages.history[-1].text
+    with qtbot.waitSignal(w.result_stored, timeout=120_000) as stored:
+        pass
+    clip = w.document.project.clip(stored.args[0])
+    request = clip.versions[0].request
+    defaults = w.engine.model_defaults
+    assert (request["width"], request["height"], request["steps"]) == (defaults.width, defaults.height, defaults.steps)
+    item = w.document.project.media_item(clip.media_id)
+    assert (item.width, item.height) == (defaults.width, defaults.height)  # not the 32x32 of before the load
+    w.shutdown()
+
+
+def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.instruction.set_text("a blue square on the left")
+    w.generation.steps.setValue(200)
+    first = w.generate()
+    qtbot.waitUntil(lambda: first in w.jobs and w.jobs[first].state is JobState.RUNNING, timeout=30_000)
+    assert w.generation.progress.format() != "idle" and f"#{first}" in w.generation.progress.format()
+    w.studio.cancel_running()
+    qtbot.waitUntil(lambda: not w.jobs, timeout=30_000)
+    assert w.generation.progress.format() == "idle"
+    # Two versions, each with its plan; showing v1 shows the plan stored with it.
+    w.generation.steps.setValue(2)
+    with qtbot.waitSignal(w.result_stored, timeout=60_000) as made:
+        w.generate()
+    clip_id = made.args[0]
+    w.instruction.set_text("a green triangle on the right")
+    with qtbot.waitSignal(w.result_stored, timeout=60_000):
+        w.generate()
+    clip = w.document.project.clip(clip_id)
+    assert len(clip.versions) == 2 and all(v.plan for v in clip.versions)
+    qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with v1", timeout=10_000)
+    w.versions.activate.emit(0)
+    qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with Original", timeout=10_000)
+    assert w.current_plan is not None
+    w.shutdown()

@@ -1,0 +1,292 @@
+"""A studio users can trust: it asks before losing work, offers the autosave after a crash, and its
+viewer, thumbnails and versions always show the current state. No model needed (see
+test_studio_jobs.py for what needs one)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from app.core.request import Task
+from app.media import project_file as pf
+from app.settings import REPO_ROOT
+from app.ui.project_actions import SaveChoice
+from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
+
+
+def _saved_project_with_one_clip(qtbot, tmp_path, name="kept.mcproj"):
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    path = tmp_path / "saved" / name
+    assert w.save_as(str(path))
+    return w, clip, path
+
+
+# ------------------------------------------------------------------------------------ asking before losing work
+def test_new_with_unsaved_changes_asks_and_cancel_keeps_everything(qtbot, tmp_path, save_changes_answers):
+    w, clip, _ = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.document.push(w.document.project.remove_clip_change(clip))  # the change a user could lose
+    save_changes_answers.next = SaveChoice.CANCEL
+    assert not w.files.new_project()
+    assert save_changes_answers.asked == ["kept.mcproj"]
+    assert w.document.dirty and not w.document.project.tracks["image"]  # the unsaved state is still there
+    save_changes_answers.next = SaveChoice.DISCARD
+    assert w.files.new_project()
+    assert not w.document.dirty and not w.document.project.media
+
+
+def test_quit_with_unsaved_changes_asks_and_save_writes_them(qtbot, tmp_path, save_changes_answers):
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.document.push(w.document.project.remove_clip_change(clip))
+    save_changes_answers.next = SaveChoice.CANCEL
+    assert not w.close()  # Cancel: the window stays open with its changes
+    assert w.isVisible() and w.document.dirty
+    save_changes_answers.next = SaveChoice.SAVE
+    assert w.close()
+    assert not pf.open_project(path).tracks["image"]  # the deletion was saved, not lost
+
+
+def test_an_untitled_project_saved_from_the_question_goes_where_the_user_says(qtbot, tmp_path, save_changes_answers):
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    other, _, other_path = _saved_project_with_one_clip(qtbot, tmp_path, "other.mcproj")
+    save_changes_answers.next = SaveChoice.SAVE
+    save_changes_answers.save_path = None  # the user closes the Save dialog: nothing is replaced
+    assert not w.open_project(str(other_path))
+    assert w.document.dirty and w.document.path is None
+    save_changes_answers.save_path = str(tmp_path / "named" / "mine.mcproj")
+    assert w.open_project(str(other_path))
+    assert w.document.path == str(other_path)
+    assert len(pf.open_project(tmp_path / "named" / "mine.mcproj").media) == 1
+
+
+def test_a_project_that_fails_to_open_leaves_the_open_one_untouched(qtbot, tmp_path, save_changes_answers):
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    bad = tmp_path / "bad" / "outside.mcproj"
+    bad.parent.mkdir()
+    doc = json.loads(path.read_text())
+    next(iter(doc["project"]["media"].values()))["path"] = "../../etc/passwd"
+    bad.write_text(json.dumps(doc))
+    w.document.push(w.document.project.remove_clip_change(clip))
+    assert not w.open_project(str(bad))
+    assert "Could not open the project" in w.messages.errors()[-1] and "media folder" in w.messages.errors()[-1]
+    assert save_changes_answers.asked == []  # nothing to decide: the file was refused first
+    assert w.document.path == str(path) and w.document.dirty
+
+
+# ------------------------------------------------------------------------------------ autosave and crash recovery
+def test_changes_reach_a_recovery_copy_within_seconds_and_a_crash_offers_it(qtbot, tmp_path, monkeypatch):
+    from app.ui import project_actions
+
+    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
+    w = make_window(qtbot, tmp_path)
+    w.settings.autosave_minutes = 5
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    w.document.push(w.document.project.set_clip_instruction_change(clip, "make the circle green"))
+    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    # A crash: the window never closes cleanly. The next launch offers the copy, and it has the work.
+    w2 = make_window(qtbot, tmp_path, offer_recovery=True)
+    qtbot.waitUntil(lambda: bool(w2.files.pending_recoveries), timeout=5000)
+    assert w2.banner.isVisible() and "did not close cleanly" in w2.banner.label.text()
+    assert w2.banner.action_button.text() == "Recover"
+    assert w2.files.recover(w2.files.pending_recoveries[0])
+    assert w2.document.project.clip(clip).instruction == "make the circle green"
+    assert w2.document.dirty  # recovered work is unsaved until the user saves it
+
+
+def test_a_clean_quit_leaves_no_recovery_to_offer(qtbot, tmp_path, monkeypatch):
+    from app.ui import project_actions
+
+    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.settings.autosave_minutes = 5
+    w.document.push(w.document.project.set_clip_instruction_change(clip, "x"))
+    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    assert w.save_as(str(path))
+    assert w.close()
+    assert not pf.find_recoveries(tmp_path / "recovery")
+
+
+# ------------------------------------------------------------------------------------ the viewer shows the current state
+def _shown(w):
+    return w.last_frame
+
+
+def test_viewer_follows_undo_deselect_delete_and_open(qtbot, tmp_path):
+    from app.media.probe import load_image
+
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    original = load_image(SAMPLE_IMAGE)
+    qtbot.waitUntil(lambda: _shown(w) is not None and np.array_equal(_shown(w), original))
+    # A result lands as v1 (written through the media layer, as a finished job's is).
+    v1 = np.zeros_like(original)
+    v1[..., 1] = 200
+    change = pf.store_result(w.document.project, w.work_path(), clip_id, v1, request={"task": "image_edit",
+                             "instruction": "make it green", "seed": 7, "steps": 4})
+    w.document.push(change)
+    qtbot.waitUntil(lambda: np.array_equal(_shown(w), v1), timeout=5000)
+    assert w.versions.count() == 2
+    qtbot.waitUntil(lambda: w.timeline.view.clip(clip_id).thumbnails and
+                    w.timeline.view.clip(clip_id).media_id == w.document.project.clip(clip_id).active.media_id)
+    # Undo: the version is gone from the panel AND from the viewer and the timeline strip.
+    w.act_undo.trigger()
+    assert w.versions.count() == 1
+    qtbot.waitUntil(lambda: np.array_equal(_shown(w), original), timeout=5000)
+    assert w.timeline.view.clip(clip_id).media_id == w.document.project.clip(clip_id).media_id
+    # Redo: the result's media-bin icon comes back at once, not blank.
+    w.act_redo.trigger()
+    result_media = w.document.project.clip(clip_id).active.media_id
+    qtbot.waitUntil(lambda: w.media_bin.has_icon(result_media), timeout=5000)
+    # Deselect: no clip, no frame.
+    w.timeline.view.select([])
+    qtbot.waitUntil(lambda: _shown(w) is None and w.viewer.canvas.frame is None, timeout=5000)
+    # Delete the clip while it is shown: the frame goes with it.
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: _shown(w) is not None)
+    w.timeline.view.setFocus()
+    w.remove_selected_clip()
+    qtbot.waitUntil(lambda: _shown(w) is None and w.viewer.canvas.frame is None, timeout=5000)
+    # Open another project: nothing of this one stays on screen.
+    w.act_undo.trigger()
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: _shown(w) is not None)
+    other = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, other, SAMPLE_VIDEO)
+    path = tmp_path / "o" / "o.mcproj"
+    assert other.save_as(str(path))
+    assert w.open_project(str(path))
+    qtbot.waitUntil(lambda: _shown(w) is None and w.viewer.canvas.frame is None, timeout=5000)
+    assert w.versions.count() == 0
+
+
+def test_a_missing_media_file_shows_nothing_and_says_so(qtbot, tmp_path):
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.timeline.view.select([])
+    media = w.media_file(w.document.project.clip(clip).media_id)
+    os.remove(media)
+    w.timeline.view.select([clip])
+    qtbot.waitUntil(lambda: any(media.name in m or "not found" in m.lower() or "missing" in m.lower()
+                                for m in [x.text for x in w.messages.history]), timeout=5000)
+    assert _shown(w) is None and w.viewer.canvas.frame is None
+
+
+# ------------------------------------------------------------------------------------ each clip its own instruction and task
+def test_each_clip_keeps_its_own_instruction_and_task(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    a = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    w.instruction.set_text("make the circle green")
+    choose_task(w, Task.IMAGE_TO_VIDEO)
+    b = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    assert w.instruction.text() == ""  # the text did not carry over to the next clip
+    assert w.instruction.chosen_task() is Task.IMAGE_EDIT
+    w.instruction.set_text("make the circle blue")
+    w.timeline.view.select([a])
+    assert w.instruction.text() == "make the circle green"
+    assert w.instruction.chosen_task() is Task.IMAGE_TO_VIDEO
+    w.timeline.view.select([b])
+    assert w.instruction.text() == "make the circle blue"
+    w.timeline.view.select([])
+    assert w.instruction.text() == "" and w.instruction.chosen_task() is Task.TEXT_TO_IMAGE
+
+
+def test_a_text_to_image_clip_is_varied_not_edited_by_the_next_generate(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    made = np.full((32, 32, 3), 90, np.uint8)
+    change = pf.store_result(w.document.project, w.work_path(), None, made,
+                             request={"task": "text_to_image", "instruction": "a red circle", "seed": 3, "steps": 12})
+    w.document.push(change)
+    clip = w.document.project.tracks["image"][0]
+    w.timeline.view.select([clip.id])
+    assert w.studio.task is Task.TEXT_TO_IMAGE and w.instruction.text() == "a red circle"
+    assert w.timeline.view.clip(clip.id).name.startswith("a red circle")  # named by what made it
+    # The request a Generate makes now is a variation: no input image, the same words.
+    request = w.studio.build_request()
+    assert request.task is Task.TEXT_TO_IMAGE and not request.images and request.instruction == "a red circle"
+
+
+def test_an_empty_instruction_is_refused_for_every_task():
+    from app.core.request import GenerationRequest
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    for task in Task:
+        r = GenerationRequest(task=task, instruction="   ", images=[image, image], video=np.zeros((2, 8, 8, 3), np.uint8),
+                              frames=2 if task.makes_video else 1)
+        with pytest.raises(ValueError, match="Type an instruction"):
+            r.validate()
+
+
+# ------------------------------------------------------------------------------------ versions
+def test_versions_show_seed_picture_and_use_these_settings_again(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    result = np.zeros((64, 64, 3), np.uint8)
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, result,
+                                    request={"task": "image_to_video", "instruction": "make it green", "seed": 1234,
+                                             "steps": 6, "guidance": 2.5, "width": 64, "height": 48, "frames": 1}))
+    text = w.versions.list.item(1).text()
+    name = w.document.project.media_item(w.document.project.clip(clip_id).media_id).name
+    assert "seed 1234" in text and "make it green" in text and name in text  # the clip keeps its own name
+    qtbot.waitUntil(lambda: not w.versions.list.item(1).icon().isNull(), timeout=5000)
+    w.versions.list.setCurrentRow(1)
+    w.versions.reuse_button.click()
+    g = w.generation
+    assert (g.seed.value(), g.steps.value(), g.guidance.value(), g.width_box.value(), g.height_box.value()) == \
+        (1234, 6, 2.5, 64, 48)
+    assert w.instruction.text() == "make it green" and w.instruction.chosen_task() is Task.IMAGE_TO_VIDEO
+
+
+def test_the_track_export_says_which_image_clips_it_leaves_out(qtbot, tmp_path):
+    from app.media.probe import probe_video
+
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    out = tmp_path / "track.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=60_000):
+        w.exports.export_track(str(out))
+    assert probe_video(out).frames > 0
+    assert "1 clip(s) on the image track are not in it" in w.messages.history[-1].text
+
+
+def test_main_py_with_a_project_path_opens_it(tmp_path, monkeypatch):
+    from app import cli
+    from app.ui import studio
+
+    seen = {}
+    monkeypatch.setattr(studio, "run_studio", lambda argv, model_path=None: seen.setdefault("argv", argv) and 0)
+    cli.main([str(tmp_path / "p.mcproj")])
+    assert seen["argv"][1:] == [str(tmp_path / "p.mcproj")]
+
+
+def test_no_picture_is_decoded_on_the_gui_thread(qtbot, tmp_path, monkeypatch):
+    """A 56 MP photo froze the GUI for 3.3 s when the live plan decoded it there: every decode of a
+    frame, an input or a thumbnail happens in a worker thread, at a bounded size."""
+    import threading
+
+    from app.media import probe
+
+    calls = []
+    for name in ("load_image", "load_preview", "read_frame", "read_video_frames", "thumbnail", "iter_video_frames"):
+        real = getattr(probe, name)
+
+        def spy(*a, _real=real, _name=name, **kw):
+            calls.append((_name, threading.current_thread() is threading.main_thread(), kw.get("max_side")))
+            return _real(*a, **kw)
+        monkeypatch.setattr(probe, name, spy)
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    w.instruction.set_text("make the circle green")
+    qtbot.waitUntil(lambda: w.last_frame is not None)
+    qtbot.waitUntil(lambda: any(name == "load_preview" and side == 512 for name, _, side in calls), timeout=5000)
+    video = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    w.timeline.view.select([video])
+    qtbot.waitUntil(lambda: bool(w.timeline.view.clip(video).thumbnails), timeout=10_000)
+    w.timeline.view.select([clip])
+    qtbot.wait(200)
+    assert calls and not [c for c in calls if c[1]], calls
