@@ -9,25 +9,24 @@ from PySide6.QtCore import QPoint, Qt
 
 from app.core.request import Task
 from app.media import project_file as pf
-from app.ui.instruction import choose_task
-from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, import_and_wait, make_window
+from app.ui.studio_model import allowed_tasks
+from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
 
 
 def test_task_rules():
-    assert choose_task([], False) is Task.TEXT_TO_IMAGE
-    assert choose_task([], True) is Task.TEXT_TO_VIDEO
-    assert choose_task(["image"], False) is Task.IMAGE_EDIT
-    assert choose_task(["image"], True) is Task.IMAGE_TO_VIDEO
-    assert choose_task(["video"], False) is Task.VIDEO_EDIT
-    assert choose_task(["image", "image"], False) is Task.REFERENCE_TO_VIDEO
+    """What each selection can do; the first is what an imported clip defaults to."""
+    assert allowed_tasks([]) == [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO]
+    assert allowed_tasks(["image"]) == [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO]
+    assert allowed_tasks(["video"])[0] is Task.VIDEO_EDIT
+    assert allowed_tasks(["image", "image"]) == [Task.REFERENCE_TO_VIDEO]
 
 
 def test_import_shows_clip_task_and_undo_redo(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path)
-    assert w.instruction.task_label.text() == "Text to image"
+    assert w.instruction.chosen_task() is Task.TEXT_TO_IMAGE
     clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
     assert w.timeline.view.selected == [clip_id]
-    assert w.instruction.task_label.text() == "Image edit"  # the task is shown, chosen from the selection
+    assert w.instruction.chosen_task() is Task.IMAGE_EDIT  # the task is shown, chosen from the selection
     qtbot.waitUntil(lambda: w.viewer.canvas.frame is not None)
     assert w.viewer.canvas.frame.width() == 64
     qtbot.waitUntil(lambda: w.media_bin.has_icon(w.document.project.clip(clip_id).media_id))
@@ -36,16 +35,16 @@ def test_import_shows_clip_task_and_undo_redo(qtbot, tmp_path):
     assert not w.document.project.tracks["image"] and not w.document.project.media
     w.act_redo.trigger()
     assert w.document.project.clip(clip_id)
-    # Make a video toggles image edit -> image to video.
+    # The task chooser offers animating the image instead of editing it.
     w.timeline.view.select([clip_id])
-    w.instruction.make_video.setChecked(True)
-    assert w.instruction.task_label.text() == "Image to video"
+    choose_task(w, Task.IMAGE_TO_VIDEO)
+    assert w.studio.task is Task.IMAGE_TO_VIDEO
 
 
 def test_video_import_thumbnails_scrub_and_play(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path)
     clip_id = import_and_wait(qtbot, w, SAMPLE_VIDEO)
-    assert w.instruction.task_label.text() == "Video edit"
+    assert w.instruction.chosen_task() is Task.VIDEO_EDIT
     qtbot.waitUntil(lambda: bool(w.timeline.view.clip(clip_id).thumbnails), timeout=10000)
     assert len(w.timeline.view.clip(clip_id).thumbnails) > 1
     clip = w.document.project.clip(clip_id)
@@ -165,18 +164,18 @@ def test_save_open_roundtrip_and_export(qtbot, tmp_path):
     png = tmp_path / "out" / "still.png"
     png.parent.mkdir()
     with qtbot.waitSignal(w.export_done, timeout=10000):
-        w.export_still(str(png))
+        w.exports.export_still(str(png))
     from app.media.probe import load_image, probe_video
     assert load_image(png).shape == (64, 64, 3)
     mp4 = tmp_path / "out" / "clip.mp4"
     with qtbot.waitSignal(w.export_done, timeout=30000):
-        w.export_clip(str(mp4), vid_clip)
+        w.exports.export_clip(str(mp4), vid_clip)
     src = w.document.project.media_item(w.document.project.clip(vid_clip).media_id)
     info = probe_video(mp4)
     assert (info.frames, info.width, info.height) == (src.frames, src.width + src.width % 2, src.height + src.height % 2)
     track = tmp_path / "out" / "track.mp4"
     with qtbot.waitSignal(w.export_done, timeout=30000):
-        w.export_track(str(track))
+        w.exports.export_track(str(track))
     # The track renders at the project's frame rate for the clip's duration.
     assert probe_video(track).frames == round(src.frames / src.fps * w.document.project.settings.fps)
     # Reopen in a fresh window: everything is there.
@@ -193,10 +192,9 @@ def test_export_cancel_leaves_nothing(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path)
     vid = import_and_wait(qtbot, w, SAMPLE_VIDEO)
     out = tmp_path / "cancelled.mp4"
-    w._export_cancel = None
-    w.export_clip(str(out), vid)
-    w.cancel_export()
-    qtbot.waitUntil(lambda: not w._exporting, timeout=20000)
+    w.exports.export_clip(str(out), vid)
+    w.exports.cancel()
+    qtbot.waitUntil(lambda: not w.exports.exporting, timeout=20000)
     # Cancelled before the end leaves nothing; if the tiny clip finished first, it is complete.
     assert not out.exists() or "Exported" in w.messages.history[-1].text
 
@@ -205,12 +203,12 @@ def test_autosave_and_recovery_offer(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path)
     import_and_wait(qtbot, w, SAMPLE_IMAGE)
     assert w.document.dirty
-    w.autosave()
-    qtbot.waitUntil(lambda: not w._saving_autosave, timeout=5000)
+    w.files.autosave()
+    qtbot.waitUntil(lambda: not w.files._saving_autosave, timeout=5000)
     assert list((tmp_path / "recovery").glob("*.autosave.json"))
     # A new session finds the recovery copy and offers it without a modal dialog.
     w2 = make_window(qtbot, tmp_path, offer_recovery=True)
-    qtbot.waitUntil(lambda: bool(w2.pending_recoveries), timeout=3000)
+    qtbot.waitUntil(lambda: bool(w2.files.pending_recoveries), timeout=3000)
     assert w2.banner.isVisible() and w2.banner.action_button.text() == "Recover"
     qtbot.mouseClick(w2.banner.action_button, Qt.MouseButton.LeftButton)
     assert len(w2.document.project.media) == 1 and w2.document.dirty
@@ -218,10 +216,11 @@ def test_autosave_and_recovery_offer(qtbot, tmp_path):
     assert w2.media_file(clip.media_id).is_file()
 
 
-def test_generate_without_model_or_input_explains(qtbot, tmp_path):
+def test_generate_before_the_model_is_there_waits_and_says_so(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path)
-    w.generate()
-    assert "engine" in w.messages.history[-1].text.lower()
+    w.instruction.set_text("a red circle")
+    assert w.generate() is None
+    assert "model is still loading" in w.messages.history[-1].text.lower()
 
 
 def test_settings_dialog_round_trip(qtbot, tmp_path):
@@ -232,7 +231,9 @@ def test_settings_dialog_round_trip(qtbot, tmp_path):
     dlg.autosave.setValue(3)
     dlg.accept()
     assert w.settings.precision == "bfloat16" and not w.settings.preview and w.settings.autosave_minutes == 3
-    assert w.autosave_timer.isActive() and w.autosave_timer.interval() == 180_000
+    # With autosave on, a change reaches a recovery copy within seconds, not minutes.
+    w.document.push(w.document.project.rename_change("renamed"))
+    assert w.files.autosave_timer.isActive() and w.files.autosave_timer.interval() <= 10_000
 
 
 def test_timeline_click_selects_and_zoom(qtbot, tmp_path):
@@ -253,8 +254,11 @@ def test_generation_panel_takes_the_models_sampling_defaults_and_says_where_guid
 
     panel = GenerationPanel()
     qtbot.addWidget(panel)
-    panel.apply_model_defaults(PipelineDefaults(width=64, height=64, steps=8, guidance=2.0, guidance_interval=(0.0, 0.8)))
+    from app.ui.studio_model import Params
+
+    panel.show_params(Params(width=64, height=64, steps=8, guidance=2.0))
     assert (panel.width_box.value(), panel.steps.value(), panel.guidance.value()) == (64, 8, 2.0)
+    panel.describe_guidance(PipelineDefaults(guidance_interval=(0.0, 0.8)).guidance_interval)
     assert "0 to 0.8" in panel.guidance.toolTip()
-    panel.apply_model_defaults(PipelineDefaults(guidance=3.0))
+    panel.describe_guidance(PipelineDefaults(guidance=3.0).guidance_interval)
     assert "every step" in panel.guidance.toolTip()
