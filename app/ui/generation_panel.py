@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from app.ui.studio_state import JobState
+
 
 class GenerationPanel(QWidget):
     generate_clicked = Signal()
@@ -109,8 +111,6 @@ class GenerationPanel(QWidget):
     # -- queue mirror --------------------------------------------------------------------------------
     def show_jobs(self, jobs: list) -> None:
         """`jobs`: the studio model's active Jobs (queued or running), in submission order."""
-        from app.ui.studio_model import JobState
-
         selected = self.queue.currentItem().data(Qt.ItemDataRole.UserRole) if self.queue.currentItem() else None
         self.queue.clear()
         for job in jobs:

@@ -9,6 +9,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
 from app.core.request import Task
+from app.ui.studio_state import TASK_NAMES
 
 
 TASK_HINTS = {
@@ -76,8 +77,6 @@ class InstructionBox(QWidget):
             self.edit.setPlainText(text)
 
     def set_task(self, task: Task, target: str, choices: list[Task] | None = None) -> None:
-        from app.ui.studio_model import TASK_NAMES
-
         self.task = task
         choices = choices or [task]
         self.task_box.blockSignals(True)

@@ -31,7 +31,8 @@ from app.ui.messages import ERROR, INFO, WARNING, MessageBanner, MessageCenter, 
 from app.ui.pictures import Pictures
 from app.ui.project_actions import ProjectActions
 from app.ui.settings_dialog import SettingsDialog
-from app.ui.studio_model import ModelState, StudioModel
+from app.ui.studio_model import StudioModel
+from app.ui.studio_state import ModelState
 from app.ui.timeline import IMAGE_TRACK, VIDEO_TRACK, Timeline, TimelineClip
 from app.ui.versions_panel import VersionsPanel
 from app.ui.viewer import Viewer

@@ -14,10 +14,9 @@ Rules it keeps:
 """
 from __future__ import annotations
 
-import enum
 import logging
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,80 +30,14 @@ from app.media.project import Clip
 from app.settings import Settings
 from app.ui.document import ProjectDocument
 from app.ui.messages import ERROR, INFO, WARNING
+from app.ui.studio_state import (NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelState, Params,
+                                 TargetInputs, allowed_tasks, decode_input, load_plan)
 from app.ui.workers import run_task
 
 log = logging.getLogger(__name__)
 
-INPUT_MAX_SIDE = 512  # inputs are decoded at most this big; the model resizes to the request size anyway
 PLAN_DEBOUNCE_MS = 40  # the live-plan goal is <= 100 ms from the last keystroke to the heatmap
 PLAN_PROBLEM_DELAY_MS = 900  # a plan error is shown only once typing pauses: no flash for half a word
-NEW_TARGET = ""  # the inputs key of "nothing selected: a new generation"
-
-
-class ModelState(enum.Enum):
-    STARTING = "starting"
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-
-
-class JobState(enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-
-
-@dataclass
-class Job:
-    id: int
-    request: GenerationRequest
-    clip_id: str | None  # the clip whose new version this becomes; None: a new clip
-    description: str
-    state: JobState = JobState.QUEUED
-    step: int = 0
-    total: int = 0
-
-
-@dataclass
-class Params:
-    """The generation settings the panel shows; the model's defaults replace them when it loads."""
-    seed: int = 0
-    random_seed: bool = False
-    steps: int = 20
-    guidance: float = 3.0
-    width: int = 32
-    height: int = 32
-    frames: int = 8
-
-
-@dataclass
-class TargetInputs:
-    """What the user typed and chose for one target (a clip, a reference set, or a new generation)."""
-    instruction: str = ""
-    task: Task | None = None  # None: the default for the target (see default_task)
-
-
-def allowed_tasks(kinds: list[str]) -> list[Task]:
-    """The tasks a selection of clip kinds ("image"/"video") can run; the first is the default.
-    One rule table, so the task the user sees and the request that is sent never disagree."""
-    if "video" in kinds:
-        return [Task.VIDEO_EDIT, Task.TEXT_TO_VIDEO]
-    if len(kinds) >= 2:
-        return [Task.REFERENCE_TO_VIDEO]
-    if len(kinds) == 1:
-        return [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO]
-    return [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO]
-
-
-TASK_NAMES = {  # what the task is called for the selection it applies to
-    Task.TEXT_TO_IMAGE: "New image", Task.TEXT_TO_VIDEO: "New video", Task.IMAGE_EDIT: "Edit image",
-    Task.IMAGE_TO_VIDEO: "Animate image", Task.VIDEO_EDIT: "Edit video",
-    Task.REFERENCE_TO_VIDEO: "Video from references",
-}
-
-
-class InputsPending(Exception):
-    """The request's input frames are still decoding; the caller is called back when they are in."""
 
 
 class StudioModel(QObject):
@@ -358,7 +291,7 @@ class StudioModel(QObject):
         if key in self._decoded or key in self._decoding:
             return
         self._decoding.add(key)
-        run_task(self.pool, _decode_input, key, on_done=lambda arr, k=key: self._on_decoded(k, arr),
+        run_task(self.pool, decode_input, key, on_done=lambda arr, k=key: self._on_decoded(k, arr),
                  on_error=lambda e, k=key: self._on_decode_failed(k, e), owner=self)
 
     def _on_decoded(self, key: tuple, array: np.ndarray) -> None:
@@ -454,7 +387,7 @@ class StudioModel(QObject):
         path = pf.media_dir(self.work_path()) / clip.versions[index].plan
         label = "Original" if index == 0 else f"v{index}"
         self.latest_plan_job = None  # a live plan still on its way must not replace the stored one
-        run_task(self.pool, _load_plan, path,
+        run_task(self.pool, load_plan, path,
                  on_done=lambda plan, c=clip.id, i=index: self._on_stored_plan(c, i, plan, label),
                  on_error=lambda e: self.say(f"The plan stored with {label} could not be read: {e}", WARNING),
                  owner=self)
@@ -609,19 +542,3 @@ class StudioModel(QObject):
         self.latest_plan_job = None
         self._show_plan(None, "")
         self.target_changed.emit()
-
-
-# ==================================================================== worker functions (no Qt)
-def _decode_input(key: tuple) -> np.ndarray:
-    from app.media.probe import load_preview, read_video_frames
-
-    path, kind, index, frames = key
-    if kind == "clip":
-        return read_video_frames(path, index, frames, max_side=INPUT_MAX_SIDE)
-    return load_preview(path, max_side=INPUT_MAX_SIDE, frame=index)
-
-
-def _load_plan(path: Path) -> Any:
-    from app.core.plan import Plan
-
-    return Plan.load(path)

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.core.request import Task
-from app.ui.studio_model import JobState
+from app.ui.studio_state import JobState
 from tests.ui.helpers import MODEL, SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
 
 pytestmark = [

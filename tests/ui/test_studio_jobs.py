@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ui.studio_model import JobState
+from app.ui.studio_state import JobState
 from tests.ui.helpers import MODEL, make_window
 
 pytestmark = [

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from app.core.request import Task
 from app.media import project_file as pf
-from app.ui.studio_model import allowed_tasks
+from app.ui.studio_state import allowed_tasks
 from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
 
 
@@ -254,7 +254,7 @@ def test_generation_panel_takes_the_models_sampling_defaults_and_says_where_guid
 
     panel = GenerationPanel()
     qtbot.addWidget(panel)
-    from app.ui.studio_model import Params
+    from app.ui.studio_state import Params
 
     panel.show_params(Params(width=64, height=64, steps=8, guidance=2.0))
     assert (panel.width_box.value(), panel.steps.value(), panel.guidance.value()) == (64, 8, 2.0)
