@@ -168,12 +168,12 @@ def commit_temp(tmp: Path, dest: Path, overwrite: bool) -> None:
         raise
 
 
-def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True) -> None:
-    dest = Path(dest)
+def _write_then_commit(dest: Path, write, overwrite: bool) -> None:
+    """`write(file)` into a fresh temp beside `dest`, flush it to disk, then commit it (all or nothing)."""
     tmp = temp_path_for(dest)
     try:
         with open(tmp, "xb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
@@ -182,23 +182,17 @@ def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True) -> None:
     commit_temp(tmp, dest, overwrite)
 
 
+def write_bytes_atomic(dest: Path, data: bytes, overwrite: bool = True) -> None:
+    _write_then_commit(Path(dest), lambda f: f.write(data), overwrite)
+
+
 def copy_file_atomic(src: Path, dest: Path, overwrite: bool = False) -> None:
     """Copy `src` to `dest` (never moving or touching `src`), all or nothing. `src` must be a
     regular file (files.NotRegularFile otherwise): a pipe would block, a device never end."""
     from .files import open_regular
 
-    dest = Path(dest)
-    fin = os.fdopen(open_regular(src), "rb")
-    tmp = temp_path_for(dest)
-    try:
-        with fin, open(tmp, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1024 * 1024)
-            fout.flush()
-            os.fsync(fout.fileno())
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-    commit_temp(tmp, dest, overwrite)
+    with os.fdopen(open_regular(src), "rb") as fin:
+        _write_then_commit(Path(dest), lambda f: shutil.copyfileobj(fin, f, 1024 * 1024), overwrite)
 
 
 def remove_quietly(path: Path) -> None:
