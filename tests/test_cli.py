@@ -265,8 +265,10 @@ def test_the_studio_reads_the_recipe_back_on_import(tmp_path, capsys, qtbot):
     w.instruction.set_text("")
     w.timeline.view.select([clip_id])
     assert w.instruction.text() == PROMPT
+    assert PROMPT in w.versions.list.item(0).text() and "seed 7" in w.versions.list.item(0).text()
+    w.versions.list.setCurrentRow(0)
+    w.versions.reuse_button.click()  # "Use these settings again"
     assert (w.generation.seed.value(), w.generation.steps.value(), w.generation.guidance.value()) == (7, 3, 2.5)
-    assert PROMPT in w.versions.list.item(0).text()
 
     # A PNG whose recipe is damaged, not ours or huge imports as a plain picture.
     from PIL.PngImagePlugin import PngInfo

@@ -60,25 +60,53 @@ class Plan:
         # Views are computed in float32 on CPU: bf16 SVD/norms are unsupported or too coarse.
         return self.canvas[item].detach().float().cpu()
 
-    def heatmap(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
-        """Where the plan says something: [H, W] float32 in 0..1, normalised over the item's keyframes.
+    def has_draft(self, item: int = 0) -> bool:
+        """Whether this item's canvas was seeded from a layout draft (a drafting model drafted it)."""
+        if self.draft_cover is None:
+            return False
+        if self.draft is not None:
+            return bool((self.draft[item][:, 0] >= 0).any())  # an undrafted item's rows are all -1
+        return float(self.draft_cover[item].sum()) > 0
 
-        A drafted plan shows its draft's objects: where the plan has committed to put something. The
-        connector's output strength there is no guide: a drafted canvas speaks loudest about the
-        background (measured on the shapes model: about 20 on background cells, 13-15 on object
-        cells), so its strength map was the scene's negative."""
-        if self.draft_cover is not None and float(self.draft_cover[item].sum()) > 0:
-            values = self.draft_cover[item].detach().float().cpu()
-        elif self.strength is not None:
-            values = self.strength[item].detach().float().cpu().abs()
-        else:
+    def draft_map(self, item: int = 0, keyframe: int = 0) -> np.ndarray | None:
+        """The drafted layout: the share of each cell the draft's objects cover, [H, W] float32 in 0..1;
+        None when this item was not drafted (a model without a drafter, or a request it left undrafted)."""
+        if not self.has_draft(item):
+            return None
+        cover = self.draft_cover[item, keyframe].detach().float().cpu()
+        return cover.clamp(0, 1).numpy().astype(np.float32)
+
+    def canvas_effect(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
+        """The canvas's own effect: how much the canvas connector adds to each cell (|its output|, from
+        `strength`), [H, W] float32 in 0..1, divided by the item's peak over its keyframes.
+
+        A plan without a recorded strength (the planner run alone) falls back to how far each cell's
+        state is from the canvas's mean state: the same place the connector reads from."""
+        values = self._strength(item)
+        if values is None:
             states = self._states(item)
             mean = states.reshape(-1, states.shape[-1]).mean(0)
             values = (states - mean).norm(dim=-1)
-        peak = values.max()
-        # Dividing by the peak (not min-max) keeps "nothing planned" dark instead of stretching noise.
-        out = values[keyframe] / peak if peak > 0 else torch.zeros_like(values[keyframe])
-        return out.clamp(0, 1).numpy().astype(np.float32)
+        return _peak_normalised(values, keyframe)
+
+    def heatmap(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
+        """What the plan marks, as one map (the CLI's plan strip and the plan-fidelity eval read it): the
+        draft's coverage, divided by its peak, where the item was drafted; else `canvas_effect`.
+
+        The two are different things: a drafted canvas's connector output speaks loudest about the
+        background (measured on the shapes model: about 20 on background cells, 13-15 on object
+        cells). Pictures that must say which they show call `draft_map` and `canvas_effect`."""
+        if self.draft_cover is not None and float(self.draft_cover[item].sum()) > 0:
+            return _peak_normalised(self.draft_cover[item].detach().float().cpu(), keyframe)
+        return self.canvas_effect(item, keyframe)
+
+    def _strength(self, item: int) -> torch.Tensor | None:
+        """|connector output| for the item's keyframes [K, H, W], or None when not recorded for it (a
+        strength set after construction may hold fewer rows, e.g. the conditional one only)."""
+        s = self.strength
+        if s is None or s.dim() != 4 or item >= s.shape[0] or s.shape[1:] != self.canvas.shape[1:4]:
+            return None
+        return s[item].detach().float().cpu().abs()
 
     def pca_rgb(self, item: int = 0, keyframe: int = 0) -> np.ndarray:
         """The canvas states' top 3 principal components as colours: [H, W, 3] uint8.
@@ -219,6 +247,16 @@ def _box_cells(box: tuple[float, float, float, float], h: int, w: int) -> tuple[
     r0, r1 = math.floor(top * h + eps), math.ceil(bottom * h - eps)
     c0, c1 = math.floor(left * w + eps), math.ceil(right * w - eps)
     return max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+
+
+def _peak_normalised(values: torch.Tensor, keyframe: int) -> np.ndarray:
+    """values [K, H, W] -> keyframe's [H, W] float32 divided by the peak over all keyframes, in 0..1.
+
+    Dividing by the peak (not min-max) keeps "nothing planned" dark instead of stretching noise, and
+    one peak for all keyframes keeps them comparable."""
+    peak = values.max()
+    out = values[keyframe] / peak if peak > 0 else torch.zeros_like(values[keyframe])
+    return out.clamp(0, 1).numpy().astype(np.float32)
 
 
 def _move(cells: torch.Tensor, box: tuple[int, int, int, int], dr: int, dc: int,

@@ -27,13 +27,23 @@ def overlay(frame: np.ndarray, heat: np.ndarray, opacity: float = 0.6) -> np.nda
 
 
 def plan_strip(plan, result: np.ndarray | None = None, item: int = 0, keyframe: int = 0, scale: int = 4) -> np.ndarray:
-    """[result | heatmap over the result | PCA colours], each upscaled `scale` times, side by side."""
-    heat = plan.heatmap(item=item, keyframe=keyframe)
+    """[result | drafted layout over it (drafted plans only) | canvas effect over it | PCA colours],
+    each upscaled `scale` times, side by side. The draft and the canvas's own effect are separate
+    panels because they are different things: the draft is where a layout drafter put the objects, the
+    canvas effect is what the connector adds to each cell (Plan.draft_map / Plan.canvas_effect)."""
+    effect = plan.canvas_effect(item=item, keyframe=keyframe)
+    draft = plan.draft_map(item=item, keyframe=keyframe)
     pca = plan.pca_rgb(item=item, keyframe=keyframe)
     if result is None:
-        result = np.full((heat.shape[0] * 4, heat.shape[1] * 4, 3), 245, np.uint8)
+        result = np.full((effect.shape[0] * 4, effect.shape[1] * 4, 3), 245, np.uint8)
     h, w = result.shape[0] * scale, result.shape[1] * scale
     frame = _upsample(result, h, w)
-    panels = [frame, overlay(frame, heat), _upsample(pca, h, w)]
+    panels = [frame]
+    if draft is not None:
+        panels.append(overlay(frame, draft / max(float(draft.max()), 1e-6)))
+    panels += [overlay(frame, effect), _upsample(pca, h, w)]
     gap = np.full((h, 4, 3), 255, np.uint8)
-    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+    out = [panels[0]]
+    for panel in panels[1:]:
+        out += [gap, panel]
+    return np.concatenate(out, axis=1)

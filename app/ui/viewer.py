@@ -1,6 +1,11 @@
 """The viewer: the selected frame, the plan drawn over it, live previews, and A/B compare.
 
-The plan overlay is computed once per plan (a few KB of numpy) and only scaled at paint time, so typing
+A plan is drawn as two layers, each switchable and named for what it is: the drafted layout (where a
+drafting model decided to put objects; only plans that have one) and the canvas effect (what the canvas
+connector adds to each patch). They answer different questions and disagree on drafted plans, so they
+are never merged into one "plan heatmap".
+
+The overlay is computed once per plan (a few KB of numpy) and only scaled at paint time, so typing
 fast costs one small array conversion per plan, not per repaint.
 """
 from __future__ import annotations
@@ -14,10 +19,28 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPushButton, QRadioButton,
                                QSlider, QVBoxLayout, QWidget)
 
-from app.ui.images import heatmap_rgba, pca_rgba, rgb_to_qimage
+from app.ui.images import draft_rgba, heatmap_rgba, over, pca_rgba, rgb_to_qimage
 
 OVERLAY_HEATMAP, OVERLAY_PCA = "heatmap", "pca"
 COMPARE_OFF, COMPARE_SPLIT, COMPARE_TOGGLE = "off", "split", "toggle"
+LAYER_DRAFT, LAYER_EFFECT = "draft", "effect"
+
+_BACKGROUND = QColor(18, 18, 20)
+# What a frame-to-be looks like before it exists: neutral, lighter than the background so its shape
+# (the request's aspect ratio) is visible, dark enough that every overlay colour reads on it.
+_BLANK = QColor(52, 52, 56)
+
+DRAFT_TIP = ("Drafted layout (cyan outlines): where the model's layout drafter placed the objects before "
+             "planning. The canvas was started from this draft; it is a guess at the layout, not what the "
+             "canvas does.")
+NO_DRAFT_TIP = ("No drafted layout: the model that made this plan has no layout drafter, or did not draft "
+                "this request. Only the canvas effect can be shown.")
+EFFECT_TIP = ("Canvas effect: how strongly the canvas changes the picture at each patch, i.e. what the "
+              "canvas connector adds to the image being generated, per keyframe. Brighter means a stronger "
+              "push. \u201cStrength\u201d draws it as a heatmap, \u201cPCA colours\u201d shows what kind "
+              "of push (similar colour, similar plan).")
+EFFECT_ESTIMATED_TIP = (" This plan carries no recorded connector output, so the effect is estimated from "
+                        "how much each canvas cell stands out.")
 
 
 class FrameCanvas(QWidget):
@@ -37,6 +60,8 @@ class FrameCanvas(QWidget):
         self.compare_mode = COMPARE_OFF
         self.show_b = False
         self.split = 0.5
+        self.target_size: tuple[int, int] | None = None  # the request's (width, height), with no frame
+        self.label_rects: list[QRectF] = []  # where the A/B labels were last painted
         self._overlay_pending = False
         self._dragging = False
 
@@ -58,39 +83,79 @@ class FrameCanvas(QWidget):
         self._overlay_pending = image is not None
         self.update()
 
+    def set_target_size(self, width: int | None, height: int | None) -> None:
+        self.target_size = (int(width), int(height)) if width and height and width > 0 and height > 0 else None
+        self.update()
+
     # -- geometry -------------------------------------------------------------------------------
+    def content_size(self) -> tuple[int, int]:
+        """(width, height) of what is shown: the preview or frame; without one, the request's size, so a
+        plan is drawn on the shape its result will have; else the plan's own grid."""
+        base = self.preview if self.preview is not None else self.frame
+        if base is not None:
+            return base.width(), base.height()
+        if self.target_size is not None:
+            return self.target_size
+        if self.overlay is not None:
+            return self.overlay.width(), self.overlay.height()
+        return 16, 9
+
     def image_rect(self, image: QImage | None = None) -> QRectF:
-        image = image or self.preview or self.frame
-        w, h = (image.width(), image.height()) if image is not None else (16, 9)
+        """The content's rectangle: as large as fits, centred, never stretched."""
+        w, h = (image.width(), image.height()) if image is not None else self.content_size()
         scale = min(self.width() / max(w, 1), self.height() / max(h, 1))
         dw, dh = w * scale, h * scale
         return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
 
+    def overlay_rect(self) -> QRectF | None:
+        """Where the plan overlay is drawn (the frame's rectangle, or the blank's); None when it is not."""
+        return self.image_rect() if self.overlay is not None and self.overlay_visible else None
+
     # -- painting -------------------------------------------------------------------------------
+    def _draw_label(self, p: QPainter, x: float, y: float, text: str) -> None:
+        """Light text on a dark rounded backing: readable on any image, bright or dark."""
+        metrics = p.fontMetrics()
+        box = QRectF(x, y, metrics.horizontalAdvance(text) + 12, metrics.height() + 6)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 210))
+        p.drawRoundedRect(box, 5, 5)
+        p.setPen(QColor(245, 245, 245))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        self.label_rects.append(box)
+
     def paintEvent(self, event: Any) -> None:  # noqa: N802 (Qt name)
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor(18, 18, 20))
+        p.fillRect(self.rect(), _BACKGROUND)
+        self.label_rects = []
         base = self.preview if self.preview is not None else self.frame
-        rect = self.image_rect(base)
+        rect = self.image_rect()
         # Upscaling tiny latents/frames smoothly would blur the very patches the user is judging.
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, base is not None and base.width() >= 256)
+        comparing = base is not None and self.compare is not None and self.preview is None
         if base is not None:
-            if self.compare is not None and self.preview is None and self.compare_mode == COMPARE_TOGGLE and self.show_b:
+            if comparing and self.compare_mode == COMPARE_TOGGLE and self.show_b:
                 p.drawImage(rect, self.compare)
             else:
                 p.drawImage(rect, base)
-            if self.compare is not None and self.preview is None and self.compare_mode == COMPARE_SPLIT:
+            if comparing and self.compare_mode == COMPARE_SPLIT:
                 x = rect.left() + rect.width() * self.split
                 src_x = self.compare.width() * self.split
                 p.drawImage(QRectF(x, rect.top(), rect.right() - x, rect.height()), self.compare,
                             QRectF(src_x, 0, self.compare.width() - src_x, self.compare.height()))
                 p.setPen(QPen(QColor(255, 255, 255, 200), 2))
                 p.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
-                p.drawText(QRectF(rect.left() + 4, rect.top() + 2, 80, 18), "A: now")
-                p.drawText(QRectF(x + 4, rect.top() + 2, 120, 18), "B: previous")
+        elif self.target_size is not None or self.overlay is not None:
+            p.fillRect(rect, _BLANK)  # the frame to be, at the request's aspect ratio
         if self.overlay is not None and self.overlay_visible:
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             p.drawImage(rect, self.overlay)
+        if comparing and self.compare_mode == COMPARE_SPLIT:  # labels last: nothing may cover them
+            x = rect.left() + rect.width() * self.split
+            self._draw_label(p, rect.left() + 4, rect.top() + 4, "A: now")
+            self._draw_label(p, x + 4, rect.top() + 4, "B: previous")
+        elif comparing and self.compare_mode == COMPARE_TOGGLE:
+            self._draw_label(p, rect.left() + 4, rect.top() + 4, "B: previous" if self.show_b else "A: now")
         if base is None and self.overlay is None:
             p.setPen(QColor(140, 140, 150))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
@@ -121,7 +186,7 @@ class FrameCanvas(QWidget):
 
 
 class Viewer(QWidget):
-    """Frame canvas plus its controls: overlay kind, opacity, compare mode, play/pause."""
+    """Frame canvas plus its controls: plan layers, overlay kind, opacity, compare mode, play/pause."""
 
     play_toggled = Signal(bool)
 
@@ -133,6 +198,9 @@ class Viewer(QWidget):
         self.keyframe = 0
         self.word_index: int | None = None
         self.overlay_kind = OVERLAY_HEATMAP
+        self._layers: dict[str, np.ndarray | None] = {LAYER_DRAFT: None, LAYER_EFFECT: None}
+        self._overlay_rgba: np.ndarray | None = None
+        self._draft_wanted = True  # the user's choice, kept while a plan without a draft greys the box out
 
         self.play_button = QPushButton("Play", self)
         self.play_button.setCheckable(True)
@@ -144,8 +212,20 @@ class Viewer(QWidget):
         self.show_plan.setChecked(True)
         self.show_plan.setToolTip("Draw the MetaCanvas plan over the frame")
         self.show_plan.toggled.connect(self._on_show_plan)
+        self.plan_caption = QLabel("", self)
+        self.plan_caption.setObjectName("planCaption")
+        self.plan_caption.setToolTip("Which plan the overlay shows")
+        self.draft_check = QCheckBox("Drafted layout", self)
+        self.draft_check.setChecked(True)
+        self.draft_check.setEnabled(False)
+        self.draft_check.setToolTip(NO_DRAFT_TIP)
+        self.draft_check.toggled.connect(self._on_draft_toggled)
+        self.effect_check = QCheckBox("Canvas effect", self)
+        self.effect_check.setChecked(True)
+        self.effect_check.setToolTip(EFFECT_TIP)
+        self.effect_check.toggled.connect(self._on_effect_toggled)
         self.heat_radio = QRadioButton("Strength", self)
-        self.heat_radio.setToolTip("Heatmap: how strongly the plan acts on each patch")
+        self.heat_radio.setToolTip("Canvas effect as a heatmap: brighter patches are pushed harder by the canvas")
         self.pca_radio = QRadioButton("PCA colours", self)
         self.pca_radio.setToolTip("The canvas states in 3 principal colours: similar colour, similar plan")
         self.heat_radio.setChecked(True)
@@ -171,25 +251,42 @@ class Viewer(QWidget):
         self.word_label = QLabel("", self)
         self.word_label.setObjectName("wordLabel")
 
+        # Two rows, so the viewer stays as narrow as it was between the docks: what is shown and compared
+        # above, how the plan is drawn below.
         bar = QHBoxLayout()
-        bar.setContentsMargins(4, 2, 4, 2)
-        for w in (self.play_button, self.show_plan, self.heat_radio, self.pca_radio, QLabel("Opacity", self),
-                  self.opacity, self.word_label):
+        bar.setContentsMargins(4, 2, 4, 0)
+        for w in (self.play_button, self.show_plan, self.plan_caption):
             bar.addWidget(w)
         bar.addStretch(1)
         bar.addWidget(self.compare_split)
         bar.addWidget(self.compare_toggle)
+        layers = QHBoxLayout()
+        layers.setContentsMargins(4, 0, 4, 2)
+        for w in (self.draft_check, self.effect_check, self.heat_radio, self.pca_radio, QLabel("Opacity", self),
+                  self.opacity, self.word_label):
+            layers.addWidget(w)
+        layers.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
         lay.addWidget(self.canvas, 1)
         lay.addLayout(bar)
+        lay.addLayout(layers)
         self._update_compare_controls()
+        self._update_layer_controls()
 
     # -- frame / preview / compare ----------------------------------------------------------------
     def set_frame(self, image: QImage | np.ndarray | None) -> None:
+        """Show a frame; None clears it, so a plan is drawn on a blank (see set_target_size), never over
+        the frame of a clip that is no longer selected."""
         if isinstance(image, np.ndarray):
             image = rgb_to_qimage(image)
         self.canvas.set_frame(image)
+
+    def set_target_size(self, width: int | None, height: int | None) -> None:
+        """The size the next result will have: with no frame, the plan is drawn on a neutral blank of this
+        aspect ratio, centred and never stretched. None (or 0) forgets it."""
+        self.canvas.set_target_size(width, height)
 
     def set_preview(self, image: QImage | None) -> None:
         self.canvas.set_preview(image)
@@ -206,12 +303,39 @@ class Viewer(QWidget):
             self.play_button.setChecked(False)
 
     # -- plan overlay -----------------------------------------------------------------------------
-    def set_plan(self, plan: Any) -> None:
+    def set_plan(self, plan: Any, caption: str | None = None) -> None:
+        """Draw `plan` (None: no plan); `caption` says which plan it is ("Live plan", "Plan stored with v2")."""
         self.plan = plan
         self.word_index = None
         self.plan_keyframes = int(plan.canvas.shape[1]) if plan is not None else 1
         self.keyframe = min(self.keyframe, self.plan_keyframes - 1)
+        self.plan_caption.setText((caption or "") if plan is not None else "")
+        self._update_layer_controls()
         self._rebuild_overlay()
+
+    def has_draft(self) -> bool:
+        """Whether the plan shown has a drafted layout to draw."""
+        return self.plan is not None and bool(self.plan.has_draft(0))
+
+    def set_layer_visible(self, layer: str, visible: bool) -> None:
+        """Switch one plan layer (LAYER_DRAFT or LAYER_EFFECT) on or off, as its checkbox does."""
+        if layer == LAYER_DRAFT:
+            self._draft_wanted = visible
+            if self.draft_check.isEnabled():
+                self.draft_check.setChecked(visible)
+        elif layer == LAYER_EFFECT:
+            self.effect_check.setChecked(visible)
+        else:
+            raise ValueError(f"unknown plan layer {layer!r}; expected {LAYER_DRAFT!r} or {LAYER_EFFECT!r}")
+
+    def visible_layers(self) -> list[str]:
+        """The plan layers drawn now (bottom first)."""
+        return [name for name in (LAYER_EFFECT, LAYER_DRAFT) if self._layers[name] is not None]
+
+    def layer_array(self, layer: str) -> np.ndarray | None:
+        """One layer's RGBA as drawn (None when off or absent): the canvas effect (or PCA colours, or a
+        word's map) one pixel per cell; the drafted layout images.draft_scale pixels per cell."""
+        return self._layers[layer]
 
     def set_overlay_kind(self, kind: str) -> None:
         self.overlay_kind = kind
@@ -232,32 +356,66 @@ class Viewer(QWidget):
             self._rebuild_overlay()
 
     def overlay_array(self) -> np.ndarray | None:
-        """The RGBA overlay currently drawn (tests and benchmarks read it)."""
-        return getattr(self, "_overlay_rgba", None)
+        """The RGBA overlay currently drawn: the visible layers composited, one pixel per cell when only
+        the canvas layer is on, images.draft_scale pixels per cell when the drafted layout is (tests and
+        benchmarks read it); None with no plan or every layer off."""
+        return self._overlay_rgba
 
     def _rebuild_overlay(self) -> None:
         plan = self.plan
+        self._layers = {LAYER_DRAFT: None, LAYER_EFFECT: None}
+        self.word_label.setText("")
         if plan is None:
             self._overlay_rgba = None
-            self.word_label.setText("")
             self.canvas.set_overlay(None)
             return
         alpha = self.opacity.value() / 100.0
-        if self.word_index is not None:
+        k = self.keyframe
+        effect = None
+        if self.word_index is not None:  # a word asked for explicitly is shown even with the layer off
             words = plan.words[0] if plan.words else []
             name = words[self.word_index][0] if self.word_index < len(words) else "?"
-            rgba = heatmap_rgba(plan.word_map(self.word_index, item=0, keyframe=self.keyframe), alpha)
+            effect = heatmap_rgba(plan.word_map(self.word_index, item=0, keyframe=k), alpha)
             self.word_label.setText(f"where: “{name}”")
-        elif self.overlay_kind == OVERLAY_PCA:
-            rgba = pca_rgba(plan.pca_rgb(item=0, keyframe=self.keyframe), alpha)
-            self.word_label.setText("")
+        elif self.effect_check.isChecked():
+            if self.overlay_kind == OVERLAY_PCA:
+                effect = pca_rgba(plan.pca_rgb(item=0, keyframe=k), alpha)
+            else:
+                effect = heatmap_rgba(plan.canvas_effect(item=0, keyframe=k), alpha)
+        draft = None
+        if self.draft_check.isEnabled() and self.draft_check.isChecked():
+            cover = plan.draft_map(item=0, keyframe=k)
+            draft = draft_rgba(cover, alpha) if cover is not None else None
+        self._layers = {LAYER_DRAFT: draft, LAYER_EFFECT: effect}
+        if draft is not None and effect is not None:
+            rgba = over(draft, effect)
         else:
-            rgba = heatmap_rgba(plan.heatmap(item=0, keyframe=self.keyframe), alpha)
-            self.word_label.setText("")
+            rgba = draft if draft is not None else effect
         self._overlay_rgba = rgba
-        self.canvas.set_overlay(rgb_to_qimage(rgba))
+        self.canvas.set_overlay(rgb_to_qimage(rgba) if rgba is not None else None)
+
+    def _update_layer_controls(self) -> None:
+        """The draft box is offered only for a plan that has a draft; the effect's tooltip says when the
+        effect is an estimate."""
+        drafted = self.has_draft()
+        self.draft_check.blockSignals(True)
+        self.draft_check.setEnabled(drafted)
+        self.draft_check.setChecked(self._draft_wanted and drafted)
+        self.draft_check.blockSignals(False)
+        self.draft_check.setToolTip(DRAFT_TIP if drafted or self.plan is None else NO_DRAFT_TIP)
+        estimated = self.plan is not None and getattr(self.plan, "strength", None) is None
+        self.effect_check.setToolTip(EFFECT_TIP + (EFFECT_ESTIMATED_TIP if estimated else ""))
 
     # -- controls -----------------------------------------------------------------------------------
+    def _on_draft_toggled(self, on: bool) -> None:
+        self._draft_wanted = on
+        self._rebuild_overlay()
+
+    def _on_effect_toggled(self, on: bool) -> None:
+        self.heat_radio.setEnabled(on)
+        self.pca_radio.setEnabled(on)
+        self._rebuild_overlay()
+
     def _on_show_plan(self, on: bool) -> None:
         self.canvas.overlay_visible = on
         self.canvas.update()

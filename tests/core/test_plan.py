@@ -127,3 +127,63 @@ def test_select_and_to():
     assert one.canvas.shape == (1, 2, 4, 4, 8) and one.words == [plan.words[1]]
     assert torch.equal(one.canvas[0], plan.canvas[1]) and torch.equal(one.context_mask[0], plan.context_mask[1])
     assert plan.to("cpu").canvas.device.type == "cpu"
+
+
+def make_drafted_plan(seed=0):
+    """Item 0 drafted with one object top-left (cover from the real draft_coverage), item 1 undrafted;
+    the connector's strength is loudest on the background, as it is on the shapes model."""
+    from app.core.canvas import CanvasSpec
+    from app.core.draft import DraftConfig, draft_coverage, no_drafts, quantize_objects
+
+    config = DraftConfig(labels=5, bins=16, sizes=4, max_objects=3, dim=32, layers=1, heads=2)
+    drafts = torch.stack([torch.from_numpy(quantize_objects([(3, 0.15, 0.15, 0.12)], config)),
+                          no_drafts(1, config)[0]])
+    cover = draft_coverage(drafts, CanvasSpec(2, 8, 8), config)[..., 1:].sum(-1).reshape(2, 2, 8, 8)
+    g = torch.Generator().manual_seed(seed)
+    strength = torch.rand(2, 2, 8, 8, generator=g) + 1.0
+    strength[:, :, :3, :3] = 0.5  # quieter where the object is drafted
+    return Plan(canvas=torch.randn(2, 2, 8, 8, 16, generator=g), context=torch.zeros(2, 3, 16),
+                context_mask=torch.ones(2, 3), words=[[], []], strength=strength, draft=drafts, draft_cover=cover)
+
+
+def test_draft_map_and_canvas_effect_are_two_named_views_of_a_drafted_plan():
+    plan = make_drafted_plan()
+    drafted = plan.draft_map(0, 0)
+    effect = plan.canvas_effect(0, 0)
+    assert drafted.shape == effect.shape == (8, 8) and drafted.dtype == effect.dtype == np.float32
+    # The draft marks its object top left and nothing bottom right; the connector is loudest elsewhere.
+    assert drafted[1, 1] > 0.5 and drafted[6, 6] == 0.0
+    assert effect[1, 1] < effect[6, 6]
+    np.testing.assert_allclose(effect, (plan.strength[0, 0] / plan.strength[0].max()).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(drafted, plan.draft_cover[0, 0].clamp(0, 1).numpy())
+    # heatmap() keeps its meaning for the CLI and the eval: the draft where there is one.
+    np.testing.assert_allclose(plan.heatmap(0, 0), (plan.draft_cover[0, 0] / plan.draft_cover[0].max()).numpy())
+    assert plan.has_draft(0) and not plan.has_draft(1)
+
+
+def test_an_undrafted_plan_has_no_draft_map_but_its_canvas_effect():
+    plan = make_drafted_plan()
+    assert plan.draft_map(1, 0) is None  # drafted batch, this item not drafted
+    np.testing.assert_allclose(plan.heatmap(1, 1), plan.canvas_effect(1, 1))
+    plain = make_plan(strength=True)  # a model without a drafter
+    assert not plain.has_draft(0) and plain.draft_map(0, 0) is None
+    np.testing.assert_allclose(plain.canvas_effect(1, 0), plain.heatmap(1, 0))
+    # One item of a drafted batch, and an edited or reloaded plan, keep the draft.
+    assert plan.select(0).draft_map(0, 1) is not None and plan.select(1).draft_map(0, 0) is None
+    moved = plan.edited([PlanEdit("move", box=(0.0, 0.0, 0.5, 0.5), dx=0.5, dy=0.5)])
+    assert moved.draft_map(0, 0)[5, 5] > 0.5 and moved.draft_map(0, 0)[1, 1] == 0.0
+
+
+def test_canvas_effect_without_strength_falls_back_to_the_states():
+    plan = make_plan(b=1, k=2)
+    plan.canvas.zero_()
+    plan.canvas[0, 1, 2, 3] = 4.0
+    plan.canvas[0, 0, 0, 0] = 2.0
+    effect = plan.canvas_effect(0, 1)
+    assert np.unravel_index(effect.argmax(), effect.shape) == (2, 3) and effect.max() == pytest.approx(1.0)
+    assert 0.3 < plan.canvas_effect(0, 0)[0, 0] < 0.7  # normalised over the item's keyframes
+    # Strength recorded for the conditional row only (the pipeline's guided run) still serves item 0.
+    plan2 = make_plan(b=2, k=2)
+    plan2.strength = torch.rand(1, 2, 4, 4)
+    np.testing.assert_allclose(plan2.canvas_effect(0, 0), (plan2.strength[0, 0] / plan2.strength[0].max()).numpy())
+    assert plan2.canvas_effect(1, 0).shape == (4, 4)

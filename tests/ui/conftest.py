@@ -13,26 +13,3 @@ def _isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("METACANVAS_RECOVERY_DIR", str(tmp_path / "recovery"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     yield
-
-
-@pytest.fixture(autouse=True)
-def save_changes_answers(monkeypatch):
-    """The "save changes?" question is modal; tests answer it. By default "Discard" (so closing a test's
-    window never blocks); a test sets `answers.next` to answer otherwise and reads `answers.asked`."""
-    from app.ui import project_actions
-
-    class Answers:
-        next = project_actions.SaveChoice.DISCARD
-        save_path: str | None = None
-        asked: list[str] = []
-
-    answers = Answers()
-    answers.asked = []
-
-    def ask(parent, name):
-        answers.asked.append(name)
-        return answers.next
-
-    monkeypatch.setattr(project_actions, "ask_save_changes", ask)
-    monkeypatch.setattr(project_actions, "choose_save_path", lambda parent: answers.save_path)
-    return answers

@@ -1,10 +1,9 @@
 """The studio's widgets and window without a model: import, errors, undo/redo, save/open,
-export, recovery, the plan overlay drawn from a real Plan object."""
+export, recovery. The viewer and its plan overlay are tested in test_viewer.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PySide6.QtCore import QPoint, Qt
 
 from app.core.request import Task
@@ -97,58 +96,6 @@ def test_missing_file_message(qtbot, tmp_path):
     w.import_files([str(tmp_path / "nope.png")])
     qtbot.waitUntil(lambda: bool(w.messages.errors()), timeout=5000)
     assert "nope.png" in w.messages.errors()[-1]
-
-
-def _fake_plan(k=1, h=4, w=4, d=8, words=("red", "circle")):
-    from app.core.plan import Plan
-    g = torch.Generator().manual_seed(0)
-    canvas = torch.randn(1, k, h, w, d, generator=g)
-    strength = torch.zeros(1, k, h, w)
-    strength[0, :, 0, 0] = 1.0  # all strength in the top-left patch
-    ctx = torch.randn(1, len(words), d, generator=g)
-    return Plan(canvas=canvas, context=ctx, context_mask=torch.ones(1, len(words), dtype=torch.bool),
-                words=[[(wd, [i]) for i, wd in enumerate(words)]], strength=strength)
-
-
-def test_plan_overlay_heatmap_pca_word_and_opacity(qtbot, tmp_path):
-    """The overlay is drawn from a real core Plan (a data type, not a model): heatmap, PCA, word map."""
-    w = make_window(qtbot, tmp_path)
-    plan = _fake_plan()
-    with qtbot.waitSignal(w.viewer.canvas.plan_drawn, timeout=3000):
-        w.viewer.set_plan(plan)
-        w.instruction.set_words([wd for wd, _ in plan.words[0]])
-    rgba = w.viewer.overlay_array()
-    assert rgba.shape == (4, 4, 4)
-    assert rgba[0, 0, 3] > rgba[3, 3, 3]  # the strong patch is the most opaque
-    w.viewer.opacity.setValue(20)
-    assert w.viewer.overlay_array()[0, 0, 3] < rgba[0, 0, 3]
-    w.viewer.pca_radio.setChecked(True)
-    assert w.viewer.overlay_kind == "pca"
-    np.testing.assert_array_equal(w.viewer.overlay_array()[..., :3], plan.pca_rgb())
-    # Clicking a word shows Plan.word_map for it.
-    qtbot.mouseClick(w.instruction.word_buttons[1], Qt.MouseButton.LeftButton)
-    assert w.viewer.word_index == 1 and "circle" in w.viewer.word_label.text()
-    qtbot.mouseClick(w.instruction.word_buttons[1], Qt.MouseButton.LeftButton)
-    assert w.viewer.word_index is None
-
-
-def test_ab_compare_split_and_toggle(qtbot, tmp_path):
-    w = make_window(qtbot, tmp_path)
-    a = np.zeros((8, 8, 3), np.uint8)
-    b = np.full((8, 8, 3), 255, np.uint8)
-    w.viewer.set_frame(a)
-    assert not w.viewer.compare_split.isEnabled()
-    w.viewer.set_compare(b)
-    w.viewer.compare_split.setChecked(True)
-    img = w.viewer.canvas.grab().toImage()
-    r = w.viewer.canvas.image_rect()
-    left = img.pixelColor(int(r.left() + r.width() * 0.25), int(r.center().y()))
-    right = img.pixelColor(int(r.left() + r.width() * 0.75), int(r.center().y()))
-    assert left.value() < 50 and right.value() > 200
-    w.viewer.compare_toggle.setChecked(True)
-    assert not w.viewer.compare_split.isChecked()
-    img = w.viewer.canvas.grab().toImage()
-    assert img.pixelColor(int(r.left() + r.width() * 0.25), int(r.center().y())).value() > 200
 
 
 def test_save_open_roundtrip_and_export(qtbot, tmp_path):
