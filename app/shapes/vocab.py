@@ -37,6 +37,19 @@ WORD_GROUPS: dict[str, tuple[str, ...]] = {
 VOCABULARY: tuple[str, ...] = tuple(w for group in WORD_GROUPS.values() for w in group)
 _KNOWN = frozenset(VOCABULARY)
 
+# The words clips add (app/shapes/motion.py, video_edits.py). Kept out of VOCABULARY on purpose: the
+# committed image model's tokenizer (models/.../planner/tokenizer.json) and every image trainer build
+# from VOCABULARY, which holds only words the image generators use. A video tokenizer builds from
+# VIDEO_VOCABULARY, which starts with VOCABULARY, so every image word keeps its token id there.
+MOTION_WORD_GROUPS: dict[str, tuple[str, ...]] = {
+    "motion": ("moves", "moving", "stays", "still", "appears", "disappears", "turns", "instead"),
+    "references": ("from", "first", "second", "image"),
+}
+MOTION_WORDS: tuple[str, ...] = tuple(w for group in MOTION_WORD_GROUPS.values() for w in group)
+VIDEO_WORD_GROUPS: dict[str, tuple[str, ...]] = {**WORD_GROUPS, **MOTION_WORD_GROUPS}
+VIDEO_VOCABULARY: tuple[str, ...] = VOCABULARY + MOTION_WORDS
+_KNOWN_VIDEO = frozenset(VIDEO_VOCABULARY)
+
 # Words are runs of letters or digits; everything else (spaces, commas, full stops, hyphens)
 # separates words and is dropped, since no punctuation changes what a caption asks for.
 _WORD = re.compile(r"[a-z0-9]+")
@@ -45,9 +58,10 @@ _WORD = re.compile(r"[a-z0-9]+")
 class UnknownWordError(ValueError):
     """Raised for text holding words the model was never trained on."""
 
-    def __init__(self, unknown: list[str]):
+    def __init__(self, unknown: list[str], groups: dict[str, tuple[str, ...]] | None = None):
         self.unknown = unknown
-        known = "; ".join(f"{name}: {', '.join(words)}" for name, words in WORD_GROUPS.items())
+        groups = WORD_GROUPS if groups is None else groups
+        known = "; ".join(f"{name}: {', '.join(words)}" for name, words in groups.items())
         super().__init__(
             f"The model does not know the word{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(repr(w) for w in unknown)}. Rephrase with the words it knows: {known}."
@@ -65,4 +79,13 @@ def check_words(text: str) -> list[str]:
     unknown = list(dict.fromkeys(w for w in words if w not in _KNOWN))
     if unknown:
         raise UnknownWordError(unknown)
+    return words
+
+
+def check_video_words(text: str) -> list[str]:
+    """check_words for clip captions and instructions: VIDEO_VOCABULARY instead of VOCABULARY."""
+    words = tokenize_words(text)
+    unknown = list(dict.fromkeys(w for w in words if w not in _KNOWN_VIDEO))
+    if unknown:
+        raise UnknownWordError(unknown, VIDEO_WORD_GROUPS)
     return words
