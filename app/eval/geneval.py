@@ -32,21 +32,10 @@ def make_geneval_metadata(n_prompts: int, seed: int = 43) -> list[dict]:
     GenEval de-duplicates prompts; the shapes world has only 4 single_object prompts and 12 counting
     ones, so a tag repeats prompts only after using up all of its distinct ones.
     """
+    from app.shapes.video_prompts import take_turns
+
     rng = np.random.default_rng(seed)
-    seen: dict[str, set[str]] = {t: set() for t in GENEVAL_TAGS}
-    out = []
-    for i in range(n_prompts):
-        tag = GENEVAL_TAGS[i % len(GENEVAL_TAGS)]
-        for _ in range(200):
-            meta = geneval_metadata(rng, tag)
-            key = json.dumps(meta, sort_keys=True)
-            if key not in seen[tag]:
-                break
-        else:
-            seen[tag].clear()  # every distinct prompt of this tag is used: start a new round
-        seen[tag].add(key)
-        out.append(meta)
-    return out
+    return take_turns(GENEVAL_TAGS, n_prompts, lambda tag: geneval_metadata(rng, tag))
 
 
 def _by_class(detections: list[Detection]) -> dict[str, list[Detection]]:

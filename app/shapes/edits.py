@@ -68,13 +68,15 @@ def _others(scene: Scene, index: int) -> list[ShapeObject]:
     return [o for j, o in enumerate(scene.objects) if j != index]
 
 
-def _with(scene: Scene, index: int, obj: ShapeObject | None) -> Scene:
+def with_object(scene, index: int, obj):
+    """`scene` (a Scene, or a MotionScene of moving objects) with object `index` replaced, or removed
+    when `obj` is None; the scene's own type is kept."""
     objs = list(scene.objects)
     if obj is None:
         del objs[index]
     else:
         objs[index] = obj
-    return Scene(tuple(objs))
+    return type(scene)(tuple(objs))
 
 
 def _has_twin(scene: Scene, index: int) -> bool:
@@ -92,7 +94,7 @@ def _try_edit(rng: np.random.Generator, kind: str, source: Scene, ambiguous: boo
         color = COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
         if color == obj.color:
             return None
-        return EditTriple(source, f"make {ref} {color}", _with(source, i, replace(obj, color=color)))
+        return EditTriple(source, f"make {ref} {color}", with_object(source, i, replace(obj, color=color)))
     if kind == "move":
         phrase = list(MOVES)[int(rng.integers(len(MOVES)))]
         ux, uy = MOVES[phrase]
@@ -100,13 +102,13 @@ def _try_edit(rng: np.random.Generator, kind: str, source: Scene, ambiguous: boo
         for step in np.arange(MOVE_STEP, MIN_MOVE - 1e-9, -0.01):
             moved = obj.moved(obj.cx + ux * step, obj.cy + uy * step)
             if fits_with(moved, _others(source, i)):
-                return EditTriple(source, f"move {ref} {phrase}", _with(source, i, moved))
+                return EditTriple(source, f"move {ref} {phrase}", with_object(source, i, moved))
         return None
     if kind == "remove":
         if len(source) < 2:
             return None  # an empty target teaches nothing about keeping the rest
         verb = "delete" if rng.random() < 0.2 else "remove"
-        return EditTriple(source, f"{verb} {ref}", _with(source, i, None))
+        return EditTriple(source, f"{verb} {ref}", with_object(source, i, None))
     if kind == "add":
         if len(source) >= MAX_OBJECTS:
             return None
@@ -128,7 +130,7 @@ def _try_edit(rng: np.random.Generator, kind: str, source: Scene, ambiguous: boo
             return None  # a same-class replacement is a recolour; keep the kinds distinct
         words = f"{color} {cls}"
         new = replace(obj, cls=cls, color=color)
-        return EditTriple(source, f"replace {ref} with {article(words)} {words}", _with(source, i, new))
+        return EditTriple(source, f"replace {ref} with {article(words)} {words}", with_object(source, i, new))
     raise ValueError(f"unknown edit kind {kind!r}; known: {', '.join(EDIT_KINDS)}")
 
 

@@ -333,20 +333,24 @@ def kept_outside(source_frames, output_frames, region: np.ndarray, tolerance: in
     return float(same[outside].mean()) if outside.any() else 1.0
 
 
+def clip_scores(frames, spec, found=None) -> dict:
+    """The four per-clip judgements against `spec` (a MotionScene, a caption's clauses): objects right per
+    frame (fraction), motion followed, events followed, identity kept."""
+    found = tracks(frames) if found is None else found
+    return {"objects_right": objects_right(frames, spec),
+            "motion_followed": motion_followed(frames, spec, found),
+            "events_followed": events_followed(frames, spec, found),
+            "identity_kept": identity_kept(frames, spec, found)}
+
+
 def edit_scores(source_frames, output_frames, source: MotionScene, target: MotionScene) -> dict:
     """How well `output_frames` does the edit from `source` to `target` (ground-truth clips):
     its objects per frame, motion and events judged against the target, identity over time, and the
     pixels kept outside the edited objects. `success` and `kept` are the two verdicts."""
     output_frames = np.asarray(output_frames)
     n, size = output_frames.shape[0], output_frames.shape[2]
-    found = tracks(output_frames)
-    scores = {
-        "objects_right": objects_right(output_frames, target),
-        "motion_followed": motion_followed(output_frames, target, found),
-        "events_followed": events_followed(output_frames, target, found),
-        "identity_kept": identity_kept(output_frames, target, found),
-        "kept_outside": kept_outside(source_frames, output_frames, edit_region(source, target, n, size)),
-    }
+    scores = clip_scores(output_frames, target)
+    scores["kept_outside"] = kept_outside(source_frames, output_frames, edit_region(source, target, n, size))
     scores["success"] = bool(scores["objects_right"] >= OBJECTS_RIGHT_FRACTION and scores["motion_followed"]
                              and scores["events_followed"])
     scores["kept"] = bool(scores["kept_outside"] >= KEPT_FRACTION)

@@ -38,6 +38,7 @@ from .palette import CLASSES, COLOR_NAMES
 from .render import render
 from .scene import Scene, place
 from .vocab import article
+from .edits import with_object
 
 VIDEO_EDIT_KINDS: tuple[str, ...] = ("recolour", "remove", "add", "replace", "motion")
 _VERB_KIND = {"make": "recolour", "remove": "remove", "delete": "remove", "add": "add", "replace": "replace"}
@@ -88,14 +89,6 @@ def _reference(rng: np.random.Generator, scene: MotionScene, index: int) -> str 
     return refs[0] if refs[0].count(" ") == 1 else refs[int(rng.integers(len(refs)))]
 
 
-def _with(scene: MotionScene, index: int, m: MovingObject | None) -> MotionScene:
-    objs = list(scene.objects)
-    if m is None:
-        del objs[index]
-    else:
-        objs[index] = m
-    return MotionScene(tuple(objs))
-
 
 def _direction_phrase(rng: np.random.Generator, direction: str) -> str:
     phrases = DIRECTION_PHRASES[direction]
@@ -127,18 +120,18 @@ def _try_video_edit(rng: np.random.Generator, kind: str, scene: MotionScene) -> 
         color = COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
         if color == m.obj.color or (m.obj.cls, color) in _taken(scene, i):
             return None
-        return f"make {ref} {color}", _with(scene, i, replace(m, obj=replace(m.obj, color=color)))
+        return f"make {ref} {color}", with_object(scene, i, replace(m, obj=replace(m.obj, color=color)))
     if kind == "remove":
         if len(scene) < 2:
             return None  # an empty clip teaches nothing about keeping the rest
-        return f"{'delete' if rng.random() < 0.2 else 'remove'} {ref}", _with(scene, i, None)
+        return f"{'delete' if rng.random() < 0.2 else 'remove'} {ref}", with_object(scene, i, None)
     if kind == "replace":
         cls, color = CLASSES[int(rng.integers(len(CLASSES)))], COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
         if cls == m.obj.cls or (cls, color) in _taken(scene, i):
             return None  # a same-class replacement is a recolour; keep the kinds distinct
         words = f"{color} {cls}"
         new = replace(m, obj=replace(m.obj, cls=cls, color=color))
-        return f"replace {ref} with {article(words)} {words}", _with(scene, i, new)
+        return f"replace {ref} with {article(words)} {words}", with_object(scene, i, new)
     if kind == "motion":
         direction = random_direction(rng)
         if direction == m.direction:
@@ -149,7 +142,7 @@ def _try_video_edit(rng: np.random.Generator, kind: str, scene: MotionScene) -> 
         for step in np.arange(travel, MIN_TRAVEL - 1e-9, -0.01):
             moved = replace(m, dx=float(ux * step), dy=float(uy * step))
             if path_fits_frame(moved) and all(paths_apart(moved, o) for o in others):
-                return f"{ref} moves {_direction_phrase(rng, direction)} instead", _with(scene, i, moved)
+                return f"{ref} moves {_direction_phrase(rng, direction)} instead", with_object(scene, i, moved)
         return None
     raise ValueError(f"unknown clip edit kind {kind!r}; known: {', '.join(VIDEO_EDIT_KINDS)}")
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from .motion import (CARDINAL, DEFAULT_FRAMES, DIRECTIONS, Clause, MotionScene, distinct_identities, clause_text,
                      join_clauses, motion_scene_for)
-from .motion_measure import (FLICKER_LIMIT, OBJECTS_RIGHT_FRACTION, events_followed, flicker, identity_kept,
-                             motion_followed, objects_right, static_mask_from_tracks, tracks)
+from .motion_measure import (FLICKER_LIMIT, OBJECTS_RIGHT_FRACTION, clip_scores, flicker, static_mask_from_tracks,
+                             tracks)
 
 VIDEO_TAGS: tuple[str, ...] = ("one_moves", "diagonal", "two_move", "moves_still", "appears", "disappears", "turns")
 _TAG_ACTIONS = {"one_moves": ["moves"], "diagonal": ["moves"], "two_move": ["moves", "moves"],
@@ -76,17 +76,24 @@ def make_video_metadata(n_prompts: int, seed: int = 43, frames: int = DEFAULT_FR
     """`n_prompts` records, the tags taking turns, a prompt repeated within a tag only when no new one
     turns up in 200 draws (as make_geneval_metadata does for images)."""
     rng = np.random.default_rng(seed)
-    seen: dict[str, set[str]] = {t: set() for t in VIDEO_TAGS}
+    return take_turns(VIDEO_TAGS, n_prompts, lambda tag: video_metadata(rng, tag, frames))
+
+
+def take_turns(tags, n_prompts: int, draw) -> list[dict]:
+    """`n_prompts` records from `draw(tag)`, the tags taking turns; within a tag a record repeats only
+    after 200 draws found no new one (then a new round of that tag starts)."""
+    seen: dict[str, set[str]] = {t: set() for t in tags}
     out = []
     for i in range(n_prompts):
-        tag = VIDEO_TAGS[i % len(VIDEO_TAGS)]
+        tag = tags[i % len(tags)]
         for _ in range(200):
-            meta = video_metadata(rng, tag, frames)
-            if meta["prompt"] not in seen[tag]:
+            meta = draw(tag)
+            key = json.dumps(meta, sort_keys=True)
+            if key not in seen[tag]:
                 break
         else:
-            seen[tag].clear()
-        seen[tag].add(meta["prompt"])
+            seen[tag].clear()  # every distinct record of this tag is used: start a new round
+        seen[tag].add(key)
         out.append(meta)
     return out
 
@@ -109,13 +116,8 @@ def score_clip(frames, metadata: dict) -> dict:
     frames = np.asarray(frames)
     clauses = metadata_clauses(metadata)
     found = tracks(frames)
-    out = {
-        "objects_right": objects_right(frames, clauses),
-        "motion_followed": motion_followed(frames, clauses, found),
-        "events_followed": events_followed(frames, clauses, found),
-        "identity_kept": identity_kept(frames, clauses, found),
-        "flicker": flicker(frames, static_mask_from_tracks(found, len(frames), frames.shape[2])),
-    }
+    out = clip_scores(frames, clauses, found)
+    out["flicker"] = flicker(frames, static_mask_from_tracks(found, len(frames), frames.shape[2]))
     out["correct"] = bool(out["objects_right"] >= OBJECTS_RIGHT_FRACTION and out["motion_followed"]
                           and out["events_followed"] and out["identity_kept"])
     out["steady"] = bool(out["flicker"] <= FLICKER_LIMIT)

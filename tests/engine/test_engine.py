@@ -310,7 +310,7 @@ def test_a_bad_request_fails_with_its_message_and_the_engine_serves_the_next_job
     wait_terminal(qtbot, rec, bad, also_bad, good)
 
     (_, message), = rec.of("failed", bad)
-    assert message == "Type an instruction first: text-to-image and text-to-video need a prompt."
+    assert message == "Type an instruction first: describe the image to make."
     (_, message), = rec.of("failed", also_bad)
     assert message == "image_edit needs an input image: select an image clip first."
     assert rec.of("progress", bad) == []
