@@ -34,9 +34,11 @@ Scheduling
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -46,12 +48,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QAbstractEventDispatcher, QCoreApplication, QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[..., Any]  # loader(path, device[, dtype=...]) -> MetaCanvasPipeline
+
+# At most this long, a model load waits for the GUI thread to be idle once before its imports start.
+GUI_IDLE_WAIT_S = 0.5
 
 NO_MODEL_MESSAGE = "No model is loaded: choose a model folder (Settings) and wait for it to load."
 
@@ -63,6 +68,41 @@ def default_loader(path: str | Path, device: str, dtype: Any = None) -> Any:
     if dtype is None:
         return load_model(path, device=device)
     return load_model(path, device=device, dtype=dtype)
+
+
+def _import_model_libraries(path: str | Path) -> None:
+    from app.core.checkpoints import import_libraries
+
+    import_libraries(path)
+
+
+# A loader may carry `prepare(path)`: the imports it needs, run first with the garbage collector paused.
+default_loader.prepare = _import_model_libraries  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def imports_without_gc_pauses():
+    """Run a burst of imports (torch, transformers, diffusers: ~700k new objects) without the cyclic
+    garbage collector, then freeze what exists, and restore the collector.
+
+    Why: every 25% growth of the heap triggers a full collection, and each one walks every tracked
+    object while holding the GIL. Importing the model libraries in the engine thread ran seven of them,
+    the last ~170 ms: the GUI thread stood still for each. Frozen objects (gc.freeze) are never walked
+    again, so the collections that follow (while generating, while the user works) stay cheap too.
+    What gets frozen is module-level state that lives as long as the process, plus the few thousand
+    cycles the imports left behind (~12k objects). Nothing a model builds is frozen: the caller builds
+    it after this block, so release_memory() can still free a dropped model.
+    """
+    was_enabled = gc.isenabled()
+    modules = len(sys.modules)
+    gc.disable()
+    try:
+        yield
+    finally:
+        if len(sys.modules) > modules:  # a second load of the same kind imports nothing: nothing to freeze
+            gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -205,6 +245,15 @@ class Engine(QObject):
         if app is not None:
             # A QThread destroyed while running aborts the process; make sure quitting stops it first.
             app.aboutToQuit.connect(self.shutdown)
+        # Set the first time the GUI thread's event loop has nothing left to do (see _run_load).
+        self._gui_idle = threading.Event()
+        dispatcher = QAbstractEventDispatcher.instance(QThread.currentThread())
+        if app is not None and dispatcher is not None and QThread.currentThread() is app.thread():
+            self._idle_dispatcher = dispatcher
+            dispatcher.aboutToBlock.connect(self._on_gui_idle)
+        else:
+            self._idle_dispatcher = None
+            self._gui_idle.set()
         if model_path is not None:
             self.load_model(model_path, device, dtype)
 
@@ -340,6 +389,13 @@ class Engine(QObject):
         return self._thread.isRunning()
 
     @Slot()
+    def _on_gui_idle(self) -> None:
+        self._gui_idle.set()
+        if self._idle_dispatcher is not None:
+            self._idle_dispatcher.aboutToBlock.disconnect(self._on_gui_idle)
+            self._idle_dispatcher = None
+
+    @Slot()
     def _announce_queue(self) -> None:
         self.queue_changed.emit(self.pending_jobs)
 
@@ -390,18 +446,29 @@ class Engine(QObject):
     def _run_load(self, job: _Job) -> None:
         path = job.path
         name = Path(str(path)).name or str(path)
+        # Release the old model first: a swap then needs the memory of one model, not two. A failed
+        # load therefore leaves no model, and model_failed says so. It goes before the imports below,
+        # whose end freezes what is alive (imports_without_gc_pauses): the old model must be gone by then.
+        if self._pipe is not None:
+            self._pipe, self._model_name = None, None
+            release_memory()
         device = job.device
         if device == "auto":
             from app.settings import resolve_device
 
-            device = resolve_device("auto")
+            with imports_without_gc_pauses():  # torch, when nothing imported it yet
+                device = resolve_device("auto")
         self.model_loading.emit(f"Loading {name} on {device}…")
-        # Release the old model first: a swap then needs the memory of one model, not two. A failed
-        # load therefore leaves no model, and model_failed says so.
-        if self._pipe is not None:
-            self._pipe, self._model_name = None, None
-            release_memory()
         try:
+            prepare = getattr(self._loader, "prepare", None)
+            if prepare is not None:
+                # The studio starts the engine one event-loop turn after its window shows, before the
+                # window's first paint. That paint calls into Python for each widget, and each call
+                # waits for the interpreter lock while this thread imports: the first frame took
+                # 50-100 ms instead of ~10. Importing after the GUI's first idle moment costs nothing.
+                self._gui_idle.wait(GUI_IDLE_WAIT_S)
+                with imports_without_gc_pauses():
+                    prepare(path)
             dtype = job.dtype
             if isinstance(dtype, str):
                 import torch
