@@ -67,7 +67,7 @@ def import_before_window() -> None:
     do yield, and the window would otherwise take ~3 s to appear. The collector is paused over it for
     the same reason as in the engine (app/engine/engine.py: imports_without_gc_pauses).
     """
-    from app.engine.engine import imports_without_gc_pauses
+    from app.engine.loading import imports_without_gc_pauses
 
     with imports_without_gc_pauses():
         import torch  # noqa: F401
