@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="text-to-image: one prompt, or a GenEval metadata file with --prompts")
     p.add_argument("prompt", nargs="?", help="what to draw, e.g. 'a red circle left of a blue star'")
     p.add_argument("-o", "--output", help="output PNG (single prompt); with --n N > 1, NAME-1.png ... NAME-N.png")
-    p.add_argument("--plan", help="also write the plan: heatmap and PCA colours beside the result")
+    p.add_argument("--plan", help="also write the plan beside the result: the drafted layout (drafted models), the "
+                   "canvas effect and PCA colours")
     p.add_argument("--prompts", help="GenEval evaluation_metadata.jsonl: writes GenEval's folder layout to --out")
     p.add_argument("--out", help="output folder for --prompts")
     p.add_argument("--n", type=int, default=None,
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="run the planner alone and write the plan picture")
     p.add_argument("instruction")
-    p.add_argument("-o", "--output", required=True, help="output PNG (heatmap and PCA colours)")
+    p.add_argument("-o", "--output", required=True, help="output PNG (drafted layout, canvas effect, PCA colours)")
     p.add_argument("--image", help="source image, for an edit instruction")
     _add_model_args(p)
 
@@ -82,11 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True, help="recipe JSON (e.g. app/train/recipes/shapes-64-p8-cpu.json)")
     p.add_argument("--out", default="runs/train", help="run folder: checkpoints, curves, model/ (resumes if present)")
     p.add_argument("--no-canvas", action="store_true", help="train the text-only baseline (no canvas branch)")
-    p.add_argument("--planner-from", help="reuse the taught planner of another run (a fair baseline shares it)")
-    p.add_argument("--init-from", help="start from an exported model folder (continue training in a new session); with --planner-from, "
-                        "everything but the planner comes from it")
-    p.add_argument("--planner-init", help="teach the planner starting from this model's (or run's) planner instead of "
-                                          "from nothing; a different canvas grid is resampled")
+    p.add_argument("--start", default=None, metavar="new|resume|MODEL_FOLDER",
+                   help="where the run starts: new (a fresh backbone), resume (the run folder's checkpoint) or an "
+                        "exported model folder (its DiT and connectors). Default: resume a begun run folder, else new; "
+                        "running the same command again resumes (app/train/run_start.py)")
+    p.add_argument("--planner", default=None, metavar="teach|teach:FOLDER|FOLDER",
+                   help="the run's planner: teach (a fresh one, taught in stage 1; the default with --start new), "
+                        "teach:FOLDER (taught on from FOLDER's; another canvas grid is resampled) or FOLDER (a taught "
+                        "planner used as it is, e.g. a twin's RUN/planner_taught; the default with --start MODEL_FOLDER: "
+                        "the model's own)")
+    for old in ("--planner-from", "--init-from", "--planner-init"):  # refused with the new words (cmd_train)
+        p.add_argument(old, dest=old[2:].replace("-", "_"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", default=None)
     p.add_argument("--workers", type=int, default=0, help="data-generating worker processes")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this many minutes")

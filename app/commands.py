@@ -325,14 +325,29 @@ def cmd_video(args) -> int:
 def cmd_train(args) -> int:
     from app.train.loop import Trainer
     from app.train.recipe import Recipe
+    from app.train.run_start import RunStart
 
+    _refuse_old_start_flags(args)
+    start = RunStart.parse(args.start, args.planner)
     recipe = Recipe.load(args.recipe)
-    trainer = Trainer(recipe, args.out, use_canvas=not args.no_canvas, planner_from=args.planner_from,
-                      init_from=args.init_from, planner_init=args.planner_init, device=args.device, workers=args.workers)
+    trainer = Trainer(recipe, args.out, start=start, use_canvas=not args.no_canvas, device=args.device,
+                      workers=args.workers)
     folder = trainer.run(max_minutes=args.max_minutes, teach_only=args.teach_only,
                          teach_minutes=args.teach_minutes, cooldown_steps=args.cooldown_steps)
     print(f"model: {folder}; curves: {Path(args.out) / 'curves.png'}")
     return 0
+
+
+def _refuse_old_start_flags(args) -> None:
+    """The flags a run once started with, refused with the words that say the same now."""
+    init, given, teach_from = args.init_from, args.planner_from, args.planner_init
+    if init is None and given is None and teach_from is None:
+        return
+    words = [f"--start {init}" if init else "--start new"]
+    if given or teach_from:
+        words.append(f"--planner {given}" if given else f"--planner teach:{teach_from}")
+    raise ValueError(f"--init-from, --planner-from and --planner-init are gone: a run's start is said with "
+                     f"--start and --planner; here: {' '.join(words)} (app/train/run_start.py)")
 
 
 def cmd_eval(args) -> int:

@@ -8,19 +8,19 @@
 #       and its text-only baseline side by side from that same planner (a fair comparison); watch them
 #       until SECONDS have passed since the call began. SKIP_TEACH=1 skips teaching; CANVAS_ARGS and
 #       TEXT_ARGS replace each run's starting point, e.g. to go on from the committed models:
-#         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash research/gpu_session.sh start 560
+#         SKIP_TEACH=1 CANVAS_ARGS="--start models/metacanvas-shapes" \
+#         TEXT_ARGS="--start models/metacanvas-shapes-text-only" bash research/gpu_session.sh start 560
 #       A canvas run may also start from the text-only model (the paper's setup: MetaCanvas added to a
 #       trained backbone, its connector starting at zero), so both variants go on from one backbone:
-#         SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes-text-only" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" bash research/gpu_session.sh start 560
+#         SKIP_TEACH=1 CANVAS_ARGS="--start models/metacanvas-shapes-text-only" \
+#         TEXT_ARGS="--start models/metacanvas-shapes-text-only" bash research/gpu_session.sh start 560
 #       RECIPE research/recipes/shapes-64-shift.json trains at high noise (timestep shift 4); why, and
 #       what 801 such steps did on a CPU: research/LOG.md, "The scene is fixed in the first sampling step".
 #       RECIPE research/recipes/shapes-64-p8.json: 8-pixel patches (64 tokens, about 4x cheaper a step)
 #       with x-prediction, the label loss (research/LOG.md, "The planner knows the prompt, the DiT
 #       learns slowly") and the source residual for edits ("Edits that keep their source"), teaching
 #       from the committed planner (already 8 x 8 since 2026-11-26; a 16 x 16 one is averaged to 8 x 8):
-#         TEACH_ARGS="--planner-init models/metacanvas-shapes" \
+#         TEACH_ARGS="--planner teach:models/metacanvas-shapes" \
 #         bash research/gpu_session.sh start 560 research/recipes/shapes-64-p8.json
 #       why, and what it did on a CPU: research/LOG.md, "8-pixel patches need x-prediction".
 #   bash research/gpu_session.sh once SECONDS [RECIPE]
@@ -32,17 +32,17 @@
 #       (bench/bench_quality.py), which costs no device time. SECONDS + STOP_WAIT (default 120) + 30
 #       must fit in the call's timeout: the stop runs a quick evaluation and the export. Going on from
 #       two CPU runs' exported models:
-#         SKIP_TEACH=1 CANVAS_ARGS="--init-from runs/residual/with/model" \
-#         TEXT_ARGS="--init-from runs/residual/text/model" \
+#         SKIP_TEACH=1 CANVAS_ARGS="--start runs/residual/with/model" \
+#         TEXT_ARGS="--start runs/residual/text/model" \
 #         bash research/gpu_session.sh once 480 research/recipes/shapes-64-p8.json
-#       A re-taught planner handed to both trained backbones (--init-from with --planner-from): teach
+#       A re-taught planner handed to both trained backbones (--start MODEL with --planner FOLDER): teach
 #       from the committed planner, then both runs go on from their committed models with it. Recipe
 #       research/recipes/shapes-64-p8-spatial.json gives the planner M-RoPE base 10 instead of 10000, with
 #       which its canvas can tell columns apart and learns the layout (research/LOG.md, "The planner
 #       could not tell canvas columns apart"), and weighs objects 3x in teaching:
-#         SKIP_PROFILE=1 TEACH_MIN=2 TEACH_ARGS="--planner-init models/metacanvas-shapes" \
-#         CANVAS_ARGS="--init-from models/metacanvas-shapes --planner-from runs/gpu-session/canvas/planner_taught" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only --planner-from runs/gpu-session/canvas/planner_taught" \
+#         SKIP_PROFILE=1 TEACH_MIN=2 TEACH_ARGS="--planner teach:models/metacanvas-shapes" \
+#         CANVAS_ARGS="--start models/metacanvas-shapes --planner runs/gpu-session/teach/planner_taught" \
+#         TEXT_ARGS="--start models/metacanvas-shapes-text-only --planner runs/gpu-session/teach/planner_taught" \
 #         bash research/gpu_session.sh once 420 research/recipes/shapes-64-p8-spatial.json
 #       (run with timeout_s 600: about 20 s install, 150 s teaching, 420 - 150 s training both, up to
 #       120 s to stop, the rest to pack.)
@@ -50,9 +50,9 @@
 #       text-to-image batches, with which the canvas also lays out "left of" / "right of" (research/LOG.md,
 #       "The text-to-image canvas learns left and right"). The committed pair has had such a layout planner
 #       since 2026-11-26 (evening); to go on training both from it, all the minutes on the DiTs
-#       (timeout_s 600; --init-from keeps each model's planner):
-#         SKIP_PROFILE=1 SKIP_TEACH=1 CANVAS_ARGS="--init-from models/metacanvas-shapes" \
-#         TEXT_ARGS="--init-from models/metacanvas-shapes-text-only" \
+#       (timeout_s 600; --start MODEL keeps each model's planner):
+#         SKIP_PROFILE=1 SKIP_TEACH=1 CANVAS_ARGS="--start models/metacanvas-shapes" \
+#         TEXT_ARGS="--start models/metacanvas-shapes-text-only" \
 #         bash research/gpu_session.sh once 420 research/recipes/shapes-64-p8-layout.json
 #   bash research/gpu_session.sh watch SECONDS
 #       watch until SECONDS have passed, then hand back the latest EMA weights and progress (a fallback,
@@ -115,16 +115,21 @@ start|once)
     grep -A3 "steps/s" "$RUN/profile.log" || tail -20 "$RUN/profile.log"
   fi
   if [ "${SKIP_TEACH:-0}" != 1 ]; then
-    "$PY" main.py train --recipe "$RECIPE" --out "$RUN/canvas" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
+    "$PY" main.py train --recipe "$RECIPE" --out "$RUN/teach" --teach-only --teach-minutes "${TEACH_MIN:-3}" \
       --workers 12 ${TEACH_ARGS:-} > "$RUN/teach.log" 2>&1 || { echo "teaching failed"; tail -40 "$RUN/teach.log"; exit 1; }
     show 6
   fi
-  # The canvas run finds its taught planner in its own folder; the baseline is given the same one.
-  setsid "$PY" main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers ${WORKERS:-7} ${CANVAS_ARGS:-} \
+  # Both runs are given the planner taught in $RUN/teach (without teaching, the baseline is given the
+  # canvas run's: a run keeps the planner it trains with in its planner_taught folder).
+  TAUGHT="$RUN/teach/planner_taught"
+  [ "${SKIP_TEACH:-0}" = 1 ] && TAUGHT="$RUN/canvas/planner_taught"
+  DEFAULT_CANVAS=""
+  [ "${SKIP_TEACH:-0}" != 1 ] && DEFAULT_CANVAS="--planner $TAUGHT"
+  setsid "$PY" main.py train --recipe "$RECIPE" --out "$RUN/canvas" --workers ${WORKERS:-7} ${CANVAS_ARGS:-$DEFAULT_CANVAS} \
     > "$RUN/canvas.log" 2>&1 < /dev/null &
   echo $! > "$RUN/canvas.pid"
   setsid "$PY" main.py train --recipe "$RECIPE" --out "$RUN/text" --no-canvas --workers ${WORKERS:-7} \
-    ${TEXT_ARGS:---planner-from $RUN/canvas/planner_taught} > "$RUN/text.log" 2>&1 < /dev/null &
+    ${TEXT_ARGS:---planner $TAUGHT} > "$RUN/text.log" 2>&1 < /dev/null &
   echo $! > "$RUN/text.pid"
   alive_or_quit
   sleep 40  # both have built their models and saved the planner they train with

@@ -165,6 +165,7 @@ def main() -> int:
     from app.shapes.palette import NUM_LABELS
     from app.train.data import ShapesStream
     from app.train.loop import Trainer
+    from app.train.run_start import PlannerStart, RunStart
     from app.train.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
@@ -172,7 +173,7 @@ def main() -> int:
     spec = CanvasSpec(1, grid, grid)
     for folder in args.planners:
         with tempfile.TemporaryDirectory() as scratch:
-            planner = Trainer(recipe, scratch, planner_from=folder, device="cpu", log=lambda *_: None).pipe.planner.eval()
+            planner = Trainer(recipe, scratch, start=RunStart.new(PlannerStart.taught(folder)), device="cpu", log=lambda *_: None).pipe.planner.eval()
         print(folder)
         for kind, edit_fraction in (("edit", 1.0), ("t2i", 0.0)):
             # The same held-out scenes for every planner: the streams are seeded alike.

@@ -49,6 +49,7 @@ def main() -> int:
 
     from app.train.loop import Trainer
     from app.train.recipe import Recipe
+    from app.train.run_start import PlannerStart, RunStart
 
     recipe = Recipe.load(args.recipe)
     if not recipe.model.canvas_drafts:
@@ -56,7 +57,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         for folder in args.planners:
             t0 = time.time()
-            planner = Trainer(recipe, Path(scratch) / Path(folder).name, planner_from=folder, device="cpu",
+            planner = Trainer(recipe, Path(scratch) / Path(folder).name, start=RunStart.new(PlannerStart.taught(folder)), device="cpu",
                               log=lambda *_: None).pipe.planner.eval()
             scores = draft_benchmark(planner, args.prompts, args.images, size=recipe.model.image_size)
             print(json.dumps({"planner": folder, "seconds": round(time.time() - t0, 1),

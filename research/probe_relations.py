@@ -66,11 +66,12 @@ def main() -> int:
 
         from app.train.loop import Trainer
         from app.train.recipe import Recipe
+        from app.train.run_start import PlannerStart, RunStart
 
         recipe = Recipe.load(args.recipe)
         for folder in args.planner:
             with tempfile.TemporaryDirectory() as scratch:
-                pipe = Trainer(recipe, scratch, planner_from=folder, device="cpu", log=lambda *_: None).pipe
+                pipe = Trainer(recipe, scratch, start=RunStart.new(PlannerStart.taught(folder)), device="cpu", log=lambda *_: None).pipe
             planners.append((folder, pipe.planner.eval(), pipe.canvas_spec_for(recipe.model.image_size)))
     if not planners:
         ap.error("give a model folder or --planner")

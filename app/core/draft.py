@@ -35,6 +35,7 @@ item's whole row is -1). Coordinates are fractions of the frame: x bin k covers 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -75,6 +76,12 @@ class DraftConfig:
     # An edit drafter that also looks at the source's pixels through a convolutional stem of its own,
     # this many channels wide (0: it reads the MLLM's states alone). Needs reads_images.
     pixel_width: int = 0
+    # The drafts reach the DiT through the text path instead of the canvas: each drafted object becomes
+    # one extra context token (DraftContextTokens), appended to the prompt's states that the DiT
+    # cross-attends to. The supervision-matched control for a text-only model (research/LOG.md,
+    # 2026-12-05): the same drafts, no canvas. A layout drafter's option; its edit drafter's drafts
+    # go the same way.
+    context_tokens: bool = False
 
     @property
     def length(self) -> int:
@@ -158,6 +165,40 @@ def no_drafts(batch: int, config: DraftConfig) -> torch.Tensor:
     return torch.full((batch, config.length, 4), -1, dtype=torch.long)
 
 
+class DraftContextTokens(nn.Module):
+    """Drafts as context tokens, as GLIGEN feeds boxes to a text path (Li et al. 2023, "GLIGEN"): each
+    drafted object's box (centre x, y and size, at its bins' centres) in Fourier features, with a
+    learned embedding of its label and of its place in the draft's order, goes through a small MLP to
+    the planner's width: one token per object; rows past "stop" and undrafted items are masked out. The
+    DiT reads them as it reads the prompt's states (context connector, cross-attention): where an
+    object goes is in the token's content, in the sin-cos form the DiT's own positions have."""
+
+    FREQUENCIES = 8  # sin and cos of 2^k * pi * coordinate, k < 8, for each of x, y and size
+
+    def __init__(self, config: DraftConfig, context_dim: int) -> None:
+        super().__init__()
+        d = config.dim
+        self.config = config
+        self.label = nn.Embedding(config.labels, d)
+        self.slot = nn.Embedding(config.length, d)
+        self.box = nn.Linear(3 * 2 * self.FREQUENCIES, d)
+        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, context_dim))
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(self.FREQUENCIES), persistent=False)
+
+    def forward(self, drafts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, length, 4] drafts -> tokens [B, length, context_dim] and their mask [B, length] (True = a
+        drafted object)."""
+        c = self.config
+        rows = drafts.long().to(self.label.weight.device)
+        real = rows[..., 0] > 0
+        label, x, y, s = (rows[..., i].clamp(min=0) for i in range(4))
+        box = torch.stack([(x + 0.5) / c.bins, (y + 0.5) / c.bins, (s + 0.5) / c.sizes], -1).to(self.box.weight.dtype)
+        angles = box.unsqueeze(-1) * self.frequencies.to(box.dtype)  # [B, T, 3, F]
+        fourier = torch.cat([angles.sin(), angles.cos()], -1).flatten(-2)
+        h = self.label(label) + self.box(fourier) + self.slot.weight[: rows.shape[1]]
+        return self.mlp(h) * real.unsqueeze(-1).to(h.dtype), real
+
+
 class LayoutDrafter(nn.Module):
     """A small transformer decoder over objects, cross-attending to the MLLM's context states.
 
@@ -212,6 +253,8 @@ class LayoutDrafter(nn.Module):
             return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, out))
 
         self.x_head, self.y_head, self.size_head = head(config.bins), head(config.bins), head(config.sizes)
+        if config.context_tokens:  # the drafts' way to the DiT when they do not go onto a canvas
+            self.context_encoder = DraftContextTokens(config, context_dim)
 
     def _embed(self, rows: torch.Tensor) -> torch.Tensor:
         """[B, T, 4] objects -> [B, T, d]; padding (-1) and stop embed as zeros past the label."""

@@ -1,5 +1,8 @@
 """The planner: a Qwen2.5-VL MLLM reads the prompt (text, images, video) and fills the canvas.
 
+Why just over 600 lines: the Planner also wires the two drafters (drafts onto the canvas, or into the
+context for the supervision-matched control); moving that wiring beside app/core/draft.py is next.
+
 One forward pass of the language model over [left-padded prompt | canvas tokens] gives the Plan:
 the hidden states at the last N positions are the canvas plan, the ones before are the context.
 The LM head is never used; the MLLM is a planner here, not a text generator.
@@ -455,7 +458,11 @@ class Planner(nn.Module):
         self.edit_drafter = edit_drafter  # drafts image edits' targets; None leaves edits undrafted
         if canvas_tokens.dim != self.hidden_size:
             raise ValueError(f"canvas tokens have width {canvas_tokens.dim}, the MLLM {self.hidden_size}")
-        if drafter is not None and drafter.config.labels != canvas_tokens.draft_labels:
+        if drafter is not None and drafter.config.context_tokens:
+            if canvas_tokens.draft_labels:  # drafts go one way: onto the canvas, or into the context
+                raise ValueError("a drafter whose drafts go into the context (context_tokens) needs canvas "
+                                 "tokens without a draft embedding")
+        elif drafter is not None and drafter.config.labels != canvas_tokens.draft_labels:
             raise ValueError(f"the drafter drafts {drafter.config.labels} labels; the canvas tokens embed "
                              f"{canvas_tokens.draft_labels}")
         if edit_drafter is not None:
@@ -468,7 +475,12 @@ class Planner(nn.Module):
 
     @property
     def drafts(self) -> bool:
-        return self.drafter is not None and bool(self.canvas_tokens.draft_labels)
+        return self.drafter is not None and (bool(self.canvas_tokens.draft_labels) or self.drafts_to_context)
+
+    @property
+    def drafts_to_context(self) -> bool:
+        """The drafts reach the DiT as extra context tokens, not through the canvas (DraftConfig.context_tokens)."""
+        return self.drafter is not None and self.drafter.config.context_tokens
 
     def image_places(self, inputs: PlannerInputs) -> torch.Tensor:
         """[B, L, 2]: where each image token of the prompt lies, on the edit drafter's bins."""
@@ -569,7 +581,8 @@ class Planner(nn.Module):
                     target = self.edit_drafter.sample(prefix, mask, seeds, wanted=edited, where=self.image_places(inputs),
                                                       temperature=EDIT_TEMPERATURE, sources=sources)
                     drafts = torch.where(edited[:, None, None], target, drafts)
-        coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if self.drafts else None
+        onto_canvas = self.drafts and not self.drafts_to_context
+        coverage = draft_coverage(drafts, spec, self.drafter.config).to(device) if onto_canvas else None
         canvas = self.canvas_tokens(spec, coverage).to(dtype)
         if canvas.dim() == 2:
             canvas = canvas.unsqueeze(0).expand(batch, -1, -1)
@@ -583,6 +596,10 @@ class Planner(nn.Module):
         # Padded rows attend to nothing and can come out as NaN; zero them so masks downstream are safe.
         context = torch.where(mask.bool().unsqueeze(-1), context, torch.zeros_like(context))
         plan_canvas = hidden[:, -n:].reshape(batch, spec.keyframes, spec.rows, spec.cols, -1)
+        if self.drafts_to_context:  # one token per drafted object after the prompt's states
+            tokens, drafted = self.drafter.context_encoder(drafts.to(device))
+            context = torch.cat([context, tokens.to(context.dtype)], dim=1)
+            mask = torch.cat([mask, drafted.to(mask.dtype)], dim=1)
         cover = None
         if coverage is not None:  # objects' share of each cell; an undrafted item's coverage is all zero
             cover = (coverage[..., 1:].sum(-1)).reshape(batch, spec.keyframes, spec.rows, spec.cols).float().cpu()

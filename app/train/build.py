@@ -60,6 +60,8 @@ def rope_only_planner(recipe: Recipe, processor: PlannerProcessor):
 def draft_config(recipe: Recipe) -> DraftConfig | None:
     """The shapes world's drafts: its labels (background / stop + class x colour), at most 4 objects."""
     if not recipe.model.canvas_drafts:
+        if recipe.model.draft_context:
+            raise ValueError("model.draft_context needs model.canvas_drafts (the model drafts layouts at all)")
         return None
     return DraftConfig(labels=NUM_LABELS, max_objects=MAX_OBJECTS, dim=recipe.model.planner_hidden)
 
@@ -70,16 +72,23 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
     processor = build_processor(recipe)
     mllm = Qwen2_5_VLModel(planner_config(recipe, processor))
     grid = size // m.patch_size
-    # Drafts seed the canvas: a text-only baseline (no canvas branch) has nothing to draft for.
-    drafts = draft_config(recipe) if use_canvas else None
+    # Drafts seed the canvas: a text-only baseline (no canvas branch) has nothing to draft for, unless
+    # its drafts go into its context (model.draft_context: the supervision-matched control).
+    if m.draft_context and use_canvas:
+        raise ValueError("model.draft_context is the text-only control (drafts as context tokens): train it "
+                         "with --no-canvas; a MetaCanvas model's drafts go onto its canvas")
+    drafts = draft_config(recipe) if use_canvas or m.draft_context else None
+    if drafts is not None and m.draft_context:
+        drafts = replace(drafts, context_tokens=True)
     drafter = LayoutDrafter(drafts, m.planner_hidden) if drafts is not None else None
     edit_drafter = None
-    if m.edit_drafts and use_canvas:
+    if m.edit_drafts and drafts is not None:
         if drafts is None:
             raise ValueError("model.edit_drafts needs model.canvas_drafts (edits are drafted as captions are)")
-        edit_drafter = LayoutDrafter(replace(drafts, reads_images=True, pixel_width=m.edit_drafter_pixels),
-                                     m.planner_hidden)
-    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, draft_labels=NUM_LABELS if drafts is not None else 0)
+        edit_drafter = LayoutDrafter(replace(drafts, reads_images=True, pixel_width=m.edit_drafter_pixels,
+                                             context_tokens=False), m.planner_hidden)
+    onto_canvas = drafts is not None and not m.draft_context
+    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, draft_labels=NUM_LABELS if onto_canvas else 0)
     planner = Planner(mllm, processor, canvas, drafter=drafter, edit_drafter=edit_drafter)
 
     width = m.dit_heads * m.dit_head_dim

@@ -42,6 +42,11 @@ class ModelRecipe:
     # The edit drafter also reads the source's pixels through a convolutional stem this many
     # channels wide, taught with a centre loss (app/core/draft.py); 0 reads the MLLM's states alone.
     edit_drafter_pixels: int = 0
+    # The supervision-matched control: a text-only model (trained with --no-canvas) given the same layout
+    # and edit drafts through its text path, each drafted object an extra context token the DiT
+    # cross-attends to (app/core/draft.py, DraftContextTokens), taught with the DiT in stage 2.
+    # Needs canvas_drafts (which says the model drafts at all); a MetaCanvas run refuses it.
+    draft_context: bool = False
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Recipe:
     # planner's canvas gets such edits half as often right (research/LOG.md, "referring").
     teach_ambiguous_fraction: float = 0.0
     # Stage 1 teaches only the layout drafter and the canvas's draft embedding, on a planner given by
-    # --planner-init: its MLLM and base canvas (so every context state and every undrafted plan, edits
+    # --planner teach:FOLDER: its MLLM and base canvas (so every context state and every undrafted plan, edits
     # included) stay bit for bit as they were.
     teach_drafts_only: bool = False
     # Stage 1 teaches the layout drafter alone (from captions and their scenes; nothing is drawn, the

@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         self.document.changed.connect(lambda _change: self._refresh_all())
         self.document.reset.connect(self._on_project_reset)
         self.document.path_changed.connect(lambda _path: self._update_title())
-        self.instruction.instruction_changed.connect(self._on_typed)
+        self.instruction.instruction_changed.connect(s.set_instruction)
         self.instruction.task_chosen.connect(s.set_task)
         self.instruction.word_clicked.connect(lambda i: self.viewer.show_word(None if i < 0 else i))
         self.generation.param_changed.connect(s.set_param)
@@ -394,8 +394,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_frame(frame)
 
     def _on_frame_failed(self, why: str) -> None:
-        self.last_frame = None
-        self.viewer.set_frame(None)
+        self._on_frame(None)
         self.show_message(why, WARNING)
 
     def _on_scrub(self, seconds: float) -> None:
@@ -433,9 +432,6 @@ class MainWindow(QMainWindow):
         self.timeline.view.set_playhead(t, emit=True)
 
     # ================================================================ plan, versions, clips
-    def _on_typed(self, text: str) -> None:
-        self.studio.set_instruction(text)
-
     def _on_plan_changed(self, plan: Any, caption: str) -> None:
         self.viewer.set_plan(plan, caption or None)
         self.instruction.set_words([w for w, _ in (plan.words[0] if plan is not None and plan.words else [])])
