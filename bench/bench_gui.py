@@ -30,6 +30,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import others_cpu_seconds  # noqa: E402
+
 # One launch, as `python main.py` runs it (main.py imports app.cli, which calls run_studio -> open_studio),
 # with a bench project folder instead of the user's. Prints one JSON line.
 LAUNCH_SNIPPET = r"""
@@ -142,19 +144,6 @@ def make_large_image(folder: str, width: int = 8660, height: int = 6500, fmt: st
     img += rng.integers(0, 8, size=(height, 1, 1), dtype=np.uint8)  # row-wise grain, cheap to make
     Image.fromarray(img).save(path, **({"quality": 90} if fmt == "jpeg" else {"compress_level": 1}))
     return path
-
-
-def others_cpu_seconds() -> float | None:
-    """CPU seconds all OTHER processes have used since boot (Linux /proc/stat), or None elsewhere: this
-    bench and the launches it waited for are taken out. On 2 cores a neighbour's work shows in every figure."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    own = os.times()
-    return busy - own.user - own.system - own.children_user - own.children_system
 
 
 class StallMonitor:

@@ -15,19 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def _others_cpu_seconds() -> float | None:
-    """CPU seconds all OTHER processes have used since boot (Linux /proc/stat), or None elsewhere.
-    On a 2-core machine a busy neighbour slows torch's two OpenMP threads several-fold, so the
-    bench reports how much of that happened during its timings rather than trusting it was idle."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    own = os.times()
-    return busy - own.user - own.system
+from bench.machine import others_cpu_seconds as _others_cpu_seconds  # noqa: E402
 
 
 def main() -> int:
