@@ -36,6 +36,15 @@ def tiny_pipe():
     return pipe.eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_video_model(tmp_path_factory):
+    """An untrained video model folder with the embedded video model's format and classes (a Wan
+    transformer of one layer on the embedded planner, 48 x 48, 17 frames): loads in about a second."""
+    from app.train.video import save_untrained_video_model
+
+    return save_untrained_video_model(tmp_path_factory.mktemp("models") / "tiny-video")
+
+
 @pytest.fixture(autouse=True)
 def save_changes_answers(monkeypatch):
     """The "save changes?" question is modal; tests answer it. By default "Discard" (so closing a test's

@@ -228,6 +228,9 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
         index["edit_drafter"] = "edit_drafter"
     if vae is not None:
         index["vae"] = {"class": type(vae).__name__}
+    codec_config = pipe.codec.config() if hasattr(pipe.codec, "config") else None
+    if codec_config is not None:
+        index["codec"] = codec_config
     (tmp / INDEX).write_text(json.dumps(index, indent=2))
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
@@ -386,6 +389,23 @@ def import_libraries(folder: str | Path | None = None) -> None:
         adapter_class(family)
 
 
+def _pixel_codec(index: dict, folder: Path):
+    """The pixel-space codec a model folder names ("codec": {"kind": "pixel", "temporal_factor": 4} for a
+    video model; absent: the still-image codec)."""
+    from .latents import PixelCodec
+
+    entry = index.get("codec")
+    if entry is None:
+        return PixelCodec()
+    if not isinstance(entry, dict) or entry.get("kind") != "pixel":
+        raise ModelFolderError(f"{folder / INDEX}: unknown codec {entry!r}; this version reads "
+                               f'{{"kind": "pixel", "temporal_factor": N}} or a "vae" folder')
+    try:
+        return PixelCodec(temporal_factor=int(entry.get("temporal_factor", 1)))
+    except (TypeError, ValueError) as exc:
+        raise ModelFolderError(f"{folder / INDEX}: the codec entry is not valid: {_why(exc)}") from None
+
+
 def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     """Load a MetaCanvas model folder (safetensors only, no network) -> MetaCanvasPipeline on `device`.
 
@@ -465,7 +485,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         _strict_load(adapter.canvas_connector, _load_state_checked(kdir, "canvas connector"), "canvas connector", folder)
 
     # 3. The autoencoder (absent: the model works in pixel space).
-    codec = PixelCodec()
+    codec = _pixel_codec(index, folder)
     vae_dir = component_path(folder, index, "vae")
     if vae_dir is not None:
         import diffusers

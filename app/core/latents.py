@@ -28,26 +28,64 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
 
 
 class PixelCodec:
-    """Pixels are the latents (scaled to -1..1): the embedded default is small enough for that."""
+    """Pixels are the latents (scaled to -1..1): the embedded defaults are small enough for that.
+
+    `temporal_factor=None`: a still-image codec ([1, 3, H, W] for one frame). An integer makes it a video
+    codec laid out like Wan's causal VAE, without the learned part: latent frame 0 holds frame 0 alone,
+    each later latent frame holds the next `temporal_factor` frames stacked along channels, so a clip of
+    1 + 4k frames is 1 + k latent frames of 3 x 4 channels, and image-to-video's given first frame is a
+    latent frame of its own (kept clean at timestep 0, as Wan2.2-TI2V does). Frame 0's slot is filled by
+    repeating it; decoding averages the copies. Why by hand: no library codec packs raw frames this way,
+    and a learned video VAE would cost the embedded model more than its whole DiT.
+    """
 
     kind = "pixel"
-    channels = 3
     spatial_factor = 1
-    temporal_factor = 1
+
+    def __init__(self, temporal_factor: int | None = None):
+        if temporal_factor is not None and int(temporal_factor) < 1:
+            raise ValueError(f"temporal_factor must be a positive integer, got {temporal_factor!r}")
+        self.is_video = temporal_factor is not None
+        self.temporal_factor = int(temporal_factor or 1)
+        self.channels = 3 * self.temporal_factor
+
+    def config(self) -> dict:
+        """What model_index.json records of this codec (None: the still-image codec)."""
+        return {"kind": "pixel", "temporal_factor": self.temporal_factor} if self.is_video else None
+
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.temporal_factor + 1
+
+    def frames_for(self, latent_frames: int) -> int:
+        return 1 + (latent_frames - 1) * self.temporal_factor
 
     def latent_shape(self, height: int, width: int, frames: int = 1) -> tuple[int, ...]:
+        if self.is_video:
+            return (self.channels, self.latent_frames(frames), height, width)
         return (3, height, width) if frames == 1 else (3, frames, height, width)
 
     def encode(self, frames: np.ndarray, height: int, width: int, device, dtype) -> torch.Tensor:
-        """uint8 frames -> latents [1, C, H, W] (one frame) or [1, C, F, H, W]."""
-        x = frames_to_tensor(frames, height, width).to(device=device, dtype=dtype)
-        return x[:1] if x.shape[0] == 1 else x.permute(1, 0, 2, 3)[None]
+        """uint8 frames -> latents [1, C, H, W] (a still codec, one frame) or [1, C, F, H, W]."""
+        x = frames_to_tensor(frames, height, width).to(device=device, dtype=dtype)  # [F, 3, H, W]
+        if not self.is_video:
+            return x[:1] if x.shape[0] == 1 else x.permute(1, 0, 2, 3)[None]
+        f, tf = x.shape[0], self.temporal_factor
+        usable = self.frames_for(self.latent_frames(f))  # a clip of another length loses its last frames
+        first = x[:1].repeat(tf, 1, 1, 1).reshape(1, tf * 3, height, width)
+        rest = x[1:usable].reshape(-1, tf * 3, height, width)
+        return torch.cat([first, rest]).permute(1, 0, 2, 3)[None]  # [1, 3tf, L, H, W]
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """latents [B, C, H, W] or [B, C, F, H, W] -> uint8 frames of the first item [F, H, W, 3]."""
         x = latents[0]
-        x = x[None] if x.ndim == 3 else x.permute(1, 0, 2, 3)
-        return tensor_to_frames(x)
+        if not self.is_video:
+            x = x[None] if x.ndim == 3 else x.permute(1, 0, 2, 3)
+            return tensor_to_frames(x)
+        tf = self.temporal_factor
+        c, lf, h, w = x.shape
+        x = x.permute(1, 0, 2, 3).reshape(lf, tf, 3, h, w)
+        first = x[:1].mean(dim=1)
+        return tensor_to_frames(torch.cat([first, x[1:].reshape(-1, 3, h, w)]))
 
 
 class DiffusersVAECodec:

@@ -81,6 +81,10 @@ class PipelineDefaults:
     # "a photo of a star" has fewer foreground pixels on average than the unconditional scene, so
     # guidance at the first steps steers toward an empty image (research/LOG.md). (0, 1) = everywhere.
     guidance_interval: tuple[float, float] = (0.0, 1.0)
+    frames: int = 1  # a clip's length in frames when a request does not say (a video model's own)
+    # Frames of an input clip the planner's vision tower sees, evenly spaced: a clip read whole would
+    # give the planner thousands of tokens; Qwen2.5-VL samples clips at about 2 fps for the same reason.
+    planner_frames: int = 8
     keyframes: int = 3  # canvas keyframes for video (METHOD.md: 1 flickers, 3 is the paper's choice)
     shift: float = 1.0  # flow-matching timestep shift (SD3-style); 1.0 = uniform
     solver: str = "euler"  # "euler" (first order, SD3's) or "dpm++2m" (second order: fewer steps); see make_scheduler
@@ -207,6 +211,26 @@ class MetaCanvasPipeline:
             raise ValueError(f"{width}x{height} is not a size '{self.name}' can make: the width must be a multiple "
                              f"of {sw} and the height of {sh} (its token patch); the nearest is {near}")
 
+    MAX_FRAMES = 1025  # a clip's frames: beyond it a typo would not fail, only hang
+
+    def check_frames(self, frames: int) -> None:
+        """Raise ValueError, in one line, unless this model can make a clip of `frames` frames: a video
+        codec packs frames after the first in groups (Wan's VAE and the embedded video model: 4), so a
+        clip is 1 + a multiple of that."""
+        tf = int(getattr(self.codec, "temporal_factor", 1))
+        if frames < 1 or frames > self.MAX_FRAMES:
+            raise ValueError(f"a clip has 1 to {self.MAX_FRAMES} frames, not {frames}")
+        if (frames - 1) % tf:
+            near = max(1, 1 + round((frames - 1) / tf) * tf)
+            raise ValueError(f"{frames} frames is not a length '{self.name}' makes: a clip is 1 + a multiple of "
+                             f"{tf} frames; the nearest is {near}")
+
+    def clip_length(self, frames: int) -> int:
+        """The longest length this model makes that is at most `frames` (at least 1): what a source
+        clip of `frames` frames is edited as."""
+        tf = int(getattr(self.codec, "temporal_factor", 1))
+        return 1 + (max(1, min(frames, self.MAX_FRAMES)) - 1) // tf * tf
+
     # -- the instruction ---------------------------------------------------------------------------
     def check_instruction(self, text: str) -> None:
         """Raise UnknownWordsError when a word-level planner would read a word as <unk>: never a
@@ -232,8 +256,17 @@ class MetaCanvasPipeline:
     # -- the plan ----------------------------------------------------------------------------------
     def _planner_media(self, request: GenerationRequest, n: int):
         images = [list(request.images)] * n if request.images else None
-        videos = [request.video] * n if request.video is not None else None
+        videos = [self.planner_clip(request.video)] * n if request.video is not None else None
         return images, videos
+
+    def planner_clip(self, video: np.ndarray) -> np.ndarray:
+        """The frames of an input clip the planner sees: `planner_frames` evenly spaced (an even count,
+        as the vision tower's temporal patch of 2 takes them in pairs)."""
+        video = np.asarray(video)
+        n = max(2, self.defaults.planner_frames - self.defaults.planner_frames % 2)
+        if len(video) <= n:
+            return video
+        return video[np.linspace(0, len(video) - 1, n).round().astype(int)]
 
     @torch.no_grad()
     def plan(self, request: GenerationRequest, *, with_unconditional: bool = False) -> Plan:
@@ -264,6 +297,8 @@ class MetaCanvasPipeline:
         # 1. Check inputs.
         request.validate()
         self.check_size(request.width, request.height)
+        if request.task.makes_video:
+            self.check_frames(request.frames)
         if request.task.value not in self.tasks:
             raise UnsupportedTaskError(
                 f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "

@@ -36,25 +36,26 @@ def label_weights(foreground_weight: float) -> torch.Tensor:
 
 
 class PlannerTeacher(nn.Module):
-    def __init__(self, planner, grid: int, foreground_weight: float = 1.0):
+    def __init__(self, planner, grid: int, foreground_weight: float = 1.0, keyframes: int = 1):
         super().__init__()
         self.planner = planner
         self.grid = grid
+        self.keyframes = keyframes  # a video planner's canvas: labels [B, K, g, g], one map per keyframe
         self.register_buffer("label_weights", label_weights(foreground_weight), persistent=False)
         d = planner.hidden_size
         self.canvas_head = nn.Linear(d, NUM_LABELS)
-        self.context_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, grid * grid * NUM_LABELS))
+        self.context_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, keyframes * grid * grid * NUM_LABELS))
 
     def loss(self, batch: dict, device) -> tuple[torch.Tensor, dict[str, float]]:
-        spec = CanvasSpec(1, self.grid, self.grid)
-        labels = torch.from_numpy(batch["labels"]).to(device)  # [B, g, g]
+        spec = CanvasSpec(self.keyframes, self.grid, self.grid)
+        labels = torch.from_numpy(batch["labels"]).to(device).reshape(-1, self.keyframes, self.grid, self.grid)
         drafts = batch_drafts(self.planner, batch)
         plan = self.planner(list(batch["texts"]), spec, inputs=batch["planner_inputs"], drafts=drafts)
-        canvas_logits = self.canvas_head(plan.canvas[:, 0])  # [B, g, g, L]
+        canvas_logits = self.canvas_head(plan.canvas)  # [B, K, g, g, L]
         canvas_loss = F.cross_entropy(canvas_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
         mask = plan.context_mask.unsqueeze(-1).to(plan.context.dtype)
         pooled = (plan.context * mask).sum(1) / mask.sum(1).clamp(min=1)
-        context_logits = self.context_head(pooled).reshape(-1, self.grid, self.grid, NUM_LABELS)
+        context_logits = self.context_head(pooled).reshape(-1, self.keyframes, self.grid, self.grid, NUM_LABELS)
         context_loss = F.cross_entropy(context_logits.reshape(-1, NUM_LABELS), labels.reshape(-1), weight=self.label_weights)
         with torch.no_grad():
             fg = labels > 0
@@ -62,7 +63,7 @@ class PlannerTeacher(nn.Module):
         # A batch is all edits or all text-to-image, and the two accuracies differ in kind: an edit's
         # layout is in its source (0.5+ once taught), a caption's mostly is not (near 0 under argmax).
         # Named apart, a log of 0.2, 0.0, 0.2 reads as two tasks, not as a collapse.
-        kind = "edit" if batch.get("sources") is not None else "t2i"
+        kind = batch.get("kind") or ("edit" if batch.get("sources") is not None else "t2i")
         stats = {"canvas": canvas_loss.item(), "context": context_loss.item(), f"fg_acc_{kind}": acc}
         loss = canvas_loss + context_loss
         if self.planner.drafts and batch.get("draft") is not None:

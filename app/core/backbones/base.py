@@ -27,6 +27,23 @@ from ..connectors import CanvasConnector, ContextConnector
 from ..request import Task
 
 
+# What the transformer's output means. "velocity" (SANA's own, and every real checkpoint): e - x.
+# "sample": the clean image x (x-prediction, as in JiT, Li & He 2025, "Back to Basics: Let Denoising
+# Generative Models Denoise"); the adapter converts it to the velocity, so the samplers and the training
+# loss (MSE on the velocity: JiT's best "x-prediction, v-loss") stay as they are. Why: a pixel-space DiT
+# with 8 x 8 patches must output 192 values per 128-wide token; the noise part of a velocity does not fit
+# through that bottleneck (the samples stay grainy), while a clean flat-colour patch does.
+PREDICTIONS = ("velocity", "sample")
+SAMPLE_PREDICTION_MIN_T = 0.05
+
+
+def sample_to_velocity(latents: torch.Tensor, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The network drew the clean latents x; samplers and the flow-matching loss take the velocity
+    e - x = (x_t - x) / t (z_t = (1 - t) x + t e). The floor keeps the last steps finite (JiT clips there too)."""
+    shape = (-1,) + (1,) * (latents.ndim - 1)
+    return (latents - sample) / t.clamp(min=SAMPLE_PREDICTION_MIN_T).to(sample.dtype).view(shape)
+
+
 @dataclass
 class _Step:
     """What the hook needs during one transformer call."""

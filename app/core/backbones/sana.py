@@ -43,7 +43,7 @@ from diffusers import SanaTransformer2DModel
 from diffusers.models.attention_processor import AttnProcessor2_0, SanaLinearAttnProcessor2_0
 from diffusers.models.embeddings import get_2d_sincos_pos_embed
 
-from .base import BackboneAdapter, _Step
+from .base import PREDICTIONS, BackboneAdapter, _Step, sample_to_velocity
 
 
 def tiny_sana_config(**overrides: Any) -> dict[str, Any]:
@@ -53,16 +53,6 @@ def tiny_sana_config(**overrides: Any) -> dict[str, Any]:
                caption_channels=32, mlp_ratio=2.5, sample_size=8, patch_size=1, interpolation_scale=1)
     cfg.update(overrides)
     return cfg
-
-
-# What the transformer's output means. "velocity" (SANA's own, and every real checkpoint): e - x.
-# "sample": the clean image x (x-prediction, as in JiT, Li & He 2025, "Back to Basics: Let Denoising
-# Generative Models Denoise"); the adapter converts it to the velocity, so the samplers and the training
-# loss (MSE on the velocity: JiT's best "x-prediction, v-loss") stay as they are. Why: a pixel-space DiT
-# with 8 x 8 patches must output 192 values per 128-wide token; the noise part of a velocity does not fit
-# through that bottleneck (the samples stay grainy), while a clean flat-colour patch does.
-PREDICTIONS = ("velocity", "sample")
-SAMPLE_PREDICTION_MIN_T = 0.05
 
 
 class SanaAdapter(BackboneAdapter):
@@ -124,10 +114,7 @@ class SanaAdapter(BackboneAdapter):
                                    encoder_attention_mask=context_mask, return_dict=False)[0]
         out = out[:, :, :h]
         if self.prediction == "sample":
-            # The network drew the clean image x; samplers and the flow-matching loss take the
-            # velocity e - x = (x_t - x) / t (z_t = (1 - t) x + t e). The floor keeps the last steps
-            # finite (JiT clips there too).
-            out = (latents - out) / t.clamp(min=SAMPLE_PREDICTION_MIN_T).to(out.dtype).view(-1, 1, 1, 1)
+            out = sample_to_velocity(latents, out, t)
         return out
 
     def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:

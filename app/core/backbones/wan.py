@@ -29,7 +29,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from ..request import Task
-from .base import BackboneAdapter, _Step
+from .base import PREDICTIONS, BackboneAdapter, _Step, sample_to_velocity
 
 
 def tiny_wan_config(**overrides: Any) -> dict[str, Any]:
@@ -59,14 +59,19 @@ class WanAdapter(BackboneAdapter):
     family = "wan"
 
     def __init__(self, transformer: WanTransformer3DModel, mllm_dim: int, canvas: bool = True,
-                 adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None):
+                 adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None,
+                 prediction: str = "velocity"):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         cfg = transformer.config
         # METHOD.md: dropout 0.1 in the video context connector.
         canvas_connector, context_connector = self.make_connectors(
             transformer, mllm_dim, cfg.text_dim, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
-                              connector_heads=connector_heads))
+                              connector_heads=connector_heads, prediction=prediction))
+        # "sample" (the embedded video model): the DiT draws the clean latents (base.py says why).
+        self.prediction = prediction
         self._install_hook(transformer.patch_embedding)
 
     def condition(self, reference, task):
@@ -112,6 +117,8 @@ class WanAdapter(BackboneAdapter):
             out = self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=ctx.to(x.dtype),
                                    return_dict=False)[0]
         out = out[:, :, :f]
+        if self.prediction == "sample":
+            out = sample_to_velocity(latents, out, t)
         if first:
             out = torch.cat([torch.zeros_like(out[:, :, :1]), out[:, :, 1:]], dim=2)
         return out

@@ -1,0 +1,502 @@
+"""Train the embedded video model (models/metacanvas-shapes-video) and its text-only twin.
+
+    python -m app.train.video --recipe app/train/recipes/shapes-video-48-cpu.json --out runs/video
+
+The video model is the method's video arm at a size a laptop CPU runs: a Wan-class diffusers
+`WanTransformer3DModel` in pixel space (PixelCodec with Wan's causal 1 + 4k frame packing), a 3-keyframe
+canvas spread over the latent frames, condition frames (the given first frame, reference stills, the
+source clip) clean at timestep 0 and never on the canvas (app/core/backbones/wan.py).
+
+Its planner starts from the embedded image model's taught planner (models/metacanvas-shapes): it already
+grounds classes, colours and places, and reads images through its vision tower. The clip words are added
+to its vocabulary (VIDEO_VOCABULARY keeps every image word's id) and stage 1 teaches it clips: each canvas
+keyframe learns the label map of the target clip at that keyframe's time, for all four tasks. No layout
+drafter: this model's canvas is the planner's own plan (what the canvas alone adds is what is measured).
+
+Stage 2 trains the MetaCanvas model and, with `--twin`, its text-only twin in the same process on the
+very same batches and noise, so the two have exactly the same steps and data (the comparison the method
+asks for). Resumable: RUN/checkpoint holds both adapters, their EMAs and optimizers; SIGTERM or the time
+budget saves and exports. Why not app/train/loop.Trainer: that trainer builds stills models from nothing;
+this one starts from a trained planner and its batches carry clip conditions the still stages do not have.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.core.backbones.wan import WanAdapter, WanReference
+from app.core.canvas import CanvasSpec, CanvasTokens
+from app.core.latents import PixelCodec
+from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
+from app.core.planner import PlannerProcessor
+from app.shapes.dataset import label_map
+from app.shapes.motion import motion_caption, random_motion_scene, render_clip
+from app.shapes.render import render
+from app.shapes.video_edits import random_reference_video, sample_video_edit
+from app.shapes.vocab import VIDEO_VOCABULARY
+from app.train.ema import EMA
+from app.train.optim_state import load_optimizer, save_optimizer
+from app.train.planner_teaching import PlannerTeacher
+from app.train.progress import atomic_json
+from app.train.schedule import lr_lambda
+from app.train.stage2_flow_matching import StopRequest, load_state_file, shifted
+
+VIDEO_TASKS = ("text_to_video", "image_to_video", "video_edit", "reference_to_video")
+
+
+@dataclass
+class VideoStage:
+    steps: int = 1000
+    batch: int = 16
+    lr: float = 3e-4
+    warmup: int = 50
+
+
+@dataclass
+class VideoRecipe:
+    name: str = "metacanvas-shapes-video"
+    seed: int = 0
+    planner_from: str = "models/metacanvas-shapes"  # the image model whose taught planner this one starts from
+    size: int = 48
+    frames: int = 17  # 1 + 4k: the causal packing's lengths
+    temporal_factor: int = 4
+    patch_size: int = 8
+    keyframes: int = 3
+    planner_frames: int = 4  # frames of a source clip the planner sees
+    dit_layers: int = 8
+    dit_heads: int = 4
+    dit_head_dim: int = 32
+    dit_ffn_ratio: float = 2.5
+    connector_heads: int = 4
+    # Share of batches per task (a batch is one task: its token count and conditions are its own).
+    task_weights: dict = field(default_factory=lambda: {"text_to_video": 0.3, "image_to_video": 0.25,
+                                                        "video_edit": 0.25, "reference_to_video": 0.2})
+    teach: VideoStage = field(default_factory=lambda: VideoStage(steps=300, batch=32, lr=3e-4, warmup=20))
+    diffusion: VideoStage = field(default_factory=lambda: VideoStage(steps=4000, batch=16, lr=3e-4, warmup=50))
+    # Stage 1's cross-entropy weight of object cells: at 48 px on a 6 x 6 canvas only ~4 % of cells are an
+    # object's, and unweighted the canvas head learns "background everywhere" (foreground accuracy 0).
+    teach_foreground_weight: float = 5.0
+    cfg_dropout: float = 0.1
+    ema_decay: float = 0.999
+    logit_normal_std: float = 1.0
+    timestep_shift: float = 3.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    sample_steps: int = 12
+    guidance: float = 2.0
+    guidance_interval: tuple = (0.0, 0.8)
+    sample_shift: float = 3.0
+    sample_solver: str = "dpm++2m"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VideoRecipe":
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        if unknown := set(data) - known:
+            raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}")
+        for key in ("teach", "diffusion"):
+            if key in data:
+                data[key] = VideoStage(**data[key])
+        if "guidance_interval" in data:
+            data["guidance_interval"] = tuple(data["guidance_interval"])
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def grid(self) -> int:
+        return self.size // self.patch_size
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def keyframe_times(recipe: VideoRecipe) -> np.ndarray:
+    """The clip time (0 first frame, 1 last) each canvas keyframe stands for. The connector puts keyframe
+    0 on latent frame 0 and the last on the last latent frame, linear between (CanvasConnector.resize);
+    latent frame 0 is frame 0, latent frame j >= 1 packs frames 4j-3 .. 4j (centre 4j - 1.5)."""
+    tf, f = recipe.temporal_factor, recipe.frames
+    latent = (f - 1) // tf + 1
+    times = []
+    for k in range(recipe.keyframes):
+        p = k * (latent - 1) / max(1, recipe.keyframes - 1)
+        centre = tf * p - (tf - 1) / 2 if p >= 1 else p * (tf - (tf - 1) / 2)
+        times.append(centre / (f - 1))
+    return np.array(times)
+
+
+def make_video_batch(rng: np.random.Generator, recipe: VideoRecipe, task: str, batch: int) -> dict:
+    """One batch of one task: texts, target clips [B, F, H, W, 3], the planner's media, the conditions,
+    and the target's label map at each keyframe time [B, K, g, g] (what stage 1 teaches the canvas)."""
+    f, size = recipe.frames, recipe.size
+    out: dict = {"kind": task, "images": None, "videos": None}
+    targets, texts = [], []
+    if task in ("text_to_video", "image_to_video"):
+        for _ in range(batch):
+            scene = random_motion_scene(rng)
+            targets.append(scene)
+            texts.append(motion_caption(scene, rng))
+    elif task == "video_edit":
+        sources = []
+        for _ in range(batch):
+            triple = sample_video_edit(rng)
+            sources.append(render_clip(triple.source, f, size))
+            targets.append(triple.target)
+            texts.append(triple.instruction)
+        out["sources"] = np.stack(sources)
+    elif task == "reference_to_video":
+        n_images = int(rng.integers(1, 3))  # one count per batch: the token count is the batch's own
+        refs = []
+        for _ in range(batch):
+            ref = random_reference_video(rng, n_images)
+            refs.append(ref.images(size))
+            targets.append(ref.target)
+            texts.append(ref.instruction)
+        out["references"] = np.stack([np.stack(r) for r in refs])  # [B, R, H, W, 3]
+        out["images"] = [list(r) for r in refs]
+    else:
+        raise ValueError(f"unknown video task {task!r}")
+    out["texts"] = texts
+    out["clips"] = np.stack([render_clip(s, f, size) for s in targets])
+    if task == "image_to_video":
+        out["images"] = [[clip[0]] for clip in out["clips"]]
+    times = keyframe_times(recipe)
+    out["labels"] = np.stack([np.stack([label_map(s.at(float(t)), recipe.grid) for t in times]) for s in targets])
+    return out
+
+
+def pick_task(rng: np.random.Generator, weights: dict) -> str:
+    tasks = list(weights)
+    p = np.array([weights[t] for t in tasks], float)
+    return tasks[int(rng.choice(len(tasks), p=p / p.sum()))]
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+def video_processor(recipe: VideoRecipe) -> PlannerProcessor:
+    """The image planner's processor with the clip words: the vision tower sees stills and clip frames at
+    64 x 64, as the image model's does."""
+    return PlannerProcessor.word_level(list(VIDEO_VOCABULARY), patch_size=4, min_pixels=64 * 64, max_pixels=64 * 64)
+
+
+def grow_vocabulary(planner, processor: PlannerProcessor) -> None:
+    """Give the planner's embedding table rows for the words the new tokenizer adds (ids of the old words
+    stay: VIDEO_VOCABULARY starts with VOCABULARY). New rows start at the mean of the old ones."""
+    mllm = planner.mllm
+    old = mllm.get_input_embeddings()
+    n_old, d = old.weight.shape
+    n_new = len(processor.tokenizer)
+    if n_new <= n_old:
+        return
+    grown = nn.Embedding(n_new, d, padding_idx=old.padding_idx).to(old.weight)
+    with torch.no_grad():
+        grown.weight[:n_old] = old.weight
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randn(n_new - n_old, d, generator=gen).to(old.weight) * old.weight.std() * 0.1
+        grown.weight[n_old:] = old.weight.mean(0, keepdim=True) + noise
+    mllm.set_input_embeddings(grown)
+    for config in (mllm.config, getattr(mllm.config, "text_config", None)):
+        if config is not None and hasattr(config, "vocab_size"):
+            config.vocab_size = n_new
+    planner.processor = processor
+
+
+def video_planner(recipe: VideoRecipe, planner_from: str | Path | None = None):
+    """The image model's planner, made a video planner: clip words, a K-keyframe canvas (its tokens start
+    as the image canvas's, resized to this grid, on every keyframe), no layout drafters."""
+    from app.core.checkpoints import load_model
+
+    planner = load_model(Path(planner_from or recipe.planner_from)).planner
+    planner.drafter = None
+    planner.edit_drafter = None
+    grow_vocabulary(planner, video_processor(recipe))
+    old = planner.canvas_tokens.tokens.detach()  # [1, h, w, d]
+    spec = CanvasSpec(recipe.keyframes, recipe.grid, recipe.grid)
+    canvas = CanvasTokens(spec, planner.hidden_size)
+    with torch.no_grad():
+        resized = F.interpolate(old[0].permute(2, 0, 1)[None], size=(recipe.grid, recipe.grid), mode="bilinear",
+                                align_corners=False, antialias=True)[0].permute(1, 2, 0)
+        canvas.tokens.copy_(resized[None].expand(recipe.keyframes, -1, -1, -1))
+    planner.canvas_tokens = canvas
+    return planner
+
+
+def taught_video_planner(recipe: VideoRecipe, folder: Path, progress: dict):
+    """A video planner with the weights a run taught it (RUN/planner_taught)."""
+    from app.train.planner_folder import load_planner
+
+    planner = video_planner(recipe)
+    load_planner(planner, folder, progress)
+    return planner
+
+
+def build_video_model(recipe: VideoRecipe, planner, use_canvas: bool = True) -> MetaCanvasPipeline:
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(recipe.seed)
+    width = recipe.dit_heads * recipe.dit_head_dim
+    codec = PixelCodec(temporal_factor=recipe.temporal_factor)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, recipe.patch_size, recipe.patch_size), num_attention_heads=recipe.dit_heads,
+        attention_head_dim=recipe.dit_head_dim, in_channels=codec.channels, out_channels=codec.channels,
+        text_dim=planner.hidden_size, freq_dim=64, ffn_dim=int(width * recipe.dit_ffn_ratio),
+        num_layers=recipe.dit_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+    adapter = WanAdapter(transformer, planner.hidden_size, canvas=use_canvas, connector_heads=recipe.connector_heads,
+                         prediction="sample")
+    defaults = PipelineDefaults(width=recipe.size, height=recipe.size, frames=recipe.frames,
+                                planner_frames=recipe.planner_frames, steps=recipe.sample_steps,
+                                guidance=recipe.guidance, guidance_interval=tuple(recipe.guidance_interval),
+                                keyframes=recipe.keyframes, shift=recipe.sample_shift, solver=recipe.sample_solver,
+                                max_canvas_side=recipe.grid, tasks=VIDEO_TASKS)
+    name = recipe.name if use_canvas else recipe.name + "-text-only"
+    return MetaCanvasPipeline(planner, adapter, codec, defaults, name=name)
+
+
+def save_untrained_video_model(folder: str | Path, **overrides) -> Path:
+    """A video model folder with random DiT weights at a tiny size (one layer, 32 wide) on the embedded
+    planner: the real classes and format, for tests and development before a trained model exists."""
+    from app.core.checkpoints import save_model
+
+    recipe = VideoRecipe(**{"dit_layers": 1, "dit_heads": 2, "dit_head_dim": 16, "connector_heads": 2,
+                            "sample_steps": 4, **overrides})
+    pipe = build_video_model(recipe, video_planner(recipe))
+    with torch.no_grad():  # the connectors start at zero output: nudge them so the canvas really acts
+        for name, p in pipe.adapter.named_parameters():
+            if "canvas_connector" in name and p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    return save_model(pipe.eval(), folder)
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+def planner_inputs(planner, batch: dict, pipe: MetaCanvasPipeline):
+    videos = [pipe.planner_clip(s) for s in batch["sources"]] if "sources" in batch else None
+    return planner.processor(batch["texts"], images=batch["images"], videos=videos)
+
+
+def encode_clips(codec: PixelCodec, clips: np.ndarray, size: int) -> torch.Tensor:
+    return torch.cat([codec.encode(c, size, size, "cpu", torch.float32) for c in clips])
+
+
+def conditions(batch: dict, codec: PixelCodec, size: int) -> WanReference | None:
+    """A batch's clean condition latents, as WanAdapter takes them."""
+    if batch["kind"] == "image_to_video":
+        return WanReference(first_frame=encode_clips(codec, batch["clips"][:, :1], size))
+    if batch["kind"] == "video_edit":
+        return WanReference(frames=encode_clips(codec, batch["sources"], size))
+    if batch["kind"] == "reference_to_video":
+        refs = batch["references"]  # [B, R, H, W, 3]: each still a latent frame of its own
+        return WanReference(frames=torch.cat([torch.cat([codec.encode(im, size, size, "cpu", torch.float32)
+                                                         for im in item], dim=2) for item in refs]))
+    return None
+
+
+class VideoTrainer:
+    def __init__(self, recipe: VideoRecipe, out: str | Path, planner_from: str | None = None, twin: bool = True):
+        self.recipe, self.out = recipe, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.progress_path = self.out / "progress.json"
+        self.progress = json.loads(self.progress_path.read_text()) if self.progress_path.exists() else {
+            "teach_done": False, "step": 0, "wall_seconds": 0.0, "losses": [], "twin_losses": [], "teach_losses": []}
+        taught = self.out / "planner_taught"
+        planner = (taught_video_planner(recipe, taught, self.progress) if taught.exists()
+                   else video_planner(recipe, planner_from))
+        self.pipe = build_video_model(recipe, planner, use_canvas=True)
+        self.twin = build_video_model(recipe, planner, use_canvas=False) if twin else None
+        (self.out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+
+    def log(self, text: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        print(line, flush=True)
+        with open(self.out / "log.txt", "a") as fh:
+            fh.write(line + "\n")
+
+    # -- stage 1
+    def teach(self, max_minutes: float | None = None) -> None:
+        r = self.recipe.teach
+        if self.progress["teach_done"] or r.steps <= 0:
+            return
+        planner = self.pipe.planner
+        teacher = PlannerTeacher(planner, grid=self.recipe.grid, keyframes=self.recipe.keyframes,
+                                 foreground_weight=self.recipe.teach_foreground_weight)
+        params = [p for p in teacher.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup))
+        rng = np.random.default_rng([self.recipe.seed, 1])
+        t0 = time.time()
+        planner.train()
+        for step in range(r.steps):
+            batch = make_video_batch(rng, self.recipe, pick_task(rng, self.recipe.task_weights), r.batch)
+            batch["planner_inputs"] = planner_inputs(planner, batch, self.pipe)
+            loss, stats = teacher.loss(batch, "cpu")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
+            opt.step()
+            sched.step()
+            if step % 25 == 0:
+                self.progress["teach_losses"].append([step, float(loss.item()), stats])
+                self.log(f"teach step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
+                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+                self.log(f"teaching stopped at step {step + 1}: time budget reached")
+                break
+        planner.eval()
+        self.progress["teach_done"] = True
+        self.progress["teach_steps"] = step + 1
+        self.progress["teach_seconds"] = time.time() - t0
+        from app.train.planner_folder import save_planner
+
+        save_planner(planner, self.out / "planner_taught", {"teach_steps_done": step + 1,
+                                                            "teach_seconds": self.progress["teach_seconds"]}, r.steps)
+        atomic_json(self.progress_path, self.progress)
+
+    # -- stage 2
+    def _loss(self, pipe: MetaCanvasPipeline, batch: dict, plan, noisy, noise, target, t, reference) -> torch.Tensor:
+        adapter = pipe.adapter
+        plan_tokens = adapter.prepare_plan(plan.canvas) if adapter.canvas_connector is not None else None
+        velocity = adapter(noisy, t, plan.context, plan.context_mask, plan_tokens=plan_tokens, reference=reference)
+        start = 1 if batch["kind"] == "image_to_video" else 0  # the given first frame is not generated
+        return F.mse_loss(velocity[:, :, start:], (noise - target)[:, :, start:])
+
+    def train(self, max_minutes: float | None = None) -> None:
+        r, rec = self.recipe.diffusion, self.recipe
+        models = {"canvas": self.pipe} | ({"twin": self.twin} if self.twin is not None else {})
+        planner = self.pipe.planner
+        planner.requires_grad_(False).eval()
+        state = {}
+        for name, pipe in models.items():
+            adapter = pipe.adapter
+            adapter.train()
+            params = [p for p in adapter.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup))
+            state[name] = (adapter, params, opt, sched, EMA(adapter, rec.ema_decay))
+        start = self.progress["step"]
+        ckpt = self.out / "checkpoint"
+        if start > 0 and ckpt.exists():
+            for name, (adapter, params, opt, sched, ema) in state.items():
+                adapter.load_state_dict(load_state_file(ckpt / f"{name}_adapter.safetensors"))
+                ema.load_state_dict(load_state_file(ckpt / f"{name}_ema.safetensors"))
+                load_optimizer(opt, ckpt / f"{name}_optimizer.safetensors")
+                sched.last_epoch = start
+                for group, base in zip(opt.param_groups, sched.base_lrs):
+                    group["lr"] = base * sched.lr_lambdas[0](start)
+            self.log(f"resumed at step {start}")
+        rng = np.random.default_rng([rec.seed, 2, start])
+        gen = torch.Generator().manual_seed(rec.seed + start)
+        t_begin, wall0 = time.time(), self.progress["wall_seconds"]
+        stop = StopRequest()
+        running: dict[str, list] = {name: [] for name in state}
+        done = start
+        for step in range(start, r.steps):
+            batch = make_video_batch(rng, rec, pick_task(rng, rec.task_weights), r.batch)
+            drop = rng.random(len(batch["texts"])) < rec.cfg_dropout  # the unconditional branch guidance needs
+            batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
+            with torch.no_grad():
+                plan = planner(batch["texts"], CanvasSpec(rec.keyframes, rec.grid, rec.grid),
+                               inputs=planner_inputs(planner, batch, self.pipe))
+            target = encode_clips(self.pipe.codec, batch["clips"], rec.size)
+            reference = conditions(batch, self.pipe.codec, rec.size)
+            b = target.shape[0]
+            t = shifted(torch.sigmoid(torch.randn(b, generator=gen) * rec.logit_normal_std), rec.timestep_shift)
+            noise = torch.randn(target.shape, generator=gen)
+            tt = t.view(b, 1, 1, 1, 1)
+            noisy = (1 - tt) * target + tt * noise
+            for name, (adapter, params, opt, sched, ema) in state.items():
+                loss = self._loss(models[name], batch, plan, noisy, noise, target, t, reference)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, rec.grad_clip)
+                opt.step()
+                sched.step()
+                ema.update(adapter, step)
+                running[name].append(loss.item())
+            done = step + 1
+            if done % 50 == 0:
+                for name in state:
+                    key = "losses" if name == "canvas" else "twin_losses"
+                    self.progress[key].append([done, float(np.mean(running[name]))])
+                self.log(f"step {done} ({time.time() - t_begin:.0f} s): "
+                         + ", ".join(f"{name} loss {np.mean(v):.4f}" for name, v in running.items()))
+                running = {name: [] for name in state}
+            out_of_time = (max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes) or stop.requested
+            if done % rec.checkpoint_every == 0 or done == r.steps or out_of_time:
+                self.progress["step"] = done
+                self.progress["wall_seconds"] = wall0 + time.time() - t_begin
+                self._save_checkpoint(ckpt, state)
+            if out_of_time:
+                self.log(f"stopping at step {done} (resumable)")
+                break
+        stop.restore()
+        self.export(state)
+
+    def _save_checkpoint(self, folder: Path, state: dict) -> None:
+        import os
+        import shutil
+
+        from safetensors.torch import save_file
+
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name, (adapter, params, opt, sched, ema) in state.items():
+            save_file({k: v.detach().contiguous() for k, v in adapter.state_dict().items()}, str(tmp / f"{name}_adapter.safetensors"))
+            save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / f"{name}_ema.safetensors"))
+            save_optimizer(opt, tmp / f"{name}_optimizer.safetensors")
+        if folder.exists():
+            old = folder.with_name(folder.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+        atomic_json(self.progress_path, self.progress)
+
+    def export(self, state: dict) -> None:
+        """Each model with its EMA weights, as a model folder (RUN/model, RUN/model-text-only)."""
+        from app.core.checkpoints import save_model
+
+        record = {"steps": self.progress["step"], "wall_seconds": round(self.progress["wall_seconds"], 1),
+                  "teach_steps": self.progress.get("teach_steps"), "recipe": self.recipe.to_dict()}
+        for name, (adapter, params, opt, sched, ema) in state.items():
+            pipe = self.pipe if name == "canvas" else self.twin
+            live = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+            ema.copy_to(adapter)
+            adapter.eval()
+            folder = self.out / ("model" if name == "canvas" else "model-text-only")
+            save_model(pipe, folder)
+            (folder / "training.json").write_text(json.dumps({**record, "use_canvas": name == "canvas"}, indent=1))
+            adapter.load_state_dict(live)
+            self.log(f"exported {folder}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--planner-from", help="an image model folder (default: the recipe's planner_from)")
+    parser.add_argument("--no-twin", action="store_true", help="train the MetaCanvas model alone")
+    parser.add_argument("--max-minutes", type=float, help="stage 2's time budget (resumable)")
+    parser.add_argument("--teach-minutes", type=float, help="stage 1's time budget")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = VideoTrainer(VideoRecipe.load(args.recipe), args.out, args.planner_from, twin=not args.no_twin)
+    trainer.teach(args.teach_minutes)
+    trainer.train(args.max_minutes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
