@@ -23,6 +23,7 @@ CONFIG_DIR_ENV = "METACANVAS_CONFIG_DIR"  # tests and portable installs point th
 SETTINGS_FILE = "settings.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "metacanvas-shapes"
+DEFAULT_VIDEO_MODEL = REPO_ROOT / "models" / "metacanvas-shapes-video"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("float32", "bfloat16", "float16")
 MAX_RECENT = 10
@@ -45,6 +46,9 @@ def settings_path() -> Path:
 class Settings:
     model_folders: list[str] = field(default_factory=lambda: [str(DEFAULT_MODEL)])  # listed in the model menu
     active_model: str = str(DEFAULT_MODEL)  # the one loaded at start-up
+    # The model that makes and edits clips: loaded in the background the first time a video task is asked for.
+    video_model_folders: list[str] = field(default_factory=lambda: [str(DEFAULT_VIDEO_MODEL)])
+    video_model: str = str(DEFAULT_VIDEO_MODEL)
     device: str = "auto"  # "auto" | "cuda" | "mps" | "cpu"
     precision: str = "float32"  # "float32" | "bfloat16" | "float16"
     preview: bool = True  # show the denoising preview while generating
@@ -162,6 +166,8 @@ def _minutes(value: Any) -> int:
 _CHECKS = {
     "model_folders": _str_list,
     "active_model": _str,
+    "video_model_folders": _str_list,
+    "video_model": _str,
     "device": _choice(DEVICES),
     "precision": _choice(PRECISIONS),
     "preview": _bool,

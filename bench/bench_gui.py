@@ -1,8 +1,14 @@
 """GUI responsiveness of the studio: launch-to-window, event-loop stalls while loading a model, importing a
-56-megapixel image, generating and exporting, and live-plan latency (last keystroke -> heatmap drawn).
+56-megapixel image, generating and exporting, live-plan latency (last keystroke -> heatmap drawn), and
+clips: loading the video model, generating a clip, playing it with its plan following the playhead, and
+generating while a clip plays (the issue's goal: <= 30 ms).
 
     python bench/bench_gui.py [--model models/metacanvas-shapes] [--steps 20] [--repeats 5]
-                              [--only launch|import|all] [--import-formats jpeg,png]
+                              [--only launch|import|video|all] [--import-formats jpeg,png]
+                              [--video-model models/metacanvas-shapes-video] [--video-steps N]
+
+Without a video model folder the video part runs on an untrained tiny one of the same format (built in a
+temporary folder; its clips take milliseconds, so say so beside its figures).
 
 Runs offscreen. A QTimer on the GUI thread fires every 5 ms; the longest gap between two ticks is the longest
 the UI was frozen. Prints a table (the lead copies it into docs/BENCHMARKS.md).
@@ -208,14 +214,90 @@ def import_large_image(app, w, mon: "StallMonitor", path: Path, seconds: float =
     return rows
 
 
+def video_rows(app, w, mon: "StallMonitor", args, label: str) -> list[tuple[str, str]]:
+    """The video model loaded on first asking, a clip generated from words, the clip played with its plan
+    following the playhead, and a video edit of it generated while it plays."""
+    from PySide6.QtCore import QTimer
+
+    from app.core.request import Task
+
+    rows: list[tuple[str, str]] = []
+    studio = w.studio
+    errors = len(w.messages.errors())
+
+    def failed() -> str:
+        return "failed: " + "; ".join(w.messages.errors()[errors:])
+
+    w.timeline.view.select([])
+    mon.start()
+    t = time.perf_counter()
+    studio.set_task(Task.TEXT_TO_VIDEO)  # asks for the video model
+    ok = wait_until(app, lambda: studio.model_ready or len(w.messages.errors()) > errors, 300)
+    rows.append((f"longest GUI stall while loading the video model ({label})",
+                 f"{mon.stop():.1f} ms (load took {time.perf_counter() - t:.2f} s)" if ok and studio.model_ready
+                 else failed()))
+    if not studio.model_ready:
+        return rows
+    if args.video_steps:
+        w.generation.steps.setValue(args.video_steps)
+    w.instruction.set_text("a red circle moves to the right")
+    studio.set_instruction("a red circle moves to the right")
+    stored: list[str] = []
+    w.result_stored.connect(stored.append)
+    mon.start()
+    t = time.perf_counter()
+    w.generate()
+    wait_until(app, lambda: bool(stored) or len(w.messages.errors()) > errors, 600)
+    gen_s = time.perf_counter() - t
+    frames, steps = studio.params.frames, studio.params.steps
+    rows.append((f"longest GUI stall while generating a clip (text to video, {frames} frames, {steps} steps)",
+                 f"{mon.stop():.1f} ms (job took {gen_s:.2f} s)" if stored else failed()))
+    if not stored:
+        return rows
+    clip_id = stored[-1]
+    w.timeline.view.select([clip_id])
+    wait_until(app, lambda: w.viewer.plan is not None, 10)
+
+    def play(seconds: float, until=None) -> tuple[float, int]:
+        """Play the clip (looping) for `seconds` (and until `until()`), counting the plan overlays drawn."""
+        drawn: list[float] = []
+        conn = w.viewer.canvas.plan_drawn.connect(drawn.append)
+        w.timeline.view.set_playhead(studio.primary_clip().start, emit=True)
+        mon.start()
+        w.viewer.play_button.setChecked(True)
+        end = time.perf_counter() + seconds
+        wait_until(app, lambda: time.perf_counter() > end and (until is None or until()), 600)
+        stall = mon.stop()
+        w.viewer.play_button.setChecked(False)
+        w.viewer.canvas.plan_drawn.disconnect(conn)
+        return stall, len(drawn)
+
+    stall, overlays = play(args.play_seconds)
+    rows.append((f"longest GUI stall while playing the clip for {args.play_seconds:g} s, its plan following the "
+                 f"playhead", f"{stall:.1f} ms ({overlays} plan overlays drawn)"))
+    w.instruction.set_text("make the circle blue")
+    studio.set_instruction("make the circle blue")
+    before = len(stored)
+    t = time.perf_counter()
+    QTimer.singleShot(200, w.generate)  # pressed while the clip plays
+    stall, overlays = play(args.play_seconds, until=lambda: len(stored) > before or len(w.messages.errors()) > errors)
+    rows.append((f"longest GUI stall while a video edit is generated as the clip plays (until stored, at least "
+                 f"{args.play_seconds:g} s)", f"{stall:.1f} ms (edit stored {time.perf_counter() - t:.2f} s after "
+                 f"the press; {overlays} plan overlays drawn)" if len(stored) > before else failed()))
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "models" / "metacanvas-shapes"))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--plan-trials", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5, help="fresh-process launches per bytecode setting")
-    ap.add_argument("--only", choices=("all", "launch", "import"), default="all",
-                    help="launch: the fresh-process launches only; import: the 56 MP import only")
+    ap.add_argument("--only", choices=("all", "launch", "import", "video"), default="all",
+                    help="launch: the fresh-process launches only; import: the 56 MP import only; video: clips only")
+    ap.add_argument("--video-model", default=str(ROOT / "models" / "metacanvas-shapes-video"))
+    ap.add_argument("--video-steps", type=int, default=0, help="denoising steps of a clip (0: the model's own)")
+    ap.add_argument("--play-seconds", type=float, default=3.0, help="how long a clip plays in each video measure")
     ap.add_argument("--import-formats", default="jpeg,png", help="the 56 MP picture's formats, in turn")
     args = ap.parse_args()
     have_model = (Path(args.model) / "model_index.json").is_file()
@@ -233,14 +315,19 @@ def main() -> int:
             label = "bytecode cached (installed)" if cached else "no bytecode cache"
             rows += launch_rows(launch_runs(args.model, tmp, args.repeats, cached), label)
 
-    if args.only in ("all", "import"):
+    if args.only in ("all", "import", "video"):
         from app.settings import Settings
         from app.ui.studio import open_studio
         from PySide6.QtTest import QTest
 
+        video_model, video_label = args.video_model, args.video_model
+        if args.only in ("all", "video") and not (Path(video_model) / "model_index.json").is_file():
+            from app.train.video import save_untrained_video_model
+            video_model = str(save_untrained_video_model(Path(tmp) / "tiny-video"))
+            video_label = f"an untrained tiny video model ({args.video_model} is not there)"
         # The same launcher as the studio (torch imported before the window), the engine started by hand.
-        app, w = open_studio([], model_path=args.model, settings=Settings(autosave_minutes=0), data_root=tmp,
-                             recovery_root=tmp, start_engine=False, offer_recovery=False)
+        app, w = open_studio([], model_path=args.model, settings=Settings(autosave_minutes=0, video_model=video_model),
+                             data_root=tmp, recovery_root=tmp, start_engine=False, offer_recovery=False)
         app.processEvents()
         mon = StallMonitor()
 
@@ -312,11 +399,18 @@ def main() -> int:
         rows.append(("longest GUI stall while exporting (video track, 512x512 H.264)",
                      f"{mon.stop():.1f} ms (export took {exp_s:.2f} s)" if done else "failed"))
 
+    if args.only in ("all", "video") and have_model and w.model_ready:
+        # 6. clips: the video model loading, a clip generated, played, and generated again while playing.
+        rows += video_rows(app, w, mon, args, video_label)
+    elif args.only == "video":
+        rows.append(("video measures", "n/a (no image model: the studio starts with it)"))
+
     if args.only in ("all", "import"):
-        # 6. a 56-megapixel image: import it, select it, type an edit instruction (the live plan of a huge
+        # 7. a 56-megapixel image: import it, select it, type an edit instruction (the live plan of a huge
         # source), last so that it disturbs nothing above.
         for fmt in args.import_formats.split(","):
             rows += import_large_image(app, w, mon, make_large_image(tmp, fmt=fmt.strip()))
+    if args.only in ("all", "import", "video"):
         w.shutdown()
 
     others1, wall1 = others_cpu_seconds(), time.perf_counter()

@@ -23,6 +23,10 @@ Scheduling
 * Generation jobs and model loads share one FIFO: a job submitted before `load_model` runs on the old
   model, one submitted after runs on the new one, and a job submitted while the model is still loading
   waits for it instead of failing with "no model".
+* Two model slots, "image" and "video" (`load_model(..., slot=...)`): the studio keeps a still model
+  and a clip model loaded side by side, both in this one thread. A job runs on the slot of its task's
+  kind when that slot's model does the task, else on the other slot's model when that one does (one
+  model may do both), else on its kind's slot (whose check then says what it does instead).
 * Plan requests (the live plan while the user types) are cheap (milliseconds on the embedded model)
   and only the newest one matters. There is at most one pending: a newer request supersedes it (the
   older id is reported `cancelled`). A pending plan runs ahead of queued generation jobs, and while a
@@ -59,6 +63,16 @@ from app.engine.loading import (default_loader, imports_without_gc_pauses, is_ou
                                  release_memory)
 
 NO_MODEL_MESSAGE = "No model is loaded: choose a model folder (Settings) and wait for it to load."
+NO_VIDEO_MODEL_MESSAGE = ("No video model is loaded: choose a video model folder (Settings) and wait for it to "
+                          "load.")
+
+IMAGE_SLOT, VIDEO_SLOT = "image", "video"
+SLOTS = (IMAGE_SLOT, VIDEO_SLOT)
+
+
+def slot_for_task(task: Any) -> str:
+    """The slot whose model a task's kind belongs to: clips to "video", stills to "image"."""
+    return VIDEO_SLOT if getattr(task, "makes_video", False) else IMAGE_SLOT
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:
@@ -85,6 +99,7 @@ class _Job:
     request: Any = None
     plan: Any = None  # a plan to reuse instead of planning again (generate)
     path: Any = None  # load
+    slot: str = IMAGE_SLOT  # load: which model slot it fills
     device: str = "cpu"  # load
     dtype: Any = None  # load
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -124,9 +139,14 @@ class Engine(QObject):
     cancelled = Signal(int)
     # ids of the generation jobs waiting to run, in the order they will run
     queue_changed = Signal(list)
+    # The image slot's load (the model the studio starts with): text / name / message.
     model_loading = Signal(str)
     model_ready = Signal(str)
     model_failed = Signal(str)
+    # Every slot's load: slot ("image" | "video"), then text / name / message as above.
+    slot_loading = Signal(str, str)
+    slot_ready = Signal(str, str)
+    slot_failed = Signal(str, str)
     # Internal: "the queue changed, tell the UI". The list itself is read when this is delivered
     # on the GUI thread, not when it is emitted: a snapshot taken in the engine thread could
     # arrive after a newer one sent directly by cancel() and put a cancelled job back on screen.
@@ -147,8 +167,8 @@ class Engine(QObject):
         self._running: _Job | None = None
         self._running_plan: _Job | None = None  # a plan run between two steps of `_running`
         self._stopping = False
-        self._pipe: Any = None
-        self._model_name: str | None = None
+        self._pipes: dict[str, Any] = {}  # slot -> loaded pipeline
+        self._model_names: dict[str, str] = {}
 
         self._queue_touched.connect(self._announce_queue)
 
@@ -177,16 +197,20 @@ class Engine(QObject):
 
     # ---------------------------------------------------------------- public API (any thread)
 
-    def load_model(self, path: str | Path, device: str = "cpu", dtype: Any = None) -> None:
-        """Queue a model load; `model_loading`, then `model_ready` or `model_failed`, report it.
+    def load_model(self, path: str | Path, device: str = "cpu", dtype: Any = None, slot: str = IMAGE_SLOT) -> None:
+        """Queue a model load into `slot` (replacing that slot's model only); `slot_loading`, then
+        `slot_ready` or `slot_failed` report it (and, for the image slot, `model_loading`/`model_ready`/
+        `model_failed`).
 
         `device` may be "auto" (resolved by app.settings.resolve_device); `dtype` is passed to the
         loader as `dtype=` only when given (a torch.dtype or "float32"/"bfloat16"/"float16").
         """
+        if slot not in SLOTS:
+            raise ValueError(f"unknown model slot {slot!r}; expected one of {', '.join(SLOTS)}")
         with self._cond:
             if self._stopping:
                 return
-            self._queue.append(_Job(next(self._ids), "load", path=path, device=device, dtype=dtype))
+            self._queue.append(_Job(next(self._ids), "load", path=path, device=device, dtype=dtype, slot=slot))
             self._cond.notify_all()
 
     def submit(self, request: Any, plan: Any = None) -> int:
@@ -271,7 +295,7 @@ class Engine(QObject):
             self._cond.notify_all()
         self._thread.quit()
         self._thread.wait()
-        self._pipe = None
+        self._pipes.clear()
 
     def set_previews(self, enabled: bool) -> None:
         """Previews off saves converting a frame to a QImage at every step (Settings: preview)."""
@@ -289,18 +313,58 @@ class Engine(QObject):
 
     @property
     def model_name(self) -> str | None:
-        return self._model_name
+        """The image slot's model name (see name_for)."""
+        return self._model_names.get(IMAGE_SLOT)
 
     @property
     def has_model(self) -> bool:
-        return self._pipe is not None
+        """Whether the image slot holds a model (see has_slot)."""
+        return IMAGE_SLOT in self._pipes
 
     @property
     def model_defaults(self):
-        """The loaded model's PipelineDefaults (size, steps, guidance, the tasks it does), or None.
+        """The image slot's PipelineDefaults (see defaults_for)."""
+        return self.defaults_for(IMAGE_SLOT)
+
+    def name_for(self, slot: str) -> str | None:
+        return self._model_names.get(slot)
+
+    def has_slot(self, slot: str) -> bool:
+        return slot in self._pipes
+
+    def defaults_for(self, slot: str):
+        """A slot's PipelineDefaults (size, steps, guidance, frames, the tasks it does), or None.
         Read-only after loading, so the GUI thread may read it."""
-        pipe = self._pipe
+        pipe = self._pipes.get(slot)
         return getattr(pipe, "defaults", None) if pipe is not None else None
+
+    def frame_step(self, slot: str = VIDEO_SLOT) -> int:
+        """How a slot's model packs frames: a clip it makes has 1 + a multiple of this many frames (Wan's
+        and the embedded video model's codec: 4). 1 for a still model, or with no model."""
+        pipe = self._pipes.get(slot)
+        codec = getattr(pipe, "codec", None) if pipe is not None else None
+        try:
+            return max(1, int(getattr(codec, "temporal_factor", 1)))
+        except (TypeError, ValueError):
+            return 1
+
+    def _pipe_for(self, request: Any) -> Any:
+        """The model a request runs on (see the module docstring: two model slots)."""
+        task = getattr(request, "task", None)
+        kind = slot_for_task(task)
+        other = IMAGE_SLOT if kind == VIDEO_SLOT else VIDEO_SLOT
+        name = getattr(task, "value", None)
+        for slot in (kind, other):
+            pipe = self._pipes.get(slot)
+            tasks = getattr(getattr(pipe, "defaults", None), "tasks", None)
+            if pipe is not None and tasks is not None and name in tasks:
+                return pipe
+        pipe = self._pipes.get(kind)
+        if pipe is None:
+            pipe = self._pipes.get(other)
+        if pipe is None:
+            raise _UserError(NO_VIDEO_MODEL_MESSAGE if kind == VIDEO_SLOT else NO_MODEL_MESSAGE)
+        return pipe
 
     @property
     def is_running(self) -> bool:
@@ -359,24 +423,35 @@ class Engine(QObject):
         with self._cond:
             # Dropped in the thread that used it; no gc.collect() here, which would stall the GUI
             # thread's exit for nothing: the process is ending or the engine is being discarded.
-            self._pipe = None
+            self._pipes.clear()
 
     def _run_load(self, job: _Job) -> None:
-        path = job.path
+        path, slot = job.path, job.slot
         name = Path(str(path)).name or str(path)
-        # Release the old model first: a swap then needs the memory of one model, not two. A failed
-        # load therefore leaves no model, and model_failed says so. It goes before the imports below,
+
+        def loading(text: str) -> None:
+            self.slot_loading.emit(slot, text)
+            if slot == IMAGE_SLOT:
+                self.model_loading.emit(text)
+
+        # Release the slot's old model first: a swap then needs the memory of one model, not two. A failed
+        # load therefore leaves the slot empty, and the failure says so. It goes before the imports below,
         # whose end freezes what is alive (imports_without_gc_pauses): the old model must be gone by then.
-        if self._pipe is not None:
-            self._pipe, self._model_name = None, None
+        if slot in self._pipes:
+            with self._cond:
+                self._pipes.pop(slot, None)
+                self._model_names.pop(slot, None)
             release_memory()
+        # The other slot's model is alive during this load's imports: freezing would keep it from ever
+        # being collected once replaced (a model with forward hooks is a reference cycle).
+        freeze = not self._pipes
         device = job.device
         if device == "auto":
             from app.settings import resolve_device
 
-            with imports_without_gc_pauses():  # torch, when nothing imported it yet
+            with imports_without_gc_pauses(freeze):  # torch, when nothing imported it yet
                 device = resolve_device("auto")
-        self.model_loading.emit(f"Loading {name} on {device}…")
+        loading(f"Loading {name} on {device}…")
         try:
             prepare = getattr(self._loader, "prepare", None)
             if prepare is not None:
@@ -385,7 +460,7 @@ class Engine(QObject):
                 # waits for the interpreter lock while this thread imports: the first frame took
                 # 50-100 ms instead of ~10. Importing after the GUI's first idle moment costs nothing.
                 self._gui_idle.wait(GUI_IDLE_WAIT_S)
-                with imports_without_gc_pauses():
+                with imports_without_gc_pauses(freeze):
                     prepare(path)
             dtype = job.dtype
             if isinstance(dtype, str):
@@ -402,20 +477,24 @@ class Engine(QObject):
             else:
                 message = f"Could not load {name}: {str(exc) or type(exc).__name__}"
         else:
-            self._pipe, self._model_name = pipe, name
-            self.model_ready.emit(name)
+            with self._cond:
+                self._pipes[slot], self._model_names[slot] = pipe, name
+            self.slot_ready.emit(slot, name)
+            if slot == IMAGE_SLOT:
+                self.model_ready.emit(name)
             return
         if out_of_memory:  # outside the except block, whose traceback holds the half-loaded weights
             release_memory()
-        self.model_failed.emit(message)
+        self.slot_failed.emit(slot, message)
+        if slot == IMAGE_SLOT:
+            self.model_failed.emit(message)
 
     def _plan(self, job: _Job) -> None:
         """Run one plan request and report it; shared by idle planning and planning between steps."""
         try:
-            if self._pipe is None:
-                raise _UserError(NO_MODEL_MESSAGE)
+            pipe = self._pipe_for(job.request)
             job.request.validate()
-            plan = self._pipe.plan(job.request)
+            plan = pipe.plan(job.request)
             # The GUI thread draws heatmaps from the plan: give it CPU tensors, so it never
             # touches the device the engine is computing on.
             if hasattr(plan, "to"):
@@ -471,12 +550,11 @@ class Engine(QObject):
         try:
             if job.cancel.is_set():  # cancelled between leaving the queue and starting
                 raise _Cancelled
-            if self._pipe is None:
-                raise _UserError(NO_MODEL_MESSAGE)
+            pipe = self._pipe_for(job.request)
             job.request.validate()
             # With previews off, ask the pipeline not to decode one per step (it costs a VAE decode).
             extra = {} if self._previews else {"preview": False}
-            result = self._pipe(job.request, plan=job.plan, callback=on_step, **extra)
+            result = pipe(job.request, plan=job.plan, callback=on_step, **extra)
         except BaseException as exc:
             if job.cancel.is_set():
                 # Whatever the pipeline raised after we asked it to stop (GenerationCancelled, or

@@ -29,7 +29,7 @@ default_loader.prepare = _import_model_libraries  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
-def imports_without_gc_pauses():
+def imports_without_gc_pauses(freeze: bool = True):
     """Run a burst of imports (torch, transformers, diffusers: ~700k new objects) without the cyclic
     garbage collector, then freeze what exists, and restore the collector.
 
@@ -39,7 +39,8 @@ def imports_without_gc_pauses():
     again, so the collections that follow (while generating, while the user works) stay cheap too.
     What gets frozen is module-level state that lives as long as the process, plus the few thousand
     cycles the imports left behind (~12k objects). Nothing a model builds is frozen: the caller builds
-    it after this block, so release_memory() can still free a dropped model.
+    it after this block, so release_memory() can still free a dropped model. With `freeze=False` (a
+    model is already alive: the engine's other slot) only the pauses are saved.
     """
     was_enabled = gc.isenabled()
     modules = len(sys.modules)
@@ -47,7 +48,7 @@ def imports_without_gc_pauses():
     try:
         yield
     finally:
-        if len(sys.modules) > modules:  # a second load of the same kind imports nothing: nothing to freeze
+        if freeze and len(sys.modules) > modules:  # a second load of the same kind imports nothing: nothing to freeze
             gc.freeze()
         if was_enabled:
             gc.enable()

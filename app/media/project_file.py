@@ -216,6 +216,21 @@ def result_change(project: Project, written: dict, clip_id: str | None, request:
     return {"kind": "batch", "label": "generated clip", "changes": [media, clip_change]}, clip_change["clip"]["id"]
 
 
+def clip_audio(project: Project, project_path: str | os.PathLike, clip_id: str) -> tuple[Path, float] | None:
+    """The sound an export of the clip's active version carries: (source file, start seconds) of the clip's
+    original media, from its in point, for the original and for versions made by editing the clip (a video
+    edit keeps the source's timing and frame rate); None for other versions (a new clip made from words
+    over it) or a source without sound."""
+    clip = project.clip(clip_id)
+    source = project.media_item(clip.media_id)
+    if source.kind != "video" or not source.has_audio:
+        return None
+    version = clip.active
+    if version.media_id != clip.media_id and version.request.get("task") != "video_edit":
+        return None
+    return media_path(project_path, source), float(clip.in_point)
+
+
 def store_result(project: Project, project_path: str | os.PathLike, clip_id: str | None, frames, fps: float = 24.0,
                  request: dict | None = None, plan=None) -> dict:
     """`write_result` then `result_change`, in one call (for scripts; the studio splits them across threads)."""

@@ -67,7 +67,9 @@ class ExportActions(QObject):
         self._save_dialog("Export clip", "H.264 MP4 (*.mp4)", "mp4", self.export_clip)
 
     def export_clip(self, path: str, clip_id: str | None = None) -> None:
-        """The clip's active version (its trimmed segment for the original) as an H.264 MP4."""
+        """The clip's active version (its trimmed segment for the original) as an H.264 MP4, with the sound
+        of the clip's source when it has one and the version keeps its timing (the original, a video edit:
+        project_file.clip_audio)."""
         from app.media.export import export_video
         from app.media.probe import iter_video_frames, load_image
         studio = self.window.studio
@@ -93,8 +95,11 @@ class ExportActions(QObject):
 
             def frames():
                 return iter_video_frames(file, range(first, first + n))
+        audio = pf.clip_audio(self.project, self.window.work_path(), clip.id)
+        source, start = (str(audio[0]), audio[1]) if audio is not None else (None, 0.0)
         self._run(f"Exporting {Path(path).name}",
                   lambda report, cancel: export_video(frames(), path, fps, progress=report, cancel=cancel,
+                                                      audio_source=source, audio_start=start,
                                                       total=n, overwrite=True), path)
 
     # ---------------------------------------------------------------- track

@@ -103,6 +103,15 @@ class GenerationPanel(QWidget):
             box.setChecked(value) if box is self.random_seed else box.setValue(value)
             box.blockSignals(False)
 
+    def set_frame_step(self, step: int) -> None:
+        """A video model makes clips of 1 + a multiple of `step` frames: the arrows step through those."""
+        step = max(1, int(step))
+        self.frames.setSingleStep(step)
+        self.frames.setToolTip("Frames of a generated video (stills always have 1); a video edit edits at most "
+                               "this many frames of the clip." + (f" This model makes clips of 1 + a multiple of "
+                                                                 f"{step} frames; other numbers are rounded to the "
+                                                                 f"nearest." if step > 1 else ""))
+
     def describe_guidance(self, interval: tuple[float, float]) -> None:
         lo, hi = interval
         where = "at every step" if (lo, hi) == (0.0, 1.0) else f"at noise levels {lo:g} to {hi:g} (1 = pure noise) only"

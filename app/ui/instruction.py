@@ -18,8 +18,13 @@ TASK_HINTS = {
     Task.IMAGE_EDIT: "Say how to change the selected image, e.g. “make the circle green”",
     Task.IMAGE_TO_VIDEO: "Say how the selected image should move, e.g. “the ball rolls to the right”",
     Task.VIDEO_EDIT: "Say how to change the selected clip, e.g. “make the square red”",
-    Task.REFERENCE_TO_VIDEO: "Describe a clip using the selected reference images",
+    Task.REFERENCE_TO_VIDEO: "Describe a clip with the selected stills, e.g. “the circle from the first image "
+                             "moves right and the star from the second image moves left”",
 }
+
+# How to get a video from references, said where the instruction is typed: the selection is the picker.
+REFERENCES_HINT = ("Video from references: Ctrl+click one or two stills on the timeline, or select them in the "
+                   "Media bin and press “Use as references”.")
 
 
 class InstructionBox(QWidget):
@@ -42,6 +47,9 @@ class InstructionBox(QWidget):
         self.edit.setObjectName("instructionEdit")
         self.edit.setFixedHeight(64)
         self.edit.textChanged.connect(lambda: self.instruction_changed.emit(self.text()))
+        self.references_hint = QLabel(REFERENCES_HINT, self)
+        self.references_hint.setObjectName("hint")
+        self.references_hint.setWordWrap(True)
         self.problem = QLabel("", self)
         self.problem.setObjectName("planProblem")
         self.problem.setWordWrap(True)
@@ -61,6 +69,7 @@ class InstructionBox(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(head)
         lay.addWidget(self.edit)
+        lay.addWidget(self.references_hint)
         lay.addWidget(self.problem)
         lay.addWidget(self.words_hint)
         lay.addLayout(self.words_row)
@@ -88,6 +97,9 @@ class InstructionBox(QWidget):
         self.task_box.blockSignals(False)
         self.target_label.setText(f"— {target}")
         self.edit.setPlaceholderText(TASK_HINTS[task])
+        # Shown where references are one click away (nothing or one still selected) or in use.
+        self.references_hint.setVisible(Task.REFERENCE_TO_VIDEO in choices or Task.TEXT_TO_VIDEO in choices
+                                        and Task.VIDEO_EDIT not in choices)
 
     def chosen_task(self) -> Task:
         return Task(self.task_box.currentData())

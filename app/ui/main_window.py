@@ -31,8 +31,9 @@ from app.ui.messages import ERROR, INFO, WARNING, MessageBanner, MessageCenter, 
 from app.ui.pictures import Pictures
 from app.ui.project_actions import ProjectActions
 from app.ui.settings_dialog import SettingsDialog
+from app.core.request import Task
 from app.ui.studio_model import StudioModel
-from app.ui.studio_state import ModelState
+from app.ui.studio_state import MAX_REFERENCES, ModelState
 from app.ui.timeline import IMAGE_TRACK, VIDEO_TRACK, Timeline, TimelineClip
 from app.ui.versions_panel import VersionsPanel
 from app.ui.viewer import Viewer
@@ -205,6 +206,8 @@ class MainWindow(QMainWindow):
         self.viewer.canvas.plan_drawn.connect(self.plan_shown)
         self.pictures.icon_ready.connect(self._on_icon)
         self.pictures.thumbs_ready.connect(self._on_thumbs)
+        self.pictures.plan_keyframes_ready.connect(self.timeline.view.set_plan_keyframes)
+        self.media_bin.use_as_references.connect(self.use_as_references)
         self.pictures.frame_ready.connect(self._on_frame)
         self.pictures.compare_ready.connect(self.viewer.set_compare)
         self.pictures.frame_failed.connect(self._on_frame_failed)
@@ -260,11 +263,13 @@ class MainWindow(QMainWindow):
             run_task(QThreadPool.globalInstance(), _prewarm, on_error=lambda e: None, owner=self)
 
     def _on_model_state(self, state: ModelState) -> None:
+        """`state`: the state of the model the selection's task needs (the studio has two, see StudioModel)."""
         if state in (ModelState.READY, ModelState.FAILED):
             self._prewarm_codecs()
         self.model_label.setText(self.studio.state_text)
-        self.model_progress.setVisible(state is ModelState.LOADING)
-        defaults = self.engine.model_defaults if state is ModelState.READY and self.engine is not None else None
+        self.model_progress.setVisible(any(m.state is ModelState.LOADING for m in self.studio.slots.values()))
+        defaults = (self.engine.defaults_for(self.studio.slot.kind)
+                    if state is ModelState.READY and self.engine is not None else None)
         if defaults is not None:
             self.generation.describe_guidance(defaults.guidance_interval)
         self.generation.generate_button.setText("Generate (when the model is ready)"
@@ -318,9 +323,16 @@ class MainWindow(QMainWindow):
                 item = project.media_item(c.active.media_id)
                 label = self.studio.clip_name(c) + (f"  [v{c.active_version}]" if c.active_version else "")
                 thumbs = self.pictures.thumbnails(item.id, self.media_file(item.id), item.kind, item.frames)
-                clips.append(TimelineClip(c.id, track, c.start, c.duration, label, frames=item.frames,
-                                          fps=item.fps or project.settings.fps, thumbnails=thumbs or [],
-                                          media_id=item.id))
+                clip = TimelineClip(c.id, track, c.start, c.duration, label, frames=item.frames,
+                                    fps=item.fps or project.settings.fps, thumbnails=thumbs or [], media_id=item.id)
+                if item.kind == "video" and c.active.plan:
+                    # The plan that made this clip, keyframe by keyframe along it (plan scrubbing).
+                    plan_path = pf.media_dir(self.work_path()) / c.active.plan
+                    clip.plan_key = str(plan_path)
+                    clip.plan_keyframes = self.pictures.plan_keyframe_images(plan_path) or []
+                    clip.plan_frames = int(c.active.request.get("frames") or item.frames)
+                    clip.plan_step = self.studio.frame_step
+                clips.append(clip)
         self.timeline.view.set_clips(clips)
         self._update_title()
         self._on_target_changed()
@@ -350,6 +362,7 @@ class MainWindow(QMainWindow):
         self.instruction.set_task(s.task, s.target_name(), s.tasks())
         self.instruction.set_text(s.instruction)
         self.generation.frames.setEnabled(s.task.makes_video)
+        self.generation.set_frame_step(s.frame_step)
         if clip is None:
             self.versions.set_versions([], 0)
             self.viewer.set_video_mode(False)
@@ -400,9 +413,21 @@ class MainWindow(QMainWindow):
     def _on_scrub(self, seconds: float) -> None:
         self.studio.playhead = seconds
         self._show_frame()
+        self._plan_follows_playhead()
+
+    def _plan_follows_playhead(self) -> None:
+        """The plan over the viewer is the one for the frame under the playhead: for a clip, the frame's
+        place in the clip the plan lays out (both start at the clip's in point, or a version's start);
+        for a still, its share of the still's time on the timeline."""
         clip = self.studio.primary_clip()
-        if clip is not None and clip.duration > 0:
-            self.viewer.set_time_fraction((seconds - clip.start) / clip.duration)
+        if clip is None or clip.duration <= 0:
+            return
+        seconds = min(max(self.timeline.view.playhead, clip.start), clip.end - 1e-6) - clip.start
+        item = self.document.project.media_item(clip.active.media_id)
+        if item.kind == "video" and item.fps > 0 and self.studio.plan_frames > 1:
+            self.viewer.set_plan_frame(int(seconds * item.fps + 1e-6), self.studio.plan_frames, self.studio.frame_step)
+        else:
+            self.viewer.set_time_fraction(seconds / clip.duration)
 
     def toggle_play(self) -> None:
         self.viewer.play_button.setChecked(not self.viewer.play_button.isChecked())
@@ -434,6 +459,7 @@ class MainWindow(QMainWindow):
     # ================================================================ plan, versions, clips
     def _on_plan_changed(self, plan: Any, caption: str) -> None:
         self.viewer.set_plan(plan, caption or None)
+        self._plan_follows_playhead()
         self.instruction.set_words([w for w, _ in (plan.words[0] if plan is not None and plan.words else [])])
         if self.viewer.isVisible():
             self.viewer.canvas.repaint()
@@ -448,6 +474,23 @@ class MainWindow(QMainWindow):
         clip = self.studio.primary_clip()
         if clip is not None:
             self.document.push(self.document.project.set_accepted_change(clip.id, version_id, verdict))
+
+    def use_as_references(self, media_ids: list[str]) -> None:
+        """Media-bin stills become the references of a new video: the timeline clips that show them are
+        selected (a still not on the timeline yet is placed on the image track first, one undo step) and the
+        task becomes "Video from references"."""
+        project = self.document.project
+        stills = [m for m in media_ids if m in project.media and project.media[m].kind == "image"]
+        if not stills or len(stills) > MAX_REFERENCES:
+            self.show_message("Select one or two stills in the Media bin to make a video from references.", WARNING)
+            return
+        missing = [m for m in stills if not any(c.active.media_id == m for c in project.tracks[IMAGE_TRACK])]
+        if missing:
+            self.imports.add_media_to_timeline(missing)
+        ids = [next(c.id for c in project.tracks[IMAGE_TRACK] if c.active.media_id == m) for m in stills]
+        self.timeline.view.select(ids)
+        self.studio.set_task(Task.REFERENCE_TO_VIDEO)
+        self._on_target_changed()
 
     def remove_selected_clip(self) -> None:
         if self.instruction.edit.hasFocus():
@@ -467,6 +510,8 @@ class MainWindow(QMainWindow):
         launch still finds the model that worked."""
         reload = (new.active_model, new.device, new.precision) != (
             self.settings.active_model, self.settings.device, self.settings.precision)
+        reload_video = (new.video_model, new.device, new.precision) != (
+            self.settings.video_model, self.settings.device, self.settings.precision)
         if new.active_model != self.settings.active_model:
             from app.core.checkpoints import ModelFolderError, validate_model_folder
             try:
@@ -477,6 +522,17 @@ class MainWindow(QMainWindow):
                     new.model_folders.remove(new.active_model)
                 new.active_model = self.settings.active_model
                 reload = (new.device, new.precision) != (self.settings.device, self.settings.precision)
+        if new.video_model != self.settings.video_model:
+            from app.core.checkpoints import ModelFolderError, validate_model_folder
+            try:
+                validate_model_folder(new.video_model)
+            except ModelFolderError as e:
+                self.show_message(f"Bad video model folder: {e} The video model stays {self.settings.video_model}.",
+                                  ERROR)
+                if new.video_model in new.video_model_folders:
+                    new.video_model_folders.remove(new.video_model)
+                new.video_model = self.settings.video_model
+                reload_video = (new.device, new.precision) != (self.settings.device, self.settings.precision)
         self.settings = self.studio.settings = new
         try:
             new.save()
@@ -486,6 +542,8 @@ class MainWindow(QMainWindow):
             self.engine.set_previews(new.preview)
             if reload:
                 self.studio.load_model(new.active_model)
+            if reload_video:
+                self.studio.forget_video_model()  # loaded again now if a video task had asked for it
 
 
 # ==================================================================== worker functions (no Qt)

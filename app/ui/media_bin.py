@@ -57,6 +57,7 @@ class MediaListView(QListView):
 class MediaBin(QWidget):
     import_clicked = Signal()
     add_to_timeline = Signal(list)  # media ids
+    use_as_references = Signal(list)  # media ids of stills for a video from references
     files_dropped = Signal(list)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -71,9 +72,15 @@ class MediaBin(QWidget):
         imp.clicked.connect(self.import_clicked)
         add = QPushButton("Add to timeline", self)
         add.clicked.connect(lambda: self.add_to_timeline.emit(self.selected_ids()))
+        refs = QPushButton("Use as references", self)
+        refs.setToolTip("Make a video from the selected stills (one or two): they are selected on the timeline "
+                        "and the task becomes “Video from references”")
+        refs.clicked.connect(lambda: self.use_as_references.emit(self.selected_ids()))
+        self.references_button = refs
         row = QHBoxLayout()
         row.addWidget(imp)
         row.addWidget(add)
+        row.addWidget(refs)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(row)

@@ -1,4 +1,5 @@
-"""The pictures the studio shows: media-bin icons, timeline thumbnails and the viewer's frames.
+"""The pictures the studio shows: media-bin icons, timeline thumbnails, the keyframes of a clip's plan on
+the timeline, and the viewer's frames.
 
 All decoding runs off the GUI thread with bounded size (app.media.probe.load_preview), so a 56 MP
 photo costs the GUI nothing. Icons and thumbnails are cached by media id, so when undo/redo rebuilds
@@ -26,6 +27,7 @@ FRAME_MAX_SIDE = 2048  # the viewer's frame: the screen never needs more
 class Pictures(QObject):
     icon_ready = Signal(str, QIcon)  # media id
     thumbs_ready = Signal(str, list)  # media id, [QImage]
+    plan_keyframes_ready = Signal(str, list)  # plan file, [QImage] one heatmap per keyframe
     frame_ready = Signal(object)  # uint8 RGB frame for the viewer
     compare_ready = Signal(object)  # the previous version's frame (A/B)
     frame_failed = Signal(str)  # why the current frame cannot be shown
@@ -35,6 +37,7 @@ class Pictures(QObject):
         self.pool = QThreadPool.globalInstance()
         self.icons: dict[str, QIcon] = {}
         self.thumbs: dict[str, list[QImage]] = {}
+        self.plan_keyframes: dict[str, list[QImage]] = {}
         self._started: set[tuple] = set()
         self.frames = LatestOnly(self)
         self.frames.ready.connect(lambda key, frame: self._deliver(key, frame, self.frame_ready))
@@ -76,10 +79,29 @@ class Pictures(QObject):
         self.thumbs[media_id] = [rgb_to_qimage(a) for a in arrays]
         self.thumbs_ready.emit(media_id, self.thumbs[media_id])
 
+    def plan_keyframe_images(self, plan_path: Path) -> list[QImage] | None:
+        """The canvas effect of each keyframe of a stored plan, as small heatmaps (cached by file; None while
+        the plan is read, plan_keyframes_ready follows)."""
+        key = str(plan_path)
+        if key in self.plan_keyframes:
+            return self.plan_keyframes[key]
+        started = ("plan", key)
+        if started not in self._started:
+            self._started.add(started)
+            run_task(self.pool, _plan_keyframes, plan_path,
+                     on_done=lambda arrs, k=key: self._on_plan_keyframes(k, arrs),
+                     on_error=lambda e: None, owner=self)  # a plan that cannot be read draws no strip
+        return None
+
+    def _on_plan_keyframes(self, key: str, arrays: list[np.ndarray]) -> None:
+        self.plan_keyframes[key] = [rgb_to_qimage(a) for a in arrays]
+        self.plan_keyframes_ready.emit(key, self.plan_keyframes[key])
+
     def forget_all(self) -> None:
         """Another project: media ids are its own."""
         self.icons.clear()
         self.thumbs.clear()
+        self.plan_keyframes.clear()
         self._started.clear()
         self.clear_frame()
 
@@ -114,6 +136,14 @@ class Pictures(QObject):
 def _read(path: Path, kind: str, index: int) -> np.ndarray:
     from app.media.probe import load_preview
     return load_preview(path, max_side=FRAME_MAX_SIDE, frame=index if kind == "video" else 0)
+
+
+def _plan_keyframes(path: Path) -> list[np.ndarray]:
+    from app.core.plan import Plan
+    from app.ui.images import heatmap_rgba
+
+    plan = Plan.load(path)
+    return [heatmap_rgba(plan.canvas_effect(item=0, keyframe=k)) for k in range(plan.keyframes)]
 
 
 def _decode_thumbnails(path: Path, kind: str, frames: int) -> list[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Settings dialog bound to app.settings.Settings (model folders, device, precision, preview, autosave).
+"""Settings dialog bound to app.settings.Settings (the image and video model folders, device, precision,
+preview, autosave).
 
 Opened with `open()` (window-modal, non-blocking) so no nested event loop ever runs; the window
 applies the new settings when `settings_accepted` fires.
@@ -21,17 +22,14 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.settings = copy.deepcopy(settings)
-        self.model = QComboBox(self)
-        self.model.setEditable(True)
-        self.model.setToolTip("A model folder (model_index.json + component subfolders, safetensors only)")
-        for f in self.settings.model_folders:
-            self.model.addItem(f)
-        self.model.setCurrentText(self.settings.active_model)
-        browse = QPushButton("Browse…", self)
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.model, 1)
-        row.addWidget(browse)
+        self.model, row = self._folder_row(
+            self.settings.model_folders, self.settings.active_model,
+            "The model for stills: text to image and image editing. A model folder (model_index.json + "
+            "component subfolders, safetensors only)")
+        self.video_model, video_row = self._folder_row(
+            self.settings.video_model_folders, self.settings.video_model,
+            "The model for clips: text to video, image to video, video editing and video from references. "
+            "Loaded the first time a video task is asked for.")
         self.device = QComboBox(self)
         self.device.addItems(list(DEVICES))
         self.device.setCurrentText(self.settings.device)
@@ -47,6 +45,7 @@ class SettingsDialog(QDialog):
         self.autosave.setValue(self.settings.autosave_minutes)
         form = QFormLayout()
         form.addRow("Model folder", row)
+        form.addRow("Video model folder", video_row)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
         form.addRow("Preview", self.preview)
@@ -58,10 +57,24 @@ class SettingsDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(buttons)
 
-    def _browse(self) -> None:
+    def _folder_row(self, folders: list[str], current: str, tip: str) -> tuple[QComboBox, QHBoxLayout]:
+        box = QComboBox(self)
+        box.setEditable(True)
+        box.setToolTip(tip)
+        for f in folders:
+            box.addItem(f)
+        box.setCurrentText(current)
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(lambda: self._browse(box))
+        row = QHBoxLayout()
+        row.addWidget(box, 1)
+        row.addWidget(browse)
+        return box, row
+
+    def _browse(self, box: QComboBox) -> None:
         dlg = QFileDialog(self, "Choose a model folder")
         dlg.setFileMode(QFileDialog.FileMode.Directory)
-        dlg.fileSelected.connect(self.model.setCurrentText)
+        dlg.fileSelected.connect(box.setCurrentText)
         dlg.open()
 
     def result_settings(self) -> Settings:
@@ -71,6 +84,11 @@ class SettingsDialog(QDialog):
             s.active_model = folder
             if folder not in s.model_folders:
                 s.model_folders.append(folder)
+        folder = self.video_model.currentText().strip()
+        if folder:
+            s.video_model = folder
+            if folder not in s.video_model_folders:
+                s.video_model_folders.append(folder)
         s.device = self.device.currentText()
         s.precision = self.precision.currentText()
         s.preview = self.preview.isChecked()

@@ -11,6 +11,10 @@ Rules it keeps:
   `INPUT_MAX_SIDE`); a request whose inputs are still decoding waits for them, it never blocks.
 * A job never runs with settings the model has not applied: Generate pressed while the model loads
   waits and starts once the model is ready, with its defaults in place.
+* Two models, as the engine has two slots: the still model ("image", loaded at start) and the clip model
+  ("video", `Settings.video_model`, loaded in the background the first time a video task is asked for:
+  chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
+  shows and a request uses is the slot of the selection's task.
 """
 from __future__ import annotations
 
@@ -24,14 +28,17 @@ import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
 from app.core.request import GenerationRequest, Task
+from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
 from app.media import project_file as pf
 from app.media.errors import MediaError, ProjectError
 from app.media.project import Clip
 from app.settings import Settings
 from app.ui.document import ProjectDocument
 from app.ui.messages import ERROR, INFO, WARNING
-from app.ui.studio_state import (NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelState, Params,
-                                 TargetInputs, allowed_tasks, decode_input, load_plan)
+from app.ui.plan_time import DEFAULT_FRAME_STEP
+from app.ui.studio_state import (MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
+                                 ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
+                                 load_plan, nearest_clip_length)
 from app.ui.workers import run_task
 
 log = logging.getLogger(__name__)
@@ -60,9 +67,9 @@ class StudioModel(QObject):
         self.work_path = work_path  # () -> Path of the project's media folder owner (saved or untitled)
         self.pool = QThreadPool.globalInstance()
         self.engine: Any = None
-        self.state = ModelState.STARTING
-        self.state_text = "Model: starting…"
-        self.params = Params()
+        self.slots = {IMAGE_SLOT: ModelSlot(IMAGE_SLOT, text="Model: starting…"),
+                      VIDEO_SLOT: ModelSlot(VIDEO_SLOT, frame_step=DEFAULT_FRAME_STEP, params=Params(frames=17))}
+        self._shown_slot = IMAGE_SLOT  # the slot whose settings the panel shows
         self.jobs: dict[int, Job] = {}
         self.selection: list[str] = []
         self._inputs: dict[str, TargetInputs] = {}
@@ -71,7 +78,9 @@ class StudioModel(QObject):
         self._pending_generate = False
         self.current_plan: Any = None
         self.plan_caption = ""
+        self.plan_frames = 1  # frames of the clip the plan on screen lays out (1: a still's plan)
         self.latest_plan_job: int | None = None
+        self._latest_plan_frames = 1
         self._problem = ""
         self._shown_version: tuple[str, str] | None = None  # (clip, version) whose plan is on screen
         self.plan_debounce = QTimer(self, singleShot=True, interval=PLAN_DEBOUNCE_MS)
@@ -81,9 +90,47 @@ class StudioModel(QObject):
         document.changed.connect(self._on_project_changed)
         document.reset.connect(self._on_project_reset)
 
+    # ---------------------------------------------------------------- the slot of the selection's task
+    @property
+    def slot(self) -> ModelSlot:
+        """The model slot the selection's task runs on."""
+        return self.slots[slot_for_task(self.task)]
+
+    @property
+    def state(self) -> ModelState:
+        return self.slot.state
+
     @property
     def model_ready(self) -> bool:
-        return self.state is ModelState.READY
+        """Whether the model the selection's task needs is loaded."""
+        return self.slot.state is ModelState.READY
+
+    @property
+    def state_text(self) -> str:
+        image, video = self.slots[IMAGE_SLOT], self.slots[VIDEO_SLOT]
+        return image.text + (f" · {video.text}" if video.text else "")
+
+    @property
+    def params(self) -> Params:
+        """The settings of the selection's slot (the panel shows these)."""
+        return self.slot.params
+
+    @params.setter
+    def params(self, value: Params) -> None:
+        self.slot.params = value
+
+    @property
+    def frame_step(self) -> int:
+        """How the clip model packs frames (clips are 1 + a multiple of it); Wan's 4 until it says."""
+        return self.slots[VIDEO_SLOT].frame_step
+
+    def _slot_moved(self) -> None:
+        """The selection's task moved to the other model: the panel shows that model's settings."""
+        kind = self.slot.kind
+        if kind != self._shown_slot:
+            self._shown_slot = kind
+            self.params_changed.emit()
+            self.model_state_changed.emit(self.state)
 
     def say(self, text: str, level: str = INFO) -> None:
         self.message.emit(text, level)
@@ -91,9 +138,9 @@ class StudioModel(QObject):
     # ================================================================ engine and model loading
     def attach_engine(self, engine: Any) -> None:
         self.engine = engine
-        engine.model_loading.connect(self._on_model_loading)
-        engine.model_ready.connect(self._on_model_ready)
-        engine.model_failed.connect(self._on_model_failed)
+        engine.slot_loading.connect(self._on_model_loading)
+        engine.slot_ready.connect(self._on_model_ready)
+        engine.slot_failed.connect(self._on_model_failed)
         engine.plan_ready.connect(self._on_plan_ready)
         engine.progress.connect(self._on_progress)
         engine.preview.connect(lambda job_id, image: self._on_preview(job_id, image))
@@ -102,37 +149,81 @@ class StudioModel(QObject):
         engine.cancelled.connect(self._on_cancelled)
         engine.queue_changed.connect(self._on_queue_changed)
 
-    def load_model(self, path: str) -> None:
+    def load_model(self, path: str, slot: str = IMAGE_SLOT) -> None:
         if self.engine is None:
             return
-        self._set_state(ModelState.LOADING, "Model: loading…")
-        self.engine.load_model(path, self.settings.device, self.settings.precision)
+        self._set_state(slot, ModelState.LOADING, ("Model" if slot == IMAGE_SLOT else "Video model") + ": loading…")
+        self.engine.load_model(path, self.settings.device, self.settings.precision, slot=slot)
 
-    def _set_state(self, state: ModelState, text: str) -> None:
-        self.state, self.state_text = state, text
-        self.model_state_changed.emit(state)
+    def load_video_model(self) -> None:
+        """Load the clip model of the settings. A folder that is not there fails at once, with what to do."""
+        path = self.settings.video_model
+        if not Path(path).is_dir():
+            self._on_model_failed(VIDEO_SLOT, f"No video model at {path}: the folder does not exist.")
+            return
+        self.load_model(path, VIDEO_SLOT)
 
-    def _on_model_loading(self, text: str) -> None:
-        self._set_state(ModelState.LOADING, text)
+    def forget_video_model(self) -> None:
+        """The video model folder changed in the settings: load the new one now if one was asked for."""
+        video = self.slots[VIDEO_SLOT]
+        asked = video.state is not ModelState.STARTING
+        video.state, video.text, video.error = ModelState.STARTING, "", ""
+        if asked:
+            self.load_video_model()
+        else:
+            self.model_state_changed.emit(self.state)
 
-    def _on_model_ready(self, name: str) -> None:
-        defaults = self.engine.model_defaults if self.engine is not None else None
+    def _want_model(self) -> None:
+        """A task was asked for: load its model if it is the clip model and no one asked for it before."""
+        if self.slot.kind == VIDEO_SLOT and self.slot.state is ModelState.STARTING and self.engine is not None:
+            self.load_video_model()
+
+    def _set_state(self, slot: str, state: ModelState, text: str) -> None:
+        self.slots[slot].state, self.slots[slot].text = state, text
+        self.model_state_changed.emit(self.state)
+
+    def _on_model_loading(self, slot: str, text: str) -> None:
+        self._set_state(slot, ModelState.LOADING, text if slot == IMAGE_SLOT else f"Video: {text}")
+
+    def _on_model_ready(self, slot: str, name: str) -> None:
+        defaults = self.engine.defaults_for(slot) if self.engine is not None else None
+        model = self.slots[slot]
+        if slot == VIDEO_SLOT and defaults is not None and not any(Task(t).makes_video for t in defaults.tasks
+                                                                   if t in {x.value for x in Task}):
+            does = ", ".join(t.replace("_", " ") for t in defaults.tasks)
+            self._on_model_failed(slot, f"The video model folder holds '{name}', which makes no clips (it does: "
+                                        f"{does}).")
+            return
         if defaults is not None:
             # Start from what the model was trained for; a job waiting for the model runs with these.
-            self.params = replace(self.params, width=int(defaults.width), height=int(defaults.height),
-                                  steps=int(defaults.steps), guidance=float(defaults.guidance))
+            values = dict(width=int(defaults.width), height=int(defaults.height), steps=int(defaults.steps),
+                          guidance=float(defaults.guidance))
+            if slot == VIDEO_SLOT and int(getattr(defaults, "frames", 1)) > 1:
+                values["frames"] = int(defaults.frames)
+            model.params = replace(model.params, **values)
+        if slot == VIDEO_SLOT and self.engine is not None:
+            model.frame_step = self.engine.frame_step(slot)
+        if slot == self.slot.kind:
             self.params_changed.emit()
-        self._set_state(ModelState.READY, f"Model: {name}")
-        self.say(f"Model {name} is ready.")
-        if self._pending_generate:
+        model.error = ""
+        self._set_state(slot, ModelState.READY, f"Model: {name}" if slot == IMAGE_SLOT else f"Video: {name}")
+        self.say(f"Model {name} is ready." if slot == IMAGE_SLOT else f"Video model {name} is ready.")
+        if self._pending_generate and self.model_ready:
             self._pending_generate = False
             self.generate()
         self.request_live_plan()
 
-    def _on_model_failed(self, message: str) -> None:
-        self._set_state(ModelState.FAILED, "Model: not loaded")
-        hint = "" if "settings" in message.lower() else " Choose another model folder in File ▸ Settings."
-        if self._pending_generate:
+    def _on_model_failed(self, slot: str, message: str) -> None:
+        model = self.slots[slot]
+        model.error = message
+        self._set_state(slot, ModelState.FAILED,
+                        "Model: not loaded" if slot == IMAGE_SLOT else "Video model: not loaded")
+        if slot == IMAGE_SLOT:
+            hint = "" if "settings" in message.lower() else " Choose another model folder in File ▸ Settings."
+        else:
+            hint = (" Video tasks (new video, animate image, edit video, video from references) need a video "
+                    "model: choose one in File ▸ Settings ▸ Video model folder.")
+        if self._pending_generate and slot == self.slot.kind:
             self._pending_generate = False
             message += " The waiting generation was not started."
         self.say(message + hint, ERROR)
@@ -144,6 +235,7 @@ class StudioModel(QObject):
             return
         self.selection = ids
         self._pending_generate = False  # a press made for another target must not fire for this one
+        self._slot_moved()
         self.target_changed.emit()
         self._prefetch_inputs()
         self.show_stored_or_live_plan()
@@ -171,6 +263,8 @@ class StudioModel(QObject):
             return "new generation"
         if len(clips) > 1:
             return f"{len(clips)} reference images"
+        if self.task is Task.REFERENCE_TO_VIDEO:
+            return f"{self.clip_name(clips[0])} as reference"
         return self.clip_name(clips[0])
 
     def clip_name(self, clip: Clip) -> str:
@@ -215,21 +309,31 @@ class StudioModel(QObject):
         return made_by if made_by in allowed else allowed[0]
 
     def set_task(self, task: Task) -> None:
+        """The user chose `task` for the selection (choosing a video task asks for the video model)."""
         if task is not self.task:
             self._inputs_for_target().task = task
+            self._slot_moved()
+            self._want_model()
             self.target_changed.emit()
             self._prefetch_inputs()
             self.plan_debounce.start()
+        else:
+            self._want_model()
 
     def set_param(self, name: str, value: Any) -> None:
         if getattr(self.params, name) != value:
             self.params = replace(self.params, **{name: value})
+            if name in ("seed", "random_seed"):  # one seed for both models: it names a result, not a model
+                for model in self.slots.values():
+                    model.params = replace(model.params, **{name: value})
             if name in ("seed", "width", "height", "frames"):
                 self.plan_debounce.start()  # a drafted model plans one scene per seed and size
 
     def next_seed(self) -> int:
         if self.params.random_seed:
-            self.params = replace(self.params, seed=random.randrange(0, 2**31 - 1))
+            seed = random.randrange(0, 2**31 - 1)
+            for model in self.slots.values():
+                model.params = replace(model.params, seed=seed)
             self.params_changed.emit()
         return self.params.seed
 
@@ -245,12 +349,14 @@ class StudioModel(QObject):
             v = request.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 or (key == "seed" and v == 0):
                 values[key] = kind(v)
-        self.params = replace(self.params, random_seed=False, **values)
-        self.params_changed.emit()
         inputs = self._inputs_for_target()
         inputs.instruction = str(request.get("instruction", inputs.instruction))
         if request.get("task") in {t.value for t in Task}:
             inputs.task = Task(request["task"])
+        self.params = replace(self.params, random_seed=False, **values)  # the slot of the version's task
+        self._shown_slot = self.slot.kind
+        self.params_changed.emit()
+        self.model_state_changed.emit(self.state)
         self.target_changed.emit()
         self.plan_debounce.start()
 
@@ -264,13 +370,23 @@ class StudioModel(QObject):
             item = project.media_item(version.media_id)
             path = str(pf.media_path(self.work_path(), item))
             if task.needs_video:
-                offset = clip.in_point if version.media_id == clip.media_id else 0.0
-                keys.append((path, "clip", int(offset * item.fps), min(self.params.frames, item.frames)))
+                # The clip from its in point (a generated version from its start), at most the frames asked for.
+                first, available = self._clip_frames(clip, item)
+                wanted = nearest_clip_length(self.params.frames, self.frame_step)
+                keys.append((path, "clip", first, max(1, min(wanted, available))))
+                break  # a video edit reads one clip: the first selected
             elif task.needs_image:
                 keys.append((path, item.kind, self._frame_at_playhead(clip, item), 1))
         return keys
 
     playhead: float = 0.0  # the window keeps it current; a video input is the frame under it
+
+    def _clip_frames(self, clip: Clip, item: Any) -> tuple[int, int]:
+        """(first frame, frames) of what the clip plays of its active version's media."""
+        if clip.active.media_id != clip.media_id:
+            return 0, item.frames
+        first = int(clip.in_point * item.fps + 1e-6)
+        return first, max(1, min(item.frames - first, int(round(clip.duration * item.fps))))
 
     def _frame_at_playhead(self, clip: Clip, item: Any) -> int:
         if item.kind == "image":
@@ -325,21 +441,31 @@ class StudioModel(QObject):
         if missing:
             raise InputsPending()
         images = [self._decoded[k] for k in keys] if task.needs_image else []
+        if task is Task.REFERENCE_TO_VIDEO and len(images) > MAX_REFERENCES:
+            raise ValueError(f"A video from references takes one or two stills; {len(images)} are selected. "
+                             f"Ctrl+click a still on the timeline to leave it out.")
         video = self._decoded[keys[0]] if task.needs_video and keys else None
-        frames = p.frames if task.makes_video else 1
+        frames = nearest_clip_length(p.frames, self.frame_step) if task.makes_video else 1
         if video is not None:
-            frames = min(frames, len(video))
+            frames = clip_length(len(video), self.frame_step)
+            if frames < 1 + self.frame_step:
+                raise ValueError(f"This clip is too short to edit: {len(video)} frame(s); a video edit needs at "
+                                 f"least {1 + self.frame_step}.")
+            video = video[:frames]
         return GenerationRequest(task=task, instruction=self.instruction, images=images, video=video,
                                  width=p.width, height=p.height, frames=frames, steps=p.steps,
                                  guidance=p.guidance, seed=p.seed if seed is None else seed)
 
     # ================================================================ plans
     def request_live_plan(self) -> None:
-        if self.engine is None or not self.model_ready:
+        if self.engine is None:
             return
         if not self.instruction:
             self.latest_plan_job = None
             self._show_plan(None, "")
+            return
+        self._want_model()  # typing for a video task asks for the clip model
+        if not self.model_ready:
             return
         try:
             request = self.build_request()
@@ -350,20 +476,21 @@ class StudioModel(QObject):
             self._plan_failed(str(e))
             return
         self.latest_plan_job = self.engine.request_plan(request)
+        self._latest_plan_frames = request.frames
 
     def _on_plan_ready(self, job_id: int, plan: Any) -> None:
         if job_id == self.latest_plan_job:  # older keystrokes' plans are dropped
             self._problem = ""
             self.problem_timer.stop()
             self.plan_problem.emit("")
-            self._show_plan(plan, "Live plan")
+            self._show_plan(plan, "Live plan", self._latest_plan_frames)
 
     def _plan_failed(self, message: str) -> None:
         self._problem = message
         self.problem_timer.start()
 
-    def _show_plan(self, plan: Any, caption: str) -> None:
-        self.current_plan, self.plan_caption = plan, caption
+    def _show_plan(self, plan: Any, caption: str, frames: int = 1) -> None:
+        self.current_plan, self.plan_caption, self.plan_frames = plan, caption, max(1, int(frames))
         self.plan_changed.emit(plan, caption)
 
     def show_stored_or_live_plan(self) -> None:
@@ -386,31 +513,38 @@ class StudioModel(QObject):
         self._shown_version = (clip.id, clip.versions[index].id)
         path = pf.media_dir(self.work_path()) / clip.versions[index].plan
         label = "Original" if index == 0 else f"v{index}"
+        frames = int(clip.versions[index].request.get("frames") or 1)
         self.latest_plan_job = None  # a live plan still on its way must not replace the stored one
         run_task(self.pool, load_plan, path,
-                 on_done=lambda plan, c=clip.id, i=index: self._on_stored_plan(c, i, plan, label),
+                 on_done=lambda plan, c=clip.id, i=index: self._on_stored_plan(c, i, plan, label, frames),
                  on_error=lambda e: self.say(f"The plan stored with {label} could not be read: {e}", WARNING),
                  owner=self)
 
-    def _on_stored_plan(self, clip_id: str, index: int, plan: Any, label: str) -> None:
+    def _on_stored_plan(self, clip_id: str, index: int, plan: Any, label: str, frames: int) -> None:
         clip = self.primary_clip()
         if clip is not None and clip.id == clip_id and clip.active_version == index:
-            self._show_plan(plan, f"Plan stored with {label}")
+            self._show_plan(plan, f"Plan stored with {label}", frames)
 
     # ================================================================ jobs
     def _supported_tasks(self) -> list[str] | None:
-        defaults = self.engine.model_defaults if self.engine is not None else None
+        defaults = self.engine.defaults_for(self.slot.kind) if self.engine is not None else None
         return list(defaults.tasks) if defaults is not None else None
 
     def generate(self) -> int | None:
         """Queue a job for the selection. While the model loads or the inputs decode, the press is kept
         and the job starts when they are ready (with the model's settings, not the ones before it)."""
+        self._want_model()
         if self.state is ModelState.FAILED or self.engine is None and self.state is not ModelState.STARTING:
-            self.say("No model is loaded: choose a model folder in File ▸ Settings.", ERROR)
+            if self.slot.kind == VIDEO_SLOT:
+                why = f" ({self.slot.error.rstrip('.')})" if self.slot.error else ""
+                self.say(f"No video model is loaded{why}: choose a video model folder in File ▸ Settings.", ERROR)
+            else:
+                self.say("No model is loaded: choose a model folder in File ▸ Settings.", ERROR)
             return None
         if not self.model_ready:
             self._pending_generate = True
-            self.say("The model is still loading; the job starts as soon as it is ready.")
+            what = "video model" if self.slot.kind == VIDEO_SLOT else "model"
+            self.say(f"The {what} is still loading; the job starts as soon as it is ready.")
             return None
         try:
             request = self.build_request(seed=0)
@@ -436,11 +570,22 @@ class StudioModel(QObject):
                 self.params_changed.emit()
         if clip is not None and clip.instruction != request.instruction:
             self.document.push(self.document.project.set_clip_instruction_change(clip.id, request.instruction))
+        fps = 0.0
+        note = ""
+        if request.task is Task.VIDEO_EDIT and clip is not None:
+            # The new version keeps the source's frame rate, so it lasts as long as what it edits (and its
+            # sound, taken from the source on export, stays in step).
+            item = self.document.project.media_item(clip.active.media_id)
+            fps = float(item.fps or 0.0)
+            _, available = self._clip_frames(clip, item)
+            if available > request.frames:
+                note = (f" It edits the first {request.frames} of the clip's {available} frames; raise Frames to "
+                        f"edit more.")
         job_id = self.engine.submit(request)
         desc = f"{TASK_NAMES[request.task]}: {request.instruction[:40]} (seed {request.seed})"
-        self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc)
+        self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps)
         self.jobs_changed.emit()
-        self.say(f"Queued job #{job_id}: {desc}")
+        self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
 
     def running_job(self) -> Job | None:
@@ -509,7 +654,7 @@ class StudioModel(QObject):
             return
         self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…")
         run_task(self.pool, pf.write_result, self.work_path(), np.asarray(result.frames),
-                 self.document.project.settings.fps, result.plan,
+                 job.fps or self.document.project.settings.fps, result.plan,
                  on_done=lambda written, j=job: self._store_result(j, written),
                  on_error=lambda e, j=job_id: self.say(f"Job #{j} finished but its result could not be saved: {e}",
                                                        ERROR),
@@ -527,6 +672,7 @@ class StudioModel(QObject):
     # ================================================================ project changes
     def _on_project_changed(self, _change: dict) -> None:
         self.selection = [c for c in self.selection if self.has_clip(c)]
+        self._slot_moved()
         self.target_changed.emit()
         self._prefetch_inputs()
         clip = self.primary_clip()
@@ -541,4 +687,5 @@ class StudioModel(QObject):
         self._pending_generate = False
         self.latest_plan_job = None
         self._show_plan(None, "")
+        self._slot_moved()
         self.target_changed.emit()

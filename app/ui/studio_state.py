@@ -4,7 +4,7 @@ in the thread pool. No Qt here, so the rules can be read and tested on their own
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class Job:
     state: JobState = JobState.QUEUED
     step: int = 0
     total: int = 0
+    fps: float = 0.0  # a clip result's frame rate (a video edit keeps its source's); 0: the project's
 
 
 @dataclass
@@ -50,6 +51,32 @@ class Params:
     width: int = 32
     height: int = 32
     frames: int = 8
+
+
+@dataclass
+class ModelSlot:
+    """One of the two models the studio keeps (the engine's slots): "image" for stills, "video" for clips.
+    Each has its own state and its own generation settings, which its model's defaults replace when it
+    loads: a clip model trained at 48 px and 17 frames is not asked for 64 px stills' settings."""
+    kind: str  # "image" | "video"
+    state: ModelState = ModelState.STARTING  # STARTING: not loaded yet (the video model: not asked for yet)
+    text: str = ""  # what the status bar says about it
+    error: str = ""  # why it failed, for the next Generate's message
+    frame_step: int = 1  # its clips have 1 + a multiple of this many frames (Wan's codec: 4)
+    params: Params = field(default_factory=Params)
+
+
+def clip_length(frames: int, step: int) -> int:
+    """The longest clip length a model with this frame step makes that is at most `frames` (at least 1)."""
+    step = max(1, int(step))
+    return 1 + (max(1, int(frames)) - 1) // step * step
+
+
+def nearest_clip_length(frames: int, step: int) -> int:
+    """The clip length a model with this frame step makes that is nearest to `frames` (the Frames box may
+    hold any number; the request holds one the model makes)."""
+    step = max(1, int(step))
+    return max(1, 1 + round((max(1, int(frames)) - 1) / step) * step)
 
 
 @dataclass
@@ -67,7 +94,7 @@ def allowed_tasks(kinds: list[str]) -> list[Task]:
     if len(kinds) >= 2:
         return [Task.REFERENCE_TO_VIDEO]
     if len(kinds) == 1:
-        return [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO]
+        return [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO]
     return [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO]
 
 
@@ -76,6 +103,8 @@ TASK_NAMES = {  # what the task is called for the selection it applies to
     Task.IMAGE_TO_VIDEO: "Animate image", Task.VIDEO_EDIT: "Edit video",
     Task.REFERENCE_TO_VIDEO: "Video from references",
 }
+
+MAX_REFERENCES = 2  # reference-to-video takes one or two stills
 
 
 class InputsPending(Exception):

@@ -3,6 +3,10 @@
 It is a view only: the main window gives it `TimelineClip`s made from the project model and listens to
 `selection_changed` and `scrubbed`. Thumbnails arrive later from worker threads (`set_thumbnails`), so
 painting never decodes video.
+
+A clip made by a video model carries its plan's keyframes (`plan_keyframes`, small heatmaps of the canvas
+effect): each is drawn in a thin strip along the clip's bottom edge, at the place in the clip where the
+model put that keyframe (app/ui/plan_time.py), so the plan can be read against the frames it shaped.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import Any
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+from app.ui.plan_time import DEFAULT_FRAME_STEP, keyframe_places
 
 IMAGE_TRACK, VIDEO_TRACK = "image", "video"
 TRACKS = (IMAGE_TRACK, VIDEO_TRACK)
@@ -28,6 +34,10 @@ class TimelineClip:
     fps: float = 24.0
     thumbnails: list[QImage] = field(default_factory=list)
     media_id: str = ""  # the media the clip shows now (its active version)
+    plan_key: str = ""  # the plan stored with the active version (its file), "" for none
+    plan_keyframes: list[QImage] = field(default_factory=list)  # that plan's keyframes, as heatmaps
+    plan_frames: int = 1  # frames of the clip the plan lays out
+    plan_step: int = DEFAULT_FRAME_STEP  # how the model that made it packs frames
 
     @property
     def end(self) -> float:
@@ -41,6 +51,7 @@ class TimelineView(QWidget):
     HEADER_W = 70
     RULER_H = 18
     TRACK_H = 54
+    PLAN_STRIP_H = 12  # the keyframe strip along a clip's bottom edge
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -59,9 +70,12 @@ class TimelineView(QWidget):
         # Keep a clip's thumbnails only while it shows the same media: after undo/redo of a version the
         # strip must show the version now active, not the one before.
         old = {(c.id, c.media_id): c.thumbnails for c in self.clips}
+        old_plans = {(c.id, c.plan_key): c.plan_keyframes for c in self.clips if c.plan_key}
         for c in clips:
             if not c.thumbnails and (c.id, c.media_id) in old:
                 c.thumbnails = old[(c.id, c.media_id)]
+            if not c.plan_keyframes and (c.id, c.plan_key) in old_plans:
+                c.plan_keyframes = old_plans[(c.id, c.plan_key)]
         self.clips = clips
         ids = {c.id for c in clips}
         kept = [s for s in self.selected if s in ids]
@@ -75,6 +89,29 @@ class TimelineView(QWidget):
             if c.id == clip_id:
                 c.thumbnails = images
         self.update()
+
+    def set_plan_keyframes(self, plan_key: str, images: list[QImage]) -> None:
+        """The keyframe heatmaps of the plan `plan_key`, for every clip that shows it."""
+        for c in self.clips:
+            if c.plan_key == plan_key:
+                c.plan_keyframes = images
+        self.update()
+
+    def plan_strip_rects(self, clip: TimelineClip) -> list[QRectF]:
+        """Where each keyframe of the clip's plan is drawn (empty without a plan): a square-celled heatmap
+        in the strip along the clip's bottom edge, centred on the keyframe's place in the clip."""
+        if not clip.plan_keyframes:
+            return []
+        r = self.clip_rect(clip)
+        h = float(self.PLAN_STRIP_H)
+        top = r.bottom() - h - 1
+        rects = []
+        places = keyframe_places(clip.plan_frames, len(clip.plan_keyframes), clip.plan_step)
+        for img, place in zip(clip.plan_keyframes, places):
+            w = h * img.width() / max(img.height(), 1)
+            x = min(max(r.left() + place * r.width() - w / 2, r.left() + 1), r.right() - w - 1)
+            rects.append(QRectF(x, top, w, h))
+        return rects
 
     def clip(self, clip_id: str) -> TimelineClip | None:
         return next((c for c in self.clips if c.id == clip_id), None)
@@ -162,6 +199,15 @@ class TimelineView(QWidget):
                         break
                     p.drawImage(QRectF(x + 1, r.top() + 12, min(tw, r.right() - x - 2), th), img,
                                 QRectF(0, 0, min(img.width(), img.width() * (r.right() - x - 2) / max(tw, 1)), img.height()))
+            strips = self.plan_strip_rects(c)
+            if strips:
+                h = self.PLAN_STRIP_H
+                p.fillRect(QRectF(r.left() + 1, r.bottom() - h - 2, r.width() - 2, h + 2), QColor(12, 12, 16, 200))
+                p.setPen(QColor(255, 255, 255, 70))
+                for img, sr in zip(c.plan_keyframes, strips):
+                    p.drawImage(sr, img)
+                    x = sr.center().x()
+                    p.drawLine(int(x), int(sr.top()) - 3, int(x), int(sr.top()))  # the keyframe's moment
             p.setPen(QColor(235, 235, 240))
             p.drawText(QRectF(r.left() + 4, r.top(), r.width() - 6, 12), Qt.AlignmentFlag.AlignLeft, c.name)
             p.setPen(QPen(QColor(255, 200, 60) if selected else QColor(0, 0, 0, 120), 2 if selected else 1))

@@ -7,6 +7,10 @@ are never merged into one "plan heatmap".
 
 The overlay is computed once per plan (a few KB of numpy) and only scaled at paint time, so typing
 fast costs one small array conversion per plan, not per repaint.
+
+A video plan has a few keyframes; the overlay follows the playhead, blending the two keyframes around it
+with the weights the model itself uses at that frame (app/ui/plan_time.py), so scrubbing a clip shows the
+plan that shaped each frame. Each keyframe's maps are computed once per plan and only blended per frame.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPu
                                QSlider, QVBoxLayout, QWidget)
 
 from app.ui.images import draft_rgba, heatmap_rgba, over, pca_rgba, rgb_to_qimage
+from app.ui.plan_time import DEFAULT_FRAME_STEP, keyframe_weights
 
 OVERLAY_HEATMAP, OVERLAY_PCA = "heatmap", "pca"
 COMPARE_OFF, COMPARE_SPLIT, COMPARE_TOGGLE = "off", "split", "toggle"
@@ -195,7 +200,9 @@ class Viewer(QWidget):
         self.canvas = FrameCanvas(self)
         self.plan: Any = None
         self.plan_keyframes = 1
-        self.keyframe = 0
+        self.keyframe = 0  # the keyframe weighing most at the playhead
+        self.keyframe_weights: list[tuple[int, float]] = [(0, 1.0)]
+        self._maps: dict[tuple, Any] = {}  # (what, keyframe[, word]) -> that keyframe's map, for this plan
         self.word_index: int | None = None
         self.overlay_kind = OVERLAY_HEATMAP
         self._layers: dict[str, np.ndarray | None] = {LAYER_DRAFT: None, LAYER_EFFECT: None}
@@ -307,7 +314,10 @@ class Viewer(QWidget):
         """Draw `plan` (None: no plan); `caption` says which plan it is ("Live plan", "Plan stored with v2")."""
         self.plan = plan
         self.word_index = None
+        self._maps = {}
         self.plan_keyframes = int(plan.canvas.shape[1]) if plan is not None else 1
+        if any(k >= self.plan_keyframes for k, w in self.keyframe_weights if w > 0):
+            self.keyframe_weights = [(min(k, self.plan_keyframes - 1), w) for k, w in self.keyframe_weights]
         self.keyframe = min(self.keyframe, self.plan_keyframes - 1)
         self.plan_caption.setText((caption or "") if plan is not None else "")
         self._update_layer_controls()
@@ -349,11 +359,52 @@ class Viewer(QWidget):
         self._rebuild_overlay()
 
     def set_time_fraction(self, fraction: float) -> None:
-        """Map the playhead inside a clip to the plan keyframe the model laid out for that moment."""
-        k = int(round(np.clip(fraction, 0.0, 1.0) * (self.plan_keyframes - 1)))
-        if k != self.keyframe:
-            self.keyframe = k
-            self._rebuild_overlay()
+        """The plan at a moment `fraction` (0..1) of a still's time on the timeline: its keyframes blended
+        linearly, as the model spreads them over a clip (for a clip, set_plan_frame is exact)."""
+        pos = float(np.clip(fraction, 0.0, 1.0)) * (self.plan_keyframes - 1)
+        lo = min(int(np.floor(pos)), max(0, self.plan_keyframes - 2))
+        frac = pos - lo
+        weights = [(0, 1.0)] if self.plan_keyframes <= 1 else [(lo, 1.0 - frac), (lo + 1, frac)]
+        self._set_weights(weights)
+
+    def set_plan_frame(self, frame: int, frames: int, step: int = DEFAULT_FRAME_STEP) -> None:
+        """The plan at pixel frame `frame` of the `frames`-frame clip it lays out: the keyframes blended as
+        the model blends them for that frame (step: how the model's codec packs frames, Wan's 4)."""
+        self._set_weights(keyframe_weights(frame, frames, self.plan_keyframes, step))
+
+    def _set_weights(self, weights: list[tuple[int, float]]) -> None:
+        weights = [(int(k), float(w)) for k, w in weights]
+        if weights == self.keyframe_weights:
+            return
+        self.keyframe_weights = weights
+        self.keyframe = max(weights, key=lambda kw: (kw[1], kw[0]))[0]
+        self._rebuild_overlay()
+
+    def _map(self, what: str, keyframe: int, word: int | None = None) -> Any:
+        """One keyframe's map of the plan shown, computed once per plan: "effect" (canvas_effect), "pca"
+        (pca_rgb, as float), "word" (word_map) or "draft" (draft_map, None without a draft)."""
+        key = (what, keyframe, word)
+        if key not in self._maps:
+            plan = self.plan
+            if what == "effect":
+                value = plan.canvas_effect(item=0, keyframe=keyframe)
+            elif what == "pca":
+                value = plan.pca_rgb(item=0, keyframe=keyframe).astype(np.float32)
+            elif what == "word":
+                value = plan.word_map(word, item=0, keyframe=keyframe)
+            else:
+                value = plan.draft_map(item=0, keyframe=keyframe)
+            self._maps[key] = value
+        return self._maps[key]
+
+    def _blend(self, what: str, word: int | None = None) -> Any:
+        """The map under the playhead: the keyframes' maps weighted as the model weighs them there."""
+        parts = [(self._map(what, k, word), w) for k, w in self.keyframe_weights if w > 1e-6]
+        if not parts or any(m is None for m, _ in parts):
+            return None
+        if len(parts) == 1:
+            return parts[0][0]
+        return sum(np.asarray(m, np.float32) * w for m, w in parts)
 
     def overlay_array(self) -> np.ndarray | None:
         """The RGBA overlay currently drawn: the visible layers composited, one pixel per cell when only
@@ -370,21 +421,20 @@ class Viewer(QWidget):
             self.canvas.set_overlay(None)
             return
         alpha = self.opacity.value() / 100.0
-        k = self.keyframe
         effect = None
         if self.word_index is not None:  # a word asked for explicitly is shown even with the layer off
             words = plan.words[0] if plan.words else []
             name = words[self.word_index][0] if self.word_index < len(words) else "?"
-            effect = heatmap_rgba(plan.word_map(self.word_index, item=0, keyframe=k), alpha)
+            effect = heatmap_rgba(self._blend("word", self.word_index), alpha)
             self.word_label.setText(f"where: “{name}”")
         elif self.effect_check.isChecked():
             if self.overlay_kind == OVERLAY_PCA:
-                effect = pca_rgba(plan.pca_rgb(item=0, keyframe=k), alpha)
+                effect = pca_rgba(np.clip(np.round(self._blend("pca")), 0, 255).astype(np.uint8), alpha)
             else:
-                effect = heatmap_rgba(plan.canvas_effect(item=0, keyframe=k), alpha)
+                effect = heatmap_rgba(self._blend("effect"), alpha)
         draft = None
         if self.draft_check.isEnabled() and self.draft_check.isChecked():
-            cover = plan.draft_map(item=0, keyframe=k)
+            cover = self._blend("draft")
             draft = draft_rgba(cover, alpha) if cover is not None else None
         self._layers = {LAYER_DRAFT: draft, LAYER_EFFECT: effect}
         if draft is not None and effect is not None:

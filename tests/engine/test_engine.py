@@ -458,3 +458,66 @@ def test_shutdown_stops_the_running_job_cancels_the_queue_and_joins_the_thread(q
     engine.shutdown()  # twice is harmless
     after = engine.submit(request())
     assert rec.terminal(after) == ["cancelled"]
+
+
+def test_two_model_slots_each_job_runs_on_the_model_of_its_kind(qtbot):
+    from types import SimpleNamespace
+
+    still, clip = ComputingPipeline(), ComputingPipeline()
+    still.defaults = SimpleNamespace(tasks=("text_to_image", "image_edit"))
+    clip.defaults = SimpleNamespace(tasks=("text_to_video", "image_to_video", "video_edit", "reference_to_video"))
+    clip.codec = SimpleNamespace(temporal_factor=4)
+    engine = Engine(loader=lambda path, device: clip if "video" in str(path) else still)
+    try:
+        rec = Recorder(engine)
+        slots = []
+        engine.slot_ready.connect(lambda slot, name: slots.append((slot, name)))
+        engine.load_model("models/shapes", "cpu")
+        engine.load_model("models/shapes-video", "cpu", slot="video")
+        qtbot.waitUntil(lambda: ("video", "shapes-video") in slots, timeout=WAIT_MS)
+        assert slots == [("image", "shapes"), ("video", "shapes-video")]
+        assert rec.of("model_ready") == [("shapes",)]  # the image slot's own signal is the image slot's only
+        assert engine.has_model and engine.has_slot("video") and engine.name_for("video") == "shapes-video"
+        assert engine.frame_step("video") == 4 and engine.frame_step("image") == 1
+        assert engine.defaults_for("video") is clip.defaults and engine.model_defaults is still.defaults
+
+        def clip_request(steps=3, instruction="a red circle moves right"):
+            return GenerationRequest(Task.TEXT_TO_VIDEO, instruction, width=16, height=12, frames=5, steps=steps)
+
+        before = still.steps_done
+        video = engine.submit(clip_request())
+        image = engine.submit(request(steps=2))
+        plan = engine.request_plan(clip_request(instruction="a clip plan"))
+        wait_terminal(qtbot, rec, video, image, plan)
+        assert rec.terminal(video) == rec.terminal(image) == ["finished"] and rec.terminal(plan) == ["plan_ready"]
+        assert rec.of("finished", video)[0][1].frames.shape[0] == 5
+        assert clip.steps_done == 3 and still.steps_done - before == 2 and "a clip plan" in clip.plans
+
+        # Replacing the video model leaves the still model loaded.
+        engine.load_model("models/gone-video", "cpu", slot="video")
+        engine.load_model("models/shapes-video", "cpu", slot="video")
+        qtbot.waitUntil(lambda: slots.count(("video", "shapes-video")) == 2, timeout=WAIT_MS)
+        assert engine.has_model and engine.name_for("image") == "shapes"
+    finally:
+        engine.shutdown()
+
+
+def test_a_video_model_that_fails_to_load_says_so_on_its_slot_only(qtbot):
+    def loader(path, device):
+        if "video" in str(path):
+            raise FileNotFoundError(f"{path} has no model_index.json")
+        return ComputingPipeline()
+
+    engine = Engine(loader=loader, model_path="models/shapes")
+    try:
+        rec = Recorder(engine)
+        failed = []
+        engine.slot_failed.connect(lambda slot, message: failed.append((slot, message)))
+        engine.load_model("models/missing-video", "cpu", slot="video")
+        qtbot.waitUntil(lambda: bool(failed), timeout=WAIT_MS)
+        assert failed == [("video", "Could not load missing-video: models/missing-video has no model_index.json")]
+        assert rec.of("model_failed") == [] and engine.has_model and not engine.has_slot("video")
+        with pytest.raises(ValueError, match="unknown model slot"):
+            engine.load_model("x", slot="audio")
+    finally:
+        engine.shutdown()

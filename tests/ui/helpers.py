@@ -11,10 +11,13 @@ SAMPLE_VIDEO = SAMPLES / "ball_rolls_right.mp4"
 MODEL = REPO_ROOT / "models" / "metacanvas-shapes"
 
 
-def make_window(qtbot, tmp_path: Path, start_engine: bool = False, model_path: str | None = None, **kw):
+def make_window(qtbot, tmp_path: Path, start_engine: bool = False, model_path: str | None = None,
+                video_model: str | None = None, **kw):
     from app.ui.main_window import MainWindow
 
     settings = Settings(autosave_minutes=0)
+    if video_model is not None:
+        settings.video_model = video_model
     w = MainWindow(settings=settings, model_path=model_path, data_root=tmp_path / "data",
                    recovery_root=tmp_path / "recovery", start_engine=start_engine, **kw)
     qtbot.addWidget(w)

@@ -92,13 +92,15 @@ def test_plan_generate_version_undo_export_save_reopen(qtbot, tmp_path, studio):
     from app.media.probe import load_image, probe_video
     assert load_image(png).shape == (64, 64, 3)
 
-    # The embedded default makes stills: asking it for a video says so at once, and nothing changes.
+    # The embedded default makes stills; a clip needs the video model (Settings): without one, asking for a
+    # video says so at once, and nothing changes (test_studio_video.py has the studio with one).
+    w.settings.video_model = str(tmp_path / "no-video-model")
     w.timeline.view.select([])
     choose_task(w, Task.TEXT_TO_VIDEO)
     w.instruction.set_text("a red circle moves to the right")
     clips_before = len(w.document.project.tracks["video"])
     assert w.generate() is None
-    assert "does not do text to video" in w.messages.errors()[-1]
+    assert "No video model is loaded" in w.messages.errors()[-1] and "Settings" in w.messages.errors()[-1]
     assert len(w.document.project.tracks["video"]) == clips_before
     choose_task(w, Task.TEXT_TO_IMAGE)
 

@@ -15,7 +15,8 @@ from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and
 def test_task_rules():
     """What each selection can do; the first is what an imported clip defaults to."""
     assert allowed_tasks([]) == [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO]
-    assert allowed_tasks(["image"]) == [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO]
+    assert allowed_tasks(["image"]) == [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO,
+                                        Task.REFERENCE_TO_VIDEO]  # one still can be the one reference
     assert allowed_tasks(["video"])[0] is Task.VIDEO_EDIT
     assert allowed_tasks(["image", "image"]) == [Task.REFERENCE_TO_VIDEO]
 

@@ -1,0 +1,290 @@
+"""The studio with a video model: a new clip from words onto the video track, a still animated (its first
+frame kept), a clip edited into a new version (A/B, its sound kept on export), the plan over the viewer
+following the playhead between keyframes, and a clip that cannot be edited refused with nothing lost.
+
+The video model is the untrained tiny one of tests/conftest.py (`tiny_video_model`, the embedded video
+model's format): a clip takes well under a second, so what is checked is the studio's part, not quality."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from app.core.request import Task
+from app.ui.images import heatmap_rgba
+from app.ui.studio_state import ModelState
+from app.ui.timeline import VIDEO_TRACK
+from tests.media.media_helpers import write_clip_with_audio
+from tests.ui.helpers import MODEL, choose_task, import_and_wait, make_window
+
+pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").is_file(),
+                                reason="the studio starts with the embedded image model (models/metacanvas-shapes)")
+
+WAIT = 60_000
+
+
+@pytest.fixture
+def studio(qtbot, tmp_path, tiny_video_model):
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL), video_model=str(tiny_video_model))
+    qtbot.waitUntil(lambda: w.studio.slots["image"].state is ModelState.READY, timeout=120_000)
+    yield w
+    w.shutdown()
+
+
+def _type(qtbot, w, text):
+    w.instruction.edit.setFocus()
+    qtbot.keyClicks(w.instruction.edit, text)
+
+
+def _generate(qtbot, w):
+    with qtbot.waitSignal(w.result_stored, timeout=WAIT) as stored:
+        w.generate()
+    return stored.args[0]
+
+
+def _video_clips(w):
+    return list(w.document.project.tracks["video"])
+
+
+def _psnr(a, b):
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _still(tmp_path, name="still.png"):
+    """A 48 x 48 still of the shapes world's kind: a red square on white."""
+    from PIL import Image
+
+    a = np.full((48, 48, 3), 255, np.uint8)
+    a[14:30, 8:24] = (220, 30, 30)
+    path = tmp_path / name
+    Image.fromarray(a).save(path)
+    return path, a
+
+
+def _new_clip_from_words(qtbot, w):
+    w.timeline.view.select([])
+    choose_task(w, Task.TEXT_TO_VIDEO)  # asking for a video task loads the video model, in the background
+    assert w.studio.slots["video"].state in (ModelState.LOADING, ModelState.READY)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    _type(qtbot, w, "a red circle moves to the right")
+    return _generate(qtbot, w)
+
+
+# ------------------------------------------------------------------------------------------------ t2v
+def test_a_new_clip_from_words_lands_on_the_video_track_and_plays(qtbot, studio):
+    w = studio
+    assert not w.studio.slots["video"].text  # not loaded before a video task is asked for
+    clip_id = _new_clip_from_words(qtbot, w)
+    # The video model's own settings were in the panel and made the clip.
+    assert (w.generation.width_box.value(), w.generation.height_box.value(), w.generation.frames.value()) == (48, 48, 17)
+    assert "Video: " in w.model_label.text()
+    (clip,) = _video_clips(w)
+    assert clip.id == clip_id and not w.document.project.tracks["image"]
+    item = w.document.project.media_item(clip.active.media_id)
+    assert (item.kind, item.frames, item.width, item.height) == ("video", 17, 48, 48)
+    assert clip.versions[0].request["task"] == "text_to_video" and clip.versions[0].plan
+    assert w.timeline.view.clip(clip_id).track == VIDEO_TRACK
+    assert w.timeline.view.selected == [clip_id]
+    qtbot.waitUntil(lambda: w.last_frame is not None and w.last_frame.shape == (48, 48, 3), timeout=WAIT)
+    # Its plan's three keyframes are drawn along it on the timeline, first to last, inside the clip.
+    qtbot.waitUntil(lambda: len(w.timeline.view.clip(clip_id).plan_keyframes) == 3, timeout=WAIT)
+    view_clip = w.timeline.view.clip(clip_id)
+    rects = w.timeline.view.plan_strip_rects(view_clip)
+    box = w.timeline.view.clip_rect(view_clip)
+    assert [r.center().x() for r in rects] == sorted(r.center().x() for r in rects)
+    assert all(box.contains(r) for r in rects)
+    # It plays in the viewer.
+    assert w.viewer.play_button.isEnabled()
+    w.timeline.view.set_playhead(clip.start, emit=True)
+    qtbot.mouseClick(w.viewer.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.timeline.view.playhead > clip.start + 0.1, timeout=5000)
+    qtbot.mouseClick(w.viewer.play_button, Qt.MouseButton.LeftButton)
+    assert not w.play_timer.isActive()
+
+
+# ------------------------------------------------------------------------------------------------ scrubbing
+def test_scrubbing_moves_the_plan_overlay_between_keyframes(qtbot, studio):
+    w = studio
+    clip_id = _new_clip_from_words(qtbot, w)
+    qtbot.waitUntil(lambda: w.viewer.plan is not None and w.viewer.plan_caption.text().startswith("Plan stored"),
+                    timeout=WAIT)
+    clip = w.document.project.clip(clip_id)
+    fps = w.document.project.media_item(clip.active.media_id).fps
+    plan = w.viewer.plan
+    assert plan.keyframes == 3
+
+    def at(frame):
+        w.timeline.view.set_playhead(clip.start + (frame + 0.5) / fps, emit=True)
+        return w.viewer.overlay_array().copy()
+
+    def heat(*weights):
+        return heatmap_rgba(sum(plan.canvas_effect(keyframe=k) * wt for k, wt in weights),
+                            w.viewer.opacity.value() / 100)
+
+    # Frame 0 is keyframe 0's; the last frame keyframe 2's; frame 8 (latent frame 2 of 5) keyframe 1's;
+    # frame 2 (latent frame 1) halfway between keyframes 0 and 1: the model's own weights.
+    first, middle, last = at(0), at(8), at(16)
+    between = at(2)
+    assert w.viewer.keyframe_weights == [(0, 0.5), (1, 0.5)]
+    np.testing.assert_array_equal(first, heat((0, 1.0)))
+    np.testing.assert_array_equal(middle, heat((1, 1.0)))
+    np.testing.assert_array_equal(last, heat((2, 1.0)))
+    np.testing.assert_array_equal(between, heatmap_rgba(
+        (plan.canvas_effect(keyframe=0) + plan.canvas_effect(keyframe=1)) * np.float32(0.5),
+        w.viewer.opacity.value() / 100))
+    assert not np.array_equal(first, last) and not np.array_equal(first, middle)
+    # The PCA view follows the playhead too.
+    w.viewer.pca_radio.setChecked(True)
+    pca_last = w.viewer.overlay_array().copy()
+    assert not np.array_equal(at(0), pca_last)
+
+
+# ------------------------------------------------------------------------------------------------ i2v, r2v
+def test_a_still_animated_keeps_its_first_frame_in_a_new_clip_on_the_video_track(qtbot, tmp_path, studio):
+    w = studio
+    path, still = _still(tmp_path)
+    image_clip = import_and_wait(qtbot, w, path)
+    choose_task(w, Task.IMAGE_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    _type(qtbot, w, "the square moves to the right")
+    clip_id = _generate(qtbot, w)
+    assert clip_id != image_clip and [c.id for c in _video_clips(w)] == [clip_id]
+    assert len(w.document.project.clip(image_clip).versions) == 1  # the still is left as it was
+    clip = w.document.project.clip(clip_id)
+    assert clip.versions[0].request["task"] == "image_to_video"
+    from app.media.probe import read_frame
+
+    first = read_frame(w.media_file(clip.active.media_id), 0)
+    assert _psnr(first, still) >= 35, _psnr(first, still)
+
+
+def test_references_are_picked_in_the_media_bin_and_make_a_clip(qtbot, tmp_path, studio):
+    w = studio
+    a = import_and_wait(qtbot, w, _still(tmp_path, "a.png")[0])
+    b = import_and_wait(qtbot, w, _still(tmp_path, "b.png")[0])
+    w.timeline.view.select([a])
+    assert w.instruction.references_hint.isVisible()  # how to do it is said where one types
+    ids = [w.document.project.clip(c).media_id for c in (a, b)]
+    for row in range(w.media_bin.model.rowCount()):
+        if w.media_bin.model.item(row).data(Qt.ItemDataRole.UserRole + 1) in ids:
+            w.media_bin.view.selectionModel().select(w.media_bin.model.index(row, 0),
+                                                     w.media_bin.view.selectionModel().SelectionFlag.Select)
+    w.media_bin.references_button.click()
+    assert w.timeline.view.selected == [a, b] and w.instruction.chosen_task() is Task.REFERENCE_TO_VIDEO
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    _type(qtbot, w, "the square from the first image moves right")
+    clip_id = _generate(qtbot, w)
+    clip = w.document.project.clip(clip_id)
+    assert clip.versions[0].request["task"] == "reference_to_video" and len(clip.versions[0].request["images"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ edit + export
+def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_sound(qtbot, tmp_path, studio):
+    import av
+
+    from app.media.probe import probe_video
+
+    w = studio
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    original = source.read_bytes()
+    clip_id = import_and_wait(qtbot, w, source)
+    w.timeline.view.select([clip_id])
+    assert w.instruction.chosen_task() is Task.VIDEO_EDIT
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id
+    clip = w.document.project.clip(clip_id)
+    assert len(clip.versions) == 2 and clip.active_version == 1
+    request = clip.versions[1].request
+    assert request["task"] == "video_edit" and request["frames"] == 17 and request["video"][0] == 17
+    edited = w.document.project.media_item(clip.active.media_id)
+    assert (edited.kind, edited.frames, edited.fps) == ("video", 17, 12.0)  # the source's frame rate
+    assert "first 17 of the clip's 24 frames" in " ".join(m.text for m in w.messages.history)
+    assert w.media_file(clip.media_id).read_bytes() == original  # the source is never touched
+    assert w.versions.count() == 2
+    # A/B against the original, as for images.
+    qtbot.waitUntil(lambda: w.viewer.compare_split.isEnabled(), timeout=WAIT)
+    w.viewer.compare_split.setChecked(True)
+    assert w.viewer.canvas.compare is not None
+
+    out = tmp_path / "edited.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=WAIT):
+        w.exports.export_clip(str(out))
+    info = probe_video(out)
+    assert info.frames == 17 and info.has_audio
+    with av.open(str(out)) as c:
+        sound = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+    assert len(sound) > 0 and float(np.sqrt(np.mean(sound.astype(np.float64) ** 2))) > 0.05  # the tone, not silence
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("trouble", ["broken", "huge"])
+def test_a_clip_that_cannot_be_read_is_refused_with_a_message_and_nothing_lost(qtbot, tmp_path, studio,
+                                                                                 monkeypatch, trouble):
+    from app.media import probe
+
+    w = studio
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    if trouble == "broken":  # its header is whole (it imports), its pictures are not: zeros
+        data = bytearray(source.read_bytes())
+        start, end = data.find(b"mdat") + 8, data.find(b"moov")
+        data[start:end] = bytes(end - start)
+        source.write_bytes(bytes(data))
+        expected = "damaged"
+    else:  # more to decode than this studio agrees to hold (the limit lowered: a real one would take minutes)
+        monkeypatch.setattr(probe, "LIMITS", dataclasses.replace(probe.LIMITS, max_decoded_bytes=100_000))
+        expected = "Read fewer frames or a smaller size"
+    clip_id = import_and_wait(qtbot, w, source)
+    media = w.media_file(w.document.project.clip(clip_id).media_id)
+    kept = media.read_bytes()
+    w.timeline.view.select([clip_id])
+    before = w.document.project.to_dict()
+    _type(qtbot, w, "make the square blue")
+    w.generate()
+
+    def refused():
+        return sum("Could not read the input" in m.text and expected in m.text for m in w.messages.history)
+
+    qtbot.waitUntil(lambda: refused() >= 2, timeout=WAIT)  # on selecting it, and on Generate
+    qtbot.wait(200)
+    assert not w.studio.jobs and w.document.project.to_dict() == before
+    assert w.instruction.text() == "make the square blue" and media.read_bytes() == kept
+    assert w.messages.history[-1].level == "error"
+
+
+# ------------------------------------------------------------------------------------------------ the video model
+@pytest.mark.parametrize("folder", ["missing", "image model"])
+def test_a_missing_or_wrong_video_model_folder_is_said_plainly(qtbot, tmp_path, folder):
+    path = str(tmp_path / "no-such-model") if folder == "missing" else str(MODEL)
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL), video_model=path)
+    try:
+        qtbot.waitUntil(lambda: w.studio.slots["image"].state is ModelState.READY, timeout=120_000)
+        choose_task(w, Task.TEXT_TO_VIDEO)
+        qtbot.waitUntil(lambda: w.studio.slots["video"].state is ModelState.FAILED, timeout=WAIT)
+        said = w.messages.errors()[-1]
+        assert ("does not exist" if folder == "missing" else "makes no clips") in said
+        assert "Video model folder" in said and path.split("/")[-1] in said
+        _type(qtbot, w, "a red circle moves to the right")
+        assert w.generate() is None and "No video model is loaded" in w.messages.errors()[-1]
+        # Stills still work: the image model is there.
+        w.timeline.view.select([])
+        choose_task(w, Task.TEXT_TO_IMAGE)
+        assert w.model_ready
+    finally:
+        w.shutdown()
+
+
+def test_the_settings_show_and_change_the_video_model_folder(qtbot, tmp_path, tiny_video_model):
+    w = make_window(qtbot, tmp_path)
+    dlg = w.settings_dialog()
+    assert dlg.video_model.currentText().endswith("metacanvas-shapes-video")
+    dlg.video_model.setCurrentText(str(tiny_video_model))
+    dlg.accept()
+    assert w.settings.video_model == str(tiny_video_model) and str(tiny_video_model) in w.settings.video_model_folders
+    dlg = w.settings_dialog()
+    dlg.video_model.setCurrentText(str(tmp_path / "nothing-here"))
+    dlg.accept()
+    assert "Bad video model folder" in w.messages.errors()[-1] and w.settings.video_model == str(tiny_video_model)
