@@ -1,6 +1,6 @@
 """Train the embedded video model (models/metacanvas-shapes-video) and its text-only twin.
 
-    python -m app.train.video --recipe app/train/recipes/shapes-video-48-cpu.json --out runs/video
+    python -m app.train.video --recipe app/train/recipes/video/shapes-video-48-cpu.json --out runs/video
 
 The video model is the method's video arm at a size a laptop CPU runs: a Wan-class diffusers
 `WanTransformer3DModel` in pixel space (PixelCodec with Wan's causal 1 + 4k frame packing), a 3-keyframe

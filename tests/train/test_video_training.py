@@ -49,3 +49,14 @@ def test_a_tiny_run_with_its_twin_resumes_and_exports(tmp_path):
     canvas, twin = load_model(run / "model"), load_model(run / "model-text-only")
     assert canvas.adapter.canvas_connector is not None and twin.adapter.canvas_connector is None
     assert json.loads((run / "model" / "training.json").read_text())["steps"] == 4
+
+
+def test_every_shipped_video_recipe_loads():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "app" / "train" / "recipes" / "video"
+    recipes = sorted(folder.glob("*.json"))
+    assert recipes
+    for path in recipes:
+        recipe = VideoRecipe.load(path)
+        assert (recipe.frames - 1) % recipe.temporal_factor == 0 and recipe.size % recipe.patch_size == 0
