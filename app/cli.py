@@ -63,12 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_size_args(p)
     _add_model_args(p)
 
-    p = sub.add_parser("video", help="video tasks (text/image/reference-to-video, video edit): needs a video model")
+    p = sub.add_parser("video", help="video tasks: text-to-video, --image (image-to-video), --reference (reference "
+                                     "video), --video (video edit); the video model by default")
     p.add_argument("instruction")
     p.add_argument("-o", "--output", required=True, help="output .mp4")
-    p.add_argument("--image", action="append", default=[], help="input image (i2v) or reference images (repeat)")
+    p.add_argument("--image", action="append", default=[], help="the first frame (image-to-video)")
+    p.add_argument("--reference", nargs="+", default=[], metavar="STILL",
+                   help="one or two stills whose objects the instruction names (reference video)")
     p.add_argument("--video", help="source clip to edit")
-    p.add_argument("--frames", type=int, default=17)
+    p.add_argument("--frames", type=int, default=None, help="clip length, 1 + a multiple of 4 (default: the model's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_size_args(p)
     p.add_argument("--fps", type=float, default=8.0)
     _add_model_args(p)

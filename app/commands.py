@@ -46,11 +46,14 @@ def resolve_dtype(arg: str | None, settings=None):
     return None if name == "auto" else getattr(torch, name)
 
 
-def load_pipeline(args):
+def load_pipeline(args, video: bool = False):
+    """The model of --model, else the settings' (the video model's for the `video` command)."""
     from app.core.checkpoints import load_model
-    from app.settings import resolve_device
+    from app.settings import DEFAULT_VIDEO_MODEL, resolve_device
 
     settings = _settings()
+    if video and not args.model:
+        args.model = getattr(settings, "video_model", None) or str(DEFAULT_VIDEO_MODEL)
     asked = args.device or getattr(settings, "device", None) or "auto"
     device = resolve_device(asked)
     if asked not in ("auto", device):
@@ -305,20 +308,31 @@ def cmd_video(args) -> int:
     from app.media.probe import load_image, read_video_frames
 
     check_args(args)
+    if Path(args.output).exists() and not getattr(args, "overwrite", False):
+        raise ValueError(f"{args.output} exists: choose another name, or pass --overwrite")
+    if args.image and args.reference:
+        raise ValueError("--image (the first frame) and --reference (stills to take objects from) do not go together")
     seed = resolve_seed(args.seed)
-    pipe = load_pipeline(args)
-    images = [load_image(p) for p in args.image]
+    pipe = load_pipeline(args, video=True)
+    images = [load_image(p) for p in (args.image or args.reference or [])]
     video = read_video_frames(args.video) if args.video else None
-    task = (Task.VIDEO_EDIT if video is not None else Task.REFERENCE_TO_VIDEO if len(images) > 1
+    if args.reference and len(args.reference) > 2:
+        raise ValueError("--reference takes one or two stills")
+    task = (Task.VIDEO_EDIT if video is not None else Task.REFERENCE_TO_VIDEO if args.reference
             else Task.IMAGE_TO_VIDEO if images else Task.TEXT_TO_VIDEO)
-    request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=args.frames, seed=seed)
+    # A source clip is edited at its own length, snapped down to one the model makes, at most --frames.
+    frames = args.frames or pipe.defaults.frames
+    if video is not None:
+        frames = pipe.clip_length(min(len(video), frames))
+    request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=frames, seed=seed)
     progress = _Progress(request.steps, "video")
     try:
         result = _run(pipe, request, progress)
     finally:
         progress.close()
     export_video(list(result.frames), args.output, fps=args.fps)
-    print(f"wrote {args.output}: {len(result.frames)} frames, seed {request.seed} ({result.seconds:.1f} s)")
+    print(f"wrote {args.output}: {len(result.frames)} frames, {task.value.replace('_', ' ')}, seed {request.seed} "
+          f"({result.seconds:.1f} s)")
     return 0
 
 

@@ -72,7 +72,8 @@ def test_geneval_layout_generation_and_scoring(tmp_path):
 
 
 def test_video_tasks_need_a_video_model(tmp_path):
-    r = run("video", "a red circle moves right", "-o", str(tmp_path / "v.mp4"), "--frames", "5")
+    r = run("video", "a red circle moves right", "-o", str(tmp_path / "v.mp4"), "--frames", "5",
+            "--model", "models/metacanvas-shapes")
     assert r.returncode == 2 and "does not do text to video" in r.stderr
     assert not (tmp_path / "v.mp4").exists()
 
