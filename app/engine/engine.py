@@ -35,6 +35,10 @@ Scheduling
   ever touches the model. The price is that one denoising step is delayed by one planner call.
   Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
   would be stale, and without any model it could only fail.
+
+Why one file of just over 600 lines: the worker's state machine (jobs, the pending plan, cancel, the two
+model slots) is one lock's worth of logic; split, its invariants would span files. Loading lives apart
+(app/engine/loading.py).
 """
 from __future__ import annotations
 
