@@ -15,8 +15,8 @@ DEFAULT_MODEL = REPO / "models" / "metacanvas-shapes"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model folder (default: the setting, else models/metacanvas-shapes)")
+def _add_model_args(p: argparse.ArgumentParser, default: str = "the setting, else models/metacanvas-shapes") -> None:
+    p.add_argument("--model", default=None, help=f"model folder (default: {default})")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: the setting, else auto)")
     p.add_argument("--dtype", default=None, choices=DTYPES,
                    help="weights' precision (default: the setting, else float32; auto: bfloat16 on a GPU that has it)")
@@ -47,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output PNG (single prompt); with --n N > 1, NAME-1.png ... NAME-N.png")
     p.add_argument("--plan", help="also write the plan beside the result: the drafted layout (drafted models), the "
                    "canvas effect and PCA colours")
-    p.add_argument("--prompts", help="GenEval evaluation_metadata.jsonl: writes GenEval's folder layout to --out")
+    p.add_argument("--prompts", help="GenEval evaluation_metadata.jsonl: writes GenEval's folder layout to --out; "
+                   "a file of video records (app/shapes/video_prompts.py) gives clips, samples/NNNN.mp4, made by the "
+                   "video model (the settings' video model by default)")
     p.add_argument("--out", help="output folder for --prompts")
     p.add_argument("--n", type=int, default=None,
-                   help="images per prompt, seeds SEED, SEED+1, ... (default: 1; 4 with --prompts)")
-    p.add_argument("--batch", type=int, default=32, help="images sampled at once with --prompts")
+                   help="images (clips) per prompt, seeds SEED, SEED+1, ... (default: 1; 4 with --prompts)")
+    p.add_argument("--batch", type=int, default=32, help="images (clips) sampled at once with --prompts")
     _add_size_args(p)
     _add_model_args(p)
 
@@ -63,19 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_size_args(p)
     _add_model_args(p)
 
-    p = sub.add_parser("video", help="video tasks: text-to-video, --image (image-to-video), --reference (reference "
-                                     "video), --video (video edit); the video model by default")
-    p.add_argument("instruction")
-    p.add_argument("-o", "--output", required=True, help="output .mp4")
-    p.add_argument("--image", action="append", default=[], help="the first frame (image-to-video)")
-    p.add_argument("--reference", nargs="+", default=[], metavar="STILL",
-                   help="one or two stills whose objects the instruction names (reference video)")
-    p.add_argument("--video", help="source clip to edit")
-    p.add_argument("--frames", type=int, default=None, help="clip length, 1 + a multiple of 4 (default: the model's)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p = sub.add_parser("video", help="the video tasks: text-to-video; image-to-video (--image); video edit (--video); "
+                       "reference video (--reference). Default model: the settings' video model, models/metacanvas-shapes-video")
+    p.add_argument("instruction", help="e.g. 'a red circle moves to the right' or, with --video, 'remove the star'")
+    p.add_argument("-o", "--output", required=True, help="output .mp4 (H.264); an existing file is kept unless --overwrite")
+    inputs = p.add_argument_group("inputs (at most one kind; none = text-to-video)")
+    inputs.add_argument("--image", help="image-to-video: the clip's first frame (a still image)")
+    inputs.add_argument("--video", help="video edit: the source clip")
+    inputs.add_argument("--reference", nargs="+", metavar="STILL",
+                        help="reference video: one or two still images the instruction names objects from "
+                             "('the circle from the first image moves right ...')")
+    p.add_argument("--frames", type=int, default=None,
+                   help="clip length, 1 + a multiple of the model's packing (4 for Wan): 5, 9, 13, 17, ... (default: "
+                        "the model's; for --video the source's length snapped to one the model makes, at most the "
+                        "model's, so a long source is edited over its first frames)")
+    p.add_argument("--plan", help="also write the plan as a clip (.mp4): per frame the result, the drafted layout "
+                   "(drafted models), the canvas effect and PCA colours, interpolated between the keyframes as the "
+                   "model spreads them")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of the written clips (default: the source's "
+                   "with --video, else 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o / --plan file")
     _add_size_args(p)
-    p.add_argument("--fps", type=float, default=8.0)
-    _add_model_args(p)
+    _add_model_args(p, default="the settings' video model, else models/metacanvas-shapes-video")
 
     p = sub.add_parser("plan", help="run the planner alone and write the plan picture")
     p.add_argument("instruction")
@@ -106,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teach-only", action="store_true", help="only stage 1 (teach the planner), then stop")
     p.add_argument("--teach-minutes", type=float, default=None, help="stop teaching the planner after this many minutes")
 
-    p = sub.add_parser("eval", help="score a GenEval-layout folder with the shapes detector")
+    p = sub.add_parser("eval", help="score a GenEval-layout folder with the shapes detector (images; or clips of "
+                                    "video records: video_summary.json)")
     p.add_argument("folder")
     p.add_argument("--out", help="where to write summary JSON and bar chart (default: the folder)")
 
@@ -116,8 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("bench", help="run a benchmark from bench/ (see docs/BENCHMARKS.md)")
-    p.add_argument("name", help="canvas_overhead, speed, gui or quality")
+    p.add_argument("name", help="canvas_overhead, speed, gui, quality, video_speed or video_quality")
     p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("models", help="list the model folders (models/, the settings' and FOLDERs), or assemble one "
+                                      "from your checkpoints: models assemble --planner QWEN_DIR --backbone PIPELINE_DIR "
+                                      "-o OUT_DIR")
+    p.add_argument("folders", nargs="*", metavar="FOLDER",
+                   help="more folders to list: a model folder, or a folder of them (or the word 'assemble')")
+    p.add_argument("--planner", help="assemble: a Qwen2.5-VL folder (transformers layout)")
+    p.add_argument("--backbone", help="assemble: a SANA, FLUX.1-Kontext or Wan2.2 diffusers pipeline folder")
+    p.add_argument("--connectors", help="assemble: trained connectors (a MetaCanvas model folder, or one with "
+                                        "canvas_tokens/, canvas_connector/, context_connector/); default: fresh ones")
+    p.add_argument("-o", "--output", help="assemble: the MetaCanvas model folder to write")
+    p.add_argument("--name", help="assemble: the model's name (default: the output folder's)")
+    p.add_argument("--overwrite", action="store_true", help="assemble: replace an existing output folder")
     return parser
 
 

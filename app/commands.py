@@ -223,11 +223,17 @@ def _generate_geneval(args) -> int:
     from tqdm import tqdm
 
     from app.core.request import GenerationRequest, Task
+    from app.eval.video_eval import is_video_record
     from app.media.atomic import write_bytes_atomic
 
     if not args.out:
         print("error: --prompts needs --out DIR", file=sys.stderr)
         return 2
+    metas = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+    if any(is_video_record(m) for m in metas):  # video_prompts' records: clips, made by a video model
+        from app.commands_video import generate_video_geneval
+
+        return generate_video_geneval(args, metas)
     n = args.n or 4
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
@@ -235,7 +241,6 @@ def _generate_geneval(args) -> int:
     width, height = args.width or d.width, args.height or d.height
     pipe.check_size(width, height)
     steps, guidance = args.steps or d.steps, d.guidance if args.guidance is None else args.guidance
-    metas = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
     out = Path(args.out)
     jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
     for i, meta in enumerate(metas):
@@ -303,38 +308,10 @@ def cmd_plan(args) -> int:
 
 
 def cmd_video(args) -> int:
-    from app.core.request import Task
-    from app.media.export import export_video
-    from app.media.probe import load_image, read_video_frames
+    """The four video tasks (app/commands_video.py)."""
+    from app.commands_video import cmd_video as run_video
 
-    check_args(args)
-    if Path(args.output).exists() and not getattr(args, "overwrite", False):
-        raise ValueError(f"{args.output} exists: choose another name, or pass --overwrite")
-    if args.image and args.reference:
-        raise ValueError("--image (the first frame) and --reference (stills to take objects from) do not go together")
-    seed = resolve_seed(args.seed)
-    pipe = load_pipeline(args, video=True)
-    images = [load_image(p) for p in (args.image or args.reference or [])]
-    video = read_video_frames(args.video) if args.video else None
-    if args.reference and len(args.reference) > 2:
-        raise ValueError("--reference takes one or two stills")
-    task = (Task.VIDEO_EDIT if video is not None else Task.REFERENCE_TO_VIDEO if args.reference
-            else Task.IMAGE_TO_VIDEO if images else Task.TEXT_TO_VIDEO)
-    # A source clip is edited at its own length, snapped down to one the model makes, at most --frames.
-    frames = args.frames or pipe.defaults.frames
-    if video is not None:
-        frames = pipe.clip_length(min(len(video), frames))
-    request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=frames, seed=seed)
-    progress = _Progress(request.steps, "video")
-    try:
-        result = _run(pipe, request, progress)
-    finally:
-        progress.close()
-    export_video(list(result.frames), args.output, fps=args.fps)
-    print(f"wrote {args.output}: {len(result.frames)} frames, {task.value.replace('_', ' ')}, seed {request.seed} "
-          f"({result.seconds:.1f} s)")
-    return 0
-
+    return run_video(args)
 
 def cmd_train(args) -> int:
     from app.train.loop import Trainer
@@ -366,6 +343,12 @@ def _refuse_old_start_flags(args) -> None:
 
 def cmd_eval(args) -> int:
     from app.eval.geneval import score_folder, summarize, write_report
+    from app.eval.video_eval import is_video_folder
+
+    if is_video_folder(args.folder):  # samples/NNNN.mp4: clips of video records
+        from app.commands_video import eval_video_folder
+
+        return eval_video_folder(args.folder, args.out)
 
     summary = summarize(score_folder(args.folder))
     table = write_report(summary, args.out or args.folder)
@@ -389,6 +372,13 @@ def cmd_render(args) -> int:
     bar.close()
     print(f"wrote {out}")
     return 0
+
+
+def cmd_models(args) -> int:
+    """List model folders, or assemble one (app/model_commands.py)."""
+    from app.model_commands import run
+
+    return run(args, _settings())
 
 
 def cmd_bench(args) -> int:

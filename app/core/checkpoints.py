@@ -389,6 +389,24 @@ def import_libraries(folder: str | Path | None = None) -> None:
         adapter_class(family)
 
 
+def processor_chat_template(folder: Path) -> str | None:
+    """The chat template a Qwen2.5-VL folder keeps beside its processor (chat_template.jinja, or
+    chat_template.json as the hub's Qwen2.5-VL folders have it). The planner reads such a folder through
+    its tokenizer and image processor (Qwen2_5_VLProcessor needs torchvision for its video processor),
+    and a tokenizer loaded alone does not read the processor's template. None when there is none."""
+    jinja = folder / "chat_template.jinja"
+    try:
+        if jinja.is_file():
+            return jinja.read_text()
+        path = folder / "chat_template.json"
+        if path.is_file():
+            template = json.loads(path.read_text()).get("chat_template")
+            return template if isinstance(template, str) and template.strip() else None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelFolderError(f"The planner's chat template in {folder} cannot be read: {_why(exc)}") from None
+    return None
+
+
 def _pixel_codec(index: dict, folder: Path):
     """The pixel-space codec a model folder names ("codec": {"kind": "pixel", "temporal_factor": 4} for a
     video model; absent: the still-image codec)."""
@@ -432,15 +450,24 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         config = Qwen2_5_VLConfig.from_pretrained(str(planner_dir), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the folder's fault
         raise ModelFolderError(f"Cannot read the planner config in {planner_dir}: {_why(exc)}") from None
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
     try:
         # transformers maps a full Qwen2.5-VL checkpoint (ForConditionalGeneration keys) onto the bare
-        # model and drops the LM head, which the planner never uses.
+        # model and drops the LM head, which the planner never uses. Its load report would call that head
+        # "UNEXPECTED" at every load of a real Qwen folder: quiet here, and _refuse_partial_load judges.
+        hf_logging.set_verbosity_error()
         mllm, info = Qwen2_5_VLModel.from_pretrained(str(planner_dir), config=config, local_files_only=True,
                                                      use_safetensors=True, dtype=dtype, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
         raise ModelFolderError(f"Cannot load the planner weights in {planner_dir}: {_why(exc)}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     _refuse_partial_load(info, "planner", planner_dir, allowed_unexpected=("lm_head.",))
     processor = PlannerProcessor.from_pretrained(planner_dir)
+    if processor._template() is None:
+        processor.chat_template = processor_chat_template(planner_dir)
     width = config.text_config.hidden_size
     canvas_tokens, temporal_stride = _load_canvas_tokens(component_path(folder, index, "canvas_tokens"), width)
     drafter = _load_drafter(folder, index, "layout_drafter", width)

@@ -1,0 +1,62 @@
+"""`python main.py models`: list model folders, or assemble one from base checkpoints (the parser is in
+app/cli.py; the work is app/core/model_catalog.py and app/core/assembly.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO / "models"
+
+
+def listed_folders(given: list[str], settings=None) -> list[str]:
+    """models/, the settings' model folders (still and video), then the folders given."""
+    folders = [str(MODELS_DIR)]
+    for key in ("model_folders", "video_model_folders"):
+        folders += [str(f) for f in (getattr(settings, key, None) or [])]
+    return folders + list(given)
+
+
+def run(args, settings=None) -> int:
+    from app.core.model_catalog import format_table, scan
+
+    words = list(args.folders or [])
+    if words and words[0] == "assemble":
+        return _assemble(args, words[1:])
+    wrong = [flag for flag, value in (("--planner", args.planner), ("--backbone", args.backbone),
+                                      ("--connectors", args.connectors), ("-o", args.output)) if value]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} belong to `models assemble` (python main.py models assemble --planner "
+                         f"QWEN_DIR --backbone PIPELINE_DIR -o OUT_DIR)")
+    missing = [w for w in words if not Path(w).expanduser().exists()]
+    if missing:
+        raise FileNotFoundError(f"no such folder: {missing[0]}")
+    print(format_table(scan(listed_folders(words, settings))))
+    return 0
+
+
+def _assemble(args, extra: list[str]) -> int:
+    from app.core.assembly import assemble
+    from app.core.model_catalog import inspect_folder
+
+    if extra:
+        raise ValueError(f"`models assemble` takes its folders as --planner, --backbone and -o, not {extra[0]!r}")
+    absent = [flag for flag, value in (("--planner", args.planner), ("--backbone", args.backbone),
+                                       ("-o", args.output)) if not value]
+    if absent:
+        raise ValueError(f"`models assemble` needs {', '.join(absent)}: python main.py models assemble --planner "
+                         f"QWEN_DIR --backbone PIPELINE_DIR [--connectors DIR] -o OUT_DIR")
+    out = assemble(args.planner, args.backbone, args.output, connectors_dir=args.connectors, name=args.name,
+                   overwrite=args.overwrite)
+    entry = inspect_folder(out)
+    d = json.loads((out / "model_index.json").read_text())["defaults"]
+    connectors = ("trained, from " + str(args.connectors)) if args.connectors else (
+        "fresh: their outputs start at zero, so the canvas adds nothing until they are trained, and the planner's "
+        "text reaches the backbone through an untrained context connector")
+    print(f"wrote {out}: a MetaCanvas model ({entry.family}) that points at {Path(args.planner).resolve()} and "
+          f"{Path(args.backbone).resolve()} (no weights copied; {entry.size_bytes / 1e6:.1f} MB of its own).")
+    print(f"connectors: {connectors}.")
+    print(f"tasks: {', '.join(t.replace('_', ' ') for t in entry.tasks)}; native size {d['width']}x{d['height']}"
+          + (f", {d['frames']} frames" if d.get("frames", 1) > 1 else ""))
+    print(f'run it: python main.py {"video" if entry.family == "wan" else "generate"} "..." -o OUT --model {out}')
+    return 0
