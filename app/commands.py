@@ -313,6 +313,7 @@ def cmd_video(args) -> int:
 
     return run_video(args)
 
+
 def cmd_train(args) -> int:
     from app.train.loop import Trainer
     from app.train.recipe import Recipe
