@@ -3,7 +3,8 @@
 - text-to-video: GenEval-style records (app/shapes/video_prompts.py, seed `seed`), scored by score_clip:
   clips right (per tag, overall the mean of the tags), motion followed, objects right per frame (the
   mean fraction of frames), identity kept, flicker of what should stand still (grey levels, mean over
-  clips: motion_measure.flicker over the pixels no track moves through).
+  clips: motion_measure.flicker over the pixels no track moves through; a clip with no such pixel, noise
+  say, is left out of the mean rather than counted as steady).
 - image-to-video: records of another seed; the first frame is a ground-truth render of the record, the
   model is asked for the record's motion from it. First-frame PSNR (dB, output frame 0 against the given
   image, capped at PSNR_CAP) and motion followed (score_clip on the record).
@@ -121,15 +122,30 @@ def _chunks(n: int, batch: int):
 
 # ----------------------------------------------------------------------------------------- scoring
 
+def clip_flicker(frames) -> float | None:
+    """motion_measure.flicker over the pixels no track moves through (static_mask_from_tracks); None when
+    there are none (a clip of noise has tracks everywhere): such a clip says nothing about flicker, and
+    score_clip's 0.0 for it would read as perfectly steady."""
+    frames = np.asarray(frames)
+    static = static_mask_from_tracks(tracks(frames), len(frames), frames.shape[2])
+    return flicker(frames, static) if static.any() else None
+
+
+def _score(frames, metadata: dict) -> dict:
+    out = score_clip(frames, metadata)
+    out["flicker"] = clip_flicker(frames)
+    return out
+
+
 def score_text_to_video(frames, metadata: dict) -> dict:
     """score_clip: objects_right (fraction of frames), motion_followed, events_followed, identity_kept,
-    flicker, correct."""
-    return score_clip(frames, metadata)
+    correct; flicker (clip_flicker: None when no pixel should stand still)."""
+    return _score(frames, metadata)
 
 
 def score_image_to_video(frames, first_frame, metadata: dict) -> dict:
-    """score_clip on the record, and the PSNR of the output's first frame against the given one."""
-    out = score_clip(frames, metadata)
+    """score_text_to_video on the record, and the PSNR of the output's first frame against the given one."""
+    out = _score(frames, metadata)
     out["first_frame_psnr"] = psnr(np.asarray(frames)[0], np.asarray(first_frame)[..., :3])
     return out
 
@@ -175,9 +191,10 @@ def score_reference_video(frames, instruction: str, references: list[np.ndarray]
     return out
 
 
-def _mean(values) -> float:
+def _mean(values) -> float | None:
+    """The mean of the values that are not None; None when there are none (JSON has no NaN)."""
     values = [float(v) for v in values if v is not None]
-    return float(np.mean(values)) if values else float("nan")
+    return float(np.mean(values)) if values else None
 
 
 # ----------------------------------------------------------------------------------------- the tasks
@@ -220,6 +237,7 @@ def evaluate_text_to_video(pipe, n: int, *, seed: int = 7, batch: int = 16, prog
             "t2v_events_followed": _mean(s["events_followed"] for s in scores),
             "t2v_identity_kept": _mean(s["identity_kept"] for s in scores),
             "t2v_flicker": _mean(s["flicker"] for s in scores),
+            "t2v_flicker_clips": sum(s["flicker"] is not None for s in scores),
             **{f"t2v_{tag}": v for tag, v in summary["tags"].items()}, "t2v_clips": len(pairs)}
 
 
@@ -377,7 +395,7 @@ def score_video_folder(folder) -> list[dict]:
             path = here / "samples" / name
             if not path.is_file() or not _SAMPLE.fullmatch(name):
                 continue
-            score = score_clip(read_video_frames(path), metadata)
+            score = _score(read_video_frames(path), metadata)
             results.append({"filename": str(path), "tag": metadata["tag"], "prompt": metadata["prompt"],
                             "metadata": json.dumps(metadata), **score})
     return results
@@ -398,10 +416,48 @@ def format_video_table(summary: dict) -> str:
     lines = [f"{'tag':<14} {'right':>7}"]
     lines += [f"{tag:<14} {v:>7.2%}" for tag, v in summary["tags"].items()]
     lines.append(f"{'overall':<14} {summary['overall']:>7.4f}   (mean over tags)")
-    lines.append(f"clips right {summary['correct_clips']:.2%} of {summary['clips']} ({summary['total_prompts']} prompts); "
+    flick = "-" if summary["flicker"] is None else f"{summary['flicker']:.2f}"
+    lines.append(f"clips right {summary['correct_clips']:.2%} of {summary['clips']} "
+                 f"({summary['total_prompts']} prompts); "
                  f"motion followed {summary['motion_followed']:.3f}, objects right {summary['objects_right']:.3f}, "
-                 f"identity kept {summary['identity_kept']:.3f}, flicker {summary['flicker']:.2f}")
+                 f"identity kept {summary['identity_kept']:.3f}, flicker {flick} (grey levels)")
     return "\n".join(lines)
+
+
+def write_sample_clip(frames, path, fps: float = 8.0) -> Path:
+    """A sample of the GenEval layout as H.264 that keeps the pixels (4:4:4, qp 0: within one grey level),
+    written atomically. The detector scores the decoded file, and at 48 px the 4:2:0 chroma of an ordinary
+    export bleeds a pixel of colour off an object's edge that it can count as a sliver of another object
+    (1 in 21 ground-truth clips failed that way at crf 12)."""
+    from fractions import Fraction
+
+    import av
+
+    from app.media import atomic
+
+    path = Path(path)
+    frames = np.asarray(frames)[..., :3]
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    tmp = atomic.temp_path_for(path, ".mp4")
+    try:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
+            stream.options = {"qp": "0", "preset": "medium"}
+            for k, frame in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, dtype=np.uint8), format="rgb24")
+                vf.pts = k
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        atomic.commit_temp(tmp, path, overwrite=True)
+    except BaseException:
+        atomic.remove_quietly(tmp)
+        raise
+    return path
 
 
 def write_video_report(summary: dict, results: list[dict], out_dir) -> str:

@@ -491,3 +491,21 @@ def test_save_as_skips_media_that_are_not_regular_files(tmp_path, png_file):
     new = pf.save_project(p, tmp_path / "copy" / "Copy.mcproj", media_from=path)
     assert time.perf_counter() - t0 < 1.0
     assert pf.missing_media(pf.open_project(new), new) == [item]  # offline, as a missing file is
+
+
+# ----------------------------------------------------------------------------- 6. video files a user picks by mistake
+
+
+def test_video_without_picture_too_long_or_too_large_is_refused_from_its_header(tmp_path):
+    """Issue 25: the clips the video command refuses, refused by the media layer in one line, before any
+    frame is decoded (the 8448 x 4480 frame would be 113 MB decoded; the long clip claims 300 minutes)."""
+    from app.media.probe import read_video_frames
+    from tests.video_files import audio_only, too_large, too_long
+
+    for make, words in [(audio_only, "contains no video picture"), (too_long, "is too long"),
+                        (too_large, "is too large")]:
+        path = make(tmp_path / f"{make.__name__}.mp4")
+        for read in (probe_video, read_video_frames, lambda p: thumbnail(p, 64)):
+            with pytest.raises(MediaError, match=words) as err:
+                read(path)
+            assert "\n" not in str(err.value) and path.name in str(err.value)

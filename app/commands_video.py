@@ -1,0 +1,244 @@
+"""The video side of the command line (app/commands.py dispatches here): `video`, the plan as a clip,
+and `generate --prompts` / `eval` on GenEval-layout folders of clips.
+
+    python main.py video "a red circle moves to the right" -o out.mp4 [--image first.png]
+        [--video source.mp4] [--reference a.png [b.png]] [--frames N] [--seed N] [--plan plan.mp4]
+
+The task follows from the inputs: none = text-to-video, --image = image-to-video (the still is the
+first frame), --reference = reference-image video (one or two stills), --video = video edit.
+Length: --frames, else the model's clip length; a video edit's default is the source's length snapped
+down to a length the model makes (1 + 4k frames for Wan's packing) and capped at the model's clip length,
+so a long source is edited over its first frames, at the length the model was made for; --frames asks
+for more (up to the source's length). Output: H.264 MP4, written atomically; an existing file is left
+alone unless --overwrite (the rule of `render` and of app/media's exports); the source is never replaced.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4",)
+MAX_REFERENCES = 2
+
+
+def load_video_pipeline(args):
+    """--model, else the settings' video model (models/metacanvas-shapes-video by default)."""
+    from app.commands import _settings, load_pipeline
+
+    if not args.model:
+        from app.settings import DEFAULT_VIDEO_MODEL
+
+        folder = Path(getattr(_settings(), "video_model", None) or DEFAULT_VIDEO_MODEL)
+        if not folder.exists():
+            raise ValueError(f"the video model {folder} is not there; give a video model folder with --model")
+        args.model = str(folder)
+    return load_pipeline(args, video=True)
+
+
+def _check_task(pipe, task) -> None:
+    if task.value not in pipe.tasks:
+        raise ValueError(f"the model '{pipe.name}' does not do {task.value.replace('_', ' ')}; it does: "
+                         f"{', '.join(t.replace('_', ' ') for t in pipe.tasks)}")
+
+
+# ----------------------------------------------------------------------------------------- the plan as a clip
+
+def latent_frame_of(frame: int, temporal_factor: int) -> int:
+    """The latent frame a clip frame is packed into: frame 0 alone in latent frame 0, then frames
+    4j-3 .. 4j in latent frame j (temporal_factor 4)."""
+    return 0 if frame == 0 else (frame - 1) // temporal_factor + 1
+
+
+def keyframe_weights(keyframes: int, latent_frames: int) -> np.ndarray:
+    """[latent_frames, keyframes] linear weights: keyframe 0 on latent frame 0, the last on the last
+    latent frame, linear between (as CanvasConnector.resize spreads the plan); one keyframe broadcasts."""
+    w = np.zeros((latent_frames, keyframes))
+    if keyframes == 1:
+        w[:, 0] = 1.0
+        return w
+    pos = np.linspace(0, keyframes - 1, latent_frames)
+    lo = np.minimum(np.floor(pos).astype(int), keyframes - 2)
+    frac = pos - lo
+    w[np.arange(latent_frames), lo] = 1 - frac
+    w[np.arange(latent_frames), lo + 1] += frac
+    return w
+
+
+def _nearest(cells: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    mode = "RGB" if cells.ndim == 3 else "L"
+    return np.asarray(Image.fromarray(cells, mode).resize((width, height), Image.NEAREST))
+
+
+def plan_video_frames(plan, frames: np.ndarray, temporal_factor: int, item: int = 0,
+                      scale: int = 4) -> list[np.ndarray]:
+    """Per clip frame: [frame | drafted layout over it (drafted plans only) | canvas effect over it | PCA
+    colours], each `scale` times the frame, the plan's keyframe maps interpolated to that frame's latent
+    frame as the model spreads them."""
+    from app.core.plan_view import heat_colours
+
+    k = plan.keyframes
+    n = len(frames)
+    latent = (n - 1) // temporal_factor + 1
+    w = keyframe_weights(k, latent)
+    effect = np.stack([plan.canvas_effect(item=item, keyframe=i) for i in range(k)])  # [K, h, w]
+    draft = plan.draft_map(item=item, keyframe=0) is not None
+    drafts = np.stack([plan.draft_map(item=item, keyframe=i) for i in range(k)]) if draft else None
+    pca = np.stack([plan.pca_rgb(item=item, keyframe=i) for i in range(k)]).astype(np.float64)
+    h, wd = frames.shape[1] * scale, frames.shape[2] * scale
+    gap = np.full((h, 4, 3), 255, np.uint8)
+
+    def over(picture: np.ndarray, heat: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+        colours = _nearest(heat_colours(heat), h, wd).astype(np.float32)
+        return (picture.astype(np.float32) * (1 - opacity) + colours * opacity).round().astype(np.uint8)
+
+    out = []
+    for f in range(n):
+        mix = w[latent_frame_of(f, temporal_factor)]
+        picture = _nearest(np.ascontiguousarray(frames[f][..., :3]), h, wd)
+        panels = [picture]
+        if drafts is not None:
+            d = np.tensordot(mix, drafts, axes=1)
+            panels.append(over(picture, d / max(float(drafts.max()), 1e-6)))
+        panels.append(over(picture, np.tensordot(mix, effect, axes=1)))
+        panels.append(_nearest(np.tensordot(mix, pca, axes=1).round().clip(0, 255).astype(np.uint8), h, wd))
+        row = [panels[0]]
+        for p in panels[1:]:
+            row += [gap, p]
+        out.append(np.concatenate(row, axis=1))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- `video`
+
+def _check_output(path: Path, flag: str, overwrite: bool) -> None:
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"{flag} must name an .mp4 file (H.264), not {path}")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} already exists; choose another {flag} or add --overwrite to replace it")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'out.mp4'}")
+
+
+def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, float]:
+    """The source clip of a video edit: (frames uint8 [F, H, W, 3], its frame rate). F is --frames or the
+    default length (the module docstring); decoded only that far and at a few times the model's size."""
+    from app.media.probe import probe_video, read_video_frames
+
+    info = probe_video(path)  # missing, broken, huge, no video stream: one MediaError line
+    d = pipe.defaults
+    if frames is not None and frames > info.frames:
+        raise ValueError(f"--frames {frames} is more than the source's {info.frames} frames")
+    want = frames or pipe.clip_length(min(info.frames, d.frames or info.frames))
+    pipe.check_frames(want)
+    clip = read_video_frames(path, count=want, max_side=4 * max(d.width, d.height))
+    if len(clip) < want:  # the header promised more frames than the file holds
+        if frames is not None:
+            raise ValueError(f"'{Path(path).name}' holds only {len(clip)} readable frames, fewer than "
+                             f"--frames {frames}")
+        clip = clip[:pipe.clip_length(len(clip))]
+    return clip, info.fps
+
+
+def cmd_video(args) -> int:
+    from app.commands import _Progress, _request, check_args, resolve_seed
+    from app.core.request import Task
+    from app.media.export import export_video
+    from app.media.probe import load_image
+
+    check_args(args)
+    out = Path(args.output)
+    _check_output(out, "-o", args.overwrite)
+    plan_out = Path(args.plan) if args.plan else None
+    if plan_out is not None:
+        _check_output(plan_out, "--plan", args.overwrite)
+        if plan_out.resolve() == out.resolve():
+            raise ValueError("--plan and -o name the same file; choose two names")
+    given = [flag for flag, v in (("--image", args.image), ("--video", args.video), ("--reference", args.reference))
+             if v]
+    if len(given) > 1:
+        raise ValueError(f"give one of --image (image-to-video), --video (video edit) or --reference "
+                         f"(reference video), not {' and '.join(given)}")
+    if args.reference and len(args.reference) > MAX_REFERENCES:
+        raise ValueError(f"--reference takes one or two still images, not {len(args.reference)}")
+    if args.video and Path(args.video).resolve() in (out.resolve(), plan_out.resolve() if plan_out else None):
+        raise ValueError("the output would overwrite the source clip; choose another -o / --plan")
+    task = (Task.VIDEO_EDIT if args.video else Task.IMAGE_TO_VIDEO if args.image
+            else Task.REFERENCE_TO_VIDEO if args.reference else Task.TEXT_TO_VIDEO)
+    seed = resolve_seed(args.seed)
+    pipe = load_video_pipeline(args)
+    _check_task(pipe, task)
+    pipe.check_instruction(args.instruction)
+    images, video, fps = [], None, args.fps
+    if task is Task.VIDEO_EDIT:
+        video, source_fps = read_source_clip(pipe, args.video, args.frames)
+        frames = len(video)
+        fps = fps or source_fps
+    else:
+        frames = args.frames or pipe.defaults.frames
+        pipe.check_frames(frames)
+        images = [load_image(p) for p in ([args.image] if args.image else args.reference or [])]
+    request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=frames, seed=seed)
+    progress = _Progress(request.steps, task.value.replace("_", " "))
+    try:
+        result = pipe(request, callback=progress, preview=False)
+    finally:
+        progress.close()
+    fps = fps or 8.0
+    export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite)
+    note = f"wrote {out}: {len(result.frames)} frames at {fps:g} fps, {task.value.replace('_', ' ')}, seed {seed} " \
+           f"({result.seconds:.1f} s)"
+    if plan_out is not None:
+        tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)
+        export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)
+        note += f"; plan: {plan_out}"
+    print(note)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- GenEval-layout folders
+
+def generate_video_geneval(args, metas: list[dict]) -> int:
+    """`generate --prompts` for video records: OUT/00000/metadata.jsonl + samples/0000.mp4 ..., n clips per
+    record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
+    from tqdm import tqdm
+
+    from app.commands import resolve_seed
+    from app.core.request import Task
+    from app.eval.video_eval import sample_clips, write_sample_clip
+    from app.media.atomic import write_bytes_atomic
+
+    n = args.n or 4
+    seed = resolve_seed(args.seed)
+    pipe = load_video_pipeline(args)
+    _check_task(pipe, Task.TEXT_TO_VIDEO)
+    if (args.width and args.width != pipe.defaults.width) or (args.height and args.height != pipe.defaults.height):
+        raise ValueError(f"video prompts are made at the model's size ({pipe.defaults.width}x{pipe.defaults.height})")
+    for meta in metas:
+        pipe.check_instruction(meta["prompt"])
+    out = Path(args.out)
+    for i, meta in enumerate(metas):
+        (out / f"{i:05d}" / "samples").mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())
+    jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
+    for start in tqdm(range(0, len(jobs), args.batch), desc="generate", file=sys.stderr):
+        chunk = jobs[start:start + args.batch]
+        clips = sample_clips(pipe, "text_to_video", [metas[i]["prompt"] for i, _ in chunk],
+                             [seed + 1000 * i + j for i, j in chunk], steps=args.steps, guidance=args.guidance,
+                             use_canvas=not args.no_canvas)
+        for (i, j), clip in zip(chunk, clips):
+            write_sample_clip(clip, out / f"{i:05d}" / "samples" / f"{j:04d}.mp4")
+    print(f"wrote {len(jobs)} clips for {len(metas)} prompts to {out}")
+    return 0
+
+
+def eval_video_folder(folder, out_dir) -> int:
+    from app.eval.video_eval import score_video_folder, summarize_video_results, write_video_report
+
+    results = score_video_folder(folder)
+    print(write_video_report(summarize_video_results(results), results, out_dir or folder))
+    return 0

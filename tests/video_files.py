@@ -1,0 +1,72 @@
+"""Video files the tests feed to the video command and the media layer: a clip of the shapes world, and the
+bad ones (broken, audio only, too long, too large) a user may pick by mistake."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def shapes_clip(path: Path, frames: int = 17, size: int = 48, seed: int = 4, fps: float = 8) -> np.ndarray:
+    """A rendered clip of the shapes world written as H.264; returns its frames."""
+    from app.media.export import export_video
+    from app.shapes.motion import random_motion_scene, render_clip
+
+    clip = render_clip(random_motion_scene(np.random.default_rng(seed)), frames, size)
+    export_video(list(clip), path, fps=fps)
+    return clip
+
+
+def audio_only(path: Path) -> Path:
+    """An MP4 holding one second of AAC and no picture."""
+    import av
+
+    rate = 8000
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        t = np.arange(rate, dtype=np.float32) / rate
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                           format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def _h264(path: Path, width: int, height: int, pts: list[int], time_base: Fraction) -> Path:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for p in pts:
+            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = p, time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def too_long(path: Path) -> Path:
+    """Two tiny frames five hours apart: a 300-minute clip in 1.5 kB."""
+    return _h264(path, 16, 16, [0, 5 * 3600], Fraction(1, 1))
+
+
+def too_large(path: Path) -> Path:
+    """One black 8448 x 4480 frame (37.8 MP, above the 36 MP a frame the media layer opens): 110 kB."""
+    return _h264(path, 8448, 4480, [0], Fraction(1, 1))
+
+
+def broken(path: Path, good: Path, truncated: bool = False) -> Path:
+    """`good`'s first half (truncated), or its real MP4 header followed by random bytes."""
+    data = good.read_bytes()
+    noise = np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    path.write_bytes(data[: len(data) // 2] if truncated else data[:32] + noise)
+    return path
