@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "canvas_tokens/, canvas_connector/, context_connector/); default: fresh ones")
     p.add_argument("-o", "--output", help="assemble: the MetaCanvas model folder to write")
     p.add_argument("--name", help="assemble: the model's name (default: the output folder's)")
+    p.add_argument("--text", choices=("native", "mllm"), default=None,
+                   help="assemble: the text the backbone is conditioned on: native = its own text encoder, with the "
+                        "canvas on top (images as the base model makes them from the first minute); mllm = the "
+                        "planner's states through the context connector (the method's way for FLUX and Wan: train "
+                        "the connectors first). Default: native with fresh connectors, else the connectors' own")
     p.add_argument("--overwrite", action="store_true", help="assemble: replace an existing output folder")
     return parser
 

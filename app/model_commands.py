@@ -47,15 +47,19 @@ def _assemble(args, extra: list[str]) -> int:
         raise ValueError(f"`models assemble` needs {', '.join(absent)}: python main.py models assemble --planner "
                          f"QWEN_DIR --backbone PIPELINE_DIR [--connectors DIR] -o OUT_DIR")
     out = assemble(args.planner, args.backbone, args.output, connectors_dir=args.connectors, name=args.name,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, text_path=getattr(args, "text", None))
+    text_path = json.loads((out / "adapter" / "config.json").read_text()).get("text_path", "mllm")
     entry = inspect_folder(out)
     d = json.loads((out / "model_index.json").read_text())["defaults"]
     connectors = ("trained, from " + str(args.connectors)) if args.connectors else (
-        "fresh: their outputs start at zero, so the canvas adds nothing until they are trained, and the planner's "
-        "text reaches the backbone through an untrained context connector")
+        "fresh: their outputs start at zero, so the canvas adds nothing until they are trained")
+    text = ("the backbone's own text encoder (native), the canvas added on top" if text_path == "native" else
+            "the planner's states through the context connector (mllm)"
+            + ("" if args.connectors else ": untrained, so train the connectors before use"))
     print(f"wrote {out}: a MetaCanvas model ({entry.family}) that points at {Path(args.planner).resolve()} and "
           f"{Path(args.backbone).resolve()} (no weights copied; {entry.size_bytes / 1e6:.1f} MB of its own).")
     print(f"connectors: {connectors}.")
+    print(f"text: {text}.")
     print(f"tasks: {', '.join(t.replace('_', ' ') for t in entry.tasks)}; native size {d['width']}x{d['height']}"
           + (f", {d['frames']} frames" if d.get("frames", 1) > 1 else ""))
     print(f'run it: python main.py {"video" if entry.family == "wan" else "generate"} "..." -o OUT --model {out}')

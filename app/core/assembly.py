@@ -9,6 +9,13 @@ context_connector/ and adapter/ subfolders), checked against the base models' wi
 
 Nothing of the base checkpoints is copied or loaded: their configs are read, and the backbone's
 transformer is built on the meta device (no memory) only to give the connectors their sizes.
+
+The text path (app/core/native_text.py): "native" keeps the backbone's own text encoder, and the canvas
+is added on top (SANA's "text + canvas" in the paper; for FLUX.1-Kontext and Wan2.2 it makes an assembly
+useful before its connectors are trained); "mllm" feeds the MLLM's states through the context connector,
+as the method does for FLUX and Wan. Default: native with fresh connectors, else the given connectors'
+own. The base pipeline's scheduler is used as it is, fed its own timesteps, so that with fresh connectors
+a native assembly draws what the bare diffusers pipeline draws.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from pathlib import Path
 from .checkpoints import (INDEX, ModelFolderError, _load_state_checked, _read_config, _strict_load,
                           defaults_to_dict, save_module)
 from .model_catalog import BACKBONE, METACANVAS, PLANNER, PIPELINES, inspect_folder
+from .native_text import TEXT_PARTS, TEXT_PATHS
 
 # How each family is sampled by default (its own pipeline's settings, where ours has them).
 _FAMILY_DEFAULTS = {
@@ -64,6 +72,15 @@ def _scheduler_shift(folder: Path, fallback: float) -> float:
         if isinstance(value, (int, float)) and value > 0 and not (key == "shift" and cfg.get("use_dynamic_shifting")):
             return float(value)
     return fallback
+
+
+def _scheduler_entry(backbone_dir: Path, index: dict) -> dict:
+    """{"scheduler": {...}} naming the base pipeline's own scheduler, or nothing when it has none we can use."""
+    entry = index.get("scheduler")
+    if (isinstance(entry, list) and len(entry) == 2 and str(entry[1]).endswith("Scheduler")
+            and (backbone_dir / "scheduler" / "scheduler_config.json").is_file()):
+        return {"scheduler": {"path": str(backbone_dir / "scheduler"), "class": entry[1]}}
+    return {}
 
 
 def _meta_transformer(family: str, transformer_dir: Path):
@@ -118,6 +135,7 @@ def plan_defaults(family: str, backbone_dir: Path, index: dict, adapter, factor:
         ti2v = bool(index.get("expand_timesteps", False))
         d.update(width=1280 if ti2v else 832, height=704 if ti2v else 480, frames=121 if ti2v else 81)
     d["tasks"] = PIPELINES[index["_class_name"]].tasks
+    d["timestep_from"] = "scheduler"
     return PipelineDefaults(**d)
 
 
@@ -134,9 +152,10 @@ def canvas_spec_for(adapter, defaults, vae_factor: int, video: bool):
 
 def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | Path, *,
              connectors_dir: str | Path | None = None, name: str | None = None, overwrite: bool = False,
-             seed: int = 0) -> Path:
+             seed: int = 0, text_path: str | None = None) -> Path:
     """Write a MetaCanvas model folder at `out_dir` that points at `planner_dir` (Qwen2.5-VL) and the
-    transformer and autoencoder of `backbone_dir` (a SANA, FLUX.1-Kontext or Wan pipeline folder)."""
+    transformer, autoencoder and scheduler (and, on the native text path, the text encoders) of
+    `backbone_dir` (a SANA, FLUX.1-Kontext or Wan pipeline folder)."""
     import torch
 
     from .backbones import build_adapter
@@ -173,6 +192,17 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
                                    f"backbone and a planner of width {adapter_cfg.get('mllm_dim')}; these base "
                                    f"checkpoints are {family} and {width}.")
     adapter_cfg["canvas"] = True
+    if text_path is not None and text_path not in TEXT_PATHS:
+        raise ModelFolderError(f"The text path must be one of {', '.join(TEXT_PATHS)}, not {text_path!r}.")
+    adapter_cfg["text_path"] = text_path or ("native" if not given else adapter_cfg.get("text_path", "mllm"))
+    text_entries = {}
+    if adapter_cfg["text_path"] == "native":
+        for part in TEXT_PARTS[family]:
+            entry = index.get(part)
+            if not (isinstance(entry, list) and len(entry) == 2 and entry[1]) or not (backbone_dir / part).is_dir():
+                raise ModelFolderError(f"{backbone_dir} has no {part}/: the native text path needs the backbone's "
+                                       f"own {part.replace('_', ' ')} (or assemble with --text mllm).")
+            text_entries[part] = {"path": str(backbone_dir / part), "class": entry[1]}
     torch.manual_seed(seed)
     try:
         adapter = build_adapter(adapter_cfg, transformer)
@@ -217,6 +247,8 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
         "planner": {"path": str(planner_dir)},
         "transformer": {"path": str(backbone_dir / "transformer")},
         "vae": {"path": str(backbone_dir / "vae"), "class": vae_class},
+        **text_entries,
+        **_scheduler_entry(backbone_dir, index),
         "canvas_tokens": "canvas_tokens", "adapter": "adapter", "canvas_connector": "canvas_connector",
         "context_connector": "context_connector", "defaults": defaults_to_dict(defaults),
         "assembled_from": {"planner": str(planner_dir), "backbone": str(backbone_dir),

@@ -86,6 +86,9 @@ def read_index(folder: str | Path) -> dict:
 # The parts a MetaCanvas model cannot run without, and the ones it may have.
 REQUIRED_COMPONENTS = ("planner", "transformer", "canvas_tokens", "context_connector")
 OPTIONAL_COMPONENTS = ("adapter", "canvas_connector", "layout_drafter", "edit_drafter", "vae")
+# An assembly on the backbone's native text path names its text parts; an assembly names its scheduler.
+TEXT_COMPONENTS = ("text_encoder", "text_encoder_2")
+CONFIG_ONLY_COMPONENTS = ("tokenizer", "tokenizer_2", "scheduler")
 
 
 def component_path(folder: Path, index: dict, name: str) -> Path | None:
@@ -118,10 +121,15 @@ def validate_model_folder(folder: str | Path) -> dict:
     if index.get("family") not in (None, "sana", "flux", "wan"):
         raise ModelFolderError(f"{folder / INDEX}: unknown family {index.get('family')!r}; "
                                f"known: sana, flux, wan.")
-    for name in REQUIRED_COMPONENTS + OPTIONAL_COMPONENTS:
+    for name in REQUIRED_COMPONENTS + OPTIONAL_COMPONENTS + TEXT_COMPONENTS:
         path = component_path(folder, index, name)
         if path is not None:
             check_component_folder(path, name.replace("_", " "))
+    for name in CONFIG_ONLY_COMPONENTS:
+        path = component_path(folder, index, name)
+        if path is not None and not path.is_dir():
+            raise ModelFolderError(f"The {name.replace('_', ' ')} folder {path} does not exist. "
+                                   f"Check the model folder in Settings.")
     return index
 
 
@@ -531,11 +539,57 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         _refuse_partial_load(info, "vae", vae_dir)
         codec = DiffusersVAECodec(vae)
 
+    # 4. The backbone's own text encoder (the native text path) and scheduler (an assembly's).
+    native_text = _load_native_text(folder, index, family, dtype) if adapter.text_path == "native" else None
+    scheduler = _load_scheduler(folder, index)
+
     d = dict(index.get("defaults", {}))
     d["tasks"] = tuple(d.get("tasks", PipelineDefaults().tasks))
     try:
-        pipe = MetaCanvasPipeline(planner, adapter, codec, PipelineDefaults(**d), name=index.get("name", folder.name))
+        pipe = MetaCanvasPipeline(planner, adapter, codec, PipelineDefaults(**d), name=index.get("name", folder.name),
+                                  native_text=native_text, scheduler=scheduler)
     except (TypeError, ValueError) as exc:  # a hand-edited "defaults" block: an unknown key or sampler
         raise ModelFolderError(f"The defaults in {folder / INDEX} are not valid: {_why(exc)}") from None
     pipe.to(device=device, dtype=dtype)
     return pipe.eval()
+
+
+def _entry_class(index: dict, name: str) -> str | None:
+    entry = index.get(name)
+    if isinstance(entry, dict):
+        return entry.get("class")
+    return entry[1] if isinstance(entry, list) and len(entry) == 2 else None
+
+
+def _load_native_text(folder: Path, index: dict, family: str, dtype):
+    """The backbone's text encoder(s) and tokenizer(s) named in the index (app/core/native_text.py)."""
+    from .native_text import TEXT_PARTS, NativeTextEncoder
+
+    parts = {}
+    for name in TEXT_PARTS[family]:
+        path = component_path(folder, index, name)
+        if path is None:
+            raise ModelFolderError(f"{folder / INDEX}: the native text path needs the backbone's {name.replace('_', ' ')}, "
+                                   f"and the index names none (assemble again with the backbone folder).")
+        parts[name] = (path, _entry_class(index, name) or "AutoModel")
+    try:
+        return NativeTextEncoder.load(family, parts, dtype)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the folder's
+        raise ModelFolderError(f"Cannot load the backbone's text encoder for {folder}: {_why(exc)}") from None
+
+
+def _load_scheduler(folder: Path, index: dict):
+    """The scheduler a model folder names (an assembly: its base pipeline's own), or None (the defaults' one)."""
+    import diffusers
+
+    path = component_path(folder, index, "scheduler")
+    if path is None:
+        return None
+    cls_name = str(_entry_class(index, "scheduler") or "")
+    cls = getattr(diffusers, cls_name, None)
+    if cls is None or not cls_name.endswith("Scheduler"):
+        raise ModelFolderError(f"{folder / INDEX}: the scheduler class {cls_name!r} is not a diffusers scheduler.")
+    try:
+        return cls.from_config(cls.load_config(str(path), local_files_only=True))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelFolderError(f"Cannot read the scheduler config in {path}: {_why(exc)}") from None

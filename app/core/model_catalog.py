@@ -317,6 +317,11 @@ def _inspect_metacanvas(folder: Path, entry: CatalogEntry) -> None:
             if not _is_inside(where, folder):
                 entry.notes.append(f"{name} at {where}")
     entry.dtype = main_dtype(files)
+    adapter_cfg = _read_json(folder / "adapter" / "config.json") or {}
+    if adapter_cfg.get("text_path") == "native":
+        entry.notes.append(f"text: the backbone's own encoder, the canvas on top (native)")
+    elif entry.family in ("flux", "wan") and index.get("assembled_from"):
+        entry.notes.append("text: the MLLM through the context connector (train it first)")
     if "canvas_connector" not in index:
         entry.notes.append("text-only (no canvas)")
     elif (index.get("assembled_from") or {}).get("connectors") == "fresh":

@@ -16,6 +16,7 @@ from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteSchedul
 
 from .canvas import CanvasSpec
 from .latents import PixelCodec
+from .native_text import TextConditioning
 from .plan import Plan
 from .request import GenerationRequest, Task
 
@@ -89,6 +90,11 @@ class PipelineDefaults:
     shift: float = 1.0  # flow-matching timestep shift (SD3-style); 1.0 = uniform
     solver: str = "euler"  # "euler" (first order, SD3's) or "dpm++2m" (second order: fewer steps); see make_scheduler
     max_canvas_side: int = 32  # the canvas grid follows the token grid up to this many cells a side
+    # The time the denoiser is given: "sigma" (the noise level, 0..1: what the embedded models were trained
+    # on) or "scheduler" (the scheduler's own timesteps / 1000: what a base checkpoint's diffusers pipeline
+    # feeds its transformer; DPM-Solver rounds them to whole numbers, and an assembly must match the bare
+    # pipeline exactly).
+    timestep_from: str = "sigma"
     tasks: tuple[str, ...] = ("text_to_image", "image_edit")
 
     def __post_init__(self):
@@ -99,6 +105,8 @@ class PipelineDefaults:
         if not 0.0 <= lo <= hi:
             raise ValueError(f"guidance_interval must be (low, high) sigmas with 0 <= low <= high, not {self.guidance_interval}")
         self.guidance_interval = (lo, hi)
+        if self.timestep_from not in ("sigma", "scheduler"):
+            raise ValueError(f"timestep_from must be 'sigma' or 'scheduler', not {self.timestep_from!r}")
 
     def guided(self, sigma: float) -> bool:
         lo, hi = self.guidance_interval
@@ -137,14 +145,37 @@ def initial_noise(seeds: list[int], latent_shape: tuple[int, ...]) -> torch.Tens
     return torch.stack([torch.randn(latent_shape, generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds])
 
 
+def set_timesteps(scheduler, steps: int, image_tokens: int, device) -> None:
+    """`scheduler.set_timesteps`, as the base pipelines call it: a scheduler with dynamic shifting (FLUX's)
+    needs `mu` from the image's token count and the sigmas FluxPipeline passes (diffusers' own helpers)."""
+    if getattr(scheduler.config, "use_dynamic_shifting", False):
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        cfg = scheduler.config
+        mu = calculate_shift(image_tokens, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                             cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), device=device, mu=mu)
+    else:
+        scheduler.set_timesteps(steps, device=device)
+
+
 class MetaCanvasPipeline:
-    def __init__(self, planner, adapter, codec=None, defaults: PipelineDefaults | None = None, name: str = "model"):
+    """planner (MLLM + canvas tokens), adapter (backbone + connectors), codec (pixels <-> latents).
+
+    native_text: the backbone's own text encoder (app/core/native_text.py) when the adapter's text path is
+    "native"; scheduler: a base checkpoint's own (an assembly), else the one the defaults name."""
+
+    def __init__(self, planner, adapter, codec=None, defaults: PipelineDefaults | None = None, name: str = "model",
+                 native_text=None, scheduler=None):
         self.planner = planner
         self.adapter = adapter
         self.codec = codec or PixelCodec()
         self.defaults = defaults or PipelineDefaults()
         self.name = name
-        self.scheduler = make_scheduler(self.defaults)
+        if getattr(adapter, "text_path", "mllm") == "native" and native_text is None:
+            raise ValueError("the adapter takes the backbone's own text states: give the pipeline its native_text")
+        self.native_text = native_text
+        self.scheduler = scheduler or make_scheduler(self.defaults)
 
     # -- placement -------------------------------------------------------------------------------
     @property
@@ -158,6 +189,8 @@ class MetaCanvasPipeline:
     def to(self, device=None, dtype=None) -> "MetaCanvasPipeline":
         self.planner.to(device=device, dtype=dtype)
         self.adapter.to(device=device, dtype=dtype)
+        if self.native_text is not None:
+            self.native_text.to(device=device, dtype=dtype)
         vae = getattr(self.codec, "vae", None)
         if vae is not None:
             keep = dtype is not None and self.codec.keeps_float32(dtype)
@@ -335,8 +368,9 @@ class MetaCanvasPipeline:
 
         # 5-6. Timesteps and the denoising loop.
         t_loop = time.perf_counter()
-        latents = self._denoise(latents, plan.context[:n].to(dtype), plan.context_mask[:n], plan_tokens, reference,
-                                request.steps, request.guidance, callback, preview)
+        text = self.text_conditioning(plan, [request.instruction], use_cfg)
+        latents = self._denoise(latents, text.context, text.mask, plan_tokens, reference,
+                                request.steps, request.guidance, callback, preview, pooled=text.pooled)
         timings["denoise"] = time.perf_counter() - t_loop
 
         # 7. Decode.
@@ -353,9 +387,19 @@ class MetaCanvasPipeline:
             return None
         return self.adapter.prepare_plan(plan.canvas[:n].to(self.dtype))
 
+    def text_conditioning(self, plan: Plan, instructions: list[str], unconditional: bool) -> TextConditioning:
+        """What the denoiser is conditioned on for `instructions` (then as many empty instructions when
+        `unconditional`): the plan's MLLM states, or the backbone's own text encoder's on the native path."""
+        n = len(instructions) * (2 if unconditional else 1)
+        if self.native_text is None:
+            return TextConditioning(plan.context[:n].to(self.dtype), plan.context_mask[:n])
+        negatives = [""] * len(instructions) if unconditional else None
+        return self.native_text.encode(list(instructions), negatives).to(self.device, self.dtype)
+
     def _denoise(self, latents: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor,
                  plan_tokens: torch.Tensor | None, reference, steps: int, guidance: float,
-                 callback: StepCallback | None = None, preview: bool = False) -> torch.Tensor:
+                 callback: StepCallback | None = None, preview: bool = False,
+                 pooled: torch.Tensor | None = None) -> torch.Tensor:
         """The denoising loop, for `latents` [B, ...] whose conditions (context, plan tokens, reference)
         hold B conditional rows, then, with guidance (> 1), B unconditional ones: conditional and
         unconditional run as ONE batch-2B forward. Outside the guidance interval only the conditional
@@ -370,16 +414,17 @@ class MetaCanvasPipeline:
         b = latents.shape[0]
         use_cfg = guidance > 1.0
         n = 2 * b if use_cfg else b
-        self.scheduler.set_timesteps(steps, device=device)
+        set_timesteps(self.scheduler, steps, self._token_count(latents), device)
         sigmas = self.scheduler.sigmas
-        step_times = sigmas[:-1, None].expand(-1, n).to(device=device, dtype=dtype)
+        times = sigmas[:-1] if self.defaults.timestep_from == "sigma" else self.scheduler.timesteps.float() / 1000
+        step_times = times[:, None].expand(-1, n).to(device=device, dtype=dtype)
         with torch.inference_mode():
             for i, t in enumerate(self.scheduler.timesteps):
                 m = n if use_cfg and self.defaults.guided(float(sigmas[i])) else b
                 model_in = latents if m == b else torch.cat([latents, latents])
                 velocity = self.adapter(model_in, step_times[i, :m], context[:m], context_mask[:m],
                                         plan_tokens=None if plan_tokens is None else plan_tokens[:m],
-                                        reference=_first(reference, m))
+                                        reference=_first(reference, m), pooled=None if pooled is None else pooled[:m])
                 if m != b:
                     cond, uncond = velocity.chunk(2)
                     velocity = uncond + guidance * (cond - uncond)
@@ -392,6 +437,10 @@ class MetaCanvasPipeline:
                     if callback(StepInfo(i + 1, steps, latents, frames_preview)) is False:
                         raise GenerationCancelled(i + 1, steps)
         return latents
+
+    def _token_count(self, latents: torch.Tensor) -> int:
+        frames, rows, cols = self.adapter.token_grid(tuple(latents.shape[1:]))
+        return frames * rows * cols
 
     def _reference_latents(self, request: GenerationRequest, device, dtype) -> torch.Tensor | None:
         if request.task in (Task.IMAGE_EDIT, Task.IMAGE_TO_VIDEO):
@@ -433,6 +482,7 @@ class MetaCanvasPipeline:
             reference = torch.cat([self.codec.encode(s, height, width, device, dtype) for s in sources] * copies)
         reference, _ = self.adapter.condition(reference, task)
         latents = initial_noise(seeds, self.codec.latent_shape(height, width, 1)).to(device=device, dtype=dtype)
-        latents = self._denoise(latents, plan.context.to(dtype), plan.context_mask,
-                                self._plan_tokens(plan, b * copies, use_canvas), reference, steps, guidance)
+        text = self.text_conditioning(plan, list(instructions), copies == 2)
+        latents = self._denoise(latents, text.context, text.mask, self._plan_tokens(plan, b * copies, use_canvas),
+                                reference, steps, guidance, pooled=text.pooled)
         return np.concatenate([self.codec.decode(latents[i:i + 1]) for i in range(b)])

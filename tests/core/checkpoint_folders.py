@@ -22,8 +22,9 @@ QWEN_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def _bpe_tokenizer(extra_special: list[str] | None = None):
-    """A byte-level BPE tokenizer with Qwen's special tokens (words split into pieces, as in a real one)."""
+def _bpe_tokenizer(extra_special: list[str] | None = None, model_max_length: int | None = None):
+    """A byte-level BPE tokenizer with Qwen's special tokens (words split into pieces, as in a real one);
+    `model_max_length` as CLIP's (77) where a pipeline pads to it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -37,8 +38,9 @@ def _bpe_tokenizer(extra_special: list[str] | None = None):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     core.train_from_iterator(["a red circle left of a blue star", "make the square green", "user assistant"] * 5,
                              trainer)
+    extra = {"model_max_length": model_max_length} if model_max_length else {}
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
-                                   additional_special_tokens=SPECIAL_TOKENS[2:])
+                                   additional_special_tokens=SPECIAL_TOKENS[2:], **extra)
 
 
 def qwen25vl_folder(path: Path, shard: bool = True) -> Path:
@@ -111,8 +113,8 @@ def flux_kontext_pipeline_folder(path: Path) -> Path:
                                         num_hidden_layers=1, num_attention_heads=2, projection_dim=16,
                                         max_position_embeddings=77))
     t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2))
-    pipe = FluxKontextPipeline(scheduler=_scheduler(3.0), vae=tiny_kl_vae(), text_encoder=clip, tokenizer=tokenizer,
-                               text_encoder_2=t5, tokenizer_2=tokenizer,
+    pipe = FluxKontextPipeline(scheduler=_scheduler(3.0), vae=tiny_kl_vae(), text_encoder=clip,
+                               tokenizer=_bpe_tokenizer(model_max_length=77), text_encoder_2=t5, tokenizer_2=tokenizer,
                                transformer=FluxTransformer2DModel(**tiny_flux_config()))
     pipe.save_pretrained(str(path), safe_serialization=True)
     return Path(path)

@@ -8,7 +8,10 @@ so the bare transformer can still be called directly with the hook installed.
 
 Contract (docs/ARCHITECTURE.md):
     adapter(latents, timestep [B] in 0..1, context [B, L, d], context_mask [B, L] bool,
-            plan_tokens=None, reference=None) -> velocity, same shape as latents
+            plan_tokens=None, reference=None, pooled=None) -> velocity, same shape as latents
+The context is the MLLM's states (text_path "mllm": they go through the context connector) or the
+backbone's own text encoder's (text_path "native", app/core/native_text.py: they go in as they are, with
+FLUX's pooled CLIP vector as `pooled`).
     plan_tokens = adapter.prepare_plan(canvas [B, K, H, W, d])   # once per request
 What differs by family and matters to a sampler is asked of the adapter, never branched on its name:
     adapter.token_grid(latent_shape) -> (frames, rows, cols)      # the canvas follows it
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from ..connectors import CanvasConnector, ContextConnector
+from ..native_text import TEXT_PATHS
 from ..request import Task
 
 
@@ -65,6 +69,9 @@ class BackboneAdapter(nn.Module):
     def __init__(self, transformer: nn.Module, canvas_connector: CanvasConnector | None,
                  context_connector: ContextConnector, config: dict[str, Any]):
         super().__init__()
+        if config.get("text_path", "mllm") not in TEXT_PATHS:
+            raise ValueError(f"text_path must be one of {TEXT_PATHS}, got {config.get('text_path')!r}")
+        self.text_path = config.get("text_path", "mllm")
         self.transformer = transformer
         self.canvas_connector = canvas_connector
         self.context_connector = context_connector
@@ -118,7 +125,7 @@ class BackboneAdapter(nn.Module):
     # ------------------------------------------------------------------ call
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor | float, context: torch.Tensor,
                 context_mask: torch.Tensor | None = None, plan_tokens: torch.Tensor | None = None,
-                reference: Any = None) -> torch.Tensor:
+                reference: Any = None, pooled: torch.Tensor | None = None) -> torch.Tensor:
         b = latents.shape[0]
         t = torch.as_tensor(timestep, device=latents.device, dtype=torch.float32).reshape(-1)
         t = t.expand(b) if t.numel() == 1 else t
@@ -134,10 +141,15 @@ class BackboneAdapter(nn.Module):
                 plan_tokens = plan_tokens.expand(b, *plan_tokens.shape[1:])
             elif plan_tokens.shape[0] != b:
                 raise ValueError(f"plan batch {plan_tokens.shape[0]} does not match latents batch {b}")
-        return self._denoise(latents, t, context, context_mask, plan_tokens, reference)
+        return self._denoise(latents, t, context, context_mask, plan_tokens, reference, pooled)
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference) -> torch.Tensor:
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, pooled) -> torch.Tensor:
         raise NotImplementedError
+
+    def text_states(self, context: torch.Tensor) -> torch.Tensor:
+        """The states the backbone's text input takes: the MLLM's through the context connector, or the
+        native text encoder's as they are."""
+        return context if self.text_path == "native" else self.context_connector(context)
 
     # ------------------------------------------------------------------ hook
     def _install_hook(self, module: nn.Module) -> None:

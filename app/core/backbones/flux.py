@@ -19,6 +19,8 @@ MetaCanvas choices:
   derived from the context as a masked mean -> LayerNorm -> ZERO-initialised Linear to
   pooled_projection_dim. Zero start = a constant, known pooled input; text reaches the model through
   joint attention from step one and the pooled path learns from there.
+- text_path "native" (app/core/native_text.py): FLUX's own T5 states and pooled CLIP vector go in as the
+  bare FluxKontextPipeline gives them, and the canvas is added on top.
 - Guidance embedding (FLUX.1-Kontext-dev is guidance-distilled) is used only when the transformer's
   config has guidance_embeds=True; its value is `adapter.guidance_scale`.
 """
@@ -81,13 +83,13 @@ class FluxAdapter(BackboneAdapter):
 
     def __init__(self, transformer: FluxTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, context_dropout: float = 0.0, connector_heads: int | None = None,
-                 guidance_scale: float = 2.5):
+                 guidance_scale: float = 2.5, text_path: str = "mllm"):
         cfg = transformer.config
         canvas_connector, context_connector = self.make_connectors(
             transformer, mllm_dim, cfg.joint_attention_dim, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
-                              connector_heads=connector_heads, guidance_scale=guidance_scale))
+                              connector_heads=connector_heads, guidance_scale=guidance_scale, text_path=text_path))
         self.pooled_norm = nn.LayerNorm(mllm_dim)
         self.pooled_proj = nn.Linear(mllm_dim, cfg.pooled_projection_dim)
         nn.init.zeros_(self.pooled_proj.weight)
@@ -106,7 +108,7 @@ class FluxAdapter(BackboneAdapter):
         mean = (context * m).sum(1) / m.sum(1).clamp_min(1.0)
         return self.pooled_proj(self.pooled_norm(mean.to(self.pooled_proj.weight.dtype)))
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference):
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, pooled):
         b, c, h, w = latents.shape
         if h % 2 or w % 2:
             raise ValueError(f"FLUX packs 2x2 latent patches: latent size {h}x{w} must be even")
@@ -119,7 +121,9 @@ class FluxAdapter(BackboneAdapter):
             rh, rw = reference.shape[-2:]
             x = torch.cat([x, pack_latents(reference)], dim=1)
             ids = torch.cat([ids, image_ids(rh // 2, rw // 2, 1, device, dtype)], dim=0)
-        ctx = self.context_connector(context).to(dtype)
+        ctx = self.text_states(context).to(dtype)
+        if pooled is None:  # the MLLM path derives it; the native path brings CLIP's
+            pooled = self.pooled(context, context_mask)
         txt_ids = torch.zeros(ctx.shape[1], 3, device=device, dtype=dtype)
         attn_kwargs = None
         if not bool(context_mask.all()):
@@ -131,7 +135,7 @@ class FluxAdapter(BackboneAdapter):
             g = torch.full((b,), float(self.guidance_scale), device=device)
         with self._stepping(plan_tokens, t, target_tokens=gh * gw, grid=(gh, gw)):
             out = self.transformer(hidden_states=x, encoder_hidden_states=ctx,
-                                   pooled_projections=self.pooled(context, context_mask).to(dtype),
+                                   pooled_projections=pooled.to(dtype),
                                    timestep=t.to(dtype), img_ids=ids, txt_ids=txt_ids, guidance=g,
                                    joint_attention_kwargs=attn_kwargs, return_dict=False)[0]
         return unpack_latents(out[:, : gh * gw], h, w)

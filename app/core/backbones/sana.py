@@ -66,7 +66,8 @@ class SanaAdapter(BackboneAdapter):
 
     def __init__(self, transformer: SanaTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, self_attention: str = "linear", context_dropout: float = 0.0,
-                 connector_heads: int | None = None, prediction: str = "velocity", source_residual: bool = False):
+                 connector_heads: int | None = None, prediction: str = "velocity", source_residual: bool = False,
+                 text_path: str = "mllm"):
         if self_attention not in ("linear", "softmax"):
             raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
         if prediction not in PREDICTIONS:
@@ -78,7 +79,7 @@ class SanaAdapter(BackboneAdapter):
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
                               context_dropout=context_dropout, connector_heads=connector_heads,
-                              prediction=prediction, source_residual=source_residual))
+                              prediction=prediction, source_residual=source_residual, text_path=text_path))
         self.prediction = prediction
         self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
         self.source_residual = None
@@ -97,7 +98,7 @@ class SanaAdapter(BackboneAdapter):
             block.attn1.set_processor(make())
         self.config["self_attention"] = kind
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference):
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, pooled):
         b, c, h, w = latents.shape
         p = self.transformer.config.patch_size
         x = latents
@@ -107,10 +108,13 @@ class SanaAdapter(BackboneAdapter):
                 raise ValueError(f"SANA edit needs a reference of the target's shape {tuple(latents.shape[1:])}, "
                                  f"got {tuple(reference.shape[1:])}")
             x = torch.cat([latents, reference], dim=2)  # stacked below: target rows first
-        ctx = self.context_connector(context)
+        ctx = self.text_states(context)
+        # SanaPipeline feeds its scheduler's timesteps (0..1000) times the config's timestep_scale (1 for
+        # SANA; SANA-Sprint's differs).
+        timestep = t * (1000 * float(getattr(self.transformer.config, "timestep_scale", 1.0) or 1.0))
         with self._stepping(plan_tokens, t, target_tokens=(h // p) * (w // p), grid=(h // p, w // p),
                             has_reference=reference is not None):
-            out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=(t * 1000).to(x.dtype),
+            out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=timestep.to(x.dtype),
                                    encoder_attention_mask=context_mask, return_dict=False)[0]
         out = out[:, :, :h]
         if self.prediction == "sample":

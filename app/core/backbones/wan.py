@@ -17,6 +17,7 @@ MetaCanvas choices:
   DiT block runs per frame (frames folded into the batch). Condition frames get NO canvas.
 - The context connector replaces T5 (out_dim = text_dim) and feeds the stock `text_embedder`. Wan
   has no text attention mask; its pipeline zero-pads T5 states, so padded positions are zeroed here.
+  text_path "native" (app/core/native_text.py): Wan's own umT5 states go in as its pipeline gives them.
 - Timestep: Wan's pipelines feed 0..1000; we pass t * 1000.
 """
 from __future__ import annotations
@@ -60,7 +61,7 @@ class WanAdapter(BackboneAdapter):
 
     def __init__(self, transformer: WanTransformer3DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None,
-                 prediction: str = "velocity"):
+                 prediction: str = "velocity", text_path: str = "mllm"):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         cfg = transformer.config
@@ -69,7 +70,7 @@ class WanAdapter(BackboneAdapter):
             transformer, mllm_dim, cfg.text_dim, canvas, adaln, context_dropout, connector_heads)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
-                              connector_heads=connector_heads, prediction=prediction))
+                              connector_heads=connector_heads, prediction=prediction, text_path=text_path))
         # "sample" (the embedded video model): the DiT draws the clean latents (base.py says why).
         self.prediction = prediction
         self._install_hook(transformer.patch_embedding)
@@ -83,7 +84,7 @@ class WanAdapter(BackboneAdapter):
             return WanReference(first_frame=reference[:, :, :1]), reference[:1, :, :1]
         return WanReference(frames=reference), None
 
-    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference):
+    def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, pooled):
         b, c, f, h, w = latents.shape
         pt, ph, pw = self.transformer.config.patch_size
         if isinstance(reference, torch.Tensor):
@@ -112,7 +113,7 @@ class WanAdapter(BackboneAdapter):
         else:
             timestep = t * 1000
 
-        ctx = self.context_connector(context) * context_mask.unsqueeze(-1).to(context.dtype)
+        ctx = self.text_states(context) * context_mask.unsqueeze(-1).to(context.dtype)
         with self._stepping(plan_tokens, t, target=(first, target_f), grid=(gh, gw), gen_frames=target_f):
             out = self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=ctx.to(x.dtype),
                                    return_dict=False)[0]
