@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from .checkpoints import (INDEX, ModelFolderError, _load_state_checked, _read_config, _strict_load,
-                          defaults_to_dict, save_module)
+                          canvas_tokens_config, defaults_to_dict, save_module)
 from .model_catalog import BACKBONE, METACANVAS, PLANNER, PIPELINES, inspect_folder
 from .native_text import TEXT_PARTS, TEXT_PATHS
 
@@ -215,7 +215,7 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
         spec = canvas_spec_for(adapter, defaults, factor, video=family == "wan")
         canvas_tokens, temporal_stride = CanvasTokens(spec, width), 1
     for part, module in (("canvas_connector", adapter.canvas_connector), ("context_connector", adapter.context_connector)):
-        if part in given:
+        if part in given and module is not None:
             _strict_load(module, _load_state_checked(given[part], part.replace("_", " ")), part.replace("_", " "),
                          given[part])
     if "adapter" in given:
@@ -229,11 +229,9 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
     tmp = out_dir.with_name(out_dir.name + ".saving")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    spec = canvas_tokens.spec
-    save_module(canvas_tokens, tmp / "canvas_tokens",
-                {"keyframes": spec.keyframes, "rows": spec.rows, "cols": spec.cols, "dim": width,
-                 "temporal_stride": temporal_stride, "draft_labels": canvas_tokens.draft_labels})
-    save_module(adapter.canvas_connector, tmp / "canvas_connector", adapter.canvas_connector.config)
+    save_module(canvas_tokens, tmp / "canvas_tokens", canvas_tokens_config(canvas_tokens, temporal_stride))
+    if adapter.canvas_connector is not None:  # none for MetaQuery-style queries (ablation queries_1d)
+        save_module(adapter.canvas_connector, tmp / "canvas_connector", adapter.canvas_connector.config)
     save_module(adapter.context_connector, tmp / "context_connector", {"mllm_dim": width})
     from safetensors.torch import save_file
 
@@ -249,8 +247,9 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
         "vae": {"path": str(backbone_dir / "vae"), "class": vae_class},
         **text_entries,
         **_scheduler_entry(backbone_dir, index),
-        "canvas_tokens": "canvas_tokens", "adapter": "adapter", "canvas_connector": "canvas_connector",
-        "context_connector": "context_connector", "defaults": defaults_to_dict(defaults),
+        "canvas_tokens": "canvas_tokens", "adapter": "adapter", "context_connector": "context_connector",
+        **({"canvas_connector": "canvas_connector"} if adapter.canvas_connector is not None else {}),
+        "defaults": defaults_to_dict(defaults),
         "assembled_from": {"planner": str(planner_dir), "backbone": str(backbone_dir),
                            "backbone_class": index["_class_name"],
                            "connectors": str(Path(connectors_dir).expanduser().resolve()) if connectors_dir else "fresh"},

@@ -34,6 +34,9 @@ class CanvasSpec:
         return (self.keyframes, self.rows, self.cols)
 
 
+CANVAS_POSITIONS = ("grid", "sequence")
+
+
 class CanvasTokens(nn.Module):
     """Learnable [K, H, W, d] grid; other output grids are interpolated from it.
 
@@ -41,10 +44,16 @@ class CanvasTokens(nn.Module):
     draft's coverage of each cell and added to that cell's token, so the plan is the plan of one scene.
     """
 
-    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, draft_labels: int = 0) -> None:
+    def __init__(self, spec: CanvasSpec, dim: int, init_std: float = 0.02, draft_labels: int = 0,
+                 positions: str = "grid") -> None:
         super().__init__()
+        if positions not in CANVAS_POSITIONS:
+            raise ValueError(f"canvas positions must be one of {CANVAS_POSITIONS}, not {positions!r}")
         self.spec = spec
         self.dim = dim
+        # "grid": an image block's 3-axis M-RoPE ids (the method); "sequence": 1-D text positions (the
+        # no-multimodal-RoPE and 1-D query ablations, app/core/ablations.py).
+        self.positions = positions
         self.draft_labels = int(draft_labels)
         if self.draft_labels:  # zero at first: a new draft changes nothing until it is taught
             self.draft_embedding = nn.Parameter(torch.zeros(self.draft_labels, dim))
@@ -79,7 +88,7 @@ class CanvasTokens(nn.Module):
 
 
 def canvas_position_ids(prefix_ids: torch.Tensor, attention_mask: torch.Tensor | None, spec: CanvasSpec,
-                        temporal_stride: int = 1) -> torch.Tensor:
+                        temporal_stride: int = 1, layout: str = "grid") -> torch.Tensor:
     """Append the canvas block's 3-axis ids to a prefix's ids: [3, B, L] -> [3, B, L + N].
 
     start = (largest id of the prefix over its unmasked positions) + 1, per item, because left padding
@@ -101,10 +110,13 @@ def canvas_position_ids(prefix_ids: torch.Tensor, attention_mask: torch.Tensor |
         # An item with no unmasked prefix starts at 0 like an empty sequence would.
         start = torch.where(start < 0, torch.zeros_like(start), start)
 
-    k = torch.arange(spec.keyframes, device=device) * temporal_stride
-    r = torch.arange(spec.rows, device=device)
-    c = torch.arange(spec.cols, device=device)
-    kk, rr, cc = torch.meshgrid(k, r, c, indexing="ij")
-    block = torch.stack([kk, rr, cc]).reshape(3, 1, -1).to(prefix_ids.dtype)  # [3, 1, N]
+    if layout == "sequence":  # as text: t = h = w = the running index
+        block = torch.arange(spec.num_tokens, device=device).expand(3, 1, -1).to(prefix_ids.dtype)
+    else:
+        k = torch.arange(spec.keyframes, device=device) * temporal_stride
+        r = torch.arange(spec.rows, device=device)
+        c = torch.arange(spec.cols, device=device)
+        kk, rr, cc = torch.meshgrid(k, r, c, indexing="ij")
+        block = torch.stack([kk, rr, cc]).reshape(3, 1, -1).to(prefix_ids.dtype)  # [3, 1, N]
     block = block + start.view(1, batch, 1)
     return torch.cat([prefix_ids, block], dim=2)

@@ -198,8 +198,7 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     spec = planner.canvas_tokens.spec
     (tmp / "canvas_tokens").mkdir()
     (tmp / "canvas_tokens" / "config.json").write_text(json.dumps(
-        {"keyframes": spec.keyframes, "rows": spec.rows, "cols": spec.cols, "dim": planner.canvas_tokens.dim,
-         "temporal_stride": getattr(planner, "temporal_stride", 1), "draft_labels": planner.canvas_tokens.draft_labels}))
+        canvas_tokens_config(planner.canvas_tokens, getattr(planner, "temporal_stride", 1))))
     save_file(cast(planner.canvas_tokens), str(tmp / "canvas_tokens" / "model.safetensors"))
     drafter = getattr(planner, "drafter", None)
     edit_drafter = getattr(planner, "edit_drafter", None)
@@ -350,9 +349,21 @@ def _load_canvas_tokens(path: Path, planner_width: int):
     except (TypeError, ValueError) as exc:
         raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} is not valid: {_why(exc)}.") from None
     state = _load_state_checked(path, "canvas token")
-    tokens = CanvasTokens(CanvasSpec(k, rows, cols), dim, draft_labels=labels)
+    try:
+        tokens = CanvasTokens(CanvasSpec(k, rows, cols), dim, draft_labels=labels,
+                              positions=cfg.get("positions", "grid"))
+    except ValueError as exc:
+        raise ModelFolderError(f"The canvas tokens config {path / 'config.json'} is not valid: {_why(exc)}.") from None
     _strict_load(tokens, state, "canvas token", path)
     return tokens, int(cfg.get("temporal_stride", 1))
+
+
+def canvas_tokens_config(canvas_tokens, temporal_stride: int = 1) -> dict:
+    """What canvas_tokens/config.json holds (read back by _load_canvas_tokens)."""
+    spec = canvas_tokens.spec
+    return {"keyframes": spec.keyframes, "rows": spec.rows, "cols": spec.cols, "dim": canvas_tokens.dim,
+            "temporal_stride": int(temporal_stride), "draft_labels": canvas_tokens.draft_labels,
+            "positions": canvas_tokens.positions}
 
 
 def _vae_dtype(vae_cls, folder: Path, dtype):
@@ -501,7 +512,8 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         raise ModelFolderError(f"Cannot load the {family} transformer in {tdir}: {_why(exc)}") from None
     _refuse_partial_load(info, f"{family} transformer", tdir)
     adapter_cfg = dict(adapter_cfg)
-    adapter_cfg["canvas"] = "canvas_connector" in index
+    # A canvas model has a canvas connector, or (the queries_1d ablation) joins its canvas to the context.
+    adapter_cfg["canvas"] = "canvas_connector" in index or "queries_1d" in adapter_cfg.get("ablations", ())
     try:
         adapter = build_adapter(adapter_cfg, transformer)
     except (TypeError, ValueError) as exc:  # an unknown or damaged key in adapter/config.json

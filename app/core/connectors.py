@@ -58,24 +58,36 @@ class CanvasConnector(nn.Module):
     heads: attention heads of the DiT-side block (dit_dim must divide by it).
     mllm_heads: heads of the vanilla block at d_mllm (default: `heads` if it divides d_mllm,
         else head dim 128/64/...).
-    adaln: False gives the paper's "without timestep AdaLN" ablation (a plain pre-LN block).
+    The paper's ablations (Table 3; app/core/ablations.py):
+    adaln: False = "without timestep AdaLN" (a plain pre-LN block).
+    vanilla_block: False = "without the vanilla block" (the plan goes straight to the zero Linear).
+    dit_block: False = "without the DiT block" (the encoded plan is added to the patch tokens as it is).
+    out_dim: the width of what `alone` returns (the "canvas before patchify" ablation: latent channels
+        times the patch area); default dit_dim.
     """
 
     def __init__(self, mllm_dim: int, dit_dim: int, heads: int | None = None, adaln: bool = True,
-                 mllm_heads: int | None = None, mlp_ratio: float = 4.0):
+                 mllm_heads: int | None = None, mlp_ratio: float = 4.0, vanilla_block: bool = True,
+                 dit_block: bool = True, out_dim: int | None = None):
         super().__init__()
         heads = pick_heads(dit_dim, heads)
         mllm_heads = pick_heads(mllm_dim, mllm_heads or heads)
         self.mllm_dim, self.dit_dim, self.adaln = mllm_dim, dit_dim, adaln
+        self.vanilla_block, self.dit_block = vanilla_block, dit_block
         self.config = dict(mllm_dim=mllm_dim, dit_dim=dit_dim, heads=heads, adaln=adaln,
-                           mllm_heads=mllm_heads, mlp_ratio=mlp_ratio)
+                           mllm_heads=mllm_heads, mlp_ratio=mlp_ratio, vanilla_block=vanilla_block,
+                           dit_block=dit_block, out_dim=out_dim)
 
         # Stage 1: plan-only, once per request. The MLLM's states already carry MRoPE positions,
         # so the block gets no extra position embedding.
         self.plan_block = BasicTransformerBlock(
             mllm_dim, mllm_heads, mllm_dim // mllm_heads, activation_fn="gelu-approximate",
-            norm_type="layer_norm", ff_inner_dim=int(mlp_ratio * mllm_dim), attention_bias=True)
+            norm_type="layer_norm", ff_inner_dim=int(mlp_ratio * mllm_dim), attention_bias=True
+        ) if vanilla_block else None
         self.plan_out = zero_linear(mllm_dim, dit_dim)
+        if not dit_block:  # stage 2 is left out: nothing runs per step but the addition
+            self.time_embed = self.step_block = self.step_out = None
+            return
 
         # Stage 2: per step, modulated by the timestep (PixArt/SANA adaLN-single).
         if adaln:
@@ -89,13 +101,13 @@ class CanvasConnector(nn.Module):
             self.step_block = BasicTransformerBlock(
                 dit_dim, heads, dit_dim // heads, activation_fn="gelu-approximate",
                 norm_type="layer_norm", ff_inner_dim=int(mlp_ratio * dit_dim), attention_bias=True)
-        self.step_out = zero_linear(dit_dim, dit_dim)
+        self.step_out = zero_linear(dit_dim, out_dim or dit_dim)
 
     def encode(self, canvas: torch.Tensor) -> torch.Tensor:
         """[B, K, H, W, d_mllm] -> [B, K, H, W, dit_dim]; attention within each keyframe."""
         b, k, h, w, d = canvas.shape
         x = canvas.to(self.plan_out.weight.dtype).reshape(b * k, h * w, d)
-        x = self.plan_out(self.plan_block(x))
+        x = self.plan_out(self.plan_block(x) if self.plan_block is not None else x)
         return x.reshape(b, k, h, w, self.dit_dim)
 
     @staticmethod
@@ -136,14 +148,24 @@ class CanvasConnector(nn.Module):
     def forward(self, tokens: torch.Tensor, plan_tokens: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         """tokens, plan_tokens [B', N, D]; timestep [B'] flow-matching time in 0..1 -> tokens'."""
         x = tokens + plan_tokens.to(tokens.dtype)
-        if self.adaln:
-            t = torch.as_tensor(timestep, device=x.device).reshape(-1).expand(x.shape[0])
-            # AdaLayerNormSingle is the PixArt/SANA embedder, trained on a 0..1000 scale.
-            t6, _ = self.time_embed(t * 1000, batch_size=x.shape[0], hidden_dtype=x.dtype)
-            x = self.step_block(x, timestep=t6)
-        else:
-            x = self.step_block(x)
-        return tokens + self.step_out(x)
+        if not self.dit_block:
+            return x
+        return tokens + self.step_out(self._step(x, timestep))
+
+    def alone(self, plan_tokens: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """The per-step block over the plan alone, [B', N, D] -> [B', N, out_dim]: the "canvas before
+        patchify" ablation, where no patch tokens exist yet to add the plan to."""
+        if not self.dit_block:
+            raise ValueError("the canvas-before-patchify ablation needs the DiT block")
+        return self.step_out(self._step(plan_tokens, timestep))
+
+    def _step(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        if not self.adaln:
+            return self.step_block(x)
+        t = torch.as_tensor(timestep, device=x.device).reshape(-1).expand(x.shape[0])
+        # AdaLayerNormSingle is the PixArt/SANA embedder, trained on a 0..1000 scale.
+        t6, _ = self.time_embed(t * 1000, batch_size=x.shape[0], hidden_dtype=x.dtype)
+        return self.step_block(x, timestep=t6)
 
 
 class ContextConnector(nn.Module):

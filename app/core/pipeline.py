@@ -350,7 +350,7 @@ class MetaCanvasPipeline:
         plan = plan.to(device)
         n = 2 if use_cfg else 1
         plan_tokens = self._plan_tokens(plan, n, request.use_canvas)
-        if plan_tokens is not None:
+        if plan_tokens is not None and self.adapter.canvas_connector is not None:  # per cell: not for 1-D queries
             plan.strength = plan_tokens.float().norm(dim=-1).to(plan.canvas.device)
         timings["plan"] = time.perf_counter() - t_start
 
@@ -383,7 +383,7 @@ class MetaCanvasPipeline:
     def _plan_tokens(self, plan: Plan, n: int, use_canvas: bool) -> torch.Tensor | None:
         """The first `n` plans through the canvas connector's first block (once per request); None for
         a text-only model or run."""
-        if not use_canvas or self.adapter.canvas_connector is None:
+        if not use_canvas or not self.adapter.takes_plan:
             return None
         return self.adapter.prepare_plan(plan.canvas[:n].to(self.dtype))
 

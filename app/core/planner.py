@@ -586,7 +586,7 @@ class Planner(nn.Module):
         canvas = self.canvas_tokens(spec, coverage).to(dtype)
         if canvas.dim() == 2:
             canvas = canvas.unsqueeze(0).expand(batch, -1, -1)
-        position_ids = canvas_position_ids(prefix_pos, mask, spec, self.temporal_stride)
+        position_ids = canvas_position_ids(prefix_pos, mask, spec, self.temporal_stride, self.canvas_tokens.positions)
         full_mask = torch.cat([mask, mask.new_ones(batch, spec.num_tokens)], dim=1)
         out = mllm.language_model(inputs_embeds=torch.cat([embeds, canvas], dim=1), attention_mask=full_mask,
                                   position_ids=position_ids, use_cache=False)

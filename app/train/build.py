@@ -11,6 +11,7 @@ from dataclasses import replace
 from diffusers import SanaTransformer2DModel
 from transformers import Qwen2_5_VLModel
 
+from app.core.ablations import canvas_positions
 from app.core.backbones.sana import SanaAdapter
 from app.core.canvas import CanvasSpec, CanvasTokens
 from app.core.draft import DraftConfig, LayoutDrafter
@@ -88,7 +89,8 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
         edit_drafter = LayoutDrafter(replace(drafts, reads_images=True, pixel_width=m.edit_drafter_pixels,
                                              context_tokens=False), m.planner_hidden)
     onto_canvas = drafts is not None and not m.draft_context
-    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, draft_labels=NUM_LABELS if onto_canvas else 0)
+    canvas = CanvasTokens(CanvasSpec(1, grid, grid), m.planner_hidden, draft_labels=NUM_LABELS if onto_canvas else 0,
+                          positions=canvas_positions(m.ablations))
     planner = Planner(mllm, processor, canvas, drafter=drafter, edit_drafter=edit_drafter)
 
     width = m.dit_heads * m.dit_head_dim
@@ -99,7 +101,7 @@ def build_model(recipe: Recipe, use_canvas: bool = True) -> MetaCanvasPipeline:
         sample_size=size, patch_size=m.patch_size, interpolation_scale=1)
     adapter = SanaAdapter(transformer, m.planner_hidden, canvas=use_canvas, self_attention=m.self_attention,
                           connector_heads=m.connector_heads, prediction=m.prediction,
-                          source_residual=m.source_residual)
+                          source_residual=m.source_residual, ablations=m.ablations)
     defaults = PipelineDefaults(width=size, height=size, steps=recipe.sample_steps, guidance=recipe.guidance,
                                 guidance_interval=tuple(recipe.guidance_interval),
                                 shift=recipe.sample_shift, solver=recipe.sample_solver,

@@ -47,6 +47,8 @@ class ModelRecipe:
     # cross-attends to (app/core/draft.py, DraftContextTokens), taught with the DiT in stage 2.
     # Needs canvas_drafts (which says the model drafts at all); a MetaCanvas run refuses it.
     draft_context: bool = False
+    # The method's ablation switches (the paper's Table 3 and Fig. 4), by name: app/core/ablations.py.
+    ablations: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -127,6 +129,9 @@ class Recipe:
     save_dtype: str = "float16"  # the exported model's weights (halves the committed files); loading upcasts
 
     def __post_init__(self) -> None:
+        from app.core.ablations import check_ablations
+
+        check_ablations(self.model.ablations)  # a typo stops the run before hours are spent
         # A share outside [0, 1] would silently mean "always" or "never" (the data stream compares it
         # with a uniform draw); a typo such as 20 for 0.2 should stop the run before hours are spent.
         for name in ("teach_edit_fraction", "teach_ambiguous_fraction", "edit_fraction", "cfg_dropout",

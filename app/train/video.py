@@ -363,7 +363,7 @@ class VideoTrainer:
     # -- stage 2
     def _loss(self, pipe: MetaCanvasPipeline, batch: dict, plan, noisy, noise, target, t, reference) -> torch.Tensor:
         adapter = pipe.adapter
-        plan_tokens = adapter.prepare_plan(plan.canvas) if adapter.canvas_connector is not None else None
+        plan_tokens = adapter.prepare_plan(plan.canvas)  # None for the text-only twin
         velocity = adapter(noisy, t, plan.context, plan.context_mask, plan_tokens=plan_tokens, reference=reference)
         start = 1 if batch["kind"] == "image_to_video" else 0  # the given first frame is not generated
         return F.mse_loss(velocity[:, :, start:], (noise - target)[:, :, start:])

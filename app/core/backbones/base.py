@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..ablations import check_ablations
 from ..connectors import CanvasConnector, ContextConnector
 from ..native_text import TEXT_PATHS
 from ..request import Task
@@ -72,6 +73,15 @@ class BackboneAdapter(nn.Module):
         if config.get("text_path", "mllm") not in TEXT_PATHS:
             raise ValueError(f"text_path must be one of {TEXT_PATHS}, got {config.get('text_path')!r}")
         self.text_path = config.get("text_path", "mllm")
+        # The method's ablation switches (app/core/ablations.py): the connector's own are in its build.
+        self.ablations = check_ablations(config.get("ablations", ()))
+        self.queries_to_context = "queries_1d" in self.ablations
+        self.text_to_dit = "canvas_without_text" not in self.ablations
+        self.canvas_before_patchify = "canvas_before_patchify" in self.ablations
+        if self.canvas_before_patchify and self.family != "sana":
+            raise ValueError("the canvas-before-patchify ablation is the paper's SANA study: sana only")
+        if self.queries_to_context and self.text_path == "native":
+            raise ValueError("queries_1d joins the planner's states to the context: it needs the mllm text path")
         self.transformer = transformer
         self.canvas_connector = canvas_connector
         self.context_connector = context_connector
@@ -86,13 +96,21 @@ class BackboneAdapter(nn.Module):
 
     @staticmethod
     def make_connectors(transformer: nn.Module, mllm_dim: int, context_dim: int, canvas: bool, adaln: bool,
-                        context_dropout: float, connector_heads: int | None):
+                        context_dropout: float, connector_heads: int | None, ablations=(),
+                        latent_patch_width: int | None = None):
         """The two connectors every family builds: the canvas connector at the DiT's width (None for a
-        text-only model) and the context connector into the backbone's conditioning width."""
+        text-only model, or for MetaQuery-style queries) and the context connector into the backbone's
+        conditioning width. `latent_patch_width`: channels x patch area, for the before-patchify ablation."""
         cfg = transformer.config
         dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
-        canvas_connector = (CanvasConnector(mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads, adaln=adaln)
-                            if canvas else None)
+        ablations = check_ablations(ablations)
+        canvas_connector = None
+        if canvas and "queries_1d" not in ablations:
+            canvas_connector = CanvasConnector(
+                mllm_dim, dit_dim, connector_heads or cfg.num_attention_heads,
+                adaln=adaln and "no_timestep_adaln" not in ablations,
+                vanilla_block="no_vanilla_block" not in ablations, dit_block="no_dit_block" not in ablations,
+                out_dim=latent_patch_width if "canvas_before_patchify" in ablations else None)
         return canvas_connector, ContextConnector(mllm_dim, context_dim, dropout=context_dropout)
 
     # ------------------------------------------------------------------ what a sampler asks
@@ -116,10 +134,19 @@ class BackboneAdapter(nn.Module):
         return reference, None
 
     # ------------------------------------------------------------------ plan
+    @property
+    def takes_plan(self) -> bool:
+        """Whether the canvas reaches the backbone at all: through the canvas connector, or (queries_1d) as
+        extra context tokens. False for a text-only model."""
+        return self.canvas_connector is not None or (self.queries_to_context and self.config.get("canvas", True))
+
     def prepare_plan(self, canvas: torch.Tensor | None) -> torch.Tensor | None:
-        """Canvas states [B, K, H, W, d_mllm] -> encoded plan [B, K, H, W, dit_dim] (once per request)."""
-        if canvas is None or self.canvas_connector is None:
+        """Canvas states [B, K, H, W, d_mllm] -> encoded plan [B, K, H, W, dit_dim] (once per request);
+        for queries_1d, the states as a sequence [B, K*H*W, d_mllm], to join the context."""
+        if canvas is None or not self.takes_plan:
             return None
+        if self.canvas_connector is None:
+            return canvas.reshape(canvas.shape[0], -1, canvas.shape[-1])
         return self.canvas_connector.encode(canvas)
 
     # ------------------------------------------------------------------ call
@@ -135,12 +162,20 @@ class BackboneAdapter(nn.Module):
             context_mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
         context_mask = context_mask.to(device=context.device, dtype=torch.bool)
         if plan_tokens is not None:
-            if self.canvas_connector is None:
+            if not self.takes_plan:
                 raise ValueError("this adapter has no canvas connector (a text-only model): pass plan_tokens=None")
             if plan_tokens.shape[0] == 1 and b > 1:
                 plan_tokens = plan_tokens.expand(b, *plan_tokens.shape[1:])
             elif plan_tokens.shape[0] != b:
                 raise ValueError(f"plan batch {plan_tokens.shape[0]} does not match latents batch {b}")
+        if not self.text_to_dit:  # the canvas-without-text ablation: one zero state where the text was
+            context = context.new_zeros(b, 1, context.shape[-1])
+            context_mask = context_mask.new_ones(b, 1)
+            pooled = None if pooled is None else torch.zeros_like(pooled)
+        if self.queries_to_context and plan_tokens is not None:
+            context = torch.cat([context, plan_tokens.to(context.dtype)], dim=1)
+            context_mask = torch.cat([context_mask, context_mask.new_ones(b, plan_tokens.shape[1])], dim=1)
+            plan_tokens = None
         return self._denoise(latents, t, context, context_mask, plan_tokens, reference, pooled)
 
     def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, pooled) -> torch.Tensor:

@@ -83,13 +83,14 @@ class FluxAdapter(BackboneAdapter):
 
     def __init__(self, transformer: FluxTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, context_dropout: float = 0.0, connector_heads: int | None = None,
-                 guidance_scale: float = 2.5, text_path: str = "mllm"):
+                 guidance_scale: float = 2.5, text_path: str = "mllm", ablations=()):
         cfg = transformer.config
         canvas_connector, context_connector = self.make_connectors(
-            transformer, mllm_dim, cfg.joint_attention_dim, canvas, adaln, context_dropout, connector_heads)
+            transformer, mllm_dim, cfg.joint_attention_dim, canvas, adaln, context_dropout, connector_heads,
+            ablations)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
-                              connector_heads=connector_heads, guidance_scale=guidance_scale, text_path=text_path))
+                              connector_heads=connector_heads, guidance_scale=guidance_scale, text_path=text_path, ablations=list(ablations)))
         self.pooled_norm = nn.LayerNorm(mllm_dim)
         self.pooled_proj = nn.Linear(mllm_dim, cfg.pooled_projection_dim)
         nn.init.zeros_(self.pooled_proj.weight)

@@ -67,7 +67,7 @@ class SanaAdapter(BackboneAdapter):
     def __init__(self, transformer: SanaTransformer2DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, self_attention: str = "linear", context_dropout: float = 0.0,
                  connector_heads: int | None = None, prediction: str = "velocity", source_residual: bool = False,
-                 text_path: str = "mllm"):
+                 text_path: str = "mllm", ablations=()):
         if self_attention not in ("linear", "softmax"):
             raise ValueError(f"self_attention must be 'linear' or 'softmax', got {self_attention!r}")
         if prediction not in PREDICTIONS:
@@ -75,11 +75,12 @@ class SanaAdapter(BackboneAdapter):
         cfg = transformer.config
         dit_dim = cfg.num_attention_heads * cfg.attention_head_dim
         canvas_connector, context_connector = self.make_connectors(
-            transformer, mllm_dim, cfg.caption_channels, canvas, adaln, context_dropout, connector_heads)
+            transformer, mllm_dim, cfg.caption_channels, canvas, adaln, context_dropout, connector_heads,
+            ablations, latent_patch_width=cfg.in_channels * cfg.patch_size ** 2)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, self_attention=self_attention,
                               context_dropout=context_dropout, connector_heads=connector_heads,
-                              prediction=prediction, source_residual=source_residual, text_path=text_path))
+                              prediction=prediction, source_residual=source_residual, text_path=text_path, ablations=list(ablations)))
         self.prediction = prediction
         self.reference_marker = nn.Parameter(torch.zeros(dit_dim))
         self.source_residual = None
@@ -109,6 +110,9 @@ class SanaAdapter(BackboneAdapter):
                                  f"got {tuple(reference.shape[1:])}")
             x = torch.cat([latents, reference], dim=2)  # stacked below: target rows first
         ctx = self.text_states(context)
+        if self.canvas_before_patchify and plan_tokens is not None:
+            x = torch.cat([latents + self._latent_canvas(plan_tokens, t, h, w), x[:, :, h:]], dim=2)
+            plan_tokens = None  # added already: the hook after the patch embedding adds nothing
         # SanaPipeline feeds its scheduler's timesteps (0..1000) times the config's timestep_scale (1 for
         # SANA; SANA-Sprint's differs).
         timestep = t * (1000 * float(getattr(self.transformer.config, "timestep_scale", 1.0) or 1.0))
@@ -120,6 +124,17 @@ class SanaAdapter(BackboneAdapter):
         if self.prediction == "sample":
             out = sample_to_velocity(latents, out, t)
         return out
+
+    def _latent_canvas(self, plan_tokens: torch.Tensor, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The canvas-before-patchify ablation: the plan resized to the token grid, through the connector's
+        per-step block alone, unpatchified to what the noisy latents [B, C, h, w] get added."""
+        p = self.transformer.config.patch_size
+        gh, gw = h // p, w // p
+        plan = self.canvas_connector.resize(plan_tokens, 1, gh, gw)
+        b = plan.shape[0]
+        out = self.canvas_connector.alone(plan.reshape(b, gh * gw, -1), t)  # [B, N, C * p * p]
+        c = out.shape[-1] // (p * p)
+        return out.reshape(b, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
     def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
         n = step.layout["target_tokens"]

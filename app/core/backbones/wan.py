@@ -61,16 +61,16 @@ class WanAdapter(BackboneAdapter):
 
     def __init__(self, transformer: WanTransformer3DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None,
-                 prediction: str = "velocity", text_path: str = "mllm"):
+                 prediction: str = "velocity", text_path: str = "mllm", ablations=()):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         cfg = transformer.config
         # METHOD.md: dropout 0.1 in the video context connector.
         canvas_connector, context_connector = self.make_connectors(
-            transformer, mllm_dim, cfg.text_dim, canvas, adaln, context_dropout, connector_heads)
+            transformer, mllm_dim, cfg.text_dim, canvas, adaln, context_dropout, connector_heads, ablations)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
-                              connector_heads=connector_heads, prediction=prediction, text_path=text_path))
+                              connector_heads=connector_heads, prediction=prediction, text_path=text_path, ablations=list(ablations)))
         # "sample" (the embedded video model): the DiT draws the clean latents (base.py says why).
         self.prediction = prediction
         self._install_hook(transformer.patch_embedding)
