@@ -5,20 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO / "models"
-
-
-def listed_folders(given: list[str], settings=None) -> list[str]:
-    """models/, the settings' model folders (still and video), then the folders given."""
-    folders = [str(MODELS_DIR)]
-    for key in ("model_folders", "video_model_folders"):
-        folders += [str(f) for f in (getattr(settings, key, None) or [])]
-    return folders + list(given)
-
-
 def run(args, settings=None) -> int:
-    from app.core.model_catalog import format_table, scan
+    from app.core.model_catalog import catalog_folders, format_table, scan
 
     words = list(args.folders or [])
     if words and words[0] == "assemble":
@@ -31,7 +19,7 @@ def run(args, settings=None) -> int:
     missing = [w for w in words if not Path(w).expanduser().exists()]
     if missing:
         raise FileNotFoundError(f"no such folder: {missing[0]}")
-    print(format_table(scan(listed_folders(words, settings))))
+    print(format_table(scan(catalog_folders(settings, words))))
     return 0
 
 

@@ -374,6 +374,17 @@ def inspect_folder(folder: str | Path) -> CatalogEntry:
     return entry
 
 
+def catalog_folders(settings=None, given=()) -> list[str]:
+    """Where the catalogue looks: models/ (beside the embedded defaults), the settings' model folders (still
+    and video), then the folders given."""
+    from app.settings import DEFAULT_MODEL
+
+    folders = [str(DEFAULT_MODEL.parent)]
+    for key in ("model_folders", "video_model_folders"):
+        folders += [str(f) for f in (getattr(settings, key, None) or [])]
+    return folders + [str(f) for f in given]
+
+
 def _looks_like_model(folder: Path) -> bool:
     return (folder / INDEX).is_file() or (folder / "config.json").is_file() or bool(_pickles(folder))
 

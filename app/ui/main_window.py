@@ -152,6 +152,7 @@ class MainWindow(QMainWindow):
         file.addAction("Export video track (MP4)…", self.exports.export_track_dialog)
         file.addSeparator()
         file.addAction("Settings…", self.settings_dialog)
+        file.addAction("Models…", self.models_dialog)
         file.addAction("Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = m.addMenu("&Edit")
         self.act_undo = self.document.undo_stack.createUndoAction(self, "Undo")
@@ -499,6 +500,15 @@ class MainWindow(QMainWindow):
             self.document.push(self.document.project.remove_clip_change(clip.id))
 
     # ================================================================ settings
+    def models_dialog(self):
+        """The model manager (app/ui/models_dialog.py): a model chosen there applies as a settings change."""
+        from app.ui.models_dialog import ModelsDialog
+
+        dlg = ModelsDialog(self.settings, self)
+        dlg.settings_accepted.connect(self.apply_settings)
+        dlg.open()
+        return dlg
+
     def settings_dialog(self) -> SettingsDialog:
         dlg = SettingsDialog(self.settings, self)
         dlg.settings_accepted.connect(self.apply_settings)
