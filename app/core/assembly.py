@@ -20,12 +20,11 @@ a native assembly draws what the bare diffusers pipeline draws.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from .checkpoints import (INDEX, ModelFolderError, _load_state_checked, _read_config, _strict_load,
-                          canvas_tokens_config, defaults_to_dict, save_module)
+                          canvas_tokens_config, defaults_to_dict, replace_folder, save_module)
 from .model_catalog import BACKBONE, METACANVAS, PLANNER, PIPELINES, inspect_folder
 from .native_text import TEXT_PARTS, TEXT_PATHS
 
@@ -40,7 +39,7 @@ _FAMILY_DEFAULTS = {
     # Wan2.2-TI2V-5B: 1280 x 704, 121 frames; Wan2.1 and other Wan pipelines: 832 x 480, 81 frames.
     "wan": dict(steps=50, guidance=5.0, solver="euler", shift=5.0, keyframes=3),
 }
-CONNECTOR_PARTS = ("canvas_tokens", "canvas_connector", "context_connector", "adapter")
+CONNECTOR_PARTS = ("canvas_tokens", "canvas_connector", "context_connector", "adapter", "planner_lora")
 
 
 def _vae_spatial_factor(vae_dir: Path, class_name: str) -> int:
@@ -254,13 +253,9 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
                            "backbone_class": index["_class_name"],
                            "connectors": str(Path(connectors_dir).expanduser().resolve()) if connectors_dir else "fresh"},
     }
+    if "planner_lora" in given:  # trained with the connectors: the planner's canvas-gated LoRA travels with them
+        shutil.copytree(given["planner_lora"], tmp / "planner_lora")
+        model_index["planner_lora"] = "planner_lora"
     (tmp / INDEX).write_text(json.dumps(model_index, indent=2))
-    if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+    replace_folder(tmp, out_dir)
     return out_dir

@@ -85,7 +85,7 @@ def read_index(folder: str | Path) -> dict:
 
 # The parts a MetaCanvas model cannot run without, and the ones it may have.
 REQUIRED_COMPONENTS = ("planner", "transformer", "canvas_tokens", "context_connector")
-OPTIONAL_COMPONENTS = ("adapter", "canvas_connector", "layout_drafter", "edit_drafter", "vae")
+OPTIONAL_COMPONENTS = ("adapter", "canvas_connector", "layout_drafter", "edit_drafter", "vae", "planner_lora")
 # An assembly on the backbone's native text path names its text parts; an assembly names its scheduler.
 TEXT_COMPONENTS = ("text_encoder", "text_encoder_2")
 CONFIG_ONLY_COMPONENTS = ("tokenizer", "tokenizer_2", "scheduler")
@@ -133,6 +133,24 @@ def validate_model_folder(folder: str | Path) -> dict:
     return index
 
 
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Put the completely written folder `tmp` where `folder` is (model folders, training checkpoints). The
+    old folder is moved aside first and removed only once the new one is in place, so a kill at any moment
+    leaves a whole folder: the old one, the new one, or the old one under FOLDER.old beside a finished tmp."""
+    import os
+    import shutil
+
+    tmp, folder = Path(tmp), Path(folder)
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
 def save_module(module, folder: Path, config: dict) -> None:
     """A plain torch module as config.json + model.safetensors."""
     from safetensors.torch import save_file
@@ -172,7 +190,6 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     """Write a MetaCanvas model folder. `dtype` (e.g. torch.float16) shrinks the files; loading casts
     back to the device's precision. The folder is written beside and swapped in when complete, so a
     crash mid-save leaves the previous model intact."""
-    import os
     import shutil
 
     import torch
@@ -195,7 +212,6 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     planner.mllm.config.save_pretrained(str(tmp / "planner"))
     save_file(cast(planner.mllm), str(tmp / "planner" / "model.safetensors"), metadata={"format": "pt"})
     planner.processor.save_pretrained(tmp / "planner")
-    spec = planner.canvas_tokens.spec
     (tmp / "canvas_tokens").mkdir()
     (tmp / "canvas_tokens" / "config.json").write_text(json.dumps(
         canvas_tokens_config(planner.canvas_tokens, getattr(planner, "temporal_stride", 1))))
@@ -239,14 +255,7 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     if codec_config is not None:
         index["codec"] = codec_config
     (tmp / INDEX).write_text(json.dumps(index, indent=2))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)
+    replace_folder(tmp, folder)
     return folder
 
 
@@ -454,7 +463,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel
 
     from .backbones import build_adapter
-    from .latents import DiffusersVAECodec, PixelCodec
+    from .latents import DiffusersVAECodec
     from .pipeline import MetaCanvasPipeline, PipelineDefaults
     from .planner import Planner, PlannerProcessor
 
@@ -496,6 +505,14 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
                           drafter=drafter, edit_drafter=edit_drafter)
     except ValueError as exc:
         raise ModelFolderError(f"The planner parts in {folder} do not fit together: {_why(exc)}") from None
+    lora_dir = component_path(folder, index, "planner_lora")
+    if lora_dir is not None:  # a LoRA on the MLLM, active at the canvas positions only (app/core/canvas_lora.py)
+        from .canvas_lora import load_canvas_lora
+
+        try:
+            load_canvas_lora(planner, lora_dir)
+        except (ValueError, ImportError) as exc:
+            raise ModelFolderError(f"The planner LoRA in {lora_dir} cannot be used: {_why(exc)}") from None
 
     # 2. Backbone + connectors.
     adapter_dir = component_path(folder, index, "adapter")

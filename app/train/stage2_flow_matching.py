@@ -15,7 +15,6 @@ accelerator, device, use_canvas, label_alignment, workers and log, and its evalu
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from app.core.checkpoints import replace_folder
 from app.train.data import ShapesStream
 from app.train.ema import EMA
 from app.train.optim_state import load_optimizer, save_optimizer
@@ -178,17 +178,12 @@ class FlowMatching:
         reference = None
         if sources is not None:
             reference = torch.from_numpy(sources).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        b = target.shape[0]
-        t = shifted(torch.sigmoid(torch.randn(b, generator=gen, device=gen.device) * rec.logit_normal_std),
-                    rec.timestep_shift).to(self.device)
-        noise = torch.randn(target.shape, generator=gen, device=gen.device).to(self.device)
-        tt = t.view(b, 1, 1, 1)
-        noisy = (1 - tt) * target + tt * noise
+        noisy, t, velocity_target = flow_matching_pair(target, gen, rec.logit_normal_std, rec.timestep_shift)
         with self.accelerator.autocast():
             unwrapped = self.accelerator.unwrap_model(adapter)
             plan_tokens = unwrapped.prepare_plan(plan.canvas) if self.use_canvas else None
             velocity = adapter(noisy, t, plan.context, plan.context_mask, plan_tokens=plan_tokens, reference=reference)
-        return F.mse_loss(velocity.float(), noise - target)
+        return F.mse_loss(velocity.float(), velocity_target)
 
     def _save_checkpoint(self, folder: Path, adapter, ema: EMA, opt) -> None:
         from safetensors.torch import save_file
@@ -205,15 +200,7 @@ class FlowMatching:
         if self.label_alignment is not None:
             save_file({k: v.detach().contiguous().cpu() for k, v in self.label_alignment.state_dict().items()}, str(tmp / "label_head.safetensors"))
         # Swap in the new checkpoint only when it is complete: a kill mid-save keeps the old one.
-        if folder.exists():
-            old = folder.with_name(folder.name + ".old")
-            if old.exists():
-                _rmtree(old)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            _rmtree(old)
-        else:
-            os.replace(tmp, folder)
+        replace_folder(tmp, folder)
         atomic_json(self.progress_path, self.progress)
 
 
@@ -249,13 +236,21 @@ def shifted(t: torch.Tensor, shift: float) -> torch.Tensor:
     return t if shift == 1.0 else shift * t / (1 + (shift - 1) * t)
 
 
+def flow_matching_pair(target: torch.Tensor, gen: torch.Generator, logit_normal_std: float,
+                       shift: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy z_t, t [B], the velocity e - z to predict) for clean latents `target` [B, ...]: t logit-normal
+    (sigmoid of N(0, std), the SD3 choice) then shifted, drawn before the noise e, both from `gen`."""
+    b = target.shape[0]
+    t = shifted(torch.sigmoid(torch.randn(b, generator=gen, device=gen.device) * logit_normal_std),
+                shift).to(target.device)
+    noise = torch.randn(target.shape, generator=gen, device=gen.device).to(target.device)
+    tt = t.view(b, *([1] * (target.ndim - 1)))
+    return (1 - tt) * target + tt * noise, t, noise - target
+
+
 def load_state_file(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,9 +37,9 @@ from app.core.canvas import CanvasSpec, CanvasTokens
 from app.core.latents import PixelCodec
 from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
 from app.core.planner import PlannerProcessor
+from app.core.checkpoints import replace_folder
 from app.shapes.dataset import label_map
 from app.shapes.motion import motion_caption, random_motion_scene, render_clip
-from app.shapes.render import render
 from app.shapes.video_edits import random_reference_video, sample_video_edit
 from app.shapes.vocab import VIDEO_VOCABULARY
 from app.train.ema import EMA
@@ -441,9 +440,6 @@ class VideoTrainer:
         self.export(state)
 
     def _save_checkpoint(self, folder: Path, state: dict) -> None:
-        import os
-        import shutil
-
         from safetensors.torch import save_file
 
         tmp = folder.with_name(folder.name + ".tmp")
@@ -452,14 +448,7 @@ class VideoTrainer:
             save_file({k: v.detach().contiguous() for k, v in adapter.state_dict().items()}, str(tmp / f"{name}_adapter.safetensors"))
             save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / f"{name}_ema.safetensors"))
             save_optimizer(opt, tmp / f"{name}_optimizer.safetensors")
-        if folder.exists():
-            old = folder.with_name(folder.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        replace_folder(tmp, folder)
         atomic_json(self.progress_path, self.progress)
 
     def export(self, state: dict) -> None:

@@ -159,3 +159,23 @@ def test_the_command_line_assembles_lists_and_generates(base_folders, tmp_path):
     assert np.asarray(Image.open(png)).shape == (SIZE, SIZE, 3)
     r = run("models", "assemble", "--planner", str(base_folders["qwen"]), "-o", str(tmp_path / "y"))
     assert r.returncode == 2 and "--backbone" in r.stderr and "Traceback" not in r.stderr
+
+    # FLUX.1-Kontext on the MLLM text path edits; Wan (native text path) makes a clip.
+    flux = tmp_path / "my-kontext"
+    r = run("models", "assemble", "--planner", str(base_folders["qwen"]), "--backbone", str(base_folders["flux"]),
+            "-o", str(flux), "--text", "mllm")
+    assert r.returncode == 0, r.stderr
+    assert "text: the planner's states through the context connector (mllm): untrained" in r.stdout
+    Image.fromarray(np.full((SIZE, SIZE, 3), 200, np.uint8)).save(tmp_path / "in.png")
+    r = run("edit", str(tmp_path / "in.png"), "make the circle green", "-o", str(tmp_path / "edited.png"),
+            "--model", str(flux), "--steps", "2", "--width", str(SIZE), "--height", str(SIZE))
+    assert r.returncode == 0, r.stderr
+    assert np.asarray(Image.open(tmp_path / "edited.png")).shape == (SIZE, SIZE, 3)
+    wan = tmp_path / "my-wan"
+    r = run("models", "assemble", "--planner", str(base_folders["qwen"]), "--backbone", str(base_folders["wan"]),
+            "-o", str(wan))
+    assert r.returncode == 0 and "own text encoder (native)" in r.stdout, r.stderr
+    r = run("video", "a red circle moves to the right", "-o", str(tmp_path / "clip.mp4"), "--model", str(wan),
+            "--frames", "5", "--steps", "2", "--width", str(SIZE), "--height", str(SIZE))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "clip.mp4").stat().st_size > 0
