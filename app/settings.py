@@ -25,7 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "metacanvas-shapes"
 DEFAULT_VIDEO_MODEL = REPO_ROOT / "models" / "metacanvas-shapes-video"
 DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # auto: picked from the GPU's memory (app/core/memory.py)
+OFFLOADS = ("auto", "none", "model", "sequential")  # app.core.memory.OFFLOADS, and auto
 MAX_RECENT = 10
 
 
@@ -50,7 +51,12 @@ class Settings:
     video_model_folders: list[str] = field(default_factory=lambda: [str(DEFAULT_VIDEO_MODEL)])
     video_model: str = str(DEFAULT_VIDEO_MODEL)
     device: str = "auto"  # "auto" | "cuda" | "mps" | "cpu"
-    precision: str = "float32"  # "float32" | "bfloat16" | "float16"
+    precision: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
+    # Memory (app/core/memory.py). "auto" and null: picked from the GPU's memory when the model loads.
+    offload: str = "auto"  # "auto" | "none" | "model" | "sequential"
+    vae_tiling: bool | None = None
+    vae_slicing: bool | None = None
+    planner_offload: bool | None = None  # the planner's MLLM back to the CPU after each planning
     preview: bool = True  # show the denoising preview while generating
     autosave_minutes: int = 5  # 0 turns autosave off
     recent_projects: list[str] = field(default_factory=list)  # newest first
@@ -122,6 +128,18 @@ class Settings:
     def torch_dtype(self):
         return torch_dtype(self.precision)
 
+    def memory_options(self):
+        """The memory options these settings ask for (app.core.memory.MemoryOptions; auto fields left None)."""
+        from app.core.memory import MemoryOptions
+
+        return MemoryOptions(dtype=None if self.precision == "auto" else self.precision,
+                             offload=None if self.offload == "auto" else self.offload, vae_tiling=self.vae_tiling,
+                             vae_slicing=self.vae_slicing, planner_offload=self.planner_offload)
+
+    def placement(self) -> tuple:
+        """What decides where and how a model is loaded: a change to any of it reloads the models."""
+        return (self.device, self.precision, self.offload, self.vae_tiling, self.vae_slicing, self.planner_offload)
+
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """The user's settings (defaults if there is no file); never raises for a bad file."""
@@ -156,6 +174,12 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _bool_or_auto(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"expected true, false or null (auto), found {value!r}")
+    return value
+
+
 def _minutes(value: Any) -> int:
     # bool is an int in Python; `true` minutes is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -170,6 +194,10 @@ _CHECKS = {
     "video_model": _str,
     "device": _choice(DEVICES),
     "precision": _choice(PRECISIONS),
+    "offload": _choice(OFFLOADS),
+    "vae_tiling": _bool_or_auto,
+    "vae_slicing": _bool_or_auto,
+    "planner_offload": _bool_or_auto,
     "preview": _bool,
     "autosave_minutes": _minutes,
     "recent_projects": lambda v: _str_list(v)[:MAX_RECENT],
@@ -225,8 +253,9 @@ def resolve_device(setting: str) -> str:
 
 
 def torch_dtype(precision: str):
+    """The torch dtype of a precision setting; None for "auto" (the loader's choice)."""
     import torch
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return getattr(torch, precision)
+    return None if precision == "auto" else getattr(torch, precision)

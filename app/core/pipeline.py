@@ -176,10 +176,13 @@ class MetaCanvasPipeline:
             raise ValueError("the adapter takes the backbone's own text states: give the pipeline its native_text")
         self.native_text = native_text
         self.scheduler = scheduler or make_scheduler(self.defaults)
+        self.memory = None  # a MemoryPlacement (app/core/memory.py) once memory options are applied
 
     # -- placement -------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        if self.memory is not None:  # offloaded weights rest on the CPU (or "meta"): the work runs where it says
+            return self.memory.execution_device
         return next(self.adapter.parameters()).device
 
     @property
@@ -322,7 +325,8 @@ class MetaCanvasPipeline:
     # -- generation --------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, request: GenerationRequest, plan: Plan | None = None,
-                 callback: StepCallback | None = None, preview: bool = True) -> GenerationResult:
+                 callback: StepCallback | None = None, preview: bool = True,
+                 on_plan: Callable[[Plan], None] | None = None) -> GenerationResult:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         device, dtype = self.device, self.dtype
@@ -345,6 +349,8 @@ class MetaCanvasPipeline:
             # Not `self.plan`: that also runs the canvas connector's first block for `strength`, which
             # is set below from the same plan tokens the denoiser uses (once per request, not twice).
             plan = self._run_planner(request, with_unconditional=use_cfg)
+        if on_plan is not None:  # the engine keeps it: a run that runs out of memory later is retried with it
+            on_plan(plan)
         if request.plan_edits:
             plan = plan.edited(request.plan_edits)
         plan = plan.to(device)

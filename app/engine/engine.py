@@ -22,7 +22,9 @@ Scheduling
 ----------
 * Generation jobs and model loads share one FIFO: a job submitted before `load_model` runs on the old
   model, one submitted after runs on the new one, and a job submitted while the model is still loading
-  waits for it instead of failing with "no model".
+  waits for it instead of failing with "no model". So do memory re-placements (`set_memory_options`).
+* A generation that runs out of memory reports `out_of_memory` (its request and plan, kept, and the memory
+  options to retry with) just before its `failed`, after the device's cache is emptied.
 * Two model slots, "image" and "video" (`load_model(..., slot=...)`): the studio keeps a still model
   and a clip model loaded side by side, both in this one thread. A job runs on the slot of its task's
   kind when that slot's model does the task, else on the other slot's model when that one does (one
@@ -36,9 +38,9 @@ Scheduling
   Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
   would be stale, and without any model it could only fail.
 
-Why one file of just over 600 lines: the worker's state machine (jobs, the pending plan, cancel, the two
+Why one file of about 670 lines: the worker's state machine (jobs, the pending plan, cancel, the two
 model slots) is one lock's worth of logic; split, its invariants would span files. Loading lives apart
-(app/engine/loading.py).
+(app/engine/loading.py), and so does what is kept of a run out of memory (app/engine/out_of_memory.py).
 """
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ Loader = Callable[..., Any]  # loader(path, device[, dtype=...]) -> MetaCanvasPi
 GUI_IDLE_WAIT_S = 0.5
 
 from app.engine.loading import (default_loader, imports_without_gc_pauses, is_out_of_memory,  # noqa: E402
-                                 release_memory)
+                                 load_placed, release_memory)
+from app.engine.out_of_memory import out_of_memory_failure  # noqa: E402
 
 NO_MODEL_MESSAGE = "No model is loaded: choose a model folder (Settings) and wait for it to load."
 NO_VIDEO_MODEL_MESSAGE = ("No video model is loaded: choose a video model folder (Settings) and wait for it to "
@@ -106,6 +109,7 @@ class _Job:
     slot: str = IMAGE_SLOT  # load: which model slot it fills
     device: str = "cpu"  # load
     dtype: Any = None  # load
+    memory: Any = None  # load, memory: app.core.memory.MemoryOptions
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -139,6 +143,9 @@ class Engine(QObject):
     finished = Signal(int, object)
     # job_id, a message a user can act on
     failed = Signal(int, str)
+    # job_id, OutOfMemory (app/engine/out_of_memory.py: the request, its plan, the options to retry with); sent
+    # just before that job's `failed`
+    out_of_memory = Signal(int, object)
     # job_id: removed from the queue, stopped between two steps, or a plan request superseded
     cancelled = Signal(int)
     # ids of the generation jobs waiting to run, in the order they will run
@@ -201,21 +208,32 @@ class Engine(QObject):
 
     # ---------------------------------------------------------------- public API (any thread)
 
-    def load_model(self, path: str | Path, device: str = "cpu", dtype: Any = None, slot: str = IMAGE_SLOT) -> None:
+    def load_model(self, path: str | Path, device: str = "cpu", dtype: Any = None, slot: str = IMAGE_SLOT,
+                   memory: Any = None) -> None:
         """Queue a model load into `slot` (replacing that slot's model only); `slot_loading`, then
         `slot_ready` or `slot_failed` report it (and, for the image slot, `model_loading`/`model_ready`/
         `model_failed`).
 
         `device` may be "auto" (resolved by app.settings.resolve_device); `dtype` is passed to the
-        loader as `dtype=` only when given (a torch.dtype or "float32"/"bfloat16"/"float16").
+        loader as `dtype=` only when given (a torch.dtype or "float32"/"bfloat16"/"float16"). `memory`
+        (app.core.memory.MemoryOptions) places the model's parts, and its precision replaces `dtype`.
         """
         if slot not in SLOTS:
             raise ValueError(f"unknown model slot {slot!r}; expected one of {', '.join(SLOTS)}")
         with self._cond:
             if self._stopping:
                 return
-            self._queue.append(_Job(next(self._ids), "load", path=path, device=device, dtype=dtype, slot=slot))
+            self._queue.append(_Job(next(self._ids), "load", path=path, device=device, dtype=dtype, slot=slot,
+                                    memory=memory))
             self._cond.notify_all()
+
+    def set_memory_options(self, options: Any, slot: str = IMAGE_SLOT) -> None:
+        """Queue placing a slot's model under other memory options (app.core.memory.MemoryOptions): jobs submitted
+        after this run with them (the retry with more offload after running out of memory)."""
+        with self._cond:
+            if not self._stopping:
+                self._queue.append(_Job(next(self._ids), "memory", memory=options, slot=slot))
+                self._cond.notify_all()
 
     def submit(self, request: Any, plan: Any = None) -> int:
         """Queue a generation; returns its job id. `plan` reuses a plan (e.g. the edited live plan)."""
@@ -416,6 +434,8 @@ class Engine(QObject):
                     self._run_load(job)
                 elif job.kind == "plan":
                     self._run_plan(job)
+                elif job.kind == "memory":
+                    self._run_memory(job)
                 else:
                     self._run_generate(job)
             except BaseException as exc:  # the engine thread must survive anything a job does
@@ -466,18 +486,13 @@ class Engine(QObject):
                 self._gui_idle.wait(GUI_IDLE_WAIT_S)
                 with imports_without_gc_pauses(freeze):
                     prepare(path)
-            dtype = job.dtype
-            if isinstance(dtype, str):
-                import torch
-
-                dtype = getattr(torch, dtype)
-            pipe = self._loader(path, device) if dtype is None else self._loader(path, device, dtype=dtype)
+            pipe = load_placed(self._loader, path, device, job.dtype, job.memory)
         except BaseException as exc:
             log.exception("loading %s failed", path)
             out_of_memory = is_out_of_memory(exc)
             if out_of_memory:
-                message = (f"Out of memory while loading {name} on {device}: try the CPU, a lower "
-                           f"precision (bfloat16/float16), or a smaller model.")
+                message = (f"Out of memory while loading {name} on {device}: try model or sequential offload "
+                           f"(Settings ▸ Memory), a lower precision (bfloat16/float16), the CPU, or a smaller model.")
             else:
                 message = f"Could not load {name}: {str(exc) or type(exc).__name__}"
         else:
@@ -489,6 +504,9 @@ class Engine(QObject):
             return
         if out_of_memory:  # outside the except block, whose traceback holds the half-loaded weights
             release_memory()
+        self._slot_failed(slot, message)
+
+    def _slot_failed(self, slot: str, message: str) -> None:
         self.slot_failed.emit(slot, message)
         if slot == IMAGE_SLOT:
             self.model_failed.emit(message)
@@ -516,6 +534,22 @@ class Engine(QObject):
 
     def _run_plan(self, job: _Job) -> None:
         self._plan(job)
+
+    def _run_memory(self, job: _Job) -> None:
+        pipe = self._pipes.get(job.slot)
+        if pipe is None:
+            return
+        try:
+            from app.core.memory import apply_memory_options
+
+            apply_memory_options(pipe, job.memory)
+        except Exception as exc:  # half placed: the model cannot be trusted, so the slot is emptied
+            log.exception("placing the %s model under %s failed", job.slot, job.memory)
+            with self._cond:
+                self._pipes.pop(job.slot, None)
+            release_memory()
+            self._slot_failed(job.slot, f"Could not apply the memory options ({job.memory.describe()}): {exc}. "
+                                        f"Load the model again.")
 
     def _plan_between_steps(self) -> None:
         with self._cond:
@@ -550,15 +584,18 @@ class Engine(QObject):
                 self._plan_between_steps()
             return not job.cancel.is_set()
 
-        out_of_memory, message = False, ""
+        out_of_memory, message, pipe = False, "", None
         try:
             if job.cancel.is_set():  # cancelled between leaving the queue and starting
                 raise _Cancelled
             pipe = self._pipe_for(job.request)
             job.request.validate()
-            # With previews off, ask the pipeline not to decode one per step (it costs a VAE decode).
-            extra = {} if self._previews else {"preview": False}
-            result = pipe(job.request, plan=job.plan, callback=on_step, **extra)
+            # With previews off, ask the pipeline not to decode one per step (it costs a VAE decode); under offload
+            # that decode would also move the VAE and the transformer in and out at every step (app/core/memory.py).
+            previews = self._previews and getattr(getattr(pipe, "memory", None), "step_previews", True)
+            extra = {} if previews else {"preview": False}
+            result = pipe(job.request, plan=job.plan, callback=on_step,
+                          on_plan=lambda plan: setattr(state, "plan", plan), **extra)
         except BaseException as exc:
             if job.cancel.is_set():
                 # Whatever the pipeline raised after we asked it to stop (GenerationCancelled, or
@@ -566,7 +603,7 @@ class Engine(QObject):
                 self.cancelled.emit(job.id)
                 return
             out_of_memory = is_out_of_memory(exc)
-            message = self._oom_message(state) if out_of_memory else self._message(exc, state.step, state.total)
+            message = "out of memory" if out_of_memory else self._message(exc, state.step, state.total)
             log.info("job %s failed: %s", job.id, message,
                      exc_info=not isinstance(exc, (ValueError, _UserError)) and not out_of_memory)
         else:
@@ -583,7 +620,12 @@ class Engine(QObject):
             if state.pending_preview is not None and self._previews:
                 self._emit_preview(job.id, state)
             state.pending_preview = None
+            plan, state.plan = (state.plan.to("cpu") if state.plan is not None else None), None
             release_memory()
+            slot = next((s for s, p in self._pipes.items() if p is pipe), IMAGE_SLOT)
+            failure = out_of_memory_failure(job.request, plan, pipe, slot, state.step, state.total)
+            message = failure.message
+            self.out_of_memory.emit(job.id, failure)
         self.failed.emit(job.id, message)
 
     def _emit_preview(self, job_id: int, state: "_StepState") -> None:
@@ -595,15 +637,6 @@ class Engine(QObject):
         state.pending_preview = None
         if image is not None:
             self.preview.emit(job_id, image)
-
-    @staticmethod
-    def _oom_message(state: "_StepState") -> str:
-        advice = "try a smaller size, fewer frames, or the CPU."
-        if state.step is None:
-            return f"Out of memory before denoising started: {advice}"
-        if state.total is not None and state.step >= state.total:
-            return f"Out of memory while decoding, after step {state.step} of {state.total}: {advice}"
-        return f"Out of memory at step {state.step + 1} of {state.total}: {advice}"
 
     @staticmethod
     def _message(exc: BaseException, step: int | None, total: int | None, planning: bool = False) -> str:
@@ -631,3 +664,4 @@ class _StepState:
     total: int | None = None
     pending_preview: Any = None
     last_preview_time: float = float("-inf")
+    plan: Any = None  # the plan the pipeline made or was given: kept for a retry after running out of memory

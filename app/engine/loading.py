@@ -18,6 +18,20 @@ def default_loader(path: str | Path, device: str, dtype: Any = None) -> Any:
     return load_model(path, device=device, dtype=dtype)
 
 
+def load_placed(loader, path: str | Path, device: str, dtype: Any = None, memory: Any = None) -> Any:
+    """The loader's pipeline on `device`: placed with `memory` (app.core.memory.MemoryOptions, whose precision
+    then replaces `dtype`) when given; else `dtype` (a torch dtype or its name) goes to the loader when given."""
+    if memory is None:
+        if isinstance(dtype, str):
+            import torch
+
+            dtype = getattr(torch, dtype)
+        return loader(path, device) if dtype is None else loader(path, device, dtype=dtype)
+    from app.core.memory import load_with_memory_options
+
+    return load_with_memory_options(loader, path, device, memory)
+
+
 def _import_model_libraries(path: str | Path) -> None:
     from app.core.checkpoints import import_libraries
 

@@ -1,4 +1,4 @@
-"""Settings dialog bound to app.settings.Settings (the image and video model folders, device, precision,
+"""Settings dialog bound to app.settings.Settings (the image and video model folders, device, precision, memory,
 preview, autosave).
 
 Opened with `open()` (window-modal, non-blocking) so no nested event loop ever runs; the window
@@ -12,7 +12,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from app.settings import DEVICES, PRECISIONS, Settings
+from app.settings import DEVICES, OFFLOADS, PRECISIONS, Settings
+
+# A memory switch left on "auto" is picked from the GPU's memory when the model loads (app/core/memory.py).
+_AUTO_ON_OFF = {"auto": None, "on": True, "off": False}
 
 
 class SettingsDialog(QDialog):
@@ -36,6 +39,18 @@ class SettingsDialog(QDialog):
         self.precision = QComboBox(self)
         self.precision.addItems(list(PRECISIONS))
         self.precision.setCurrentText(self.settings.precision)
+        self.precision.setToolTip("auto: bfloat16 on a GPU (float16 on one without it), float32 on the CPU")
+        self.offload = QComboBox(self)
+        self.offload.addItems(list(OFFLOADS))
+        self.offload.setCurrentText(self.settings.offload)
+        self.offload.setToolTip("none: every part on the GPU. model: each large part (planner, transformer, VAE) on "
+                                "the GPU only while it runs. sequential: the weights visit the GPU layer by layer (the "
+                                "least memory, the slowest). auto: picked from the GPU's memory and the model's size")
+        self.vae_tiling = self._auto_on_off(self.settings.vae_tiling, "Encode and decode in tiles: large images and "
+                                                                      "clips in less memory")
+        self.vae_slicing = self._auto_on_off(self.settings.vae_slicing, "Decode a batch one item at a time")
+        self.planner_offload = self._auto_on_off(self.settings.planner_offload, "Move the planner to the CPU after "
+                                                                                "planning: the denoiser gets its room")
         self.preview = QCheckBox("Show the result forming while generating", self)
         self.preview.setChecked(self.settings.preview)
         self.autosave = QSpinBox(self)
@@ -48,6 +63,10 @@ class SettingsDialog(QDialog):
         form.addRow("Video model folder", video_row)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
+        form.addRow("Memory: offload", self.offload)
+        form.addRow("Memory: VAE tiling", self.vae_tiling)
+        form.addRow("Memory: VAE slicing", self.vae_slicing)
+        form.addRow("Memory: planner off the GPU after planning", self.planner_offload)
         form.addRow("Preview", self.preview)
         form.addRow("Autosave every", self.autosave)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
@@ -71,6 +90,13 @@ class SettingsDialog(QDialog):
         row.addWidget(browse)
         return box, row
 
+    def _auto_on_off(self, value: bool | None, tip: str) -> QComboBox:
+        box = QComboBox(self)
+        box.addItems(list(_AUTO_ON_OFF))
+        box.setCurrentText(next(k for k, v in _AUTO_ON_OFF.items() if v is value))
+        box.setToolTip(tip + " (auto: picked from the GPU's memory)")
+        return box
+
     def _browse(self, box: QComboBox) -> None:
         dlg = QFileDialog(self, "Choose a model folder")
         dlg.setFileMode(QFileDialog.FileMode.Directory)
@@ -91,6 +117,10 @@ class SettingsDialog(QDialog):
                 s.video_model_folders.append(folder)
         s.device = self.device.currentText()
         s.precision = self.precision.currentText()
+        s.offload = self.offload.currentText()
+        s.vae_tiling = _AUTO_ON_OFF[self.vae_tiling.currentText()]
+        s.vae_slicing = _AUTO_ON_OFF[self.vae_slicing.currentText()]
+        s.planner_offload = _AUTO_ON_OFF[self.planner_offload.currentText()]
         s.preview = self.preview.isChecked()
         s.autosave_minutes = self.autosave.value()
         return s

@@ -63,12 +63,14 @@ class ComputingPipeline:
                     context_mask=torch.ones(1, n, dtype=torch.bool),
                     words=[[(w, [i]) for i, w in enumerate(words)]])
 
-    def __call__(self, request, plan=None, callback=None, preview=True) -> GenerationResult:
+    def __call__(self, request, plan=None, callback=None, preview=True, on_plan=None) -> GenerationResult:
         self.threads.add(threading.get_ident())
         t0 = time.perf_counter()
         request.validate()
         if plan is None:
             plan = self.plan(request)
+        if on_plan is not None:
+            on_plan(plan)
         target = self.target(request)
         x = torch.randn(target.shape, generator=torch.Generator().manual_seed(request.seed))
         self.previews = {}

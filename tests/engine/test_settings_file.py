@@ -25,7 +25,9 @@ def test_no_file_gives_the_defaults(tmp_path):
     assert s == Settings() and s.warning is None
     assert s.model_folders == [str(DEFAULT_MODEL)] and s.active_model == str(DEFAULT_MODEL)
     assert DEFAULT_MODEL == Path(__file__).resolve().parents[2] / "models" / "metacanvas-shapes"
-    assert (s.device, s.precision, s.preview, s.autosave_minutes, s.recent_projects) == ("auto", "float32", True, 5, [])
+    assert (s.device, s.precision, s.preview, s.autosave_minutes, s.recent_projects) == ("auto", "auto", True, 5, [])
+    # Memory: picked from the GPU's memory when the model loads (app/core/memory.py).
+    assert (s.offload, s.vae_tiling, s.vae_slicing, s.planner_offload) == ("auto", None, None, None)
 
 
 def test_save_then_load_round_trips_through_the_env_dir(tmp_path, monkeypatch):
