@@ -12,25 +12,50 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "metacanvas-shapes"
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+# bf16/fp16/fp32, and the names torch gives them (the settings' spelling).
+DTYPES = ("auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32")
+OFFLOADS = ("none", "model", "sequential")  # app.core.memory.OFFLOADS (not imported: --help stays instant)
 
 
 def _add_model_args(p: argparse.ArgumentParser, default: str = "the setting, else models/metacanvas-shapes") -> None:
     p.add_argument("--model", default=None, help=f"model folder (default: {default})")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: the setting, else auto)")
-    p.add_argument("--dtype", default=None, choices=DTYPES,
-                   help="weights' precision (default: the setting, else float32; auto: bfloat16 on a GPU that has it)")
+    p.add_argument("--dtype", default=None, choices=DTYPES, metavar="{auto,bf16,fp16,fp32}",
+                   help="weights' precision (default: the setting, else auto: bf16 on a GPU, fp16 on one without it, "
+                        "fp32 on the CPU); bfloat16, float16, float32 are read too")
     p.add_argument("--steps", type=int, default=None, help="denoising steps, 1 to 1000 (default: the model's)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale, >= 0; 1 or less turns it off (default: the model's)")
     p.add_argument("--seed", default="0", help="a whole number >= 0, or 'random' (printed and stored in the PNG)")
     p.add_argument("--no-canvas", action="store_true", help="run the model text-only (the canvas branch off)")
+    memory = p.add_argument_group("memory (default: the settings, else picked from the GPU's memory)")
+    memory.add_argument("--offload", default=None, choices=OFFLOADS,
+                        help="none: every part on the GPU; model: each large part (planner, transformer, VAE) on the "
+                             "GPU only while it runs; sequential: the weights visit the GPU layer by layer (the least "
+                             "memory, the slowest)")
+    on_off = argparse.BooleanOptionalAction
+    memory.add_argument("--vae-tiling", action=on_off, default=None,
+                        help="encode and decode in tiles: large images and clips in less memory")
+    memory.add_argument("--vae-slicing", action=on_off, default=None, help="decode a batch one item at a time")
+    memory.add_argument("--planner-offload", action=on_off, default=None,
+                        help="move the planner to the CPU after planning (the denoiser gets its room)")
 
 
 def _add_size_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=None,
                    help="pixels; a multiple of the model's token patch, at most 4096 (default: the model's)")
     p.add_argument("--height", type=int, default=None, help="pixels, as --width (default: the model's)")
+
+
+def _add_plan_edit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan-in", metavar="PLAN.safetensors",
+                   help="use this saved plan (from --plan-out) instead of planning: the same size and model it was made by")
+    p.add_argument("--plan-edit", action="append", default=[], metavar="EDIT",
+                   help="edit the plan before generating (repeatable, in order): 'move 1 to 0.7,0.5', 'move 1 by "
+                        "0.1,0', 'resize 1 to 0.25', 'delete 2', 'add red circle at 0.3,0.4 [size 0.2]', 'erase "
+                        "L,T,R,B', 'paint L,T,R,B [by 1.5]', 'move L,T,R,B by DX,DY'. Objects are numbered as the "
+                        "--plan picture numbers them; places are fractions of the frame")
+    p.add_argument("--plan-out", metavar="PLAN.safetensors", help="also write the plan, as edited, to a file --plan-in reads")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None,
                    help="images (clips) per prompt, seeds SEED, SEED+1, ... (default: 1; 4 with --prompts)")
     p.add_argument("--batch", type=int, default=32, help="images (clips) sampled at once with --prompts")
+    _add_plan_edit_args(p)
     _add_size_args(p)
     _add_model_args(p)
 
@@ -62,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instruction")
     p.add_argument("-o", "--output", required=True, help="output PNG")
     p.add_argument("--plan", help="also write the plan beside the result")
+    _add_plan_edit_args(p)
     _add_size_args(p)
     _add_model_args(p)
 
@@ -94,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="source image, for an edit instruction")
     _add_model_args(p)
 
-    p = sub.add_parser("train", help="train a MetaCanvas model on the shapes world from a recipe")
-    p.add_argument("--recipe", required=True, help="recipe JSON (e.g. app/train/recipes/shapes-64-p8-cpu.json)")
+    p = sub.add_parser("train", help="train a MetaCanvas model on the shapes world from a recipe, or an assembled "
+                       "model's connectors on your data (a recipe with \"data\", app/train/recipes/connectors-example.json)")
+    p.add_argument("--recipe", required=True, help="recipe JSON (e.g. app/train/recipes/shapes-64-p8-cpu.json, or one "
+                   "naming \"model\" and \"data\": a folder of captioned media or a .jsonl of records)")
     p.add_argument("--out", default="runs/train", help="run folder: checkpoints, curves, model/ (resumes if present)")
     p.add_argument("--no-canvas", action="store_true", help="train the text-only baseline (no canvas branch)")
     p.add_argument("--start", default=None, metavar="new|resume|MODEL_FOLDER",
@@ -128,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("bench", help="run a benchmark from bench/ (see docs/BENCHMARKS.md)")
-    p.add_argument("name", help="canvas_overhead, speed, gui, quality, video_speed or video_quality")
+    p.add_argument("name", help="canvas_overhead, speed, gui, quality, video_speed, video_quality or plan_edit")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p = sub.add_parser("models", help="list the model folders (models/, the settings' and FOLDERs), or assemble one "
                                       "from your checkpoints: models assemble --planner QWEN_DIR --backbone PIPELINE_DIR "
@@ -172,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # every failure a user can cause ends as one clear line, not a traceback
         from app.errors import user_message
 
-        msg = user_message(exc)
+        # The memory placement the command ran with: an out of memory then names the flag to try.
+        msg = user_message(exc, memory=getattr(args, "memory_in_use", None))
         if msg is None:
             raise
         print(f"error: {msg}", file=sys.stderr)

@@ -37,18 +37,27 @@ def resolve_model_path(arg: str | None, settings=None) -> Path:
     return Path(active) if active else DEFAULT_MODEL
 
 
-def resolve_dtype(arg: str | None, settings=None):
-    """--dtype, else the settings' precision (float32 by default); "auto" -> None (load_model's choice:
-    bfloat16 on a GPU that supports it, else float32)."""
-    import torch
+MEMORY_FLAGS = ("dtype", "offload", "vae_tiling", "vae_slicing", "planner_offload")  # MemoryOptions' fields
 
-    name = arg or getattr(settings, "precision", None) or "float32"
-    return None if name == "auto" else getattr(torch, name)
+
+def resolve_memory_options(args, settings=None):
+    """The memory options of --dtype, --offload, --vae-tiling, --vae-slicing and --planner-offload, each else the
+    settings' (auto by default: picked from the GPU's memory when the model is placed)."""
+    from dataclasses import replace
+
+    from app.core.memory import MemoryOptions
+
+    options = settings.memory_options() if settings is not None else MemoryOptions()
+    flags = {name: getattr(args, name, None) for name in MEMORY_FLAGS}
+    flags["dtype"] = None if flags["dtype"] == "auto" else flags["dtype"]
+    return replace(options, **{name: value for name, value in flags.items() if value is not None})
 
 
 def load_pipeline(args, video: bool = False):
-    """The model of --model, else the settings' (the video model's for the `video` command)."""
+    """The model of --model, else the settings' (the video model's for the `video` command), placed with the
+    memory options (app/core/memory.py); `args.memory_in_use` keeps the placement, for an out-of-memory message."""
     from app.core.checkpoints import load_model
+    from app.core.memory import load_with_memory_options
     from app.settings import DEFAULT_VIDEO_MODEL, resolve_device
 
     settings = _settings()
@@ -58,8 +67,10 @@ def load_pipeline(args, video: bool = False):
     device = resolve_device(asked)
     if asked not in ("auto", device):
         print(f"note: {asked} is not available on this machine; running on the {device}", file=sys.stderr)
-    return load_model(resolve_model_path(args.model, settings), device=device,
-                      dtype=resolve_dtype(getattr(args, "dtype", None), settings))
+    pipe = load_with_memory_options(load_model, resolve_model_path(args.model, settings), device,
+                                    resolve_memory_options(args, settings))
+    args.memory_in_use = pipe.memory
+    return pipe
 
 
 def check_args(args) -> None:
@@ -184,14 +195,17 @@ class _Progress:
             self.bar.close()
 
 
-def _run(pipe, request, progress: _Progress):
-    return pipe(request, callback=progress, preview=False)
+def _run(pipe, request, progress: _Progress, plan=None):
+    return pipe(request, plan=plan, callback=progress, preview=False)
 
 
 def cmd_generate(args) -> int:
     from app.core.request import Task
 
+    from app.commands_plan import apply_plan_args, check_plan_args, save_plan
+
     check_args(args)
+    check_plan_args(args)
     if args.prompts:
         return _generate_geneval(args)
     if not args.prompt or not args.output:
@@ -205,14 +219,18 @@ def cmd_generate(args) -> int:
     pipe = load_pipeline(args)
     _check_words(pipe, args.prompt)
     requests = [_request(pipe, Task.TEXT_TO_IMAGE, args.prompt, args, seed=seed + i) for i in range(n)]
+    plan_in = apply_plan_args(pipe, args, requests)
     outputs, plans = numbered(args.output, n), numbered(args.plan, n) if args.plan else [None] * n
+    plan_files = numbered(args.plan_out, n) if args.plan_out else [None] * n
     progress = _Progress(n * requests[0].steps, "generate")
     try:
-        for request, out, plan_out in zip(requests, outputs, plans):
-            result = _run(pipe, request, progress)
+        for request, out, plan_out, plan_file in zip(requests, outputs, plans, plan_files):
+            result = _run(pipe, request, progress, plan_in)
             _save_png(result.frames[0], out, _info(pipe, request))
             if plan_out is not None:
                 _save_png(plan_picture(result.plan, result.frames[0]), plan_out)
+            if plan_file is not None:
+                save_plan(result.plan, plan_file)
             progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
     finally:
         progress.close()
@@ -262,10 +280,12 @@ def _generate_geneval(args) -> int:
 
 
 def cmd_edit(args) -> int:
+    from app.commands_plan import apply_plan_args, check_plan_args, save_plan
     from app.core.request import Task
     from app.media.probe import load_image
 
     check_args(args)
+    check_plan_args(args)
     out = Path(args.output)
     _check_image_path(out, "-o")
     if args.plan:
@@ -278,12 +298,15 @@ def cmd_edit(args) -> int:
     _check_words(pipe, args.instruction)
     source = load_image(args.image)
     request = _request(pipe, Task.IMAGE_EDIT, args.instruction, args, images=[source], seed=seed)
+    plan_in = apply_plan_args(pipe, args, [request])
     progress = _Progress(request.steps, "edit")
     try:
-        result = _run(pipe, request, progress)
+        result = _run(pipe, request, progress, plan_in)
         _save_png(result.frames[0], out, _info(pipe, request))
         if args.plan:
             _save_png(plan_picture(result.plan, result.frames[0]), args.plan)
+        if args.plan_out:
+            save_plan(result.plan, args.plan_out)
         progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
     finally:
         progress.close()
@@ -315,6 +338,12 @@ def cmd_video(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from app.train.connector_recipe import is_connector_recipe
+
+    if is_connector_recipe(args.recipe):  # names user data: an assembly's connectors (app/train/connector_training.py)
+        from app.train.connector_training import train_from_command_line
+
+        return train_from_command_line(args)
     from app.train.loop import Trainer
     from app.train.recipe import Recipe
     from app.train.run_start import RunStart

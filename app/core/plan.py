@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, safe_open, save_file
 
+from .canvas import CanvasSpec
+from .draft import DraftConfig, draft_coverage, draft_objects, quantize_objects
 from .request import PlanEdit
 
 _FORMAT = "metacanvas-plan"
@@ -30,6 +34,13 @@ class Plan:
     draft: torch.Tensor | None = None  # [B, length, 4] layout drafts (app/core/draft.py), when drafted
     # [B, K, H, W] how much of each cell the draft's objects cover (zeros for an undrafted item)
     draft_cover: torch.Tensor | None = None
+    # How draft rows map to the frame (the drafter's bins and sizes). None on a plan saved before plans
+    # carried it: read with DraftConfig's defaults, the bins of every drafting model made until then.
+    draft_config: DraftConfig | None = None
+    # Plans the same request again with other draft rows ([B, length, 4] -> Plan): set by the planner
+    # that made this plan, so an object edit is planned as the model plans that layout. to(), select()
+    # and save() leave it behind: a plan handed to another thread or written to a file is data only.
+    replan: Callable[[torch.Tensor], "Plan"] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.canvas.dim() != 5:
@@ -67,6 +78,30 @@ class Plan:
         if self.draft is not None:
             return bool((self.draft[item][:, 0] >= 0).any())  # an undrafted item's rows are all -1
         return float(self.draft_cover[item].sum()) > 0
+
+    def objects(self, item: int = 0) -> list[tuple[int, float, float, float]]:
+        """The drafted objects, numbered from 1 in this order (the plan picture's numbers): (label, centre
+        x, centre y, half-size) in fractions of the frame; [] for an undrafted item."""
+        if not self.has_draft(item) or self.draft is None:
+            return []
+        return draft_objects(self.draft[item], self.layout_config())
+
+    def objects_after(self, edits: list[PlanEdit], item: int = 0) -> list[tuple[int, float, float, float]]:
+        """The drafted objects as the object edits among `edits` leave them (on the bins' centres, as the
+        edited draft holds them), numbered from 1 in this order. ValueError for an edit that does not fit."""
+        config = self.layout_config()
+        current = [(o, o) for o in self.objects(item)]
+        for e in edits:
+            if e.edits_objects:
+                current = _object_edit(current, e, config)
+        return draft_objects(quantize_objects([after for _, after in current], config), config)
+
+    def layout_config(self) -> DraftConfig:
+        """How this plan's draft rows map to the frame: its drafter's config."""
+        if self.draft_config is not None:
+            return self.draft_config
+        labels = int(self.draft[..., 0].max()) + 1 if self.draft is not None else 1
+        return DraftConfig(labels=max(labels, 2))
 
     def draft_map(self, item: int = 0, keyframe: int = 0) -> np.ndarray | None:
         """The drafted layout: the share of each cell the draft's objects cover, [H, W] float32 in 0..1;
@@ -152,8 +187,23 @@ class Plan:
         return ((cos[keyframe] - lo) / (hi - lo)).clamp(0, 1).numpy().astype(np.float32)
 
     # ---- edits -----------------------------------------------------------------------------------
-    def edited(self, edits: list[PlanEdit]) -> "Plan":
-        """A new plan with the user's box edits applied to every item; this plan is left untouched."""
+    def edited(self, edits: list[PlanEdit], *, preview: bool = False) -> "Plan":
+        """A new plan with the user's edits applied; this plan is left untouched.
+
+        Object edits go first, in their order, to the drafted layout: with `replan` the model plans the
+        edited layout afresh; without it (a plan read from a file) each changed object's canvas cells
+        are moved, rescaled or cleared to the background's state, and an added object is refused (no
+        states for it exist without the model) unless `preview`: then it is drafted and its cells are
+        left as they were. A preview never runs the model (what the studio draws on its GUI thread while
+        the user edits; Generate plans the edits with the model).
+        Cell edits follow in their order, on every item."""
+        objects = [e for e in edits if e.edits_objects]
+        plan = self._objects_edited(objects, preview) if objects else self
+        return plan._cells_edited([e for e in edits if not e.edits_objects])
+
+    def _cells_edited(self, edits: list[PlanEdit]) -> "Plan":
+        if not edits:
+            return self
         canvas = self.canvas.clone()
         strength = self.strength.clone() if self.strength is not None else None
         if strength is not None and strength.shape != canvas.shape[:4]:
@@ -190,6 +240,64 @@ class Plan:
                         cover[:, f] = _move(c, (r0, r1, c0, c1), dr, dc, fill=c.new_zeros(()))[..., 0]
         return replace(self, canvas=canvas, strength=strength, draft_cover=cover)
 
+    def _objects_edited(self, edits: list[PlanEdit], preview: bool) -> "Plan":
+        drafted = [b for b in range(self.batch_size) if self.has_draft(b)]
+        if self.draft is None or not drafted:
+            raise ValueError("this plan has no drafted objects to edit: its model drafts no layout (or did not "
+                             "draft this request); edit the canvas instead (scale, move)")
+        config = self.layout_config()
+        rows = self.draft.clone()
+        changes: dict[int, list[tuple[tuple | None, tuple]]] = {}  # item -> [(object before, after)]
+        for b in drafted:
+            before = draft_objects(rows[b], config)
+            current: list[tuple[tuple | None, tuple]] = [(o, o) for o in before]
+            for e in edits:
+                current = _object_edit(current, e, config)
+            try:
+                rows[b] = torch.from_numpy(quantize_objects([after for _, after in current], config))
+            except ValueError as err:
+                raise ValueError(f"the edited draft does not fit the model: {err}") from None
+            after = draft_objects(rows[b], config)  # on the bins' centres, as drawn
+            changes[b] = [(old, new) for (old, _), new in zip(current, after)]
+            changes[b] += [(old, None) for old in before if old not in [o for o, _ in current]]
+        if self.replan is not None and not preview:
+            with torch.no_grad():
+                plan = self.replan(rows)
+            return replace(plan, draft_config=config, replan=self.replan)
+        if not preview and any(old is None for b in changes for old, _ in changes[b]):
+            raise ValueError("adding an object needs the model to plan it, and this plan came from a file: add "
+                             "it to a plan the model makes (without --plan-in), or in the studio")
+        return self._objects_moved_on_canvas(rows, changes, config)
+
+    def _objects_moved_on_canvas(self, rows: torch.Tensor, changes: dict, config: DraftConfig) -> "Plan":
+        """Each changed object's cells, resampled from where it was to where it is now (sub-cell,
+        bilinear) over the background's state; a deleted object's cells become the background's."""
+        canvas = self.canvas.clone()
+        strength = self.strength.clone() if self._strength_on_grid() else None
+        _, k, h, w, _ = canvas.shape
+        cover = self.draft_cover if self.draft_cover is not None else torch.zeros(canvas.shape[:4])
+        for b, pairs in changes.items():
+            moved = [(old, new) for old, new in pairs if old is not None and old != new]
+            if not moved:
+                continue
+            background = cover[b].to(canvas.device) < 0.05  # [K, H, W] cells no drafted object touches
+            for f in range(k):
+                layers = [canvas[b, f]] + ([strength[b, f].unsqueeze(-1)] if strength is not None else [])
+                for i, cells in enumerate(layers):
+                    flat = cells[background[f]] if background[f].any() else cells.reshape(-1, cells.shape[-1])
+                    bg = flat.mean(0)
+                    layers[i] = _resample_objects(cells, moved, bg, h, w)
+                canvas[b, f] = layers[0]
+                if strength is not None:
+                    strength[b, f] = layers[1][..., 0]
+        spec = CanvasSpec(k, h, w)
+        new_cover = draft_coverage(rows, spec, config)[..., 1:].sum(-1).reshape(-1, k, h, w)
+        return replace(self, canvas=canvas, strength=strength if strength is not None else self.strength,
+                       draft=rows, draft_cover=new_cover.float())
+
+    def _strength_on_grid(self) -> bool:
+        return self.strength is not None and self.strength.shape == self.canvas.shape[:4]
+
     # ---- plumbing --------------------------------------------------------------------------------
     def select(self, item: int) -> "Plan":
         sl = slice(item, item + 1)
@@ -199,6 +307,7 @@ class Plan:
             strength=self.strength[sl] if self.strength is not None else None,
             draft=self.draft[sl] if self.draft is not None else None,
             draft_cover=self.draft_cover[sl] if self.draft_cover is not None else None,
+            draft_config=self.draft_config,
         )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Plan":
@@ -210,6 +319,7 @@ class Plan:
             strength=self.strength.to(device=device, dtype=dtype) if self.strength is not None else None,
             draft=self.draft,
             draft_cover=self.draft_cover.to(device=device) if self.draft_cover is not None else None,
+            draft_config=self.draft_config,
         )
 
     def save(self, path: str | Path) -> None:
@@ -225,6 +335,8 @@ class Plan:
         if self.draft_cover is not None:
             tensors["draft_cover"] = self.draft_cover.detach().cpu().contiguous()
         metadata = {"format": _FORMAT, "version": _VERSION, "words": json.dumps(self.words)}
+        if self.draft_config is not None:
+            metadata["draft_config"] = json.dumps(self.draft_config.to_dict())
         save_file(tensors, str(path), metadata=metadata)
 
     @classmethod
@@ -235,9 +347,10 @@ class Plan:
             raise ValueError(f"{path} is not a MetaCanvas plan file (metadata format={metadata.get('format')!r})")
         tensors = load_file(str(path), device=str(device))
         words = [[(word, list(idx)) for word, idx in item] for item in json.loads(metadata.get("words", "[]"))]
+        config = DraftConfig.from_dict(json.loads(metadata["draft_config"])) if "draft_config" in metadata else None
         return cls(canvas=tensors["canvas"], context=tensors["context"], context_mask=tensors["context_mask"],
                    words=words, strength=tensors.get("strength"), draft=tensors.get("draft"),
-                   draft_cover=tensors.get("draft_cover"))
+                   draft_cover=tensors.get("draft_cover"), draft_config=config)
 
 
 def _box_cells(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:
@@ -273,3 +386,62 @@ def _move(cells: torch.Tensor, box: tuple[int, int, int, int], dr: int, dc: int,
     if tr0c < tr1c and tc0c < tc1c:
         out[:, tr0c:tr1c, tc0c:tc1c] = content[:, sr0:sr0 + tr1c - tr0c, sc0:sc0 + tc1c - tc0c]
     return out
+
+
+def _object_edit(current: list[tuple[tuple | None, tuple]], edit: PlanEdit,
+                 config: DraftConfig) -> list[tuple[tuple | None, tuple]]:
+    """One object edit on [(the object as drafted or None if added, the object now)], in draft order."""
+    out = list(current)
+    if edit.kind == "add_object":
+        if config.labels > 1 and edit.label >= config.labels:
+            raise ValueError(f"plan edit add_object: label {edit.label} is outside the model's 1..{config.labels - 1}")
+        left, top, right, bottom = edit.box
+        out.append((None, (edit.label, (left + right) / 2, (top + bottom) / 2, (right - left) / 2)))
+        return out
+    if not 1 <= edit.number <= len(out):
+        have = f"objects 1 to {len(out)}" if len(out) > 1 else ("object 1" if out else "no objects")
+        raise ValueError(f"plan edit {edit.kind.replace('_', ' ')} {edit.number}: the draft has {have}")
+    i = edit.number - 1
+    origin, (label, x, y, half) = out[i]
+    if edit.kind == "delete_object":
+        del out[i]
+    elif edit.kind == "move_object":
+        out[i] = (origin, (label, x + edit.dx, y + edit.dy, half))
+    else:  # resize_object
+        out[i] = (origin, (label, x, y, edit.size / 2))
+    return out
+
+
+def _disc_weights(x: torch.Tensor, y: torch.Tensor, cx: float, cy: float, radius: float) -> torch.Tensor:
+    """How much of a disc covers each point's cell, soft over half a cell at its rim (x, y: cell centres)."""
+    cell = 1.0 / max(x.shape[-1], y.shape[-2])
+    dist = ((x - cx) ** 2 + (y - cy) ** 2).sqrt()
+    return ((radius + cell / 2 - dist) / cell).clamp(0, 1)
+
+
+def _resample_objects(cells: torch.Tensor, moved: list[tuple[tuple, tuple | None]], bg: torch.Tensor,
+                      h: int, w: int) -> torch.Tensor:
+    """cells [H, W, d]: every moved object's disc cleared to `bg`, then each object that is still there
+    drawn at its new place and size, sampled bilinearly from where it was."""
+    ys = ((torch.arange(h, dtype=torch.float32) + 0.5) / h)[:, None].expand(h, w)
+    xs = ((torch.arange(w, dtype=torch.float32) + 0.5) / w)[None, :].expand(h, w)
+    work = cells.float()
+    bg = bg.float()
+    # The object's states spread a little past its drafted disc: half a cell more is taken along.
+    margin = 0.5 / max(h, w)
+    out = work.clone()
+    for old, _ in moved:
+        m = _disc_weights(xs, ys, old[1], old[2], old[3] + margin)[..., None]
+        out = out * (1 - m) + bg * m
+    for old, new in moved:
+        if new is None:
+            continue
+        scale = old[3] / new[3]
+        # Where each cell's centre comes from, in grid_sample's -1..1 coordinates.
+        sx, sy = old[1] + (xs - new[1]) * scale, old[2] + (ys - new[2]) * scale
+        grid = torch.stack([sx * 2 - 1, sy * 2 - 1], -1)[None]
+        source = (work - bg).permute(2, 0, 1)[None]
+        content = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+        m = _disc_weights(xs, ys, new[1], new[2], new[3] + margin)[..., None]
+        out = out * (1 - m) + (bg + content.permute(1, 2, 0)) * m
+    return out.to(cells.dtype)

@@ -26,6 +26,23 @@ def overlay(frame: np.ndarray, heat: np.ndarray, opacity: float = 0.6) -> np.nda
     return (frame[..., :3].astype(np.float32) * (1 - opacity) + colours * opacity).round().astype(np.uint8)
 
 
+def numbered(panel: np.ndarray, objects: list[tuple[int, float, float, float]]) -> np.ndarray:
+    """The drafted objects' numbers (1, 2, ... in the draft's order: what `--plan-edit` calls them), each at
+    its object's centre, light on a dark disc so they read on any colour."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(panel)
+    draw = ImageDraw.Draw(image)
+    h, w = panel.shape[:2]
+    size = max(10, min(h, w) // 12)
+    font = ImageFont.load_default(size=size)
+    for n, (_, cx, cy, _) in enumerate(objects, 1):
+        x, y, r = cx * w, cy * h, size * 0.75
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(0, 0, 0))
+        draw.text((x, y), str(n), fill=(255, 255, 255), font=font, anchor="mm")
+    return np.asarray(image)
+
+
 def plan_strip(plan, result: np.ndarray | None = None, item: int = 0, keyframe: int = 0, scale: int = 4) -> np.ndarray:
     """[result | drafted layout over it (drafted plans only) | canvas effect over it | PCA colours],
     each upscaled `scale` times, side by side. The draft and the canvas's own effect are separate
@@ -40,7 +57,7 @@ def plan_strip(plan, result: np.ndarray | None = None, item: int = 0, keyframe: 
     frame = _upsample(result, h, w)
     panels = [frame]
     if draft is not None:
-        panels.append(overlay(frame, draft / max(float(draft.max()), 1e-6)))
+        panels.append(numbered(overlay(frame, draft / max(float(draft.max()), 1e-6)), plan.objects(item)))
     panels += [overlay(frame, effect), _upsample(pca, h, w)]
     gap = np.full((h, 4, 3), 255, np.uint8)
     out = [panels[0]]

@@ -603,5 +603,9 @@ class Planner(nn.Module):
         cover = None
         if coverage is not None:  # objects' share of each cell; an undrafted item's coverage is all zero
             cover = (coverage[..., 1:].sum(-1)).reshape(batch, spec.keyframes, spec.rows, spec.cols).float().cpu()
-        return Plan(canvas=plan_canvas, context=context, context_mask=mask.bool(), words=inputs.words,
-                    draft=drafts.cpu() if drafts is not None else None, draft_cover=cover)
+        plan = Plan(canvas=plan_canvas, context=context, context_mask=mask.bool(), words=inputs.words,
+                    draft=drafts.cpu() if drafts is not None else None, draft_cover=cover,
+                    draft_config=self.drafter.config if onto_canvas else None)
+        if onto_canvas:  # the user's object edits (Plan.edited) are planned as this layout would be
+            plan.replan = lambda rows: self(instructions, spec, images, videos, inputs=inputs, drafts=rows)
+        return plan

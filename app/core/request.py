@@ -40,14 +40,24 @@ class Task(str, enum.Enum):
         return self.value.replace("_", " ").capitalize()
 
 
+CELL_EDITS = ("scale", "move")
+OBJECT_EDITS = ("move_object", "resize_object", "delete_object", "add_object")
+
+
 @dataclass
 class PlanEdit:
     """A user's change to the plan before generation.
 
-    kind: "scale" multiplies the canvas strength inside `box` by `factor` (0 erases it);
-          "move" shifts the canvas content inside `box` by (dx, dy) in fractions of the frame.
+    Cell edits change the canvas inside `box`:
+      "scale" multiplies the canvas strength inside `box` by `factor` (0 erases it, above 1 paints it);
+      "move" shifts the canvas content inside `box` by (dx, dy) in fractions of the frame, by whole cells.
+    Object edits change the drafted layout (a drafting model's plans only; Plan.edited re-plans it):
+      "move_object" moves object `number` by (dx, dy); "resize_object" gives it the diameter `size`;
+      "delete_object" removes it; "add_object" adds one of `label` whose disc fills the square `box`.
+    `number` counts from 1 in the draft's order (the plan picture's numbers) as the draft stands after
+    the object edits before it; an added object comes last. Sizes are fractions of the frame's width.
     box: (left, top, right, bottom) in fractions 0..1 of the frame.
-    keyframe: which keyframe it applies to; None means all.
+    keyframe: which keyframe a cell edit applies to; None means all (a draft is one layout for all).
     """
 
     kind: str
@@ -56,11 +66,24 @@ class PlanEdit:
     dx: float = 0.0
     dy: float = 0.0
     keyframe: int | None = None
+    number: int = 0
+    label: int = 0
+    size: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("scale", "move"):
-            raise ValueError(f"unknown plan edit {self.kind!r}: use 'scale' or 'move'")
+        if self.kind not in CELL_EDITS + OBJECT_EDITS:
+            raise ValueError(f"unknown plan edit {self.kind!r}: use one of {', '.join(CELL_EDITS + OBJECT_EDITS)}")
         self.box = tuple(float(v) for v in self.box)  # type: ignore[assignment]
+        if self.kind in OBJECT_EDITS[:3] and self.number < 1:
+            raise ValueError(f"plan edit {self.kind!r} needs the object's number (1 or more), not {self.number}")
+        if self.kind == "add_object" and self.label < 1:
+            raise ValueError(f"plan edit 'add_object' needs a label (1 or more), not {self.label}")
+        if self.kind == "resize_object" and not self.size > 0:
+            raise ValueError(f"plan edit 'resize_object' needs a size above 0, not {self.size}")
+
+    @property
+    def edits_objects(self) -> bool:
+        return self.kind in OBJECT_EDITS
 
 
 # Every task needs words: an edit with no instruction would still change the picture (the model
@@ -123,6 +146,7 @@ class GenerationRequest:
         d["task"] = self.task.value
         d["images"] = [list(im.shape) for im in self.images]
         d["video"] = list(self.video.shape) if self.video is not None else None
+        d["plan_edits"] = [{**e, "box": list(e["box"])} for e in d["plan_edits"]]  # as JSON reads it back
         return d
 
     @classmethod

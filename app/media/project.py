@@ -21,6 +21,7 @@ Change kinds (every record is {"kind": ..., ...}, JSON-serialisable):
   set_active_version {"clip_id", "old": int, "new": int}
   set_accepted     {"clip_id", "version_id", "old": bool|None, "new": bool|None}
   set_clip_instruction {"clip_id", "old": str, "new": str}
+  set_plan_edits   {"target", "old": entry|None, "new": entry|None}  (see Project.plan_edits)
   set_setting      {"key", "old", "new"}
   rename_project   {"old": str, "new": str}
   batch            {"label": str, "changes": [change, ...]}  invert: the inverses in reverse order
@@ -123,6 +124,9 @@ class Project:
     settings: ProjectSettings = field(default_factory=ProjectSettings)
     id: str = field(default_factory=new_id)  # stable across saves; names the recovery file of an untitled project
     history: list[dict] = field(default_factory=list)  # the UI may keep its change log here (saved with the project)
+    # The user's edits to the plan shown for a target (a clip id, or "" for a new generation), before they
+    # are generated: {"base": which plan they edit (the UI's name for it), "edits": [PlanEdit as a dict]}.
+    plan_edits: dict[str, dict] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- lookups
     def find_clip(self, clip_id: str) -> tuple[str, int, Clip]:
@@ -260,6 +264,12 @@ class Project:
     def set_clip_instruction_change(self, clip_id: str, text: str) -> dict:
         return {"kind": "set_clip_instruction", "clip_id": clip_id, "old": self.clip(clip_id).instruction, "new": str(text)}
 
+    def set_plan_edits_change(self, target: str, base: str, edits: list[dict]) -> dict:
+        """The target's plan edits become `edits` on the plan named `base` (no edits: the entry goes)."""
+        new = {"base": str(base), "edits": copy.deepcopy(list(edits))} if edits else None
+        return {"kind": "set_plan_edits", "target": str(target), "old": copy.deepcopy(self.plan_edits.get(target)),
+                "new": new}
+
     def set_setting_change(self, key: str, value: Any) -> dict:
         if not hasattr(self.settings, key):
             raise ProjectError(f"unknown project setting {key!r}")
@@ -340,7 +350,8 @@ class Project:
         return {"name": self.name, "id": self.id,
                 "media": {k: dict(vars(v)) for k, v in self.media.items()},
                 "tracks": {t: [_clip_dict(c) for c in clips] for t, clips in self.tracks.items()},
-                "settings": dict(vars(self.settings)), "history": copy.deepcopy(self.history)}
+                "settings": dict(vars(self.settings)), "history": copy.deepcopy(self.history),
+                "plan_edits": copy.deepcopy(self.plan_edits)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Project":
@@ -358,7 +369,7 @@ class Project:
                 tracks[t] = [_clip_from_dict(c) for c in clips]
             settings = ProjectSettings(**d.get("settings", {}))
             project = cls(str(d.get("name", "Untitled")), media, tracks, settings, str(d.get("id") or new_id()),
-                          list(d.get("history", [])))
+                          list(d.get("history", [])), dict(d.get("plan_edits", {})))
         except ProjectError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as e:
@@ -493,11 +504,20 @@ def _rename(p: Project, ch: dict) -> None:
     p.name = str(ch["new"])
 
 
+def _set_plan_edits(p: Project, ch: dict) -> None:
+    if ch["new"] is None:
+        p.plan_edits.pop(ch["target"], None)
+    else:
+        new = ch["new"]
+        p.plan_edits[str(ch["target"])] = {"base": str(new["base"]), "edits": copy.deepcopy(list(new["edits"]))}
+
+
 _APPLY = {
     "add_media": _add_media, "remove_media": _remove_media, "add_clip": _add_clip, "remove_clip": _remove_clip,
     "move_clip": _move_clip, "trim_clip": _trim_clip, "add_version": _add_version,
     "remove_version": _remove_version, "set_active_version": _set_active_version, "set_accepted": _set_accepted,
     "set_clip_instruction": _set_clip_instruction, "set_setting": _set_setting, "rename_project": _rename,
+    "set_plan_edits": _set_plan_edits,
 }
 
 _OPPOSITE = {"add_media": "remove_media", "remove_media": "add_media", "add_clip": "remove_clip",
@@ -513,7 +533,7 @@ def invert(change: dict) -> dict:
     if kind in _OPPOSITE:
         return {**copy.deepcopy(change), "kind": _OPPOSITE[kind]}
     if kind in ("move_clip", "trim_clip", "set_active_version", "set_accepted", "set_clip_instruction",
-                "set_setting", "rename_project"):
+                "set_setting", "rename_project", "set_plan_edits"):
         out = copy.deepcopy(change)
         out["old"], out["new"] = out["new"], out["old"]
         return out

@@ -151,11 +151,12 @@ def check_project_dict(d: Any) -> None:
     Project.to_dict() form, as stored under "project" in a .mcproj file) is sound."""
     check_depth(d)
     top = _Where("the project")
-    top.obj(d, {"name", "id", "media", "tracks", "settings", "history"}, set())
+    top.obj(d, {"name", "id", "media", "tracks", "settings", "history", "plan_edits"}, set())
     top.text(d, "name")
     top.text(d, "id")
     if "history" in d and not isinstance(d["history"], list):
         top.fail("history", f"must be a list, not {_what(d['history'])}")
+    _check_plan_edits(d.get("plan_edits", {}))
 
     settings = d.get("settings", {})
     w = _Where("the project settings")
@@ -205,6 +206,19 @@ def check_project_dict(d: Any) -> None:
             cid = clip.get("id") if isinstance(clip, dict) else None
             w = _Where(f"clip {n} on the {track} track" + (f" (id {cid!r})" if isinstance(cid, str) else ""))
             _check_clip(w, clip)
+
+
+def _check_plan_edits(entries: Any) -> None:
+    """{target: {"base": str, "edits": [{"kind": str, ...}]}}: the studio reads each edit back as a PlanEdit."""
+    if not isinstance(entries, dict):
+        raise ProjectError(f"the project: 'plan_edits' must be an object, not {_what(entries)}")
+    for target, entry in entries.items():
+        w = _Where(f"the plan edits of {str(target)!r}")
+        w.obj(entry, {"base", "edits"}, {"base", "edits"})
+        w.text(entry, "base")
+        if not isinstance(entry["edits"], list) or not all(isinstance(e, dict) and isinstance(e.get("kind"), str)
+                                                           for e in entry["edits"]):
+            w.fail("edits", "must be a list of edits, each an object with a 'kind'")
 
 
 def _check_clip(w: _Where, clip: Any) -> None:

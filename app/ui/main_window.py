@@ -176,12 +176,17 @@ class MainWindow(QMainWindow):
     def _bind(self) -> None:
         s = self.studio
         s.message.connect(self.show_message)
+        s.memory_retry.offered.connect(self.offer_action)
         s.model_state_changed.connect(self._on_model_state)
         s.params_changed.connect(lambda: self.generation.show_params(s.params))
         s.target_changed.connect(self._on_target_changed)
         s.jobs_changed.connect(lambda: self.generation.show_jobs(s.active_jobs()))
         s.preview.connect(self.viewer.set_preview)
-        s.plan_changed.connect(self._on_plan_changed)
+        s.plan_editing.shown_plan_changed.connect(self._on_plan_changed)  # the plan as the user edited it
+        s.plan_editing.compare_changed.connect(self._on_compare_changed)
+        self.viewer.edit_tool.edits_made.connect(s.plan_editing.add)
+        self.viewer.edit_bar.clear_clicked.connect(s.plan_editing.clear)
+        self.viewer.edit_bar.compare_clicked.connect(s.plan_editing.compare_as_planned)
         s.plan_problem.connect(self.instruction.set_problem)
         s.select_requested.connect(self.timeline.view.select)
         s.result_stored.connect(self.result_stored)
@@ -249,6 +254,12 @@ class MainWindow(QMainWindow):
         """Every user-facing message goes here: status bar, banner for warnings/errors, the log."""
         (log.warning if level != INFO else log.info)("%s", text)
         self.messages.post(text, level)
+
+    def offer_action(self, text: str, button: str, action: Any) -> None:
+        """An error the user can act on (retry with offload after running out of memory): shown like any error,
+        with a button in the banner that acts."""
+        self.show_message(text, ERROR)
+        self.banner.show_action(text, button, action)
 
     # ================================================================ engine
     def start_engine(self) -> None:
@@ -401,7 +412,7 @@ class MainWindow(QMainWindow):
             self.viewer.set_target_size(self.studio.params.width, self.studio.params.height)
             return
         self.pictures.request_frame(*source)
-        self.pictures.request_compare(*(self.frame_source(1) or (None,)))
+        self.pictures.request_compare(*(self.frame_source(self.studio.plan_editing.compare_offset()) or (None,)))
 
     def _on_frame(self, frame: np.ndarray | None) -> None:
         self.last_frame = frame
@@ -465,6 +476,14 @@ class MainWindow(QMainWindow):
         if self.viewer.isVisible():
             self.viewer.canvas.repaint()
 
+    def _on_compare_changed(self) -> None:
+        """A/B compares with another version ("as planned"): show it, named, side by side."""
+        editing = self.studio.plan_editing
+        self.viewer.set_compare_labels(*editing.compare_labels())
+        self._show_frame()
+        if editing.compare_index() is not None:
+            self.viewer.compare_split.setChecked(True)
+
     def _on_version_clicked(self, index: int) -> None:
         clip = self.studio.primary_clip()
         if clip is not None and index != clip.active_version:
@@ -518,10 +537,8 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: Settings) -> None:
         """A model folder that does not load is reported and not kept as the active one, so the next
         launch still finds the model that worked."""
-        reload = (new.active_model, new.device, new.precision) != (
-            self.settings.active_model, self.settings.device, self.settings.precision)
-        reload_video = (new.video_model, new.device, new.precision) != (
-            self.settings.video_model, self.settings.device, self.settings.precision)
+        reload = (new.active_model, new.placement()) != (self.settings.active_model, self.settings.placement())
+        reload_video = (new.video_model, new.placement()) != (self.settings.video_model, self.settings.placement())
         if new.active_model != self.settings.active_model:
             from app.core.checkpoints import ModelFolderError, validate_model_folder
             try:
@@ -531,7 +548,7 @@ class MainWindow(QMainWindow):
                 if new.active_model in new.model_folders:
                     new.model_folders.remove(new.active_model)
                 new.active_model = self.settings.active_model
-                reload = (new.device, new.precision) != (self.settings.device, self.settings.precision)
+                reload = new.placement() != self.settings.placement()
         if new.video_model != self.settings.video_model:
             from app.core.checkpoints import ModelFolderError, validate_model_folder
             try:
@@ -542,7 +559,7 @@ class MainWindow(QMainWindow):
                 if new.video_model in new.video_model_folders:
                     new.video_model_folders.remove(new.video_model)
                 new.video_model = self.settings.video_model
-                reload_video = (new.device, new.precision) != (self.settings.device, self.settings.precision)
+                reload_video = new.placement() != self.settings.placement()
         self.settings = self.studio.settings = new
         try:
             new.save()

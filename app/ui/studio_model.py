@@ -43,6 +43,8 @@ from app.ui.plan_time import DEFAULT_FRAME_STEP
 from app.ui.studio_state import (MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
                                  ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
                                  load_plan, nearest_clip_length)
+from app.ui.memory_retry import MemoryRetry
+from app.ui.plan_editing import PlanEditing
 from app.ui.workers import run_task
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class StudioModel(QObject):
                       VIDEO_SLOT: ModelSlot(VIDEO_SLOT, frame_step=DEFAULT_FRAME_STEP, params=Params(frames=17))}
         self._shown_slot = IMAGE_SLOT  # the slot whose settings the panel shows
         self.jobs: dict[int, Job] = {}
+        self.memory_retry = MemoryRetry(self)  # a job out of memory is offered again with more offload
         self.selection: list[str] = []
         self._inputs: dict[str, TargetInputs] = {}
         self._decoded: dict[tuple, np.ndarray] = {}
@@ -93,6 +96,7 @@ class StudioModel(QObject):
         self.problem_timer.timeout.connect(lambda: self.plan_problem.emit(self._problem))
         document.changed.connect(self._on_project_changed)
         document.reset.connect(self._on_project_reset)
+        self.plan_editing = PlanEditing(self)  # the user's edits of the plan on screen; Generate sends them
 
     # ---------------------------------------------------------------- the slot of the selection's task
     @property
@@ -149,6 +153,7 @@ class StudioModel(QObject):
         engine.progress.connect(self._on_progress)
         engine.preview.connect(lambda job_id, image: self._on_preview(job_id, image))
         engine.finished.connect(self._on_finished)
+        engine.out_of_memory.connect(self.memory_retry.remember)
         engine.failed.connect(self._on_failed)
         engine.cancelled.connect(self._on_cancelled)
         engine.queue_changed.connect(self._on_queue_changed)
@@ -157,7 +162,7 @@ class StudioModel(QObject):
         if self.engine is None:
             return
         self._set_state(slot, ModelState.LOADING, ("Model" if slot == IMAGE_SLOT else "Video model") + ": loading…")
-        self.engine.load_model(path, self.settings.device, self.settings.precision, slot=slot)
+        self.engine.load_model(path, self.settings.device, slot=slot, memory=self.settings.memory_options())
 
     def load_video_model(self) -> None:
         """Load the clip model of the settings. A folder that is not there fails at once, with what to do."""
@@ -553,6 +558,7 @@ class StudioModel(QObject):
         try:
             request = self.build_request(seed=0)
             request.validate(self._supported_tasks())
+            edited = self.plan_editing.apply_to(request)  # the edited plan's own seed and settings
         except InputsPending:
             self._pending_generate = True
             self.say("Reading the input; the job starts as soon as it is in.")
@@ -560,9 +566,10 @@ class StudioModel(QObject):
         except (ValueError, MediaError, ProjectError) as e:
             self.say(str(e), ERROR)
             return None
-        request.seed = self.next_seed()
+        if not edited:
+            request.seed = self.next_seed()
         clip = self.primary_clip()
-        if clip is not None and not request.task.needs_image and not request.task.needs_video:
+        if not edited and clip is not None and not request.task.needs_image and not request.task.needs_video:
             # A variation of a generated clip: a seed none of its versions used with these words, so
             # Generate never silently makes the same picture again ("Use these settings again" does).
             used = {v.request.get("seed") for v in clip.versions
@@ -645,7 +652,8 @@ class StudioModel(QObject):
         if job_id == self.latest_plan_job:
             self._plan_failed(message)  # typing is not an error worth a banner
             return
-        if self._end_job(job_id) is not None:
+        job = self._end_job(job_id)
+        if job is not None and not self.memory_retry.offer(job, message):
             self.say(f"Job #{job_id} failed: {message}", ERROR)
 
     def _on_cancelled(self, job_id: int) -> None:

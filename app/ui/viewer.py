@@ -18,12 +18,13 @@ import time
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPushButton, QRadioButton,
                                QSlider, QVBoxLayout, QWidget)
 
 from app.ui.images import draft_rgba, heatmap_rgba, over, pca_rgba, rgb_to_qimage
+from app.ui.plan_edit_tool import PlanEditBar, PlanEditTool
 from app.ui.plan_time import DEFAULT_FRAME_STEP, keyframe_weights
 
 OVERLAY_HEATMAP, OVERLAY_PCA = "heatmap", "pca"
@@ -67,8 +68,11 @@ class FrameCanvas(QWidget):
         self.split = 0.5
         self.target_size: tuple[int, int] | None = None  # the request's (width, height), with no frame
         self.label_rects: list[QRectF] = []  # where the A/B labels were last painted
+        self.labels = ("A: now", "B: previous")  # what A and B are (the A/B of "as planned" names them)
+        self.tool: PlanEditTool | None = None  # the hands on the plan (app/ui/plan_edit_tool.py)
         self._overlay_pending = False
         self._dragging = False
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Delete removes the object clicked
 
     # -- inputs ---------------------------------------------------------------------------------
     def set_frame(self, image: QImage | None) -> None:
@@ -157,10 +161,12 @@ class FrameCanvas(QWidget):
             p.drawImage(rect, self.overlay)
         if comparing and self.compare_mode == COMPARE_SPLIT:  # labels last: nothing may cover them
             x = rect.left() + rect.width() * self.split
-            self._draw_label(p, rect.left() + 4, rect.top() + 4, "A: now")
-            self._draw_label(p, x + 4, rect.top() + 4, "B: previous")
+            self._draw_label(p, rect.left() + 4, rect.top() + 4, self.labels[0])
+            self._draw_label(p, x + 4, rect.top() + 4, self.labels[1])
         elif comparing and self.compare_mode == COMPARE_TOGGLE:
-            self._draw_label(p, rect.left() + 4, rect.top() + 4, "B: previous" if self.show_b else "A: now")
+            self._draw_label(p, rect.left() + 4, rect.top() + 4, self.labels[1] if self.show_b else self.labels[0])
+        if self.tool is not None and self.overlay is not None and self.overlay_visible:
+            self.tool.paint(p)
         if base is None and self.overlay is None:
             p.setPen(QColor(140, 140, 150))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
@@ -170,18 +176,35 @@ class FrameCanvas(QWidget):
             self._overlay_pending = False
             self.plan_drawn.emit(time.perf_counter())
 
-    # -- split dragging -------------------------------------------------------------------------
+    # -- split dragging, else the plan tool ---------------------------------------------------------
     def mousePressEvent(self, e: Any) -> None:  # noqa: N802
         if self.compare_mode == COMPARE_SPLIT:
             self._dragging = True
             self._move_split(e.position().x())
+        elif self.tool is not None:
+            self.tool.press(e.position(), e.button())
 
     def mouseMoveEvent(self, e: Any) -> None:  # noqa: N802
         if self._dragging:
             self._move_split(e.position().x())
+        elif self.tool is not None:
+            self.tool.move(e.position())
 
     def mouseReleaseEvent(self, e: Any) -> None:  # noqa: N802
+        if not self._dragging and self.tool is not None:
+            self.tool.release(e.position())
         self._dragging = False
+
+    def event(self, e: Any) -> bool:  # noqa: N802
+        # The window's Delete removes the selected clip; with a plan object clicked, Delete is the tool's.
+        if e.type() == QEvent.Type.ShortcutOverride and self.tool is not None and self.tool.wants_key(e.key()):
+            e.accept()
+            return True
+        return super().event(e)
+
+    def keyPressEvent(self, e: Any) -> None:  # noqa: N802
+        if self.tool is None or not self.tool.key(e.key()):
+            super().keyPressEvent(e)
 
     def _move_split(self, x: float) -> None:
         r = self.image_rect()
@@ -257,6 +280,11 @@ class Viewer(QWidget):
         self.compare_toggle.toggled.connect(self._on_toggle_b)
         self.word_label = QLabel("", self)
         self.word_label.setObjectName("wordLabel")
+        self.edit_tool = PlanEditTool(self.canvas, keyframe=lambda: self.keyframe)
+        self.canvas.tool = self.edit_tool
+        self.edit_bar = PlanEditBar(self)
+        self.edit_bar.mode_chosen.connect(self.edit_tool.set_mode)
+        self.edit_bar.add_chosen.connect(self.edit_tool.add_object)
 
         # Two rows, so the viewer stays as narrow as it was between the docks: what is shown and compared
         # above, how the plan is drawn below.
@@ -279,6 +307,7 @@ class Viewer(QWidget):
         lay.addWidget(self.canvas, 1)
         lay.addLayout(bar)
         lay.addLayout(layers)
+        lay.addWidget(self.edit_bar)
         self._update_compare_controls()
         self._update_layer_controls()
 
@@ -304,6 +333,11 @@ class Viewer(QWidget):
         self.canvas.set_compare(image)
         self._update_compare_controls()
 
+    def set_compare_labels(self, a: str, b: str) -> None:
+        """What the A/B labels call the two pictures ("A: now", "B: previous" unless told)."""
+        self.canvas.labels = (a, b)
+        self.canvas.update()
+
     def set_video_mode(self, is_video: bool) -> None:
         self.play_button.setEnabled(is_video)
         if not is_video:
@@ -320,6 +354,8 @@ class Viewer(QWidget):
             self.keyframe_weights = [(min(k, self.plan_keyframes - 1), w) for k, w in self.keyframe_weights]
         self.keyframe = min(self.keyframe, self.plan_keyframes - 1)
         self.plan_caption.setText((caption or "") if plan is not None else "")
+        self.edit_tool.set_plan(plan)
+        self.edit_bar.set_plan(plan)
         self._update_layer_controls()
         self._rebuild_overlay()
 

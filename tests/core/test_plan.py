@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -187,3 +189,81 @@ def test_canvas_effect_without_strength_falls_back_to_the_states():
     plan2.strength = torch.rand(1, 2, 4, 4)
     np.testing.assert_allclose(plan2.canvas_effect(0, 0), (plan2.strength[0, 0] / plan2.strength[0].max()).numpy())
     assert plan2.canvas_effect(1, 0).shape == (4, 4)
+
+
+def _with_config(plan):
+    from app.core.draft import DraftConfig
+
+    plan.draft_config = DraftConfig(labels=5, bins=16, sizes=4, max_objects=3, dim=32, layers=1, heads=2)
+    return plan
+
+
+def test_object_edits_without_a_planner_move_the_objects_cells_and_its_draft():
+    plan = _with_config(make_drafted_plan())
+    ((label, cx, cy, half),) = plan.objects(0)
+    assert label == 3 and plan.objects(1) == []
+    moved = plan.edited([PlanEdit("move_object", number=1, dx=0.5, dy=0.5)])
+    ((_, mx, my, mh),) = moved.objects(0)
+    assert (mx, my, mh) == pytest.approx((cx + 0.5, cy + 0.5, half), abs=1 / 32)
+    assert moved.draft_map(0, 0)[5, 5] > 0.5 and moved.draft_map(0, 0)[1, 1] == 0.0
+    # The object's states went with it; the undrafted item and far cells are untouched.
+    assert torch.allclose(moved.canvas[0, 0, 5, 5], plan.canvas[0, 0, 1, 1], atol=0.3 * plan.canvas.abs().max())
+    assert torch.equal(moved.canvas[1], plan.canvas[1]) and torch.equal(moved.canvas[0, :, 7, 0], plan.canvas[0, :, 7, 0])
+    gone = plan.edited([PlanEdit("delete_object", number=1)])
+    assert gone.objects(0) == [] and gone.has_draft(0) and gone.draft_map(0, 0).max() == 0  # drafted: empty
+    background = plan.canvas[0, 0][plan.draft_cover[0, 0] < 0.05].mean(0)
+    assert torch.allclose(gone.canvas[0, 0, 1, 1], background, atol=1e-5)
+    bigger = plan.edited([PlanEdit("resize_object", number=1, size=0.28)])
+    assert bigger.objects(0)[0][3] > half and bigger.draft_cover[0, 0].sum() > plan.draft_cover[0, 0].sum()
+
+
+def test_object_edits_are_numbered_as_the_draft_stands_and_checked():
+    plan = _with_config(make_drafted_plan())
+    added = [PlanEdit("add_object", label=2, box=(0.6, 0.6, 0.84, 0.84))]
+    with pytest.raises(ValueError, match="needs the model"):
+        plan.edited(added)  # no planner behind this plan: nothing can plan the new object's states
+    preview = plan.edited(added + [PlanEdit("move_object", number=2, dx=-0.1)], preview=True)
+    assert [o[0] for o in preview.objects(0)] == [3, 2] and preview.objects(0)[1][1] == pytest.approx(0.62, abs=1 / 32)
+    assert torch.equal(preview.canvas, plan.canvas)  # a preview drafts the added object and leaves the cells
+    assert plan.objects_after(added) == preview.objects(0)[:1] + [plan.objects_after(added)[1]]
+    with pytest.raises(ValueError, match="the draft has object 1"):
+        plan.edited([PlanEdit("delete_object", number=2)])
+    with pytest.raises(ValueError, match="outside the model's 1..4"):
+        plan.edited([PlanEdit("add_object", label=9, box=(0, 0, 0.2, 0.2))], preview=True)
+    with pytest.raises(ValueError, match="holds at most 3 objects"):
+        plan.edited(added * 3, preview=True)
+    with pytest.raises(ValueError, match="no drafted objects"):
+        make_plan().edited([PlanEdit("delete_object", number=1)])
+    with pytest.raises(ValueError, match="needs the object's number"):
+        PlanEdit("move_object", dx=0.1)
+
+
+def test_with_a_planner_object_edits_are_planned_afresh_then_cell_edits_follow():
+    plan = _with_config(make_drafted_plan())
+    asked = []
+
+    def replan(rows):
+        asked.append(rows.clone())
+        return replace(plan, canvas=torch.zeros_like(plan.canvas), draft=rows, replan=None)
+
+    plan.replan = replan
+    out = plan.edited([PlanEdit("scale", box=(0, 0, 0.5, 0.5), factor=2.0),
+                       PlanEdit("add_object", label=2, box=(0.6, 0.6, 0.84, 0.84))])
+    (rows,) = asked
+    assert rows[0, :2, 0].tolist() == [3, 2] and (rows[1] == -1).all()  # the undrafted item stays undrafted
+    assert out.replan is replan and out.draft_config == plan.draft_config
+    assert torch.equal(out.canvas, torch.zeros_like(plan.canvas))  # the cell edit came after, on the new plan
+    assert plan.to("cpu").replan is None and plan.select(0).replan is None  # data only, off the planner
+
+
+def test_a_saved_plan_keeps_its_draft_config_and_requests_keep_edits_as_json(tmp_path):
+    from app.core.request import GenerationRequest, Task
+
+    plan = _with_config(make_drafted_plan())
+    plan.save(tmp_path / "p.safetensors")
+    back = Plan.load(tmp_path / "p.safetensors")
+    assert back.draft_config == plan.draft_config and back.objects(0) == plan.objects(0)
+    request = GenerationRequest(Task.TEXT_TO_IMAGE, "x", plan_edits=[PlanEdit("move_object", number=1, dx=0.1)])
+    d = request.to_dict()
+    assert d["plan_edits"][0]["box"] == [0.0, 0.0, 1.0, 1.0]
+    assert GenerationRequest.from_dict(d).plan_edits == request.plan_edits

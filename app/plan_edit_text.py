@@ -1,0 +1,150 @@
+"""Plan edits in words: what `--plan-edit` reads, and the names of the labels a drafted object can have.
+
+One edit a string, e.g. "move 1 to 0.7,0.5". Objects are numbered as the plan picture shows them (the
+draft's order), and each edit sees the draft as the edits before it left it. Places and sizes are
+fractions of the frame (0..1; sizes of its width). The words become the core's `PlanEdit`s, which
+`Plan.edited` applies; a malformed edit is one ValueError line that says what was expected.
+"""
+from __future__ import annotations
+
+import re
+
+from app.core.request import PlanEdit
+
+GRAMMAR = ("move N to X,Y | move N by DX,DY | resize N to SIZE | delete N | add COLOUR SHAPE at X,Y [size SIZE] | "
+           "erase L,T,R,B | paint L,T,R,B [by FACTOR] | move L,T,R,B by DX,DY; any edit of the canvas may end "
+           "with 'keyframe K'")
+PAINT_FACTOR = 1.5  # "paint" alone: half as strong again, a visible push that leaves the cells' kind as it was
+
+_NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)"
+_PAIR = rf"({_NUMBER})\s*,\s*({_NUMBER})"
+_BOX = rf"({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})"
+_KEYFRAME = r"(?:\s+keyframe\s+(\d+))?"
+
+
+def label_names(labels: int) -> dict[int, str]:
+    """{label: name} of a drafter with `labels` labels (0 is the background): the shapes world's names
+    ("red circle") for the shapes models, "label N" for any other drafter."""
+    from app.shapes.palette import NUM_LABELS, label_name
+
+    if labels == NUM_LABELS:
+        return {i: label_name(i) for i in range(1, NUM_LABELS)}
+    return {i: f"label {i}" for i in range(1, max(labels, 1))}
+
+
+def plan_labels(plan) -> dict[int, str]:
+    """The label names of the model that drafted `plan` ({} for an undrafted plan)."""
+    if plan is None or plan.draft is None:
+        return {}
+    return label_names(plan.layout_config().labels)
+
+
+def parse_plan_edits(texts: list[str], plan) -> list[PlanEdit]:
+    """The `--plan-edit` strings, in order, as PlanEdits on `plan` (the plan they edit: its draft gives the
+    objects' numbers and places). ValueError names the edit and what was expected."""
+    edits: list[PlanEdit] = []
+    for text in texts:
+        try:
+            edits.append(_parse(text, plan, edits))
+        except ValueError as e:
+            raise ValueError(f"--plan-edit {text!r}: {e}") from None
+    return edits
+
+
+def _parse(text: str, plan, before: list[PlanEdit]) -> PlanEdit:
+    words = " ".join(text.lower().split())
+    verb = words.split(" ", 1)[0] if words else ""
+    if m := re.fullmatch(rf"move (\d+) to {_PAIR}", words):
+        number, x, y = int(m[1]), float(m[2]), float(m[3])
+        _, cx, cy, _ = _object(plan, before, number)
+        return PlanEdit("move_object", number=number, dx=_fraction(x, "x") - cx, dy=_fraction(y, "y") - cy)
+    if m := re.fullmatch(rf"move (\d+) by {_PAIR}", words):
+        number = int(m[1])
+        _object(plan, before, number)
+        return PlanEdit("move_object", number=number, dx=float(m[2]), dy=float(m[3]))
+    if m := re.fullmatch(rf"resize (\d+) to ({_NUMBER})", words):
+        _object(plan, before, int(m[1]))
+        return PlanEdit("resize_object", number=int(m[1]), size=_size(float(m[2])))
+    if m := re.fullmatch(r"delete (\d+)", words):
+        _object(plan, before, int(m[1]))
+        return PlanEdit("delete_object", number=int(m[1]))
+    if m := re.fullmatch(rf"add (.+?) at {_PAIR}(?: size ({_NUMBER}))?", words):
+        label = _label(plan, m[1])
+        x, y = _fraction(float(m[2]), "x"), _fraction(float(m[3]), "y")
+        size = _size(float(m[4])) if m[4] else default_size(plan)
+        return PlanEdit("add_object", label=label, box=(x - size / 2, y - size / 2, x + size / 2, y + size / 2))
+    if m := re.fullmatch(rf"erase {_BOX}{_KEYFRAME}", words):
+        return PlanEdit("scale", box=_box(m), factor=0.0, keyframe=_keyframe(m[5]))
+    if m := re.fullmatch(rf"(?:paint|scale) {_BOX}(?: by ({_NUMBER}))?{_KEYFRAME}", words):
+        if verb == "scale" and m[5] is None:
+            raise ValueError("say how much: scale L,T,R,B by FACTOR")
+        factor = float(m[5]) if m[5] is not None else PAINT_FACTOR
+        if factor < 0:
+            raise ValueError(f"the factor must be 0 or more, not {factor:g}")
+        return PlanEdit("scale", box=_box(m), factor=factor, keyframe=_keyframe(m[6]))
+    if m := re.fullmatch(rf"move {_BOX} by {_PAIR}{_KEYFRAME}", words):
+        return PlanEdit("move", box=_box(m), dx=float(m[5]), dy=float(m[6]), keyframe=_keyframe(m[7]))
+    known = ("move", "resize", "delete", "add", "erase", "paint", "scale")
+    what = f"this is not a {verb} edit" if verb in known else f"unknown edit {verb!r}" if verb else "an empty edit"
+    raise ValueError(f"{what}; edits read: {GRAMMAR}")
+
+
+def default_size(plan) -> float:
+    """An added object's diameter when none is given: the middle of the sizes the drafter draws."""
+    config = plan.layout_config() if plan is not None and plan.draft is not None else None
+    if config is None:
+        return 0.22
+    return config.half_min + config.half_max
+
+
+def _object(plan, before: list[PlanEdit], number: int) -> tuple:
+    """Object `number` as the edits before this one leave the draft (ValueError if there is none)."""
+    if plan is None or not plan.has_draft(0):
+        raise ValueError("the plan has no drafted objects to edit (its model drafts no layout); edit the canvas "
+                         "instead (erase, paint, move L,T,R,B by DX,DY)")
+    objects = plan.objects_after(before)
+    if not 1 <= number <= len(objects):
+        have = f"objects 1 to {len(objects)}" if len(objects) > 1 else ("object 1" if objects else "no objects")
+        raise ValueError(f"there is no object {number}: the draft has {have} (the numbers of the plan picture)")
+    return objects[number - 1]
+
+
+def _label(plan, words: str) -> int:
+    names = plan_labels(plan)
+    if not names:
+        raise ValueError("the plan has no drafted layout to add an object to (its model drafts no layout)")
+    by_name = {name: label for label, name in names.items()}
+    if words in by_name:
+        return by_name[words]
+    if m := re.fullmatch(r"(?:label )?(\d+)", words):
+        if int(m[1]) in names:
+            return int(m[1])
+    shapes = sorted({name.split()[-1] for name in names.values()})
+    if words in shapes:
+        colours = [name.rsplit(" ", 1)[0] for name in names.values() if name.endswith(" " + words)]
+        raise ValueError(f"name its colour too, e.g. add {colours[0]} {words} at X,Y (colours: {', '.join(colours)})")
+    raise ValueError(f"unknown object {words!r}; the model draws: {', '.join(names.values())}")
+
+
+def _fraction(value: float, name: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a fraction of the frame from 0 to 1, not {value:g}")
+    return value
+
+
+def _size(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"a size is a fraction of the frame's width above 0 and at most 1, not {value:g}")
+    return value
+
+
+def _box(m: re.Match) -> tuple[float, float, float, float]:
+    left, top, right, bottom = (_fraction(float(m[i]), "a box edge") for i in range(1, 5))
+    if right <= left or bottom <= top:
+        raise ValueError(f"a box is LEFT,TOP,RIGHT,BOTTOM with right > left and bottom > top, not "
+                         f"{left:g},{top:g},{right:g},{bottom:g}")
+    return left, top, right, bottom
+
+
+def _keyframe(text: str | None) -> int | None:
+    return None if text is None else int(text)
