@@ -113,6 +113,10 @@ class Settings:
                 setattr(settings, f.name, _CHECKS[f.name](value))
             except (TypeError, ValueError) as exc:
                 problems.append(f"{f.name} ({exc})")
+        if "offload" not in data and data.get("precision") == "float32":
+            # Written before the memory options existed, when float32 was the default every file saved: not a
+            # choice, so it becomes the new default (auto: bf16 on a GPU, float32 on the CPU as before).
+            settings.precision = "auto"
         return settings, problems
 
     # ------------------------------------------------------------------ helpers

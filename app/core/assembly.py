@@ -32,10 +32,10 @@ from .native_text import TEXT_PARTS, TEXT_PATHS
 _FAMILY_DEFAULTS = {
     # SANA 1.x: DPM-Solver++ on flow sigmas, 20 steps, guidance 4.5.
     "sana": dict(steps=20, guidance=4.5, solver="dpm++2m", shift=3.0),
-    # FLUX.1-Kontext-dev is guidance-distilled: the guidance value goes into its embedding (the adapter's
-    # guidance_scale, 2.5) and no classifier-free guidance runs. Its scheduler shifts with the image size
-    # (mu 1.15 at 1024 px, a shift of about 3).
-    "flux": dict(steps=28, guidance=1.0, solver="euler", shift=3.0, width=1024, height=1024),
+    # FLUX.1-Kontext-dev is guidance-distilled: the guidance value (2.5, as BFL's Kontext examples use) goes
+    # into its embedding and no classifier-free guidance runs (MetaCanvasPipeline.classifier_free). Its
+    # scheduler shifts with the image size (mu 1.15 at 1024 px, a shift of about 3).
+    "flux": dict(steps=28, guidance=2.5, solver="euler", shift=3.0, width=1024, height=1024),
     # Wan2.2-TI2V-5B: 1280 x 704, 121 frames; Wan2.1 and other Wan pipelines: 832 x 480, 81 frames.
     "wan": dict(steps=50, guidance=5.0, solver="euler", shift=5.0, keyframes=3),
 }
@@ -71,6 +71,30 @@ def _scheduler_shift(folder: Path, fallback: float) -> float:
         if isinstance(value, (int, float)) and value > 0 and not (key == "shift" and cfg.get("use_dynamic_shifting")):
             return float(value)
     return fallback
+
+
+def _snapshot(folder: Path) -> Path:
+    """A hub cache folder (models--Org--Name) read as its snapshot, as the catalogue lists it."""
+    from .model_catalog import hub_cache_snapshot
+
+    return hub_cache_snapshot(folder) or folder
+
+
+def _check_output(out_dir: Path, overwrite: bool, inputs: list[Path]) -> None:
+    """Refuse an output that would harm the user's folders: one that is, or holds, an input folder (replacing
+    it would delete the base checkpoints), or, with overwrite, an existing folder that is not a MetaCanvas
+    model (only an earlier assembly is ever replaced)."""
+    out = out_dir.resolve()
+    for given in inputs:
+        if out == given or out in given.parents:
+            raise ModelFolderError(f"{out_dir} is or holds the input folder {given}; write the assembly elsewhere.")
+    if not out_dir.exists():
+        return
+    if not overwrite:
+        raise ModelFolderError(f"{out_dir} exists; choose another folder (or --overwrite to replace it).")
+    if inspect_folder(out_dir).kind != METACANVAS:
+        raise ModelFolderError(f"{out_dir} exists and is not a MetaCanvas model folder: it is not replaced, even "
+                               f"with --overwrite; choose another folder.")
 
 
 def _scheduler_entry(backbone_dir: Path, index: dict) -> dict:
@@ -161,14 +185,12 @@ def assemble(planner_dir: str | Path, backbone_dir: str | Path, out_dir: str | P
     from .canvas import CanvasTokens
     from .checkpoints import _load_canvas_tokens
 
-    planner_dir, backbone_dir = Path(planner_dir).expanduser().resolve(), Path(backbone_dir).expanduser().resolve()
+    planner_dir, backbone_dir = (_snapshot(Path(p).expanduser().resolve()) for p in (planner_dir, backbone_dir))
     out_dir = Path(out_dir).expanduser()
     inspect_folder(planner_dir).require(PLANNER)
     backbone = inspect_folder(backbone_dir).require(BACKBONE)
-    if out_dir.exists() and not overwrite:
-        raise ModelFolderError(f"{out_dir} exists; choose another folder (or --overwrite to replace it).")
-    if out_dir.resolve() in (planner_dir, backbone_dir):
-        raise ModelFolderError(f"{out_dir} is a base checkpoint folder; write the assembly elsewhere.")
+    _check_output(out_dir, overwrite, [planner_dir, backbone_dir] +
+                  ([Path(connectors_dir).expanduser().resolve()] if connectors_dir is not None else []))
     family = backbone.family
     index = json.loads((backbone_dir / INDEX).read_text())
     width = _planner_width(planner_dir)

@@ -288,6 +288,17 @@ def _inspect_pipeline(folder: Path, index: dict, entry: CatalogEntry) -> None:
             entry.problems.append(f"{folder / 'transformer'} holds a {tcfg.get('_class_name')}, not the "
                                   f"{kind.transformer_class} a {cls} has.")
         entry.dtype = main_dtype(sorted((folder / "transformer").glob("*.safetensors")))
+        vcfg = _read_json(folder / "vae" / "config.json") or {}
+        latent = vcfg.get("latent_channels") or vcfg.get("z_dim")
+        takes = tcfg.get("in_channels")
+        per_token = 4 if kind.family == "flux" else 1  # FLUX packs 2 x 2 latents into a token
+        if isinstance(latent, int) and isinstance(takes, int) and takes != latent * per_token:
+            # Wan2.1's image-to-video transformer takes 36 channels: the 16 latents plus a mask and the image
+            # as extra channels, a conditioning this version does not build (Wan2.2-TI2V gives frames clean).
+            entry.problems.append(f"{folder / 'transformer'} takes {takes} input channels where the autoencoder gives "
+                                  f"{latent}{' (x 4 packed)' if per_token == 4 else ''}: its conditioning adds "
+                                  f"channels this version does not build (Wan2.1 image-to-video does); use "
+                                  f"Wan2.2-TI2V-5B or a text-to-video pipeline.")
     if "transformer_2" in named:
         entry.problems.append(f"{folder} is a two-expert Wan2.2 model (transformer_2, as the A14B models): not "
                               f"supported yet; use Wan2.2-TI2V-5B (one transformer).")
@@ -319,7 +330,7 @@ def _inspect_metacanvas(folder: Path, entry: CatalogEntry) -> None:
     entry.dtype = main_dtype(files)
     adapter_cfg = _read_json(folder / "adapter" / "config.json") or {}
     if adapter_cfg.get("text_path") == "native":
-        entry.notes.append(f"text: the backbone's own encoder, the canvas on top (native)")
+        entry.notes.append("text: the backbone's own encoder, the canvas on top (native)")
     elif entry.family in ("flux", "wan") and index.get("assembled_from"):
         entry.notes.append("text: the MLLM through the context connector (train it first)")
     if "canvas_connector" not in index:
@@ -343,7 +354,8 @@ def inspect_folder(folder: str | Path) -> CatalogEntry:
     if not folder.is_dir():
         entry.problems.append(f"{folder} does not exist." if not folder.exists() else f"{folder} is a file, not a folder.")
         return entry
-    entry.size_bytes = folder_size(folder)
+    if _looks_like_model(folder):  # a folder that is none is not walked (it may hold a whole disk's files)
+        entry.size_bytes = folder_size(folder)
     index_path = folder / INDEX
     if index_path.is_file():
         index = _read_json(index_path)

@@ -85,8 +85,13 @@ class NativeTextEncoder:
             part_cls = getattr(transformers, str(class_name), None)
             if part_cls is None or not hasattr(part_cls, "from_pretrained"):
                 raise ValueError(f"{folder}: {class_name!r} is not a transformers model class")
-            loaded[name] = part_cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                                    dtype=dtype).eval()
+            model, info = part_cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                                   dtype=dtype, output_loading_info=True)
+            if info.get("missing_keys"):  # a config that does not fit its weights: never run half-random
+                missing = sorted(info["missing_keys"])
+                raise ValueError(f"{folder} lacks weights for {len(missing)} parameters of its {class_name} "
+                                 f"(e.g. {missing[0]})")
+            loaded[name] = model.eval()
         return cls(family, loaded)
 
     def modules(self) -> list[torch.nn.Module]:
@@ -94,8 +99,11 @@ class NativeTextEncoder:
                 for m in [getattr(self.pipeline, name)] if m is not None]
 
     def to(self, device=None, dtype=None) -> "NativeTextEncoder":
+        """Moves the encoders; their precision stays as loaded (`load`'s dtype): transformers keeps some layers in
+        float32 on purpose (T5's feed-forward output overflows in float16), and a later cast would undo that.
+        The states they give are cast to the pipeline's precision (TextConditioning.to)."""
         for module in self.modules():
-            module.to(device=device, dtype=dtype)
+            module.to(device=device)
         return self
 
     @property

@@ -341,10 +341,11 @@ class MetaCanvasPipeline:
                 f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "
                 f"it does: {', '.join(t.replace('_', ' ') for t in self.tasks)}.")
         self.check_instruction(request.instruction)
+        self._check_canvas_off(request.use_canvas)
         latent_shape = self.codec.latent_shape(request.height, request.width, request.frames)
 
         # 2. Plan: conditional and unconditional (empty instruction, same media) in one planner call.
-        use_cfg = request.guidance > 1.0
+        use_cfg = self.classifier_free(request.guidance)
         if plan is None or (use_cfg and plan.canvas.shape[0] < 2):
             # Not `self.plan`: that also runs the canvas connector's first block for `strength`, which
             # is set below from the same plan tokens the denoiser uses (once per request, not twice).
@@ -386,6 +387,17 @@ class MetaCanvasPipeline:
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings)
 
+    def classifier_free(self, guidance: float) -> bool:
+        """Whether `guidance` runs classifier-free guidance (an unconditional row beside each conditional one).
+        Not for a guidance-distilled backbone (FLUX.1-Kontext-dev): there the value goes into its guidance
+        embedding, one row a step, as its own pipeline does."""
+        return guidance > 1.0 and not getattr(self.adapter, "guidance_embeds", False)
+
+    def _check_canvas_off(self, use_canvas: bool) -> None:
+        if not use_canvas and not getattr(self.adapter, "text_to_dit", True):
+            raise ValueError(f"'{self.name}' gives its DiT the canvas and no text (the canvas-without-text "
+                             f"ablation): with the canvas off it would draw from nothing; turn the canvas on")
+
     def _plan_tokens(self, plan: Plan, n: int, use_canvas: bool) -> torch.Tensor | None:
         """The first `n` plans through the canvas connector's first block (once per request); None for
         a text-only model or run."""
@@ -416,14 +428,18 @@ class MetaCanvasPipeline:
         thousand small ops per image, and inference mode skips their version-counter and
         autograd-dispatch bookkeeping (a few percent on 2 CPU cores). Nothing made inside escapes to
         the caller as a tensor except the step callback's `latents`, which callers only read."""
-        device, dtype = latents.device, latents.dtype
+        device = latents.device
         b = latents.shape[0]
-        use_cfg = guidance > 1.0
+        use_cfg = self.classifier_free(guidance)
+        if getattr(self.adapter, "guidance_embeds", False):
+            self.adapter.guidance_scale = float(guidance)  # read by the adapter at each step
         n = 2 * b if use_cfg else b
         set_timesteps(self.scheduler, steps, self._token_count(latents), device)
         sigmas = self.scheduler.sigmas
         times = sigmas[:-1] if self.defaults.timestep_from == "sigma" else self.scheduler.timesteps.float() / 1000
-        step_times = times[:, None].expand(-1, n).to(device=device, dtype=dtype)
+        # float32 whatever the model's dtype: bfloat16 would round 999 to 1000 and 749 to 752 (what the base
+        # pipelines feed is the scheduler's own value; the timestep embedders compute in float32).
+        step_times = times[:, None].expand(-1, n).to(device=device, dtype=torch.float32)
         with torch.inference_mode():
             for i, t in enumerate(self.scheduler.timesteps):
                 m = n if use_cfg and self.defaults.guided(float(sigmas[i])) else b
@@ -471,6 +487,7 @@ class MetaCanvasPipeline:
         (one source image per instruction) are given. Returns uint8 [B, H, W, 3]."""
         for text in instructions:
             self.check_instruction(text)
+        self._check_canvas_off(use_canvas)
         d = self.defaults
         steps, guidance = steps or d.steps, d.guidance if guidance is None else guidance
         height, width = height or d.height, width or d.width
@@ -479,7 +496,7 @@ class MetaCanvasPipeline:
         device, dtype = self.device, self.dtype
         b = len(instructions)
         spec = self.canvas_spec(GenerationRequest(task, "x", width=width, height=height, images=[np.zeros((1, 1, 3), np.uint8)]))
-        copies = 2 if guidance > 1.0 else 1  # the unconditional rows follow the conditional ones
+        copies = 2 if self.classifier_free(guidance) else 1  # the unconditional rows follow the conditional ones
         texts = list(instructions) + [""] * b * (copies - 1)
         images = [[s] for s in sources] * copies if sources is not None else None
         plan = self.planner(texts, spec, images=images, seeds=list(seeds) * copies).to(device)

@@ -15,7 +15,7 @@ import copy
 from pathlib import Path
 
 from PySide6.QtCore import QThreadPool, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -37,6 +37,7 @@ def entry_status(entry: CatalogEntry) -> str:
 class ModelsDialog(QDialog):
     settings_accepted = Signal(object)  # new Settings (a model chosen, a folder added)
     assembled = Signal(object)  # the Path of a model folder just written
+    scanned = Signal()  # the table shows a finished scan
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -46,6 +47,8 @@ class ModelsDialog(QDialog):
         self.extra_folders: list[str] = []
         self.entries: list[CatalogEntry] = []
         self._running: Task | None = None
+        self._scans = 0  # scans started: only the newest one's result is shown
+        self._selecting: Path | None = None  # a folder to select once the scan that lists it is shown
 
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -89,6 +92,7 @@ class ModelsDialog(QDialog):
         browse_out = QPushButton("Browse…", box)
         browse_out.clicked.connect(self._browse_output)
         out_row.addWidget(browse_out)
+        self.replace_box = QCheckBox("Replace an earlier assembly there (--overwrite)", box)
         self.assemble_button = QPushButton("Assemble", box)
         self.assemble_button.clicked.connect(self.assemble)
         form.addRow("Planner (Qwen2.5-VL)", self.planner_box)
@@ -96,6 +100,7 @@ class ModelsDialog(QDialog):
         form.addRow("Text path", self.text_box)
         form.addRow("Connectors", self.connectors_edit)
         form.addRow("Output folder", out_row)
+        form.addRow("", self.replace_box)
         form.addRow("", self.assemble_button)
 
         close = QPushButton("Close", self)
@@ -116,7 +121,21 @@ class ModelsDialog(QDialog):
         return catalog_folders(self.settings, self.extra_folders)
 
     def refresh(self) -> None:
-        self.entries = scan(self.folders())
+        """Scan the folders on a worker thread (sizing a folder of large checkpoints reads every file's size;
+        a slow disk must not freeze the window); the table fills when the scan is done."""
+        self._scans += 1
+        number = self._scans
+        self.status.setText("Looking for model folders…")
+        task = Task(scan, self.folders())
+        task.relay.done.connect(lambda entries: self._show(entries) if number == self._scans else None)
+        task.relay.error.connect(lambda exc: self.status.setText(f"The folders could not be read: {exc}"))
+        self._scan_task = task  # its relay must outlive this call to deliver the result
+        QThreadPool.globalInstance().start(task)
+
+    def _show(self, entries: list[CatalogEntry]) -> None:
+        self.entries = entries
+        if self.status.text() == "Looking for model folders…":
+            self.status.setText("")
         self.table.setRowCount(len(self.entries))
         for r, e in enumerate(self.entries):
             tasks = "all six" if set(e.tasks) == set(IMAGE_TASKS + VIDEO_TASKS) else " ".join(
@@ -130,6 +149,10 @@ class ModelsDialog(QDialog):
         self._fill_combo(self.planner_box, PLANNER)
         self._fill_combo(self.backbone_box, BACKBONE)
         self._update_buttons()
+        if self._selecting is not None:
+            self.select_path(self._selecting)
+            self._selecting = None
+        self.scanned.emit()
 
     def _fill_combo(self, box: QComboBox, kind: str) -> None:
         current = box.currentData()
@@ -221,7 +244,9 @@ class ModelsDialog(QDialog):
         connectors = self.connectors_edit.text().strip() or None
         text_path = self.text_box.currentData()
         self.status.setText(f"Assembling {Path(out).name}…")
-        task = Task(lambda: assemble(planner, backbone, out, connectors_dir=connectors, text_path=text_path))
+        overwrite = self.replace_box.isChecked()
+        task = Task(lambda: assemble(planner, backbone, out, connectors_dir=connectors, text_path=text_path,
+                                     overwrite=overwrite))
         task.relay.done.connect(self._assembled)
         task.relay.error.connect(self._assembly_failed)
         self._running = task
@@ -230,11 +255,9 @@ class ModelsDialog(QDialog):
 
     def _assembled(self, folder) -> None:
         self._running = None
+        self._selecting = Path(folder)
         self.add_folder(str(folder))
-        self.select_path(folder)
-        e = self.selected()
-        self.status.setText(f"Wrote {folder}: " + (entry_status(e) if e is not None else "") +
-                            ". Check it, then use it for stills or clips.")
+        self.status.setText(f"Wrote {folder}. Check it, then use it for stills or clips.")
         self.assembled.emit(Path(folder))
 
     def _assembly_failed(self, exc) -> None:

@@ -56,11 +56,14 @@ def test_each_ablation_builds_trains_changes_the_image_and_round_trips(name, tmp
     connector = adapter.canvas_connector
     if name == "queries_1d":
         assert connector is None and adapter.takes_plan
+    elif name == "canvas_without_text":
+        _nudge(pipe)  # with the canvas off this model is refused (the next test)
     else:
         # A fresh connector's outputs start at zero: the image is the text-only one.
         assert np.array_equal(_image(pipe), _image(pipe, use_canvas=False))
         _nudge(pipe)
-    assert not np.array_equal(_image(pipe), _image(pipe, use_canvas=False))
+    if name != "canvas_without_text":
+        assert not np.array_equal(_image(pipe), _image(pipe, use_canvas=False))
 
     _loss(pipe).backward()
     if connector is not None:  # the connector's output layers learn from the first step
@@ -100,9 +103,13 @@ def test_without_multimodal_rope_the_canvas_sits_as_text_and_plans_differently()
 def test_canvas_without_text_the_dit_sees_no_text_and_the_plan_alone_tells_prompts_apart():
     pipe = _model("canvas_without_text")
     _nudge(pipe)
-    # With the canvas off, the DiT is given nothing of the prompt: two prompts draw the same image.
-    assert np.array_equal(_image(pipe, "a red circle", use_canvas=False), _image(pipe, "a blue star", use_canvas=False))
+    # The DiT is given nothing of the prompt but the plan: with a fresh (zero) canvas two prompts draw the same
+    # image, and a trained canvas tells them apart. With the canvas off it would draw from nothing: refused.
+    fresh = _model("canvas_without_text")
+    assert np.array_equal(_image(fresh, "a red circle"), _image(fresh, "a blue star"))
     assert not np.array_equal(_image(pipe, "a red circle"), _image(pipe, "a blue star"))
+    with pytest.raises(ValueError, match="canvas and no text.*turn the canvas on"):
+        _image(pipe, use_canvas=False)
 
 
 def test_unknown_or_impossible_ablations_are_refused():

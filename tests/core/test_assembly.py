@@ -89,7 +89,7 @@ def test_an_older_qwen_config_with_its_text_settings_at_the_top_gives_the_same_m
 
 def test_flux_kontext_and_wan_assemblies_run_their_tasks(base_folders, tmp_path):
     flux = load_model(assemble(base_folders["qwen"], base_folders["flux"], tmp_path / "flux"))
-    assert flux.tasks == ("text_to_image", "image_edit") and flux.defaults.guidance == 1.0
+    assert flux.tasks == ("text_to_image", "image_edit") and flux.defaults.guidance == 2.5
     source = np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
     assert flux(_still(Task.IMAGE_EDIT, images=[source])).frames.shape == (1, SIZE, SIZE, 3)
 
@@ -179,3 +179,31 @@ def test_the_command_line_assembles_lists_and_generates(base_folders, tmp_path):
             "--frames", "5", "--steps", "2", "--width", str(SIZE), "--height", str(SIZE))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "clip.mp4").stat().st_size > 0
+
+
+def test_an_output_that_would_replace_the_users_folders_is_refused_even_with_overwrite(base_folders, tmp_path):
+    root = tmp_path / "checkpoints"
+    qwen = shutil.copytree(base_folders["qwen"], root / "qwen")
+    sana = shutil.copytree(base_folders["sana"], root / "sana")
+    with pytest.raises(ModelFolderError, match="is or holds the input folder"):
+        assemble(qwen, sana, root, overwrite=True)
+    assert (qwen / "config.json").is_file() and (sana / "model_index.json").is_file()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("keep me")
+    with pytest.raises(ModelFolderError, match="not a MetaCanvas model folder: it is not replaced"):
+        assemble(qwen, sana, notes, overwrite=True)
+    assert (notes / "mine.txt").read_text() == "keep me"
+    # An earlier assembly is what --overwrite replaces.
+    out = assemble(qwen, sana, tmp_path / "mine")
+    assert assemble(qwen, sana, out, overwrite=True, text_path="mllm") == out
+
+
+def test_a_hub_cache_folder_assembles_as_its_snapshot(base_folders, tmp_path):
+    cache = tmp_path / "hub" / "models--Qwen--Qwen2.5-VL-tiny"
+    shutil.copytree(base_folders["qwen"], cache / "snapshots" / "abc123")
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("abc123")
+    out = assemble(cache, base_folders["sana"], tmp_path / "from-cache")
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["planner"]["path"].endswith("snapshots/abc123")

@@ -191,3 +191,14 @@ def test_the_models_command_lists_models_and_the_given_folders(base_folders, tmp
     bad = subprocess.run([sys.executable, str(REPO / "main.py"), "models", str(tmp_path / "nowhere")],
                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_transformer_that_takes_other_channels_than_its_autoencoder_gives_is_refused(base_folders, tmp_path):
+    """Wan2.1 image-to-video: 36 input channels (latents + mask + image), 16 from the VAE."""
+    folder = Path(shutil.copytree(base_folders["wan"], tmp_path / "Wan2.1-I2V-tiny"))
+    cfg_path = folder / "transformer" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["in_channels"] = 36
+    cfg_path.write_text(json.dumps(cfg))
+    entry = inspect_folder(folder)
+    assert not entry.usable and "takes 36 input channels" in entry.why_not()

@@ -121,3 +121,20 @@ def test_the_text_path_is_chosen_shown_and_checked(base_folders, tmp_path):
     shutil.rmtree(no_text / "text_encoder")
     with pytest.raises(ModelFolderError, match="lacks text_encoder/"):
         assemble(base_folders["qwen"], no_text, tmp_path / "x", text_path="native")
+
+
+def test_a_guidance_distilled_flux_takes_the_guidance_in_its_embedding_one_row_a_step(base_folders, tmp_path):
+    from app.core.backbones.flux import tiny_flux_adapter, tiny_flux_config
+
+    pipe = load_model(assemble(base_folders["qwen"], base_folders["flux"], tmp_path / "flux", text_path="mllm"))
+    # FLUX.1-Kontext-dev's transformer has a guidance embedding (the tiny test folder's has none).
+    pipe.adapter = tiny_flux_adapter(mllm_dim=32, config=tiny_flux_config(guidance_embeds=True)).eval()
+    seen = {}
+
+    def hook(module, args, kwargs):
+        seen["rows"], seen["guidance"] = kwargs["hidden_states"].shape[0], kwargs["guidance"].clone()
+
+    pipe.adapter.transformer.register_forward_pre_hook(hook, with_kwargs=True)
+    pipe(GenerationRequest(Task.TEXT_TO_IMAGE, PROMPT, width=32, height=32, steps=2, seed=3, guidance=3.5))
+    assert seen["rows"] == 1 and torch.all(seen["guidance"] == 3.5)
+    assert not pipe.classifier_free(3.5)

@@ -91,3 +91,13 @@ def test_resolve_device():
     assert Settings(device="cpu", precision="float16").torch_dtype() is torch.float16
     with pytest.raises(ValueError):
         torch_dtype("int8")
+
+
+def test_an_older_file_with_the_old_float32_default_moves_to_auto_but_a_chosen_float32_stays(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"device": "auto", "precision": "float32", "preview": True}))  # before memory options
+    assert Settings.load(old).precision == "auto"
+    chosen = Settings()
+    chosen.precision = "float32"
+    chosen.save(tmp_path / "new.json")  # written with the memory options: float32 is the user's choice
+    assert Settings.load(tmp_path / "new.json").precision == "float32"

@@ -15,17 +15,29 @@ def _row(dlg, name):
     return next(r for r, e in enumerate(dlg.entries) if e.name == name)
 
 
+def _dialog(qtbot) -> ModelsDialog:
+    """The dialog once its first scan (on a worker thread) is shown."""
+    dlg = ModelsDialog(Settings())
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.table.rowCount() > 0, timeout=30_000)
+    return dlg
+
+
+def _add(qtbot, dlg, folder) -> None:
+    with qtbot.waitSignal(dlg.scanned, timeout=30_000):
+        dlg.add_folder(str(folder))
+
+
 def test_the_dialog_lists_models_planners_and_backbones_and_says_what_is_missing(qtbot, base_folders, tmp_path):
     broken = shutil.copytree(base_folders["sana"], tmp_path / "folders" / "Sana-no-vae")
     shutil.rmtree(broken / "vae")
-    dlg = ModelsDialog(Settings())
-    qtbot.addWidget(dlg)
+    dlg = _dialog(qtbot)
     names = {e.name: e for e in dlg.entries}
     assert names[DEFAULT_MODEL.name].kind == METACANVAS and names[DEFAULT_VIDEO_MODEL.name].kind == METACANVAS
     assert dlg.planner_box.count() == 0  # nothing to assemble yet
 
-    dlg.add_folder(str(base_folders["qwen"].parent))
-    dlg.add_folder(str(tmp_path / "folders"))
+    _add(qtbot, dlg, base_folders["qwen"].parent)
+    _add(qtbot, dlg, tmp_path / "folders")
     kinds = {e.name: e.kind for e in dlg.entries}
     assert kinds["Qwen2.5-VL-tiny"] == PLANNER and kinds["FLUX.1-Kontext-tiny"] == BACKBONE
     status = dlg.table.item(_row(dlg, "Sana-no-vae"), 6).text()
@@ -38,9 +50,8 @@ def test_the_dialog_lists_models_planners_and_backbones_and_says_what_is_missing
 
 
 def test_assemble_check_and_use_the_new_model_for_stills(qtbot, base_folders, tmp_path):
-    dlg = ModelsDialog(Settings())
-    qtbot.addWidget(dlg)
-    dlg.add_folder(str(base_folders["qwen"].parent))
+    dlg = _dialog(qtbot)
+    _add(qtbot, dlg, base_folders["qwen"].parent)
     dlg.planner_box.setCurrentIndex(dlg.planner_box.findText("Qwen2.5-VL-tiny (qwen2.5-vl)"))
     dlg.backbone_box.setCurrentIndex(dlg.backbone_box.findText("Sana-tiny (sana)"))
     out = tmp_path / "my-sana"
@@ -48,6 +59,7 @@ def test_assemble_check_and_use_the_new_model_for_stills(qtbot, base_folders, tm
     with qtbot.waitSignal(dlg.assembled, timeout=60_000) as made:
         dlg.assemble_button.click()
     assert Path(made.args[0]) == out and (out / "model_index.json").is_file()
+    qtbot.waitUntil(lambda: dlg.selected() is not None and dlg.selected().path == out, timeout=30_000)
     entry = dlg.selected()
     assert entry.kind == METACANVAS and entry.path == out
     assert "native" in dlg.table.item(_row(dlg, "my-sana"), 6).text()
@@ -66,8 +78,7 @@ def test_assemble_check_and_use_the_new_model_for_stills(qtbot, base_folders, tm
 
 
 def test_the_video_model_is_chosen_for_clips(qtbot):
-    dlg = ModelsDialog(Settings())
-    qtbot.addWidget(dlg)
+    dlg = _dialog(qtbot)
     dlg.table.selectRow(_row(dlg, DEFAULT_VIDEO_MODEL.name))
     assert dlg.clips_button.isEnabled() and not dlg.stills_button.isEnabled()
     with qtbot.waitSignal(dlg.settings_accepted) as chosen:

@@ -96,6 +96,9 @@ class FluxAdapter(BackboneAdapter):
         nn.init.zeros_(self.pooled_proj.weight)
         nn.init.zeros_(self.pooled_proj.bias)
         self.guidance_scale = guidance_scale
+        # A guidance-distilled FLUX (Kontext-dev) takes the guidance value in an embedding: the pipeline gives it
+        # the request's guidance here and runs no classifier-free guidance.
+        self.guidance_embeds = bool(cfg.guidance_embeds)
         self.latent_channels = cfg.in_channels // 4
         self._install_hook(transformer.x_embedder)
 

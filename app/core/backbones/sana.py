@@ -118,7 +118,7 @@ class SanaAdapter(BackboneAdapter):
         timestep = t * (1000 * float(getattr(self.transformer.config, "timestep_scale", 1.0) or 1.0))
         with self._stepping(plan_tokens, t, target_tokens=(h // p) * (w // p), grid=(h // p, w // p),
                             has_reference=reference is not None):
-            out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=timestep.to(x.dtype),
+            out = self.transformer(x, encoder_hidden_states=ctx.to(x.dtype), timestep=timestep,
                                    encoder_attention_mask=context_mask, return_dict=False)[0]
         out = out[:, :, :h]
         if self.prediction == "sample":
