@@ -391,7 +391,11 @@ def _timeline_segments(project, clips, fps: float, n_frames: int) -> list[tuple[
 def export_timeline(project, project_path, out_path, fps: float | None = None, size: tuple[int, int] | None = None,
                     progress: Progress | None = None, cancel: threading.Event | None = None, crf: int = 18,
                     overwrite: bool = False) -> Path:
-    """Render the project's video track to one H.264 MP4 (no sound yet; see timeline_frames)."""
+    """Render the project's video track to one H.264 MP4 (no sound yet; see timeline_frames).
+
+    Clips play where they are placed and as trimmed (their start, in and out points); gaps are black. The
+    render is silent as a whole, so a moved or trimmed clip cannot put sound out of step with its picture:
+    when the track gets sound, each clip's audio must be cut at its in point and gaps must be silence."""
     frames, total, _ = timeline_frames(project, project_path, fps, size)
     export_video(frames, out_path, float(fps or project.settings.fps), progress=progress, cancel=cancel,
                  crf=crf, total=total, overwrite=overwrite)

@@ -35,6 +35,7 @@ from app.core.request import Task
 from app.ui.studio_model import StudioModel
 from app.ui.studio_state import MAX_REFERENCES, ModelState
 from app.ui.timeline import IMAGE_TRACK, VIDEO_TRACK, Timeline, TimelineClip
+from app.ui.timeline_editing import TimelineEditing
 from app.ui.versions_panel import VersionsPanel
 from app.ui.viewer import Viewer
 from app.ui.workers import run_task
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         self.pictures = Pictures(self)
 
         self._build_widgets()
+        self.timeline_editing = TimelineEditing(self.document, self.timeline.view, self.show_message)
         self._build_menus()
         connect_status_bar(self.messages, self.statusBar(), self.banner)
         self._bind()
@@ -163,6 +165,8 @@ class MainWindow(QMainWindow):
         edit.addAction(self.act_redo)
         edit.addSeparator()
         edit.addAction("Remove selected clip", self.remove_selected_clip, QKeySequence.StandardKey.Delete)
+        # A plain key: text fields claim it first (ShortcutOverride), so typing an "s" never splits.
+        self.act_split = edit.addAction("Split at playhead", self.timeline_editing.split_at_playhead, QKeySequence("S"))
         gen = m.addMenu("&Generate")
         self.act_generate = gen.addAction("Generate", self.generate)
         self.act_generate.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
@@ -335,8 +339,11 @@ class MainWindow(QMainWindow):
                 item = project.media_item(c.active.media_id)
                 label = self.studio.clip_name(c) + (f"  [v{c.active_version}]" if c.active_version else "")
                 thumbs = self.pictures.thumbnails(item.id, self.media_file(item.id), item.kind, item.frames)
+                original = project.media_item(c.media_id)
                 clip = TimelineClip(c.id, track, c.start, c.duration, label, frames=item.frames,
-                                    fps=item.fps or project.settings.fps, thumbnails=thumbs or [], media_id=item.id)
+                                    fps=item.fps or project.settings.fps, thumbnails=thumbs or [], media_id=item.id,
+                                    kind=original.kind, in_point=c.in_point,
+                                    source_duration=original.duration if original.kind == "video" else None)
                 if item.kind == "video" and c.active.plan:
                     # The plan that made this clip, keyframe by keyframe along it (plan scrubbing).
                     plan_path = pf.media_dir(self.work_path()) / c.active.plan

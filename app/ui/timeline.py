@@ -7,16 +7,24 @@ painting never decodes video.
 A clip made by a video model carries its plan's keyframes (`plan_keyframes`, small heatmaps of the canvas
 effect): each is drawn in a thin strip along the clip's bottom edge, at the place in the clip where the
 model put that keyframe (app/ui/plan_time.py), so the plan can be read against the frames it shaped.
+
+Editing by hand: drag a clip's body to move it (along its track, or to the other track when its media may go
+there), drag within EDGE_PX of an end to trim it. While dragging, the clip is drawn where it would land, with
+the same arithmetic the change will use (app/media/timeline_edits.py); edges snap to other clips' edges and
+the playhead within SNAP_PX (Shift: no snapping). On release the view only asks (`move_requested`,
+`trim_requested`); app/ui/timeline_editing.py turns the request into one undoable project change, and the
+clips come back through `set_clips`. Ctrl+wheel zooms around the mouse; the wheel and the scrollbar pan.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QWheelEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollBar, QSlider, QVBoxLayout, QWidget
 
+from app.media.timeline_edits import LEFT, RIGHT, trimmed_span, tracks_for_kind
 from app.ui.plan_time import DEFAULT_FRAME_STEP, keyframe_places
 
 IMAGE_TRACK, VIDEO_TRACK = "image", "video"
@@ -38,20 +46,40 @@ class TimelineClip:
     plan_keyframes: list[QImage] = field(default_factory=list)  # that plan's keyframes, as heatmaps
     plan_frames: int = 1  # frames of the clip the plan lays out
     plan_step: int = DEFAULT_FRAME_STEP  # how the model that made it packs frames
+    kind: str = "video"  # its original media's kind: which tracks it may go on, how far it may be trimmed
+    in_point: float = 0.0  # seconds into its original media where it begins
+    source_duration: float | None = None  # its original media's length (None: a still, no limit)
 
     @property
     def end(self) -> float:
         return self.start + self.duration
 
 
+@dataclass
+class _ClipDrag:
+    """A press on a clip that may become a move or a trim once the mouse travels DRAG_PX."""
+    original: TimelineClip  # the clip as it was at the press (restored before the request is sent)
+    mode: str  # "move" | LEFT | RIGHT
+    press_x: float
+    press_y: float
+    grab: float  # seconds from what was grabbed (the start, or the right end for RIGHT) to the mouse
+    dragging: bool = False
+
+
 class TimelineView(QWidget):
     selection_changed = Signal(list)  # clip ids, in click order
     scrubbed = Signal(float)  # playhead seconds
+    move_requested = Signal(str, str, float)  # clip id, track, new start (seconds)
+    trim_requested = Signal(str, str, float)  # clip id, edge (LEFT | RIGHT), where that edge goes (seconds)
+    view_changed = Signal()  # zoom or scroll changed (the scrollbar and the zoom slider follow)
 
     HEADER_W = 70
     RULER_H = 18
     TRACK_H = 54
     PLAN_STRIP_H = 12  # the keyframe strip along a clip's bottom edge
+    EDGE_PX = 6  # a press this near a clip's end trims it
+    SNAP_PX = 8  # an edge this near another clip's edge or the playhead lands on it
+    DRAG_PX = 3  # a press that moves less than this is a click
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -60,9 +88,11 @@ class TimelineView(QWidget):
         self.playhead = 0.0
         self.px_per_second = 60.0
         self.scroll = 0.0  # seconds at the left edge
+        self.frame_seconds = 1.0 / 24.0  # the shortest a trim may leave a clip (the project's frame)
         self._scrubbing = False
+        self._drag: _ClipDrag | None = None
         self.setMinimumHeight(self.RULER_H + self.TRACK_H * len(TRACKS) + 6)
-        self.setMouseTracking(False)
+        self.setMouseTracking(True)  # the cursor shows where a press would trim
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
 
     # -- data ------------------------------------------------------------------------------------
@@ -82,6 +112,7 @@ class TimelineView(QWidget):
         if kept != self.selected:
             self.selected = kept
             self.selection_changed.emit(list(kept))
+        self.view_changed.emit()  # the timeline's length may have changed: the scrollbar's range follows
         self.update()
 
     def set_thumbnails(self, clip_id: str, images: list[QImage]) -> None:
@@ -128,9 +159,20 @@ class TimelineView(QWidget):
             self.scrubbed.emit(self.playhead)
         self.update()
 
-    def set_zoom(self, px_per_second: float) -> None:
+    def set_zoom(self, px_per_second: float, anchor_x: float | None = None) -> None:
+        """Zoom so that the moment under `anchor_x` (default: the left edge) stays where it is."""
+        x = self.HEADER_W if anchor_x is None else anchor_x
+        anchored = self.seconds_at(x)
         self.px_per_second = max(4.0, min(2000.0, px_per_second))
+        self.set_scroll(anchored - (x - self.HEADER_W) / self.px_per_second)
+
+    def set_scroll(self, seconds: float) -> None:
+        self.scroll = max(0.0, seconds)
+        self.view_changed.emit()
         self.update()
+
+    def visible_seconds(self) -> float:
+        return max(0.0, self.width() - self.HEADER_W) / self.px_per_second
 
     def duration(self) -> float:
         return max((c.end for c in self.clips), default=0.0)
@@ -218,6 +260,30 @@ class TimelineView(QWidget):
         p.end()
 
     # -- input -----------------------------------------------------------------------------------
+    def grip_at(self, clip: TimelineClip, x: float) -> str:
+        """What a press at `x` on the clip takes hold of: its LEFT or RIGHT end, or the whole clip ("move").
+        A narrow clip keeps its middle third for moving, so it can always be moved."""
+        r = self.clip_rect(clip)
+        edge = min(self.EDGE_PX, r.width() / 3)
+        if x <= r.left() + edge:
+            return LEFT
+        if x >= r.right() - edge:
+            return RIGHT
+        return "move"
+
+    def snap_points(self, moving_id: str) -> list[float]:
+        return [0.0, self.playhead] + [t for c in self.clips if c.id != moving_id for t in (c.start, c.end)]
+
+    def snapped(self, times: list[float], points: list[float]) -> float:
+        """The shift (seconds) that lands the nearest of `times` on the nearest of `points`, within SNAP_PX;
+        0 when none is that near."""
+        reach = self.SNAP_PX / self.px_per_second
+        best = min(((p - t) for t in times for p in points), key=abs, default=0.0)
+        return best if abs(best) <= reach else 0.0
+
+    def track_at(self, y: float) -> str | None:
+        return next((t for t in TRACKS if self.track_rect(t).top() <= y < self.track_rect(t).bottom()), None)
+
     def mousePressEvent(self, e: Any) -> None:  # noqa: N802
         pos = e.position()
         if pos.y() < self.RULER_H or e.button() == Qt.MouseButton.MiddleButton:
@@ -234,30 +300,84 @@ class TimelineView(QWidget):
             return
         if multi:
             ids = [s for s in self.selected if s != clip.id] if clip.id in self.selected else self.selected + [clip.id]
-        else:
-            ids = [clip.id]
-        self.select(ids)
-        # Clicking a clip also moves the playhead there, so the viewer shows the frame under the mouse.
-        self._scrubbing = True
-        self.set_playhead(self.seconds_at(pos.x()), emit=True)
+            self.select(ids)
+            return
+        self.select([clip.id])
+        if e.button() == Qt.MouseButton.LeftButton:
+            grip = self.grip_at(clip, pos.x())
+            held = clip.end if grip == RIGHT else clip.start
+            self._drag = _ClipDrag(replace(clip), grip, pos.x(), pos.y(), self.seconds_at(pos.x()) - held)
 
     def mouseMoveEvent(self, e: Any) -> None:  # noqa: N802
+        pos = e.position()
         if self._scrubbing:
-            self.set_playhead(self.seconds_at(e.position().x()), emit=True)
+            self.set_playhead(self.seconds_at(pos.x()), emit=True)
+            return
+        drag = self._drag
+        if drag is None:
+            hovered = self.clip_at(pos.x(), pos.y())
+            trims = hovered is not None and self.grip_at(hovered, pos.x()) != "move"
+            self.setCursor(Qt.CursorShape.SizeHorCursor if trims else Qt.CursorShape.ArrowCursor)
+            return
+        if not drag.dragging:
+            if abs(pos.x() - drag.press_x) + abs(pos.y() - drag.press_y) < self.DRAG_PX:
+                return
+            drag.dragging = True
+        self._preview(drag, pos.x(), pos.y(), snap=not e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+
+    def _preview(self, drag: _ClipDrag, x: float, y: float, snap: bool) -> None:
+        """Draw the dragged clip where releasing here would put it."""
+        clip = self.clip(drag.original.id)
+        if clip is None:
+            return
+        o = drag.original
+        points = self.snap_points(o.id) if snap else []
+        if drag.mode == "move":
+            start = max(0.0, self.seconds_at(x) - drag.grab)
+            start = max(0.0, start + self.snapped([start, start + o.duration], points))
+            track = self.track_at(y)
+            clip.start = start
+            clip.track = track if track in tracks_for_kind(o.kind) else o.track
+        else:
+            edge_time = self.seconds_at(x) - drag.grab
+            edge_time += self.snapped([edge_time], points)
+            start, tin, tout = trimmed_span(o.start, o.in_point, o.in_point + o.duration, o.source_duration,
+                                            drag.mode, edge_time, self.frame_seconds)
+            clip.start, clip.in_point, clip.duration = start, tin, tout - tin
+        self.update()
 
     def mouseReleaseEvent(self, e: Any) -> None:  # noqa: N802
         self._scrubbing = False
+        drag, self._drag = self._drag, None
+        if drag is None:
+            return
+        if not drag.dragging:  # a click: the playhead goes where the clip was clicked
+            self.set_playhead(self.seconds_at(e.position().x()), emit=True)
+            return
+        self._preview(drag, e.position().x(), e.position().y(),
+                      snap=not e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        landed = self.clip(drag.original.id)
+        # Put the clip back as it was: the project decides, and its clips come back through set_clips.
+        self.clips = [drag.original if c.id == drag.original.id else c for c in self.clips]
+        self.update()
+        if landed is None:
+            return
+        if drag.mode == "move":
+            self.move_requested.emit(landed.id, landed.track, landed.start)
+        else:
+            edge_time = landed.start if drag.mode == LEFT else landed.end
+            self.trim_requested.emit(landed.id, drag.mode, edge_time)
 
     def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802
         if e.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            self.set_zoom(self.px_per_second * (1.25 if e.angleDelta().y() > 0 else 0.8))
+            factor = 1.25 if e.angleDelta().y() > 0 else 0.8
+            self.set_zoom(self.px_per_second * factor, anchor_x=e.position().x())
         else:
-            self.scroll = max(0.0, self.scroll - e.angleDelta().y() / 120 * 40 / self.px_per_second)
-            self.update()
+            self.set_scroll(self.scroll - e.angleDelta().y() / 120 * 40 / self.px_per_second)
 
 
 class Timeline(QWidget):
-    """Timeline view plus a zoom slider and a time readout."""
+    """Timeline view plus a zoom slider, a time readout and a horizontal scrollbar."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -267,9 +387,12 @@ class Timeline(QWidget):
         self.zoom.setValue(int(self.view.px_per_second))
         self.zoom.setFixedWidth(140)
         self.zoom.setToolTip("Zoom (Ctrl+wheel on the timeline)")
-        self.zoom.valueChanged.connect(lambda v: self.view.set_zoom(float(v)))
+        self.zoom.valueChanged.connect(self._on_zoom_slider)
+        self.scrollbar = QScrollBar(Qt.Orientation.Horizontal, self)
+        self.scrollbar.valueChanged.connect(self._on_scrollbar)
         self.time_label = QLabel("0.00 s", self)
         self.view.scrubbed.connect(self._show_time)
+        self.view.view_changed.connect(self._follow_view)
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(QLabel("Timeline", self))
@@ -281,6 +404,32 @@ class Timeline(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
         lay.addWidget(self.view, 1)
+        lay.addWidget(self.scrollbar)
+        self._follow_view()
+
+    # The scrollbar counts pixels at the current zoom, so one step is one pixel whatever the zoom.
+    def _follow_view(self) -> None:
+        v = self.view
+        content = max(v.duration(), v.playhead) + v.visible_seconds() / 2  # room to drag clips past the end
+        for widget, value, top in ((self.scrollbar, v.scroll * v.px_per_second,
+                                    max(content - v.visible_seconds(), v.scroll) * v.px_per_second),
+                                   (self.zoom, v.px_per_second, None)):
+            widget.blockSignals(True)
+            if top is not None:
+                widget.setRange(0, int(top))
+                widget.setPageStep(max(1, int(v.visible_seconds() * v.px_per_second)))
+            widget.setValue(int(round(value)))
+            widget.blockSignals(False)
+
+    def _on_scrollbar(self, value: int) -> None:
+        self.view.set_scroll(value / self.view.px_per_second)
+
+    def _on_zoom_slider(self, value: int) -> None:
+        self.view.set_zoom(float(value), anchor_x=self.view.x_of(self.view.playhead))
+
+    def resizeEvent(self, e: Any) -> None:  # noqa: N802
+        super().resizeEvent(e)
+        self._follow_view()
 
     def _show_time(self, seconds: float) -> None:
         self.time_label.setText(f"{seconds:.2f} s")

@@ -11,6 +11,11 @@ fast costs one small array conversion per plan, not per repaint.
 A video plan has a few keyframes; the overlay follows the playhead, blending the two keyframes around it
 with the weights the model itself uses at that frame (app/ui/plan_time.py), so scrubbing a clip shows the
 plan that shaped each frame. Each keyframe's maps are computed once per plan and only blended per frame.
+
+Zoom and pan: the wheel (with or without Ctrl) zooms around the mouse, a middle-button drag pans, and so does
+a left drag that nothing else takes (the A/B split line and an active plan edit tool come first, so plan
+editing keeps its left button; a left drag pans only when zoomed in); "Fit" goes back to the whole frame. Space stays Play: it is the window's key.
+Everything drawn and every plan edit goes through `image_rect`, so the overlay and the tool follow the view.
 """
 from __future__ import annotations
 
@@ -72,6 +77,9 @@ class FrameCanvas(QWidget):
         self.tool: PlanEditTool | None = None  # the hands on the plan (app/ui/plan_edit_tool.py)
         self._overlay_pending = False
         self._dragging = False
+        self.zoom = 1.0  # 1: the whole frame fits; 2: twice as large
+        self.pan = QPointF(0.0, 0.0)  # pixels the content's centre is moved from the widget's centre
+        self._pan_from: QPointF | None = None  # where the last pan step ended, while panning
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Delete removes the object clicked
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -112,9 +120,38 @@ class FrameCanvas(QWidget):
     def image_rect(self, image: QImage | None = None) -> QRectF:
         """The content's rectangle: as large as fits, centred, never stretched."""
         w, h = (image.width(), image.height()) if image is not None else self.content_size()
-        scale = min(self.width() / max(w, 1), self.height() / max(h, 1))
+        scale = min(self.width() / max(w, 1), self.height() / max(h, 1)) * self.zoom
         dw, dh = w * scale, h * scale
-        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+        return QRectF((self.width() - dw) / 2 + self.pan.x(), (self.height() - dh) / 2 + self.pan.y(), dw, dh)
+
+    # -- zoom and pan ---------------------------------------------------------------------------------
+    MIN_ZOOM, MAX_ZOOM = 0.1, 64.0
+
+    def zoom_at(self, pos: QPointF, factor: float) -> None:
+        """Zoom by `factor`, keeping the point of the content under `pos` where it is."""
+        before = self.image_rect()
+        fx = (pos.x() - before.left()) / max(before.width(), 1e-9)
+        fy = (pos.y() - before.top()) / max(before.height(), 1e-9)
+        self.zoom = float(np.clip(self.zoom * factor, self.MIN_ZOOM, self.MAX_ZOOM))
+        self.pan = QPointF(0.0, 0.0)
+        centred = self.image_rect()
+        self.pan = QPointF(pos.x() - fx * centred.width() - centred.left(),
+                           pos.y() - fy * centred.height() - centred.top())
+        self.update()
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        self.pan = QPointF(self.pan.x() + dx, self.pan.y() + dy)
+        self.update()
+
+    def fit(self) -> None:
+        """The whole frame, as large as fits, centred."""
+        self.zoom, self.pan = 1.0, QPointF(0.0, 0.0)
+        self.update()
+
+    def wheelEvent(self, e: Any) -> None:  # noqa: N802
+        steps = e.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_at(e.position(), 1.25 ** steps)
 
     def overlay_rect(self) -> QRectF | None:
         """Where the plan overlay is drawn (the frame's rectangle, or the blank's); None when it is not."""
@@ -176,24 +213,32 @@ class FrameCanvas(QWidget):
             self._overlay_pending = False
             self.plan_drawn.emit(time.perf_counter())
 
-    # -- split dragging, else the plan tool ---------------------------------------------------------
+    # -- split dragging, else the plan tool, else panning ---------------------------------------------
     def mousePressEvent(self, e: Any) -> None:  # noqa: N802
-        if self.compare_mode == COMPARE_SPLIT:
+        if e.button() == Qt.MouseButton.MiddleButton:
+            self._pan_from = e.position()
+        elif self.compare_mode == COMPARE_SPLIT:
             self._dragging = True
             self._move_split(e.position().x())
-        elif self.tool is not None:
-            self.tool.press(e.position(), e.button())
+        elif self.tool is not None and self.tool.press(e.position(), e.button()):
+            pass
+        elif e.button() == Qt.MouseButton.LeftButton and self.zoom > 1.0:  # at fit, a stray drag moves nothing
+            self._pan_from = e.position()
 
     def mouseMoveEvent(self, e: Any) -> None:  # noqa: N802
-        if self._dragging:
+        if self._pan_from is not None:
+            last, self._pan_from = self._pan_from, e.position()
+            self.pan_by(e.position().x() - last.x(), e.position().y() - last.y())
+        elif self._dragging:
             self._move_split(e.position().x())
         elif self.tool is not None:
             self.tool.move(e.position())
 
     def mouseReleaseEvent(self, e: Any) -> None:  # noqa: N802
-        if not self._dragging and self.tool is not None:
+        if self._pan_from is None and not self._dragging and self.tool is not None:
             self.tool.release(e.position())
         self._dragging = False
+        self._pan_from = None
 
     def event(self, e: Any) -> bool:  # noqa: N802
         # The window's Delete removes the selected clip; with a plan object clicked, Delete is the tool's.
@@ -271,6 +316,9 @@ class Viewer(QWidget):
         self.opacity.setToolTip("Plan overlay opacity")
         self.opacity.valueChanged.connect(lambda _: self._rebuild_overlay())
 
+        self.fit_button = QPushButton("Fit", self)
+        self.fit_button.setToolTip("Show the whole frame (the wheel zooms, a middle-button drag pans)")
+        self.fit_button.clicked.connect(self.canvas.fit)
         self.compare_split = QCheckBox("A/B split", self)
         self.compare_split.setToolTip("Compare with the previous version side by side (drag the line)")
         self.compare_split.toggled.connect(self._on_split)
@@ -293,6 +341,7 @@ class Viewer(QWidget):
         for w in (self.play_button, self.show_plan, self.plan_caption):
             bar.addWidget(w)
         bar.addStretch(1)
+        bar.addWidget(self.fit_button)
         bar.addWidget(self.compare_split)
         bar.addWidget(self.compare_toggle)
         layers = QHBoxLayout()

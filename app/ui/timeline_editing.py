@@ -1,0 +1,61 @@
+"""The timeline's edits by hand, turned into project changes: what the timeline view asks for when a drag ends
+(move, trim) and Edit ▸ Split at playhead. Each is one undoable step on the document's stack, built by
+app/media/timeline_edits.py (which clamps it to what the clip's media allows); a request that would change
+nothing pushes nothing, so the undo history holds only real edits.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6.QtCore import QObject
+
+from app.media.errors import ProjectError
+from app.media.timeline_edits import min_duration, move_edit, split_edit, trim_edit
+from app.ui.document import ProjectDocument
+from app.ui.timeline import TimelineView
+
+
+class TimelineEditing(QObject):
+    def __init__(self, document: ProjectDocument, view: TimelineView, say: Callable[[str], None]) -> None:
+        super().__init__(view)
+        self.document = document
+        self.view = view
+        self.say = say  # tells the user why an edit was not made
+        view.move_requested.connect(self.move)
+        view.trim_requested.connect(self.trim)
+        document.changed.connect(self._follow_frame_rate)
+        document.reset.connect(self._follow_frame_rate)
+        self._follow_frame_rate()
+
+    def move(self, clip_id: str, track: str, start: float) -> None:
+        self._push(lambda project: move_edit(project, clip_id, start, track))
+
+    def trim(self, clip_id: str, edge: str, seconds: float) -> None:
+        self._push(lambda project: trim_edit(project, clip_id, edge, seconds))
+
+    def split_at_playhead(self) -> bool:
+        """Split the selected clips under the playhead, or with none of them there, every clip under it.
+        False (and a message) when no clip is under the playhead."""
+        project = self.document.project
+        t = self.view.playhead
+        selected = [c for c in self.view.selected if any(v.id == c and v.start < t < v.end for v in self.view.clips)]
+        ids = selected or [c.id for c in self.view.clips if c.start < t < c.end]
+        change = split_edit(project, ids, t) if ids else None
+        if change is None:
+            self.say("Put the playhead inside a clip to split it there.")
+            return False
+        self.document.push(change)
+        return True
+
+    def _push(self, build: Callable) -> None:
+        try:
+            change = build(self.document.project)
+        except ProjectError as e:  # the clip went away mid-drag (an undo, a job's result): nothing to do
+            self.say(str(e))
+            return
+        if change is not None:
+            self.document.push(change)
+
+    def _follow_frame_rate(self, *_args) -> None:
+        # The view previews trims with the same shortest length the change will keep.
+        self.view.frame_seconds = min_duration(self.document.project)
