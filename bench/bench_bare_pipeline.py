@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -129,8 +130,10 @@ def main() -> int:
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     others = None if busy_before is None else (others_cpu_seconds() - busy_before) / (time.perf_counter() - wall_before)
     date = datetime.date.today().isoformat()
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {args.device}"
-    md = (f"Random SANA pipeline, {args.layers} layers, {args.width} wide, {args.tokens}x{args.tokens} tokens "
+    md = (f"## An assembly against the bare diffusers pipeline ({args.device.upper()}, {date})\n\n"
+          f"Random SANA pipeline, {args.layers} layers, {args.width} wide, {args.tokens}x{args.tokens} tokens "
           f"({size}x{size} px), {args.steps} steps, guidance {guidance}; assembled with fresh connectors, native text "
           f"path; {args.repeats} interleaved runs; {machine}; {date}"
           + (f"; other processes used {others:.2f} cores meanwhile" if others is not None else "") + ".\n\n"
@@ -138,7 +141,8 @@ def main() -> int:
           f"| bare diffusers SanaPipeline | {med['bare']:.1f} | 1.000 | - |\n"
           f"| ours, canvas off | {med['off']:.1f} | {med['off'] / med['bare']:.3f} | {diff_off:.2f} |\n"
           f"| ours, fresh canvas on | {med['on']:.1f} | {med['on'] / med['bare']:.3f} | {diff_on:.2f} |\n\n"
-          "Reproduce: `python main.py bench bare_pipeline`.\n")
+          f"Reproduce: `{threads}python main.py bench bare_pipeline{' ' if sys.argv[1:] else ''}{' '.join(sys.argv[1:])}` "
+          "(one thread: with two, a busy neighbour on the other core skewed the medians by 30 %).\n")
     print(md)
     if not args.no_write:
         label = f"Assembly against the bare diffusers pipeline ({args.device})"
