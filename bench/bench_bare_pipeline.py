@@ -37,11 +37,12 @@ PROMPT = "a red circle left of a blue star"
 
 def make_folders(root: Path, layers: int, width: int, tokens: int) -> tuple[Path, Path]:
     """A Qwen2.5-VL folder and a SanaPipeline folder (transformer `layers` deep, `width` wide, tokens a side)."""
-    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
+    from diffusers import DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
     from transformers import Gemma2Config, Gemma2Model
 
     # The test suite's makers of standard-layout folders (a tiny Qwen2.5-VL as the hub ships one).
     from tests.core.checkpoint_folders import _bpe_tokenizer, qwen25vl_folder
+    from tests.core.test_model_families import tiny_dc_ae
 
     qwen = qwen25vl_folder(root / "qwen")
     torch.manual_seed(0)
@@ -51,14 +52,7 @@ def make_folders(root: Path, layers: int, width: int, tokens: int) -> tuple[Path
                                          num_layers=layers, num_cross_attention_heads=heads,
                                          cross_attention_head_dim=32, cross_attention_dim=width, caption_channels=64,
                                          mlp_ratio=2.5, sample_size=tokens, patch_size=1)
-    vae = AutoencoderDC(in_channels=3, latent_channels=4, attention_head_dim=4,
-                        encoder_block_types=("ResBlock", "ResBlock", "EfficientViTBlock"),
-                        decoder_block_types=("ResBlock", "ResBlock", "EfficientViTBlock"),
-                        encoder_block_out_channels=(8, 16, 16), decoder_block_out_channels=(8, 16, 16),
-                        encoder_layers_per_block=(1, 1, 1), decoder_layers_per_block=(1, 1, 1),
-                        encoder_qkv_multiscales=((), (), (5,)), decoder_qkv_multiscales=((), (), (5,)),
-                        upsample_block_type="interpolate", downsample_block_type="Conv",
-                        decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41)
+    vae = tiny_dc_ae()
     gemma = Gemma2Model(Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                      num_attention_heads=2, num_key_value_heads=1, head_dim=32,
                                      pad_token_id=tok.pad_token_id))

@@ -390,33 +390,6 @@ def _vae_dtype(vae_cls, folder: Path, dtype):
     return dtype
 
 
-def import_libraries(folder: str | Path | None = None) -> None:
-    """Import what `load_model(folder)` will use, and build nothing: torch, the transformers planner
-    classes, the diffusers backbone of the folder's family, the schedulers, the method's own modules.
-
-    On a 2-core CPU these imports are about 90% of loading the embedded model (~2.5 s of ~2.8 s; the
-    weights are 13 MB). The engine runs them as a separate step so that it can pause the cyclic
-    garbage collector over them and then freeze what they created (app/engine/engine.py). An
-    unreadable folder is ignored here: `load_model` reports it.
-    """
-    import torch  # noqa: F401
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLModel  # noqa: F401
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil  # noqa: F401
-
-    from . import latents, pipeline, planner  # noqa: F401
-    from .backbones import adapter_class
-
-    family = None
-    if folder is not None:
-        try:
-            family = read_index(folder).get("family")
-        except ModelFolderError:
-            return
-    if family in ("sana", "flux", "wan"):
-        _transformer_class(family)
-        adapter_class(family)
-
-
 def processor_chat_template(folder: Path) -> str | None:
     """The chat template a Qwen2.5-VL folder keeps beside its processor (chat_template.jinja, or
     chat_template.json as the hub's Qwen2.5-VL folders have it). The planner reads such a folder through
@@ -569,7 +542,11 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         codec = DiffusersVAECodec(vae)
 
     # 4. The backbone's own text encoder (the native text path) and scheduler (an assembly's).
-    native_text = _load_native_text(folder, index, family, dtype) if adapter.text_path == "native" else None
+    native_text = None
+    if adapter.text_path == "native":
+        from .native_text import load_native_text
+
+        native_text = load_native_text(folder, index, family, dtype)
     scheduler = _load_scheduler(folder, index)
 
     d = dict(index.get("defaults", {}))
@@ -588,23 +565,6 @@ def _entry_class(index: dict, name: str) -> str | None:
     if isinstance(entry, dict):
         return entry.get("class")
     return entry[1] if isinstance(entry, list) and len(entry) == 2 else None
-
-
-def _load_native_text(folder: Path, index: dict, family: str, dtype):
-    """The backbone's text encoder(s) and tokenizer(s) named in the index (app/core/native_text.py)."""
-    from .native_text import TEXT_PARTS, NativeTextEncoder
-
-    parts = {}
-    for name in TEXT_PARTS[family]:
-        path = component_path(folder, index, name)
-        if path is None:
-            raise ModelFolderError(f"{folder / INDEX}: the native text path needs the backbone's {name.replace('_', ' ')}, "
-                                   f"and the index names none (assemble again with the backbone folder).")
-        parts[name] = (path, _entry_class(index, name) or "AutoModel")
-    try:
-        return NativeTextEncoder.load(family, parts, dtype)
-    except Exception as exc:  # noqa: BLE001 - any failure here is the folder's
-        raise ModelFolderError(f"Cannot load the backbone's text encoder for {folder}: {_why(exc)}") from None
 
 
 def _load_scheduler(folder: Path, index: dict):

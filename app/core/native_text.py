@@ -137,3 +137,20 @@ class NativeTextEncoder:
             embeds = torch.cat([embeds, neg_embeds])
         # Wan has no text mask: its pipeline zero-pads the T5 states, and the transformer attends to all.
         return TextConditioning(embeds, torch.ones(embeds.shape[:2], dtype=torch.bool, device=device))
+
+
+def load_native_text(folder: Path, index: dict, family: str, dtype):
+    """The backbone's text encoder(s) and tokenizer(s) a model folder's index names (checkpoints.load_model)."""
+    from .checkpoints import INDEX, ModelFolderError, _entry_class, _why, component_path
+
+    parts = {}
+    for name in TEXT_PARTS[family]:
+        path = component_path(folder, index, name)
+        if path is None:
+            raise ModelFolderError(f"{folder / INDEX}: the native text path needs the backbone's {name.replace('_', ' ')}, "
+                                   f"and the index names none (assemble again with the backbone folder).")
+        parts[name] = (path, _entry_class(index, name) or "AutoModel")
+    try:
+        return NativeTextEncoder.load(family, parts, dtype)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the folder's
+        raise ModelFolderError(f"Cannot load the backbone's text encoder for {folder}: {_why(exc)}") from None

@@ -71,6 +71,15 @@ def qwen25vl_folder(path: Path, shard: bool = True) -> Path:
     return path
 
 
+def nudge_canvas(pipe) -> None:
+    """What training would do: the canvas connector's zero-initialised outputs become non-zero."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in pipe.adapter.canvas_connector.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.05)
+
+
 def _scheduler(shift: float):
     from diffusers import FlowMatchEulerDiscreteScheduler
 

@@ -20,7 +20,7 @@ from app.core.assembly import assemble
 from app.core.checkpoints import ModelFolderError, load_model, save_module
 from app.core.model_catalog import METACANVAS, inspect_folder
 from app.core.request import GenerationRequest, Task
-from tests.core.checkpoint_folders import QWEN_CHAT_TEMPLATE, base_folders  # noqa: F401 - a fixture
+from tests.core.checkpoint_folders import QWEN_CHAT_TEMPLATE, base_folders, nudge_canvas  # noqa: F401 - a fixture
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 32
@@ -28,15 +28,6 @@ SIZE = 32
 
 def _still(task=Task.TEXT_TO_IMAGE, **kw) -> GenerationRequest:
     return GenerationRequest(task, "a red circle left of a blue star", width=SIZE, height=SIZE, steps=2, seed=3, **kw)
-
-
-def _nudged(pipe) -> None:
-    """What training would do: the connectors' zero-initialised outputs become non-zero."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in pipe.adapter.canvas_connector.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +93,7 @@ def test_flux_kontext_and_wan_assemblies_run_their_tasks(base_folders, tmp_path)
 
 def test_trained_connectors_are_used_and_checked_against_the_base_models(base_folders, sana_model, tmp_path):
     pipe = load_model(sana_model)
-    _nudged(pipe)
+    nudge_canvas(pipe)
     trained = Path(shutil.copytree(sana_model, tmp_path / "trained"))
     (trained / "model_index.json").unlink()  # a bare folder of connectors
     save_module(pipe.adapter.canvas_connector, trained / "canvas_connector", pipe.adapter.canvas_connector.config)

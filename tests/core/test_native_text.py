@@ -14,18 +14,9 @@ from app.core.assembly import assemble
 from app.core.checkpoints import ModelFolderError, load_model
 from app.core.model_catalog import format_table, inspect_folder
 from app.core.request import GenerationRequest, Task
-from tests.core.checkpoint_folders import base_folders  # noqa: F401 - a fixture
+from tests.core.checkpoint_folders import base_folders, nudge_canvas  # noqa: F401 - a fixture
 
 PROMPT = "a red circle left of a blue star"
-
-
-def _nudge_canvas(pipe) -> None:
-    """What training does: the canvas connector's zero-initialised output layers become non-zero."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in pipe.adapter.canvas_connector.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def test_on_the_native_path_a_trained_canvas_is_added_on_top(sana_native):
     request = GenerationRequest(Task.TEXT_TO_IMAGE, PROMPT, width=pipe.defaults.width, height=pipe.defaults.height,
                                 seed=5, steps=3)
     plain = pipe(request).frames
-    _nudge_canvas(pipe)
+    nudge_canvas(pipe)
     with_canvas = pipe(request).frames
     assert not np.array_equal(with_canvas, plain)
     assert np.array_equal(pipe(GenerationRequest(**{**request.__dict__, "use_canvas": False})).frames, plain)
