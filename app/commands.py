@@ -230,7 +230,7 @@ def cmd_generate(args) -> int:
             if plan_out is not None:
                 _save_png(plan_picture(result.plan, result.frames[0]), plan_out)
             if plan_file is not None:
-                save_plan(result.plan, plan_file)
+                save_plan(result.plan, plan_file, pipe.name)
             progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
     finally:
         progress.close()
@@ -306,7 +306,7 @@ def cmd_edit(args) -> int:
         if args.plan:
             _save_png(plan_picture(result.plan, result.frames[0]), args.plan)
         if args.plan_out:
-            save_plan(result.plan, args.plan_out)
+            save_plan(result.plan, args.plan_out, pipe.name)
         progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
     finally:
         progress.close()

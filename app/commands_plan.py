@@ -30,6 +30,9 @@ def load_plan_in(path: str | Path, pipe, request):
         raise ValueError(f"--plan-in: {e}") from None
     except Exception as e:  # noqa: BLE001  (safetensors' own error for a file that is not one)
         raise ValueError(f"--plan-in: {path} is not a plan file ({type(e).__name__}: {e})") from None
+    if plan.made_by is not None and plan.made_by != pipe.name:
+        raise ValueError(f"--plan-in: {path.name} was made by '{plan.made_by}', not '{pipe.name}': a plan's states "
+                         f"mean something only to the model that made them (--model {plan.made_by}?)")
     spec = pipe.canvas_spec(request)
     grid = tuple(plan.canvas.shape[1:4])
     if grid != spec.shape:
@@ -96,7 +99,7 @@ def plan_edits_for(pipe, request, texts: list[str], plan_in=None) -> list:
     return edits
 
 
-def save_plan(plan, path: str | Path) -> None:
+def save_plan(plan, path: str | Path, made_by: str | None = None) -> None:
     """Write the plan atomically (app/media/atomic.py): a failed write leaves no half file, nor harms an older one."""
     from app.media.atomic import commit_temp, remove_quietly, temp_path_for
 
@@ -104,7 +107,7 @@ def save_plan(plan, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
-        plan.save(tmp)
+        plan.save(tmp, made_by=made_by)
     except BaseException:
         remove_quietly(tmp)
         raise

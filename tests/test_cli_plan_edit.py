@@ -117,3 +117,8 @@ def test_a_plan_file_that_does_not_fit_is_one_clear_line(capsys, tmp_path):
     assert code == 2 and "the plan was made for 'a red circle left of a blue star'" in err
     code, _, err = run(capsys, "generate", PROMPT, "-o", str(tmp_path / "x.png"), "--plan-out", str(tmp_path / "p.png"))
     assert code == 2 and "--plan-out must name a .safetensors file" in err
+    # States of the same width from another model (the text-only twin's planner) mean nothing to this one.
+    code = main(["generate", PROMPT, "-o", str(tmp_path / "x.png"), "--plan-in", str(saved), "--device", "cpu",
+                 "--model", str(REPO / "models" / "metacanvas-shapes-text-only")])
+    err = capsys.readouterr().err
+    assert code == 2 and "was made by 'metacanvas-shapes', not 'metacanvas-shapes-text-only'" in err

@@ -41,6 +41,9 @@ class Plan:
     # that made this plan, so an object edit is planned as the model plans that layout. to(), select()
     # and save() leave it behind: a plan handed to another thread or written to a file is data only.
     replan: Callable[[torch.Tensor], "Plan"] | None = field(default=None, repr=False, compare=False)
+    # The name of the model that made it, as a plan file records it (None: not recorded): a plan's states mean
+    # something only to the model that made them.
+    made_by: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.canvas.dim() != 5:
@@ -307,7 +310,7 @@ class Plan:
             strength=self.strength[sl] if self.strength is not None else None,
             draft=self.draft[sl] if self.draft is not None else None,
             draft_cover=self.draft_cover[sl] if self.draft_cover is not None else None,
-            draft_config=self.draft_config,
+            draft_config=self.draft_config, made_by=self.made_by,
         )
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Plan":
@@ -319,10 +322,10 @@ class Plan:
             strength=self.strength.to(device=device, dtype=dtype) if self.strength is not None else None,
             draft=self.draft,
             draft_cover=self.draft_cover.to(device=device) if self.draft_cover is not None else None,
-            draft_config=self.draft_config,
+            draft_config=self.draft_config, made_by=self.made_by,
         )
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, made_by: str | None = None) -> None:
         tensors = {
             "canvas": self.canvas.detach().cpu().contiguous(),
             "context": self.context.detach().cpu().contiguous(),
@@ -337,6 +340,8 @@ class Plan:
         metadata = {"format": _FORMAT, "version": _VERSION, "words": json.dumps(self.words)}
         if self.draft_config is not None:
             metadata["draft_config"] = json.dumps(self.draft_config.to_dict())
+        if made_by or self.made_by:
+            metadata["model"] = made_by or self.made_by
         save_file(tensors, str(path), metadata=metadata)
 
     @classmethod
@@ -350,7 +355,7 @@ class Plan:
         config = DraftConfig.from_dict(json.loads(metadata["draft_config"])) if "draft_config" in metadata else None
         return cls(canvas=tensors["canvas"], context=tensors["context"], context_mask=tensors["context_mask"],
                    words=words, strength=tensors.get("strength"), draft=tensors.get("draft"),
-                   draft_cover=tensors.get("draft_cover"), draft_config=config)
+                   draft_cover=tensors.get("draft_cover"), draft_config=config, made_by=metadata.get("model"))
 
 
 def _box_cells(box: tuple[float, float, float, float], h: int, w: int) -> tuple[int, int, int, int]:

@@ -9,7 +9,10 @@ The rules:
 - the image track holds stills; a video clip stays on the video track, a still may go on either;
 - nothing starts before 0 s, and a clip lasts at least one frame of the project's rate;
 - a video clip's in and out points stay inside its original media; a still has no length of its own, so its
-  ends can be dragged out freely (its in point stays 0: for a still only the duration means anything).
+  ends can be dragged out freely (its in point stays 0: for a still only the duration means anything);
+- a video clip's generated versions were made from the segment it had then and play from their own first
+  frame: moving its in point (a trim of its start, a split) would shift or drop what they show, so a clip that
+  has them keeps its start (`GeneratedVersionsError`); its end may still be trimmed.
 """
 from __future__ import annotations
 
@@ -21,6 +24,18 @@ from .project import Clip, Project, Version, new_id, now_iso
 from .schema import MAX_SECONDS
 
 LEFT, RIGHT = "left", "right"
+
+
+class GeneratedVersionsError(ProjectError):
+    """The edit would move the in point of a video clip that has generated versions."""
+
+
+def _keeps_its_start(project: Project, clip: Clip, what: str) -> None:
+    if project.media_item(clip.media_id).kind == "video" and len(clip.versions) > 1:
+        raise GeneratedVersionsError(
+            f"'{what}' would change where this clip starts in its source, and its generated versions play from "
+            f"their own first frame (they were made from the whole segment): trim its end instead, or {what} "
+            f"before generating.")
 
 
 def tracks_for_kind(kind: str) -> tuple[str, ...]:
@@ -73,6 +88,8 @@ def move_edit(project: Project, clip_id: str, start: float, track: str | None = 
 def trim_edit(project: Project, clip_id: str, edge: str, seconds: float) -> dict | None:
     """Drag the clip's `edge` (LEFT or RIGHT) to `seconds` on the timeline, within what its media allows."""
     clip = project.clip(clip_id)
+    if edge == LEFT:
+        _keeps_its_start(project, clip, "trim the start")
     start, tin, tout = trimmed_span(clip.start, clip.in_point, clip.out_point, source_duration(project, clip),
                                     edge, float(seconds), min_duration(project))
     changes = []
@@ -91,8 +108,7 @@ def split_edit(project: Project, clip_ids: list[str], seconds: float) -> dict | 
     clip is under `seconds`.
 
     A still's versions are whole pictures, so the second part gets them all (the version shown stays shown).
-    A video clip's generated versions were made from the whole segment and play from their own start, so
-    they stay with the first part; the second part starts as the original media, from the split point on."""
+    A video clip is split only while it has no generated versions (see the module's rules)."""
     t = float(seconds)
     shortest = min_duration(project)
     changes = []
@@ -100,14 +116,14 @@ def split_edit(project: Project, clip_ids: list[str], seconds: float) -> dict | 
     for track, index, clip in sorted((project.find_clip(c) for c in set(clip_ids)), key=lambda f: f[:2]):
         if not clip.start + shortest <= t <= clip.end - shortest:
             continue
+        _keeps_its_start(project, clip, "split")
         cut = clip.in_point + (t - clip.start)
         still = project.media_item(clip.media_id).kind == "image"
-        versions = clip.versions if still else clip.versions[:1]
         second = Clip(new_id(), clip.media_id, t, 0.0 if still else cut,
                       (clip.end - t) if still else clip.out_point,
                       [Version(new_id(), v.media_id, copy.deepcopy(v.request), v.plan, now_iso(), v.accepted)
-                       for v in versions],
-                      clip.active_version if still else 0, clip.instruction)
+                       for v in clip.versions],
+                      clip.active_version, clip.instruction)
         changes.append(project.trim_clip_change(clip.id, clip.in_point, cut))
         # Right after the first part in the track's list, so it overlaps other clips as the whole clip did.
         inserted[track] += 1

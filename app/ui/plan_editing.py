@@ -150,6 +150,11 @@ class PlanEditing(QObject):
             if base_request.get("task") != request.task.value or base_request.get("instruction") != request.instruction:
                 raise ValueError("The plan edits were made on the plan of this version's request: generate with its "
                                  "task and instruction, or clear the edits.")
+            if request.task.needs_image or request.task.needs_video:
+                # That plan was made from the version's input, which a version does not record; Generate would
+                # read the version's own output instead, and the edits would point at other objects.
+                raise ValueError("The plan stored with an edited version was made from that version's input: select "
+                                 "the version it was made from and edit its live plan, or clear the edits.")
         elif self.base != self._name_of(self.studio.current_plan, self.studio.plan_caption)[0]:
             raise ValueError("The plan is being made again for the new settings: press Generate once it is shown.")
         for key, value in self._base_settings.items():

@@ -40,7 +40,11 @@ class TimelineEditing(QObject):
         t = self.view.playhead
         selected = [c for c in self.view.selected if any(v.id == c and v.start < t < v.end for v in self.view.clips)]
         ids = selected or [c.id for c in self.view.clips if c.start < t < c.end]
-        change = split_edit(project, ids, t) if ids else None
+        try:
+            change = split_edit(project, ids, t) if ids else None
+        except ProjectError as e:  # a clip there has generated versions (app/media/timeline_edits.py)
+            self.say(str(e))
+            return False
         if change is None:
             self.say("Put the playhead inside a clip to split it there.")
             return False

@@ -131,3 +131,17 @@ def test_an_old_project_file_still_loads_and_renders_the_same(tmp_path, indexed_
     out = tmp_path / "old.mp4"
     render_project(path, out)
     assert [frame_index(f) for f in read_video_frames(out)] == list(range(10))
+
+
+def test_a_video_clip_with_generated_versions_keeps_its_start_but_its_end_trims(project_with_clips):
+    """Generated versions play from their own first frame: moving the clip's in point would shift what they show."""
+    from app.media.timeline_edits import GeneratedVersionsError
+
+    project, _, clip_id, _ = project_with_clips
+    clip = project.clip(clip_id)
+    project.apply(project.add_version_change(clip_id, clip.media_id))  # stands in for a generated clip
+    with pytest.raises(GeneratedVersionsError, match="trim its end instead"):
+        trim_edit(project, clip_id, LEFT, clip.start + 0.5)
+    with pytest.raises(GeneratedVersionsError, match="split"):
+        split_edit(project, [clip_id], clip.start + 0.5)
+    assert trim_edit(project, clip_id, RIGHT, clip.end - 0.5) is not None
