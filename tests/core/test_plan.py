@@ -267,3 +267,16 @@ def test_a_saved_plan_keeps_its_draft_config_and_requests_keep_edits_as_json(tmp
     d = request.to_dict()
     assert d["plan_edits"][0]["box"] == [0.0, 0.0, 1.0, 1.0]
     assert GenerationRequest.from_dict(d).plan_edits == request.plan_edits
+
+
+def test_canvas_edits_applied_one_gesture_at_a_time_equal_all_at_once():
+    """The studio applies each new brush stroke to the last preview (app/ui/plan_editing.py): the same plan."""
+    plan = make_plan(strength=True)
+    strokes = [PlanEdit("scale", box=(0.0, 0.0, 0.5, 0.5), factor=0.0),
+               PlanEdit("scale", box=(0.25, 0.25, 0.75, 0.75), factor=2.0, keyframe=1),
+               PlanEdit("move", box=(0.5, 0.5, 1.0, 1.0), dx=-0.25, dy=0.0)]
+    stepwise = plan
+    for stroke in strokes:
+        stepwise = stepwise.edited([stroke], preview=True)
+    at_once = plan.edited(strokes, preview=True)
+    assert torch.equal(stepwise.canvas, at_once.canvas)
