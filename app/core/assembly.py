@@ -28,7 +28,8 @@ from .checkpoints import (INDEX, ModelFolderError, _load_state_checked, _read_co
 from .model_catalog import BACKBONE, METACANVAS, PLANNER, PIPELINES, inspect_folder
 from .native_text import TEXT_PARTS, TEXT_PATHS
 
-# How each family is sampled by default (its own pipeline's settings, where ours has them).
+# How each family is sampled by default (its own pipeline's settings, where ours has them). The solver and
+# shift are used only when the backbone folder has no scheduler of its own; an assembly runs the one it has.
 _FAMILY_DEFAULTS = {
     # SANA 1.x: DPM-Solver++ on flow sigmas, 20 steps, guidance 4.5.
     "sana": dict(steps=20, guidance=4.5, solver="dpm++2m", shift=3.0),
