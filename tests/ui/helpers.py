@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.settings import REPO_ROOT, Settings
 
 SAMPLES = REPO_ROOT / "resources" / "samples"
@@ -42,3 +44,12 @@ def choose_task(w, task) -> None:
     assert index >= 0, f"{task} is not offered for this selection"
     box.setCurrentIndex(index)
     box.activated.emit(index)
+
+
+@pytest.fixture
+def model_studio(qtbot, tmp_path):
+    """The window with its engine running and the embedded default loaded (closed after the test)."""
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    yield w
+    w.shutdown()

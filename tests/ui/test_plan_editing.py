@@ -13,6 +13,7 @@ from app.media.probe import load_image
 from app.shapes.detect import detect
 from app.ui.plan_edit_tool import TOOL_ERASE, TOOL_OBJECTS, TOOL_REGION
 from tests.ui.helpers import MODEL, make_window
+from tests.ui.helpers import model_studio as studio  # noqa: F401 - a fixture
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,13 +25,6 @@ PROMPT = "a red circle"
 SEED = 3
 TARGET = (0.25, 0.72)  # where object 1 is dragged to: away from where seed 3 drafts it (near the centre)
 
-
-@pytest.fixture
-def studio(qtbot, tmp_path):
-    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
-    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
-    yield w
-    w.shutdown()
 
 
 def _pixel(w, fx: float, fy: float) -> QPoint:

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from app.core.request import Task
 from app.ui.studio_state import JobState
 from tests.ui.helpers import MODEL, SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
+from tests.ui.helpers import model_studio as studio  # noqa: F401 - a fixture
 
 pytestmark = [
     pytest.mark.slow,
@@ -18,13 +19,6 @@ pytestmark = [
 
 EDIT_SEED = 1
 
-
-@pytest.fixture
-def studio(qtbot, tmp_path):
-    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
-    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
-    yield w
-    w.shutdown()
 
 
 def _type(qtbot, w, text):
