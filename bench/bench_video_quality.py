@@ -1,8 +1,10 @@
 """Quality of a video model on the shapes world in motion (app/eval/video_eval.py defines each figure):
-the four video tasks on held-out prompts with fixed seeds; beside it, when asked, the same model run
-text-only (its canvas branch off) and its text-only twin (a folder trained on the same batches).
+the four video tasks on held-out prompts with fixed seeds; beside it, when asked, the same model with
+its track drafter removed (its canvas is then the planner's own plan: what the canvas adds apart from the
+drafter), the same model run text-only (its canvas branch off) and its text-only twin (a folder trained
+on the same batches).
 
-    python main.py bench video_quality [--model models/metacanvas-shapes-video]
+    python main.py bench video_quality [--model models/metacanvas-shapes-video] [--drafter-removed]
         [--twin models/metacanvas-shapes-video-text-only] [--text-only] [--n 100] [--seed 7] [--json OUT.json]
 
 Prints a markdown table (one column per row evaluated) and writes every figure as JSON (default
@@ -27,6 +29,8 @@ def main() -> int:
     ap.add_argument("--twin", default=None,
                     help="its text-only twin's folder (e.g. models/metacanvas-shapes-video-text-only)")
     ap.add_argument("--text-only", action="store_true", help="also run --model with its canvas branch off")
+    ap.add_argument("--drafter-removed", action="store_true",
+                    help="also run --model with its layout drafter removed (the canvas's own plan)")
     ap.add_argument("--n", type=int, default=100, help="clips per task")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--tasks", nargs="+", default=None,
@@ -48,13 +52,20 @@ def main() -> int:
     from app.eval.video_eval import VIDEO_EVAL_TASKS, evaluate_video_model, format_markdown
 
     tasks = tuple(args.tasks or VIDEO_EVAL_TASKS)
-    runs = [(args.model, True, "")] + ([(args.model, False, " (canvas off)")] if args.text_only else []) \
+    runs = [(args.model, True, "")] \
+        + ([(args.model, True, " (drafter removed)")] if args.drafter_removed else []) \
+        + ([(args.model, False, " (canvas off)")] if args.text_only else []) \
         + ([(args.twin, True, " (twin)")] if args.twin else [])
     rows, pipes = [], {}
     for folder, use_canvas, note in runs:
-        if folder not in pipes:
-            pipes[folder] = load_model(folder, device=args.device)
-        pipe = pipes[folder]
+        key = (folder, note == " (drafter removed)")
+        if key not in pipes:
+            pipes[key] = load_model(folder, device=args.device)
+            if key[1]:
+                if pipes[key].planner.drafter is None:
+                    raise ValueError(f"{folder} has no layout drafter to remove")
+                pipes[key].planner.drafter = None
+        pipe = pipes[key]
         bar = tqdm(total=args.n * len([t for t in tasks if t in pipe.tasks]), desc=pipe.name + note, unit="clip",
                    file=sys.stderr)
         t = time.perf_counter()

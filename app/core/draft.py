@@ -26,8 +26,16 @@ and the objects it finds join the decoder's memory as objects, embedded as the d
 objects it drafts (teaching gives it the source's true objects). Read as raw stem states instead,
 the decoder learned no faster than from the image tokens. An edit's target draft lists
 the target scene's objects left to right (app/train/data.edit_draft_rows): the drafter copies
-every object but the edited one off the source, in the order its memory lays them out. Videos are
-not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
+every object but the edited one off the source, in the order its memory lays them out.
+
+Clips are drafted as tracks (`DraftConfig.track`, the embedded video model's text-to-video drafts):
+each object's row also holds where it is at the clip's end, (label, x, y, size, x end, y end), so a
+row commits to one path (a caption's "moves to the right" allows any start). Each canvas keyframe
+gets the coverage of the objects where their tracks put them at that keyframe's time (`track_times`:
+the keyframes evenly over the clip, as the connector spreads them over the latent frames). Events
+(an object appearing, vanishing or turning a colour) are not drafted: the label is the object's
+first one, its disc is drawn on every keyframe, and the words say the rest. Clips with media (an
+image to animate, a source clip, reference stills) are not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
 a drafter (real checkpoints, older shapes models) plan exactly as before.
 
 Objects are (label, x bin, y bin, size bin); label 0 means "stop", and -1 pads ("no draft" when an
@@ -82,11 +90,24 @@ class DraftConfig:
     # 2026-12-05): the same drafts, no canvas. A layout drafter's option; its edit drafter's drafts
     # go the same way.
     context_tokens: bool = False
+    # Tracks: each row also says where the object is at the clip's end (x and y bins); see the module's
+    # docstring. Only onto a canvas (not with context_tokens) and never for edits (reads_images).
+    track: bool = False
+
+    def __post_init__(self) -> None:
+        if self.track and (self.context_tokens or self.reads_images):
+            raise ValueError("track drafts go onto a clip's canvas from the words alone: no context_tokens, "
+                             "no reads_images")
 
     @property
     def length(self) -> int:
         """Sequence length: every object, then "stop"."""
         return self.max_objects + 1
+
+    @property
+    def columns(self) -> int:
+        """Numbers per row: label, x, y, size, and for tracks x and y at the clip's end."""
+        return 6 if self.track else 4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,9 +118,14 @@ class DraftConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def quantize_objects(objects: list[tuple[int, float, float, float]], config: DraftConfig) -> np.ndarray:
+def _bin(value: float, bins: int) -> int:
+    return min(max(int(value * bins), 0), bins - 1)
+
+
+def quantize_objects(objects: list[tuple], config: DraftConfig) -> np.ndarray:
     """(label, cx, cy, half) in frame fractions -> int64 [length, 4] rows (label, x, y, size) in the
-    order given, "stop" after the last, -1 after that. More objects than the draft holds is a
+    order given, "stop" after the last, -1 after that. A track config takes (label, cx, cy, half, end
+    cx, end cy) and gives [length, 6] rows. More objects than the draft holds is a
     ValueError: a draft never drops an object silently.
 
     The order is the caller's: the order the instruction names the objects in is the one to give
@@ -110,59 +136,104 @@ def quantize_objects(objects: list[tuple[int, float, float, float]], config: Dra
     time, while their counts were right 0.96 of the time."""
     if len(objects) > config.max_objects:
         raise ValueError(f"a draft holds at most {config.max_objects} objects, got {len(objects)}")
-    rows = np.full((config.length, 4), -1, np.int64)
+    rows = np.full((config.length, config.columns), -1, np.int64)
     ordered = list(objects)
     span = max(config.half_max - config.half_min, 1e-6)
-    for i, (label, cx, cy, half) in enumerate(ordered):
+    for i, obj in enumerate(ordered):
+        if len(obj) != config.columns:
+            raise ValueError(f"a {'track' if config.track else 'layout'} draft's objects have {config.columns} "
+                             f"numbers, got {len(obj)}")
+        label, cx, cy, half = obj[:4]
         if not 1 <= int(label) < config.labels:
             raise ValueError(f"draft label {label} is outside 1..{config.labels - 1}")
-        x = min(max(int(cx * config.bins), 0), config.bins - 1)
-        y = min(max(int(cy * config.bins), 0), config.bins - 1)
         s = min(max(int((half - config.half_min) / span * config.sizes), 0), config.sizes - 1)
-        rows[i] = (int(label), x, y, s)
+        ends = [_bin(v, config.bins) for v in obj[4:]]
+        rows[i] = (int(label), _bin(cx, config.bins), _bin(cy, config.bins), s, *ends)
     rows[len(ordered), 0] = 0
     return rows
 
 
-def draft_objects(rows: torch.Tensor | np.ndarray, config: DraftConfig) -> list[tuple[int, float, float, float]]:
-    """One item's rows back to (label, cx, cy, half) at the bins' centres, up to "stop"."""
+def draft_objects(rows: torch.Tensor | np.ndarray, config: DraftConfig) -> list[tuple]:
+    """One item's rows back to (label, cx, cy, half) at the bins' centres, up to "stop"; a track
+    config's rows to (label, cx, cy, half, end cx, end cy)."""
     out = []
-    for label, x, y, s in np.asarray(rows).tolist():
+    for row in np.asarray(rows).tolist():
+        label, x, y, s = row[:4]
         if label <= 0:
             break
         half = config.half_min + (s + 0.5) / config.sizes * (config.half_max - config.half_min)
-        out.append((int(label), (x + 0.5) / config.bins, (y + 0.5) / config.bins, half))
+        ends = tuple((v + 0.5) / config.bins for v in row[4:config.columns])
+        out.append((int(label), (x + 0.5) / config.bins, (y + 0.5) / config.bins, half, *ends))
+    return out
+
+
+def track_times(keyframes: int) -> list[float]:
+    """The clip time (0 first frame, 1 last) a track draft is drawn at on each keyframe: evenly spread,
+    as the connector spreads the keyframes over the latent frames (first on the first, last on the last)."""
+    return [k / max(1, keyframes - 1) for k in range(keyframes)]
+
+
+def objects_at(objects: list[tuple], time: float) -> list[tuple[int, float, float, float]]:
+    """Drafted objects at clip time `time`: a track's place on its straight path, a still draft's as is."""
+    out = []
+    for obj in objects:
+        label, cx, cy, half = obj[:4]
+        if len(obj) == 6:
+            cx, cy = cx + (obj[4] - cx) * time, cy + (obj[5] - cy) * time
+        out.append((label, cx, cy, half))
     return out
 
 
 def draft_coverage(drafts: torch.Tensor, spec: CanvasSpec, config: DraftConfig) -> torch.Tensor:
-    """[B, length, 4] drafts -> [B, N, labels] per-cell label coverage (each object a disc of its
+    """[B, length, columns] drafts -> [B, N, labels] per-cell label coverage (each object a disc of its
     half-size; the background label takes what the objects leave). An item without a draft (all -1)
-    covers nothing, so its canvas is the plain one. Soft coverage keeps sub-cell position."""
+    covers nothing, so its canvas is the plain one. Soft coverage keeps sub-cell position. A still
+    draft is the same on every keyframe; a track draft puts each object where its track is at the
+    keyframe's time (track_times)."""
     batch = drafts.shape[0]
     res_r, res_c = spec.rows * SUPERSAMPLE, spec.cols * SUPERSAMPLE
     ys = (torch.arange(res_r, dtype=torch.float32) + 0.5) / res_r
     xs = (torch.arange(res_c, dtype=torch.float32) + 0.5) / res_c
-    cover = torch.zeros(batch, config.labels, res_r, res_c)
+    times = track_times(spec.keyframes) if config.track else [0.0]
+    cover = torch.zeros(batch, len(times), config.labels, res_r, res_c)
     drafts = drafts.detach().cpu()
     for b in range(batch):
         row = drafts[b]
         if not (row[:, 0] >= 0).any():
             continue  # no draft for this item
-        taken = torch.zeros(res_r, res_c)
-        for label, cx, cy, half in draft_objects(row, config):
-            disc = (((xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2) <= half * half).float() * (1 - taken)
-            cover[b, label] += disc
-            taken = taken + disc
-        cover[b, 0] = 1 - taken
-    cells = cover.reshape(batch, config.labels, spec.rows, SUPERSAMPLE, spec.cols, SUPERSAMPLE).mean(dim=(3, 5))
-    per_frame = cells.permute(0, 2, 3, 1).reshape(batch, spec.rows * spec.cols, config.labels)
-    # Every keyframe of a video canvas gets the same draft (drafts are of one still scene).
-    return per_frame.repeat(1, spec.keyframes, 1)
+        objects = draft_objects(row, config)
+        for f, time in enumerate(times):
+            taken = torch.zeros(res_r, res_c)
+            for label, cx, cy, half in objects_at(objects, time):
+                disc = (((xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2) <= half * half).float() * (1 - taken)
+                cover[b, f, label] += disc
+                taken = taken + disc
+            cover[b, f, 0] = 1 - taken
+    cells = cover.reshape(batch, len(times), config.labels, spec.rows, SUPERSAMPLE, spec.cols, SUPERSAMPLE)
+    cells = cells.mean(dim=(4, 6)).permute(0, 1, 3, 4, 2).reshape(batch, len(times) * spec.rows * spec.cols,
+                                                                 config.labels)
+    # A still draft is of one scene: every keyframe of a clip's canvas gets it.
+    return cells if config.track else cells.repeat(1, spec.keyframes, 1)
+
+
+def _segment_distance(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """[B] the least distance between segments a-b and c-d ([B, 2] each end): for segments that do not
+    cross, the least of the four end-to-segment distances; crossing ones are at distance 0."""
+    def to_segment(p, s0, s1):
+        v = s1 - s0
+        t = (((p - s0) * v).sum(-1) / (v * v).sum(-1).clamp(min=1e-12)).clamp(0, 1)
+        return (p - (s0 + t[:, None] * v)).norm(dim=-1)
+
+    def side(p, q, r):
+        return (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
+
+    crossing = (side(a, b, c) * side(a, b, d) < 0) & (side(c, d, a) * side(c, d, b) < 0)
+    ends = torch.stack([to_segment(a, c, d), to_segment(b, c, d), to_segment(c, a, b), to_segment(d, a, b)]).amin(0)
+    return torch.where(crossing, torch.zeros_like(ends), ends)
 
 
 def no_drafts(batch: int, config: DraftConfig) -> torch.Tensor:
-    return torch.full((batch, config.length, 4), -1, dtype=torch.long)
+    return torch.full((batch, config.length, config.columns), -1, dtype=torch.long)
 
 
 class DraftContextTokens(nn.Module):
@@ -253,6 +324,10 @@ class LayoutDrafter(nn.Module):
             return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, out))
 
         self.x_head, self.y_head, self.size_head = head(config.bins), head(config.bins), head(config.sizes)
+        if config.track:  # where the object is at the clip's end, given where it starts and its size
+            self.x_end_emb = nn.Embedding(config.bins, d)
+            self.y_end_emb = nn.Embedding(config.bins, d)
+            self.x_end_head, self.y_end_head = head(config.bins), head(config.bins)
         if config.context_tokens:  # the drafts' way to the DiT when they do not go onto a canvas
             self.context_encoder = DraftContextTokens(config, context_dim)
 
@@ -261,7 +336,10 @@ class LayoutDrafter(nn.Module):
         label, x, y, s = (rows[..., i].clamp(min=0) for i in range(4))
         # In the module's own precision: a float32 mask would promote a half-precision model's embeddings.
         real = (rows[..., 0] > 0).unsqueeze(-1).to(self.label_emb.weight.dtype)
-        return self.label_emb(label) + real * (self.x_emb(x) + self.y_emb(y) + self.size_emb(s))
+        parts = self.x_emb(x) + self.y_emb(y) + self.size_emb(s)
+        if self.config.track:
+            parts = parts + self.x_end_emb(rows[..., 4].clamp(min=0)) + self.y_end_emb(rows[..., 5].clamp(min=0))
+        return self.label_emb(label) + real * parts
 
     def _states(self, previous: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor) -> torch.Tensor:
         b, t = previous.shape[:2]
@@ -426,9 +504,13 @@ class LayoutDrafter(nn.Module):
             part_loss = (F.cross_entropy(self.x_head(hr + e_label), obj[:, 1])
                          + F.cross_entropy(self.y_head(hr + e_label + e_x), obj[:, 2])
                          + F.cross_entropy(self.size_head(hr + e_label + e_x + e_y), obj[:, 3]))
+            if self.config.track:
+                e_start = e_label + e_x + e_y + self.size_emb(obj[:, 3])
+                part_loss = (part_loss + F.cross_entropy(self.x_end_head(hr + e_start), obj[:, 4])
+                             + F.cross_entropy(self.y_end_head(hr + e_start + self.x_end_emb(obj[:, 4])), obj[:, 5]))
         else:
             part_loss = label_loss * 0
-        stats = {"draft_label": label_loss.item(), "draft_place": part_loss.item() / 3}
+        stats = {"draft_label": label_loss.item(), "draft_place": part_loss.item() / (self.config.columns - 1)}
         loss = label_loss + part_loss
         if pixels is not None and source_drafts is not None:
             centre_loss, centre_acc = self._centre_loss(pixels, source_drafts)
@@ -449,6 +531,7 @@ class LayoutDrafter(nn.Module):
         `wanted` get no draft (`where`, `sources`: see _memory). Greedy at temperature 0."""
         b = context.shape[0]
         out = no_drafts(b, self.config)
+        columns = self.config.columns
         wanted = torch.ones(b, dtype=torch.bool) if wanted is None else wanted.cpu().bool()
         if not wanted.any():
             return out
@@ -457,7 +540,7 @@ class LayoutDrafter(nn.Module):
                                       None if where is None else where[idx.to(where.device)],
                                       None if sources is None else [sources[i] for i in idx.tolist()])
         gens = [torch.Generator().manual_seed(int(seeds[i]) if seeds is not None else 0) for i in idx.tolist()]
-        rows = torch.full((len(idx), 0, 4), -1, dtype=torch.long, device=memory.device)
+        rows = torch.full((len(idx), 0, columns), -1, dtype=torch.long, device=memory.device)
         done = torch.zeros(len(idx), dtype=torch.bool)
 
         def draw(logits: torch.Tensor, forbid: torch.Tensor | None = None) -> torch.Tensor:
@@ -481,12 +564,36 @@ class LayoutDrafter(nn.Module):
             label = draw(self.label_head(h), forbid).to(memory.device)
             e_label = self.label_emb(label)
 
-            def place() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            def place() -> tuple[torch.Tensor, ...]:
                 x = draw(self.x_head(h + e_label)).to(memory.device)
                 e_x = self.x_emb(x)
                 y = draw(self.y_head(h + e_label + e_x)).to(memory.device)
-                return x, y, draw(self.size_head(h + e_label + e_x + self.y_emb(y))).to(memory.device)
+                e_xy = e_label + e_x + self.y_emb(y)
+                s = draw(self.size_head(h + e_xy)).to(memory.device)
+                if not self.config.track:
+                    return x, y, s
+                e_start = e_xy + self.size_emb(s)
+                x_end = draw(self.x_end_head(h + e_start)).to(memory.device)
+                y_end = draw(self.y_end_head(h + e_start + self.x_end_emb(x_end))).to(memory.device)
+                return x, y, s, x_end, y_end
 
+            if self.config.track:  # tracks are sampled (a clip's path is a choice); see _track_misplaced
+                parts = place()
+                for _ in range(PLACE_TRIES):
+                    bad = self._track_misplaced(rows, parts) & (label > 0) & ~done.to(label.device)
+                    if not bad.any():
+                        break
+                    again = place()
+                    parts = tuple(torch.where(bad, b2, b1) for b1, b2 in zip(parts, again))
+                new = torch.stack([label, *parts], dim=-1)
+                finished = done.to(memory.device)
+                new = torch.where(finished[:, None], torch.full_like(new, -1), new)
+                new[:, 1:] = torch.where((new[:, :1] <= 0), torch.full_like(new[:, 1:], -1), new[:, 1:])
+                rows = torch.cat([rows, new[:, None]], dim=1)
+                done = done | (label.cpu() == 0)
+                if done.all():
+                    break
+                continue
             x, y, s = place()
             # A drafted object that would overlap one drafted before it, or leave the frame, is
             # placed again (its label kept): training scenes never have such objects, so the DiT has
@@ -541,6 +648,28 @@ class LayoutDrafter(nn.Module):
                     y_out = torch.where(better.to(dev), y, y_out)
                     s_out = torch.where(better.to(dev), s, s_out)
         return x_out, y_out, s_out
+
+    def _track_misplaced(self, rows: torch.Tensor, parts: tuple) -> torch.Tensor:
+        """[B] whether a drafted track (x, y, size, x end, y end bins) leaves the frame at either end or
+        comes into an earlier track: the shapes world keeps the boxes two objects sweep apart, so the DiT
+        has never seen such clips. Each track is checked as the segment its centre sweeps, widened by
+        the object's half-size (two capsules meet where their segments come closer than the halves)."""
+        c = self.config
+        x, y, s, xe, ye = (p.float() for p in parts)
+        half = c.half_min + (s + 0.5) / c.sizes * (c.half_max - c.half_min)
+        a = torch.stack([(x + 0.5) / c.bins, (y + 0.5) / c.bins], -1)
+        b = torch.stack([(xe + 0.5) / c.bins, (ye + 0.5) / c.bins], -1)
+        out = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for p in (a, b):
+            out = out | (p - half[:, None] < 0).any(-1) | (p + half[:, None] > 1).any(-1)
+        for j in range(rows.shape[1]):
+            prev = rows[:, j]
+            real = prev[:, 0] > 0
+            pa = torch.stack([(prev[:, 1].float() + 0.5) / c.bins, (prev[:, 2].float() + 0.5) / c.bins], -1)
+            pb = torch.stack([(prev[:, 4].float() + 0.5) / c.bins, (prev[:, 5].float() + 0.5) / c.bins], -1)
+            ph = c.half_min + (prev[:, 3].float() + 0.5) / c.sizes * (c.half_max - c.half_min)
+            out = out | (real & (_segment_distance(a, b, pa, pb) < half + ph))
+        return out
 
     def _misplaced(self, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor,
                    frame: bool = True, overlap_slack: float = 0.0) -> torch.Tensor:

@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, safe_open, save_file
 
 from .canvas import CanvasSpec
-from .draft import DraftConfig, draft_coverage, draft_objects, quantize_objects
+from .draft import DraftConfig, draft_coverage, draft_objects, objects_at, quantize_objects
 from .request import PlanEdit
 
 _FORMAT = "metacanvas-plan"
 _VERSION = "1"
+TRACK_EDITS_REFUSED = ("a clip's drafted tracks cannot be edited object by object yet: edit its canvas instead "
+                       "(scale, move), or change the words")
 
 
 @dataclass
@@ -87,12 +89,17 @@ class Plan:
         x, centre y, half-size) in fractions of the frame; [] for an undrafted item."""
         if not self.has_draft(item) or self.draft is None:
             return []
-        return draft_objects(self.draft[item], self.layout_config())
+        # A clip's drafted tracks: each object where its track starts (the first keyframe's picture).
+        return objects_at(draft_objects(self.draft[item], self.layout_config()), 0.0)
 
     def objects_after(self, edits: list[PlanEdit], item: int = 0) -> list[tuple[int, float, float, float]]:
         """The drafted objects as the object edits among `edits` leave them (on the bins' centres, as the
         edited draft holds them), numbered from 1 in this order. ValueError for an edit that does not fit."""
         config = self.layout_config()
+        if config.track:
+            if any(e.edits_objects for e in edits):
+                raise ValueError(TRACK_EDITS_REFUSED)
+            return self.objects(item)
         current = [(o, o) for o in self.objects(item)]
         for e in edits:
             if e.edits_objects:
@@ -104,7 +111,7 @@ class Plan:
         if self.draft_config is not None:
             return self.draft_config
         labels = int(self.draft[..., 0].max()) + 1 if self.draft is not None else 1
-        return DraftConfig(labels=max(labels, 2))
+        return DraftConfig(labels=max(labels, 2), track=self.draft is not None and self.draft.shape[-1] == 6)
 
     def draft_map(self, item: int = 0, keyframe: int = 0) -> np.ndarray | None:
         """The drafted layout: the share of each cell the draft's objects cover, [H, W] float32 in 0..1;
@@ -249,6 +256,8 @@ class Plan:
             raise ValueError("this plan has no drafted objects to edit: its model drafts no layout (or did not "
                              "draft this request); edit the canvas instead (scale, move)")
         config = self.layout_config()
+        if config.track:
+            raise ValueError(TRACK_EDITS_REFUSED)
         rows = self.draft.clone()
         changes: dict[int, list[tuple[tuple | None, tuple]]] = {}  # item -> [(object before, after)]
         for b in drafted:

@@ -39,3 +39,27 @@ def score_drafts(drafts: torch.Tensor, metas: list[dict], config: DraftConfig, s
     return {"draft_overall": summary["overall"],
             **{f"draft_{k}": v["accuracy"] for k, v in summary["tags"].items()},
             "draft_valid": float(np.mean(valid))}
+
+
+def track_draft_clip(rows, config: DraftConfig, frames: int, size: int) -> np.ndarray:
+    """One item's track draft (DraftConfig.track) drawn as a clip: each object on its drafted path,
+    on screen the whole clip in its drafted colour (events are not drafted: the words carry them)."""
+    from app.shapes.motion import MotionScene, MovingObject, render_clip
+
+    moving = []
+    for label, cx, cy, half, ex, ey in draft_objects(rows, config):
+        cls, color = divmod(label - 1, len(COLOR_NAMES))
+        moving.append(MovingObject(ShapeObject(CLASSES[cls], COLOR_NAMES[color], cx, cy, half), ex - cx, ey - cy))
+    return render_clip(MotionScene(tuple(moving)), frames, size)
+
+
+def track_drafts_motion_followed(drafts, metas: list[dict], config: DraftConfig, frames: int, size: int) -> float:
+    """The share of text-to-video records whose track draft, drawn, moves each named object the named
+    way (app/shapes/motion_measure.motion_followed, the judge the clips get): the drafter's own figure,
+    apart from whether the DiT follows it."""
+    from app.shapes.motion_measure import motion_followed
+    from app.shapes.video_prompts import metadata_clauses
+
+    right = [bool(motion_followed(track_draft_clip(rows, config, frames, size), metadata_clauses(meta)))
+             for rows, meta in zip(drafts, metas)]
+    return float(np.mean(right)) if right else 0.0

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.eval.drafts import track_drafts_motion_followed
 from app.eval.edits import psnr_outside
 from app.shapes.detect import detect
 from app.shapes.motion import Clause, render_clip
@@ -63,10 +64,11 @@ def psnr(a, b, mask: np.ndarray | None = None) -> float:
 @torch.no_grad()
 def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, images=None, videos=None,
                  frames: int | None = None, steps: int | None = None, guidance: float | None = None,
-                 use_canvas: bool = True) -> list[np.ndarray]:
+                 use_canvas: bool = True, drafts_out: list | None = None) -> list[np.ndarray]:
     """Many clips of one task at once, at the model's size: `images` one list of stills per item
     (image-to-video: [first frame]; reference video: its 1 or 2 stills, the same count for all items),
-    `videos` one source clip per item (video edit). Returns uint8 [F, H, W, 3] per item."""
+    `videos` one source clip per item (video edit). Returns uint8 [F, H, W, 3] per item; each item's
+    draft rows go onto `drafts_out` when given and the model drafted them."""
     from app.core.pipeline import initial_noise
     from app.core.request import GenerationRequest, Task
 
@@ -93,6 +95,8 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
     planner_videos = [pipe.planner_clip(v) for v in videos] * copies if task.needs_video else None
     plan = pipe.planner(texts, spec, images=planner_images, videos=planner_videos,
                         seeds=list(seeds) * copies).to(device)
+    if drafts_out is not None and plan.draft is not None and use_canvas:
+        drafts_out.extend(plan.draft[:b])
 
     def encode(x):
         return pipe.codec.encode(np.asarray(x)[..., :3], height, width, device, dtype)
@@ -223,16 +227,21 @@ def reference_video_set(n: int, seed: int):
 def evaluate_text_to_video(pipe, n: int, *, seed: int = 7, batch: int = 16, progress=None, **sampling) -> dict:
     frames = pipe.defaults.frames
     metas = text_to_video_set(n, seed, frames)
-    pairs = []
+    pairs, drafts = [], []
     for idx in _chunks(n, batch):
         clips = sample_clips(pipe, "text_to_video", [metas[i]["prompt"] for i in idx], [seed + i for i in idx],
-                             frames=frames, **sampling)
+                             frames=frames, drafts_out=drafts, **sampling)
         pairs += [(metas[i], score_text_to_video(c, metas[i])) for i, c in zip(idx, clips)]
         if progress:
             progress(len(idx))
     summary = summarize_clips(pairs)
     scores = [s for _, s in pairs]
-    return {"t2v_correct": summary["overall"], "t2v_motion_followed": _mean(s["motion_followed"] for s in scores),
+    drafted = {}
+    drafter = getattr(pipe.planner, "drafter", None)
+    if drafts and drafter is not None and drafter.config.track:  # the drafter's own figure, apart from the clips'
+        drafted["t2v_drafts_motion_followed"] = track_drafts_motion_followed(drafts, metas, drafter.config, frames,
+                                                                             pipe.defaults.width)
+    return {**drafted, "t2v_correct": summary["overall"], "t2v_motion_followed": _mean(s["motion_followed"] for s in scores),
             "t2v_objects_right": _mean(s["objects_right"] for s in scores),
             "t2v_events_followed": _mean(s["events_followed"] for s in scores),
             "t2v_identity_kept": _mean(s["identity_kept"] for s in scores),
@@ -331,6 +340,7 @@ def evaluate_video_model(pipe, n: int = 100, *, seed: int = 7, tasks=VIDEO_EVAL_
 TARGETS: dict[str, tuple[str, str | None]] = {
     "t2v_correct": ("text-to-video: clips right (mean of the tags)", None),
     "t2v_motion_followed": ("text-to-video: motion followed", ">= 0.85"),
+    "t2v_drafts_motion_followed": ("text-to-video: the track drafts alone, drawn: motion followed", None),
     "t2v_objects_right": ("text-to-video: objects right (fraction of frames)", None),
     "t2v_identity_kept": ("text-to-video: identity kept", None),
     "t2v_flicker": ("text-to-video: flicker (grey levels; lower is steadier)", None),

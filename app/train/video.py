@@ -10,8 +10,16 @@ source clip) clean at timestep 0 and never on the canvas (app/core/backbones/wan
 Its planner starts from the embedded image model's taught planner (models/metacanvas-shapes): it already
 grounds classes, colours and places, and reads images through its vision tower. The clip words are added
 to its vocabulary (VIDEO_VOCABULARY keeps every image word's id) and stage 1 teaches it clips: each canvas
-keyframe learns the label map of the target clip at that keyframe's time, for all four tasks. No layout
-drafter: this model's canvas is the planner's own plan (what the canvas alone adds is what is measured).
+keyframe learns the label map of the target clip at that keyframe's time, for all four tasks.
+
+A recipe with `track_drafts` gives the planner a track drafter (app/core/draft.py: each object's start
+and end place, drawn onto the keyframes): from stage-2 step `drafts_from_step` on, text-to-video clips
+are planned with their own true tracks (teacher forcing, as the image model's scenes are), after a
+draft-teaching stage (`draft_teach`) in which, the MLLM frozen, the canvas's draft embedding learns to
+carry the tracks into the canvas's states (the keyframes' label maps, as in stage 1) and the drafter
+learns to draw tracks from the words' states. The MLLM stays frozen so the context states, which the
+text-only twin reads too, stay exactly what they were. Without `track_drafts` the canvas is the
+planner's own plan.
 
 Stage 2 trains the MetaCanvas model and, with `--twin`, its text-only twin in the same process on the
 very same batches and noise, so the two have exactly the same steps and data (the comparison the method
@@ -34,12 +42,14 @@ from torch import nn
 
 from app.core.backbones.wan import WanAdapter, WanReference
 from app.core.canvas import CanvasSpec, CanvasTokens
+from app.core.draft import DraftConfig, LayoutDrafter, no_drafts, quantize_objects
 from app.core.latents import PixelCodec
 from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
 from app.core.planner import PlannerProcessor
 from app.core.checkpoints import replace_folder
 from app.shapes.dataset import label_map
-from app.shapes.motion import motion_caption, random_motion_scene, render_clip
+from app.shapes.motion import MAX_CLIP_OBJECTS, MotionScene, motion_caption, random_motion_scene, render_clip
+from app.shapes.palette import NUM_LABELS, label_index
 from app.shapes.video_edits import random_reference_video, sample_video_edit
 from app.shapes.vocab import VIDEO_VOCABULARY
 from app.train.ema import EMA
@@ -95,6 +105,12 @@ class VideoRecipe:
     guidance_interval: tuple = (0.0, 0.8)
     sample_shift: float = 3.0
     sample_solver: str = "dpm++2m"
+    # Track drafts: DraftConfig fields (labels, max_objects and track are set here); None: no drafter.
+    track_drafts: dict | None = None
+    # Stage-2 steps planned without drafts before the draft-teaching stage (the run that trained the
+    # committed model added its drafter to a model trained 6,223 steps without one).
+    drafts_from_step: int = 0
+    draft_teach: VideoStage = field(default_factory=lambda: VideoStage(steps=0, batch=32, lr=1e-3, warmup=20))
 
     @classmethod
     def load(cls, path: str | Path) -> "VideoRecipe":
@@ -102,7 +118,7 @@ class VideoRecipe:
         known = {f.name for f in fields(cls)}
         if unknown := set(data) - known:
             raise ValueError(f"{path}: unknown recipe keys {sorted(unknown)}")
-        for key in ("teach", "diffusion"):
+        for key in ("teach", "diffusion", "draft_teach"):
             if key in data:
                 data[key] = VideoStage(**data[key])
         if "guidance_interval" in data:
@@ -133,9 +149,25 @@ def keyframe_times(recipe: VideoRecipe) -> np.ndarray:
     return np.array(times)
 
 
-def make_video_batch(rng: np.random.Generator, recipe: VideoRecipe, task: str, batch: int) -> dict:
+def track_draft_config(recipe: VideoRecipe) -> DraftConfig | None:
+    """The track drafter's config a recipe asks for (None: the recipe drafts nothing)."""
+    if recipe.track_drafts is None:
+        return None
+    return DraftConfig(**{**recipe.track_drafts, "labels": NUM_LABELS, "max_objects": MAX_CLIP_OBJECTS, "track": True})
+
+
+def track_rows(scene: MotionScene, config: DraftConfig) -> np.ndarray:
+    """A clip's true track draft: each object in the caption's order (scene.objects), its first label,
+    where it is at the first frame and at the last (where it would be for an object not on screen then)."""
+    return quantize_objects([(label_index(m.obj.cls, m.obj.color), m.obj.cx, m.obj.cy, m.obj.half,
+                              m.obj.cx + m.dx, m.obj.cy + m.dy) for m in scene.objects], config)
+
+
+def make_video_batch(rng: np.random.Generator, recipe: VideoRecipe, task: str, batch: int,
+                     drafts: DraftConfig | None = None) -> dict:
     """One batch of one task: texts, target clips [B, F, H, W, 3], the planner's media, the conditions,
-    and the target's label map at each keyframe time [B, K, g, g] (what stage 1 teaches the canvas)."""
+    and the target's label map at each keyframe time [B, K, g, g] (what stage 1 teaches the canvas);
+    with `drafts`, a text-to-video batch's true track drafts ("draft", [B, length, 6])."""
     f, size = recipe.frames, recipe.size
     out: dict = {"kind": task, "images": None, "videos": None}
     targets, texts = [], []
@@ -168,6 +200,8 @@ def make_video_batch(rng: np.random.Generator, recipe: VideoRecipe, task: str, b
     out["clips"] = np.stack([render_clip(s, f, size) for s in targets])
     if task == "image_to_video":
         out["images"] = [[clip[0]] for clip in out["clips"]]
+    if drafts is not None and task == "text_to_video":
+        out["draft"] = np.stack([track_rows(s, drafts) for s in targets])
     times = keyframe_times(recipe)
     out["labels"] = np.stack([np.stack([label_map(s.at(float(t)), recipe.grid) for t in times]) for s in targets])
     return out
@@ -229,11 +263,26 @@ def video_planner(recipe: VideoRecipe, planner_from: str | Path | None = None):
     return planner
 
 
+def attach_track_drafter(planner, config: DraftConfig) -> None:
+    """Give `planner` a fresh track drafter and canvas tokens that embed drafts (their tokens kept; the
+    draft embedding starts at zero, so the plans are unchanged until it is taught)."""
+    old = planner.canvas_tokens
+    tokens = CanvasTokens(old.spec, planner.hidden_size, draft_labels=config.labels, positions=old.positions)
+    with torch.no_grad():
+        tokens.tokens.copy_(old.tokens)
+    planner.canvas_tokens = tokens.to(old.tokens.device)
+    torch.manual_seed(0)
+    planner.drafter = LayoutDrafter(config, planner.hidden_size)
+
+
 def taught_video_planner(recipe: VideoRecipe, folder: Path, progress: dict):
-    """A video planner with the weights a run taught it (RUN/planner_taught)."""
-    from app.train.planner_folder import load_planner
+    """A video planner with the weights a run taught it (RUN/planner_taught), its track drafter too once
+    the run has taught one."""
+    from app.train.planner_folder import DRAFTER, load_planner
 
     planner = video_planner(recipe)
+    if (config := track_draft_config(recipe)) is not None and (folder / DRAFTER).is_dir():
+        attach_track_drafter(planner, config)
     load_planner(planner, folder, progress)
     return planner
 
@@ -359,6 +408,88 @@ class VideoTrainer:
                                                             "teach_seconds": self.progress["teach_seconds"]}, r.steps)
         atomic_json(self.progress_path, self.progress)
 
+    # -- draft teaching
+    def teach_drafts(self, max_minutes: float | None = None) -> None:
+        """Teach the track drafter and the canvas's draft embedding, the MLLM frozen (see the module's
+        docstring), on text-to-video batches with their true tracks; saves RUN/planner_taught with them."""
+        config, r = track_draft_config(self.recipe), self.recipe.draft_teach
+        if config is None or self.progress.get("draft_teach_done"):
+            return
+        planner = self.pipe.planner
+        if planner.drafter is None:
+            attach_track_drafter(planner, config)
+        planner.requires_grad_(False).eval()
+        teacher = PlannerTeacher(planner, grid=self.recipe.grid, keyframes=self.recipe.keyframes,
+                                 foreground_weight=self.recipe.teach_foreground_weight)
+        teacher.context_head.requires_grad_(False)  # the context is frozen: nothing there to teach
+        params = [planner.canvas_tokens.draft_embedding, *planner.drafter.parameters(), *teacher.canvas_head.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup))
+        rng = np.random.default_rng([self.recipe.seed, 3])
+        t0, step = time.time(), -1
+        for step in range(r.steps):
+            batch = make_video_batch(rng, self.recipe, "text_to_video", r.batch, config)
+            batch["planner_inputs"] = planner_inputs(planner, batch, self.pipe)
+            loss, stats = teacher.loss(batch, "cpu")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
+            opt.step()
+            sched.step()
+            if step % 25 == 0:
+                self.progress.setdefault("draft_teach_losses", []).append([step, float(loss.item()), stats])
+                self.log(f"draft teach step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
+                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+                self.log(f"draft teaching stopped at step {step + 1}: time budget reached")
+                break
+        planner.requires_grad_(False)
+        self.progress.update(draft_teach_done=True, drafter_steps=step + 1, draft_teach_seconds=time.time() - t0)
+        from app.train.planner_folder import save_planner
+
+        save_planner(planner, self.out / "planner_taught", self.progress, self.recipe.teach.steps)
+        atomic_json(self.progress_path, self.progress)
+
+    def teach_drafter_alone(self, steps: int, batch: int = 32, lr: float = 5e-4) -> None:
+        """More steps for the track drafter alone, any time after the draft stage: it reads the frozen
+        prompt states and writes nothing the DiT reads in training (the DiT is taught on true tracks),
+        so this changes no other weight. Saves RUN/planner_taught and, where exported, RUN/model's drafter."""
+        from app.core.checkpoints import save_module
+        from app.train.planner_folder import DRAFTER, save_planner
+
+        planner = self.pipe.planner
+        if planner.drafter is None:
+            raise ValueError(f"{self.out} has no track drafter yet: run its draft stage first")
+        drafter = planner.drafter
+        planner.requires_grad_(False).eval()
+        drafter.requires_grad_(True).train()
+        opt = torch.optim.AdamW(drafter.parameters(), lr=lr, weight_decay=0.0)
+        done = int(self.progress.get("drafter_steps", 0))
+        rng = np.random.default_rng([self.recipe.seed, 4, done])
+        t0 = time.time()
+        for step in range(steps):
+            data = make_video_batch(rng, self.recipe, "text_to_video", batch, drafter.config)
+            context, mask = planner.context_states(data["texts"], inputs=planner_inputs(planner, data, self.pipe))
+            loss, stats = drafter.loss(context, mask, torch.from_numpy(data["draft"]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(drafter.parameters(), self.recipe.grad_clip)
+            opt.step()
+            if step % 100 == 0 or step == steps - 1:
+                self.log(f"drafter step {done + step + 1} ({time.time() - t0:.0f} s): "
+                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+        drafter.requires_grad_(False).eval()
+        self.progress["drafter_steps"] = done + steps
+        save_planner(planner, self.out / "planner_taught", self.progress, self.recipe.teach.steps)
+        model = self.out / "model"
+        if (model / DRAFTER).is_dir():
+            save_module(drafter, model / DRAFTER, {"draft": drafter.config.to_dict(), "context_dim": planner.hidden_size})
+            record = json.loads((model / "training.json").read_text())
+            (model / "training.json").write_text(json.dumps({**record, "drafter_steps": done + steps}, indent=1))
+        atomic_json(self.progress_path, self.progress)
+
     # -- stage 2
     def _loss(self, pipe: MetaCanvasPipeline, batch: dict, plan, noisy, noise, target, t, reference) -> torch.Tensor:
         adapter = pipe.adapter
@@ -367,8 +498,10 @@ class VideoTrainer:
         start = 1 if batch["kind"] == "image_to_video" else 0  # the given first frame is not generated
         return F.mse_loss(velocity[:, :, start:], (noise - target)[:, :, start:])
 
-    def train(self, max_minutes: float | None = None) -> None:
+    def train(self, max_minutes: float | None = None, stop_at: int | None = None) -> None:
+        """Stage 2 up to the recipe's steps (or `stop_at`), resumable; exports both models at the end."""
         r, rec = self.recipe.diffusion, self.recipe
+        last = min(r.steps, stop_at) if stop_at is not None else r.steps
         models = {"canvas": self.pipe} | ({"twin": self.twin} if self.twin is not None else {})
         planner = self.pipe.planner
         planner.requires_grad_(False).eval()
@@ -397,13 +530,19 @@ class VideoTrainer:
         stop = StopRequest()
         running: dict[str, list] = {name: [] for name in state}
         done = start
-        for step in range(start, r.steps):
-            batch = make_video_batch(rng, rec, pick_task(rng, rec.task_weights), r.batch)
+        for step in range(start, last):
+            batch = make_video_batch(rng, rec, pick_task(rng, rec.task_weights), r.batch,
+                                     planner.drafter.config if planner.drafts else None)
             drop = rng.random(len(batch["texts"])) < rec.cfg_dropout  # the unconditional branch guidance needs
             batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
+            drafts = None
+            if planner.drafts:  # true tracks for text-to-video; none for clips with media or no words
+                drafts = (torch.from_numpy(batch["draft"]) if batch.get("draft") is not None
+                          else no_drafts(len(batch["texts"]), planner.drafter.config))
+                drafts[torch.from_numpy(drop)] = -1
             with torch.no_grad():
                 plan = planner(batch["texts"], CanvasSpec(rec.keyframes, rec.grid, rec.grid),
-                               inputs=planner_inputs(planner, batch, self.pipe))
+                               inputs=planner_inputs(planner, batch, self.pipe), drafts=drafts)
             target = encode_clips(self.pipe.codec, batch["clips"], rec.size)
             reference = conditions(batch, self.pipe.codec, rec.size)
             b = target.shape[0]
@@ -429,7 +568,7 @@ class VideoTrainer:
                          + ", ".join(f"{name} loss {np.mean(v):.4f}" for name, v in running.items()))
                 running = {name: [] for name in state}
             out_of_time = (max_minutes is not None and (time.time() - t_begin) / 60 > max_minutes) or stop.requested
-            if done % rec.checkpoint_every == 0 or done == r.steps or out_of_time:
+            if done % rec.checkpoint_every == 0 or done == last or out_of_time:
                 self.progress["step"] = done
                 self.progress["wall_seconds"] = wall0 + time.time() - t_begin
                 self._save_checkpoint(ckpt, state)
@@ -457,14 +596,23 @@ class VideoTrainer:
 
         record = {"steps": self.progress["step"], "wall_seconds": round(self.progress["wall_seconds"], 1),
                   "teach_steps": self.progress.get("teach_steps"), "recipe": self.recipe.to_dict()}
+        planner = self.pipe.planner
         for name, (adapter, params, opt, sched, ema) in state.items():
             pipe = self.pipe if name == "canvas" else self.twin
             live = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
             ema.copy_to(adapter)
             adapter.eval()
             folder = self.out / ("model" if name == "canvas" else "model-text-only")
-            save_model(pipe, folder)
-            (folder / "training.json").write_text(json.dumps({**record, "use_canvas": name == "canvas"}, indent=1))
+            drafter = planner.drafter
+            if name != "canvas":  # the twin shares the planner; it has no canvas, so nothing to draft onto
+                planner.drafter = None
+            try:
+                save_model(pipe, folder)
+            finally:
+                planner.drafter = drafter
+            drafted = {"drafter_steps": self.progress.get("drafter_steps"), "drafts_from_step": self.recipe.drafts_from_step} \
+                if name == "canvas" and planner.drafter is not None else {}
+            (folder / "training.json").write_text(json.dumps({**record, **drafted, "use_canvas": name == "canvas"}, indent=1))
             adapter.load_state_dict(live)
             self.log(f"exported {folder}")
 
@@ -478,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, help="stage 2's time budget (resumable)")
     parser.add_argument("--teach-minutes", type=float, help="stage 1's time budget")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--teach-drafter", type=int, metavar="STEPS",
+                        help="only teach the run's track drafter this many more steps (nothing else changes)")
     args = parser.parse_args(argv)
     # Denormal floats (tiny optimiser moments, near-zero activations) are up to 100x slower on CPUs that
     # do not flush them; flushing changes nothing a float32 model can tell.
@@ -485,7 +635,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = VideoTrainer(VideoRecipe.load(args.recipe), args.out, args.planner_from, twin=not args.no_twin)
+    if args.teach_drafter:
+        trainer.teach_drafter_alone(args.teach_drafter)
+        return 0
     trainer.teach(args.teach_minutes)
+    recipe = trainer.recipe
+    if recipe.track_drafts is not None and not trainer.progress.get("draft_teach_done"):
+        # The stage-2 steps planned without drafts, then the draft stage, then the drafted steps.
+        if trainer.progress["step"] < recipe.drafts_from_step:
+            trainer.train(args.max_minutes, stop_at=recipe.drafts_from_step)
+            if trainer.progress["step"] < recipe.drafts_from_step:
+                return 0  # out of time: resumable
+        trainer.teach_drafts(args.teach_minutes)
     trainer.train(args.max_minutes)
     return 0
 

@@ -316,3 +316,101 @@ def test_a_greedy_draft_puts_an_object_that_would_overlap_in_the_likeliest_place
     finally:
         draft_module.PLACE_BEAM = old
     assert len(objects) == 3 and {round(cx * CONFIG.bins - 0.5) for _, cx, _, _ in objects} == {5}
+
+
+# ---- track drafts (clips) ---------------------------------------------------------------------------
+
+def _track_config(**kw):
+    from app.core.draft import DraftConfig
+
+    return DraftConfig(**{"labels": 25, "max_objects": 3, "dim": 32, "track": True, **kw})
+
+
+def test_a_track_draft_moves_its_object_across_the_keyframes():
+    from app.core.canvas import CanvasSpec
+    from app.core.draft import draft_coverage, quantize_objects
+
+    config = _track_config()
+    rows = quantize_objects([(3, 0.2, 0.5, 0.1, 0.7, 0.5)], config)  # moves right across the middle
+    cover = draft_coverage(torch.from_numpy(rows)[None], CanvasSpec(3, 8, 8), config)
+    assert cover.shape == (1, 3 * 64, 25)
+    per_key = cover[0, :, 3].reshape(3, 8, 8)
+    centres = [(m * torch.arange(8.0)).sum() / m.sum() for m in per_key.sum(1)]  # x centre of mass, cells
+    assert centres[0] < centres[1] < centres[2]
+    assert abs(centres[0] - 0.2 * 8 + 0.5) < 0.6 and abs(centres[2] - 0.7 * 8 + 0.5) < 0.6
+    assert torch.allclose(cover[0].sum(-1), torch.ones(3 * 64))  # labels share each cell
+
+
+def test_a_still_draft_is_the_same_on_every_keyframe():
+    from app.core.canvas import CanvasSpec
+    from app.core.draft import DraftConfig, draft_coverage, quantize_objects
+
+    config = DraftConfig(labels=25)
+    rows = quantize_objects([(3, 0.2, 0.5, 0.1)], config)
+    cover = draft_coverage(torch.from_numpy(rows)[None], CanvasSpec(3, 8, 8), config).reshape(3, 64, 25)
+    assert torch.equal(cover[0], cover[1]) and torch.equal(cover[0], cover[2])
+
+
+def test_track_rows_must_say_where_each_object_ends():
+    from app.core.draft import quantize_objects
+
+    with pytest.raises(ValueError, match="6 numbers"):
+        quantize_objects([(3, 0.2, 0.5, 0.1)], _track_config())
+    with pytest.raises(ValueError, match="words alone"):
+        _track_config(reads_images=True)
+
+
+def test_a_track_drafter_learns_tracks_and_draws_valid_ones_by_seed():
+    """Teacher-forced: a drafter taught one track draws it back greedily; sampled tracks stay in the frame
+    and apart from each other (the shapes world's clips never overlap), and a seed repeats its draft."""
+    from app.core.draft import LayoutDrafter, draft_objects, quantize_objects
+
+    config = _track_config()
+    torch.manual_seed(0)
+    drafter = LayoutDrafter(config, 16)
+    context, mask = torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool)
+    rows = torch.from_numpy(np.stack([quantize_objects([(4, 0.25, 0.3, 0.1, 0.7, 0.3)], config),
+                                      quantize_objects([(9, 0.5, 0.8, 0.1, 0.5, 0.4), (2, 0.2, 0.2, 0.1, 0.2, 0.2)],
+                                                       config)]))
+    opt = torch.optim.Adam(drafter.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss, _ = drafter.loss(context, mask, rows)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    greedy = drafter.sample(context, mask, temperature=0.0)
+    assert torch.equal(greedy, rows)
+    sampled = drafter.sample(context.repeat(4, 1, 1), mask.repeat(4, 1), seeds=list(range(8)))
+    assert torch.equal(sampled, drafter.sample(context.repeat(4, 1, 1), mask.repeat(4, 1), seeds=list(range(8))))
+
+
+def test_a_drafted_track_is_redrawn_where_it_leaves_the_frame_or_crosses_an_earlier_one():
+    from app.core.draft import LayoutDrafter, quantize_objects
+
+    config = _track_config()
+    drafter = LayoutDrafter(config, 16)
+    earlier = torch.from_numpy(quantize_objects([(4, 0.2, 0.5, 0.09, 0.8, 0.5)], config))[None, :1]  # across the middle
+
+    def misplaced(cx, cy, ex, ey, half=0.09):
+        row = quantize_objects([(5, cx, cy, half, ex, ey)], config)[0]
+        return bool(drafter._track_misplaced(earlier, tuple(torch.tensor([int(v)]) for v in row[1:]))[0])
+
+    assert not misplaced(0.2, 0.15, 0.8, 0.15)  # a parallel path above it
+    assert misplaced(0.5, 0.15, 0.5, 0.85)  # crosses it
+    assert misplaced(0.2, 0.62, 0.8, 0.62)  # too close alongside
+    assert misplaced(0.5, 0.15, 0.99, 0.15)  # ends out of the frame
+
+
+def test_a_clips_drafted_tracks_refuse_object_edits_clearly():
+    from app.core.draft import quantize_objects
+    from app.core.plan import Plan
+    from app.core.request import PlanEdit
+
+    config = _track_config()
+    rows = torch.from_numpy(quantize_objects([(4, 0.25, 0.3, 0.1, 0.7, 0.3)], config))[None]
+    plan = Plan(canvas=torch.zeros(1, 3, 6, 6, 8), context=torch.zeros(1, 2, 8),
+                context_mask=torch.ones(1, 2, dtype=torch.bool), words=[[]], draft=rows,
+                draft_cover=torch.zeros(1, 3, 6, 6), draft_config=config)
+    assert plan.objects(0)[0][1] == pytest.approx(0.28125)  # where the track starts
+    with pytest.raises(ValueError, match="drafted tracks"):
+        plan.objects_after([PlanEdit("delete_object", number=1)])

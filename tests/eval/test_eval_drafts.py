@@ -46,3 +46,23 @@ def test_a_scene_is_drafted_in_the_order_its_caption_names_the_objects():
         "red star", "blue circle", "blue star"]  # as named, not left to right
     two = draft_rows(Scene((ShapeObject("star", "red", 0.8, 0.3, 0.1), ShapeObject("star", "red", 0.2, 0.7, 0.1))), CONFIG)
     assert [o[1] < 0.5 for o in draft_objects(two, CONFIG)] == [True, False]  # "two red stars": left to right
+
+
+def test_track_drafts_are_judged_by_the_motion_they_draw():
+    """The drafter's own figure: a record's true tracks, drawn, follow its motion; the same tracks
+    reversed do not."""
+    from app.core.draft import DraftConfig
+    from app.eval.drafts import track_drafts_motion_followed
+    from app.shapes.video_prompts import make_video_metadata, scene_for_video_metadata
+    from app.train.video import track_rows
+
+    config = DraftConfig(labels=25, max_objects=3, track=True)
+    metas = [m for m in make_video_metadata(40, seed=5, frames=17) if all(r["action"] == "moves" for r in m["include"])][:4]
+    assert metas
+    rng = np.random.default_rng(0)
+    rows = [track_rows(scene_for_video_metadata(m, rng), config) for m in metas]
+    assert track_drafts_motion_followed(rows, metas, config, frames=17, size=48) == 1.0
+    reversed_rows = [r.copy() for r in rows]
+    for r in reversed_rows:
+        r[:, [1, 2, 4, 5]] = r[:, [4, 5, 1, 2]]
+    assert track_drafts_motion_followed(reversed_rows, metas, config, frames=17, size=48) == 0.0

@@ -60,3 +60,85 @@ def test_every_shipped_video_recipe_loads():
     for path in recipes:
         recipe = VideoRecipe.load(path)
         assert (recipe.frames - 1) % recipe.temporal_factor == 0 and recipe.size % recipe.patch_size == 0
+
+
+def test_text_to_video_batches_carry_their_clips_true_tracks():
+    from app.core.draft import draft_objects
+    from app.shapes.palette import label_index
+    from app.train.video import track_draft_config
+
+    recipe = VideoRecipe(track_drafts={"dim": 32})
+    config = track_draft_config(recipe)
+    rng = np.random.default_rng(3)
+    batch = make_video_batch(rng, recipe, "text_to_video", 4, config)
+    assert batch["draft"].shape == (4, config.length, 6)
+    # the same draws again, to see the scenes the rows came from
+    from app.shapes.motion import random_motion_scene, motion_caption
+
+    rng = np.random.default_rng(3)
+    for rows in batch["draft"]:
+        scene = random_motion_scene(rng)
+        motion_caption(scene, rng)
+        objects = draft_objects(rows, config)
+        assert [o[0] for o in objects] == [label_index(m.obj.cls, m.obj.color) for m in scene.objects]
+        for (label, cx, cy, half, ex, ey), m in zip(objects, scene.objects):
+            bin_ = 1 / config.bins
+            assert abs(cx - m.obj.cx) <= bin_ and abs(ey - (m.obj.cy + m.dy)) <= bin_ and abs(ex - (m.obj.cx + m.dx)) <= bin_
+    assert make_video_batch(np.random.default_rng(0), recipe, "video_edit", 2, config).get("draft") is None
+
+
+def test_a_drafted_run_adds_its_track_drafter_after_the_undrafted_steps(tmp_path):
+    """The recipe's order: stage-2 steps without drafts, the draft stage (the MLLM frozen: the context
+    the twin reads stays exactly what it was), then drafted steps; the exported model drafts clips, its
+    twin does not."""
+    import torch
+
+    from app.core.canvas import CanvasSpec
+    from app.train.video import main
+
+    recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2,
+                         track_drafts={"dim": 32}, drafts_from_step=2, sample_steps=2)
+    recipe.teach.steps, recipe.teach.batch = 1, 2
+    recipe.diffusion.steps, recipe.diffusion.batch = 4, 2
+    recipe.draft_teach.steps, recipe.draft_teach.batch = 2, 2
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    run = tmp_path / "run"
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["step"] == 4 and progress["draft_teach_done"] and progress["drafter_steps"] == 2
+    canvas, twin = load_model(run / "model"), load_model(run / "model-text-only")
+    assert canvas.planner.drafter is not None and canvas.planner.drafter.config.track
+    assert twin.planner.drafter is None
+    text = ["a red circle moves to the right"]
+    spec = CanvasSpec(3, 6, 6)
+    plan = canvas.planner(text, spec, seeds=[1])
+    assert plan.has_draft(0) and plan.draft.shape[-1] == 6
+    # the twin's context (the prompt's states) is the drafted model's, to the bit
+    assert torch.equal(twin.planner(text, spec).context, plan.context)
+
+
+def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_path):
+    import torch
+
+    from app.train.video import main
+
+    recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2,
+                         track_drafts={"dim": 32}, sample_steps=2)
+    recipe.teach.steps, recipe.teach.batch = 1, 2
+    recipe.diffusion.steps, recipe.diffusion.batch = 2, 2
+    recipe.draft_teach.steps, recipe.draft_teach.batch = 1, 2
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    run = tmp_path / "run"
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
+    before = load_model(run / "model")
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-drafter", "2"]) == 0
+    after = load_model(run / "model")
+    assert json.loads((run / "model" / "training.json").read_text())["drafter_steps"] == 3
+    changed = [k for k, v in after.planner.drafter.state_dict().items()
+               if not torch.equal(v, before.planner.drafter.state_dict()[k])]
+    assert changed
+    for name, v in after.adapter.state_dict().items():
+        assert torch.equal(v, before.adapter.state_dict()[name])
+    assert torch.equal(after.planner.canvas_tokens.draft_embedding, before.planner.canvas_tokens.draft_embedding)
