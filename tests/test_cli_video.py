@@ -103,8 +103,10 @@ def test_the_plan_is_written_as_a_clip_beside_the_result(model, tmp_path, capsys
     assert code == 0, err
     assert "plan: " in stdout
     codec, frames, width, height = clip_file(plan)
-    # Per frame: the result | the canvas effect over it | PCA colours, each 4 x 48 px, 4 px apart (no drafter).
-    assert (codec, frames, height) == ("h264", 17, 192) and width == 3 * 192 + 2 * 4
+    # Per frame: the result | the drafted tracks over it (a drafting model) | the canvas effect over it | PCA
+    # colours, each 4 x 48 px, 4 px apart.
+    panels = 4 if "layout_drafter" in json.loads((Path(model) / "model_index.json").read_text()) else 3
+    assert (codec, frames, height) == ("h264", 17, 192) and width == panels * 192 + (panels - 1) * 4
 
 
 def test_the_plan_clip_follows_the_keyframes_as_the_model_spreads_them():

@@ -35,8 +35,10 @@ gets the coverage of the objects where their tracks put them at that keyframe's 
 the keyframes evenly over the clip, as the connector spreads them over the latent frames). Events
 (an object appearing, vanishing or turning a colour) are not drafted: the label is the object's
 first one, its disc is drawn on every keyframe, and the words say the rest. Clips with media (an
-image to animate, a source clip, reference stills) are not drafted. An empty instruction (the unconditional half of guidance) gets no draft. Models without
-a drafter (real checkpoints, older shapes models) plan exactly as before.
+image to animate, a source clip, reference stills) are not drafted.
+
+An empty instruction (the unconditional half of guidance) gets no draft. Models without a drafter
+(real checkpoints, older shapes models) plan exactly as before.
 
 Objects are (label, x bin, y bin, size bin); label 0 means "stop", and -1 pads ("no draft" when an
 item's whole row is -1). Coordinates are fractions of the frame: x bin k covers [k/bins, (k+1)/bins).
@@ -169,7 +171,11 @@ def draft_objects(rows: torch.Tensor | np.ndarray, config: DraftConfig) -> list[
 
 def track_times(keyframes: int) -> list[float]:
     """The clip time (0 first frame, 1 last) a track draft is drawn at on each keyframe: evenly spread,
-    as the connector spreads the keyframes over the latent frames (first on the first, last on the last)."""
+    k / (K - 1), whatever the clip's length, so a drawing is one function of the track. The connector
+    puts the last keyframe on the last latent frame, which for 17 frames packs frames 13-16 (centred at
+    t = 0.906, app/train/video.keyframe_times): the drawing leads the frames it stands for by up to
+    0.09 of the path (about a third of a cell at 48 px), a fixed offset the DiT learns in training,
+    where it sees these very drawings with the true clips."""
     return [k / max(1, keyframes - 1) for k in range(keyframes)]
 
 
@@ -653,7 +659,10 @@ class LayoutDrafter(nn.Module):
         """[B] whether a drafted track (x, y, size, x end, y end bins) leaves the frame at either end or
         comes into an earlier track: the shapes world keeps the boxes two objects sweep apart, so the DiT
         has never seen such clips. Each track is checked as the segment its centre sweeps, widened by
-        the object's half-size (two capsules meet where their segments come closer than the halves)."""
+        the object's half-size (two capsules meet where their segments come closer than the halves).
+        Stricter than the world, which keeps paths apart only while both objects are on screen (events
+        are not drafted) and whose bins can put a disc a little past the edge: about 3 % of true
+        training tracks fail it (review, 3,000 clips); after PLACE_TRIES the last draw is kept."""
         c = self.config
         x, y, s, xe, ye = (p.float() for p in parts)
         half = c.half_min + (s + 0.5) / c.sizes * (c.half_max - c.half_min)

@@ -84,6 +84,11 @@ class Plan:
             return bool((self.draft[item][:, 0] >= 0).any())  # an undrafted item's rows are all -1
         return float(self.draft_cover[item].sum()) > 0
 
+    def objects_editable(self, item: int = 0) -> bool:
+        """Whether this item's drafted objects can be moved, resized, deleted or added by hand: a still
+        draft's can; a clip's drafted tracks cannot yet (TRACK_EDITS_REFUSED)."""
+        return self.has_draft(item) and self.draft is not None and not self.layout_config().track
+
     def objects(self, item: int = 0) -> list[tuple[int, float, float, float]]:
         """The drafted objects, numbered from 1 in this order (the plan picture's numbers): (label, centre
         x, centre y, half-size) in fractions of the frame; [] for an undrafted item."""

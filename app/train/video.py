@@ -110,6 +110,8 @@ class VideoRecipe:
     # Stage-2 steps planned without drafts before the draft-teaching stage (the run that trained the
     # committed model added its drafter to a model trained 6,223 steps without one).
     drafts_from_step: int = 0
+    # The tasks' shares once drafting starts (None: task_weights): drafts serve text-to-video alone.
+    drafted_task_weights: dict | None = None
     draft_teach: VideoStage = field(default_factory=lambda: VideoStage(steps=0, batch=32, lr=1e-3, warmup=20))
 
     @classmethod
@@ -449,10 +451,14 @@ class VideoTrainer:
         self.progress.update(draft_teach_done=True, drafter_steps=step + 1, draft_teach_seconds=time.time() - t0)
         from app.train.planner_folder import save_planner
 
-        save_planner(planner, self.out / "planner_taught", self.progress, self.recipe.teach.steps)
+        save_planner(planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
         atomic_json(self.progress_path, self.progress)
 
-    def teach_drafter_alone(self, steps: int, batch: int = 32, lr: float = 5e-4) -> None:
+    def _teaching_record(self) -> dict:
+        """The run's progress as save_planner reads it: stage 1's steps as they were done."""
+        return {**self.progress, "teach_steps_done": self.progress.get("teach_steps_done", self.progress.get("teach_steps"))}
+
+    def teach_drafter_alone(self, steps: int, batch: int = 32, lr: float = 1e-3) -> None:
         """More steps for the track drafter alone, any time after the draft stage: it reads the frozen
         prompt states and writes nothing the DiT reads in training (the DiT is taught on true tracks),
         so this changes no other weight. Saves RUN/planner_taught and, where exported, RUN/model's drafter."""
@@ -482,7 +488,7 @@ class VideoTrainer:
                          + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
         drafter.requires_grad_(False).eval()
         self.progress["drafter_steps"] = done + steps
-        save_planner(planner, self.out / "planner_taught", self.progress, self.recipe.teach.steps)
+        save_planner(planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
         model = self.out / "model"
         if (model / DRAFTER).is_dir():
             save_module(drafter, model / DRAFTER, {"draft": drafter.config.to_dict(), "context_dim": planner.hidden_size})
@@ -531,7 +537,8 @@ class VideoTrainer:
         running: dict[str, list] = {name: [] for name in state}
         done = start
         for step in range(start, last):
-            batch = make_video_batch(rng, rec, pick_task(rng, rec.task_weights), r.batch,
+            weights = rec.drafted_task_weights if planner.drafts and rec.drafted_task_weights else rec.task_weights
+            batch = make_video_batch(rng, rec, pick_task(rng, weights), r.batch,
                                      planner.drafter.config if planner.drafts else None)
             drop = rng.random(len(batch["texts"])) < rec.cfg_dropout  # the unconditional branch guidance needs
             batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
@@ -640,14 +647,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     trainer.teach(args.teach_minutes)
     recipe = trainer.recipe
+    started = time.time()
+
+    def minutes_left() -> float | None:  # one --max-minutes for all of stage 2, however it is split
+        return None if args.max_minutes is None else max(0.0, args.max_minutes - (time.time() - started) / 60)
+
     if recipe.track_drafts is not None and not trainer.progress.get("draft_teach_done"):
         # The stage-2 steps planned without drafts, then the draft stage, then the drafted steps.
         if trainer.progress["step"] < recipe.drafts_from_step:
-            trainer.train(args.max_minutes, stop_at=recipe.drafts_from_step)
+            trainer.train(minutes_left(), stop_at=recipe.drafts_from_step)
             if trainer.progress["step"] < recipe.drafts_from_step:
                 return 0  # out of time: resumable
         trainer.teach_drafts(args.teach_minutes)
-    trainer.train(args.max_minutes)
+    trainer.train(minutes_left())
     return 0
 
 

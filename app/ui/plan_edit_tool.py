@@ -66,7 +66,8 @@ class PlanEditTool(QObject):
         self.canvas.update()
 
     def objects(self) -> list[tuple[int, float, float, float]]:
-        return self.plan.objects(0) if self.plan is not None else []
+        # A clip's drafted tracks are not edited object by object: no handles to drag.
+        return self.plan.objects(0) if self.plan is not None and self.plan.objects_editable(0) else []
 
     def active(self) -> bool:
         """Whether the plan is on screen to be edited."""
@@ -297,8 +298,9 @@ class PlanEditBar(QWidget):
         self.set_plan(None)
 
     def set_plan(self, plan: Any) -> None:
-        """Object tools only for a drafted plan; the label menu is the plan's model's labels."""
-        drafted = plan is not None and plan.has_draft(0)
+        """Object tools only for a plan with editable drafted objects (a still's draft, not a clip's
+        tracks); the label menu is the plan's model's labels."""
+        drafted = plan is not None and plan.objects_editable(0)
         self.add_button.setEnabled(drafted)
         self.add_menu.clear()
         for label, name in plan_labels(plan).items() if drafted else ():

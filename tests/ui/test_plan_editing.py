@@ -201,3 +201,29 @@ def test_a_clips_canvas_edit_applies_to_the_keyframe_at_the_playhead(qtbot):
     ((edit,), label) = made[-1]
     assert label == "Move a region of the canvas" and (edit.kind, edit.keyframe) == ("move", 2)
     assert edit.box == pytest.approx((0.0, 3 / 6, 2 / 6, 1.0)) and (edit.dx, edit.dy) == pytest.approx((2 / 6, 0.0))
+
+
+def test_a_clips_drafted_tracks_get_no_object_tools(qtbot):
+    """Object tools (add, drag handles) are for a still's draft; a clip's tracks are not edited by hand yet."""
+    import torch
+
+    from app.core.draft import DraftConfig, quantize_objects
+    from app.ui.plan_edit_tool import PlanEditBar
+
+    config = DraftConfig(labels=25, max_objects=3, track=True)
+    rows = torch.from_numpy(quantize_objects([(4, 0.25, 0.3, 0.1, 0.7, 0.3)], config))[None]
+    plan = Plan(canvas=torch.zeros(1, 3, 6, 6, 8), context=torch.zeros(1, 2, 8),
+                context_mask=torch.ones(1, 2, dtype=torch.bool), words=[[]], draft=rows,
+                draft_cover=torch.ones(1, 3, 6, 6) * 0.1, draft_config=config)
+    bar = PlanEditBar()
+    qtbot.addWidget(bar)
+    bar.set_plan(plan)
+    assert plan.has_draft(0) and not plan.objects_editable(0)
+    assert not bar.add_button.isEnabled()
+    still = DraftConfig(labels=25)
+    still_plan = Plan(canvas=torch.zeros(1, 1, 6, 6, 8), context=torch.zeros(1, 2, 8),
+                      context_mask=torch.ones(1, 2, dtype=torch.bool), words=[[]],
+                      draft=torch.from_numpy(quantize_objects([(4, 0.25, 0.3, 0.1)], still))[None],
+                      draft_cover=torch.ones(1, 1, 6, 6) * 0.1, draft_config=still)
+    bar.set_plan(still_plan)
+    assert bar.add_button.isEnabled()
