@@ -32,7 +32,7 @@ from PIL import Image
 from torch import nn
 
 from .canvas import CanvasSpec, CanvasTokens, canvas_position_ids
-from .draft import EDIT_TEMPERATURE, LayoutDrafter, draft_coverage
+from .draft import EDIT_TEMPERATURE, TRACK_TEMPERATURE, LayoutDrafter, draft_coverage
 from .plan import Plan
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -571,7 +571,8 @@ class Planner(nn.Module):
             media = torch.isin(ids, torch.tensor([mllm.config.image_token_id, mllm.config.video_token_id],
                                                  device=ids.device)).any(1)
             worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
-            drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded)
+            drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded,
+                                         temperature=TRACK_TEMPERATURE if self.drafter.config.track else 1.0)
             if self.edit_drafter is not None:
                 # Edits (a still image, no clip) are drafted from the source's states as well.
                 imaged = (ids == mllm.config.image_token_id).any(1) & ~(ids == mllm.config.video_token_id).any(1)
