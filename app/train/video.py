@@ -26,6 +26,10 @@ very same batches and noise, so the two have exactly the same steps and data (th
 asks for). Resumable: RUN/checkpoint holds both adapters, their EMAs and optimizers; SIGTERM or the time
 budget saves and exports. Why not app/train/loop.Trainer: that trainer builds stills models from nothing;
 this one starts from a trained planner and its batches carry clip conditions the still stages do not have.
+
+Why over 600 lines: the recipe, the clip batches, the planner made a video planner, and the trainer's four
+stages (stage 1, the draft stage, stage 2, the drafter alone) that share one run folder's progress; moving
+the recipe and the batches into a module of their own is the next split.
 """
 from __future__ import annotations
 
@@ -370,6 +374,32 @@ class VideoTrainer:
         with open(self.out / "log.txt", "a") as fh:
             fh.write(line + "\n")
 
+    def _teacher_steps(self, teacher: PlannerTeacher, params: list, stage: VideoStage, next_batch, name: str,
+                       losses_key: str, max_minutes: float | None) -> tuple[int, float]:
+        """`stage.steps` steps of `teacher`'s loss on `params` (AdamW, warm-up then constant), batches from
+        `next_batch()`; stops early on `max_minutes`. Returns the steps done and the seconds they took."""
+        opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(stage.warmup))
+        t0, done = time.time(), 0
+        for step in range(stage.steps):
+            batch = next_batch()
+            batch["planner_inputs"] = planner_inputs(self.pipe.planner, batch, self.pipe)
+            loss, stats = teacher.loss(batch, "cpu")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
+            opt.step()
+            sched.step()
+            done = step + 1
+            if step % 25 == 0:
+                self.progress.setdefault(losses_key, []).append([step, float(loss.item()), stats])
+                self.log(f"{name} step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
+                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+                self.log(f"{name} stopped at step {done}: time budget reached")
+                break
+        return done, time.time() - t0
+
     # -- stage 1
     def teach(self, max_minutes: float | None = None) -> None:
         r = self.recipe.teach
@@ -379,35 +409,15 @@ class VideoTrainer:
         teacher = PlannerTeacher(planner, grid=self.recipe.grid, keyframes=self.recipe.keyframes,
                                  foreground_weight=self.recipe.teach_foreground_weight)
         params = [p for p in teacher.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup))
         rng = np.random.default_rng([self.recipe.seed, 1])
-        t0 = time.time()
         planner.train()
-        for step in range(r.steps):
-            batch = make_video_batch(rng, self.recipe, pick_task(rng, self.recipe.task_weights), r.batch)
-            batch["planner_inputs"] = planner_inputs(planner, batch, self.pipe)
-            loss, stats = teacher.loss(batch, "cpu")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
-            opt.step()
-            sched.step()
-            if step % 25 == 0:
-                self.progress["teach_losses"].append([step, float(loss.item()), stats])
-                self.log(f"teach step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
-                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
-            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
-                self.log(f"teaching stopped at step {step + 1}: time budget reached")
-                break
+        steps, seconds = self._teacher_steps(teacher, params, r, lambda: make_video_batch(
+            rng, self.recipe, pick_task(rng, self.recipe.task_weights), r.batch), "teach", "teach_losses", max_minutes)
         planner.eval()
-        self.progress["teach_done"] = True
-        self.progress["teach_steps"] = step + 1
-        self.progress["teach_seconds"] = time.time() - t0
+        self.progress.update(teach_done=True, teach_steps=steps, teach_seconds=seconds)
         from app.train.planner_folder import save_planner
 
-        save_planner(planner, self.out / "planner_taught", {"teach_steps_done": step + 1,
-                                                            "teach_seconds": self.progress["teach_seconds"]}, r.steps)
+        save_planner(planner, self.out / "planner_taught", {"teach_steps_done": steps, "teach_seconds": seconds}, r.steps)
         atomic_json(self.progress_path, self.progress)
 
     # -- draft teaching
@@ -427,28 +437,11 @@ class VideoTrainer:
         params = [planner.canvas_tokens.draft_embedding, *planner.drafter.parameters(), *teacher.canvas_head.parameters()]
         for p in params:
             p.requires_grad_(True)
-        opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup))
         rng = np.random.default_rng([self.recipe.seed, 3])
-        t0, step = time.time(), -1
-        for step in range(r.steps):
-            batch = make_video_batch(rng, self.recipe, "text_to_video", r.batch, config)
-            batch["planner_inputs"] = planner_inputs(planner, batch, self.pipe)
-            loss, stats = teacher.loss(batch, "cpu")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip)
-            opt.step()
-            sched.step()
-            if step % 25 == 0:
-                self.progress.setdefault("draft_teach_losses", []).append([step, float(loss.item()), stats])
-                self.log(f"draft teach step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} "
-                         + " ".join(f"{k} {v:.3f}" for k, v in stats.items()))
-            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
-                self.log(f"draft teaching stopped at step {step + 1}: time budget reached")
-                break
+        steps, seconds = self._teacher_steps(teacher, params, r, lambda: make_video_batch(
+            rng, self.recipe, "text_to_video", r.batch, config), "draft teach", "draft_teach_losses", max_minutes)
         planner.requires_grad_(False)
-        self.progress.update(draft_teach_done=True, drafter_steps=step + 1, draft_teach_seconds=time.time() - t0)
+        self.progress.update(draft_teach_done=True, drafter_steps=steps, draft_teach_seconds=seconds)
         from app.train.planner_folder import save_planner
 
         save_planner(planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
