@@ -421,31 +421,24 @@ class LayoutDrafter(nn.Module):
                         break
                     again = place()
                     parts = tuple(torch.where(bad, b2, b1) for b1, b2 in zip(parts, again))
-                new = torch.stack([label, *parts], dim=-1)
-                finished = done.to(memory.device)
-                new = torch.where(finished[:, None], torch.full_like(new, -1), new)
-                new[:, 1:] = torch.where((new[:, :1] <= 0), torch.full_like(new[:, 1:], -1), new[:, 1:])
-                rows = torch.cat([rows, new[:, None]], dim=1)
-                done = done | (label.cpu() == 0)
-                if done.all():
-                    break
-                continue
-            x, y, s = place()
-            # A drafted object that would overlap one drafted before it, or leave the frame, is
-            # placed again (its label kept): training scenes never have such objects, so the DiT has
-            # never learned to draw them. After PLACE_TRIES the last place is kept.
-            # A greedy draft (an edit's) has no second draw: an object that goes into an earlier one
-            # takes the likeliest place that does not instead. The frame is not checked there: an
-            # edit keeps most objects where the source has them, and at its edge a right object's
-            # bins can reach out of the frame (0.6 % of true targets' objects, by up to 0.009).
-            for _ in range(PLACE_TRIES if temperature > 0 else 1):
-                rule = {"frame": False, "overlap_slack": GREEDY_OVERLAP_SLACK} if temperature <= 0 else {}
-                bad = self._misplaced(rows, x, y, s, **rule) & (label > 0) & ~done.to(label.device)
-                if not bad.any():
-                    break
-                x2, y2, s2 = place() if temperature > 0 else self._likeliest_fitting_place(h, e_label, rows, (x, y, s))
-                x, y, s = torch.where(bad, x2, x), torch.where(bad, y2, y), torch.where(bad, s2, s)
-            new = torch.stack([label, x, y, s], dim=-1)
+            else:
+                x, y, s = place()
+                # A drafted object that would overlap one drafted before it, or leave the frame, is
+                # placed again (its label kept): training scenes never have such objects, so the DiT has
+                # never learned to draw them. After PLACE_TRIES the last place is kept.
+                # A greedy draft (an edit's) has no second draw: an object that goes into an earlier one
+                # takes the likeliest place that does not instead. The frame is not checked there: an
+                # edit keeps most objects where the source has them, and at its edge a right object's
+                # bins can reach out of the frame (0.6 % of true targets' objects, by up to 0.009).
+                for _ in range(PLACE_TRIES if temperature > 0 else 1):
+                    rule = {"frame": False, "overlap_slack": GREEDY_OVERLAP_SLACK} if temperature <= 0 else {}
+                    bad = self._misplaced(rows, x, y, s, **rule) & (label > 0) & ~done.to(label.device)
+                    if not bad.any():
+                        break
+                    x2, y2, s2 = place() if temperature > 0 else self._likeliest_fitting_place(h, e_label, rows, (x, y, s))
+                    x, y, s = torch.where(bad, x2, x), torch.where(bad, y2, y), torch.where(bad, s2, s)
+                parts = (x, y, s)
+            new = torch.stack([label, *parts], dim=-1)
             finished = done.to(memory.device)
             new = torch.where(finished[:, None], torch.full_like(new, -1), new)
             new[:, 1:] = torch.where((new[:, :1] <= 0), torch.full_like(new[:, 1:], -1), new[:, 1:])
