@@ -94,17 +94,8 @@ def test_a_drafted_run_adds_its_track_drafter_after_the_undrafted_steps(tmp_path
     import torch
 
     from app.core.canvas import CanvasSpec
-    from app.train.video import main
 
-    recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2,
-                         track_drafts={"dim": 32}, drafts_from_step=2, sample_steps=2)
-    recipe.teach.steps, recipe.teach.batch = 1, 2
-    recipe.diffusion.steps, recipe.diffusion.batch = 4, 2
-    recipe.draft_teach.steps, recipe.draft_teach.batch = 2, 2
-    path = tmp_path / "recipe.json"
-    path.write_text(json.dumps(recipe.to_dict()))
-    run = tmp_path / "run"
-    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
+    _, run = _drafted_run(tmp_path, diffusion_steps=4, draft_steps=2, drafts_from_step=2)
     progress = json.loads((run / "progress.json").read_text())
     assert progress["step"] == 4 and progress["draft_teach_done"] and progress["drafter_steps"] == 2
     canvas, twin = load_model(run / "model"), load_model(run / "model-text-only")
@@ -123,15 +114,7 @@ def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_pa
 
     from app.train.video import main
 
-    recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2,
-                         track_drafts={"dim": 32}, sample_steps=2)
-    recipe.teach.steps, recipe.teach.batch = 1, 2
-    recipe.diffusion.steps, recipe.diffusion.batch = 2, 2
-    recipe.draft_teach.steps, recipe.draft_teach.batch = 1, 2
-    path = tmp_path / "recipe.json"
-    path.write_text(json.dumps(recipe.to_dict()))
-    run = tmp_path / "run"
-    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
+    path, run = _drafted_run(tmp_path, diffusion_steps=2, draft_steps=1, drafts_from_step=0)
     before = load_model(run / "model")
     assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-drafter", "2"]) == 0
     after = load_model(run / "model")
@@ -142,3 +125,20 @@ def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_pa
     for name, v in after.adapter.state_dict().items():
         assert torch.equal(v, before.adapter.state_dict()[name])
     assert torch.equal(after.planner.canvas_tokens.draft_embedding, before.planner.canvas_tokens.draft_embedding)
+
+
+def _drafted_run(tmp_path, diffusion_steps: int, draft_steps: int, drafts_from_step: int):
+    """A tiny video run with a track drafter, trained to the end by the module's own command line;
+    returns its recipe file and run folder."""
+    from app.train.video import main
+
+    recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2,
+                         track_drafts={"dim": 32}, drafts_from_step=drafts_from_step, sample_steps=2)
+    recipe.teach.steps, recipe.teach.batch = 1, 2
+    recipe.diffusion.steps, recipe.diffusion.batch = diffusion_steps, 2
+    recipe.draft_teach.steps, recipe.draft_teach.batch = draft_steps, 2
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    run = tmp_path / "run"
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
+    return path, run
