@@ -5,6 +5,8 @@ numpy buffer that dies before the QImage does (QImage does not own a buffer pass
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
@@ -73,26 +75,50 @@ def draft_rgba(cover: np.ndarray, alpha: float = 1.0, scale: int | None = None) 
     elsewhere, so a heatmap under it stays readable."""
     c = np.clip(np.nan_to_num(np.asarray(cover, np.float32)), 0.0, 1.0)
     scale = scale or draft_scale(*c.shape)
-    frac = np.repeat(np.repeat(c, scale, axis=0), scale, axis=1)
     # The outline takes in every cell an object covers a fifth of: a drafted disc of about a cell's radius
     # spreads over 2 x 2 cells and none of them is mostly covered. A fainter draft is cut at half its peak.
     level = min(0.2, 0.5 * float(c.max())) if c.max() > 0 else np.inf
-    inside = frac >= level
-    interior = inside.copy()
-    for _ in range(max(1, scale // 12)):  # erode: what is left of `inside` after it is the outline
-        padded = np.pad(interior, 1, constant_values=False)
-        interior = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
-                    & padded[1:-1, :-2] & padded[1:-1, 2:])
-    edge = inside & ~interior
-    period = max(4, scale // 4)
-    ys, xs = np.indices(frac.shape)
-    hatch = (ys + xs) % period < max(1, period // 4)
+    edge = cell_outline(c >= level, scale, max(1, scale // 12))
+    frac = np.repeat(np.repeat(c, scale, axis=0), scale, axis=1)
+    hatch = _hatch(*frac.shape, max(4, scale // 4))
     a = np.where(hatch & (frac > 0), 0.25 + 0.55 * frac, 0.0)
     a = np.where(edge, 1.0, a) * 255.0 * alpha
     out = np.empty(frac.shape + (4,), np.uint8)
     out[..., :3] = DRAFT_COLOUR
     out[..., 3] = np.clip(np.round(a), 0, 255).astype(np.uint8)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _hatch(height: int, width: int, period: int) -> np.ndarray:
+    """The diagonal hatching's pixels (read-only, shared: every draft of a grid has the same)."""
+    ys, xs = np.indices((height, width))
+    hatch = (ys + xs) % period < max(1, period // 4)
+    hatch.setflags(write=False)
+    return hatch
+
+
+def cell_outline(cells: np.ndarray, scale: int, width: int) -> np.ndarray:
+    """bool [H, W] cells -> bool [H*scale, W*scale]: the pixels of marked cells within `width` steps (4-
+    neighbour, i.e. Manhattan distance) of a pixel not marked or of the border; what eroding the upscaled
+    mask `width` times and taking the difference gives, computed per cell side (width < scale: only the 8
+    neighbouring cells can be that near) instead of on every pixel, 3 to 4 x faster at 256 px."""
+    h, w = cells.shape
+    padded = np.pad(cells, 1, constant_values=False)
+    offset = np.arange(scale)
+    to_side = {-1: offset + 1, 0: None, 1: scale - offset}  # steps from a pixel to the cell before / after
+    out = np.zeros((h, scale, w, scale), bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di == dj == 0:
+                continue
+            rows, cols = to_side[di], to_side[dj]
+            steps = (rows[:, None] if rows is not None else 0) + (cols[None, :] if cols is not None else 0)
+            band = np.broadcast_to(steps <= width, (scale, scale))
+            off = ~padded[1 + di:1 + di + h, 1 + dj:1 + dj + w]
+            out |= off[:, None, :, None] & band[None, :, None, :]
+    out &= cells[:, None, :, None]
+    return out.reshape(h * scale, w * scale)
 
 
 def upscale_cells(rgba: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -105,12 +131,15 @@ def over(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     upscaled by whole cells to top's size when smaller."""
     if bottom.shape[:2] != top.shape[:2]:
         bottom = upscale_cells(bottom, *top.shape[:2])
-    ta = top[..., 3:].astype(np.float32) / 255.0
-    ba = bottom[..., 3:].astype(np.float32) / 255.0
-    oa = ta + ba * (1.0 - ta)
-    rgb = top[..., :3] * ta + bottom[..., :3] * ba * (1.0 - ta)
-    rgb = np.where(oa > 1e-6, rgb / np.maximum(oa, 1e-6), 0.0)
-    return np.clip(np.round(np.concatenate([rgb, oa * 255.0], axis=-1)), 0, 255).astype(np.uint8)
+    ta = top[..., 3].astype(np.float32) * np.float32(1 / 255)
+    wb = bottom[..., 3].astype(np.float32) * np.float32(1 / 255) * (1 - ta)  # what shows of the bottom
+    oa = ta + wb
+    inv = np.divide(1, oa, out=np.zeros_like(oa), where=oa > 1e-6)
+    rgb = top[..., :3] * (ta * inv)[..., None] + bottom[..., :3] * (wb * inv)[..., None]
+    out = np.empty(top.shape, np.uint8)
+    out[..., :3] = np.clip(np.rint(rgb), 0, 255)
+    out[..., 3] = np.clip(np.rint(oa * 255), 0, 255)
+    return out
 
 
 def thumbnail_pixmap(frame: np.ndarray, size: int = 96) -> QPixmap:

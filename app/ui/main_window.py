@@ -477,8 +477,9 @@ class MainWindow(QMainWindow):
 
     # ================================================================ plan, versions, clips
     def _on_plan_changed(self, plan: Any, caption: str) -> None:
-        self.viewer.set_plan(plan, caption or None)
-        self._plan_follows_playhead()
+        with self.viewer.batched_overlay():  # the plan and its frame's blend: one overlay, not two
+            self.viewer.set_plan(plan, caption or None)
+            self._plan_follows_playhead()
         self.instruction.set_words([w for w, _ in (plan.words[0] if plan is not None and plan.words else [])])
         if self.viewer.isVisible():
             self.viewer.canvas.repaint()

@@ -46,6 +46,7 @@ class PlanEditTool(QObject):
         self.keyframe = keyframe  # the keyframe at the playhead: an edit of a clip's canvas applies to it
         self.mode = TOOL_OBJECTS
         self.plan: Any = None
+        self._objects: list[tuple[int, float, float, float]] = []
         self.selected: int | None = None  # the number of the object clicked last
         self.region: tuple[float, float, float, float] | None = None  # the region selected, whole cells
         self._drag: dict | None = None
@@ -53,6 +54,9 @@ class PlanEditTool(QObject):
     # -- state ------------------------------------------------------------------------------------
     def set_plan(self, plan: Any) -> None:
         self.plan = plan
+        # Read once per plan, not per paint: they are tensor ops, and each releases the GIL, which the
+        # engine's thread may then hold for a switch interval while a clip is generated (a stalled frame).
+        self._objects = plan.objects(0) if plan is not None and plan.objects_editable(0) else []
         self._drag = None
         if self.selected is not None and self.selected > len(self.objects()):
             self.selected = None
@@ -67,7 +71,7 @@ class PlanEditTool(QObject):
 
     def objects(self) -> list[tuple[int, float, float, float]]:
         # A clip's drafted tracks are not edited object by object: no handles to drag.
-        return self.plan.objects(0) if self.plan is not None and self.plan.objects_editable(0) else []
+        return self._objects
 
     def active(self) -> bool:
         """Whether the plan is on screen to be edited."""

@@ -6,7 +6,11 @@ connector adds to each patch). They answer different questions and disagree on d
 are never merged into one "plan heatmap".
 
 The overlay is computed once per plan (a few KB of numpy) and only scaled at paint time, so typing
-fast costs one small array conversion per plan, not per repaint.
+fast costs one small array conversion per plan, not per repaint. The layers go to the canvas as separate
+images and Qt stacks them while it paints (its compositing is native and far cheaper than ours in numpy at
+the drafted layout's 256 px); the numpy composite is made only when asked for (overlay_array). Overlays
+are kept per playhead blend, so a looping clip draws each frame's overlay once, and the handlers that
+change several things at once (a new plan and its frame) rebuild once (batched_overlay).
 
 A video plan has a few keyframes; the overlay follows the playhead, blending the two keyframes around it
 with the weights the model itself uses at that frame (app/ui/plan_time.py), so scrubbing a clip shows the
@@ -20,7 +24,8 @@ Everything drawn and every plan edit goes through `image_rect`, so the overlay a
 from __future__ import annotations
 
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
@@ -33,6 +38,8 @@ from app.ui.plan_edit_tool import PlanEditBar, PlanEditTool
 from app.ui.plan_time import DEFAULT_FRAME_STEP, keyframe_weights
 
 OVERLAY_HEATMAP, OVERLAY_PCA = "heatmap", "pca"
+# Overlays kept per plan: a clip's frames are at most a few dozen playhead blends.
+OVERLAY_CACHE_SIZE = 64
 COMPARE_OFF, COMPARE_SPLIT, COMPARE_TOGGLE = "off", "split", "toggle"
 LAYER_DRAFT, LAYER_EFFECT = "draft", "effect"
 
@@ -66,7 +73,8 @@ class FrameCanvas(QWidget):
         self.frame: QImage | None = None
         self.compare: QImage | None = None
         self.preview: QImage | None = None
-        self.overlay: QImage | None = None
+        self.overlay: QImage | None = None  # the top layer image (None: no plan drawn)
+        self.overlay_layers: list[QImage] = []
         self.overlay_visible = True
         self.compare_mode = COMPARE_OFF
         self.show_b = False
@@ -95,9 +103,11 @@ class FrameCanvas(QWidget):
         self.compare = image
         self.update()
 
-    def set_overlay(self, image: QImage | None) -> None:
-        self.overlay = image
-        self._overlay_pending = image is not None
+    def set_overlay(self, layers: list[QImage] | None) -> None:
+        """The plan's layer images, bottom first, each drawn over the whole frame (None or []: no plan)."""
+        self.overlay_layers = [image for image in (layers or []) if image is not None]
+        self.overlay = self.overlay_layers[-1] if self.overlay_layers else None
+        self._overlay_pending = self.overlay is not None
         self.update()
 
     def set_target_size(self, width: int | None, height: int | None) -> None:
@@ -195,7 +205,8 @@ class FrameCanvas(QWidget):
             p.fillRect(rect, _BLANK)  # the frame to be, at the request's aspect ratio
         if self.overlay is not None and self.overlay_visible:
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-            p.drawImage(rect, self.overlay)
+            for layer in self.overlay_layers:
+                p.drawImage(rect, layer)
         if comparing and self.compare_mode == COMPARE_SPLIT:  # labels last: nothing may cover them
             x = rect.left() + rect.width() * self.split
             self._draw_label(p, rect.left() + 4, rect.top() + 4, self.labels[0])
@@ -274,7 +285,12 @@ class Viewer(QWidget):
         self.word_index: int | None = None
         self.overlay_kind = OVERLAY_HEATMAP
         self._layers: dict[str, np.ndarray | None] = {LAYER_DRAFT: None, LAYER_EFFECT: None}
-        self._overlay_rgba: np.ndarray | None = None
+        self._overlay_rgba: np.ndarray | None = None  # the layers composited in numpy, made when asked for
+        # This plan's overlays by what decides them (blend, word, layers, kind, opacity): numpy layers and
+        # their images. A clip's frames are a handful of blends, so a looping clip rebuilds nothing.
+        self._overlay_cache: dict[tuple, tuple[dict, list[QImage]]] = {}
+        self._batch_depth = 0
+        self._rebuild_pending = False
         self._draft_wanted = True  # the user's choice, kept while a plan without a draft greys the box out
 
         self.play_button = QPushButton("Play", self)
@@ -398,6 +414,7 @@ class Viewer(QWidget):
         self.plan = plan
         self.word_index = None
         self._maps = {}
+        self._overlay_cache = {}
         self.plan_keyframes = int(plan.canvas.shape[1]) if plan is not None else 1
         if any(k >= self.plan_keyframes for k, w in self.keyframe_weights if w > 0):
             self.keyframe_weights = [(min(k, self.plan_keyframes - 1), w) for k, w in self.keyframe_weights]
@@ -425,11 +442,13 @@ class Viewer(QWidget):
 
     def visible_layers(self) -> list[str]:
         """The plan layers drawn now (bottom first)."""
+        self._flush_overlay()
         return [name for name in (LAYER_EFFECT, LAYER_DRAFT) if self._layers[name] is not None]
 
     def layer_array(self, layer: str) -> np.ndarray | None:
         """One layer's RGBA as drawn (None when off or absent): the canvas effect (or PCA colours, or a
         word's map) one pixel per cell; the drafted layout images.draft_scale pixels per cell."""
+        self._flush_overlay()
         return self._layers[layer]
 
     def set_overlay_kind(self, kind: str) -> None:
@@ -495,23 +514,53 @@ class Viewer(QWidget):
         """The RGBA overlay currently drawn: the visible layers composited, one pixel per cell when only
         the canvas layer is on, images.draft_scale pixels per cell when the drafted layout is (tests and
         benchmarks read it); None with no plan or every layer off."""
+        self._flush_overlay()
+        if self._overlay_rgba is None:
+            draft, effect = self._layers[LAYER_DRAFT], self._layers[LAYER_EFFECT]
+            if draft is not None and effect is not None:
+                self._overlay_rgba = over(draft, effect)
+            else:
+                self._overlay_rgba = draft if draft is not None else effect
         return self._overlay_rgba
 
+    @contextmanager
+    def batched_overlay(self) -> Iterator[None]:
+        """Changes made inside (a new plan, then the playhead's blend) rebuild the overlay once, at the end."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            self._flush_overlay()
+
+    def _flush_overlay(self) -> None:
+        if self._rebuild_pending and self._batch_depth == 0:
+            self._rebuild_pending = False
+            self._rebuild_overlay()
+
     def _rebuild_overlay(self) -> None:
+        if self._batch_depth:
+            self._rebuild_pending = True
+            return
         plan = self.plan
         self._layers = {LAYER_DRAFT: None, LAYER_EFFECT: None}
+        self._overlay_rgba = None
         self.word_label.setText("")
         if plan is None:
-            self._overlay_rgba = None
             self.canvas.set_overlay(None)
+            return
+        key = (tuple(self.keyframe_weights), self.word_index, self.overlay_kind, self.effect_check.isChecked(),
+               self.draft_check.isEnabled() and self.draft_check.isChecked(), self.opacity.value())
+        if key in self._overlay_cache:
+            self._layers, images = self._overlay_cache[key]
+            self._show_word_label()
+            self.canvas.set_overlay(images)
             return
         alpha = self.opacity.value() / 100.0
         effect = None
         if self.word_index is not None:  # a word asked for explicitly is shown even with the layer off
-            words = plan.words[0] if plan.words else []
-            name = words[self.word_index][0] if self.word_index < len(words) else "?"
             effect = heatmap_rgba(self._blend("word", self.word_index), alpha)
-            self.word_label.setText(f"where: “{name}”")
+            self._show_word_label()
         elif self.effect_check.isChecked():
             if self.overlay_kind == OVERLAY_PCA:
                 effect = pca_rgba(np.clip(np.round(self._blend("pca")), 0, 255).astype(np.uint8), alpha)
@@ -522,12 +571,17 @@ class Viewer(QWidget):
             cover = self._blend("draft")
             draft = draft_rgba(cover, alpha) if cover is not None else None
         self._layers = {LAYER_DRAFT: draft, LAYER_EFFECT: effect}
-        if draft is not None and effect is not None:
-            rgba = over(draft, effect)
-        else:
-            rgba = draft if draft is not None else effect
-        self._overlay_rgba = rgba
-        self.canvas.set_overlay(rgb_to_qimage(rgba) if rgba is not None else None)
+        images = [rgb_to_qimage(layer) for layer in (effect, draft) if layer is not None]
+        if len(self._overlay_cache) >= OVERLAY_CACHE_SIZE:
+            self._overlay_cache.pop(next(iter(self._overlay_cache)))
+        self._overlay_cache[key] = (self._layers, images)
+        self.canvas.set_overlay(images)
+
+    def _show_word_label(self) -> None:
+        if self.word_index is not None:
+            words = self.plan.words[0] if self.plan.words else []
+            name = words[self.word_index][0] if self.word_index < len(words) else "?"
+            self.word_label.setText(f"where: “{name}”")
 
     def _update_layer_controls(self) -> None:
         """The draft box is offered only for a plan that has a draft; the effect's tooltip says when the
