@@ -248,3 +248,43 @@ def test_ab_labels_are_readable_on_a_white_image(viewer):
     viewer.compare_toggle.setChecked(True)
     _screen(viewer)
     assert len(viewer.canvas.label_rects) == 1  # flipping also says which one is shown
+
+
+def test_both_layers_reach_the_screen_and_a_revisited_frame_shows_its_own_overlay(qtbot, viewer):
+    """The layers are stacked at paint time: the drafted outline (cyan) and the canvas effect (the heatmap's
+    warm colours) are both on screen; scrubbing away and back gives the same layers, and an opacity change
+    is drawn, not an overlay kept from before it."""
+    plan = _drafted_plan(k=3)
+    plan.strength[0, 2] *= 0.25
+    with qtbot.waitSignal(viewer.canvas.plan_drawn, timeout=3000):
+        viewer.set_plan(plan)
+    screen = _screen(viewer).astype(int)
+    cyan = ((screen[..., 2] > screen[..., 0] + 80) & (screen[..., 1] > screen[..., 0] + 60)).sum()
+    warm = ((screen[..., 0] > 120) & (screen[..., 0] > screen[..., 2] + 40)).sum()
+    assert cyan > 50 and warm > 500, (cyan, warm)
+    first = {layer: viewer.layer_array(layer).copy() for layer in (LAYER_DRAFT, LAYER_EFFECT)}
+    viewer.set_time_fraction(1.0)
+    assert not np.array_equal(viewer.layer_array(LAYER_EFFECT), first[LAYER_EFFECT])
+    viewer.set_time_fraction(0.0)
+    for layer, array in first.items():
+        np.testing.assert_array_equal(viewer.layer_array(layer), array)
+    viewer.opacity.setValue(viewer.opacity.value() // 2)
+    assert viewer.layer_array(LAYER_EFFECT)[..., 3].max() < first[LAYER_EFFECT][..., 3].max()
+
+
+def test_the_drafted_outline_is_the_covered_cells_eroded_edge():
+    """cell_outline (computed per cell side) is exactly the pixels that eroding the upscaled cells
+    `width` times with a 4-neighbour step removes, on random masks, scales and widths."""
+    from app.ui.images import cell_outline
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        cells = rng.random((int(rng.integers(1, 9)), int(rng.integers(1, 9)))) < 0.5
+        scale = int(rng.integers(2, 30))
+        width = int(rng.integers(1, max(2, scale)))
+        inside = np.repeat(np.repeat(cells, scale, axis=0), scale, axis=1)
+        interior = inside.copy()
+        for _ in range(width):
+            p = np.pad(interior, 1, constant_values=False)
+            interior = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+        np.testing.assert_array_equal(cell_outline(cells, scale, width), inside & ~interior)
