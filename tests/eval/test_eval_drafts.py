@@ -54,7 +54,7 @@ def test_track_drafts_are_judged_by_the_motion_they_draw():
     from app.core.draft import DraftConfig
     from app.eval.drafts import track_drafts_motion_followed
     from app.shapes.video_prompts import make_video_metadata, scene_for_video_metadata
-    from app.train.video import track_rows
+    from app.train.video_data import track_rows
 
     config = DraftConfig(labels=25, max_objects=3, track=True)
     metas = [m for m in make_video_metadata(40, seed=5, frames=17) if all(r["action"] == "moves" for r in m["include"])][:4]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from app.core.checkpoints import load_model
-from app.train.video import VideoRecipe, VideoTrainer, keyframe_times, make_video_batch
+from app.train.video import VideoTrainer
+from app.train.video_data import VideoRecipe, keyframe_times, make_video_batch
 
 
 @pytest.mark.parametrize("task", ["text_to_video", "image_to_video", "video_edit", "reference_to_video"])
@@ -65,7 +66,7 @@ def test_every_shipped_video_recipe_loads():
 def test_text_to_video_batches_carry_their_clips_true_tracks():
     from app.core.draft import draft_objects
     from app.shapes.palette import label_index
-    from app.train.video import track_draft_config
+    from app.train.video_data import track_draft_config
 
     recipe = VideoRecipe(track_drafts={"dim": 32})
     config = track_draft_config(recipe)
