@@ -165,8 +165,12 @@ class Engine(QObject):
 
     def __init__(self, loader: Loader | None = None, model_path: str | Path | None = None,
                  device: str = "cpu", dtype: Any = None, *, preview_fps: float = 15.0,
-                 previews: bool = True, parent: QObject | None = None) -> None:
+                 previews: bool = True, cpu_threads: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        # The CPU threads the model's operations may use (None: torch's default, every core). The studio
+        # passes all cores but one (app/settings.py studio_cpu_threads): the GUI thread, playback and the
+        # decoders keep a core while a job runs.
+        self._cpu_threads = cpu_threads
         self._loader: Loader = loader or default_loader
         self._min_preview_interval = 1.0 / preview_fps if preview_fps > 0 else 0.0
         self._previews = previews
@@ -323,6 +327,13 @@ class Engine(QObject):
         """Previews off saves converting a frame to a QImage at every step (Settings: preview)."""
         self._previews = bool(enabled)
 
+    def set_cpu_threads(self, threads: int | None) -> None:
+        """The CPU threads the next jobs compute with (None: leave torch's as they are)."""
+        self._cpu_threads = int(threads) if threads else None
+
+    def cpu_threads(self) -> int | None:
+        return self._cpu_threads
+
     @property
     def pending_jobs(self) -> list[int]:
         with self._cond:
@@ -417,6 +428,7 @@ class Engine(QObject):
         return None
 
     def _serve(self) -> None:
+        threads_set = None
         while True:
             with self._cond:
                 job = None
@@ -427,6 +439,11 @@ class Engine(QObject):
                 if self._stopping and job is None:
                     break
                 self._running = job
+            if self._cpu_threads and self._cpu_threads != threads_set:  # the model's work runs in this thread
+                import torch
+
+                threads_set = int(self._cpu_threads)
+                torch.set_num_threads(threads_set)
             if job.kind == "generate":
                 self._queue_touched.emit()
             try:

@@ -20,7 +20,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 from app.media import project_file as pf
-from app.settings import REPO_ROOT, Settings
+from app.settings import REPO_ROOT, Settings, studio_cpu_threads
 from app.ui.document import ProjectDocument
 from app.ui.export_actions import ExportActions
 from app.ui.generation_panel import GenerationPanel
@@ -269,7 +269,8 @@ class MainWindow(QMainWindow):
     def start_engine(self) -> None:
         from app.engine.engine import Engine
 
-        self.engine = Engine(previews=self.settings.preview, parent=self)
+        self.engine = Engine(previews=self.settings.preview, cpu_threads=studio_cpu_threads(self.settings.cpu_threads),
+                             parent=self)
         self.studio.attach_engine(self.engine)
         self.studio.load_model(self.model_path or self.settings.active_model)
 
@@ -575,6 +576,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"Settings could not be saved: {e}", WARNING)
         if self.engine is not None:
             self.engine.set_previews(new.preview)
+            self.engine.set_cpu_threads(studio_cpu_threads(new.cpu_threads))
             if reload:
                 self.studio.load_model(new.active_model)
             if reload_video:

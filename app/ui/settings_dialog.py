@@ -7,12 +7,13 @@ applies the new settings when `settings_accepted` fires.
 from __future__ import annotations
 
 import copy
+import os
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from app.settings import DEVICES, OFFLOADS, PRECISIONS, Settings
+from app.settings import DEVICES, OFFLOADS, PRECISIONS, Settings, studio_cpu_threads
 
 # A memory switch left on "auto" is picked from the GPU's memory when the model loads (app/core/memory.py).
 _AUTO_ON_OFF = {"auto": None, "on": True, "off": False}
@@ -58,6 +59,12 @@ class SettingsDialog(QDialog):
         self.autosave.setSuffix(" min")
         self.autosave.setSpecialValueText("off")
         self.autosave.setValue(self.settings.autosave_minutes)
+        self.cpu_threads = QSpinBox(self)
+        self.cpu_threads.setRange(0, max(64, os.cpu_count() or 1))
+        self.cpu_threads.setSpecialValueText(f"auto ({studio_cpu_threads(0)})")
+        self.cpu_threads.setValue(self.settings.cpu_threads)
+        self.cpu_threads.setToolTip("Threads the model computes with on the CPU. auto: every core but one, so the "
+                                    "window and playback stay smooth while a job runs")
         form = QFormLayout()
         form.addRow("Model folder", row)
         form.addRow("Video model folder", video_row)
@@ -67,6 +74,7 @@ class SettingsDialog(QDialog):
         form.addRow("Memory: VAE tiling", self.vae_tiling)
         form.addRow("Memory: VAE slicing", self.vae_slicing)
         form.addRow("Memory: planner off the GPU after planning", self.planner_offload)
+        form.addRow("CPU threads", self.cpu_threads)
         form.addRow("Preview", self.preview)
         form.addRow("Autosave every", self.autosave)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
@@ -123,6 +131,7 @@ class SettingsDialog(QDialog):
         s.planner_offload = _AUTO_ON_OFF[self.planner_offload.currentText()]
         s.preview = self.preview.isChecked()
         s.autosave_minutes = self.autosave.value()
+        s.cpu_threads = self.cpu_threads.value()
         return s
 
     def accept(self) -> None:

@@ -65,6 +65,7 @@ class ComputingPipeline:
 
     def __call__(self, request, plan=None, callback=None, preview=True, on_plan=None) -> GenerationResult:
         self.threads.add(threading.get_ident())
+        self.torch_threads = torch.get_num_threads()  # what this job's tensor operations may use
         t0 = time.perf_counter()
         request.validate()
         if plan is None:
@@ -523,3 +524,19 @@ def test_a_video_model_that_fails_to_load_says_so_on_its_slot_only(qtbot):
             engine.load_model("x", slot="audio")
     finally:
         engine.shutdown()
+
+
+def test_jobs_compute_with_the_cpu_threads_asked_for(qtbot, make_engine):
+    """The studio leaves a core to the window: the engine's jobs use the threads it was given, and a
+    changed setting applies from the next job on."""
+    before = torch.get_num_threads()
+    pipe = ComputingPipeline()
+    engine, rec = make_engine(pipe, cpu_threads=1)
+    job = engine.submit(request(steps=2))
+    wait_terminal(qtbot, rec, job)
+    assert pipe.torch_threads == 1
+    engine.set_cpu_threads(2)
+    job = engine.submit(request(steps=2))
+    wait_terminal(qtbot, rec, job)
+    assert pipe.torch_threads == 2 and engine.cpu_threads() == 2
+    torch.set_num_threads(before)  # the setting is the process's: leave it as the other tests found it

@@ -101,3 +101,17 @@ def test_an_older_file_with_the_old_float32_default_moves_to_auto_but_a_chosen_f
     chosen.precision = "float32"
     chosen.save(tmp_path / "new.json")  # written with the memory options: float32 is the user's choice
     assert Settings.load(tmp_path / "new.json").precision == "float32"
+
+
+def test_the_engine_threads_leave_a_core_to_the_window_unless_chosen(tmp_path):
+    from app.settings import studio_cpu_threads
+
+    assert (studio_cpu_threads(0, cores=2), studio_cpu_threads(0, cores=1), studio_cpu_threads(0, cores=16)) == (1, 1, 15)
+    assert studio_cpu_threads(3, cores=2) == 3
+    assert Settings().cpu_threads == 0
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"cpu_threads": -2}))
+    s = Settings.load(path)
+    assert s.cpu_threads == 0 and "cpu_threads" in s.warning
+    path.write_text(json.dumps({"cpu_threads": 4}))
+    assert Settings.load(path).cpu_threads == 4

@@ -177,8 +177,10 @@ def test_settings_dialog_round_trip(qtbot, tmp_path):
     dlg.precision.setCurrentText("bfloat16")
     dlg.preview.setChecked(False)
     dlg.autosave.setValue(3)
+    dlg.cpu_threads.setValue(3)
     dlg.accept()
     assert w.settings.precision == "bfloat16" and not w.settings.preview and w.settings.autosave_minutes == 3
+    assert w.settings.cpu_threads == 3 and (w.engine is None or w.engine.cpu_threads() == 3)
     # With autosave on, a change reaches a recovery copy within seconds, not minutes.
     w.document.push(w.document.project.rename_change("renamed"))
     assert w.files.autosave_timer.isActive() and w.files.autosave_timer.interval() <= 10_000
