@@ -193,9 +193,13 @@ def _minutes(value: Any) -> int:
     return value
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"expected a whole number >= 0, found {value!r}")
+# More threads than this is a typo, not a machine: each one is an OS thread the first job starts.
+MAX_CPU_THREADS = 256
+
+
+def _threads(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CPU_THREADS:
+        raise ValueError(f"expected a whole number of threads from 0 (auto) to {MAX_CPU_THREADS}, found {value!r}")
     return value
 
 
@@ -211,7 +215,7 @@ _CHECKS = {
     "vae_slicing": _bool_or_auto,
     "planner_offload": _bool_or_auto,
     "preview": _bool,
-    "cpu_threads": _count,
+    "cpu_threads": _threads,
     "autosave_minutes": _minutes,
     "recent_projects": lambda v: _str_list(v)[:MAX_RECENT],
 }
@@ -220,11 +224,11 @@ _CHECKS = {
 def studio_cpu_threads(setting: int = 0, cores: int | None = None) -> int:
     """The CPU threads the studio's engine computes with: `setting` when the user chose one, else every
     core but one, so the window, playback and the decoders keep a core while a job runs. Measured on 2 cores
-    (docs/BENCHMARKS.md): one thread instead of two takes a 17-frame clip in the same time and a still about
-    a fifth longer, and keeps the window's longest freeze under 21 ms while a clip is generated as another
-    plays (up to 34 ms with both cores computing)."""
+    (docs/BENCHMARKS.md, the studio's responsiveness): with one thread instead of two a 17-frame clip took
+    0.43 s against 0.39-0.41 s and a still about a fifth longer, and the window's longest freeze while a clip
+    is made as another plays was 20-28 ms (up to 34 ms with both cores computing)."""
     if setting > 0:
-        return setting
+        return min(setting, MAX_CPU_THREADS)
     return max(1, (cores if cores is not None else os.cpu_count() or 1) - 1)
 
 

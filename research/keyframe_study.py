@@ -9,7 +9,7 @@ only difference:
   runs/video-48), so no arm's DiT has learned to read a canvas of some count before the study;
 - each canvas arm adds a fresh canvas connector (zero output at first: it starts as the twin) and plans
   with K keyframes (1, 3, all 5 latent frames); the no-canvas arm is the twin, trained on;
-- the planner: the run's taught planner (RUN/planner_taught), its MLLM frozen and shared. Its canvas
+- the planner: the run's taught planner (RUN/planner_taught), its MLLM frozen (each arm a copy of it). Its canvas
   tokens were taught at 3 keyframes; each arm's are resized to K keyframes (CanvasTokens' trilinear
   resize) and then taught `--teach-steps` more on label maps at its own keyframes' times (canvas tokens and
   a canvas head only, as the video trainer's stage 1), the same steps for every K, 3 included;

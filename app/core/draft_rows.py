@@ -121,7 +121,7 @@ def track_times(keyframes: int) -> list[float]:
     """The clip time (0 first frame, 1 last) a track draft is drawn at on each keyframe: evenly spread,
     k / (K - 1), whatever the clip's length, so a drawing is one function of the track. The connector
     puts the last keyframe on the last latent frame, which for 17 frames packs frames 13-16 (centred at
-    t = 0.906, app/train/video.keyframe_times): the drawing leads the frames it stands for by up to
+    t = 0.906, app/train/video_data.keyframe_times): the drawing leads the frames it stands for by up to
     0.09 of the path (about a third of a cell at 48 px), a fixed offset the DiT learns in training,
     where it sees these very drawings with the true clips."""
     return [k / max(1, keyframes - 1) for k in range(keyframes)]

@@ -68,6 +68,7 @@ GUI_IDLE_WAIT_S = 0.5
 from app.engine.loading import (default_loader, imports_without_gc_pauses, is_out_of_memory,  # noqa: E402
                                  load_placed, release_memory)
 from app.engine.out_of_memory import out_of_memory_failure  # noqa: E402
+from app.settings import MAX_CPU_THREADS  # noqa: E402
 
 NO_MODEL_MESSAGE = "No model is loaded: choose a model folder (Settings) and wait for it to load."
 NO_VIDEO_MODEL_MESSAGE = ("No video model is loaded: choose a video model folder (Settings) and wait for it to "
@@ -170,7 +171,7 @@ class Engine(QObject):
         # The CPU threads the model's operations may use (None: torch's default, every core). The studio
         # passes all cores but one (app/settings.py studio_cpu_threads): the GUI thread, playback and the
         # decoders keep a core while a job runs.
-        self._cpu_threads = cpu_threads
+        self._cpu_threads = min(int(cpu_threads), MAX_CPU_THREADS) if cpu_threads else None
         self._loader: Loader = loader or default_loader
         self._min_preview_interval = 1.0 / preview_fps if preview_fps > 0 else 0.0
         self._previews = previews
@@ -328,8 +329,8 @@ class Engine(QObject):
         self._previews = bool(enabled)
 
     def set_cpu_threads(self, threads: int | None) -> None:
-        """The CPU threads the next jobs compute with (None: leave torch's as they are)."""
-        self._cpu_threads = int(threads) if threads else None
+        """The CPU threads the next jobs compute with (None: leave torch's as they are; at most MAX_CPU_THREADS)."""
+        self._cpu_threads = min(int(threads), MAX_CPU_THREADS) if threads else None
 
     def cpu_threads(self) -> int | None:
         return self._cpu_threads
@@ -439,14 +440,15 @@ class Engine(QObject):
                 if self._stopping and job is None:
                     break
                 self._running = job
-            if self._cpu_threads and self._cpu_threads != threads_set:  # the model's work runs in this thread
-                import torch
-
-                threads_set = int(self._cpu_threads)
-                torch.set_num_threads(threads_set)
             if job.kind == "generate":
                 self._queue_touched.emit()
             try:
+                threads = self._cpu_threads  # read once: the GUI thread may change it meanwhile
+                if threads and threads != threads_set:  # the model's work runs in this thread
+                    import torch
+
+                    torch.set_num_threads(threads)
+                    threads_set = threads
                 if job.kind == "load":
                     self._run_load(job)
                 elif job.kind == "plan":

@@ -7,13 +7,12 @@ applies the new settings when `settings_accepted` fires.
 from __future__ import annotations
 
 import copy
-import os
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from app.settings import DEVICES, OFFLOADS, PRECISIONS, Settings, studio_cpu_threads
+from app.settings import DEVICES, MAX_CPU_THREADS, OFFLOADS, PRECISIONS, Settings, studio_cpu_threads
 
 # A memory switch left on "auto" is picked from the GPU's memory when the model loads (app/core/memory.py).
 _AUTO_ON_OFF = {"auto": None, "on": True, "off": False}
@@ -60,7 +59,7 @@ class SettingsDialog(QDialog):
         self.autosave.setSpecialValueText("off")
         self.autosave.setValue(self.settings.autosave_minutes)
         self.cpu_threads = QSpinBox(self)
-        self.cpu_threads.setRange(0, max(64, os.cpu_count() or 1))
+        self.cpu_threads.setRange(0, MAX_CPU_THREADS)
         self.cpu_threads.setSpecialValueText(f"auto ({studio_cpu_threads(0)})")
         self.cpu_threads.setValue(self.settings.cpu_threads)
         self.cpu_threads.setToolTip("Threads the model computes with on the CPU. auto: every core but one, so the "

@@ -552,7 +552,8 @@ class Viewer(QWidget):
         key = (tuple(self.keyframe_weights), self.word_index, self.overlay_kind, self.effect_check.isChecked(),
                self.draft_check.isEnabled() and self.draft_check.isChecked(), self.opacity.value())
         if key in self._overlay_cache:
-            self._layers, images = self._overlay_cache[key]
+            self._layers, images = self._overlay_cache.pop(key)
+            self._overlay_cache[key] = (self._layers, images)  # the most recently used goes last
             self._show_word_label()
             self.canvas.set_overlay(images)
             return
@@ -571,7 +572,9 @@ class Viewer(QWidget):
             cover = self._blend("draft")
             draft = draft_rgba(cover, alpha) if cover is not None else None
         self._layers = {LAYER_DRAFT: draft, LAYER_EFFECT: effect}
-        images = [rgb_to_qimage(layer) for layer in (effect, draft) if layer is not None]
+        # Premultiplied once here, not by Qt at every paint.
+        images = [rgb_to_qimage(layer).convertToFormat(QImage.Format.Format_RGBA8888_Premultiplied)
+                  for layer in (effect, draft) if layer is not None]
         if len(self._overlay_cache) >= OVERLAY_CACHE_SIZE:
             self._overlay_cache.pop(next(iter(self._overlay_cache)))
         self._overlay_cache[key] = (self._layers, images)

@@ -113,5 +113,8 @@ def test_the_engine_threads_leave_a_core_to_the_window_unless_chosen(tmp_path):
     path.write_text(json.dumps({"cpu_threads": -2}))
     s = Settings.load(path)
     assert s.cpu_threads == 0 and "cpu_threads" in s.warning
+    path.write_text(json.dumps({"cpu_threads": 3_000_000_000}))  # a typo: no job may start that many threads
+    s = Settings.load(path)
+    assert s.cpu_threads == 0 and "cpu_threads" in s.warning
     path.write_text(json.dumps({"cpu_threads": 4}))
     assert Settings.load(path).cpu_threads == 4
