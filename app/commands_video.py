@@ -127,21 +127,33 @@ def _check_output(path: Path, flag: str, overwrite: bool) -> None:
 def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, float]:
     """The source clip of a video edit: (frames uint8 [F, H, W, 3], its frame rate). F is --frames or the
     default length (the module docstring); decoded only that far and at a few times the model's size."""
+    from app.core.request import Task
     from app.media.probe import probe_video, read_video_frames
 
     info = probe_video(path)  # missing, broken, huge, no video stream: one MediaError line
     d = pipe.defaults
     if frames is not None and frames > info.frames:
         raise ValueError(f"--frames {frames} is more than the source's {info.frames} frames")
-    want = frames or pipe.clip_length(min(info.frames, d.frames or info.frames))
-    pipe.check_frames(want)
+    want = frames or pipe.clip_length(min(info.frames, d.frames or info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
+    _check_edit_length(pipe, path, info.frames, want)
+    pipe.check_frames(want, Task.VIDEO_EDIT)
     clip = read_video_frames(path, count=want, max_side=4 * max(d.width, d.height))
     if len(clip) < want:  # the header promised more frames than the file holds
         if frames is not None:
             raise ValueError(f"'{Path(path).name}' holds only {len(clip)} readable frames, fewer than "
                              f"--frames {frames}")
         clip = clip[:pipe.clip_length(len(clip))]
+        _check_edit_length(pipe, path, len(clip), len(clip))
     return clip, info.fps
+
+
+def _check_edit_length(pipe, path: str, have: int, length: int) -> None:
+    """A video edit changes a clip over time: a source shorter than one frame group after the first (5
+    frames for the embedded model) is refused, as the studio refuses it, rather than edited as a still."""
+    shortest = 1 + int(getattr(pipe.codec, "temporal_factor", 1) or 1)
+    if length < shortest:
+        raise ValueError(f"'{Path(path).name}' is too short to edit: {have} frame{'s' if have != 1 else ''}; "
+                         f"a video edit needs at least {shortest}")
 
 
 def cmd_video(args) -> int:
@@ -180,7 +192,7 @@ def cmd_video(args) -> int:
         fps = fps or source_fps
     else:
         frames = args.frames or pipe.defaults.frames
-        pipe.check_frames(frames)
+        pipe.check_frames(frames, task, len(args.reference or []))
         images = [load_image(p) for p in ([args.image] if args.image else args.reference or [])]
     request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=frames, seed=seed)
     progress = _Progress(request.steps, task.value.replace("_", " "))
@@ -189,9 +201,12 @@ def cmd_video(args) -> int:
     finally:
         progress.close()
     fps = fps or 8.0
-    export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite)
-    note = f"wrote {out}: {len(result.frames)} frames at {fps:g} fps, {task.value.replace('_', ' ')}, seed {seed} " \
-           f"({result.seconds:.1f} s)"
+    # An edited clip keeps its source's sound (cut to its length), as the studio's clip export does.
+    export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite,
+                 audio_source=args.video if task is Task.VIDEO_EDIT else None)
+    n = len(result.frames)
+    note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
+           f"seed {seed} ({result.seconds:.1f} s)"
     if plan_out is not None:
         tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)
         export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)

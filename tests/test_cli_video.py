@@ -179,6 +179,9 @@ def test_wrong_words_models_and_inputs_get_one_clear_line(tiny_video_model, inpu
         (["the circle from the first image moves up", "--reference", *[inputs / "first.png"] * 3], "one or two"),
         (["remove the circle", "--video", inputs / "first.png"], "not a video"),
         (["a red circle moves up", "--image", inputs / "source.mp4"], "not an image"),
+        # Longer or wider than the backbone's positions reach: refused before any work, not a reshape error.
+        (["a red circle moves up", "--frames", 257], "at most 253 frames"),
+        (["a red circle moves up", "--width", 520, "--height", 48], "at most 512 pixels wide"),
     ]
     for args, words in cases:
         if "--model" not in args:
@@ -262,3 +265,40 @@ def test_video_prompts_need_a_video_model(tmp_path, capsys):
     prompts = write_video_metadata(tmp_path / "p.jsonl", make_video_metadata(2, seed=3))
     code, _, err = cli(capsys, "generate", "--prompts", prompts, "--out", tmp_path / "o", "--model", STILL_MODEL)
     assert code == 2 and "does not do text to video" in one_error_line(err)
+
+
+def test_a_video_edit_keeps_its_sources_sound_and_refuses_a_source_too_short_to_edit(tiny_video_model, tmp_path,
+                                                                                    capsys):
+    from tests.media.media_helpers import write_clip_with_audio
+
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    out = tmp_path / "edited.mp4"
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", out, "--video", source, "--model",
+                            tiny_video_model, "--steps", 1)
+    assert code == 0, err
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert container.streams.audio[0].codec_context.name == "aac"
+    short = tmp_path / "short.mp4"
+    shapes_clip(short, frames=3)
+    code, _, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "no.mp4", "--video", short, "--model",
+                       tiny_video_model)
+    assert code == 2 and "too short to edit: 3 frames" in one_error_line(err)
+    assert not (tmp_path / "no.mp4").exists()
+
+
+def test_the_longest_clip_a_model_names_is_one_it_makes(tiny_video_model, tmp_path, capsys):
+    """The limit in the refusal is real: the tiny model (the committed one's positions) makes 253 frames."""
+    from app.core.checkpoints import load_model
+    from app.core.request import Task
+
+    pipe = load_model(tiny_video_model)
+    assert (pipe.max_frames(Task.TEXT_TO_VIDEO), pipe.max_frames(Task.VIDEO_EDIT),
+            pipe.max_frames(Task.REFERENCE_TO_VIDEO, 2)) == (253, 125, 245)
+    with pytest.raises(ValueError, match="at most 125 frames for a video edit"):
+        pipe.check_frames(129, Task.VIDEO_EDIT)
+    out = tmp_path / "long.mp4"
+    code, _, err = cli(capsys, "video", "a red circle moves up", "-o", out, "--frames", 253, "--steps", 1,
+                       "--model", tiny_video_model)
+    assert code == 0, err
+    assert clip_file(out)[:2] == ("h264", 253)

@@ -242,6 +242,10 @@ class MetaCanvasPipeline:
         if width > self.MAX_SIDE or height > self.MAX_SIDE or width * height > self.MAX_PIXELS:
             raise ValueError(f"{width}x{height} is too large: at most {self.MAX_SIDE} pixels a side and "
                              f"{self.MAX_PIXELS / 1e6:.1f} megapixels in all")
+        positions = self.adapter.max_positions
+        if positions is not None and (width > positions * sw or height > positions * sh):
+            raise ValueError(f"{width}x{height} is too large for '{self.name}': it makes at most {positions * sw} "
+                             f"pixels wide and {positions * sh} high")
         if width % sw or height % sh:
             near = f"{max(sw, round(width / sw) * sw)}x{max(sh, round(height / sh) * sh)}"
             raise ValueError(f"{width}x{height} is not a size '{self.name}' can make: the width must be a multiple "
@@ -249,10 +253,10 @@ class MetaCanvasPipeline:
 
     MAX_FRAMES = 1025  # a clip's frames: beyond it a typo would not fail, only hang
 
-    def check_frames(self, frames: int) -> None:
-        """Raise ValueError, in one line, unless this model can make a clip of `frames` frames: a video
-        codec packs frames after the first in groups (Wan's VAE and the embedded video model: 4), so a
-        clip is 1 + a multiple of that."""
+    def check_frames(self, frames: int, task: Task | None = None, references: int = 0) -> None:
+        """Raise ValueError, in one line, unless this model can make a clip of `frames` frames for `task`
+        (with `references` stills): a video codec packs frames after the first in groups (Wan's VAE and the
+        embedded video model: 4), so a clip is 1 + a multiple of that, and no longer than max_frames."""
         tf = int(getattr(self.codec, "temporal_factor", 1))
         if frames < 1 or frames > self.MAX_FRAMES:
             raise ValueError(f"a clip has 1 to {self.MAX_FRAMES} frames, not {frames}")
@@ -260,6 +264,22 @@ class MetaCanvasPipeline:
             near = max(1, 1 + round((frames - 1) / tf) * tf)
             raise ValueError(f"{frames} frames is not a length '{self.name}' makes: a clip is 1 + a multiple of "
                              f"{tf} frames; the nearest is {near}")
+        limit = self.max_frames(task, references)
+        if frames > limit:
+            what = {Task.VIDEO_EDIT: " for a video edit (the source clip's frames sit beside the new ones)",
+                    Task.REFERENCE_TO_VIDEO: f" from {references} reference still(s)"}.get(task, "")
+            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} were asked for")
+
+    def max_frames(self, task: Task | None = None, references: int = 0) -> int:
+        """The longest clip this model makes for `task`: the backbone places at most max_positions latent
+        frames, the condition frames included (a video edit's source clip, one per reference still)."""
+        positions = self.adapter.max_positions
+        if positions is None:
+            return self.MAX_FRAMES
+        tf = int(getattr(self.codec, "temporal_factor", 1))
+        latent = positions // 2 if task is Task.VIDEO_EDIT else \
+            positions - max(1, references) if task is Task.REFERENCE_TO_VIDEO else positions
+        return max(1, min(self.MAX_FRAMES, 1 + (latent - 1) * tf))
 
     def clip_length(self, frames: int) -> int:
         """The longest length this model makes that is at most `frames` (at least 1): what a source
@@ -335,7 +355,7 @@ class MetaCanvasPipeline:
         request.validate()
         self.check_size(request.width, request.height)
         if request.task.makes_video:
-            self.check_frames(request.frames)
+            self.check_frames(request.frames, request.task, len(request.images))
         if request.task.value not in self.tasks:
             raise UnsupportedTaskError(
                 f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "

@@ -115,6 +115,12 @@ class BackboneAdapter(nn.Module):
 
     # ------------------------------------------------------------------ what a sampler asks
     @property
+    def max_positions(self) -> int | None:
+        """How many tokens the backbone can place along one axis (frames, rows or columns, condition frames
+        included); None when it states no limit."""
+        return None
+
+    @property
     def patch_size(self) -> tuple[int, int, int]:
         """(frames, rows, cols) of latents per token (SANA and Wan name theirs in the config)."""
         p = self.transformer.config.patch_size

@@ -75,6 +75,12 @@ class WanAdapter(BackboneAdapter):
         self.prediction = prediction
         self._install_hook(transformer.patch_embedding)
 
+    @property
+    def max_positions(self) -> int | None:
+        # Wan's 3-axis RoPE is tabulated for this many positions an axis; beyond it diffusers fails deep
+        # inside attention with a reshape error (a 257-frame clip, a 520 px side on the embedded model).
+        return int(self.transformer.config.rope_max_seq_len)
+
     def condition(self, reference, task):
         """Image-to-video's image is the clean first latent frame (TI2V); reference images and a source
         clip are clean frames appended after the target."""
