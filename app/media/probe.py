@@ -204,8 +204,13 @@ def _expect(path: Path, want: str) -> Sniffed:
         return s
     if s.kind in ("image", "video"):
         other = "an image" if want == "image" else "a video"
+        is_kind = "a video" if s.kind == "video" else "an image"
+        ext = path.suffix.lower()
+        named = "video" if ext in VIDEO_EXTENSIONS else "image" if ext in IMAGE_EXTENSIONS else None
+        if named == s.kind:  # named for what it is: the wrong file was picked, not misnamed
+            raise MediaError(f"'{path.name}' is {s.label}, not {other}: {other} is needed here, not {is_kind}.")
         raise MediaError(f"'{path.name}' is {s.label}, not {other}{_name_note(path, s)}. "
-                         f"Rename it with the right extension or open it as {'a video' if s.kind == 'video' else 'an image'}.")
+                         f"Rename it with the right extension or open it as {is_kind}.")
     raise MediaError(_not_media_message(path, s))
 
 

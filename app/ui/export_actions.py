@@ -115,6 +115,10 @@ class ExportActions(QObject):
         left_out = len(snapshot.tracks.get("image", []))
         note = (f" {left_out} clip(s) on the image track are not in it: the video track is what plays."
                 if left_out else "")
+        with_sound = sum(pf.clip_audio(snapshot, work, c.id) is not None for c in snapshot.tracks.get("video", []))
+        if with_sound:  # the track is rendered silent for now (app/media/export.export_timeline): say so
+            note += (f" It has no sound: the track export does not carry sound yet ({with_sound} clip(s) on it have "
+                     f"some); Export clip keeps a clip's sound.")
         self._run(f"Exporting the video track to {Path(path).name}",
                   lambda report, cancel: export_timeline(snapshot, work, path, progress=report, cancel=cancel,
                                                          overwrite=True), path, note)
@@ -152,6 +156,8 @@ class ExportActions(QObject):
         def failed(e: BaseException) -> None:
             if isinstance(e, ExportCancelled) or cancel.is_set():
                 finish(False, "Export cancelled; nothing was written.", WARNING)
+            elif isinstance(e, ExportError) and str(e).startswith("Export of "):
+                finish(False, str(e), ERROR)  # it says what failed already
             elif isinstance(e, (ExportError, MediaError, ProjectError)):
                 finish(False, f"Export failed: {e}", ERROR)
             else:

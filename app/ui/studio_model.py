@@ -678,7 +678,8 @@ class StudioModel(QObject):
         self.document.push(change, f"Generate: {job.request.instruction[:30]}")
         self.select_requested.emit([clip_id])
         self.show_stored_or_live_plan()
-        self.say(f"Job #{job.id}: new version of the clip ready.")
+        self.say(f"Job #{job.id}: " + ("new version of the clip ready." if job.clip_id is not None and clip_id == job.clip_id
+                                       else "new clip ready."))
         self.result_stored.emit(clip_id)
 
     # ================================================================ project changes

@@ -191,3 +191,13 @@ def test_samples_are_readable_and_small():
         red = (f[..., 0] > 150) & (f[..., 1] < 100)
         return np.nonzero(red)[1].mean()
     assert ball_x(frames[0]) < ball_x(frames[12]) < ball_x(frames[23])
+
+
+def test_a_still_picked_where_a_clip_is_needed_is_not_called_misnamed(png_file, tmp_path):
+    """A .png given for a clip is the wrong file, not a wrong name: no advice to rename it."""
+    still = tmp_path / "first.png"
+    shutil.copy(png_file, still)
+    with pytest.raises(MediaError) as e:
+        probe_video(still)
+    assert "not a video" in str(e.value) and "a video is needed here" in str(e.value)
+    assert "rename" not in str(e.value).lower() and "but the content" not in str(e.value)

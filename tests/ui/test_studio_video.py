@@ -218,6 +218,13 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     with av.open(str(out)) as c:
         sound = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
     assert len(sound) > 0 and float(np.sqrt(np.mean(sound.astype(np.float64) ** 2))) > 0.05  # the tone, not silence
+    # The whole track is rendered without sound for now: the message says so instead of dropping it silently.
+    track = tmp_path / "track.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=WAIT):
+        w.exports.export_track(str(track))
+    assert not probe_video(track).has_audio
+    said = w.messages.history[-1]
+    assert "no sound" in said.text and "Export clip keeps" in said.text and said.level == "warning"
 
 
 # ------------------------------------------------------------------------------------------------ bad input
