@@ -391,6 +391,9 @@ def cmd_render(args) -> int:
 
     from app.media.render import render_project
 
+    out = Path(args.output)
+    if out.exists() and not out.is_dir() and not args.overwrite:  # said before any bar is drawn
+        raise ValueError(f"{out} already exists; choose another -o or add --overwrite to replace it")
     bar = tqdm(total=1, desc="render", unit="frame")
 
     def progress(done: int, total: int) -> None:

@@ -122,6 +122,7 @@ def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
     before = out.read_bytes()
     r = run("render", str(path), "-o", str(out))
     assert r.returncode == 2 and out.read_bytes() == before
+    assert "--overwrite" in r.stderr and "render:" not in r.stderr  # the way out named, before any progress bar
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ def _check_destination(path: Path, overwrite: bool) -> None:
     if st is not None and not overwrite:
         raise ExportError(f"'{path.name}' already exists. Choose another name or allow replacing it.")
     if not path.parent.is_dir():
+        if path.parent.exists():
+            raise ExportError(f"'{path.parent}' is a file, not a folder; choose a file name in a folder.")
         raise ExportError(f"The folder '{path.parent}' does not exist.")
 
 

@@ -217,3 +217,12 @@ def test_export_timeline_plays_clips_in_order(tmp_path, indexed_clip):
 def _apply(project, change) -> str:
     project.apply(change)
     return change["item"]["id"]
+
+
+def test_a_destination_inside_a_file_is_said_to_be_a_file(tmp_path):
+    """`-o existing.mp4/x.mp4`: the message names the file in the way, not a missing folder."""
+    blocker = tmp_path / "existing.mp4"
+    blocker.write_bytes(b"a file")
+    with pytest.raises(ExportError, match="is a file, not a folder"):
+        export_video(indexed_frames(2), blocker / "x.mp4", fps=5)
+    assert blocker.read_bytes() == b"a file"
