@@ -18,6 +18,7 @@ codec works in MP4) and cut to the clip's length, starting at `audio_start` seco
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import stat
 import threading
@@ -294,7 +295,7 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
     project's setting, else the first clip's size.
     """
     from .probe import iter_video_frames, load_image
-    from .project_file import media_path
+    from .project_file import media_path, version_frame
 
     fps = float(fps or project.settings.fps)
     clips = list(project.timeline("video"))
@@ -307,11 +308,12 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
             first = project.media_item(clips[0].active.media_id)
             size = (first.width, first.height)
     # Missing files are reported before encoding starts, not minutes into the render.
-    for clip in clips:
-        item = project.media_item(clip.active.media_id)
-        if not media_path(project_path, item).is_file():
-            raise ExportError(f"Cannot render: the media file of clip '{item.name}' is missing "
-                              f"({media_path(project_path, item)}).")
+    for clip in clips:  # the active version's file, and for a video edit the clip's own (it goes on with it)
+        ids = [clip.active.media_id] + ([clip.media_id] if clip.active.request.get("task") == "video_edit" else [])
+        for item in (project.media_item(media_id) for media_id in dict.fromkeys(ids)):
+            if not media_path(project_path, item).is_file():
+                raise ExportError(f"Cannot render: the media file of clip '{item.name}' is missing "
+                                  f"({media_path(project_path, item)}).")
     out_w, out_h = size
     n_frames = int(round(project.duration("video") * fps))
     segments = _timeline_segments(project, clips, fps, n_frames)
@@ -349,13 +351,15 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
                     for _ in range(i, j):
                         yield picture
                 else:
-                    # The original plays from the clip's in point; a generated version from its own
-                    # start (it was made from the trimmed segment). Past its end: hold the last frame.
-                    offset = clip.in_point if version.media_id == clip.media_id else 0.0
-                    indices = (min(item.frames - 1, int((offset + (k / fps - clip.start)) * item.fps + 1e-6))
-                               for k in range(i, j))
-                    for frame in iter_video_frames(file, indices, max_side=longest, limits=limits):
-                        yield fit(frame)
+                    # Each frame from the file version_frame names (a video edit's clip goes on with its
+                    # source past the edit's end), decoded in runs of frames from one file.
+                    shown = (version_frame(project, clip, version, k / fps - clip.start) for k in range(i, j))
+                    for run_item, run in itertools.groupby(shown, key=lambda pair: pair[0].id):
+                        source = project.media_item(run_item)
+                        frames = (index for _, index in run)
+                        for frame in iter_video_frames(media_path(project_path, source), frames, max_side=longest,
+                                                       limits=limits):
+                            yield fit(frame)
             except MediaError as e:
                 raise ExportError(f"Cannot render clip '{item.name}': {e}") from None
 

@@ -231,6 +231,21 @@ def clip_audio(project: Project, project_path: str | os.PathLike, clip_id: str) 
     return media_path(project_path, source), float(clip.in_point)
 
 
+def version_frame(project: Project, clip, version, seconds: float) -> tuple[MediaItem, int]:
+    """The media item and frame a video clip shows `seconds` after its start with `version`: the original
+    from the clip's in point, a generated version from its own start. A video edit was made from the clip's
+    first frames (at the source's timing), so past its end the clip goes on with its own source; any other
+    version holds its last frame."""
+    item = project.media_item(version.media_id)
+    offset = clip.in_point if version.media_id == clip.media_id else 0.0
+    index = int((offset + seconds) * item.fps + 1e-6)
+    if index >= item.frames and version.media_id != clip.media_id and version.request.get("task") == "video_edit":
+        source = project.media_item(clip.media_id)
+        if source.kind == "video":
+            return source, int(min(source.frames - 1, (clip.in_point + seconds) * source.fps + 1e-6))
+    return item, int(min(item.frames - 1, max(0, index)))
+
+
 def store_result(project: Project, project_path: str | os.PathLike, clip_id: str | None, frames, fps: float = 24.0,
                  request: dict | None = None, plan=None) -> dict:
     """`write_result` then `result_change`, in one call (for scripts; the studio splits them across threads)."""

@@ -406,11 +406,9 @@ class MainWindow(QMainWindow):
         item = self.document.project.media_item(version.media_id)
         if item.kind == "image":
             return self.media_file(item.id), "image", 0
-        # The original plays from the in point; a generated version from its own start (app.media's rule).
-        offset = clip.in_point if version.media_id == clip.media_id else 0.0
         seconds = min(max(self.timeline.view.playhead, clip.start), clip.end - 1e-6)
-        t = max(0.0, offset + seconds - clip.start)
-        return self.media_file(item.id), "video", int(min(item.frames - 1, t * item.fps + 1e-6))
+        shown, frame = pf.version_frame(self.document.project, clip, version, max(0.0, seconds - clip.start))
+        return self.media_file(shown.id), "video", frame
 
     def _show_frame(self) -> None:
         source = self.frame_source()

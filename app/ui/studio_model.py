@@ -590,8 +590,8 @@ class StudioModel(QObject):
             fps = float(item.fps or 0.0)
             _, available = self._clip_frames(clip, item)
             if available > request.frames:
-                note = (f" It edits the first {request.frames} of the clip's {available} frames; raise Frames to "
-                        f"edit more.")
+                note = (f" It edits the first {request.frames} of the clip's {available} frames (the rest plays as it "
+                        f"was); raise Frames to edit more.")
         job_id = self.engine.submit(request)
         desc = f"{TASK_NAMES[request.task]}: {request.instruction[:40]} (seed {request.seed})"
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps)

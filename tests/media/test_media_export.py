@@ -226,3 +226,33 @@ def test_a_destination_inside_a_file_is_said_to_be_a_file(tmp_path):
     with pytest.raises(ExportError, match="is a file, not a folder"):
         export_video(indexed_frames(2), blocker / "x.mp4", fps=5)
     assert blocker.read_bytes() == b"a file"
+
+
+def test_a_clip_edited_over_its_first_frames_goes_on_with_its_source(tmp_path, indexed_clip):
+    """A video edit made from a clip's first frames covers them; past its end the clip shows its own source
+    (not the edit's last frame held), in the render and in the viewer's frame choice alike. Any other
+    generated version still holds its last frame."""
+    from app.media.project import Project
+    from app.media.project_file import import_media, save_project, store_result, version_frame
+
+    path = tmp_path / "p.mcproj"
+    project = Project("edit")
+    project.settings.fps = 10
+    video = project.media_item(_apply(project, import_media(project, path, indexed_clip)))
+    clip = project.add_clip(video.id, "video", start=0.0, in_point=1.0, out_point=3.0)  # source frames 10..29
+    clip_id = clip.id
+    edit = [np.full((48, 64, 3), index_colour(30 + k), np.uint8) for k in range(8)]
+    project.apply(store_result(project, path, clip_id, edit, fps=10, request={"task": "video_edit"}))
+    save_project(project, path)
+    clip = project.clip(clip_id)
+    assert clip.active_version == 1
+    frames = read_video_frames(export_timeline(project, path, tmp_path / "edited.mp4"))
+    assert len(frames) == 20
+    assert [frame_index(f) for f in frames] == list(range(30, 38)) + list(range(18, 30))
+    item, index = version_frame(project, clip, clip.active, 1.25)
+    assert (item.id, index) == (video.id, 22)
+
+    project.apply(store_result(project, path, clip_id, edit, fps=10, request={"task": "text_to_video"}))
+    clip = project.clip(clip_id)
+    frames = read_video_frames(export_timeline(project, path, tmp_path / "made.mp4"))
+    assert [frame_index(f) for f in frames] == list(range(30, 38)) + [37] * 12
