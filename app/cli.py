@@ -94,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("video", help="the video tasks: text-to-video; image-to-video (--image); video edit (--video); "
                        "reference video (--reference). Default model: the settings' video model, models/metacanvas-shapes-video")
-    p.add_argument("instruction", help="e.g. 'a red circle moves to the right' or, with --video, 'remove the star'")
+    # Optional for argparse alone: `--reference a.png b.png "the circle moves right"` swallows the words into
+    # --reference, and cmd_video then says so instead of argparse's bare "instruction is required".
+    p.add_argument("instruction", nargs="?", help="e.g. 'a red circle moves to the right' or, with --video, "
+                   "'remove the star' (required; before --reference, which takes every word after it)")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (H.264); an existing file is kept unless --overwrite")
     inputs = p.add_argument_group("inputs (at most one kind; none = text-to-video)")
     inputs.add_argument("--image", help="image-to-video: the clip's first frame (a still image)")

@@ -162,6 +162,12 @@ def cmd_video(args) -> int:
     from app.media.export import export_video
     from app.media.probe import load_image
 
+    if args.instruction is None:
+        swallowed = [r for r in args.reference or [] if not Path(r).exists()]
+        if swallowed:
+            raise ValueError(f"no instruction: '{swallowed[-1]}' was read as a --reference image; put the "
+                             f"instruction before --reference")
+        raise ValueError("no instruction: say what the clip shows, e.g. 'a red circle moves to the right'")
     check_args(args)
     out = Path(args.output)
     _check_output(out, "-o", args.overwrite)

@@ -190,6 +190,12 @@ def test_wrong_words_models_and_inputs_get_one_clear_line(tiny_video_model, inpu
         assert code == 2 and words in one_error_line(err), (args, err)
     code, _, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "out.png")
     assert code == 2 and ".mp4" in one_error_line(err)
+    # The words after --reference are read as one more still: said so, with the way out.
+    code, _, err = cli(capsys, "video", "-o", out, "--model", tiny_video_model, "--reference", inputs / "first.png",
+                       "the circle from the first image moves up")
+    assert code == 2 and "put the instruction before --reference" in one_error_line(err)
+    code, _, err = cli(capsys, "video", "-o", out, "--model", tiny_video_model)
+    assert code == 2 and "no instruction" in one_error_line(err)
     assert list(tmp_path.iterdir()) == []
 
 
