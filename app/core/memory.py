@@ -20,14 +20,14 @@ moves, while the planner and the adapter are entered through their own modules, 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
-from accelerate import cpu_offload
-from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
-from accelerate.utils import send_to_device
-from accelerate.utils.memory import clear_device_cache
+
+# accelerate is imported where a placement uses it, not here: the studio reads MemoryOptions on the GUI thread as
+# it starts loading, and importing accelerate there (~0.2 s) froze the window; on the CPU nothing needs it.
 
 DTYPES = ("bf16", "fp16", "fp32")
 OFFLOADS = ("none", "model", "sequential")
@@ -254,6 +254,9 @@ class MemoryPlacement:
         return [name for name, _, large in self.parts if any(large is m for m in self._on_device)]
 
     def install(self) -> None:
+        from accelerate import cpu_offload
+        from accelerate.hooks import add_hook_to_module
+
         offload, device = self.options.offload, self.execution_device
         if offload == "none":
             self.pipe.to(device=device)
@@ -261,7 +264,7 @@ class MemoryPlacement:
             if self.options.planner_offload:
                 _, planner, mllm = self.parts[0]
                 self.send_back(mllm)
-                add_hook_to_module(planner, _VisitWhileRunning(self, mllm, leaves_after=True))
+                add_hook_to_module(planner, visit_while_running(self, mllm, leaves_after=True))
             return
         for _, entry, large in self.parts:
             large.to("cpu")  # first, so that the GPU never holds two large parts at once
@@ -274,10 +277,12 @@ class MemoryPlacement:
                 cpu_offload(large, execution_device=device)
             else:
                 leaves = offload == "sequential" or (name == "planner" and bool(self.options.planner_offload))
-                add_hook_to_module(entry, _VisitWhileRunning(self, large, leaves_after=leaves))
+                add_hook_to_module(entry, visit_while_running(self, large, leaves_after=leaves))
 
     def remove(self) -> None:
         """Take the hooks off; streamed weights come back to the CPU, the parts stay where they are."""
+        from accelerate.hooks import remove_hook_from_module
+
         for _, entry, large in self.parts:
             remove_hook_from_module(entry)
             if self.options.offload == "sequential":
@@ -296,6 +301,8 @@ class MemoryPlacement:
         self._on_device.append(large)
 
     def send_back(self, large) -> None:
+        from accelerate.utils.memory import clear_device_cache
+
         large.to("cpu")
         self._on_device = [m for m in self._on_device if m is not large]
         clear_device_cache()
@@ -312,19 +319,30 @@ def _move_all_but(root, large, device) -> None:
         setattr(root, name, buffer.to(device))
 
 
-class _VisitWhileRunning(ModelHook):
-    """On the entry module of a large part: brings the part to the execution device before the entry runs (its
-    inputs too: a part resting on the CPU makes them there), and with `leaves_after` sends it back afterwards."""
+def visit_while_running(placement: MemoryPlacement, large, leaves_after: bool):
+    """The hook for the entry module of a large part: brings the part to the execution device before the entry
+    runs (its inputs too: a part resting on the CPU makes them there), and with `leaves_after` sends it back
+    afterwards. An accelerate ModelHook, its class made on first use (accelerate is imported lazily)."""
+    return _visit_hook_class()(placement, large, leaves_after)
 
-    def __init__(self, placement: MemoryPlacement, large, leaves_after: bool):
-        self.placement, self.large, self.leaves_after = placement, large, leaves_after
 
-    def pre_forward(self, module, *args, **kwargs):
-        self.placement.bring(self.large)
-        device = self.placement.execution_device
-        return send_to_device(args, device), send_to_device(kwargs, device)
+@functools.lru_cache(maxsize=1)
+def _visit_hook_class():
+    from accelerate.hooks import ModelHook
+    from accelerate.utils import send_to_device
 
-    def post_forward(self, module, output):
-        if self.leaves_after:
-            self.placement.send_back(self.large)
-        return output
+    class VisitWhileRunning(ModelHook):
+        def __init__(self, placement: MemoryPlacement, large, leaves_after: bool):
+            self.placement, self.large, self.leaves_after = placement, large, leaves_after
+
+        def pre_forward(self, module, *args, **kwargs):
+            self.placement.bring(self.large)
+            device = self.placement.execution_device
+            return send_to_device(args, device), send_to_device(kwargs, device)
+
+        def post_forward(self, module, output):
+            if self.leaves_after:
+                self.placement.send_back(self.large)
+            return output
+
+    return VisitWhileRunning

@@ -184,3 +184,18 @@ def test_a_vae_codec_gets_tiling_and_slicing_and_runs_offloaded():
     assert not vae.use_tiling and not vae.use_slicing
     assert next(vae.parameters()).device.type == "meta"
     assert np.array_equal(flux(request).frames, plain)
+
+
+def test_reading_the_memory_options_does_not_import_accelerate():
+    """The studio reads its memory options on the GUI thread as it starts loading a model: importing accelerate
+    there (~0.2 s on 2 cores) froze the window for ~130 ms (bench gui --only launch). It is imported where a
+    placement needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from app.settings import Settings; Settings().memory_options(); "
+            "import app.core.memory; print('accelerate' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
