@@ -569,11 +569,16 @@ class StudioModel(QObject):
         if not edited:
             request.seed = self.next_seed()
         clip = self.primary_clip()
-        if not edited and clip is not None and not request.task.needs_image and not request.task.needs_video:
-            # A variation of a generated clip: a seed none of its versions used with these words, so
-            # Generate never silently makes the same picture again ("Use these settings again" does).
-            used = {v.request.get("seed") for v in clip.versions
-                    if v.request.get("instruction") == request.instruction and v.request.get("task") == request.task.value}
+        if not edited:
+            # A seed no job still queued or running uses for the same words and target (Generate pressed twice
+            # must not make the same result twice) and, for a variation of a generated clip, none of its
+            # versions used with these words ("Use these settings again" repeats one on purpose).
+            target = clip.id if clip is not None else None
+            used = {j.request.seed for j in self.jobs.values() if j.clip_id == target
+                    and j.request.instruction == request.instruction and j.request.task is request.task}
+            if clip is not None and not request.task.needs_image and not request.task.needs_video:
+                used |= {v.request.get("seed") for v in clip.versions if v.request.get("instruction") ==
+                         request.instruction and v.request.get("task") == request.task.value}
             if request.seed in used:
                 while request.seed in used:
                     request.seed = (request.seed + 1) % (2**31 - 1)

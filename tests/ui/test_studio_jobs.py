@@ -57,3 +57,19 @@ def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_p
     qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with Original", timeout=10_000)
     assert w.current_plan is not None
     w.shutdown()
+
+
+def test_generate_pressed_twice_makes_two_different_results(qtbot, tmp_path):
+    """Two presses before the first result lands (nothing selected, the seed fixed) queue two jobs with
+    different seeds, so the two new clips are not the same picture; the seed box shows the one used last."""
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.timeline.view.select([])
+    w.instruction.set_text("a red circle")
+    w.generation.steps.setValue(200)  # the first is still running when the second is pressed
+    first, second = w.generate(), w.generate()
+    assert first is not None and second is not None
+    seeds = [w.jobs[j].request.seed for j in (first, second)]
+    assert seeds[0] != seeds[1] and w.studio.params.seed == seeds[1]
+    w.studio.cancel_running()
+    w.shutdown()
