@@ -294,8 +294,8 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
     its aspect kept (black bars), so mixed sizes are fine. The output size is `size`, else the
     project's setting, else the first clip's size.
     """
-    from .probe import iter_video_frames, load_image
-    from .project_file import media_path, version_frame
+    from .probe import load_image
+    from .project_file import media_path
 
     fps = float(fps or project.settings.fps)
     clips = list(project.timeline("video"))
@@ -319,18 +319,7 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
     segments = _timeline_segments(project, clips, fps, n_frames)
 
     def fit(picture: np.ndarray) -> np.ndarray:
-        import cv2
-
-        h, w = picture.shape[:2]
-        if (w, h) == (out_w, out_h):
-            return picture
-        scale = min(out_w / w, out_h / h)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = cv2.resize(picture, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        canvas = np.zeros((out_h, out_w, 3), np.uint8)
-        y, x = (out_h - nh) // 2, (out_w - nw) // 2
-        canvas[y:y + nh, x:x + nw] = resized
-        return canvas
+        return fit_frame(picture, out_w, out_h)
 
     def generate() -> Iterator[np.ndarray]:
         # Frames are made one at a time as the encoder asks for them: nothing proportional to the
@@ -351,19 +340,45 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
                     for _ in range(i, j):
                         yield picture
                 else:
-                    # Each frame from the file version_frame names (a video edit's clip goes on with its
-                    # source past the edit's end), decoded in runs of frames from one file.
-                    shown = (version_frame(project, clip, version, k / fps - clip.start) for k in range(i, j))
-                    for run_item, run in itertools.groupby(shown, key=lambda pair: pair[0].id):
-                        source = project.media_item(run_item)
-                        frames = (index for _, index in run)
-                        for frame in iter_video_frames(media_path(project_path, source), frames, max_side=longest,
-                                                       limits=limits):
-                            yield fit(frame)
+                    for frame in clip_frames(project, project_path, clip, version, fps, i - clip.start * fps, j - i,
+                                             max_side=longest, limits=limits):
+                        yield fit(frame)
             except MediaError as e:
                 raise ExportError(f"Cannot render clip '{item.name}': {e}") from None
 
     return generate(), n_frames, (out_w, out_h)
+
+
+def fit_frame(picture: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """`picture` fitted into out_w x out_h with its aspect kept (black bars), never cropped."""
+    import cv2
+
+    h, w = picture.shape[:2]
+    if (w, h) == (out_w, out_h):
+        return picture
+    scale = min(out_w / w, out_h / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(picture, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((out_h, out_w, 3), np.uint8)
+    y, x = (out_h - nh) // 2, (out_w - nw) // 2
+    canvas[y:y + nh, x:x + nw] = resized
+    return canvas
+
+
+def clip_frames(project, project_path, clip, version, fps: float, first: float, count: int,
+                max_side: int | None = None, limits=None) -> Iterator[np.ndarray]:
+    """`count` frames of a video clip shown with `version`, at `fps`, from `first` frames after the clip's
+    start: each the frame project_file.version_frame names (a partial video edit goes on with the clip's
+    own source past the edit's end, as it plays), decoded in runs of frames from one file. Frames from
+    different files may differ in size (the caller fits them)."""
+    from .probe import iter_video_frames
+    from .project_file import media_path, version_frame
+
+    shown = (version_frame(project, clip, version, (first + k) / fps) for k in range(count))
+    for item_id, run in itertools.groupby(shown, key=lambda pair: pair[0].id):
+        source = project.media_item(item_id)
+        yield from iter_video_frames(media_path(project_path, source), (index for _, index in run),
+                                     max_side=max_side, limits=limits)
 
 
 def _timeline_segments(project, clips, fps: float, n_frames: int) -> list[tuple[int, int, object]]:

@@ -70,8 +70,8 @@ class ExportActions(QObject):
         """The clip's active version (its trimmed segment for the original) as an H.264 MP4, with the sound
         of the clip's source when it has one and the version keeps its timing (the original, a video edit:
         project_file.clip_audio)."""
-        from app.media.export import export_video
-        from app.media.probe import iter_video_frames, load_image
+        from app.media.export import clip_frames, export_video, fit_frame
+        from app.media.probe import load_image
         studio = self.window.studio
         clip = self.project.clip(clip_id) if clip_id else studio.primary_clip()
         if clip is None:
@@ -89,12 +89,23 @@ class ExportActions(QObject):
                 for _ in range(n):
                     yield picture
         else:
-            offset = clip.in_point if version.media_id == clip.media_id else 0.0
-            first = int(offset * fps + 1e-6)
-            n = max(1, min(item.frames - first, int(round(clip.duration * fps))))
+            # As the clip plays (project_file.version_frame): a video edit shorter than the clip goes on
+            # with the clip's own source, whose frames are fitted to the larger of the two sizes.
+            shown = [item] + ([self.project.media_item(clip.media_id)] if version.request.get("task") == "video_edit"
+                              and version.media_id != clip.media_id else [])
+            shown = [m for m in shown if m.kind == "video"]
+            biggest = max(shown, key=lambda m: m.width * m.height)
+            n = max(1, int(round(clip.duration * fps)))
+            if version.media_id == clip.media_id or len(shown) == 1:
+                offset = clip.in_point if version.media_id == clip.media_id else 0.0
+                n = max(1, min(item.frames - int(offset * fps + 1e-6), n))
+            work = self.window.work_path()
+            snapshot = Project.from_dict(self.project.to_dict())  # read in the export's thread: edits may go on
+            clip, version = snapshot.clip(clip.id), snapshot.clip(clip.id).active
 
             def frames():
-                return iter_video_frames(file, range(first, first + n))
+                for frame in clip_frames(snapshot, work, clip, version, fps, 0, n):
+                    yield fit_frame(frame, biggest.width, biggest.height)
         audio = pf.clip_audio(self.project, self.window.work_path(), clip.id)
         source, start = (str(audio[0]), audio[1]) if audio is not None else (None, 0.0)
         self._run(f"Exporting {Path(path).name}",

@@ -16,7 +16,7 @@ from app.core.request import Task
 from app.ui.images import heatmap_rgba
 from app.ui.studio_state import ModelState
 from app.ui.timeline import VIDEO_TRACK
-from tests.media.media_helpers import write_clip_with_audio
+from tests.media.media_helpers import index_colour, write_clip_with_audio
 from tests.ui.helpers import MODEL, choose_task, import_and_wait, make_window
 
 pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").is_file(),
@@ -214,7 +214,11 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     with qtbot.waitSignal(w.export_done, timeout=WAIT):
         w.exports.export_clip(str(out))
     info = probe_video(out)
-    assert info.frames == 17 and info.has_audio
+    # The whole clip, as it plays: the edit's 17 frames, then the source's own 7, at the source's size.
+    assert (info.frames, info.width, info.height) == (24, 64, 48) and info.has_audio
+    from app.media.probe import iter_video_frames
+    tail = list(iter_video_frames(out, range(17, 24)))
+    assert [abs(int(f.mean()) - index_colour(17 + k)) <= 3 for k, f in enumerate(tail)] == [True] * 7
     with av.open(str(out)) as c:
         sound = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
     assert len(sound) > 0 and float(np.sqrt(np.mean(sound.astype(np.float64) ** 2))) > 0.05  # the tone, not silence
