@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.media.schema import MAX_FPS  # light: no NumPy, no PyAV
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "metacanvas-shapes"
 
@@ -39,6 +41,17 @@ def _add_model_args(p: argparse.ArgumentParser, default: str = "the setting, els
     memory.add_argument("--vae-slicing", action=on_off, default=None, help="decode a batch one item at a time")
     memory.add_argument("--planner-offload", action=on_off, default=None,
                         help="move the planner to the CPU after planning (the denoiser gets its room)")
+
+
+def _frame_rate(text: str) -> float:
+    """--fps: a number above 0 and at most MAX_FPS (what a project file accepts), said in one line."""
+    try:
+        fps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a frame rate is a number, not '{text}'") from None
+    if not 0 < fps <= MAX_FPS:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a frame rate is above 0 and at most {MAX_FPS:g}, not {text}")
+    return fps
 
 
 def _add_size_args(p: argparse.ArgumentParser) -> None:
@@ -112,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", help="also write the plan as a clip (.mp4): per frame the result, the drafted layout "
                    "(drafted models), the canvas effect and PCA colours, interpolated between the keyframes as the "
                    "model spreads them")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of the written clips (default: the source's "
-                   "with --video, else 8)")
+    p.add_argument("--fps", type=_frame_rate, default=None, help="frame rate of the written clips, up to "
+                   f"{MAX_FPS:g} (default: the source's with --video, else the model's: 8 for the embedded one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o / --plan file")
     _add_size_args(p)
     _add_model_args(p, default="the settings' video model, else models/metacanvas-shapes-video")

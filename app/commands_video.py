@@ -206,7 +206,10 @@ def cmd_video(args) -> int:
         result = pipe(request, callback=progress, preview=False)
     finally:
         progress.close()
-    fps = fps or 8.0
+    # The model's own rate for a new clip (the studio's too); a model that does not say: the project's 24.
+    from app.media.project import ProjectSettings
+
+    fps = fps or pipe.defaults.fps or ProjectSettings().fps
     # An edited clip keeps its source's sound (cut to its length), as the studio's clip export does.
     export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite,
                  audio_source=args.video if task is Task.VIDEO_EDIT else None)

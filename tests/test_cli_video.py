@@ -81,6 +81,8 @@ def test_each_video_task_writes_an_h264_clip_of_the_models_length(model, inputs,
     code, stdout, err = cli(capsys, "video", words, "-o", out, "--seed", 2, "--model", model, *extra)
     assert code == 0, err
     assert task in stdout and "17 frames" in stdout
+    # A new clip plays at the model's rate (8 fps, from its index; the studio uses it too); an edit at its source's.
+    assert "at 8 fps" in stdout
     assert clip_file(out) == ("h264", 17, 48, 48)
     assert "step" in err  # the progress bar is on stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
@@ -308,3 +310,13 @@ def test_the_longest_clip_a_model_names_is_one_it_makes(tiny_video_model, tmp_pa
                        "--model", tiny_video_model)
     assert code == 0, err
     assert clip_file(out)[:2] == ("h264", 253)
+
+
+@pytest.mark.parametrize("rate", ["0", "-3", "5000", "nan", "fast"])
+def test_a_frame_rate_out_of_bounds_is_refused_before_anything_runs(tmp_path, capsys, rate):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(SystemExit) as stop:
+        cli(capsys, "video", "a red circle moves up", "-o", out, "--fps", rate)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "frame rate" in err and "Traceback" not in err
+    assert not out.exists()

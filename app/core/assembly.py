@@ -157,7 +157,9 @@ def plan_defaults(family: str, backbone_dir: Path, index: dict, adapter, factor:
         d.update(width=side, height=side)
     elif family == "wan":
         ti2v = bool(index.get("expand_timesteps", False))
-        d.update(width=1280 if ti2v else 832, height=704 if ti2v else 480, frames=121 if ti2v else 81)
+        # Wan2.2's TI2V-5B makes 24 fps clips, the 14B models (as Wan2.1) 16 fps: their model cards.
+        d.update(width=1280 if ti2v else 832, height=704 if ti2v else 480, frames=121 if ti2v else 81,
+                 fps=24.0 if ti2v else 16.0)
     d["tasks"] = PIPELINES[index["_class_name"]].tasks
     d["timestep_from"] = "scheduler"
     return PipelineDefaults(**d)

@@ -83,6 +83,9 @@ class PipelineDefaults:
     # guidance at the first steps steers toward an empty image (research/LOG.md). (0, 1) = everywhere.
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     frames: int = 1  # a clip's length in frames when a request does not say (a video model's own)
+    # The frame rate a video model's clips are made to play at (its training clips' motion per frame);
+    # 0: the model does not say (the CLI and the studio then use the project's rate, 24).
+    fps: float = 0.0
     # Frames of an input clip the planner's vision tower sees, evenly spaced: a clip read whole would
     # give the planner thousands of tokens; Qwen2.5-VL samples clips at about 2 fps for the same reason.
     planner_frames: int = 8

@@ -131,8 +131,10 @@ def export_video(frames: Iterable, path: str | os.PathLike, fps: float = 24.0, p
     import av
 
     path = Path(path)
-    if not fps or fps <= 0:
-        raise ExportError("The frame rate must be above 0.")
+    from .schema import MAX_FPS
+
+    if not 0 < fps <= MAX_FPS:  # nan too
+        raise ExportError(f"The frame rate must be above 0 and at most {MAX_FPS:g} frames per second, not {fps:g}.")
     _check_destination(path, overwrite)
     if total is None and hasattr(frames, "__len__"):
         total = len(frames)  # type: ignore[arg-type]

@@ -145,7 +145,7 @@ def build_video_model(recipe: VideoRecipe, planner, use_canvas: bool = True) -> 
         num_layers=recipe.dit_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
     adapter = WanAdapter(transformer, planner.hidden_size, canvas=use_canvas, connector_heads=recipe.connector_heads,
                          prediction="sample")
-    defaults = PipelineDefaults(width=recipe.size, height=recipe.size, frames=recipe.frames,
+    defaults = PipelineDefaults(width=recipe.size, height=recipe.size, frames=recipe.frames, fps=recipe.fps,
                                 planner_frames=recipe.planner_frames, steps=recipe.sample_steps,
                                 guidance=recipe.guidance, guidance_interval=tuple(recipe.guidance_interval),
                                 keyframes=recipe.keyframes, shift=recipe.sample_shift, solver=recipe.sample_solver,

@@ -42,6 +42,7 @@ class VideoRecipe:
     planner_from: str = "models/metacanvas-shapes"  # the image model whose taught planner this one starts from
     size: int = 48
     frames: int = 17  # 1 + 4k: the causal packing's lengths
+    fps: float = 8.0  # the rate its clips play at: the world's motion per frame reads as steady at 8
     temporal_factor: int = 4
     patch_size: int = 8
     keyframes: int = 3

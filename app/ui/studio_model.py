@@ -209,6 +209,8 @@ class StudioModel(QObject):
                           guidance=float(defaults.guidance))
             if slot == VIDEO_SLOT and int(getattr(defaults, "frames", 1)) > 1:
                 values["frames"] = int(defaults.frames)
+            if slot == VIDEO_SLOT:
+                model.fps = float(getattr(defaults, "fps", 0.0) or 0.0)
             model.params = replace(model.params, **values)
         if slot == VIDEO_SLOT and self.engine is not None:
             model.frame_step = self.engine.frame_step(slot)
@@ -586,7 +588,8 @@ class StudioModel(QObject):
                 self.params_changed.emit()
         if clip is not None and clip.instruction != request.instruction:
             self.document.push(self.document.project.set_clip_instruction_change(clip.id, request.instruction))
-        fps = 0.0
+        # A new clip plays at the rate its model made it for (as `main.py video` writes it); 0: the project's.
+        fps = self.slots[VIDEO_SLOT].fps if request.task.makes_video else 0.0
         note = ""
         if request.task is Task.VIDEO_EDIT and clip is not None:
             # The new version keeps the source's frame rate, so it lasts as long as what it edits (and its

@@ -63,6 +63,7 @@ class ModelSlot:
     text: str = ""  # what the status bar says about it
     error: str = ""  # why it failed, for the next Generate's message
     frame_step: int = 1  # its clips have 1 + a multiple of this many frames (Wan's codec: 4)
+    fps: float = 0.0  # the rate its new clips play at (the model's own; 0: the project's)
     params: Params = field(default_factory=Params)
 
 

@@ -85,6 +85,8 @@ def test_a_new_clip_from_words_lands_on_the_video_track_and_plays(qtbot, studio)
     assert clip.id == clip_id and not w.document.project.tracks["image"]
     item = w.document.project.media_item(clip.active.media_id)
     assert (item.kind, item.frames, item.width, item.height) == ("video", 17, 48, 48)
+    # It plays at the model's own rate (its index says 8 fps), as `main.py video` writes it, not the project's 24.
+    assert item.fps == 8.0 and clip.duration == pytest.approx(17 / 8)
     assert clip.versions[0].request["task"] == "text_to_video" and clip.versions[0].plan
     assert w.timeline.view.clip(clip_id).track == VIDEO_TRACK
     assert w.timeline.view.selected == [clip_id]
