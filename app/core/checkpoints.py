@@ -453,18 +453,21 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         raise ModelFolderError(f"Cannot read the planner config in {planner_dir}: {_why(exc)}") from None
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     try:
         # transformers maps a full Qwen2.5-VL checkpoint (ForConditionalGeneration keys) onto the bare
         # model and drops the LM head, which the planner never uses. Its load report would call that head
         # "UNEXPECTED" at every load of a real Qwen folder: quiet here, and _refuse_partial_load judges.
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: the CLI and studio say what loads
         mllm, info = Qwen2_5_VLModel.from_pretrained(str(planner_dir), config=config, local_files_only=True,
                                                      use_safetensors=True, dtype=dtype, output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
         raise ModelFolderError(f"Cannot load the planner weights in {planner_dir}: {_why(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
     _refuse_partial_load(info, "planner", planner_dir, allowed_unexpected=("lm_head.",))
     processor = PlannerProcessor.from_pretrained(planner_dir)
     if processor._template() is None:

@@ -20,6 +20,7 @@ transformers 5.x facts this file relies on (checked against the installed source
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -213,21 +214,27 @@ class PlannerProcessor:
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "PlannerProcessor":
         """Load from a local folder only; a real Qwen2.5-VL folder uses Qwen2_5_VLProcessor when it can be built."""
-        from transformers import AutoTokenizer, Qwen2VLImageProcessor
+        from transformers import AutoTokenizer
 
         folder = Path(folder)
         meta_path = folder / _PROCESSOR_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"kind": "qwen"}
         video_fps = float(meta.get("video_fps", 2.0))
-        if meta.get("kind") == "qwen":
+        torchvision = importlib.util.find_spec("torchvision") is not None
+        if meta.get("kind") == "qwen" and torchvision:  # without torchvision it cannot be built; its parts can
             try:
                 from transformers import Qwen2_5_VLProcessor
 
                 proc = Qwen2_5_VLProcessor.from_pretrained(str(folder), local_files_only=True)
                 return cls.from_qwen_processor(proc, video_fps=video_fps)
             except (ImportError, AttributeError, TypeError, ValueError, OSError):
-                pass  # without torchvision the processor cannot be built; its parts still can
+                pass
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        if torchvision:
+            from transformers import Qwen2VLImageProcessor
+        else:  # what transformers falls back to anyway, named directly: the same pictures, no warning each run
+            from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+                Qwen2VLImageProcessorPil as Qwen2VLImageProcessor)
         image_processor = Qwen2VLImageProcessor.from_pretrained(str(folder), local_files_only=True)
         return cls(tokenizer, image_processor, chat_template=meta.get("chat_template"), video_fps=video_fps)
 
@@ -291,7 +298,9 @@ class PlannerProcessor:
         image_grids = None
         pixel_values = None
         if flat_images:
-            out = self.image_processor(images=flat_images, return_tensors="pt")
+            # Our pictures are always (H, W, 3): said outright, so a tiny one (1 x 1 x 3, 3 x 1 x 3) is not
+            # guessed channels-first (transformers warns on each such guess).
+            out = self.image_processor(images=flat_images, return_tensors="pt", input_data_format="channels_last")
             pixel_values, image_grids = out["pixel_values"], out["image_grid_thw"]
         video_patches, video_grids = [], []
         for video in videos:
@@ -328,7 +337,8 @@ class PlannerProcessor:
         # processor, used above, are the same objects either way.
         if self.processor is not None and not video_patches:
             out = self.processor(text=texts, images=flat_images or None, padding=True, padding_side="left",
-                                 return_tensors="pt", add_special_tokens=False)
+                                 return_tensors="pt", add_special_tokens=False,
+                                 **({"input_data_format": "channels_last"} if flat_images else {}))
             if not torch.equal(out["input_ids"], input_ids):
                 raise RuntimeError("Qwen2_5_VLProcessor expanded the prompt differently from the planner's "
                                    "word map; the processor's placeholder rule has changed")

@@ -384,7 +384,9 @@ def image_size(path: str | os.PathLike, limits: MediaLimits | None = None) -> tu
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
+    # An OSError's or FFmpeg's own words, without "[Errno 1094995529] ... : '/the/path'" (the file is named already).
+    words = getattr(e, "strerror", None)
+    text = (words if isinstance(words, str) else "") or str(e).strip() or type(e).__name__
     return text if len(text) < 160 else text[:157] + "..."
 
 
