@@ -132,6 +132,11 @@ def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, f
 
     info = probe_video(path)  # missing, broken, huge, no video stream: one MediaError line
     d = pipe.defaults
+    if frames is not None:  # a length the model cannot make is said as such, not as a source too short
+        pipe.check_frames(frames, Task.VIDEO_EDIT)
+        if frames < (shortest := 1 + int(getattr(pipe.codec, "temporal_factor", 1) or 1)):
+            raise ValueError(f"--frames {frames} is too few for a video edit: it changes a clip over time, at least "
+                             f"{shortest} frames")
     if frames is not None and frames > info.frames:
         raise ValueError(f"--frames {frames} is more than the source's {info.frames} frames")
     want = frames or pipe.clip_length(min(info.frames, d.frames or info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
@@ -210,12 +215,15 @@ def cmd_video(args) -> int:
     from app.media.project import ProjectSettings
 
     fps = fps or pipe.defaults.fps or ProjectSettings().fps
-    # An edited clip keeps its source's sound (cut to its length), as the studio's clip export does.
-    export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite,
-                 audio_source=args.video if task is Task.VIDEO_EDIT else None)
+    # An edited clip keeps its source's sound (cut to its length), as the studio's clip export does; only at
+    # the source's own rate: --fps retimes the pictures, and the sound would no longer match them.
+    sound = task is Task.VIDEO_EDIT and abs(fps - source_fps) < 1e-6
+    export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None)
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
+    if task is Task.VIDEO_EDIT and not sound:
+        note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if plan_out is not None:
         tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)
         export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)

@@ -81,8 +81,7 @@ def test_each_video_task_writes_an_h264_clip_of_the_models_length(model, inputs,
     code, stdout, err = cli(capsys, "video", words, "-o", out, "--seed", 2, "--model", model, *extra)
     assert code == 0, err
     assert task in stdout and "17 frames" in stdout
-    # A new clip plays at the model's rate (8 fps, from its index; the studio uses it too); an edit at its source's.
-    assert "at 8 fps" in stdout
+    assert "at 8 fps" in stdout  # the model's rate (its index says 8); the source's for an edit (8 too)
     assert clip_file(out) == ("h264", 17, 48, 48)
     assert "step" in err  # the progress bar is on stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
@@ -322,3 +321,40 @@ def test_a_frame_rate_out_of_bounds_is_refused_before_anything_runs(tmp_path, ca
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "frame rate" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("stated, written", [(12.0, "at 12 fps"), (None, "at 24 fps")])
+def test_a_new_clip_is_written_at_its_models_frame_rate_else_the_projects(tiny_video_model, tmp_path, capsys,
+                                                                          stated, written):
+    import shutil
+
+    folder = shutil.copytree(tiny_video_model, tmp_path / "model")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["defaults"].pop("fps", None)
+    if stated is not None:
+        index["defaults"]["fps"] = stated
+    (folder / "model_index.json").write_text(json.dumps(index))
+    code, stdout, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "out.mp4", "--model", folder)
+    assert code == 0 and written in stdout, err
+
+
+def test_a_retimed_edit_drops_the_sound_and_says_so(tiny_video_model, tmp_path, capsys):
+    from app.media.probe import probe_video
+    from tests.media.media_helpers import write_clip_with_audio
+
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    kept, retimed = tmp_path / "kept.mp4", tmp_path / "retimed.mp4"
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", kept, "--video", source,
+                            "--model", tiny_video_model)
+    assert code == 0 and "at 12 fps" in stdout and probe_video(kept).has_audio, err
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", retimed, "--video", source, "--fps", 6,
+                            "--model", tiny_video_model)
+    assert code == 0 and "without the source's sound" in stdout and not probe_video(retimed).has_audio, err
+
+
+@pytest.mark.parametrize("frames, words", [(1, "too few for a video edit"), (3, "1 + a multiple of 4")])
+def test_too_few_frames_for_an_edit_is_said_of_frames_not_of_the_source(tiny_video_model, inputs, tmp_path, capsys,
+                                                                         frames, words):
+    code, _, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "o.mp4", "--video",
+                       inputs / "long_source.mp4", "--frames", frames, "--model", tiny_video_model)
+    assert code == 2 and words in one_error_line(err) and "too short" not in err

@@ -84,7 +84,7 @@ class PipelineDefaults:
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     frames: int = 1  # a clip's length in frames when a request does not say (a video model's own)
     # The frame rate a video model's clips are made to play at (its training clips' motion per frame);
-    # 0: the model does not say (the CLI and the studio then use the project's rate, 24).
+    # 0: the model does not say (the studio then uses the project's rate, the CLI 24, a new project's).
     fps: float = 0.0
     # Frames of an input clip the planner's vision tower sees, evenly spaced: a clip read whole would
     # give the planner thousands of tokens; Qwen2.5-VL samples clips at about 2 fps for the same reason.
@@ -110,6 +110,14 @@ class PipelineDefaults:
         self.guidance_interval = (lo, hi)
         if self.timestep_from not in ("sigma", "scheduler"):
             raise ValueError(f"timestep_from must be 'sigma' or 'scheduler', not {self.timestep_from!r}")
+        from app.media.schema import MAX_FPS
+
+        try:
+            self.fps = float(self.fps)
+        except (TypeError, ValueError):
+            raise ValueError(f"fps must be a number of frames per second, not {self.fps!r}") from None
+        if not (self.fps == 0 or 0 < self.fps <= MAX_FPS):  # nan too
+            raise ValueError(f"fps must be 0 (not stated) or above 0 and at most {MAX_FPS:g}, not {self.fps:g}")
 
     def guided(self, sigma: float) -> bool:
         lo, hi = self.guidance_interval

@@ -8,7 +8,7 @@ records their shapes, and the project stores the media files next to the request
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable
 
 import numpy as np
@@ -152,7 +152,10 @@ class GenerationRequest:
     @classmethod
     def from_dict(cls, d: dict[str, Any], images: list[np.ndarray] | None = None,
                   video: np.ndarray | None = None) -> "GenerationRequest":
-        d = dict(d)
+        # A stored version's request may carry what the studio keeps beside it (a video edit's
+        # `edited_version`): only the request's own fields are read.
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         d["images"] = images or []
         d["video"] = video
         return cls(**d)

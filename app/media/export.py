@@ -310,12 +310,8 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
             first = project.media_item(clips[0].active.media_id)
             size = (first.width, first.height)
     # Missing files are reported before encoding starts, not minutes into the render.
-    for clip in clips:  # the active version's file, and for a video edit the clip's own (it goes on with it)
-        ids = [clip.active.media_id] + ([clip.media_id] if clip.active.request.get("task") == "video_edit" else [])
-        for item in (project.media_item(media_id) for media_id in dict.fromkeys(ids)):
-            if not media_path(project_path, item).is_file():
-                raise ExportError(f"Cannot render: the media file of clip '{item.name}' is missing "
-                                  f"({media_path(project_path, item)}).")
+    for clip in clips:  # each file the clip shows (a partial video edit goes on with what it edited)
+        check_media_files(project, project_path, clip_media(project, clip, clip.active, fps))
     out_w, out_h = size
     n_frames = int(round(project.duration("video") * fps))
     segments = _timeline_segments(project, clips, fps, n_frames)
@@ -365,6 +361,31 @@ def fit_frame(picture: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     y, x = (out_h - nh) // 2, (out_w - nw) // 2
     canvas[y:y + nh, x:x + nw] = resized
     return canvas
+
+
+def clip_media(project, clip, version, fps: float, count: int | None = None) -> list:
+    """The media items the first `count` frames (default: the whole clip) of a video clip shown with
+    `version` come from, in order (project_file.version_frame: one, or an edit and what it goes on with)."""
+    from .project_file import edit_chain, version_frame
+
+    if len(edit_chain(clip, version)) == 1:
+        return [project.media_item(version.media_id)]
+    count = int(round(clip.duration * fps)) if count is None else count
+    items = {}
+    for k in range(max(1, count)):
+        item, _ = version_frame(project, clip, version, k / fps)
+        items.setdefault(item.id, item)
+    return list(items.values())
+
+
+def check_media_files(project, project_path, items, doing: str = "render") -> None:
+    """Raise ExportError naming the first of `items` whose file is missing (before any encoding)."""
+    from .project_file import media_path
+
+    for item in items:
+        if not media_path(project_path, item).is_file():
+            raise ExportError(f"Cannot {doing}: the media file of clip '{item.name}' is missing "
+                              f"({media_path(project_path, item)}).")
 
 
 def clip_frames(project, project_path, clip, version, fps: float, first: float, count: int,

@@ -216,33 +216,57 @@ def result_change(project: Project, written: dict, clip_id: str | None, request:
     return {"kind": "batch", "label": "generated clip", "changes": [media, clip_change]}, clip_change["clip"]["id"]
 
 
+EDITED_VERSION = "edited_version"  # a video edit's request: the id of the clip's version it edited
+
+
+def edit_source(clip, version):
+    """The version of `clip` a video edit `version` was made from (its frames play on past the edit's end),
+    or None when `version` is no video edit. A request saved before edits recorded it (no `edited_version`)
+    is taken as made from the original; an edited version since deleted leaves None (the edit then holds
+    its last frame)."""
+    if version.request.get("task") != "video_edit" or version.media_id == clip.media_id:
+        return None
+    wanted = version.request.get(EDITED_VERSION)
+    if wanted is None:
+        return clip.versions[0]
+    return next((v for v in clip.versions if v.id == wanted and v is not version), None)
+
+
+def edit_chain(clip, version) -> list:
+    """`version`, the version it edited, the one that one edited, ...: what plays past each edit's end.
+    Ends at the first version that is no video edit (each visited once: a cycle cannot loop)."""
+    chain = [version]
+    while (source := edit_source(clip, chain[-1])) is not None and all(source is not v for v in chain):
+        chain.append(source)
+    return chain
+
+
 def clip_audio(project: Project, project_path: str | os.PathLike, clip_id: str) -> tuple[Path, float] | None:
     """The sound an export of the clip's active version carries: (source file, start seconds) of the clip's
-    original media, from its in point, for the original and for versions made by editing the clip (a video
-    edit keeps the source's timing and frame rate); None for other versions (a new clip made from words
-    over it) or a source without sound."""
+    original media, from its in point, for the original and for video edits made (edit by edit) from it,
+    which keep its timing and frame rate; None for other versions (a new clip made from words over it, an
+    edit of one) or a source without sound."""
     clip = project.clip(clip_id)
     source = project.media_item(clip.media_id)
     if source.kind != "video" or not source.has_audio:
         return None
-    version = clip.active
-    if version.media_id != clip.media_id and version.request.get("task") != "video_edit":
+    if edit_chain(clip, clip.active)[-1].media_id != clip.media_id:
         return None
     return media_path(project_path, source), float(clip.in_point)
 
 
 def version_frame(project: Project, clip, version, seconds: float) -> tuple[MediaItem, int]:
     """The media item and frame a video clip shows `seconds` after its start with `version`: the original
-    from the clip's in point, a generated version from its own start. A video edit was made from the clip's
-    first frames (at the source's timing), so past its end the clip goes on with its own source; any other
-    version holds its last frame."""
-    item = project.media_item(version.media_id)
-    offset = clip.in_point if version.media_id == clip.media_id else 0.0
-    index = int((offset + seconds) * item.fps + 1e-6)
-    if index >= item.frames and version.media_id != clip.media_id and version.request.get("task") == "video_edit":
-        source = project.media_item(clip.media_id)
-        if source.kind == "video":
-            return source, int(min(source.frames - 1, (clip.in_point + seconds) * source.fps + 1e-6))
+    from the clip's in point, a generated version from its own start. A video edit was made from the first
+    frames of the version it edited (at that version's timing), so past its end the clip goes on as that
+    version plays (edit_source; the original from the clip's in point); any other version holds its last
+    frame."""
+    for shown in edit_chain(clip, version):
+        item = project.media_item(shown.media_id)
+        offset = clip.in_point if shown.media_id == clip.media_id else 0.0
+        index = int((offset + seconds) * item.fps + 1e-6)
+        if index < item.frames or item.kind != "video" or edit_source(clip, shown) is None:
+            break
     return item, int(min(item.frames - 1, max(0, index)))
 
 

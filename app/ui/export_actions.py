@@ -70,7 +70,7 @@ class ExportActions(QObject):
         """The clip's active version (its trimmed segment for the original) as an H.264 MP4, with the sound
         of the clip's source when it has one and the version keeps its timing (the original, a video edit:
         project_file.clip_audio)."""
-        from app.media.export import clip_frames, export_video, fit_frame
+        from app.media.export import check_media_files, clip_frames, clip_media, export_video, fit_frame
         from app.media.probe import load_image
         studio = self.window.studio
         clip = self.project.clip(clip_id) if clip_id else studio.primary_clip()
@@ -90,18 +90,21 @@ class ExportActions(QObject):
                     yield picture
         else:
             # As the clip plays (project_file.version_frame): a video edit shorter than the clip goes on
-            # with the clip's own source, whose frames are fitted to the larger of the two sizes.
-            shown = [item] + ([self.project.media_item(clip.media_id)] if version.request.get("task") == "video_edit"
-                              and version.media_id != clip.media_id else [])
-            shown = [m for m in shown if m.kind == "video"]
-            biggest = max(shown, key=lambda m: m.width * m.height)
-            n = max(1, int(round(clip.duration * fps)))
-            if version.media_id == clip.media_id or len(shown) == 1:
-                offset = clip.in_point if version.media_id == clip.media_id else 0.0
-                n = max(1, min(item.frames - int(offset * fps + 1e-6), n))
+            # with what it edited; frames of another size are fitted to the largest shown.
             work = self.window.work_path()
             snapshot = Project.from_dict(self.project.to_dict())  # read in the export's thread: edits may go on
             clip, version = snapshot.clip(clip.id), snapshot.clip(clip.id).active
+            n = max(1, int(round(clip.duration * fps)))
+            if len(pf.edit_chain(clip, version)) == 1:  # no edit: the version's own frames, never a held last one
+                offset = clip.in_point if version.media_id == clip.media_id else 0.0
+                n = max(1, min(item.frames - int(offset * fps + 1e-6), n))
+            shown = clip_media(snapshot, clip, version, fps, n)
+            try:
+                check_media_files(snapshot, work, shown, "export")
+            except ExportError as e:
+                self.say(str(e), ERROR)
+                return
+            biggest = max(shown, key=lambda m: m.width * m.height)
 
             def frames():
                 for frame in clip_frames(snapshot, work, clip, version, fps, 0, n):

@@ -602,7 +602,9 @@ class StudioModel(QObject):
                         f"was); raise Frames to edit more.")
         job_id = self.engine.submit(request)
         desc = f"{TASK_NAMES[request.task]}: {request.instruction[:40]} (seed {request.seed})"
-        self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps)
+        edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
+        self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
+                                edited_version=edited)
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -681,7 +683,10 @@ class StudioModel(QObject):
                  owner=self)
 
     def _store_result(self, job: Job, written: dict) -> None:
-        change, clip_id = pf.result_change(self.document.project, written, job.clip_id, job.request.to_dict(),
+        request = job.request.to_dict()
+        if job.edited_version:  # what the clip goes on with past the edit's end (project_file.version_frame)
+            request[pf.EDITED_VERSION] = job.edited_version
+        change, clip_id = pf.result_change(self.document.project, written, job.clip_id, request,
                                            job.request.instruction)
         self.document.push(change, f"Generate: {job.request.instruction[:30]}")
         self.select_requested.emit([clip_id])

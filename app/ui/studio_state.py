@@ -39,6 +39,7 @@ class Job:
     step: int = 0
     total: int = 0
     fps: float = 0.0  # a clip result's frame rate (a video edit keeps its source's); 0: the project's
+    edited_version: str = ""  # a video edit: the id of the clip's version it edits (its frames go on past the edit)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from app.media.errors import ExportCancelled, ExportError
 from app.media.export import export_image, export_timeline, export_video
 from app.media.probe import load_image, probe_video, read_frame, read_video_frames
 
-from media_helpers import frame_index, index_colour, indexed_frames
+from media_helpers import frame_index, index_colour, indexed_frames, write_clip_with_audio
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:
@@ -251,8 +251,63 @@ def test_a_clip_edited_over_its_first_frames_goes_on_with_its_source(tmp_path, i
     assert [frame_index(f) for f in frames] == list(range(30, 38)) + list(range(18, 30))
     item, index = version_frame(project, clip, clip.active, 1.25)
     assert (item.id, index) == (video.id, 22)
+    # What Export clip fits its frames to: the files actually shown, the source only where the edit ends first.
+    from app.media.export import clip_media
+    assert [m.id for m in clip_media(project, clip, clip.active, 10)] == [clip.active.media_id, video.id]
+    assert [m.id for m in clip_media(project, clip, clip.active, 10, count=8)] == [clip.active.media_id]
 
     project.apply(store_result(project, path, clip_id, edit, fps=10, request={"task": "text_to_video"}))
     clip = project.clip(clip_id)
     frames = read_video_frames(export_timeline(project, path, tmp_path / "made.mp4"))
     assert [frame_index(f) for f in frames] == list(range(30, 38)) + [37] * 12
+
+
+def test_an_edit_goes_on_with_the_version_it_edited_and_keeps_sound_only_from_the_original(tmp_path, indexed_clip):
+    """Past its end a video edit plays on as the version it was made from plays: an edit of a shorter
+    generated version goes on with that version (holding its last frame), never with footage that version
+    did not show; an edit of that edit chains on. Only edits that lead back to the original carry its sound.
+    A request saved before edits recorded their source is read as made from the original."""
+    from app.media.project import Project
+    from app.media.project_file import (EDITED_VERSION, clip_audio, import_media, media_path, store_result,
+                                        version_frame)
+
+    path = tmp_path / "p.mcproj"
+    project = Project("chain")
+    project.settings.fps = 10
+    video = project.media_item(_apply(project, import_media(project, path, indexed_clip)))
+    clip_id = project.add_clip(video.id, "video", start=0.0, in_point=1.0, out_point=3.0).id  # frames 10..29
+    made = [np.full((48, 64, 3), index_colour(k), np.uint8) for k in range(12)]  # a 12-frame version
+    project.apply(store_result(project, path, clip_id, made, fps=10, request={"task": "text_to_video"}))
+    generated = project.clip(clip_id).active
+    edit = [np.full((48, 64, 3), index_colour(20 + k), np.uint8) for k in range(5)]
+    project.apply(store_result(project, path, clip_id, edit, fps=10,
+                               request={"task": "video_edit", EDITED_VERSION: generated.id}))
+    clip = project.clip(clip_id)
+    shown = [version_frame(project, clip, clip.active, k / 10) for k in range(20)]
+    assert [(item.id, i) for item, i in shown] == ([(clip.active.media_id, k) for k in range(5)]
+                                                  + [(generated.media_id, k) for k in range(5, 12)]
+                                                  + [(generated.media_id, 11)] * 8)
+    # An edit of that edit chains on through it.
+    first_edit = clip.active
+    project.apply(store_result(project, path, clip_id, edit[:3], fps=10,
+                               request={"task": "video_edit", EDITED_VERSION: first_edit.id}))
+    clip = project.clip(clip_id)
+    assert [version_frame(project, clip, clip.active, k / 10)[0].id for k in (2, 3, 6)] == [
+        clip.active.media_id, first_edit.media_id, generated.media_id]
+    # An older project's edit (no recorded source) goes on with the original from the clip's in point.
+    project.apply(store_result(project, path, clip_id, edit, fps=10, request={"task": "video_edit"}))
+    clip = project.clip(clip_id)
+    assert [(item.id, i) for item, i in (version_frame(project, clip, clip.active, t) for t in (0.4, 0.5))] == [
+        (clip.active.media_id, 4), (video.id, 15)]
+
+    # Sound: a camera clip's edit carries the camera's sound; an edit of a version made from words does not.
+    camera = project.media_item(_apply(project, import_media(project, path, write_clip_with_audio(
+        tmp_path / "camera.mp4", frames=24, fps=12))))
+    sound_id = project.add_clip(camera.id, "video", start=5.0, in_point=0.5, out_point=2.0).id
+    project.apply(store_result(project, path, sound_id, edit, fps=12, request={"task": "video_edit"}))
+    assert clip_audio(project, path, sound_id) == (media_path(path, camera), 0.5)
+    project.apply(store_result(project, path, sound_id, made, fps=12, request={"task": "text_to_video"}))
+    words = project.clip(sound_id).active
+    project.apply(store_result(project, path, sound_id, edit, fps=12,
+                               request={"task": "video_edit", EDITED_VERSION: words.id}))
+    assert clip_audio(project, path, sound_id) is None

@@ -202,6 +202,7 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     assert len(clip.versions) == 2 and clip.active_version == 1
     request = clip.versions[1].request
     assert request["task"] == "video_edit" and request["frames"] == 17 and request["video"][0] == 17
+    assert request["edited_version"] == clip.versions[0].id  # what plays on past the edit's end
     edited = w.document.project.media_item(clip.active.media_id)
     assert (edited.kind, edited.frames, edited.fps) == ("video", 17, 12.0)  # the source's frame rate
     assert "first 17 of the clip's 24 frames" in " ".join(m.text for m in w.messages.history)
