@@ -122,6 +122,12 @@ def _check_output(path: Path, flag: str, overwrite: bool) -> None:
         raise ValueError(f"{path} already exists; choose another {flag} or add --overwrite to replace it")
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name such as {path / 'out.mp4'}")
+    # Before the model loads and the clip is made, not after: a run that cannot write loses nothing.
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ValueError(f"the folder of {flag}, '{folder}', {what}; create it or choose another {flag}")
+
 
 
 def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, float]:
@@ -163,7 +169,7 @@ def _check_edit_length(pipe, path: str, have: int, length: int) -> None:
 
 def cmd_video(args) -> int:
     from app.commands import _Progress, _request, check_args, resolve_seed
-    from app.core.request import Task
+    from app.core.request import Task, stretch_note
     from app.media.export import export_video
     from app.media.probe import load_image
 
@@ -172,6 +178,8 @@ def cmd_video(args) -> int:
         if swallowed:
             raise ValueError(f"no instruction: '{swallowed[-1]}' was read as a --reference image; put the "
                              f"instruction before --reference")
+        raise ValueError("no instruction: say what the clip shows, e.g. 'a red circle moves to the right'")
+    if not args.instruction.strip():
         raise ValueError("no instruction: say what the clip shows, e.g. 'a red circle moves to the right'")
     check_args(args)
     out = Path(args.output)
@@ -192,6 +200,13 @@ def cmd_video(args) -> int:
         raise ValueError("the output would overwrite the source clip; choose another -o / --plan")
     task = (Task.VIDEO_EDIT if args.video else Task.IMAGE_TO_VIDEO if args.image
             else Task.REFERENCE_TO_VIDEO if args.reference else Task.TEXT_TO_VIDEO)
+    source_info = None
+    if task is Task.VIDEO_EDIT:  # a broken source or too few frames are said before the model loads
+        from app.media.probe import probe_video
+
+        source_info = probe_video(args.video)
+        if args.frames is not None and args.frames > source_info.frames:
+            raise ValueError(f"--frames {args.frames} is more than the source's {source_info.frames} frames")
     seed = resolve_seed(args.seed)
     pipe = load_video_pipeline(args)
     _check_task(pipe, task)
@@ -224,6 +239,13 @@ def cmd_video(args) -> int:
            f"seed {seed} ({result.seconds:.1f} s)"
     if task is Task.VIDEO_EDIT and not sound:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
+    if task is Task.VIDEO_EDIT and source_info.frames > n:
+        note += (f"; it edits the source's first {n} of {source_info.frames} frames, the rest is not in it (--frames "
+                 f"up to {pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))} edits more)")
+    given = ([("the source", (source_info.width, source_info.height))] if task is Task.VIDEO_EDIT else
+             [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
+              for p, im in zip([args.image] if args.image else args.reference or [], images)])
+    note += "".join(stretch_note(what, size, request.width, request.height) for what, size in given)
     if plan_out is not None:
         tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)
         export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)

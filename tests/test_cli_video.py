@@ -358,3 +358,27 @@ def test_too_few_frames_for_an_edit_is_said_of_frames_not_of_the_source(tiny_vid
     code, _, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "o.mp4", "--video",
                        inputs / "long_source.mp4", "--frames", frames, "--model", tiny_video_model)
     assert code == 2 and words in one_error_line(err) and "too short" not in err
+
+
+def test_outputs_a_run_cannot_write_are_refused_before_the_clip_is_made(tiny_video_model, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    for extra, words in ((["-o", tmp_path / "nope" / "x.mp4"], "the folder of -o"),
+                         (["-o", out, "--plan", tmp_path / "nope" / "p.mp4"], "the folder of --plan")):
+        code, _, err = cli(capsys, "video", "a red circle moves up", *extra, "--model", tiny_video_model)
+        assert code == 2 and words in one_error_line(err) and "step" not in err  # no progress bar: nothing ran
+    assert not out.exists()  # the -o of the run refused for its --plan was not written either
+    code, _, err = cli(capsys, "video", "   ", "-o", out, "--model", tiny_video_model)
+    assert code == 2 and "no instruction" in one_error_line(err)
+
+
+def test_what_an_edit_leaves_out_or_stretches_is_said(tiny_video_model, inputs, tmp_path, capsys):
+    from tests.media.media_helpers import write_clip_with_audio
+
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "a.mp4", "--video",
+                            inputs / "long_source.mp4", "--model", tiny_video_model)
+    assert code == 0 and "first 17 of 30 frames, the rest is not in it (--frames up to 29" in stdout, err
+    assert "stretched" not in stdout  # 48 x 48 into 48 x 48
+    wide = write_clip_with_audio(tmp_path / "camera.mp4", frames=17, fps=12)  # 64 x 48
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "b.mp4", "--video", wide,
+                            "--model", tiny_video_model)
+    assert code == 0 and "the source's 64x48 was stretched to 48x48" in stdout and "rest is not" not in stdout, err

@@ -159,3 +159,15 @@ class GenerationRequest:
         d["images"] = images or []
         d["video"] = video
         return cls(**d)
+
+
+def stretch_note(what: str, size: tuple[int, int], width: int, height: int, hint: str = "--width / --height") -> str:
+    """'; the source's 96x48 was stretched to 48x48 (...)' when an input picture's aspect differs from the
+    result's by more than 2 %: the model makes pictures of the size asked for, so an input of another shape
+    is resized to it, not cropped (nothing of it is lost, its shapes are stretched); '' when it fits. Said by
+    the CLI and the studio alike."""
+    w, h = size
+    if abs((w / h) / (width / height) - 1) <= 0.02:
+        return ""
+    return f"; {what}'s {w}x{h} was stretched to {width}x{height} ({hint} of its shape, in multiples of the model's " \
+           f"patch, keeps it)"

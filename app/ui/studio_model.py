@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
-from app.core.request import GenerationRequest, Task
+from app.core.request import GenerationRequest, Task, stretch_note
 from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
 from app.media import project_file as pf
 from app.media.errors import MediaError, ProjectError
@@ -600,6 +600,14 @@ class StudioModel(QObject):
             if available > request.frames:
                 note = (f" It edits the first {request.frames} of the clip's {available} frames (the rest plays as it "
                         f"was); raise Frames to edit more.")
+        # An input of another shape is resized to the result's, not cropped: said, with the input's own size.
+        items = [self.document.project.media_item(c.active.media_id) for c in self.selected_clips()]
+        named = ([("the clip", items[0])] if request.task.needs_video and items else
+                 [("the picture" if len(request.images) == 1 else f"picture {k + 1}", item)
+                  for k, item in enumerate(items[:len(request.images or [])])] if request.task.needs_image else [])
+        for what, item in named:
+            if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size"):
+                note += f" {stretched[2].upper()}{stretched[3:]}."
         job_id = self.engine.submit(request)
         desc = f"{TASK_NAMES[request.task]}: {request.instruction[:40]} (seed {request.seed})"
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
