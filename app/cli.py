@@ -28,7 +28,7 @@ def _add_model_args(p: argparse.ArgumentParser, default: str = "the setting, els
     p.add_argument("--steps", type=int, default=None, help="denoising steps, 1 to 1000 (default: the model's)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale, >= 0; 1 or less turns it off (default: the model's)")
-    p.add_argument("--seed", default="0", help="a whole number >= 0, or 'random' (printed and stored in the PNG)")
+    p.add_argument("--seed", default="0", help="a whole number >= 0, or 'random' (printed; a PNG also keeps it)")
     p.add_argument("--no-canvas", action="store_true", help="run the model text-only (the canvas branch off)")
     memory = p.add_argument_group("memory (default: the settings, else picked from the GPU's memory)")
     memory.add_argument("--offload", default=None, choices=OFFLOADS,
@@ -164,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="score a GenEval-layout folder with the shapes detector (images; or clips of "
                                     "video records: video_summary.json)")
-    p.add_argument("folder")
+    p.add_argument("folder", help="what `generate --prompts FILE.jsonl --out FOLDER` wrote: FOLDER/00000/metadata.jsonl "
+                   "and FOLDER/00000/samples/0000.png (or .mp4 for video records, scored per frame and over time), "
+                   "one numbered folder per prompt")
     p.add_argument("--out", help="where to write summary JSON and bar chart (default: the folder)")
 
     p = sub.add_parser("render", help="export a project's video track to H.264 MP4")

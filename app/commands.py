@@ -389,11 +389,13 @@ def cmd_eval(args) -> int:
 def cmd_render(args) -> int:
     from tqdm import tqdm
 
-    from app.media.render import render_project
+    from app.media.export import export_timeline, left_out_of_track
+    from app.media.project_file import open_project
 
     out = Path(args.output)
     if out.exists() and not out.is_dir() and not args.overwrite:  # said before any bar is drawn
         raise ValueError(f"{out} already exists; choose another -o or add --overwrite to replace it")
+    project = open_project(args.project)  # a project that cannot be opened is said before any bar too
     bar = tqdm(total=1, desc="render", unit="frame")
 
     def progress(done: int, total: int) -> None:
@@ -401,9 +403,16 @@ def cmd_render(args) -> int:
         bar.n = done
         bar.refresh()
 
-    out = render_project(args.project, args.output, progress=progress, overwrite=args.overwrite)
-    bar.close()
-    print(f"wrote {out}")
+    try:
+        out = export_timeline(project, args.project, args.output, progress=progress, overwrite=args.overwrite)
+    finally:
+        bar.close()
+    images, with_sound = left_out_of_track(project, args.project)
+    note = f" ({images} clip(s) on the image track are not in it: the video track is what plays)" if images else ""
+    if with_sound:
+        note += (f"; it has no sound: the track render does not carry sound yet ({with_sound} clip(s) on it have "
+                 f"some); the studio's Export clip keeps a clip's sound")
+    print(f"wrote {out}{note}")
     return 0
 
 

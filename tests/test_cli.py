@@ -123,6 +123,15 @@ def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
     r = run("render", str(path), "-o", str(out))
     assert r.returncode == 2 and out.read_bytes() == before
     assert "--overwrite" in r.stderr and "render:" not in r.stderr  # the way out named, before any progress bar
+    # What the render leaves out is said, as the studio's Export track says it: a still on the image track.
+    still = import_media(project, path, REPO / "resources" / "samples" / "red_circle_64.png")
+    project.apply(still)
+    project.add_clip(still["item"]["id"], "image", start=0.0)
+    save_project(project, path)
+    r = run("render", str(path), "-o", str(tmp_path / "with_still.mp4"))
+    assert r.returncode == 0 and "1 clip(s) on the image track are not in it" in r.stdout, r.stderr
+    r = run("render", str(tmp_path / "missing.mcproj"), "-o", str(tmp_path / "x.mp4"))
+    assert r.returncode == 2 and "not found" in r.stderr and "render:" not in r.stderr
 
 
 # ---------------------------------------------------------------------------------------------------

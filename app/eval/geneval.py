@@ -143,7 +143,8 @@ def score_folder(image_dir, results_path=None) -> list[dict]:
 def summarize(results: list[dict]) -> dict:
     """GenEval's summary: image and prompt accuracy, per-tag accuracy, overall = mean of tag scores."""
     if not results:
-        raise ValueError("no results to summarise: the folder held no GenEval samples")
+        raise ValueError("no results to summarise: the folder held no GenEval samples (numbered folders 00000, "
+                         "00001, ... each with metadata.jsonl and samples/: what `generate --prompts` writes)")
     tags: dict[str, list[bool]] = {}
     prompts: dict[str, bool] = {}
     for r in results:

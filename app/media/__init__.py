@@ -14,7 +14,7 @@ you need; nothing is imported eagerly, so opening a project does not load PyAV o
   schema        check_project_dict: the one type/bounds check of a project's JSON (open and save)
   files         open_regular, read_regular: reading only regular files (a pipe or device never hangs us)
   export        export_image, export_video, export_timeline, timeline_frames
-  render        render_project (the `render` command)
+  render        render_project: open a project file and render its video track (scripts; `render` opens first to say what it leaves out)
   atomic        crash-safe file writing used by all of the above; the overwrite rule; stale temp cleanup
 
 The bundled sample media (resources/samples) are drawn by the shapes world, app/shapes/samples.py,

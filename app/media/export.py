@@ -363,6 +363,16 @@ def fit_frame(picture: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     return canvas
 
 
+def left_out_of_track(project, project_path) -> tuple[int, int]:
+    """(clips on the image track, clips on the video track with sound): what a render of the video track
+    leaves out (the image track is not part of the video; the track is rendered silent for now). Said after
+    an export by the studio and the `render` command alike."""
+    from .project_file import clip_audio
+
+    with_sound = sum(clip_audio(project, project_path, c.id) is not None for c in project.tracks.get("video", []))
+    return len(project.tracks.get("image", [])), with_sound
+
+
 def clip_media(project, clip, version, fps: float, count: int | None = None) -> list:
     """The media items the first `count` frames (default: the whole clip) of a video clip shown with
     `version` come from, in order (project_file.version_frame: one, or an edit and what it goes on with)."""

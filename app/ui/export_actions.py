@@ -42,6 +42,15 @@ class ExportActions(QObject):
         dlg.fileSelected.connect(then)
         dlg.open()  # non-blocking: no nested event loop
 
+    def _named_mp4(self, path: str) -> bool:
+        """A clip is written as H.264 MP4: a name typed with another ending (x.gif) is refused, not given an
+        MP4 under a name that promises something else."""
+        if Path(path).suffix.lower() == ".mp4":
+            return True
+        ending = Path(path).suffix or "no ending"
+        self.say(f"Clips are exported as H.264 MP4: name the file .mp4 ({Path(path).name} has {ending}).", ERROR)
+        return False
+
     # ---------------------------------------------------------------- still
     def export_still_dialog(self) -> None:
         self._save_dialog("Export still", "PNG (*.png);;JPEG (*.jpg *.jpeg)", "png", self.export_still)
@@ -70,6 +79,8 @@ class ExportActions(QObject):
         """The clip's active version (its trimmed segment for the original) as an H.264 MP4, with the sound
         of the clip's source when it has one and the version keeps its timing (the original, a video edit:
         project_file.clip_audio)."""
+        if not self._named_mp4(path):
+            return
         from app.media.export import check_media_files, clip_frames, clip_media, export_video, fit_frame
         from app.media.probe import load_image
         studio = self.window.studio
@@ -123,13 +134,14 @@ class ExportActions(QObject):
     def export_track(self, path: str) -> None:
         """The video track (stills placed on it included, held for their duration). Clips on the image
         track are not part of the video: the message after the export says how many were left out."""
-        from app.media.export import export_timeline
+        if not self._named_mp4(path):
+            return
+        from app.media.export import export_timeline, left_out_of_track
         snapshot = Project.from_dict(self.project.to_dict())
         work = self.window.work_path()
-        left_out = len(snapshot.tracks.get("image", []))
+        left_out, with_sound = left_out_of_track(snapshot, work)
         note = (f" {left_out} clip(s) on the image track are not in it: the video track is what plays."
                 if left_out else "")
-        with_sound = sum(pf.clip_audio(snapshot, work, c.id) is not None for c in snapshot.tracks.get("video", []))
         if with_sound:  # the track is rendered silent for now (app/media/export.export_timeline): say so
             note += (f" It has no sound: the track export does not carry sound yet ({with_sound} clip(s) on it have "
                      f"some); Export clip keeps a clip's sound.")

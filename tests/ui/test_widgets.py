@@ -121,6 +121,10 @@ def test_save_open_roundtrip_and_export(qtbot, tmp_path):
     src = w.document.project.media_item(w.document.project.clip(vid_clip).media_id)
     info = probe_video(mp4)
     assert (info.frames, info.width, info.height) == (src.frames, src.width + src.width % 2, src.height + src.height % 2)
+    # A clip named for another format is refused with a message, nothing written (an MP4 called .gif lies).
+    for wrong in ("clip.gif", "clip"):
+        w.exports.export_clip(str(tmp_path / "out" / wrong), vid_clip)
+        assert "exported as H.264 MP4" in w.messages.history[-1].text and not (tmp_path / "out" / wrong).exists()
     track = tmp_path / "out" / "track.mp4"
     with qtbot.waitSignal(w.export_done, timeout=30000):
         w.exports.export_track(str(track))
