@@ -103,6 +103,14 @@ class GenerationPanel(QWidget):
             box.setChecked(value) if box is self.random_seed else box.setValue(value)
             box.blockSignals(False)
 
+    def set_model_loaded(self, loaded: bool, makes_video: bool) -> None:
+        """The model's settings (steps, guidance, size, frames) are its own once it loads and replace what
+        is shown: until then they are greyed out, so nothing typed is silently replaced and no other model's
+        numbers pass for its own. Frames only for a video task."""
+        for box in (self.steps, self.guidance, self.width_box, self.height_box):
+            box.setEnabled(loaded)
+        self.frames.setEnabled(loaded and makes_video)
+
     def set_frame_step(self, step: int) -> None:
         """A video model makes clips of 1 + a multiple of `step` frames: the arrows step through those."""
         step = max(1, int(step))

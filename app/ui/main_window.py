@@ -291,6 +291,7 @@ class MainWindow(QMainWindow):
             self.generation.describe_guidance(defaults.guidance_interval)
         self.generation.generate_button.setText("Generate (when the model is ready)"
                                                 if state is ModelState.LOADING else "Generate")
+        self.generation.set_model_loaded(state is ModelState.READY, self.studio.task.makes_video)
 
     def shutdown(self) -> None:
         self.play_timer.stop()
@@ -381,7 +382,7 @@ class MainWindow(QMainWindow):
         clip = s.primary_clip()
         self.instruction.set_task(s.task, s.target_name(), s.tasks())
         self.instruction.set_text(s.instruction)
-        self.generation.frames.setEnabled(s.task.makes_video)
+        self.generation.set_model_loaded(s.slot.state is ModelState.READY, s.task.makes_video)
         self.generation.set_frame_step(s.frame_step)
         if clip is None:
             self.versions.set_versions([], 0)

@@ -68,7 +68,10 @@ def _new_clip_from_words(qtbot, w):
     w.timeline.view.select([])
     choose_task(w, Task.TEXT_TO_VIDEO)  # asking for a video task loads the video model, in the background
     assert w.studio.slots["video"].state in (ModelState.LOADING, ModelState.READY)
+    if w.studio.slots["video"].state is ModelState.LOADING:  # its settings are its own once loaded: greyed
+        assert not w.generation.width_box.isEnabled() and not w.generation.frames.isEnabled()
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert w.generation.width_box.isEnabled() and w.generation.frames.isEnabled()
     _type(qtbot, w, "a red circle moves to the right")
     return _generate(qtbot, w)
 
