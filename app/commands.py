@@ -393,6 +393,8 @@ def cmd_render(args) -> int:
     from app.media.project_file import open_project
 
     out = Path(args.output)
+    if out.suffix.lower() != ".mp4":  # an MP4 under a .gif name would lie about what it is
+        raise ValueError(f"-o must name an .mp4 file (H.264), not {out}")
     if out.exists() and not out.is_dir() and not args.overwrite:  # said before any bar is drawn
         raise ValueError(f"{out} already exists; choose another -o or add --overwrite to replace it")
     project = open_project(args.project)  # a project that cannot be opened is said before any bar too

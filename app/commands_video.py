@@ -237,11 +237,12 @@ def cmd_video(args) -> int:
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
-    if task is Task.VIDEO_EDIT and not sound:
+    if task is Task.VIDEO_EDIT and not sound and source_info.has_audio:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if task is Task.VIDEO_EDIT and source_info.frames > n:
-        note += (f"; it edits the source's first {n} of {source_info.frames} frames, the rest is not in it (--frames "
-                 f"up to {pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))} edits more)")
+        longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
+        more = f" (--frames up to {longest} edits more)" if longest > n else ""
+        note += f"; it edits the source's first {n} of {source_info.frames} frames, the rest is not in it{more}"
     given = ([("the source", (source_info.width, source_info.height))] if task is Task.VIDEO_EDIT else
              [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
               for p, im in zip([args.image] if args.image else args.reference or [], images)])
@@ -275,6 +276,9 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     for meta in metas:
         pipe.check_instruction(meta["prompt"])
     out = Path(args.out)
+    from app.media.project import ProjectSettings
+
+    clip_fps = pipe.defaults.fps or ProjectSettings().fps  # as `video` writes a new clip
     for i, meta in enumerate(metas):
         (out / f"{i:05d}" / "samples").mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())
@@ -285,7 +289,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
                              [seed + 1000 * i + j for i, j in chunk], steps=args.steps, guidance=args.guidance,
                              use_canvas=not args.no_canvas)
         for (i, j), clip in zip(chunk, clips):
-            write_sample_clip(clip, out / f"{i:05d}" / "samples" / f"{j:04d}.mp4")
+            write_sample_clip(clip, out / f"{i:05d}" / "samples" / f"{j:04d}.mp4", fps=clip_fps)
     print(f"wrote {len(jobs)} clips for {len(metas)} prompts to {out}")
     return 0
 

@@ -130,6 +130,8 @@ def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
     save_project(project, path)
     r = run("render", str(path), "-o", str(tmp_path / "with_still.mp4"))
     assert r.returncode == 0 and "1 clip(s) on the image track are not in it" in r.stdout, r.stderr
+    r = run("render", str(path), "-o", str(tmp_path / "track.gif"))
+    assert r.returncode == 2 and ".mp4" in r.stderr and not (tmp_path / "track.gif").exists()
     r = run("render", str(tmp_path / "missing.mcproj"), "-o", str(tmp_path / "x.mp4"))
     assert r.returncode == 2 and "not found" in r.stderr and "render:" not in r.stderr
 

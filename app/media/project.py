@@ -33,7 +33,8 @@ lists Original, v1, v2... uniformly. A generated result is a NEW MediaItem plus 
 
 Time: `start` is seconds on the timeline; `in_point`/`out_point` are seconds into the ORIGINAL media
 (for images, 0 and the display duration). A generated version was made from the trimmed segment, so
-it is played from its own beginning and holds its last frame if it is shorter than the clip.
+it is played from its own beginning and holds its last frame if it is shorter than the clip; a video
+edit shorter than the clip plays on as the version it edited (project_file.version_frame).
 """
 from __future__ import annotations
 

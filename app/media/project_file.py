@@ -241,6 +241,20 @@ def edit_chain(clip, version) -> list:
     return chain
 
 
+def chain_spans(project: Project, clip, version) -> list[tuple[MediaItem, float]]:
+    """(media item, seconds of it the clip can show from its start) along edit_chain(clip, version): the
+    original from the clip's in point, a generated version from its own start (what version_frame reads)."""
+    spans = []
+    for shown in edit_chain(clip, version):
+        item = project.media_item(shown.media_id)
+        if item.kind != "video" or item.fps <= 0:
+            spans.append((item, float("inf")))  # a still shows for as long as asked
+            continue
+        first = int(clip.in_point * item.fps + 1e-6) if shown.media_id == clip.media_id else 0
+        spans.append((item, max(0, item.frames - first) / item.fps))
+    return spans
+
+
 def clip_audio(project: Project, project_path: str | os.PathLike, clip_id: str) -> tuple[Path, float] | None:
     """The sound an export of the clip's active version carries: (source file, start seconds) of the clip's
     original media, from its in point, for the original and for video edits made (edit by edit) from it,

@@ -105,10 +105,10 @@ class ExportActions(QObject):
             work = self.window.work_path()
             snapshot = Project.from_dict(self.project.to_dict())  # read in the export's thread: edits may go on
             clip, version = snapshot.clip(clip.id), snapshot.clip(clip.id).active
-            n = max(1, int(round(clip.duration * fps)))
-            if len(pf.edit_chain(clip, version)) == 1:  # no edit: the version's own frames, never a held last one
-                offset = clip.in_point if version.media_id == clip.media_id else 0.0
-                n = max(1, min(item.frames - int(offset * fps + 1e-6), n))
+            # The clip's length, but no longer than its files reach: a generated version (or an edit of
+            # one) shorter than the clip is exported as long as it is, never with its last frame held.
+            reach = max(length for _, length in pf.chain_spans(snapshot, clip, version))
+            n = max(1, min(int(round(clip.duration * fps)), int(reach * fps + 1e-6)))
             shown = clip_media(snapshot, clip, version, fps, n)
             try:
                 check_media_files(snapshot, work, shown, "export")

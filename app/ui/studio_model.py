@@ -209,6 +209,8 @@ class StudioModel(QObject):
                           guidance=float(defaults.guidance))
             if slot == VIDEO_SLOT and int(getattr(defaults, "frames", 1)) > 1:
                 values["frames"] = int(defaults.frames)
+            values = {k: v for k, v in values.items() if k not in model.kept}
+            model.kept = set()
             if slot == VIDEO_SLOT:
                 model.fps = float(getattr(defaults, "fps", 0.0) or 0.0)
             model.params = replace(model.params, **values)
@@ -365,6 +367,8 @@ class StudioModel(QObject):
         if request.get("task") in {t.value for t in Task}:
             inputs.task = Task(request["task"])
         self.params = replace(self.params, random_seed=False, **values)  # the slot of the version's task
+        if self.slot.state is not ModelState.READY:  # the model's defaults, when it loads, keep these
+            self.slot.kept = set(values) - {"seed"}
         self._shown_slot = self.slot.kind
         self.params_changed.emit()
         self.model_state_changed.emit(self.state)
@@ -598,8 +602,9 @@ class StudioModel(QObject):
             fps = float(item.fps or 0.0)
             _, available = self._clip_frames(clip, item)
             if available > request.frames:
+                more = "; raise Frames to edit more" if clip_length(available, self.frame_step) > request.frames else ""
                 note = (f" It edits the first {request.frames} of the clip's {available} frames (the rest plays as it "
-                        f"was); raise Frames to edit more.")
+                        f"was){more}.")
         # An input of another shape is resized to the result's, not cropped: said, with the input's own size.
         items = [self.document.project.media_item(c.active.media_id) for c in self.selected_clips()]
         named = ([("the clip", items[0])] if request.task.needs_video and items else

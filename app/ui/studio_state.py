@@ -66,6 +66,9 @@ class ModelSlot:
     frame_step: int = 1  # its clips have 1 + a multiple of this many frames (Wan's codec: 4)
     fps: float = 0.0  # the rate its new clips play at (the model's own; 0: the project's)
     params: Params = field(default_factory=Params)
+    # Settings the user chose ("Use these settings again") before the model loaded: its defaults do not
+    # replace these when it loads.
+    kept: set = field(default_factory=set)
 
 
 def clip_length(frames: int, step: int) -> int:

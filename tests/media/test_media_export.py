@@ -287,6 +287,11 @@ def test_an_edit_goes_on_with_the_version_it_edited_and_keeps_sound_only_from_th
     assert [(item.id, i) for item, i in shown] == ([(clip.active.media_id, k) for k in range(5)]
                                                   + [(generated.media_id, k) for k in range(5, 12)]
                                                   + [(generated.media_id, 11)] * 8)
+    # Exported, it is as long as what it shows reaches (the 12-frame version), not the whole 2 s clip held.
+    from app.media.export import clip_media
+    from app.media.project_file import chain_spans
+    assert max(length for _, length in chain_spans(project, clip, clip.active)) == pytest.approx(1.2)
+    assert [m.id for m in clip_media(project, clip, clip.active, 10)] == [clip.active.media_id, generated.media_id]
     # An edit of that edit chains on through it.
     first_edit = clip.active
     project.apply(store_result(project, path, clip_id, edit[:3], fps=10,

@@ -307,3 +307,25 @@ def test_the_settings_show_and_change_the_video_model_folder(qtbot, tmp_path, ti
     dlg.video_model.setCurrentText(str(tmp_path / "nothing-here"))
     dlg.accept()
     assert "Bad video model folder" in w.messages.errors()[-1] and w.settings.video_model == str(tiny_video_model)
+
+
+def test_settings_used_again_before_the_video_model_loads_are_kept_when_it_loads(qtbot, tmp_path, studio):
+    from app.media import project_file as pf
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, np.zeros((9, 48, 48, 3), np.uint8),
+                                    fps=12, request={"task": "video_edit", "instruction": "remove the circle",
+                                                     "seed": 5, "steps": 6, "guidance": 2.5, "width": 48,
+                                                     "height": 48, "frames": 9}))
+    assert w.studio.slots["video"].state is not ModelState.READY
+    w.versions.list.setCurrentRow(1)
+    w.versions.reuse_button.click()
+    assert w.instruction.chosen_task() is Task.VIDEO_EDIT
+    w.generate()  # loads the video model (its defaults: 4 steps, 17 frames) and runs once it is ready
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    g = w.generation
+    assert (g.steps.value(), g.guidance.value(), g.frames.value(), g.seed.value()) == (6, 2.5, 9, 5)
+    qtbot.waitUntil(lambda: len(w.document.project.clip(clip_id).versions) == 3, timeout=WAIT)
+    made = w.document.project.clip(clip_id).versions[2].request
+    assert (made["steps"], made["frames"], made["seed"]) == (6, 9, 5)
