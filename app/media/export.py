@@ -306,8 +306,8 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
     if size is None:
         if project.settings.width and project.settings.height:
             size = (int(project.settings.width), int(project.settings.height))
-        else:
-            first = project.media_item(clips[0].active.media_id)
+        else:  # the first clip's own footage (an edit of it is stretched back to it: clip_frames)
+            first = project.media_item(clips[0].media_id)
             size = (first.width, first.height)
     # Missing files are reported before encoding starts, not minutes into the render.
     for clip in clips:  # each file the clip shows (a partial video edit goes on with what it edited)
@@ -404,17 +404,29 @@ def check_media_files(project, project_path, items, doing: str = "render") -> No
 def clip_frames(project, project_path, clip, version, fps: float, first: float, count: int,
                 max_side: int | None = None, limits=None) -> Iterator[np.ndarray]:
     """`count` frames of a video clip shown with `version`, at `fps`, from `first` frames after the clip's
-    start: each the frame project_file.version_frame names (a partial video edit goes on with the clip's
-    own source past the edit's end, as it plays), decoded in runs of frames from one file. Frames from
-    different files may differ in size (the caller fits them)."""
-    from .probe import iter_video_frames
-    from .project_file import media_path, version_frame
+    start: each the frame project_file.version_frame names (a partial video edit goes on with what it
+    edited, as it plays), decoded in runs of frames from one file. Frames of an edit of the clip's own
+    footage come at the footage's size; frames of generated versions may differ in size (the caller fits them)."""
+    import cv2
 
+    from .probe import iter_video_frames
+    from .project_file import chain_spans, media_path, version_frame
+
+    # An edit that plays on into the clip's own footage was made from it stretched to the model's size:
+    # its frames are stretched back to the footage's shape, so the whole clip has one size and aspect.
+    root = chain_spans(project, clip, version)[-1][0]
+    back = None
+    if root.id == clip.media_id and root.kind == "video" and root.id != version.media_id:
+        scale = min(1.0, max_side / max(root.width, root.height)) if max_side else 1.0
+        back = (max(1, round(root.width * scale)), max(1, round(root.height * scale)))
     shown = (version_frame(project, clip, version, (first + k) / fps) for k in range(count))
     for item_id, run in itertools.groupby(shown, key=lambda pair: pair[0].id):
         source = project.media_item(item_id)
-        yield from iter_video_frames(media_path(project_path, source), (index for _, index in run),
-                                     max_side=max_side, limits=limits)
+        for frame in iter_video_frames(media_path(project_path, source), (index for _, index in run),
+                                       max_side=max_side, limits=limits):
+            if back is not None and item_id != root.id and (frame.shape[1], frame.shape[0]) != back:
+                frame = cv2.resize(frame, back, interpolation=cv2.INTER_LINEAR)
+            yield frame
 
 
 def _timeline_segments(project, clips, fps: float, n_frames: int) -> list[tuple[int, int, object]]:

@@ -115,7 +115,11 @@ class ExportActions(QObject):
             except ExportError as e:
                 self.say(str(e), ERROR)
                 return
-            biggest = max(shown, key=lambda m: m.width * m.height)
+            # One size for the whole clip: its own footage's for an edit of it (clip_frames stretches the
+            # edit back to the footage's shape), else the largest file shown.
+            root = pf.chain_spans(snapshot, clip, version)[-1][0]
+            biggest = root if root.id == clip.media_id and root.kind == "video" else \
+                max(shown, key=lambda m: m.width * m.height)
 
             def frames():
                 for frame in clip_frames(snapshot, work, clip, version, fps, 0, n):

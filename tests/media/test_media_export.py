@@ -316,3 +316,22 @@ def test_an_edit_goes_on_with_the_version_it_edited_and_keeps_sound_only_from_th
     project.apply(store_result(project, path, sound_id, edit, fps=12,
                                request={"task": "video_edit", EDITED_VERSION: words.id}))
     assert clip_audio(project, path, sound_id) is None
+
+
+def test_an_edit_made_at_the_models_size_is_stretched_back_to_its_footage_in_the_render(tmp_path, indexed_clip):
+    """A square model edits a 4:3 clip's first frames at its own 32 x 32: rendered, the edit comes back at the
+    footage's 64 x 48 (the whole frame, no black bars), and the clip keeps one size before and after the edit."""
+    from app.media.project import Project
+    from app.media.project_file import import_media, store_result
+
+    path = tmp_path / "p.mcproj"
+    project = Project("shape")
+    project.settings.fps = 10
+    video = project.media_item(_apply(project, import_media(project, path, indexed_clip)))
+    clip_id = project.add_clip(video.id, "video", start=0.0, in_point=0.0, out_point=2.0).id
+    edit = [np.full((32, 32, 3), index_colour(30 + k), np.uint8) for k in range(8)]
+    project.apply(store_result(project, path, clip_id, edit, fps=10, request={"task": "video_edit"}))
+    frames = read_video_frames(export_timeline(project, path, tmp_path / "out.mp4"))
+    assert len(frames) == 20 and {f.shape for f in frames} == {(48, 64, 3)}
+    assert [frame_index(f) for f in frames] == list(range(30, 38)) + list(range(8, 20))
+    assert all(abs(float(f[:, :6].mean()) - index_colour(30 + k)) < 4 for k, f in enumerate(frames[:8]))  # no bars
