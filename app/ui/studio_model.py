@@ -617,7 +617,7 @@ class StudioModel(QObject):
         desc = f"{TASK_NAMES[request.task]}: {request.instruction[:40]} (seed {request.seed})"
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
-                                edited_version=edited)
+                                edited_version=edited, selection=tuple(self.selection))
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -699,18 +699,29 @@ class StudioModel(QObject):
         request = job.request.to_dict()
         if job.edited_version:  # what the clip goes on with past the edit's end (project_file.version_frame)
             request[pf.EDITED_VERSION] = job.edited_version
+        gone = job.clip_id is not None and not self.has_clip(job.clip_id)
         change, clip_id = pf.result_change(self.document.project, written, job.clip_id, request,
                                            job.request.instruction)
         self.document.push(change, f"Generate: {job.request.instruction[:30]}")
-        self.select_requested.emit([clip_id])
-        self.show_stored_or_live_plan()
-        self.say(f"Job #{job.id}: " + ("new version of the clip ready." if job.clip_id is not None and clip_id == job.clip_id
-                                       else "new clip ready."))
+        # The result is shown where the user still is; one who has moved on to other clips is not pulled back.
+        moved_on = tuple(self.selection) != job.selection and bool(self.selection)
+        if not moved_on:
+            self.select_requested.emit([clip_id])
+            self.show_stored_or_live_plan()
+        where = "new version of the clip ready" if job.clip_id is not None and clip_id == job.clip_id else \
+            "new clip ready (the clip it was made from was removed, so it is a clip of its own)" if gone else \
+            "new clip ready"
+        self.say(f"Job #{job.id}: {where}" + (" (not selected: you are on another clip)." if moved_on else "."))
         self.result_stored.emit(clip_id)
 
     # ================================================================ project changes
     def _on_project_changed(self, _change: dict) -> None:
-        self.selection = [c for c in self.selection if self.has_clip(c)]
+        kept = [c for c in self.selection if self.has_clip(c)]
+        if kept != self.selection and self._pending_generate:
+            # A press waiting for the inputs of a clip now removed must not fire for what is left selected.
+            self._pending_generate = False
+            self.say("The Generate waiting for the removed clip's input was dropped.", WARNING)
+        self.selection = kept
         self._slot_moved()
         self.target_changed.emit()
         self._prefetch_inputs()

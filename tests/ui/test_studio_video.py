@@ -329,3 +329,28 @@ def test_settings_used_again_before_the_video_model_loads_are_kept_when_it_loads
     qtbot.waitUntil(lambda: len(w.document.project.clip(clip_id).versions) == 3, timeout=WAIT)
     made = w.document.project.clip(clip_id).versions[2].request
     assert (made["steps"], made["frames"], made["seed"]) == (6, 9, 5)
+
+
+def test_a_result_does_not_pull_the_user_back_and_a_removed_clips_result_is_said(qtbot, tmp_path, studio):
+    w = studio
+    first = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "a.mp4", frames=24, fps=12))
+    other = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "b.mp4", frames=24, fps=12))
+    w.timeline.view.select([first])
+    _type(qtbot, w, "remove the square")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    with qtbot.waitSignal(w.result_stored, timeout=WAIT):
+        w.generate()
+        w.timeline.view.select([other])  # the user moves on while it runs
+    assert len(w.document.project.clip(first).versions) == 2  # it landed where it belongs ...
+    assert w.timeline.view.selected == [other]  # ... and the user stays where they are
+    assert "not selected" in w.messages.history[-1].text
+    # The clip an edit was made from is removed while it runs: the result is kept as a clip of its own, and said.
+    w.timeline.view.select([first])
+    with qtbot.waitSignal(w.result_stored, timeout=WAIT) as stored:
+        w.generate()
+        qtbot.waitUntil(lambda: bool(w.studio.jobs), timeout=WAIT)  # queued (its input read)
+        w.timeline.view.setFocus()  # Delete on the timeline, not in the instruction box
+        w.remove_selected_clip()
+        assert not w.studio.has_clip(first)
+    assert stored.args[0] != first and w.document.project.clip(stored.args[0])
+    assert "was removed" in w.messages.history[-1].text
