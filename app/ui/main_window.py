@@ -346,12 +346,16 @@ class MainWindow(QMainWindow):
                                     fps=item.fps or project.settings.fps, thumbnails=thumbs or [], media_id=item.id,
                                     kind=original.kind, in_point=c.in_point,
                                     source_duration=original.duration if original.kind == "video" else None)
+                if item.kind == "video" and pf.edit_source(c, c.active) is not None and item.fps > 0 and c.duration > 0:
+                    clip.thumb_share = min(1.0, item.frames / item.fps / c.duration)  # the rest plays as it was
                 if item.kind == "video" and c.active.plan:
                     # The plan that made this clip, keyframe by keyframe along it (plan scrubbing).
                     plan_path = pf.media_dir(self.work_path()) / c.active.plan
                     clip.plan_key = str(plan_path)
                     clip.plan_keyframes = self.pictures.plan_keyframe_images(plan_path) or []
                     clip.plan_frames = int(c.active.request.get("frames") or item.frames)
+                    if item.fps > 0 and c.duration > 0:  # a partial edit's plan lays out its first part only
+                        clip.plan_share = min(1.0, clip.plan_frames / item.fps / c.duration)
                     clip.plan_step = self.studio.frame_step
                 clips.append(clip)
         self.timeline.view.set_clips(clips)

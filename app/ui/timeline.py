@@ -45,6 +45,8 @@ class TimelineClip:
     plan_key: str = ""  # the plan stored with the active version (its file), "" for none
     plan_keyframes: list[QImage] = field(default_factory=list)  # that plan's keyframes, as heatmaps
     plan_frames: int = 1  # frames of the clip the plan lays out
+    plan_share: float = 1.0  # the part of the clip those frames are (a partial edit's plan: its first part)
+    thumb_share: float = 1.0  # the part of the clip its thumbnails stand for (a partial edit: its first part)
     plan_step: int = DEFAULT_FRAME_STEP  # how the model that made it packs frames
     kind: str = "video"  # its original media's kind: which tracks it may go on, how far it may be trimmed
     in_point: float = 0.0  # seconds into its original media where it begins
@@ -140,7 +142,7 @@ class TimelineView(QWidget):
         places = keyframe_places(clip.plan_frames, len(clip.plan_keyframes), clip.plan_step)
         for img, place in zip(clip.plan_keyframes, places):
             w = h * img.width() / max(img.height(), 1)
-            x = min(max(r.left() + place * r.width() - w / 2, r.left() + 1), r.right() - w - 1)
+            x = min(max(r.left() + place * clip.plan_share * r.width() - w / 2, r.left() + 1), r.right() - w - 1)
             rects.append(QRectF(x, top, w, h))
         return rects
 
@@ -235,8 +237,9 @@ class TimelineView(QWidget):
                 th = r.height() - 14
                 for i, img in enumerate(c.thumbnails):
                     tw = th * img.width() / max(img.height(), 1)
-                    # spread thumbnails evenly: thumbnail i stands for its share of the clip
-                    x = r.left() + i * r.width() / len(c.thumbnails)
+                    # spread thumbnails evenly: thumbnail i stands for its share of the part of the clip
+                    # they show (all of it, or the first part a partial edit covers)
+                    x = r.left() + i * r.width() * c.thumb_share / len(c.thumbnails)
                     if x + 2 > r.right():
                         break
                     p.drawImage(QRectF(x + 1, r.top() + 12, min(tw, r.right() - x - 2), th), img,

@@ -65,6 +65,9 @@ class Viewer(QWidget):
         self.plan_keyframes = 1
         self.keyframe = 0  # the keyframe weighing most at the playhead
         self.keyframe_weights: list[tuple[int, float]] = [(0, 1.0)]
+        # The playhead is past the frames the plan laid out (a partial edit plays on as its source did):
+        # the plan is not drawn over frames it did not make.
+        self.past_plan = False
         self._maps: dict[tuple, Any] = {}  # (what, keyframe[, word]) -> that keyframe's map, for this plan
         self.word_index: int | None = None
         self.overlay_kind = OVERLAY_HEATMAP
@@ -197,6 +200,7 @@ class Viewer(QWidget):
         """Draw `plan` (None: no plan); `caption` says which plan it is ("Live plan", "Plan stored with v2")."""
         self.plan = plan
         self.word_index = None
+        self.past_plan = False
         self._maps = {}
         self._overlay_cache = {}
         self.plan_keyframes = int(plan.canvas.shape[1]) if plan is not None else 1
@@ -249,6 +253,9 @@ class Viewer(QWidget):
     def set_time_fraction(self, fraction: float) -> None:
         """The plan at a moment `fraction` (0..1) of a still's time on the timeline: its keyframes blended
         linearly, as the model spreads them over a clip (for a clip, set_plan_frame is exact)."""
+        if self.past_plan:
+            self.past_plan = False
+            self._rebuild_overlay()
         pos = float(np.clip(fraction, 0.0, 1.0)) * (self.plan_keyframes - 1)
         lo = min(int(np.floor(pos)), max(0, self.plan_keyframes - 2))
         frac = pos - lo
@@ -257,7 +264,12 @@ class Viewer(QWidget):
 
     def set_plan_frame(self, frame: int, frames: int, step: int = DEFAULT_FRAME_STEP) -> None:
         """The plan at pixel frame `frame` of the `frames`-frame clip it lays out: the keyframes blended as
-        the model blends them for that frame (step: how the model's codec packs frames, Wan's 4)."""
+        the model blends them for that frame (step: how the model's codec packs frames, Wan's 4). Past the
+        clip's `frames` nothing is drawn: those frames were not made by this plan."""
+        past = frame >= frames
+        if past != self.past_plan:
+            self.past_plan = past
+            self._rebuild_overlay()
         self._set_weights(keyframe_weights(frame, frames, self.plan_keyframes, step))
 
     def _set_weights(self, weights: list[tuple[int, float]]) -> None:
@@ -330,7 +342,7 @@ class Viewer(QWidget):
         self._layers = {LAYER_DRAFT: None, LAYER_EFFECT: None}
         self._overlay_rgba = None
         self.word_label.setText("")
-        if plan is None:
+        if plan is None or self.past_plan:
             self.canvas.set_overlay(None)
             return
         key = (tuple(self.keyframe_weights), self.word_index, self.overlay_kind, self.effect_check.isChecked(),

@@ -217,6 +217,19 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     qtbot.waitUntil(lambda: w.viewer.compare_split.isEnabled(), timeout=WAIT)
     w.viewer.compare_split.setChecked(True)
     assert w.viewer.canvas.compare is not None
+    w.viewer.compare_split.setChecked(False)
+    # The edit's plan and thumbnails stand for its first 17 of 24 frames only, on the timeline and in the viewer.
+    view_clip = w.timeline.view.clip(clip_id)
+    assert view_clip.plan_share == pytest.approx(17 / 24) and view_clip.thumb_share == pytest.approx(17 / 24)
+    qtbot.waitUntil(lambda: len(view_clip.plan_keyframes) == 3, timeout=WAIT)
+    box = w.timeline.view.clip_rect(view_clip)
+    assert max(r.center().x() for r in w.timeline.view.plan_strip_rects(view_clip)) < box.left() + box.width() * 17 / 24
+    qtbot.waitUntil(lambda: w.viewer.plan is not None and w.viewer.plan_caption.text().startswith("Plan stored"),
+                    timeout=WAIT)
+    w.timeline.view.set_playhead(clip.start + 10.5 / 12, emit=True)  # frame 10: the edit's
+    assert w.viewer.overlay_array() is not None
+    w.timeline.view.set_playhead(clip.start + 20.5 / 12, emit=True)  # frame 20: the source's own, not planned
+    assert w.viewer.overlay_array() is None
 
     out = tmp_path / "edited.mp4"
     with qtbot.waitSignal(w.export_done, timeout=WAIT):
