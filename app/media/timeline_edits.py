@@ -34,8 +34,8 @@ def _keeps_its_start(project: Project, clip: Clip, what: str) -> None:
     if project.media_item(clip.media_id).kind == "video" and len(clip.versions) > 1:
         raise GeneratedVersionsError(
             f"'{what}' would change where this clip starts in its source, and its generated versions play from "
-            f"their own first frame (they were made from the whole segment): trim its end instead, or {what} "
-            f"before generating.")
+            f"their own first frame (they were made from the clip's start as it is now): trim its end instead, "
+            f"or {what} before generating.")
 
 
 def tracks_for_kind(kind: str) -> tuple[str, ...]:

@@ -85,13 +85,16 @@ class InstructionBox(QWidget):
         if self.edit.toPlainText().strip() != text.strip():
             self.edit.setPlainText(text)
 
-    def set_task(self, task: Task, target: str, choices: list[Task] | None = None) -> None:
+    def set_task(self, task: Task, target: str, choices: list[Task] | None = None, on_clip: bool = False) -> None:
+        """`on_clip`: one clip is the target, so making it again from words adds a version to it (named
+        so: "New video" there would promise a clip of its own)."""
         self.task = task
         choices = choices or [task]
         self.task_box.blockSignals(True)
         self.task_box.clear()
         for t in choices:
-            self.task_box.addItem(TASK_NAMES[t], t.value)  # Qt keeps str-enums as plain str
+            name = "Remake from words" if on_clip and t in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) else TASK_NAMES[t]
+            self.task_box.addItem(name, t.value)  # Qt keeps str-enums as plain str
         self.task_box.setCurrentIndex(choices.index(task) if task in choices else 0)
         self.task_box.setEnabled(len(choices) > 1)
         self.task_box.blockSignals(False)

@@ -384,7 +384,7 @@ class MainWindow(QMainWindow):
         """Everything that shows the selection, recomputed from the studio model."""
         s = self.studio
         clip = s.primary_clip()
-        self.instruction.set_task(s.task, s.target_name(), s.tasks())
+        self.instruction.set_task(s.task, s.target_name(), s.tasks(), on_clip=len(s.selected_clips()) == 1)
         self.instruction.set_text(s.instruction)
         self.generation.set_model_loaded(s.slot.state is ModelState.READY, s.task.makes_video)
         self.generation.set_frame_step(s.frame_step)

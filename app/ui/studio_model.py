@@ -600,10 +600,11 @@ class StudioModel(QObject):
             # sound, taken from the source on export, stays in step).
             item = self.document.project.media_item(clip.active.media_id)
             fps = float(item.fps or 0.0)
-            _, available = self._clip_frames(clip, item)
-            if available > request.frames:
+            _, available = self._clip_frames(clip, item)  # what the edit can read: the active version's
+            shown = max(available, int(round(clip.duration * item.fps))) if item.fps > 0 else available
+            if shown > request.frames:  # the clip plays on past an edit as it was (an edit of an edit too)
                 more = "; raise Frames to edit more" if clip_length(available, self.frame_step) > request.frames else ""
-                note = (f" It edits the first {request.frames} of the clip's {available} frames (the rest plays as it "
+                note = (f" It edits the first {request.frames} of the clip's {shown} frames (the rest plays as it "
                         f"was){more}.")
         # An input of another shape is resized to the result's, not cropped: said, with the input's own size.
         items = [self.document.project.media_item(c.active.media_id) for c in self.selected_clips()]

@@ -12,11 +12,12 @@ from PySide6.QtCore import QObject
 from app.media.errors import ProjectError
 from app.media.timeline_edits import min_duration, move_edit, split_edit, trim_edit
 from app.ui.document import ProjectDocument
+from app.ui.messages import WARNING
 from app.ui.timeline import TimelineView
 
 
 class TimelineEditing(QObject):
-    def __init__(self, document: ProjectDocument, view: TimelineView, say: Callable[[str], None]) -> None:
+    def __init__(self, document: ProjectDocument, view: TimelineView, say: Callable[[str, str], None]) -> None:
         super().__init__(view)
         self.document = document
         self.view = view
@@ -43,7 +44,7 @@ class TimelineEditing(QObject):
         try:
             change = split_edit(project, ids, t) if ids else None
         except ProjectError as e:  # a clip there has generated versions (app/media/timeline_edits.py)
-            self.say(str(e))
+            self.say(str(e), WARNING)
             return False
         if change is None:
             self.say("Put the playhead inside a clip to split it there.")
@@ -54,8 +55,8 @@ class TimelineEditing(QObject):
     def _push(self, build: Callable) -> None:
         try:
             change = build(self.document.project)
-        except ProjectError as e:  # the clip went away mid-drag (an undo, a job's result): nothing to do
-            self.say(str(e))
+        except ProjectError as e:  # refused (generated versions), or the clip went away mid-drag
+            self.say(str(e), WARNING)
             return
         if change is not None:
             self.document.push(change)

@@ -93,6 +93,9 @@ def test_a_new_clip_from_words_lands_on_the_video_track_and_plays(qtbot, studio)
     assert clip.versions[0].request["task"] == "text_to_video" and clip.versions[0].plan
     assert w.timeline.view.clip(clip_id).track == VIDEO_TRACK
     assert w.timeline.view.selected == [clip_id]
+    # Selected, it is edited, or made again from words as a new version of itself (not "New video").
+    box = w.instruction.task_box
+    assert sorted(box.itemText(i) for i in range(box.count())) == ["Edit video", "Remake from words"]
     qtbot.waitUntil(lambda: w.last_frame is not None and w.last_frame.shape == (48, 48, 3), timeout=WAIT)
     # Its plan's three keyframes are drawn along it on the timeline, first to last, inside the clip.
     qtbot.waitUntil(lambda: len(w.timeline.view.clip(clip_id).plan_keyframes) == 3, timeout=WAIT)
