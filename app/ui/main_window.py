@@ -431,7 +431,11 @@ class MainWindow(QMainWindow):
 
     def _on_frame_failed(self, why: str) -> None:
         self._on_frame(None)
-        self.show_message(why, WARNING)
+        # Scrubbing asks for a frame (and its A/B partner) many times a second: a missing file is said once
+        # while it stays the same trouble, not once per frame asked for.
+        last = self.messages.history[-1] if self.messages.history else None
+        if last is None or last.text != why or time.time() - last.time > 10:
+            self.show_message(why, WARNING)
 
     def _on_scrub(self, seconds: float) -> None:
         self.studio.playhead = seconds
