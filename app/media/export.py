@@ -294,7 +294,7 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
     placed last in the track wins where clips overlap), its active version; gaps are black. Image
     clips show their picture for their duration. Every picture is fitted into the output size with
     its aspect kept (black bars), so mixed sizes are fine. The output size is `size`, else the
-    project's setting, else the first clip's size.
+    project's setting, else the size of the first clip's own media (its footage, not an edit of it).
     """
     from .probe import load_image
     from .project_file import media_path
