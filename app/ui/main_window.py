@@ -415,6 +415,18 @@ class MainWindow(QMainWindow):
         shown, frame = pf.version_frame(self.document.project, clip, version, max(0.0, seconds - clip.start))
         return self.media_file(shown.id), "video", frame
 
+    def _footage_aspect(self) -> float | None:
+        """Width / height of the selected clip's own footage when its active version is an edit of it: the
+        edit was made at the model's size (stretched), so it is shown stretched back, as it is exported
+        (export.clip_frames), and the clip keeps one shape as it plays on into its footage."""
+        clip = self.studio.primary_clip()
+        if clip is None or clip.active.media_id == clip.media_id:
+            return None
+        root = pf.chain_spans(self.document.project, clip, clip.active)[-1][0]
+        if root.id != clip.media_id or root.kind != "video" or root.height <= 0:
+            return None
+        return root.width / root.height
+
     def _show_frame(self) -> None:
         source = self.frame_source()
         if source is None:
@@ -426,6 +438,12 @@ class MainWindow(QMainWindow):
         self.pictures.request_compare(*(self.frame_source(self.studio.plan_editing.compare_offset()) or (None,)))
 
     def _on_frame(self, frame: np.ndarray | None) -> None:
+        aspect = self._footage_aspect() if frame is not None else None
+        if aspect is not None and abs(frame.shape[1] / frame.shape[0] / aspect - 1) > 0.02:
+            import cv2  # the edit stretched back to its footage's shape (its height kept)
+
+            frame = cv2.resize(frame, (max(1, round(frame.shape[0] * aspect)), frame.shape[0]),
+                               interpolation=cv2.INTER_LINEAR)
         self.last_frame = frame
         self.viewer.set_frame(frame)
 

@@ -231,6 +231,8 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
                     timeout=WAIT)
     w.timeline.view.set_playhead(clip.start + 10.5 / 12, emit=True)  # frame 10: the edit's
     assert w.viewer.overlay_array() is not None
+    # The edit, made square at the model's 48 x 48, is shown at its 64 x 48 footage's shape, as it exports.
+    qtbot.waitUntil(lambda: w.last_frame is not None and w.last_frame.shape == (48, 64, 3), timeout=WAIT)
     w.timeline.view.set_playhead(clip.start + 20.5 / 12, emit=True)  # frame 20: the source's own, not planned
     assert w.viewer.overlay_array() is None
 
