@@ -716,7 +716,7 @@ class StudioModel(QObject):
         self.result_stored.emit(clip_id)
 
     # ================================================================ project changes
-    def _on_project_changed(self, _change: dict) -> None:
+    def _on_project_changed(self, change: dict) -> None:
         kept = [c for c in self.selection if self.has_clip(c)]
         if kept != self.selection and self._pending_generate:
             # A press waiting for the inputs of a clip now removed must not fire for what is left selected.
@@ -730,6 +730,8 @@ class StudioModel(QObject):
         shown = (clip.id, clip.active.id) if clip is not None else None
         if shown != self._shown_version:  # undo/redo, a deleted clip, another version: its plan follows
             self.show_stored_or_live_plan()
+        if not kept and (back := _clips_added(change)):  # a removal undone: what came back is selected again
+            self.select_requested.emit(back)
 
     def _on_project_reset(self) -> None:
         self.selection = []
@@ -740,3 +742,10 @@ class StudioModel(QObject):
         self._show_plan(None, "")
         self._slot_moved()
         self.target_changed.emit()
+
+
+def _clips_added(change: dict) -> list[str]:
+    """Ids of the clips `change` puts on the timeline (an undone removal, a batch of them)."""
+    if change.get("kind") == "batch":
+        return [c for sub in change.get("changes", []) for c in _clips_added(sub)]
+    return [change["clip"]["id"]] if change.get("kind") == "add_clip" else []

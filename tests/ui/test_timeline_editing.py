@@ -199,3 +199,16 @@ def test_viewer_zoom_pan_and_fit(qtbot, studio):
     assert canvas.image_rect().top() == pytest.approx(zoomed.top() - 20)
     w.viewer.fit_button.click()
     assert canvas.image_rect() == fitted
+
+
+def test_a_removed_clip_comes_back_selected_on_undo(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    w.timeline.view.select([])
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: w.studio.selection == [clip_id])
+    w.timeline.view.setFocus()
+    w.remove_selected_clip()
+    qtbot.waitUntil(lambda: w.studio.selection == [] and w.versions.count() == 0)
+    w.document.undo_stack.undo()
+    qtbot.waitUntil(lambda: w.studio.selection == [clip_id] and w.versions.count() == 1)  # its versions shown again
