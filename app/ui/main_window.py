@@ -6,6 +6,8 @@ hold, and turns user actions into their calls. Its one rule: what the viewer, th
 panels show is recomputed from the current state on every change (`_refresh_all`,
 `_on_target_changed`), never patched, so no view can keep showing a state that is gone.
 Every message to the user goes through `show_message` (status bar + non-modal banner + log).
+Why one file of about 640 lines: it is the wiring of every widget to the studio model, read top to bottom;
+the jobs each part does already live in the classes above (and plan_editing, timeline_editing, imports).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 from app.media import project_file as pf
+from app.media.errors import ProjectError
 from app.settings import REPO_ROOT, Settings, studio_cpu_threads
 from app.ui.document import ProjectDocument
 from app.ui.export_actions import ExportActions
@@ -206,6 +209,7 @@ class MainWindow(QMainWindow):
         self.generation.cancel_job.connect(s.cancel_job)
         self.versions.activate.connect(self._on_version_clicked)
         self.versions.judge.connect(self._on_judge)
+        self.versions.remove.connect(self.remove_version)
         self.versions.reuse.connect(s.reuse_version)
         self.timeline.view.selection_changed.connect(self._on_selection_changed)
         self.timeline.view.scrubbed.connect(self._on_scrub)
@@ -528,6 +532,26 @@ class MainWindow(QMainWindow):
         clip = self.studio.primary_clip()
         if clip is not None:
             self.document.push(self.document.project.set_accepted_change(clip.id, version_id, verdict))
+
+    def remove_version(self, version_id: str) -> None:
+        """Take a version off the selected clip, one undo step (its file stays in the project). An edit
+        that plays on into it keeps it: that edit would otherwise stop at its own end."""
+        clip = self.studio.primary_clip()
+        if clip is None:
+            return
+        index = next((i for i, v in enumerate(clip.versions) if v.id == version_id), 0)
+        version = clip.versions[index]
+        needs = [i for i, v in enumerate(clip.versions) if v is not version and pf.edit_source(clip, v) is version]
+        if needs:
+            self.show_message(f"v{index} stays: v{needs[0]} is an edit of it and plays on into it past its own end. "
+                              f"Remove v{needs[0]} first.", WARNING)
+            return
+        try:
+            self.document.push(self.document.project.remove_version_change(clip.id, version_id))
+        except ProjectError as e:
+            self.show_message(str(e), WARNING)
+            return
+        self.show_message(f"Removed v{index} from the clip (Undo brings it back).")
 
     def use_as_references(self, media_ids: list[str]) -> None:
         """Media-bin stills become the references of a new video: the timeline clips that show them are

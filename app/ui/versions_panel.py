@@ -28,6 +28,7 @@ class VersionsPanel(QWidget):
     activate = Signal(int)  # version index
     judge = Signal(str, object)  # version id, True / False / None
     reuse = Signal(int)  # version index whose settings to use again
+    remove = Signal(str)  # version id to take off the clip (undoable; its file stays in the project)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -42,12 +43,17 @@ class VersionsPanel(QWidget):
         self.reuse_button = QPushButton("Use these settings again", self)
         self.reuse_button.setToolTip("Instruction, task, seed, steps, guidance and size of the selected version")
         self.reuse_button.clicked.connect(self._reuse)
+        self.remove_button = QPushButton("Remove", self)
+        self.remove_button.setToolTip("Take the selected version off the clip (Undo brings it back)")
+        self.remove_button.clicked.connect(self._remove)
+        self.list.currentRowChanged.connect(lambda row: self.remove_button.setEnabled(row > 0))
         self.info = QLabel("Select a clip to see its versions", self)
         self.info.setWordWrap(True)
         self.info.setObjectName("hint")
         row = QHBoxLayout()
         row.addWidget(self.accept_button)
         row.addWidget(self.reject_button)
+        row.addWidget(self.remove_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.info)
@@ -79,6 +85,7 @@ class VersionsPanel(QWidget):
         for b in (self.accept_button, self.reject_button):
             b.setEnabled(len(versions) > 1)
         self.reuse_button.setEnabled(bool(versions))
+        self.remove_button.setEnabled(self.list.currentRow() > 0)  # the original stays
         self._updating = False
 
     def set_icon(self, media_id: str, icon: QIcon) -> None:
@@ -97,6 +104,11 @@ class VersionsPanel(QWidget):
         it = self.list.currentItem()
         if it is not None and self.list.row(it) > 0:
             self.judge.emit(it.data(Qt.ItemDataRole.UserRole), verdict)
+
+    def _remove(self) -> None:
+        it = self.list.currentItem()
+        if it is not None and self.list.row(it) > 0:
+            self.remove.emit(it.data(Qt.ItemDataRole.UserRole))
 
     def _reuse(self) -> None:
         if self.list.currentRow() >= 0:

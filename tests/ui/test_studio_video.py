@@ -372,3 +372,30 @@ def test_a_result_does_not_pull_the_user_back_and_a_removed_clips_result_is_said
         assert not w.studio.has_clip(first)
     assert stored.args[0] != first and w.document.project.clip(stored.args[0])
     assert "was removed" in w.messages.history[-1].text
+
+
+def test_a_version_is_removed_in_one_undoable_step_unless_an_edit_plays_on_into_it(qtbot, tmp_path, studio):
+    from app.media import project_file as pf
+    from app.media.project_file import EDITED_VERSION
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    project = w.document.project
+    for k in range(2):
+        w.document.push(pf.store_result(project, w.work_path(), clip_id, np.zeros((9, 48, 48, 3), np.uint8), fps=12,
+                                        request={"task": "video_edit", EDITED_VERSION: project.clip(clip_id).active.id}))
+    clip = project.clip(clip_id)  # v1 edits the original, v2 edits v1 (and plays on into it)
+    w.timeline.view.select([])
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: w.versions.count() == 3)
+    w.versions.list.setCurrentRow(0)
+    assert not w.versions.remove_button.isEnabled()  # the original stays
+    w.versions.list.setCurrentRow(1)
+    w.versions.remove_button.click()
+    assert len(project.clip(clip_id).versions) == 3 and "v2 is an edit of it" in w.messages.history[-1].text
+    w.versions.list.setCurrentRow(2)
+    w.versions.remove_button.click()
+    assert [v.id for v in project.clip(clip_id).versions] == [v.id for v in clip.versions[:2]]
+    assert project.clip(clip_id).active_version == 1  # the one before it is shown
+    w.document.undo_stack.undo()
+    assert len(project.clip(clip_id).versions) == 3 and project.clip(clip_id).active_version == 2
