@@ -306,8 +306,11 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
     if size is None:
         if project.settings.width and project.settings.height:
             size = (int(project.settings.width), int(project.settings.height))
-        else:  # the first clip's own footage (an edit of it is stretched back to it: clip_frames)
-            first = project.media_item(clips[0].media_id)
+        else:  # what the first clip shows: its footage for an edit of it (stretched back to it: clip_frames)
+            from .project_file import chain_spans
+
+            root = chain_spans(project, clips[0], clips[0].active)[-1][0]
+            first = root if root.id == clips[0].media_id else project.media_item(clips[0].active.media_id)
             size = (first.width, first.height)
     # Missing files are reported before encoding starts, not minutes into the render.
     for clip in clips:  # each file the clip shows (a partial video edit goes on with what it edited)

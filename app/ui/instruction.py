@@ -99,7 +99,8 @@ class InstructionBox(QWidget):
         self.task_box.setEnabled(len(choices) > 1)
         self.task_box.blockSignals(False)
         self.target_label.setText(f"— {target}")
-        self.edit.setPlaceholderText(TASK_HINTS[task])
+        self.edit.setPlaceholderText("Describe it again: a new version of the selected clip from these words"
+                                     if on_clip and task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) else TASK_HINTS[task])
         # Shown where references are one click away (nothing or one still selected) or in use.
         self.references_hint.setVisible(Task.REFERENCE_TO_VIDEO in choices or Task.TEXT_TO_VIDEO in choices
                                         and Task.VIDEO_EDIT not in choices)

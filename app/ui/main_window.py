@@ -453,8 +453,8 @@ class MainWindow(QMainWindow):
 
     def _on_frame_failed(self, why: str) -> None:
         self._on_frame(None)
-        # Scrubbing asks for a frame (and its A/B partner) many times a second: a missing file is said once
-        # while it stays the same trouble, not once per frame asked for.
+        # Scrubbing asks for frames many times a second: a missing file is said once while it stays the
+        # same trouble, not once per frame asked for.
         last = self.messages.history[-1] if self.messages.history else None
         if last is None or last.text != why or time.time() - last.time > 10:
             self.show_message(why, WARNING)
@@ -545,6 +545,10 @@ class MainWindow(QMainWindow):
         if needs:
             self.show_message(f"v{index} stays: v{needs[0]} is an edit of it and plays on into it past its own end. "
                               f"Remove v{needs[0]} first.", WARNING)
+            return
+        if any(job.edited_version == version_id for job in self.studio.active_jobs()):
+            self.show_message(f"v{index} stays while a queued edit is made from it (it plays on into it); remove it "
+                              f"once that edit is in, or cancel the edit.", WARNING)
             return
         try:
             self.document.push(self.document.project.remove_version_change(clip.id, version_id))

@@ -228,7 +228,8 @@ class PlanEditing(QObject):
         # A clip plays at the rate of the version it is compared with, so the two sides keep step.
         fps = self.studio.document.project.media_item(version.media_id).fps if task.makes_video else 0.0
         self.studio.jobs[job_id] = Job(job_id, request, clip.id, f"As planned: {request.instruction[:40]} "
-                                                                 f"(seed {request.seed})", fps=fps)
+                                                                 f"(seed {request.seed})", fps=fps,
+                                       selection=tuple(self.studio.selection))
         self.studio.jobs_changed.emit()
         self._awaiting_planned = (clip.id, version.id)
         self.studio.say(f"Queued job #{job_id}: the same request as planned, to compare with the edited one.")

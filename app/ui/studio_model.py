@@ -83,6 +83,8 @@ class StudioModel(QObject):
         self._decoded: dict[tuple, np.ndarray] = {}
         self._decoding: set[tuple] = set()
         self._pending_generate = False
+        self._removed_selection: list[str] = []  # the selected clips the last removal took (undo selects them)
+        self._result_selected: tuple = ()  # what the studio selected for the last result it stored
         self.current_plan: Any = None
         self.plan_caption = ""
         self.plan_frames = 1  # frames of the clip the plan on screen lays out (1: a still's plan)
@@ -615,7 +617,9 @@ class StudioModel(QObject):
             if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size"):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
         job_id = self.engine.submit(request)
-        desc = f"{TASK_NAMES[request.task]}: {request.instruction[:40]} (seed {request.seed})"
+        name = "Remake from words" if clip is not None and request.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) \
+            and len(self.selected_clips()) == 1 else TASK_NAMES[request.task]
+        desc = f"{name}: {request.instruction[:40]} (seed {request.seed})"
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection))
@@ -701,12 +705,15 @@ class StudioModel(QObject):
         if job.edited_version:  # what the clip goes on with past the edit's end (project_file.version_frame)
             request[pf.EDITED_VERSION] = job.edited_version
         gone = job.clip_id is not None and not self.has_clip(job.clip_id)
+        # The result is shown where the user still is; one who has moved on to other clips is not pulled back
+        # (a selection the studio made for an earlier result is not the user moving on).
+        now = tuple(self.selection)
+        moved_on = bool(now) and now != job.selection and now != self._result_selected
         change, clip_id = pf.result_change(self.document.project, written, job.clip_id, request,
                                            job.request.instruction)
         self.document.push(change, f"Generate: {job.request.instruction[:30]}")
-        # The result is shown where the user still is; one who has moved on to other clips is not pulled back.
-        moved_on = tuple(self.selection) != job.selection and bool(self.selection)
         if not moved_on:
+            self._result_selected = (clip_id,)
             self.select_requested.emit([clip_id])
             self.show_stored_or_live_plan()
         where = "new version of the clip ready" if job.clip_id is not None and clip_id == job.clip_id else \
@@ -718,10 +725,12 @@ class StudioModel(QObject):
     # ================================================================ project changes
     def _on_project_changed(self, change: dict) -> None:
         kept = [c for c in self.selection if self.has_clip(c)]
-        if kept != self.selection and self._pending_generate:
-            # A press waiting for the inputs of a clip now removed must not fire for what is left selected.
-            self._pending_generate = False
-            self.say("The Generate waiting for the removed clip's input was dropped.", WARNING)
+        if kept != self.selection:
+            # Remembered so that undoing the removal selects them again (and nothing else added does).
+            self._removed_selection = [c for c in self.selection if c not in kept]
+            if self._pending_generate:  # a press for a clip now removed must not fire for what is left selected
+                self._pending_generate = False
+                self.say("The waiting Generate was dropped: a selected clip was removed.", WARNING)
         self.selection = kept
         self._slot_moved()
         self.target_changed.emit()
@@ -730,7 +739,9 @@ class StudioModel(QObject):
         shown = (clip.id, clip.active.id) if clip is not None else None
         if shown != self._shown_version:  # undo/redo, a deleted clip, another version: its plan follows
             self.show_stored_or_live_plan()
-        if not kept and (back := _clips_added(change)):  # a removal undone: what came back is selected again
+        back = self._removed_selection
+        if back and not kept and set(back) <= set(_clips_added(change)):  # a removal undone: selected again
+            self._removed_selection = []
             self.select_requested.emit(back)
 
     def _on_project_reset(self) -> None:
@@ -738,6 +749,7 @@ class StudioModel(QObject):
         self._inputs.clear()
         self._decoded.clear()
         self._pending_generate = False
+        self._removed_selection = []
         self.latest_plan_job = None
         self._show_plan(None, "")
         self._slot_moved()

@@ -10,9 +10,9 @@ from typing import Callable
 from PySide6.QtCore import QObject
 
 from app.media.errors import ProjectError
-from app.media.timeline_edits import min_duration, move_edit, split_edit, trim_edit
+from app.media.timeline_edits import GeneratedVersionsError, min_duration, move_edit, split_edit, trim_edit
 from app.ui.document import ProjectDocument
-from app.ui.messages import WARNING
+from app.ui.messages import INFO, WARNING
 from app.ui.timeline import TimelineView
 
 
@@ -55,8 +55,11 @@ class TimelineEditing(QObject):
     def _push(self, build: Callable) -> None:
         try:
             change = build(self.document.project)
-        except ProjectError as e:  # refused (generated versions), or the clip went away mid-drag
+        except GeneratedVersionsError as e:  # refused: the clip's versions were made from its start
             self.say(str(e), WARNING)
+            return
+        except ProjectError as e:  # the clip went away mid-drag (an undo, a job's result): nothing to do
+            self.say(str(e), INFO)
             return
         if change is not None:
             self.document.push(change)

@@ -394,8 +394,20 @@ def test_a_version_is_removed_in_one_undoable_step_unless_an_edit_plays_on_into_
     w.versions.remove_button.click()
     assert len(project.clip(clip_id).versions) == 3 and "v2 is an edit of it" in w.messages.history[-1].text
     w.versions.list.setCurrentRow(2)
+    edit_of_v2 = dataclasses.replace(_job_stub(), edited_version=clip.versions[2].id)
+    w.studio.jobs[-1] = edit_of_v2  # an edit of v2 waiting in the queue keeps v2
+    w.versions.remove_button.click()
+    assert len(project.clip(clip_id).versions) == 3 and "queued edit" in w.messages.history[-1].text
+    del w.studio.jobs[-1]
     w.versions.remove_button.click()
     assert [v.id for v in project.clip(clip_id).versions] == [v.id for v in clip.versions[:2]]
     assert project.clip(clip_id).active_version == 1  # the one before it is shown
     w.document.undo_stack.undo()
     assert len(project.clip(clip_id).versions) == 3 and project.clip(clip_id).active_version == 2
+
+
+def _job_stub():
+    from app.core.request import GenerationRequest
+    from app.ui.studio_state import Job
+
+    return Job(-1, GenerationRequest(task=Task.VIDEO_EDIT, instruction="remove the circle"), None, "queued edit")

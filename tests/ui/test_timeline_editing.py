@@ -212,3 +212,10 @@ def test_a_removed_clip_comes_back_selected_on_undo(qtbot, tmp_path):
     qtbot.waitUntil(lambda: w.studio.selection == [] and w.versions.count() == 0)
     w.document.undo_stack.undo()
     qtbot.waitUntil(lambda: w.studio.selection == [clip_id] and w.versions.count() == 1)  # its versions shown again
+    # Only an undone removal selects: a split with nothing selected leaves nothing selected.
+    w.timeline.view.select([])
+    qtbot.waitUntil(lambda: w.studio.selection == [])
+    w.timeline.view.set_playhead(1.0)
+    assert w.timeline_editing.split_at_playhead()
+    qtbot.wait(50)
+    assert w.studio.selection == [] and len(w.document.project.tracks["video"]) == 2
