@@ -414,7 +414,9 @@ def cmd_render(args) -> int:
     if with_sound:
         note += (f"; it has no sound: the track render does not carry sound yet ({with_sound} clip(s) on it have "
                  f"some); the studio's Export clip keeps a clip's sound")
-    print(f"wrote {out}{note}")
+    fps = float(project.settings.fps)
+    frames = int(round(project.duration("video") * fps))
+    print(f"wrote {out}: {frames} frames at {fps:g} fps (the project's rate){note}")
     return 0
 
 

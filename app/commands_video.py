@@ -207,11 +207,13 @@ def cmd_video(args) -> int:
         source_info = probe_video(args.video)
         if args.frames is not None and args.frames > source_info.frames:
             raise ValueError(f"--frames {args.frames} is more than the source's {source_info.frames} frames")
+    # Stills are read before the model loads too: a missing or wrong file is said at once.
+    images = [load_image(p) for p in ([args.image] if args.image else args.reference or [])]
     seed = resolve_seed(args.seed)
     pipe = load_video_pipeline(args)
     _check_task(pipe, task)
     pipe.check_instruction(args.instruction)
-    images, video, fps = [], None, args.fps
+    video, fps = None, args.fps
     if task is Task.VIDEO_EDIT:
         video, source_fps = read_source_clip(pipe, args.video, args.frames)
         frames = len(video)
@@ -219,7 +221,6 @@ def cmd_video(args) -> int:
     else:
         frames = args.frames or pipe.defaults.frames
         pipe.check_frames(frames, task, len(args.reference or []))
-        images = [load_image(p) for p in ([args.image] if args.image else args.reference or [])]
     request = _request(pipe, task, args.instruction, args, images=images, video=video, frames=frames, seed=seed)
     progress = _Progress(request.steps, task.value.replace("_", " "))
     try:

@@ -38,7 +38,7 @@ Scheduling
   Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
   would be stale, and without any model it could only fail.
 
-Why one file of about 690 lines: the worker's state machine (jobs, the pending plan, cancel, the two
+Why one file of about 695 lines: the worker's state machine (jobs, the pending plan, cancel, the two
 model slots) is one lock's worth of logic; split, its invariants would span files. Loading lives apart
 (app/engine/loading.py), and so does what is kept of a run out of memory (app/engine/out_of_memory.py).
 """
@@ -381,6 +381,14 @@ class Engine(QObject):
             return max(1, int(getattr(codec, "temporal_factor", 1)))
         except (TypeError, ValueError):
             return 1
+
+    def check_frames(self, slot: str, frames: int, task: Any, references: int = 0) -> None:
+        """Raise ValueError (one line) unless the slot's model makes a clip of `frames` frames for `task`
+        (MetaCanvasPipeline.check_frames: its packing and the positions its backbone reaches). Reads only
+        the loaded model's configuration, so the GUI thread may call it before queueing a job."""
+        pipe = self._pipes.get(slot)
+        if pipe is not None and hasattr(pipe, "check_frames"):
+            pipe.check_frames(frames, task, references)
 
     def _pipe_for(self, request: Any) -> Any:
         """The model a request runs on (see the module docstring: two model slots)."""

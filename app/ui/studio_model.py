@@ -566,6 +566,9 @@ class StudioModel(QObject):
         try:
             request = self.build_request(seed=0)
             request.validate(self._supported_tasks())
+            if request.task.makes_video and self.engine is not None:  # refused now, not after queueing
+                refs = len(request.images) if request.task is Task.REFERENCE_TO_VIDEO else 0
+                self.engine.check_frames(VIDEO_SLOT, request.frames, request.task, refs)
             edited = self.plan_editing.apply_to(request)  # the edited plan's own seed and settings
         except InputsPending:
             self._pending_generate = True
@@ -603,7 +606,10 @@ class StudioModel(QObject):
             item = self.document.project.media_item(clip.active.media_id)
             fps = float(item.fps or 0.0)
             _, available = self._clip_frames(clip, item)  # what the edit can read: the active version's
-            shown = max(available, int(round(clip.duration * item.fps))) if item.fps > 0 else available
+            # What the clip plays: as long as it is, where its files reach (an edit plays on into what it
+            # edited; a version made from words ends at its own end).
+            reach = max(length for _, length in pf.chain_spans(self.document.project, clip, clip.active))
+            shown = max(available, int(min(clip.duration, reach) * item.fps + 1e-6)) if item.fps > 0 else available
             if shown > request.frames:  # the clip plays on past an edit as it was (an edit of an edit too)
                 more = "; raise Frames to edit more" if clip_length(available, self.frame_step) > request.frames else ""
                 note = (f" It edits the first {request.frames} of the clip's {shown} frames (the rest plays as it "

@@ -411,3 +411,17 @@ def _job_stub():
     from app.ui.studio_state import Job
 
     return Job(-1, GenerationRequest(task=Task.VIDEO_EDIT, instruction="remove the circle"), None, "queued edit")
+
+
+def test_frames_the_model_cannot_make_are_refused_before_anything_is_queued(qtbot, tmp_path, studio):
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "long.mp4", frames=300, fps=30,
+                                                              seconds=10.0))
+    w.timeline.view.select([])
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "remove the square")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    w.generation.frames.setValue(w.generation.frames.maximum())  # longer than the model's positions reach
+    assert w.generate() is None  # the input is read first; then the press is judged
+    qtbot.waitUntil(lambda: "makes at most" in w.messages.history[-1].text, timeout=WAIT)
+    assert w.messages.history[-1].level == "error" and not w.studio.jobs
