@@ -350,8 +350,13 @@ class MainWindow(QMainWindow):
                                     fps=item.fps or project.settings.fps, thumbnails=thumbs or [], media_id=item.id,
                                     kind=original.kind, in_point=c.in_point,
                                     source_duration=original.duration if original.kind == "video" else None)
-                if item.kind == "video" and pf.edit_source(c, c.active) is not None and item.fps > 0 and c.duration > 0:
+                edited = pf.edit_source(c, c.active) if item.kind == "video" else None
+                if edited is not None and item.fps > 0 and c.duration > 0:
                     clip.thumb_share = min(1.0, item.frames / item.fps / c.duration)  # the rest plays as it was
+                    tail = project.media_item(edited.media_id)
+                    clip.tail_media_id = tail.id
+                    clip.tail_thumbnails = self.pictures.thumbnails(tail.id, self.media_file(tail.id), tail.kind,
+                                                                    tail.frames) or []
                 if item.kind == "video" and c.active.plan:
                     # The plan that made this clip, keyframe by keyframe along it (plan scrubbing).
                     plan_path = pf.media_dir(self.work_path()) / c.active.plan
@@ -371,9 +376,7 @@ class MainWindow(QMainWindow):
         self.versions.set_icon(media_id, icon)
 
     def _on_thumbs(self, media_id: str, images: list) -> None:
-        for c in self.timeline.view.clips:
-            if c.media_id == media_id:
-                self.timeline.view.set_thumbnails(c.id, images)
+        self.timeline.view.set_media_thumbnails(media_id, images)
 
     # ================================================================ selection, frames, playback
     def _on_selection_changed(self, ids: list[str]) -> None:

@@ -1,7 +1,7 @@
 """The timeline: an image track and a video track, a playhead, zoom, clip selection, thumbnails.
 
 It is a view only: the main window gives it `TimelineClip`s made from the project model and listens to
-`selection_changed` and `scrubbed`. Thumbnails arrive later from worker threads (`set_thumbnails`), so
+`selection_changed` and `scrubbed`. Thumbnails arrive later from worker threads (`set_media_thumbnails`), so
 painting never decodes video.
 
 A clip made by a video model carries its plan's keyframes (`plan_keyframes`, small heatmaps of the canvas
@@ -47,6 +47,9 @@ class TimelineClip:
     plan_frames: int = 1  # frames of the clip the plan lays out
     plan_share: float = 1.0  # the part of the clip those frames are (a partial edit's plan: its first part)
     thumb_share: float = 1.0  # the part of the clip its thumbnails stand for (a partial edit: its first part)
+    # A partial edit plays on as the version it edited: that version's media and thumbnails fill the rest.
+    tail_media_id: str = ""
+    tail_thumbnails: list[QImage] = field(default_factory=list)
     plan_step: int = DEFAULT_FRAME_STEP  # how the model that made it packs frames
     kind: str = "video"  # its original media's kind: which tracks it may go on, how far it may be trimmed
     in_point: float = 0.0  # seconds into its original media where it begins
@@ -102,10 +105,13 @@ class TimelineView(QWidget):
         # Keep a clip's thumbnails only while it shows the same media: after undo/redo of a version the
         # strip must show the version now active, not the one before.
         old = {(c.id, c.media_id): c.thumbnails for c in self.clips}
+        old_tails = {(c.id, c.tail_media_id): c.tail_thumbnails for c in self.clips if c.tail_media_id}
         old_plans = {(c.id, c.plan_key): c.plan_keyframes for c in self.clips if c.plan_key}
         for c in clips:
             if not c.thumbnails and (c.id, c.media_id) in old:
                 c.thumbnails = old[(c.id, c.media_id)]
+            if not c.tail_thumbnails and (c.id, c.tail_media_id) in old_tails:
+                c.tail_thumbnails = old_tails[(c.id, c.tail_media_id)]
             if not c.plan_keyframes and (c.id, c.plan_key) in old_plans:
                 c.plan_keyframes = old_plans[(c.id, c.plan_key)]
         self.clips = clips
@@ -117,10 +123,14 @@ class TimelineView(QWidget):
         self.view_changed.emit()  # the timeline's length may have changed: the scrollbar's range follows
         self.update()
 
-    def set_thumbnails(self, clip_id: str, images: list[QImage]) -> None:
+    def set_media_thumbnails(self, media_id: str, images: list[QImage]) -> None:
+        """The thumbnails of `media_id`, for every clip that shows it: as its active media, or past a
+        partial edit's end (its tail)."""
         for c in self.clips:
-            if c.id == clip_id:
+            if c.media_id == media_id:
                 c.thumbnails = images
+            if c.tail_media_id == media_id:
+                c.tail_thumbnails = images
         self.update()
 
     def set_plan_keyframes(self, plan_key: str, images: list[QImage]) -> None:
@@ -202,6 +212,24 @@ class TimelineView(QWidget):
         return None
 
     # -- painting --------------------------------------------------------------------------------
+    @staticmethod
+    def _draw_thumbnails(p: QPainter, r: QRectF, images: list[QImage], span: float, shown: QRectF) -> None:
+        """`images` spread evenly over the first `span` pixels of the clip's box `r` (thumbnail i stands for
+        its share of that part of the clip), drawn only inside `shown`."""
+        if not images:
+            return
+        p.save()
+        p.setClipRect(shown, Qt.ClipOperation.IntersectClip)
+        th = r.height() - 14
+        for i, img in enumerate(images):
+            x = r.left() + i * span / len(images)
+            if x + 2 > r.right():
+                break
+            tw = th * img.width() / max(img.height(), 1)
+            p.drawImage(QRectF(x + 1, r.top() + 12, min(tw, r.right() - x - 2), th), img,
+                        QRectF(0, 0, min(img.width(), img.width() * (r.right() - x - 2) / max(tw, 1)), img.height()))
+        p.restore()
+
     def paintEvent(self, event: Any) -> None:  # noqa: N802
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(26, 26, 30))
@@ -233,17 +261,13 @@ class TimelineView(QWidget):
                 continue
             selected = c.id in self.selected
             p.fillRect(r, QColor(60, 78, 110) if c.track == VIDEO_TRACK else QColor(70, 92, 70))
-            if c.thumbnails:
-                th = r.height() - 14
-                for i, img in enumerate(c.thumbnails):
-                    tw = th * img.width() / max(img.height(), 1)
-                    # spread thumbnails evenly: thumbnail i stands for its share of the part of the clip
-                    # they show (all of it, or the first part a partial edit covers)
-                    x = r.left() + i * r.width() * c.thumb_share / len(c.thumbnails)
-                    if x + 2 > r.right():
-                        break
-                    p.drawImage(QRectF(x + 1, r.top() + 12, min(tw, r.right() - x - 2), th), img,
-                                QRectF(0, 0, min(img.width(), img.width() * (r.right() - x - 2) / max(tw, 1)), img.height()))
+            # A partial edit's thumbnails stand for its first part (thumb_share); past its end the clip
+            # plays the version it edited, so that version's thumbnails fill the rest, at the places
+            # they have on its own strip. Each set is cut off at the edit's end.
+            edge = r.left() + r.width() * c.thumb_share
+            self._draw_thumbnails(p, r, c.thumbnails, r.width() * c.thumb_share, QRectF(r.left(), r.top(), edge - r.left(), r.height()))
+            if c.tail_thumbnails and c.thumb_share < 1.0:
+                self._draw_thumbnails(p, r, c.tail_thumbnails, r.width(), QRectF(edge, r.top(), r.right() - edge, r.height()))
             strips = self.plan_strip_rects(c)
             if strips:
                 h = self.PLAN_STRIP_H

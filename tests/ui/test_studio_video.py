@@ -225,6 +225,16 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     view_clip = w.timeline.view.clip(clip_id)
     assert view_clip.plan_share == pytest.approx(17 / 24) and view_clip.thumb_share == pytest.approx(17 / 24)
     qtbot.waitUntil(lambda: len(view_clip.plan_keyframes) == 3, timeout=WAIT)
+    # Past the edit's end the strip shows the footage that plays there, not an empty box.
+    qtbot.waitUntil(lambda: len(w.timeline.view.clip(clip_id).tail_thumbnails) > 0, timeout=WAIT)
+    view_clip = w.timeline.view.clip(clip_id)
+    assert view_clip.tail_media_id == clip.media_id
+    strip = w.timeline.view.grab().toImage()
+    box = w.timeline.view.clip_rect(view_clip)
+    tail_y = int(box.top() + 12 + (box.height() - 14) / 3)  # in the thumbnails' row, above the plan strip
+    tail = [strip.pixelColor(x, tail_y).getRgb()[:3] for x in range(int(box.left() + box.width() * 17 / 24) + 3,
+                                                                       int(box.right()) - 3)]
+    assert tail and any(rgb != (60, 78, 110) for rgb in tail), "the tail past the edit is drawn as a bare clip"
     box = w.timeline.view.clip_rect(view_clip)
     assert max(r.center().x() for r in w.timeline.view.plan_strip_rects(view_clip)) < box.left() + box.width() * 17 / 24
     qtbot.waitUntil(lambda: w.viewer.plan is not None and w.viewer.plan_caption.text().startswith("Plan stored"),
