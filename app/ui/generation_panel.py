@@ -12,6 +12,30 @@ from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayo
 
 from app.ui.studio_state import JobState
 
+NOT_LOADED_TEXT = "…"  # what a model setting shows until the model that owns it has loaded
+
+
+class _BlankUntilLoaded:
+    """A spin box that shows NOT_LOADED_TEXT instead of its number while `blank`: the number it holds
+    then is a placeholder (or settings kept for the model being loaded), not the model's own."""
+    blank = False
+
+    def textFromValue(self, value):  # noqa: N802 (Qt's name)
+        return NOT_LOADED_TEXT if self.blank else super().textFromValue(value)
+
+    def set_blank(self, blank: bool) -> None:
+        if blank != self.blank:
+            self.blank = blank
+            self.setSpecialValueText(self.specialValueText())  # Qt redraws the text only on this or a new value
+
+
+class _ModelSpinBox(_BlankUntilLoaded, QSpinBox):
+    pass
+
+
+class _ModelDoubleSpinBox(_BlankUntilLoaded, QDoubleSpinBox):
+    pass
+
 
 class GenerationPanel(QWidget):
     generate_clicked = Signal()
@@ -25,21 +49,21 @@ class GenerationPanel(QWidget):
         self.seed.setRange(0, 2**31 - 1)
         self.random_seed = QCheckBox("Random", self)
         self.random_seed.setToolTip("A new seed for every generation (the seed used is stored with the version)")
-        self.steps = QSpinBox(self)
+        self.steps = _ModelSpinBox(self)
         self.steps.setRange(1, 200)
         self.steps.setValue(20)
-        self.guidance = QDoubleSpinBox(self)
+        self.guidance = _ModelDoubleSpinBox(self)
         self.guidance.setRange(1.0, 20.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setValue(3.0)
-        self.width_box = QSpinBox(self)
-        self.height_box = QSpinBox(self)
+        self.width_box = _ModelSpinBox(self)
+        self.height_box = _ModelSpinBox(self)
         for box in (self.width_box, self.height_box):
             # even sizes: H.264 with yuv420p cannot encode odd widths or heights
             box.setRange(16, 2048)
             box.setSingleStep(16)
             box.setValue(32)
-        self.frames = QSpinBox(self)
+        self.frames = _ModelSpinBox(self)
         self.frames.setRange(1, 257)
         self.frames.setValue(8)
         self.frames.setToolTip("Frames of a generated video (stills always have 1)")
@@ -47,6 +71,7 @@ class GenerationPanel(QWidget):
                           ("width", self.width_box), ("height", self.height_box), ("frames", self.frames)):
             box.valueChanged.connect(lambda v, n=name: self.param_changed.emit(n, v))
         self.random_seed.toggled.connect(lambda on: self.param_changed.emit("random_seed", on))
+        self.set_model_loaded(False, makes_video=False)  # no model yet
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -105,11 +130,11 @@ class GenerationPanel(QWidget):
 
     def set_model_loaded(self, loaded: bool, makes_video: bool) -> None:
         """The model's settings (steps, guidance, size, frames) are its own once it loads and replace what
-        is shown: until then they are greyed out, so nothing typed is silently replaced and no other model's
-        numbers pass for its own. Frames only for a video task."""
-        for box in (self.steps, self.guidance, self.width_box, self.height_box):
-            box.setEnabled(loaded)
-        self.frames.setEnabled(loaded and makes_video)
+        is shown: until then they are greyed out and show no number, so nothing typed is silently replaced
+        and no placeholder or other model's numbers pass for its own. Frames only for a video task."""
+        for box in (self.steps, self.guidance, self.width_box, self.height_box, self.frames):
+            box.setEnabled(loaded and (makes_video or box is not self.frames))
+            box.set_blank(not loaded)  # no number until the model's own replace the placeholders
 
     def set_frame_step(self, step: int) -> None:
         """A video model makes clips of 1 + a multiple of `step` frames: the arrows step through those."""

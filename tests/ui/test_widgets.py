@@ -216,3 +216,12 @@ def test_generation_panel_takes_the_models_sampling_defaults_and_says_where_guid
     assert "0 to 0.8" in panel.guidance.toolTip()
     panel.describe_guidance(PipelineDefaults(guidance=3.0).guidance_interval)
     assert "every step" in panel.guidance.toolTip()
+    # Until a model has loaded, its settings show no number (a placeholder is no model's own), and the
+    # numbers they hold come back when it has.
+    panel.set_model_loaded(False, makes_video=True)
+    boxes = (panel.steps, panel.guidance, panel.width_box, panel.height_box, panel.frames)
+    assert [b.text() for b in boxes] == ["…"] * 5 and not any(b.isEnabled() for b in boxes)
+    panel.show_params(Params(width=48, height=48, steps=12, guidance=2.0, frames=17))
+    assert panel.steps.text() == "…"
+    panel.set_model_loaded(True, makes_video=True)
+    assert [b.text() for b in boxes] == ["12", "2.00", "48", "48", "17"] and all(b.isEnabled() for b in boxes)
