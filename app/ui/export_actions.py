@@ -92,6 +92,7 @@ class ExportActions(QObject):
         item = self.project.media_item(version.media_id)
         file = pf.media_path(self.window.work_path(), item)
         fps = item.fps or self.project.settings.fps
+        note = ""
         if item.kind == "image":
             n = max(1, int(round(clip.duration * fps)))
 
@@ -109,6 +110,9 @@ class ExportActions(QObject):
             # one) shorter than the clip is exported as long as it is, never with its last frame held.
             reach = max(length for _, length in pf.chain_spans(snapshot, clip, version))
             n = max(1, min(int(round(clip.duration * fps)), int(reach * fps + 1e-6)))
+            if n < int(round(clip.duration * fps)):  # said, since the viewer and the track hold the last frame
+                note = (f" It is {n / fps:.2f} s, as long as this version: the clip lasts {clip.duration:.2f} s on "
+                        f"the timeline, where its last frame is held for the rest (as Export video track renders it).")
             shown = clip_media(snapshot, clip, version, fps, n)
             try:
                 check_media_files(snapshot, work, shown, "export")
@@ -129,7 +133,7 @@ class ExportActions(QObject):
         self._run(f"Exporting {Path(path).name}",
                   lambda report, cancel: export_video(frames(), path, fps, progress=report, cancel=cancel,
                                                       audio_source=source, audio_start=start,
-                                                      total=n, overwrite=True), path)
+                                                      total=n, overwrite=True), path, note)
 
     # ---------------------------------------------------------------- track
     def export_track_dialog(self) -> None:

@@ -435,3 +435,26 @@ def test_frames_the_model_cannot_make_are_refused_before_anything_is_queued(qtbo
     assert w.generate() is None  # the input is read first; then the press is judged
     qtbot.waitUntil(lambda: "makes at most" in w.messages.history[-1].text, timeout=WAIT)
     assert w.messages.history[-1].level == "error" and not w.studio.jobs
+
+
+def test_exporting_a_version_shorter_than_its_clip_says_how_long_each_is(qtbot, tmp_path, studio):
+    """A clip made again from words (or any generated version) can be shorter than the clip: the viewer and
+    the track hold its last frame for the rest, Export clip writes the version as long as it is, and says so."""
+    from app.media import project_file as pf
+    from app.media.probe import probe_video
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, np.zeros((9, 48, 48, 3), np.uint8),
+                                    fps=12, request={"task": "text_to_video", "instruction": "a red circle moves up"}))
+    w.timeline.view.select([clip_id])
+    out = tmp_path / "remade.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=WAIT):
+        w.exports.export_clip(str(out))
+    assert probe_video(out).frames == 9
+    said = w.messages.history[-1].text
+    assert "0.75 s" in said and "2.00 s on the timeline" in said and "last frame is held" in said
+    track = tmp_path / "track.mp4"
+    with qtbot.waitSignal(w.export_done, timeout=WAIT):
+        w.exports.export_track(str(track))
+    assert probe_video(track).frames == round(2.0 * w.document.project.settings.fps)  # the clip's length, held
