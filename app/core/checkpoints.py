@@ -7,6 +7,8 @@ A MetaCanvas model folder:
     canvas_tokens/            config.json + model.safetensors
     layout_drafter/           optional: config.json + model.safetensors (app/core/draft.py)
     edit_drafter/             optional, with layout_drafter: the drafter of image edits (same files)
+    frame_detector/           optional, with a track drafter: finds an image's objects to draft a clip
+                              from it (app/core/frame_detector.py; config.json + model.safetensors)
     canvas_connector/         config.json + model.safetensors (absent in a text-only model)
     context_connector/        config.json + model.safetensors
     vae/                      optional diffusers autoencoder (absent: the model works in pixel space)
@@ -85,7 +87,8 @@ def read_index(folder: str | Path) -> dict:
 
 # The parts a MetaCanvas model cannot run without, and the ones it may have.
 REQUIRED_COMPONENTS = ("planner", "transformer", "canvas_tokens", "context_connector")
-OPTIONAL_COMPONENTS = ("adapter", "canvas_connector", "layout_drafter", "edit_drafter", "vae", "planner_lora")
+OPTIONAL_COMPONENTS = ("adapter", "canvas_connector", "layout_drafter", "edit_drafter", "frame_detector", "vae",
+                       "planner_lora")
 # An assembly on the backbone's native text path names its text parts; an assembly names its scheduler.
 TEXT_COMPONENTS = ("text_encoder", "text_encoder_2")
 CONFIG_ONLY_COMPONENTS = ("tokenizer", "tokenizer_2", "scheduler")
@@ -222,6 +225,9 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
         if module is not None:
             save_module_cast(module, tmp / name, {"draft": module.config.to_dict(),
                                                   "context_dim": planner.hidden_size}, cast)
+    frame_detector = getattr(planner, "frame_detector", None)
+    if frame_detector is not None:
+        save_module_cast(frame_detector, tmp / "frame_detector", {"draft": frame_detector.config.to_dict()}, cast)
 
     # Backbone: diffusers' own layout; connectors and adapter-level parameters beside it.
     transformer = adapter.transformer
@@ -249,6 +255,8 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
         index["layout_drafter"] = "layout_drafter"
     if edit_drafter is not None:
         index["edit_drafter"] = "edit_drafter"
+    if frame_detector is not None:
+        index["frame_detector"] = "frame_detector"
     if vae is not None:
         index["vae"] = {"class": type(vae).__name__}
     codec_config = pipe.codec.config() if hasattr(pipe.codec, "config") else None
@@ -328,6 +336,39 @@ def _load_drafter(folder: Path, index: dict, name: str, context_dim: int):
         raise ModelFolderError(f"The {what} config in {path} is not valid: {_why(exc)}") from None
     _strict_load(drafter, _load_state_checked(path, what), what, folder)
     return drafter
+
+
+def load_edit_drafter(folder: str | Path):
+    """A model folder's edit drafter alone (None where it has none): what app/train/frame_detector.py
+    takes a frame detector from, without loading the whole model."""
+    folder = Path(folder)
+    index = read_index(folder)
+    path = component_path(folder, index, "edit_drafter")
+    if path is None:
+        return None
+    return _load_drafter(folder, index, "edit_drafter", int(_read_config(path, "edit drafter").get("context_dim", 0)))
+
+
+def _load_frame_detector(folder: Path, index: dict, drafter):
+    """The frame detector component (frame_detector/), or None where the folder has none. Its rows go
+    into the track drafter's drafts, so it needs one that drafts with the same labels and bins."""
+    path = component_path(folder, index, "frame_detector")
+    if path is None:
+        return None
+    from .draft import DraftConfig
+    from .frame_detector import FrameDetector, check_matches
+
+    cfg = _read_config(path, "frame detector")
+    try:
+        config = DraftConfig.from_dict(cfg["draft"])
+        if drafter is None or not drafter.config.track:
+            raise ValueError("it drafts clips from images with a track drafter, and this folder has none")
+        check_matches(config, drafter.config)
+        detector = FrameDetector(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFolderError(f"The frame detector in {path} is not valid: {_why(exc)}") from None
+    _strict_load(detector, _load_state_checked(path, "frame detector"), "frame detector", folder)
+    return detector
 
 
 # Bounds on a canvas's config: a hand-edited or damaged one (rows 1e9) must be refused before it allocates.
@@ -476,9 +517,10 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     canvas_tokens, temporal_stride = _load_canvas_tokens(component_path(folder, index, "canvas_tokens"), width)
     drafter = _load_drafter(folder, index, "layout_drafter", width)
     edit_drafter = _load_drafter(folder, index, "edit_drafter", width)
+    frame_detector = _load_frame_detector(folder, index, drafter)
     try:
         planner = Planner(mllm, processor, canvas_tokens, temporal_stride=temporal_stride,
-                          drafter=drafter, edit_drafter=edit_drafter)
+                          drafter=drafter, edit_drafter=edit_drafter, frame_detector=frame_detector)
     except ValueError as exc:
         raise ModelFolderError(f"The planner parts in {folder} do not fit together: {_why(exc)}") from None
     lora_dir = component_path(folder, index, "planner_lora")

@@ -34,8 +34,9 @@ row commits to one path (a caption's "moves to the right" allows any start). Eac
 gets the coverage of the objects where their tracks put them at that keyframe's time (`track_times`:
 the keyframes evenly over the clip, as the connector spreads them over the latent frames). Events
 (an object appearing, vanishing or turning a colour) are not drafted: the label is the object's
-first one, its disc is drawn on every keyframe, and the words say the rest. Clips with media (an
-image to animate, a source clip, reference stills) are not drafted.
+first one, its disc is drawn on every keyframe, and the words say the rest. Clips with a source
+clip or reference stills are not drafted; a clip from an image is drafted from its caption, each track
+moved to start where the image has that object (app/core/frame_detector.py).
 
 An empty instruction (the unconditional half of guidance) gets no draft. Models without a drafter
 (real checkpoints, older shapes models) plan exactly as before.
@@ -106,7 +107,62 @@ class DraftContextTokens(nn.Module):
         return self.mlp(h) * real.unsqueeze(-1).to(h.dtype), real
 
 
-class LayoutDrafter(nn.Module):
+def pixel_stem(width: int, dim: int) -> nn.Module:
+    """The convolutional stem that turns a source's pixels into PIXEL_CELL px tokens of width `dim`.
+    Receptive field 30 px per token: a whole object (10-18 px across on a 64 px frame) and its surround."""
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(3, w // 2, 3, padding=1), nn.GELU(),
+        nn.Conv2d(w // 2, w, PIXEL_CELL, stride=PIXEL_CELL), nn.GELU(),
+        nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
+        nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, dim, 1))
+
+
+class CentreDetection:
+    """Finding a source's objects with a pixel stem and its centre heads (`pixel_stem`, `centre_head`,
+    `centre_size_head`, `config`): an edit drafter's, and app/core/frame_detector.FrameDetector's."""
+
+    def _pixel_tokens(self, sources: list[torch.Tensor], device) -> tuple[torch.Tensor, list]:
+        """Sources -> [B, N, d] stem states and each item's token grid (rows, cols). Sources of several
+        sizes are padded to the largest (tokens past an item's own grid are never read)."""
+        rows = [int(s.shape[-2]) // PIXEL_CELL for s in sources]
+        cols = [int(s.shape[-1]) // PIXEL_CELL for s in sources]
+        R, C = max(rows), max(cols)
+        dtype = self.pixel_stem[0].weight.dtype
+        batch = torch.zeros(len(sources), 3, R * PIXEL_CELL, C * PIXEL_CELL, dtype=dtype, device=device)
+        for i, s in enumerate(sources):
+            batch[i, :, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL] = s[:, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL].to(device, dtype)
+        return self.pixel_stem(batch).flatten(2).transpose(1, 2), list(zip(rows, cols))
+
+    @torch.no_grad()
+    def detect(self, tokens: torch.Tensor, grids: list) -> torch.Tensor:
+        """The stem's objects: [B, max_objects, 4] rows (label, x, y, size bins), left to right
+        (then top to bottom) as app/train/data.edit_draft_rows orders a scene, -1 past the last.
+        A cell holds an object where its centre head names one and no neighbour is surer of one
+        (CenterNet's 3 x 3 peak test: two objects' centres are always more than a cell apart, and
+        without it 0.2 of the benchmark's sources got a second object beside a true one); the most
+        confident are kept."""
+        c = self.config
+        R, C = max(g[0] for g in grids), max(g[1] for g in grids)
+        logits = self.centre_head(tokens).float()
+        confidence = 1 - logits.softmax(-1)[..., 0]
+        grid = confidence.reshape(-1, 1, R, C)
+        peak = (grid >= F.max_pool2d(grid, 3, stride=1, padding=1)).reshape(confidence.shape)
+        labels, sizes = logits.argmax(-1) * peak, self.centre_size_head(tokens).argmax(-1)
+        out = torch.full((tokens.shape[0], c.max_objects, 4), -1, dtype=torch.long)
+        for b, (nr, nc) in enumerate(grids):
+            r, col = torch.arange(tokens.shape[1]) // C, torch.arange(tokens.shape[1]) % C
+            found = ((labels[b].cpu() > 0) & (r < nr) & (col < nc)).nonzero().flatten()
+            found = found[confidence[b, found].cpu().argsort(descending=True)[: c.max_objects]]
+            objects = sorted((int(((col[k] + 0.5) / nc * c.bins).clamp(max=c.bins - 1)),
+                              int(((r[k] + 0.5) / nr * c.bins).clamp(max=c.bins - 1)),
+                              int(labels[b, k]), int(sizes[b, k])) for k in found.tolist())
+            for i, (x, y, label, size) in enumerate(objects):
+                out[b, i] = torch.tensor([label, x, y, size])
+        return out
+
+
+class LayoutDrafter(CentreDetection, nn.Module):
     """A small transformer decoder over objects, cross-attending to the MLLM's context states.
 
     One decoder position per object; at each, the label (or stop) is predicted, then x given the
@@ -126,13 +182,7 @@ class LayoutDrafter(nn.Module):
         if config.pixel_width:
             if not config.reads_images:
                 raise ValueError("a drafter that reads pixels is an edit drafter (reads_images)")
-            w = config.pixel_width
-            # Receptive field 30 px per token: a whole object (10-18 px across) and its surround.
-            self.pixel_stem = nn.Sequential(
-                nn.Conv2d(3, w // 2, 3, padding=1), nn.GELU(),
-                nn.Conv2d(w // 2, w, PIXEL_CELL, stride=PIXEL_CELL), nn.GELU(),
-                nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(),
-                nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, d, 1))
+            self.pixel_stem = pixel_stem(config.pixel_width, d)
             self.centre_head = nn.Linear(d, config.labels)
             self.centre_size_head = nn.Linear(d, config.sizes)
             self.source_slot = nn.Embedding(config.max_objects, d)
@@ -234,45 +284,6 @@ class LayoutDrafter(nn.Module):
             pad = torch.cat([pad, absent], 1)
             pixels = (tokens, grids, refer)
         return memory, pad, pixels
-
-    def _pixel_tokens(self, sources: list[torch.Tensor], device) -> tuple[torch.Tensor, list]:
-        """Sources -> [B, N, d] stem states and each item's token grid (rows, cols). Sources of several
-        sizes are padded to the largest (tokens past an item's own grid are never read)."""
-        rows = [int(s.shape[-2]) // PIXEL_CELL for s in sources]
-        cols = [int(s.shape[-1]) // PIXEL_CELL for s in sources]
-        R, C = max(rows), max(cols)
-        dtype = self.context_proj.weight.dtype
-        batch = torch.zeros(len(sources), 3, R * PIXEL_CELL, C * PIXEL_CELL, dtype=dtype, device=device)
-        for i, s in enumerate(sources):
-            batch[i, :, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL] = s[:, : rows[i] * PIXEL_CELL, : cols[i] * PIXEL_CELL].to(device, dtype)
-        return self.pixel_stem(batch).flatten(2).transpose(1, 2), list(zip(rows, cols))
-
-    @torch.no_grad()
-    def detect(self, tokens: torch.Tensor, grids: list) -> torch.Tensor:
-        """The stem's objects: [B, max_objects, 4] rows (label, x, y, size bins), left to right
-        (then top to bottom) as app/train/data.edit_draft_rows orders a scene, -1 past the last.
-        A cell holds an object where its centre head names one and no neighbour is surer of one
-        (CenterNet's 3 x 3 peak test: two objects' centres are always more than a cell apart, and
-        without it 0.2 of the benchmark's sources got a second object beside a true one); the most
-        confident are kept."""
-        c = self.config
-        R, C = max(g[0] for g in grids), max(g[1] for g in grids)
-        logits = self.centre_head(tokens).float()
-        confidence = 1 - logits.softmax(-1)[..., 0]
-        grid = confidence.reshape(-1, 1, R, C)
-        peak = (grid >= F.max_pool2d(grid, 3, stride=1, padding=1)).reshape(confidence.shape)
-        labels, sizes = logits.argmax(-1) * peak, self.centre_size_head(tokens).argmax(-1)
-        out = torch.full((tokens.shape[0], c.max_objects, 4), -1, dtype=torch.long)
-        for b, (nr, nc) in enumerate(grids):
-            r, col = torch.arange(tokens.shape[1]) // C, torch.arange(tokens.shape[1]) % C
-            found = ((labels[b].cpu() > 0) & (r < nr) & (col < nc)).nonzero().flatten()
-            found = found[confidence[b, found].cpu().argsort(descending=True)[: c.max_objects]]
-            objects = sorted((int(((col[k] + 0.5) / nc * c.bins).clamp(max=c.bins - 1)),
-                              int(((r[k] + 0.5) / nr * c.bins).clamp(max=c.bins - 1)),
-                              int(labels[b, k]), int(sizes[b, k])) for k in found.tolist())
-            for i, (x, y, label, size) in enumerate(objects):
-                out[b, i] = torch.tensor([label, x, y, size])
-        return out
 
     def _centre_loss(self, pixels: tuple, source_drafts: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Each stem token names the source object whose centre lies in its cell (0: none), from the

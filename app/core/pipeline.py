@@ -351,7 +351,18 @@ class MetaCanvasPipeline:
         images, videos = self._planner_media(request, len(texts))
         # A drafting planner draws its draft with the seed: a new seed, a new plan. The unconditional
         # row (an empty instruction) is never drafted.
-        return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts))
+        drafts = self.first_frame_drafts(request.task, texts, images, [request.seed] * len(texts))
+        return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts),
+                            drafts=drafts)
+
+    def first_frame_drafts(self, task: Task, texts: list[str], images, seeds: list[int]) -> torch.Tensor | None:
+        """An image-to-video request's track drafts, moved onto its first frame (app/core/frame_detector.py),
+        for a planner that drafts them; None otherwise (the planner then drafts, or not, as it does)."""
+        if task is not Task.IMAGE_TO_VIDEO or not images or getattr(self.planner, "frame_detector", None) is None:
+            return None
+        from .frame_detector import first_frame_drafts
+
+        return first_frame_drafts(self.planner, texts, [item[0] for item in images], seeds)
 
     # -- generation --------------------------------------------------------------------------------
     @torch.no_grad()

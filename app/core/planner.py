@@ -458,7 +458,7 @@ class Planner(nn.Module):
 
     def __init__(self, model: nn.Module, processor: PlannerProcessor, canvas_tokens: CanvasTokens,
                  temporal_stride: int = 1, drafter: LayoutDrafter | None = None,
-                 edit_drafter: LayoutDrafter | None = None) -> None:
+                 edit_drafter: LayoutDrafter | None = None, frame_detector: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
         self.processor = processor
@@ -466,6 +466,8 @@ class Planner(nn.Module):
         self.temporal_stride = temporal_stride
         self.drafter = drafter  # layout drafts (app/core/draft.py); None plans as METHOD.md does
         self.edit_drafter = edit_drafter  # drafts image edits' targets; None leaves edits undrafted
+        # finds an image's objects, to draft a clip from it (app/core/frame_detector.py); None: undrafted
+        self.frame_detector = frame_detector
         if canvas_tokens.dim != self.hidden_size:
             raise ValueError(f"canvas tokens have width {canvas_tokens.dim}, the MLLM {self.hidden_size}")
         if drafter is not None and drafter.config.context_tokens:

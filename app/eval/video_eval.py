@@ -64,11 +64,14 @@ def psnr(a, b, mask: np.ndarray | None = None) -> float:
 @torch.no_grad()
 def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, images=None, videos=None,
                  frames: int | None = None, steps: int | None = None, guidance: float | None = None,
-                 use_canvas: bool = True, drafts_out: list | None = None) -> list[np.ndarray]:
+                 use_canvas: bool = True, drafts_out: list | None = None,
+                 drafts: torch.Tensor | None = None) -> list[np.ndarray]:
     """Many clips of one task at once, at the model's size: `images` one list of stills per item
     (image-to-video: [first frame]; reference video: its 1 or 2 stills, the same count for all items),
     `videos` one source clip per item (video edit). Returns uint8 [F, H, W, 3] per item; each item's
-    draft rows go onto `drafts_out` when given and the model drafted them."""
+    draft rows go onto `drafts_out` when given and the model drafted them. `drafts` ([B, length, 6] track
+    rows, a drafting model's only) plans each item from the given tracks instead of the model's own drafts
+    (research: what a draft would do for a task the drafter does not draft)."""
     from app.core.pipeline import initial_noise
     from app.core.request import GenerationRequest, Task
 
@@ -93,8 +96,13 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
     texts = list(instructions) + [""] * b * (copies - 1)
     planner_images = [list(i) for i in images] * copies if task.needs_image else None
     planner_videos = [pipe.planner_clip(v) for v in videos] * copies if task.needs_video else None
+    if drafts is not None:  # the unconditional rows are never drafted
+        from app.core.draft import no_drafts
+        drafts = torch.cat([torch.as_tensor(drafts).long()] + [no_drafts(b, pipe.planner.drafter.config)] * (copies - 1))
+    else:  # as the pipeline plans a request: a clip from an image is drafted from its words, onto the image
+        drafts = pipe.first_frame_drafts(task, texts, planner_images, list(seeds) * copies)
     plan = pipe.planner(texts, spec, images=planner_images, videos=planner_videos,
-                        seeds=list(seeds) * copies).to(device)
+                        seeds=list(seeds) * copies, drafts=drafts).to(device)
     if drafts_out is not None and plan.draft is not None and use_canvas:
         drafts_out.extend(plan.draft[:b])
 

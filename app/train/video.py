@@ -14,7 +14,9 @@ keyframe learns the label map of the target clip at that keyframe's time, for al
 
 A recipe with `track_drafts` gives the planner a track drafter (app/core/draft.py: each object's start
 and end place, drawn onto the keyframes): from stage-2 step `drafts_from_step` on, text-to-video clips
-are planned with their own true tracks (teacher forcing, as the image model's scenes are), after a
+(and, from `image_drafts_from_step` on, image-to-video clips, whose drafts the pipeline moves onto the
+given image: app/core/frame_detector.py) are planned with their own true tracks (teacher forcing, as the
+image model's scenes are), after a
 draft-teaching stage (`draft_teach`) in which, the MLLM frozen, the canvas's draft embedding learns to
 carry the tracks into the canvas's states (the keyframes' label maps, as in stage 1) and the drafter
 learns to draw tracks from the words' states. The MLLM stays frozen so the context states, which the
@@ -353,12 +355,14 @@ class VideoTrainer:
         done = start
         for step in range(start, last):
             weights = rec.drafted_task_weights if planner.drafts and rec.drafted_task_weights else rec.task_weights
+            drafted = ("text_to_video",) + (("image_to_video",) if rec.image_drafts_from_step is not None
+                                             and step >= rec.image_drafts_from_step else ())
             batch = make_video_batch(rng, rec, pick_task(rng, weights), r.batch,
-                                     planner.drafter.config if planner.drafts else None)
+                                     planner.drafter.config if planner.drafts else None, drafted)
             drop = rng.random(len(batch["texts"])) < rec.cfg_dropout  # the unconditional branch guidance needs
             batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
             drafts = None
-            if planner.drafts:  # true tracks for text-to-video; none for clips with media or no words
+            if planner.drafts:  # true tracks for the drafted tasks; none for the others' clips or no words
                 drafts = (torch.from_numpy(batch["draft"]) if batch.get("draft") is not None
                           else no_drafts(len(batch["texts"]), planner.drafter.config))
                 drafts[torch.from_numpy(drop)] = -1
@@ -425,13 +429,16 @@ class VideoTrainer:
             ema.copy_to(adapter)
             adapter.eval()
             folder = self.out / ("model" if name == "canvas" else "model-text-only")
-            drafter = planner.drafter
+            drafter, detector = planner.drafter, planner.frame_detector
             if name != "canvas":  # the twin shares the planner; it has no canvas, so nothing to draft onto
-                planner.drafter = None
+                planner.drafter = planner.frame_detector = None
+            elif drafter is not None and detector is None and self.recipe.frame_detector_from:
+                from app.train.frame_detector import frame_detector_from
+                planner.frame_detector = detector = frame_detector_from(self.recipe.frame_detector_from)
             try:
                 save_model(pipe, folder)
             finally:
-                planner.drafter = drafter
+                planner.drafter, planner.frame_detector = drafter, detector
             drafted = {"drafter_steps": self.progress.get("drafter_steps"), "drafts_from_step": self.recipe.drafts_from_step} \
                 if name == "canvas" and planner.drafter is not None else {}
             (folder / "training.json").write_text(json.dumps({**record, **drafted, "use_canvas": name == "canvas"}, indent=1))

@@ -3,7 +3,7 @@
 A recipe (a JSON file under app/train/recipes/video) names the model's size, the stages' steps and the
 tasks' shares; a batch is one task's clips rendered from the shapes world in motion (app/shapes/motion.py),
 with what each stage reads: the planner's media, the condition latents, the target's label maps at the
-canvas keyframes' times (stage 1) and, for a drafted run's text-to-video batches, the true track drafts.
+canvas keyframes' times (stage 1) and, for a drafted run's drafted tasks' batches, the true track drafts.
 Kept apart from app/train/video.py (the model and the trainer) so a study can build its own batches
 (research/keyframe_study.py) without the trainer.
 """
@@ -76,8 +76,14 @@ class VideoRecipe:
     # Stage-2 steps planned without drafts before the draft-teaching stage (the run that trained the
     # committed model added its drafter to a model trained 6,223 steps without one).
     drafts_from_step: int = 0
-    # The tasks' shares once drafting starts (None: task_weights): drafts serve text-to-video alone.
+    # Stage-2 step from which image-to-video batches carry their true tracks too (None: never), as the
+    # pipeline drafts them (app/core/frame_detector.py). The committed model's run turned this on at 14,000.
+    image_drafts_from_step: int | None = None
+    # The tasks' shares once drafting starts (None: task_weights).
     drafted_task_weights: dict | None = None
+    # An image model folder whose edit drafter's detector the exported model drafts clips from images
+    # with (app/core/frame_detector.py); None: image-to-video clips are planned undrafted.
+    frame_detector_from: str | None = None
     draft_teach: VideoStage = field(default_factory=lambda: VideoStage(steps=0, batch=32, lr=1e-3, warmup=20))
 
     @classmethod
@@ -132,10 +138,10 @@ def track_rows(scene: MotionScene, config: DraftConfig) -> np.ndarray:
 
 
 def make_video_batch(rng: np.random.Generator, recipe: VideoRecipe, task: str, batch: int,
-                     drafts: DraftConfig | None = None) -> dict:
+                     drafts: DraftConfig | None = None, drafted: tuple[str, ...] = ("text_to_video",)) -> dict:
     """One batch of one task: texts, target clips [B, F, H, W, 3], the planner's media, the conditions,
     and the target's label map at each keyframe time [B, K, g, g] (what stage 1 teaches the canvas);
-    with `drafts`, a text-to-video batch's true track drafts ("draft", [B, length, 6])."""
+    with `drafts`, the true track drafts ("draft", [B, length, 6]) of a batch of a `drafted` task."""
     f, size = recipe.frames, recipe.size
     out: dict = {"kind": task, "images": None, "videos": None}
     targets, texts = [], []
@@ -168,7 +174,7 @@ def make_video_batch(rng: np.random.Generator, recipe: VideoRecipe, task: str, b
     out["clips"] = np.stack([render_clip(s, f, size) for s in targets])
     if task == "image_to_video":
         out["images"] = [[clip[0]] for clip in out["clips"]]
-    if drafts is not None and task == "text_to_video":
+    if drafts is not None and task in drafted:
         out["draft"] = np.stack([track_rows(s, drafts) for s in targets])
     times = keyframe_times(recipe)
     out["labels"] = np.stack([np.stack([label_map(s.at(float(t)), recipe.grid) for t in times]) for s in targets])
