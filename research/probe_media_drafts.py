@@ -6,7 +6,7 @@ The embedded video model drafts tracks for text-to-video only (app/core/draft.py
 trained with true tracks on text-to-video batches alone, and clips with media were planned undrafted. This
 probe plans the benchmark's media items (app/eval/video_eval.py's sets, seed 7) three ways and scores them
 as the benchmark does:
-- "none": as the model plans them now (no draft);
+- "none": undrafted (as the model planned them before image-to-video clips were drafted);
 - "true": the target clip's true tracks drawn onto the canvas (an oracle: what a perfect drafter gives);
 - image-to-video only, "drafted": the track drafter's own draft of the caption (the words alone), each
   drafted object moved to start where the given first frame has it (its end moved alike): what a drafter
@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.checkpoints import load_model  # noqa: E402
+from app.core.draft import no_drafts  # noqa: E402
 from app.eval.video_eval import (_TASK_SEED_OFFSET, _mean, reference_video_set, sample_clips,  # noqa: E402
                                  score_image_to_video, score_reference_video, score_video_edit, video_edit_set)
 from app.shapes.motion import render_clip  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> None:
         for arm in ("none", "true", "drafted"):
             scores = []
             for idx in chunks:
-                drafts = None
+                drafts = no_drafts(len(idx), config)  # "none": planned undrafted (not the pipeline's own drafts)
                 if arm == "true":
                     drafts = torch.as_tensor(np.stack([track_rows(items[i][1], config) for i in idx]))
                 elif arm == "drafted":  # the caption drafted as text-to-video, then moved onto the first frame

@@ -200,6 +200,13 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise ModelFolderError(f"{folder} exists; choose another folder")
+    detector, drafter = getattr(pipe.planner, "frame_detector", None), getattr(pipe.planner, "drafter", None)
+    if detector is not None:  # written only where load_model takes it back: beside a track drafter it fits
+        from .frame_detector import check_matches
+
+        if drafter is None or not drafter.config.track:
+            raise ValueError("a frame detector moves a clip's track drafts: save it beside a track drafter")
+        check_matches(detector.config, drafter.config)
     tmp = folder.with_name(folder.name + ".saving")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -135,13 +135,13 @@ class CentreDetection:
         return self.pixel_stem(batch).flatten(2).transpose(1, 2), list(zip(rows, cols))
 
     @torch.no_grad()
-    def detect(self, tokens: torch.Tensor, grids: list) -> torch.Tensor:
+    def detect(self, tokens: torch.Tensor, grids: list, min_confidence: float = 0.0) -> torch.Tensor:
         """The stem's objects: [B, max_objects, 4] rows (label, x, y, size bins), left to right
         (then top to bottom) as app/train/data.edit_draft_rows orders a scene, -1 past the last.
         A cell holds an object where its centre head names one and no neighbour is surer of one
         (CenterNet's 3 x 3 peak test: two objects' centres are always more than a cell apart, and
         without it 0.2 of the benchmark's sources got a second object beside a true one); the most
-        confident are kept."""
+        confident are kept, and only those surer than `min_confidence` (1 - the background's probability)."""
         c = self.config
         R, C = max(g[0] for g in grids), max(g[1] for g in grids)
         logits = self.centre_head(tokens).float()
@@ -152,7 +152,7 @@ class CentreDetection:
         out = torch.full((tokens.shape[0], c.max_objects, 4), -1, dtype=torch.long)
         for b, (nr, nc) in enumerate(grids):
             r, col = torch.arange(tokens.shape[1]) // C, torch.arange(tokens.shape[1]) % C
-            found = ((labels[b].cpu() > 0) & (r < nr) & (col < nc)).nonzero().flatten()
+            found = ((labels[b].cpu() > 0) & (r < nr) & (col < nc) & (confidence[b].cpu() > min_confidence)).nonzero().flatten()
             found = found[confidence[b, found].cpu().argsort(descending=True)[: c.max_objects]]
             objects = sorted((int(((col[k] + 0.5) / nc * c.bins).clamp(max=c.bins - 1)),
                               int(((r[k] + 0.5) / nr * c.bins).clamp(max=c.bins - 1)),

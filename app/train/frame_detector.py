@@ -15,7 +15,8 @@ import json
 import shutil
 from pathlib import Path
 
-from app.core.checkpoints import INDEX, ModelFolderError, load_edit_drafter, read_index, save_module
+from app.core.checkpoints import (INDEX, ModelFolderError, component_path, load_edit_drafter, read_index,
+                                  save_module)
 from app.core.frame_detector import FrameDetector, check_matches
 from app.core.draft import DraftConfig
 from app.train.progress import atomic_json
@@ -35,8 +36,11 @@ def attach_frame_detector(model: str | Path, detector: FrameDetector) -> Path:
     """Write `detector` into the video model folder `model` and name it in its index."""
     model = Path(model)
     index = read_index(model)
-    drafter = model / str(index.get("layout_drafter", "")) / "config.json"
-    config = DraftConfig.from_dict(json.loads(drafter.read_text())["draft"]) if "layout_drafter" in index else None
+    drafter = component_path(model, index, "layout_drafter")
+    try:
+        config = DraftConfig.from_dict(json.loads((drafter / "config.json").read_text())["draft"]) if drafter else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"The track drafter config in {drafter} cannot be read ({exc}).") from None
     if config is None or not config.track:
         raise ModelFolderError(f"{model} has no track drafter: a frame detector only moves a clip's track drafts.")
     check_matches(detector.config, config)

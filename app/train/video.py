@@ -92,12 +92,13 @@ def grow_vocabulary(planner, processor: PlannerProcessor) -> None:
 
 def video_planner(recipe: VideoRecipe, planner_from: str | Path | None = None):
     """The image model's planner, made a video planner: clip words, a K-keyframe canvas (its tokens start
-    as the image canvas's, resized to this grid, on every keyframe), no layout drafters."""
+    as the image canvas's, resized to this grid, on every keyframe), no layout drafters or frame detector."""
     from app.core.checkpoints import load_model
 
     planner = load_model(Path(planner_from or recipe.planner_from)).planner
     planner.drafter = None
     planner.edit_drafter = None
+    planner.frame_detector = None
     grow_vocabulary(planner, video_processor(recipe))
     old = planner.canvas_tokens.tokens.detach()  # [1, h, w, d]
     spec = CanvasSpec(recipe.keyframes, recipe.grid, recipe.grid)

@@ -77,7 +77,7 @@ class VideoRecipe:
     # committed model added its drafter to a model trained 6,223 steps without one).
     drafts_from_step: int = 0
     # Stage-2 step from which image-to-video batches carry their true tracks too (None: never), as the
-    # pipeline drafts them (app/core/frame_detector.py). The committed model's run turned this on at 14,000.
+    # pipeline drafts them (app/core/frame_detector.py). runs/video-48t turned this on at step 14,009.
     image_drafts_from_step: int | None = None
     # The tasks' shares once drafting starts (None: task_weights).
     drafted_task_weights: dict | None = None

@@ -27,6 +27,7 @@ class _BlankUntilLoaded:
         if blank != self.blank:
             self.blank = blank
             self.setSpecialValueText(self.specialValueText())  # Qt redraws the text only on this or a new value
+            self.updateGeometry()  # its size hint was worked out for the other text
 
 
 class _ModelSpinBox(_BlankUntilLoaded, QSpinBox):

@@ -37,7 +37,7 @@ from app.ui.settings_dialog import SettingsDialog
 from app.core.request import Task
 from app.ui.studio_model import StudioModel
 from app.ui.studio_state import MAX_REFERENCES, ModelState
-from app.ui.timeline import IMAGE_TRACK, VIDEO_TRACK, Timeline, TimelineClip
+from app.ui.timeline import IMAGE_TRACK, VIDEO_TRACK, TailStrip, Timeline, TimelineClip
 from app.ui.timeline_editing import TimelineEditing
 from app.ui.versions_panel import VersionsPanel
 from app.ui.viewer import Viewer
@@ -350,13 +350,9 @@ class MainWindow(QMainWindow):
                                     fps=item.fps or project.settings.fps, thumbnails=thumbs or [], media_id=item.id,
                                     kind=original.kind, in_point=c.in_point,
                                     source_duration=original.duration if original.kind == "video" else None)
-                edited = pf.edit_source(c, c.active) if item.kind == "video" else None
-                if edited is not None and item.fps > 0 and c.duration > 0:
+                if item.kind == "video" and pf.edit_source(c, c.active) is not None and item.fps > 0 and c.duration > 0:
                     clip.thumb_share = min(1.0, item.frames / item.fps / c.duration)  # the rest plays as it was
-                    tail = project.media_item(edited.media_id)
-                    clip.tail_media_id = tail.id
-                    clip.tail_thumbnails = self.pictures.thumbnails(tail.id, self.media_file(tail.id), tail.kind,
-                                                                    tail.frames) or []
+                    clip.tails = self._tail_strips(c)
                 if item.kind == "video" and c.active.plan:
                     # The plan that made this clip, keyframe by keyframe along it (plan scrubbing).
                     plan_path = pf.media_dir(self.work_path()) / c.active.plan
@@ -370,6 +366,23 @@ class MainWindow(QMainWindow):
         self.timeline.view.set_clips(clips)
         self._update_title()
         self._on_target_changed()
+
+    def _tail_strips(self, clip) -> list[TailStrip]:
+        """Where each version a partial edit plays on into shows (project_file.chain_spans): from where the
+        versions before it end to where it ends (the last one to the clip's end), each with its thumbnails
+        spread as on its own strip (the clip's own footage over the whole clip)."""
+        project = self.document.project
+        spans = pf.chain_spans(project, clip, clip.active)
+        reached, strips = min(1.0, spans[0][1] / clip.duration), []
+        for k, (item, seconds) in enumerate(spans[1:], start=1):
+            last = k == len(spans) - 1
+            span = 1.0 if item.id == clip.media_id or seconds == float("inf") else min(1.0, seconds / clip.duration)
+            end = 1.0 if last else span
+            if end > reached:
+                thumbs = self.pictures.thumbnails(item.id, self.media_file(item.id), item.kind, item.frames) or []
+                strips.append(TailStrip(item.id, span, reached, end, thumbs))
+                reached = end
+        return strips
 
     def _on_icon(self, media_id: str, icon: Any) -> None:
         self.media_bin.set_icon(media_id, icon)

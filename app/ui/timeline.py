@@ -32,6 +32,17 @@ TRACKS = (IMAGE_TRACK, VIDEO_TRACK)
 
 
 @dataclass
+class TailStrip:
+    """The thumbnails of a version a partial edit plays on into, drawn where that version plays: from
+    `start` to `end` (shares of the clip), spread over its own first `span` of the clip as on its own strip."""
+    media_id: str
+    span: float
+    start: float
+    end: float
+    thumbnails: list[QImage] = field(default_factory=list)
+
+
+@dataclass
 class TimelineClip:
     id: str
     track: str  # IMAGE_TRACK | VIDEO_TRACK
@@ -47,9 +58,9 @@ class TimelineClip:
     plan_frames: int = 1  # frames of the clip the plan lays out
     plan_share: float = 1.0  # the part of the clip those frames are (a partial edit's plan: its first part)
     thumb_share: float = 1.0  # the part of the clip its thumbnails stand for (a partial edit: its first part)
-    # A partial edit plays on as the version it edited: that version's media and thumbnails fill the rest.
-    tail_media_id: str = ""
-    tail_thumbnails: list[QImage] = field(default_factory=list)
+    # A partial edit plays on as the version it edited (and an edit of an edit, on through the chain): the
+    # strips of those versions fill the rest, each where it plays.
+    tails: list["TailStrip"] = field(default_factory=list)
     plan_step: int = DEFAULT_FRAME_STEP  # how the model that made it packs frames
     kind: str = "video"  # its original media's kind: which tracks it may go on, how far it may be trimmed
     in_point: float = 0.0  # seconds into its original media where it begins
@@ -105,13 +116,14 @@ class TimelineView(QWidget):
         # Keep a clip's thumbnails only while it shows the same media: after undo/redo of a version the
         # strip must show the version now active, not the one before.
         old = {(c.id, c.media_id): c.thumbnails for c in self.clips}
-        old_tails = {(c.id, c.tail_media_id): c.tail_thumbnails for c in self.clips if c.tail_media_id}
+        old_tails = {(c.id, t.media_id): t.thumbnails for c in self.clips for t in c.tails}
         old_plans = {(c.id, c.plan_key): c.plan_keyframes for c in self.clips if c.plan_key}
         for c in clips:
             if not c.thumbnails and (c.id, c.media_id) in old:
                 c.thumbnails = old[(c.id, c.media_id)]
-            if not c.tail_thumbnails and (c.id, c.tail_media_id) in old_tails:
-                c.tail_thumbnails = old_tails[(c.id, c.tail_media_id)]
+            for t in c.tails:
+                if not t.thumbnails and (c.id, t.media_id) in old_tails:
+                    t.thumbnails = old_tails[(c.id, t.media_id)]
             if not c.plan_keyframes and (c.id, c.plan_key) in old_plans:
                 c.plan_keyframes = old_plans[(c.id, c.plan_key)]
         self.clips = clips
@@ -129,8 +141,9 @@ class TimelineView(QWidget):
         for c in self.clips:
             if c.media_id == media_id:
                 c.thumbnails = images
-            if c.tail_media_id == media_id:
-                c.tail_thumbnails = images
+            for t in c.tails:
+                if t.media_id == media_id:
+                    t.thumbnails = images
         self.update()
 
     def set_plan_keyframes(self, plan_key: str, images: list[QImage]) -> None:
@@ -262,12 +275,13 @@ class TimelineView(QWidget):
             selected = c.id in self.selected
             p.fillRect(r, QColor(60, 78, 110) if c.track == VIDEO_TRACK else QColor(70, 92, 70))
             # A partial edit's thumbnails stand for its first part (thumb_share); past its end the clip
-            # plays the version it edited, so that version's thumbnails fill the rest, at the places
-            # they have on its own strip. Each set is cut off at the edit's end.
+            # plays the version it edited, so that version's thumbnails fill where it plays (TailStrip),
+            # at the places they have on its own strip.
             edge = r.left() + r.width() * c.thumb_share
             self._draw_thumbnails(p, r, c.thumbnails, r.width() * c.thumb_share, QRectF(r.left(), r.top(), edge - r.left(), r.height()))
-            if c.tail_thumbnails and c.thumb_share < 1.0:
-                self._draw_thumbnails(p, r, c.tail_thumbnails, r.width(), QRectF(edge, r.top(), r.right() - edge, r.height()))
+            for t in c.tails:
+                left, right = r.left() + r.width() * t.start, r.left() + r.width() * t.end
+                self._draw_thumbnails(p, r, t.thumbnails, r.width() * t.span, QRectF(left, r.top(), right - left, r.height()))
             strips = self.plan_strip_rects(c)
             if strips:
                 h = self.PLAN_STRIP_H

@@ -41,8 +41,9 @@ OVERLAY_CACHE_SIZE = 64
 LAYER_DRAFT, LAYER_EFFECT = "draft", "effect"
 
 DRAFT_TIP = ("Drafted layout (cyan outlines): where the model's layout drafter placed the objects before "
-             "planning. The canvas was started from this draft; it is a guess at the layout, not what the "
-             "canvas does.")
+             "planning (a clip's: each object's track, which starts where the given image has the object when "
+             "the clip is made from an image). The canvas was started from this draft; it is a guess at the "
+             "layout, not what the canvas does.")
 NO_DRAFT_TIP = ("No drafted layout: the model that made this plan has no layout drafter, or did not draft "
                 "this request. Only the canvas effect can be shown.")
 EFFECT_TIP = ("Canvas effect: how strongly the canvas changes the picture at each patch, i.e. what the "

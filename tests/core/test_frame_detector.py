@@ -52,8 +52,11 @@ def test_motion_past_the_frame_is_clamped_and_undrafted_items_stay_undrafted():
     moved = onto_first_frame(drafted, torch.cat([_found((5, 12, 3, 1)), _found((5, 1, 1, 1))]), CONFIG)
     assert moved[0, 0].tolist() == [5, 12, 3, 1, 15, 3]
     assert (moved[1] == -1).all()
-    # A drafted object the image does not hold (it appears later) keeps its drafted track.
-    assert onto_first_frame(_rows((5, 2, 3, 1, 6, 3)), _found(), CONFIG)[0, 0].tolist() == [5, 2, 3, 1, 6, 3]
+    # A drafted object the image does not hold (it appears later) keeps its drafted track ...
+    both = onto_first_frame(_rows((5, 2, 3, 1, 6, 3), (7, 8, 8, 0, 4, 8)), _found((5, 10, 8, 2)), CONFIG)
+    assert both[0, 1].tolist() == [7, 8, 8, 0, 4, 8]
+    # ... but an image with nothing found in it is not drafted at all.
+    assert (onto_first_frame(_rows((5, 2, 3, 1, 6, 3)), _found(), CONFIG) == -1).all()
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,10 @@ def test_the_embedded_video_model_drafts_a_clip_from_an_image_where_the_image_ha
         want_dx, want_dy = np.sign(truth[0, 4] - truth[0, 1]), np.sign(truth[0, 5] - truth[0, 2])
         moved_right += (np.sign(int(dx)) == want_dx) and (np.sign(int(dy)) == want_dy)
     assert placed >= len(metas) - 1 and moved_right >= len(metas) - 1
+    # An image with nothing of the model's world in it is not drafted (the words' tracks would fight it).
+    blank = GenerationRequest(Task.IMAGE_TO_VIDEO, metas[0]["prompt"], images=[np.full((48, 48, 3), 30, np.uint8)],
+                              width=48, height=48, frames=17, seed=0)
+    assert pipe.plan(blank).draft is None or (pipe.plan(blank).draft[0, 0, 0] < 0)
     # Without a frame detector nothing is drafted for a clip from an image (the model plans it as trained to).
     detector, pipe.planner.frame_detector = pipe.planner.frame_detector, None
     try:
@@ -107,3 +114,31 @@ def test_a_frame_detector_that_does_not_fit_the_track_drafter_is_refused(tmp_pat
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelFolderError, match="track drafter"):
         load_model(folder)
+
+
+def test_the_frame_detector_goes_only_into_a_folder_with_a_track_drafter(tmp_path):
+    from app.train.frame_detector import attach_frame_detector, frame_detector_from, main
+
+    detector = frame_detector_from("models/metacanvas-shapes")
+    with pytest.raises(ModelFolderError, match="no track drafter"):
+        attach_frame_detector("models/metacanvas-shapes-video-text-only", detector)
+    folder = tmp_path / "video"
+    shutil.copytree(VIDEO_MODEL, folder, ignore=shutil.ignore_patterns("frame_detector"))
+    index = json.loads((folder / "model_index.json").read_text())
+    del index["frame_detector"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert load_model(folder).planner.frame_detector is None
+    assert main(["--from", "models/metacanvas-shapes", "--into", str(folder)]) == 0
+    assert load_model(folder).planner.frame_detector is not None
+
+
+def test_image_to_video_training_batches_carry_their_true_tracks_once_asked():
+    from app.train.video_data import VideoRecipe, make_video_batch, track_draft_config
+
+    recipe = VideoRecipe.load("app/train/recipes/video/shapes-video-48-tracks-cpu.json")
+    config = track_draft_config(recipe)
+    rng = np.random.default_rng(0)
+    assert "draft" not in make_video_batch(rng, recipe, "image_to_video", 2, config)
+    batch = make_video_batch(rng, recipe, "image_to_video", 2, config, ("text_to_video", "image_to_video"))
+    assert batch["draft"].shape == (2, config.length, 6) and (batch["draft"][:, 0, 0] > 0).all()
+    assert "draft" not in make_video_batch(rng, recipe, "video_edit", 2, config, ("text_to_video", "image_to_video"))

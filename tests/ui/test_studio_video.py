@@ -226,9 +226,10 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     assert view_clip.plan_share == pytest.approx(17 / 24) and view_clip.thumb_share == pytest.approx(17 / 24)
     qtbot.waitUntil(lambda: len(view_clip.plan_keyframes) == 3, timeout=WAIT)
     # Past the edit's end the strip shows the footage that plays there, not an empty box.
-    qtbot.waitUntil(lambda: len(w.timeline.view.clip(clip_id).tail_thumbnails) > 0, timeout=WAIT)
+    qtbot.waitUntil(lambda: [len(t.thumbnails) > 0 for t in w.timeline.view.clip(clip_id).tails] == [True], timeout=WAIT)
     view_clip = w.timeline.view.clip(clip_id)
-    assert view_clip.tail_media_id == clip.media_id
+    (tail,) = view_clip.tails
+    assert (tail.media_id, tail.start, tail.end) == (clip.media_id, pytest.approx(17 / 24), 1.0)
     strip = w.timeline.view.grab().toImage()
     box = w.timeline.view.clip_rect(view_clip)
     tail_y = int(box.top() + 12 + (box.height() - 14) / 3)  # in the thumbnails' row, above the plan strip
@@ -458,3 +459,22 @@ def test_exporting_a_version_shorter_than_its_clip_says_how_long_each_is(qtbot, 
     with qtbot.waitSignal(w.export_done, timeout=WAIT):
         w.exports.export_track(str(track))
     assert probe_video(track).frames == round(2.0 * w.document.project.settings.fps)  # the clip's length, held
+
+
+def test_an_edit_of_a_partial_edit_shows_each_version_where_it_plays(qtbot, tmp_path, studio):
+    """An edit of the clip's first frames, then an edit of that edit's first frames: the strip shows the
+    newest edit, then the first edit where it still plays, then the footage, each part where it plays."""
+    from app.media import project_file as pf
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    original = w.document.project.clip(clip_id).versions[0]
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, np.zeros((12, 48, 48, 3), np.uint8),
+                                    fps=12, request={"task": "video_edit", pf.EDITED_VERSION: original.id}))
+    first_edit = w.document.project.clip(clip_id).active
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, np.zeros((6, 48, 48, 3), np.uint8),
+                                    fps=12, request={"task": "video_edit", pf.EDITED_VERSION: first_edit.id}))
+    view_clip = w.timeline.view.clip(clip_id)
+    assert view_clip.thumb_share == pytest.approx(6 / 24)
+    assert [(t.media_id, round(t.start, 3), round(t.end, 3)) for t in view_clip.tails] == [
+        (first_edit.media_id, 0.25, 0.5), (w.document.project.clip(clip_id).media_id, 0.5, 1.0)]
