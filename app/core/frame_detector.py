@@ -11,15 +11,17 @@ with the true tracks or the drafter's tracks moved onto the true starts (researc
 The objects are found by a FrameDetector: the pixel stem and centre heads an edit drafter learned
 (CenterNet's centre targets, app/core/draft.py's CentreDetection), copied into the video model folder
 (`frame_detector/`). It reads the image as the planner's vision tower got it (Planner.source_images).
-Matching: a drafted object takes the found object of its own label; drafted objects left over take the
-found objects left over in order (a colour misread keeps its place); a found object nothing drafted stays
-where it is (the caption does not move it); a drafted object left without one (it appears later) keeps its
-drafted track. An image in which nothing is found (not a scene of the model's world) is left undrafted, as
-the model planned clips from images before. A track whose end would leave the frame ends at its edge (an
-object found at the edge it is to move toward is drafted standing: rare in the shapes world, whose moving
-objects start clear of the edge they move toward).
+Matching: a drafted object takes the found object of its own label (class and colour); a found object
+nothing drafted stays where it is (the caption does not move it); a drafted object the image does not hold
+keeps its drafted track (it comes into the clip, as the words say). A drafted object is never moved onto a
+found one of another label: tried, a caption naming an object the image lacks turned the image's own object
+into it. An image in which nothing is found (not a scene of the model's world) is left undrafted, as the
+model planned clips from images before. A track ends where its whole object is still inside the frame (an
+object found near the edge it is to move toward moves less).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -71,6 +73,13 @@ def check_matches(detector: DraftConfig, drafter: DraftConfig) -> None:
                              f"drafter's ({getattr(drafter, field)})")
 
 
+def _inside(size: int, config: DraftConfig) -> tuple[int, int]:
+    """The bins an object of size bin `size` can be centred in with all of it inside the frame."""
+    half = config.half_min + (size + 0.5) / config.sizes * (config.half_max - config.half_min)
+    lo = math.ceil(half * config.bins - 0.5)  # the bin's centre (b + 0.5) / bins at least `half` in
+    return min(lo, config.bins // 2), max(config.bins - 1 - lo, (config.bins - 1) // 2)
+
+
 def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig) -> torch.Tensor:
     """Track drafts [B, length, 6] moved to start where `found` ([B, M, 4] rows) has their objects (see
     the module's docstring). Items drafted with nothing (all -1) stay undrafted."""
@@ -90,15 +99,13 @@ def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftCon
             if k is not None:
                 pairs[i] = k
                 free.remove(k)
-        for i in range(len(rows)):  # then what is left, in order
-            if i not in pairs and free:
-                pairs[i] = free.pop(0)
         moved = []
         for i, row in enumerate(rows):
             if i in pairs:
                 _, x, y, s = objects[pairs[i]]
+                lo, hi = _inside(s, config)
                 dx, dy = row[4] - row[1], row[5] - row[2]
-                row = [row[0], x, y, s, min(max(x + dx, 0), config.bins - 1), min(max(y + dy, 0), config.bins - 1)]
+                row = [row[0], x, y, s, min(max(x + dx, lo), hi), min(max(y + dy, lo), hi)]
             moved.append(row)
         for k in free:  # in the image, not moved by the words
             if len(moved) < config.max_objects:

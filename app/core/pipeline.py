@@ -271,10 +271,15 @@ class MetaCanvasPipeline:
         tf = int(getattr(self.codec, "temporal_factor", 1))
         if frames < 1 or frames > self.MAX_FRAMES:
             raise ValueError(f"a clip has 1 to {self.MAX_FRAMES} frames, not {frames}")
+        # A clip from an image is the image (its own latent frame) and at least one latent frame made after it.
+        least = 1 + tf if task is Task.IMAGE_TO_VIDEO else 1
         if (frames - 1) % tf:
-            near = max(1, 1 + round((frames - 1) / tf) * tf)
+            near = max(least, 1 + round((frames - 1) / tf) * tf)
             raise ValueError(f"{frames} frames is not a length '{self.name}' makes: a clip is 1 + a multiple of "
                              f"{tf} frames; the nearest is {near}")
+        if frames < least:
+            raise ValueError(f"a clip made from an image has at least {least} frames: the image, then {tf} made "
+                             f"after it; {frames} were asked for")
         limit = self.max_frames(task, references)
         if frames > limit:
             what = {Task.VIDEO_EDIT: " for a video edit (the source clip's frames sit beside the new ones)",

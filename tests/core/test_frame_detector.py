@@ -33,24 +33,25 @@ def _found(*objects):
 
 def test_a_drafted_track_starts_where_the_image_has_its_object_and_keeps_its_motion():
     drafted = _rows((5, 2, 3, 1, 6, 3))  # label 5 drafted at (2, 3), moving 4 bins right
-    moved = onto_first_frame(drafted, _found((5, 10, 8, 2)), CONFIG)
-    assert moved[0, 0].tolist() == [5, 10, 8, 2, 14, 8] and moved[0, 1, 0] == 0
+    moved = onto_first_frame(drafted, _found((5, 6, 8, 2)), CONFIG)
+    assert moved[0, 0].tolist() == [5, 6, 8, 2, 10, 8] and moved[0, 1, 0] == 0
 
 
-def test_labels_match_first_then_what_is_left_pairs_in_order_and_unnamed_objects_stay_put():
+def test_objects_match_by_label_and_an_object_the_image_lacks_never_takes_over_another():
     drafted = _rows((5, 2, 3, 1, 2, 9), (7, 8, 8, 0, 4, 8))  # 5 moves down 6, 7 moves left 4
-    found = _found((9, 12, 2, 0), (5, 3, 3, 1), (11, 6, 12, 3))  # 7 misread as 9; 11 not in the words
+    found = _found((9, 12, 2, 0), (5, 3, 3, 1))  # no 7 in the image; 9 is not in the words
     moved = onto_first_frame(drafted, found, CONFIG)
     assert moved[0, 0].tolist() == [5, 3, 3, 1, 3, 9]
-    assert moved[0, 1].tolist() == [7, 12, 2, 0, 8, 2]  # the misread object still takes the words' motion
-    assert moved[0, 2].tolist() == [11, 6, 12, 3, 6, 12]  # found, not named: it does not move
+    assert moved[0, 1].tolist() == [7, 8, 8, 0, 4, 8]  # not in the image: it keeps its drafted track
+    assert moved[0, 2].tolist() == [9, 12, 2, 0, 12, 2]  # found, not named: it does not move
     assert moved[0, 3, 0] == 0
 
 
-def test_motion_past_the_frame_is_clamped_and_undrafted_items_stay_undrafted():
-    drafted = torch.cat([_rows((5, 2, 3, 1, 10, 3)), torch.full((1, CONFIG.length, 6), -1)])
-    moved = onto_first_frame(drafted, torch.cat([_found((5, 12, 3, 1)), _found((5, 1, 1, 1))]), CONFIG)
-    assert moved[0, 0].tolist() == [5, 12, 3, 1, 15, 3]
+def test_a_track_ends_with_its_whole_object_inside_the_frame_and_undrafted_items_stay_undrafted():
+    drafted = torch.cat([_rows((5, 2, 3, 3, 10, 3)), torch.full((1, CONFIG.length, 6), -1)])
+    moved = onto_first_frame(drafted, torch.cat([_found((5, 12, 3, 3)), _found((5, 1, 1, 1))]), CONFIG)
+    # size bin 3 is a half-side of 0.1325 of the frame: its centre at most in bin 13 (0.84 + 0.13 < 1)
+    assert moved[0, 0].tolist() == [5, 12, 3, 3, 13, 3]
     assert (moved[1] == -1).all()
     # A drafted object the image does not hold (it appears later) keeps its drafted track ...
     both = onto_first_frame(_rows((5, 2, 3, 1, 6, 3), (7, 8, 8, 0, 4, 8)), _found((5, 10, 8, 2)), CONFIG)
