@@ -28,7 +28,7 @@ def _add_model_args(p: argparse.ArgumentParser, default: str = "the setting, els
     p.add_argument("--steps", type=int, default=None, help="denoising steps, 1 to 1000 (default: the model's)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale, >= 0; 1 or less turns it off (default: the model's)")
-    p.add_argument("--seed", default="0", help="a whole number >= 0, or 'random' (printed; a PNG also keeps it)")
+    p.add_argument("--seed", default="0", help="a whole number >= 0, or 'random' (printed; a PNG result keeps it too, a clip does not)")
     p.add_argument("--no-canvas", action="store_true", help="run the model text-only (the canvas branch off)")
     memory = p.add_argument_group("memory (default: the settings, else picked from the GPU's memory)")
     memory.add_argument("--offload", default=None, choices=OFFLOADS,

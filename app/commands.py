@@ -92,6 +92,9 @@ def check_args(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be a positive number of pixels, not {value}")
+    if getattr(args, "no_canvas", False) and getattr(args, "plan", None):
+        # The plan picture draws what the canvas adds; a run without the canvas would be shown one it ignored.
+        raise ValueError("--plan draws the canvas's plan, and --no-canvas runs without it: leave one out")
 
 
 def resolve_seed(arg) -> int:

@@ -187,6 +187,7 @@ def test_wrong_words_models_and_inputs_get_one_clear_line(tiny_video_model, inpu
         # A clip from an image is the image and frames made after it: one frame is no clip.
         (["a red circle moves up", "--image", inputs / "first.png", "--frames", 1], "at least 5 frames"),
         (["a red circle moves up", "--image", inputs / "first.png", "--frames", 2], "nearest is 5"),
+        (["a red circle moves up", "--no-canvas", "--plan", tmp_path / "plan.mp4"], "leave one out"),
         (["a red circle moves up", "--width", 520, "--height", 48], "at most 512 pixels wide"),
     ]
     for args, words in cases:

@@ -169,5 +169,7 @@ def stretch_note(what: str, size: tuple[int, int], width: int, height: int, hint
     w, h = size
     if abs((w / h) / (width / height) - 1) <= 0.02:
         return ""
+    # The way out is said only as far as it goes: the embedded shapes models were trained at their own size
+    # alone, and a clip asked of the video model at 96x48 came out blank after its first frame.
     return f"; {what}'s {w}x{h} was stretched to {width}x{height} ({hint} of its shape, in multiples of the model's " \
-           f"patch, keeps it)"
+           f"patch, keeps it with a model that makes that size; the embedded models make their own size only)"

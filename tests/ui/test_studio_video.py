@@ -152,12 +152,20 @@ def test_scrubbing_moves_the_plan_overlay_between_keyframes(qtbot, studio):
 
 # ------------------------------------------------------------------------------------------------ i2v, r2v
 def test_a_still_animated_keeps_its_first_frame_in_a_new_clip_on_the_video_track(qtbot, tmp_path, studio):
+    from PIL import Image
+
+    from app.shapes.motion import render_clip
+    from app.shapes.video_prompts import make_video_metadata, scene_for_video_metadata
+
     w = studio
-    path, still = _still(tmp_path)
+    meta = next(m for m in make_video_metadata(20, seed=3) if m["tag"] == "one_moves")
+    still = render_clip(scene_for_video_metadata(meta, np.random.default_rng(0)), 17, 48)[0]
+    path = tmp_path / "scene.png"
+    Image.fromarray(still).save(path)
     image_clip = import_and_wait(qtbot, w, path)
     choose_task(w, Task.IMAGE_TO_VIDEO)
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    _type(qtbot, w, "the square moves to the right")
+    _type(qtbot, w, meta["prompt"])
     clip_id = _generate(qtbot, w)
     assert clip_id != image_clip and [c.id for c in _video_clips(w)] == [clip_id]
     assert len(w.document.project.clip(image_clip).versions) == 1  # the still is left as it was
@@ -167,6 +175,37 @@ def test_a_still_animated_keeps_its_first_frame_in_a_new_clip_on_the_video_track
 
     first = read_frame(w.media_file(clip.active.media_id), 0)
     assert _psnr(first, still) >= 35, _psnr(first, still)
+    # The new clip is selected and shows the plan that made it, not a live plan of an edit of it.
+    assert w.timeline.view.selected == [clip_id]
+    qtbot.waitUntil(lambda: w.viewer.plan_caption.text().startswith("Plan stored"), timeout=WAIT)
+
+
+def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_its_object(qtbot, tmp_path):
+    """With the committed video model, a clip made from a still shows its drafted track beside the canvas,
+    starting where the still has the named object."""
+    from PIL import Image
+
+    from app.shapes.motion import render_clip
+    from app.shapes.video_prompts import make_video_metadata, scene_for_video_metadata
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
+                    video_model="models/metacanvas-shapes-video")
+    meta = next(m for m in make_video_metadata(20, seed=3) if m["tag"] == "one_moves")  # "a red star moves ..."
+    scene = scene_for_video_metadata(meta, np.random.default_rng(0))
+    path = tmp_path / "scene.png"
+    Image.fromarray(render_clip(scene, 17, 48)[0]).save(path)
+    import_and_wait(qtbot, w, path)
+    choose_task(w, Task.IMAGE_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    _type(qtbot, w, meta["prompt"])
+    clip_id = _generate(qtbot, w)
+    qtbot.waitUntil(lambda: w.viewer.plan_caption.text().startswith("Plan stored"), timeout=WAIT)
+    assert w.viewer.has_draft() and w.viewer.draft_check.isEnabled()
+    row = w.viewer.plan.draft[0, 0].tolist()
+    obj = scene.objects[0].obj
+    assert abs((row[1] + 0.5) / 16 - obj.cx) <= 1 / 16 and abs((row[2] + 0.5) / 16 - obj.cy) <= 1 / 16
+    assert row[4] > row[1]  # "moves to the right"
+    assert w.document.project.clip(clip_id).versions[0].request["task"] == "image_to_video"
 
 
 def test_references_are_picked_in_the_media_bin_and_make_a_clip(qtbot, tmp_path, studio):
