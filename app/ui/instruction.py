@@ -16,7 +16,8 @@ TASK_HINTS = {
     Task.TEXT_TO_IMAGE: "Describe a new image, e.g. “a red circle on the left”",
     Task.TEXT_TO_VIDEO: "Describe a new clip, e.g. “a blue square moves to the right”",
     Task.IMAGE_EDIT: "Say how to change the selected image, e.g. “make the circle green”",
-    Task.IMAGE_TO_VIDEO: "Say how the selected image should move, e.g. “the ball rolls to the right”",
+    Task.IMAGE_TO_VIDEO: "Say how the selected image should move, naming what moves as it looks, e.g. "
+                         "“the red circle moves to the right”",
     Task.VIDEO_EDIT: "Say how to change the selected clip, e.g. “make the square red”",
     Task.REFERENCE_TO_VIDEO: "Describe a clip with the selected stills, e.g. “the circle from the first image "
                              "moves right and the star from the second image moves left”",
