@@ -14,6 +14,10 @@ A MetaCanvas model folder:
     vae/                      optional diffusers autoencoder (absent: the model works in pixel space)
 A component entry may instead name a folder elsewhere ({"path": "/models/Qwen2.5-VL-7B-Instruct"}), so a
 user's own base checkpoints are used in place; such paths come from the user, never from a hub.
+
+Why one file of about 640 lines: saving and loading each component sit side by side, with the checks
+that refuse a folder load_model could not take back, so a component added to one side is seen missing
+from the other.
 """
 from __future__ import annotations
 
