@@ -98,6 +98,19 @@ def test_image_to_video_keeps_the_given_first_frame(model, inputs, tmp_path, cap
     assert psnr(read_video_frames(out)[0], load_image(inputs / "first.png")) > 30  # H.264 4:2:0 at crf 18
 
 
+def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is_said(inputs, tmp_path, capsys):
+    """The committed model drafts a clip from a still of its world; from an image it finds no object in, it
+    plans undrafted (a track placed anywhere would fight the image) and says so."""
+    code, out, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "a.mp4", "--image",
+                         inputs / "first.png", "--model", COMMITTED)
+    assert code == 0 and "without a drafted track" not in out, err
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.full((48, 48, 3), 40, np.uint8)).save(plain)
+    code, out, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "b.mp4", "--image", plain,
+                         "--model", COMMITTED)
+    assert code == 0 and "planned without a drafted track" in out, err
+
+
 def test_the_plan_is_written_as_a_clip_beside_the_result(model, tmp_path, capsys):
     out, plan = tmp_path / "out.mp4", tmp_path / "plan.mp4"
     code, stdout, err = cli(capsys, "video", "a blue square moves down", "-o", out, "--plan", plan, "--model", model)
