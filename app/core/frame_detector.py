@@ -6,7 +6,8 @@ given image. So the image's objects are found first, and each drafted track is m
 object is (its drawn motion, end minus start, kept). The DiT was trained with drafts on text-to-video
 clips only, yet it follows such a draft with the first frame given: on the embedded video model (13,620
 steps) the motion of 32 image-to-video benchmark clips was followed 0.125 of the time undrafted and 0.53
-with the true tracks or the drafter's tracks moved onto the true starts (research/probe_media_drafts.py).
+with the true tracks or the drafter's tracks moved onto the true starts (research/probe_media_drafts.py);
+trained on such drafts from step 14,009 on, the committed model (18,304 steps) follows 0.812 of 64.
 
 The objects are found by a FrameDetector: the pixel stem and centre heads an edit drafter learned
 (CenterNet's centre targets, app/core/draft.py's CentreDetection), copied into the video model folder

@@ -698,7 +698,12 @@ class StudioModel(QObject):
         job = self._end_job(job_id)
         if job is None:
             return
-        self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…")
+        plan = getattr(result, "plan", None)
+        undrafted = job.request.task is Task.IMAGE_TO_VIDEO and plan is not None and \
+            getattr(plan.draft_config, "track", False) and not plan.has_draft(0)
+        self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
+                 (" It was planned without a drafted track: the model found no object it knows in the image."
+                  if undrafted else ""))
         run_task(self.pool, pf.write_result, self.work_path(), np.asarray(result.frames),
                  job.fps or self.document.project.settings.fps, result.plan,
                  on_done=lambda written, j=job: self._store_result(j, written),

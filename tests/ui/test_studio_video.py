@@ -206,6 +206,15 @@ def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_i
     assert abs((row[1] + 0.5) / 16 - obj.cx) <= 1 / 16 and abs((row[2] + 0.5) / 16 - obj.cy) <= 1 / 16
     assert row[4] > row[1]  # "moves to the right"
     assert w.document.project.clip(clip_id).versions[0].request["task"] == "image_to_video"
+    assert not any("without a drafted track" in m.text for m in w.messages.history)
+    # A picture with nothing of the model's world in it is animated undrafted, and that is said.
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.full((48, 48, 3), 40, np.uint8)).save(plain)
+    import_and_wait(qtbot, w, plain)
+    choose_task(w, Task.IMAGE_TO_VIDEO)
+    _type(qtbot, w, meta["prompt"])
+    _generate(qtbot, w)
+    assert any("without a drafted track" in m.text for m in w.messages.history)
 
 
 def test_references_are_picked_in_the_media_bin_and_make_a_clip(qtbot, tmp_path, studio):
