@@ -166,7 +166,8 @@ def _request(pipe, task, instruction, args, images=None, video=None, frames=1, s
                              width=width, height=height, frames=frames,
                              steps=d.steps if args.steps is None else args.steps,
                              guidance=d.guidance if args.guidance is None else args.guidance,
-                             seed=args.seed if seed is None else seed, use_canvas=not args.no_canvas)
+                             seed=args.seed if seed is None else seed, use_canvas=not args.no_canvas,
+                             keep_source=not getattr(args, "as_drawn", False))
 
 
 def _check_words(pipe, text: str) -> None:

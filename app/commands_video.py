@@ -200,6 +200,8 @@ def cmd_video(args) -> int:
         raise ValueError("the output would overwrite the source clip; choose another -o / --plan")
     task = (Task.VIDEO_EDIT if args.video else Task.IMAGE_TO_VIDEO if args.image
             else Task.REFERENCE_TO_VIDEO if args.reference else Task.TEXT_TO_VIDEO)
+    if args.as_drawn and task is not Task.VIDEO_EDIT:
+        raise ValueError("--as-drawn is for video edits (--video SOURCE): other clips have no source to keep")
     source_info = None
     if task is Task.VIDEO_EDIT:  # a broken source or too few frames are said before the model loads
         from app.media.probe import probe_video

@@ -114,6 +114,8 @@ def main() -> None:
                            for i, s, c in zip(idx, sources, clips)]
             results[f"edit_{arm}"] = {"fully_right": _mean(s["fully_right"] for s in scores),
                                       "done": _mean(s["success"] for s in scores),
+                                      "kept": _mean(s["kept"] for s in scores),
+                                      "kept_outside": _mean(s["kept_outside"] for s in scores),
                                       "psnr_outside": _mean(s["psnr_outside"] for s in scores)}
             print(f"[{time.time() - t0:.0f} s] edit {arm}: {results[f'edit_{arm}']}", flush=True)
 

@@ -399,3 +399,13 @@ def test_what_an_edit_leaves_out_or_stretches_is_said(tiny_video_model, inputs, 
     code, stdout, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "b.mp4", "--video", wide,
                             "--model", tiny_video_model)
     assert code == 0 and "the source's 64x48 was stretched to 48x48" in stdout and "rest is not" not in stdout, err
+
+
+def test_as_drawn_is_for_edits_alone(model, inputs, tmp_path, capsys):
+    out = tmp_path / "drawn.mp4"
+    code, _, err = cli(capsys, "video", "a red circle moves up", "-o", out, "--model", model, "--as-drawn")
+    assert code == 2 and "--as-drawn is for video edits" in one_error_line(err) and not out.exists()
+    code, _, err = cli(capsys, "video", "remove the circle", "-o", out, "--video", inputs / "source.mp4",
+                       "--model", model, "--as-drawn")
+    assert code == 0, err
+    assert clip_file(out)[:2] == ("h264", 17)

@@ -15,7 +15,8 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
-from .latents import PixelCodec
+from .keep_source import with_source_kept
+from .latents import PixelCodec, frames_to_tensor, tensor_to_frames
 from .native_text import TextConditioning
 from .plan import Plan
 from .request import GenerationRequest, Task
@@ -99,6 +100,10 @@ class PipelineDefaults:
     # pipeline exactly).
     timestep_from: str = "sigma"
     tasks: tuple[str, ...] = ("text_to_image", "image_edit")
+    # A video edit keeps the source's own pixels wherever the model's frames differ from it by less than
+    # this many grey levels, or only in specks and thin rims (app/core/keep_source.py); 0 = off, the
+    # frames as the model drew them (a request can ask for those: keep_source=False).
+    keep_source_threshold: int = 0
 
     def __post_init__(self):
         try:
@@ -108,6 +113,9 @@ class PipelineDefaults:
         if not 0.0 <= lo <= hi:
             raise ValueError(f"guidance_interval must be (low, high) sigmas with 0 <= low <= high, not {self.guidance_interval}")
         self.guidance_interval = (lo, hi)
+        if not isinstance(self.keep_source_threshold, int) or not 0 <= self.keep_source_threshold < 255:
+            raise ValueError(f"keep_source_threshold must be a whole number of grey levels from 0 (off) to 254, "
+                             f"not {self.keep_source_threshold!r}")
         if self.timestep_from not in ("sigma", "scheduler"):
             raise ValueError(f"timestep_from must be 'sigma' or 'scheduler', not {self.timestep_from!r}")
         from app.media.schema import MAX_FPS
@@ -430,9 +438,22 @@ class MetaCanvasPipeline:
         # 7. Decode.
         t_dec = time.perf_counter()
         frames = self.codec.decode(latents)
+        if request.task is Task.VIDEO_EDIT and request.keep_source:
+            frames = self.keep_source(request.video, frames)
         timings["decode"] = time.perf_counter() - t_dec
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings)
+
+    def keep_source(self, source: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """An edited clip with its source's own pixels where the model did not change it (the model's
+        `keep_source_threshold`; off when 0). The source is resized as the codec was given it."""
+        threshold = self.defaults.keep_source_threshold
+        if not threshold:
+            return frames
+        n = min(len(frames), len(source))
+        height, width = frames.shape[1:3]
+        given = tensor_to_frames(frames_to_tensor(np.asarray(source)[:n], height, width))
+        return np.concatenate([with_source_kept(given, frames[:n], threshold), frames[n:]])
 
     def classifier_free(self, guidance: float) -> bool:
         """Whether `guidance` runs classifier-free guidance (an unconditional row beside each conditional one).

@@ -111,6 +111,9 @@ class GenerationRequest:
     guidance: float = 3.0
     seed: int = 0
     use_canvas: bool = True  # False runs the same model text-only (the canvas branch off)
+    # A video edit: the source's own pixels where the model did not change the clip, if the model keeps
+    # them (its keep_source_threshold); False gives the frames as the model drew them.
+    keep_source: bool = True
     plan_edits: list[PlanEdit] = field(default_factory=list)
 
     def __post_init__(self) -> None:

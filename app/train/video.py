@@ -152,7 +152,8 @@ def build_video_model(recipe: VideoRecipe, planner, use_canvas: bool = True) -> 
                                 planner_frames=recipe.planner_frames, steps=recipe.sample_steps,
                                 guidance=recipe.guidance, guidance_interval=tuple(recipe.guidance_interval),
                                 keyframes=recipe.keyframes, shift=recipe.sample_shift, solver=recipe.sample_solver,
-                                max_canvas_side=recipe.grid, tasks=VIDEO_TASKS)
+                                max_canvas_side=recipe.grid, tasks=VIDEO_TASKS,
+                                keep_source_threshold=recipe.keep_source_threshold)
     name = recipe.name if use_canvas else recipe.name + "-text-only"
     return MetaCanvasPipeline(planner, adapter, codec, defaults, name=name)
 

@@ -43,6 +43,9 @@ class VideoRecipe:
     size: int = 48
     frames: int = 17  # 1 + 4k: the causal packing's lengths
     fps: float = 8.0  # the rate its clips play at: the world's motion per frame reads as steady at 8
+    # Its video edits keep the source's own pixels where the DiT did not change the clip (app/core/keep_source.py;
+    # 48 chosen on 48 held-out edits, seed 11: research/LOG.md, "Video edits keep their source").
+    keep_source_threshold: int = 48
     temporal_factor: int = 4
     patch_size: int = 8
     keyframes: int = 3

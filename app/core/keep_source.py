@@ -1,0 +1,53 @@
+"""A video edit keeps its source's own pixels wherever the model did not change the clip.
+
+Our addition to METHOD.md, for the embedded video model. Its DiT draws each 8 x 8 px, 4-frame token
+(768 values) from a 128-wide state, so even the parts of a clip an edit leaves alone come back a little
+blurred and speckled: on 32 held-out edits, 7 % of the pixels outside the edit moved by more than 16 grey
+levels, and the edited clip no longer matched its source where the user asked for nothing. An editor
+is expected to leave those pixels alone, so after decoding, a pixel is the source's where the model's
+frame differs from the source by less than `threshold` grey levels (the largest channel), or only in
+specks and rims a few pixels thick (the blur of an unchanged object's edge); where the model changed a
+whole region (a recoloured, removed, added or moved object), its pixels stay, `grow` pixels around
+included. This is the paste-back inpainting pipelines do outside their mask (diffusers'
+`VaeImageProcessor.apply_overlay`), with the mask found from the change itself, as the instruction gives
+none. OpenCV's morphology does the specks and rims; nothing here is learned.
+
+A model turns it on with `keep_source_threshold` in its defaults (PipelineDefaults); the shapes world's
+closest colours (orange and yellow) differ by 60 in one channel, so a recolour between any two of them
+passes a threshold of 48 when drawn within 12 of the palette. Off (0) for the real checkpoints: their
+VAE gives the source back far more closely, and an edit of the whole look (light, style) changes every
+pixel by a moderate amount, which a threshold would cut into patches.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# A changed region survives an opening with this square: rims up to 2 px thick (the blur of an edge) and
+# lone specks do not. The smallest object of the shapes world is about 7 px across on a 48 px frame.
+OPEN_PX = 3
+GROW_PX = 1  # the kept change grows by this much, so an edited object's own anti-aliased edge goes with it
+
+
+def changed_region(source: np.ndarray, output: np.ndarray, threshold: int,
+                   open_px: int = OPEN_PX, grow_px: int = GROW_PX) -> np.ndarray:
+    """bool [F, H, W]: where `output` changed `source` (uint8 [F, H, W, 3], same shape) as a region."""
+    if source.shape != output.shape:
+        raise ValueError(f"source {source.shape} and output {output.shape} differ in shape")
+    diff = np.abs(output.astype(np.int16) - source.astype(np.int16)).max(axis=-1)
+    opening = np.ones((open_px, open_px), np.uint8)
+    growing = np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8)
+    region = np.empty(diff.shape, bool)
+    for f, d in enumerate(diff):
+        mask = cv2.morphologyEx((d > threshold).astype(np.uint8), cv2.MORPH_OPEN, opening)
+        if grow_px:
+            mask = cv2.dilate(mask, growing)
+        region[f] = mask > 0
+    return region
+
+
+def with_source_kept(source: np.ndarray, output: np.ndarray, threshold: int) -> np.ndarray:
+    """`output` with the source's pixels outside the region it changed (uint8 [F, H, W, 3])."""
+    source, output = np.asarray(source), np.asarray(output)
+    region = changed_region(source, output, threshold)
+    return np.where(region[..., None], output, source).astype(np.uint8)

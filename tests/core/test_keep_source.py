@@ -1,0 +1,81 @@
+"""A video edit keeps its source's own pixels where the model did not change the clip (app/core/keep_source.py):
+the blur and specks of a redrawn clip go, the change the edit made stays, on the committed video model too."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core.checkpoints import load_model
+from app.core.keep_source import changed_region, with_source_kept
+from app.core.pipeline import PipelineDefaults
+from app.core.request import GenerationRequest, Task
+from app.shapes.motion import render_clip
+from app.shapes.motion_measure import edit_region, kept_outside
+from app.shapes.video_edits import sample_video_edit
+
+COMMITTED = Path(__file__).resolve().parents[2] / "models" / "metacanvas-shapes-video"
+BACKGROUND, RED, BLUE, GREEN = (245, 245, 245), (220, 40, 40), (40, 90, 220), (40, 160, 70)
+
+
+def _frames(square_colour, n=3, size=32):
+    """n frames: a square (recoloured by an edit) at the left, a green disc-ish block at the right."""
+    f = np.full((n, size, size, 3), BACKGROUND, np.uint8)
+    f[:, 8:16, 4:12] = square_colour
+    f[:, 10:20, 20:28] = GREEN
+    return f
+
+
+def test_what_the_model_changed_stays_and_its_blur_and_specks_go_back_to_the_source():
+    source = _frames(RED)
+    drawn = _frames(BLUE).astype(np.int16)
+    rng = np.random.default_rng(0)
+    drawn += rng.integers(-12, 13, drawn.shape)  # all over: small noise, below the threshold
+    drawn[:, 9, 21] += 90  # a lone speck on the untouched object
+    drawn[:, 9:21, 19] = 160  # a one-pixel rim at its edge, the blur of a redrawn edge
+    drawn = drawn.clip(0, 255).astype(np.uint8)
+    kept = with_source_kept(source, drawn, 48)
+    outside = np.ones(source.shape[:3], bool)
+    outside[:, 7:17, 3:13] = False  # the recoloured square and its 1 px border
+    assert np.array_equal(kept[outside], source[outside])  # the rest is the user's own pixels exactly
+    assert np.array_equal(kept[:, 8:16, 4:12], drawn[:, 8:16, 4:12])  # the edit as the model drew it
+    assert np.abs(kept[:, 12, 8].astype(int) - BLUE).max() <= 12
+
+
+def test_a_removed_and_a_moved_object_are_changes_too():
+    source = _frames(RED)
+    drawn = source.copy()
+    drawn[:, 10:20, 20:28] = BACKGROUND  # the green block removed ...
+    drawn[:, 22:30, 4:12] = RED  # ... and the red square moved down
+    drawn[:, 8:16, 4:12] = BACKGROUND
+    region = changed_region(source, drawn, 48)
+    for rows, cols in [(slice(10, 20), slice(20, 28)), (slice(22, 30), slice(4, 12)), (slice(8, 16), slice(4, 12))]:
+        assert region[:, rows, cols].all()
+    assert np.array_equal(with_source_kept(source, drawn, 48), drawn)
+
+
+def test_the_clips_must_match_and_the_threshold_is_checked():
+    with pytest.raises(ValueError, match="differ in shape"):
+        changed_region(_frames(RED, n=3), _frames(RED, n=2), 48)
+    for bad in (-1, 255, 4.5, "48"):
+        with pytest.raises(ValueError, match="keep_source_threshold"):
+            PipelineDefaults(keep_source_threshold=bad)
+    assert PipelineDefaults().keep_source_threshold == 0  # off unless a model says so
+
+
+@pytest.mark.skipif(not (COMMITTED / "model_index.json").is_file(), reason="models/metacanvas-shapes-video is not there")
+def test_the_committed_model_keeps_an_edited_clips_untouched_pixels_unless_asked_for_them_as_drawn():
+    pipe = load_model(COMMITTED)
+    assert pipe.defaults.keep_source_threshold > 0
+    edit = sample_video_edit(np.random.default_rng(3), "recolour")
+    source = render_clip(edit.source, 17, 48)
+    args = dict(video=source, width=48, height=48, frames=17, steps=pipe.defaults.steps, seed=3)
+    kept = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args)).frames
+    drawn = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, keep_source=False, **args)).frames
+    assert not np.array_equal(kept, drawn)
+    # Outside the edit (where the true target equals the source), the share of pixels within 16 grey levels
+    # of the source: the model redraws the whole clip, blurred (0.92 here); kept, the blur goes (0.97: what
+    # stays off is a neighbour the model really changed, which the source's pixels do not cover up).
+    region = edit_region(edit.source, edit.target, 17, 48)
+    assert kept_outside(source, drawn, region) + 0.03 < kept_outside(source, kept, region)
+    changed = changed_region(source, drawn, pipe.defaults.keep_source_threshold)
+    assert np.array_equal(kept[changed], drawn[changed]) and np.array_equal(kept[~changed], source[~changed])
