@@ -250,9 +250,10 @@ def cmd_video(args) -> int:
              [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
               for p, im in zip([args.image] if args.image else args.reference or [], images)])
     note += "".join(stretch_note(what, size, request.width, request.height) for what, size in given)
-    if task is Task.IMAGE_TO_VIDEO and getattr(pipe.planner, "frame_detector", None) is not None \
-            and not result.plan.has_draft(0):
-        note += ("; nothing in the image is an object the model knows (it found none of its world's), so the clip "
+    if task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and getattr(pipe.planner, "frame_detector", None) \
+            is not None and not result.plan.has_draft(0):
+        where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
+        note += (f"; nothing in {where} is an object the model knows (it found none of its world's), so the clip "
                  "was planned without a drafted track")
     if plan_out is not None:
         tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)

@@ -8,9 +8,10 @@ probe plans the benchmark's media items (app/eval/video_eval.py's sets, seed 7) 
 as the benchmark does:
 - "none": undrafted (as the model planned them before image-to-video clips were drafted);
 - "true": the target clip's true tracks drawn onto the canvas (an oracle: what a perfect drafter gives);
-- image-to-video only, "drafted": the track drafter's own draft of the caption (the words alone), each
+- image-to-video, "drafted": the track drafter's own draft of the caption (the words alone), each
   drafted object moved to start where the given first frame has it (its end moved alike): what a drafter
-  with a perfect first-frame detector would give.
+  with a perfect first-frame detector would give;
+- reference video, "drafted": the pipeline's own drafts (app/core/frame_detector.reference_drafts).
 If "true" lifts the scores, a drafter for those tasks is worth building; if not, the DiT does not read a
 drafted canvas on those tasks without training on them.
 """
@@ -121,7 +122,7 @@ def main() -> None:
 
     if "reference_to_video" in tasks:
         refs = reference_video_set(args.n, args.seed)
-        for arm in ("none", "true"):
+        for arm in ("none", "true", "drafted"):  # "drafted": the pipeline's own (frame_detector.reference_drafts)
             scores = []
             for n_images in (1, 2):  # one still count per batch, as the benchmark
                 group = [i for i in range(args.n) if len(refs[i].references) == n_images]
@@ -129,7 +130,7 @@ def main() -> None:
                     idx = group[a:a + args.batch]
                     stills = [refs[i].images(d.width) for i in idx]
                     drafts = torch.as_tensor(np.stack([track_rows(refs[i].target, config) for i in idx])) \
-                        if arm == "true" else None
+                        if arm == "true" else no_drafts(len(idx), config) if arm == "none" else None
                     clips = sample_clips(pipe, "reference_to_video", [refs[i].instruction for i in idx], seeds(idx),
                                          images=stills, frames=d.frames, drafts=drafts)
                     scores += [score_reference_video(c, refs[i].instruction, s) for i, s, c in zip(idx, stills, clips)]

@@ -109,6 +109,13 @@ def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is
     code, out, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "b.mp4", "--image", plain,
                          "--model", COMMITTED)
     assert code == 0 and "planned without a drafted track" in out, err
+    # Reference stills alike: from stills of its world the clip is drafted, from a plain one it is not.
+    words = "the circle from the image moves right"
+    code, out, err = cli(capsys, "video", words, "-o", tmp_path / "c.mp4", "--model", COMMITTED,
+                         "--reference", inputs / "first.png")
+    assert code == 0 and "without a drafted track" not in out, err
+    code, out, err = cli(capsys, "video", words, "-o", tmp_path / "d.mp4", "--model", COMMITTED, "--reference", plain)
+    assert code == 0 and "nothing in the reference stills is an object the model knows" in out, err
 
 
 def test_the_plan_is_written_as_a_clip_beside_the_result(model, tmp_path, capsys):

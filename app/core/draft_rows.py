@@ -43,6 +43,9 @@ class DraftConfig:
     # Tracks: each row also says where the object is at the clip's end (x and y bins); see the module's
     # docstring. Only onto a canvas (not with context_tokens) and never for edits (reads_images).
     track: bool = False
+    # Labels number (class, colour) pairs as 1 + class * colours + colour (the shapes world's label maps):
+    # a label's class, for matching a reference still's object to words that name no colour.
+    colours: int = 6
 
     def __post_init__(self) -> None:
         if self.track and (self.context_tokens or self.reads_images):

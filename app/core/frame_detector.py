@@ -1,4 +1,5 @@
-"""Drafting a clip from an image: the caption's tracks, moved to start where the image has each object.
+"""Drafting a clip from an image or from reference stills: the words' tracks, moved to start where the
+media show each object.
 
 Our addition to METHOD.md, as the track drafter is (app/core/draft.py). The track drafter drafts from the
 words alone, so its tracks start anywhere the caption allows; an image-to-video clip must start from the
@@ -19,6 +20,13 @@ found one of another label: tried, a caption naming an object the image lacks tu
 into it. An image in which nothing is found (not a scene of the model's world) is left undrafted, as the
 model planned clips from images before. A track ends where its whole object is still inside the frame (an
 object found near the edge it is to move toward moves less).
+
+Reference video is drafted the same way from its stills (`reference_drafts`), with two differences: the
+words often name an object without its colour ("the circle from the first image"), so a drafted object
+with no found object of its label takes one of its class (the still gives the colour); and the stills'
+objects the words do not take are left out (the clip holds the named ones alone). The track drafter
+learns reference instructions' tracks from their words alone (`--teach-drafter N --drafter-tasks
+text_to_video,reference_to_video`), as it learned captions'.
 """
 from __future__ import annotations
 
@@ -81,34 +89,47 @@ def _inside(size: int, config: DraftConfig) -> tuple[int, int]:
     return min(lo, config.bins // 2), max(config.bins - 1 - lo, (config.bins - 1) // 2)
 
 
-def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig) -> torch.Tensor:
-    """Track drafts [B, length, 6] moved to start where `found` ([B, M, 4] rows) has their objects (see
-    the module's docstring). Items drafted with nothing (all -1) stay undrafted."""
+def _moved(row: list, found: list, config: DraftConfig) -> list:
+    """A drafted track `row` moved to start where the found object is, with the found object's label and
+    size, its drawn motion (end minus start) kept and its end clamped so the whole object stays inside."""
+    label, x, y, s = found
+    lo, hi = _inside(s, config)
+    dx, dy = row[4] - row[1], row[5] - row[2]
+    return [label, x, y, s, min(max(x + dx, lo), hi), min(max(y + dy, lo), hi)]
+
+
+def _same_class(a: int, b: int, config: DraftConfig) -> bool:
+    return a > 0 and b > 0 and (a - 1) // config.colours == (b - 1) // config.colours
+
+
+def onto_found(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig, *, keep_unnamed: bool = True,
+               same_class: bool = False) -> torch.Tensor:
+    """Track drafts [B, length, 6] moved to start where `found` ([B, M, 4] rows) has their objects (see the
+    module's docstring). A drafted object takes a found one of its own label, or, with `same_class`, of its
+    class when none has its label (a reference still's object the words name without its colour); found
+    objects nothing drafted stay where they are with `keep_unnamed` (a first frame's), else are left out (a
+    reference still's objects the words do not take). Items drafted with nothing (all -1) stay undrafted,
+    and so does an item in whose media nothing was found."""
     out = drafts.clone()
     for b in range(out.shape[0]):
         rows = [r for r in out[b].tolist() if r[0] > 0]
         if not rows and out[b, 0, 0] < 0:
             continue  # not drafted (an empty instruction)
         objects = [o for o in found[b].tolist() if o[0] > 0]
-        if not objects:  # nothing found to start the tracks from: a draft placed anywhere would fight the image
+        if not objects:  # nothing found to start the tracks from: a draft placed anywhere would fight the media
             out[b] = -1
             continue
         free = list(range(len(objects)))
         pairs: dict[int, int] = {}
-        for i, row in enumerate(rows):  # its own label first
-            k = next((k for k in free if objects[k][0] == row[0]), None)
-            if k is not None:
-                pairs[i] = k
-                free.remove(k)
-        moved = []
-        for i, row in enumerate(rows):
-            if i in pairs:
-                _, x, y, s = objects[pairs[i]]
-                lo, hi = _inside(s, config)
-                dx, dy = row[4] - row[1], row[5] - row[2]
-                row = [row[0], x, y, s, min(max(x + dx, lo), hi), min(max(y + dy, lo), hi)]
-            moved.append(row)
-        for k in free:  # in the image, not moved by the words
+        tests = [lambda a, o: a == o] + ([lambda a, o: _same_class(a, o, config)] if same_class else [])
+        for test in tests:  # its own label first, for every object, then its class
+            for i, row in enumerate(rows):
+                k = None if i in pairs else next((k for k in free if test(row[0], objects[k][0])), None)
+                if k is not None:
+                    pairs[i] = k
+                    free.remove(k)
+        moved = [_moved(row, objects[pairs[i]], config) if i in pairs else row for i, row in enumerate(rows)]
+        for k in free if keep_unnamed else ():  # in the image, not moved by the words
             if len(moved) < config.max_objects:
                 label, x, y, s = objects[k]
                 moved.append([label, x, y, s, x, y])
@@ -119,20 +140,54 @@ def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftCon
     return out
 
 
-@torch.no_grad()
-def first_frame_drafts(planner, instructions: list[str], first_frames: list[np.ndarray],
-                       seeds: list[int] | None = None) -> torch.Tensor | None:
-    """Track drafts [B, length, 6] for clips made from an image (one uint8 image per item): each caption
-    drafted as text-to-video drafts it (the same seed, the same tracks), moved onto where its image has
-    the objects. None for a planner without a track drafter and a frame detector; an empty instruction
-    gets no draft."""
-    drafter, detector = getattr(planner, "drafter", None), getattr(planner, "frame_detector", None)
-    if drafter is None or detector is None or not drafter.config.track or not planner.drafts:
-        return None
+def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig) -> torch.Tensor:
+    """Image-to-video: each drafted object onto the first frame's object of its own label; the frame's
+    other objects stay."""
+    return onto_found(drafts, found, config)
+
+
+def _caption_drafts(planner, instructions: list[str], seeds: list[int] | None) -> torch.Tensor:
+    """Each caption's tracks as text-to-video drafts them (the same seed, the same tracks)."""
     _, _, embeds, mask, positions = planner._prompt(instructions)
     words = planner.mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                                         use_cache=False).last_hidden_state
     worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
-    drafts = drafter.sample(words, mask, seeds, wanted=worded, temperature=TRACK_TEMPERATURE)
+    return planner.drafter.sample(words, mask, seeds, wanted=worded, temperature=TRACK_TEMPERATURE)
+
+
+def drafts_from_media(planner) -> bool:
+    """Whether `planner` drafts clips from their media: a track drafter that drafts, and a frame detector."""
+    drafter, detector = getattr(planner, "drafter", None), getattr(planner, "frame_detector", None)
+    return drafter is not None and detector is not None and drafter.config.track and planner.drafts
+
+
+@torch.no_grad()
+def first_frame_drafts(planner, instructions: list[str], first_frames: list[np.ndarray],
+                       seeds: list[int] | None = None) -> torch.Tensor | None:
+    """Track drafts [B, length, 6] for clips made from an image (one uint8 image per item): each caption
+    drafted as text-to-video drafts it, moved onto where its image has the objects. None for a planner
+    without a track drafter and a frame detector; an empty instruction gets no draft."""
+    if not drafts_from_media(planner):
+        return None
+    drafts = _caption_drafts(planner, instructions, seeds)
     inputs = planner.processor(instructions, images=[[frame] for frame in first_frames])
-    return onto_first_frame(drafts, detector.find(planner.source_images(inputs)), drafter.config)
+    return onto_first_frame(drafts, planner.frame_detector.find(planner.source_images(inputs)), planner.drafter.config)
+
+
+@torch.no_grad()
+def reference_drafts(planner, instructions: list[str], stills: list[list[np.ndarray]],
+                     seeds: list[int] | None = None) -> torch.Tensor | None:
+    """Track drafts for reference video (each item's one or two uint8 stills, the same count for all):
+    each instruction drafted as text-to-video drafts it, each drafted object moved to start where a still
+    shows an object of its label, else of its class ("the circle from the first image" names no colour:
+    the still's circle gives it); objects of the stills the words do not take are left out, as the clip
+    holds only the named ones. None without a track drafter and a frame detector."""
+    if not drafts_from_media(planner):
+        return None
+    counts = {len(item) for item in stills}
+    if len(counts) != 1:
+        raise ValueError("reference drafts need the same number of stills for every item")
+    drafts = _caption_drafts(planner, instructions, seeds)
+    found = [planner.frame_detector.find(planner.source_images(
+        planner.processor(instructions, images=[[item[k]] for item in stills]))) for k in range(counts.pop())]
+    return onto_found(drafts, torch.cat(found, dim=1), planner.drafter.config, keep_unnamed=False, same_class=True)

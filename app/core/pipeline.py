@@ -364,18 +364,23 @@ class MetaCanvasPipeline:
         images, videos = self._planner_media(request, len(texts))
         # A drafting planner draws its draft with the seed: a new seed, a new plan. The unconditional
         # row (an empty instruction) is never drafted.
-        drafts = self.first_frame_drafts(request.task, texts, images, [request.seed] * len(texts))
+        drafts = self.media_drafts(request.task, texts, images, [request.seed] * len(texts))
         return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts),
                             drafts=drafts)
 
-    def first_frame_drafts(self, task: Task, texts: list[str], images, seeds: list[int]) -> torch.Tensor | None:
-        """An image-to-video request's track drafts, moved onto its first frame (app/core/frame_detector.py),
-        for a planner that drafts them; None otherwise (the planner then drafts, or not, as it does)."""
-        if task is not Task.IMAGE_TO_VIDEO or not images or getattr(self.planner, "frame_detector", None) is None:
+    def media_drafts(self, task: Task, texts: list[str], images, seeds: list[int]) -> torch.Tensor | None:
+        """The track drafts of a clip made from an image (moved onto its first frame) or from reference
+        stills (moved onto their objects), app/core/frame_detector.py, for a planner that drafts them;
+        None otherwise (the planner then drafts, or not, as it does)."""
+        if not images or getattr(self.planner, "frame_detector", None) is None:
             return None
-        from .frame_detector import first_frame_drafts
+        from .frame_detector import first_frame_drafts, reference_drafts
 
-        return first_frame_drafts(self.planner, texts, [item[0] for item in images], seeds)
+        if task is Task.IMAGE_TO_VIDEO:
+            return first_frame_drafts(self.planner, texts, [item[0] for item in images], seeds)
+        if task is Task.REFERENCE_TO_VIDEO:
+            return reference_drafts(self.planner, texts, [list(item) for item in images], seeds)
+        return None
 
     # -- generation --------------------------------------------------------------------------------
     @torch.no_grad()

@@ -101,8 +101,8 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
     if drafts is not None:  # the unconditional rows are never drafted
         from app.core.draft import no_drafts
         drafts = torch.cat([torch.as_tensor(drafts).long()] + [no_drafts(b, pipe.planner.drafter.config)] * (copies - 1))
-    else:  # as the pipeline plans a request: a clip from an image is drafted from its words, onto the image
-        drafts = pipe.first_frame_drafts(task, texts, planner_images, list(seeds) * copies)
+    else:  # as the pipeline plans a request: a clip from an image or stills is drafted from its words, onto them
+        drafts = pipe.media_drafts(task, texts, planner_images, list(seeds) * copies)
     plan = pipe.planner(texts, spec, images=planner_images, videos=planner_videos,
                         seeds=list(seeds) * copies, drafts=drafts).to(device)
     if drafts_out is not None and plan.draft is not None and use_canvas:

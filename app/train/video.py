@@ -14,9 +14,10 @@ keyframe learns the label map of the target clip at that keyframe's time, for al
 
 A recipe with `track_drafts` gives the planner a track drafter (app/core/draft.py: each object's start
 and end place, drawn onto the keyframes): from stage-2 step `drafts_from_step` on, text-to-video clips
-(and, from `image_drafts_from_step` on, image-to-video clips, whose drafts the pipeline moves onto the
-given image: app/core/frame_detector.py) are planned with their own true tracks (teacher forcing, as the
-image model's scenes are), after a
+(and, from `image_drafts_from_step` on, image-to-video clips, from `reference_drafts_from_step` on
+reference-video clips, whose drafts the pipeline moves onto the given image or stills:
+app/core/frame_detector.py) are planned with their own true tracks (teacher forcing, as the image model's
+scenes are), after a
 draft-teaching stage (`draft_teach`) in which, the MLLM frozen, the canvas's draft embedding learns to
 carry the tracks into the canvas's states (the keyframes' label maps, as in stage 1) and the drafter
 learns to draw tracks from the words' states. The MLLM stays frozen so the context states, which the
@@ -277,10 +278,16 @@ class VideoTrainer:
         """The run's progress as save_planner reads it: stage 1's steps as they were done."""
         return {**self.progress, "teach_steps_done": self.progress.get("teach_steps_done", self.progress.get("teach_steps"))}
 
-    def teach_drafter_alone(self, steps: int, batch: int = 32, lr: float = 1e-3) -> None:
+    def teach_drafter_alone(self, steps: int, batch: int = 32, lr: float = 1e-3,
+                            tasks: tuple[str, ...] = ("text_to_video",)) -> None:
         """More steps for the track drafter alone, any time after the draft stage: it reads the frozen
         prompt states and writes nothing the DiT reads in training (the DiT is taught on true tracks),
-        so this changes no other weight. Saves RUN/planner_taught and, where exported, RUN/model's drafter."""
+        so this changes no other weight. Saves RUN/planner_taught and, where exported, RUN/model's drafter.
+        `tasks`: the batches' tasks, in turn. A reference-video batch is taught from its words alone, as
+        app/core/frame_detector.reference_drafts drafts it (the stills place the tracks afterwards)."""
+        unknown = set(tasks) - {"text_to_video", "reference_to_video"}
+        if unknown or not tasks:
+            raise ValueError(f"the drafter is taught on text_to_video and reference_to_video batches, not {sorted(unknown)}")
         from app.core.checkpoints import save_module
         from app.train.planner_folder import DRAFTER, save_planner
 
@@ -295,8 +302,9 @@ class VideoTrainer:
         rng = np.random.default_rng([self.recipe.seed, 4, done])
         t0 = time.time()
         for step in range(steps):
-            data = make_video_batch(rng, self.recipe, "text_to_video", batch, drafter.config)
-            context, mask = planner.context_states(data["texts"], inputs=planner_inputs(planner, data, self.pipe))
+            task = tasks[step % len(tasks)]
+            data = make_video_batch(rng, self.recipe, task, batch, drafter.config, drafted=(task,))
+            context, mask = planner.context_states(data["texts"])  # the words alone, as drafting reads them
             loss, stats = drafter.loss(context, mask, torch.from_numpy(data["draft"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -357,8 +365,9 @@ class VideoTrainer:
         done = start
         for step in range(start, last):
             weights = rec.drafted_task_weights if planner.drafts and rec.drafted_task_weights else rec.task_weights
-            drafted = ("text_to_video",) + (("image_to_video",) if rec.image_drafts_from_step is not None
-                                             and step >= rec.image_drafts_from_step else ())
+            drafted = ("text_to_video",) + tuple(task for task, start in (
+                ("image_to_video", rec.image_drafts_from_step), ("reference_to_video", rec.reference_drafts_from_step))
+                if start is not None and step >= start)
             batch = make_video_batch(rng, rec, pick_task(rng, weights), r.batch,
                                      planner.drafter.config if planner.drafts else None, drafted)
             drop = rng.random(len(batch["texts"])) < rec.cfg_dropout  # the unconditional branch guidance needs
@@ -459,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--teach-drafter", type=int, metavar="STEPS",
                         help="only teach the run's track drafter this many more steps (nothing else changes)")
+    parser.add_argument("--drafter-tasks", default="text_to_video", help="with --teach-drafter: the batches' "
+                        "tasks, comma-separated, in turn (text_to_video, reference_to_video)")
     args = parser.parse_args(argv)
     # Denormal floats (tiny optimiser moments, near-zero activations) are up to 100x slower on CPUs that
     # do not flush them; flushing changes nothing a float32 model can tell.
@@ -467,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     trainer = VideoTrainer(VideoRecipe.load(args.recipe), args.out, args.planner_from, twin=not args.no_twin)
     if args.teach_drafter:
-        trainer.teach_drafter_alone(args.teach_drafter)
+        trainer.teach_drafter_alone(args.teach_drafter, tasks=tuple(args.drafter_tasks.split(",")))
         return 0
     trainer.teach(args.teach_minutes)
     recipe = trainer.recipe

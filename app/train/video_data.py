@@ -82,6 +82,9 @@ class VideoRecipe:
     # Stage-2 step from which image-to-video batches carry their true tracks too (None: never), as the
     # pipeline drafts them (app/core/frame_detector.py). runs/video-48t turned this on at step 14,009.
     image_drafts_from_step: int | None = None
+    # Likewise for reference-video batches (their drafts: the words' tracks moved onto the stills' objects,
+    # app/core/frame_detector.reference_drafts). runs/video-48t turned this on at step 18,949.
+    reference_drafts_from_step: int | None = None
     # The tasks' shares once drafting starts (None: task_weights).
     drafted_task_weights: dict | None = None
     # An image model folder whose edit drafter's detector the exported model drafts clips from images

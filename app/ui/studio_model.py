@@ -699,10 +699,12 @@ class StudioModel(QObject):
         if job is None:
             return
         plan = getattr(result, "plan", None)
-        undrafted = job.request.task is Task.IMAGE_TO_VIDEO and plan is not None and \
+        task = job.request.task
+        undrafted = task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and plan is not None and \
             getattr(plan.draft_config, "track", False) and not plan.has_draft(0)
+        where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
         self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
-                 (" It was planned without a drafted track: the model found no object it knows in the image."
+                 (f" It was planned without a drafted track: the model found no object it knows in {where}."
                   if undrafted else ""))
         run_task(self.pool, pf.write_result, self.work_path(), np.asarray(result.frames),
                  job.fps or self.document.project.settings.fps, result.plan,

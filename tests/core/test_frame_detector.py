@@ -1,5 +1,6 @@
-"""Clips made from an image are drafted from their words and moved onto the image (app/core/frame_detector.py):
-the matching rules, the model folder's component, and the embedded video model's image-to-video plans."""
+"""Clips made from an image or reference stills are drafted from their words and moved onto the objects the
+media show (app/core/frame_detector.py): the matching rules, the model folder's component, and the embedded
+video model's image-to-video and reference-video plans."""
 import json
 import shutil
 
@@ -9,10 +10,11 @@ import torch
 
 from app.core.checkpoints import ModelFolderError, load_model
 from app.core.draft import DraftConfig, quantize_objects
-from app.core.frame_detector import onto_first_frame
+from app.core.frame_detector import onto_first_frame, onto_found
 from app.core.request import GenerationRequest, Task
 from app.shapes.motion import render_clip
 from app.shapes.palette import label_index
+from app.shapes.video_edits import random_reference_video
 from app.shapes.video_prompts import make_video_metadata, scene_for_video_metadata
 
 CONFIG = DraftConfig(labels=25, bins=16, max_objects=3, track=True)
@@ -58,6 +60,26 @@ def test_a_track_ends_with_its_whole_object_inside_the_frame_and_undrafted_items
     assert both[0, 1].tolist() == [7, 8, 8, 0, 4, 8]
     # ... but an image with nothing found in it is not drafted at all.
     assert (onto_first_frame(_rows((5, 2, 3, 1, 6, 3)), _found(), CONFIG) == -1).all()
+
+
+def test_reference_tracks_take_a_stills_object_of_their_class_when_the_words_name_no_colour():
+    red_circle, blue_circle, green_star = label_index("circle", "red"), label_index("circle", "blue"), \
+        label_index("star", "green")
+    # The words drafted a blue circle (their colour a guess) moving right and a green star moving up.
+    drafted = _rows((blue_circle, 2, 3, 1, 8, 3), (green_star, 9, 9, 0, 9, 4))
+    # The stills show a red circle, the green star, and a square the words do not take.
+    found = _found((red_circle, 4, 5, 2), (green_star, 12, 10, 1), (label_index("square", "red"), 1, 12, 0))
+    moved = onto_found(drafted, found, CONFIG, keep_unnamed=False, same_class=True)
+    assert moved[0, 0].tolist() == [red_circle, 4, 5, 2, 10, 5]  # the still's circle, in its own colour
+    assert moved[0, 1].tolist() == [green_star, 12, 10, 1, 12, 5]
+    assert moved[0, 2, 0] == 0  # the square is left out of the clip
+    # A label's own object comes before another of its class, whichever the words drafted first.
+    both = onto_found(_rows((blue_circle, 2, 3, 1, 8, 3), (red_circle, 9, 9, 0, 9, 4)),
+                      _found((red_circle, 4, 5, 2), (blue_circle, 12, 10, 1)), CONFIG, keep_unnamed=False,
+                      same_class=True)
+    assert [both[0, 0, :2].tolist(), both[0, 1, :2].tolist()] == [[blue_circle, 12], [red_circle, 4]]
+    # Image-to-video never matches by class (a caption naming an object the image lacks would repaint it).
+    assert onto_first_frame(drafted, found, CONFIG)[0, 0].tolist() == [blue_circle, 2, 3, 1, 8, 3]
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +165,26 @@ def test_image_to_video_training_batches_carry_their_true_tracks_once_asked():
     batch = make_video_batch(rng, recipe, "image_to_video", 2, config, ("text_to_video", "image_to_video"))
     assert batch["draft"].shape == (2, config.length, 6) and (batch["draft"][:, 0, 0] > 0).all()
     assert "draft" not in make_video_batch(rng, recipe, "video_edit", 2, config, ("text_to_video", "image_to_video"))
+    batch = make_video_batch(rng, recipe, "reference_to_video", 2, config, ("reference_to_video",))
+    assert batch["draft"].shape == (2, config.length, 6) and (batch["draft"][:, 0, 0] > 0).all()
+
+
+def test_the_embedded_video_model_drafts_a_reference_clip_from_where_its_stills_show_the_objects(video_model):
+    """Each named object's drafted track starts where its still shows it, in its class and colour there."""
+    pipe = video_model
+    config = pipe.planner.drafter.config
+    rng = np.random.default_rng(11)
+    starts_right = named = 0
+    for k in range(6):
+        ref = random_reference_video(rng)
+        request = GenerationRequest(Task.REFERENCE_TO_VIDEO, ref.instruction, images=ref.images(48), width=48,
+                                    height=48, frames=17, seed=k)
+        rows = [r for r in pipe.plan(request).draft[0].tolist() if r[0] > 0]
+        truth = quantize_objects([(label_index(m.obj.cls, m.obj.color), m.obj.cx, m.obj.cy, m.obj.half,
+                                   m.obj.cx + m.dx, m.obj.cy + m.dy) for m in ref.target.objects], config)
+        for want in truth[truth[:, 0] > 0].tolist():
+            named += 1
+            starts_right += any(r[0] == want[0] and abs(r[1] - want[1]) <= 1 and abs(r[2] - want[2]) <= 1
+                                for r in rows)
+        assert len(rows) <= len(truth[truth[:, 0] > 0])  # the stills' other objects are not drafted into the clip
+    assert starts_right >= named - 1

@@ -117,7 +117,8 @@ def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_pa
 
     path, run = _drafted_run(tmp_path, diffusion_steps=2, draft_steps=1, drafts_from_step=0)
     before = load_model(run / "model")
-    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-drafter", "2"]) == 0
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-drafter", "2",
+                 "--drafter-tasks", "text_to_video,reference_to_video"]) == 0
     after = load_model(run / "model")
     assert json.loads((run / "model" / "training.json").read_text())["drafter_steps"] == 3
     changed = [k for k, v in after.planner.drafter.state_dict().items()
@@ -126,6 +127,9 @@ def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_pa
     for name, v in after.adapter.state_dict().items():
         assert torch.equal(v, before.adapter.state_dict()[name])
     assert torch.equal(after.planner.canvas_tokens.draft_embedding, before.planner.canvas_tokens.draft_embedding)
+    with pytest.raises(ValueError, match="not \\['video_edit'\\]"):
+        main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-drafter", "1",
+              "--drafter-tasks", "video_edit"])
 
 
 def _drafted_run(tmp_path, diffusion_steps: int, draft_steps: int, drafts_from_step: int):
