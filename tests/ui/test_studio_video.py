@@ -210,11 +210,19 @@ def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_i
     # A picture with nothing of the model's world in it is animated undrafted, and that is said.
     plain = tmp_path / "plain.png"
     Image.fromarray(np.full((48, 48, 3), 40, np.uint8)).save(plain)
-    import_and_wait(qtbot, w, plain)
+    plain_clip = import_and_wait(qtbot, w, plain)
     choose_task(w, Task.IMAGE_TO_VIDEO)
     _type(qtbot, w, meta["prompt"])
     _generate(qtbot, w)
-    assert any("without a drafted track" in m.text for m in w.messages.history)
+    assert any("without a drafted track: the model found no object it knows in the image" in m.text
+               for m in w.messages.history)
+    # The same still as a reference: said of the reference stills.
+    w.timeline.view.select([plain_clip])
+    choose_task(w, Task.REFERENCE_TO_VIDEO)
+    w.instruction.edit.clear()
+    _type(qtbot, w, "the star from the image moves right")
+    _generate(qtbot, w)
+    assert any("no object it knows in the reference stills" in m.text for m in w.messages.history)
 
 
 def test_references_are_picked_in_the_media_bin_and_make_a_clip(qtbot, tmp_path, studio):
