@@ -412,7 +412,13 @@ def test_as_drawn_is_for_edits_alone(model, inputs, tmp_path, capsys):
     out = tmp_path / "drawn.mp4"
     code, _, err = cli(capsys, "video", "a red circle moves up", "-o", out, "--model", model, "--as-drawn")
     assert code == 2 and "--as-drawn is for video edits" in one_error_line(err) and not out.exists()
-    code, _, err = cli(capsys, "video", "remove the circle", "-o", out, "--video", inputs / "source.mp4",
-                       "--model", model, "--as-drawn")
-    assert code == 0, err
-    assert clip_file(out)[:2] == ("h264", 17)
+    from app.media.probe import read_video_frames
+
+    kept = tmp_path / "kept.mp4"
+    for path, extra in [(out, ["--as-drawn"]), (kept, [])]:
+        code, _, err = cli(capsys, "video", "remove the circle", "-o", path, "--video", inputs / "source.mp4",
+                           "--model", model, "--seed", 2, *extra)
+        assert code == 0, err
+        assert clip_file(path)[:2] == ("h264", 17)
+    if model == COMMITTED:  # it keeps an edit's unchanged pixels (the untrained one changes every pixel)
+        assert not np.array_equal(read_video_frames(out), read_video_frames(kept))

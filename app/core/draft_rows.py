@@ -48,6 +48,8 @@ class DraftConfig:
     colours: int = 6
 
     def __post_init__(self) -> None:
+        if self.colours < 1:
+            raise ValueError(f"colours must be at least 1, not {self.colours}")
         if self.track and (self.context_tokens or self.reads_images):
             raise ValueError("track drafts go onto a clip's canvas from the words alone: no context_tokens, "
                              "no reads_images")

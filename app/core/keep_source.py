@@ -5,10 +5,10 @@ Our addition to METHOD.md, for the embedded video model. Its DiT draws each 8 x 
 blurred and speckled: on 32 held-out edits, 7 % of the pixels outside the edit moved by more than 16 grey
 levels, and the edited clip no longer matched its source where the user asked for nothing. An editor
 is expected to leave those pixels alone, so after decoding, a pixel is the source's where the model's
-frame differs from the source by less than `threshold` grey levels (the largest channel), or only in
+frame differs from the source by at most `threshold` grey levels (the largest channel), or only in
 specks and rims a few pixels thick (the blur of an unchanged object's edge); where the model changed a
-whole region (a recoloured, removed, added or moved object), its pixels stay, `grow` pixels around
-included. This is the paste-back inpainting pipelines do outside their mask (diffusers'
+region (a recoloured, removed, added or moved object), the whole connected change stays, thin parts
+included (a star's arms), and `grow` pixels around it. This is the paste-back inpainting pipelines do outside their mask (diffusers'
 `VaeImageProcessor.apply_overlay`), with the mask found from the change itself, as the instruction gives
 none. OpenCV's morphology does the specks and rims; nothing here is learned.
 
@@ -23,8 +23,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# A changed region survives an opening with this square: rims up to 2 px thick (the blur of an edge) and
-# lone specks do not. The smallest object of the shapes world is about 7 px across on a 48 px frame.
+# A change is a region when something of it survives an opening with this square: rims up to 2 px thick
+# (the blur of an edge) and lone specks do not. The smallest object of the shapes world is about 7 px
+# across on a 48 px frame.
 OPEN_PX = 3
 GROW_PX = 1  # the kept change grows by this much, so an edited object's own anti-aliased edge goes with it
 
@@ -37,9 +38,15 @@ def changed_region(source: np.ndarray, output: np.ndarray, threshold: int,
     diff = np.abs(output.astype(np.int16) - source.astype(np.int16)).max(axis=-1)
     opening = np.ones((open_px, open_px), np.uint8)
     growing = np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8)
+    changed = (diff > threshold).astype(np.uint8)
+    # What survives the opening in any frame is where the clip was changed as a region: an edited object's
+    # path. Each frame's changes that touch it are kept whole (their connected areas), so a changed star's
+    # thin arms, and the thin slivers by which a re-aimed object first leaves its old path, stay with it.
+    cores = np.stack([cv2.morphologyEx(c, cv2.MORPH_OPEN, opening) for c in changed]).any(axis=0)
     region = np.empty(diff.shape, bool)
-    for f, d in enumerate(diff):
-        mask = cv2.morphologyEx((d > threshold).astype(np.uint8), cv2.MORPH_OPEN, opening)
+    for f, c in enumerate(changed):
+        _, areas = cv2.connectedComponents(c, connectivity=8)
+        mask = (np.isin(areas, np.unique(areas[cores & (c > 0)])) & (c > 0)).astype(np.uint8)
         if grow_px:
             mask = cv2.dilate(mask, growing)
         region[f] = mask > 0

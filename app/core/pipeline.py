@@ -113,9 +113,12 @@ class PipelineDefaults:
         if not 0.0 <= lo <= hi:
             raise ValueError(f"guidance_interval must be (low, high) sigmas with 0 <= low <= high, not {self.guidance_interval}")
         self.guidance_interval = (lo, hi)
-        if not isinstance(self.keep_source_threshold, int) or not 0 <= self.keep_source_threshold < 255:
+        t = self.keep_source_threshold
+        if isinstance(t, float) and t.is_integer():  # 48.0 in a hand-edited model_index.json
+            t = self.keep_source_threshold = int(t)
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 255:
             raise ValueError(f"keep_source_threshold must be a whole number of grey levels from 0 (off) to 254, "
-                             f"not {self.keep_source_threshold!r}")
+                             f"not {t!r}")
         if self.timestep_from not in ("sigma", "scheduler"):
             raise ValueError(f"timestep_from must be 'sigma' or 'scheduler', not {self.timestep_from!r}")
         from app.media.schema import MAX_FPS

@@ -298,6 +298,8 @@ def evaluate_video_edits(pipe, n: int, *, seed: int = 7, batch: int = 16, progre
            "edit_psnr_outside": _mean(s["psnr_outside"] for s in scores)}
     if d.keep_source_threshold:  # the same clips as the DiT drew them, before the source's pixels went back
         out |= {"edit_fully_right_drawn": _mean(s["fully_right"] for s in drawn_scores),
+                "edit_done_drawn": _mean(s["success"] for s in drawn_scores),
+                "edit_kept_drawn": _mean(s["kept"] for s in drawn_scores),
                 "edit_psnr_outside_drawn": _mean(s["psnr_outside"] for s in drawn_scores)}
     for kind in VIDEO_EDIT_KINDS:
         mine = [s["fully_right"] for s, k in zip(scores, kinds) if k == kind]

@@ -287,7 +287,8 @@ class VideoTrainer:
         app/core/frame_detector.reference_drafts drafts it (the stills place the tracks afterwards)."""
         unknown = set(tasks) - {"text_to_video", "reference_to_video"}
         if unknown or not tasks:
-            raise ValueError(f"the drafter is taught on text_to_video and reference_to_video batches, not {sorted(unknown)}")
+            raise ValueError("the drafter is taught on text_to_video and reference_to_video batches"
+                             + (f", not {', '.join(sorted(unknown))}" if unknown else ": name at least one"))
         from app.core.checkpoints import save_module
         from app.train.planner_folder import DRAFTER, save_planner
 
@@ -478,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     trainer = VideoTrainer(VideoRecipe.load(args.recipe), args.out, args.planner_from, twin=not args.no_twin)
     if args.teach_drafter:
-        trainer.teach_drafter_alone(args.teach_drafter, tasks=tuple(args.drafter_tasks.split(",")))
+        trainer.teach_drafter_alone(args.teach_drafter, tasks=tuple(t.strip() for t in args.drafter_tasks.split(",") if t.strip()))
         return 0
     trainer.teach(args.teach_minutes)
     recipe = trainer.recipe

@@ -21,7 +21,7 @@ from app.core.draft import DraftConfig, quantize_objects
 from app.core.latents import PixelCodec
 from app.shapes.dataset import label_map
 from app.shapes.motion import MAX_CLIP_OBJECTS, MotionScene, motion_caption, random_motion_scene, render_clip
-from app.shapes.palette import NUM_LABELS, label_index
+from app.shapes.palette import COLOR_NAMES, NUM_LABELS, label_index
 from app.shapes.video_edits import random_reference_video, sample_video_edit
 
 VIDEO_TASKS = ("text_to_video", "image_to_video", "video_edit", "reference_to_video")
@@ -133,7 +133,8 @@ def track_draft_config(recipe: VideoRecipe) -> DraftConfig | None:
     """The track drafter's config a recipe asks for (None: the recipe drafts nothing)."""
     if recipe.track_drafts is None:
         return None
-    return DraftConfig(**{**recipe.track_drafts, "labels": NUM_LABELS, "max_objects": MAX_CLIP_OBJECTS, "track": True})
+    return DraftConfig(**{**recipe.track_drafts, "labels": NUM_LABELS, "colours": len(COLOR_NAMES),
+                          "max_objects": MAX_CLIP_OBJECTS, "track": True})
 
 
 def track_rows(scene: MotionScene, config: DraftConfig) -> np.ndarray:

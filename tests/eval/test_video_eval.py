@@ -119,6 +119,10 @@ def test_the_whole_evaluation_runs_and_reports_every_figure(tiny_video_model):
                 "edit_fully_right", "r2v_right", "r2v_motion_followed"):
         assert 0.0 <= row[key] <= 1.0, key
     assert row["i2v_first_frame_psnr"] == PSNR_CAP  # the first frame is given, clean
+    # Edits are scored as the product gives them (the source's unchanged pixels back) and as the DiT drew them.
+    for key in ("edit_fully_right_drawn", "edit_done_drawn", "edit_kept_drawn"):
+        assert 0.0 <= row[key] <= 1.0, key
+    assert row["edit_psnr_outside"] >= row["edit_psnr_outside_drawn"]
     assert row["t2v_clips"] == row["i2v_clips"] == row["edit_clips"] == row["r2v_clips"] == 3
     assert all(row[f"{t}_seconds"] >= 0 for t in VIDEO_EVAL_TASKS)
     off = evaluate_video_model(pipe, 2, seed=7, tasks=("text_to_video",), use_canvas=False)
