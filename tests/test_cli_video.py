@@ -422,3 +422,28 @@ def test_as_drawn_is_for_edits_alone(model, inputs, tmp_path, capsys):
         assert clip_file(path)[:2] == ("h264", 17)
     if model == COMMITTED:  # it keeps an edit's unchanged pixels (the untrained one changes every pixel)
         assert not np.array_equal(read_video_frames(out), read_video_frames(kept))
+
+
+def test_an_edit_the_model_did_not_make_is_said(tiny_video_model, inputs, tmp_path, capsys, monkeypatch):
+    """When the edited clip is its source again, pixel for pixel, the user is told the edit was not made."""
+    from app.core.keep_source import source_as_made
+    from app.core.pipeline import MetaCanvasPipeline
+
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: source_as_made(source, frames))
+    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "same.mp4", "--video",
+                         inputs / "source.mp4", "--model", tiny_video_model)
+    assert code == 0 and "the model changed nothing" in out, err
+    monkeypatch.undo()
+    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "other.mp4", "--video",
+                         inputs / "source.mp4", "--model", tiny_video_model)
+    assert code == 0 and "changed nothing" not in out, err
+
+
+def test_the_committed_video_model_refuses_a_size_it_was_not_trained_at(tmp_path, capsys):
+    """Asked for 96x48 it drew a blank clip after the first frame; now it says so before making anything."""
+    if not (COMMITTED / "model_index.json").is_file():
+        pytest.skip("models/metacanvas-shapes-video is not there yet")
+    out = tmp_path / "wide.mp4"
+    code, _, err = cli(capsys, "video", "a red circle moves to the right", "-o", out, "--model", COMMITTED,
+                       "--width", 96, "--height", 48)
+    assert code == 2 and "makes 48x48 only" in one_error_line(err) and not out.exists()

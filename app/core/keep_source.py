@@ -53,6 +53,22 @@ def changed_region(source: np.ndarray, output: np.ndarray, threshold: int,
     return region
 
 
+def source_as_made(source: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """The source clip's first frames at the output's size, resized as the codec was given them."""
+    from .latents import frames_to_tensor, tensor_to_frames
+
+    n = min(len(output), len(source))
+    height, width = np.asarray(output).shape[1:3]
+    return tensor_to_frames(frames_to_tensor(np.asarray(source)[:n], height, width))
+
+
+def changed_nothing(source: np.ndarray, output: np.ndarray) -> bool:
+    """Whether an edited clip is its source again, pixel for pixel (the model made no change the source's
+    pixels did not cover back): the edit was not made, which the user is told."""
+    given = source_as_made(source, output)
+    return len(given) == len(output) and np.array_equal(given, np.asarray(output))
+
+
 def with_source_kept(source: np.ndarray, output: np.ndarray, threshold: int) -> np.ndarray:
     """`output` with the source's pixels outside the region it changed (uint8 [F, H, W, 3])."""
     source, output = np.asarray(source), np.asarray(output)

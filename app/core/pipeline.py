@@ -15,8 +15,8 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
-from .keep_source import with_source_kept
-from .latents import PixelCodec, frames_to_tensor, tensor_to_frames
+from .keep_source import source_as_made, with_source_kept
+from .latents import PixelCodec
 from .native_text import TextConditioning
 from .plan import Plan
 from .request import GenerationRequest, Task
@@ -104,6 +104,9 @@ class PipelineDefaults:
     # this many grey levels, or only in specks and thin rims (app/core/keep_source.py); 0 = off, the
     # frames as the model drew them (a request can ask for those: keep_source=False).
     keep_source_threshold: int = 0
+    # The model makes its own width x height alone (it was trained at that size and no other): asked for
+    # another, the embedded video model drew a blank clip after the first frame (its card), so it refuses.
+    own_size_only: bool = False
 
     def __post_init__(self):
         try:
@@ -268,6 +271,10 @@ class MetaCanvasPipeline:
         if positions is not None and (width > positions * sw or height > positions * sh):
             raise ValueError(f"{width}x{height} is too large for '{self.name}': it makes at most {positions * sw} "
                              f"pixels wide and {positions * sh} high")
+        d = self.defaults
+        if d.own_size_only and (width, height) != (d.width, d.height):
+            raise ValueError(f"'{self.name}' makes {d.width}x{d.height} only (it was trained at that size alone), "
+                             f"not {width}x{height}: leave out the size")
         if width % sw or height % sh:
             near = f"{max(sw, round(width / sw) * sw)}x{max(sh, round(height / sh) * sh)}"
             raise ValueError(f"{width}x{height} is not a size '{self.name}' can make: the width must be a multiple "
@@ -290,12 +297,12 @@ class MetaCanvasPipeline:
                              f"{tf} frames; the nearest is {near}")
         if frames < least:
             raise ValueError(f"a clip made from an image has at least {least} frames: the image, then {tf} made "
-                             f"after it; {frames} were asked for")
+                             f"after it; {frames} {'was' if frames == 1 else 'were'} asked for")
         limit = self.max_frames(task, references)
         if frames > limit:
             what = {Task.VIDEO_EDIT: " for a video edit (the source clip's frames sit beside the new ones)",
                     Task.REFERENCE_TO_VIDEO: f" from {references} reference still(s)"}.get(task, "")
-            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} were asked for")
+            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} {'was' if frames == 1 else 'were'} asked for")
 
     def max_frames(self, task: Task | None = None, references: int = 0) -> int:
         """The longest clip this model makes for `task`: the backbone places at most max_positions latent
@@ -458,9 +465,8 @@ class MetaCanvasPipeline:
         threshold = self.defaults.keep_source_threshold
         if not threshold:
             return frames
-        n = min(len(frames), len(source))
-        height, width = frames.shape[1:3]
-        given = tensor_to_frames(frames_to_tensor(np.asarray(source)[:n], height, width))
+        given = source_as_made(source, frames)
+        n = len(given)
         return np.concatenate([with_source_kept(given, frames[:n], threshold), frames[n:]])
 
     def classifier_free(self, guidance: float) -> bool:

@@ -312,7 +312,10 @@ class PlannerProcessor:
         merge_len = self.merge_size ** 2
         texts, spans, expanded = [], [], []
         image_i, video_i = 0, 0
+        word_level = self._template() is None
         for b, instruction in enumerate(instructions):
+            if word_level:  # the embedded planners' captions never held punctuation: "right." reads as "right"
+                instruction = " ".join(re.findall(r"\w+", instruction))
             n_img = len(images[b] or [])
             text = self.prompt_text(instruction, n_img, videos[b] is not None)
             spans.append(_instruction_span(text, instruction))

@@ -154,7 +154,8 @@ def build_video_model(recipe: VideoRecipe, planner, use_canvas: bool = True) -> 
                                 guidance=recipe.guidance, guidance_interval=tuple(recipe.guidance_interval),
                                 keyframes=recipe.keyframes, shift=recipe.sample_shift, solver=recipe.sample_solver,
                                 max_canvas_side=recipe.grid, tasks=VIDEO_TASKS,
-                                keep_source_threshold=recipe.keep_source_threshold)
+                                keep_source_threshold=recipe.keep_source_threshold,
+                                own_size_only=recipe.own_size_only)
     name = recipe.name if use_canvas else recipe.name + "-text-only"
     return MetaCanvasPipeline(planner, adapter, codec, defaults, name=name)
 

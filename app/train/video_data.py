@@ -46,6 +46,7 @@ class VideoRecipe:
     # Its video edits keep the source's own pixels where the DiT did not change the clip (app/core/keep_source.py;
     # 48 chosen on 48 held-out edits, seed 11: research/LOG.md, "Video edits keep their source").
     keep_source_threshold: int = 48
+    own_size_only: bool = True  # trained at `size` alone: other sizes are refused (PipelineDefaults)
     temporal_factor: int = 4
     patch_size: int = 8
     keyframes: int = 3

@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 770 lines: every input, the two model states and the job queue change together under
+Why one file of about 780 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
+from app.core.keep_source import changed_nothing
 from app.core.request import GenerationRequest, Task, stretch_note
 from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
 from app.media import project_file as pf
@@ -703,9 +704,13 @@ class StudioModel(QObject):
         undrafted = task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and plan is not None and \
             getattr(plan.draft_config, "track", False) and not plan.has_draft(0)
         where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
+        unchanged = task is Task.VIDEO_EDIT and job.request.video is not None and \
+            changed_nothing(job.request.video, np.asarray(result.frames))
         self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model found no object it knows in {where}."
-                  if undrafted else ""))
+                  if undrafted else "") +
+                 (" The model changed nothing: the new version is the clip again (the edit was not made; another "
+                  "seed or wording may make it)." if unchanged else ""))
         run_task(self.pool, pf.write_result, self.work_path(), np.asarray(result.frames),
                  job.fps or self.document.project.settings.fps, result.plan,
                  on_done=lambda written, j=job: self._store_result(j, written),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.core.checkpoints import load_model
-from app.core.keep_source import changed_region, with_source_kept
+from app.core.keep_source import changed_nothing, changed_region, source_as_made, with_source_kept
 from app.core.pipeline import PipelineDefaults
 from app.core.request import GenerationRequest, Task
 from app.shapes.motion import render_clip
@@ -62,6 +62,16 @@ def test_a_perfect_edit_comes_through_whole_thin_parts_and_first_slivers_include
     right = [score_video_edit(s, with_source_kept(s, g, 48), e.source, e.target)["fully_right"]
              for e in edits for s, g in [(render_clip(e.source, 17, 48), render_clip(e.target, 17, 48))]]
     assert np.mean(right) >= 0.98  # on 200 benchmark edits 0.995: a same-colour square-to-circle replace lost
+
+
+def test_an_edit_that_gave_its_source_back_is_known():
+    source = np.repeat(_frames(RED, n=5, size=64), 2, axis=0)  # 10 frames at 64 px; the model made 9 at 32
+    made = source_as_made(source, np.zeros((9, 32, 32, 3), np.uint8))
+    assert made.shape == (9, 32, 32, 3)
+    assert changed_nothing(source, made)
+    changed = made.copy()
+    changed[4, 10, 10] = 0
+    assert not changed_nothing(source, changed)
 
 
 def test_the_clips_must_match_and_the_threshold_is_checked():

@@ -64,6 +64,14 @@ def test_word_level_tokenizer_lowercases_and_splits_punctuation():
     assert tok.convert_ids_to_tokens(tok("purple")["input_ids"]) == ["<unk>"]
 
 
+def test_a_word_level_planner_reads_an_instruction_without_its_punctuation(word_planner):
+    """The embedded planners never saw punctuation in training: a full stop drew a second circle."""
+    proc = word_planner.processor
+    plain = proc(["a red circle left"]).input_ids
+    for text in ("A red circle, left.", "a red circle left!", "  a red  circle left ."):
+        assert torch.equal(proc([text]).input_ids, plain), text
+
+
 def test_config_factory_is_consistent(word_planner):
     cfg = word_planner.mllm.config
     tok = word_planner.processor.tokenizer
