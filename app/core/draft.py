@@ -35,8 +35,8 @@ gets the coverage of the objects where their tracks put them at that keyframe's 
 the keyframes evenly over the clip, as the connector spreads them over the latent frames). Events
 (an object appearing, vanishing or turning a colour) are not drafted: the label is the object's
 first one, its disc is drawn on every keyframe, and the words say the rest. Clips with a source
-clip or reference stills are not drafted; a clip from an image is drafted from its caption, each track
-moved to start where the image has that object (app/core/frame_detector.py).
+clip (video edits) are not drafted; a clip from an image or from reference stills is drafted from its
+words, each track moved to start where the image or a still has that object (app/core/frame_detector.py).
 
 An empty instruction (the unconditional half of guidance) gets no draft. Models without a drafter
 (real checkpoints, older shapes models) plan exactly as before.

@@ -24,7 +24,10 @@ object found near the edge it is to move toward moves less).
 Reference video is drafted the same way from its stills (`reference_drafts`), with two differences: the
 words often name an object without its colour ("the circle from the first image"), so a drafted object
 with no found object of its label takes one of its class (the still gives the colour); and the stills'
-objects the words do not take are left out (the clip holds the named ones alone). The track drafter
+objects the words do not take are left out (the clip holds the named ones alone). The stills' objects are
+matched as one pool: which still the words name ("the first image") is not read, so where the words name no
+colour, a drafted colour that happens to be an unnamed object's in the other still takes that object (a few
+clips in a hundred). The track drafter
 learns reference instructions' tracks from their words alone (`--teach-drafter N --drafter-tasks
 text_to_video,reference_to_video`), as it learned captions'.
 """
