@@ -169,7 +169,6 @@ def _check_edit_length(pipe, path: str, have: int, length: int) -> None:
 
 def cmd_video(args) -> int:
     from app.commands import _Progress, _request, check_args, resolve_seed
-    from app.core.keep_source import changed_nothing
     from app.core.request import Task, stretch_note
     from app.media.export import export_video
     from app.media.probe import load_image
@@ -243,7 +242,7 @@ def cmd_video(args) -> int:
            f"seed {seed} ({result.seconds:.1f} s)"
     if task is Task.VIDEO_EDIT and not sound and source_info.has_audio:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
-    if task is Task.VIDEO_EDIT and changed_nothing(video, result.frames):
+    if result.unchanged:
         note += "; the model changed nothing: the clip is its source again (the edit was not made; another --seed " \
                 "or wording may make it)"
     if task is Task.VIDEO_EDIT and source_info.frames > n:

@@ -15,7 +15,7 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
-from .keep_source import source_as_made, with_source_kept
+from .keep_source import changed_nothing, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
 from .plan import Plan
@@ -63,6 +63,9 @@ class GenerationResult:
     request: GenerationRequest
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    # A video edit whose frames are its source again, pixel for pixel (the edit was not made): said to the
+    # user. Found here, on the engine's thread, not where the result is shown.
+    unchanged: bool = False
 
 
 StepCallback = Callable[[StepInfo], "bool | None"]
@@ -453,11 +456,14 @@ class MetaCanvasPipeline:
         # 7. Decode.
         t_dec = time.perf_counter()
         frames = self.codec.decode(latents)
-        if request.task is Task.VIDEO_EDIT and request.keep_source:
-            frames = self.keep_source(request.video, frames)
+        unchanged = False
+        if request.task is Task.VIDEO_EDIT:
+            if request.keep_source:
+                frames = self.keep_source(request.video, frames)
+            unchanged = changed_nothing(request.video, frames)
         timings["decode"] = time.perf_counter() - t_dec
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
-                                seconds=time.perf_counter() - t_start, timings=timings)
+                                seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged)
 
     def keep_source(self, source: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """An edited clip with its source's own pixels where the model did not change it (the model's

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
-from app.core.keep_source import changed_nothing
 from app.core.request import GenerationRequest, Task, stretch_note
 from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
 from app.media import project_file as pf
@@ -704,8 +703,7 @@ class StudioModel(QObject):
         undrafted = task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and plan is not None and \
             getattr(plan.draft_config, "track", False) and not plan.has_draft(0)
         where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
-        unchanged = task is Task.VIDEO_EDIT and job.request.video is not None and \
-            changed_nothing(job.request.video, np.asarray(result.frames))
+        unchanged = bool(getattr(result, "unchanged", False))
         self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model found no object it knows in {where}."
                   if undrafted else "") +

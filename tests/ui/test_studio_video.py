@@ -534,3 +534,18 @@ def test_an_edit_of_a_partial_edit_shows_each_version_where_it_plays(qtbot, tmp_
     assert view_clip.thumb_share == pytest.approx(6 / 24)
     assert [(t.media_id, round(t.start, 3), round(t.end, 3)) for t in view_clip.tails] == [
         (first_edit.media_id, 0.25, 0.5), (w.document.project.clip(clip_id).media_id, 0.5, 1.0)]
+
+
+def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, studio, monkeypatch):
+    """A new version that is its clip again, pixel for pixel, comes with a word that the edit was not made."""
+    from app.core.keep_source import source_as_made
+    from app.core.pipeline import MetaCanvasPipeline
+
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: source_as_made(source, frames))
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=17, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "remove the star")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id
+    assert any("The model changed nothing" in m.text for m in w.messages.history)
