@@ -158,6 +158,23 @@ def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, f
     return clip, info.fps
 
 
+# An edit is written at its source's size up to this many pixels a side (a 4K source's 17 frames at full size
+# would hold 420 MB of pictures for a change the model drew at 48 px).
+EDIT_MAX_SIDE = 1920
+
+
+def edit_at_source_size(pipe, path: str, frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """An edit the model made at its size, at its source's (app/core/keep_source.at_source_size), and that
+    size; the frames as they are, and None, when the source is that size already."""
+    from app.core.keep_source import at_source_size
+    from app.media.probe import read_video_frames
+
+    footage = read_video_frames(path, count=len(frames), max_side=EDIT_MAX_SIDE)
+    if footage.shape[1:3] == frames.shape[1:3] or len(footage) < len(frames):
+        return frames, None
+    return at_source_size(footage, frames, pipe.defaults.keep_source_threshold), (footage.shape[2], footage.shape[1])
+
+
 def _check_edit_length(pipe, path: str, have: int, length: int) -> None:
     """A video edit changes a clip over time: a source shorter than one frame group after the first (5
     frames for the embedded model) is refused, as the studio refuses it, rather than edited as a still."""
@@ -236,10 +253,16 @@ def cmd_video(args) -> int:
     # An edited clip keeps its source's sound (cut to its length), as the studio's clip export does; only at
     # the source's own rate: --fps retimes the pictures, and the sound would no longer match them.
     sound = task is Task.VIDEO_EDIT and abs(fps - source_fps) < 1e-6
-    export_video(list(result.frames), out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None)
+    pictures, full_size = result.frames, None
+    if task is Task.VIDEO_EDIT and request.keep_source and pipe.defaults.keep_source_threshold:
+        pictures, full_size = edit_at_source_size(pipe, args.video, result.frames)
+    export_video(list(pictures), out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None)
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
+    if full_size is not None:
+        note += (f"; at the source's {full_size[0]}x{full_size[1]}: the model's change drawn at "
+                 f"{request.width}x{request.height} and scaled up, every other pixel the source's own")
     if task is Task.VIDEO_EDIT and not sound and source_info.has_audio:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if result.unchanged:
@@ -249,7 +272,8 @@ def cmd_video(args) -> int:
         longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
         more = f" (--frames up to {longest} edits more)" if longest > n else ""
         note += f"; it edits the source's first {n} of {source_info.frames} frames, the rest is not in it{more}"
-    given = ([("the source", (source_info.width, source_info.height))] if task is Task.VIDEO_EDIT else
+    given = ([("the source", (source_info.width, source_info.height))] if task is Task.VIDEO_EDIT and full_size is None else
+             [] if task is Task.VIDEO_EDIT else
              [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
               for p, im in zip([args.image] if args.image else args.reference or [], images)])
     note += "".join(stretch_note(what, size, request.width, request.height) for what, size in given)

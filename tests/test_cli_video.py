@@ -405,7 +405,12 @@ def test_what_an_edit_leaves_out_or_stretches_is_said(tiny_video_model, inputs, 
     wide = write_clip_with_audio(tmp_path / "camera.mp4", frames=17, fps=12)  # 64 x 48
     code, stdout, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "b.mp4", "--video", wide,
                             "--model", tiny_video_model)
-    assert code == 0 and "the source's 64x48 was stretched to 48x48" in stdout and "rest is not" not in stdout, err
+    # The model saw it stretched, but the edit comes back at the source's size and shape.
+    assert code == 0 and "at the source's 64x48" in stdout and "rest is not" not in stdout, err
+    assert clip_file(tmp_path / "b.mp4")[2:] == (64, 48)
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "c.mp4", "--video", wide,
+                            "--model", tiny_video_model, "--as-drawn")
+    assert code == 0 and "the source's 64x48 was stretched to 48x48" in stdout, err
 
 
 def test_as_drawn_is_for_edits_alone(model, inputs, tmp_path, capsys):
@@ -447,3 +452,31 @@ def test_the_committed_video_model_refuses_a_size_it_was_not_trained_at(tmp_path
     code, _, err = cli(capsys, "video", "a red circle moves to the right", "-o", out, "--model", COMMITTED,
                        "--width", 96, "--height", 48)
     assert code == 2 and "makes 48x48 only" in one_error_line(err) and not out.exists()
+
+
+def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_own(inputs, tmp_path, capsys):
+    """The committed model edits at 48x48; a 96x72 source gets a 96x72 clip whose pixels outside the change
+    are the source's (up to H.264's own loss), unless --as-drawn asks for the model's frames."""
+    import cv2
+
+    from app.media.export import export_video
+    from app.media.probe import read_video_frames
+
+    if not (COMMITTED / "model_index.json").is_file():
+        pytest.skip("models/metacanvas-shapes-video is not there yet")
+    clip = shapes_clip(tmp_path / "square.mp4")
+    wide = np.stack([cv2.resize(f, (96, 72), interpolation=cv2.INTER_LINEAR) for f in clip])
+    export_video(list(wide), tmp_path / "wide.mp4", fps=8)
+    source = read_video_frames(tmp_path / "wide.mp4")
+    out = tmp_path / "edited.mp4"
+    code, stdout, err = cli(capsys, "video", "make the circle blue", "-o", out, "--video", tmp_path / "wide.mp4",
+                            "--model", COMMITTED, "--seed", 1)
+    assert code == 0, err
+    assert clip_file(out) == ("h264", 17, 96, 72) and "at the source's 96x72" in stdout
+    assert "stretched" not in stdout  # the clip has the source's shape again
+    edited = read_video_frames(out)
+    near = (np.abs(edited.astype(int) - source[:17]).max(-1) <= 12).mean()
+    assert near > 0.9  # most of the clip is the source's own pixels
+    code, stdout, err = cli(capsys, "video", "make the circle blue", "-o", tmp_path / "drawn.mp4", "--video",
+                            tmp_path / "wide.mp4", "--model", COMMITTED, "--seed", 1, "--as-drawn")
+    assert code == 0 and clip_file(tmp_path / "drawn.mp4") == ("h264", 17, 48, 48) and "stretched to 48x48" in stdout

@@ -69,6 +69,27 @@ def changed_nothing(source: np.ndarray, output: np.ndarray) -> bool:
     return len(given) == len(output) and np.array_equal(given, np.asarray(output))
 
 
+def at_source_size(footage: np.ndarray, output: np.ndarray, threshold: int) -> np.ndarray:
+    """An edited clip made at the model's size (uint8 [F, h, w, 3]) given back at its footage's own size
+    ([F', H, W, 3], F' >= F: the footage's first F frames are used): the model's change, scaled up, where it
+    changed the clip (`changed_region` at the model's size, its cells grown by one footage pixel), the
+    footage's own pixels everywhere else. An edit of a 320 x 240 clip is a 320 x 240 clip whose untouched
+    parts are exactly the user's."""
+    footage, output = np.asarray(footage), np.asarray(output)
+    n, (height, width) = len(output), footage.shape[1:3]
+    if len(footage) < n:
+        raise ValueError(f"the footage has {len(footage)} frames, the edit {n}")
+    region = changed_region(source_as_made(footage[:n], output), output, threshold)
+    grow = np.ones((3, 3), np.uint8)
+    out = footage[:n, ..., :3].copy()
+    for f in range(n):
+        mask = cv2.dilate(cv2.resize(region[f].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST), grow)
+        if mask.any():
+            drawn = cv2.resize(output[f], (width, height), interpolation=cv2.INTER_LINEAR)
+            out[f][mask > 0] = drawn[mask > 0]
+    return out
+
+
 def with_source_kept(source: np.ndarray, output: np.ndarray, threshold: int) -> np.ndarray:
     """`output` with the source's pixels outside the region it changed (uint8 [F, H, W, 3])."""
     source, output = np.asarray(source), np.asarray(output)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.core.checkpoints import load_model
-from app.core.keep_source import changed_nothing, changed_region, source_as_made, with_source_kept
+from app.core.keep_source import at_source_size, changed_nothing, changed_region, source_as_made, with_source_kept
 from app.core.pipeline import PipelineDefaults
 from app.core.request import GenerationRequest, Task
 from app.shapes.motion import render_clip
@@ -101,3 +101,18 @@ def test_the_committed_model_keeps_an_edited_clips_untouched_pixels_unless_asked
     assert kept_outside(source, drawn, region) + 0.03 < kept_outside(source, kept, region)
     changed = changed_region(source, drawn, pipe.defaults.keep_source_threshold)
     assert np.array_equal(kept[changed], drawn[changed]) and np.array_equal(kept[~changed], source[~changed])
+
+
+def test_an_edit_made_small_goes_back_into_its_footage_at_the_footages_size():
+    footage = _frames(RED, n=4, size=64)  # the user's clip, 64 px; the model edited it at 32
+    small = source_as_made(footage, np.zeros((3, 32, 32, 3), np.uint8))
+    edited = small.copy()
+    edited[:, 4:8, 2:6] = BLUE  # the model recoloured the square (at 32 px: rows 4-8, columns 2-6)
+    full = at_source_size(footage, edited, 48)
+    assert full.shape == (3, 64, 64, 3)
+    assert np.abs(full[:, 10, 6].astype(int) - BLUE).max() <= 2  # the change, scaled up
+    outside = np.ones((3, 64, 64), bool)
+    outside[:, 5:19, 1:15] = False  # the square, a model pixel around it (2 footage pixels), and one more
+    assert np.array_equal(full[outside], footage[:3][outside])  # every other pixel is the footage's own
+    with pytest.raises(ValueError, match="footage has 2 frames"):
+        at_source_size(footage[:2], edited, 48)
