@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 780 lines: every input, the two model states and the job queue change together under
+Why one file of about 790 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -42,7 +42,7 @@ from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.plan_time import DEFAULT_FRAME_STEP
 from app.ui.studio_state import (MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
                                  ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
-                                 load_plan, nearest_clip_length)
+                                 load_plan, nearest_clip_length, write_edit_result)
 from app.ui.memory_retry import MemoryRetry
 from app.ui.plan_editing import PlanEditing
 from app.ui.workers import run_task
@@ -215,6 +215,7 @@ class StudioModel(QObject):
             model.kept = set()
             if slot == VIDEO_SLOT:
                 model.fps = float(getattr(defaults, "fps", 0.0) or 0.0)
+                model.keep_source = int(getattr(defaults, "keep_source_threshold", 0) or 0)
             model.params = replace(model.params, **values)
         if slot == VIDEO_SLOT and self.engine is not None:
             model.frame_step = self.engine.frame_step(slot)
@@ -622,6 +623,10 @@ class StudioModel(QObject):
         for what, item in named:
             if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size"):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
+        if request.task is Task.VIDEO_EDIT and self.slots[VIDEO_SLOT].keep_source and named \
+                and (named[0][1].width, named[0][1].height) != (request.width, request.height):
+            note += (" The edit is stored at the clip's size: the model's change scaled up, the clip's own pixels "
+                     "wherever it changed nothing.")
         job_id = self.engine.submit(request)
         name = "Remake from words" if clip is not None and request.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) \
             and len(self.selected_clips()) == 1 else TASK_NAMES[request.task]
@@ -709,8 +714,13 @@ class StudioModel(QObject):
                   if undrafted else "") +
                  (" The model changed nothing: the new version is the clip again (the edit was not made; another "
                   "seed or wording may make it)." if unchanged else ""))
-        run_task(self.pool, pf.write_result, self.work_path(), np.asarray(result.frames),
-                 job.fps or self.document.project.settings.fps, result.plan,
+        frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
+        threshold = self.slots[VIDEO_SLOT].keep_source
+        if task is Task.VIDEO_EDIT and job.request.keep_source and threshold:  # at the clip's own size
+            work = (write_edit_result, self.work_path(), frames, job.request.video, threshold, fps, result.plan)
+        else:
+            work = (pf.write_result, self.work_path(), frames, fps, result.plan)
+        run_task(self.pool, *work,
                  on_done=lambda written, j=job: self._store_result(j, written),
                  on_error=lambda e, j=job_id: self.say(f"Job #{j} finished but its result could not be saved: {e}",
                                                        ERROR),

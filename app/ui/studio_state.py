@@ -66,6 +66,9 @@ class ModelSlot:
     error: str = ""  # why it failed, for the next Generate's message
     frame_step: int = 1  # its clips have 1 + a multiple of this many frames (Wan's codec: 4)
     fps: float = 0.0  # the rate its new clips play at (the model's own; 0: the project's)
+    # Its edits keep the clip's own pixels where it changed nothing, at the clip's size (its
+    # keep_source_threshold; 0: its edits are stored as it drew them).
+    keep_source: int = 0
     params: Params = field(default_factory=Params)
     # Settings the user chose ("Use these settings again") before the model loaded: its defaults do not
     # replace these when it loads.
@@ -125,6 +128,18 @@ def decode_input(key: tuple) -> np.ndarray:
     if kind == "clip":
         return read_video_frames(path, index, frames, max_side=INPUT_MAX_SIDE)
     return load_preview(path, max_side=INPUT_MAX_SIDE, frame=index)
+
+
+def write_edit_result(work: Path, frames: np.ndarray, source: np.ndarray, threshold: int, fps: float, plan) -> dict:
+    """A video edit's result written as a version at its input clip's size (as decoded: at most
+    INPUT_MAX_SIDE), the model's change scaled up where it changed the clip and the clip's own pixels
+    elsewhere (app/core/keep_source.at_source_size). In a worker thread: the scaling is not the GUI's."""
+    from app.core.keep_source import at_source_size
+    from app.media import project_file as pf
+
+    if source is not None and len(source) >= len(frames) and source.shape[1:3] != frames.shape[1:3]:
+        frames = at_source_size(source, frames, threshold)
+    return pf.write_result(work, frames, fps, plan)
 
 
 def load_plan(path: Path) -> Any:

@@ -267,9 +267,12 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     assert request["edited_version"] == clip.versions[0].id  # what plays on past the edit's end
     edited = w.document.project.media_item(clip.active.media_id)
     assert (edited.kind, edited.frames, edited.fps) == ("video", 17, 12.0)  # the source's frame rate
+    # Made at 48x48, stored at the clip's 64x48: the model's change scaled up, the clip's own pixels elsewhere.
+    assert (edited.width, edited.height) == (64, 48)
     said = " ".join(m.text for m in w.messages.history)
     assert "first 17 of the clip's 24 frames" in said
     assert "The clip's 64x48 was stretched to 48x48" in said  # a 4:3 camera clip, a square model: said, not hidden
+    assert "The edit is stored at the clip's size" in said
     assert w.media_file(clip.media_id).read_bytes() == original  # the source is never touched
     assert w.versions.count() == 2
     # A/B against the original, as for images.
