@@ -45,6 +45,13 @@ _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _PROCESSOR_FILE = "planner_processor.json"
 
 
+def _world_marks_only(instruction: str) -> str:
+    """An instruction as a word-level planner's training captions were written: words and commas (a caption
+    of three objects lists them with commas), no other marks. The embedded planners never saw a full stop:
+    "a red circle moves right." drew two circles."""
+    return " ".join(re.findall(r"\w+|,", instruction)).replace(" ,", ",")
+
+
 # ---- tokenizer and config factories ---------------------------------------------------------------
 def build_word_level_tokenizer(words: list[str]):
     """A lower-casing word-level tokenizer with Qwen's special tokens: small, exact, and saveable as tokenizer.json."""
@@ -244,6 +251,12 @@ class PlannerProcessor:
             return getattr(self.processor, "chat_template", None)
         return self.chat_template or getattr(self.tokenizer, "chat_template", None)
 
+    @property
+    def reads_words(self) -> bool:
+        """Whether its tokenizer is word-level (the embedded planners'), not a real Qwen one."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        return backend is not None and type(backend.model).__name__ == "WordLevel"
+
     def prompt_text(self, instruction: str, num_images: int, has_video: bool) -> str:
         """The prompt before placeholder expansion: one image/video pad per medium, media before the words."""
         template = self._template()
@@ -312,10 +325,9 @@ class PlannerProcessor:
         merge_len = self.merge_size ** 2
         texts, spans, expanded = [], [], []
         image_i, video_i = 0, 0
-        word_level = self._template() is None
+        if self.reads_words:
+            instructions = [_world_marks_only(t) for t in instructions]
         for b, instruction in enumerate(instructions):
-            if word_level:  # the embedded planners' captions never held punctuation: "right." reads as "right"
-                instruction = " ".join(re.findall(r"\w+", instruction))
             n_img = len(images[b] or [])
             text = self.prompt_text(instruction, n_img, videos[b] is not None)
             spans.append(_instruction_span(text, instruction))

@@ -64,12 +64,22 @@ def test_word_level_tokenizer_lowercases_and_splits_punctuation():
     assert tok.convert_ids_to_tokens(tok("purple")["input_ids"]) == ["<unk>"]
 
 
-def test_a_word_level_planner_reads_an_instruction_without_its_punctuation(word_planner):
-    """The embedded planners never saw punctuation in training: a full stop drew a second circle."""
+def test_a_word_level_planner_reads_an_instruction_as_its_captions_were_written(word_planner):
+    """The embedded planners' captions hold words and commas, never a full stop (one drew a second circle):
+    other marks are dropped, commas kept, and each word still maps to its own tokens."""
     proc = word_planner.processor
-    plain = proc(["a red circle left"]).input_ids
-    for text in ("A red circle, left.", "a red circle left!", "  a red  circle left ."):
-        assert torch.equal(proc([text]).input_ids, plain), text
+    plain = proc(["a red circle left"])
+    for text in ("A red circle left.", "a red circle left!", "  a red  circle left ."):
+        inputs = proc([text])
+        assert torch.equal(inputs.input_ids, plain.input_ids), text
+        assert [[(w.lower(), span) for w, span in item] for item in inputs.words] == plain.words, text
+    listed = proc(["a red circle, a blue square."])
+    assert torch.equal(listed.input_ids, proc(["a red circle , a blue square"]).input_ids)
+    tokens = proc.tokenizer.convert_ids_to_tokens(listed.input_ids[0])
+    assert "," in tokens and "." not in tokens
+    ids = listed.input_ids[0].tolist()
+    assert [w for w, _ in listed.words[0]] == ["a", "red", "circle", "a", "blue", "square"]
+    assert [proc.tokenizer.convert_ids_to_tokens([ids[i] for i in span]) for _, span in listed.words[0]][-1] == ["square"]
 
 
 def test_config_factory_is_consistent(word_planner):
