@@ -163,16 +163,20 @@ def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, f
 EDIT_MAX_SIDE = 1920
 
 
-def edit_at_source_size(pipe, path: str, frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """An edit the model made at its size, at its source's (app/core/keep_source.at_source_size), and that
-    size; the frames as they are, and None, when the source is that size already."""
+def edit_at_source_size(pipe, path: str, given: np.ndarray, frames: np.ndarray):
+    """An edit the model made at its size (from `given`, the source as the model was given it) as frames at
+    its source's size, made one at a time as they are written (app/core/keep_source.at_source_size), and
+    that size; the frames as they are, and None, when the source is that size already."""
     from app.core.keep_source import at_source_size
-    from app.media.probe import read_video_frames
+    from app.media.probe import iter_video_frames, probe_video
 
-    footage = read_video_frames(path, count=len(frames), max_side=EDIT_MAX_SIDE)
-    if footage.shape[1:3] == frames.shape[1:3] or len(footage) < len(frames):
+    info = probe_video(path)
+    scale = min(1.0, EDIT_MAX_SIDE / max(info.width, info.height))
+    size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
+    if size == (frames.shape[2], frames.shape[1]):
         return frames, None
-    return at_source_size(footage, frames, pipe.defaults.keep_source_threshold), (footage.shape[2], footage.shape[1])
+    footage = iter_video_frames(path, range(len(frames)), max_side=EDIT_MAX_SIDE)
+    return at_source_size(given, frames, footage, pipe.defaults.keep_source_threshold), size
 
 
 def _check_edit_length(pipe, path: str, have: int, length: int) -> None:
@@ -255,8 +259,9 @@ def cmd_video(args) -> int:
     sound = task is Task.VIDEO_EDIT and abs(fps - source_fps) < 1e-6
     pictures, full_size = result.frames, None
     if task is Task.VIDEO_EDIT and request.keep_source and pipe.defaults.keep_source_threshold:
-        pictures, full_size = edit_at_source_size(pipe, args.video, result.frames)
-    export_video(list(pictures), out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None)
+        pictures, full_size = edit_at_source_size(pipe, args.video, video, result.frames)
+    export_video(pictures, out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None,
+                 total=len(result.frames))
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"

@@ -455,10 +455,13 @@ def test_the_committed_video_model_refuses_a_size_it_was_not_trained_at(tmp_path
 
 
 def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_own(inputs, tmp_path, capsys):
-    """The committed model edits at 48x48; a 96x72 source gets a 96x72 clip whose pixels outside the change
-    are the source's (up to H.264's own loss), unless --as-drawn asks for the model's frames."""
+    """The committed model edits at 48x48; a 96x72 source gets a 96x72 clip, unless --as-drawn asks for the
+    model's frames. What goes back in is the model's change alone (a made change, below, checked at full size)."""
     import cv2
 
+    from app.commands_video import edit_at_source_size
+    from app.core.checkpoints import load_model
+    from app.core.keep_source import source_as_made
     from app.media.export import export_video
     from app.media.probe import read_video_frames
 
@@ -467,16 +470,24 @@ def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_ow
     clip = shapes_clip(tmp_path / "square.mp4")
     wide = np.stack([cv2.resize(f, (96, 72), interpolation=cv2.INTER_LINEAR) for f in clip])
     export_video(list(wide), tmp_path / "wide.mp4", fps=8)
-    source = read_video_frames(tmp_path / "wide.mp4")
     out = tmp_path / "edited.mp4"
-    code, stdout, err = cli(capsys, "video", "make the circle blue", "-o", out, "--video", tmp_path / "wide.mp4",
+    code, stdout, err = cli(capsys, "video", "make the star blue", "-o", out, "--video", tmp_path / "wide.mp4",
                             "--model", COMMITTED, "--seed", 1)
     assert code == 0, err
     assert clip_file(out) == ("h264", 17, 96, 72) and "at the source's 96x72" in stdout
     assert "stretched" not in stdout  # the clip has the source's shape again
-    edited = read_video_frames(out)
-    near = (np.abs(edited.astype(int) - source[:17]).max(-1) <= 12).mean()
-    assert near > 0.9  # most of the clip is the source's own pixels
-    code, stdout, err = cli(capsys, "video", "make the circle blue", "-o", tmp_path / "drawn.mp4", "--video",
+    code, stdout, err = cli(capsys, "video", "make the star blue", "-o", tmp_path / "drawn.mp4", "--video",
                             tmp_path / "wide.mp4", "--model", COMMITTED, "--seed", 1, "--as-drawn")
     assert code == 0 and clip_file(tmp_path / "drawn.mp4") == ("h264", 17, 48, 48) and "stretched to 48x48" in stdout
+    # The composite itself: a change made at 48x48 lands at 96x72, and nothing else moves.
+    footage = read_video_frames(tmp_path / "wide.mp4")[:17]
+    given = source_as_made(footage, np.zeros((17, 48, 48, 3), np.uint8))
+    made = given.copy()
+    made[:, 30:40, 4:14] = (40, 90, 220)  # a blue block the model "drew"
+    frames, size = edit_at_source_size(load_model(COMMITTED), tmp_path / "wide.mp4", given, made)
+    full = np.stack(list(frames))
+    assert size == (96, 72) and full.shape == (17, 72, 96, 3)
+    assert np.abs(full[:, 52, 18].astype(int) - (40, 90, 220)).max() <= 3
+    outside = np.ones(full.shape[:3], bool)
+    outside[:, 41:64, 4:32] = False  # the block at 96x72 (rows 45-60, columns 8-28) and its grown border
+    assert np.array_equal(full[outside], footage[outside])

@@ -20,6 +20,8 @@ pixel by a moderate amount, which a threshold would cut into patches.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import cv2
 import numpy as np
 
@@ -69,25 +71,29 @@ def changed_nothing(source: np.ndarray, output: np.ndarray) -> bool:
     return len(given) == len(output) and np.array_equal(given, np.asarray(output))
 
 
-def at_source_size(footage: np.ndarray, output: np.ndarray, threshold: int) -> np.ndarray:
-    """An edited clip made at the model's size (uint8 [F, h, w, 3]) given back at its footage's own size
-    ([F', H, W, 3], F' >= F: the footage's first F frames are used): the model's change, scaled up, where it
-    changed the clip (`changed_region` at the model's size, its cells grown by one footage pixel), the
-    footage's own pixels everywhere else. An edit of a 320 x 240 clip is a 320 x 240 clip whose untouched
-    parts are exactly the user's."""
-    footage, output = np.asarray(footage), np.asarray(output)
-    n, (height, width) = len(output), footage.shape[1:3]
-    if len(footage) < n:
-        raise ValueError(f"the footage has {len(footage)} frames, the edit {n}")
-    region = changed_region(source_as_made(footage[:n], output), output, threshold)
+def at_source_size(source: np.ndarray, output: np.ndarray, footage: Iterable[np.ndarray],
+                   threshold: int) -> Iterator[np.ndarray]:
+    """An edited clip made at the model's size (uint8 [F, h, w, 3]) given back at its footage's own size, one
+    frame at a time: the model's change, scaled up, where it changed the clip (`changed_region` against
+    `source`, the clip as the model was given it), each changed cell grown by one footage pixel; the
+    footage's own pixels everywhere else. `footage` yields the clip's frames at the size wanted (at least F
+    of them). An edit of a 320 x 240 clip is a 320 x 240 clip whose untouched parts are exactly the user's."""
+    output = np.asarray(output)
+    region = changed_region(source_as_made(source, output), output, threshold)
     grow = np.ones((3, 3), np.uint8)
-    out = footage[:n, ..., :3].copy()
-    for f in range(n):
-        mask = cv2.dilate(cv2.resize(region[f].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST), grow)
+    made = 0
+    for f, frame in zip(range(len(output)), footage):
+        frame = np.asarray(frame)[..., :3]
+        height, width = frame.shape[:2]
+        mask = cv2.dilate(cv2.resize(region[f].astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST),
+                          grow) > 0
         if mask.any():
-            drawn = cv2.resize(output[f], (width, height), interpolation=cv2.INTER_LINEAR)
-            out[f][mask > 0] = drawn[mask > 0]
-    return out
+            frame = frame.copy()
+            frame[mask] = cv2.resize(output[f], (width, height), interpolation=cv2.INTER_LINEAR)[mask]
+        made += 1
+        yield frame
+    if made < len(output):
+        raise ValueError(f"the footage has {made} frames, the edit {len(output)}")
 
 
 def with_source_kept(source: np.ndarray, output: np.ndarray, threshold: int) -> np.ndarray:

@@ -277,7 +277,7 @@ class MetaCanvasPipeline:
         d = self.defaults
         if d.own_size_only and (width, height) != (d.width, d.height):
             raise ValueError(f"'{self.name}' makes {d.width}x{d.height} only (it was trained at that size alone), "
-                             f"not {width}x{height}: leave out the size")
+                             f"not {width}x{height}: ask for {d.width}x{d.height}")
         if width % sw or height % sh:
             near = f"{max(sw, round(width / sw) * sw)}x{max(sh, round(height / sh) * sh)}"
             raise ValueError(f"{width}x{height} is not a size '{self.name}' can make: the width must be a multiple "
@@ -460,7 +460,8 @@ class MetaCanvasPipeline:
         if request.task is Task.VIDEO_EDIT:
             if request.keep_source:
                 frames = self.keep_source(request.video, frames)
-            unchanged = changed_nothing(request.video, frames)
+            # Only a model that keeps its source's pixels can give its source back exactly.
+            unchanged = bool(self.defaults.keep_source_threshold) and changed_nothing(request.video, frames)
         timings["decode"] = time.perf_counter() - t_dec
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged)

@@ -40,7 +40,7 @@ from app.settings import Settings
 from app.ui.document import ProjectDocument
 from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.plan_time import DEFAULT_FRAME_STEP
-from app.ui.studio_state import (MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
+from app.ui.studio_state import (INPUT_MAX_SIDE, MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
                                  ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
                                  load_plan, nearest_clip_length, write_edit_result)
 from app.ui.memory_retry import MemoryRetry
@@ -625,8 +625,8 @@ class StudioModel(QObject):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
         if request.task is Task.VIDEO_EDIT and self.slots[VIDEO_SLOT].keep_source and named \
                 and (named[0][1].width, named[0][1].height) != (request.width, request.height):
-            note += (" The edit is stored at the clip's size: the model's change scaled up, the clip's own pixels "
-                     "wherever it changed nothing.")
+            note += (f" The edit is stored at the clip's shape (up to {INPUT_MAX_SIDE} pixels a side): the model's "
+                     f"change scaled up, the clip's own pixels wherever it changed nothing.")
         job_id = self.engine.submit(request)
         name = "Remake from words" if clip is not None and request.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) \
             and len(self.selected_clips()) == 1 else TASK_NAMES[request.task]

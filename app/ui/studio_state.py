@@ -138,7 +138,7 @@ def write_edit_result(work: Path, frames: np.ndarray, source: np.ndarray, thresh
     from app.media import project_file as pf
 
     if source is not None and len(source) >= len(frames) and source.shape[1:3] != frames.shape[1:3]:
-        frames = at_source_size(source, frames, threshold)
+        frames = np.stack(list(at_source_size(source, frames, source, threshold)))
     return pf.write_result(work, frames, fps, plan)
 
 

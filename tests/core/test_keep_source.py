@@ -108,11 +108,11 @@ def test_an_edit_made_small_goes_back_into_its_footage_at_the_footages_size():
     small = source_as_made(footage, np.zeros((3, 32, 32, 3), np.uint8))
     edited = small.copy()
     edited[:, 4:8, 2:6] = BLUE  # the model recoloured the square (at 32 px: rows 4-8, columns 2-6)
-    full = at_source_size(footage, edited, 48)
+    full = np.stack(list(at_source_size(footage, edited, iter(footage), 48)))  # frames one at a time
     assert full.shape == (3, 64, 64, 3)
     assert np.abs(full[:, 10, 6].astype(int) - BLUE).max() <= 2  # the change, scaled up
     outside = np.ones((3, 64, 64), bool)
     outside[:, 5:19, 1:15] = False  # the square, a model pixel around it (2 footage pixels), and one more
     assert np.array_equal(full[outside], footage[:3][outside])  # every other pixel is the footage's own
     with pytest.raises(ValueError, match="footage has 2 frames"):
-        at_source_size(footage[:2], edited, 48)
+        list(at_source_size(footage, edited, iter(footage[:2]), 48))

@@ -272,7 +272,7 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
     said = " ".join(m.text for m in w.messages.history)
     assert "first 17 of the clip's 24 frames" in said
     assert "The clip's 64x48 was stretched to 48x48" in said  # a 4:3 camera clip, a square model: said, not hidden
-    assert "The edit is stored at the clip's size" in said
+    assert "The edit is stored at the clip's shape" in said
     assert w.media_file(clip.media_id).read_bytes() == original  # the source is never touched
     assert w.versions.count() == 2
     # A/B against the original, as for images.
