@@ -75,10 +75,12 @@ def _nearest(cells: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def plan_video_frames(plan, frames: np.ndarray, temporal_factor: int, item: int = 0,
-                      scale: int = 4) -> list[np.ndarray]:
+                      scale: int = 4, named: bool = True) -> list[np.ndarray]:
     """Per clip frame: [frame | drafted layout over it (drafted plans only) | canvas effect over it | PCA
-    colours], each `scale` times the frame, the plan's keyframe maps interpolated to that frame's latent
-    frame as the model spreads them."""
+    colours], each `scale` times the frame and named in its corner, the plan's keyframe maps interpolated to
+    that frame's latent frame as the model spreads them."""
+    import cv2
+
     from app.core.plan_view import heat_colours
 
     k = plan.keyframes
@@ -106,9 +108,14 @@ def plan_video_frames(plan, frames: np.ndarray, temporal_factor: int, item: int 
             panels.append(over(picture, d / max(float(drafts.max()), 1e-6)))
         panels.append(over(picture, np.tensordot(mix, effect, axes=1)))
         panels.append(_nearest(np.tensordot(mix, pca, axes=1).round().clip(0, 255).astype(np.uint8), h, wd))
-        row = [panels[0]]
-        for p in panels[1:]:
-            row += [gap, p]
+        names = ["result"] + (["drafted layout"] if drafts is not None else []) + ["canvas effect", "canvas PCA"]
+        row = []
+        for name, p in zip(names, panels):
+            if named and wd >= 96:  # a panel too small for words stays as it is
+                p = np.array(p, copy=True)  # its own pixels: the result's are under the other panels too
+                for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # white, outlined: any background
+                    cv2.putText(p, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, thickness, cv2.LINE_AA)
+            row += ([gap] if row else []) + [p]
         out.append(np.concatenate(row, axis=1))
     return out
 

@@ -130,6 +130,29 @@ def test_the_plan_is_written_as_a_clip_beside_the_result(model, tmp_path, capsys
     assert (codec, frames, height) == ("h264", 17, 192) and width == panels * 192 + (panels - 1) * 4
 
 
+def test_each_panel_of_the_plan_clip_is_named_in_its_corner():
+    """White words, outlined, in each panel's top-left corner; a panel too small for words is left bare."""
+    import torch
+
+    from app.commands_video import plan_video_frames
+    from app.core.plan import Plan
+
+    frames = np.full((5, 48, 48, 3), 245, np.uint8)
+    plan = Plan(canvas=torch.randn(1, 3, 6, 6, 8), context=torch.zeros(1, 2, 8), context_mask=torch.ones(1, 2, dtype=torch.bool),
+                words=[[]])
+    named = plan_video_frames(plan, frames, 4)[0]
+    plain = plan_video_frames(plan, frames, 4, named=False)[0]
+    words = (named != plain).any(-1)
+    for k in range(3):  # result | canvas effect | PCA colours (no draft in this plan)
+        assert words[:20, k * 196:k * 196 + 100].sum() > 50, k  # the name, in the corner
+    corner = np.zeros(words.shape, bool)
+    for k in range(3):
+        corner[:20, k * 196:k * 196 + 110] = True
+    assert not words[~corner].any()  # and nothing else of the panel touched
+    small = plan_video_frames(plan, frames, 4, scale=1)[0]
+    assert np.array_equal(small, plan_video_frames(plan, frames, 4, scale=1, named=False)[0])
+
+
 def test_the_plan_clip_follows_the_keyframes_as_the_model_spreads_them():
     from app.commands_video import keyframe_weights, latent_frame_of
 
