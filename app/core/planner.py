@@ -1,7 +1,8 @@
 """The planner: a Qwen2.5-VL MLLM reads the prompt (text, images, video) and fills the canvas.
 
-Why just over 600 lines: the Planner also wires the two drafters (drafts onto the canvas, or into the
-context for the supervision-matched control); moving that wiring beside app/core/draft.py is next.
+Why about 640 lines: the Planner also wires the two drafters (drafts onto the canvas, or into the
+context for the supervision-matched control), and its processor writes an instruction as a word-level
+planner's captions were written; moving the drafters' wiring beside app/core/draft.py is next.
 
 One forward pass of the language model over [left-padded prompt | canvas tokens] gives the Plan:
 the hidden states at the last N positions are the canvas plan, the ones before are the context.
