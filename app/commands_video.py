@@ -284,7 +284,8 @@ def cmd_video(args) -> int:
         longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
         more = f" (--frames up to {longest} edits more)" if longest > n else ""
         note += f"; it edits the source's first {n} of {source_info.frames} frames, the rest is not in it{more}"
-    given = ([("the source", (source_info.width, source_info.height))] if task is Task.VIDEO_EDIT and full_size is None else
+    edited_small = task is Task.VIDEO_EDIT and full_size is None  # an edit written at the model's size
+    given = ([("the source", (source_info.width, source_info.height))] if edited_small else
              [] if task is Task.VIDEO_EDIT else
              [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
               for p, im in zip([args.image] if args.image else args.reference or [], images)])

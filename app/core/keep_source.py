@@ -8,9 +8,11 @@ is expected to leave those pixels alone, so after decoding, a pixel is the sourc
 frame differs from the source by at most `threshold` grey levels (the largest channel), or only in
 specks and rims a few pixels thick (the blur of an unchanged object's edge); where the model changed a
 region (a recoloured, removed, added or moved object), the whole connected change stays, thin parts
-included (a star's arms), and `grow` pixels around it. This is the paste-back inpainting pipelines do outside their mask (diffusers'
-`VaeImageProcessor.apply_overlay`), with the mask found from the change itself, as the instruction gives
-none. OpenCV's morphology does the specks and rims; nothing here is learned.
+included (a star's arms), and `grow` pixels around it. This is the paste-back inpainting pipelines do
+outside their mask (diffusers' `VaeImageProcessor.apply_overlay`), with the mask found from the change
+itself, as the instruction gives none. OpenCV's morphology does the specks and rims; nothing here is
+learned. `at_source_size` puts such a change back into the clip at the clip's own size (the CLI and the
+studio write edits so), every other pixel the user's.
 
 A model turns it on with `keep_source_threshold` in its defaults (PipelineDefaults); the shapes world's
 closest colours (orange and yellow) differ by 60 in one channel, so a recolour between any two of them

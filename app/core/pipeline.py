@@ -305,7 +305,8 @@ class MetaCanvasPipeline:
         if frames > limit:
             what = {Task.VIDEO_EDIT: " for a video edit (the source clip's frames sit beside the new ones)",
                     Task.REFERENCE_TO_VIDEO: f" from {references} reference still(s)"}.get(task, "")
-            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} {'was' if frames == 1 else 'were'} asked for")
+            were = "was" if frames == 1 else "were"
+            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} {were} asked for")
 
     def max_frames(self, task: Task | None = None, references: int = 0) -> int:
         """The longest clip this model makes for `task`: the backbone places at most max_positions latent
