@@ -72,6 +72,7 @@ def test_an_edit_that_gave_its_source_back_is_known():
     changed = made.copy()
     changed[4, 10, 10] = 0
     assert not changed_nothing(source, changed)
+    assert not changed_nothing(source[:5], made)  # a source shorter than the edit: frames past it are new
 
 
 def test_the_clips_must_match_and_the_threshold_is_checked():
