@@ -185,6 +185,7 @@ class LayoutDrafter(CentreDetection, nn.Module):
             self.pixel_stem = pixel_stem(config.pixel_width, d)
             self.centre_head = nn.Linear(d, config.labels)
             self.centre_size_head = nn.Linear(d, config.sizes)
+        if config.pixel_width or config.reads_sources:  # the source's objects, as rows in the memory
             self.source_slot = nn.Embedding(config.max_objects, d)
             # Which source object the instruction names: a learned query pools the instruction's
             # states (not the image's), a head scores each label from that, and the source object
@@ -259,12 +260,16 @@ class LayoutDrafter(CentreDetection, nn.Module):
             memory = memory + placed * (self.memory_x(xy[..., 0]) + self.memory_y(xy[..., 1]))
         pad = ~mask
         pixels = None
-        if self.config.pixel_width:
-            if sources is None or len(sources) != memory.shape[0]:
-                raise ValueError("this edit drafter reads the source's pixels: give each item's source (sources=)")
-            tokens, grids = self._pixel_tokens(sources, memory.device)
-            if source_drafts is None:
-                source_drafts = self.detect(tokens, grids)
+        if self.config.pixel_width or self.config.reads_sources:
+            tokens = grids = None
+            if self.config.pixel_width:
+                if sources is None or len(sources) != memory.shape[0]:
+                    raise ValueError("this edit drafter reads the source's pixels: give each item's source (sources=)")
+                tokens, grids = self._pixel_tokens(sources, memory.device)
+                if source_drafts is None:
+                    source_drafts = self.detect(tokens, grids)
+            elif source_drafts is None or len(source_drafts) != memory.shape[0]:
+                raise ValueError("this edit drafter reads the source's objects: give each item's rows (source_drafts=)")
             rows = torch.as_tensor(source_drafts)[:, : self.config.max_objects].long().to(memory.device)
             # The source's objects as the decoder's own object embeddings, left to right, each with
             # its place in that order: copying one is matching, not reading pixels.
@@ -278,7 +283,9 @@ class LayoutDrafter(CentreDetection, nn.Module):
             refer = scores.gather(1, rows[..., 0].clamp(min=0)).masked_fill(absent, float("-inf"))
             if named is None:
                 named = refer.argmax(-1)
-            flag = F.one_hot(torch.as_tensor(named).long().to(memory.device), rows.shape[1]).to(memory.dtype)
+            # An add names no source object (-1 in teaching): no flag.
+            named = torch.as_tensor(named).long().to(memory.device)
+            flag = F.one_hot(named.clamp(min=0), rows.shape[1]).to(memory.dtype) * (named >= 0).unsqueeze(-1).to(memory.dtype)
             objects = objects + self.named.weight[0] + flag.unsqueeze(-1) * (self.named.weight[1] - self.named.weight[0])
             memory = torch.cat([memory, objects], 1)
             pad = torch.cat([pad, absent], 1)
@@ -359,23 +366,26 @@ class LayoutDrafter(CentreDetection, nn.Module):
             part_loss = label_loss * 0
         stats = {"draft_label": label_loss.item(), "draft_place": part_loss.item() / (self.config.columns - 1)}
         loss = label_loss + part_loss
-        if pixels is not None and source_drafts is not None:
+        if pixels is not None and pixels[0] is not None and source_drafts is not None:
             centre_loss, centre_acc = self._centre_loss(pixels, source_drafts)
             loss = loss + centre_loss
             stats.update(draft_centre=centre_loss.item(), draft_centre_acc=centre_acc)
         if pixels is not None and named is not None:
             refer = pixels[2]
             target = named.long().to(refer.device)
-            loss = loss + F.cross_entropy(refer, target)
-            stats["draft_refer_acc"] = (refer.argmax(-1) == target).float().mean().item()
+            if (target >= 0).any():  # an add (-1) names no source object
+                loss = loss + F.cross_entropy(refer, target, ignore_index=-1)
+                picked = target >= 0
+                stats["draft_refer_acc"] = (refer.argmax(-1)[picked] == target[picked]).float().mean().item()
         return loss, stats
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, mask: torch.Tensor, seeds: list[int] | None = None,
                wanted: torch.Tensor | None = None, temperature: float = 1.0,
-               where: torch.Tensor | None = None, sources: list[torch.Tensor] | None = None) -> torch.Tensor:
+               where: torch.Tensor | None = None, sources: list[torch.Tensor] | None = None,
+               source_drafts: torch.Tensor | None = None) -> torch.Tensor:
         """[B, length, 4] drafts drawn with each item's seed (seed 0 without seeds); items not
-        `wanted` get no draft (`where`, `sources`: see _memory). Greedy at temperature 0."""
+        `wanted` get no draft (`where`, `sources`, `source_drafts`: see _memory). Greedy at temperature 0."""
         b = context.shape[0]
         out = no_drafts(b, self.config)
         columns = self.config.columns
@@ -385,7 +395,8 @@ class LayoutDrafter(CentreDetection, nn.Module):
         idx = wanted.nonzero().flatten()
         memory, pad, _ = self._memory(context[idx.to(context.device)], mask[idx.to(mask.device)],
                                       None if where is None else where[idx.to(where.device)],
-                                      None if sources is None else [sources[i] for i in idx.tolist()])
+                                      None if sources is None else [sources[i] for i in idx.tolist()],
+                                      None if source_drafts is None else torch.as_tensor(source_drafts)[idx])
         gens = [torch.Generator().manual_seed(int(seeds[i]) if seeds is not None else 0) for i in idx.tolist()]
         rows = torch.full((len(idx), 0, columns), -1, dtype=torch.long, device=memory.device)
         done = torch.zeros(len(idx), dtype=torch.bool)

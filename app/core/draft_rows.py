@@ -41,8 +41,12 @@ class DraftConfig:
     # go the same way.
     context_tokens: bool = False
     # Tracks: each row also says where the object is at the clip's end (x and y bins); see the module's
-    # docstring. Only onto a canvas (not with context_tokens) and never for edits (reads_images).
+    # docstring. Only onto a canvas (not with context_tokens) and never from images (reads_images).
     track: bool = False
+    # An edit drafter given the source's objects as rows (a clip's tracks, found by the frame detector:
+    # app/core/frame_detector.source_tracks) instead of reading the source's states or pixels: it reads the
+    # instruction's words and those rows, and copies all but the named change (a clip edit drafter).
+    reads_sources: bool = False
     # Labels number (class, colour) pairs as 1 + class * colours + colour (the shapes world's label maps):
     # a label's class, for matching a reference still's object to words that name no colour.
     colours: int = 6
@@ -51,8 +55,10 @@ class DraftConfig:
         if self.colours < 1:
             raise ValueError(f"colours must be at least 1, not {self.colours}")
         if self.track and (self.context_tokens or self.reads_images):
-            raise ValueError("track drafts go onto a clip's canvas from the words alone: no context_tokens, "
-                             "no reads_images")
+            raise ValueError("track drafts go onto a clip's canvas from the words (and a source's tracks): "
+                             "no context_tokens, no reads_images")
+        if self.reads_sources and (self.reads_images or self.pixel_width):
+            raise ValueError("an edit drafter reads the source's rows (reads_sources) or its image, not both")
 
     @property
     def length(self) -> int:

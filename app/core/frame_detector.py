@@ -30,6 +30,13 @@ colour, a drafted colour that happens to be an unnamed object's in the other sti
 clips in a hundred). The track drafter
 learns reference instructions' tracks from their words alone (`--teach-drafter N --drafter-tasks
 text_to_video,reference_to_video`), as it learned captions'.
+
+Video edits are drafted from the source clip's own tracks (`edit_drafts`): the detector finds the objects on
+TRACK_FRAMES frames spread over the clip, the finds are linked frame to frame into tracks (`source_tracks`),
+and the model's clip edit drafter (a LayoutDrafter with `reads_sources`, the model folder's edit_drafter/)
+reads the instruction's words and those tracks and drafts the target's tracks: the source's, with the named
+change. It learns that from the tracks this very function finds on training clips, so what it copies is what
+it will be given (`python -m app.train.video --teach-edit-drafter N`).
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .draft import TRACK_TEMPERATURE, CentreDetection, DraftConfig, pixel_stem
+from .draft import EDIT_TEMPERATURE, TRACK_TEMPERATURE, CentreDetection, DraftConfig, pixel_stem
 
 
 # How sure the detector must be of an object (1 - background probability). On the 64 image-to-video
@@ -47,6 +54,13 @@ from .draft import TRACK_TEMPERATURE, CentreDetection, DraftConfig, pixel_stem
 # images most of its "objects" were below 0.9 (the stem never saw anything but shapes, so this does not
 # catch every such image: an image it finds nothing in is left undrafted, below).
 MIN_CONFIDENCE = 0.9
+# Frames of a source clip the detector looks at to find its tracks: evenly spread, first and last among them.
+# Five of 17 see every object the world's clips hold for more than a few frames, and cost a fifth of all 17.
+TRACK_FRAMES = 5
+# How far (in bins, either axis) a found object may be from where its track was on the frame looked at
+# before: the world's fastest object travels 0.6 of the frame in a clip, 2.4 bins of 16 between two of the
+# TRACK_FRAMES frames.
+TRACK_LINK_BINS = 3.5
 
 
 class FrameDetector(CentreDetection, nn.Module):
@@ -194,3 +208,82 @@ def reference_drafts(planner, instructions: list[str], stills: list[list[np.ndar
     found = [planner.frame_detector.find(planner.source_images(
         planner.processor(instructions, images=[[item[k]] for item in stills]))) for k in range(counts.pop())]
     return onto_found(drafts, torch.cat(found, dim=1), planner.drafter.config, keep_unnamed=False, same_class=True)
+
+
+def _link(found: list[list[list[int]]], times: list[float], config: DraftConfig) -> list[list]:
+    """Tracks from each looked-at frame's found objects ([label, x, y, size] rows): a find joins the track
+    of its class whose last place is nearest, within TRACK_LINK_BINS (its label first: a colour can change
+    over a clip, a class cannot), else begins a track. Each track of two or more finds becomes a row (label
+    first seen, x, y, median size, x end, y end), its start and end where the line fitted through its finds
+    puts it at the clip's first and last frame (an object that comes in or goes out is drafted where its
+    path would be then, as training drafts are). Rows are ordered left to right, then top to bottom."""
+    tracks: list[list[tuple[float, list[int]]]] = []
+    for t, rows in zip(times, found):
+        open_tracks = [k for k, tr in enumerate(tracks) if tr[-1][0] < t]
+        for row in sorted(rows, key=lambda r: (r[1], r[2])):
+            def distance(k):
+                last = tracks[k][-1][1]
+                return max(abs(last[1] - row[1]), abs(last[2] - row[2]))
+            near = [k for k in open_tracks if distance(k) <= TRACK_LINK_BINS and _same_class(tracks[k][-1][1][0], row[0], config)]
+            if near:
+                k = min(near, key=lambda k: (tracks[k][-1][1][0] != row[0], distance(k)))
+                tracks[k].append((t, row))
+                open_tracks.remove(k)
+            else:
+                tracks.append([(t, row)])
+    out = []
+    for tr in tracks:
+        if len(tr) < 2 and len(times) > 1:
+            continue  # seen once: a misfire, or an object on screen too briefly to draft a path for
+        ts = np.array([t for t, _ in tr])
+        ends = []
+        for col in (1, 2):
+            v = np.array([r[col] for _, r in tr], float)
+            slope, icpt = np.polyfit(ts, v, 1) if len(tr) > 1 and np.ptp(ts) > 0 else (0.0, v.mean())
+            ends.append((icpt, icpt + slope))
+        clamp = lambda v: int(min(max(round(float(v)), 0), config.bins - 1))  # noqa: E731
+        size = int(np.median([r[3] for _, r in tr]))
+        out.append([tr[0][1][0], clamp(ends[0][0]), clamp(ends[1][0]), size, clamp(ends[0][1]), clamp(ends[1][1])])
+    return sorted(out, key=lambda r: (r[1], r[2]))[: config.max_objects]
+
+
+@torch.no_grad()
+def source_tracks(planner, clips: list[np.ndarray], config: DraftConfig) -> torch.Tensor:
+    """[B, max_objects + 1, 6] track rows of each source clip ([F, H, W, 3] uint8) as the frame detector
+    finds them (see `_link`), -1 padded after a stop row."""
+    out = torch.full((len(clips), config.length, config.columns), -1, dtype=torch.long)
+    for b, clip in enumerate(clips):
+        clip = np.asarray(clip)
+        picks = np.unique(np.linspace(0, len(clip) - 1, min(TRACK_FRAMES, len(clip))).round().astype(int))
+        inputs = planner.processor([""] * len(picks), images=[[clip[i]] for i in picks])
+        found = planner.frame_detector.find(planner.source_images(inputs))
+        rows = [[r for r in item.tolist() if r[0] > 0] for item in found]
+        times = [float(i) / max(1, len(clip) - 1) for i in picks]
+        tracks = _link(rows, times, config)
+        for i, row in enumerate(tracks):
+            out[b, i] = torch.tensor(row)
+        out[b, len(tracks), 0] = 0
+    return out
+
+
+def drafts_edits(planner) -> bool:
+    """Whether `planner` drafts video edits: a clip edit drafter and a frame detector to find its tracks."""
+    editor = getattr(planner, "edit_drafter", None)
+    return drafts_from_media(planner) and editor is not None and editor.config.reads_sources
+
+
+@torch.no_grad()
+def edit_drafts(planner, instructions: list[str], clips: list[np.ndarray],
+                seeds: list[int] | None = None) -> torch.Tensor | None:
+    """Track drafts [B, length, 6] of video edits: each source clip's tracks (`source_tracks`) with the
+    instruction's change, drafted greedily by the clip edit drafter (an edit has one target). None for a
+    planner that does not draft edits; an empty instruction gets no draft."""
+    if not drafts_edits(planner):
+        return None
+    editor = planner.edit_drafter
+    _, _, embeds, mask, positions = planner._prompt(instructions)
+    words = planner.mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                        use_cache=False).last_hidden_state
+    worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
+    rows = source_tracks(planner, clips, editor.config)
+    return editor.sample(words, mask, seeds, wanted=worded, temperature=EDIT_TEMPERATURE, source_drafts=rows)

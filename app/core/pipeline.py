@@ -381,17 +381,25 @@ class MetaCanvasPipeline:
         images, videos = self._planner_media(request, len(texts))
         # A drafting planner draws its draft with the seed: a new seed, a new plan. The unconditional
         # row (an empty instruction) is never drafted.
-        drafts = self.media_drafts(request.task, texts, images, [request.seed] * len(texts))
+        drafts = self.media_drafts(request.task, texts, images, [request.seed] * len(texts),
+                                   None if request.video is None else [request.video] * len(texts))
         return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts),
                             drafts=drafts)
 
-    def media_drafts(self, task: Task, texts: list[str], images, seeds: list[int]) -> torch.Tensor | None:
-        """The track drafts of a clip made from an image (moved onto its first frame) or from reference
-        stills (moved onto their objects), app/core/frame_detector.py, for a planner that drafts them;
-        None otherwise (the planner then drafts, or not, as it does)."""
-        if not images or getattr(self.planner, "frame_detector", None) is None:
+    def media_drafts(self, task: Task, texts: list[str], images, seeds: list[int],
+                     videos: list[np.ndarray] | None = None) -> torch.Tensor | None:
+        """The track drafts of a clip made from an image (moved onto its first frame), from reference
+        stills (moved onto their objects) or from a source clip (its tracks, with the edit),
+        app/core/frame_detector.py, for a planner that drafts them; None otherwise (the planner then
+        drafts, or not, as it does)."""
+        if getattr(self.planner, "frame_detector", None) is None:
             return None
-        from .frame_detector import first_frame_drafts, reference_drafts
+        from .frame_detector import edit_drafts, first_frame_drafts, reference_drafts
+
+        if task is Task.VIDEO_EDIT and videos is not None:  # one source clip per item
+            return edit_drafts(self.planner, texts, videos, seeds)
+        if not images:
+            return None
 
         if task is Task.IMAGE_TO_VIDEO:
             return first_frame_drafts(self.planner, texts, [item[0] for item in images], seeds)

@@ -497,9 +497,10 @@ class Planner(nn.Module):
             if drafter is None:
                 raise ValueError("an edit drafter needs the planner's layout drafter (drafts of one kind)")
             e, d = edit_drafter.config, drafter.config
-            if not e.reads_images or (e.labels, e.length, e.bins, e.sizes) != (d.labels, d.length, d.bins, d.sizes):
-                raise ValueError("the edit drafter must read images and draft as the layout drafter does "
-                                 "(labels, objects, bins, sizes)")
+            reads = e.reads_sources if d.track else e.reads_images  # a clip's edits read its tracks
+            if not reads or (e.labels, e.length, e.bins, e.sizes, e.track) != (d.labels, d.length, d.bins, d.sizes, d.track):
+                raise ValueError("the edit drafter must read its source (an image, or a clip's tracks) and draft as "
+                                 "the layout drafter does (labels, objects, bins, sizes, tracks)")
 
     @property
     def drafts(self) -> bool:
@@ -601,8 +602,9 @@ class Planner(nn.Module):
             worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
             drafts = self.drafter.sample(prefix, mask, seeds, wanted=~media.cpu() & worded,
                                          temperature=TRACK_TEMPERATURE if self.drafter.config.track else 1.0)
-            if self.edit_drafter is not None:
-                # Edits (a still image, no clip) are drafted from the source's states as well.
+            if self.edit_drafter is not None and not self.edit_drafter.config.reads_sources:
+                # Edits (a still image, no clip) are drafted from the source's states as well. A clip's
+                # edits are drafted from its tracks, which the pipeline finds (frame_detector.edit_drafts).
                 imaged = (ids == mllm.config.image_token_id).any(1) & ~(ids == mllm.config.video_token_id).any(1)
                 edited = imaged.cpu() & worded
                 if edited.any():

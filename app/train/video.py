@@ -129,9 +129,14 @@ def taught_video_planner(recipe: VideoRecipe, folder: Path, progress: dict):
     the run has taught one."""
     from app.train.planner_folder import DRAFTER, load_planner
 
+    from app.train.planner_folder import EDIT_DRAFTER
+
     planner = video_planner(recipe)
     if (config := track_draft_config(recipe)) is not None and (folder / DRAFTER).is_dir():
         attach_track_drafter(planner, config)
+        if (folder / EDIT_DRAFTER).is_dir():  # taught by --teach-edit-drafter
+            from app.train.clip_edit_drafter import clip_edit_drafter
+            planner.edit_drafter = clip_edit_drafter(planner)
     load_planner(planner, folder, progress)
     return planner
 
@@ -195,6 +200,45 @@ class VideoTrainer:
         self.pipe = build_video_model(recipe, planner, use_canvas=True)
         self.twin = build_video_model(recipe, planner, use_canvas=False) if twin else None
         (self.out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+
+    def start_from_model(self, folder: str | Path) -> None:
+        """Begin this (empty) run where an exported model left off: its planner (drafters, frame detector)
+        becomes RUN/planner_taught, its weights and its text-only twin's (FOLDER-text-only) become the
+        checkpoint's weights and EMAs, and its step count the run's. The optimizer's moments are not in a
+        model folder: they start fresh, with the recipe's warm-up again (VideoTrainer.train). For going on
+        with a committed model on a machine that no longer has the run that trained it."""
+        from app.core.checkpoints import load_model
+        from app.train.planner_folder import save_planner
+
+        if self.progress["step"] > 0 or (self.out / "checkpoint").exists():
+            raise ValueError(f"{self.out} is a begun run: resume it, or start from a model in a new folder")
+        folder = Path(folder)
+        record = json.loads((folder / "training.json").read_text())
+        models = {"canvas": folder} | ({"twin": folder.with_name(folder.name + "-text-only")} if self.twin else {})
+        tmp = self.out / "checkpoint.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        from safetensors.torch import save_file
+
+        for name, path in models.items():
+            loaded = load_model(path)
+            if name == "canvas":
+                self.pipe.planner = loaded.planner
+                for pipe in (self.pipe, self.twin):
+                    if pipe is not None:
+                        pipe.planner = loaded.planner
+            pipe = self.pipe if name == "canvas" else self.twin
+            pipe.adapter.load_state_dict(loaded.adapter.state_dict())
+            weights = {k: v.detach().contiguous() for k, v in pipe.adapter.state_dict().items()}
+            save_file(weights, str(tmp / f"{name}_adapter.safetensors"))
+            ema = EMA(pipe.adapter, self.recipe.ema_decay)
+            save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / f"{name}_ema.safetensors"))
+        replace_folder(tmp, self.out / "checkpoint")
+        self.progress.update(step=int(record["steps"]), wall_seconds=float(record.get("wall_seconds", 0.0)),
+                             teach_done=True, teach_steps=record.get("teach_steps"), draft_teach_done=True,
+                             drafter_steps=record.get("drafter_steps"), started_from=str(folder))
+        save_planner(self.pipe.planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
+        atomic_json(self.progress_path, self.progress)
+        self.log(f"started from {folder} at step {record['steps']}")
 
     def log(self, text: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {text}"
@@ -325,6 +369,35 @@ class VideoTrainer:
             (model / "training.json").write_text(json.dumps({**record, "drafter_steps": done + steps}, indent=1))
         atomic_json(self.progress_path, self.progress)
 
+    def teach_edit_drafter(self, steps: int) -> None:
+        """Teach the clip edit drafter `steps` more steps (app/train/clip_edit_drafter.py; nothing else
+        changes); saves RUN/planner_taught and, where the run has exported, puts it into RUN/model."""
+        from app.core.checkpoints import save_module
+        from app.train.clip_edit_drafter import teach_clip_edit_drafter
+        from app.train.frame_detector import frame_detector_from
+        from app.train.planner_folder import EDIT_DRAFTER, save_planner
+
+        planner = self.pipe.planner
+        if planner.frame_detector is None:
+            if not self.recipe.frame_detector_from:
+                raise ValueError("the recipe names no frame_detector_from: edits are drafted from the tracks it finds")
+            planner.frame_detector = frame_detector_from(self.recipe.frame_detector_from)
+        done = int(self.progress.get("edit_drafter_steps", 0))
+        editor = teach_clip_edit_drafter(planner, self.recipe, steps, done, log=self.log)
+        self.progress["edit_drafter_steps"] = done + steps
+        detector, planner.frame_detector = planner.frame_detector, None  # not a planner_taught part
+        save_planner(planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
+        planner.frame_detector = detector
+        model = self.out / "model"
+        if (model / "model_index.json").exists():
+            save_module(editor, model / EDIT_DRAFTER, {"draft": editor.config.to_dict(), "context_dim": planner.hidden_size})
+            index = json.loads((model / "model_index.json").read_text())
+            (model / "model_index.json").write_text(json.dumps({**index, EDIT_DRAFTER: EDIT_DRAFTER}, indent=2))
+            record = json.loads((model / "training.json").read_text())
+            (model / "training.json").write_text(json.dumps({**record, "edit_drafter_steps": done + steps}, indent=1))
+            self.log(f"put the clip edit drafter into {model}")
+        atomic_json(self.progress_path, self.progress)
+
     # -- stage 2
     def _loss(self, pipe: MetaCanvasPipeline, batch: dict, plan, noisy, noise, target, t, reference) -> torch.Tensor:
         adapter = pipe.adapter
@@ -354,7 +427,14 @@ class VideoTrainer:
             for name, (adapter, params, opt, sched, ema) in state.items():
                 adapter.load_state_dict(load_state_file(ckpt / f"{name}_adapter.safetensors"))
                 ema.load_state_dict(load_state_file(ckpt / f"{name}_ema.safetensors"))
-                load_optimizer(opt, ckpt / f"{name}_optimizer.safetensors")
+                moments = ckpt / f"{name}_optimizer.safetensors"
+                restart = int(self.progress.get("optimizer_from_step", 0))
+                if moments.exists():
+                    load_optimizer(opt, moments)
+                else:  # a run started from a model folder: fresh moments, warmed up again from here
+                    self.progress["optimizer_from_step"] = restart = start
+                factor = lr_lambda(r.warmup)
+                sched.lr_lambdas = [lambda s, factor=factor, restart=restart: factor(s - restart)]
                 sched.last_epoch = start
                 for group, base in zip(opt.param_groups, sched.base_lrs):
                     group["lr"] = base * sched.lr_lambdas[0](start)
@@ -368,8 +448,8 @@ class VideoTrainer:
         for step in range(start, last):
             weights = rec.drafted_task_weights if planner.drafts and rec.drafted_task_weights else rec.task_weights
             drafted = ("text_to_video",) + tuple(task for task, start in (
-                ("image_to_video", rec.image_drafts_from_step), ("reference_to_video", rec.reference_drafts_from_step))
-                if start is not None and step >= start)
+                ("image_to_video", rec.image_drafts_from_step), ("reference_to_video", rec.reference_drafts_from_step),
+                ("video_edit", rec.edit_drafts_from_step)) if start is not None and step >= start)
             batch = make_video_batch(rng, rec, pick_task(rng, weights), r.batch,
                                      planner.drafter.config if planner.drafts else None, drafted)
             drop = rng.random(len(batch["texts"])) < rec.cfg_dropout  # the unconditional branch guidance needs
@@ -442,18 +522,20 @@ class VideoTrainer:
             ema.copy_to(adapter)
             adapter.eval()
             folder = self.out / ("model" if name == "canvas" else "model-text-only")
-            drafter, detector = planner.drafter, planner.frame_detector
+            drafter, detector, editor = planner.drafter, planner.frame_detector, planner.edit_drafter
             if name != "canvas":  # the twin shares the planner; it has no canvas, so nothing to draft onto
-                planner.drafter = planner.frame_detector = None
+                planner.drafter = planner.frame_detector = planner.edit_drafter = None
             elif drafter is not None and detector is None and self.recipe.frame_detector_from:
                 from app.train.frame_detector import frame_detector_from
                 planner.frame_detector = detector = frame_detector_from(self.recipe.frame_detector_from)
             try:
                 save_model(pipe, folder)
             finally:
-                planner.drafter, planner.frame_detector = drafter, detector
+                planner.drafter, planner.frame_detector, planner.edit_drafter = drafter, detector, editor
             drafted = {"drafter_steps": self.progress.get("drafter_steps"), "drafts_from_step": self.recipe.drafts_from_step} \
                 if name == "canvas" and planner.drafter is not None else {}
+            if name == "canvas" and planner.edit_drafter is not None:
+                drafted["edit_drafter_steps"] = self.progress.get("edit_drafter_steps")
             (folder / "training.json").write_text(json.dumps({**record, **drafted, "use_canvas": name == "canvas"}, indent=1))
             adapter.load_state_dict(live)
             self.log(f"exported {folder}")
@@ -468,8 +550,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, help="stage 2's time budget (resumable)")
     parser.add_argument("--teach-minutes", type=float, help="stage 1's time budget")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--start-from", metavar="MODEL_FOLDER", help="begin a new run where this exported video "
+                        "model (and its FOLDER-text-only twin) left off: weights, planner and step count")
     parser.add_argument("--teach-drafter", type=int, metavar="STEPS",
                         help="only teach the run's track drafter this many more steps (nothing else changes)")
+    parser.add_argument("--teach-edit-drafter", type=int, metavar="STEPS", help="only teach the run's clip edit "
+                        "drafter this many more steps (0: put the taught one into RUN/model); nothing else changes")
     parser.add_argument("--drafter-tasks", default="text_to_video", help="with --teach-drafter: the batches' "
                         "tasks, comma-separated, in turn (text_to_video, reference_to_video)")
     args = parser.parse_args(argv)
@@ -479,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = VideoTrainer(VideoRecipe.load(args.recipe), args.out, args.planner_from, twin=not args.no_twin)
+    if args.start_from:
+        trainer.start_from_model(args.start_from)
+    if args.teach_edit_drafter is not None:
+        trainer.teach_edit_drafter(args.teach_edit_drafter)
+        return 0
     if args.teach_drafter:
         trainer.teach_drafter_alone(args.teach_drafter, tasks=tuple(t.strip() for t in args.drafter_tasks.split(",") if t.strip()))
         return 0

@@ -86,6 +86,9 @@ class VideoRecipe:
     # Likewise for reference-video batches (their drafts: the words' tracks moved onto the stills' objects,
     # app/core/frame_detector.reference_drafts). runs/video-48t turned this on at step 18,949.
     reference_drafts_from_step: int | None = None
+    # Likewise for video edits (their drafts: the target's tracks; app/core/frame_detector.edit_drafts drafts
+    # them from the source clip's tracks and the instruction).
+    edit_drafts_from_step: int | None = None
     # The tasks' shares once drafting starts (None: task_weights).
     drafted_task_weights: dict | None = None
     # An image model folder whose edit drafter's detector the exported model drafts clips from images

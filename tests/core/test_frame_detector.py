@@ -188,3 +188,52 @@ def test_the_embedded_video_model_drafts_a_reference_clip_from_where_its_stills_
                                 for r in rows)
         assert len(rows) <= len(truth[truth[:, 0] > 0])  # the stills' other objects are not drafted into the clip
     assert starts_right >= named - 1
+
+
+# ----- video edits: the source clip's tracks -----
+
+def test_finds_are_linked_into_tracks_through_a_colour_change_and_a_misfire_is_dropped():
+    from app.core.frame_detector import _link
+
+    red_circle, blue_circle, green_star = 1 + 0 * 6 + 0, 1 + 0 * 6 + 2, 1 + 3 * 6 + 1  # (class, colour) labels
+    times = [0.0, 0.25, 0.5, 0.75, 1.0]
+    found = [[[red_circle, 2, 8, 1], [green_star, 12, 3, 2]],
+             [[red_circle, 4, 8, 1], [green_star, 12, 5, 2]],
+             [[blue_circle, 6, 8, 1], [green_star, 12, 7, 2], [green_star, 2, 14, 0]],  # the last: a misfire
+             [[blue_circle, 8, 8, 1], [green_star, 12, 9, 2]],
+             [[blue_circle, 10, 8, 1], [green_star, 12, 11, 2]]]
+    tracks = _link(found, times, CONFIG)
+    # the circle keeps its first colour's label (as a training clip's track does), left to right
+    assert tracks == [[red_circle, 2, 8, 1, 10, 8], [green_star, 12, 3, 2, 12, 11]]
+
+
+def test_an_object_that_comes_in_is_drafted_where_its_path_would_be_at_the_clip_start():
+    from app.core.frame_detector import _link
+
+    times = [0.0, 0.25, 0.5, 0.75, 1.0]
+    found = [[], [], [[7, 8, 4, 1]], [[7, 8, 6, 1]], [[7, 8, 8, 1]]]
+    assert _link(found, times, CONFIG) == [[7, 8, 0, 1, 8, 8]]
+
+
+def test_the_embedded_video_model_finds_a_source_clips_tracks(video_model):
+    """What a video edit's draft is built from: on 24 random clips, every object that is on screen the whole
+    clip is found with its label, starting and ending within a bin of its true track."""
+    from app.core.frame_detector import source_tracks
+    from app.shapes.motion import random_motion_scene
+    from app.core.draft_rows import draft_objects
+
+    planner = video_model.planner
+    config = planner.drafter.config
+    rng = np.random.default_rng(5)
+    right = 0
+    for _ in range(24):
+        scene = random_motion_scene(rng)
+        found = draft_objects(source_tracks(planner, [render_clip(scene, 17, 48)], config)[0], config)
+        plain = [m for m in scene.objects if m.plain]
+        hits = 0
+        for m in plain:
+            label = label_index(m.obj.cls, m.obj.color)
+            hits += any(o[0] == label and abs(o[1] - m.obj.cx) <= 1.5 / config.bins and abs(o[2] - m.obj.cy) <= 1.5 / config.bins
+                        and abs(o[4] - (m.obj.cx + m.dx)) <= 1.5 / config.bins for o in found)
+        right += hits == len(plain)
+    assert right >= 21, f"{right} of 24 clips had every whole-clip object's track found"

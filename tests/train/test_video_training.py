@@ -132,13 +132,76 @@ def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_pa
               "--drafter-tasks", "video_edit"])
 
 
-def _drafted_run(tmp_path, diffusion_steps: int, draft_steps: int, drafts_from_step: int):
+def test_a_run_starts_where_a_model_folder_left_off(tmp_path):
+    """A committed model goes on training on a machine without the run that made it: its weights, planner
+    and step count become a new run's, and the run trains on from there."""
+    import torch
+
+    from app.train.video import main
+
+    path, run = _drafted_run(tmp_path, diffusion_steps=2, draft_steps=1, drafts_from_step=0)
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in ("", "-text-only"):
+        (run / ("model" + suffix)).rename(models / ("shapes-video" + suffix))
+    more = VideoRecipe.load(path)
+    more.diffusion.steps = 3
+    path.write_text(json.dumps(more.to_dict()))
+    again = tmp_path / "again"
+    assert main(["--recipe", str(path), "--out", str(again), "--threads", "1",
+                 "--start-from", str(models / "shapes-video")]) == 0
+    progress = json.loads((again / "progress.json").read_text())
+    assert progress["step"] == 3 and progress["started_from"].endswith("shapes-video")
+    before, after = load_model(models / "shapes-video"), load_model(again / "model")
+    assert torch.equal(after.planner.drafter.state_dict()["label_head.weight"],
+                       before.planner.drafter.state_dict()["label_head.weight"])
+    changed = [k for k, v in after.adapter.state_dict().items() if not torch.equal(v, before.adapter.state_dict()[k])]
+    assert changed  # one step more, from the model's weights
+    assert json.loads((again / "model" / "training.json").read_text())["steps"] == 3
+    with pytest.raises(ValueError, match="begun run"):
+        main(["--recipe", str(path), "--out", str(again), "--threads", "1", "--start-from", str(models / "shapes-video")])
+
+
+def test_the_clip_edit_drafter_is_taught_and_drafts_a_video_edit_from_its_source(tmp_path):
+    """--teach-edit-drafter teaches the clip edit drafter alone and puts it into the model, which then drafts
+    a video edit from the source clip's tracks; the DiT and the track drafter stay as they were."""
+    import torch
+
+    from app.core.request import GenerationRequest, Task
+    from app.shapes.motion import render_clip
+    from app.shapes.video_edits import sample_video_edit
+    from app.train.video import main
+
+    path, run = _drafted_run(tmp_path, diffusion_steps=1, draft_steps=1, drafts_from_step=0,
+                             frame_detector_from="models/metacanvas-shapes")
+    before = load_model(run / "model")
+    assert before.planner.edit_drafter is None
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-edit-drafter", "2"]) == 0
+    after = load_model(run / "model")
+    editor = after.planner.edit_drafter
+    assert editor is not None and editor.config.reads_sources and editor.config.track
+    assert json.loads((run / "model" / "training.json").read_text())["edit_drafter_steps"] == 2
+    for name, v in after.adapter.state_dict().items():
+        assert torch.equal(v, before.adapter.state_dict()[name])
+    assert torch.equal(after.planner.drafter.state_dict()["label_head.weight"],
+                       before.planner.drafter.state_dict()["label_head.weight"])
+    triple = sample_video_edit(np.random.default_rng(2))
+    request = GenerationRequest(task=Task.VIDEO_EDIT, instruction=triple.instruction, width=48, height=48, frames=17,
+                                video=render_clip(triple.source, 17, 48), seed=3, steps=1)
+    plan = after.plan(request)
+    assert plan.has_draft(0) and plan.draft.shape[-1] == 6
+    # a training run that goes on plans with the taught edit drafter too, and exports it
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-edit-drafter", "0"]) == 0
+    assert load_model(run / "model").planner.edit_drafter is not None
+
+
+def _drafted_run(tmp_path, diffusion_steps: int, draft_steps: int, drafts_from_step: int, **recipe_fields):
     """A tiny video run with a track drafter, trained to the end by the module's own command line;
     returns its recipe file and run folder."""
     from app.train.video import main
 
     recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2,
-                         track_drafts={"dim": 32}, drafts_from_step=drafts_from_step, sample_steps=2)
+                         track_drafts={"dim": 32}, drafts_from_step=drafts_from_step, sample_steps=2, **recipe_fields)
     recipe.teach.steps, recipe.teach.batch = 1, 2
     recipe.diffusion.steps, recipe.diffusion.batch = diffusion_steps, 2
     recipe.draft_teach.steps, recipe.draft_teach.batch = draft_steps, 2
