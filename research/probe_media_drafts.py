@@ -11,7 +11,7 @@ as the benchmark does:
 - image-to-video, "drafted": the track drafter's own draft of the caption (the words alone), each
   drafted object moved to start where the given first frame has it (its end moved alike): what a drafter
   with a perfect first-frame detector would give;
-- reference video, "drafted": the pipeline's own drafts (app/core/frame_detector.reference_drafts).
+- reference video and video edits, "drafted": the pipeline's own drafts (app/core/frame_detector.py).
 If "true" lifts the scores, a drafter for those tasks is worth building; if not, the DiT does not read a
 drafted canvas on those tasks without training on them.
 """
@@ -103,12 +103,14 @@ def main() -> None:
 
     if "video_edit" in tasks:
         triples = video_edit_set(args.n, args.seed)
-        for arm in ("none", "true"):
+        for arm in ("none", "true", "drafted"):  # "drafted": the pipeline's own (frame_detector.edit_drafts)
+            if arm == "drafted" and getattr(pipe.planner, "edit_drafter", None) is None:
+                continue
             scores = []
             for idx in chunks:
                 sources = [render_clip(triples[i].source, d.frames, d.width) for i in idx]
                 drafts = torch.as_tensor(np.stack([track_rows(triples[i].target, config) for i in idx])) \
-                    if arm == "true" else None
+                    if arm == "true" else no_drafts(len(idx), config) if arm == "none" else None
                 clips = sample_clips(pipe, "video_edit", [triples[i].instruction for i in idx], seeds(idx),
                                      videos=sources, frames=d.frames, drafts=drafts)
                 scores += [score_video_edit(s, c, triples[i].source, triples[i].target)

@@ -34,9 +34,10 @@ row commits to one path (a caption's "moves to the right" allows any start). Eac
 gets the coverage of the objects where their tracks put them at that keyframe's time (`track_times`:
 the keyframes evenly over the clip, as the connector spreads them over the latent frames). Events
 (an object appearing, vanishing or turning a colour) are not drafted: the label is the object's
-first one, its disc is drawn on every keyframe, and the words say the rest. Clips with a source
-clip (video edits) are not drafted; a clip from an image or from reference stills is drafted from its
-words, each track moved to start where the image or a still has that object (app/core/frame_detector.py).
+first one, its disc is drawn on every keyframe, and the words say the rest. A clip from an image or
+from reference stills is drafted from its words, each track moved to start where the image or a still
+has that object; a video edit by the clip edit drafter (`reads_sources`), which reads the words and the
+source clip's tracks as the frame detector finds them and drafts the target's (app/core/frame_detector.py).
 
 An empty instruction (the unconditional half of guidance) gets no draft. Models without a drafter
 (real checkpoints, older shapes models) plan exactly as before.

@@ -382,7 +382,7 @@ class MetaCanvasPipeline:
         # A drafting planner draws its draft with the seed: a new seed, a new plan. The unconditional
         # row (an empty instruction) is never drafted.
         drafts = self.media_drafts(request.task, texts, images, [request.seed] * len(texts),
-                                   None if request.video is None else [request.video] * len(texts))
+                                   None if request.video is None else [request.video[: request.frames]] * len(texts))
         return self.planner(texts, spec, images=images, videos=videos, seeds=[request.seed] * len(texts),
                             drafts=drafts)
 

@@ -43,14 +43,25 @@ def clip_edit_drafter(planner) -> LayoutDrafter:
     return editor.to(next(track.parameters()).device)
 
 
-def _ordered(rows: np.ndarray) -> np.ndarray:
-    """Track rows left to right, then top to bottom (the order `source_tracks` gives the source's), stop after."""
-    real = sorted((r for r in rows.tolist() if r[0] > 0), key=lambda r: (r[1], r[2]))
-    out = np.full_like(rows, -1)
-    for i, r in enumerate(real):
-        out[i] = r
-    out[len(real), 0] = 0
-    return out
+def target_rows(source: MotionScene, target: MotionScene, config: DraftConfig) -> np.ndarray:
+    """An edit's target tracks in its source's order, as `source_tracks` lists the source (left to right by
+    where each starts, then top to bottom): each kept or changed object where its source object is, a
+    removed one left out, an added one last. So the drafter copies row i from source row i and writes the
+    change in place; with both listed left to right, an added object fell between copied rows wherever its
+    free place was, and after 3,500 steps no add was drafted right (200 edits, seed 7), against 0.95 for
+    recolours, removals and replacements."""
+    start = track_rows(source, config)
+    order = sorted(range(len(source.objects)), key=lambda i: (start[i][1], start[i][2]))
+    ranked = {id(source.objects[i]): rank for rank, i in enumerate(order)}
+    changed = [m for m in source.objects if m not in target.objects]
+
+    def rank(m) -> int:
+        if m in source.objects:
+            return ranked[id(next(o for o in source.objects if o == m))]
+        if len(source.objects) == len(target.objects) and len(changed) == 1:
+            return ranked[id(changed[0])]  # a recolour, replacement or new motion takes its source's place
+        return len(source.objects)  # added
+    return track_rows(MotionScene(tuple(sorted(target.objects, key=rank))), config)
 
 
 def _named_row(found: torch.Tensor, source: MotionScene, target: MotionScene, instruction: str,
@@ -82,7 +93,7 @@ def clip_edit_batch(rng: np.random.Generator, recipe: VideoRecipe, planner, conf
     return {"texts": [t.instruction for t in triples], "source_drafts": found,
             "named": torch.tensor([_named_row(found[i], t.source, t.target, t.instruction, config)
                                    for i, t in enumerate(triples)]),
-            "draft": torch.from_numpy(np.stack([_ordered(track_rows(t.target, config)) for t in triples]))}
+            "draft": torch.from_numpy(np.stack([target_rows(t.source, t.target, config) for t in triples]))}
 
 
 def teach_clip_edit_drafter(planner, recipe: VideoRecipe, steps: int, done: int = 0, batch: int = 32,

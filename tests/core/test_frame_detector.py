@@ -237,3 +237,23 @@ def test_the_embedded_video_model_finds_a_source_clips_tracks(video_model):
                         and abs(o[4] - (m.obj.cx + m.dx)) <= 1.5 / config.bins for o in found)
         right += hits == len(plain)
     assert right >= 21, f"{right} of 24 clips had every whole-clip object's track found"
+
+
+def test_the_embedded_video_model_drafts_an_edit_from_its_source_clips_tracks(video_model):
+    """A video edit's draft is the source's tracks with the named change: on 9 recolour, remove and replace
+    edits, the drafted labels are the target's (the changed object's new label in, its old one out, the
+    others kept) in at least 7."""
+    from app.core.frame_detector import edit_drafts
+    from app.core.draft_rows import draft_objects
+    from app.shapes.video_edits import sample_video_edit
+
+    planner = video_model.planner
+    assert planner.edit_drafter is not None and planner.edit_drafter.config.reads_sources
+    rng = np.random.default_rng(21)
+    right = 0
+    for kind in ("recolour", "remove", "replace") * 3:
+        triple = sample_video_edit(rng, kind)
+        drafts = edit_drafts(planner, [triple.instruction], [render_clip(triple.source, 17, 48)], [1])
+        drafted = sorted(o[0] for o in draft_objects(drafts[0], planner.drafter.config))
+        right += drafted == sorted(label_index(m.obj.cls, m.obj.color) for m in triple.target.objects)
+    assert right >= 7, f"{right} of 9 edits drafted with the target's objects"

@@ -210,3 +210,32 @@ def _drafted_run(tmp_path, diffusion_steps: int, draft_steps: int, drafts_from_s
     run = tmp_path / "run"
     assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
     return path, run
+
+
+@pytest.mark.parametrize("kind", ["recolour", "remove", "add", "replace", "motion"])
+def test_an_edits_target_tracks_are_listed_in_its_sources_order_with_the_change_in_place(kind):
+    """What the clip edit drafter learns to write: row i of the target is row i of the source (left to right by
+    where each starts), changed where the edit changes it; a removed object leaves its row out, an added one
+    comes last."""
+    from app.core.draft import DraftConfig
+    from app.shapes.palette import label_index
+    from app.shapes.video_edits import sample_video_edit
+    from app.train.clip_edit_drafter import target_rows
+    from app.train.video_data import track_rows
+
+    config = DraftConfig(labels=25, max_objects=3, track=True)
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        triple = sample_video_edit(rng, kind)
+        source = sorted((r for r in track_rows(triple.source, config).tolist() if r[0] > 0), key=lambda r: (r[1], r[2]))
+        target = [r for r in target_rows(triple.source, triple.target, config).tolist() if r[0] > 0]
+        if kind == "remove":
+            assert len(target) == len(source) - 1 and all(r in source for r in target)
+            assert [source.index(r) for r in target] == sorted(source.index(r) for r in target)
+        elif kind == "add":
+            added = [m for m in triple.target.objects if m not in triple.source.objects][0]
+            assert target[:-1] == source and target[-1][0] == label_index(added.obj.cls, added.obj.color)
+        else:
+            assert len(target) == len(source)
+            assert sum(a != b for a, b in zip(target, source)) == 1
+            assert all(a[1:3] == b[1:3] for a, b in zip(target, source))  # each starts where its source object does
