@@ -284,9 +284,12 @@ class LayoutDrafter(CentreDetection, nn.Module):
             refer = scores.gather(1, rows[..., 0].clamp(min=0)).masked_fill(absent, float("-inf"))
             if named is None:
                 named = refer.argmax(-1)
-            # An add names no source object (-1 in teaching): no flag.
+            # An add names no source object (-1 in teaching): it is taught with the flag where the referring
+            # head puts it, as drafting always flags one (taught unflagged, a clip edit drafter drafted no add
+            # right: it read drafting's flag as a change to that object).
             named = torch.as_tensor(named).long().to(memory.device)
-            flag = F.one_hot(named.clamp(min=0), rows.shape[1]).to(memory.dtype) * (named >= 0).unsqueeze(-1).to(memory.dtype)
+            named = torch.where(named >= 0, named, refer.argmax(-1))
+            flag = F.one_hot(named, rows.shape[1]).to(memory.dtype)
             objects = objects + self.named.weight[0] + flag.unsqueeze(-1) * (self.named.weight[1] - self.named.weight[0])
             memory = torch.cat([memory, objects], 1)
             pad = torch.cat([pad, absent], 1)

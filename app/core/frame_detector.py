@@ -277,7 +277,8 @@ def edit_drafts(planner, instructions: list[str], clips: list[np.ndarray],
                 seeds: list[int] | None = None) -> torch.Tensor | None:
     """Track drafts [B, length, 6] of video edits: each source clip's tracks (`source_tracks`) with the
     instruction's change, drafted greedily by the clip edit drafter (an edit has one target). None for a
-    planner that does not draft edits; an empty instruction gets no draft."""
+    planner that does not draft edits; an empty instruction, or a clip in which nothing is found, gets no
+    draft."""
     if not drafts_edits(planner):
         return None
     editor = planner.edit_drafter
@@ -286,4 +287,7 @@ def edit_drafts(planner, instructions: list[str], clips: list[np.ndarray],
                                         use_cache=False).last_hidden_state
     worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
     rows = source_tracks(planner, clips, editor.config)
-    return editor.sample(words, mask, seeds, wanted=worded, temperature=EDIT_TEMPERATURE, source_drafts=rows)
+    # A clip in which nothing was found (not footage of the model's world) stays undrafted, as it was planned
+    # before edits were drafted: tracks drafted from the words alone would fight the clip.
+    found = rows[:, 0, 0] > 0
+    return editor.sample(words, mask, seeds, wanted=worded & found, temperature=EDIT_TEMPERATURE, source_drafts=rows)

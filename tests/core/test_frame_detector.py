@@ -257,3 +257,12 @@ def test_the_embedded_video_model_drafts_an_edit_from_its_source_clips_tracks(vi
         drafted = sorted(o[0] for o in draft_objects(drafts[0], planner.drafter.config))
         right += drafted == sorted(label_index(m.obj.cls, m.obj.color) for m in triple.target.objects)
     assert right >= 7, f"{right} of 9 edits drafted with the target's objects"
+
+
+def test_a_clip_in_which_nothing_is_found_is_edited_undrafted(video_model):
+    from app.core.frame_detector import edit_drafts
+
+    noise = np.random.default_rng(0).integers(0, 256, (17, 48, 48, 3), dtype=np.uint8)
+    blank = np.full((17, 48, 48, 3), 255, np.uint8)
+    drafts = edit_drafts(video_model.planner, ["make the square blue", "remove the star"], [noise, blank], [1, 2])
+    assert (drafts == -1).all()
