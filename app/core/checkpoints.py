@@ -6,7 +6,8 @@ A MetaCanvas model folder:
     transformer/              the diffusers backbone: config.json, *.safetensors
     canvas_tokens/            config.json + model.safetensors
     layout_drafter/           optional: config.json + model.safetensors (app/core/draft.py)
-    edit_drafter/             optional, with layout_drafter: the drafter of image edits (same files)
+    edit_drafter/             optional, with layout_drafter: the drafter of edits (same files): of image
+                              edits, or of video edits from the source clip's tracks (a track drafter's)
     frame_detector/           optional, with a track drafter: finds an image's objects to draft a clip
                               from it (app/core/frame_detector.py; config.json + model.safetensors)
     canvas_connector/         config.json + model.safetensors (absent in a text-only model)

@@ -481,7 +481,9 @@ class Planner(nn.Module):
         self.canvas_tokens = canvas_tokens
         self.temporal_stride = temporal_stride
         self.drafter = drafter  # layout drafts (app/core/draft.py); None plans as METHOD.md does
-        self.edit_drafter = edit_drafter  # drafts image edits' targets; None leaves edits undrafted
+        # drafts edits' targets (image edits here; a video model's clip edits from the source's tracks, which
+        # the pipeline finds: frame_detector.edit_drafts); None leaves edits undrafted
+        self.edit_drafter = edit_drafter
         # finds an image's objects, to draft a clip from it (app/core/frame_detector.py); None: undrafted
         self.frame_detector = frame_detector
         if canvas_tokens.dim != self.hidden_size:

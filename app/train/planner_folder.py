@@ -17,7 +17,7 @@ from app.core.checkpoints import load_state, save_module
 
 PLANNER_TAUGHT = "planner_taught"  # a run's own planner, once known
 DRAFTER = "layout_drafter"  # the folder of a planner's layout drafter (app/core/draft.py), as in model folders
-EDIT_DRAFTER = "edit_drafter"  # and of its drafter of image edits
+EDIT_DRAFTER = "edit_drafter"  # and of its drafter of edits (image edits, or a video model's clip edits)
 
 
 def save_planner(planner, folder: Path, progress: dict, default_steps: int) -> None:

@@ -214,6 +214,10 @@ class VideoTrainer:
             raise ValueError(f"{self.out} is a begun run: resume it, or start from a model in a new folder")
         folder = Path(folder)
         record = json.loads((folder / "training.json").read_text())
+        if (folder / "frame_detector").is_dir() and not self.recipe.frame_detector_from:
+            # planner_taught holds no frame detector: later processes of the run take it from the recipe
+            raise ValueError(f"{folder} drafts clips with a frame detector; the recipe names none to export it "
+                             f"with (frame_detector_from)")
         models = {"canvas": folder} | ({"twin": folder.with_name(folder.name + "-text-only")} if self.twin else {})
         tmp = self.out / "checkpoint.tmp"
         tmp.mkdir(parents=True, exist_ok=True)
@@ -235,7 +239,8 @@ class VideoTrainer:
         replace_folder(tmp, self.out / "checkpoint")
         self.progress.update(step=int(record["steps"]), wall_seconds=float(record.get("wall_seconds", 0.0)),
                              teach_done=True, teach_steps=record.get("teach_steps"), draft_teach_done=True,
-                             drafter_steps=record.get("drafter_steps"), started_from=str(folder))
+                             drafter_steps=record.get("drafter_steps"),
+                             edit_drafter_steps=record.get("edit_drafter_steps"), started_from=str(folder))
         save_planner(self.pipe.planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
         atomic_json(self.progress_path, self.progress)
         self.log(f"started from {folder} at step {record['steps']}")
@@ -382,19 +387,24 @@ class VideoTrainer:
             if not self.recipe.frame_detector_from:
                 raise ValueError("the recipe names no frame_detector_from: edits are drafted from the tracks it finds")
             planner.frame_detector = frame_detector_from(self.recipe.frame_detector_from)
-        done = int(self.progress.get("edit_drafter_steps", 0))
+        if steps == 0 and planner.edit_drafter is None:
+            raise ValueError(f"{self.out} has no taught clip edit drafter to put into its model: teach one first "
+                             f"(--teach-edit-drafter STEPS)")
+        done = int(self.progress.get("edit_drafter_steps") or 0)
         editor = teach_clip_edit_drafter(planner, self.recipe, steps, done, log=self.log)
         self.progress["edit_drafter_steps"] = done + steps
         detector, planner.frame_detector = planner.frame_detector, None  # not a planner_taught part
         save_planner(planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
         planner.frame_detector = detector
         model = self.out / "model"
-        if (model / "model_index.json").exists():
-            save_module(editor, model / EDIT_DRAFTER, {"draft": editor.config.to_dict(), "context_dim": planner.hidden_size})
+        if (model / "model_index.json").exists():  # written aside, then put in place: never half a drafter
+            tmp = model / (EDIT_DRAFTER + ".tmp")
+            save_module(editor, tmp, {"draft": editor.config.to_dict(), "context_dim": planner.hidden_size})
+            replace_folder(tmp, model / EDIT_DRAFTER)
             index = json.loads((model / "model_index.json").read_text())
-            (model / "model_index.json").write_text(json.dumps({**index, EDIT_DRAFTER: EDIT_DRAFTER}, indent=2))
+            atomic_json(model / "model_index.json", {**index, EDIT_DRAFTER: EDIT_DRAFTER})
             record = json.loads((model / "training.json").read_text())
-            (model / "training.json").write_text(json.dumps({**record, "edit_drafter_steps": done + steps}, indent=1))
+            atomic_json(model / "training.json", {**record, "edit_drafter_steps": done + steps})
             self.log(f"put the clip edit drafter into {model}")
         atomic_json(self.progress_path, self.progress)
 

@@ -362,26 +362,31 @@ def test_track_rows_must_say_where_each_object_ends():
         DraftConfig(labels=25, reads_sources=True, reads_images=True)
 
 
-def test_a_clip_edit_drafter_copies_a_source_track_it_is_taught_to_copy():
-    """The clip edit drafter reads the source's tracks as rows: taught a few steps on one edit that keeps one
-    track and recolours another, it drafts exactly that from the rows; without rows it says what it needs."""
+def test_a_clip_edit_drafter_copies_each_items_own_source_tracks():
+    """The clip edit drafter reads the source's tracks as rows: taught on two edits with the very same words
+    ("recolour the second track") and different sources, each draft is its own source with its second track
+    recoloured, so what it copies comes from the rows, not from the words; without rows it says what it needs."""
     from app.core.draft import LayoutDrafter
 
     torch.manual_seed(0)
     config = _track_config(reads_sources=True)
     drafter = LayoutDrafter(config, 16)
-    context, mask = torch.randn(1, 5, 16), torch.ones(1, 5, dtype=torch.bool)
-    source = torch.tensor([[[3, 2, 4, 1, 6, 4], [9, 10, 10, 2, 10, 3], [0, -1, -1, -1, -1, -1], [-1] * 6]])
-    target = torch.tensor([[[3, 2, 4, 1, 6, 4], [11, 10, 10, 2, 10, 3], [0, -1, -1, -1, -1, -1], [-1] * 6]])
+    context = torch.randn(1, 5, 16).expand(2, -1, -1)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    stop, pad = [0, -1, -1, -1, -1, -1], [-1] * 6
+    source = torch.tensor([[[3, 2, 4, 1, 6, 4], [9, 10, 10, 2, 10, 3], stop, pad],
+                           [[7, 1, 12, 0, 1, 5], [15, 12, 6, 3, 5, 6], stop, pad]])
+    target = source.clone()
+    target[:, 1, 0] = torch.tensor([11, 17])  # the second track of each turns another colour
     opt = torch.optim.Adam(drafter.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss, stats = drafter.loss(context, mask, target, source_drafts=source, named=torch.tensor([1]))
+    for _ in range(200):
+        loss, stats = drafter.loss(context, mask, target, source_drafts=source, named=torch.tensor([1, 1]))
         opt.zero_grad()
         loss.backward()
         opt.step()
     drafter.eval()
     drafted = drafter.sample(context, mask, temperature=0.0, source_drafts=source)
-    assert drafted[0, :3].tolist() == target[0, :3].tolist()
+    assert drafted[:, :3].tolist() == target[:, :3].tolist()
     assert stats["draft_refer_acc"] == 1.0
     with pytest.raises(ValueError, match="source_drafts"):
         drafter.sample(context, mask, temperature=0.0)

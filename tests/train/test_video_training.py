@@ -152,6 +152,7 @@ def test_a_run_starts_where_a_model_folder_left_off(tmp_path):
                  "--start-from", str(models / "shapes-video")]) == 0
     progress = json.loads((again / "progress.json").read_text())
     assert progress["step"] == 3 and progress["started_from"].endswith("shapes-video")
+    assert progress["optimizer_from_step"] == 2  # its moments started fresh there, warmed up again
     before, after = load_model(models / "shapes-video"), load_model(again / "model")
     assert torch.equal(after.planner.drafter.state_dict()["label_head.weight"],
                        before.planner.drafter.state_dict()["label_head.weight"])
@@ -176,6 +177,8 @@ def test_the_clip_edit_drafter_is_taught_and_drafts_a_video_edit_from_its_source
                              frame_detector_from="models/metacanvas-shapes")
     before = load_model(run / "model")
     assert before.planner.edit_drafter is None
+    with pytest.raises(ValueError, match="no taught clip edit drafter"):  # nothing untaught goes into a model
+        main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-edit-drafter", "0"])
     assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-edit-drafter", "2"]) == 0
     after = load_model(run / "model")
     editor = after.planner.edit_drafter
@@ -190,9 +193,15 @@ def test_the_clip_edit_drafter_is_taught_and_drafts_a_video_edit_from_its_source
                                 video=render_clip(triple.source, 17, 48), seed=3, steps=1)
     plan = after.plan(request)
     assert plan.has_draft(0) and plan.draft.shape[-1] == 6
-    # a training run that goes on plans with the taught edit drafter too, and exports it
-    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1", "--teach-edit-drafter", "0"]) == 0
-    assert load_model(run / "model").planner.edit_drafter is not None
+    # the run goes on training: it plans with the taught edit drafter and exports it as it was taught
+    more = VideoRecipe.load(path)
+    more.diffusion.steps = 2
+    path.write_text(json.dumps(more.to_dict()))
+    assert main(["--recipe", str(path), "--out", str(run), "--threads", "1"]) == 0
+    exported = load_model(run / "model")
+    assert json.loads((run / "model" / "training.json").read_text())["edit_drafter_steps"] == 2
+    for name, v in exported.planner.edit_drafter.state_dict().items():
+        assert torch.equal(v, editor.state_dict()[name])
 
 
 def _drafted_run(tmp_path, diffusion_steps: int, draft_steps: int, drafts_from_step: int, **recipe_fields):
