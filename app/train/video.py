@@ -376,7 +376,9 @@ class VideoTrainer:
 
     def teach_edit_drafter(self, steps: int) -> None:
         """Teach the clip edit drafter `steps` more steps (app/train/clip_edit_drafter.py; nothing else
-        changes); saves RUN/planner_taught and, where the run has exported, puts it into RUN/model."""
+        changes); saves RUN/planner_taught and, where the run has exported, puts it into RUN/model. Taught
+        while the run's stage 2 goes on in another process, it is not in that process's export: run this
+        again with 0 steps after it (as for the track drafter, both write RUN/progress.json, stage 2 last)."""
         from app.core.checkpoints import save_module
         from app.train.clip_edit_drafter import teach_clip_edit_drafter
         from app.train.frame_detector import frame_detector_from
