@@ -163,12 +163,17 @@ def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftCon
     return onto_found(drafts, found, config)
 
 
-def _caption_drafts(planner, instructions: list[str], seeds: list[int] | None) -> torch.Tensor:
-    """Each caption's tracks as text-to-video drafts them (the same seed, the same tracks)."""
+def _words(planner, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The instructions' states alone (what a drafter reads), their mask, and which have words at all."""
     _, _, embeds, mask, positions = planner._prompt(instructions)
     words = planner.mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                                         use_cache=False).last_hidden_state
-    worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
+    return words, mask, torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
+
+
+def _caption_drafts(planner, instructions: list[str], seeds: list[int] | None) -> torch.Tensor:
+    """Each caption's tracks as text-to-video drafts them (the same seed, the same tracks)."""
+    words, mask, worded = _words(planner, instructions)
     return planner.drafter.sample(words, mask, seeds, wanted=worded, temperature=TRACK_TEMPERATURE)
 
 
@@ -282,10 +287,7 @@ def edit_drafts(planner, instructions: list[str], clips: list[np.ndarray],
     if not drafts_edits(planner):
         return None
     editor = planner.edit_drafter
-    _, _, embeds, mask, positions = planner._prompt(instructions)
-    words = planner.mllm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                        use_cache=False).last_hidden_state
-    worded = torch.tensor([bool(t.strip()) for t in instructions], dtype=torch.bool)
+    words, mask, worded = _words(planner, instructions)
     rows = no_drafts(len(clips), editor.config)
     if worded.any():  # the unconditional rows (no words) are never drafted: their clips need no tracks
         idx = worded.nonzero().flatten().tolist()

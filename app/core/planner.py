@@ -1,6 +1,6 @@
 """The planner: a Qwen2.5-VL MLLM reads the prompt (text, images, video) and fills the canvas.
 
-Why about 640 lines: the Planner also wires the two drafters (drafts onto the canvas, or into the
+Why about 645 lines: the Planner also wires the two drafters (drafts onto the canvas, or into the
 context for the supervision-matched control), and its processor writes an instruction as a word-level
 planner's captions were written; moving the drafters' wiring beside app/core/draft.py is next.
 
