@@ -290,11 +290,15 @@ def cmd_video(args) -> int:
              [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
               for p, im in zip([args.image] if args.image else args.reference or [], images)])
     note += "".join(stretch_note(what, size, request.width, request.height) for what, size in given)
-    if task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and getattr(pipe.planner, "frame_detector", None) \
-            is not None and not result.plan.has_draft(0):
-        where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
+    from app.core.frame_detector import drafts_edits
+
+    drafted_task = task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) or (
+        task is Task.VIDEO_EDIT and drafts_edits(pipe.planner))
+    if drafted_task and getattr(pipe.planner, "frame_detector", None) is not None and not result.plan.has_draft(0):
+        where = {Task.IMAGE_TO_VIDEO: "the image", Task.REFERENCE_TO_VIDEO: "the reference stills"}.get(task, "the source clip")
         note += (f"; nothing in {where} is an object the model knows (it found none of its world's), so the clip "
-                 "was planned without a drafted track")
+                 "was planned without a drafted track" + (", and an edit of footage outside its world redraws it"
+                                                          if task is Task.VIDEO_EDIT else ""))
     if plan_out is not None:
         tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)
         export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)
