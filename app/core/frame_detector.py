@@ -1,5 +1,5 @@
-"""Drafting a clip from an image or from reference stills: the words' tracks, moved to start where the
-media show each object.
+"""Drafting a clip from its media: from an image or reference stills, the words' tracks moved to start where
+the media show each object; from a source clip (a video edit), the clip's own tracks with the named change.
 
 Our addition to METHOD.md, as the track drafter is (app/core/draft.py). The track drafter drafts from the
 words alone, so its tracks start anywhere the caption allows; an image-to-video clip must start from the
