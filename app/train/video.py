@@ -156,7 +156,7 @@ def build_video_model(recipe: VideoRecipe, planner, use_canvas: bool = True) -> 
         text_dim=planner.hidden_size, freq_dim=64, ffn_dim=int(width * recipe.dit_ffn_ratio),
         num_layers=recipe.dit_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
     adapter = WanAdapter(transformer, planner.hidden_size, canvas=use_canvas, connector_heads=recipe.connector_heads,
-                         prediction="sample")
+                         prediction="sample", source_residual=recipe.source_residual)
     defaults = PipelineDefaults(width=recipe.size, height=recipe.size, frames=recipe.frames, fps=recipe.fps,
                                 planner_frames=recipe.planner_frames, steps=recipe.sample_steps,
                                 guidance=recipe.guidance, guidance_interval=tuple(recipe.guidance_interval),
@@ -234,7 +234,10 @@ class VideoTrainer:
                     if pipe is not None:
                         pipe.planner = loaded.planner
             pipe = self.pipe if name == "canvas" else self.twin
-            pipe.adapter.load_state_dict(loaded.adapter.state_dict())
+            missing, unexpected = pipe.adapter.load_state_dict(loaded.adapter.state_dict(), strict=False)
+            # A zero-initialised option (the source residual) may be new to the run: it starts as a no-op.
+            if unexpected or any(not k.startswith("source_residual.") for k in missing):
+                raise ValueError(f"{path} does not fit this recipe: missing {missing[:3]}, unexpected {unexpected[:3]}")
             weights = {k: v.detach().contiguous() for k, v in pipe.adapter.state_dict().items()}
             save_file(weights, str(tmp / f"{name}_adapter.safetensors"))
             ema = EMA(pipe.adapter, self.recipe.ema_decay)

@@ -56,6 +56,8 @@ class VideoRecipe:
     dit_head_dim: int = 32
     dit_ffn_ratio: float = 2.5
     connector_heads: int = 4
+    # A video edit's source clip also enters each target token of the same frame and cell (app/core/backbones/wan.py)
+    source_residual: bool = False
     # Share of batches per task (a batch is one task: its token count and conditions are its own).
     task_weights: dict = field(default_factory=lambda: {"text_to_video": 0.3, "image_to_video": 0.25,
                                                         "video_edit": 0.25, "reference_to_video": 0.2})
@@ -210,7 +212,7 @@ def conditions(batch: dict, codec: PixelCodec, size: int) -> WanReference | None
     if batch["kind"] == "image_to_video":
         return WanReference(first_frame=encode_clips(codec, batch["clips"][:, :1], size))
     if batch["kind"] == "video_edit":
-        return WanReference(frames=encode_clips(codec, batch["sources"], size))
+        return WanReference(frames=encode_clips(codec, batch["sources"], size), source_clip=True)
     if batch["kind"] == "reference_to_video":
         refs = batch["references"]  # [B, R, H, W, 3]: each still a latent frame of its own
         return WanReference(frames=torch.cat([torch.cat([codec.encode(im, size, size, "cpu", torch.float32)

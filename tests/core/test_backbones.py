@@ -374,3 +374,55 @@ def test_a_sana_edit_trains_after_sampling_under_inference_mode():
     loss = adapter(lat, t, ctx, mask, None, ref).square().mean()
     loss.backward()
     assert adapter.transformer.patch_embed.proj.weight.grad is not None
+
+
+def test_the_wan_source_residual_starts_as_a_no_op_acts_on_a_source_clip_alone_and_lets_a_dit_copy_it():
+    """WanAdapter(source_residual=True): a video edit's source clip also enters each target token of the same
+    frame and cell. Fresh it changes nothing (a trained video model gains it and starts out as it was);
+    reference stills and an image-to-video first frame never go through it (they are not the target's
+    pixels); trained on a copy task (the clean clip is its source), a DiT with it fits far better in the same
+    steps than the same DiT without it, which has to find the source by attention."""
+    from app.core.request import Task
+    g = torch.Generator().manual_seed(1)
+    lat, src = torch.randn(B, 4, 3, 8, 8, generator=g), torch.randn(B, 4, 3, 8, 8, generator=g)
+    ctx, mask = _context()
+    t = torch.tensor([0.9, 0.6])
+
+    def adapter(flag):
+        torch.manual_seed(0)
+        return WanAdapter(WanTransformer3DModel(**tiny_wan_config()), D_MLLM, context_dropout=0.0,
+                          source_residual=flag)
+
+    with_it, without = adapter(True), adapter(False)
+    source, _ = with_it.condition(src, Task.VIDEO_EDIT)
+    stills, _ = with_it.condition(src[:, :, :2], Task.REFERENCE_TO_VIDEO)
+    assert source.source_clip and not stills.source_clip
+    with torch.no_grad():
+        assert torch.equal(with_it(lat, t, ctx, mask, None, source), without(lat, t, ctx, mask, None, source))
+        torch.nn.init.normal_(with_it.source_residual.weight, std=0.2)
+        assert not torch.allclose(with_it(lat, t, ctx, mask, None, source), without(lat, t, ctx, mask, None, source))
+        assert torch.equal(with_it(lat, t, ctx, mask, None, stills), without(lat, t, ctx, mask, None, stills))
+        shorter = WanReference(frames=src[:, :, :2], source_clip=True)  # matched frame by frame in time
+        assert with_it(lat, t, ctx, mask, None, shorter).shape == lat.shape
+    torch.nn.init.zeros_(with_it.source_residual.weight)
+
+    def copy_loss_after_training(model):
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(2)
+
+        def loss():
+            noise = torch.randn(src.shape, generator=gen)
+            tt = 0.2 + 0.8 * torch.rand(B, generator=gen)
+            noisy = (1 - tt.view(-1, 1, 1, 1, 1)) * src + tt.view(-1, 1, 1, 1, 1) * noise
+            target = noise - src  # velocity toward the clean clip, which is the source
+            return F.mse_loss(model(noisy, tt, ctx, mask, None, WanReference(frames=src, source_clip=True)), target)
+
+        for _ in range(60):
+            value = loss()
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        with torch.no_grad():
+            return sum(loss().item() for _ in range(8)) / 8
+
+    assert copy_loss_after_training(with_it) < 0.5 * copy_loss_after_training(without)

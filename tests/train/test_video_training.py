@@ -134,7 +134,8 @@ def test_the_drafter_alone_can_be_taught_further_without_touching_the_dit(tmp_pa
 
 def test_a_run_starts_where_a_model_folder_left_off(tmp_path):
     """A committed model goes on training on a machine without the run that made it: its weights, planner
-    and step count become a new run's, and the run trains on from there."""
+    and step count become a new run's, and the run trains on from there; a recipe may add the source
+    residual (zero at the start), which the exported model then keeps."""
     import torch
 
     from app.train.video import main
@@ -146,6 +147,7 @@ def test_a_run_starts_where_a_model_folder_left_off(tmp_path):
         (run / ("model" + suffix)).rename(models / ("shapes-video" + suffix))
     more = VideoRecipe.load(path)
     more.diffusion.steps = 3
+    more.source_residual = True
     path.write_text(json.dumps(more.to_dict()))
     again = tmp_path / "again"
     assert main(["--recipe", str(path), "--out", str(again), "--threads", "1",
@@ -156,8 +158,9 @@ def test_a_run_starts_where_a_model_folder_left_off(tmp_path):
     before, after = load_model(models / "shapes-video"), load_model(again / "model")
     assert torch.equal(after.planner.drafter.state_dict()["label_head.weight"],
                        before.planner.drafter.state_dict()["label_head.weight"])
-    changed = [k for k, v in after.adapter.state_dict().items() if not torch.equal(v, before.adapter.state_dict()[k])]
+    changed = [k for k, v in before.adapter.state_dict().items() if not torch.equal(v, after.adapter.state_dict()[k])]
     assert changed  # one step more, from the model's weights
+    assert after.adapter.config["source_residual"] and after.adapter.source_residual is not None
     assert json.loads((again / "model" / "training.json").read_text())["steps"] == 3
     with pytest.raises(ValueError, match="begun run"):
         main(["--recipe", str(path), "--out", str(again), "--threads", "1", "--start-from", str(models / "shapes-video")])

@@ -19,6 +19,12 @@ MetaCanvas choices:
   has no text attention mask; its pipeline zero-pads T5 states, so padded positions are zeroed here.
   text_path "native" (app/core/native_text.py): Wan's own umT5 states go in as its pipeline gives them.
 - Timestep: Wan's pipelines feed 0..1000; we pass t * 1000.
+- source_residual=True (the embedded video model from 24,426 steps): in a video edit each source-clip token
+  also goes, through a zero-initialised Linear, into the target token of the same latent frame and cell, as
+  sana.py does for image edits (its docstring and research/LOG.md, 2026-11-26, say why: a small DiT does not
+  find position-matched attention to its source soon, and copying the unchanged parts is most of an edit).
+  Only for a source clip (never for reference stills or a first frame, which are not the target's pixels);
+  a source with another number of latent frames is matched frame by frame in time (nearest).
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ from typing import Any
 import torch
 
 from diffusers import WanTransformer3DModel
+
+from torch import nn
 
 from ..request import Task
 from .base import PREDICTIONS, BackboneAdapter, _Step, sample_to_velocity
@@ -48,6 +56,7 @@ class WanReference:
 
     first_frame: torch.Tensor | None = None  # [B, C, 1, H, W]: I2V
     frames: torch.Tensor | None = None  # [B, C, R, H, W]: in-context reference frames / source clip
+    source_clip: bool = False  # `frames` are a video edit's source clip (the target's own pixels, frame by frame)
 
 
 class WanAdapter(BackboneAdapter):
@@ -61,7 +70,8 @@ class WanAdapter(BackboneAdapter):
 
     def __init__(self, transformer: WanTransformer3DModel, mllm_dim: int, canvas: bool = True,
                  adaln: bool = True, context_dropout: float = 0.1, connector_heads: int | None = None,
-                 prediction: str = "velocity", text_path: str = "mllm", ablations=()):
+                 prediction: str = "velocity", source_residual: bool = False, text_path: str = "mllm",
+                 ablations=()):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         cfg = transformer.config
@@ -70,7 +80,14 @@ class WanAdapter(BackboneAdapter):
             transformer, mllm_dim, cfg.text_dim, canvas, adaln, context_dropout, connector_heads, ablations)
         super().__init__(transformer, canvas_connector, context_connector,
                          dict(mllm_dim=mllm_dim, canvas=canvas, adaln=adaln, context_dropout=context_dropout,
-                              connector_heads=connector_heads, prediction=prediction, text_path=text_path, ablations=list(ablations)))
+                              connector_heads=connector_heads, prediction=prediction,
+                              source_residual=source_residual, text_path=text_path, ablations=list(ablations)))
+        self.source_residual = None
+        if source_residual:  # zero start: a model given it behaves exactly as before until it learns
+            dim = cfg.num_attention_heads * cfg.attention_head_dim
+            self.source_residual = nn.Linear(dim, dim)
+            nn.init.zeros_(self.source_residual.weight)
+            nn.init.zeros_(self.source_residual.bias)
         # "sample" (the embedded video model): the DiT draws the clean latents (base.py says why).
         self.prediction = prediction
         self._install_hook(transformer.patch_embedding)
@@ -88,7 +105,7 @@ class WanAdapter(BackboneAdapter):
             return None, None
         if task is Task.IMAGE_TO_VIDEO:
             return WanReference(first_frame=reference[:, :, :1]), reference[:1, :, :1]
-        return WanReference(frames=reference), None
+        return WanReference(frames=reference, source_clip=task is Task.VIDEO_EDIT), None
 
     def _denoise(self, latents, t, context, context_mask, plan_tokens, reference, pooled):
         b, c, f, h, w = latents.shape
@@ -120,7 +137,9 @@ class WanAdapter(BackboneAdapter):
             timestep = t * 1000
 
         ctx = self.text_states(context) * context_mask.unsqueeze(-1).to(context.dtype)
-        with self._stepping(plan_tokens, t, target=(first, target_f), grid=(gh, gw), gen_frames=target_f):
+        source = (target_f, target_f + extra) if extra and reference.source_clip else None
+        with self._stepping(plan_tokens, t, target=(first, target_f), grid=(gh, gw), gen_frames=target_f,
+                            source=source):
             out = self.transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=ctx.to(x.dtype),
                                    return_dict=False)[0]
         out = out[:, :, :f]
@@ -131,6 +150,9 @@ class WanAdapter(BackboneAdapter):
         return out
 
     def _inject(self, output: torch.Tensor, step: _Step) -> torch.Tensor:
+        source = step.layout.get("source")
+        if source is not None and self.source_residual is not None:
+            output = self._add_source(output, step.layout["target"][1], *source)
         if step.plan is None:
             return output
         start, stop = step.layout["target"]  # noisy frames in post-patch frame units
@@ -145,6 +167,14 @@ class WanAdapter(BackboneAdapter):
         new = self._add_canvas(tokens, sub, stop - start, gh, gw)
         new = new.reshape(b, stop - start, gh, gw, d).permute(0, 4, 1, 2, 3)
         return torch.cat([output[:, :, :start], new, output[:, :, stop:]], dim=2)
+
+    def _add_source(self, output: torch.Tensor, target_frames: int, start: int, stop: int) -> torch.Tensor:
+        """output [B, D, F, h, w] with each target frame's tokens plus the source residual of the source frame
+        at the same time (the nearest, when the source has another length) and the same cell."""
+        picks = torch.linspace(start, stop - 1, target_frames, device=output.device).round().long()
+        source = output.index_select(2, picks).permute(0, 2, 3, 4, 1)  # [B, F, h, w, D]
+        added = self.source_residual(source).permute(0, 4, 1, 2, 3).to(output.dtype)
+        return torch.cat([output[:, :, :target_frames] + added, output[:, :, target_frames:]], dim=2)
 
 
 def tiny_wan_adapter(mllm_dim: int = 16, seed: int = 0, config: dict | None = None, **adapter_kwargs) -> WanAdapter:
