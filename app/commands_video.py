@@ -280,6 +280,7 @@ def cmd_video(args) -> int:
     if result.unchanged:
         note += "; the model changed nothing: the clip is its source again (the edit was not made; another --seed " \
                 "or wording may make it)"
+    note += shortfall_note(result)
     if task is Task.VIDEO_EDIT and source_info.frames > n:
         longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
         more = f" (--frames up to {longest} edits more)" if longest > n else ""
@@ -352,3 +353,12 @@ def eval_video_folder(folder, out_dir) -> int:
     results = score_video_folder(folder)
     print(write_video_report(summarize_video_results(results), results, out_dir or folder))
     return 0
+
+
+
+def shortfall_note(result) -> str:
+    """The CLI's words for a drafted video edit the model did not draw as planned ("" when it did)."""
+    from app.plan_edit_text import shortfall_words
+
+    said = shortfall_words(result)
+    return f"; the edit may be only half made: {said} (another --seed or wording may make it)" if said else ""

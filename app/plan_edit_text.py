@@ -148,3 +148,31 @@ def _box(m: re.Match) -> tuple[float, float, float, float]:
 
 def _keyframe(text: str | None) -> int | None:
     return None if text is None else int(text)
+
+
+def track_words(rows: list[list[int]], names: dict[int, str], still_bins: int = 2) -> str:
+    """Track rows (label, x, y, size, x end, y end; y grows downward) in words: "a blue circle moving right,
+    a red star staying put". A track that moves under `still_bins` bins either way stays put."""
+    from app.shapes.vocab import article
+
+    parts = []
+    for label, x, y, _, xe, ye in (r[:6] for r in rows):
+        name = names.get(label, f"label {label}")
+        ways = [w for w, far in (("up", y - ye), ("down", ye - y)) if far >= still_bins]
+        ways += [w for w, far in (("left", x - xe), ("right", xe - x)) if far >= still_bins]
+        motion = ("moving " + " to the ".join(ways)) if ways else "staying put"
+        parts.append(f"{article(name)} {name} {motion}")
+    return ", ".join(parts)
+
+
+def shortfall_words(result) -> str:
+    """A checked video edit's shortfall (GenerationResult.shortfall) in words: "the clip does not show a blue
+    circle moving right and shows a red star staying put, which its plan has no place for"; "" when the clip
+    shows its plan, or was not checked."""
+    unseen, unplanned = getattr(result, "shortfall", None) or ([], [])
+    if not unseen and not unplanned:
+        return ""
+    names = plan_labels(result.plan)
+    said = ([f"does not show {track_words(unseen, names)}"] if unseen else []) + \
+        ([f"shows {track_words(unplanned, names)}, which its plan has no place for"] if unplanned else [])
+    return "the clip " + " and ".join(said)

@@ -477,6 +477,22 @@ def test_an_edit_the_model_did_not_make_is_said(tiny_video_model, inputs, tmp_pa
     assert code == 0 and "changed nothing" not in out, err
 
 
+def test_an_edit_whose_clip_falls_short_of_its_plan_is_said(inputs, tmp_path, capsys, monkeypatch):
+    """The committed model checks a drafted edit's clip against its plan: a clip that holds other objects than
+    the drafted ones (here the model's result swapped for another scene's clip) is reported half made, with
+    what it lacks and what it holds unplanned; the file is written all the same."""
+    from app.core.pipeline import MetaCanvasPipeline
+    from app.shapes.motion import random_motion_scene, render_clip
+
+    other = render_clip(random_motion_scene(np.random.default_rng(99)), 17, 48)
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: other)
+    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "short.mp4", "--video",
+                         inputs / "source.mp4", "--model", COMMITTED)
+    assert code == 0, err
+    assert "the edit may be only half made: the clip does not show a" in out and "no place for" in out
+    assert clip_file(tmp_path / "short.mp4")[:2] == ("h264", 17)
+
+
 def test_the_committed_video_model_refuses_a_size_it_was_not_trained_at(tmp_path, capsys):
     """Asked for 96x48 it drew a blank clip after the first frame; now it says so before making anything."""
     if not (COMMITTED / "model_index.json").is_file():

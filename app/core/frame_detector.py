@@ -296,3 +296,33 @@ def edit_drafts(planner, instructions: list[str], clips: list[np.ndarray],
     # before edits were drafted: tracks drafted from the words alone would fight the clip.
     found = rows[:, 0, 0] > 0
     return editor.sample(words, mask, seeds, wanted=worded & found, temperature=EDIT_TEMPERATURE, source_drafts=rows)
+
+
+# How far (bins, either axis, at the clip's start and at its end) a track found in an edited clip may be from
+# its drafted track and still count as drawn: one bin is the detector's own error (0.995 of source tracks
+# found within it), the second is the DiT's (an object drawn a few pixels off its plan is still the edit).
+SHOWN_BINS = 2
+
+
+@torch.no_grad()
+def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray) -> tuple[list[list[int]], list[list[int]]]:
+    """Whether an edited clip ([F, H, W, 3] uint8, at the model's size) shows the edit as it was drafted
+    (`drafts`, its [length, 6] track rows): (the drafted tracks the clip does not show, the clip's tracks no
+    drafted one accounts for), each as track rows. A drafted track is shown by a found track of its label
+    (class and colour) whose start and end are within SHOWN_BINS of it; each found track shows one drafted
+    track at most. Both lists empty: the clip holds what was planned, and nothing else the detector knows.
+    What is said to a user whose edit came back half made (the DiT left the named object as it was, or
+    changed another); it checks the plan's objects and their paths, not each pixel."""
+    config = planner.edit_drafter.config
+    wanted = [r for r in drafts.tolist() if r[0] > 0]
+    found = [r for r in source_tracks(planner, [clip], config)[0].tolist() if r[0] > 0]
+    free = list(range(len(found)))
+    unseen = []
+    for row in wanted:
+        near = [k for k in free if found[k][0] == row[0] and
+                max(abs(found[k][c] - row[c]) for c in (1, 2, 4, 5)) <= SHOWN_BINS]
+        if near:
+            free.remove(min(near, key=lambda k: sum(abs(found[k][c] - row[c]) for c in (1, 2, 4, 5))))
+        else:
+            unseen.append(row)
+    return unseen, [found[k] for k in free]

@@ -18,6 +18,7 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
+from .frame_detector import drafts_edits, edit_shortfall
 from .keep_source import changed_nothing, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
@@ -69,6 +70,9 @@ class GenerationResult:
     # A video edit whose frames are its source again, pixel for pixel (the edit was not made): said to the
     # user. Found here, on the engine's thread, not where the result is shown.
     unchanged: bool = False
+    # A drafted video edit checked against its draft (frame_detector.edit_shortfall): the drafted tracks the
+    # clip does not show and its tracks no drafted one accounts for (track rows); None when not checked.
+    shortfall: tuple[list, list] | None = None
 
 
 StepCallback = Callable[[StepInfo], "bool | None"]
@@ -475,8 +479,14 @@ class MetaCanvasPipeline:
             # Only a model that keeps its source's pixels can give its source back exactly.
             unchanged = bool(self.defaults.keep_source_threshold) and changed_nothing(request.video, frames)
         timings["decode"] = time.perf_counter() - t_dec
+        shortfall = None
+        if request.task is Task.VIDEO_EDIT and not unchanged and plan.has_draft(0) and drafts_edits(self.planner):
+            t_check = time.perf_counter()
+            shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames)
+            timings["check"] = time.perf_counter() - t_check
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
-                                seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged)
+                                seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged,
+                                shortfall=shortfall)
 
     def keep_source(self, source: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """An edited clip with its source's own pixels where the model did not change it (the model's

@@ -267,3 +267,25 @@ def test_a_clip_in_which_nothing_is_found_is_edited_undrafted(video_model):
     blank = np.full((17, 48, 48, 3), 255, np.uint8)
     drafts = edit_drafts(video_model.planner, ["make the square blue", "remove the star"], [noise, blank], [1, 2])
     assert (drafts == -1).all()
+
+
+def test_an_edited_clip_is_checked_against_the_tracks_it_was_drafted_with(video_model):
+    """A user whose edit came back half made is told (frame_detector.edit_shortfall): on 9 recolour, remove and
+    replace edits checked against their true target tracks, the target clip shows its plan (nothing unseen,
+    nothing unplanned) in at least 8, and the source clip (the edit not made) falls short of it in all 9."""
+    from app.core.frame_detector import edit_shortfall
+    from app.shapes.video_edits import sample_video_edit
+    from app.train.video_data import track_rows
+
+    planner = video_model.planner
+    config = planner.edit_drafter.config
+    rng = np.random.default_rng(8)
+    shown = short = 0
+    for kind in ("recolour", "remove", "replace") * 3:
+        triple = sample_video_edit(rng, kind)
+        rows = torch.as_tensor(track_rows(triple.target, config))
+        shown += edit_shortfall(planner, rows, render_clip(triple.target, 17, 48)) == ([], [])
+        unseen, unplanned = edit_shortfall(planner, rows, render_clip(triple.source, 17, 48))
+        short += bool(unseen or unplanned)
+    assert shown >= 8, f"{shown} of 9 target clips showed their own tracks"
+    assert short == 9, f"{short} of 9 unedited sources were found short of the edit"

@@ -552,3 +552,26 @@ def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, s
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
     assert _generate(qtbot, w) == clip_id
     assert any("The model changed nothing" in m.text for m in w.messages.history)
+
+
+def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot, tmp_path, monkeypatch):
+    """With the committed video model, an edit whose clip holds other objects than its plan (the model's result
+    swapped for another scene's clip) is stored as a new version and comes with a warning of what it lacks."""
+    from app.core.pipeline import MetaCanvasPipeline
+    from app.shapes.motion import random_motion_scene, render_clip
+    from app.ui.messages import WARNING
+    from tests.video_files import shapes_clip
+
+    other = render_clip(random_motion_scene(np.random.default_rng(99)), 17, 48)
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: other)
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
+                    video_model="models/metacanvas-shapes-video")
+    shapes_clip(tmp_path / "shapes.mp4")
+    clip_id = import_and_wait(qtbot, w, tmp_path / "shapes.mp4")
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "remove the circle")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id
+    qtbot.waitUntil(lambda: len(w.document.project.clip(clip_id).versions) == 2, timeout=WAIT)
+    said = [m for m in w.messages.history if "may be only half made" in m.text]
+    assert said and said[0].level == WARNING and "the clip does not show a" in said[0].text
