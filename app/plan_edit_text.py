@@ -150,29 +150,44 @@ def _keyframe(text: str | None) -> int | None:
     return None if text is None else int(text)
 
 
-def track_words(rows: list[list[int]], names: dict[int, str], still_bins: int = 2) -> str:
-    """Track rows (label, x, y, size, x end, y end; y grows downward) in words: "a blue circle moving right,
-    a red star staying put". A track that moves under `still_bins` bins either way stays put."""
+
+def motion_words(row: list[int], still_bins: int = 2) -> str:
+    """A track row's way (label, x, y, size, x end, y end; y grows downward): "moving up to the left", "staying
+    put" when it moves under `still_bins` bins either way."""
+    _, x, y, _, xe, ye = row[:6]
+    ways = [w for w, far in (("up", y - ye), ("down", ye - y)) if far >= still_bins]
+    ways += [w for w, far in (("left", x - xe), ("right", xe - x)) if far >= still_bins]
+    return ("moving " + " to the ".join(ways)) if ways else "staying put"
+
+
+def track_words(rows: list[list[int]], names: dict[int, str]) -> str:
+    """Track rows in words: "a blue circle moving right, a red star staying put"."""
     from app.shapes.vocab import article
 
-    parts = []
-    for label, x, y, _, xe, ye in (r[:6] for r in rows):
-        name = names.get(label, f"label {label}")
-        ways = [w for w, far in (("up", y - ye), ("down", ye - y)) if far >= still_bins]
-        ways += [w for w, far in (("left", x - xe), ("right", xe - x)) if far >= still_bins]
-        motion = ("moving " + " to the ".join(ways)) if ways else "staying put"
-        parts.append(f"{article(name)} {name} {motion}")
-    return ", ".join(parts)
+    return ", ".join(f"{article(names.get(r[0], f'label {r[0]}'))} {names.get(r[0], f'label {r[0]}')} {motion_words(r)}"
+                     for r in rows)
 
 
 def shortfall_words(result) -> str:
-    """A checked video edit's shortfall (GenerationResult.shortfall) in words: "the clip does not show a blue
-    circle moving right and shows a red star staying put, which its plan has no place for"; "" when the clip
-    shows its plan, or was not checked."""
-    unseen, unplanned = getattr(result, "shortfall", None) or ([], [])
+    """A checked video edit's shortfall (GenerationResult.shortfall) in words, "" when the clip shows its plan
+    or was not checked: "the clip does not show a blue circle moving right", "the clip draws the orange
+    circle staying put, off the path its plan has for it (moving down)" (a planned object found elsewhere),
+    "the clip shows a red star staying put, which its plan has no place for"."""
+    unseen, unplanned = (list(x) for x in (getattr(result, "shortfall", None) or ([], [])))
     if not unseen and not unplanned:
         return ""
     names = plan_labels(result.plan)
-    said = ([f"does not show {track_words(unseen, names)}"] if unseen else []) + \
-        ([f"shows {track_words(unplanned, names)}, which its plan has no place for"] if unplanned else [])
-    return "the clip " + " and ".join(said)
+    astray = []  # a planned object the clip draws off its drafted path: one finding, not a missing and an extra one
+    for row in list(unseen):
+        drawn = next((u for u in unplanned if u[0] == row[0]), None)
+        if drawn is not None:
+            astray.append((row, drawn))
+            unseen.remove(row)
+            unplanned.remove(drawn)
+    said = [f"does not show {track_words(unseen, names)}"] if unseen else []
+    for planned, drawn in astray:
+        name, want, got = names.get(planned[0], f"label {planned[0]}"), motion_words(planned), motion_words(drawn)
+        said.append(f"draws the {name} {got}, off the path its plan has for it" + (f" ({want})" if want != got else ""))
+    if unplanned:
+        said.append(f"shows {track_words(unplanned, names)}, which its plan has no place for")
+    return "the clip " + "; it ".join(said)

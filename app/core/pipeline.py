@@ -9,6 +9,7 @@ the batched sampling at the end (`sample`) is next to move out, beside app/eval,
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -51,6 +52,8 @@ class UnknownWordsError(ValueError):
         super().__init__(f"The model does not know the word{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(shown)}{more}. It knows: {' '.join(known)}.")
 
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class StepInfo:
@@ -480,9 +483,15 @@ class MetaCanvasPipeline:
             unchanged = bool(self.defaults.keep_source_threshold) and changed_nothing(request.video, frames)
         timings["decode"] = time.perf_counter() - t_dec
         shortfall = None
-        if request.task is Task.VIDEO_EDIT and not unchanged and plan.has_draft(0) and drafts_edits(self.planner):
+        # Cell edits change the canvas and not the draft: the draft is then no longer the plan to check against.
+        cell_edited = any(e.kind in ("scale", "move") for e in request.plan_edits or ())
+        if request.task is Task.VIDEO_EDIT and not unchanged and not cell_edited and plan.has_draft(0) \
+                and drafts_edits(self.planner):
             t_check = time.perf_counter()
-            shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames)
+            try:
+                shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames)
+            except Exception:  # noqa: BLE001  advisory: a check that fails must not cost the user the finished clip
+                log.exception("the edit's check against its plan failed; the clip is kept unchecked")
             timings["check"] = time.perf_counter() - t_check
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged,

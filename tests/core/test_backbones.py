@@ -402,8 +402,16 @@ def test_the_wan_source_residual_starts_as_a_no_op_acts_on_a_source_clip_alone_a
         torch.nn.init.normal_(with_it.source_residual.weight, std=0.2)
         assert not torch.allclose(with_it(lat, t, ctx, mask, None, source), without(lat, t, ctx, mask, None, source))
         assert torch.equal(with_it(lat, t, ctx, mask, None, stills), without(lat, t, ctx, mask, None, stills))
-        shorter = WanReference(frames=src[:, :, :2], source_clip=True)  # matched frame by frame in time
+        shorter = WanReference(frames=src[:, :, :2], source_clip=True)
         assert with_it(lat, t, ctx, mask, None, shorter).shape == lat.shape
+        # Frame by frame, cell by cell: with an identity Linear, target frame i gains source frame i's tokens;
+        # a shorter source gives its frames to the first target frames, the later ones get none.
+        with_it.source_residual.weight.copy_(torch.eye(with_it.source_residual.in_features))
+        with_it.source_residual.bias.zero_()
+        tokens = torch.randn(1, with_it.source_residual.in_features, 5, 3, 4, generator=g)  # 3 target + 2 source
+        added = with_it._add_source(tokens, 3, 3, 5)
+        assert torch.allclose(added[:, :, :2], tokens[:, :, :2] + tokens[:, :, 3:5])
+        assert torch.equal(added[:, :, 2:], tokens[:, :, 2:])
     torch.nn.init.zeros_(with_it.source_residual.weight)
 
     def copy_loss_after_training(model):

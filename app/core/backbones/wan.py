@@ -19,12 +19,13 @@ MetaCanvas choices:
   has no text attention mask; its pipeline zero-pads T5 states, so padded positions are zeroed here.
   text_path "native" (app/core/native_text.py): Wan's own umT5 states go in as its pipeline gives them.
 - Timestep: Wan's pipelines feed 0..1000; we pass t * 1000.
-- source_residual=True (the embedded video model from 24,426 steps): in a video edit each source-clip token
+- source_residual=True (recipe shapes-video-48-residual-cpu.json): in a video edit each source-clip token
   also goes, through a zero-initialised Linear, into the target token of the same latent frame and cell, as
   sana.py does for image edits (its docstring and research/LOG.md, 2026-11-26, say why: a small DiT does not
   find position-matched attention to its source soon, and copying the unchanged parts is most of an edit).
-  Only for a source clip (never for reference stills or a first frame, which are not the target's pixels);
-  a source with another number of latent frames is matched frame by frame in time (nearest).
+  Only for a source clip (never for reference stills or a first frame, which are not the target's pixels).
+  A source shorter than the target gives its frames to the target's first ones, as keep_source.py matches
+  them; the target's later frames get none.
 """
 from __future__ import annotations
 
@@ -169,12 +170,12 @@ class WanAdapter(BackboneAdapter):
         return torch.cat([output[:, :, :start], new, output[:, :, stop:]], dim=2)
 
     def _add_source(self, output: torch.Tensor, target_frames: int, start: int, stop: int) -> torch.Tensor:
-        """output [B, D, F, h, w] with each target frame's tokens plus the source residual of the source frame
-        at the same time (the nearest, when the source has another length) and the same cell."""
-        picks = torch.linspace(start, stop - 1, target_frames, device=output.device).round().long()
-        source = output.index_select(2, picks).permute(0, 2, 3, 4, 1)  # [B, F, h, w, D]
+        """output [B, D, F, h, w] with target frame i's tokens plus the source residual of source frame i (the
+        same cell), for the frames both have."""
+        n = min(target_frames, stop - start)
+        source = output[:, :, start:start + n].permute(0, 2, 3, 4, 1)  # [B, n, h, w, D]
         added = self.source_residual(source).permute(0, 4, 1, 2, 3).to(output.dtype)
-        return torch.cat([output[:, :, :target_frames] + added, output[:, :, target_frames:]], dim=2)
+        return torch.cat([output[:, :, :n] + added, output[:, :, n:]], dim=2)
 
 
 def tiny_wan_adapter(mllm_dim: int = 16, seed: int = 0, config: dict | None = None, **adapter_kwargs) -> WanAdapter:
