@@ -355,7 +355,6 @@ def eval_video_folder(folder, out_dir) -> int:
     return 0
 
 
-
 def shortfall_note(result) -> str:
     """The CLI's words for a drafted video edit the model did not draw as planned ("" when it did)."""
     from app.plan_edit_text import shortfall_words

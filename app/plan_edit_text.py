@@ -1,4 +1,5 @@
-"""Plan edits in words: what `--plan-edit` reads, and the names of the labels a drafted object can have.
+"""Plans in words: what `--plan-edit` reads, the names of the labels a drafted object can have, and what a
+user is told of drafted tracks (a video edit that falls short of its plan: `shortfall_words`).
 
 One edit a string, e.g. "move 1 to 0.7,0.5". Objects are numbered as the plan picture shows them (the
 draft's order), and each edit sees the draft as the edits before it left it. Places and sizes are
@@ -148,7 +149,6 @@ def _box(m: re.Match) -> tuple[float, float, float, float]:
 
 def _keyframe(text: str | None) -> int | None:
     return None if text is None else int(text)
-
 
 
 def motion_words(row: list[int], still_bins: int = 2) -> str:

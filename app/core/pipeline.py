@@ -55,6 +55,7 @@ class UnknownWordsError(ValueError):
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class StepInfo:
     step: int  # 1-based: the number of denoising steps done

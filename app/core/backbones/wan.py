@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from diffusers import WanTransformer3DModel
-
-from torch import nn
 
 from ..request import Task
 from .base import PREDICTIONS, BackboneAdapter, _Step, sample_to_velocity
