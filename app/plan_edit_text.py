@@ -172,7 +172,7 @@ def shortfall_words(result) -> str:
     """A checked video edit's shortfall (GenerationResult.shortfall) in words, "" when the clip shows its plan
     or was not checked: "the clip does not show a blue circle moving right", "the clip draws the orange
     circle staying put, off the path its plan has for it (moving down)" (a planned object found elsewhere),
-    "the clip shows a red star staying put, which its plan has no place for"."""
+    "the clip shows what was not planned: a red star staying put"."""
     unseen, unplanned = (list(x) for x in (getattr(result, "shortfall", None) or ([], [])))
     if not unseen and not unplanned:
         return ""
@@ -189,5 +189,5 @@ def shortfall_words(result) -> str:
         name, want, got = names.get(planned[0], f"label {planned[0]}"), motion_words(planned), motion_words(drawn)
         said.append(f"draws the {name} {got}, off the path its plan has for it" + (f" ({want})" if want != got else ""))
     if unplanned:
-        said.append(f"shows {track_words(unplanned, names)}, which its plan has no place for")
+        said.append(f"shows what was not planned: {track_words(unplanned, names)}")
     return "the clip " + "; it ".join(said)

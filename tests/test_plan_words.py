@@ -30,6 +30,6 @@ def test_an_edit_that_falls_short_is_said_once_for_each_object(monkeypatch):
                                    [[circle, 10, 3, 1, 10, 3], [square, 2, 2, 1, 12, 2]]))
     assert said == ("the clip does not show a red star staying put; "
                     "it draws the orange circle staying put, off the path its plan has for it (moving down); "
-                    "it shows a blue square moving right, which its plan has no place for")
+                    "it shows what was not planned: a blue square moving right")
     assert shortfall_words(_result(monkeypatch, [], [])) == ""
     assert shortfall_words(SimpleNamespace(plan=None, shortfall=None)) == ""
