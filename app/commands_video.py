@@ -24,6 +24,10 @@ VIDEO_SUFFIXES = (".mp4",)
 MAX_REFERENCES = 2
 
 
+# The share of an edited clip's pixels the model changed from which its note says it redrew the whole clip.
+WHOLE_CLIP_CHANGED = 0.95
+
+
 def load_video_pipeline(args):
     """--model, else the settings' video model (models/metacanvas-shapes-video by default)."""
     from app.commands import _settings, load_pipeline
@@ -273,8 +277,17 @@ def cmd_video(args) -> int:
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
     if full_size is not None:
-        note += (f"; at the source's {full_size[0]}x{full_size[1]}: the model's change drawn at "
-                 f"{request.width}x{request.height} and scaled up, every other pixel the source's own")
+        from app.core.keep_source import changed_region, source_as_made
+
+        changed = float(changed_region(source_as_made(video, result.frames), result.frames,
+                                       pipe.defaults.keep_source_threshold).mean())
+        if changed >= WHOLE_CLIP_CHANGED:  # "every other pixel the source's own" would be an empty promise
+            note += (f"; at the source's {full_size[0]}x{full_size[1]}: the model redrew the whole clip at "
+                     f"{request.width}x{request.height}, scaled up")
+        else:
+            note += (f"; at the source's {full_size[0]}x{full_size[1]}: the model's change ({changed:.0%} of the "
+                     f"clip) drawn at {request.width}x{request.height} and scaled up, every other pixel the "
+                     f"source's own")
     if task is Task.VIDEO_EDIT and not sound and source_info.has_audio:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if result.unchanged:
