@@ -467,7 +467,7 @@ def test_an_edit_the_model_did_not_make_is_said(tiny_video_model, inputs, tmp_pa
     from app.core.keep_source import source_as_made
     from app.core.pipeline import MetaCanvasPipeline
 
-    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: source_as_made(source, frames))
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames, allowed=None: source_as_made(source, frames))
     code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "same.mp4", "--video",
                          inputs / "source.mp4", "--model", tiny_video_model)
     assert code == 0 and "the model changed nothing" in out, err
@@ -485,7 +485,7 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said(inputs, tmp_path, ca
     from app.shapes.motion import random_motion_scene, render_clip
 
     other = render_clip(random_motion_scene(np.random.default_rng(99)), 17, 48)
-    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: other)
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames, allowed=None: other)
     code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "short.mp4", "--video",
                          inputs / "source.mp4", "--model", COMMITTED)
     assert code == 0, err

@@ -39,8 +39,8 @@ from app.eval.drafts import track_drafts_motion_followed
 from app.eval.edits import psnr_outside
 from app.shapes.detect import detect
 from app.shapes.motion import Clause, render_clip
-from app.shapes.motion_measure import (OBJECTS_RIGHT_FRACTION, clause_holds, edit_region, edit_scores, flicker,
-                                       identity_kept, objects_right, static_mask_from_tracks, tracks)
+from app.shapes.motion_measure import (OBJECTS_RIGHT_FRACTION, clause_holds, edit_scores, flicker,
+                                       identity_kept, judged_edit_region, objects_right, static_mask_from_tracks, tracks)
 from app.shapes.video_edits import (VIDEO_EDIT_KINDS, parse_reference_instruction, random_reference_video,
                                     sample_video_edit, video_edit_kind)
 from app.shapes.video_prompts import (make_video_metadata, scene_for_video_metadata, score_clip, summarize_clips)
@@ -128,8 +128,10 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
     latents = pipe._denoise(latents, plan.context.to(dtype), plan.context_mask,
                             pipe._plan_tokens(plan, b * copies, use_canvas), reference, steps, guidance)
     clips = [pipe.codec.decode(latents[i:i + 1]) for i in range(b)]
-    if task is Task.VIDEO_EDIT and keep_source:
-        clips = [pipe.keep_source(v, c) for v, c in zip(videos, clips)]
+    if task is Task.VIDEO_EDIT and keep_source:  # as the pipeline keeps them: bounded by the drafts' places
+        drafted = plan.draft[:b].cpu() if plan.draft is not None and use_canvas else [None] * b
+        clips = [pipe.keep_source(v, c, pipe.drafted_edit_region(np.asarray(v)[:frames], r, c.shape[:3]))
+                 for v, c, r in zip(videos, clips, drafted)]
     return clips
 
 
@@ -175,7 +177,7 @@ def score_video_edit(source_frames, output_frames, source, target) -> dict:
     n, size = output_frames.shape[0], output_frames.shape[2]
     out = edit_scores(source_frames, output_frames, source, target)
     out["fully_right"] = bool(out["success"] and out["kept"])
-    region = edit_region(source, target, n, size)
+    region = judged_edit_region(output_frames, source, target)
     out["psnr_outside"] = None if region.all() else psnr(output_frames, render_clip(target, n, size), region)
     return out
 
@@ -283,20 +285,29 @@ def evaluate_image_to_video(pipe, n: int, *, seed: int = 7, batch: int = 16, pro
 def evaluate_video_edits(pipe, n: int, *, seed: int = 7, batch: int = 16, progress=None, **sampling) -> dict:
     d = pipe.defaults
     triples = video_edit_set(n, seed)
-    scores, drawn_scores, kinds = [], [], []
+    scores, unbounded_scores, drawn_scores, kinds, bounded = [], [], [], [], []
     for idx in _chunks(n, batch):
         sources = [render_clip(triples[i].source, d.frames, d.width) for i in idx]
+        drafts: list = []
         drawn = sample_clips(pipe, "video_edit", [triples[i].instruction for i in idx], [seed + i for i in idx],
-                             videos=sources, frames=d.frames, keep_source=False, **sampling)
-        for i, src, c in zip(idx, sources, drawn):
-            scores.append(score_video_edit(src, pipe.keep_source(src, c), triples[i].source, triples[i].target))
+                             videos=sources, frames=d.frames, keep_source=False, drafts_out=drafts, **sampling)
+        for k, (i, src, c) in enumerate(zip(idx, sources, drawn)):
+            region = pipe.drafted_edit_region(src, drafts[k] if drafts else None, c.shape[:3])
+            scores.append(score_video_edit(src, pipe.keep_source(src, c, region), triples[i].source, triples[i].target))
+            unbounded_scores.append(score_video_edit(src, pipe.keep_source(src, c), triples[i].source, triples[i].target))
             drawn_scores.append(score_video_edit(src, c, triples[i].source, triples[i].target))
+            bounded.append(region is not None)
             kinds.append(video_edit_kind(triples[i].instruction))
         if progress:
             progress(len(idx))
     out = {"edit_fully_right": _mean(s["fully_right"] for s in scores),
            "edit_done": _mean(s["success"] for s in scores), "edit_kept": _mean(s["kept"] for s in scores),
            "edit_psnr_outside": _mean(s["psnr_outside"] for s in scores)}
+    if any(bounded):  # the same clips kept by the threshold alone, not bounded by their drafts' places
+        out |= {"edit_fully_right_unbounded": _mean(s["fully_right"] for s in unbounded_scores),
+                "edit_done_unbounded": _mean(s["success"] for s in unbounded_scores),
+                "edit_kept_unbounded": _mean(s["kept"] for s in unbounded_scores),
+                "edit_bounded": _mean(bounded)}
     if d.keep_source_threshold:  # the same clips as the DiT drew them, before the source's pixels went back
         out |= {"edit_fully_right_drawn": _mean(s["fully_right"] for s in drawn_scores),
                 "edit_done_drawn": _mean(s["success"] for s in drawn_scores),
@@ -368,6 +379,10 @@ TARGETS: dict[str, tuple[str, str | None]] = {
     "i2v_motion_followed": ("image-to-video: motion followed", ">= 0.85"),
     "edit_fully_right": ("video edit: fully right", ">= 0.85"),
     "edit_psnr_outside": ("video edit: PSNR outside the edit (dB)", ">= 28"),
+    "edit_done": ("video edit: done (the named change made)", None),
+    "edit_kept": ("video edit: kept (nothing else changed)", None),
+    "edit_fully_right_unbounded": ("video edit, not bounded by its draft's places (the threshold alone): fully right",
+                                   None),
     "edit_fully_right_drawn": ("video edit, as drawn (before the source's unchanged pixels went back): fully right", None),
     "edit_psnr_outside_drawn": ("video edit, as drawn: PSNR outside the edit (dB)", None),
     "r2v_right": ("reference video: right", ">= 0.7"),

@@ -324,6 +324,38 @@ def edit_region(source: MotionScene, target: MotionScene, frames: int, size: int
     return out
 
 
+def placed_freely(source: MotionScene, target: MotionScene) -> set[tuple[str, str]]:
+    """The (class, colour) of the edited objects whose place the instruction leaves open: an added object
+    ("add a red square": anywhere its path is clear) and a still object set moving ("the circle moves down
+    instead": the direction is named, how far is not). Everything else an edit does has one right place."""
+    before, after = set(source.objects), set(target.objects)
+    if len(target.objects) > len(source.objects):
+        return {(m.obj.cls, m.obj.color) for m in after - before}
+    if len(target.objects) == len(source.objects):
+        return {(b.obj.cls, b.obj.color) for a, b in zip(source.objects, target.objects)
+                if a != b and not a.moving and b.moving}
+    return set()
+
+
+def judged_edit_region(output_frames, source: MotionScene, target: MotionScene, grow: int = 1) -> np.ndarray:
+    """Bool [F, H, W]: where an edited clip may differ from its source. `edit_region` (the objects the source
+    and the target clip differ by), and, for an object `placed_freely`, the boxes of it as the output draws
+    it, grown by `grow` px: an added object drawn at a clear place other than the target's is the edit, not
+    a change outside it (the benchmark's target is one of many right clips; `edit_scores` judges where it
+    moves)."""
+    output_frames = np.asarray(output_frames)
+    n, size = output_frames.shape[0], output_frames.shape[2]
+    region = edit_region(source, target, n, size, grow)
+    labels = placed_freely(source, target)
+    if labels:
+        for k, frame in enumerate(output_frames):
+            for d in detect(frame):
+                if (d.cls, d.color) in labels:
+                    x0, y0, x1, y1 = d.box
+                    region[k, max(0, y0 - grow):y1 + grow, max(0, x0 - grow):x1 + grow] = True
+    return region
+
+
 def kept_outside(source_frames, output_frames, region: np.ndarray, tolerance: int = PIXEL_TOLERANCE) -> float:
     """Fraction of the pixels outside `region` ([F, H, W]) whose channels all moved at most `tolerance`."""
     a = np.asarray(source_frames, np.int16)
@@ -346,11 +378,10 @@ def clip_scores(frames, spec, found=None) -> dict:
 def edit_scores(source_frames, output_frames, source: MotionScene, target: MotionScene) -> dict:
     """How well `output_frames` does the edit from `source` to `target` (ground-truth clips):
     its objects per frame, motion and events judged against the target, identity over time, and the
-    pixels kept outside the edited objects. `success` and `kept` are the two verdicts."""
+    pixels kept outside the edit (`judged_edit_region`). `success` and `kept` are the two verdicts."""
     output_frames = np.asarray(output_frames)
-    n, size = output_frames.shape[0], output_frames.shape[2]
     scores = clip_scores(output_frames, target)
-    scores["kept_outside"] = kept_outside(source_frames, output_frames, edit_region(source, target, n, size))
+    scores["kept_outside"] = kept_outside(source_frames, output_frames, judged_edit_region(output_frames, source, target))
     scores["success"] = bool(scores["objects_right"] >= OBJECTS_RIGHT_FRACTION and scores["motion_followed"]
                              and scores["events_followed"])
     scores["kept"] = bool(scores["kept_outside"] >= KEPT_FRACTION)

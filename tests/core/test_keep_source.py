@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from app.core.checkpoints import load_model
-from app.core.keep_source import at_source_size, changed_nothing, changed_region, source_as_made, with_source_kept
+from app.core.draft import DraftConfig
+from app.core.keep_source import (at_source_size, changed_nothing, changed_region, drafted_region, source_as_made,
+                                  with_source_kept)
 from app.core.pipeline import PipelineDefaults
 from app.core.request import GenerationRequest, Task
 from app.shapes.motion import render_clip
@@ -64,6 +66,42 @@ def test_a_perfect_edit_comes_through_whole_thin_parts_and_first_slivers_include
     assert np.mean(right) >= 0.98  # on 200 benchmark edits 0.995: a same-colour square-to-circle replace lost
 
 
+TRACKS = DraftConfig(labels=25, bins=16, sizes=4, half_min=0.08, half_max=0.14, max_objects=3, track=True)
+STOP = [0, -1, -1, -1, -1, -1]
+
+
+def test_a_drafted_edit_may_change_only_the_paths_its_draft_changes():
+    # The source's tracks: a still object top left (bins 2, 2), one moving down on the right (12, 2 -> 12, 12).
+    source = [[5, 2, 2, 1, 2, 2], [9, 12, 2, 1, 12, 12], STOP]
+    assert drafted_region(source, source, TRACKS, 9, 48, 48) is None  # a draft that changes nothing bounds nothing
+    recoloured = [[7, 2, 2, 1, 2, 2], [9, 12, 2, 1, 12, 12], STOP]
+    region = drafted_region(source, recoloured, TRACKS, 9, 48, 48)
+    assert region.shape == (9, 48, 48)
+    assert region[:, 7, 7].all() and region[:, 2:12, 2:12].all()  # the recoloured object, every frame
+    assert not region[:, :, 30:].any()  # the moving object the edit leaves alone, on its whole path
+    assert not region[:, 30:].any()
+    re_aimed = [[5, 2, 2, 1, 2, 2], [9, 12, 2, 1, 2, 2], STOP]  # "the triangle moves left instead"
+    region = drafted_region(source, re_aimed, TRACKS, 9, 48, 48)
+    assert region[0, 7, 37] and region[-1, 37, 37]  # its old path, start to end ...
+    assert region[-1, 7, 7] and region[4, 7, 22]  # ... and its new one, frame by frame
+    assert not region[-1, 7, 37]  # where neither is at that time
+    added = [[5, 2, 2, 1, 2, 2], [9, 12, 2, 1, 12, 12], [13, 6, 13, 0, 6, 13], STOP]
+    region = drafted_region(source, added, TRACKS, 9, 48, 48)
+    assert region[:, 40, 19].all() and not region[:, 7, 7].any()
+
+
+def test_what_the_model_changed_outside_its_drafts_places_goes_back_to_the_source():
+    source = _frames(RED)
+    drawn = _frames(BLUE)
+    drawn[:, 10:20, 20:28] = RED  # a change the edit did not ask for: the green block turned red
+    allowed = np.zeros(source.shape[:3], bool)
+    allowed[:, 6:18, 2:14] = True  # the draft's place: the square's
+    kept = with_source_kept(source, drawn, 48, allowed)
+    assert np.array_equal(kept[:, 8:16, 4:12], drawn[:, 8:16, 4:12])  # the asked-for change stays
+    assert np.array_equal(kept[:, 10:20, 20:28], source[:, 10:20, 20:28])  # the other goes back
+    assert np.array_equal(with_source_kept(source, drawn, 48)[:, 10:20, 20:28], drawn[:, 10:20, 20:28])
+
+
 def test_an_edit_that_gave_its_source_back_is_known():
     source = np.repeat(_frames(RED, n=5, size=64), 2, axis=0)  # 10 frames at 64 px; the model made 9 at 32
     made = source_as_made(source, np.zeros((9, 32, 32, 3), np.uint8))
@@ -92,7 +130,8 @@ def test_the_committed_model_keeps_an_edited_clips_untouched_pixels_unless_asked
     edit = sample_video_edit(np.random.default_rng(3), "recolour")
     source = render_clip(edit.source, 17, 48)
     args = dict(video=source, width=48, height=48, frames=17, steps=pipe.defaults.steps, seed=3)
-    kept = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args)).frames
+    result = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args))
+    kept = result.frames
     drawn = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, keep_source=False, **args)).frames
     assert not np.array_equal(kept, drawn)
     # Outside the edit (where the true target equals the source), the share of pixels within 16 grey levels
@@ -100,7 +139,10 @@ def test_the_committed_model_keeps_an_edited_clips_untouched_pixels_unless_asked
     # stays off is a neighbour the model really changed, which the source's pixels do not cover up).
     region = edit_region(edit.source, edit.target, 17, 48)
     assert kept_outside(source, drawn, region) + 0.03 < kept_outside(source, kept, region)
-    changed = changed_region(source, drawn, pipe.defaults.keep_source_threshold)
+    # What the model changed within its draft's places stays as drawn; everything else is the source's.
+    allowed = pipe.drafted_edit_region(source, result.plan.draft[0], kept.shape[:3])
+    assert allowed is not None and 0 < allowed.mean() < 0.5
+    changed = changed_region(source, drawn, pipe.defaults.keep_source_threshold) & allowed
     assert np.array_equal(kept[changed], drawn[changed]) and np.array_equal(kept[~changed], source[~changed])
 
 

@@ -24,6 +24,41 @@ def test_video_edit_target_is_fully_right_and_the_unedited_source_is_not():
         assert not score_video_edit(source, source, triple.source, triple.target)["fully_right"]
 
 
+def test_an_added_object_may_go_wherever_its_path_is_clear_but_nothing_else_may_change():
+    """"add a red square" says nothing of where: drawn on a clear path other than the benchmark target's,
+    the edit is still fully right; drawn there with another object changed, it is not kept; and an object
+    whose place the edit fixes (a recolour) drawn elsewhere is not right either."""
+    from dataclasses import replace
+
+    from app.shapes.motion import MotionScene, direction_name, place_moving
+    from app.shapes.video_edits import sample_video_edit
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    while checked < 4:
+        triple = sample_video_edit(rng, "add")
+        new = triple.target.objects[-1]
+        direction = direction_name(new.dx, new.dy) if new.moving else None
+        elsewhere = place_moving(rng, new.obj.cls, new.obj.color, direction, triple.source.objects)
+        if elsewhere is None or abs(elsewhere.obj.cx - new.obj.cx) + abs(elsewhere.obj.cy - new.obj.cy) < 0.3:
+            continue
+        source = render_clip(triple.source, 17, 48)
+        moved = render_clip(MotionScene(triple.source.objects + (elsewhere,)), 17, 48)
+        assert score_video_edit(source, moved, triple.source, triple.target)["fully_right"], triple.instruction
+        other = triple.source.objects[0]
+        recoloured = replace(other, obj=replace(other.obj, color="purple" if other.obj.color != "purple" else "red"))
+        spoiled = render_clip(MotionScene((recoloured,) + triple.source.objects[1:] + (elsewhere,)), 17, 48)
+        assert not score_video_edit(source, spoiled, triple.source, triple.target)["kept"]
+        checked += 1
+    for triple in video_edit_set(10, seed=7):
+        if triple.instruction.startswith("make"):  # a recolour keeps its path: drawn 10 px off it, it is wrong
+            changed = [b for a, b in zip(triple.source.objects, triple.target.objects) if a != b][0]
+            shifted = replace(changed, obj=replace(changed.obj, cx=changed.obj.cx + (0.2 if changed.obj.cx < 0.5 else -0.2)))
+            off = MotionScene(tuple(shifted if m is changed else m for m in triple.target.objects))
+            source = render_clip(triple.source, 17, 48)
+            assert not score_video_edit(source, render_clip(off, 17, 48), triple.source, triple.target)["fully_right"]
+
+
 def test_reference_video_ground_truth_is_right_and_an_empty_clip_is_not():
     for ref in reference_video_set(4, seed=7):
         clip = render_clip(ref.target, 17, 48)
@@ -120,7 +155,7 @@ def test_the_whole_evaluation_runs_and_reports_every_figure(tiny_video_model):
         assert 0.0 <= row[key] <= 1.0, key
     assert row["i2v_first_frame_psnr"] == PSNR_CAP  # the first frame is given, clean
     # Edits are scored as the product gives them (the source's unchanged pixels back) and as the DiT drew them.
-    for key in ("edit_fully_right_drawn", "edit_done_drawn", "edit_kept_drawn"):
+    for key in ("edit_fully_right_drawn", "edit_done_drawn", "edit_kept_drawn", "edit_done", "edit_kept"):
         assert 0.0 <= row[key] <= 1.0, key
     assert row["edit_psnr_outside"] >= row["edit_psnr_outside_drawn"]
     assert row["t2v_clips"] == row["i2v_clips"] == row["edit_clips"] == row["r2v_clips"] == 3

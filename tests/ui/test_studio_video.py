@@ -544,7 +544,7 @@ def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, s
     from app.core.keep_source import source_as_made
     from app.core.pipeline import MetaCanvasPipeline
 
-    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: source_as_made(source, frames))
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames, allowed=None: source_as_made(source, frames))
     w = studio
     clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=17, fps=12))
     w.timeline.view.select([clip_id])
@@ -563,7 +563,7 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot,
     from tests.video_files import shapes_clip
 
     other = render_clip(random_motion_scene(np.random.default_rng(99)), 17, 48)
-    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames: other)
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames, allowed=None: other)
     w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
                     video_model="models/metacanvas-shapes-video")
     shapes_clip(tmp_path / "shapes.mp4")
