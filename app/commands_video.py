@@ -291,8 +291,14 @@ def cmd_video(args) -> int:
     if task is Task.VIDEO_EDIT and not sound and source_info.has_audio:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if result.unchanged:
-        note += "; the model changed nothing: the clip is its source again (the edit was not made; another --seed " \
-                "or wording may make it)"
+        from app.core.pipeline import PUT_BACK
+        from app.plan_edit_text import unchanged_words
+
+        why = unchanged_words(result, "--seed")
+        if result.unchanged_why == PUT_BACK:
+            why = why[:-1] + "; --as-drawn gives the clip as the model drew it)"
+        note += "; the model changed nothing" + (why or ": the clip is its source again (the edit was not made; "
+                                                        "another --seed or wording may make it)")
     note += shortfall_note(result)
     if task is Task.VIDEO_EDIT and source_info.frames > n:
         longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
@@ -373,4 +379,4 @@ def shortfall_note(result) -> str:
     from app.plan_edit_text import shortfall_words
 
     said = shortfall_words(result)
-    return f"; the edit may be only half made: {said} (another --seed or wording may make it)" if said else ""
+    return f"; the edit was not made as planned: {said} (another --seed or wording may make it)" if said else ""

@@ -191,3 +191,18 @@ def shortfall_words(result) -> str:
     if unplanned:
         said.append(f"shows what was not planned: {track_words(unplanned, names)}")
     return "the clip " + "; it ".join(said)
+
+
+def unchanged_words(result, retry: str) -> str:
+    """Why a video edit came back as its source (GenerationResult.unchanged_why), as the end of "the model
+    changed nothing…"; "" when no more is known. `retry`: how the user asks again ("seed", "--seed")."""
+    from app.core.pipeline import NOTHING_PLANNED, PUT_BACK
+
+    why = getattr(result, "unchanged_why", "")
+    if why == NOTHING_PLANNED:
+        return (": its plan for the edit changes nothing in the clip (the clip may not hold what the instruction "
+                "names, as the model sees it)")
+    if why == PUT_BACK:
+        return (f" its plan asked for: what it drew was elsewhere in the clip and went back to the source (another "
+                f"{retry} or wording may make the edit)")
+    return ""

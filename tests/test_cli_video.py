@@ -479,7 +479,7 @@ def test_an_edit_the_model_did_not_make_is_said(tiny_video_model, inputs, tmp_pa
 
 def test_an_edit_whose_clip_falls_short_of_its_plan_is_said(inputs, tmp_path, capsys, monkeypatch):
     """The committed model checks a drafted edit's clip against its plan: a clip that holds other objects than
-    the drafted ones (here the model's result swapped for another scene's clip) is reported half made, with
+    the drafted ones (here the model's result swapped for another scene's clip) is reported as not made as planned, with
     what it lacks and what it holds unplanned; the file is written all the same."""
     from app.core.pipeline import MetaCanvasPipeline
     from app.shapes.motion import random_motion_scene, render_clip
@@ -489,7 +489,7 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said(inputs, tmp_path, ca
     code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "short.mp4", "--video",
                          inputs / "source.mp4", "--model", COMMITTED)
     assert code == 0, err
-    assert "the edit may be only half made: the clip " in out and ("does not show a" in out or "off the path" in out)
+    assert "the edit was not made as planned: the clip " in out and ("does not show a" in out or "off the path" in out)
     assert clip_file(tmp_path / "short.mp4")[:2] == ("h264", 17)
 
 

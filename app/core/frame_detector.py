@@ -311,7 +311,7 @@ def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray) -> tuple[lis
     drafted one accounts for), each as track rows. A drafted track is shown by a found track of its label
     (class and colour) whose start and end are within SHOWN_BINS of it; each found track shows one drafted
     track at most. Both lists empty: the clip holds what was planned, and nothing else the detector knows.
-    What is said to a user whose edit came back half made (the DiT left the named object as it was, or
+    What is said to a user whose edit did not come back as planned (the DiT left the named object as it was, or
     changed another); it checks the plan's objects and their paths, not each pixel."""
     config = planner.edit_drafter.config
     wanted = [r for r in drafts.tolist() if r[0] > 0]

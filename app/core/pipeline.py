@@ -64,6 +64,9 @@ class StepInfo:
     preview: np.ndarray | None  # uint8 [F, H, W, 3]: the clean frames predicted at this step
 
 
+NOTHING_PLANNED, PUT_BACK = "nothing planned", "put back"  # GenerationResult.unchanged_why
+
+
 @dataclass
 class GenerationResult:
     frames: np.ndarray  # uint8 [F, H, W, 3]
@@ -74,6 +77,10 @@ class GenerationResult:
     # A video edit whose frames are its source again, pixel for pixel (the edit was not made): said to the
     # user. Found here, on the engine's thread, not where the result is shown.
     unchanged: bool = False
+    # Why, for a drafted edit: NOTHING_PLANNED (its draft changes no track of the source: the clip may not hold
+    # what the words name) or PUT_BACK (the model changed only places its draft leaves alone, and those went
+    # back to the source); "" otherwise.
+    unchanged_why: str = ""
     # A drafted video edit checked against its draft (frame_detector.edit_shortfall): the drafted tracks the
     # clip does not show and its tracks no drafted one accounts for (track rows); None when not checked.
     shortfall: tuple[list, list] | None = None
@@ -480,14 +487,22 @@ class MetaCanvasPipeline:
         # Cell edits change the canvas and not the draft: the draft is then no longer the plan to check against,
         # nor the place the edit may change.
         cell_edited = any(e.kind in ("scale", "move") for e in request.plan_edits or ())
+        unchanged_why = ""
         if request.task is Task.VIDEO_EDIT:
+            drawn, bounded = frames, False
             if request.keep_source:
-                drafted = plan.has_draft(0) and request.use_canvas and not cell_edited
+                drafted = plan.has_draft(0) and request.use_canvas and not cell_edited and drafts_edits(self.planner)
                 allowed = self.drafted_edit_region(request.video[: request.frames], plan.draft[0],
                                                    frames.shape[:3]) if drafted else None
+                bounded = allowed is not None
                 frames = self.keep_source(request.video, frames, allowed)
             # Only a model that keeps its source's pixels can give its source back exactly.
             unchanged = bool(self.defaults.keep_source_threshold) and changed_nothing(request.video, frames)
+            if unchanged and request.keep_source and drafted:  # why, for the user: the plan, or the bound
+                if not bounded:
+                    unchanged_why = NOTHING_PLANNED
+                elif not changed_nothing(request.video, self.keep_source(request.video, drawn)):
+                    unchanged_why = PUT_BACK
         timings["decode"] = time.perf_counter() - t_dec
         shortfall = None
         if request.task is Task.VIDEO_EDIT and not unchanged and not cell_edited and plan.has_draft(0) \
@@ -500,7 +515,7 @@ class MetaCanvasPipeline:
             timings["check"] = time.perf_counter() - t_check
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged,
-                                shortfall=shortfall)
+                                unchanged_why=unchanged_why, shortfall=shortfall)
 
     def keep_source(self, source: np.ndarray, frames: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """An edited clip with its source's own pixels where the model did not change it (the model's
@@ -528,8 +543,11 @@ class MetaCanvasPipeline:
         if draft is None or not self.defaults.keep_source_threshold or not drafts_edits(self.planner):
             return None
         config = self.planner.edit_drafter.config
-        rows = source_tracks(self.planner, [np.asarray(source)], config)[0]
-        return drafted_region(rows, torch.as_tensor(draft).cpu(), config, *shape)
+        source = np.asarray(source)
+        rows = source_tracks(self.planner, [source], config)[0]
+        # The tracks are timed over the source's own frames: a shorter source feeds the first frames alone.
+        frames, height, width = shape
+        return drafted_region(rows, torch.as_tensor(draft).cpu(), config, min(frames, len(source)), height, width)
 
     def classifier_free(self, guidance: float) -> bool:
         """Whether `guidance` runs classifier-free guidance (an unconditional row beside each conditional one).

@@ -102,8 +102,8 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
         from app.core.draft import no_drafts
         drafts = torch.cat([torch.as_tensor(drafts).long()] + [no_drafts(b, pipe.planner.drafter.config)] * (copies - 1))
     else:  # as the pipeline plans a request: a clip from an image or stills is drafted from its words, onto them
-        drafts = pipe.media_drafts(task, texts, planner_images, list(seeds) * copies,
-                                   list(videos) * copies if task.needs_video else None)
+        drafts = pipe.media_drafts(task, texts, planner_images, list(seeds) * copies,  # the frames edited, as the pipeline
+                                   [np.asarray(v)[:frames] for v in videos] * copies if task.needs_video else None)
     plan = pipe.planner(texts, spec, images=planner_images, videos=planner_videos,
                         seeds=list(seeds) * copies, drafts=drafts).to(device)
     if drafts_out is not None and plan.draft is not None and use_canvas:

@@ -53,6 +53,9 @@ IDENTITY_AGREEMENT = 0.875
 OBJECTS_RIGHT_FRACTION = 0.9
 PIXEL_TOLERANCE = 16
 KEPT_FRACTION = 0.995
+# An added object's drawn box may touch the source's objects by this many pixels (anti-aliased edges) and
+# still count as on a clear path (judged_edit_region).
+OVERLAP_PX = 4
 FLICKER_LIMIT = 3.0
 
 
@@ -324,35 +327,45 @@ def edit_region(source: MotionScene, target: MotionScene, frames: int, size: int
     return out
 
 
-def placed_freely(source: MotionScene, target: MotionScene) -> set[tuple[str, str]]:
-    """The (class, colour) of the edited objects whose place the instruction leaves open: an added object
-    ("add a red square": anywhere its path is clear) and a still object set moving ("the circle moves down
-    instead": the direction is named, how far is not). Everything else an edit does has one right place."""
-    before, after = set(source.objects), set(target.objects)
-    if len(target.objects) > len(source.objects):
-        return {(m.obj.cls, m.obj.color) for m in after - before}
-    if len(target.objects) == len(source.objects):
-        return {(b.obj.cls, b.obj.color) for a, b in zip(source.objects, target.objects)
-                if a != b and not a.moving and b.moving}
-    return set()
-
-
 def judged_edit_region(output_frames, source: MotionScene, target: MotionScene, grow: int = 1) -> np.ndarray:
     """Bool [F, H, W]: where an edited clip may differ from its source. `edit_region` (the objects the source
-    and the target clip differ by), and, for an object `placed_freely`, the boxes of it as the output draws
-    it, grown by `grow` px: an added object drawn at a clear place other than the target's is the edit, not
-    a change outside it (the benchmark's target is one of many right clips; `edit_scores` judges where it
-    moves)."""
+    and the target clip differ by), and where the edit leaves a place open (the benchmark's target is then one
+    of many right clips; `edit_scores` judges the motion and the objects):
+    - an added object ("add a red square": anywhere its path is clear): its boxes as the output draws it (the
+      added label is unique in the clip), each frame's that overlap none of the source's objects, grown by
+      `grow` px; an "add" drawn over another object or by recolouring one is not let off;
+    - a still object set moving ("the circle moves down instead": how far is not said): its box from its
+      start along the named direction, for any travel the world's edits give (MIN_TRAVEL..MAX_TRAVEL).
+    Everything else an edit does has one right place."""
+    from dataclasses import replace
+
+    from .motion import MAX_TRAVEL, MIN_TRAVEL
+
     output_frames = np.asarray(output_frames)
     n, size = output_frames.shape[0], output_frames.shape[2]
     region = edit_region(source, target, n, size, grow)
-    labels = placed_freely(source, target)
-    if labels:
-        for k, frame in enumerate(output_frames):
+    kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
+    times = frame_times(n)
+    if len(target.objects) > len(source.objects):  # an add: the target's objects the source does not have
+        added = {(m.obj.cls, m.obj.color) for m in set(target.objects) - set(source.objects)}
+        for k, (t, frame) in enumerate(zip(times, output_frames)):
+            taken = np.zeros((size, size), bool)
+            for o in source.at(t).objects:
+                taken |= object_mask(o, size)
             for d in detect(frame):
-                if (d.cls, d.color) in labels:
-                    x0, y0, x1, y1 = d.box
+                x0, y0, x1, y1 = d.box
+                if (d.cls, d.color) in added and taken[y0:y1, x0:x1].sum() <= OVERLAP_PX:
                     region[k, max(0, y0 - grow):y1 + grow, max(0, x0 - grow):x1 + grow] = True
+    elif len(target.objects) == len(source.objects):
+        for a, b in zip(source.objects, target.objects):
+            if a == b or a.moving or not b.moving:
+                continue
+            ux, uy = np.array([b.dx, b.dy]) / np.hypot(b.dx, b.dy)
+            for k, t in enumerate(times):
+                sweep = np.zeros((size, size), bool)
+                for travel in np.linspace(MIN_TRAVEL, MAX_TRAVEL, 9):
+                    sweep |= object_mask(replace(b.obj, cx=b.obj.cx + ux * travel * t, cy=b.obj.cy + uy * travel * t), size)
+                region[k] |= cv2.dilate(sweep.astype(np.uint8), kernel).astype(bool)
     return region
 
 

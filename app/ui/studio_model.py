@@ -36,7 +36,7 @@ from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
 from app.media import project_file as pf
 from app.media.errors import MediaError, ProjectError
 from app.media.project import Clip
-from app.plan_edit_text import shortfall_words
+from app.plan_edit_text import shortfall_words, unchanged_words
 from app.settings import Settings
 from app.ui.document import ProjectDocument
 from app.ui.messages import ERROR, INFO, WARNING
@@ -714,9 +714,9 @@ class StudioModel(QObject):
         self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model found no object it knows in {where}."
                   if undrafted else "") +
-                 (" The model changed nothing: the new version is the clip again (the edit was not made; another "
-                  "seed or wording may make it)." if unchanged else "") +
-                 (f" The edit may be only half made: {shortfall} (another seed or wording may make it)."
+                 (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
+                  "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
+                 (f" The edit was not made as planned: {shortfall} (another seed or wording may make it)."
                   if shortfall else ""), WARNING if shortfall or unchanged else INFO)
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
         threshold = self.slots[VIDEO_SLOT].keep_source

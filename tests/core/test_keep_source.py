@@ -100,6 +100,11 @@ def test_what_the_model_changed_outside_its_drafts_places_goes_back_to_the_sourc
     assert np.array_equal(kept[:, 8:16, 4:12], drawn[:, 8:16, 4:12])  # the asked-for change stays
     assert np.array_equal(kept[:, 10:20, 20:28], source[:, 10:20, 20:28])  # the other goes back
     assert np.array_equal(with_source_kept(source, drawn, 48)[:, 10:20, 20:28], drawn[:, 10:20, 20:28])
+    # A change that reaches past the draft's place is kept whole: the box is where, not how far.
+    narrow = np.zeros(source.shape[:3], bool)
+    narrow[:, 11:13, 7:9] = True  # a corner of the square's box only
+    assert np.array_equal(with_source_kept(source, drawn, 48, narrow)[:, 8:16, 4:12], drawn[:, 8:16, 4:12])
+    assert np.array_equal(with_source_kept(source, drawn, 48, narrow)[:, 10:20, 20:28], source[:, 10:20, 20:28])
 
 
 def test_an_edit_that_gave_its_source_back_is_known():
@@ -139,11 +144,12 @@ def test_the_committed_model_keeps_an_edited_clips_untouched_pixels_unless_asked
     # stays off is a neighbour the model really changed, which the source's pixels do not cover up).
     region = edit_region(edit.source, edit.target, 17, 48)
     assert kept_outside(source, drawn, region) + 0.03 < kept_outside(source, kept, region)
-    # What the model changed within its draft's places stays as drawn; everything else is the source's.
+    # What the model changed at its draft's places stays as drawn; what it left alone is the source's.
     allowed = pipe.drafted_edit_region(source, result.plan.draft[0], kept.shape[:3])
     assert allowed is not None and 0 < allowed.mean() < 0.5
-    changed = changed_region(source, drawn, pipe.defaults.keep_source_threshold) & allowed
-    assert np.array_equal(kept[changed], drawn[changed]) and np.array_equal(kept[~changed], source[~changed])
+    changed = changed_region(source, drawn, pipe.defaults.keep_source_threshold)
+    assert np.array_equal(kept[changed & allowed], drawn[changed & allowed])
+    assert np.array_equal(kept[~changed], source[~changed])
 
 
 def test_an_edit_made_small_goes_back_into_its_footage_at_the_footages_size():
@@ -159,3 +165,37 @@ def test_an_edit_made_small_goes_back_into_its_footage_at_the_footages_size():
     assert np.array_equal(full[outside], footage[:3][outside])  # every other pixel is the footage's own
     with pytest.raises(ValueError, match="footage has 2 frames"):
         list(at_source_size(footage, edited, iter(footage[:2]), 48))
+
+
+@pytest.mark.skipif(not (COMMITTED / "model_index.json").is_file(), reason="models/metacanvas-shapes-video is not there")
+def test_an_edit_that_came_back_as_its_source_says_why_and_a_cell_edit_lifts_the_bound(monkeypatch):
+    """The user is told whether the plan changed nothing (the clip may not hold what the words name) or the model
+    changed only places its plan leaves alone (put back); a canvas cell edit lifts the draft's bound."""
+    from app.core.pipeline import NOTHING_PLANNED, PUT_BACK, MetaCanvasPipeline
+    from app.core.request import PlanEdit
+
+    pipe = load_model(COMMITTED)
+    edit = sample_video_edit(np.random.default_rng(3), "recolour")
+    source = render_clip(edit.source, 17, 48)
+    args = dict(video=source, width=48, height=48, frames=17, steps=pipe.defaults.steps, seed=3)
+    bounds = []
+    real = MetaCanvasPipeline.drafted_edit_region
+
+    def nowhere(self, clip, draft, shape):  # the draft's places, none of them where the model drew
+        bounds.append(real(self, clip, draft, shape))
+        return np.zeros(shape, bool)
+
+    monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", nowhere)
+    result = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args))
+    assert bounds[-1] is not None and result.unchanged and result.unchanged_why == PUT_BACK
+    assert np.array_equal(result.frames, source)
+    monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", lambda self, clip, draft, shape: None)
+    monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, src, frames, allowed=None: source_as_made(src, frames))
+    result = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args))
+    assert result.unchanged and result.unchanged_why == NOTHING_PLANNED
+    monkeypatch.undo()
+    monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", nowhere)
+    bounds.clear()
+    moved = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, plan_edits=[PlanEdit("move", box=(0.0, 0.0, 0.5, 0.5),
+                                                                                              dx=0.25)], **args))
+    assert not bounds and not moved.unchanged  # not asked for the draft's places: the cell edit moved the plan

@@ -59,6 +59,48 @@ def test_an_added_object_may_go_wherever_its_path_is_clear_but_nothing_else_may_
             assert not score_video_edit(source, render_clip(off, 17, 48), triple.source, triple.target)["fully_right"]
 
 
+def test_a_still_object_set_moving_may_go_any_distance_from_its_start_but_not_start_elsewhere():
+    from dataclasses import replace
+
+    from app.shapes.motion import MotionScene
+    from app.shapes.video_edits import sample_video_edit
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    while checked < 4:
+        triple = sample_video_edit(rng, "motion")
+        a, b = next((a, b) for a, b in zip(triple.source.objects, triple.target.objects) if a != b)
+        if a.moving:
+            continue
+        source = render_clip(triple.source, 17, 48)
+        shorter = replace(b, dx=b.dx * 0.8, dy=b.dy * 0.8)  # the same way, less far: the words do not say how far
+        elsewhere = replace(b, obj=replace(b.obj, cx=b.obj.cx + (0.15 if b.obj.cx < 0.5 else -0.15)))
+        for moved, right in ((shorter, True), (elsewhere, False)):
+            clip = render_clip(MotionScene(tuple(moved if m is b else m for m in triple.target.objects)), 17, 48)
+            assert score_video_edit(source, clip, triple.source, triple.target)["fully_right"] is right
+        checked += 1
+
+
+def test_an_add_made_by_recolouring_another_object_is_not_kept():
+    from dataclasses import replace
+
+    from app.shapes.motion import MotionScene
+    from app.shapes.video_edits import sample_video_edit
+
+    rng = np.random.default_rng(2)
+    checked = 0
+    while checked < 4:
+        triple = sample_video_edit(rng, "add")
+        new = triple.target.objects[-1]
+        same = [m for m in triple.source.objects if m.obj.cls == new.obj.cls]
+        if not same:
+            continue
+        turned = replace(same[0], obj=replace(same[0].obj, color=new.obj.color))
+        clip = render_clip(MotionScene(tuple(turned if m is same[0] else m for m in triple.source.objects)), 17, 48)
+        assert not score_video_edit(render_clip(triple.source, 17, 48), clip, triple.source, triple.target)["kept"]
+        checked += 1
+
+
 def test_reference_video_ground_truth_is_right_and_an_empty_clip_is_not():
     for ref in reference_video_set(4, seed=7):
         clip = render_clip(ref.target, 17, 48)
@@ -158,6 +200,7 @@ def test_the_whole_evaluation_runs_and_reports_every_figure(tiny_video_model):
     for key in ("edit_fully_right_drawn", "edit_done_drawn", "edit_kept_drawn", "edit_done", "edit_kept"):
         assert 0.0 <= row[key] <= 1.0, key
     assert row["edit_psnr_outside"] >= row["edit_psnr_outside_drawn"]
+    assert "edit_bounded" not in row  # an undrafting model's edits have no draft to bound them
     assert row["t2v_clips"] == row["i2v_clips"] == row["edit_clips"] == row["r2v_clips"] == 3
     assert all(row[f"{t}_seconds"] >= 0 for t in VIDEO_EVAL_TASKS)
     off = evaluate_video_model(pipe, 2, seed=7, tasks=("text_to_video",), use_canvas=False)

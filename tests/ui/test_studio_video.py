@@ -573,5 +573,5 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot,
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
     assert _generate(qtbot, w) == clip_id
     qtbot.waitUntil(lambda: len(w.document.project.clip(clip_id).versions) == 2, timeout=WAIT)
-    said = [m for m in w.messages.history if "may be only half made" in m.text]
+    said = [m for m in w.messages.history if "was not made as planned" in m.text]
     assert said and said[0].level == WARNING and ("does not show a" in said[0].text or "off the path" in said[0].text)
