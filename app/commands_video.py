@@ -117,8 +117,11 @@ def plan_video_frames(plan, frames: np.ndarray, temporal_factor: int, item: int 
         for name, p in zip(names, panels):
             if named and wd >= 96:  # a panel too small for words stays as it is
                 p = np.array(p, copy=True)  # its own pixels: the result's are under the other panels too
-                for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # white, outlined: any background
-                    cv2.putText(p, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, thickness, cv2.LINE_AA)
+                # White, outlined in black so it reads on any background: the outline is the same thin text moved a
+                # pixel each way (drawn thicker, cv2 spaces the letters wider, and the two texts did not line up).
+                for dx, dy in ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)):
+                    cv2.putText(p, name, (4 + dx, 14 + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+                cv2.putText(p, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             row += ([gap] if row else []) + [p]
         out.append(np.concatenate(row, axis=1))
     return out
