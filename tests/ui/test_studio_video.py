@@ -575,3 +575,23 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot,
     qtbot.waitUntil(lambda: len(w.document.project.clip(clip_id).versions) == 2, timeout=WAIT)
     said = [m for m in w.messages.history if "was not made as planned" in m.text]
     assert said and said[0].level == WARNING and ("does not show a" in said[0].text or "off the path" in said[0].text)
+
+
+def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_studio(qtbot, tmp_path, monkeypatch):
+    """With the committed video model, an edit whose changes all fall outside its draft's places (here the places
+    moved off the clip) comes back as its clip again, and the studio says why: not 'try again' alone."""
+    from app.core.pipeline import MetaCanvasPipeline
+    from app.ui.messages import WARNING
+    from tests.video_files import shapes_clip
+
+    monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", lambda self, clip, draft, shape: np.zeros(shape, bool))
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
+                    video_model="models/metacanvas-shapes-video")
+    shapes_clip(tmp_path / "shapes.mp4")
+    clip_id = import_and_wait(qtbot, w, tmp_path / "shapes.mp4")
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "remove the circle")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id
+    said = [m for m in w.messages.history if "The model changed nothing its plan asked for" in m.text]
+    assert said and said[0].level == WARNING and "went back to the source" in said[0].text
