@@ -554,24 +554,32 @@ def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, s
     assert any("The model changed nothing" in m.text for m in w.messages.history)
 
 
+def _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, instruction: str):
+    """A studio on the committed video model, a clip of its world imported, selected and edited by
+    `instruction`: (the window, the clip's id) once the edit is generated."""
+    from tests.video_files import shapes_clip
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
+                    video_model="models/metacanvas-shapes-video")
+    shapes_clip(tmp_path / "shapes.mp4")
+    clip_id = import_and_wait(qtbot, w, tmp_path / "shapes.mp4")
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, instruction)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id
+    return w, clip_id
+
+
 def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot, tmp_path, monkeypatch):
     """With the committed video model, an edit whose clip holds other objects than its plan (the model's result
     swapped for another scene's clip) is stored as a new version and comes with a warning of what it lacks."""
     from app.core.pipeline import MetaCanvasPipeline
     from app.shapes.motion import random_motion_scene, render_clip
     from app.ui.messages import WARNING
-    from tests.video_files import shapes_clip
 
     other = render_clip(random_motion_scene(np.random.default_rng(99)), 17, 48)
     monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames, allowed=None: other)
-    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
-                    video_model="models/metacanvas-shapes-video")
-    shapes_clip(tmp_path / "shapes.mp4")
-    clip_id = import_and_wait(qtbot, w, tmp_path / "shapes.mp4")
-    w.timeline.view.select([clip_id])
-    _type(qtbot, w, "remove the circle")
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    assert _generate(qtbot, w) == clip_id
+    w, clip_id = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the circle")
     qtbot.waitUntil(lambda: len(w.document.project.clip(clip_id).versions) == 2, timeout=WAIT)
     said = [m for m in w.messages.history if "was not made as planned" in m.text]
     assert said and said[0].level == WARNING and ("does not show a" in said[0].text or "off the path" in said[0].text)
@@ -582,16 +590,8 @@ def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_
     moved off the clip) comes back as its clip again, and the studio says why: not 'try again' alone."""
     from app.core.pipeline import MetaCanvasPipeline
     from app.ui.messages import WARNING
-    from tests.video_files import shapes_clip
 
     monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", lambda self, clip, draft, shape: np.zeros(shape, bool))
-    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
-                    video_model="models/metacanvas-shapes-video")
-    shapes_clip(tmp_path / "shapes.mp4")
-    clip_id = import_and_wait(qtbot, w, tmp_path / "shapes.mp4")
-    w.timeline.view.select([clip_id])
-    _type(qtbot, w, "remove the circle")
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    assert _generate(qtbot, w) == clip_id
+    w, _ = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the circle")
     said = [m for m in w.messages.history if "The model changed nothing its plan asked for" in m.text]
     assert said and said[0].level == WARNING and "went back to the source" in said[0].text
