@@ -196,9 +196,12 @@ def shortfall_words(result) -> str:
 def unchanged_words(result, retry: str) -> str:
     """Why a video edit came back as its source (GenerationResult.unchanged_why), as the end of "the model
     changed nothing…"; "" when no more is known. `retry`: how the user asks again ("seed", "--seed")."""
-    from app.core.pipeline import NOTHING_PLANNED, PUT_BACK
+    from app.core.pipeline import NOT_IN_CLIP, NOTHING_PLANNED, PUT_BACK
 
     why = getattr(result, "unchanged_why", "")
+    if why.startswith(NOT_IN_CLIP):
+        return (f": it finds no {why[len(NOT_IN_CLIP):].strip()} in the clip (the words name what the clip does not "
+                f"hold, as the model sees it)")
     if why == NOTHING_PLANNED:
         return (": its plan for the edit changes nothing in the clip (the clip may not hold what the instruction "
                 "names, as the model sees it)")

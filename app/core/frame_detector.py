@@ -41,6 +41,7 @@ it will be given (`python -m app.train.video --teach-edit-drafter N`).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
@@ -326,3 +327,27 @@ def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray) -> tuple[lis
         else:
             unseen.append(row)
     return unseen, [found[k] for k in free]
+
+
+def named_but_absent(instruction: str, rows) -> str:
+    """The object a clip edit's words name ("make the star red": "star"; "remove the blue square": "blue
+    square") when none of the source's tracks (`rows`, [length, 6] track rows as `source_tracks` finds them) is
+    of its class (and colour, when one is named); "" when one is, or the words add an object or name none. Why
+    an edit came back as its source, said to the user: no seed makes a clip's missing star red. The words are
+    the shapes world's (the embedded model's edits); the detector's view, so a shape it misreads counts as
+    missing."""
+    from app.shapes.palette import CLASSES, COLOR_NAMES
+
+    words = re.findall(r"[a-z]+", instruction.lower())
+    if not words or words[0] == "add":
+        return ""
+    k = next((i for i, w in enumerate(words) if w in CLASSES), None)
+    if k is None:
+        return ""
+    cls, colour = words[k], words[k - 1] if k > 0 and words[k - 1] in COLOR_NAMES else None
+    colours = len(COLOR_NAMES)
+    for row in np.asarray(rows).tolist():
+        if row[0] > 0 and CLASSES[(row[0] - 1) // colours] == cls and \
+                (colour is None or COLOR_NAMES[(row[0] - 1) % colours] == colour):
+            return ""
+    return f"{colour} {cls}" if colour else cls

@@ -20,7 +20,7 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
-from .frame_detector import drafts_edits, edit_shortfall, source_tracks
+from .frame_detector import drafts_edits, edit_shortfall, named_but_absent, source_tracks
 from .keep_source import changed_nothing, drafted_region, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
@@ -65,7 +65,8 @@ class StepInfo:
     preview: np.ndarray | None  # uint8 [F, H, W, 3]: the clean frames predicted at this step
 
 
-NOTHING_PLANNED, PUT_BACK = "nothing planned", "put back"  # GenerationResult.unchanged_why
+# GenerationResult.unchanged_why (NOT_IN_CLIP is followed by the object's name: "not in clip: star").
+NOTHING_PLANNED, PUT_BACK, NOT_IN_CLIP = "nothing planned", "put back", "not in clip:"
 
 
 @dataclass
@@ -78,8 +79,8 @@ class GenerationResult:
     # A video edit whose frames are its source again, pixel for pixel (the edit was not made): said to the
     # user. Found here, on the engine's thread, not where the result is shown.
     unchanged: bool = False
-    # Why, for a drafted edit: NOTHING_PLANNED (its draft changes no track of the source: the clip may not hold
-    # what the words name) or PUT_BACK (the model changed only places its draft leaves alone, and those went
+    # Why, for a drafted edit: NOT_IN_CLIP and a name (the words name an object the source's tracks do not
+    # hold), NOTHING_PLANNED (its draft changes no track of the source) or PUT_BACK (the model changed only places its draft leaves alone, and those went
     # back to the source); "" otherwise.
     unchanged_why: str = ""
     # A drafted video edit checked against its draft (frame_detector.edit_shortfall): the drafted tracks the
@@ -499,8 +500,12 @@ class MetaCanvasPipeline:
                 frames = self.keep_source(request.video, frames, allowed)
             # Only a model that keeps its source's pixels can give its source back exactly.
             unchanged = bool(self.defaults.keep_source_threshold) and changed_nothing(request.video, frames)
-            if unchanged and request.keep_source and drafted:  # why, for the user: the plan, or the bound
-                if not bounded:
+            if unchanged and request.keep_source and drafted:  # why, for the user: the clip, the plan, or the bound
+                missing = named_but_absent(request.instruction, source_tracks(
+                    self.planner, [np.asarray(request.video[: request.frames])], self.planner.edit_drafter.config)[0])
+                if missing:
+                    unchanged_why = f"{NOT_IN_CLIP} {missing}"
+                elif not bounded:
                     unchanged_why = NOTHING_PLANNED
                 elif not changed_nothing(request.video, self.keep_source(request.video, drawn)):
                     unchanged_why = PUT_BACK

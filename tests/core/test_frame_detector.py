@@ -289,3 +289,18 @@ def test_an_edited_clip_is_checked_against_the_tracks_it_was_drafted_with(video_
         short += bool(unseen or unplanned)
     assert shown >= 8, f"{shown} of 9 target clips showed their own tracks"
     assert short == 9, f"{short} of 9 unedited sources were found short of the edit"
+
+
+def test_an_edit_naming_an_object_the_clip_lacks_is_known():
+    from app.core.frame_detector import named_but_absent
+    from app.shapes.palette import label_index
+
+    rows = [[label_index("circle", "red"), 2, 2, 1, 8, 2], [label_index("square", "blue"), 9, 9, 1, 9, 9], [0] * 6]
+    assert named_but_absent("make the star red", rows) == "star"
+    assert named_but_absent("remove the green circle", rows) == "green circle"
+    assert named_but_absent("remove the red circle", rows) == ""
+    assert named_but_absent("the square moves left instead", rows) == ""
+    assert named_but_absent("replace the square with a purple star", rows) == ""  # the star is what it becomes
+    assert named_but_absent("make the moving circle blue", rows) == ""
+    assert named_but_absent("add a yellow star moving up", rows) == ""  # an add names what the clip lacks
+    assert named_but_absent("make it brighter", rows) == ""

@@ -171,7 +171,7 @@ def test_an_edit_made_small_goes_back_into_its_footage_at_the_footages_size():
 def test_an_edit_that_came_back_as_its_source_says_why_and_a_cell_edit_lifts_the_bound(monkeypatch):
     """The user is told whether the plan changed nothing (the clip may not hold what the words name) or the model
     changed only places its plan leaves alone (put back); a canvas cell edit lifts the draft's bound."""
-    from app.core.pipeline import NOTHING_PLANNED, PUT_BACK, MetaCanvasPipeline
+    from app.core.pipeline import NOT_IN_CLIP, NOTHING_PLANNED, PUT_BACK, MetaCanvasPipeline
     from app.core.request import PlanEdit
 
     pipe = load_model(COMMITTED)
@@ -193,6 +193,9 @@ def test_an_edit_that_came_back_as_its_source_says_why_and_a_cell_edit_lifts_the
     monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, src, frames, allowed=None: source_as_made(src, frames))
     result = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args))
     assert result.unchanged and result.unchanged_why == NOTHING_PLANNED
+    absent = next(c for c in ("star", "triangle", "square", "circle") if c not in {m.obj.cls for m in edit.source.objects})
+    result = pipe(GenerationRequest(Task.VIDEO_EDIT, f"make the {absent} red", **args))
+    assert result.unchanged and result.unchanged_why == f"{NOT_IN_CLIP} {absent}"  # no seed makes a missing star red
     monkeypatch.undo()
     monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", nowhere)
     bounds.clear()
