@@ -102,7 +102,8 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
         from app.core.draft import no_drafts
         drafts = torch.cat([torch.as_tensor(drafts).long()] + [no_drafts(b, pipe.planner.drafter.config)] * (copies - 1))
     else:  # as the pipeline plans a request: a clip from an image or stills is drafted from its words, onto them
-        drafts = pipe.media_drafts(task, texts, planner_images, list(seeds) * copies,  # the frames edited, as the pipeline
+        # A video edit is drafted from the frames it edits, as the pipeline drafts it.
+        drafts = pipe.media_drafts(task, texts, planner_images, list(seeds) * copies,
                                    [np.asarray(v)[:frames] for v in videos] * copies if task.needs_video else None)
     plan = pipe.planner(texts, spec, images=planner_images, videos=planner_videos,
                         seeds=list(seeds) * copies, drafts=drafts).to(device)
@@ -294,7 +295,8 @@ def evaluate_video_edits(pipe, n: int, *, seed: int = 7, batch: int = 16, progre
         for k, (i, src, c) in enumerate(zip(idx, sources, drawn)):
             region = pipe.drafted_edit_region(src, drafts[k] if drafts else None, c.shape[:3])
             scores.append(score_video_edit(src, pipe.keep_source(src, c, region), triples[i].source, triples[i].target))
-            unbounded_scores.append(score_video_edit(src, pipe.keep_source(src, c), triples[i].source, triples[i].target))
+            unbounded = pipe.keep_source(src, c)
+            unbounded_scores.append(score_video_edit(src, unbounded, triples[i].source, triples[i].target))
             drawn_scores.append(score_video_edit(src, c, triples[i].source, triples[i].target))
             bounded.append(region is not None)
             kinds.append(video_edit_kind(triples[i].instruction))

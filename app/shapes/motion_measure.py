@@ -364,7 +364,8 @@ def judged_edit_region(output_frames, source: MotionScene, target: MotionScene, 
             for k, t in enumerate(times):
                 sweep = np.zeros((size, size), bool)
                 for travel in np.linspace(MIN_TRAVEL, MAX_TRAVEL, 9):
-                    sweep |= object_mask(replace(b.obj, cx=b.obj.cx + ux * travel * t, cy=b.obj.cy + uy * travel * t), size)
+                    at = replace(b.obj, cx=b.obj.cx + ux * travel * t, cy=b.obj.cy + uy * travel * t)
+                    sweep |= object_mask(at, size)
                 region[k] |= cv2.dilate(sweep.astype(np.uint8), kernel).astype(bool)
     return region
 
@@ -394,7 +395,8 @@ def edit_scores(source_frames, output_frames, source: MotionScene, target: Motio
     pixels kept outside the edit (`judged_edit_region`). `success` and `kept` are the two verdicts."""
     output_frames = np.asarray(output_frames)
     scores = clip_scores(output_frames, target)
-    scores["kept_outside"] = kept_outside(source_frames, output_frames, judged_edit_region(output_frames, source, target))
+    region = judged_edit_region(output_frames, source, target)
+    scores["kept_outside"] = kept_outside(source_frames, output_frames, region)
     scores["success"] = bool(scores["objects_right"] >= OBJECTS_RIGHT_FRACTION and scores["motion_followed"]
                              and scores["events_followed"])
     scores["kept"] = bool(scores["kept_outside"] >= KEPT_FRACTION)
