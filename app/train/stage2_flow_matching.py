@@ -30,7 +30,7 @@ from app.train.ema import EMA
 from app.train.optim_state import load_optimizer, save_optimizer
 from app.train.planner_teaching import batch_drafts
 from app.train.progress import atomic_json
-from app.train.schedule import lr_lambda
+from app.train.schedule import cooldown_window, lr_lambda
 
 
 class FlowMatching:
@@ -52,7 +52,7 @@ class FlowMatching:
         trained = [p for g in groups for p in g["params"]]
         ckpt = self.out / "checkpoint"
         start = self.progress["step"]
-        cooldown = self._cooldown(start, cooldown_steps)
+        cooldown = cooldown_window(self.progress, start, cooldown_steps, self.log)
         last = cooldown[1] if cooldown is not None else r.steps
         opt = torch.optim.AdamW(groups, lr=r.lr, weight_decay=self.recipe.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup, cooldown))
@@ -145,22 +145,6 @@ class FlowMatching:
         if planner.drafts_to_context:
             parts["draft_context"] = planner.drafter.context_encoder
         return parts
-
-    def _cooldown(self, start: int, cooldown_steps: int | None) -> tuple[int, int] | None:
-        """The (first, end) steps of this run's cooldown. A cooldown cut short (killed, out of time)
-        continues on resume with or without the flag: the LR would otherwise jump back to full. A new
-        `--cooldown-steps` after a finished one starts another from the current step."""
-        current = self.progress.get("cooldown")
-        if current is not None and start < current[1]:
-            if cooldown_steps is not None and current[1] - current[0] != cooldown_steps:
-                self.log(f"continuing the cooldown begun at step {current[0]} (to step {current[1]}); "
-                         f"--cooldown-steps {cooldown_steps} is ignored until it ends")
-            return current[0], current[1]
-        if cooldown_steps is None:
-            return None
-        self.progress["cooldown"] = [start, start + cooldown_steps]
-        self.log(f"cooldown: LR falls linearly to zero over steps {start}-{start + cooldown_steps}")
-        return start, start + cooldown_steps
 
     def noise_generator(self, seed: int) -> torch.Generator:
         """Timesteps and noise are drawn on the training device: on a GPU, drawing a batch of noise on

@@ -59,7 +59,7 @@ from app.train.ema import EMA
 from app.train.optim_state import load_optimizer, save_optimizer
 from app.train.planner_teaching import PlannerTeacher
 from app.train.progress import atomic_json
-from app.train.schedule import lr_lambda
+from app.train.schedule import cooldown_window, lr_lambda
 from app.train.stage2_flow_matching import StopRequest, load_state_file, shifted
 from app.train.video_data import (VIDEO_TASKS, VideoRecipe, VideoStage, conditions, encode_clips, make_video_batch,
                                   pick_task, track_draft_config)
@@ -424,10 +424,14 @@ class VideoTrainer:
         start = 1 if batch["kind"] == "image_to_video" else 0  # the given first frame is not generated
         return F.mse_loss(velocity[:, :, start:], (noise - target)[:, :, start:])
 
-    def train(self, max_minutes: float | None = None, stop_at: int | None = None) -> None:
-        """Stage 2 up to the recipe's steps (or `stop_at`), resumable; exports both models at the end."""
+    def train(self, max_minutes: float | None = None, stop_at: int | None = None,
+              cooldown_steps: int | None = None) -> None:
+        """Stage 2 up to the recipe's steps (or `stop_at`), resumable; exports both models at the end.
+        With `cooldown_steps` (or a cooldown begun before and cut short) the run goes on that many steps
+        past where it stands, past the recipe's steps if need be, the LR falling linearly to zero."""
         r, rec = self.recipe.diffusion, self.recipe
-        last = min(r.steps, stop_at) if stop_at is not None else r.steps
+        cooldown = cooldown_window(self.progress, self.progress["step"], cooldown_steps, self.log)
+        last = cooldown[1] if cooldown is not None else min(r.steps, stop_at) if stop_at is not None else r.steps
         models = {"canvas": self.pipe} | ({"twin": self.twin} if self.twin is not None else {})
         planner = self.pipe.planner
         planner.requires_grad_(False).eval()
@@ -437,7 +441,7 @@ class VideoTrainer:
             adapter.train()
             params = [p for p in adapter.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(r.warmup, cooldown))
             state[name] = (adapter, params, opt, sched, EMA(adapter, rec.ema_decay))
         start = self.progress["step"]
         ckpt = self.out / "checkpoint"
@@ -451,8 +455,7 @@ class VideoTrainer:
                     load_optimizer(opt, moments)
                 else:  # a run started from a model folder: fresh moments, warmed up again from here
                     self.progress["optimizer_from_step"] = restart = start
-                factor = lr_lambda(r.warmup)
-                sched.lr_lambdas = [lambda s, factor=factor, restart=restart: factor(s - restart)]
+                sched.lr_lambdas = [lr_lambda(r.warmup, cooldown, warmup_from=restart)]
                 sched.last_epoch = start
                 for group, base in zip(opt.param_groups, sched.base_lrs):
                     group["lr"] = base * sched.lr_lambdas[0](start)
@@ -532,7 +535,8 @@ class VideoTrainer:
         from app.core.checkpoints import save_model
 
         record = {"steps": self.progress["step"], "wall_seconds": round(self.progress["wall_seconds"], 1),
-                  "teach_steps": self.progress.get("teach_steps"), "recipe": self.recipe.to_dict()}
+                  "teach_steps": self.progress.get("teach_steps"), "recipe": self.recipe.to_dict(),
+                  **({"cooldown": self.progress["cooldown"]} if "cooldown" in self.progress else {})}
         planner = self.pipe.planner
         for name, (adapter, params, opt, sched, ema) in state.items():
             pipe = self.pipe if name == "canvas" else self.twin
@@ -568,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, help="stage 2's time budget (resumable)")
     parser.add_argument("--teach-minutes", type=float, help="stage 1's time budget")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--cooldown-steps", type=int, metavar="N", help="end the run: N more steps of stage 2 "
+                        "with the LR falling linearly to zero (resumable; may go past the recipe's steps)")
     parser.add_argument("--start-from", metavar="MODEL_FOLDER", help="begin a new run where this exported video "
                         "model (and its FOLDER-text-only twin) left off: weights, planner and step count")
     parser.add_argument("--teach-drafter", type=int, metavar="STEPS",
@@ -577,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drafter-tasks", default="text_to_video", help="with --teach-drafter: the batches' "
                         "tasks, comma-separated, in turn (text_to_video, reference_to_video)")
     args = parser.parse_args(argv)
+    if args.cooldown_steps is not None and args.cooldown_steps <= 0:
+        parser.error(f"--cooldown-steps must be positive, got {args.cooldown_steps}")
     # Denormal floats (tiny optimiser moments, near-zero activations) are up to 100x slower on CPUs that
     # do not flush them; flushing changes nothing a float32 model can tell.
     torch.set_flush_denormal(True)
@@ -605,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
             if trainer.progress["step"] < recipe.drafts_from_step:
                 return 0  # out of time: resumable
         trainer.teach_drafts(args.teach_minutes)
-    trainer.train(minutes_left())
+    trainer.train(minutes_left(), cooldown_steps=args.cooldown_steps)
     return 0
 
 

@@ -251,3 +251,38 @@ def test_an_edits_target_tracks_are_listed_in_its_sources_order_with_the_change_
             assert len(target) == len(source)
             assert sum(a != b for a, b in zip(target, source)) == 1
             assert all(a[1:3] == b[1:3] for a, b in zip(target, source))  # each starts where its source object does
+
+
+def test_a_cooldown_ends_a_video_run_past_the_recipes_steps_and_survives_an_interruption(tmp_path, monkeypatch):
+    """`--cooldown-steps 4` after 2 steps: steps 2-5 at 4/4, 3/4, 2/4, 1/4 of the LR for the model and its
+    twin alike, past the recipe's 2 steps. Cut short after its first step, the run resumed without the
+    flag goes on with the cooldown's own LRs; the exported model records the cooldown."""
+    import torch
+
+    from app.train.video import main
+
+    recipe = VideoRecipe(dit_layers=1, dit_heads=2, dit_head_dim=16, connector_heads=2, checkpoint_every=2)
+    recipe.teach.steps, recipe.teach.batch = 1, 2
+    recipe.diffusion.steps, recipe.diffusion.batch, recipe.diffusion.warmup = 2, 2, 1
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    run = tmp_path / "run"
+    args = ["--recipe", str(path), "--out", str(run), "--threads", "1"]
+    assert main(args) == 0
+    rates = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        rates.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    assert main(args + ["--cooldown-steps", "4", "--max-minutes", "0"]) == 0
+    assert json.loads((run / "progress.json").read_text())["step"] == 3  # out of time after one step
+    assert main(args) == 0
+    lr = recipe.diffusion.lr
+    assert rates == pytest.approx([lr, lr, 0.75 * lr, 0.75 * lr, 0.5 * lr, 0.5 * lr, 0.25 * lr, 0.25 * lr])
+    record = json.loads((run / "model" / "training.json").read_text())
+    assert record["steps"] == 6 and record["cooldown"] == [2, 6]
+    with pytest.raises(SystemExit):
+        main(args + ["--cooldown-steps", "0"])
