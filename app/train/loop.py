@@ -28,6 +28,7 @@ from app.train.recipe import Recipe
 from app.train.run_start import RunStart, resolve
 from app.train.stage1_planner import PlannerTeaching
 from app.train.stage2_flow_matching import FlowMatching
+from app.train.schedule import cooldown_record
 
 
 class Trainer(PlannerTeaching, FlowMatching):
@@ -212,7 +213,7 @@ def training_record(progress: dict, recipe: Recipe, use_canvas: bool) -> dict:
             "wall_seconds": round(progress.get("prior_wall_seconds", 0.0) + progress["wall_seconds"], 1),
             "teach_steps": progress.get("teach_steps_done", recipe.teach.steps),
             **{key: progress[key] for key in ("drafter_steps", "edit_drafter_steps") if progress.get(key)},
-            **({"cooldown": progress["cooldown"]} if "cooldown" in progress else {}),
+            **cooldown_record(progress),
             "use_canvas": use_canvas, "recipe": recipe.to_dict(), "history": history, "evals": progress["evals"]}
 
 

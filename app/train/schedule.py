@@ -22,6 +22,13 @@ def cooldown_window(progress: dict, start: int, cooldown_steps: int | None,
     (killed, out of time) continues on resume with or without the flag: the LR would otherwise jump
     back to full. A new `--cooldown-steps` after a finished one starts another from the current step."""
     current = progress.get("cooldown")
+    if current is not None and start == current[1] and cooldown_steps is not None:
+        # The same command run again after its cooldown ended (a retried job, a relaunched line): a second
+        # cooldown straight after the first would put the LR back to full. Nothing to train; train on at
+        # the full LR first (the command without the flag) to cool down again later.
+        log(f"the cooldown of steps {current[0]}-{current[1]} has ended at this step: nothing to train "
+            f"(run without --cooldown-steps to train on at the full LR)")
+        return current[0], current[1]
     if current is not None and start < current[1]:
         if cooldown_steps is not None and current[1] - current[0] != cooldown_steps:
             log(f"continuing the cooldown begun at step {current[0]} (to step {current[1]}); "
@@ -32,3 +39,17 @@ def cooldown_window(progress: dict, start: int, cooldown_steps: int | None,
     progress["cooldown"] = [start, start + cooldown_steps]
     log(f"cooldown: LR falls linearly to zero over steps {start}-{start + cooldown_steps}")
     return start, start + cooldown_steps
+
+
+def cooldown_record(progress: dict) -> dict:
+    """What an exported model's training.json says of its run's cooldown: its (first, end) steps, whether
+    the exported step reached its end (a run cut short mid-cooldown exports too, its LR not yet at zero),
+    and how many steps were trained at the full LR after it."""
+    if "cooldown" not in progress:
+        return {}
+    first, end = progress["cooldown"]
+    step = int(progress["step"])
+    record = {"cooldown": [first, end], "cooldown_finished": step >= end}
+    if step > end:
+        record["steps_after_cooldown"] = step - end
+    return record

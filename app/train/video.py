@@ -59,7 +59,7 @@ from app.train.ema import EMA
 from app.train.optim_state import load_optimizer, save_optimizer
 from app.train.planner_teaching import PlannerTeacher
 from app.train.progress import atomic_json
-from app.train.schedule import cooldown_window, lr_lambda
+from app.train.schedule import cooldown_record, cooldown_window, lr_lambda
 from app.train.stage2_flow_matching import StopRequest, load_state_file, shifted
 from app.train.video_data import (VIDEO_TASKS, VideoRecipe, VideoStage, conditions, encode_clips, make_video_batch,
                                   pick_task, track_draft_config)
@@ -536,7 +536,10 @@ class VideoTrainer:
 
         record = {"steps": self.progress["step"], "wall_seconds": round(self.progress["wall_seconds"], 1),
                   "teach_steps": self.progress.get("teach_steps"), "recipe": self.recipe.to_dict(),
-                  **({"cooldown": self.progress["cooldown"]} if "cooldown" in self.progress else {})}
+                  **cooldown_record(self.progress)}
+        if not record.get("cooldown_finished", True):
+            self.log(f"the cooldown ends at step {record['cooldown'][1]}: this export, at step {record['steps']}, "
+                     f"is not cooled down (run the same command again to finish it)")
         planner = self.pipe.planner
         for name, (adapter, params, opt, sched, ema) in state.items():
             pipe = self.pipe if name == "canvas" else self.twin

@@ -279,10 +279,15 @@ def test_a_cooldown_ends_a_video_run_past_the_recipes_steps_and_survives_an_inte
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
     assert main(args + ["--cooldown-steps", "4", "--max-minutes", "0"]) == 0
     assert json.loads((run / "progress.json").read_text())["step"] == 3  # out of time after one step
+    cut_short = json.loads((run / "model" / "training.json").read_text())
+    assert cut_short["cooldown"] == [2, 6] and not cut_short["cooldown_finished"]
     assert main(args) == 0
     lr = recipe.diffusion.lr
     assert rates == pytest.approx([lr, lr, 0.75 * lr, 0.75 * lr, 0.5 * lr, 0.5 * lr, 0.25 * lr, 0.25 * lr])
     record = json.loads((run / "model" / "training.json").read_text())
-    assert record["steps"] == 6 and record["cooldown"] == [2, 6]
+    assert record["steps"] == 6 and record["cooldown"] == [2, 6] and record["cooldown_finished"]
+    rates.clear()  # the same cooling command again: no second cooldown from the full LR
+    assert main(args + ["--cooldown-steps", "4"]) == 0
+    assert rates == [] and json.loads((run / "progress.json").read_text())["step"] == 6
     with pytest.raises(SystemExit):
         main(args + ["--cooldown-steps", "0"])
