@@ -491,6 +491,11 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said(inputs, tmp_path, ca
     assert code == 0, err
     assert "the edit was not made as planned: the clip " in out and ("does not show a" in out or "off the path" in out)
     assert clip_file(tmp_path / "short.mp4")[:2] == ("h264", 17)
+    # With the canvas off the DiT never saw the draft: the clip is not checked against it.
+    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "off.mp4", "--video",
+                         inputs / "source.mp4", "--model", COMMITTED, "--no-canvas")
+    assert code == 0, err
+    assert "not made as planned" not in out and (tmp_path / "off.mp4").exists()
 
 
 def test_the_committed_video_model_refuses_a_size_it_was_not_trained_at(tmp_path, capsys):

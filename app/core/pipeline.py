@@ -512,7 +512,7 @@ class MetaCanvasPipeline:
         timings["decode"] = time.perf_counter() - t_dec
         shortfall = None
         if request.task is Task.VIDEO_EDIT and not unchanged and not cell_edited and plan.has_draft(0) \
-                and drafts_edits(self.planner):
+                and request.use_canvas and drafts_edits(self.planner):  # the canvas off, the DiT never saw the draft
             t_check = time.perf_counter()
             try:
                 shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames)

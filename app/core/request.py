@@ -134,6 +134,11 @@ class GenerationRequest:
             raise ValueError(f"{self.task.value} needs an input image: select an image clip first.")
         if self.task.needs_video and self.video is None:
             raise ValueError("video_edit needs an input clip: select a video clip first.")
+        if self.task.needs_video and len(self.video) < self.frames:
+            # The source clip's frames sit beside the new ones frame for frame: a shorter source has none
+            # for the last ones to be edited from.
+            raise ValueError(f"the source clip has {len(self.video)} frames and the edit asks for {self.frames}: "
+                             f"ask for at most {len(self.video)} frames.")
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"size must be positive, got {self.width}x{self.height}")
         if self.frames < 1:

@@ -64,6 +64,14 @@ def test_clip_lengths_are_checked_in_one_line(tiny_video_model):
     assert pipe.clip_length(16) == 13 and pipe.clip_length(17) == 17 and pipe.clip_length(100) == 97
 
 
+def test_an_edit_asking_for_more_frames_than_its_source_has_is_refused_in_words(tiny_video_model):
+    pipe = load_model(tiny_video_model)
+    short = _clip()[:9]
+    with pytest.raises(ValueError, match="source clip has 9 frames and the edit asks for 17"):
+        pipe(GenerationRequest(Task.VIDEO_EDIT, "make the circle blue", width=48, height=48, frames=17, steps=1,
+                               video=short))
+
+
 def test_planner_sees_evenly_spaced_frames_of_a_source_clip(tiny_video_model):
     pipe = load_model(tiny_video_model)
     clip = _clip()
