@@ -333,7 +333,8 @@ def judged_edit_region(output_frames, source: MotionScene, target: MotionScene, 
     of many right clips; `edit_scores` judges the motion and the objects):
     - an added object ("add a red square": anywhere its path is clear): its boxes as the output draws it (the
       added label is unique in the clip), each frame's that overlap none of the source's objects, grown by
-      `grow` px; an "add" drawn over another object or by recolouring one is not let off;
+      `grow` px, in place of the target's path; an "add" drawn over another object or by recolouring one is
+      not let off;
     - a still object set moving ("the circle moves down instead": how far is not said): its box from its
       start along the named direction, for any travel the world's edits give (MIN_TRAVEL..MAX_TRAVEL).
     Everything else an edit does has one right place."""
@@ -348,6 +349,9 @@ def judged_edit_region(output_frames, source: MotionScene, target: MotionScene, 
     times = frame_times(n)
     if len(target.objects) > len(source.objects):  # an add: the target's objects the source does not have
         added = {(m.obj.cls, m.obj.color) for m in set(target.objects) - set(source.objects)}
+        # Where the output draws it, not the benchmark target's place: an add drawn elsewhere does not also
+        # excuse changes along the path it did not take.
+        region[:] = False
         for k, (t, frame) in enumerate(zip(times, output_frames)):
             taken = np.zeros((size, size), bool)
             for o in source.at(t).objects:

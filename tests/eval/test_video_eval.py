@@ -31,6 +31,7 @@ def test_an_added_object_may_go_wherever_its_path_is_clear_but_nothing_else_may_
     from dataclasses import replace
 
     from app.shapes.motion import MotionScene, direction_name, place_moving
+    from app.shapes.motion_measure import frame_times, object_mask
     from app.shapes.video_edits import sample_video_edit
 
     rng = np.random.default_rng(5)
@@ -49,6 +50,11 @@ def test_an_added_object_may_go_wherever_its_path_is_clear_but_nothing_else_may_
         recoloured = replace(other, obj=replace(other.obj, color="purple" if other.obj.color != "purple" else "red"))
         spoiled = render_clip(MotionScene((recoloured,) + triple.source.objects[1:] + (elsewhere,)), 17, 48)
         assert not score_video_edit(source, spoiled, triple.source, triple.target)["kept"]
+        ghost = moved.copy()  # drawn elsewhere, and a grey smear along the benchmark target's own path
+        for k, t in enumerate(frame_times(17)):
+            at = [m for m in triple.target.at(t).objects if (m.cls, m.color) == (new.obj.cls, new.obj.color)]
+            ghost[k][object_mask(at[0], 48)] = 128
+        assert not score_video_edit(source, ghost, triple.source, triple.target)["kept"], triple.instruction
         checked += 1
     for triple in video_edit_set(10, seed=7):
         if triple.instruction.startswith("make"):  # a recolour keeps its path: drawn 10 px off it, it is wrong
