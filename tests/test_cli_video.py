@@ -67,7 +67,7 @@ def clip_file(path: Path) -> tuple[str, int, int, int]:
 TASKS = {
     "text to video": ("a red circle moves to the right", []),
     "image to video": ("a red circle moves up", ["--image", "first.png"]),
-    "video edit": ("remove the circle", ["--video", "source.mp4"]),
+    "video edit": ("remove the star", ["--video", "source.mp4"]),
     "reference to video": ("the circle from the first image moves right and the star from the second image moves "
                            "left", ["--reference", "first.png", "second.png"]),
 }
@@ -486,13 +486,13 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said(inputs, tmp_path, ca
 
     other = render_clip(random_motion_scene(np.random.default_rng(99)), 17, 48)
     monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, source, frames, allowed=None: other)
-    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "short.mp4", "--video",
+    code, out, err = cli(capsys, "video", "remove the star", "-o", tmp_path / "short.mp4", "--video",
                          inputs / "source.mp4", "--model", COMMITTED)
     assert code == 0, err
     assert "the edit was not made as planned: the clip " in out and ("does not show a" in out or "off the path" in out)
     assert clip_file(tmp_path / "short.mp4")[:2] == ("h264", 17)
     # With the canvas off the DiT never saw the draft: the clip is not checked against it.
-    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "off.mp4", "--video",
+    code, out, err = cli(capsys, "video", "remove the star", "-o", tmp_path / "off.mp4", "--video",
                          inputs / "source.mp4", "--model", COMMITTED, "--no-canvas")
     assert code == 0, err
     assert "not made as planned" not in out and (tmp_path / "off.mp4").exists()
@@ -534,7 +534,7 @@ def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_ow
     # Footage outside the model's world is redrawn whole: the note does not promise the source's pixels then.
     noise = np.random.default_rng(0).integers(0, 256, (17, 72, 96, 3), dtype=np.uint8)
     export_video(list(noise), tmp_path / "noise.mp4", fps=8)
-    code, stdout, err = cli(capsys, "video", "make the circle green", "-o", tmp_path / "noise-edit.mp4", "--video",
+    code, stdout, err = cli(capsys, "video", "add a green circle", "-o", tmp_path / "noise-edit.mp4", "--video",
                             tmp_path / "noise.mp4", "--model", COMMITTED)
     assert code == 0 and "the model redrew the whole clip at 48x48" in stdout and "every other pixel" not in stdout, err
     code, stdout, err = cli(capsys, "video", "make the star blue", "-o", tmp_path / "drawn.mp4", "--video",
@@ -552,3 +552,18 @@ def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_ow
     outside = np.ones(full.shape[:3], bool)
     outside[:, 41:64, 4:32] = False  # the block at 96x72 (rows 45-60, columns 8-28) and its grown border
     assert np.array_equal(full[outside], footage[outside])
+
+
+def test_an_edit_naming_an_object_the_clip_lacks_changes_no_other_object(inputs, tmp_path, capsys):
+    """'remove the circle' of a clip holding a star and two triangles: the drafter must not pick another
+    object to remove; the clip comes back as its source and the user is told why."""
+    from app.media.probe import read_video_frames
+
+    if not (COMMITTED / "model_index.json").is_file():
+        pytest.skip("models/metacanvas-shapes-video is not there yet")
+    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "none.mp4", "--video",
+                         inputs / "source.mp4", "--model", COMMITTED, "--seed", 1)
+    assert code == 0, err
+    assert "it finds no circle in the clip" in out
+    source, edited = read_video_frames(inputs / "source.mp4")[:17], read_video_frames(tmp_path / "none.mp4")
+    assert np.abs(source.astype(int) - edited.astype(int)).mean() < 2  # the source again, H.264 apart

@@ -181,21 +181,26 @@ def test_an_edit_that_came_back_as_its_source_says_why_and_a_cell_edit_lifts_the
     bounds = []
     real = MetaCanvasPipeline.drafted_edit_region
 
-    def nowhere(self, clip, draft, shape):  # the draft's places, none of them where the model drew
-        bounds.append(real(self, clip, draft, shape))
+    def nowhere(self, clip, draft, shape, rows=None):  # the draft's places, none of them where the model drew
+        bounds.append(real(self, clip, draft, shape, rows))
         return np.zeros(shape, bool)
 
     monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", nowhere)
     result = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args))
     assert bounds[-1] is not None and result.unchanged and result.unchanged_why == PUT_BACK
     assert np.array_equal(result.frames, source)
-    monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", lambda self, clip, draft, shape: None)
+    monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", lambda self, clip, draft, shape, rows=None: None)
     monkeypatch.setattr(MetaCanvasPipeline, "keep_source", lambda self, src, frames, allowed=None: source_as_made(src, frames))
     result = pipe(GenerationRequest(Task.VIDEO_EDIT, edit.instruction, **args))
     assert result.unchanged and result.unchanged_why == NOTHING_PLANNED
     absent = next(c for c in ("star", "triangle", "square", "circle") if c not in {m.obj.cls for m in edit.source.objects})
+    monkeypatch.undo()
+    denoised = []
+    real_denoise = MetaCanvasPipeline._denoise
+    monkeypatch.setattr(MetaCanvasPipeline, "_denoise", lambda self, *a, **k: denoised.append(1) or real_denoise(self, *a, **k))
     result = pipe(GenerationRequest(Task.VIDEO_EDIT, f"make the {absent} red", **args))
     assert result.unchanged and result.unchanged_why == f"{NOT_IN_CLIP} {absent}"  # no seed makes a missing star red
+    assert np.array_equal(result.frames, source) and not denoised  # not made: nothing else in the clip is touched
     monkeypatch.undo()
     monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", nowhere)
     bounds.clear()
