@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None,
                    help="images (clips) per prompt, seeds SEED, SEED+1, ... (default: 1; 4 with --prompts)")
     p.add_argument("--batch", type=int, default=32, help="images (clips) sampled at once with --prompts")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (with --prompts: the "
+                   "prompt folders of an earlier run in --out)")
     _add_plan_edit_args(p)
     _add_size_args(p)
     _add_model_args(p)
@@ -99,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("edit", help="image editing: python main.py edit in.png 'make the circle green' -o out.png")
     p.add_argument("image")
     p.add_argument("instruction")
-    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument("-o", "--output", required=True, help="output PNG; an existing file is kept unless --overwrite")
     p.add_argument("--plan", help="also write the plan beside the result")
+    p.add_argument("--overwrite", action="store_true", help="replace existing -o / --plan / --plan-out files")
     _add_plan_edit_args(p)
     _add_size_args(p)
     _add_model_args(p)
@@ -139,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instruction")
     p.add_argument("-o", "--output", required=True, help="output PNG (drafted layout, canvas effect, PCA colours)")
     p.add_argument("--image", help="source image, for an edit instruction")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     _add_model_args(p)
 
     p = sub.add_parser("train", help="train a MetaCanvas model on the shapes world from a recipe, or an assembled "

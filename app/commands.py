@@ -129,6 +129,21 @@ def _check_image_path(path: str | Path, flag: str) -> None:
         raise ValueError(f"{flag} must name a .png file (or .jpg, which cannot carry the recipe), not {path}")
 
 
+def _check_outputs(args, n: int = 1) -> None:
+    """Before the model loads: every file the command would write (-o, --plan, --plan-out; numbered for --n)
+    has the right kind of name, can be written, and replaces nothing unless --overwrite."""
+    from app.media.files import refuse_unwritable_output
+
+    for flag, value, picture in (("-o", args.output, True), ("--plan", getattr(args, "plan", None), True),
+                                 ("--plan-out", getattr(args, "plan_out", None), False)):
+        if value is None:
+            continue
+        if picture:
+            _check_image_path(value, flag)
+        for path in numbered(value, n):
+            refuse_unwritable_output(path, flag, args.overwrite)
+
+
 def _info(pipe, request) -> dict:
     from app.media.generation_info import generation_info
 
@@ -216,9 +231,7 @@ def cmd_generate(args) -> int:
         print("error: give a prompt and -o OUTPUT.png, or --prompts META.jsonl --out DIR", file=sys.stderr)
         return 2
     n = args.n or 1
-    _check_image_path(args.output, "-o")
-    if args.plan:
-        _check_image_path(args.plan, "--plan")
+    _check_outputs(args, n)
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.prompt)
@@ -241,6 +254,60 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def read_prompt_records(path: str | Path) -> list[dict]:
+    """The records of a GenEval-layout prompt file (one JSON object a line); a line that is not one, or a video
+    record that is not of video_prompts' layout, is refused naming the file and the line."""
+    from app.eval.video_eval import is_video_record
+    from app.media.files import read_regular
+    from app.shapes.video_prompts import check_video_record
+
+    try:
+        text = read_regular(path).decode("utf-8")
+    except OSError as e:
+        from app.media.files import describe_os_error
+
+        raise ValueError(f"--prompts {path}: {describe_os_error(e)}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--prompts {path} is not a text file of JSON lines") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                raise ValueError('each line is a JSON object with a "prompt"')
+            if is_video_record(record):
+                check_video_record(record)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {number} is not JSON ({e.msg}, column {e.colno})") from None
+        except ValueError as e:
+            raise ValueError(f"{path} line {number}: {e}") from None
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path} holds no prompts (one JSON object a line)")
+    return records
+
+
+def _clear_earlier_run(out: Path, overwrite: bool) -> None:
+    """--prompts writes OUT/NNNNN/: an earlier run's prompt folders there would be scored with the new ones, so
+    they are refused, or with --overwrite removed first (those folders alone: anything else in OUT stays)."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    earlier = sorted(p for p in out.iterdir() if p.is_dir() and p.name.isdigit()) if out.is_dir() else []
+    if earlier and not overwrite:
+        raise ValueError(f"--out {out} already holds {len(earlier)} prompt folders of an earlier run; choose another "
+                         f"--out or add --overwrite to replace them")
+    for folder in earlier:
+        shutil.rmtree(folder)
+
+
 def _generate_geneval(args) -> int:
     from tqdm import tqdm
 
@@ -251,7 +318,8 @@ def _generate_geneval(args) -> int:
     if not args.out:
         print("error: --prompts needs --out DIR", file=sys.stderr)
         return 2
-    metas = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+    metas = read_prompt_records(args.prompts)
+    _clear_earlier_run(Path(args.out), args.overwrite)
     if any(is_video_record(m) for m in metas):  # video_prompts' records: clips, made by a video model
         from app.commands_video import generate_video_geneval
 
@@ -279,7 +347,7 @@ def _generate_geneval(args) -> int:
             request = GenerationRequest(Task.TEXT_TO_IMAGE, metas[i]["prompt"], width=width, height=height,
                                         steps=steps, guidance=guidance, seed=s, use_canvas=not args.no_canvas)
             _save_png(im, out / f"{i:05d}" / "samples" / f"{j:04d}.png", _info(pipe, request))
-    print(f"wrote {len(jobs)} images for {len(metas)} prompts to {out}")
+    print(f"wrote {plural(len(jobs), 'image')} for {plural(len(metas), 'prompt')} to {out}")
     return 0
 
 
@@ -291,12 +359,10 @@ def cmd_edit(args) -> int:
     check_args(args)
     check_plan_args(args)
     out = Path(args.output)
-    _check_image_path(out, "-o")
-    if args.plan:
-        _check_image_path(args.plan, "--plan")
     if out.resolve() == Path(args.image).resolve():
         print("error: the output would overwrite the source image; choose another -o", file=sys.stderr)
         return 2
+    _check_outputs(args)
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.instruction)
@@ -322,7 +388,7 @@ def cmd_plan(args) -> int:
     from app.media.probe import load_image
 
     check_args(args)
-    _check_image_path(args.output, "-o")
+    _check_outputs(args)
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.instruction)
@@ -379,6 +445,8 @@ def cmd_eval(args) -> int:
     from app.eval.geneval import score_folder, summarize, write_report
     from app.eval.video_eval import is_video_folder
 
+    if not Path(args.folder).is_dir():
+        raise ValueError(f"{args.folder} is not a folder: eval scores the folder `generate --prompts ... --out` wrote")
     if is_video_folder(args.folder):  # samples/NNNN.mp4: clips of video records
         from app.commands_video import eval_video_folder
 

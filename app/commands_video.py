@@ -130,17 +130,16 @@ def plan_video_frames(plan, frames: np.ndarray, temporal_factor: int, item: int 
 # ----------------------------------------------------------------------------------------- `video`
 
 def _check_output(path: Path, flag: str, overwrite: bool) -> None:
+    from app.media.files import refuse_unwritable_output
+
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"{flag} must name an .mp4 file (H.264), not {path}")
-    if path.exists() and not overwrite:
-        raise ValueError(f"{path} already exists; choose another {flag} or add --overwrite to replace it")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name such as {path / 'out.mp4'}")
     # Before the model loads and the clip is made, not after: a run that cannot write loses nothing.
     folder = path.resolve().parent
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise ValueError(f"the folder of {flag}, '{folder}', {what}; create it or choose another {flag}")
+    refuse_unwritable_output(path, flag, overwrite)
 
 
 
@@ -323,8 +322,14 @@ def cmd_video(args) -> int:
                  "was planned without a drafted track" + (", and an edit of footage outside its world redraws it"
                                                           if task is Task.VIDEO_EDIT else ""))
     if plan_out is not None:
+        from app.media.errors import ExportError
+
         tf = int(getattr(pipe.codec, "temporal_factor", 1) or 1)
-        export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)
+        try:
+            export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)
+        except ExportError as e:  # checked before the run; a disk that fills up in between still says what is there
+            # The clip is there: "Nothing was written" of the plan's file would read as of both.
+            raise ValueError(f"{note}; the plan was not written: {str(e).removesuffix(' Nothing was written.')}") from None
         note += f"; plan: {plan_out}"
     print(note)
     return 0
@@ -337,7 +342,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
     from tqdm import tqdm
 
-    from app.commands import resolve_seed
+    from app.commands import plural, resolve_seed
     from app.core.request import Task
     from app.eval.video_eval import sample_clips, write_sample_clip
     from app.media.atomic import write_bytes_atomic
@@ -365,7 +370,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
                              use_canvas=not args.no_canvas)
         for (i, j), clip in zip(chunk, clips):
             write_sample_clip(clip, out / f"{i:05d}" / "samples" / f"{j:04d}.mp4", fps=clip_fps)
-    print(f"wrote {len(jobs)} clips for {len(metas)} prompts to {out}")
+    print(f"wrote {plural(len(jobs), 'clip')} for {plural(len(metas), 'prompt')} to {out}")
     return 0
 
 

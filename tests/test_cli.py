@@ -195,12 +195,12 @@ def test_precision_follows_the_settings_unless_dtype_says_otherwise(tmp_path, ca
     assert code == 0, err
     assert recipe(out)[0]["dtype"] == "bfloat16" and "Dtype: bfloat16" in recipe(out)[1]
     assert np.asarray(Image.open(out)).std() > 1  # a picture, not a blank
-    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1, "--dtype", "float16")
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1, "--dtype", "float16", "--overwrite")
     assert code == 0, err
     assert recipe(out)[0]["dtype"] == "float16"
     # A broken settings file does not stop the command line: the defaults (float32) apply.
     settings_path().write_text("{ not json")
-    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1)
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1, "--overwrite")
     assert code == 0, err
     assert "warning:" in err and recipe(out)[0]["dtype"] == "float32"
 
@@ -253,7 +253,7 @@ def test_a_failed_write_leaves_no_partial_png_and_keeps_the_old_one(tmp_path, ca
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", disk_full)
-    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1)
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", out, "--steps", 1, "--overwrite")
     assert code == 2 and "disk is full" in one_error_line(err) and "unchanged" in err
     assert out.read_bytes() == before
     code, _, err = cli(capsys, "generate", PROMPT, "-o", tmp_path / "new.png", "--steps", 1)
@@ -297,3 +297,48 @@ def test_the_studio_reads_the_recipe_back_on_import(tmp_path, capsys, qtbot):
         clip = w.document.project.clip(import_and_wait(qtbot, w, odd))
         assert clip.versions[0].request == {} and clip.instruction == ""
     w.close()
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", PROMPT], ["edit", "SOURCE", "make the circle green"], ["plan", "a red circle"],
+    ["generate", PROMPT, "--n", 2],
+])
+def test_an_existing_output_is_kept_unless_overwrite_is_said(tmp_path, capsys, monkeypatch, command):
+    """generate, edit and plan keep a file already at -o (or at one of --n's numbered names), as video and
+    render do: refused before the model loads, the file untouched; --overwrite replaces it."""
+    source = tmp_path / "source.png"
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(source)
+    command = [str(source) if a == "SOURCE" else a for a in command]
+    out = tmp_path / "mine.png"
+    taken = out.with_name("mine-2.png") if "--n" in command else out
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(taken)
+    before = taken.read_bytes()
+    code, _, err = cli(capsys, *command, "-o", out, "--steps", 1)
+    assert code == 2 and "already exists" in one_error_line(err) and "--overwrite" in err
+    assert taken.read_bytes() == before
+    code, _, err = cli(capsys, *command, "-o", out, "--steps", 1, "--overwrite")
+    assert code == 0, err
+    assert taken.read_bytes() != before
+
+
+def test_an_output_folder_that_takes_no_file_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    """A read-only folder for --plan (or -o): said before the model loads, and nothing written at -o either."""
+    import errno
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.NamedTemporaryFile
+
+    def refuse_locked(*a, dir=None, **k):
+        if dir is not None and Path(dir) == locked:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse_locked)
+    code, _, err = cli(capsys, "generate", PROMPT, "-o", tmp_path / "ok.png", "--plan", locked / "plan.png", "--steps", 1)
+    assert code == 2 and "--plan" in one_error_line(err) and "cannot be written" in err
+    assert not (tmp_path / "ok.png").exists()
+    code, _, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "ok.mp4", "--plan",
+                       locked / "plan.mp4", "--steps", 1)
+    assert code == 2 and "cannot be written" in one_error_line(err) and not (tmp_path / "ok.mp4").exists()

@@ -59,7 +59,7 @@ def test_a_moved_object_moves_in_the_image_and_a_saved_plan_is_reused(capsys, tm
     assert np.array_equal(np.asarray(Image.open(reused)), np.asarray(Image.open(planned)))
     edited_plan = tmp_path / "edited.safetensors"
     code, _, err = run(capsys, "generate", PROMPT, "-o", str(reused), "--seed", SEED, "--plan-in", str(saved),
-                       "--plan-edit", f"move 1 to {TARGET[0]},{TARGET[1]}", "--plan-out", str(edited_plan))
+                       "--plan-edit", f"move 1 to {TARGET[0]},{TARGET[1]}", "--plan-out", str(edited_plan), "--overwrite")
     assert code == 0, err
     assert np.hypot(*(red_centre(reused) - target)) <= 6.0
     (_, x, y, _), _ = Plan.load(edited_plan).objects(0)
@@ -75,7 +75,7 @@ def test_erase_delete_resize_and_add_run(capsys, tmp_path):
     source = tmp_path / "source.png"
     assert run(capsys, "generate", PROMPT, "-o", str(source), "--seed", SEED)[0] == 0
     code, _, err = run(capsys, "edit", str(source), "make the circle green", "-o", str(out), "--seed", SEED,
-                       "--plan-edit", "move 1 by 0.1,0")
+                       "--plan-edit", "move 1 by 0.1,0", "--overwrite")
     assert code == 0, err
 
 

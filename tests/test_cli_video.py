@@ -310,6 +310,16 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     assert summary["clips"] == 14 and summary["total_prompts"] == 7 and set(summary["tags"]) == \
         {r["tag"] for r in records} and 0 <= summary["overall"] <= 1 and "overall" in stdout
     assert len((out / "video_results.jsonl").read_text().splitlines()) == 14
+    # Run again into the same --out: refused (its clips would be scored with the old ones), or with --overwrite
+    # the earlier prompt folders go first; what else the folder holds stays.
+    fewer = write_video_metadata(tmp_path / "two.jsonl", records[:2])
+    code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model", tiny_video_model)
+    assert code == 2 and "7 prompt folders of an earlier run" in one_error_line(err)
+    code, stdout, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model",
+                            tiny_video_model, "--overwrite")
+    assert code == 0 and "2 clips for 2 prompts" in stdout, err
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001"]
+    assert (out / "video_summary.json").exists()
 
     # The same layout holding ground-truth clips scores 1.0: the files keep what the detector needs.
     truth = tmp_path / "truth"
@@ -323,6 +333,28 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     code, stdout, err = cli(capsys, "eval", truth, "--out", tmp_path / "report")
     assert code == 0, err
     assert json.loads((tmp_path / "report" / "video_summary.json").read_text())["overall"] == 1.0
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"prompt": "a red circle moves right", "include": [{"class": "circle", "color": "red", "count": 1, '
+     '"action": "moves", "direction": "right"}]}', 'line 2: its "tag" is None'),
+    ('{"tag": "one_moves", "prompt": "a red circle flies", "include": [{"class": "circle", "color": "red", '
+     '"count": 1, "action": "flies"}]}', '"action" is one of moves'),
+    ('{"tag": "one_moves", "prompt": "a red circle moves", "include": [{"class": "circle", "color": "red", '
+     '"count": 1, "action": "moves"}]}', "a mover's \"direction\""),
+    ("not json", "line 2 is not JSON"),
+])
+def test_a_prompt_file_with_a_bad_line_is_refused_naming_it(tmp_path, capsys, line, words):
+    from app.shapes.video_prompts import make_video_metadata
+
+    good = json.dumps(make_video_metadata(1, seed=3)[0])
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(good + "\n" + line + "\n")
+    code, _, err = cli(capsys, "generate", "--prompts", prompts, "--out", tmp_path / "o", "--model", STILL_MODEL)
+    assert code == 2 and words in one_error_line(err) and "p.jsonl" in err
+    assert not (tmp_path / "o").exists()
+    code, _, err = cli(capsys, "eval", tmp_path / "nowhere")
+    assert code == 2 and "is not a folder" in one_error_line(err)
 
 
 def test_video_prompts_need_a_video_model(tmp_path, capsys):

@@ -4,7 +4,8 @@ A named pipe (FIFO) blocks `open()` until some other program writes to it, and a
 /dev/zero never ends, so a plain `open(path).read()` of either froze `edit` and the studio. Every
 reader in app/media goes through `open_regular`, which opens without blocking and checks with
 fstat (on the opened descriptor, so nothing can be swapped in between) that the path is a regular
-file before reading a byte. `read_regular` adds a size cap, checked before reading.
+file before reading a byte. `read_regular` adds a size cap, checked before reading. And before a run
+writes its results, `refuse_unwritable_output` says whether it could and may.
 
 Standard library only: project files use this without loading NumPy or PIL.
 """
@@ -118,3 +119,29 @@ def read_regular(path: str | os.PathLike, max_bytes: int | None = None, head: in
         if max_bytes is not None and len(data) > max_bytes:  # it grew while we read
             raise FileTooLarge(Path(path), len(data), max_bytes)
         return data
+
+
+def refuse_unwritable_output(path: str | os.PathLike, flag: str, overwrite: bool) -> None:
+    """ValueError, said before a run, for an output the run could not write or must not replace: an existing
+    file unless `overwrite` (the user's files are never replaced unasked), a folder given as a file name, and
+    a folder that takes no new file. The folder (or, when it is still to be made, its nearest existing
+    parent) is asked by making and removing a file in it: permissions, read-only mounts and immutable
+    flags all answer that, where os.access misses the last two (and everything, for root)."""
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name such as {path / ('out' + (path.suffix or '.png'))}")
+    if os.path.lexists(path) and not overwrite:
+        raise ValueError(f"{path} already exists; choose another {flag} or add --overwrite to replace it")
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"the folder of {flag}, '{folder}', is a file, not a folder; choose another {flag}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mcs-write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {path} cannot be written: {describe_os_error(e)} in '{folder}'. Nothing was "
+                         f"made; choose another {flag}") from None

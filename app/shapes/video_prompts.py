@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .motion import (CARDINAL, DEFAULT_FRAMES, DIRECTIONS, Clause, MotionScene, distinct_identities, clause_text,
+from .motion import (ACTIONS, CARDINAL, DEFAULT_FRAMES, DIRECTIONS, Clause, MotionScene, distinct_identities, clause_text,
                      join_clauses, motion_scene_for)
 from .motion_measure import (FLICKER_LIMIT, OBJECTS_RIGHT_FRACTION, clip_scores, flicker, static_mask_from_tracks,
                              tracks)
@@ -59,6 +59,31 @@ def video_metadata(rng: np.random.Generator, tag: str, frames: int = DEFAULT_FRA
         clauses.append(Clause(cls, color, action, arg))
     prompt = join_clauses([clause_text(c, rng) for c in clauses])
     return {"tag": tag, "prompt": prompt, "frames": frames, "include": include}
+
+
+def check_video_record(metadata: dict) -> None:
+    """ValueError naming what a video record lacks or gets wrong, in the layout above: a hand-written record
+    is checked before any clip is made for it, not when its clips are scored."""
+    from .palette import CLASSES, COLOR_NAMES
+
+    if not isinstance(metadata.get("prompt"), str) or not metadata["prompt"].strip():
+        raise ValueError("a video record needs a \"prompt\"")
+    if metadata.get("tag") not in VIDEO_TAGS:
+        raise ValueError(f"its \"tag\" is {metadata.get('tag')!r}; a video record's tag is one of {', '.join(VIDEO_TAGS)}")
+    include = metadata.get("include")
+    if not isinstance(include, list) or not include or not all(isinstance(r, dict) for r in include):
+        raise ValueError("its \"include\" must list the prompt's objects, e.g. [{\"class\": \"circle\", \"color\": "
+                         "\"red\", \"count\": 1, \"action\": \"moves\", \"direction\": \"right\"}]")
+    for r in include:
+        if r.get("class") not in CLASSES or r.get("color") not in COLOR_NAMES:
+            raise ValueError(f"object {r}: \"class\" is one of {', '.join(CLASSES)} and \"color\" one of "
+                             f"{', '.join(COLOR_NAMES)}")
+        if r.get("action") not in ACTIONS:
+            raise ValueError(f"object {r}: \"action\" is one of {', '.join(ACTIONS)}, not {r.get('action')!r}")
+        if r["action"] == "moves" and r.get("direction") not in DIRECTIONS:
+            raise ValueError(f"object {r}: a mover's \"direction\" is one of {', '.join(DIRECTIONS)}")
+        if r["action"] == "turns" and r.get("to_color") not in COLOR_NAMES:
+            raise ValueError(f"object {r}: a colour change's \"to_color\" is one of {', '.join(COLOR_NAMES)}")
 
 
 def metadata_clauses(metadata: dict) -> list[Clause]:
