@@ -283,13 +283,21 @@ def cmd_video(args) -> int:
 
         changed = float(changed_region(source_as_made(video, result.frames), result.frames,
                                        pipe.defaults.keep_source_threshold).mean())
+        source_size = (source_info.width, source_info.height)
+        if full_size == source_size:
+            at = f"at the source's {full_size[0]}x{full_size[1]}"
+        else:  # a source past EDIT_MAX_SIDE: every pixel of it is scaled, its own included
+            at = (f"at {full_size[0]}x{full_size[1]}, the source's {source_size[0]}x{source_size[1]} scaled down to "
+                  f"{EDIT_MAX_SIDE} px a side (the longest edit the command line writes)")
+        if full_size[0] % 2 or full_size[1] % 2:
+            at += (f", written {full_size[0] + full_size[0] % 2}x{full_size[1] + full_size[1] % 2} (H.264 takes even "
+                   f"sizes: the edge row or column repeated)")
+        own = "the source's own" if full_size == source_size else "the source's own, scaled"
         if changed >= WHOLE_CLIP_CHANGED:  # "every other pixel the source's own" would be an empty promise
-            note += (f"; at the source's {full_size[0]}x{full_size[1]}: the model redrew the whole clip at "
-                     f"{request.width}x{request.height}, scaled up")
+            note += f"; {at}: the model redrew the whole clip at {request.width}x{request.height}, scaled up"
         else:
-            note += (f"; at the source's {full_size[0]}x{full_size[1]}: the model's change ({changed:.0%} of the "
-                     f"clip) drawn at {request.width}x{request.height} and scaled up, every other pixel the "
-                     f"source's own")
+            note += (f"; {at}: the model's change ({changed:.0%} of the clip) drawn at {request.width}x"
+                     f"{request.height} and scaled up, every other pixel {own}")
     if task is Task.VIDEO_EDIT and not sound and source_info.has_audio:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if result.unchanged:

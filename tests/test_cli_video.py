@@ -599,3 +599,27 @@ def test_an_edit_naming_an_object_the_clip_lacks_changes_no_other_object(inputs,
     assert "it finds no circle in the clip" in out
     source, edited = read_video_frames(inputs / "source.mp4")[:17], read_video_frames(tmp_path / "none.mp4")
     assert np.abs(source.astype(int) - edited.astype(int)).mean() < 2  # the source again, H.264 apart
+
+
+def test_an_edit_of_a_source_too_big_or_odd_sized_says_the_size_it_was_written_at(inputs, tmp_path, capsys):
+    import cv2
+
+    if not (COMMITTED / "model_index.json").is_file():
+        pytest.skip("models/metacanvas-shapes-video is not there yet")
+    clip = shapes_clip(tmp_path / "square.mp4")
+    for size, said, written in (((2000, 48), "at 1920x46, the source's 2000x48 scaled down to 1920 px a side",
+                                 (1920, 46)),
+                                ((101, 77), "at the source's 101x77, written 102x78", (102, 78))):
+        source = tmp_path / f"{size[0]}.mkv"  # FFV1 keeps an odd size (H.264 files are even)
+        with av.open(str(source), "w") as container:
+            stream = container.add_stream("ffv1", rate=8)
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv444p"
+            for f in clip:
+                frame = av.VideoFrame.from_ndarray(cv2.resize(f, size, interpolation=cv2.INTER_LINEAR), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        out = tmp_path / f"{size[0]}-edited.mp4"
+        code, stdout, err = cli(capsys, "video", "make the star blue", "-o", out, "--video", source, "--model",
+                                COMMITTED, "--seed", 1)
+        assert code == 0 and said in stdout, (stdout, err)
+        assert clip_file(out)[2:] == written
