@@ -84,10 +84,12 @@ def slot_for_task(task: Any) -> str:
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:
-    """uint8 [H, W, 3|4] (a video preview [F, H, W, 3] shows its first frame) -> a QImage that owns its pixels."""
+    """uint8 [H, W, 3|4] -> a QImage that owns its pixels. A video preview [F, H, W, 3] shows its middle frame:
+    the first is the given picture in image-to-video (nothing forms there) and, in any clip, where motion has
+    not begun."""
     a = np.asarray(array)
     if a.ndim == 4:
-        a = a[0]
+        a = a[len(a) // 2]
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.dtype != np.uint8:

@@ -83,9 +83,10 @@ def clip_length(frames: int, step: int) -> int:
 
 def nearest_clip_length(frames: int, step: int) -> int:
     """The clip length a model with this frame step makes that is nearest to `frames` (the Frames box may
-    hold any number; the request holds one the model makes)."""
+    hold any number; the request holds one the model makes): at least 1 + step, a clip and not a still (a
+    clip of one frame would be stored as a picture, on the image track)."""
     step = max(1, int(step))
-    return max(1, 1 + round((max(1, int(frames)) - 1) / step) * step)
+    return max(1 + step, 1 + round((max(1, int(frames)) - 1) / step) * step)
 
 
 @dataclass

@@ -540,3 +540,14 @@ def test_jobs_compute_with_the_cpu_threads_asked_for(qtbot, make_engine):
     wait_terminal(qtbot, rec, job)
     assert pipe.torch_threads == 2 and engine.cpu_threads() == 2
     torch.set_num_threads(before)  # the setting is the process's: leave it as the other tests found it
+
+
+def test_a_clips_preview_shows_its_middle_frame_not_the_given_first_one():
+    """In image-to-video the first frame is the user's picture from the first step: the preview of a clip
+    shows its middle frame, where the clip forms."""
+    from app.engine import array_to_qimage
+
+    clip = np.zeros((17, 4, 6, 3), np.uint8)
+    clip[8] = 200
+    image = array_to_qimage(clip)
+    assert (image.width(), image.height()) == (6, 4) and image.pixelColor(2, 2).red() == 200

@@ -113,6 +113,21 @@ def test_a_new_clip_from_words_lands_on_the_video_track_and_plays(qtbot, studio)
     assert not w.play_timer.isActive()
 
 
+def test_a_clip_asked_for_with_one_frame_is_still_a_clip_on_the_video_track(qtbot, studio):
+    """Frames 1 (or 2) asks for no clip the model makes: the shortest clip is made, on the video track, not a
+    picture stored on the image track."""
+    w = studio
+    w.timeline.view.select([])
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    w.generation.frames.setValue(1)
+    _type(qtbot, w, "a red circle moves to the right")
+    clip_id = _generate(qtbot, w)
+    (clip,) = _video_clips(w)
+    assert clip.id == clip_id and not w.document.project.tracks["image"]
+    assert w.document.project.media_item(clip.active.media_id).frames == 5
+
+
 # ------------------------------------------------------------------------------------------------ scrubbing
 def test_scrubbing_moves_the_plan_overlay_between_keyframes(qtbot, studio):
     w = studio
