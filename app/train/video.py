@@ -374,10 +374,12 @@ class VideoTrainer:
         self.progress["drafter_steps"] = done + steps
         save_planner(planner, self.out / "planner_taught", self._teaching_record(), self.recipe.teach.steps)
         model = self.out / "model"
-        if (model / DRAFTER).is_dir():
-            save_module(drafter, model / DRAFTER, {"draft": drafter.config.to_dict(), "context_dim": planner.hidden_size})
+        if (model / DRAFTER).is_dir():  # written aside, then put in place: never half a drafter
+            tmp = model / (DRAFTER + ".tmp")
+            save_module(drafter, tmp, {"draft": drafter.config.to_dict(), "context_dim": planner.hidden_size})
+            replace_folder(tmp, model / DRAFTER)
             record = json.loads((model / "training.json").read_text())
-            (model / "training.json").write_text(json.dumps({**record, "drafter_steps": done + steps}, indent=1))
+            atomic_json(model / "training.json", {**record, "drafter_steps": done + steps})
         atomic_json(self.progress_path, self.progress)
 
     def teach_edit_drafter(self, steps: int) -> None:
@@ -561,7 +563,7 @@ class VideoTrainer:
                 if name == "canvas" and planner.drafter is not None else {}
             if name == "canvas" and planner.edit_drafter is not None:
                 drafted["edit_drafter_steps"] = self.progress.get("edit_drafter_steps")
-            (folder / "training.json").write_text(json.dumps({**record, **drafted, "use_canvas": name == "canvas"}, indent=1))
+            atomic_json(folder / "training.json", {**record, **drafted, "use_canvas": name == "canvas"})
             adapter.load_state_dict(live)
             self.log(f"exported {folder}")
 
