@@ -208,7 +208,11 @@ def _expect(path: Path, want: str) -> Sniffed:
         ext = path.suffix.lower()
         named = "video" if ext in VIDEO_EXTENSIONS else "image" if ext in IMAGE_EXTENSIONS else None
         if named == s.kind:  # named for what it is: the wrong file was picked, not misnamed
-            raise MediaError(f"'{path.name}' is {s.label}, not {other}: {other} is needed here, not {is_kind}.")
+            # An animated GIF is a clip to its user, a picture to the studio (its first frame): say the way on.
+            gif = (f" An animated GIF is read as its first frame; to use it as a clip, convert it to a video "
+                   f"first (e.g. ffmpeg -i '{path.name}' '{path.stem}.mp4').") if want == "video" and \
+                s.label == "a GIF image" else ""
+            raise MediaError(f"'{path.name}' is {s.label}, not {other}: {other} is needed here, not {is_kind}.{gif}")
         raise MediaError(f"'{path.name}' is {s.label}, not {other}{_name_note(path, s)}. "
                          f"Rename it with the right extension or open it as {is_kind}.")
     raise MediaError(_not_media_message(path, s))

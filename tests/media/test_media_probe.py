@@ -201,3 +201,14 @@ def test_a_still_picked_where_a_clip_is_needed_is_not_called_misnamed(png_file, 
         probe_video(still)
     assert "not a video" in str(e.value) and "a video is needed here" in str(e.value)
     assert "rename" not in str(e.value).lower() and "but the content" not in str(e.value)
+
+
+def test_an_animated_gif_given_as_a_clip_is_told_how_to_become_one(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)) for i in range(4)]
+    gif = tmp_path / "wave.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(MediaError) as e:
+        probe_video(gif)
+    assert "not a video" in str(e.value) and "convert it to a video" in str(e.value) and "wave.mp4" in str(e.value)
