@@ -64,7 +64,7 @@ def load_pipeline(args, video: bool = False):
     if video and not args.model:
         args.model = getattr(settings, "video_model", None) or str(DEFAULT_VIDEO_MODEL)
     asked = args.device or getattr(settings, "device", None) or "auto"
-    device = resolve_device(asked)
+    device = resolve_device(asked, warn=False)
     if asked not in ("auto", device):
         print(f"note: {asked} is not available on this machine; running on the {device}", file=sys.stderr)
     pipe = load_with_memory_options(load_model, resolve_model_path(args.model, settings), device,

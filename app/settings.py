@@ -262,10 +262,10 @@ def _keep_corrupt_copy(path: Path) -> Path | None:
 
 # ---------------------------------------------------------------------- devices
 
-def resolve_device(setting: str) -> str:
+def resolve_device(setting: str, warn: bool = True) -> str:
     """"auto" -> "cuda" if available, else "mps", else "cpu". An explicit device that this machine
-    lacks falls back to "cpu" with a logged warning: a settings file copied from another machine
-    should still open the studio."""
+    lacks falls back to "cpu" with a logged warning (`warn`; the command line says it in its own words):
+    a settings file copied from another machine should still open the studio."""
     import torch
 
     if setting not in DEVICES:
@@ -275,7 +275,8 @@ def resolve_device(setting: str) -> str:
     if setting == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if (setting == "cuda" and not cuda) or (setting == "mps" and not mps):
-        log.warning("device %s is not available here; using the CPU", setting)
+        if warn:
+            log.warning("device %s is not available here; using the CPU", setting)
         return "cpu"
     return setting
 

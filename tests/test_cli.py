@@ -342,3 +342,13 @@ def test_an_output_folder_that_takes_no_file_is_refused_before_the_run(tmp_path,
     code, _, err = cli(capsys, "video", "a red circle moves up", "-o", tmp_path / "ok.mp4", "--plan",
                        locked / "plan.mp4", "--steps", 1)
     assert code == 2 and "cannot be written" in one_error_line(err) and not (tmp_path / "ok.mp4").exists()
+
+
+def test_a_device_this_machine_lacks_is_said_once_and_the_run_goes_on_the_cpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = run("generate", PROMPT, "-o", str(tmp_path / "out.png"), "--steps", "1", "--device", "cuda")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("not available") == 1 and "running on the cpu" in r.stderr
