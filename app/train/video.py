@@ -31,7 +31,7 @@ budget saves and exports. Why not app/train/loop.Trainer: that trainer builds st
 this one starts from a trained planner and its batches carry clip conditions the still stages do not have.
 
 The recipe and the clip batches are in app/train/video_data.py; the clip edit drafter's teaching in
-app/train/clip_edit_drafter.py. About 615 lines: each stage of a run and the run's ways in (a new run, a
+app/train/clip_edit_drafter.py. About 625 lines: each stage of a run and the run's ways in (a new run, a
 resumed one, one started from a model folder, a drafter taught alone) share the trainer's state and its
 progress record, and are read together when one of them changes.
 """
