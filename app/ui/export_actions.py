@@ -157,11 +157,24 @@ class ExportActions(QObject):
                   lambda report, cancel: export_timeline(snapshot, work, path, progress=report, cancel=cancel,
                                                          overwrite=True), path, note)
 
+    def _in_media_folder(self, path: str) -> bool:
+        """An export into the project's media folder is refused, said: the files there are the clips' own
+        footage and versions (imports are copied there, so a user browsing it may well pick one), and
+        writing over one would replace a version the project still plays, beyond undo."""
+        folder = pf.media_dir(self.window.work_path()).resolve()
+        if folder not in Path(path).resolve().parents:
+            return False
+        self.say(f"{Path(path).name} would be written into the project's media folder ({folder.name}), which holds "
+                 f"its clips' own footage and versions: export it somewhere else.", ERROR)
+        return True
+
     # ---------------------------------------------------------------- running one
     def _run(self, title: str, job: Any, path: str, note: str = "") -> None:
         """Run `job(report, cancel)` in the pool with a non-modal progress dialog that can cancel it."""
         if self.exporting:
             self.say("An export is already running; wait for it or cancel it.", WARNING)
+            return
+        if self._in_media_folder(path):
             return
         self.exporting = True
         cancel = threading.Event()

@@ -535,6 +535,23 @@ def test_exporting_a_version_shorter_than_its_clip_says_how_long_each_is(qtbot, 
     assert probe_video(track).frames == round(2.0 * w.document.project.settings.fps)  # the clip's length, held
 
 
+def test_an_export_over_the_projects_own_footage_is_refused_and_the_footage_kept(qtbot, tmp_path, studio):
+    """The media folder holds the clips' footage (imports are copied there): Export clip onto one of its files
+    would replace a version the project plays, beyond undo. It is refused, said, and the file is untouched."""
+    from app.media import project_file as pf
+    from app.ui.messages import ERROR
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.timeline.view.select([clip_id])
+    clip = w.document.project.clip(clip_id)
+    own = pf.media_path(w.work_path(), w.document.project.media_item(clip.active.media_id))
+    before = own.read_bytes()
+    w.exports.export_clip(str(own))
+    assert not w.exports.exporting and own.read_bytes() == before
+    assert "project's media folder" in w.messages.history[-1].text and w.messages.history[-1].level == ERROR
+
+
 def test_an_edit_of_a_partial_edit_shows_each_version_where_it_plays(qtbot, tmp_path, studio):
     """An edit of the clip's first frames, then an edit of that edit's first frames: the strip shows the
     newest edit, then the first edit where it still plays, then the footage, each part where it plays."""
