@@ -55,14 +55,21 @@ def save_changes_answers(monkeypatch):
         next = project_actions.SaveChoice.DISCARD
         save_path: str | None = None
         asked: list[str] = []
+        drop_jobs = True  # "Stop them" when jobs still run as a project closes
+        jobs_asked: list[int] = []
 
     answers = Answers()
-    answers.asked = []
+    answers.asked, answers.jobs_asked = [], []
 
     def ask(parent, name):
         answers.asked.append(name)
         return answers.next
 
+    def ask_jobs(parent, count):
+        answers.jobs_asked.append(count)
+        return answers.drop_jobs
+
     monkeypatch.setattr(project_actions, "ask_save_changes", ask)
+    monkeypatch.setattr(project_actions, "ask_drop_jobs", ask_jobs)
     monkeypatch.setattr(project_actions, "choose_save_path", lambda parent: answers.save_path)
     return answers

@@ -44,6 +44,20 @@ def ask_save_changes(parent: QWidget, name: str) -> SaveChoice:
                                                                        SaveChoice.CANCEL)
 
 
+def ask_drop_jobs(parent: QWidget, count: int) -> bool:
+    """Whether to stop `count` queued or running generation jobs, whose results belong to the project being
+    closed (tests answer it by replacing this function)."""
+    jobs = "A generation job is" if count == 1 else f"{count} generation jobs are"
+    box = QMessageBox(QMessageBox.Icon.Warning, "Jobs still running", f"{jobs} still queued or running.",
+                      QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, parent)
+    box.button(QMessageBox.StandardButton.Discard).setText("Stop them")
+    box.button(QMessageBox.StandardButton.Cancel).setText("Keep working")
+    box.setInformativeText("Their results belong to this project: stopped now, they are not made. Keep working "
+                           "to let them finish first.")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Discard
+
+
 def choose_save_path(parent: QWidget) -> str | None:
     """Where to save an untitled project, asked inside the Save / Discard / Cancel flow (modal)."""
     path, _ = QFileDialog.getSaveFileName(parent, "Save project as", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
@@ -81,8 +95,15 @@ class ProjectActions(QObject):
 
     # ---------------------------------------------------------------- asking before losing work
     def confirm_discard(self) -> bool:
-        """True when the open project may be replaced or closed: it has no unsaved changes, or the user
-        saved them, or chose to discard them."""
+        """True when the open project may be replaced or closed: no job of it is queued or running (or the
+        user chose to stop them), and it has no unsaved changes, or the user saved them, or chose to discard
+        them."""
+        studio = getattr(self.window, "studio", None)
+        running = len(studio.active_jobs()) if studio is not None else 0
+        if running:
+            if not ask_drop_jobs(self.window, running):
+                return False
+            studio.drop_jobs()
         if not self.document.dirty:
             return True
         choice = ask_save_changes(self.window, self.display_name())

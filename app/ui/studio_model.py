@@ -634,7 +634,7 @@ class StudioModel(QObject):
         desc = f"{name}: {request.instruction[:40]} (seed {request.seed})"
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
-                                edited_version=edited, selection=tuple(self.selection))
+                                edited_version=edited, selection=tuple(self.selection), project=self.document.project)
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -650,6 +650,19 @@ class StudioModel(QObject):
         if job is not None and self.engine is not None:
             self.engine.cancel(job.id)
             self.say(f"Cancelling job #{job.id}…")
+
+    def drop_jobs(self) -> int:
+        """Cancel every queued and running job and forget them, before the project they belong to is closed
+        (New, Open, Quit): a result that still arrives is then not put into the next project. The count."""
+        dropped = list(self.jobs)
+        for job_id in dropped:
+            if self.engine is not None:
+                self.engine.cancel(job_id)
+            self.jobs.pop(job_id, None)
+        if dropped:
+            self.preview.emit(None)
+            self.jobs_changed.emit()
+        return len(dropped)
 
     def cancel_job(self, job_id: int) -> None:
         if self.engine is not None and job_id in self.jobs:
@@ -731,6 +744,10 @@ class StudioModel(QObject):
                  owner=self)
 
     def _store_result(self, job: Job, written: dict) -> None:
+        if job.project is not None and job.project is not self.document.project:  # closed while its file was written
+            self.say(f"Job #{job.id} finished after its project was closed; its result is not added to this one.",
+                     WARNING)
+            return
         request = job.request.to_dict()
         if job.edited_version:  # what the clip goes on with past the edit's end (project_file.version_frame)
             request[pf.EDITED_VERSION] = job.edited_version

@@ -41,6 +41,7 @@ class Job:
     fps: float = 0.0  # a clip result's frame rate (a video edit keeps its source's); 0: the project's
     edited_version: str = ""  # a video edit: the id of the clip's version it edits (its frames go on past the edit)
     selection: tuple = ()  # the clips selected when it was queued: its result is selected only if they still are
+    project: Any = None  # the project it was queued in: its result goes into no other (a New or Open between)
 
 
 @dataclass

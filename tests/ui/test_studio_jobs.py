@@ -73,3 +73,33 @@ def test_generate_pressed_twice_makes_two_different_results(qtbot, tmp_path):
     assert seeds[0] != seeds[1] and w.studio.params.seed == seeds[1]
     w.studio.cancel_running()
     w.shutdown()
+
+
+def test_a_job_running_as_its_project_closes_is_asked_about_and_never_lands_in_the_next(qtbot, tmp_path,
+                                                                                          save_changes_answers):
+    """New, Open or Quit while a job runs: the user is asked; 'Keep working' keeps the project and the job,
+    'Stop them' stops it, and its result is not put into the project opened next (it was, silently)."""
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.instruction.set_text("a blue square on the left")
+    w.generation.steps.setValue(400)
+    first = w.generate()
+    qtbot.waitUntil(lambda: first in w.jobs and w.jobs[first].state is JobState.RUNNING, timeout=30_000)
+    save_changes_answers.drop_jobs = False
+    assert not w.files.new_project()
+    assert save_changes_answers.jobs_asked == [1] and first in w.jobs
+    save_changes_answers.drop_jobs = True
+    stored = []
+    w.result_stored.connect(stored.append)
+    assert w.files.new_project()
+    assert not w.jobs and w.generation.progress.format() == "idle"
+    qtbot.waitUntil(lambda: w.engine.running_job is None, timeout=30_000)
+    qtbot.wait(300)
+    assert not stored and not any(w.document.project.tracks.values()) and not w.document.dirty
+    w.instruction.set_text("a red circle on the right")
+    second = w.generate()  # quitting asks too
+    qtbot.waitUntil(lambda: second in w.jobs and w.jobs[second].state is JobState.RUNNING, timeout=30_000)
+    save_changes_answers.drop_jobs = False
+    assert not w.close() and second in w.jobs
+    save_changes_answers.drop_jobs = True
+    assert w.close()
