@@ -252,6 +252,9 @@ class StudioModel(QObject):
             return
         self.selection = ids
         self._pending_generate = False  # a press made for another target must not fire for this one
+        running = self.running_job()
+        if running is not None and not self._watching(running):  # its next preview comes back with the user
+            self.preview.emit(None)
         self._slot_moved()
         self.target_changed.emit()
         self._prefetch_inputs()
@@ -688,8 +691,13 @@ class StudioModel(QObject):
 
     def _on_preview(self, job_id: int, image: Any) -> None:
         job = self.jobs.get(job_id)
-        if job is not None and job.state is JobState.RUNNING:
+        if job is not None and job.state is JobState.RUNNING and self._watching(job):
             self.preview.emit(image)
+
+    def _watching(self, job: Job) -> bool:
+        """Whether the user is where `job` was queued (the same selection, or its clip among the selected):
+        the viewer shows its forming preview there only; on another clip it shows that clip."""
+        return tuple(self.selection) == job.selection or (job.clip_id is not None and job.clip_id in self.selection)
 
     def _end_job(self, job_id: int) -> Job | None:
         job = self.jobs.pop(job_id, None)

@@ -103,3 +103,27 @@ def test_a_job_running_as_its_project_closes_is_asked_about_and_never_lands_in_t
     assert not w.close() and second in w.jobs
     save_changes_answers.drop_jobs = True
     assert w.close()
+
+
+def test_a_jobs_forming_preview_is_shown_only_where_it_was_asked_for(qtbot, tmp_path):
+    """A new picture forming while the user looks at another clip: the viewer shows that clip, not the
+    preview; back where the job was asked for (nothing selected), the preview shows again."""
+    from tests.ui.helpers import SAMPLE_IMAGE, import_and_wait
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    other = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.timeline.view.select([])
+    w.instruction.set_text("a blue square on the left")
+    w.generation.steps.setValue(400)
+    job = w.generate()
+    qtbot.waitUntil(lambda: w.viewer.canvas.preview is not None, timeout=30_000)
+    w.timeline.view.select([other])
+    assert w.viewer.canvas.preview is None
+    qtbot.wait(500)  # previews go on arriving (15 a second)
+    assert w.viewer.canvas.preview is None and job in w.jobs
+    w.timeline.view.select([])
+    qtbot.waitUntil(lambda: w.viewer.canvas.preview is not None, timeout=30_000)
+    w.studio.cancel_running()
+    qtbot.waitUntil(lambda: not w.jobs, timeout=30_000)
+    w.shutdown()
