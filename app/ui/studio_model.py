@@ -322,10 +322,12 @@ class StudioModel(QObject):
         if chosen in allowed:
             return chosen
         clip = self.primary_clip()
-        made_by = Task(clip.versions[0].request["task"]) if clip is not None and len(allowed) > 1 \
-            and clip.versions[0].request.get("task") in {t.value for t in Task} else None
-        # A generated clip's next Generate makes a variation of it (same task, new seed), as users expect
-        # after text-to-image; an imported picture is edited.
+        request = (clip.active.request or {}) if clip is not None else {}
+        made_by = Task(request["task"]) if len(allowed) > 1 and request.get("task") in {t.value for t in Task} \
+            else None
+        # The shown version's own task comes next: a clip made from words is made again (a variation, new seed),
+        # as users expect after text-to-image; an edited one is edited further, as is an imported picture.
+        # (The task the user picks is kept per clip for the session; after reopening, this rule gives it.)
         return made_by if made_by in allowed else allowed[0]
 
     def set_task(self, task: Task) -> None:

@@ -636,3 +636,27 @@ def test_an_edit_naming_an_object_the_clip_lacks_says_so_in_the_studio(qtbot, tm
     qtbot.waitUntil(lambda: any("The model changed nothing" in m.text for m in w.messages.history), timeout=WAIT)
     said = [m.text for m in w.messages.history if "The model changed nothing" in m.text]
     assert "it finds no circle in the clip" in said[0]
+
+
+def test_a_reopened_clip_is_edited_further_if_its_shown_version_was_an_edit(qtbot, tmp_path):
+    """The task a clip's Generate runs follows its shown version: made from words, it is made again; edited,
+    it is edited further, also after the project is saved and opened again (it became 'Remake from words',
+    and the edit's words made a new clip)."""
+    from app.media import project_file as pf
+
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    clip = np.zeros((9, 48, 48, 3), np.uint8)
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, clip, fps=12,
+                                    request={"task": "text_to_video", "instruction": "a red circle moves up"}))
+    w.timeline.view.select([clip_id])
+    assert w.studio.task is Task.TEXT_TO_VIDEO
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, clip, fps=12,
+                                    request={"task": "video_edit", "instruction": "make the circle green"}))
+    assert w.studio.task is Task.VIDEO_EDIT
+    path = tmp_path / "saved" / "p.mcproj"
+    assert w.save_as(str(path))
+    again = make_window(qtbot, tmp_path / "again")
+    assert again.open_project(str(path))
+    again.timeline.view.select([clip_id])
+    assert again.studio.task is Task.VIDEO_EDIT
