@@ -539,6 +539,7 @@ class StudioModel(QObject):
         label = "Original" if index == 0 else f"v{index}"
         frames = int(clip.versions[index].request.get("frames") or 1)
         self.latest_plan_job = None  # a live plan still on its way must not replace the stored one
+        self.plan_debounce.stop()  # nor one about to be asked for: the live plan comes back when the user types
         run_task(self.pool, load_plan, path,
                  on_done=lambda plan, c=clip.id, i=index: self._on_stored_plan(c, i, plan, label, frames),
                  on_error=lambda e: self.say(f"The plan stored with {label} could not be read: {e}", WARNING),
