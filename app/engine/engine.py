@@ -38,7 +38,7 @@ Scheduling
   Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
   would be stale, and without any model it could only fail.
 
-Why one file of about 695 lines: the worker's state machine (jobs, the pending plan, cancel, the two
+Why one file of about 705 lines: the worker's state machine (jobs, the pending plan, cancel, the two
 model slots) is one lock's worth of logic; split, its invariants would span files. Loading lives apart
 (app/engine/loading.py), and so does what is kept of a run out of memory (app/engine/out_of_memory.py).
 """
@@ -391,6 +391,17 @@ class Engine(QObject):
         pipe = self._pipes.get(slot)
         if pipe is not None and hasattr(pipe, "check_frames"):
             pipe.check_frames(frames, task, references)
+
+    def check_instruction(self, slot: str, text: str) -> None:
+        """Raise ValueError (UnknownWordsError) when the slot's model does not know a word of `text`: said before
+        a job is queued, not as a failed job. Reads the tokenizer's vocabulary only; a tokenizer the worker
+        holds just then ("Already borrowed") is let be: the job checks again."""
+        pipe = self._pipes.get(slot)
+        if pipe is not None and hasattr(pipe, "check_instruction"):
+            try:
+                pipe.check_instruction(text)
+            except RuntimeError:
+                pass
 
     def _pipe_for(self, request: Any) -> Any:
         """The model a request runs on (see the module docstring: two model slots)."""

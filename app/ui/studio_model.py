@@ -577,6 +577,8 @@ class StudioModel(QObject):
             if request.task.makes_video and self.engine is not None:  # refused now, not after queueing
                 refs = len(request.images) if request.task is Task.REFERENCE_TO_VIDEO else 0
                 self.engine.check_frames(VIDEO_SLOT, request.frames, request.task, refs)
+            if self.engine is not None:  # unknown words: refused now, as the problem line under the box says
+                self.engine.check_instruction(self.slot.kind, request.instruction)
             edited = self.plan_editing.apply_to(request)  # the edited plan's own seed and settings
         except InputsPending:
             self._pending_generate = True

@@ -128,3 +128,12 @@ def test_a_jobs_forming_preview_is_shown_only_where_it_was_asked_for(qtbot, tmp_
     w.studio.cancel_running()
     qtbot.waitUntil(lambda: not w.jobs, timeout=30_000)
     w.shutdown()
+
+
+def test_unknown_words_are_refused_before_a_job_is_queued(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.instruction.set_text("a purple hexagon on the left")
+    assert w.generate() is None and not w.jobs
+    assert "'hexagon'" in w.messages.errors()[-1] and "It knows:" in w.messages.errors()[-1]
+    w.shutdown()
