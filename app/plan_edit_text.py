@@ -193,6 +193,14 @@ def shortfall_words(result) -> str:
     return "the clip " + "; it ".join(said)
 
 
+def names_what_the_clip_lacks(result) -> bool:
+    """Whether a video edit came back as its source without being attempted: its words name an object the clip
+    does not hold (GenerationResult.unchanged_why NOT_IN_CLIP)."""
+    from app.core.pipeline import NOT_IN_CLIP
+
+    return bool(getattr(result, "unchanged", False)) and str(getattr(result, "unchanged_why", "")).startswith(NOT_IN_CLIP)
+
+
 def unchanged_words(result, retry: str) -> str:
     """Why a video edit came back as its source (GenerationResult.unchanged_why), as the end of "the model
     changed nothing…"; "" when no more is known. `retry`: how the user asks again ("seed", "--seed")."""

@@ -36,7 +36,7 @@ from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
 from app.media import project_file as pf
 from app.media.errors import MediaError, ProjectError
 from app.media.project import Clip
-from app.plan_edit_text import shortfall_words, unchanged_words
+from app.plan_edit_text import names_what_the_clip_lacks, shortfall_words, unchanged_words
 from app.settings import Settings
 from app.ui.document import ProjectDocument
 from app.ui.messages import ERROR, INFO, WARNING
@@ -736,6 +736,11 @@ class StudioModel(QObject):
             getattr(plan.draft_config, "track", False) and not plan.has_draft(0)
         where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
         unchanged = bool(getattr(result, "unchanged", False))
+        if names_what_the_clip_lacks(result):
+            # Not attempted (the words name what the clip lacks): a copy of the clip as a version is clutter.
+            self.say(f"Job #{job_id}: no new version. The edit was not made" + unchanged_words(result, "seed") + ".",
+                     WARNING)
+            return
         shortfall = shortfall_words(result)
         self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model found no object it knows in {where}."

@@ -586,9 +586,9 @@ def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, s
     assert any("The model changed nothing" in m.text for m in w.messages.history)
 
 
-def _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, instruction: str):
+def _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, instruction: str, stored: bool = True):
     """A studio on the committed video model, a clip of its world imported, selected and edited by
-    `instruction`: (the window, the clip's id) once the edit is generated."""
+    `instruction`: (the window, the clip's id) once the edit is generated (`stored`), else once it is queued."""
     from tests.video_files import shapes_clip
 
     w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
@@ -598,7 +598,10 @@ def _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, instruction: s
     w.timeline.view.select([clip_id])
     _type(qtbot, w, instruction)
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    assert _generate(qtbot, w) == clip_id
+    if stored:
+        assert _generate(qtbot, w) == clip_id
+    else:
+        assert w.generate() is not None
     return w, clip_id
 
 
@@ -630,12 +633,13 @@ def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_
 
 
 def test_an_edit_naming_an_object_the_clip_lacks_says_so_in_the_studio(qtbot, tmp_path, monkeypatch):
-    """'remove the circle' on a clip of a star and two triangles comes back as the clip, no other object removed
-    in its place; the studio says the model finds no circle in it, not only 'try another seed'."""
-    w, _ = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the circle")
-    qtbot.waitUntil(lambda: any("The model changed nothing" in m.text for m in w.messages.history), timeout=WAIT)
-    said = [m.text for m in w.messages.history if "The model changed nothing" in m.text]
+    """'remove the circle' on a clip of a star and two triangles is not made: no other object is removed in its
+    place, no copy of the clip is stored as a version, and the studio says the model finds no circle in it."""
+    w, clip_id = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the circle", stored=False)
+    qtbot.waitUntil(lambda: any("no new version" in m.text for m in w.messages.history), timeout=WAIT)
+    said = [m.text for m in w.messages.history if "no new version" in m.text]
     assert "it finds no circle in the clip" in said[0]
+    assert len(w.document.project.clip(clip_id).versions) == 1 and not w.jobs
 
 
 def test_a_reopened_clip_is_edited_further_if_its_shown_version_was_an_edit(qtbot, tmp_path):
