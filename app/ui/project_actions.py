@@ -100,10 +100,16 @@ class ProjectActions(QObject):
         them."""
         studio = getattr(self.window, "studio", None)
         running = len(studio.active_jobs()) if studio is not None else 0
-        if running:
-            if not ask_drop_jobs(self.window, running):
-                return False
-            studio.drop_jobs()
+        if running and not ask_drop_jobs(self.window, running):
+            return False
+        if self._changes_settled():
+            if running:  # stopped only once the project really goes: a Cancel above leaves them running
+                studio.drop_jobs()
+            return True
+        return False
+
+    def _changes_settled(self) -> bool:
+        """No unsaved changes, or the user saved them (where asked) or chose to discard them."""
         if not self.document.dirty:
             return True
         choice = ask_save_changes(self.window, self.display_name())

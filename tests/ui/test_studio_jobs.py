@@ -80,16 +80,25 @@ def test_a_job_running_as_its_project_closes_is_asked_about_and_never_lands_in_t
                                                                                           save_changes_answers):
     """New, Open or Quit while a job runs: the user is asked; 'Keep working' keeps the project and the job,
     'Stop them' stops it, and its result is not put into the project opened next (it was, silently)."""
+    from app.ui.project_actions import SaveChoice
+    from tests.ui.helpers import SAMPLE_IMAGE, import_and_wait
+
     w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)  # unsaved work: the save question comes after the jobs'
     qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.timeline.view.select([])
     w.instruction.set_text("a blue square on the left")
     w.generation.steps.setValue(400)
     first = w.generate()
     qtbot.waitUntil(lambda: first in w.jobs and w.jobs[first].state is JobState.RUNNING, timeout=30_000)
     save_changes_answers.drop_jobs = False
     assert not w.files.new_project()
-    assert save_changes_answers.jobs_asked == [1] and first in w.jobs
+    assert save_changes_answers.jobs_asked == [1] and first in w.jobs and not save_changes_answers.asked
     save_changes_answers.drop_jobs = True
+    save_changes_answers.next = SaveChoice.CANCEL  # "Stop them", then Cancel the save question: nothing goes
+    assert not w.files.new_project()
+    assert first in w.jobs and w.jobs[first].state is JobState.RUNNING
+    save_changes_answers.next = SaveChoice.DISCARD
     stored = []
     w.result_stored.connect(stored.append)
     assert w.files.new_project()
