@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -266,7 +267,7 @@ def read_prompt_records(path: str | Path) -> list[dict]:
     from app.shapes.video_prompts import check_video_record
 
     try:
-        text = read_regular(path).decode("utf-8")
+        text = read_regular(path).decode("utf-8-sig")  # a byte-order mark, as some editors write, is not JSON
     except OSError as e:
         from app.media.files import describe_os_error
 
@@ -287,24 +288,40 @@ def read_prompt_records(path: str | Path) -> list[dict]:
             raise ValueError(f"{path} line {number} is not JSON ({e.msg}, column {e.colno})") from None
         except ValueError as e:
             raise ValueError(f"{path} line {number}: {e}") from None
+        except (TypeError, AttributeError):  # "include": null, [1], ...: not the layout
+            raise ValueError(f'{path} line {number}: its "include" must list the prompt\'s objects as JSON objects') \
+                from None
         records.append(record)
     if not records:
         raise ValueError(f"{path} holds no prompts (one JSON object a line)")
     return records
 
 
-def _clear_earlier_run(out: Path, overwrite: bool) -> None:
-    """--prompts writes OUT/NNNNN/: an earlier run's prompt folders there would be scored with the new ones, so
-    they are refused, or with --overwrite removed first (those folders alone: anything else in OUT stays)."""
-    import shutil
+def earlier_prompt_folders(out: Path) -> list[Path]:
+    """The prompt folders (NNNNN/ holding metadata.jsonl or samples/) an earlier `--prompts` run left in `out`."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.is_dir() and re.fullmatch(r"\d{5}", p.name)
+                  and ((p / "metadata.jsonl").exists() or (p / "samples").is_dir()))
 
+
+def _refuse_earlier_run(out: Path, overwrite: bool) -> None:
+    """--prompts writes OUT/NNNNN/: an earlier run's prompt folders there would be scored with the new ones, so
+    they are refused before anything runs, or with --overwrite removed (clear_earlier_run) once the model is
+    loaded and the records checked, just before the first write."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder")
-    earlier = sorted(p for p in out.iterdir() if p.is_dir() and p.name.isdigit()) if out.is_dir() else []
+    earlier = earlier_prompt_folders(out)
     if earlier and not overwrite:
         raise ValueError(f"--out {out} already holds {len(earlier)} prompt folders of an earlier run; choose another "
                          f"--out or add --overwrite to replace them")
-    for folder in earlier:
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Those folders alone: anything else in OUT stays."""
+    import shutil
+
+    for folder in earlier_prompt_folders(out):
         shutil.rmtree(folder)
 
 
@@ -319,7 +336,7 @@ def _generate_geneval(args) -> int:
         print("error: --prompts needs --out DIR", file=sys.stderr)
         return 2
     metas = read_prompt_records(args.prompts)
-    _clear_earlier_run(Path(args.out), args.overwrite)
+    _refuse_earlier_run(Path(args.out), args.overwrite)
     if any(is_video_record(m) for m in metas):  # video_prompts' records: clips, made by a video model
         from app.commands_video import generate_video_geneval
 
@@ -333,8 +350,10 @@ def _generate_geneval(args) -> int:
     steps, guidance = args.steps or d.steps, d.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
     jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
-    for i, meta in enumerate(metas):
+    for meta in metas:
         _check_words(pipe, meta["prompt"])
+    clear_earlier_run(out)
+    for i, meta in enumerate(metas):
         folder = out / f"{i:05d}" / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())

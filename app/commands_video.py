@@ -350,7 +350,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
     from tqdm import tqdm
 
-    from app.commands import plural, resolve_seed
+    from app.commands import clear_earlier_run, plural, resolve_seed
     from app.core.request import Task
     from app.eval.video_eval import sample_clips, write_sample_clip
     from app.media.atomic import write_bytes_atomic
@@ -367,6 +367,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     from app.media.project import ProjectSettings
 
     clip_fps = pipe.defaults.fps or ProjectSettings().fps  # as `video` writes a new clip
+    clear_earlier_run(out)  # refused before the model loaded unless --overwrite (app/commands.py)
     for i, meta in enumerate(metas):
         (out / f"{i:05d}" / "samples").mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())

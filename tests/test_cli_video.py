@@ -315,10 +315,14 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     fewer = write_video_metadata(tmp_path / "two.jsonl", records[:2])
     code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model", tiny_video_model)
     assert code == 2 and "7 prompt folders of an earlier run" in one_error_line(err)
+    (out / "2024").mkdir()  # the user's own folder beside the run's: never the run's to remove
+    code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model", STILL_MODEL,
+                       "--overwrite")  # refused once the model is loaded: the earlier run is still there
+    assert code == 2 and len([p for p in out.iterdir() if p.is_dir()]) == 8, err
     code, stdout, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model",
                             tiny_video_model, "--overwrite")
     assert code == 0 and "2 clips for 2 prompts" in stdout, err
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001", "2024"]
     assert (out / "video_summary.json").exists()
 
     # The same layout holding ground-truth clips scores 1.0: the files keep what the detector needs.
@@ -343,6 +347,8 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     ('{"tag": "one_moves", "prompt": "a red circle moves", "include": [{"class": "circle", "color": "red", '
      '"count": 1, "action": "moves"}]}', "a mover's \"direction\""),
     ("not json", "line 2 is not JSON"),
+    ('{"tag": "one_moves", "prompt": "a red circle moves", "include": null}', 'line 2: its "include"'),
+    ('{"tag": "one_moves", "prompt": "a red circle moves", "include": [1]}', 'line 2: its "include"'),
 ])
 def test_a_prompt_file_with_a_bad_line_is_refused_naming_it(tmp_path, capsys, line, words):
     from app.shapes.video_prompts import make_video_metadata
