@@ -278,7 +278,9 @@ def cmd_video(args) -> int:
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
-    if full_size is not None:
+    from app.plan_edit_text import names_what_the_clip_lacks
+
+    if full_size is not None and not names_what_the_clip_lacks(result):  # not made: no change to describe
         from app.core.keep_source import changed_region, source_as_made
 
         changed = float(changed_region(source_as_made(video, result.frames), result.frames,

@@ -572,9 +572,10 @@ def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_ow
     # Footage outside the model's world is redrawn whole: the note does not promise the source's pixels then.
     noise = np.random.default_rng(0).integers(0, 256, (17, 72, 96, 3), dtype=np.uint8)
     export_video(list(noise), tmp_path / "noise.mp4", fps=8)
-    code, stdout, err = cli(capsys, "video", "add a green circle", "-o", tmp_path / "noise-edit.mp4", "--video",
+    code, stdout, err = cli(capsys, "video", "make the circle green", "-o", tmp_path / "noise-edit.mp4", "--video",
                             tmp_path / "noise.mp4", "--model", COMMITTED)
     assert code == 0 and "the model redrew the whole clip at 48x48" in stdout and "every other pixel" not in stdout, err
+    assert "finds no circle" not in stdout  # nothing found at all: edited undrafted, not refused
     code, stdout, err = cli(capsys, "video", "make the star blue", "-o", tmp_path / "drawn.mp4", "--video",
                             tmp_path / "wide.mp4", "--model", COMMITTED, "--seed", 1, "--as-drawn")
     assert code == 0 and clip_file(tmp_path / "drawn.mp4") == ("h264", 17, 48, 48) and "stretched to 48x48" in stdout

@@ -460,12 +460,16 @@ class MetaCanvasPipeline:
         # A drafted edit whose words name an object its source does not hold (as the frame detector sees it:
         # "remove the star" of a clip without one) is not made: the drafter would pick some other object to
         # change, and no seed makes a missing star red. The source comes back, and the user is told why.
+        # Only where the detector finds objects at all (footage outside the model's world is edited undrafted)
+        # and the draft is the plan (not after the user's cell edits).
+        cell_edited = any(e.kind in ("scale", "move") for e in request.plan_edits or ())
         source_rows, missing = None, ""
-        if request.task is Task.VIDEO_EDIT and request.keep_source and request.use_canvas \
-                and self.defaults.keep_source_threshold and drafts_edits(self.planner):
+        if request.task is Task.VIDEO_EDIT and request.keep_source and request.use_canvas and not cell_edited \
+                and self.defaults.keep_source_threshold and drafts_edits(self.planner) and plan.has_draft(0):
             source_rows = source_tracks(self.planner, [np.asarray(request.video[: request.frames])],
                                         self.planner.edit_drafter.config)[0]
-            missing = named_but_absent(request.instruction, source_rows)
+            if bool((source_rows[:, 0] > 0).any()):
+                missing = named_but_absent(request.instruction, source_rows)
         if missing:
             frames = source_as_made(request.video[: request.frames],
                                     np.empty((request.frames, request.height, request.width, 3), np.uint8))
@@ -502,9 +506,8 @@ class MetaCanvasPipeline:
         t_dec = time.perf_counter()
         frames = self.codec.decode(latents)
         unchanged = False
-        # Cell edits change the canvas and not the draft: the draft is then no longer the plan to check against,
-        # nor the place the edit may change.
-        cell_edited = any(e.kind in ("scale", "move") for e in request.plan_edits or ())
+        # Cell edits (cell_edited, above) change the canvas and not the draft: the draft is then no longer the
+        # plan to check against, nor the place the edit may change.
         unchanged_why = ""
         if request.task is Task.VIDEO_EDIT:
             drawn, drafted, bounded = frames, False, False
