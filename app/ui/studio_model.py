@@ -93,6 +93,9 @@ class StudioModel(QObject):
         self._latest_plan_frames = 1
         self._problem = ""
         self._shown_version: tuple[str, str] | None = None  # (clip, version) whose plan is on screen
+        # The version whose stored plan the user asked to see (clicked): no live plan replaces it until they
+        # type or change the task or a setting (a decode finishing restarts the live plan's timer).
+        self._keep_stored_plan: tuple[str, str] | None = None
         self.plan_debounce = QTimer(self, singleShot=True, interval=PLAN_DEBOUNCE_MS)
         self.plan_debounce.timeout.connect(self.request_live_plan)
         self.problem_timer = QTimer(self, singleShot=True, interval=PLAN_PROBLEM_DELAY_MS)
@@ -307,6 +310,7 @@ class StudioModel(QObject):
         if text == inputs.instruction:
             return
         inputs.instruction = text
+        self._keep_stored_plan = None
         self._problem = ""
         self.problem_timer.stop()
         self.plan_problem.emit("")
@@ -333,6 +337,7 @@ class StudioModel(QObject):
     def set_task(self, task: Task) -> None:
         """The user chose `task` for the selection (choosing a video task asks for the video model)."""
         if task is not self.task:
+            self._keep_stored_plan = None
             self._inputs_for_target().task = task
             self._slot_moved()
             self._want_model()
@@ -349,6 +354,7 @@ class StudioModel(QObject):
                 for model in self.slots.values():
                     model.params = replace(model.params, **{name: value})
             if name in ("seed", "width", "height", "frames"):
+                self._keep_stored_plan = None
                 self.plan_debounce.start()  # a drafted model plans one scene per seed and size
 
     def next_seed(self) -> int:
@@ -482,7 +488,7 @@ class StudioModel(QObject):
 
     # ================================================================ plans
     def request_live_plan(self) -> None:
-        if self.engine is None:
+        if self.engine is None or (self._keep_stored_plan is not None and self._keep_stored_plan == self._shown_version):
             return
         if not self.instruction:
             self.latest_plan_job = None
@@ -526,6 +532,7 @@ class StudioModel(QObject):
         if version is not None and version.plan and version.request.get("instruction") == self.instruction:
             self.show_version_plan(clip.active_version)
         else:
+            self._keep_stored_plan = None
             self.latest_plan_job = None
             self._show_plan(None, "")
             self.plan_debounce.start()
@@ -534,7 +541,7 @@ class StudioModel(QObject):
         clip = self.primary_clip()
         if clip is None or not 0 <= index < len(clip.versions) or not clip.versions[index].plan:
             return
-        self._shown_version = (clip.id, clip.versions[index].id)
+        self._shown_version = self._keep_stored_plan = (clip.id, clip.versions[index].id)
         path = pf.media_dir(self.work_path()) / clip.versions[index].plan
         label = "Original" if index == 0 else f"v{index}"
         frames = int(clip.versions[index].request.get("frames") or 1)

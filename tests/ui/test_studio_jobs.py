@@ -146,3 +146,29 @@ def test_unknown_words_are_refused_before_a_job_is_queued(qtbot, tmp_path):
     assert w.generate() is None and not w.jobs
     assert "'hexagon'" in w.messages.errors()[-1] and "It knows:" in w.messages.errors()[-1]
     w.shutdown()
+
+
+def test_a_clicked_edit_versions_plan_stays_while_its_input_is_read_again(qtbot, tmp_path):
+    """An edited picture's versions: clicking one shows the plan stored with it, and it stays although the
+    clip's input is decoded again (a cold cache, as after reopening) and that restarts the live plan's timer;
+    typing brings the live plan back."""
+    from tests.ui.helpers import SAMPLE_IMAGE, import_and_wait
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.timeline.view.select([clip_id])
+    w.generation.steps.setValue(2)
+    for text in ("make the circle green", "make the circle blue"):
+        w.instruction.set_text(text)
+        with qtbot.waitSignal(w.result_stored, timeout=120_000):
+            w.generate()
+    assert len(w.document.project.clip(clip_id).versions) == 3
+    w.studio._decoded.clear()  # the inputs not decoded yet
+    w.versions.activate.emit(1)
+    qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with v1", timeout=10_000)
+    qtbot.wait(2000)
+    assert w.studio.plan_caption == "Plan stored with v1"
+    w.instruction.set_text("make the circle red")
+    qtbot.waitUntil(lambda: w.studio.plan_caption == "Live plan", timeout=30_000)
+    w.shutdown()
