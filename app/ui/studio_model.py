@@ -78,6 +78,7 @@ class StudioModel(QObject):
                       VIDEO_SLOT: ModelSlot(VIDEO_SLOT, frame_step=DEFAULT_FRAME_STEP, params=Params(frames=17))}
         self._shown_slot = IMAGE_SLOT  # the slot whose settings the panel shows
         self.jobs: dict[int, Job] = {}
+        self._storing: dict[int, Job] = {}  # finished jobs whose result is being written, not yet in the project
         self.memory_retry = MemoryRetry(self)  # a job out of memory is offered again with more offload
         self.selection: list[str] = []
         self._inputs: dict[str, TargetInputs] = {}
@@ -658,7 +659,8 @@ class StudioModel(QObject):
         return next((j for j in self.jobs.values() if j.state is JobState.RUNNING), None)
 
     def active_jobs(self) -> list[Job]:
-        return [j for j in self.jobs.values() if j.state is not JobState.DONE]
+        """Jobs whose result is not in the project yet: queued, running, or finished with the result being written."""
+        return [j for j in self.jobs.values() if j.state is not JobState.DONE] + list(self._storing.values())
 
     def cancel_running(self) -> None:
         job = self.running_job()
@@ -669,11 +671,12 @@ class StudioModel(QObject):
     def drop_jobs(self) -> int:
         """Cancel every queued and running job and forget them, before the project they belong to is closed
         (New, Open, Quit): a result that still arrives is then not put into the next project. The count."""
-        dropped = list(self.jobs)
-        for job_id in dropped:
+        dropped = list(self.jobs) + list(self._storing)
+        for job_id in list(self.jobs):
             if self.engine is not None:
                 self.engine.cancel(job_id)
             self.jobs.pop(job_id, None)
+        self._storing.clear()  # a write still going ends in _store_result, which adds nothing to another project
         if dropped:
             self.preview.emit(None)
             self.jobs_changed.emit()
@@ -762,13 +765,17 @@ class StudioModel(QObject):
             work = (write_edit_result, self.work_path(), frames, job.request.video, threshold, fps, result.plan)
         else:
             work = (pf.write_result, self.work_path(), frames, fps, result.plan)
-        run_task(self.pool, *work,
-                 on_done=lambda written, j=job: self._store_result(j, written),
-                 on_error=lambda e, j=job_id: self.say(f"Job #{j} finished but its result could not be saved: {e}",
-                                                       ERROR),
+        self._storing[job_id] = job
+
+        def failed(e: BaseException, j: int = job_id) -> None:
+            self._storing.pop(j, None)
+            self.say(f"Job #{j} finished but its result could not be saved: {e}", ERROR)
+
+        run_task(self.pool, *work, on_done=lambda written, j=job: self._store_result(j, written), on_error=failed,
                  owner=self)
 
     def _store_result(self, job: Job, written: dict) -> None:
+        self._storing.pop(job.id, None)
         if job.project is not None and job.project is not self.document.project:  # closed while its file was written
             self.say(f"Job #{job.id} finished after its project was closed; its result is not added to this one.",
                      WARNING)

@@ -172,3 +172,30 @@ def test_a_clicked_edit_versions_plan_stays_while_its_input_is_read_again(qtbot,
     w.instruction.set_text("make the circle red")
     qtbot.waitUntil(lambda: w.studio.plan_caption == "Live plan", timeout=30_000)
     w.shutdown()
+
+
+def test_a_result_still_being_written_counts_as_a_running_job_when_the_project_closes(qtbot, tmp_path, monkeypatch,
+                                                                                      save_changes_answers):
+    import time
+
+    from app.media import project_file as pf
+
+    real = pf.write_result
+
+    def slow_write(*a, **k):  # a long clip written at its source's size takes seconds
+        time.sleep(1.5)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pf, "write_result", slow_write)
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.instruction.set_text("a blue square on the left")
+    w.generation.steps.setValue(2)
+    w.generate()
+    qtbot.waitUntil(lambda: not w.jobs, timeout=60_000)  # done; its result is being written
+    save_changes_answers.drop_jobs = False
+    assert not w.files.new_project() and save_changes_answers.jobs_asked == [1]
+    with qtbot.waitSignal(w.result_stored, timeout=30_000):  # kept working: the result lands in its project
+        pass
+    assert any(w.document.project.tracks.values())
+    w.shutdown()
