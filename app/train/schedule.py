@@ -20,7 +20,10 @@ def cooldown_window(progress: dict, start: int, cooldown_steps: int | None,
                     log: Callable[[str], None]) -> tuple[int, int] | None:
     """The (first, end) steps of a run's cooldown, kept in `progress["cooldown"]`. A cooldown cut short
     (killed, out of time) continues on resume with or without the flag: the LR would otherwise jump
-    back to full. A new `--cooldown-steps` after a finished one starts another from the current step."""
+    back to full. Run again at its end, the flag trains nothing (a retried command); once the run has
+    trained on at the full LR past it, a new `--cooldown-steps` starts another from the current step.
+    With fresh optimizer moments (a run started from a model folder) the warm-up and the cooldown begin
+    together and multiply: keep N well above the recipe's warm-up."""
     current = progress.get("cooldown")
     if current is not None and start == current[1] and cooldown_steps is not None:
         # The same command run again after its cooldown ended (a retried job, a relaunched line): a second
