@@ -339,7 +339,8 @@ def cmd_video(args) -> int:
             export_video(plan_video_frames(result.plan, result.frames, tf), plan_out, fps=fps, overwrite=args.overwrite)
         except ExportError as e:  # checked before the run; a disk that fills up in between still says what is there
             # The clip is there: "Nothing was written" of the plan's file would read as of both.
-            raise ValueError(f"{note}; the plan was not written: {str(e).removesuffix(' Nothing was written.')}") from None
+            why = str(e).removesuffix(" Nothing was written.")
+            raise ValueError(f"{note}; the plan was not written: {why}") from None
         note += f"; plan: {plan_out}"
     print(note)
     return 0

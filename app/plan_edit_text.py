@@ -198,7 +198,8 @@ def names_what_the_clip_lacks(result) -> bool:
     does not hold (GenerationResult.unchanged_why NOT_IN_CLIP)."""
     from app.core.pipeline import NOT_IN_CLIP
 
-    return bool(getattr(result, "unchanged", False)) and str(getattr(result, "unchanged_why", "")).startswith(NOT_IN_CLIP)
+    why = str(getattr(result, "unchanged_why", ""))
+    return bool(getattr(result, "unchanged", False)) and why.startswith(NOT_IN_CLIP)
 
 
 def unchanged_words(result, retry: str) -> str:

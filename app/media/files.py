@@ -131,7 +131,8 @@ def refuse_unwritable_output(path: str | os.PathLike, flag: str, overwrite: bool
 
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give a file name such as {path / ('out' + (path.suffix or '.png'))}")
+        example = path / ("out" + (path.suffix or ".png"))
+        raise ValueError(f"{flag} {path} is a folder; give a file name such as {example}")
     if os.path.lexists(path) and not overwrite:
         raise ValueError(f"{path} already exists; choose another {flag} or add --overwrite to replace it")
     folder = path.absolute().parent

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .motion import (ACTIONS, CARDINAL, DEFAULT_FRAMES, DIRECTIONS, Clause, MotionScene, distinct_identities, clause_text,
-                     join_clauses, motion_scene_for)
+from .motion import (ACTIONS, CARDINAL, DEFAULT_FRAMES, DIRECTIONS, Clause, MotionScene, clause_text,
+                     distinct_identities, join_clauses, motion_scene_for)
 from .motion_measure import (FLICKER_LIMIT, OBJECTS_RIGHT_FRACTION, clip_scores, flicker, static_mask_from_tracks,
                              tracks)
 
@@ -69,7 +69,8 @@ def check_video_record(metadata: dict) -> None:
     if not isinstance(metadata.get("prompt"), str) or not metadata["prompt"].strip():
         raise ValueError("a video record needs a \"prompt\"")
     if metadata.get("tag") not in VIDEO_TAGS:
-        raise ValueError(f"its \"tag\" is {metadata.get('tag')!r}; a video record's tag is one of {', '.join(VIDEO_TAGS)}")
+        raise ValueError(f"its \"tag\" is {metadata.get('tag')!r}; a video record's tag is one of "
+                         f"{', '.join(VIDEO_TAGS)}")
     include = metadata.get("include")
     if not isinstance(include, list) or not include or not all(isinstance(r, dict) for r in include):
         raise ValueError("its \"include\" must list the prompt's objects, e.g. [{\"class\": \"circle\", \"color\": "
