@@ -132,7 +132,7 @@ def test_viewer_follows_undo_deselect_delete_and_open(qtbot, tmp_path):
     w.document.push(change)
     qtbot.waitUntil(lambda: np.array_equal(_shown(w), v1), timeout=5000)
     assert w.versions.count() == 2
-    qtbot.waitUntil(lambda: w.timeline.view.clip(clip_id).thumbnails and
+    qtbot.waitUntil(lambda: bool(w.timeline.view.clip(clip_id).thumbnails) and
                     w.timeline.view.clip(clip_id).media_id == w.document.project.clip(clip_id).active.media_id)
     # Undo: the version is gone from the panel AND from the viewer and the timeline strip.
     w.act_undo.trigger()
