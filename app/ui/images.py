@@ -72,21 +72,36 @@ def draft_scale(rows: int, cols: int) -> int:
 def draft_rgba(cover: np.ndarray, alpha: float = 1.0, scale: int | None = None) -> np.ndarray:
     """float [H, W] draft coverage in 0..1 -> uint8 [H*scale, W*scale, 4] (scale: draft_scale): the drafted
     objects outlined in cyan, hatched inside (stronger where more of the cell is covered), transparent
-    elsewhere, so a heatmap under it stays readable."""
+    elsewhere, so a heatmap under it stays readable.
+
+    Drawn for every frame a clip plays (its keyframes' drafts blended), so the work is done per cell and
+    only upscaled per pixel, in uint8, with the outline of a mask cached: per pixel in float it took 1.3 ms
+    (5-14 ms while the engine ran) and stretched the studio's play ticks past 20 ms."""
     c = np.clip(np.nan_to_num(np.asarray(cover, np.float32)), 0.0, 1.0)
     scale = scale or draft_scale(*c.shape)
     # The outline takes in every cell an object covers a fifth of: a drafted disc of about a cell's radius
     # spreads over 2 x 2 cells and none of them is mostly covered. A fainter draft is cut at half its peak.
     level = min(0.2, 0.5 * float(c.max())) if c.max() > 0 else np.inf
-    edge = cell_outline(c >= level, scale, max(1, scale // 12))
-    frac = np.repeat(np.repeat(c, scale, axis=0), scale, axis=1)
-    hatch = _hatch(*frac.shape, max(4, scale // 4))
-    a = np.where(hatch & (frac > 0), 0.25 + 0.55 * frac, 0.0)
-    a = np.where(edge, 1.0, a) * 255.0 * alpha
-    out = np.empty(frac.shape + (4,), np.uint8)
+    mask = c >= level
+    edge = _cached_outline(mask.tobytes(), mask.shape, scale, max(1, scale // 12))
+    # Hatched cells: 0.25 + 0.55 * coverage, as alpha (the same value on every hatched pixel of a cell).
+    cell_alpha = np.where(c > 0, (0.25 + 0.55 * c) * 255.0 * alpha, 0.0)
+    cell_alpha = np.clip(np.round(cell_alpha), 0, 255).astype(np.uint8)
+    a = np.repeat(np.repeat(cell_alpha, scale, axis=0), scale, axis=1)
+    a *= _hatch(*a.shape, max(4, scale // 4))
+    a[edge] = np.clip(np.round(np.float32(255.0) * np.float32(alpha)), 0, 255).astype(np.uint8)
+    out = np.empty(a.shape + (4,), np.uint8)
     out[..., :3] = DRAFT_COLOUR
-    out[..., 3] = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    out[..., 3] = a
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_outline(mask_bytes: bytes, shape: tuple[int, int], scale: int, width: int) -> np.ndarray:
+    """cell_outline of a mask given as bytes (hashable); a clip's frames mostly share their masks."""
+    edge = cell_outline(np.frombuffer(mask_bytes, dtype=bool).reshape(shape), scale, width)
+    edge.setflags(write=False)
+    return edge
 
 
 @functools.lru_cache(maxsize=8)

@@ -794,7 +794,10 @@ class StudioModel(QObject):
         if not moved_on:
             self._result_selected = (clip_id,)
             self.select_requested.emit([clip_id])
-            self.show_stored_or_live_plan()
+            # A new selection, or the project change of a selected clip's new version, has shown its plan
+            # already; reading and drawing it twice was a fifth of the GUI's longest stall as a result lands.
+            if self._shown_version != (clip_id, self.document.project.clip(clip_id).active.id):
+                self.show_stored_or_live_plan()
         where = "new version of the clip ready" if job.clip_id is not None and clip_id == job.clip_id else \
             "new clip ready (the clip it was made from was removed, so it is a clip of its own)" if gone else \
             "new clip ready"

@@ -31,7 +31,7 @@ def test_generate_pressed_while_the_model_loads_runs_once_it_is_ready_with_its_s
     w.shutdown()
 
 
-def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_path):
+def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_path, monkeypatch):
     w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
     qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
     w.instruction.set_text("a blue square on the left")
@@ -48,11 +48,17 @@ def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_p
         w.generate()
     clip_id = made.args[0]
     w.instruction.set_text("a green triangle on the right")
+    import app.ui.studio_model as studio_model
+    reads: list = []
+    monkeypatch.setattr(studio_model, "load_plan", lambda path, read=studio_model.load_plan: reads.append(path)
+                        or read(path))
     with qtbot.waitSignal(w.result_stored, timeout=60_000):
         w.generate()
     clip = w.document.project.clip(clip_id)
     assert len(clip.versions) == 2 and all(v.plan for v in clip.versions)
     qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with v1", timeout=10_000)
+    qtbot.wait(300)
+    assert len(reads) == 1  # the new version's plan is read (and drawn) once as it lands, not once per signal
     w.versions.activate.emit(0)
     qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with Original", timeout=10_000)
     qtbot.wait(1000)  # the version clicked keeps its own plan: no live plan of the typed words replaces it

@@ -288,3 +288,31 @@ def test_the_drafted_outline_is_the_covered_cells_eroded_edge():
             p = np.pad(interior, 1, constant_values=False)
             interior = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
         np.testing.assert_array_equal(cell_outline(cells, scale, width), inside & ~interior)
+
+
+def test_the_drafted_layer_is_drawn_pixel_for_pixel_as_its_definition_says():
+    """draft_rgba works per cell and caches outlines (it runs on every frame a clip plays); its pixels are
+    still the definition's: cyan everywhere, alpha 255 * opacity on the outline of the cells covered at
+    least min(0.2, half the peak), (0.25 + 0.55 * coverage) * 255 * opacity on the hatching inside
+    covered cells, 0 elsewhere: random covers, opacities and scales, the same mask drawn twice."""
+    from app.ui.images import DRAFT_COLOUR, _hatch, cell_outline, draft_rgba, draft_scale
+
+    rng = np.random.default_rng(1)
+    for trial in range(40):
+        h, w = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+        cover = np.where(rng.random((h, w)) < 0.4, rng.random((h, w)), 0.0).astype(np.float32)
+        alpha = float(rng.choice([1.0, 0.6, 0.35, float(rng.random())]))
+        scale = None if trial % 2 else int(rng.integers(4, 40))
+        for _ in range(2):  # the second time from the outline cache
+            out = draft_rgba(cover, alpha, scale)
+            s = scale or draft_scale(h, w)
+            frac = np.repeat(np.repeat(cover, s, axis=0), s, axis=1)
+            level = min(0.2, 0.5 * float(cover.max())) if cover.max() > 0 else np.inf
+            edge = cell_outline(cover >= level, s, max(1, s // 12))
+            hatch = _hatch(*frac.shape, max(4, s // 4))
+            a = np.where(hatch & (frac > 0), 0.25 + 0.55 * frac, 0.0)
+            a = np.clip(np.round(np.where(edge, 1.0, a) * 255.0 * alpha), 0, 255)
+            assert out.shape == (h * s, w * s, 4)
+            assert (out[..., :3] == DRAFT_COLOUR).all()
+            assert np.abs(out[..., 3].astype(int) - a.astype(int)).max() <= 1  # float rounding at .5 only
+            assert (out[..., 3] > 0).sum() == (a > 0).sum()
