@@ -130,11 +130,15 @@ def _check_image_path(path: str | Path, flag: str) -> None:
         raise ValueError(f"{flag} must name a .png file (or .jpg, which cannot carry the recipe), not {path}")
 
 
-def _check_outputs(args, n: int = 1) -> None:
+def _check_outputs(args, n: int = 1, source: str | None = None) -> None:
     """Before the model loads: every file the command would write (-o, --plan, --plan-out; numbered for --n)
-    has the right kind of name, can be written, and replaces nothing unless --overwrite."""
+    has the right kind of name, can be written, and replaces nothing unless --overwrite; no two of them are
+    one file (the second would replace the first unasked), and none is the `source` image the command reads."""
     from app.media.files import refuse_unwritable_output
 
+    written: dict[Path, str] = {}
+    if source is not None:
+        written[Path(source).resolve()] = "the source image (--image)"
     for flag, value, picture in (("-o", args.output, True), ("--plan", getattr(args, "plan", None), True),
                                  ("--plan-out", getattr(args, "plan_out", None), False)):
         if value is None:
@@ -142,6 +146,10 @@ def _check_outputs(args, n: int = 1) -> None:
         if picture:
             _check_image_path(value, flag)
         for path in numbered(value, n):
+            earlier = written.setdefault(path.resolve(), f"{flag} ({path})")
+            if earlier != f"{flag} ({path})":
+                raise ValueError(f"{flag} {path} is also {earlier}: one file would replace the other; "
+                                 f"choose another {flag}")
             refuse_unwritable_output(path, flag, args.overwrite)
 
 
@@ -381,7 +389,7 @@ def cmd_edit(args) -> int:
     if out.resolve() == Path(args.image).resolve():
         print("error: the output would overwrite the source image; choose another -o", file=sys.stderr)
         return 2
-    _check_outputs(args)
+    _check_outputs(args, source=args.image)
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.instruction)
@@ -407,7 +415,7 @@ def cmd_plan(args) -> int:
     from app.media.probe import load_image
 
     check_args(args)
-    _check_outputs(args)
+    _check_outputs(args, source=args.image)
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.instruction)

@@ -263,6 +263,14 @@ def cmd_video(args) -> int:
         result = pipe(request, callback=progress, preview=False)
     finally:
         progress.close()
+    from app.plan_edit_text import names_what_the_clip_lacks, unchanged_words
+
+    if names_what_the_clip_lacks(result):
+        # Not attempted: a copy of the source at -o would be clutter (the studio makes no version either),
+        # and a script must be able to tell from the exit status that no edit was made.
+        print(f"error: nothing written, the edit was not made{unchanged_words(result, '--seed')}; "
+              f"name an object the clip shows", file=sys.stderr)
+        return 1
     # The model's own rate for a new clip (the studio's too); a model that does not say: the project's 24.
     from app.media.project import ProjectSettings
 
@@ -278,9 +286,7 @@ def cmd_video(args) -> int:
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
-    from app.plan_edit_text import names_what_the_clip_lacks
-
-    if full_size is not None and not names_what_the_clip_lacks(result):  # not made: no change to describe
+    if full_size is not None:
         from app.core.keep_source import changed_region, source_as_made
 
         changed = float(changed_region(source_as_made(video, result.frames), result.frames,
@@ -304,7 +310,6 @@ def cmd_video(args) -> int:
         note += f"; without the source's sound (--fps {fps:g} retimes its {source_fps:g} fps pictures)"
     if result.unchanged:
         from app.core.pipeline import PUT_BACK
-        from app.plan_edit_text import unchanged_words
 
         why = unchanged_words(result, "--seed")
         if result.unchanged_why == PUT_BACK:

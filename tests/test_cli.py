@@ -321,6 +321,26 @@ def test_an_existing_output_is_kept_unless_overwrite_is_said(tmp_path, capsys, m
     assert taken.read_bytes() != before
 
 
+@pytest.mark.parametrize("command, outputs", [
+    (["generate", PROMPT], ["-o", "a.png", "--plan", "a.png"]),
+    (["generate", PROMPT, "--n", "2"], ["-o", "a.png", "--plan", "a.png"]),
+    (["edit", "SOURCE", "make the circle green"], ["-o", "out.png", "--plan", "SOURCE", "--overwrite"]),
+    (["plan", "a red circle", "--image", "SOURCE"], ["-o", "SOURCE", "--overwrite"]),
+])
+def test_two_outputs_naming_one_file_or_the_source_are_refused(tmp_path, capsys, command, outputs):
+    """-o and --plan naming one file (the plan picture would silently replace the made picture), or an output
+    naming the source image (even with --overwrite): refused before the model loads, nothing written."""
+    source = tmp_path / "source.png"
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(source)
+    before = source.read_bytes()
+    args = [str(source) if a == "SOURCE" else str(tmp_path / a) if a.endswith(".png") else a
+            for a in command + outputs]
+    code, _, err = cli(capsys, *args, "--steps", 1)
+    assert code == 2 and "one file would replace the other" in one_error_line(err)
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.png"]
+
+
 def test_an_output_folder_that_takes_no_file_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
     """A read-only folder for --plan (or -o): said before the model loads, and nothing written at -o either."""
     import errno

@@ -117,8 +117,8 @@ def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is
     code, out, err = cli(capsys, "video", words, "-o", tmp_path / "d.mp4", "--model", COMMITTED, "--reference", plain)
     assert code == 0 and "nothing in the reference stills is an object the model knows" in out, err
     # Video edits alike: a clip of its world is edited from its drafted tracks, a plain one undrafted, said so.
-    code, out, err = cli(capsys, "video", "make the circle green", "-o", tmp_path / "e.mp4", "--model", COMMITTED,
-                         "--video", inputs / "source.mp4")
+    code, out, err = cli(capsys, "video", "make the star green", "-o", tmp_path / "e.mp4", "--model", COMMITTED,
+                         "--video", inputs / "source.mp4")  # the clip holds a star and two triangles
     assert code == 0 and "without a drafted track" not in out, err
     flat = tmp_path / "flat.mp4"
     from app.media.export import export_video
@@ -593,19 +593,17 @@ def test_an_edit_comes_back_at_its_sources_size_with_the_untouched_pixels_its_ow
     assert np.array_equal(full[outside], footage[outside])
 
 
-def test_an_edit_naming_an_object_the_clip_lacks_changes_no_other_object(inputs, tmp_path, capsys):
+def test_an_edit_naming_an_object_the_clip_lacks_writes_nothing_and_says_why(inputs, tmp_path, capsys):
     """'remove the circle' of a clip holding a star and two triangles: the drafter must not pick another
-    object to remove; the clip comes back as its source and the user is told why."""
-    from app.media.probe import read_video_frames
-
+    object to remove; nothing is written (neither -o nor --plan: a copy of the source is no edit), the exit
+    status says the edit was not made, and the user is told why."""
     if not (COMMITTED / "model_index.json").is_file():
         pytest.skip("models/metacanvas-shapes-video is not there yet")
     code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "none.mp4", "--video",
-                         inputs / "source.mp4", "--model", COMMITTED, "--seed", 1)
-    assert code == 0, err
-    assert "it finds no circle in the clip" in out
-    source, edited = read_video_frames(inputs / "source.mp4")[:17], read_video_frames(tmp_path / "none.mp4")
-    assert np.abs(source.astype(int) - edited.astype(int)).mean() < 2  # the source again, H.264 apart
+                         inputs / "source.mp4", "--plan", tmp_path / "plan.mp4", "--model", COMMITTED, "--seed", 1)
+    assert code == 1
+    assert "it finds no circle in the clip" in one_error_line(err) and "nothing written" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_edit_of_a_source_too_big_or_odd_sized_says_the_size_it_was_written_at(inputs, tmp_path, capsys):

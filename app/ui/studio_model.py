@@ -548,8 +548,12 @@ class StudioModel(QObject):
         frames = int(clip.versions[index].request.get("frames") or 1)
         self.latest_plan_job = None  # a live plan still on its way must not replace the stored one
         self.plan_debounce.stop()  # nor one about to be asked for: the live plan comes back when the user types
+        # Shown from a zero timer, not from the read's signal: a landing version's plan is read while the landing
+        # handler still runs, and drawn in the same pass of the event loop it made the GUI's longest stall as an
+        # edit lands on a playing clip; from the timer, input and painting come between the two.
         run_task(self.pool, load_plan, path,
-                 on_done=lambda plan, c=clip.id, i=index: self._on_stored_plan(c, i, plan, label, frames),
+                 on_done=lambda plan, c=clip.id, i=index: QTimer.singleShot(
+                     0, self, lambda: self._on_stored_plan(c, i, plan, label, frames)),
                  on_error=lambda e: self.say(f"The plan stored with {label} could not be read: {e}", WARNING),
                  owner=self)
 
