@@ -182,6 +182,30 @@ def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, pla
     return written
 
 
+def copy_result(from_project: str | os.PathLike, to_project: str | os.PathLike, written: dict) -> dict:
+    """A result `write_result` wrote into one project's media folder, copied into another's (the project was
+    saved under a new name while it was written): its file and plan under names new there. Runs off the GUI
+    thread; returns `written` with the new names. The first folder keeps its copy: it may be a saved project."""
+    source, folder = media_dir(from_project), media_dir(to_project)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        out = dict(written)
+        name = str(written["name"])
+        while True:  # a name free there for the result and for its plan beside it (as write_result names them)
+            out["name"] = _unique_name(folder, "result", "." + name.rsplit(".", 1)[-1])
+            plan = out["name"].rsplit(".", 1)[0] + ".plan.safetensors" if written.get("plan") else None
+            if plan is None or not (folder / plan).exists():
+                break
+        shutil.copyfile(source / name, folder / out["name"])
+        if plan is not None:
+            out["plan"] = plan
+            shutil.copyfile(source / written["plan"], folder / plan)
+    except OSError as e:
+        raise MediaError(f"Could not copy the result into the media folder '{folder}': {describe_os_error(e)}.") \
+            from None
+    return out
+
+
 def result_change(project: Project, written: dict, clip_id: str | None, request: dict | None = None,
                   instruction: str = "") -> tuple[dict, str]:
     """The change that adds a written result to `project` (not applied) and the clip it lands in:

@@ -770,6 +770,7 @@ class StudioModel(QObject):
         else:
             work = (pf.write_result, self.work_path(), frames, fps, result.plan)
         self._storing[job_id] = job
+        job.written_to = str(self.work_path())
 
         def failed(e: BaseException, j: int = job_id) -> None:
             self._storing.pop(j, None)
@@ -779,11 +780,24 @@ class StudioModel(QObject):
                  owner=self)
 
     def _store_result(self, job: Job, written: dict) -> None:
-        self._storing.pop(job.id, None)
         if job.project is not None and job.project is not self.document.project:  # closed while its file was written
+            self._storing.pop(job.id, None)
             self.say(f"Job #{job.id} finished after its project was closed; its result is not added to this one.",
                      WARNING)
             return
+        here = str(self.work_path())
+        if job.written_to and pf.media_dir(job.written_to) != pf.media_dir(here):
+            # Saved under a new name while the file was written: the new folder did not get it (Save As copies
+            # the media the project holds). Copied there first, off the GUI thread, then stored.
+            def failed(e: BaseException, j: int = job.id) -> None:
+                self._storing.pop(j, None)
+                self.say(f"Job #{j} finished but its result could not be saved: {e}", ERROR)
+
+            run_task(self.pool, pf.copy_result, job.written_to, here, written,
+                     on_done=lambda moved, j=job: self._store_result(j, moved), on_error=failed, owner=self)
+            job.written_to = here
+            return
+        self._storing.pop(job.id, None)
         request = job.request.to_dict()
         if job.edited_version:  # what the clip goes on with past the edit's end (project_file.version_frame)
             request[pf.EDITED_VERSION] = job.edited_version

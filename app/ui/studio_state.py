@@ -42,6 +42,7 @@ class Job:
     edited_version: str = ""  # a video edit: the id of the clip's version it edits (its frames go on past the edit)
     selection: tuple = ()  # the clips selected when it was queued: its result is selected only if they still are
     project: Any = None  # the project it was queued in: its result goes into no other (a New or Open between)
+    written_to: str = ""  # the project path whose media folder its result was written into (a Save As may follow)
 
 
 @dataclass

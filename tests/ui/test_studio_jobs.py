@@ -205,3 +205,39 @@ def test_a_result_still_being_written_counts_as_a_running_job_when_the_project_c
         pass
     assert any(w.document.project.tracks.values())
     w.shutdown()
+
+
+def test_a_result_written_while_the_project_is_saved_under_a_new_name_lands_in_the_new_folder(
+        qtbot, tmp_path, monkeypatch):
+    """Save As (here the first save of an untitled project) between a job's end and its result landing: the
+    result's file was being written into the old media folder, which the save did not copy; it is copied
+    into the new one before it is stored, so the saved project opens with the new clip's picture and plan."""
+    import threading
+
+    from app.media import project_file as pf
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    go_on, real_write = threading.Event(), pf.write_result
+
+    def slow_write(*args):
+        go_on.wait(30)
+        return real_write(*args)
+
+    monkeypatch.setattr(pf, "write_result", slow_write)
+    w.generation.steps.setValue(2)
+    w.instruction.set_text("a red circle")
+    w.generate()
+    qtbot.waitUntil(lambda: bool(w.studio._storing), timeout=60_000)  # done, its file being written
+    path = tmp_path / "saved" / "mine.mcproj"
+    assert w.save_as(str(path))
+    with qtbot.waitSignal(w.result_stored, timeout=30_000) as stored:
+        go_on.set()
+    version = w.document.project.clip(stored.args[0]).active
+    item = w.document.project.media_item(version.media_id)
+    assert pf.media_path(path, item).is_file() and version.plan
+    assert (pf.media_dir(path) / version.plan).is_file()
+    assert w.files.save()
+    reopened = pf.open_project(path)
+    assert not pf.missing_media(reopened, path) and pf.media_path(path, reopened.media_item(item.id)).is_file()
+    w.shutdown()
