@@ -327,6 +327,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================ project -> widgets
     def _on_project_reset(self) -> None:
+        self.banner.drop_action()  # a retry offered for the project closed would run into no project
         self.pictures.forget_all()
         self.timeline.view.select([])
         self._refresh_all()

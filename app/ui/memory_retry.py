@@ -41,6 +41,10 @@ class MemoryRetry(QObject):
         studio = self.studio
         if studio.engine is None:
             return None
+        if job.project is not None and job.project is not studio.document.project:
+            studio.say(f"Job #{job.id} belonged to a project that is closed; it is not run again in this one.",
+                       WARNING)
+            return None
         studio.engine.set_memory_options(failure.retry_options, failure.slot)
         kept = self._keep_in_settings(failure)
         # Object edits (move, resize, delete, add) are planned by the model from the plan's draft: the kept plan

@@ -83,6 +83,13 @@ class MessageBanner(QFrame):
         self.action_button.setText(button)
         self.action_button.show()
 
+    def drop_action(self) -> None:
+        """An offer that no longer holds (its project was closed): hidden, its button gone."""
+        if self._action is not None:
+            self._action = None
+            self.action_button.hide()
+            self.hide()
+
     def _run_action(self) -> None:
         action, self._action = self._action, None
         self.hide()

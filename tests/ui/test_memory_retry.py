@@ -14,7 +14,8 @@ pytestmark = [
 ]
 
 
-def test_out_of_memory_offers_a_retry_with_offload_that_makes_the_version(qtbot, tmp_path, monkeypatch):
+def _edit_that_runs_out_of_memory(qtbot, tmp_path, monkeypatch):
+    """A window whose image edit of the sample runs out of memory at step 2 (once); returns (window, clip, job)."""
     import app.core.memory
     from app.core.backbones.sana import SanaAdapter
 
@@ -38,6 +39,11 @@ def test_out_of_memory_offers_a_retry_with_offload_that_makes_the_version(qtbot,
     w.generation.steps.setValue(4)
     job = w.generate()
     assert job is not None
+    return w, clip_id, job
+
+
+def test_out_of_memory_offers_a_retry_with_offload_that_makes_the_version(qtbot, tmp_path, monkeypatch):
+    w, clip_id, job = _edit_that_runs_out_of_memory(qtbot, tmp_path, monkeypatch)
     project = w.document.project.to_dict()
 
     qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=60_000)
@@ -55,4 +61,21 @@ def test_out_of_memory_offers_a_retry_with_offload_that_makes_the_version(qtbot,
     assert clip.versions[1].plan  # the kept plan, stored with the version
     assert w.settings.offload == "model" and Settings.load().offload == "model"  # the next launch starts there
     assert any(m.text.startswith(f"Retrying job #{job} as #") for m in w.messages.history)
+    w.shutdown()
+
+
+def test_a_retry_offered_for_a_closed_project_goes_with_it(qtbot, tmp_path, monkeypatch, save_changes_answers):
+    """New project after an out-of-memory offer: the banner's retry is gone, and the offer's action, if it
+    were still run, refuses (its result would land in no project) and changes no setting."""
+    from app.ui.project_actions import SaveChoice
+
+    w, _, job = _edit_that_runs_out_of_memory(qtbot, tmp_path, monkeypatch)
+    qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=60_000)
+    stale = w.banner._action
+    save_changes_answers.next = SaveChoice.DISCARD
+    assert w.files.new_project()
+    assert not w.banner.isVisible() and not w.banner.action_button.isVisible()
+    assert stale() is None
+    assert not w.jobs and w.settings.offload != "model"
+    assert w.messages.history[-1].text.startswith(f"Job #{job} belonged to a project that is closed")
     w.shutdown()
