@@ -99,6 +99,8 @@ class ProjectActions(QObject):
         user chose to stop them), and it has no unsaved changes, or the user saved them, or chose to discard
         them."""
         studio = getattr(self.window, "studio", None)
+        if studio is not None:
+            studio.finish_storing()  # results already made land first: they are the user's work
         running = len(studio.active_jobs()) if studio is not None else 0
         if running and not ask_drop_jobs(self.window, running):
             return False

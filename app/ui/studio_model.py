@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QThreadPool, QTimer, Signal
 
 from app.core.request import GenerationRequest, Task, stretch_note
 from app.engine.engine import IMAGE_SLOT, VIDEO_SLOT, slot_for_task
@@ -671,6 +672,19 @@ class StudioModel(QObject):
         if job is not None and self.engine is not None:
             self.engine.cancel(job.id)
             self.say(f"Cancelling job #{job.id}…")
+
+    def finish_storing(self, seconds: float = 15.0) -> bool:
+        """Let results already made and being written land in the project (a second or two) before it is closed:
+        asked to stop them, a user would lose work that is done. The GUI's events go on, the user's input waits.
+        True when none is left being written."""
+        if not self._storing:
+            return True
+        self.say(f"Saving the result of job #{min(self._storing)} into the project first…")
+        end = time.monotonic() + seconds
+        while self._storing and time.monotonic() < end:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents, 50)
+            time.sleep(0.005)
+        return not self._storing
 
     def drop_jobs(self) -> int:
         """Cancel every queued and running job and forget them, before the project they belong to is closed

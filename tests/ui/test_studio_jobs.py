@@ -199,6 +199,8 @@ def test_a_result_still_being_written_counts_as_a_running_job_when_the_project_c
     w.generation.steps.setValue(2)
     w.generate()
     qtbot.waitUntil(lambda: not w.jobs, timeout=60_000)  # done; its result is being written
+    wait = w.studio.finish_storing
+    monkeypatch.setattr(w.studio, "finish_storing", lambda seconds=0.0: wait(0.2))  # a write longer than the wait
     save_changes_answers.drop_jobs = False
     assert not w.files.new_project() and save_changes_answers.jobs_asked == [1]
     with qtbot.waitSignal(w.result_stored, timeout=30_000):  # kept working: the result lands in its project
@@ -240,4 +242,33 @@ def test_a_result_written_while_the_project_is_saved_under_a_new_name_lands_in_t
     assert w.files.save()
     reopened = pf.open_project(path)
     assert not pf.missing_media(reopened, path) and pf.media_path(path, reopened.media_item(item.id)).is_file()
+    w.shutdown()
+
+
+def test_new_project_lets_a_result_being_written_land_first(qtbot, tmp_path, monkeypatch, save_changes_answers):
+    """New while a finished job's file is still being written: not "stop the jobs?" (the result is made; stopping
+    would throw it away) but the result lands, and the save question then covers it (Cancel keeps it)."""
+    import threading
+
+    from app.media import project_file as pf
+    from app.ui.project_actions import SaveChoice
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    go_on, real_write = threading.Event(), pf.write_result
+
+    def slow_write(*args):
+        go_on.wait(30)
+        return real_write(*args)
+
+    monkeypatch.setattr(pf, "write_result", slow_write)
+    w.generation.steps.setValue(2)
+    w.instruction.set_text("a red circle")
+    w.generate()
+    qtbot.waitUntil(lambda: bool(w.studio._storing), timeout=60_000)
+    threading.Timer(0.5, go_on.set).start()
+    save_changes_answers.next = SaveChoice.CANCEL
+    assert not w.files.new_project()
+    assert save_changes_answers.jobs_asked == [] and len(save_changes_answers.asked) == 1
+    assert len(w.document.project.tracks["image"]) == 1 and not w.studio.active_jobs()
     w.shutdown()
