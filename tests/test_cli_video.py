@@ -606,6 +606,30 @@ def test_an_edit_naming_an_object_the_clip_lacks_writes_nothing_and_says_why(inp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_edit_is_refused_as_naming_what_the_clip_lacks_only_where_the_detector_finds_objects(
+        inputs, tmp_path, capsys, monkeypatch):
+    """The check that the words' object is in the clip reads the detector's tracks of the source; where it
+    finds nothing at all (footage outside the model's world), nothing can be said to be missing: the edit is
+    made, not refused. (The draft itself is made as before: only the check's reading is emptied here.)"""
+    import torch
+
+    import app.core.pipeline as pipeline
+
+    if not (COMMITTED / "model_index.json").is_file():
+        pytest.skip("models/metacanvas-shapes-video is not there yet")
+
+    def nothing_found(planner, clips, config):
+        rows = torch.full((len(clips), config.length, config.columns), -1, dtype=torch.long)
+        rows[:, 0, 0] = 0  # the stop row first: no track
+        return rows
+
+    monkeypatch.setattr(pipeline, "source_tracks", nothing_found)
+    code, out, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "made.mp4", "--video",
+                         inputs / "source.mp4", "--model", COMMITTED, "--seed", 1)
+    assert code == 0 and (tmp_path / "made.mp4").is_file(), err
+    assert "finds no circle" not in out + err
+
+
 def test_an_edit_of_a_source_too_big_or_odd_sized_says_the_size_it_was_written_at(inputs, tmp_path, capsys):
     import cv2
 
