@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Callable
 
 import numpy as np
 import torch
@@ -121,13 +122,14 @@ def _same_class(a: int, b: int, config: DraftConfig) -> bool:
 
 
 def onto_found(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig, *, keep_unnamed: bool = True,
-               same_class: bool = False) -> torch.Tensor:
+               same_class: bool = False, guessed: list[Callable[[int], bool]] | None = None) -> torch.Tensor:
     """Track drafts [B, length, 6] moved to start where `found` ([B, M, 4] rows) has their objects (see the
     module's docstring). A drafted object takes a found one of its own label, or, with `same_class`, of its
     class when none has its label (a reference still's object the words name without its colour); found
     objects nothing drafted stay where they are with `keep_unnamed` (a first frame's), else are left out (a
-    reference still's objects the words do not take). Items drafted with nothing (all -1) stay undrafted,
-    and so does an item in whose media nothing was found."""
+    reference still's objects the words do not take). `guessed[b](label)`: whether item b's drafted label has a
+    colour the words did not name (the drafter's guess): such a row may take an object of its class too.
+    Items drafted with nothing (all -1) stay undrafted, and so does an item in whose media nothing was found."""
     out = drafts.clone()
     for b in range(out.shape[0]):
         rows = [r for r in out[b].tolist() if r[0] > 0]
@@ -139,7 +141,10 @@ def onto_found(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig, *
             continue
         free = list(range(len(objects)))
         pairs: dict[int, int] = {}
-        tests = [lambda a, o: a == o] + ([lambda a, o: _same_class(a, o, config)] if same_class else [])
+        def class_ok(label: int, b: int = b) -> bool:
+            return same_class or (guessed is not None and guessed[b](label))
+
+        tests = [lambda a, o: a == o, lambda a, o: class_ok(a) and _same_class(a, o, config)]
         for test in tests:  # its own label first, for every object, then its class
             for i, row in enumerate(rows):
                 k = None if i in pairs else next((k for k in free if test(row[0], objects[k][0])), None)
@@ -158,10 +163,22 @@ def onto_found(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig, *
     return out
 
 
-def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig) -> torch.Tensor:
-    """Image-to-video: each drafted object onto the first frame's object of its own label; the frame's
-    other objects stay."""
-    return onto_found(drafts, found, config)
+def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftConfig,
+                     instructions: list[str] | None = None) -> torch.Tensor:
+    """Image-to-video: each drafted object onto the first frame's object of its own label, or, where the words
+    name no colour for it ("the circle moves down": the drafted colour is a guess), of its class; the frame's
+    other objects stay. An object whose colour the words name never takes another colour's: "a blue circle
+    moves down" of an image with a red one draws a blue circle, not the red one repainted."""
+    guessed = [_colour_guessed(text) for text in instructions] if instructions is not None else None
+    return onto_found(drafts, found, config, guessed=guessed)
+
+
+def _colour_guessed(instruction: str) -> Callable[[int], bool]:
+    """Whether a drafted label's colour is one `instruction` does not name (shapes-world words)."""
+    from app.shapes.palette import COLOR_NAMES
+
+    named = set(re.findall(r"[a-z]+", instruction.lower()))
+    return lambda label: label > 0 and COLOR_NAMES[(label - 1) % len(COLOR_NAMES)] not in named
 
 
 def _words(planner, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -194,7 +211,8 @@ def first_frame_drafts(planner, instructions: list[str], first_frames: list[np.n
         return None
     drafts = _caption_drafts(planner, instructions, seeds)
     inputs = planner.processor(instructions, images=[[frame] for frame in first_frames])
-    return onto_first_frame(drafts, planner.frame_detector.find(planner.source_images(inputs)), planner.drafter.config)
+    return onto_first_frame(drafts, planner.frame_detector.find(planner.source_images(inputs)), planner.drafter.config,
+                            instructions)
 
 
 @torch.no_grad()

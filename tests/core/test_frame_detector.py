@@ -78,8 +78,15 @@ def test_reference_tracks_take_a_stills_object_of_their_class_when_the_words_nam
                       _found((red_circle, 4, 5, 2), (blue_circle, 12, 10, 1)), CONFIG, keep_unnamed=False,
                       same_class=True)
     assert [both[0, 0, :2].tolist(), both[0, 1, :2].tolist()] == [[blue_circle, 12], [red_circle, 4]]
-    # Image-to-video never matches by class (a caption naming an object the image lacks would repaint it).
+    # Image-to-video matches by class only where the words name no colour: "a blue circle" of an image with a
+    # red one draws a blue circle (the red one repainted would not be what was asked) ...
     assert onto_first_frame(drafted, found, CONFIG)[0, 0].tolist() == [blue_circle, 2, 3, 1, 8, 3]
+    named = onto_first_frame(drafted, found, CONFIG, ["a blue circle moves right and a green star moves up"])
+    assert named[0, 0].tolist() == [blue_circle, 2, 3, 1, 8, 3]
+    # ... while "the circle moves right" (its blue the drafter's guess) moves the image's red circle.
+    guessed = onto_first_frame(drafted, found, CONFIG, ["the circle moves right and a green star moves up"])
+    assert guessed[0, 0].tolist() == [red_circle, 4, 5, 2, 10, 5]
+    assert guessed[0, 1].tolist() == [green_star, 12, 10, 1, 12, 5]
 
 
 @pytest.fixture(scope="module")
