@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +161,12 @@ def summarize_clips(results: list[tuple[dict, dict]]) -> dict:
 
 
 if __name__ == "__main__":
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 140
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 43
-    out = sys.argv[1] if len(sys.argv) > 1 else "video_metadata.jsonl"
-    print(write_video_metadata(out, make_video_metadata(n, seed)))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m app.shapes.video_prompts",
+                                     description="Write GenEval-style prompt records for clips (one JSON object a line).")
+    parser.add_argument("out", nargs="?", default="video_metadata.jsonl", help="the .jsonl file to write")
+    parser.add_argument("n", nargs="?", type=int, default=140, help="how many records (default 140)")
+    parser.add_argument("seed", nargs="?", type=int, default=43, help="the records' seed (default 43)")
+    args = parser.parse_args()
+    print(write_video_metadata(args.out, make_video_metadata(args.n, args.seed)))

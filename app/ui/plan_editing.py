@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.request import GenerationRequest, PlanEdit, Task
 from app.ui.messages import ERROR, INFO, WARNING
-from app.ui.studio_state import Job, nearest_clip_length
+from app.ui.studio_state import Job, nearest_clip_length, shortened
 
 LIVE, STORED = "live", "version"
 _SETTINGS = ("seed", "steps", "guidance", "width", "height", "frames")  # what a stored plan's request fixes
@@ -227,7 +227,7 @@ class PlanEditing(QObject):
         job_id = self.studio.engine.submit(request)
         # A clip plays at the rate of the version it is compared with, so the two sides keep step.
         fps = self.studio.document.project.media_item(version.media_id).fps if task.makes_video else 0.0
-        self.studio.jobs[job_id] = Job(job_id, request, clip.id, f"As planned: {request.instruction[:40]} "
+        self.studio.jobs[job_id] = Job(job_id, request, clip.id, f"As planned: {shortened(request.instruction)} "
                                                                  f"(seed {request.seed})", fps=fps,
                                        selection=tuple(self.studio.selection))
         self.studio.jobs_changed.emit()

@@ -44,7 +44,7 @@ from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.plan_time import DEFAULT_FRAME_STEP
 from app.ui.studio_state import (INPUT_MAX_SIDE, MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
                                  ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
-                                 load_plan, nearest_clip_length, write_edit_result)
+                                 load_plan, nearest_clip_length, shortened, write_edit_result)
 from app.ui.memory_retry import MemoryRetry
 from app.ui.plan_editing import PlanEditing
 from app.ui.workers import run_task
@@ -652,7 +652,7 @@ class StudioModel(QObject):
         job_id = self.engine.submit(request)
         name = "Remake from words" if clip is not None and request.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) \
             and len(self.selected_clips()) == 1 else TASK_NAMES[request.task]
-        desc = f"{name}: {request.instruction[:40]} (seed {request.seed})"
+        desc = f"{name}: {shortened(request.instruction)} (seed {request.seed})"
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection), project=self.document.project)

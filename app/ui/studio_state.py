@@ -149,3 +149,13 @@ def load_plan(path: Path) -> Any:
     from app.core.plan import Plan
 
     return Plan.load(path)
+
+
+def shortened(text: str, limit: int = 40) -> str:
+    """`text` cut to about `limit` characters at a word's end, with an ellipsis when cut (a job's name in the
+    queue and its messages)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0] if " " in text[:limit + 1] else text[:limit]
+    return cut.rstrip(" ,") + "…"

@@ -225,3 +225,12 @@ def test_generation_panel_takes_the_models_sampling_defaults_and_says_where_guid
     assert panel.steps.text() == "…"
     panel.set_model_loaded(True, makes_video=True)
     assert [b.text() for b in boxes] == ["12", "2.00", "48", "48", "17"] and all(b.isEnabled() for b in boxes)
+
+
+def test_a_long_instruction_is_cut_at_a_word_in_the_jobs_name():
+    from app.ui.studio_state import shortened
+
+    long = "the circle from the first image moves right and the star from the second image moves left"
+    assert shortened(long) == "the circle from the first image moves…"
+    assert shortened("a red circle  moves up") == "a red circle moves up"  # short: whole, spaces tidied
+    assert shortened("x" * 60).endswith("…") and len(shortened("x" * 60)) == 41
