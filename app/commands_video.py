@@ -317,6 +317,9 @@ def cmd_video(args) -> int:
         note += "; the model changed nothing" + (why or ": the clip is its source again (the edit was not made; "
                                                         "another --seed or wording may make it)")
     note += shortfall_note(result)
+    trained = pipe.defaults.frames if pipe.defaults.own_size_only else 0
+    if trained and n != trained:  # its size is refused outright; other lengths run, and come out worse
+        note += f"; {n} frames: this model was trained on {trained}-frame clips alone, other lengths come out worse"
     if task is Task.VIDEO_EDIT and source_info.frames > n:
         longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
         more = f" (--frames up to {longest} edits more)" if longest > n else ""
