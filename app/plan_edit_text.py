@@ -212,8 +212,9 @@ def unchanged_words(result, retry: str) -> str:
         return (f": it finds no {why[len(NOT_IN_CLIP):].strip()} in the clip (the words name what the clip does not "
                 f"hold, as the model sees it)")
     if why == NOTHING_PLANNED:
-        return (": its plan for the edit changes nothing in the clip (the clip may not hold what the instruction "
-                "names, as the model sees it)")
+        return (": its plan for the edit changes nothing in the clip (the model may not know this edit's wording, "
+                "e.g. an object set still; or the clip may not hold what the instruction names, as the model sees "
+                "it)")
     if why == PUT_BACK:
         return (f" its plan asked for: what it drew was elsewhere in the clip and went back to the source (another "
                 f"{retry} or wording may make the edit)")
