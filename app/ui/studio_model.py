@@ -44,7 +44,8 @@ from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.plan_time import DEFAULT_FRAME_STEP
 from app.ui.studio_state import (INPUT_MAX_SIDE, MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
                                  ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
-                                 load_plan, nearest_clip_length, shortened, write_edit_result)
+                                 load_plan, nearest_clip_length, reads_as_edit, shortened,
+                                 write_edit_result)
 from app.ui.memory_retry import MemoryRetry
 from app.ui.plan_editing import PlanEditing
 from app.ui.workers import run_task
@@ -311,7 +312,12 @@ class StudioModel(QObject):
         inputs = self._inputs_for_target()
         if text == inputs.instruction:
             return
+        task = self.task
         inputs.instruction = text
+        if self.task is not task:  # the words turned an edit into a remake or back (see `task`)
+            self._slot_moved()
+            self.target_changed.emit()
+            self._prefetch_inputs()
         self._keep_stored_plan = None
         self._problem = ""
         self.problem_timer.stop()
@@ -334,6 +340,10 @@ class StudioModel(QObject):
         # The shown version's own task comes next: a clip made from words is made again (a variation, new seed),
         # as users expect after text-to-image; an edited one is edited further, as is an imported picture.
         # (The task the user picks is kept per clip for the session; after reopening, this rule gives it.)
+        # Words that read as an edit ("make the circle blue") edit even a clip made from words: remade from
+        # them, it became a new scene of a blue something (a new user's try).
+        if made_by in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) and reads_as_edit(self.instruction):
+            return allowed[0]
         return made_by if made_by in allowed else allowed[0]
 
     def set_task(self, task: Task) -> None:

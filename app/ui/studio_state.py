@@ -4,6 +4,7 @@ in the thread pool. No Qt here, so the rules can be read and tested on their own
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,18 @@ def allowed_tasks(kinds: list[str]) -> list[Task]:
     if len(kinds) == 1:
         return [Task.IMAGE_EDIT, Task.TEXT_TO_IMAGE, Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO]
     return [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO]
+
+
+# The words an edit of what is shown starts with ("make the circle blue", "remove the star"), or "instead" ("the
+# circle moves down instead"); a description of something new starts otherwise ("a red circle moves right").
+EDIT_VERBS = frozenset({"make", "remove", "delete", "erase", "add", "put", "replace", "swap", "change", "turn",
+                        "recolour", "recolor", "colour", "color", "move", "shift", "let", "have"})
+
+
+def reads_as_edit(instruction: str) -> bool:
+    """Whether `instruction` reads as an edit of the selected clip rather than words for a new one."""
+    words = re.findall(r"[a-z]+", instruction.lower())
+    return bool(words) and (words[0] in EDIT_VERBS or "instead" in words)
 
 
 TASK_NAMES = {  # what the task is called for the selection it applies to

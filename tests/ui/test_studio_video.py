@@ -664,3 +664,29 @@ def test_a_reopened_clip_is_edited_further_if_its_shown_version_was_an_edit(qtbo
     assert again.open_project(str(path))
     again.timeline.view.select([clip_id])
     assert again.studio.task is Task.VIDEO_EDIT
+
+
+def test_words_that_read_as_an_edit_edit_a_clip_made_from_words(qtbot, tmp_path):
+    """A clip made from words is made again from new words ("Remake from words"), but words that read as an
+    edit of it ("make the circle green", "the circle moves down instead") edit it: the chooser follows as
+    they are typed; a task the user picks stays picked whatever the words."""
+    from app.media import project_file as pf
+
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, np.zeros((9, 48, 48, 3), np.uint8),
+                                    fps=12, request={"task": "text_to_video", "instruction": "a red circle moves up"}))
+    w.timeline.view.select([clip_id])
+    assert w.studio.task is Task.TEXT_TO_VIDEO
+    w.instruction.set_text("make the circle green")
+    qtbot.waitUntil(lambda: w.studio.task is Task.VIDEO_EDIT, timeout=2000)
+    assert w.instruction.task_box.currentText() == "Edit video"
+    w.instruction.set_text("a blue star moves left")
+    qtbot.waitUntil(lambda: w.studio.task is Task.TEXT_TO_VIDEO, timeout=2000)
+    assert w.instruction.task_box.currentText() == "Remake from words"
+    w.instruction.set_text("The circle moves down instead.")
+    qtbot.waitUntil(lambda: w.studio.task is Task.VIDEO_EDIT, timeout=2000)
+    w.studio.set_task(Task.TEXT_TO_VIDEO)  # picked by the user: kept
+    w.instruction.set_text("make the star red")
+    qtbot.wait(100)
+    assert w.studio.task is Task.TEXT_TO_VIDEO and w.instruction.task_box.currentText() == "Remake from words"
