@@ -23,6 +23,9 @@ Autosave writes the same document (plus where it belongs) to a recovery folder, 
 platformdirs.user_data_dir("MetaCanvas Studio")/recovery, overridable with `root=`, the
 METACANVAS_RECOVERY_DIR environment variable, or METACANVAS_DATA_DIR (then DATA_DIR/recovery). On start the UI calls
 `find_recoveries()`; it lists recovery files newer than the project they belong to.
+
+One file of about 600 lines: the media folder, the document and the recovery copy follow one set of rules (never
+overwrite, always atomic); the recovery half (autosave_path onward) is the next split to make.
 """
 from __future__ import annotations
 
