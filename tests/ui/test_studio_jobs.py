@@ -209,11 +209,9 @@ def test_a_result_still_being_written_counts_as_a_running_job_when_the_project_c
     w.shutdown()
 
 
-def test_a_result_written_while_the_project_is_saved_under_a_new_name_lands_in_the_new_folder(
-        qtbot, tmp_path, monkeypatch):
-    """Save As (here the first save of an untitled project) between a job's end and its result landing: the
-    result's file was being written into the old media folder, which the save did not copy; it is copied
-    into the new one before it is stored, so the saved project opens with the new clip's picture and plan."""
+def _a_result_being_written(qtbot, tmp_path, monkeypatch):
+    """A window whose first job (a 2-step still) has finished and whose result's file is being written until the
+    returned event is set: (window, event)."""
     import threading
 
     from app.media import project_file as pf
@@ -231,6 +229,17 @@ def test_a_result_written_while_the_project_is_saved_under_a_new_name_lands_in_t
     w.instruction.set_text("a red circle")
     w.generate()
     qtbot.waitUntil(lambda: bool(w.studio._storing), timeout=60_000)  # done, its file being written
+    return w, go_on
+
+
+def test_a_result_written_while_the_project_is_saved_under_a_new_name_lands_in_the_new_folder(
+        qtbot, tmp_path, monkeypatch):
+    """Save As (here the first save of an untitled project) between a job's end and its result landing: the
+    result's file was being written into the old media folder, which the save did not copy; it is copied
+    into the new one before it is stored, so the saved project opens with the new clip's picture and plan."""
+    from app.media import project_file as pf
+
+    w, go_on = _a_result_being_written(qtbot, tmp_path, monkeypatch)
     path = tmp_path / "saved" / "mine.mcproj"
     assert w.save_as(str(path))
     with qtbot.waitSignal(w.result_stored, timeout=30_000) as stored:
@@ -250,22 +259,9 @@ def test_new_project_lets_a_result_being_written_land_first(qtbot, tmp_path, mon
     would throw it away) but the result lands, and the save question then covers it (Cancel keeps it)."""
     import threading
 
-    from app.media import project_file as pf
     from app.ui.project_actions import SaveChoice
 
-    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
-    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
-    go_on, real_write = threading.Event(), pf.write_result
-
-    def slow_write(*args):
-        go_on.wait(30)
-        return real_write(*args)
-
-    monkeypatch.setattr(pf, "write_result", slow_write)
-    w.generation.steps.setValue(2)
-    w.instruction.set_text("a red circle")
-    w.generate()
-    qtbot.waitUntil(lambda: bool(w.studio._storing), timeout=60_000)
+    w, go_on = _a_result_being_written(qtbot, tmp_path, monkeypatch)
     threading.Timer(0.5, go_on.set).start()
     save_changes_answers.next = SaveChoice.CANCEL
     assert not w.files.new_project()
