@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.checkpoints import load_model  # noqa: E402
-from app.core.frame_detector import edit_shortfall  # noqa: E402
+from app.core.frame_detector import edit_shortfall, source_tracks  # noqa: E402
 from app.eval.video_eval import _chunks, sample_clips, score_video_edit, video_edit_set  # noqa: E402
 from app.shapes.motion import render_clip  # noqa: E402
 
@@ -35,7 +35,8 @@ def main(folder: str, n: int = 64, seed: int = 7) -> dict:
                              videos=sources, frames=d.frames, drafts_out=drafts)
         for k, (i, src, clip) in enumerate(zip(idx, sources, clips)):
             verdict = score_video_edit(src, clip, triples[i].source, triples[i].target)
-            unseen, unplanned = edit_shortfall(pipe.planner, drafts[k], clip)
+            rows_read = source_tracks(pipe.planner, [src], pipe.planner.edit_drafter.config)[0]  # as the pipeline
+            unseen, unplanned = edit_shortfall(pipe.planner, drafts[k], clip, source=src, source_rows=rows_read)
             rows.append({"right": verdict["fully_right"], "done": verdict["success"], "flagged": bool(unseen or unplanned)})
     passed, flagged = [r for r in rows if not r["flagged"]], [r for r in rows if r["flagged"]]
     not_done, done = [r for r in rows if not r["done"]], [r for r in rows if r["done"]]

@@ -323,27 +323,43 @@ def edit_drafts(planner, instructions: list[str], clips: list[np.ndarray],
 SHOWN_BINS = 2
 
 
+def _near(a: list, b: list) -> bool:
+    """Two track rows of one label whose starts and ends are within SHOWN_BINS."""
+    return a[0] == b[0] and max(abs(a[c] - b[c]) for c in (1, 2, 4, 5)) <= SHOWN_BINS
+
+
 @torch.no_grad()
-def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray) -> tuple[list[list[int]], list[list[int]]]:
+def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray, source: np.ndarray | None = None,
+                   source_rows=None) -> tuple[list[list[int]], list[list[int]]]:
     """Whether an edited clip ([F, H, W, 3] uint8, at the model's size) shows the edit as it was drafted
     (`drafts`, its [length, 6] track rows): (the drafted tracks the clip does not show, the clip's tracks no
     drafted one accounts for), each as track rows. A drafted track is shown by a found track of its label
     (class and colour) whose start and end are within SHOWN_BINS of it; each found track shows one drafted
     track at most. Both lists empty: the clip holds what was planned, and nothing else the detector knows.
     What is said to a user whose edit did not come back as planned (the DiT left the named object as it was, or
-    changed another); it checks the plan's objects and their paths, not each pixel."""
+    changed another); it checks the plan's objects and their paths, not each pixel.
+
+    With `source` (the source clip at the edited clip's size) and `source_rows` (its tracks as the draft read
+    them, from the source as given): a drafted track the edit leaves as it was (one of `source_rows`) that the
+    detector misses in `source` too is not said to be missing: at this size the detector would miss it in any
+    clip (a small object of a large source the draft saw and the model-size frames blur; the bundled
+    ball_rolls_right.mp4's green square was said missing from an edit that kept it pixel for pixel)."""
     config = planner.edit_drafter.config
     wanted = [r for r in drafts.tolist() if r[0] > 0]
     found = [r for r in source_tracks(planner, [clip], config)[0].tolist() if r[0] > 0]
     free = list(range(len(found)))
     unseen = []
     for row in wanted:
-        near = [k for k in free if found[k][0] == row[0] and
-                max(abs(found[k][c] - row[c]) for c in (1, 2, 4, 5)) <= SHOWN_BINS]
+        near = [k for k in free if _near(found[k], row)]
         if near:
             free.remove(min(near, key=lambda k: sum(abs(found[k][c] - row[c]) for c in (1, 2, 4, 5))))
         else:
             unseen.append(row)
+    if unseen and source is not None and source_rows is not None:
+        kept = [row for row in unseen if any(_near(r, row) for r in np.asarray(source_rows).tolist() if r[0] > 0)]
+        if kept:
+            small = [r for r in source_tracks(planner, [source], config)[0].tolist() if r[0] > 0]
+            unseen = [row for row in unseen if row not in kept or any(_near(r, row) for r in small)]
     return unseen, [found[k] for k in free]
 
 

@@ -530,7 +530,11 @@ class MetaCanvasPipeline:
                 and request.use_canvas and drafts_edits(self.planner):  # the canvas off, the DiT never saw the draft
             t_check = time.perf_counter()
             try:
-                shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames)
+                source = np.asarray(request.video[: request.frames])
+                if source_rows is None:
+                    source_rows = source_tracks(self.planner, [source], self.planner.edit_drafter.config)[0]
+                shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames,
+                                           source=source_as_made(source, frames), source_rows=source_rows)
             except Exception:  # noqa: BLE001  advisory: a check that fails must not cost the user the finished clip
                 log.exception("the edit's check against its plan failed; the clip is kept unchecked")
             timings["check"] = time.perf_counter() - t_check

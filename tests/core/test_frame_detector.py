@@ -311,3 +311,29 @@ def test_an_edit_naming_an_object_the_clip_lacks_is_known():
     assert named_but_absent("make the moving circle blue", rows) == ""
     assert named_but_absent("add a yellow star moving up", rows) == ""  # an add names what the clip lacks
     assert named_but_absent("make it brighter", rows) == ""
+
+
+def test_the_edit_check_does_not_call_missing_an_object_the_detector_misses_in_the_source_at_that_size(monkeypatch):
+    """An edit that keeps a small object of a large source as it was: the draft read it in the source as given,
+    but at the model's size the detector misses it in the source as in the edit. Not said to be missing then;
+    an object it finds in the source at that size and not in the edit still is, and so is the edit's own change."""
+    from types import SimpleNamespace
+
+    import app.core.frame_detector as fd
+
+    red_circle, blue_circle = label_index("circle", "red"), label_index("circle", "blue")
+    square = label_index("square", "green")
+    edited, small_source = np.zeros((5, 8, 8, 3), np.uint8), np.ones((5, 8, 8, 3), np.uint8)
+    seen = {id(edited): [(blue_circle, 2, 6, 1, 10, 6)], id(small_source): [(red_circle, 2, 6, 1, 10, 6)]}
+    monkeypatch.setattr(fd, "source_tracks", lambda planner, clips, config: _rows(*seen[id(clips[0])]))
+    planner = SimpleNamespace(edit_drafter=SimpleNamespace(config=CONFIG))
+    drafts = _rows((blue_circle, 2, 6, 1, 10, 6), (square, 8, 13, 0, 8, 13))[0]
+    read = _rows((red_circle, 2, 6, 1, 10, 6), (square, 8, 13, 0, 8, 13))[0]  # what the draft read
+    assert fd.edit_shortfall(planner, drafts, edited) == ([[square, 8, 13, 0, 8, 13]], [])  # as before
+    assert fd.edit_shortfall(planner, drafts, edited, source=small_source, source_rows=read) == ([], [])
+    seen[id(small_source)].append((square, 8, 13, 0, 8, 13))  # found in the source at this size: a real miss
+    assert fd.edit_shortfall(planner, drafts, edited, source=small_source, source_rows=read)[0] == \
+        [[square, 8, 13, 0, 8, 13]]
+    seen[id(edited)] = []  # the change itself missing (its label is not the source's): always said
+    unseen, _ = fd.edit_shortfall(planner, drafts, edited, source=small_source, source_rows=read)
+    assert [blue_circle, 2, 6, 1, 10, 6] in unseen
