@@ -223,6 +223,7 @@ class StudioModel(QObject):
             if slot == VIDEO_SLOT:
                 model.fps = float(getattr(defaults, "fps", 0.0) or 0.0)
                 model.keep_source = int(getattr(defaults, "keep_source_threshold", 0) or 0)
+                model.trained_frames = int(defaults.frames) if getattr(defaults, "own_size_only", False) else 0
             model.params = replace(model.params, **values)
         if slot == VIDEO_SLOT and self.engine is not None:
             model.frame_step = self.engine.frame_step(slot)
@@ -786,7 +787,7 @@ class StudioModel(QObject):
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
                  (f" The edit was not made as planned: {shortfall} (another seed or wording may make it)."
-                  if shortfall else ""), WARNING if shortfall or unchanged else INFO)
+                  if shortfall else "") + self._length_note(job), WARNING if shortfall or unchanged else INFO)
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
         threshold = self.slots[VIDEO_SLOT].keep_source
         if task is Task.VIDEO_EDIT and job.request.keep_source and threshold:  # at the clip's own size
@@ -802,6 +803,14 @@ class StudioModel(QObject):
 
         run_task(self.pool, *work, on_done=lambda written, j=job: self._store_result(j, written), on_error=failed,
                  owner=self)
+
+    def _length_note(self, job: Job) -> str:
+        """A clip of a length its model was not trained on comes out worse (the embedded video model: 17
+        frames alone; asked for 33 it drew blank frames), which is said with the result."""
+        trained, frames = self.slots[VIDEO_SLOT].trained_frames, int(job.request.frames or 1)
+        if not job.request.task.makes_video or not trained or frames == trained:
+            return ""
+        return f" {frames} frames: this model was trained on {trained}-frame clips alone, other lengths come out worse."
 
     def _store_result(self, job: Job, written: dict) -> None:
         if job.project is not None and job.project is not self.document.project:  # closed while its file was written

@@ -72,6 +72,7 @@ class ModelSlot:
     # Its edits keep the clip's own pixels where it changed nothing, at the clip's size (its
     # keep_source_threshold; 0: its edits are stored as it drew them).
     keep_source: int = 0
+    trained_frames: int = 0  # the one clip length it was trained on (own-size-only models); 0: any
     params: Params = field(default_factory=Params)
     # Settings the user chose ("Use these settings again") before the model loaded: its defaults do not
     # replace these when it loads.

@@ -690,3 +690,14 @@ def test_words_that_read_as_an_edit_edit_a_clip_made_from_words(qtbot, tmp_path)
     w.instruction.set_text("make the star red")
     qtbot.wait(100)
     assert w.studio.task is Task.TEXT_TO_VIDEO and w.instruction.task_box.currentText() == "Remake from words"
+
+
+def test_a_clip_of_a_length_the_model_was_not_trained_on_is_said_to_come_out_worse(qtbot, tmp_path):
+    """The committed video model was trained on 17-frame clips alone: a 9-frame edit runs and its message says
+    that length comes out worse; a 17-frame one says nothing of it."""
+    w, clip_id = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the star")
+    assert not any("trained on 17-frame clips alone" in m.text for m in w.messages.history)
+    w.generation.frames.setValue(9)
+    w.instruction.set_text("remove the triangle")  # the star is gone: removing it again would make no version
+    assert _generate(qtbot, w) == clip_id
+    assert any("9 frames: this model was trained on 17-frame clips alone" in m.text for m in w.messages.history)
