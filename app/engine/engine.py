@@ -38,7 +38,7 @@ Scheduling
   Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
   would be stale, and without any model it could only fail.
 
-Why one file of about 705 lines: the worker's state machine (jobs, the pending plan, cancel, the two
+Why one file of about 715 lines: the worker's state machine (jobs, the pending plan, cancel, the two
 model slots) is one lock's worth of logic; split, its invariants would span files. Loading lives apart
 (app/engine/loading.py), and so does what is kept of a run out of memory (app/engine/out_of_memory.py).
 """
@@ -383,6 +383,15 @@ class Engine(QObject):
             return max(1, int(getattr(codec, "temporal_factor", 1)))
         except (TypeError, ValueError):
             return 1
+
+    def max_frames(self, slot: str = VIDEO_SLOT) -> int:
+        """The longest clip the slot's model makes from words (MetaCanvasPipeline.max_frames; the positions its
+        backbone reaches); the Frames box stops there. 0 when no model is loaded or it does not say."""
+        pipe = self._pipes.get(slot)
+        try:
+            return max(1, int(pipe.max_frames())) if pipe is not None and hasattr(pipe, "max_frames") else 0
+        except (TypeError, ValueError):
+            return 0
 
     def check_frames(self, slot: str, frames: int, task: Any, references: int = 0) -> None:
         """Raise ValueError (one line) unless the slot's model makes a clip of `frames` frames for `task`

@@ -43,6 +43,7 @@ class GenerationPanel(QWidget):
     cancel_clicked = Signal()  # cancel the running job
     cancel_job = Signal(int)  # cancel one queued job by id
     param_changed = Signal(str, object)  # Params field name, new value
+    FRAMES_REACH = 257  # the Frames box's reach while no model says its own longest clip
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,7 +66,7 @@ class GenerationPanel(QWidget):
             box.setSingleStep(16)
             box.setValue(32)
         self.frames = _ModelSpinBox(self)
-        self.frames.setRange(1, 257)
+        self.frames.setRange(1, self.FRAMES_REACH)
         self.frames.setValue(8)
         self.frames.setToolTip("Frames of a generated video (stills always have 1)")
         for name, box in (("seed", self.seed), ("steps", self.steps), ("guidance", self.guidance),
@@ -137,10 +138,13 @@ class GenerationPanel(QWidget):
             box.setEnabled(loaded and (makes_video or box is not self.frames))
             box.set_blank(not loaded)  # no number until the model's own replace the placeholders
 
-    def set_frame_step(self, step: int) -> None:
-        """A video model makes clips of 1 + a multiple of `step` frames: the arrows step through those."""
+    def set_frame_step(self, step: int, most: int = 0) -> None:
+        """A video model makes clips of 1 + a multiple of `step` frames: the arrows step through those, and
+        stop at `most`, the longest clip it makes (0: it does not say), so the box never offers a length the
+        model would refuse."""
         step = max(1, int(step))
         self.frames.setSingleStep(step)
+        self.frames.setMaximum(int(most) if most > 0 else self.FRAMES_REACH)
         self.frames.setToolTip("Frames of a generated video (stills always have 1); a video edit edits at most "
                                "this many frames of the clip." + (f" This model makes clips of 1 + a multiple of "
                                                                  f"{step} frames; other numbers are rounded to the "

@@ -296,6 +296,7 @@ class MainWindow(QMainWindow):
         self.generation.generate_button.setText("Generate (when the model is ready)"
                                                 if state is ModelState.LOADING else "Generate")
         self.generation.set_model_loaded(state is ModelState.READY, self.studio.task.makes_video)
+        self.generation.set_frame_step(self.studio.frame_step, self.studio.max_frames)
 
     def shutdown(self) -> None:
         self.play_timer.stop()
@@ -408,7 +409,7 @@ class MainWindow(QMainWindow):
         self.instruction.set_task(s.task, s.target_name(), s.tasks(), on_clip=len(s.selected_clips()) == 1)
         self.instruction.set_text(s.instruction)
         self.generation.set_model_loaded(s.slot.state is ModelState.READY, s.task.makes_video)
-        self.generation.set_frame_step(s.frame_step)
+        self.generation.set_frame_step(s.frame_step, s.max_frames)
         if clip is None:
             self.versions.set_versions([], 0)
             self.viewer.set_video_mode(False)

@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 890 lines: every input, the two model states and the job queue change together under
+Why one file of about 900 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -141,6 +141,11 @@ class StudioModel(QObject):
         """How the clip model packs frames (clips are 1 + a multiple of it); Wan's 4 until it says."""
         return self.slots[VIDEO_SLOT].frame_step
 
+    @property
+    def max_frames(self) -> int:
+        """The longest clip the clip model makes from words (0 until it says)."""
+        return self.slots[VIDEO_SLOT].max_frames
+
     def _slot_moved(self) -> None:
         """The selection's task moved to the other model: the panel shows that model's settings."""
         kind = self.slot.kind
@@ -227,6 +232,7 @@ class StudioModel(QObject):
             model.params = replace(model.params, **values)
         if slot == VIDEO_SLOT and self.engine is not None:
             model.frame_step = self.engine.frame_step(slot)
+            model.max_frames = self.engine.max_frames(slot)
         if slot == self.slot.kind:
             self.params_changed.emit()
         model.error = ""

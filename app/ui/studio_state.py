@@ -68,6 +68,7 @@ class ModelSlot:
     text: str = ""  # what the status bar says about it
     error: str = ""  # why it failed, for the next Generate's message
     frame_step: int = 1  # its clips have 1 + a multiple of this many frames (Wan's codec: 4)
+    max_frames: int = 0  # the longest clip it makes from words (0: it does not say)
     fps: float = 0.0  # the rate its new clips play at (the model's own; 0: the project's)
     # Its edits keep the clip's own pixels where it changed nothing, at the clip's size (its
     # keep_source_threshold; 0: its edits are stored as it drew them).

@@ -512,6 +512,20 @@ def test_frames_the_model_cannot_make_are_refused_before_anything_is_queued(qtbo
     assert w.messages.history[-1].level == "error" and not w.studio.jobs
 
 
+def test_the_frames_box_stops_at_the_longest_clip_the_loaded_model_makes(qtbot, tmp_path, studio):
+    """The box reached 257 while the embedded model places at most 253 frames: a length it offered was refused
+    at Generate. Once the model loads, the box stops at what it makes from words."""
+    w = studio
+    assert w.generation.frames.maximum() == 257  # no model says its reach yet
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    most = w.engine.max_frames("video")
+    assert 17 < most < 257
+    w.generation.frames.setValue(257)
+    assert w.generation.frames.value() == most == w.generation.frames.maximum()
+    w.engine.check_frames("video", most, Task.TEXT_TO_VIDEO)  # the box's longest is one the model makes
+
+
 def test_exporting_a_version_shorter_than_its_clip_says_how_long_each_is(qtbot, tmp_path, studio):
     """A clip made again from words (or any generated version) can be shorter than the clip: the viewer and
     the track hold its last frame for the rest, Export clip writes the version as long as it is, and says so."""
