@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
         s = self.studio
         s.message.connect(self.show_message)
         s.memory_retry.offered.connect(self.offer_action)
+        s.seed_retry.offered.connect(self.banner.show_action)  # said already (a warning): the button joins it
         s.model_state_changed.connect(self._on_model_state)
         s.params_changed.connect(lambda: self.generation.show_params(s.params))
         s.target_changed.connect(self._on_target_changed)

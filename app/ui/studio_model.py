@@ -47,6 +47,7 @@ from app.ui.studio_state import (INPUT_MAX_SIDE, MAX_REFERENCES, NEW_TARGET, TAS
                                  load_plan, nearest_clip_length, reads_as_edit, shortened,
                                  write_edit_result)
 from app.ui.memory_retry import MemoryRetry
+from app.ui.seed_retry import SeedRetry
 from app.ui.plan_editing import PlanEditing
 from app.ui.workers import run_task
 
@@ -82,6 +83,7 @@ class StudioModel(QObject):
         self.jobs: dict[int, Job] = {}
         self._storing: dict[int, Job] = {}  # finished jobs whose result is being written, not yet in the project
         self.memory_retry = MemoryRetry(self)  # a job out of memory is offered again with more offload
+        self.seed_retry = SeedRetry(self)  # an edit short of its plan is offered again with the next seed
         self.selection: list[str] = []
         self._inputs: dict[str, TargetInputs] = {}
         self._decoded: dict[tuple, np.ndarray] = {}
@@ -624,15 +626,10 @@ class StudioModel(QObject):
             # A seed no job still queued or running uses for the same words and target (Generate pressed twice
             # must not make the same result twice) and, for a variation of a generated clip, none of its
             # versions used with these words ("Use these settings again" repeats one on purpose).
-            target = clip.id if clip is not None else None
-            used = {j.request.seed for j in self.jobs.values() if j.clip_id == target
-                    and j.request.instruction == request.instruction and j.request.task is request.task}
-            if clip is not None and not request.task.needs_image and not request.task.needs_video:
-                used |= {v.request.get("seed") for v in clip.versions if v.request.get("instruction") ==
-                         request.instruction and v.request.get("task") == request.task.value}
-            if request.seed in used:
-                while request.seed in used:
-                    request.seed = (request.seed + 1) % (2**31 - 1)
+            free = self.free_seed(clip.id if clip is not None else None, request, request.seed,
+                                  versions=not request.task.needs_image and not request.task.needs_video)
+            if free != request.seed:
+                request.seed = free
                 self.params = replace(self.params, seed=request.seed)
                 self.params_changed.emit()
         if clip is not None and clip.instruction != request.instruction:
@@ -676,6 +673,20 @@ class StudioModel(QObject):
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
+
+    def free_seed(self, clip_id: str | None, request: GenerationRequest, seed: int, versions: bool = True) -> int:
+        """`seed` or the next one after it that no active job uses for the same words, task and target, nor (with
+        `versions`) a version of the clip made with those words and task."""
+        used = {j.request.seed for j in self.active_jobs() if j.clip_id == clip_id
+                and j.request.instruction == request.instruction and j.request.task is request.task}
+        clip = self.document.project.clip(clip_id) if clip_id is not None and self.has_clip(clip_id) else None
+        if clip is not None and versions:
+            used |= {v.request.get("seed") for v in clip.versions if v.request.get("instruction") ==
+                     request.instruction and v.request.get("task") == request.task.value}
+        seed %= 2**31 - 1
+        while seed in used:
+            seed = (seed + 1) % (2**31 - 1)
+        return seed
 
     def running_job(self) -> Job | None:
         return next((j for j in self.jobs.values() if j.state is JobState.RUNNING), None)
@@ -787,13 +798,16 @@ class StudioModel(QObject):
                      WARNING)
             return
         shortfall = shortfall_words(result)
-        self.say(f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
+        said = (f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model found no object it knows in {where}."
                   if undrafted else "") +
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
                  (f" The edit was not made as planned: {shortfall} (another seed or wording may make it)."
-                  if shortfall else "") + self._length_note(job), WARNING if shortfall or unchanged else INFO)
+                  if shortfall else "") + self._length_note(job))
+        self.say(said, WARNING if shortfall or unchanged else INFO)
+        if shortfall or unchanged:
+            self.seed_retry.offer(job, said)
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
         threshold = self.slots[VIDEO_SLOT].keep_source
         if task is Task.VIDEO_EDIT and job.request.keep_source and threshold:  # at the clip's own size

@@ -633,6 +633,18 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot,
     said = [m for m in w.messages.history if "was not made as planned" in m.text]
     assert said and said[0].level == WARNING and ("does not show a" in said[0].text or "off the path" in said[0].text)
 
+    # One click tries the next seed: the same edit of the same version, a third version of the clip.
+    clip = w.document.project.clip(clip_id)
+    first = clip.versions[1].request
+    qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=WAIT)
+    assert w.banner.action_button.text() == f"Try seed {first['seed'] + 1}"
+    with qtbot.waitSignal(w.result_stored, timeout=WAIT) as stored:
+        w.banner.action_button.click()
+    assert stored.args[0] == clip_id
+    again = w.document.project.clip(clip_id).versions[2].request
+    assert again["seed"] == first["seed"] + 1 and again["instruction"] == "remove the star"
+    assert again["edited_version"] == first["edited_version"] == clip.versions[0].id
+
 
 def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_studio(qtbot, tmp_path, monkeypatch):
     """With the committed video model, an edit whose changes all fall outside its draft's places (here the places
