@@ -24,7 +24,7 @@ platformdirs.user_data_dir("MetaCanvas Studio")/recovery, overridable with `root
 METACANVAS_RECOVERY_DIR environment variable, or METACANVAS_DATA_DIR (then DATA_DIR/recovery). On start the UI calls
 `find_recoveries()`; it lists recovery files newer than the project they belong to.
 
-One file of about 600 lines: the media folder, the document and the recovery copy follow one set of rules (never
+One file of about 620 lines: the media folder, the document and the recovery copy follow one set of rules (never
 overwrite, always atomic); the recovery half (autosave_path onward) is the next split to make.
 """
 from __future__ import annotations
@@ -587,6 +587,17 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
         except (ProjectError, OSError, ValueError, TypeError, KeyError):
             continue
     return sorted(found, key=lambda r: r.saved_at, reverse=True)
+
+
+def set_aside_recovery(recovery: Recovery) -> Path:
+    """Move a crashed session's recovery file off its project's autosave path (to one named also by when it was
+    saved), so this session's autosaves and clean close of the same project neither overwrite nor remove it; it is
+    still found (and offered while newer than the project). Returns the new path."""
+    suffix = ".autosave.json"
+    stem = recovery.path.name[:-len(suffix)] if recovery.path.name.endswith(suffix) else recovery.path.stem
+    target = recovery.path.with_name(f"{stem}-crashed-{int(recovery.saved_at)}{suffix}")
+    os.replace(recovery.path, target)
+    return target
 
 
 def load_recovery(recovery: Recovery | str | os.PathLike) -> Project:

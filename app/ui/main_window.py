@@ -184,7 +184,8 @@ class MainWindow(QMainWindow):
         s = self.studio
         s.message.connect(self.show_message)
         s.memory_retry.offered.connect(self.offer_action)
-        s.seed_retry.offered.connect(self.banner.show_action)  # said already (a warning): the button joins it
+        # said already (a warning): the button joins it
+        s.seed_retry.offered.connect(lambda text, button, act: self.banner.show_action(text, button, act, True))
         s.model_state_changed.connect(self._on_model_state)
         s.params_changed.connect(lambda: self.generation.show_params(s.params))
         s.target_changed.connect(self._on_target_changed)
@@ -268,7 +269,7 @@ class MainWindow(QMainWindow):
         """An error the user can act on (retry with offload after running out of memory): shown like any error,
         with a button in the banner that acts."""
         self.show_message(text, ERROR)
-        self.banner.show_action(text, button, action)
+        self.banner.show_action(text, button, action, of_project=True)
 
     # ================================================================ engine
     def start_engine(self) -> None:
@@ -329,7 +330,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================ project -> widgets
     def _on_project_reset(self) -> None:
-        self.banner.drop_action()  # a retry offered for the project closed would run into no project
+        self.banner.drop_project_action()  # a retry offered for the project closed would run into no project
         self.pictures.forget_all()
         self.timeline.view.select([])
         self._refresh_all()

@@ -53,6 +53,7 @@ class MessageBanner(QFrame):
         self.action_button.hide()
         self.action_button.clicked.connect(self._run_action)
         self._action = None
+        self._of_project = False
         close = QPushButton("Dismiss", self)
         close.clicked.connect(self.hide)
         lay = QHBoxLayout(self)
@@ -75,17 +76,20 @@ class MessageBanner(QFrame):
         self.show()
         self._timer.start()
 
-    def show_action(self, text: str, button: str, action) -> None:
-        """A question that waits for the user without blocking anything (e.g. "Recover?")."""
+    def show_action(self, text: str, button: str, action, of_project: bool = False) -> None:
+        """A question that waits for the user without blocking anything (e.g. "Recover?"). `of_project`: the
+        offer acts on the open project (a retry of its job) and goes when that project is closed."""
         self.show_message("warning", text)
         self._timer.stop()  # an offer stays until answered or dismissed
         self._action = action
+        self._of_project = of_project
         self.action_button.setText(button)
         self.action_button.show()
 
-    def drop_action(self) -> None:
-        """An offer that no longer holds (its project was closed): hidden, its button gone."""
-        if self._action is not None:
+    def drop_project_action(self) -> None:
+        """The project was closed: an offer that acts on it no longer holds (hidden, its button gone). Others
+        stay: the startup offer to recover a crashed session's work is not the open project's to take away."""
+        if self._action is not None and self._of_project:
             self._action = None
             self.action_button.hide()
             self.hide()

@@ -138,15 +138,18 @@ class ProjectActions(QObject):
         dlg.open()
 
     def open_project(self, path: str) -> bool:
-        """Read and check the file first: one that cannot be opened leaves the open project untouched."""
+        """Read and check the file first: one that cannot be opened leaves the open project untouched. Read again
+        once the open one may go: answering "Save" to the question may have just written this very file."""
         try:
+            pf.open_project(path)
+            if not self.confirm_discard():
+                return False
             project = pf.open_project(path)
         except ProjectError as e:
             self.say(f"Could not open the project: {e}", ERROR)
             return False
-        if not self.confirm_discard():
-            return False
         self.document.replace(project, str(Path(path)))
+        self._offer_recovery_of(Path(path))
         missing = pf.missing_media(project, path)
         if missing:
             self.say(f"{len(missing)} media file(s) are missing from the project folder: "
@@ -196,6 +199,7 @@ class ProjectActions(QObject):
         self._saving_autosave = True
         snapshot = Project.from_dict(self.document.project.to_dict())
         path = self.document.path
+        self._keep_pending_recovery(path, snapshot)
         media_of = None if path else self.work_path()
 
         def done(target: Any) -> None:
@@ -208,7 +212,24 @@ class ProjectActions(QObject):
         run_task(self.pool, pf.write_recovery, snapshot, path, self.recovery_root, media_of,
                  on_done=done, on_error=failed, owner=self)
 
+    def _pending_recovery_at(self, target: Path) -> pf.Recovery | None:
+        """The crashed session's recovery copy, not yet taken, at `target` (a project's autosave path)."""
+        return next((r for r in self.pending_recoveries if r.path == target), None)
+
+    def _keep_pending_recovery(self, path: str | None, project: Project) -> None:
+        """This session's autosave of a project goes where a crashed session's copy of it waits to be taken:
+        that copy is moved aside first, not overwritten."""
+        pending = self._pending_recovery_at(pf.autosave_path(path, project, self.recovery_root))
+        if pending is not None:
+            try:
+                pending.path = pf.set_aside_recovery(pending)
+            except OSError as e:
+                self.say(f"The recovery copy of '{pending.name}' could not be kept apart: {e}", WARNING)
+
     def _clear_recovery(self) -> None:
+        """This session's own recovery copy of the open project goes (saved, cleanly closed or discarded); a
+        crashed session's copy of it that the user has not taken is kept (moved aside)."""
+        self._keep_pending_recovery(self.document.path, self.document.project)
         try:
             pf.clear_recovery(self.document.path, self.document.project, self.recovery_root)
         except (OSError, ProjectError):
@@ -232,6 +253,20 @@ class ProjectActions(QObject):
                                            f"{when} has changes that were not saved.", "Recover",
                                            lambda: self.recover(r))
 
+    def _offer_recovery_of(self, path: Path) -> None:
+        """The project just opened has a crashed session's changes that were not saved: offer them (again) here,
+        where the user is looking at the project without them."""
+        try:
+            here = path.resolve()
+        except OSError:
+            return
+        r = next((r for r in self.pending_recoveries if r.project_path is not None and r.project_path == here), None)
+        if r is not None:
+            when = time.strftime("%H:%M %d %b", time.localtime(r.saved_at))
+            self.window.banner.show_action(f"'{r.name}' has changes from {when} that were not saved (the studio did "
+                                           f"not close cleanly); what is open is the project as last saved.",
+                                           "Recover", lambda: self.recover(r))
+
     def recover(self, recovery: pf.Recovery) -> bool:
         try:
             project = pf.load_recovery(recovery)
@@ -243,6 +278,8 @@ class ProjectActions(QObject):
         # An untitled project's media folder is named by its id, which the copy keeps: its media are found.
         path = str(recovery.project_path) if recovery.project_path is not None else None
         self.document.replace(project, path)
+        if recovery in self.pending_recoveries:  # taken: this session's autosaves and saves now stand for it
+            self.pending_recoveries.remove(recovery)
         # Recovered changes are unsaved: mark the document dirty so Save is offered and autosave continues.
         self.document.undo_stack.resetClean()
         self.say(f"Recovered '{recovery.name}'. Save it to keep it.", INFO)

@@ -99,6 +99,47 @@ def test_changes_reach_a_recovery_copy_within_seconds_and_a_crash_offers_it(qtbo
     assert w2.document.dirty  # recovered work is unsaved until the user saves it
 
 
+def test_a_crashed_projects_changes_survive_opening_it_editing_it_and_quitting(qtbot, tmp_path, monkeypatch):
+    """After a crash the user opens the project from File ▸ Open instead of clicking Recover: the offer stays
+    (and says the open project lacks the changes), this session's autosaves do not overwrite the crashed copy, a
+    clean quit does not delete it, and the next launch still recovers the crashed session's work."""
+    from app.ui import project_actions
+
+    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.settings.autosave_minutes = 5
+    w.document.push(w.document.project.set_clip_instruction_change(clip, "make the circle green"))
+    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    # A crash: w never closes. The next launch offers the copy; the user opens the project instead.
+    w2 = make_window(qtbot, tmp_path, offer_recovery=True)
+    qtbot.waitUntil(lambda: bool(w2.files.pending_recoveries), timeout=5000)
+    assert w2.open_project(str(path))
+    assert w2.banner.action_button.isVisible() and w2.banner.action_button.text() == "Recover"
+    assert "not saved" in w2.banner.label.text()
+    w2.settings.autosave_minutes = 5
+    w2.document.push(w2.document.project.set_clip_instruction_change(clip, "remove the star"))
+    qtbot.waitUntil(lambda: len(pf.find_recoveries(tmp_path / "recovery")) == 2, timeout=10_000)
+    w2.document.undo_stack.undo()  # back to the project as saved: a clean quit, no question asked
+    assert w2.close()
+    found = pf.find_recoveries(tmp_path / "recovery")
+    assert [pf.load_recovery(r).clip(clip).instruction for r in found] == ["make the circle green"]
+    w3 = make_window(qtbot, tmp_path, offer_recovery=True)
+    qtbot.waitUntil(lambda: bool(w3.files.pending_recoveries), timeout=5000)
+    assert w3.files.recover(w3.files.pending_recoveries[0])
+    assert w3.document.project.clip(clip).instruction == "make the circle green"
+
+
+def test_opening_the_open_project_after_saving_it_in_the_question_shows_what_was_saved(
+        qtbot, tmp_path, save_changes_answers):
+    """Open of the project already open, with unsaved changes, answered "Save": the project opened is the one
+    just saved, not the file as it was before (whose next save would have undone the work)."""
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.document.push(w.document.project.set_clip_instruction_change(clip, "make the circle green"))
+    save_changes_answers.next = SaveChoice.SAVE
+    assert w.open_project(str(path))
+    assert w.document.project.clip(clip).instruction == "make the circle green" and not w.document.dirty
+
+
 def test_a_clean_quit_leaves_no_recovery_to_offer(qtbot, tmp_path, monkeypatch):
     from app.ui import project_actions
 
