@@ -229,7 +229,7 @@ class PlanEditing(QObject):
         fps = self.studio.document.project.media_item(version.media_id).fps if task.makes_video else 0.0
         self.studio.jobs[job_id] = Job(job_id, request, clip.id, f"As planned: {shortened(request.instruction)} "
                                                                  f"(seed {request.seed})", fps=fps,
-                                       selection=tuple(self.studio.selection))
+                                       selection=tuple(self.studio.selection), project=self.studio.document.project)
         self.studio.jobs_changed.emit()
         self._awaiting_planned = (clip.id, version.id)
         self.studio.say(f"Queued job #{job_id}: the same request as planned, to compare with the edited one.")

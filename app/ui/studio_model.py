@@ -833,7 +833,8 @@ class StudioModel(QObject):
         return f" {frames} frames: this model was trained on {trained}-frame clips alone, other lengths come out worse."
 
     def _store_result(self, job: Job, written: dict) -> None:
-        if job.project is not None and job.project is not self.document.project:  # closed while its file was written
+        # Closed while its file was written (dropped by New/Open/Quit, or queued in another project).
+        if job.id not in self._storing or job.project is not None and job.project is not self.document.project:
             self._storing.pop(job.id, None)
             self.say(f"Job #{job.id} finished after its project was closed; its result is not added to this one.",
                      WARNING)

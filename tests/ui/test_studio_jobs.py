@@ -268,3 +268,16 @@ def test_new_project_lets_a_result_being_written_land_first(qtbot, tmp_path, mon
     assert save_changes_answers.jobs_asked == [] and len(save_changes_answers.asked) == 1
     assert len(w.document.project.tracks["image"]) == 1 and not w.studio.active_jobs()
     w.shutdown()
+
+
+def test_a_result_dropped_with_its_project_never_lands_in_the_next(qtbot, tmp_path, monkeypatch, save_changes_answers):
+    """New while a result is written past the wait, the user stopping it: when the write ends, nothing lands in
+    the new project, even for a job that recorded no project (As planned's did not)."""
+    w, go_on = _a_result_being_written(qtbot, tmp_path, monkeypatch)
+    next(iter(w.studio._storing.values())).project = None
+    monkeypatch.setattr(w.studio, "finish_storing", lambda seconds=0.0: False)  # a write longer than the wait
+    assert w.files.new_project() and save_changes_answers.jobs_asked == [1]
+    go_on.set()
+    qtbot.waitUntil(lambda: "is not added" in w.messages.history[-1].text, timeout=30_000)
+    assert not any(w.document.project.tracks.values())
+    w.shutdown()
