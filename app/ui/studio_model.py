@@ -351,7 +351,9 @@ class StudioModel(QObject):
         # (The task the user picks is kept per clip for the session; after reopening, this rule gives it.)
         # Words that read as an edit ("make the circle blue") edit even a clip made from words: remade from
         # them, it became a new scene of a blue something (a new user's try).
-        if made_by in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) and reads_as_edit(self.instruction):
+        # Its own words are not judged so: "make a red circle on the left" made it, and is made again.
+        if made_by in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) and self.instruction != request.get("instruction") \
+                and reads_as_edit(self.instruction):
             return allowed[0]
         return made_by if made_by in allowed else allowed[0]
 
@@ -366,6 +368,7 @@ class StudioModel(QObject):
             self._prefetch_inputs()
             self.plan_debounce.start()
         else:
+            self._inputs_for_target().task = task  # picked, though shown already: kept as words are typed
             self._want_model()
 
     def set_param(self, name: str, value: Any) -> None:

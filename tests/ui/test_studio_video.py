@@ -17,7 +17,7 @@ from app.ui.images import heatmap_rgba
 from app.ui.studio_state import ModelState
 from app.ui.timeline import VIDEO_TRACK
 from tests.media.media_helpers import index_colour, write_clip_with_audio
-from tests.ui.helpers import MODEL, choose_task, import_and_wait, make_window
+from tests.ui.helpers import MODEL, SAMPLE_IMAGE, choose_task, import_and_wait, make_window
 
 pytestmark = pytest.mark.skipif(not (MODEL / "model_index.json").is_file(),
                                 reason="the studio starts with the embedded image model (models/metacanvas-shapes)")
@@ -716,6 +716,37 @@ def test_words_that_read_as_an_edit_edit_a_clip_made_from_words(qtbot, tmp_path)
     w.instruction.set_text("make the star red")
     qtbot.wait(100)
     assert w.studio.task is Task.TEXT_TO_VIDEO and w.instruction.task_box.currentText() == "Remake from words"
+
+    # Picked while already shown is picked too: typed edit words do not take it away.
+    w.studio.set_task(Task.VIDEO_EDIT)
+    w.instruction.set_text("a red circle moves up")
+    qtbot.waitUntil(lambda: w.studio.task is Task.VIDEO_EDIT, timeout=2000)
+    w.timeline.view.select([])
+    w.studio._inputs.clear()  # a fresh selection, as after reopening: nothing picked
+    w.timeline.view.select([clip_id])
+    assert w.studio.task is Task.TEXT_TO_VIDEO
+    w.studio.set_task(Task.TEXT_TO_VIDEO)  # "Remake from words", the task shown
+    w.instruction.set_text("make the circle green")
+    qtbot.wait(100)
+    assert w.studio.task is Task.TEXT_TO_VIDEO
+
+
+def test_a_clip_made_from_words_that_read_as_an_edit_is_made_again_from_them(qtbot, tmp_path):
+    """A still made from "make a red circle on the left" is selected with its own words: it is made again from
+    them (a variation), not edited by them; new words of an edit still edit it."""
+    from app.media import project_file as pf
+
+    w = make_window(qtbot, tmp_path)
+    clip_id = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    w.document.push(pf.store_result(w.document.project, w.work_path(), clip_id, np.zeros((48, 48, 3), np.uint8),
+                                    request={"task": "text_to_image", "instruction": "make a red circle on the left"}))
+    w.document.push(w.document.project.set_clip_instruction_change(clip_id, "make a red circle on the left"))
+    w.timeline.view.select([])
+    w.studio._inputs.clear()  # as after reopening: its inputs start from the clip's instruction
+    w.timeline.view.select([clip_id])
+    assert w.studio.task is Task.TEXT_TO_IMAGE
+    w.instruction.set_text("make the circle green")
+    qtbot.waitUntil(lambda: w.studio.task is Task.IMAGE_EDIT, timeout=2000)
 
 
 def test_a_clip_of_a_length_the_model_was_not_trained_on_is_said_to_come_out_worse(qtbot, tmp_path):
