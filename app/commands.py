@@ -130,15 +130,16 @@ def _check_image_path(path: str | Path, flag: str) -> None:
         raise ValueError(f"{flag} must name a .png file (or .jpg, which cannot carry the recipe), not {path}")
 
 
-def _check_outputs(args, n: int = 1, source: str | None = None) -> None:
+def _check_outputs(args, n: int = 1, source: str | None = None, source_named: str = "--image") -> None:
     """Before the model loads: every file the command would write (-o, --plan, --plan-out; numbered for --n)
     has the right kind of name, can be written, and replaces nothing unless --overwrite; no two of them are
-    one file (the second would replace the first unasked), and none is the `source` image the command reads."""
+    one file (the second would replace the first unasked), and none is the `source` image the command reads (given
+    as `source_named` on its command line)."""
     from app.media.files import refuse_unwritable_output
 
     written: dict[Path, str] = {}
     if source is not None:
-        written[Path(source).resolve()] = "the source image (--image)"
+        written[Path(source).resolve()] = f"the source image ({source_named})"
     for flag, value, picture in (("-o", args.output, True), ("--plan", getattr(args, "plan", None), True),
                                  ("--plan-out", getattr(args, "plan_out", None), False)):
         if value is None:
@@ -389,7 +390,7 @@ def cmd_edit(args) -> int:
     if out.resolve() == Path(args.image).resolve():
         print("error: the output would overwrite the source image; choose another -o", file=sys.stderr)
         return 2
-    _check_outputs(args, source=args.image)
+    _check_outputs(args, source=args.image, source_named="IMAGE")
     seed = resolve_seed(args.seed)
     pipe = load_pipeline(args)
     _check_words(pipe, args.instruction)

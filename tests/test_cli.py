@@ -337,6 +337,8 @@ def test_two_outputs_naming_one_file_or_the_source_are_refused(tmp_path, capsys,
             for a in command + outputs]
     code, _, err = cli(capsys, *args, "--steps", 1)
     assert code == 2 and "one file would replace the other" in one_error_line(err)
+    if "SOURCE" in outputs:  # named as the command takes it: edit's IMAGE argument, plan's --image
+        assert f"the source image ({'IMAGE' if command[0] == 'edit' else '--image'})" in err
     assert source.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source.png"]
 

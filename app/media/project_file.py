@@ -200,12 +200,15 @@ def copy_result(from_project: str | os.PathLike, to_project: str | os.PathLike, 
             if plan is None or not (folder / plan).exists():
                 break
         shutil.copyfile(source / name, folder / out["name"])
-        if plan is not None:
-            out["plan"] = plan
-            shutil.copyfile(source / written["plan"], folder / plan)
     except OSError as e:
         raise MediaError(f"Could not copy the result into the media folder '{folder}': {describe_os_error(e)}.") \
             from None
+    if plan is not None:
+        try:
+            shutil.copyfile(source / written["plan"], folder / plan)
+            out["plan"] = plan
+        except OSError:
+            out["plan"] = None  # as write_result: the result matters more than its plan (its version shows none)
     return out
 
 

@@ -85,6 +85,30 @@ def test_result_is_stored_as_a_new_file(tmp_path, png_file):
     assert made.instruction == "the ball rolls" and made.versions[0].request["instruction"] == "the ball rolls"
 
 
+def test_a_result_copied_to_a_new_folder_without_its_plan_is_kept(tmp_path, monkeypatch):
+    """Save As while a result was written: it is copied into the new project's folder. A plan that cannot be
+    copied leaves the result without a plan (as write_result does), not the result thrown away."""
+    import shutil
+
+    class Plan:
+        def save(self, path):
+            Path(path).write_bytes(b"plan")
+
+    written = pf.write_result(tmp_path / "a.mcproj", np.full((8, 8, 3), 50, np.uint8), plan=Plan())
+    assert written["plan"]
+    real = shutil.copyfile
+
+    def no_plans(src, dst, *a, **k):
+        if str(dst).endswith(".plan.safetensors"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copyfile", no_plans)
+    out = pf.copy_result(tmp_path / "a.mcproj", tmp_path / "b.mcproj", written)
+    assert out["plan"] is None
+    assert np.array_equal(load_image(pf.media_dir(tmp_path / "b.mcproj") / out["name"]), np.full((8, 8, 3), 50))
+
+
 def test_save_as_copies_media(tmp_path, png_file):
     p, path = _saved_project(tmp_path, png_file)
     new = tmp_path / "elsewhere" / "Copy.mcproj"
