@@ -574,15 +574,18 @@ class StudioModel(QObject):
         # Shown from a zero timer, not from the read's signal: a landing version's plan is read while the landing
         # handler still runs, and drawn in the same pass of the event loop it made the GUI's longest stall as an
         # edit lands on a playing clip; from the timer, input and painting come between the two.
+        wanted = self._keep_stored_plan
         run_task(self.pool, load_plan, path,
-                 on_done=lambda plan, c=clip.id, i=index: QTimer.singleShot(
-                     0, self, lambda: self._on_stored_plan(c, i, plan, label, frames)),
+                 on_done=lambda plan, w=wanted: QTimer.singleShot(0, self, lambda: self._on_stored_plan(w, plan, label,
+                                                                                                       frames)),
                  on_error=lambda e: self.say(f"The plan stored with {label} could not be read: {e}", WARNING),
                  owner=self)
 
-    def _on_stored_plan(self, clip_id: str, index: int, plan: Any, label: str, frames: int) -> None:
+    def _on_stored_plan(self, wanted: tuple[str, str], plan: Any, label: str, frames: int) -> None:
+        """Shown only while that version's stored plan is still the one wanted: words typed, a setting changed,
+        another version clicked or an undo since the read began each left another plan to show."""
         clip = self.primary_clip()
-        if clip is not None and clip.id == clip_id and clip.active_version == index:
+        if clip is not None and self._keep_stored_plan == wanted == (clip.id, clip.active.id):
             self._show_plan(plan, f"Plan stored with {label}", frames)
 
     # ================================================================ jobs

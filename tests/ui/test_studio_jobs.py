@@ -63,6 +63,18 @@ def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_p
     qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with Original", timeout=10_000)
     qtbot.wait(1000)  # the version clicked keeps its own plan: no live plan of the typed words replaces it
     assert w.studio.plan_caption == "Plan stored with Original" and w.current_plan is not None
+    # A stored plan whose read ends after the user typed new words is not shown over their live plan.
+    import threading
+
+    go_on, read = threading.Event(), studio_model.load_plan
+    monkeypatch.setattr(studio_model, "load_plan", lambda path: go_on.wait(30) and read(path))
+    w.versions.activate.emit(1)
+    w.instruction.set_text("a red circle at the top")
+    qtbot.waitUntil(lambda: w.studio.plan_caption == "Live plan", timeout=30_000)
+    live = w.studio.plan_caption
+    go_on.set()
+    qtbot.wait(500)
+    assert w.studio.plan_caption == live
     w.shutdown()
 
 
