@@ -119,10 +119,16 @@ EDIT_VERBS = frozenset({"make", "remove", "delete", "erase", "add", "put", "repl
                         "recolour", "recolor", "colour", "color", "move", "shift", "let", "have"})
 
 
+# Words people put before the verb of a request ("please make…", "now remove…", "can you add…").
+REQUEST_OPENERS = frozenset({"please", "pls", "now", "then", "and", "also", "just", "ok", "okay", "can", "could",
+                             "would", "will", "you", "kindly"})
+
+
 def reads_as_edit(instruction: str) -> bool:
     """Whether `instruction` reads as an edit of the selected clip rather than words for a new one."""
     words = re.findall(r"[a-z]+", instruction.lower())
-    return bool(words) and (words[0] in EDIT_VERBS or "instead" in words)
+    verb = next((w for w in words if w not in REQUEST_OPENERS), "")
+    return verb in EDIT_VERBS or "instead" in words
 
 
 TASK_NAMES = {  # what the task is called for the selection it applies to

@@ -712,6 +712,10 @@ def test_words_that_read_as_an_edit_edit_a_clip_made_from_words(qtbot, tmp_path)
     assert w.instruction.task_box.currentText() == "Remake from words"
     w.instruction.set_text("The circle moves down instead.")
     qtbot.waitUntil(lambda: w.studio.task is Task.VIDEO_EDIT, timeout=2000)
+    w.instruction.set_text("a green circle moves up")
+    qtbot.waitUntil(lambda: w.studio.task is Task.TEXT_TO_VIDEO, timeout=2000)
+    w.instruction.set_text("Please now remove the circle")  # a request's opening words before its verb
+    qtbot.waitUntil(lambda: w.studio.task is Task.VIDEO_EDIT, timeout=2000)
     w.studio.set_task(Task.TEXT_TO_VIDEO)  # picked by the user: kept
     w.instruction.set_text("make the star red")
     qtbot.wait(100)
