@@ -174,11 +174,24 @@ def onto_first_frame(drafts: torch.Tensor, found: torch.Tensor, config: DraftCon
 
 
 def _colour_guessed(instruction: str) -> Callable[[int], bool]:
-    """Whether a drafted label's colour is one `instruction` does not name (shapes-world words)."""
-    from app.shapes.palette import COLOR_NAMES
+    """Whether a drafted label's colour is one `instruction` does not name for its class (shapes-world words):
+    "the circle moves down and the green star moves left" names green for the star, so a green circle drafted
+    is a guess. A colour named of no class ("make it green") counts as named for every class."""
+    from app.shapes.palette import CLASSES, COLOR_NAMES
 
-    named = set(re.findall(r"[a-z]+", instruction.lower()))
-    return lambda label: label > 0 and COLOR_NAMES[(label - 1) % len(COLOR_NAMES)] not in named
+    words = re.findall(r"[a-z]+", instruction.lower())
+    pairs, loose = set(), set()
+    for i, word in enumerate(words):
+        if word in COLOR_NAMES:
+            cls = next((c for c in CLASSES if i + 1 < len(words) and words[i + 1].startswith(c)), None)
+            (pairs.add((word, cls)) if cls is not None else loose.add(word))
+
+    def guessed(label: int) -> bool:
+        if label <= 0:
+            return False
+        cls, colour = divmod(label - 1, len(COLOR_NAMES))
+        return (COLOR_NAMES[colour], CLASSES[cls]) not in pairs and COLOR_NAMES[colour] not in loose
+    return guessed
 
 
 def _words(planner, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

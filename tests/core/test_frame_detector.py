@@ -87,6 +87,11 @@ def test_reference_tracks_take_a_stills_object_of_their_class_when_the_words_nam
     guessed = onto_first_frame(drafted, found, CONFIG, ["the circle moves right and a green star moves up"])
     assert guessed[0, 0].tolist() == [red_circle, 4, 5, 2, 10, 5]
     assert guessed[0, 1].tolist() == [green_star, 12, 10, 1, 12, 5]
+    # A colour named for another object is not one named for the circle: a drafted green circle is a guess.
+    green_circle = label_index("circle", "green")
+    greened = onto_first_frame(_rows((green_circle, 2, 3, 1, 8, 3), (green_star, 9, 9, 0, 9, 4)), found, CONFIG,
+                               ["the circle moves right and the green star moves up"])
+    assert greened[0, 0].tolist() == [red_circle, 4, 5, 2, 10, 5]
 
 
 @pytest.fixture(scope="module")
