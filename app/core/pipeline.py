@@ -205,6 +205,11 @@ def set_timesteps(scheduler, steps: int, image_tokens: int, device) -> None:
         scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), device=device, mu=mu)
     else:
         scheduler.set_timesteps(steps, device=device)
+    # Past about 500 steps of 1000 training timesteps, rounded timesteps repeat, the first one too; a scheduler
+    # that finds its first step by looking its timestep up then starts at the repeat's second place and runs off
+    # its sigmas at the last step (IndexError after the whole run). The loop always starts at the first.
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)
 
 
 class MetaCanvasPipeline:

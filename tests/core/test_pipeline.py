@@ -188,3 +188,20 @@ def test_a_model_folder_keeps_its_guidance_interval_and_a_bad_one_is_refused(tin
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelFolderError, match="guidance_interval"):
         load_model(folder)
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpm++2m"])
+def test_every_step_count_the_cli_allows_runs_to_its_end(solver):
+    """Past about 500 steps rounded timesteps repeat, the first one too: the DPM solver looked its first step up,
+    started one place late and ran off its sigmas at the very last step (a traceback after the whole run)."""
+    import torch
+
+    from app.core.pipeline import PipelineDefaults, make_scheduler, set_timesteps
+
+    scheduler = make_scheduler(PipelineDefaults(solver=solver, shift=3.0))  # the embedded models'
+    for steps in (500, 501, 1000):
+        set_timesteps(scheduler, steps, 64, "cpu")
+        latents = torch.zeros(1, 4)
+        for t in scheduler.timesteps:
+            latents = scheduler.step(torch.ones(1, 4), t, latents, return_dict=False)[0]
+        assert torch.isfinite(latents).all() and len(scheduler.timesteps) == steps
