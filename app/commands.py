@@ -346,7 +346,11 @@ def _generate_geneval(args) -> int:
         return 2
     metas = read_prompt_records(args.prompts)
     _refuse_earlier_run(Path(args.out), args.overwrite)
-    if any(is_video_record(m) for m in metas):  # video_prompts' records: clips, made by a video model
+    kinds = [is_video_record(m) for m in metas]
+    if any(kinds) and not all(kinds):  # one model makes a run's samples; eval scores one kind a folder
+        raise ValueError(f"{args.prompts} mixes video records (record {kinds.index(True) + 1}) and image records (record "
+                         f"{kinds.index(False) + 1}): a prompts file is for stills or for clips; split it in two")
+    if any(kinds):  # video_prompts' records: clips, made by a video model
         from app.commands_video import generate_video_geneval
 
         return generate_video_geneval(args, metas)

@@ -378,18 +378,26 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     from app.media.project import ProjectSettings
 
     clip_fps = pipe.defaults.fps or ProjectSettings().fps  # as `video` writes a new clip
+    asked = sorted({int(m["frames"]) for m in metas if isinstance(m.get("frames"), (int, float))} - {pipe.defaults.frames})
+    if asked:  # a record's "frames" is what its world was drawn at; the model makes its own length
+        print(f"note: records ask for {', '.join(map(str, asked))} frames; every clip is made at the model's "
+              f"{pipe.defaults.frames}, the length it makes", file=sys.stderr)
     clear_earlier_run(out)  # refused before the model loaded unless --overwrite (app/commands.py)
-    for i, meta in enumerate(metas):
-        (out / f"{i:05d}" / "samples").mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())
     jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
-    for start in tqdm(range(0, len(jobs), args.batch), desc="generate", file=sys.stderr):
-        chunk = jobs[start:start + args.batch]
-        clips = sample_clips(pipe, "text_to_video", [metas[i]["prompt"] for i, _ in chunk],
-                             [seed + 1000 * i + j for i, j in chunk], steps=args.steps, guidance=args.guidance,
-                             use_canvas=not args.no_canvas)
-        for (i, j), clip in zip(chunk, clips):
-            write_sample_clip(clip, out / f"{i:05d}" / "samples" / f"{j:04d}.mp4", fps=clip_fps)
+    with tqdm(total=len(jobs), desc="generate", unit="clip", file=sys.stderr) as bar:
+        for start in range(0, len(jobs), args.batch):
+            chunk = jobs[start:start + args.batch]
+            clips = sample_clips(pipe, "text_to_video", [metas[i]["prompt"] for i, _ in chunk],
+                                 [seed + 1000 * i + j for i, j in chunk], steps=args.steps, guidance=args.guidance,
+                                 use_canvas=not args.no_canvas)
+            for (i, j), clip in zip(chunk, clips):
+                # A prompt's folder appears with its first clip: a run stopped part way leaves no empty ones.
+                folder = out / f"{i:05d}"
+                if not (folder / "metadata.jsonl").exists():
+                    (folder / "samples").mkdir(parents=True, exist_ok=True)
+                    write_bytes_atomic(folder / "metadata.jsonl", (json.dumps(metas[i]) + "\n").encode())
+                write_sample_clip(clip, folder / "samples" / f"{j:04d}.mp4", fps=clip_fps)
+            bar.update(len(chunk))
     print(f"wrote {plural(len(jobs), 'clip')} for {plural(len(metas), 'prompt')} to {out}")
     return 0
 
@@ -397,8 +405,16 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
 def eval_video_folder(folder, out_dir) -> int:
     from app.eval.video_eval import score_video_folder, summarize_video_results, write_video_report
 
-    results = score_video_folder(folder)
+    skipped: list[str] = []
+    results = score_video_folder(folder, skipped)
+    for why in skipped:
+        print(f"warning: left out {why}", file=sys.stderr)
+    if not results:
+        raise ValueError(f"no clip in {folder} could be read" if skipped else
+                         f"{folder} holds no clips to score (numbered folders with samples/NNNN.mp4)")
     print(write_video_report(summarize_video_results(results), results, out_dir or folder))
+    if skipped:
+        print(f"{len(skipped)} clip(s) could not be read and are not in these figures (named above).")
     return 0
 
 

@@ -339,6 +339,28 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     code, stdout, err = cli(capsys, "eval", truth, "--out", tmp_path / "report")
     assert code == 0, err
     assert json.loads((tmp_path / "report" / "video_summary.json").read_text())["overall"] == 1.0
+    # A damaged clip is named by its folder and left out; the rest are scored.
+    damaged = truth / "00002" / "samples" / "0001.mp4"
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    code, stdout, err = cli(capsys, "eval", truth, "--out", tmp_path / "report")
+    assert code == 0 and "left out 00002/samples/0001.mp4" in err, err
+    assert json.loads((tmp_path / "report" / "video_summary.json").read_text())["clips"] == 13
+    # A folder holding pictures beside the clips is refused, not scored as one kind with the other left out.
+    (truth / "00003" / "samples" / "0002.png").write_bytes(b"")
+    code, _, err = cli(capsys, "eval", truth)
+    assert code == 2 and "holds clips (00000/samples/) and pictures (00003/samples/)" in one_error_line(err)
+
+
+def test_a_prompt_file_mixing_stills_and_clips_is_refused(tmp_path, capsys):
+    from app.shapes.video_prompts import make_video_metadata
+
+    still = {"tag": "single_object", "prompt": "a photo of a red circle",
+             "include": [{"class": "circle", "count": 1, "color": "red"}]}
+    prompts = tmp_path / "mixed.jsonl"
+    prompts.write_text(json.dumps(make_video_metadata(1, seed=3)[0]) + "\n" + json.dumps(still) + "\n")
+    code, _, err = cli(capsys, "generate", "--prompts", prompts, "--out", tmp_path / "o", "--model", STILL_MODEL)
+    assert code == 2 and "mixes video records (record 1) and image records (record 2)" in one_error_line(err)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("line, words", [

@@ -420,31 +420,53 @@ _SAMPLE = re.compile(r"\d+\.mp4")
 
 
 def is_video_folder(folder) -> bool:
-    """Whether a GenEval-layout folder holds clips (samples/NNNN.mp4)."""
+    """Whether a GenEval-layout folder holds clips (samples/NNNN.mp4) rather than pictures (NNNN.png). One that
+    holds both is refused (ValueError): scored as either, the other kind's samples would be silently left out."""
     root = Path(folder)
+    clips, pictures = [], []
     for sub in sorted(os.listdir(root)):
         samples = root / sub / "samples"
         if sub.isdigit() and samples.is_dir():
-            return any(_SAMPLE.fullmatch(name) for name in os.listdir(samples))
-    return False
+            names = os.listdir(samples)
+            if any(_SAMPLE.fullmatch(name) for name in names):
+                clips.append(sub)
+            if any(re.fullmatch(r"\d+\.png", name) for name in names):
+                pictures.append(sub)
+    if clips and pictures:
+        raise ValueError(f"{folder} holds clips ({clips[0]}/samples/) and pictures ({pictures[0]}/samples/): eval "
+                         f"scores one kind a folder; generate image and video prompts into folders of their own")
+    return bool(clips)
 
 
-def score_video_folder(folder) -> list[dict]:
-    """Every samples/NNNN.mp4 of a GenEval-layout folder scored against its metadata.jsonl record."""
+def score_video_folder(folder, skipped: list[str] | None = None) -> list[dict]:
+    """Every samples/NNNN.mp4 of a GenEval-layout folder scored against its metadata.jsonl record. A clip that
+    cannot be read is left out and named in `skipped` ("00002/samples/0000.mp4: why"); a folder whose record
+    is not a video record is refused by name (ValueError)."""
+    from app.media.errors import MediaError
     from app.media.probe import read_video_frames
 
     results = []
     root = Path(folder)
     for sub in sorted(os.listdir(root)):
         here = root / sub
-        if not here.is_dir() or not sub.isdigit():
+        if not here.is_dir() or not sub.isdigit() or not (here / "samples").is_dir():
             continue
         metadata = json.loads((here / "metadata.jsonl").read_text().splitlines()[0])
+        if not is_video_record(metadata):
+            raise ValueError(f"{sub}/metadata.jsonl is not a video record (its include clauses say no object's "
+                             f"action): its clips cannot be scored as clips")
         for name in sorted(os.listdir(here / "samples")):
             path = here / "samples" / name
             if not path.is_file() or not _SAMPLE.fullmatch(name):
                 continue
-            score = _score(read_video_frames(path), metadata)
+            try:
+                frames = read_video_frames(path)
+            except MediaError as e:
+                if skipped is None:
+                    raise
+                skipped.append(f"{sub}/samples/{name}: {e}")
+                continue
+            score = _score(frames, metadata)
             results.append({"filename": str(path), "tag": metadata["tag"], "prompt": metadata["prompt"],
                             "metadata": json.dumps(metadata), **score})
     return results
