@@ -676,3 +676,16 @@ def test_an_edit_of_a_source_too_big_or_odd_sized_says_the_size_it_was_written_a
                                 COMMITTED, "--seed", 1)
         assert code == 0 and said in stdout, (stdout, err)
         assert clip_file(out)[2:] == written
+
+
+@pytest.mark.parametrize("words, untrained", [("two blue squares move up", "'two', 'squares', 'move'"),
+                                               ("a blue square move up", "'move'")])
+def test_words_the_video_model_never_trained_on_are_refused_before_a_clip_is_made(tmp_path, capsys, words,
+                                                                                   untrained):
+    """The committed video model's planner knows the stills' words, but no clip it was taught on used counts,
+    plurals or "move": "a blue square move up" made a square moving down. Refused, naming them, nothing written."""
+    code, _, err = cli(capsys, "video", words, "-o", tmp_path / "c.mp4", "--model", COMMITTED)
+    said = one_error_line(err)
+    assert code == 2 and any(f"does not know the {w} {untrained}" in said for w in ("word", "words")), err
+    assert "moves" in err and "squares" not in err.split("It knows:")[1]
+    assert not (tmp_path / "c.mp4").exists()

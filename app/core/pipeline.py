@@ -130,8 +130,14 @@ class PipelineDefaults:
     # The model makes its own width x height alone (it was trained at that size and no other): asked for
     # another, the embedded video model drew a blank clip after the first frame (its card), so it refuses.
     own_size_only: bool = False
+    # The words its training text used (a word-level planner's model): a word its tokenizer holds but this
+    # model never trained on is refused like an unknown one (the video model's planner holds the stills' words,
+    # "two squares", which no clip caption used: it drew one square, moving the wrong way). Empty: every word
+    # the tokenizer holds.
+    trained_words: tuple[str, ...] = ()
 
     def __post_init__(self):
+        self.trained_words = tuple(str(w) for w in self.trained_words)
         try:
             lo, hi = (float(v) for v in self.guidance_interval)
         except (TypeError, ValueError):
@@ -364,12 +370,14 @@ class MetaCanvasPipeline:
         text = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
         words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
         vocab = tokenizer.get_vocab()
-        unknown = list(dict.fromkeys(w for w in words if w not in vocab))
+        trained = set(self.defaults.trained_words)
+        unknown = list(dict.fromkeys(w for w in words if w not in vocab or trained and w not in trained))
         if unknown:
             special = set(tokenizer.all_special_tokens)
             from .planner import CHAT_WORDS  # the chat format's own words: not the user's to type
 
-            known = sorted(w for w in vocab if w not in special and w not in CHAT_WORDS and w.isalpha())
+            known = sorted(w for w in vocab if w not in special and w not in CHAT_WORDS and w.isalpha()
+                           and (not trained or w in trained))
             raise UnknownWordsError(unknown, known)
 
     # -- the plan ----------------------------------------------------------------------------------

@@ -50,6 +50,14 @@ VIDEO_WORD_GROUPS: dict[str, tuple[str, ...]] = {**WORD_GROUPS, **MOTION_WORD_GR
 VIDEO_VOCABULARY: tuple[str, ...] = VOCABULARY + MOTION_WORDS
 _KNOWN_VIDEO = frozenset(VIDEO_VOCABULARY)
 
+# The words the clip generators use (captions, edits, reference instructions): a video model trained on them alone
+# reads the others its tokenizer holds (counts, plurals, "move", "above", "photo": the stills' words) without ever
+# having been taught what they do in a clip, so it is asked to refuse them (PipelineDefaults.trained_words).
+# tests/shapes checks this list against what the generators write.
+CLIP_WORDS: tuple[str, ...] = tuple(w for w in VIDEO_VOCABULARY if w not in {
+    "circles", "squares", "triangles", "stars", "one", "two", "three", "four", "above", "below", "top", "bottom",
+    "move", "photo", "picture", "of", "on", "at"})
+
 # Words are runs of letters or digits; everything else (spaces, commas, full stops, hyphens)
 # separates words and is dropped, since no punctuation changes what a caption asks for.
 _WORD = re.compile(r"[a-z0-9]+")

@@ -54,7 +54,7 @@ from app.core.draft import DraftConfig, LayoutDrafter, no_drafts
 from app.core.latents import PixelCodec
 from app.core.pipeline import MetaCanvasPipeline, PipelineDefaults
 from app.core.planner import PlannerProcessor
-from app.shapes.vocab import VIDEO_VOCABULARY
+from app.shapes.vocab import CLIP_WORDS, VIDEO_VOCABULARY
 from app.train.ema import EMA
 from app.train.optim_state import load_optimizer, save_optimizer
 from app.train.planner_teaching import PlannerTeacher
@@ -163,7 +163,7 @@ def build_video_model(recipe: VideoRecipe, planner, use_canvas: bool = True) -> 
                                 keyframes=recipe.keyframes, shift=recipe.sample_shift, solver=recipe.sample_solver,
                                 max_canvas_side=recipe.grid, tasks=VIDEO_TASKS,
                                 keep_source_threshold=recipe.keep_source_threshold,
-                                own_size_only=recipe.own_size_only)
+                                own_size_only=recipe.own_size_only, trained_words=CLIP_WORDS)
     name = recipe.name if use_canvas else recipe.name + "-text-only"
     return MetaCanvasPipeline(planner, adapter, codec, defaults, name=name)
 
