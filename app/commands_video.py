@@ -336,7 +336,8 @@ def cmd_video(args) -> int:
         task is Task.VIDEO_EDIT and drafts_edits(pipe.planner))
     if drafted_task and getattr(pipe.planner, "frame_detector", None) is not None and not result.plan.has_draft(0):
         where = {Task.IMAGE_TO_VIDEO: "the image", Task.REFERENCE_TO_VIDEO: "the reference stills"}.get(task, "the source clip")
-        note += (f"; nothing in {where} is an object the model knows (it found none of its world's), so the clip "
+        note += (f"; its detector found no object of its world in {where} (read at {request.width}x{request.height} "
+                 f"px; it misses objects much smaller or larger than its world's, or drawn otherwise), so the clip "
                  "was planned without a drafted track" + (", and an edit of footage outside its world redraws it"
                                                           if task is Task.VIDEO_EDIT else ""))
     if plan_out is not None:

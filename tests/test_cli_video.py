@@ -115,7 +115,7 @@ def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is
                          "--reference", inputs / "first.png")
     assert code == 0 and "without a drafted track" not in out, err
     code, out, err = cli(capsys, "video", words, "-o", tmp_path / "d.mp4", "--model", COMMITTED, "--reference", plain)
-    assert code == 0 and "nothing in the reference stills is an object the model knows" in out, err
+    assert code == 0 and "its detector found no object of its world in the reference stills" in out, err
     # Video edits alike: a clip of its world is edited from its drafted tracks, a plain one undrafted, said so.
     code, out, err = cli(capsys, "video", "make the star green", "-o", tmp_path / "e.mp4", "--model", COMMITTED,
                          "--video", inputs / "source.mp4")  # the clip holds a star and two triangles
@@ -125,7 +125,7 @@ def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is
     export_video(np.full((17, 48, 48, 3), 40, np.uint8), flat, fps=8)
     code, out, err = cli(capsys, "video", "make the circle green", "-o", tmp_path / "f.mp4", "--model", COMMITTED,
                          "--video", flat)
-    assert code == 0 and "nothing in the source clip is an object the model knows" in out, err
+    assert code == 0 and "its detector found no object of its world in the source clip" in out, err
 
 
 def test_the_plan_is_written_as_a_clip_beside_the_result(model, tmp_path, capsys):

@@ -805,7 +805,8 @@ class StudioModel(QObject):
             return
         shortfall = shortfall_words(result)
         said = (f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
-                 (f" It was planned without a drafted track: the model found no object it knows in {where}."
+                 (f" It was planned without a drafted track: the model's detector found no object of its world in "
+                  f"{where} (it misses objects much smaller or larger than its world's, or drawn otherwise)."
                   if undrafted else "") +
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +

@@ -229,7 +229,7 @@ def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_i
     choose_task(w, Task.IMAGE_TO_VIDEO)
     _type(qtbot, w, meta["prompt"])
     _generate(qtbot, w)
-    assert any("without a drafted track: the model found no object it knows in the image" in m.text
+    assert any("without a drafted track: the model's detector found no object of its world in the image" in m.text
                for m in w.messages.history)
     # The same still as a reference: said of the reference stills.
     w.timeline.view.select([plain_clip])
@@ -237,7 +237,7 @@ def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_i
     w.instruction.edit.clear()
     _type(qtbot, w, "the star from the image moves right")
     _generate(qtbot, w)
-    assert any("no object it knows in the reference stills" in m.text for m in w.messages.history)
+    assert any("no object of its world in the reference stills" in m.text for m in w.messages.history)
 
 
 def test_references_are_picked_in_the_media_bin_and_make_a_clip(qtbot, tmp_path, studio):
