@@ -152,7 +152,7 @@ def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, f
     info = probe_video(path)  # missing, broken, huge, no video stream: one MediaError line
     d = pipe.defaults
     if frames is not None:  # a length the model cannot make is said as such, not as a source too short
-        pipe.check_frames(frames, Task.VIDEO_EDIT)
+        pipe.check_frames(frames, Task.VIDEO_EDIT, at_most=info.frames)
         if frames < (shortest := 1 + int(getattr(pipe.codec, "temporal_factor", 1) or 1)):
             raise ValueError(f"--frames {frames} is too few for a video edit: it changes a clip over time, at least "
                              f"{shortest} frames")
@@ -217,8 +217,12 @@ def cmd_video(args) -> int:
         raise ValueError("no instruction: say what the clip shows, e.g. 'a red circle moves to the right'")
     check_args(args)
     out = Path(args.output)
-    _check_output(out, "-o", args.overwrite)
     plan_out = Path(args.plan) if args.plan else None
+    # Before "already exists": --overwrite, the advice for that, would not be allowed to replace the source.
+    if args.video and Path(args.video).resolve() in (out.resolve(), plan_out.resolve() if plan_out else None):
+        raise ValueError("the output would overwrite the source clip (--video and -o / --plan name one file); choose "
+                         "another -o / --plan")
+    _check_output(out, "-o", args.overwrite)
     if plan_out is not None:
         _check_output(plan_out, "--plan", args.overwrite)
         if plan_out.resolve() == out.resolve():
@@ -230,8 +234,6 @@ def cmd_video(args) -> int:
                          f"(reference video), not {' and '.join(given)}")
     if args.reference and len(args.reference) > MAX_REFERENCES:
         raise ValueError(f"--reference takes one or two still images, not {len(args.reference)}")
-    if args.video and Path(args.video).resolve() in (out.resolve(), plan_out.resolve() if plan_out else None):
-        raise ValueError("the output would overwrite the source clip; choose another -o / --plan")
     task = (Task.VIDEO_EDIT if args.video else Task.IMAGE_TO_VIDEO if args.image
             else Task.REFERENCE_TO_VIDEO if args.reference else Task.TEXT_TO_VIDEO)
     if args.as_drawn and task is not Task.VIDEO_EDIT:

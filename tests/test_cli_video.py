@@ -479,6 +479,35 @@ def test_too_few_frames_for_an_edit_is_said_of_frames_not_of_the_source(tiny_vid
     assert code == 2 and words in one_error_line(err) and "too short" not in err
 
 
+def test_a_length_suggested_for_an_edit_is_one_its_source_holds(tiny_video_model, tmp_path, capsys):
+    """--frames 24 of a 24-frame source: the nearest length the model makes is 25, which the source lacks;
+    the one suggested is 21, and it runs."""
+    from tests.media.media_helpers import write_clip_with_audio
+
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    code, _, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "o.mp4", "--video", source,
+                       "--frames", 24, "--model", tiny_video_model)
+    assert code == 2 and "the nearest is 21" in one_error_line(err), err
+    code, _, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "o.mp4", "--video", source,
+                       "--frames", 21, "--model", tiny_video_model)
+    assert code == 0, err
+
+
+def test_an_output_naming_the_source_clip_is_said_to_be_it_with_or_without_overwrite(tiny_video_model, tmp_path,
+                                                                                      capsys):
+    """-o naming the source clip said "already exists; add --overwrite", whose advice then met "would overwrite
+    the source clip": both ways it is said to be the source, and the source is untouched."""
+    from tests.media.media_helpers import write_clip_with_audio
+
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    before = source.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        code, _, err = cli(capsys, "video", "remove the circle", "-o", source, "--video", source, *extra,
+                           "--model", tiny_video_model)
+        assert code == 2 and "would overwrite the source clip" in one_error_line(err), err
+    assert source.read_bytes() == before
+
+
 def test_outputs_a_run_cannot_write_are_refused_before_the_clip_is_made(tiny_video_model, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     for extra, words in ((["-o", tmp_path / "nope" / "x.mp4"], "the folder of -o"),

@@ -316,10 +316,12 @@ class MetaCanvasPipeline:
 
     MAX_FRAMES = 1025  # a clip's frames: beyond it a typo would not fail, only hang
 
-    def check_frames(self, frames: int, task: Task | None = None, references: int = 0) -> None:
+    def check_frames(self, frames: int, task: Task | None = None, references: int = 0,
+                     at_most: int | None = None) -> None:
         """Raise ValueError, in one line, unless this model can make a clip of `frames` frames for `task`
         (with `references` stills): a video codec packs frames after the first in groups (Wan's VAE and the
-        embedded video model: 4), so a clip is 1 + a multiple of that, and no longer than max_frames."""
+        embedded video model: 4), so a clip is 1 + a multiple of that, and no longer than max_frames. The
+        length suggested instead is at most `at_most` (a video edit's source frames) where given."""
         tf = int(getattr(self.codec, "temporal_factor", 1))
         if frames < 1 or frames > self.MAX_FRAMES:
             raise ValueError(f"a clip has 1 to {self.MAX_FRAMES} frames, not {frames}")
@@ -327,6 +329,8 @@ class MetaCanvasPipeline:
         least = 1 + tf if task is Task.IMAGE_TO_VIDEO else 1
         if (frames - 1) % tf:
             near = max(least, 1 + round((frames - 1) / tf) * tf)
+            if at_most is not None and near > at_most >= least:
+                near = 1 + (at_most - 1) // tf * tf
             raise ValueError(f"{frames} frames is not a length '{self.name}' makes: a clip is 1 + a multiple of "
                              f"{tf} frames; the nearest is {near}")
         if frames < least:
