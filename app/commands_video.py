@@ -321,7 +321,8 @@ def cmd_video(args) -> int:
     note += shortfall_note(result)
     trained = pipe.defaults.frames if pipe.defaults.own_size_only else 0
     if trained and n != trained:  # its size is refused outright; other lengths run, and come out worse
-        note += f"; {n} frames: this model was trained on {trained}-frame clips alone, other lengths come out worse"
+        note += (f"; {n} frame{'s' if n != 1 else ''}: this model was trained on {trained}-frame clips alone, other "
+                 f"lengths come out worse")
     if task is Task.VIDEO_EDIT and source_info.frames > n:
         longest = pipe.clip_length(min(source_info.frames, pipe.max_frames(Task.VIDEO_EDIT)))
         more = f" (--frames up to {longest} edits more)" if longest > n else ""

@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 915 lines: every input, the two model states and the job queue change together under
+Why one file of about 930 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -643,6 +643,10 @@ class StudioModel(QObject):
         # A new clip plays at the rate its model made it for (as `main.py video` writes it); 0: the project's.
         fps = self.slots[VIDEO_SLOT].fps if request.task.makes_video else 0.0
         note = ""
+        if request.task.makes_video and (made := nearest_clip_length(self.params.frames, self.frame_step)) \
+                != self.params.frames:  # the CLI refuses such a length; the studio makes the nearest, and says so
+            note += (f" Frames {self.params.frames} is not a length this model makes (1 + a multiple of "
+                     f"{self.frame_step}): {made}.")
         if request.task is Task.VIDEO_EDIT and clip is not None:
             # The new version keeps the source's frame rate, so it lasts as long as what it edits (and its
             # sound, taken from the source on export, stays in step).
@@ -837,7 +841,8 @@ class StudioModel(QObject):
         trained, frames = self.slots[VIDEO_SLOT].trained_frames, int(job.request.frames or 1)
         if not job.request.task.makes_video or not trained or frames == trained:
             return ""
-        return f" {frames} frames: this model was trained on {trained}-frame clips alone, other lengths come out worse."
+        return (f" {frames} frame{'s' if frames != 1 else ''}: this model was trained on {trained}-frame clips alone, "
+                f"other lengths come out worse.")
 
     def _store_result(self, job: Job, written: dict) -> None:
         # Closed while its file was written (dropped by New/Open/Quit, or queued in another project).
