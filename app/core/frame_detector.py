@@ -343,7 +343,7 @@ def _near(a: list, b: list) -> bool:
 
 @torch.no_grad()
 def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray, source: np.ndarray | None = None,
-                   source_rows=None) -> tuple[list[list[int]], list[list[int]]]:
+                   source_rows=None, instruction: str | None = None) -> tuple[list[list[int]], list[list[int]]]:
     """Whether an edited clip ([F, H, W, 3] uint8, at the model's size) shows the edit as it was drafted
     (`drafts`, its [length, 6] track rows): (the drafted tracks the clip does not show, the clip's tracks no
     drafted one accounts for), each as track rows. A drafted track is shown by a found track of its label
@@ -356,14 +356,29 @@ def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray, source: np.n
     them, from the source as given): a drafted track the edit leaves as it was (one of `source_rows`) that the
     detector misses in `source` too is not said to be missing: at this size the detector would miss it in any
     clip (a small object of a large source the draft saw and the model-size frames blur; the bundled
-    ball_rolls_right.mp4's green square was said missing from an edit that kept it pixel for pixel)."""
+    ball_rolls_right.mp4's green square was said missing from an edit that kept it pixel for pixel).
+
+    With `instruction`: an object the edit brings in (its label none of `source_rows`') whose colour the words
+    do not name ("replace the circle with a triangle") is shown by a found track of its class: its drafted colour
+    was the drafter's guess, and a red triangle is what the words asked for too."""
+    from app.shapes.palette import COLOR_NAMES
+
     config = planner.edit_drafter.config
     wanted = [r for r in drafts.tolist() if r[0] > 0]
     found = [r for r in source_tracks(planner, [clip], config)[0].tolist() if r[0] > 0]
+    had = {r[0] for r in np.asarray(source_rows).tolist()} if source_rows is not None else set()
+    guessed = _colour_guessed(instruction) if instruction is not None else (lambda label: False)
+    colours = len(COLOR_NAMES)
+
+    def shows(a: list, row: list) -> bool:
+        if row[0] not in had and guessed(row[0]):  # a new object of a colour the words leave open: its class
+            return a[0] > 0 and (a[0] - 1) // colours == (row[0] - 1) // colours and _near([row[0], *a[1:]], row)
+        return _near(a, row)
+
     free = list(range(len(found)))
     unseen = []
     for row in wanted:
-        near = [k for k in free if _near(found[k], row)]
+        near = [k for k in free if shows(found[k], row)]
         if near:
             free.remove(min(near, key=lambda k: sum(abs(found[k][c] - row[c]) for c in (1, 2, 4, 5))))
         else:

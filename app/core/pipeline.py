@@ -551,7 +551,8 @@ class MetaCanvasPipeline:
                 if source_rows is None:
                     source_rows = source_tracks(self.planner, [source], self.planner.edit_drafter.config)[0]
                 shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames,
-                                           source=source_as_made(source, frames), source_rows=source_rows)
+                                           source=source_as_made(source, frames), source_rows=source_rows,
+                                           instruction=request.instruction)
             except Exception:  # noqa: BLE001  advisory: a check that fails must not cost the user the finished clip
                 log.exception("the edit's check against its plan failed; the clip is kept unchecked")
             timings["check"] = time.perf_counter() - t_check

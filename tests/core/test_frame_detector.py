@@ -342,3 +342,26 @@ def test_the_edit_check_does_not_call_missing_an_object_the_detector_misses_in_t
     seen[id(edited)] = []  # the change itself missing (its label is not the source's): always said
     unseen, _ = fd.edit_shortfall(planner, drafts, edited, source=small_source, source_rows=read)
     assert [blue_circle, 2, 6, 1, 10, 6] in unseen
+
+
+
+def test_the_edit_check_holds_a_new_object_to_its_class_where_the_words_name_no_colour(monkeypatch):
+    """"replace the circle with a triangle" drafted a blue triangle (its colour the drafter's guess) and the clip
+    shows a red one: what the words asked for, not "does not show a blue triangle". A colour the words name is
+    still held to."""
+    from types import SimpleNamespace
+
+    import app.core.frame_detector as fd
+
+    red_circle, blue_triangle, red_triangle = (label_index("circle", "red"), label_index("triangle", "blue"),
+                                               label_index("triangle", "red"))
+    edited = np.zeros((5, 8, 8, 3), np.uint8)
+    monkeypatch.setattr(fd, "source_tracks", lambda planner, clips, config: _rows((red_triangle, 2, 6, 1, 10, 6)))
+    planner = SimpleNamespace(edit_drafter=SimpleNamespace(config=CONFIG))
+    drafts = _rows((blue_triangle, 2, 6, 1, 10, 6))[0]
+    read = _rows((red_circle, 2, 6, 1, 10, 6))[0]
+    assert fd.edit_shortfall(planner, drafts, edited, source_rows=read,
+                             instruction="replace the circle with a triangle") == ([], [])
+    unseen, unplanned = fd.edit_shortfall(planner, drafts, edited, source_rows=read,
+                                          instruction="replace the circle with a blue triangle")
+    assert unseen == [[blue_triangle, 2, 6, 1, 10, 6]] and unplanned == [[red_triangle, 2, 6, 1, 10, 6]]
