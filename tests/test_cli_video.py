@@ -656,7 +656,18 @@ def test_an_edit_naming_an_object_the_clip_lacks_writes_nothing_and_says_why(inp
                          inputs / "source.mp4", "--plan", tmp_path / "plan.mp4", "--model", COMMITTED, "--seed", 1)
     assert code == 1
     assert "it finds no circle in the clip" in one_error_line(err) and "nothing written" in err
+    assert "reads the clip at" not in err  # the clip is at the model's size: nothing is lost in reading it
     assert list(tmp_path.iterdir()) == []
+    # A larger clip is read shrunk to the model's size: that is said, since small objects can be lost there.
+    from app.media.export import export_video
+    from app.media.probe import read_video_frames
+
+    big = tmp_path / "big" / "source.mp4"
+    big.parent.mkdir()
+    export_video(np.repeat(np.repeat(read_video_frames(inputs / "source.mp4"), 2, axis=1), 2, axis=2), big, fps=8)
+    code, _, err = cli(capsys, "video", "remove the circle", "-o", tmp_path / "none.mp4", "--video", big,
+                       "--model", COMMITTED, "--seed", 1)
+    assert code == 1 and "reads the clip at 48x48 px, the source's 96x96 shrunk" in one_error_line(err), err
 
 
 def test_an_edit_is_refused_as_naming_what_the_clip_lacks_only_where_the_detector_finds_objects(

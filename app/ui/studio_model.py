@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 930 lines: every input, the two model states and the job queue change together under
+Why one file of about 945 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -804,8 +804,8 @@ class StudioModel(QObject):
         unchanged = bool(getattr(result, "unchanged", False))
         if names_what_the_clip_lacks(result):
             # Not attempted (the words name what the clip lacks): a copy of the clip as a version is clutter.
-            self.say(f"Job #{job_id}: no new version. The edit was not made" + unchanged_words(result, "seed") + ".",
-                     WARNING)
+            self.say(f"Job #{job_id}: no new version. The edit was not made" + unchanged_words(result, "seed") + "."
+                     + self._read_size_note(job), WARNING)
             return
         shortfall = shortfall_words(result)
         said = (f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
@@ -834,6 +834,21 @@ class StudioModel(QObject):
 
         run_task(self.pool, *work, on_done=lambda written, j=job: self._store_result(j, written), on_error=failed,
                  owner=self)
+
+    def _read_size_note(self, job: Job) -> str:
+        """An edit's clip larger than the model's size is read shrunk to it, where a small object can be lost:
+        said with "it finds no star in the clip"."""
+        try:
+            clip = self.document.project.clip(job.clip_id)
+            version = next(v for v in clip.versions if v.id == job.edited_version)
+            item = self.document.project.media_item(version.media_id)
+        except (ProjectError, StopIteration, TypeError):
+            return ""
+        w, h = job.request.width, job.request.height
+        if (item.width, item.height) == (w, h):
+            return ""
+        return (f" It reads the clip at {w}×{h} px, the clip's {item.width}×{item.height} shrunk to that: an object "
+                f"much smaller than the frame can be lost.")
 
     def _length_note(self, job: Job) -> str:
         """A clip of a length its model was not trained on comes out worse (the embedded video model: 17

@@ -666,8 +666,19 @@ def test_an_edit_naming_an_object_the_clip_lacks_says_so_in_the_studio(qtbot, tm
     w, clip_id = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the circle", stored=False)
     qtbot.waitUntil(lambda: any("no new version" in m.text for m in w.messages.history), timeout=WAIT)
     said = [m.text for m in w.messages.history if "no new version" in m.text]
-    assert "it finds no circle in the clip" in said[0]
+    assert "it finds no circle in the clip" in said[0] and "It reads the clip at" not in said[0]  # at its size
     assert len(w.document.project.clip(clip_id).versions) == 1 and not w.jobs
+    # The same world at 96 px is read shrunk to the model's 48: said, since small objects can be lost there.
+    from tests.video_files import shapes_clip
+
+    shapes_clip(tmp_path / "big.mp4", size=96)
+    big = import_and_wait(qtbot, w, tmp_path / "big.mp4")
+    w.timeline.view.select([big])
+    w.instruction.set_text("remove the circle")
+    w.generate()  # runs once the clip is read
+    qtbot.waitUntil(lambda: len([m for m in w.messages.history if "no new version" in m.text]) == 2, timeout=WAIT)
+    said = [m.text for m in w.messages.history if "no new version" in m.text]
+    assert "It reads the clip at 48×48 px, the clip's 96×96 shrunk to that" in said[1]
 
 
 def test_a_reopened_clip_is_edited_further_if_its_shown_version_was_an_edit(qtbot, tmp_path):
