@@ -347,6 +347,12 @@ def cmd_video(args) -> int:
                  f"px; it misses objects much smaller or larger than its world's, or drawn otherwise), so the clip "
                  "was planned without a drafted track" + (", and an edit of footage outside its world redraws it"
                                                           if task is Task.VIDEO_EDIT else ""))
+    if result.missing:  # named as given, and the input lacks it: drawn where the words' draft put it
+        where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
+        note += (f"; {where} show{'s' if task is Task.IMAGE_TO_VIDEO else ''} no {' and no '.join(result.missing)} "
+                 f"as the model's detector sees {'it' if task is Task.IMAGE_TO_VIDEO else 'them'}: the words' "
+                 f"{'object is' if len(result.missing) == 1 else 'objects are'} drawn where the draft put "
+                 f"{'it' if len(result.missing) == 1 else 'them'}, not taken from {where}")
     if plan_out is not None:
         from app.media.errors import ExportError
 

@@ -98,6 +98,23 @@ def test_image_to_video_keeps_the_given_first_frame(model, inputs, tmp_path, cap
     assert psnr(read_video_frames(out)[0], load_image(inputs / "first.png")) > 30  # H.264 4:2:0 at crf 18
 
 
+def test_an_object_named_as_given_that_the_input_lacks_is_said_and_a_second_image_needs_a_second_still(
+        inputs, tmp_path, capsys):
+    """first.png holds a star and two triangles. "the circle moves left" of it: the circle is drawn where the draft
+    put it, and that is said; "the star moves left" says nothing of it. Reference video naming a second image with
+    one still is refused before anything runs."""
+    code, out, err = cli(capsys, "video", "the circle moves left", "-o", tmp_path / "a.mp4", "--image",
+                         inputs / "first.png", "--model", COMMITTED)
+    assert code == 0 and "the image shows no circle as the model's detector sees it" in out, err
+    code, out, err = cli(capsys, "video", "the star moves left", "-o", tmp_path / "b.mp4", "--image",
+                         inputs / "first.png", "--model", COMMITTED)
+    assert code == 0 and "shows no" not in out, err
+    code, _, err = cli(capsys, "video", "the star from the second image moves left", "-o", tmp_path / "c.mp4",
+                       "--reference", inputs / "first.png", "--model", COMMITTED)
+    assert code == 2 and "the words name a second image, and 1 reference still is given" in one_error_line(err)
+    assert not (tmp_path / "c.mp4").exists()
+
+
 def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is_said(inputs, tmp_path, capsys):
     """The committed model drafts a clip from a still of its world; from an image it finds no object in, it
     plans undrafted (a track placed anywhere would fight the image) and says so."""

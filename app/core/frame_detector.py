@@ -391,6 +391,38 @@ def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray, source: np.n
     return unseen, [found[k] for k in free]
 
 
+@torch.no_grad()
+def still_labels(planner, stills: list[np.ndarray]) -> list[set[int]]:
+    """The labels the frame detector finds in each still (uint8 images), as drafting from them reads them."""
+    inputs = planner.processor([""] * len(stills), images=[[still] for still in stills])
+    found = planner.frame_detector.find(planner.source_images(inputs))
+    return [{int(r[0]) for r in item.tolist() if r[0] > 0} for item in found]
+
+
+_DEFINITE = re.compile(r"\bthe (?:(\w+) )?(circle|square|triangle|star)\b(?: from the (?:(\w+) )?image)?")
+_ORDINAL = {None: 0, "first": 0, "second": 1, "third": 2, "fourth": 3}
+
+
+def named_but_missing(instruction: str, labels: list[set[int]]) -> list[str]:
+    """The objects the words name as given ("the star moves left", "the circle from the second image") that the
+    still they are in (`labels`: each still's found labels, as `still_labels`; one still for image-to-video)
+    does not hold, as the frame detector sees it: "star", "blue circle in the second image". Told with the clip:
+    the model draws a named object the input lacks wherever its draft puts it (shapes-world words)."""
+    from app.shapes.palette import CLASSES, COLOR_NAMES
+
+    colours, missing = len(COLOR_NAMES), []
+    for colour, cls, ordinal in _DEFINITE.findall(" ".join(instruction.lower().split())):
+        colour = colour if colour in COLOR_NAMES else None
+        k = _ORDINAL.get(ordinal or None, 0)
+        if k >= len(labels):
+            continue  # said before the run (GenerationRequest.validate)
+        if not any(CLASSES[(lab - 1) // colours] == cls and (colour is None or COLOR_NAMES[(lab - 1) % colours] == colour)
+                   for lab in labels[k]):
+            name = f"{colour} {cls}" if colour else cls
+            missing.append(name + (f" in the {ordinal} image" if ordinal and len(labels) > 1 else ""))
+    return list(dict.fromkeys(missing))
+
+
 def named_but_absent(instruction: str, rows) -> str:
     """The object a clip edit's words name ("make the star red": "star"; "remove the blue square": "blue
     square") when none of the source's tracks (`rows`, [length, 6] track rows as `source_tracks` finds them) is

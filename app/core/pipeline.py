@@ -20,7 +20,8 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
-from .frame_detector import drafts_edits, edit_shortfall, named_but_absent, source_tracks
+from .frame_detector import (drafts_edits, drafts_from_media, edit_shortfall, named_but_absent, named_but_missing,
+                             source_tracks, still_labels)
 from .keep_source import changed_nothing, drafted_region, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
@@ -86,6 +87,9 @@ class GenerationResult:
     # A drafted video edit checked against its draft (frame_detector.edit_shortfall): the drafted tracks the
     # clip does not show and its tracks no drafted one accounts for (track rows); None when not checked.
     shortfall: tuple[list, list] | None = None
+    # Image-to-video and reference video drafted from their inputs: the objects the words name as given ("the
+    # star moves left") that the input does not hold, as the frame detector sees it (frame_detector.named_but_missing).
+    missing: tuple[str, ...] = ()
 
 
 StepCallback = Callable[[StepInfo], "bool | None"]
@@ -556,9 +560,13 @@ class MetaCanvasPipeline:
             except Exception:  # noqa: BLE001  advisory: a check that fails must not cost the user the finished clip
                 log.exception("the edit's check against its plan failed; the clip is kept unchecked")
             timings["check"] = time.perf_counter() - t_check
+        missing: list[str] = []
+        if request.task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and request.use_canvas and \
+                plan.has_draft(0) and drafts_from_media(self.planner):
+            missing = named_but_missing(request.instruction, still_labels(self.planner, list(request.images)))
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged,
-                                unchanged_why=unchanged_why, shortfall=shortfall)
+                                unchanged_why=unchanged_why, shortfall=shortfall, missing=tuple(missing))
 
     def keep_source(self, source: np.ndarray, frames: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """An edited clip with its source's own pixels where the model did not change it (the model's

@@ -147,6 +147,14 @@ class GenerationRequest:
             raise ValueError("steps must be at least 1")
         if not self.task.makes_video and self.frames != 1:
             raise ValueError(f"{self.task.value} makes a still: frames must be 1")
+        if self.task is Task.REFERENCE_TO_VIDEO:
+            words = self.instruction.lower().split()
+            for k, ordinal in enumerate(("first", "second", "third", "fourth")):
+                if k >= len(self.images) and any(a == ordinal and b.strip(".,;") in ("image", "still", "picture")
+                                                 for a, b in zip(words, words[1:])):
+                    raise ValueError(f"the words name a {ordinal} image, and {len(self.images)} reference "
+                                     f"still{'s are' if len(self.images) != 1 else ' is'} given: give one for "
+                                     f"each image the words name.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description; media are replaced by their shapes (the project stores the files)."""

@@ -808,15 +808,19 @@ class StudioModel(QObject):
                      + self._read_size_note(job), WARNING)
             return
         shortfall = shortfall_words(result)
+        missing = tuple(getattr(result, "missing", ()) or ())
         said = (f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model's detector found no object of its world in "
                   f"{where} (it misses objects much smaller or larger than its world's, or drawn otherwise)."
                   if undrafted else "") +
+                 (f" {where[0].upper()}{where[1:]} {'shows' if task is Task.IMAGE_TO_VIDEO else 'show'} no "
+                  f"{' and no '.join(missing)} as the model's detector sees it: drawn where the draft put it, not "
+                  f"taken from {where}." if missing else "") +
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
                  (f" The edit was not made as planned: {shortfall} (another seed or wording may make it)."
                   if shortfall else "") + self._length_note(job))
-        self.say(said, WARNING if shortfall or unchanged else INFO)
+        self.say(said, WARNING if shortfall or unchanged or missing else INFO)
         if shortfall or unchanged:
             self.seed_retry.offer(job, said)
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps

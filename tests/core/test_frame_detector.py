@@ -365,3 +365,17 @@ def test_the_edit_check_holds_a_new_object_to_its_class_where_the_words_name_no_
     unseen, unplanned = fd.edit_shortfall(planner, drafts, edited, source_rows=read,
                                           instruction="replace the circle with a blue triangle")
     assert unseen == [[blue_triangle, 2, 6, 1, 10, 6]] and unplanned == [[red_triangle, 2, 6, 1, 10, 6]]
+
+
+def test_objects_named_as_given_are_looked_for_in_the_still_they_are_named_in():
+    from app.core.frame_detector import named_but_missing
+
+    red_circle, green_star = label_index("circle", "red"), label_index("star", "green")
+    assert named_but_missing("the circle moves down", [{red_circle}]) == []
+    assert named_but_missing("the star moves left and the red circle moves up", [{red_circle}]) == ["star"]
+    assert named_but_missing("the blue circle moves down", [{red_circle}]) == ["blue circle"]
+    assert named_but_missing("a green star appears and the circle moves up", [{red_circle}]) == []  # a new one
+    two = [{red_circle}, {green_star}]
+    assert named_but_missing("the circle from the first image moves right and the star from the second image "
+                             "moves left", two) == []
+    assert named_but_missing("the star from the first image moves right", two) == ["star in the first image"]

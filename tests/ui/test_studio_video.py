@@ -211,7 +211,7 @@ def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_i
     scene = scene_for_video_metadata(meta, np.random.default_rng(0))
     path = tmp_path / "scene.png"
     Image.fromarray(render_clip(scene, 17, 48)[0]).save(path)
-    import_and_wait(qtbot, w, path)
+    still_clip = import_and_wait(qtbot, w, path)
     choose_task(w, Task.IMAGE_TO_VIDEO)
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
     _type(qtbot, w, meta["prompt"])
@@ -224,6 +224,13 @@ def test_the_embedded_video_model_drafts_an_animated_still_where_the_still_has_i
     assert row[4] > row[1]  # "moves to the right"
     assert w.document.project.clip(clip_id).versions[0].request["task"] == "image_to_video"
     assert not any("without a drafted track" in m.text for m in w.messages.history)
+    assert not any("shows no" in m.text for m in w.messages.history)
+    # An object the words name as given that the still lacks: drawn where the draft put it, and said.
+    w.timeline.view.select([still_clip])
+    choose_task(w, Task.IMAGE_TO_VIDEO)
+    w.instruction.set_text("the circle moves left")
+    _generate(qtbot, w)
+    assert any("The image shows no circle as the model's detector sees it" in m.text for m in w.messages.history)
     # A picture with nothing of the model's world in it is animated undrafted, and that is said.
     plain = tmp_path / "plain.png"
     Image.fromarray(np.full((48, 48, 3), 40, np.uint8)).save(plain)
