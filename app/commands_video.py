@@ -250,7 +250,7 @@ def cmd_video(args) -> int:
     seed = resolve_seed(args.seed)
     pipe = load_video_pipeline(args)
     _check_task(pipe, task)
-    pipe.check_instruction(args.instruction)
+    pipe.check_instruction(args.instruction, task)
     video, fps = None, args.fps
     if task is Task.VIDEO_EDIT:
         video, source_fps = read_source_clip(pipe, args.video, args.frames)

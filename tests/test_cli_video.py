@@ -109,6 +109,9 @@ def test_an_object_named_as_given_that_the_input_lacks_is_said_and_a_second_imag
     code, out, err = cli(capsys, "video", "the star moves left", "-o", tmp_path / "b.mp4", "--image",
                          inputs / "first.png", "--model", COMMITTED)
     assert code == 0 and "shows no" not in out, err
+    code, _, err = cli(capsys, "video", "make the star blue and the triangle red", "-o", tmp_path / "e.mp4",
+                       "--video", inputs / "source.mp4", "--model", COMMITTED)  # two changes: neither was made
+    assert code == 2 and "this model makes one change an edit" in one_error_line(err)
     code, _, err = cli(capsys, "video", "the star from the second image moves left", "-o", tmp_path / "c.mp4",
                        "--reference", inputs / "first.png", "--model", COMMITTED)
     assert code == 2 and "the words name a second image, and 1 reference still is given" in one_error_line(err)

@@ -11,6 +11,7 @@ the batched sampling at the end (`sample`) is next to move out, beside app/eval,
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -365,9 +366,14 @@ class MetaCanvasPipeline:
         return 1 + (max(1, min(frames, self.MAX_FRAMES)) - 1) // tf * tf
 
     # -- the instruction ---------------------------------------------------------------------------
-    def check_instruction(self, text: str) -> None:
+    def check_instruction(self, text: str, task: Task | None = None) -> None:
         """Raise UnknownWordsError when a word-level planner would read a word as <unk>: never a
-        silent unknown. A real Qwen2.5-VL tokenizer reads any text, so nothing is checked then."""
+        silent unknown. A real Qwen2.5-VL tokenizer reads any text, so nothing is checked then. With `task`, a
+        video edit joining two changes with "and" is refused by a model that says the words it was trained on
+        (the embedded one): it was taught one change an edit, and made neither of two."""
+        if task is Task.VIDEO_EDIT and self.defaults.trained_words and "and" in re.findall(r"[a-z]+", text.lower()):
+            raise ValueError("this model makes one change an edit (it was taught no edit joined by 'and'): ask "
+                             "for one change, then edit the result for the next")
         processor = self.planner.processor
         tokenizer = processor.tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -463,7 +469,7 @@ class MetaCanvasPipeline:
             raise UnsupportedTaskError(
                 f"The loaded model '{self.name}' does not do {request.task.value.replace('_', ' ')}; "
                 f"it does: {', '.join(t.replace('_', ' ') for t in self.tasks)}.")
-        self.check_instruction(request.instruction)
+        self.check_instruction(request.instruction, request.task)
         self._check_canvas_off(request.use_canvas)
         latent_shape = self.codec.latent_shape(request.height, request.width, request.frames)
 

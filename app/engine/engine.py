@@ -401,14 +401,14 @@ class Engine(QObject):
         if pipe is not None and hasattr(pipe, "check_frames"):
             pipe.check_frames(frames, task, references)
 
-    def check_instruction(self, slot: str, text: str) -> None:
+    def check_instruction(self, slot: str, text: str, task: Any = None) -> None:
         """Raise ValueError (UnknownWordsError) when the slot's model does not know a word of `text`: said before
         a job is queued, not as a failed job. Reads the tokenizer's vocabulary only; a tokenizer the worker
         holds just then ("Already borrowed") is let be: the job checks again."""
         pipe = self._pipes.get(slot)
         if pipe is not None and hasattr(pipe, "check_instruction"):
             try:
-                pipe.check_instruction(text)
+                pipe.check_instruction(text, task)
             except RuntimeError:
                 pass
 

@@ -616,7 +616,7 @@ class StudioModel(QObject):
                 refs = len(request.images) if request.task is Task.REFERENCE_TO_VIDEO else 0
                 self.engine.check_frames(VIDEO_SLOT, request.frames, request.task, refs)
             if self.engine is not None:  # unknown words: refused now, as the problem line under the box says
-                self.engine.check_instruction(self.slot.kind, request.instruction)
+                self.engine.check_instruction(self.slot.kind, request.instruction, request.task)
             edited = self.plan_editing.apply_to(request)  # the edited plan's own seed and settings
         except InputsPending:
             self._pending_generate = True

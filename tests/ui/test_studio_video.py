@@ -686,6 +686,10 @@ def test_an_edit_naming_an_object_the_clip_lacks_says_so_in_the_studio(qtbot, tm
     qtbot.waitUntil(lambda: len([m for m in w.messages.history if "no new version" in m.text]) == 2, timeout=WAIT)
     said = [m.text for m in w.messages.history if "no new version" in m.text]
     assert "It reads the clip at 48×48 px, the clip's 96×96 shrunk to that" in said[1]
+    # Two changes joined by "and": refused before anything is queued (the model was taught one an edit).
+    w.instruction.set_text("make the star blue and the triangle red")
+    assert w.generate() is None
+    assert "this model makes one change an edit" in w.messages.history[-1].text and not w.jobs
 
 
 def test_a_reopened_clip_is_edited_further_if_its_shown_version_was_an_edit(qtbot, tmp_path):
