@@ -520,7 +520,11 @@ def cmd_render(args) -> int:
                  f"some); the studio's Export clip keeps a clip's sound")
     fps = float(project.settings.fps)
     frames = int(round(project.duration("video") * fps))
-    print(f"wrote {out}: {frames} frames at {fps:g} fps (the project's rate){note}")
+    from app.media.probe import probe_video
+
+    info = probe_video(out)  # the size the track was rendered at: its first clip's, which the others are fitted to
+    print(f"wrote {out}: {frames} frames of {info.width}x{info.height} at {fps:g} fps (the project's rate; the "
+          f"size of the track's first clip, every clip fitted to it){note}")
     return 0
 
 
