@@ -437,4 +437,8 @@ def shortfall_note(result) -> str:
     from app.plan_edit_text import shortfall_words
 
     said = shortfall_words(result)
-    return f"; the edit was not made as planned: {said} (another --seed or wording may make it)" if said else ""
+    note = f"; the edit was not made as planned: {said} (another --seed or wording may make it)" if said else ""
+    off = getattr(result, "plan_off", "")
+    if off:  # the clip may match its plan, and the plan not the words
+        note += f"; its plan did not follow the words: it has {off} (another --seed drafts it again)"
+    return note

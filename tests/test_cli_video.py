@@ -749,3 +749,14 @@ def test_words_the_video_model_never_trained_on_are_refused_before_a_clip_is_mad
     assert code == 2 and any(f"does not know the {w} {untrained}" in said for w in ("word", "words")), err
     assert "moves" in err and "squares" not in err.split("It knows:")[1]
     assert not (tmp_path / "c.mp4").exists()
+
+
+def test_a_motion_edit_whose_plan_went_another_way_is_said(inputs, tmp_path, capsys, monkeypatch):
+    """The clip can match its plan and the plan not the words (the drafter drafted the star staying put for "the
+    star moves up instead"): said, with the way to another draft."""
+    import app.core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "plan_off_words", lambda words, rows: "the star staying put")
+    code, out, err = cli(capsys, "video", "the star moves up instead", "-o", tmp_path / "a.mp4", "--video",
+                         inputs / "source.mp4", "--model", COMMITTED)
+    assert code == 0 and "its plan did not follow the words: it has the star staying put (another --seed" in out, err

@@ -423,6 +423,37 @@ def named_but_missing(instruction: str, labels: list[set[int]]) -> list[str]:
     return list(dict.fromkeys(missing))
 
 
+_MOTION_EDIT = re.compile(r"^(?:\w+ )*?the (?:(\w+) )?(circle|square|triangle|star) moves (.+?) instead$")
+
+
+def plan_off_words(instruction: str, draft_rows) -> str:
+    """A motion edit's draft against its words ("the circle moves down instead"): "" when a drafted object of the
+    named class (and colour) heads that way (within 45 degrees, two bins or more), else what the draft has it do,
+    "the circle moving right" or "the circle staying put". The edit check compares the clip with its plan, so a
+    plan that went another way passed it (the drafter's greedy draft, not the DiT); another seed drafts again."""
+    from app.shapes.motion import PHRASE_DIRECTION, direction_name, unit
+    from app.shapes.palette import CLASSES, COLOR_NAMES
+
+    m = _MOTION_EDIT.match(" ".join(re.findall(r"[a-z]+", instruction.lower())))
+    if m is None or m.group(3) not in PHRASE_DIRECTION:
+        return ""
+    colour, cls, direction = m.group(1) if m.group(1) in COLOR_NAMES else None, m.group(2), PHRASE_DIRECTION[m.group(3)]
+    ux, uy = unit(direction)
+    colours, named = len(COLOR_NAMES), []
+    for r in np.asarray(draft_rows).tolist():
+        if r[0] > 0 and CLASSES[(r[0] - 1) // colours] == cls and (colour is None or COLOR_NAMES[(r[0] - 1) % colours] == colour):
+            dx, dy = r[4] - r[1], r[5] - r[2]
+            length = math.hypot(dx, dy)
+            if length >= 2 and (dx * ux + dy * uy) / length >= math.cos(math.radians(45)):
+                return ""
+            named.append((dx, dy, length))
+    if not named:
+        return ""  # the object is not in the draft at all: the edit check says that of the clip
+    dx, dy, length = named[0]
+    name = f"{colour} {cls}" if colour else cls
+    return f"the {name} staying put" if length < 2 else f"the {name} moving {direction_name(dx, dy)}"
+
+
 def named_but_absent(instruction: str, rows) -> str:
     """The object a clip edit's words name ("make the star red": "star"; "remove the blue square": "blue
     square") when none of the source's tracks (`rows`, [length, 6] track rows as `source_tracks` finds them) is

@@ -22,7 +22,7 @@ from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteSchedul
 
 from .canvas import CanvasSpec
 from .frame_detector import (drafts_edits, drafts_from_media, edit_shortfall, named_but_absent, named_but_missing,
-                             source_tracks, still_labels)
+                             plan_off_words, source_tracks, still_labels)
 from .keep_source import changed_nothing, drafted_region, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
@@ -91,6 +91,9 @@ class GenerationResult:
     # Image-to-video and reference video drafted from their inputs: the objects the words name as given ("the
     # star moves left") that the input does not hold, as the frame detector sees it (frame_detector.named_but_missing).
     missing: tuple[str, ...] = ()
+    # A drafted motion edit whose draft does not head the way its words say: what the draft has the object do
+    # ("the circle staying put"; frame_detector.plan_off_words); "" otherwise.
+    plan_off: str = ""
 
 
 StepCallback = Callable[[StepInfo], "bool | None"]
@@ -566,13 +569,18 @@ class MetaCanvasPipeline:
             except Exception:  # noqa: BLE001  advisory: a check that fails must not cost the user the finished clip
                 log.exception("the edit's check against its plan failed; the clip is kept unchecked")
             timings["check"] = time.perf_counter() - t_check
+        plan_off = ""
+        if request.task is Task.VIDEO_EDIT and not cell_edited and plan.has_draft(0) and request.use_canvas \
+                and drafts_edits(self.planner):
+            plan_off = plan_off_words(request.instruction, plan.draft[0].cpu())
         missing: list[str] = []
         if request.task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and request.use_canvas and \
                 plan.has_draft(0) and drafts_from_media(self.planner):
             missing = named_but_missing(request.instruction, still_labels(self.planner, list(request.images)))
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged,
-                                unchanged_why=unchanged_why, shortfall=shortfall, missing=tuple(missing))
+                                unchanged_why=unchanged_why, shortfall=shortfall, missing=tuple(missing),
+                                plan_off=plan_off)
 
     def keep_source(self, source: np.ndarray, frames: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """An edited clip with its source's own pixels where the model did not change it (the model's

@@ -809,6 +809,7 @@ class StudioModel(QObject):
             return
         shortfall = shortfall_words(result)
         missing = tuple(getattr(result, "missing", ()) or ())
+        off = str(getattr(result, "plan_off", "") or "")
         said = (f"Job #{job_id} done in {getattr(result, 'seconds', 0):.1f} s; saving the result…" +
                  (f" It was planned without a drafted track: the model's detector found no object of its world in "
                   f"{where} (it misses objects much smaller or larger than its world's, or drawn otherwise)."
@@ -819,9 +820,11 @@ class StudioModel(QObject):
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
                  (f" The edit was not made as planned: {shortfall} (another seed or wording may make it)."
-                  if shortfall else "") + self._length_note(job))
-        self.say(said, WARNING if shortfall or unchanged or missing else INFO)
-        if shortfall or unchanged:
+                  if shortfall else "") +
+                 (f" Its plan did not follow the words: it has {off} (another seed drafts it again)." if off else "")
+                 + self._length_note(job))
+        self.say(said, WARNING if shortfall or unchanged or missing or off else INFO)
+        if shortfall or unchanged or off:
             self.seed_retry.offer(job, said)
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
         threshold = self.slots[VIDEO_SLOT].keep_source

@@ -379,3 +379,19 @@ def test_objects_named_as_given_are_looked_for_in_the_still_they_are_named_in():
     assert named_but_missing("the circle from the first image moves right and the star from the second image "
                              "moves left", two) == []
     assert named_but_missing("the star from the first image moves right", two) == ["star in the first image"]
+
+
+def test_a_motion_edits_draft_is_held_to_the_way_its_words_say():
+    """"the circle moves down instead" drafted as the circle staying put (or moving right) passed the edit check,
+    which compares the clip with its plan: the plan is now compared with the words."""
+    from app.core.frame_detector import plan_off_words
+
+    red_circle, star = label_index("circle", "red"), label_index("star", "green")
+    down = [[red_circle, 4, 3, 1, 4, 10], [star, 10, 10, 1, 10, 10]]
+    assert plan_off_words("the circle moves down instead", down) == ""
+    assert plan_off_words("the red circle moves down to the right instead", [[red_circle, 4, 3, 1, 9, 8]]) == ""
+    assert plan_off_words("the circle moves down instead", [[red_circle, 4, 3, 1, 4, 3]]) == "the circle staying put"
+    assert plan_off_words("The circle moves to the left instead.", [[red_circle, 4, 3, 1, 11, 3]]) == \
+        "the circle moving right"
+    assert plan_off_words("make the circle blue", down) == ""  # not a motion edit
+    assert plan_off_words("the square moves up instead", down) == ""  # not drafted: the edit check says so

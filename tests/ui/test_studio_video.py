@@ -655,6 +655,17 @@ def test_an_edit_whose_clip_falls_short_of_its_plan_is_said_in_the_studio(qtbot,
     assert again["edited_version"] == first["edited_version"] == clip.versions[0].id
 
 
+def test_a_motion_edit_whose_plan_went_another_way_is_said_with_another_seed_offered(qtbot, tmp_path, monkeypatch):
+    import app.core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "plan_off_words", lambda words, rows: "the star staying put")
+    w, _ = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "the star moves up instead")
+    said = [m for m in w.messages.history if "Its plan did not follow the words" in m.text]
+    assert said and "it has the star staying put" in said[0].text and said[0].level == "warning"
+    qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=WAIT)
+    assert w.banner.action_button.text().startswith("Try seed ")
+
+
 def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_studio(qtbot, tmp_path, monkeypatch):
     """With the committed video model, an edit whose changes all fall outside its draft's places (here the places
     moved off the clip) comes back as its clip again, and the studio says why: not 'try again' alone."""
