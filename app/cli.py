@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-drawn", action="store_true", help="with --video: the edited clip as the model drew it, "
                    "every pixel, at the model's size (by default, for a model that says so, the embedded one, the "
                    "clip comes back at the source's size with the source's own pixels wherever the model did not "
-                   "change it, and outside the places its drafted edit changes)")
+                   "change it, and outside the places its drafted edit changes); with --image: the clip as drawn, "
+                   "not the image's own pixels where the words name no object")
     p.add_argument("--fps", type=_frame_rate, default=None, help="frame rate of the written clips, up to "
                    f"{MAX_FPS:g} (default: the source's with --video, else the model's: 8 for the embedded one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o / --plan file")

@@ -236,8 +236,9 @@ def cmd_video(args) -> int:
         raise ValueError(f"--reference takes one or two still images, not {len(args.reference)}")
     task = (Task.VIDEO_EDIT if args.video else Task.IMAGE_TO_VIDEO if args.image
             else Task.REFERENCE_TO_VIDEO if args.reference else Task.TEXT_TO_VIDEO)
-    if args.as_drawn and task is not Task.VIDEO_EDIT:
-        raise ValueError("--as-drawn is for video edits (--video SOURCE): other clips have no source to keep")
+    if args.as_drawn and task not in (Task.VIDEO_EDIT, Task.IMAGE_TO_VIDEO):
+        raise ValueError("--as-drawn is for video edits (--video SOURCE) and clips from an image (--image): other "
+                         "clips have no source to keep")
     source_info = None
     if task is Task.VIDEO_EDIT:  # a broken source or too few frames are said before the model loads
         from app.media.probe import probe_video

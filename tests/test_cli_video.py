@@ -557,10 +557,14 @@ def test_what_an_edit_leaves_out_or_stretches_is_said(tiny_video_model, inputs, 
     assert code == 0 and "the source's 64x48 was stretched to 48x48" in stdout, err
 
 
-def test_as_drawn_is_for_edits_alone(model, inputs, tmp_path, capsys):
+def test_as_drawn_is_for_edits_and_clips_from_an_image_alone(model, inputs, tmp_path, capsys):
     out = tmp_path / "drawn.mp4"
     code, _, err = cli(capsys, "video", "a red circle moves up", "-o", out, "--model", model, "--as-drawn")
-    assert code == 2 and "--as-drawn is for video edits" in one_error_line(err) and not out.exists()
+    assert code == 2 and "--as-drawn is for video edits (--video SOURCE) and clips from an image" in \
+        one_error_line(err) and not out.exists()
+    code, _, err = cli(capsys, "video", "the star moves left", "-o", tmp_path / "i2v.mp4", "--image",
+                       inputs / "first.png", "--model", model, "--as-drawn")
+    assert code == 0, err
     from app.media.probe import read_video_frames
 
     kept = tmp_path / "kept.mp4"

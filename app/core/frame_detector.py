@@ -423,6 +423,16 @@ def named_but_missing(instruction: str, labels: list[set[int]]) -> list[str]:
     return list(dict.fromkeys(missing))
 
 
+def named_rows(instruction: str, rows) -> list[list[int]]:
+    """The track rows (label > 0) whose class the words name ("the blue square moves right": every square's);
+    the others are objects of the input the words leave alone (shapes-world words)."""
+    from app.shapes.palette import CLASSES, COLOR_NAMES
+
+    words = set(re.findall(r"[a-z]+", instruction.lower()))
+    named = {c for c in CLASSES if c in words or c + "s" in words}
+    return [r for r in np.asarray(rows).tolist() if r[0] > 0 and CLASSES[(r[0] - 1) // len(COLOR_NAMES)] in named]
+
+
 _MOTION_EDIT = re.compile(r"^(?:\w+ )*?the (?:(\w+) )?(circle|square|triangle|star) moves (.+?) instead$")
 
 

@@ -129,10 +129,13 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
     latents = pipe._denoise(latents, plan.context.to(dtype), plan.context_mask,
                             pipe._plan_tokens(plan, b * copies, use_canvas), reference, steps, guidance)
     clips = [pipe.codec.decode(latents[i:i + 1]) for i in range(b)]
+    drafted = plan.draft[:b].cpu() if plan.draft is not None and use_canvas else [None] * b
     if task is Task.VIDEO_EDIT and keep_source:  # as the pipeline keeps them: bounded by the drafts' places
-        drafted = plan.draft[:b].cpu() if plan.draft is not None and use_canvas else [None] * b
         clips = [pipe.keep_source(v, c, pipe.drafted_edit_region(np.asarray(v)[:frames], r, c.shape[:3]))
                  for v, c, r in zip(videos, clips, drafted)]
+    if task is Task.IMAGE_TO_VIDEO and keep_source:  # as the pipeline keeps what the words leave alone
+        clips = [pipe.keep_first_frame(text, item[0], c, r) for text, item, c, r in zip(instructions, images, clips,
+                                                                                          drafted)]
     return clips
 
 

@@ -12,7 +12,7 @@ from app.core.checkpoints import ModelFolderError, load_model
 from app.core.draft import DraftConfig, quantize_objects
 from app.core.frame_detector import onto_first_frame, onto_found
 from app.core.request import GenerationRequest, Task
-from app.shapes.motion import render_clip
+from app.shapes.motion import random_motion_scene, render_clip
 from app.shapes.palette import label_index
 from app.shapes.video_edits import random_reference_video
 from app.shapes.video_prompts import make_video_metadata, scene_for_video_metadata
@@ -395,3 +395,19 @@ def test_a_motion_edits_draft_is_held_to_the_way_its_words_say():
         "the circle moving right"
     assert plan_off_words("make the circle blue", down) == ""  # not a motion edit
     assert plan_off_words("the square moves up instead", down) == ""  # not drafted: the edit check says so
+
+
+def test_image_to_video_keeps_the_objects_its_words_leave_alone_as_the_image_has_them(video_model):
+    """"the star moves left" of a still holding a star and two triangles: the triangles stay as the image has
+    them, pixel for pixel, in every frame (the DiT had repainted or dropped such objects); the star moves."""
+    rng = np.random.default_rng(4)
+    scene = random_motion_scene(rng)  # a yellow star at the bottom, an orange triangle right, a blue one left
+    image = render_clip(scene, 17, 48)[0]
+    request = GenerationRequest(Task.IMAGE_TO_VIDEO, "the star moves left", images=[image], width=48, height=48,
+                                frames=17, seed=3)
+    clip = video_model(request).frames
+    right = (slice(None), slice(10, 30), slice(36, 48))  # the orange triangle, at (0.86, 0.40), and around it
+    assert np.array_equal(clip[right], np.broadcast_to(image[right[1:]], clip[right].shape))
+    as_drawn = video_model(GenerationRequest(Task.IMAGE_TO_VIDEO, "the star moves left", images=[image], width=48,
+                                             height=48, frames=17, seed=3, keep_source=False)).frames
+    assert not np.array_equal(as_drawn[right], clip[right])  # the model's own drawing differs there
