@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32, help="images (clips) sampled at once with --prompts")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (with --prompts: the "
                    "prompt folders of an earlier run in --out)")
+    p.add_argument("--resume", action="store_true", help="with --prompts: go on with a run stopped part way in "
+                   "--out (the same prompts file and options; its seed is kept): only the samples it lacks are made")
     _add_plan_edit_args(p)
     _add_size_args(p)
     _add_model_args(p)

@@ -314,16 +314,55 @@ def earlier_prompt_folders(out: Path) -> list[Path]:
                   and ((p / "metadata.jsonl").exists() or (p / "samples").is_dir()))
 
 
-def _refuse_earlier_run(out: Path, overwrite: bool) -> None:
+def _refuse_earlier_run(out: Path, overwrite: bool, resume: bool = False) -> None:
     """--prompts writes OUT/NNNNN/: an earlier run's prompt folders there would be scored with the new ones, so
     they are refused before anything runs, or with --overwrite removed (clear_earlier_run) once the model is
-    loaded and the records checked, just before the first write."""
+    loaded and the records checked, just before the first write; --resume goes on with them (start_prompt_run)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder")
+    if resume and overwrite:
+        raise ValueError("--resume goes on with the earlier run in --out, --overwrite replaces it: give one")
+    if resume:
+        if not (out / RUN_FILE).is_file():
+            raise ValueError(f"--out {out} holds no run to resume (no {RUN_FILE}): start one without --resume")
+        return
     earlier = earlier_prompt_folders(out)
     if earlier and not overwrite:
         raise ValueError(f"--out {out} already holds {len(earlier)} prompt folders of an earlier run; choose another "
-                         f"--out or add --overwrite to replace them")
+                         f"--out, add --resume to go on with it, or --overwrite to replace it")
+
+
+RUN_FILE = "run.json"  # a --prompts run's settings, beside its prompt folders: what --resume goes on with
+
+
+def start_prompt_run(out: Path, metas: list[dict], settings: dict, resume: bool, suffix: str) -> tuple[int, set]:
+    """Before a --prompts run's first sample: a new run clears the earlier one's prompt folders (refused before
+    the model loaded unless --overwrite) and writes OUT/run.json; a resumed one checks that the records and
+    settings are the earlier run's and takes its seed. Returns (the seed, the (prompt, sample) pairs already
+    written, each a samples/NNNN`suffix` file)."""
+    import hashlib
+
+    from app.media.atomic import write_bytes_atomic
+
+    records = hashlib.sha1(json.dumps(metas, sort_keys=True).encode()).hexdigest()
+    if not resume:
+        clear_earlier_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(out / RUN_FILE, json.dumps({"records": records, **settings}, indent=1).encode())
+        return settings["seed"], set()
+    try:
+        earlier = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{out / RUN_FILE} cannot be read ({e}): start the run again with --overwrite") from None
+    if earlier.get("records") != records:
+        raise ValueError(f"--out {out} holds a run of other prompts: resume it with the prompts file it was made from")
+    differ = [k for k, v in settings.items() if k != "seed" and earlier.get(k) != v]
+    if differ:
+        raise ValueError(f"--resume with other options than the earlier run's ({', '.join(differ)}: "
+                         f"{', '.join(f'{earlier.get(k)!r}' for k in differ)}): give the same")
+    done = {(i, j) for i in range(len(metas)) for j in range(settings["n"])
+            if (out / f"{i:05d}" / "samples" / f"{j:04d}{suffix}").is_file()}
+    return int(earlier["seed"]), done
 
 
 def clear_earlier_run(out: Path) -> None:
@@ -345,7 +384,7 @@ def _generate_geneval(args) -> int:
         print("error: --prompts needs --out DIR", file=sys.stderr)
         return 2
     metas = read_prompt_records(args.prompts)
-    _refuse_earlier_run(Path(args.out), args.overwrite)
+    _refuse_earlier_run(Path(args.out), args.overwrite, args.resume)
     kinds = [is_video_record(m) for m in metas]
     if any(kinds) and not all(kinds):  # one model makes a run's samples; eval scores one kind a folder
         raise ValueError(f"{args.prompts} mixes video records (record {kinds.index(True) + 1}) and image records (record "
@@ -362,24 +401,29 @@ def _generate_geneval(args) -> int:
     pipe.check_size(width, height)
     steps, guidance = args.steps or d.steps, d.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
-    jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
     for meta in metas:
         _check_words(pipe, meta["prompt"])
-    clear_earlier_run(out)
-    for i, meta in enumerate(metas):
-        folder = out / f"{i:05d}" / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(out / f"{i:05d}" / "metadata.jsonl", (json.dumps(meta) + "\n").encode())
-    for start in tqdm(range(0, len(jobs), args.batch), desc="generate", file=sys.stderr):
-        chunk = jobs[start:start + args.batch]
-        seeds = [seed + 1000 * i + j for i, j in chunk]
-        images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], seeds, steps=steps, guidance=guidance,
-                             use_canvas=not args.no_canvas, width=width, height=height)
-        for (i, j), s, im in zip(chunk, seeds, images):
-            request = GenerationRequest(Task.TEXT_TO_IMAGE, metas[i]["prompt"], width=width, height=height,
-                                        steps=steps, guidance=guidance, seed=s, use_canvas=not args.no_canvas)
-            _save_png(im, out / f"{i:05d}" / "samples" / f"{j:04d}.png", _info(pipe, request))
-    print(f"wrote {plural(len(jobs), 'image')} for {plural(len(metas), 'prompt')} to {out}")
+    settings = dict(seed=seed, n=n, model=pipe.name, width=width, height=height, steps=steps, guidance=guidance,
+                    use_canvas=not args.no_canvas)
+    seed, done = start_prompt_run(out, metas, settings, args.resume, ".png")
+    jobs = [(i, j) for i in range(len(metas)) for j in range(n) if (i, j) not in done]
+    with tqdm(total=len(jobs), desc="generate", unit="image", file=sys.stderr) as bar:
+        for start in range(0, len(jobs), args.batch):
+            chunk = jobs[start:start + args.batch]
+            seeds = [seed + 1000 * i + j for i, j in chunk]
+            images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], seeds, steps=steps, guidance=guidance,
+                                 use_canvas=not args.no_canvas, width=width, height=height)
+            for (i, j), s, im in zip(chunk, seeds, images):
+                folder = out / f"{i:05d}"  # a prompt's folder appears with its first sample
+                if not (folder / "metadata.jsonl").exists():
+                    (folder / "samples").mkdir(parents=True, exist_ok=True)
+                    write_bytes_atomic(folder / "metadata.jsonl", (json.dumps(metas[i]) + "\n").encode())
+                request = GenerationRequest(Task.TEXT_TO_IMAGE, metas[i]["prompt"], width=width, height=height,
+                                            steps=steps, guidance=guidance, seed=s, use_canvas=not args.no_canvas)
+                _save_png(im, folder / "samples" / f"{j:04d}.png", _info(pipe, request))
+            bar.update(len(chunk))
+    kept = f" ({len(done)} from the earlier run kept)" if done else ""
+    print(f"wrote {plural(len(jobs), 'image')} for {plural(len(metas), 'prompt')} to {out}{kept}")
     return 0
 
 

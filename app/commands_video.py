@@ -376,7 +376,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
     from tqdm import tqdm
 
-    from app.commands import clear_earlier_run, plural, resolve_seed
+    from app.commands import plural, resolve_seed, start_prompt_run
     from app.core.request import Task
     from app.eval.video_eval import sample_clips, write_sample_clip
     from app.media.atomic import write_bytes_atomic
@@ -397,8 +397,10 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     if asked:  # a record's "frames" is what its world was drawn at; the model makes its own length
         print(f"note: records ask for {', '.join(map(str, asked))} frames; every clip is made at the model's "
               f"{pipe.defaults.frames}, the length it makes", file=sys.stderr)
-    clear_earlier_run(out)  # refused before the model loaded unless --overwrite (app/commands.py)
-    jobs = [(i, j) for i in range(len(metas)) for j in range(n)]
+    settings = dict(seed=seed, n=n, model=pipe.name, steps=args.steps, guidance=args.guidance,
+                    use_canvas=not args.no_canvas)
+    seed, done = start_prompt_run(out, metas, settings, args.resume, ".mp4")
+    jobs = [(i, j) for i in range(len(metas)) for j in range(n) if (i, j) not in done]
     with tqdm(total=len(jobs), desc="generate", unit="clip", file=sys.stderr) as bar:
         for start in range(0, len(jobs), args.batch):
             chunk = jobs[start:start + args.batch]
@@ -413,7 +415,8 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
                     write_bytes_atomic(folder / "metadata.jsonl", (json.dumps(metas[i]) + "\n").encode())
                 write_sample_clip(clip, folder / "samples" / f"{j:04d}.mp4", fps=clip_fps)
             bar.update(len(chunk))
-    print(f"wrote {plural(len(jobs), 'clip')} for {plural(len(metas), 'prompt')} to {out}")
+    kept = f" ({len(done)} from the earlier run kept)" if done else ""
+    print(f"wrote {plural(len(jobs), 'clip')} for {plural(len(metas), 'prompt')} to {out}{kept}")
     return 0
 
 

@@ -69,6 +69,17 @@ def test_geneval_layout_generation_and_scoring(tmp_path):
     summary = json.loads((out / "geneval_summary.json").read_text())
     assert summary["total_images"] == 12 and 0.0 <= summary["overall"] <= 1.0
     assert (out / "geneval_summary.png").is_file()
+    # Stopped part way (two pictures gone): --resume makes those two alone, the same as the first run made them.
+    from PIL import Image
+
+    lost = [out / "00002" / "samples" / "0001.png", out / "00004" / "samples" / "0000.png"]
+    before = [(Image.open(p).text["metacanvas"], np.asarray(Image.open(p), int)) for p in lost]
+    for p in lost:
+        p.unlink()
+    r = run("generate", "--prompts", str(meta), "--out", str(out), "--n", "2", "--steps", "3", "--resume")
+    assert r.returncode == 0 and "wrote 2 images" in r.stdout and "(10 from the earlier run kept)" in r.stdout, r.stderr
+    for p, (recipe, pixels) in zip(lost, before):  # the same request and seed; a batch of 2, not 12: float rounding
+        assert Image.open(p).text["metacanvas"] == recipe and np.abs(np.asarray(Image.open(p), int) - pixels).max() <= 8
 
 
 def test_video_tasks_need_a_video_model(tmp_path):

@@ -336,7 +336,7 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     # the earlier prompt folders go first; what else the folder holds stays.
     fewer = write_video_metadata(tmp_path / "two.jsonl", records[:2])
     code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model", tiny_video_model)
-    assert code == 2 and "7 prompt folders of an earlier run" in one_error_line(err)
+    assert code == 2 and "7 prompt folders of an earlier run" in one_error_line(err) and "--resume" in err
     (out / "2024").mkdir()  # the user's own folder beside the run's: never the run's to remove
     code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model", STILL_MODEL,
                        "--overwrite")  # refused once the model is loaded: the earlier run is still there
@@ -346,6 +346,19 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     assert code == 0 and "2 clips for 2 prompts" in stdout, err
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001", "2024"]
     assert (out / "video_summary.json").exists()
+    # A run stopped part way goes on with --resume: only the clips it lacks are made, with its own seeds.
+    first = (out / "00001" / "samples" / "0000.mp4").read_bytes()
+    (out / "00000" / "samples" / "0000.mp4").unlink()
+    code, stdout, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model",
+                            tiny_video_model, "--resume", "--seed", 5)
+    assert code == 0 and "1 clip for 2 prompts" in stdout and "(1 from the earlier run kept)" in stdout, err
+    assert (out / "00001" / "samples" / "0000.mp4").read_bytes() == first
+    code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 2, "--model", tiny_video_model,
+                       "--resume")
+    assert code == 2 and "other options than the earlier run's (n" in one_error_line(err)
+    code, _, err = cli(capsys, "generate", "--prompts", prompts, "--out", out, "--n", 1, "--model", tiny_video_model,
+                       "--resume")
+    assert code == 2 and "a run of other prompts" in one_error_line(err)
 
     # The same layout holding ground-truth clips scores 1.0: the files keep what the detector needs.
     truth = tmp_path / "truth"
