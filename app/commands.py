@@ -566,9 +566,9 @@ def cmd_render(args) -> int:
     frames = int(round(project.duration("video") * fps))
     from app.media.probe import probe_video
 
-    info = probe_video(out)  # the size the track was rendered at: its first clip's, which the others are fitted to
-    print(f"wrote {out}: {frames} frames of {info.width}x{info.height} at {fps:g} fps (the project's rate; the "
-          f"size of the track's first clip, every clip fitted to it){note}")
+    info = probe_video(out)  # the size the track was rendered at (the project's, else its first clip's)
+    print(f"wrote {out}: {frames} frames of {info.width}x{info.height} (every clip fitted to that) at {fps:g} fps "
+          f"(the project's rate){note}")
     return 0
 
 

@@ -271,7 +271,7 @@ def cmd_video(args) -> int:
     if names_what_the_clip_lacks(result):
         # Not attempted: a copy of the source at -o would be clutter (the studio makes no version either),
         # and a script must be able to tell from the exit status that no edit was made.
-        seen = (source_info.width, source_info.height) != (request.width, request.height)
+        seen = source_info.width > request.width or source_info.height > request.height  # read shrunk
         print(f"error: nothing written, the edit was not made{unchanged_words(result, '--seed')}; "
               f"name an object the clip shows" + (f" (it reads the clip at {request.width}x{request.height} px, "
                                                   f"the source's {source_info.width}x{source_info.height} shrunk "

@@ -130,7 +130,7 @@ def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
     # The timeline renders at the project's frame rate, over the clip's whole duration.
     assert abs(rendered.duration - source.duration) < 0.1
     assert rendered.frames == round(source.duration * project.settings.fps)
-    assert f"of {source.width}x{source.height} at" in r.stdout  # the size it was rendered at is said
+    assert f"of {source.width}x{source.height} (every clip" in r.stdout  # the size it was rendered at is said
     before = out.read_bytes()
     r = run("render", str(path), "-o", str(out))
     assert r.returncode == 2 and out.read_bytes() == before

@@ -768,6 +768,18 @@ def test_words_the_video_model_never_trained_on_are_refused_before_a_clip_is_mad
     assert not (tmp_path / "c.mp4").exists()
 
 
+
+def test_the_video_models_own_captions_with_their_punctuation_pass_its_word_check():
+    """Its training captions join clauses with commas; a typed one may end with a full stop: punctuation is the
+    tokenizer's own and never held to the words its clips were taught."""
+    from app.core.checkpoints import load_model
+    from app.core.request import Task
+
+    pipe = load_model(COMMITTED)
+    pipe.check_instruction("a red circle moves right, a blue star moves left and a green square stays still.")
+    pipe.check_instruction("The circle moves to the left instead.", Task.VIDEO_EDIT)
+
+
 def test_a_motion_edit_whose_plan_went_another_way_is_said(inputs, tmp_path, capsys, monkeypatch):
     """The clip can match its plan and the plan not the words (the drafter drafted the star staying put for "the
     star moves up instead"): said, with the way to another draft."""

@@ -416,8 +416,10 @@ def named_but_missing(instruction: str, labels: list[set[int]]) -> list[str]:
         k = _ORDINAL.get(ordinal or None, 0)
         if k >= len(labels):
             continue  # said before the run (GenerationRequest.validate)
+        # Named without "from the first/second image": any still may hold it (the drafter pools them).
+        pool = labels[k] if ordinal else set().union(*labels)
         if not any(CLASSES[(lab - 1) // colours] == cls and (colour is None or COLOR_NAMES[(lab - 1) % colours] == colour)
-                   for lab in labels[k]):
+                   for lab in pool):
             name = f"{colour} {cls}" if colour else cls
             missing.append(name + (f" in the {ordinal} image" if ordinal and len(labels) > 1 else ""))
     return list(dict.fromkeys(missing))

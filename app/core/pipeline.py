@@ -374,7 +374,7 @@ class MetaCanvasPipeline:
         silent unknown. A real Qwen2.5-VL tokenizer reads any text, so nothing is checked then. With `task`, a
         video edit joining two changes with "and" is refused by a model that says the words it was trained on
         (the embedded one): it was taught one change an edit, and made neither of two."""
-        if task is Task.VIDEO_EDIT and self.defaults.trained_words and "and" in re.findall(r"[a-z]+", text.lower()):
+        if task is Task.VIDEO_EDIT and self.defaults.trained_words and "and" in re.findall(r"[a-z]+", text.lower())[1:]:
             raise ValueError("this model makes one change an edit (it was taught no edit joined by 'and'): ask "
                              "for one change, then edit the result for the next")
         processor = self.planner.processor
@@ -388,7 +388,8 @@ class MetaCanvasPipeline:
         words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
         vocab = tokenizer.get_vocab()
         trained = set(self.defaults.trained_words)
-        unknown = list(dict.fromkeys(w for w in words if w not in vocab or trained and w not in trained))
+        # Punctuation is the tokenizer's own (a caption's commas, a full stop): never held to the trained words.
+        unknown = list(dict.fromkeys(w for w in words if w not in vocab or trained and w.isalpha() and w not in trained))
         if unknown:
             special = set(tokenizer.all_special_tokens)
             from .planner import CHAT_WORDS  # the chat format's own words: not the user's to type

@@ -583,8 +583,11 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
             doc = _parse_document(f, _read_document(f, "a recovery file"), RECOVERY_FORMAT)
             saved = float(doc.get("saved_ts", f.stat().st_mtime))
             project_path = Path(doc["project_path"]) if doc.get("project_path") else None
-            if project_path is not None and project_path.exists() and project_path.stat().st_mtime >= saved:
-                continue  # the project was saved after this autosave: nothing to recover
+            # The project was saved after this autosave: nothing to recover. Not for a crashed session's copy set
+            # aside (set_aside_recovery): the project was saved by a later session that did not take it.
+            if project_path is not None and project_path.exists() and project_path.stat().st_mtime >= saved \
+                    and CRASHED not in f.name:
+                continue
             found.append(Recovery(f, project_path, Path(doc["media_dir"]) if doc.get("media_dir") else None, saved,
                                   str(doc["project"].get("name", "Untitled"))))
         except (ProjectError, OSError, ValueError, TypeError, KeyError):
@@ -592,13 +595,16 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
     return sorted(found, key=lambda r: r.saved_at, reverse=True)
 
 
+CRASHED = "-crashed-"  # in the name of a recovery copy set aside: offered until it is recovered
+
+
 def set_aside_recovery(recovery: Recovery) -> Path:
     """Move a crashed session's recovery file off its project's autosave path (to one named also by when it was
     saved), so this session's autosaves and clean close of the same project neither overwrite nor remove it; it is
-    still found (and offered while newer than the project). Returns the new path."""
+    still found, and offered even once the project is saved again, until it is recovered. Returns the new path."""
     suffix = ".autosave.json"
     stem = recovery.path.name[:-len(suffix)] if recovery.path.name.endswith(suffix) else recovery.path.stem
-    target = recovery.path.with_name(f"{stem}-crashed-{int(recovery.saved_at)}{suffix}")
+    target = recovery.path.with_name(f"{stem}{CRASHED}{int(recovery.saved_at)}{suffix}")
     os.replace(recovery.path, target)
     return target
 

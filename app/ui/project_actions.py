@@ -77,6 +77,7 @@ class ProjectActions(QObject):
         self.recovery_root = recovery_root
         self.pool = QThreadPool.globalInstance()
         self.pending_recoveries: list[pf.Recovery] = []
+        self._warned_keep = False  # said once a session: a crashed copy that could not be moved aside
         self._saving_autosave = False
         self.autosave_timer = QTimer(self, singleShot=True)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -149,13 +150,13 @@ class ProjectActions(QObject):
             self.say(f"Could not open the project: {e}", ERROR)
             return False
         self.document.replace(project, str(Path(path)))
-        self._offer_recovery_of(Path(path))
         missing = pf.missing_media(project, path)
         if missing:
             self.say(f"{len(missing)} media file(s) are missing from the project folder: "
                      + ", ".join(m.name for m in missing[:5]), WARNING)
         self.window.settings.add_recent(path)
         self.say(f"Opened {Path(path).name}.", INFO)
+        self._offer_recovery_of(Path(path))  # last: a warning shown after it would take its button away
         return True
 
     def save(self) -> bool:
@@ -196,10 +197,11 @@ class ProjectActions(QObject):
         """Write a recovery copy off the GUI thread; the snapshot is taken here, so it is consistent."""
         if not self.document.dirty or self._saving_autosave:
             return
-        self._saving_autosave = True
         snapshot = Project.from_dict(self.document.project.to_dict())
         path = self.document.path
-        self._keep_pending_recovery(path, snapshot)
+        if not self._keep_pending_recovery(path, snapshot):
+            return  # written over, a crashed session's copy would be lost: no autosave of this project then
+        self._saving_autosave = True
         media_of = None if path else self.work_path()
 
         def done(target: Any) -> None:
@@ -216,20 +218,28 @@ class ProjectActions(QObject):
         """The crashed session's recovery copy, not yet taken, at `target` (a project's autosave path)."""
         return next((r for r in self.pending_recoveries if r.path == target), None)
 
-    def _keep_pending_recovery(self, path: str | None, project: Project) -> None:
+    def _keep_pending_recovery(self, path: str | None, project: Project) -> bool:
         """This session's autosave of a project goes where a crashed session's copy of it waits to be taken:
-        that copy is moved aside first, not overwritten."""
+        that copy is moved aside first, not overwritten. False when it could not be (a file lock): the caller
+        then neither writes nor removes that path."""
         pending = self._pending_recovery_at(pf.autosave_path(path, project, self.recovery_root))
-        if pending is not None:
-            try:
-                pending.path = pf.set_aside_recovery(pending)
-            except OSError as e:
-                self.say(f"The recovery copy of '{pending.name}' could not be kept apart: {e}", WARNING)
+        if pending is None:
+            return True
+        try:
+            pending.path = pf.set_aside_recovery(pending)
+            return True
+        except OSError as e:
+            if not self._warned_keep:
+                self._warned_keep = True
+                self.say(f"The recovery copy of '{pending.name}' could not be kept apart ({e}): this project is "
+                         f"not autosaved until it is recovered or the studio restarts.", WARNING)
+            return False
 
     def _clear_recovery(self) -> None:
         """This session's own recovery copy of the open project goes (saved, cleanly closed or discarded); a
         crashed session's copy of it that the user has not taken is kept (moved aside)."""
-        self._keep_pending_recovery(self.document.path, self.document.project)
+        if not self._keep_pending_recovery(self.document.path, self.document.project):
+            return
         try:
             pf.clear_recovery(self.document.path, self.document.project, self.recovery_root)
         except (OSError, ProjectError):
@@ -265,7 +275,7 @@ class ProjectActions(QObject):
             when = time.strftime("%H:%M %d %b", time.localtime(r.saved_at))
             self.window.banner.show_action(f"'{r.name}' has changes from {when} that were not saved (the studio did "
                                            f"not close cleanly); what is open is the project as last saved.",
-                                           "Recover", lambda: self.recover(r))
+                                           "Recover", lambda: self.recover(r), of_project=True)
 
     def recover(self, recovery: pf.Recovery) -> bool:
         try:
@@ -280,6 +290,14 @@ class ProjectActions(QObject):
         self.document.replace(project, path)
         if recovery in self.pending_recoveries:  # taken: this session's autosaves and saves now stand for it
             self.pending_recoveries.remove(recovery)
+        if pf.CRASHED in recovery.path.name:
+            # A copy set aside is offered until recovered: now it is, its work goes into this session's own
+            # recovery copy at once (the document is unsaved), and the set-aside file goes.
+            try:
+                pf.write_recovery(project, path, self.recovery_root, None if path else self.work_path())
+                recovery.path.unlink()
+            except (OSError, ProjectError):
+                pass  # offered again next launch at worst
         # Recovered changes are unsaved: mark the document dirty so Save is offered and autosave continues.
         self.document.undo_stack.resetClean()
         self.say(f"Recovered '{recovery.name}'. Save it to keep it.", INFO)

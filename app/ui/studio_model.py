@@ -643,10 +643,12 @@ class StudioModel(QObject):
         # A new clip plays at the rate its model made it for (as `main.py video` writes it); 0: the project's.
         fps = self.slots[VIDEO_SLOT].fps if request.task.makes_video else 0.0
         note = ""
-        if request.task.makes_video and (made := nearest_clip_length(self.params.frames, self.frame_step)) \
-                != self.params.frames:  # the CLI refuses such a length; the studio makes the nearest, and says so
-            note += (f" Frames {self.params.frames} is not a length this model makes (1 + a multiple of "
-                     f"{self.frame_step}): {made}.")
+        if request.task.makes_video and request.task is not Task.VIDEO_EDIT and \
+                (made := nearest_clip_length(self.params.frames, self.frame_step)) != self.params.frames:
+            # The CLI refuses such a length; the studio makes the nearest clip (at least 1 + a step: one frame
+            # would be a still), and says so. An edit's length is said with the frames it edits.
+            note += (f" Frames {self.params.frames} makes {made} frames: clips here are 1 + a multiple of "
+                     f"{self.frame_step}, at least {1 + self.frame_step}.")
         if request.task is Task.VIDEO_EDIT and clip is not None:
             # The new version keeps the source's frame rate, so it lasts as long as what it edits (and its
             # sound, taken from the source on export, stays in step).
@@ -854,6 +856,8 @@ class StudioModel(QObject):
         w, h = job.request.width, job.request.height
         if (item.width, item.height) == (w, h):
             return ""
+        if item.width <= w and item.height <= h:
+            return ""  # read at its own size or larger: nothing of it is lost in reading
         return (f" It reads the clip at {w}×{h} px, the clip's {item.width}×{item.height} shrunk to that: an object "
                 f"much smaller than the frame can be lost.")
 

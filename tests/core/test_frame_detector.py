@@ -379,6 +379,7 @@ def test_objects_named_as_given_are_looked_for_in_the_still_they_are_named_in():
     assert named_but_missing("the circle from the first image moves right and the star from the second image "
                              "moves left", two) == []
     assert named_but_missing("the star from the first image moves right", two) == ["star in the first image"]
+    assert named_but_missing("the circle moves right and the star moves left", two) == []  # either still
 
 
 def test_a_motion_edits_draft_is_held_to_the_way_its_words_say():

@@ -119,7 +119,7 @@ def test_a_crashed_projects_changes_survive_opening_it_editing_it_and_quitting(q
     w2.settings.autosave_minutes = 5
     w2.document.push(w2.document.project.set_clip_instruction_change(clip, "remove the star"))
     qtbot.waitUntil(lambda: len(pf.find_recoveries(tmp_path / "recovery")) == 2, timeout=10_000)
-    w2.document.undo_stack.undo()  # back to the project as saved: a clean quit, no question asked
+    assert w2.save_as(str(path))  # this session's work saved: the crashed one's is still not taken
     assert w2.close()
     found = pf.find_recoveries(tmp_path / "recovery")
     assert [pf.load_recovery(r).clip(clip).instruction for r in found] == ["make the circle green"]
@@ -127,6 +127,27 @@ def test_a_crashed_projects_changes_survive_opening_it_editing_it_and_quitting(q
     qtbot.waitUntil(lambda: bool(w3.files.pending_recoveries), timeout=5000)
     assert w3.files.recover(w3.files.pending_recoveries[0])
     assert w3.document.project.clip(clip).instruction == "make the circle green"
+    # Taken: the set-aside copy is gone, its work in this session's own recovery copy (the document is unsaved).
+    again = pf.find_recoveries(tmp_path / "recovery")
+    assert [pf.load_recovery(r).clip(clip).instruction for r in again] == ["make the circle green"]
+    assert not any(pf.CRASHED in r.path.name for r in again)
+
+
+def test_the_recover_offer_on_open_outlasts_a_missing_media_warning(qtbot, tmp_path, monkeypatch):
+    from app.ui import project_actions
+
+    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.settings.autosave_minutes = 5
+    w.document.push(w.document.project.set_clip_instruction_change(clip, "make the circle green"))
+    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    for media in pf.media_dir(path).iterdir():  # the project's media gone as well
+        media.unlink()
+    w2 = make_window(qtbot, tmp_path, offer_recovery=True)
+    qtbot.waitUntil(lambda: bool(w2.files.pending_recoveries), timeout=5000)
+    assert w2.open_project(str(path))
+    assert any("missing" in m.text for m in w2.messages.history)
+    assert w2.banner.action_button.isVisible() and w2.banner.action_button.text() == "Recover"
 
 
 def test_opening_the_open_project_after_saving_it_in_the_question_shows_what_was_saved(

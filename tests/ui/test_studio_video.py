@@ -126,7 +126,7 @@ def test_a_clip_asked_for_with_one_frame_is_still_a_clip_on_the_video_track(qtbo
     (clip,) = _video_clips(w)
     assert clip.id == clip_id and not w.document.project.tracks["image"]
     assert w.document.project.media_item(clip.active.media_id).frames == 5
-    assert any("Frames 1 is not a length this model makes (1 + a multiple of 4): 5." in m.text
+    assert any("Frames 1 makes 5 frames: clips here are 1 + a multiple of 4, at least 5." in m.text
                for m in w.messages.history)  # said, as the CLI refuses it
 
 
