@@ -335,6 +335,18 @@ def _refuse_earlier_run(out: Path, overwrite: bool, resume: bool = False) -> Non
 RUN_FILE = "run.json"  # a --prompts run's settings, beside its prompt folders: what --resume goes on with
 
 
+def prompt_folder(out: Path, i: int, meta: dict) -> Path:
+    """OUT/NNNNN for prompt `i`, made with its metadata.jsonl as its first sample is written: a run stopped part
+    way leaves no folder without samples (eval would count its prompt)."""
+    from app.media.atomic import write_bytes_atomic
+
+    folder = out / f"{i:05d}"
+    if not (folder / "metadata.jsonl").exists():
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(folder / "metadata.jsonl", (json.dumps(meta) + "\n").encode())
+    return folder
+
+
 def start_prompt_run(out: Path, metas: list[dict], settings: dict, resume: bool, suffix: str) -> tuple[int, set]:
     """Before a --prompts run's first sample: a new run clears the earlier one's prompt folders (refused before
     the model loaded unless --overwrite) and writes OUT/run.json; a resumed one checks that the records and
@@ -378,7 +390,6 @@ def _generate_geneval(args) -> int:
 
     from app.core.request import GenerationRequest, Task
     from app.eval.video_eval import is_video_record
-    from app.media.atomic import write_bytes_atomic
 
     if not args.out:
         print("error: --prompts needs --out DIR", file=sys.stderr)
@@ -414,10 +425,7 @@ def _generate_geneval(args) -> int:
             images = pipe.sample([metas[i]["prompt"] for i, _ in chunk], seeds, steps=steps, guidance=guidance,
                                  use_canvas=not args.no_canvas, width=width, height=height)
             for (i, j), s, im in zip(chunk, seeds, images):
-                folder = out / f"{i:05d}"  # a prompt's folder appears with its first sample
-                if not (folder / "metadata.jsonl").exists():
-                    (folder / "samples").mkdir(parents=True, exist_ok=True)
-                    write_bytes_atomic(folder / "metadata.jsonl", (json.dumps(metas[i]) + "\n").encode())
+                folder = prompt_folder(out, i, metas[i])
                 request = GenerationRequest(Task.TEXT_TO_IMAGE, metas[i]["prompt"], width=width, height=height,
                                             steps=steps, guidance=guidance, seed=s, use_canvas=not args.no_canvas)
                 _save_png(im, folder / "samples" / f"{j:04d}.png", _info(pipe, request))

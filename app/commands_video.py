@@ -14,7 +14,6 @@ alone unless --overwrite (the rule of `render` and of app/media's exports); the 
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -376,10 +375,9 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
     from tqdm import tqdm
 
-    from app.commands import plural, resolve_seed, start_prompt_run
+    from app.commands import plural, prompt_folder, resolve_seed, start_prompt_run
     from app.core.request import Task
     from app.eval.video_eval import sample_clips, write_sample_clip
-    from app.media.atomic import write_bytes_atomic
 
     n = args.n or 4
     seed = resolve_seed(args.seed)
@@ -408,12 +406,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
                                  [seed + 1000 * i + j for i, j in chunk], steps=args.steps, guidance=args.guidance,
                                  use_canvas=not args.no_canvas)
             for (i, j), clip in zip(chunk, clips):
-                # A prompt's folder appears with its first clip: a run stopped part way leaves no empty ones.
-                folder = out / f"{i:05d}"
-                if not (folder / "metadata.jsonl").exists():
-                    (folder / "samples").mkdir(parents=True, exist_ok=True)
-                    write_bytes_atomic(folder / "metadata.jsonl", (json.dumps(metas[i]) + "\n").encode())
-                write_sample_clip(clip, folder / "samples" / f"{j:04d}.mp4", fps=clip_fps)
+                write_sample_clip(clip, prompt_folder(out, i, metas[i]) / "samples" / f"{j:04d}.mp4", fps=clip_fps)
             bar.update(len(chunk))
     kept = f" ({len(done)} from the earlier run kept)" if done else ""
     print(f"wrote {plural(len(jobs), 'clip')} for {plural(len(metas), 'prompt')} to {out}{kept}")

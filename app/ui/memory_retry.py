@@ -39,11 +39,7 @@ class MemoryRetry(QObject):
         """Re-place the model with the failure's retry options and run the same request with its kept plan; the
         result becomes a version of the same clip. Returns the new job id."""
         studio = self.studio
-        if studio.engine is None:
-            return None
-        if job.project is not None and job.project is not studio.document.project:
-            studio.say(f"Job #{job.id} belonged to a project that is closed; it is not run again in this one.",
-                       WARNING)
+        if not studio.may_run_again(job):
             return None
         studio.engine.set_memory_options(failure.retry_options, failure.slot)
         kept = self._keep_in_settings(failure)

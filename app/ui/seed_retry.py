@@ -35,11 +35,7 @@ class SeedRetry(QObject):
         """Run `job`'s request again with `seed` (the next free one if a job took it since): a new version of the
         same clip, edited from the same version. Returns the new job id, None when refused (and said)."""
         studio = self.studio
-        if studio.engine is None:
-            return None
-        if job.project is not None and job.project is not studio.document.project:
-            studio.say(f"Job #{job.id} belonged to a project that is closed; it is not run again in this one.",
-                       WARNING)
+        if not studio.may_run_again(job):
             return None
         if job.clip_id is not None and not studio.has_clip(job.clip_id):
             studio.say(f"The clip job #{job.id} edited was removed; it is not edited again.", WARNING)

@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 945 lines: every input, the two model states and the job queue change together under
+Why one file of about 955 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -685,6 +685,16 @@ class StudioModel(QObject):
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
+
+    def may_run_again(self, job: Job) -> bool:
+        """Whether `job`, offered again from a message (a retry), still belongs here: the engine is up and its
+        project is the open one (said when not: its result would land in no project)."""
+        if self.engine is None:
+            return False
+        if job.project is not None and job.project is not self.document.project:
+            self.say(f"Job #{job.id} belonged to a project that is closed; it is not run again in this one.", WARNING)
+            return False
+        return True
 
     def free_seed(self, clip_id: str | None, request: GenerationRequest, seed: int, versions: bool = True) -> int:
         """`seed` or the next one after it that no active job uses for the same words, task and target, nor (with
