@@ -68,10 +68,28 @@ def load_pipeline(args, video: bool = False):
     device = resolve_device(asked, warn=False)
     if asked not in ("auto", device):
         print(f"note: {asked} is not available on this machine; running on the {device}", file=sys.stderr)
-    pipe = load_with_memory_options(load_model, resolve_model_path(args.model, settings), device,
-                                    resolve_memory_options(args, settings))
+    args.model_folder = resolve_model_path(args.model, settings)
+    pipe = load_with_memory_options(load_model, args.model_folder, device, resolve_memory_options(args, settings))
     args.memory_in_use = pipe.memory
     return pipe
+
+
+def weights_fingerprint(folder) -> str:
+    """Which weights a model folder holds, cheaply: each .safetensors file's path, size and its first and last
+    64 KiB, and the folder's model_index.json (a retrained checkpoint of the same name differs; a multi-GB base
+    checkpoint is not read whole). What `--resume` holds a run's model to."""
+    import hashlib
+
+    root, digest = Path(folder), hashlib.sha1()
+    for f in sorted(list(root.rglob("*.safetensors")) + list(root.glob("model_index.json"))):
+        size = f.stat().st_size
+        digest.update(f"{f.relative_to(root)}:{size}".encode())
+        with open(f, "rb") as handle:
+            digest.update(handle.read(65536))
+            if size > 65536:
+                handle.seek(max(65536, size - 65536))
+                digest.update(handle.read(65536))
+    return digest.hexdigest()
 
 
 def check_args(args) -> None:
@@ -368,7 +386,10 @@ def start_prompt_run(out: Path, metas: list[dict], settings: dict, resume: bool,
         raise ValueError(f"{out / RUN_FILE} cannot be read ({e}): start the run again with --overwrite") from None
     if earlier.get("records") != records:
         raise ValueError(f"--out {out} holds a run of other prompts: resume it with the prompts file it was made from")
-    differ = [k for k, v in settings.items() if k != "seed" and earlier.get(k) != v]
+    if earlier.get("weights") != settings.get("weights"):
+        raise ValueError(f"--out {out} holds a run of other weights (the model was trained on, or another folder "
+                         f"given): resume it with the model it was made with, or start again with --overwrite")
+    differ = [k for k, v in settings.items() if k not in ("seed", "weights") and earlier.get(k) != v]
     if differ:
         raise ValueError(f"--resume with other options than the earlier run's ({', '.join(differ)}: "
                          f"{', '.join(f'{earlier.get(k)!r}' for k in differ)}): give the same")
@@ -414,8 +435,8 @@ def _generate_geneval(args) -> int:
     out = Path(args.out)
     for meta in metas:
         _check_words(pipe, meta["prompt"])
-    settings = dict(seed=seed, n=n, model=pipe.name, width=width, height=height, steps=steps, guidance=guidance,
-                    use_canvas=not args.no_canvas)
+    settings = dict(seed=seed, n=n, model=pipe.name, weights=weights_fingerprint(args.model_folder), width=width,
+                    height=height, steps=steps, guidance=guidance, use_canvas=not args.no_canvas)
     seed, done = start_prompt_run(out, metas, settings, args.resume, ".png")
     jobs = [(i, j) for i in range(len(metas)) for j in range(n) if (i, j) not in done]
     with tqdm(total=len(jobs), desc="generate", unit="image", file=sys.stderr) as bar:

@@ -375,7 +375,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
     from tqdm import tqdm
 
-    from app.commands import plural, prompt_folder, resolve_seed, start_prompt_run
+    from app.commands import plural, prompt_folder, resolve_seed, start_prompt_run, weights_fingerprint
     from app.core.request import Task
     from app.eval.video_eval import sample_clips, write_sample_clip
 
@@ -395,8 +395,8 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     if asked:  # a record's "frames" is what its world was drawn at; the model makes its own length
         print(f"note: records ask for {', '.join(map(str, asked))} frames; every clip is made at the model's "
               f"{pipe.defaults.frames}, the length it makes", file=sys.stderr)
-    settings = dict(seed=seed, n=n, model=pipe.name, steps=args.steps, guidance=args.guidance,
-                    use_canvas=not args.no_canvas)
+    settings = dict(seed=seed, n=n, model=pipe.name, weights=weights_fingerprint(args.model_folder), steps=args.steps,
+                    guidance=args.guidance, use_canvas=not args.no_canvas)
     seed, done = start_prompt_run(out, metas, settings, args.resume, ".mp4")
     jobs = [(i, j) for i in range(len(metas)) for j in range(n) if (i, j) not in done]
     with tqdm(total=len(jobs), desc="generate", unit="clip", file=sys.stderr) as bar:

@@ -359,6 +359,17 @@ def test_generate_and_eval_take_video_prompt_files(tiny_video_model, tmp_path, c
     code, _, err = cli(capsys, "generate", "--prompts", prompts, "--out", out, "--n", 1, "--model", tiny_video_model,
                        "--resume")
     assert code == 2 and "a run of other prompts" in one_error_line(err)
+    import shutil
+
+    retrained = tmp_path / "retrained"
+    shutil.copytree(tiny_video_model, retrained)
+    weights = sorted(retrained.rglob("*.safetensors"))[-1]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # a last weight's last byte: another checkpoint of the same name
+    weights.write_bytes(bytes(data))
+    code, _, err = cli(capsys, "generate", "--prompts", fewer, "--out", out, "--n", 1, "--model", retrained,
+                       "--resume")
+    assert code == 2 and "a run of other weights" in one_error_line(err)
 
     # The same layout holding ground-truth clips scores 1.0: the files keep what the detector needs.
     truth = tmp_path / "truth"
