@@ -375,7 +375,8 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
     record (seeds SEED + 1000 i + j, as for stills), the model's clip length, batched."""
     from tqdm import tqdm
 
-    from app.commands import plural, prompt_folder, resolve_seed, start_prompt_run, weights_fingerprint
+    from app.commands import plural, resolve_seed
+    from app.prompt_runs import prompt_folder, start_prompt_run, weights_fingerprint
     from app.core.request import Task
     from app.eval.video_eval import sample_clips, write_sample_clip
 
