@@ -10,7 +10,7 @@ import torch
 
 from app.core.checkpoints import ModelFolderError, load_model
 from app.core.draft import DraftConfig, quantize_objects
-from app.core.frame_detector import onto_first_frame, onto_found
+from app.core.frame_detector import onto_first_frame, onto_found, onto_named_stills
 from app.core.request import GenerationRequest, Task
 from app.shapes.motion import random_motion_scene, render_clip
 from app.shapes.palette import label_index
@@ -92,6 +92,35 @@ def test_reference_tracks_take_a_stills_object_of_their_class_when_the_words_nam
     greened = onto_first_frame(_rows((green_circle, 2, 3, 1, 8, 3), (green_star, 9, 9, 0, 9, 4)), found, CONFIG,
                                ["the circle moves right and the green star moves up"])
     assert greened[0, 0].tolist() == [red_circle, 4, 5, 2, 10, 5]
+
+
+def test_reference_tracks_take_each_object_from_the_still_the_words_name():
+    yellow_star, purple_star = label_index("star", "yellow"), label_index("star", "purple")
+    words = "the star from the first image moves to the right and the star from the second image moves up"
+    # The drafter guessed the colours the other way round: a purple star moving right, a yellow one moving up.
+    drafted = _rows((purple_star, 2, 8, 1, 8, 8), (yellow_star, 10, 12, 1, 10, 6))
+    first, second = _found((yellow_star, 3, 8, 1)), _found((purple_star, 12, 12, 1))
+    # Matched as one pool, each drafted star takes the still of its guessed colour: the first image's star
+    # would move up, against the words.
+    pooled = onto_found(drafted, torch.cat([first, second], dim=1), CONFIG, keep_unnamed=False, same_class=True)
+    assert pooled[0, 0].tolist()[:3] == [purple_star, 12, 12]
+    named = onto_named_stills(drafted[0], [first[0], second[0]], words, CONFIG)
+    assert named[0].tolist() == [yellow_star, 3, 8, 1, 9, 8]  # the first image's star, moving right
+    assert named[1].tolist() == [purple_star, 12, 12, 1, 12, 6]  # the second image's, moving up
+    assert named[2, 0] == 0
+    # A colour the words name picks that object of the still; a drafted object they do not name is left out;
+    # a named object the still lacks keeps its drafted track.
+    red_circle, blue_circle = label_index("circle", "red"), label_index("circle", "blue")
+    still = _found((red_circle, 4, 4, 0), (blue_circle, 11, 4, 0))
+    chosen = onto_named_stills(_rows((red_circle, 5, 5, 0, 5, 11), (label_index("square", "green"), 8, 8, 0, 2, 8))[0],
+                               [still[0]], "the blue circle from the image moves down", CONFIG)
+    assert chosen[0].tolist() == [blue_circle, 11, 4, 0, 11, 10] and chosen[1, 0] == 0
+    lacking = onto_named_stills(_rows((purple_star, 2, 8, 1, 8, 8))[0], [_found((red_circle, 4, 4, 0))[0]],
+                                "the star from the image moves right", CONFIG)
+    assert lacking[0].tolist() == [purple_star, 2, 8, 1, 8, 8]
+    # Words of another form, or a named object with no drafted row of its class: the pooled matching decides.
+    assert onto_named_stills(drafted[0], [first[0], second[0]], "two stars dance", CONFIG) is None
+    assert onto_named_stills(drafted[0], [first[0], second[0]], "the circle from the image moves up", CONFIG) is None
 
 
 @pytest.fixture(scope="module")
