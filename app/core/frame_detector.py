@@ -267,12 +267,10 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
     star from the second image") took each other's colours whenever the drafter's guessed colours crossed; on
     64 held-out two-still items (seed 11) 0.75 of the drafts, drawn, were right (one still: 0.97)."""
     from app.shapes.motion import DIRECTIONS
-    from app.shapes.palette import CLASSES, COLOR_NAMES
-    from app.shapes.video_edits import parse_reference_instruction
+    from app.shapes.palette import CLASSES
 
-    try:
-        parts = parse_reference_instruction(instruction)
-    except ValueError:
+    parts = _named_parts(instruction)
+    if parts is None:
         return None
     drafted = [r for r in rows.tolist() if r[0] > 0]
     if not drafted or len(parts) > len(drafted):
@@ -301,9 +299,7 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
     for i, part in zip(best, parts):
         row = drafted[i]
         still = found[part.image].tolist() if part.image < len(found) else []
-        matches = [k for k, o in enumerate(still) if o[0] > 0 and (part.image, k) not in taken
-                   and CLASSES[(o[0] - 1) // config.colours] == part.cls
-                   and (part.color is None or COLOR_NAMES[(o[0] - 1) % config.colours] == part.color)]
+        matches = [k for k, o in enumerate(still) if (part.image, k) not in taken and _takes(part, o[0], config)]
         if matches:
             taken.add((part.image, matches[0]))
             row = _moved(row, still[matches[0]], config)
@@ -312,6 +308,91 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
     for i, row in enumerate(moved):
         out[i] = torch.tensor(row, dtype=rows.dtype)
     out[len(moved), 0] = 0
+    return out
+
+
+# A still is painted only where one colour covers at least this share of it: the plain background the model's
+# world has. A photo, or a still of another world, is given as it is.
+PLAIN_BACKGROUND_SHARE = 0.5
+
+
+def _named_parts(instruction: str):
+    """The reference instruction's parts (app/shapes/video_edits.parse_reference_instruction), None when the
+    words are not of that form."""
+    from app.shapes.video_edits import parse_reference_instruction
+
+    try:
+        return parse_reference_instruction(instruction)
+    except ValueError:
+        return None
+
+
+def _takes(part, label: int, config: DraftConfig) -> bool:
+    """Whether a found object of `label` is what `part` names (its class; its colour where named)."""
+    from app.shapes.palette import CLASSES, COLOR_NAMES
+
+    cls, colour = divmod(label - 1, config.colours)
+    return label > 0 and CLASSES[cls] == part.cls and (part.color is None or COLOR_NAMES[colour] == part.color)
+
+
+def _box(row: list, config: DraftConfig, height: int, width: int, grow: float) -> tuple[int, int, int, int]:
+    """A found object's box in pixels (y0, y1, x0, x1) from its centre and size bins, grown by `grow` px."""
+    half = config.half_min + (row[3] + 0.5) / config.sizes * (config.half_max - config.half_min)
+    cx, cy = (row[1] + 0.5) / config.bins * width, (row[2] + 0.5) / config.bins * height
+    hx, hy = half * width + grow, half * height + grow
+    return (max(0, int(cy - hy)), min(height, int(math.ceil(cy + hy))),
+            max(0, int(cx - hx)), min(width, int(math.ceil(cx + hx))))
+
+
+@torch.no_grad()
+def named_objects_only(planner, instruction: str, stills: list[np.ndarray]) -> list[np.ndarray]:
+    """Reference stills as the model is given them: the objects the words do not name painted over in the
+    still's background colour ("the circle from the first image moves right" of a still with a circle and a
+    square: the square is not to be in the clip). As subject-to-video models take their references segmented,
+    the subject alone. Our addition: a still the words leave unread is given as it is: words not of the
+    "the X from the first image moves D" form, a still whose named object the detector does not find (the
+    painting could take the user's own object for another), or a still without a plain background.
+
+    Measured (2026-12-07, the 32,453-step model, 64 held-out items each): reference video right 0.609 -> 0.641,
+    0.469 -> 0.547 and 0.594 -> 0.625 at seeds 11, 13 and 5: the stills' unnamed objects had come into the clip."""
+    parts = _named_parts(instruction)
+    detector = getattr(planner, "frame_detector", None)
+    if parts is None or detector is None or not stills:
+        return list(stills)
+    config = detector.config
+    found = detector.find(planner.source_images(planner.processor([instruction] * len(stills),
+                                                                  images=[[np.asarray(s)] for s in stills])))
+    out = []
+    for k, still in enumerate(stills):
+        still = np.asarray(still)
+        rows = [r for r in found[k].tolist() if r[0] > 0]
+        named: list[int] = []
+        for part in (p for p in parts if p.image == k):
+            j = next((j for j, r in enumerate(rows) if j not in named and _takes(part, r[0], config)), None)
+            if j is None:
+                named = []
+                break
+            named.append(j)
+        rgb = still[..., :3].reshape(-1, 3)
+        colours, counts = np.unique(rgb, axis=0, return_counts=True)
+        others = [r for j, r in enumerate(rows) if j not in named]
+        if (not named and any(p.image == k for p in parts)) or not others \
+                or counts.max() < PLAIN_BACKGROUND_SHARE * len(rgb):
+            out.append(still)
+            continue
+        height, width = still.shape[:2]
+        grow = width / config.bins + 1  # a bin's error in the found centre, and the anti-aliased rim
+        keep = np.zeros((height, width), bool)
+        for j in named:  # a named object's own pixels are never painted, however near an unnamed one is
+            y0, y1, x0, x1 = _box(rows[j], config, height, width, 1)
+            keep[y0:y1, x0:x1] = True
+        paint = np.zeros((height, width), bool)
+        for row in others:
+            y0, y1, x0, x1 = _box(row, config, height, width, grow)
+            paint[y0:y1, x0:x1] = True
+        painted = still.copy()
+        painted[..., :3][paint & ~keep] = colours[counts.argmax()]
+        out.append(painted)
     return out
 
 

@@ -22,7 +22,7 @@ from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteSchedul
 
 from .canvas import CanvasSpec
 from .frame_detector import (drafts_edits, drafts_from_media, edit_shortfall, named_but_absent, named_but_missing,
-                             named_rows, plan_off_words, source_tracks, still_labels)
+                             named_objects_only, named_rows, plan_off_words, source_tracks, still_labels)
 from .keep_source import changed_nothing, drafted_region, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
@@ -400,9 +400,19 @@ class MetaCanvasPipeline:
 
     # -- the plan ----------------------------------------------------------------------------------
     def _planner_media(self, request: GenerationRequest, n: int):
-        images = [list(request.images)] * n if request.images else None
+        images = [self.given_stills(request.task, request.instruction, request.images, request.use_canvas)] * n \
+            if request.images else None
         videos = [self.planner_clip(request.video)] * n if request.video is not None else None
         return images, videos
+
+    def given_stills(self, task: Task, instruction: str, stills, use_canvas: bool = True) -> list[np.ndarray]:
+        """A request's stills as the planner and the DiT are given them: reference video's with the objects its
+        words do not name painted out (app/core/frame_detector.named_objects_only), for a model that drafts
+        clips from their media and a request with the canvas on (what its drafts are part of); the user's own
+        otherwise. The request keeps the user's stills."""
+        if task is Task.REFERENCE_TO_VIDEO and use_canvas and drafts_from_media(self.planner):
+            return named_objects_only(self.planner, instruction, list(stills))
+        return list(stills)
 
     def planner_clip(self, video: np.ndarray) -> np.ndarray:
         """The frames of an input clip the planner sees: `planner_frames` evenly spaced (an even count,
@@ -724,7 +734,7 @@ class MetaCanvasPipeline:
             # video VAE given them as one clip would fold them into shared latent frames (Wan packs 4
             # frames into 1) and lose all but the first.
             refs = [self.codec.encode(np.asarray(im)[..., :3], request.height, request.width, device, dtype)
-                    for im in request.images]
+                    for im in self.given_stills(request.task, request.instruction, request.images, request.use_canvas)]
             return torch.cat([r if r.ndim == 5 else r.unsqueeze(2) for r in refs], dim=2)
         if request.task is Task.VIDEO_EDIT:
             return self.codec.encode(request.video[: request.frames], request.height, request.width, device, dtype)

@@ -93,6 +93,8 @@ def sample_clips(pipe, task: str, instructions: list[str], seeds: list[int], *, 
     if task.needs_video and (videos is None or len(videos) != b):
         raise ValueError("video_edit needs one source clip per item")
     device, dtype = pipe.device, pipe.dtype
+    if task.needs_image:  # as the pipeline gives them (reference video's unnamed objects painted out)
+        images = [pipe.given_stills(task, text, item, use_canvas) for text, item in zip(instructions, images)]
     spec = pipe.canvas_spec(GenerationRequest(task, "x", width=width, height=height, frames=frames))
     copies = 2 if guidance > 1.0 else 1  # the unconditional rows (empty instruction, same media) follow
     texts = list(instructions) + [""] * b * (copies - 1)

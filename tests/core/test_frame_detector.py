@@ -231,6 +231,43 @@ def test_the_embedded_video_model_drafts_a_reference_clip_from_where_its_stills_
     assert starts_right >= named - 1
 
 
+def test_reference_stills_reach_the_model_with_only_the_objects_the_words_name(video_model):
+    """A still's objects the words leave out are painted over in its background before the planner and the DiT
+    see it (they had come into the clip); the named ones, a still the words do not read, and a photo stay."""
+    from app.core.frame_detector import named_objects_only
+    from app.shapes.palette import BACKGROUND
+    from app.shapes.render import render
+    from app.shapes.scene import Scene, ShapeObject
+
+    pipe = video_model
+    circle, square = ShapeObject("circle", "red", 0.3, 0.3, 0.12), ShapeObject("square", "blue", 0.72, 0.7, 0.12)
+    still = render(Scene((circle, square)), 48)
+    circle_px = (np.abs(render(Scene((circle,)), 48).astype(int) - np.asarray(BACKGROUND)).max(-1) > 0)
+    square_px = (np.abs(render(Scene((square,)), 48).astype(int) - np.asarray(BACKGROUND)).max(-1) > 0)
+    given = named_objects_only(pipe.planner, "the circle from the image moves right", [still])[0]
+    assert (given[square_px] == np.asarray(BACKGROUND)).all()  # the square is gone ...
+    assert (given[circle_px] == still[circle_px]).all()  # ... the circle untouched
+    assert (still[square_px] != np.asarray(BACKGROUND)).any()  # the user's still itself is not changed
+    # Two stills: the second still's square is the one named; the first still's circle is not.
+    both = named_objects_only(pipe.planner, "the square from the second image moves up and the circle from the "
+                              "first image moves down", [render(Scene((circle,)), 48), still])
+    assert (both[0][circle_px] == still[circle_px]).all()
+    assert (both[1][square_px] == still[square_px]).all() and (both[1][circle_px] == np.asarray(BACKGROUND)).all()
+    # Words of another form, a named object the still lacks, and a still that is not on a plain background are
+    # given as they are.
+    for words in ("a circle dances", "the star from the image moves up"):
+        assert np.array_equal(named_objects_only(pipe.planner, words, [still])[0], still)
+    noisy = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    noisy[8:20, 8:20] = still[8:20, 8:20]
+    assert np.array_equal(named_objects_only(pipe.planner, "the circle from the image moves right", [noisy])[0], noisy)
+    # The pipeline gives the DiT the painted still, and keeps the user's in the request.
+    request = GenerationRequest(Task.REFERENCE_TO_VIDEO, "the circle from the image moves right", images=[still],
+                                width=48, height=48, frames=9, seed=1)
+    assert np.array_equal(pipe.given_stills(request.task, request.instruction, request.images), [given])
+    result = pipe(request)
+    assert result.request.images[0] is still
+
+
 # ----- video edits: the source clip's tracks -----
 
 def test_finds_are_linked_into_tracks_through_a_colour_change_and_a_misfire_is_dropped():
