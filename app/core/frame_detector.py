@@ -48,7 +48,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .draft import EDIT_TEMPERATURE, TRACK_TEMPERATURE, CentreDetection, DraftConfig, no_drafts, pixel_stem
+from .draft import (EDIT_TEMPERATURE, PIXEL_CELL, TRACK_TEMPERATURE, CentreDetection, DraftConfig, no_drafts,
+                    pixel_stem)
 
 
 # How sure the detector must be of an object (1 - background probability). On the 64 image-to-video
@@ -63,6 +64,11 @@ TRACK_FRAMES = 5
 # before: the world's fastest object travels 0.6 of the frame in a clip, 2.4 bins of 16 between two of the
 # TRACK_FRAMES frames.
 TRACK_LINK_BINS = 3.5
+# The second look's threshold (FrameDetector.find), well above MIN_CONFIDENCE: it only adds what the first missed.
+MOVED_LOOK_CONFIDENCE = 0.99
+# A second look's find (FrameDetector.find) within this many bins (either axis) of a first look's find of its class
+# is that object again: the world's objects are more than a bin apart, the looks half a stem cell (half a bin).
+SAME_PLACE_BINS = 1.5
 
 
 class FrameDetector(CentreDetection, nn.Module):
@@ -88,9 +94,37 @@ class FrameDetector(CentreDetection, nn.Module):
     @torch.no_grad()
     def find(self, sources: list[torch.Tensor]) -> torch.Tensor:
         """[B, max_objects, 4] rows of each source's objects (normalised [3, H, W] images), each found
-        with at least MIN_CONFIDENCE."""
-        tokens, grids = self._pixel_tokens(sources, self.pixel_stem[0].weight.device)
-        return self.detect(tokens, grids, MIN_CONFIDENCE)
+        with at least MIN_CONFIDENCE, left to right (then top to bottom).
+
+        Looked at twice: as given, and moved by half a stem cell right and down (edges repeated). An object
+        centred on a corner of the cells splits its centre's confidence between four of them, none sure
+        enough: the bundled samples' red circle and blue square (centred in the frame, on the middle cells'
+        corner) were found at 0.5-0.9 and their clips planned undrafted. A find of the moved look that the
+        first lacks (no object of its class within SAME_PLACE_BINS) is added, its place moved back, when surer than
+        MOVED_LOOK_CONFIDENCE: the samples' objects are found at 1.000 there, and no peak of 50 noise images was
+        above 0.99 in either look (42 above 0.9 in the moved one, 31 in the first)."""
+        device = self.pixel_stem[0].weight.device
+        tokens, grids = self._pixel_tokens(sources, device)
+        found = self.detect(tokens, grids, MIN_CONFIDENCE)
+        half = PIXEL_CELL // 2
+        moved = [nn.functional.pad(s[None], (half, 0, half, 0), mode="replicate")[0, :, : s.shape[-2], : s.shape[-1]]
+                 for s in sources]
+        tokens, grids = self._pixel_tokens(moved, device)
+        again = self.detect(tokens, grids, MOVED_LOOK_CONFIDENCE)
+        c = self.config
+        for b, source in enumerate(sources):
+            rows = [r for r in found[b].tolist() if r[0] > 0]
+            back_x, back_y = half / source.shape[-1] * c.bins, half / source.shape[-2] * c.bins
+            for label, x, y, size in (r for r in again[b].tolist() if r[0] > 0):
+                x = min(max(int(math.floor(x - back_x + 0.5)), 0), c.bins - 1)
+                y = min(max(int(math.floor(y - back_y + 0.5)), 0), c.bins - 1)
+                if len(rows) < c.max_objects and not any(
+                        _same_class(r[0], label, c) and max(abs(r[1] - x), abs(r[2] - y)) <= SAME_PLACE_BINS for r in rows):
+                    rows.append([label, x, y, size])
+            found[b] = -1
+            for i, row in enumerate(sorted(rows, key=lambda r: (r[1], r[2]))):
+                found[b, i] = torch.tensor(row)
+        return found
 
 
 def check_matches(detector: DraftConfig, drafter: DraftConfig) -> None:

@@ -268,6 +268,27 @@ def test_reference_stills_reach_the_model_with_only_the_objects_the_words_name(v
     assert result.request.images[0] is still
 
 
+@pytest.mark.parametrize("sample, label", [("red_circle_64", ("circle", "red")), ("red_circle_256", ("circle", "red")),
+                                           ("blue_square_left_64", ("square", "blue"))])
+def test_an_object_centred_on_the_detectors_cell_corners_is_found_and_its_clip_drafted(video_model, sample, label):
+    """The bundled samples centre their object where four of the detector's cells meet; each cell alone was
+    under MIN_CONFIDENCE, and a clip from such an image was planned undrafted."""
+    from PIL import Image
+
+    pipe = video_model
+    image = np.asarray(Image.open(f"resources/samples/{sample}.png").convert("RGB"))
+    planner = pipe.planner
+    rows = [r for r in planner.frame_detector.find(planner.source_images(planner.processor(["x"], images=[[image]])))[0]
+            .tolist() if r[0] > 0]
+    assert [r[0] for r in rows] == [label_index(*label)]
+    name = label[0]
+    request = GenerationRequest(Task.IMAGE_TO_VIDEO, f"the {name} moves down", images=[image], width=48, height=48,
+                                frames=17, seed=3)
+    drafted = [r for r in pipe.plan(request).draft[0].tolist() if r[0] > 0]
+    assert drafted and drafted[0][0] == label_index(*label) and abs(drafted[0][1] - rows[0][1]) <= 1
+    assert drafted[0][5] > drafted[0][2]  # it moves down from where the image has it
+
+
 # ----- video edits: the source clip's tracks -----
 
 def test_finds_are_linked_into_tracks_through_a_colour_change_and_a_misfire_is_dropped():
