@@ -26,6 +26,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core.request import GenerationRequest, PlanEdit, Task
+from app.engine.engine import slot_for_task
 from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.studio_state import Job, nearest_clip_length, shortened
 
@@ -229,7 +230,8 @@ class PlanEditing(QObject):
         fps = self.studio.document.project.media_item(version.media_id).fps if task.makes_video else 0.0
         self.studio.jobs[job_id] = Job(job_id, request, clip.id, f"As planned: {shortened(request.instruction)} "
                                                                  f"(seed {request.seed})", fps=fps,
-                                       selection=tuple(self.studio.selection), project=self.studio.document.project)
+                                       selection=tuple(self.studio.selection), project=self.studio.document.project,
+                                       model=self.studio.slots[slot_for_task(task)].folder)
         self.studio.jobs_changed.emit()
         self._awaiting_planned = (clip.id, version.id)
         self.studio.say(f"Queued job #{job_id}: the same request as planned, to compare with the edited one.")

@@ -178,6 +178,7 @@ class StudioModel(QObject):
         if self.engine is None:
             return
         self._set_state(slot, ModelState.LOADING, ("Model" if slot == IMAGE_SLOT else "Video model") + ": loading…")
+        self.slots[slot].folder = str(path)
         self.engine.load_model(path, self.settings.device, slot=slot, memory=self.settings.memory_options())
 
     def load_video_model(self) -> None:
@@ -681,7 +682,8 @@ class StudioModel(QObject):
         desc = f"{name}: {shortened(request.instruction)} (seed {request.seed})"
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
-                                edited_version=edited, selection=tuple(self.selection), project=self.document.project)
+                                edited_version=edited, selection=tuple(self.selection), project=self.document.project,
+                                model=self.slots[slot_for_task(request.task)].folder)
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -693,6 +695,13 @@ class StudioModel(QObject):
             return False
         if job.project is not None and job.project is not self.document.project:
             self.say(f"Job #{job.id} belonged to a project that is closed; it is not run again in this one.", WARNING)
+            return False
+        slot = self.slots[slot_for_task(job.request.task)]
+        if job.model and slot.folder != job.model:
+            what = "video model" if slot.kind == VIDEO_SLOT else "model"
+            self.say(f"Job #{job.id} was made by the {what} in {job.model}; the {what} is now {slot.folder}. It is "
+                     f"not run again on a model that did not make it: Generate makes a new version with this one.",
+                     WARNING)
             return False
         return True
 

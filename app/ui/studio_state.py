@@ -44,6 +44,7 @@ class Job:
     selection: tuple = ()  # the clips selected when it was queued: its result is selected only if they still are
     project: Any = None  # the project it was queued in: its result goes into no other (a New or Open between)
     written_to: str = ""  # the project path whose media folder its result was written into (a Save As may follow)
+    model: str = ""  # the model folder its slot ran it on (ModelSlot.folder when queued): a retry runs on it alone
 
 
 @dataclass
@@ -78,6 +79,9 @@ class ModelSlot:
     # Settings the user chose ("Use these settings again") before the model loaded: its defaults do not
     # replace these when it loads.
     kept: set = field(default_factory=set)
+    # The model folder last asked for: what its next job runs on. A retry offered for a job of another folder
+    # (the settings named a new model since) is refused rather than run on a model that did not make it.
+    folder: str = ""
 
 
 def clip_length(frames: int, step: int) -> int:

@@ -665,6 +665,21 @@ def test_a_motion_edit_whose_plan_went_another_way_is_said_with_another_seed_off
     qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=WAIT)
     assert w.banner.action_button.text().startswith("Try seed ")
 
+    # The settings name another video model before the offer is taken: the edit is not run on a model that did
+    # not make it (it is said), and nothing is queued.
+    import shutil
+
+    from app.engine.engine import VIDEO_SLOT
+
+    other = tmp_path / "another-video-model"
+    shutil.copytree("models/metacanvas-shapes-video", other)
+    w.studio.load_model(str(other), VIDEO_SLOT)
+    qtbot.waitUntil(lambda: w.model_ready and w.studio.slots[VIDEO_SLOT].folder == str(other), timeout=WAIT)
+    jobs = dict(w.jobs)
+    w.banner.action_button.click()
+    said = [m for m in w.messages.history if "not run again on a model that did not make it" in m.text]
+    assert said and str(other) in said[0].text and w.jobs == jobs
+
 
 def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_studio(qtbot, tmp_path, monkeypatch):
     """With the committed video model, an edit whose changes all fall outside its draft's places (here the places
