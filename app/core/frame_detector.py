@@ -66,8 +66,8 @@ TRACK_FRAMES = 5
 TRACK_LINK_BINS = 3.5
 # The second look's threshold (FrameDetector.find), well above MIN_CONFIDENCE: it only adds what the first missed.
 MOVED_LOOK_CONFIDENCE = 0.99
-# A second look's find (FrameDetector.find) within this many bins (either axis) of a first look's find of its class
-# is that object again: the world's objects are more than a bin apart, the looks half a stem cell (half a bin).
+# A second look's find (FrameDetector.find) within this many bins (either axis) of a first look's find is that
+# object again: the world's objects are more than a bin apart, the looks half a stem cell (half a bin).
 SAME_PLACE_BINS = 1.5
 
 
@@ -100,7 +100,9 @@ class FrameDetector(CentreDetection, nn.Module):
         centred on a corner of the cells splits its centre's confidence between four of them, none sure
         enough: the bundled samples' red circle and blue square (centred in the frame, on the middle cells'
         corner) were found at 0.5-0.9 and their clips planned undrafted. A find of the moved look that the
-        first lacks (no object of its class within SAME_PLACE_BINS) is added, its place moved back, when surer than
+        first lacks (no object of any label within SAME_PLACE_BINS: the two looks may read one object's class
+        differently) is added, its place moved back (the moved cell straddles two bins; the later is taken,
+        within half a bin of the object's centre), when surer than
         MOVED_LOOK_CONFIDENCE: the samples' objects are found at 1.000 there, and no peak of 50 noise images was
         above 0.99 in either look (42 above 0.9 in the moved one, 31 in the first)."""
         device = self.pixel_stem[0].weight.device
@@ -119,7 +121,7 @@ class FrameDetector(CentreDetection, nn.Module):
                 x = min(max(int(math.floor(x - back_x + 0.5)), 0), c.bins - 1)
                 y = min(max(int(math.floor(y - back_y + 0.5)), 0), c.bins - 1)
                 if len(rows) < c.max_objects and not any(
-                        _same_class(r[0], label, c) and max(abs(r[1] - x), abs(r[2] - y)) <= SAME_PLACE_BINS for r in rows):
+                        max(abs(r[1] - x), abs(r[2] - y)) <= SAME_PLACE_BINS for r in rows):
                     rows.append([label, x, y, size])
             found[b] = -1
             for i, row in enumerate(sorted(rows, key=lambda r: (r[1], r[2]))):
@@ -303,8 +305,8 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
     from app.shapes.motion import DIRECTIONS
     from app.shapes.palette import CLASSES
 
-    parts = _named_parts(instruction)
-    if parts is None:
+    parts = _named_parts(instruction, len(found))
+    if parts is None or not any((f[:, 0] > 0).any() for f in found):  # nothing found: onto_found leaves it undrafted
         return None
     drafted = [r for r in rows.tolist() if r[0] > 0]
     if not drafted or len(parts) > len(drafted):
@@ -329,15 +331,14 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
     if best is None:
         return None
     taken: set[tuple[int, int]] = set()
-    moved = []
-    for i, part in zip(best, parts):
-        row = drafted[i]
+    moved = [drafted[i] for i in best]
+    for n in _colours_first(parts):  # "the circle" must not take the circle "the red circle" names
+        part = parts[n]
         still = found[part.image].tolist() if part.image < len(found) else []
         matches = [k for k, o in enumerate(still) if (part.image, k) not in taken and _takes(part, o[0], config)]
         if matches:
             taken.add((part.image, matches[0]))
-            row = _moved(row, still[matches[0]], config)
-        moved.append(row)
+            moved[n] = _moved(moved[n], still[matches[0]], config)
     out = torch.full_like(rows, -1)
     for i, row in enumerate(moved):
         out[i] = torch.tensor(row, dtype=rows.dtype)
@@ -350,15 +351,27 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
 PLAIN_BACKGROUND_SHARE = 0.5
 
 
-def _named_parts(instruction: str):
-    """The reference instruction's parts (app/shapes/video_edits.parse_reference_instruction), None when the
-    words are not of that form."""
+def _named_parts(instruction: str, stills: int):
+    """The reference instruction's parts (app/shapes/video_edits.parse_reference_instruction), "still" and
+    "picture" read as "image" (GenerationRequest.validate takes all three), None unless every clause joined by
+    "and" is one: a clause left unread would have its object dropped from the draft and painted out of its
+    still. None too where two or more stills are given and a clause says "the image" without which one."""
     from app.shapes.video_edits import parse_reference_instruction
 
+    text = re.sub(r"\b(still|picture)\b", "image", " ".join(instruction.lower().split()))
+    if stills > 1 and "from the image" in text:
+        return None
     try:
-        return parse_reference_instruction(instruction)
+        parts = parse_reference_instruction(text)
     except ValueError:
         return None
+    return parts if len(parts) == len(re.split(r"\band\b", text)) else None
+
+
+def _colours_first(parts) -> list[int]:
+    """The parts' indices, those naming a colour first (each takes its own object before a colourless part of its
+    class can), else in word order."""
+    return sorted(range(len(parts)), key=lambda n: parts[n].color is None)
 
 
 def _takes(part, label: int, config: DraftConfig) -> bool:
@@ -383,13 +396,14 @@ def named_objects_only(planner, instruction: str, stills: list[np.ndarray]) -> l
     """Reference stills as the model is given them: the objects the words do not name painted over in the
     still's background colour ("the circle from the first image moves right" of a still with a circle and a
     square: the square is not to be in the clip). As subject-to-video models take their references segmented,
-    the subject alone. Our addition: a still the words leave unread is given as it is: words not of the
-    "the X from the first image moves D" form, a still whose named object the detector does not find (the
-    painting could take the user's own object for another), or a still without a plain background.
+    the subject alone; a still the words take nothing from has all its objects painted. Our addition. Given as
+    they are: stills of words not of the "the X from the first image moves D" form (`_named_parts`), a still
+    whose named object the detector does not find (the painting could take the user's own object for another),
+    and a still without a plain background.
 
     Measured (2026-12-07, the 32,453-step model, 64 held-out items each): reference video right 0.609 -> 0.641,
     0.469 -> 0.547 and 0.594 -> 0.625 at seeds 11, 13 and 5: the stills' unnamed objects had come into the clip."""
-    parts = _named_parts(instruction)
+    parts = _named_parts(instruction, len(stills))
     detector = getattr(planner, "frame_detector", None)
     if parts is None or detector is None or not stills:
         return list(stills)
@@ -401,7 +415,7 @@ def named_objects_only(planner, instruction: str, stills: list[np.ndarray]) -> l
         still = np.asarray(still)
         rows = [r for r in found[k].tolist() if r[0] > 0]
         named: list[int] = []
-        for part in (p for p in parts if p.image == k):
+        for part in (parts[n] for n in _colours_first(parts) if parts[n].image == k):
             j = next((j for j, r in enumerate(rows) if j not in named and _takes(part, r[0], config)), None)
             if j is None:
                 named = []

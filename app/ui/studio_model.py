@@ -23,6 +23,7 @@ split to make is the video-model state (its own small class beside ModelState).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import replace
@@ -178,7 +179,7 @@ class StudioModel(QObject):
         if self.engine is None:
             return
         self._set_state(slot, ModelState.LOADING, ("Model" if slot == IMAGE_SLOT else "Video model") + ": loading…")
-        self.slots[slot].folder = str(path)
+        self.slots[slot].folder = os.path.abspath(path)  # one folder named two ways is one model
         self.engine.load_model(path, self.settings.device, slot=slot, memory=self.settings.memory_options())
 
     def load_video_model(self) -> None:
@@ -699,9 +700,9 @@ class StudioModel(QObject):
         slot = self.slots[slot_for_task(job.request.task)]
         if job.model and slot.folder != job.model:
             what = "video model" if slot.kind == VIDEO_SLOT else "model"
-            self.say(f"Job #{job.id} was made by the {what} in {job.model}; the {what} is now {slot.folder}. It is "
-                     f"not run again on a model that did not make it: Generate makes a new version with this one.",
-                     WARNING)
+            self.say(f"Job #{job.id} was made by the {what} in {job.model}; the settings have named {slot.folder} "
+                     f"since. It is not run again on a model that did not make it: Generate makes a new version with "
+                     f"the {what} named now.", WARNING)
             return False
         return True
 

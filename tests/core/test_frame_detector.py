@@ -231,6 +231,47 @@ def test_the_embedded_video_model_drafts_a_reference_clip_from_where_its_stills_
     assert starts_right >= named - 1
 
 
+def test_reference_words_read_in_part_or_without_which_still_leave_the_pooled_matching_to_decide():
+    red_circle, blue_circle = label_index("circle", "red"), label_index("circle", "blue")
+    star = label_index("star", "purple")
+    drafted = _rows((red_circle, 3, 8, 1, 9, 8), (star, 10, 12, 1, 10, 6))[0]
+    first, second = _found((red_circle, 3, 8, 1))[0], _found((star, 12, 12, 1))[0]
+    # A clause not of the form ("the star moves up") would have its object dropped: the words are not read.
+    assert onto_named_stills(drafted, [first, second], "the circle from the first image moves right and the star "
+                             "moves up", CONFIG) is None
+    # "still" and "picture" are "image", as the request's own check reads them.
+    read = onto_named_stills(drafted, [first, second], "the circle from the first still moves right and the star "
+                             "from the second picture moves up", CONFIG)
+    assert read is not None and read[1].tolist() == [star, 12, 12, 1, 12, 6]
+    # "the image" of two stills says not which: not read. Nothing found in any still: left undrafted by the pool.
+    assert onto_named_stills(drafted, [first, second], "the star from the image moves up", CONFIG) is None
+    assert onto_named_stills(drafted, [_found()[0]], "the circle from the image moves right", CONFIG) is None
+    # A colour the words name is served first: "the circle" does not take the red circle "the red circle" names.
+    both = onto_named_stills(_rows((red_circle, 2, 2, 0, 8, 2), (red_circle, 9, 9, 0, 9, 3))[0],
+                             [_found((red_circle, 4, 4, 0), (blue_circle, 11, 11, 0))[0]],
+                             "the circle from the image moves right and the red circle from the image moves up", CONFIG)
+    assert both[0].tolist()[:3] == [blue_circle, 11, 11] and both[1].tolist()[:3] == [red_circle, 4, 4]
+
+
+def test_the_detectors_second_look_adds_only_objects_the_first_did_not_see_anywhere_near():
+    """The looks can read one object's class differently: a second-look find beside a first-look find of another
+    label is that object again, not a second one."""
+    from app.core.frame_detector import FrameDetector
+
+    config = DraftConfig(labels=25, bins=16, max_objects=3, track=True, pixel_width=8)
+    looks = iter([_found((17, 13, 6, 1)), _found((23, 12, 6, 1), (5, 3, 3, 0))])
+
+    class Stubbed(FrameDetector):
+        def _pixel_tokens(self, sources, device):
+            return None, [(16, 16)] * len(sources)
+
+        def detect(self, tokens, grids, min_confidence=0.0):
+            return next(looks).clone()
+
+    rows = Stubbed(config).find([torch.zeros(3, 64, 64)])[0].tolist()
+    assert [r for r in rows if r[0] > 0] == [[5, 3, 3, 0], [17, 13, 6, 1]]  # the far one added, left to right
+
+
 def test_reference_stills_reach_the_model_with_only_the_objects_the_words_name(video_model):
     """A still's objects the words leave out are painted over in its background before the planner and the DiT
     see it (they had come into the clip); the named ones, a still the words do not read, and a photo stay."""
