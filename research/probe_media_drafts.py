@@ -124,7 +124,7 @@ def main() -> None:
 
     if "reference_to_video" in tasks:
         refs = reference_video_set(args.n, args.seed)
-        for arm in ("none", "true", "drafted"):  # "drafted": the pipeline's own (frame_detector.reference_drafts)
+        for arm in ("none", "true", "drafted"):  # "drafted": the pipeline's own (reference_stills.reference_drafts)
             scores = []
             for n_images in (1, 2):  # one still count per batch, as the benchmark
                 group = [i for i in range(args.n) if len(refs[i].references) == n_images]

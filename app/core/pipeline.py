@@ -4,7 +4,7 @@ Reads like a diffusers pipeline: `__call__` goes top to bottom in numbered steps
 runs once per request; the canvas connector's first block runs once on the plan; only the backbone
 and the connector's timestep-modulated block run per denoising step.
 
-Why about 760 lines: the checks a request gets (size, frames, words) sit beside the steps that need them, and a
+Why about 775 lines: the checks a request gets (size, frames, words) sit beside the steps that need them, and a
 video edit's keeping of its source (threshold, draft bound, why it came back unchanged) beside its decoding;
 the batched sampling at the end (`sample`) is next to move out, beside app/eval, which is its main user.
 """
@@ -22,11 +22,12 @@ from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteSchedul
 
 from .canvas import CanvasSpec
 from .frame_detector import (drafts_edits, drafts_from_media, edit_shortfall, named_but_absent, named_but_missing,
-                             named_objects_only, named_rows, plan_off_words, source_tracks, still_labels)
+                             named_rows, plan_off_words, source_tracks, still_labels)
 from .keep_source import changed_nothing, drafted_region, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
 from .plan import Plan
+from .reference_stills import named_objects_only, reference_drafts
 from .request import GenerationRequest, Task
 
 
@@ -407,7 +408,7 @@ class MetaCanvasPipeline:
 
     def given_stills(self, task: Task, instruction: str, stills, use_canvas: bool = True) -> list[np.ndarray]:
         """A request's stills as the planner and the DiT are given them: reference video's with the objects its
-        words do not name painted out (app/core/frame_detector.named_objects_only), for a model that drafts
+        words do not name painted out (app/core/reference_stills.py), for a model that drafts
         clips from their media and a request with the canvas on (what its drafts are part of); the user's own
         otherwise. The request keeps the user's stills."""
         if task is Task.REFERENCE_TO_VIDEO and use_canvas and drafts_from_media(self.planner):
@@ -452,7 +453,7 @@ class MetaCanvasPipeline:
         drafts, or not, as it does)."""
         if getattr(self.planner, "frame_detector", None) is None:
             return None
-        from .frame_detector import edit_drafts, first_frame_drafts, reference_drafts
+        from .frame_detector import edit_drafts, first_frame_drafts
 
         if task is Task.VIDEO_EDIT and videos is not None:  # one source clip per item
             return edit_drafts(self.planner, texts, videos, seeds)

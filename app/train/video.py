@@ -340,7 +340,7 @@ class VideoTrainer:
         prompt states and writes nothing the DiT reads in training (the DiT is taught on true tracks),
         so this changes no other weight. Saves RUN/planner_taught and, where exported, RUN/model's drafter.
         `tasks`: the batches' tasks, in turn. A reference-video batch is taught from its words alone, as
-        app/core/frame_detector.reference_drafts drafts it (the stills place the tracks afterwards)."""
+        app/core/reference_stills.reference_drafts drafts it (the stills place the tracks afterwards)."""
         unknown = set(tasks) - {"text_to_video", "reference_to_video"}
         if unknown or not tasks:
             raise ValueError("the drafter is taught on text_to_video and reference_to_video batches"

@@ -86,7 +86,7 @@ class VideoRecipe:
     # pipeline drafts them (app/core/frame_detector.py). runs/video-48t turned this on at step 14,009.
     image_drafts_from_step: int | None = None
     # Likewise for reference-video batches (their drafts: the words' tracks moved onto the stills' objects,
-    # app/core/frame_detector.reference_drafts). runs/video-48t turned this on at step 18,949.
+    # app/core/reference_stills.reference_drafts). runs/video-48t turned this on at step 18,949.
     reference_drafts_from_step: int | None = None
     # Likewise for video edits (their drafts: the target's tracks; app/core/frame_detector.edit_drafts drafts
     # them from the source clip's tracks and the instruction).

@@ -10,7 +10,8 @@ import torch
 
 from app.core.checkpoints import ModelFolderError, load_model
 from app.core.draft import DraftConfig, quantize_objects
-from app.core.frame_detector import onto_first_frame, onto_found, onto_named_stills
+from app.core.frame_detector import onto_first_frame, onto_found
+from app.core.reference_stills import onto_named_stills
 from app.core.request import GenerationRequest, Task
 from app.shapes.motion import random_motion_scene, render_clip
 from app.shapes.palette import label_index
@@ -275,7 +276,7 @@ def test_the_detectors_second_look_adds_only_objects_the_first_did_not_see_anywh
 def test_reference_stills_reach_the_model_with_only_the_objects_the_words_name(video_model):
     """A still's objects the words leave out are painted over in its background before the planner and the DiT
     see it (they had come into the clip); the named ones, a still the words do not read, and a photo stay."""
-    from app.core.frame_detector import named_objects_only
+    from app.core.reference_stills import named_objects_only
     from app.shapes.palette import BACKGROUND
     from app.shapes.render import render
     from app.shapes.scene import Scene, ShapeObject
