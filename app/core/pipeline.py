@@ -623,7 +623,11 @@ class MetaCanvasPipeline:
             return frames
         config = self.planner.drafter.config
         count, height, width = np.asarray(frames).shape[:3]
-        allowed = drafted_region([], named, config, count, height, width)
+        # A named object's whole path, in every frame: the image held still has the object at its start, so the
+        # place it left is a change too, in frames where its drafted box has moved on (kept to the box of the
+        # frame alone, the image's object came back there: a second square in "the blue square moves right").
+        path = drafted_region([], named, config, count, height, width)
+        allowed = np.broadcast_to(path.any(axis=0), path.shape)
         held = np.repeat(source_as_made(np.asarray(image)[None, ..., :3], frames)[:1], count, axis=0)
         return with_source_kept(held, frames, threshold, allowed)
 

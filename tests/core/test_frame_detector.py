@@ -331,6 +331,21 @@ def test_an_object_centred_on_the_detectors_cell_corners_is_found_and_its_clip_d
     assert drafted[0][5] > drafted[0][2]  # it moves down from where the image has it
 
 
+def test_image_to_video_does_not_bring_a_moved_object_back_where_it_started(video_model):
+    """Keeping the image's pixels away from the named object's path holds its whole path, in every frame: kept to
+    the frame's own drafted box, the image's square came back at its start once the model's had moved on."""
+    from PIL import Image
+
+    image = np.asarray(Image.open("resources/samples/blue_square_left_64.png").convert("RGB"))
+    result = video_model(GenerationRequest(Task.IMAGE_TO_VIDEO, "the blue square moves right", images=[image],
+                                           width=48, height=48, frames=17, seed=0))
+    first = result.frames[0].astype(int)
+    square = np.abs(first - first[0, 0]).max(-1) > 60  # the image's square, as the clip's first frame has it
+    last = result.frames[-1].astype(int)
+    assert square.sum() > 50
+    assert (np.abs(last - first).max(-1)[square] <= 24).mean() < 0.2  # gone from where it started
+
+
 # ----- video edits: the source clip's tracks -----
 
 def test_finds_are_linked_into_tracks_through_a_colour_change_and_a_misfire_is_dropped():
