@@ -116,6 +116,11 @@ def test_an_object_named_as_given_that_the_input_lacks_is_said_and_a_second_imag
                        "--reference", inputs / "first.png", "--model", COMMITTED)
     assert code == 2 and "the words name a second image, and 1 reference still is given" in one_error_line(err)
     assert not (tmp_path / "c.mp4").exists()
+    # "the image" of two stills says not which: refused, with the words that say it.
+    code, _, err = cli(capsys, "video", "the star from the image moves left", "-o", tmp_path / "d.mp4",
+                       "--reference", inputs / "first.png", inputs / "first.png", "--model", COMMITTED)
+    assert code == 2 and 'say which, "the first image" or "the second image"' in one_error_line(err)
+    assert not (tmp_path / "d.mp4").exists()
 
 
 def test_an_image_with_nothing_the_model_knows_is_animated_undrafted_and_that_is_said(inputs, tmp_path, capsys):

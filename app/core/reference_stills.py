@@ -20,6 +20,11 @@ from .draft import DraftConfig
 from .frame_detector import _caption_drafts, _moved, drafts_from_media, onto_found
 
 
+# Two named objects whose stills put them within this many bins of each other (either axis) would start on top of
+# each other: the world's objects are at least about 3 bins across.
+START_APART_BINS = 2
+
+
 @torch.no_grad()
 def reference_drafts(planner, instructions: list[str], stills: list[list[np.ndarray]],
                      seeds: list[int] | None = None) -> torch.Tensor | None:
@@ -88,13 +93,20 @@ def onto_named_stills(rows: torch.Tensor, found: list[torch.Tensor], instruction
         return None
     taken: set[tuple[int, int]] = set()
     moved = [drafted[i] for i in best]
+    starts: list[tuple[int, int]] = []
     for n in _colours_first(parts):  # "the circle" must not take the circle "the red circle" names
         part = parts[n]
         still = found[part.image].tolist() if part.image < len(found) else []
         matches = [k for k, o in enumerate(still) if (part.image, k) not in taken and _takes(part, o[0], config)]
         if matches:
             taken.add((part.image, matches[0]))
-            moved[n] = _moved(moved[n], still[matches[0]], config)
+            label, x, y, size = still[matches[0]]
+            if any(max(abs(x - a), abs(y - b)) <= START_APART_BINS for a, b in starts):
+                # Two stills that each centre their object would start both objects in one place, one hidden
+                # under the other: the later keeps its drafted start (the still gives its look, not its place).
+                x, y = moved[n][1], moved[n][2]
+            moved[n] = _moved(moved[n], [label, x, y, size], config)
+        starts.append((moved[n][1], moved[n][2]))
     out = torch.full_like(rows, -1)
     for i, row in enumerate(moved):
         out[i] = torch.tensor(row, dtype=rows.dtype)

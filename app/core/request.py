@@ -155,6 +155,11 @@ class GenerationRequest:
                     raise ValueError(f"the words name a {ordinal} image, and {len(self.images)} reference "
                                      f"still{'s are' if len(self.images) != 1 else ' is'} given: give one for "
                                      f"each image the words name.")
+            # "from the image" of two stills says not which: the model would guess (the first, or any).
+            if len(self.images) > 1 and any(a == "the" and b.strip(".,;") in ("image", "still", "picture")
+                                            for a, b in zip(words, words[1:])):
+                raise ValueError(f"{len(self.images)} reference stills are given and the words say \"the image\": "
+                                 f"say which, \"the first image\" or \"the second image\".")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description; media are replaced by their shapes (the project stores the files)."""

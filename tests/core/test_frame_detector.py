@@ -232,6 +232,17 @@ def test_the_embedded_video_model_drafts_a_reference_clip_from_where_its_stills_
     assert starts_right >= named - 1
 
 
+def test_two_stills_that_centre_their_objects_do_not_start_them_on_top_of_each_other():
+    red_circle, yellow_star = label_index("circle", "red"), label_index("star", "yellow")
+    drafted = _rows((red_circle, 3, 4, 1, 9, 4), (yellow_star, 12, 11, 1, 6, 11))[0]
+    centred = onto_named_stills(drafted, [_found((red_circle, 8, 8, 3))[0], _found((yellow_star, 8, 8, 3))[0]],
+                                "the circle from the first image moves right and the star from the second image moves "
+                                "left", CONFIG)
+    assert centred[0].tolist()[:3] == [red_circle, 8, 8]  # the first where its still has it
+    assert centred[1].tolist()[:3] == [yellow_star, 12, 11] and centred[1, 4] < centred[1, 1]  # the drafted start
+    assert centred[1, 3] == 3  # the still's size and look
+
+
 def test_reference_words_read_in_part_or_without_which_still_leave_the_pooled_matching_to_decide():
     red_circle, blue_circle = label_index("circle", "red"), label_index("circle", "blue")
     star = label_index("star", "purple")
