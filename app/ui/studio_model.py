@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 965 lines: every input, the two model states and the job queue change together under
+Why one file of about 975 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
