@@ -31,8 +31,9 @@ def reference_drafts(planner, instructions: list[str], stills: list[list[np.ndar
     """Track drafts for reference video (each item's one or two uint8 stills, the same count for all):
     each instruction drafted as text-to-video drafts it, each drafted object moved to start where a still
     shows an object of its label, else of its class ("the circle from the first image" names no colour:
-    the still's circle gives it); objects of the stills the words do not take are left out, as the clip
-    holds only the named ones. None without a track drafter and a frame detector."""
+    the still's circle gives it), from the still the words name where they say which (`onto_named_stills`),
+    else from the stills as one pool (`onto_found`); objects of the stills the words do not take are left
+    out, as the clip holds only the named ones. None without a track drafter and a frame detector."""
     if not drafts_from_media(planner):
         return None
     counts = {len(item) for item in stills}
