@@ -342,6 +342,26 @@ def test_an_object_centred_on_the_detectors_cell_corners_is_found_and_its_clip_d
     assert drafted[0][5] > drafted[0][2]  # it moves down from where the image has it
 
 
+def test_words_naming_no_colour_are_drafted_with_the_images_colour(video_model):
+    """"the circle moves right" of the bundled red circle: the drafter, which learned captions naming every colour,
+    drew slanted paths (down and right in 3 of 4 seeds); read as "the red circle moves right" it goes right."""
+    from PIL import Image
+
+    from app.core.frame_detector import with_image_colours
+
+    image = np.asarray(Image.open("resources/samples/red_circle_64.png").convert("RGB"))
+    for seed in range(4):
+        request = GenerationRequest(Task.IMAGE_TO_VIDEO, "the circle moves right", images=[image], width=48,
+                                    height=48, frames=17, seed=seed)
+        (row,) = [r for r in video_model.plan(request).draft[0].tolist() if r[0] > 0]
+        assert row[4] - row[1] >= 3 and abs(row[5] - row[2]) <= 1, row
+    config = video_model.planner.drafter.config
+    found = torch.tensor([[label_index("circle", "red"), 3, 3, 1], [label_index("circle", "blue"), 9, 9, 1],
+                          [label_index("triangle", "orange"), 12, 4, 1]])
+    assert with_image_colours("a triangle moves up and the circle moves down", found, config) == \
+        "an orange triangle moves up and the circle moves down"  # two circles: which one is not guessed
+
+
 def test_image_to_video_does_not_bring_a_moved_object_back_where_it_started(video_model):
     """Keeping the image's pixels away from the named object's path holds its whole path, in every frame: kept to
     the frame's own drafted box, the image's square came back at its start once the model's had moved on."""
