@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from app.core.request import Task
 from app.media import project_file as pf
-from app.settings import REPO_ROOT
 from app.ui.project_actions import SaveChoice
 from tests.ui.helpers import SAMPLE_IMAGE, SAMPLE_VIDEO, choose_task, import_and_wait, make_window
 
@@ -28,6 +24,19 @@ def _saved_project_with_one_clip(qtbot, tmp_path, name="kept.mcproj"):
 
 
 # ------------------------------------------------------------------------------------ asking before losing work
+
+def _saved_project_with_an_autosaved_change(qtbot, tmp_path, monkeypatch, words: str):
+    """A saved project of one clip, its instruction then changed to `words` and autosaved (a recovery copy written):
+    (the window, the clip's id, the project's path)."""
+    from app.ui import project_actions
+
+    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
+    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
+    w.settings.autosave_minutes = 5
+    w.document.push(w.document.project.set_clip_instruction_change(clip, words))
+    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    return w, clip, path
+
 def test_new_with_unsaved_changes_asks_and_cancel_keeps_everything(qtbot, tmp_path, save_changes_answers):
     w, clip, _ = _saved_project_with_one_clip(qtbot, tmp_path)
     w.document.push(w.document.project.remove_clip_change(clip))  # the change a user could lose
@@ -103,13 +112,7 @@ def test_a_crashed_projects_changes_survive_opening_it_editing_it_and_quitting(q
     """After a crash the user opens the project from File ▸ Open instead of clicking Recover: the offer stays
     (and says the open project lacks the changes), this session's autosaves do not overwrite the crashed copy, a
     clean quit does not delete it, and the next launch still recovers the crashed session's work."""
-    from app.ui import project_actions
-
-    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
-    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
-    w.settings.autosave_minutes = 5
-    w.document.push(w.document.project.set_clip_instruction_change(clip, "make the circle green"))
-    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    w, clip, path = _saved_project_with_an_autosaved_change(qtbot, tmp_path, monkeypatch, "make the circle green")
     # A crash: w never closes. The next launch offers the copy; the user opens the project instead.
     w2 = make_window(qtbot, tmp_path, offer_recovery=True)
     qtbot.waitUntil(lambda: bool(w2.files.pending_recoveries), timeout=5000)
@@ -134,13 +137,7 @@ def test_a_crashed_projects_changes_survive_opening_it_editing_it_and_quitting(q
 
 
 def test_the_recover_offer_on_open_outlasts_a_missing_media_warning(qtbot, tmp_path, monkeypatch):
-    from app.ui import project_actions
-
-    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
-    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
-    w.settings.autosave_minutes = 5
-    w.document.push(w.document.project.set_clip_instruction_change(clip, "make the circle green"))
-    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    w, clip, path = _saved_project_with_an_autosaved_change(qtbot, tmp_path, monkeypatch, "make the circle green")
     for media in pf.media_dir(path).iterdir():  # the project's media gone as well
         media.unlink()
     w2 = make_window(qtbot, tmp_path, offer_recovery=True)
@@ -162,13 +159,7 @@ def test_opening_the_open_project_after_saving_it_in_the_question_shows_what_was
 
 
 def test_a_clean_quit_leaves_no_recovery_to_offer(qtbot, tmp_path, monkeypatch):
-    from app.ui import project_actions
-
-    monkeypatch.setattr(project_actions, "AUTOSAVE_DELAY_S", 0.2)
-    w, clip, path = _saved_project_with_one_clip(qtbot, tmp_path)
-    w.settings.autosave_minutes = 5
-    w.document.push(w.document.project.set_clip_instruction_change(clip, "x"))
-    qtbot.waitUntil(lambda: bool(pf.find_recoveries(tmp_path / "recovery")), timeout=10_000)
+    w, clip, path = _saved_project_with_an_autosaved_change(qtbot, tmp_path, monkeypatch, "x")
     assert w.save_as(str(path))
     assert w.close()
     assert not pf.find_recoveries(tmp_path / "recovery")
