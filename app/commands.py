@@ -52,11 +52,14 @@ def resolve_memory_options(args, settings=None):
     return replace(options, **{name: value for name, value in flags.items() if value is not None})
 
 
-def load_pipeline(args, video: bool = False):
+def load_pipeline(args, video: bool = False, words: tuple[str, ...] = (), task=None):
     """The model of --model, else the settings' (the video model's for the `video` command), placed with the
-    memory options (app/core/memory.py); `args.memory_in_use` keeps the placement, for an out-of-memory message."""
+    memory options (app/core/memory.py); `args.memory_in_use` keeps the placement, for an out-of-memory message.
+    `words` (instructions, prompts for `task`) are checked against the folder's planner vocabulary first: an unknown
+    word is said before seconds of loading, not after (app/core/words.py)."""
     from app.core.checkpoints import load_model
     from app.core.memory import load_with_memory_options
+    from app.core.words import check_words_in_folder
     from app.settings import DEFAULT_VIDEO_MODEL, resolve_device
 
     settings = _settings()
@@ -67,6 +70,8 @@ def load_pipeline(args, video: bool = False):
     if asked not in ("auto", device):
         print(f"note: {asked} is not available on this machine; running on the {device}", file=sys.stderr)
     args.model_folder = resolve_model_path(args.model, settings)
+    for text in words:
+        check_words_in_folder(args.model_folder, text, getattr(task, "value", None))
     pipe = load_with_memory_options(load_model, args.model_folder, device, resolve_memory_options(args, settings))
     args.memory_in_use = pipe.memory
     return pipe
@@ -241,7 +246,7 @@ def cmd_generate(args) -> int:
     n = args.n or 1
     _check_outputs(args, n)
     seed = resolve_seed(args.seed)
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, words=(args.prompt,), task=Task.TEXT_TO_IMAGE)
     _check_words(pipe, args.prompt)
     requests = [_request(pipe, Task.TEXT_TO_IMAGE, args.prompt, args, seed=seed + i) for i in range(n)]
     plan_in = apply_plan_args(pipe, args, requests)
@@ -290,7 +295,7 @@ def _generate_geneval(args) -> int:
         return generate_video_geneval(args, metas)
     n = args.n or 4
     seed = resolve_seed(args.seed)
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, words=tuple(meta["prompt"] for meta in metas), task=Task.TEXT_TO_IMAGE)
     d = pipe.defaults
     width, height = args.width or d.width, args.height or d.height
     pipe.check_size(width, height)
@@ -332,7 +337,7 @@ def cmd_edit(args) -> int:
         return 2
     _check_outputs(args, source=args.image, source_named="IMAGE")
     seed = resolve_seed(args.seed)
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, words=(args.instruction,), task=Task.IMAGE_EDIT)
     _check_words(pipe, args.instruction)
     source = load_image(args.image)
     request = _request(pipe, Task.IMAGE_EDIT, args.instruction, args, images=[source], seed=seed)
@@ -358,7 +363,8 @@ def cmd_plan(args) -> int:
     check_args(args)
     _check_outputs(args, source=args.image)
     seed = resolve_seed(args.seed)
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, words=(args.instruction,),
+                         task=Task.IMAGE_EDIT if args.image else Task.TEXT_TO_IMAGE)
     _check_words(pipe, args.instruction)
     images = [load_image(args.image)] if args.image else []
     task = Task.IMAGE_EDIT if images else Task.TEXT_TO_IMAGE

@@ -27,8 +27,9 @@ MAX_REFERENCES = 2
 WHOLE_CLIP_CHANGED = 0.95
 
 
-def load_video_pipeline(args):
-    """--model, else the settings' video model (models/metacanvas-shapes-video by default)."""
+def load_video_pipeline(args, words: tuple[str, ...] = (), task=None):
+    """--model, else the settings' video model (models/metacanvas-shapes-video by default); `words` as
+    load_pipeline checks them, before the model loads."""
     from app.commands import _settings, load_pipeline
 
     if not args.model:
@@ -38,7 +39,7 @@ def load_video_pipeline(args):
         if not folder.exists():
             raise ValueError(f"the video model {folder} is not there; give a video model folder with --model")
         args.model = str(folder)
-    return load_pipeline(args, video=True)
+    return load_pipeline(args, video=True, words=words, task=task)
 
 
 def _check_task(pipe, task) -> None:
@@ -248,7 +249,7 @@ def cmd_video(args) -> int:
     # Stills are read before the model loads too: a missing or wrong file is said at once.
     images = [load_image(p) for p in ([args.image] if args.image else args.reference or [])]
     seed = resolve_seed(args.seed)
-    pipe = load_video_pipeline(args)
+    pipe = load_video_pipeline(args, words=(args.instruction,), task=task)
     _check_task(pipe, task)
     pipe.check_instruction(args.instruction, task)
     video, fps = None, args.fps
@@ -382,7 +383,7 @@ def generate_video_geneval(args, metas: list[dict]) -> int:
 
     n = args.n or 4
     seed = resolve_seed(args.seed)
-    pipe = load_video_pipeline(args)
+    pipe = load_video_pipeline(args, words=tuple(meta["prompt"] for meta in metas), task=Task.TEXT_TO_VIDEO)
     _check_task(pipe, Task.TEXT_TO_VIDEO)
     if (args.width and args.width != pipe.defaults.width) or (args.height and args.height != pipe.defaults.height):
         raise ValueError(f"video prompts are made at the model's size ({pipe.defaults.width}x{pipe.defaults.height})")

@@ -773,16 +773,51 @@ def test_an_edit_of_a_source_too_big_or_odd_sized_says_the_size_it_was_written_a
 
 @pytest.mark.parametrize("words, untrained", [("two blue squares move up", "'two', 'squares', 'move'"),
                                                ("a blue square move up", "'move'")])
-def test_words_the_video_model_never_trained_on_are_refused_before_a_clip_is_made(tmp_path, capsys, words,
-                                                                                   untrained):
+def test_words_the_video_model_never_trained_on_are_refused_before_a_clip_is_made(tmp_path, capsys, monkeypatch,
+                                                                                   words, untrained):
     """The committed video model's planner knows the stills' words, but no clip it was taught on used counts,
-    plurals or "move": "a blue square move up" made a square moving down. Refused, naming them, nothing written."""
+    plurals or "move": "a blue square move up" made a square moving down. Refused, naming them, nothing written,
+    and before the model loads (read from the folder's files: seconds sooner)."""
+    import app.core.checkpoints
+
+    def no_loading(*a, **k):
+        raise AssertionError("the model was loaded to refuse a word")
+
+    monkeypatch.setattr(app.core.checkpoints, "load_model", no_loading)
     code, _, err = cli(capsys, "video", words, "-o", tmp_path / "c.mp4", "--model", COMMITTED)
     said = one_error_line(err)
     assert code == 2 and any(f"does not know the {w} {untrained}" in said for w in ("word", "words")), err
     assert "moves" in err and "squares" not in err.split("It knows:")[1]
     assert not (tmp_path / "c.mp4").exists()
 
+
+
+@pytest.mark.parametrize("folder", [COMMITTED, STILL_MODEL], ids=["video", "still"])
+def test_the_word_check_read_from_a_model_folder_says_what_the_loaded_model_says(folder):
+    """The CLI checks words from the folder's files before loading (app/core/words.py); it must refuse exactly
+    what the loaded model refuses, with the same message, and pass what it passes."""
+    from app.core.checkpoints import load_model
+    from app.core.request import Task
+    from app.core.words import check_words_in_folder
+
+    pipe = load_model(folder)
+    for text, edit in [("a red circle moves right, a blue star moves left.", False),
+                       ("two blue squares move up", False), ("the circle from the first picture moves right", False),
+                       ("make the circle blue and remove the star", True), ("make the circle blue and", False),
+                       ("a red circle above a blue square", False), ("a red circle near a bleu square!", False),
+                       ("The Circle moves to the LEFT instead", True)]:
+        task = Task.VIDEO_EDIT if edit and Task.VIDEO_EDIT.value in pipe.tasks else None
+        said = []
+        for check in (lambda: pipe.check_instruction(text, task),
+                      lambda: check_words_in_folder(folder, text, getattr(task, "value", None))):
+            try:
+                check()
+                said.append(None)
+            except ValueError as e:
+                said.append(str(e))
+        assert said[0] == said[1], text
+    with pytest.raises(ValueError, match="does not know the word 'bleu'"):
+        check_words_in_folder(folder, "a bleu circle")
 
 
 def test_the_video_models_own_captions_with_their_punctuation_pass_its_word_check():

@@ -29,6 +29,7 @@ from .native_text import TextConditioning
 from .plan import Plan
 from .reference_stills import named_objects_only, reference_drafts
 from .request import GenerationRequest, Task
+from .words import UnknownWordsError, check_words  # noqa: F401  (UnknownWordsError: raised from here)
 
 
 class GenerationCancelled(RuntimeError):
@@ -42,19 +43,6 @@ class GenerationCancelled(RuntimeError):
 
 class UnsupportedTaskError(ValueError):
     pass
-
-
-class UnknownWordsError(ValueError):
-    """A word-level planner (the embedded default) met words outside its vocabulary."""
-
-    def __init__(self, unknown: list[str], known: list[str]):
-        self.unknown, self.known = unknown, known
-        # The message quotes what was typed, so it is bounded: a pasted 10,000-character "word"
-        # gives a one-line message, not a wall of text.
-        shown = [repr(w if len(w) <= 24 else w[:24] + "…") for w in unknown[:5]]
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        super().__init__(f"The model does not know the word{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(shown)}{more}. It knows: {' '.join(known)}.")
 
 
 log = logging.getLogger(__name__)
@@ -375,9 +363,6 @@ class MetaCanvasPipeline:
         silent unknown. A real Qwen2.5-VL tokenizer reads any text, so nothing is checked then. With `task`, a
         video edit joining two changes with "and" is refused by a model that says the words it was trained on
         (the embedded one): it was taught one change an edit, and made neither of two."""
-        if task is Task.VIDEO_EDIT and self.defaults.trained_words and "and" in re.findall(r"[a-z]+", text.lower())[1:]:
-            raise ValueError("this model makes one change an edit (it was taught no edit joined by 'and'): ask "
-                             "for one change, then edit the result for the next")
         processor = self.planner.processor
         tokenizer = processor.tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -385,19 +370,8 @@ class MetaCanvasPipeline:
             return
         if type(backend.model).__name__ != "WordLevel":
             return
-        text = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
-        words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
-        vocab = tokenizer.get_vocab()
-        trained = set(self.defaults.trained_words)
-        # Punctuation is the tokenizer's own (a caption's commas, a full stop): never held to the trained words.
-        unknown = list(dict.fromkeys(w for w in words if w not in vocab or trained and w.isalpha() and w not in trained))
-        if unknown:
-            special = set(tokenizer.all_special_tokens)
-            from .planner import CHAT_WORDS  # the chat format's own words: not the user's to type
-
-            known = sorted(w for w in vocab if w not in special and w not in CHAT_WORDS and w.isalpha()
-                           and (not trained or w in trained))
-            raise UnknownWordsError(unknown, known)
+        check_words(backend, tokenizer.get_vocab(), set(tokenizer.all_special_tokens), self.defaults.trained_words,
+                    text, video_edit=task is Task.VIDEO_EDIT)
 
     # -- the plan ----------------------------------------------------------------------------------
     def _planner_media(self, request: GenerationRequest, n: int):

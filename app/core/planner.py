@@ -36,12 +36,12 @@ from torch import nn
 from .canvas import CanvasSpec, CanvasTokens, canvas_position_ids
 from .draft import EDIT_TEMPERATURE, TRACK_TEMPERATURE, LayoutDrafter, draft_coverage
 from .plan import Plan
+from .words import CHAT_WORDS
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|image_pad|>", "<|video_pad|>"]
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
-CHAT_WORDS = ["user", "assistant", "system", ".", ",", "!", "?", ";", ":", "'", "-"]
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _PROCESSOR_FILE = "planner_processor.json"
 
