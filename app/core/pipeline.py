@@ -11,7 +11,6 @@ the batched sampling at the end (`sample`) is next to move out, beside app/eval,
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,7 +28,7 @@ from .native_text import TextConditioning
 from .plan import Plan
 from .reference_stills import named_objects_only, reference_drafts
 from .request import GenerationRequest, Task
-from .words import UnknownWordsError, check_words  # noqa: F401  (UnknownWordsError: raised from here)
+from .words import check_words
 
 
 class GenerationCancelled(RuntimeError):

@@ -85,7 +85,7 @@ def test_batched_sampling_matches_single_calls(tiny_pipe):
 
 
 def test_a_word_outside_the_vocabulary_is_named_with_the_words_the_model_knows(tiny_pipe):
-    from app.core.pipeline import UnknownWordsError
+    from app.core.words import UnknownWordsError
 
     with pytest.raises(UnknownWordsError) as err:
         tiny_pipe(_req(instruction="a red dragon left of a blue castle"))

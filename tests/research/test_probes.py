@@ -172,7 +172,8 @@ def test_the_trajectory_probe_follows_the_real_sampler(pipe):
     shift, guidance), and an unknown word gets the pipeline's vocabulary message."""
     from dataclasses import replace
 
-    from app.core.pipeline import UnknownWordsError, make_scheduler
+    from app.core.pipeline import make_scheduler
+    from app.core.words import UnknownWordsError
 
     from probe_trajectory import trajectory
 
