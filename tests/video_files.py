@@ -1,5 +1,6 @@
 """Video files the tests feed to the video command and the media layer: a clip of the shapes world, and the
-bad ones (broken, audio only, too long, too large) a user may pick by mistake."""
+bad ones (broken, audio only, too long, too large, a song with its cover picture, a too-fast frame rate) a user
+may pick by mistake, and a phone's portrait clip (landscape frames with a display matrix)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -18,14 +19,24 @@ def shapes_clip(path: Path, frames: int = 17, size: int = 48, seed: int = 4, fps
     return clip
 
 
-def audio_only(path: Path) -> Path:
-    """An MP4 holding one second of AAC and no picture."""
+def audio_only(path: Path, cover: bool = False) -> Path:
+    """An MP4 holding one second of AAC and no picture; with `cover`, a song's cover picture: a one-frame
+    MJPEG stream marked as an attached picture (what a video reader sees as a "video" stream)."""
     import av
 
     rate = 8000
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("aac", rate=rate)
         stream.layout = "mono"
+        if cover:
+            picture = out.add_stream("mjpeg", rate=1)
+            picture.width, picture.height, picture.pix_fmt = 64, 64, "yuvj420p"
+            picture.disposition = av.stream.Disposition.attached_pic
+            still = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+            still = still.reformat(format="yuvj420p")
+            still.pts, still.time_base = 0, Fraction(1, 1)
+            for packet in [*picture.encode(still), *picture.encode(None)]:
+                out.mux(packet)
         t = np.arange(rate, dtype=np.float32) / rate
         frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
                                            format="fltp", layout="mono")
@@ -37,15 +48,19 @@ def audio_only(path: Path) -> Path:
     return path
 
 
-def _h264(path: Path, width: int, height: int, pts: list[int], time_base: Fraction) -> Path:
+def _h264(path: Path, width: int, height: int, pts: list[int], time_base: Fraction, rate=1,
+          picture: np.ndarray | None = None, rotation: int = 0) -> Path:
     import av
 
     with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=1)
+        stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast"}
+        if rotation:
+            stream.set_display_rotation(rotation)
         for p in pts:
-            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8) if picture is None else picture,
+                                               format="rgb24")
             frame.pts, frame.time_base = p, time_base
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -62,6 +77,19 @@ def too_long(path: Path) -> Path:
 def too_large(path: Path) -> Path:
     """One black 8448 x 4480 frame (37.8 MP, above the 36 MP a frame the media layer opens): 110 kB."""
     return _h264(path, 8448, 4480, [0], Fraction(1, 1))
+
+
+def too_fast(path: Path) -> Path:
+    """Twelve frames at 1,200 frames a second: above the 1,000 a project file holds (app/media/schema.py)."""
+    return _h264(path, 16, 16, list(range(12)), Fraction(1, 1200), rate=1200)
+
+
+def portrait(path: Path, rotation: int = 90) -> Path:
+    """Nine 64 x 32 stored frames, white in their left quarter, with a display matrix turning them `rotation`
+    degrees counterclockwise: shown upright, 32 wide and 64 tall (a phone's portrait clip)."""
+    picture = np.zeros((32, 64, 3), np.uint8)
+    picture[:, :16] = 255
+    return _h264(path, 64, 32, list(range(9)), Fraction(1, 8), rate=8, picture=picture, rotation=rotation)
 
 
 def broken(path: Path, good: Path, truncated: bool = False) -> Path:

@@ -52,13 +52,14 @@ LIMITS = MediaLimits()
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int  # as shown: a portrait phone clip stored landscape is taller than wide here
     height: int
     frames: int
     fps: float
     duration: float  # seconds
     has_audio: bool
     codec: str = ""
+    rotation: int = 0  # degrees counterclockwise (0, 90, 180, 270) the stored frames are turned to be shown
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,10 +403,35 @@ def _open_container(path: Path):
         container = av.open(str(path), "r")
     except Exception as e:
         raise MediaError(f"'{path.name}' is damaged or not a complete video and cannot be opened ({_short(e)}).") from None
-    if not container.streams.video:
+    if _picture_stream(container) is None:
+        cover = bool(container.streams.video)
         container.close()
-        raise MediaError(f"'{path.name}' contains no video picture (it may be audio only).")
+        raise MediaError(f"'{path.name}' contains no video picture (it is audio only"
+                         f"{', with a cover picture' if cover else ''}).")
     return container
+
+
+def _picture_stream(container):
+    """The clip's moving picture: the first video stream that is not an attached picture (the cover art of a
+    song or podcast file is a one-frame "video" stream, which read as a clip claims tens of thousands of
+    frames a second). None when there is none."""
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _display_rotation(container, stream) -> int:
+    """Degrees counterclockwise (0, 90, 180, 270) the stored frames are turned to be shown upright: a phone
+    stores a portrait clip as landscape frames with a display matrix. PyAV gives the matrix on decoded frames,
+    not on the stream, so the first frame is decoded (about a millisecond at 64 px). Callers seek before
+    decoding frames of their own."""
+    for packet in container.demux(stream):
+        for frame in packet.decode():
+            return int(round((frame.rotation or 0) / 90)) % 4 * 90
+    return 0
 
 
 def _stream_fps(stream) -> Fraction:
@@ -416,7 +442,9 @@ def _stream_fps(stream) -> Fraction:
 
 
 def _info_from_container(path: Path, container, limits: MediaLimits) -> VideoInfo:
-    stream = container.streams.video[0]
+    from .schema import MAX_FPS
+
+    stream = _picture_stream(container)
     cc = stream.codec_context
     width, height = int(cc.width or 0), int(cc.height or 0)
     if width <= 0 or height <= 0:
@@ -425,6 +453,9 @@ def _info_from_container(path: Path, container, limits: MediaLimits) -> VideoInf
         fps = _stream_fps(stream)
     except MediaError:
         raise MediaError(f"'{path.name}' does not state its frame rate and cannot be used.") from None
+    if fps > MAX_FPS:  # what a project file holds (app/media/schema.py): taken in, the project could not be saved
+        raise MediaError(f"'{path.name}' plays at {float(fps):,.0f} frames a second; clips of up to {MAX_FPS:,.0f} "
+                         f"are taken. Convert it to a usual frame rate first.")
     duration = 0.0
     if stream.duration and stream.time_base:
         duration = float(stream.duration * stream.time_base)
@@ -446,7 +477,10 @@ def _info_from_container(path: Path, container, limits: MediaLimits) -> VideoInf
     codec = cc.name or ""
     if codec and _decoder_missing(codec):
         raise MediaError(f"'{path.name}' uses the {codec} video codec, which this build cannot decode.")
-    return VideoInfo(width, height, frames, float(fps), duration, bool(container.streams.audio), codec)
+    rotation = _display_rotation(container, stream)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(width, height, frames, float(fps), duration, bool(container.streams.audio), codec, rotation)
 
 
 def _decoder_missing(codec: str) -> bool:
@@ -492,13 +526,15 @@ def iter_video_frames(path: str | os.PathLike, indices: Iterable[int], max_side:
     limits = limits or LIMITS
     container = _open_container(path)
     try:
+        stream = _picture_stream(container)
+        stream.thread_type = "AUTO"  # before any decoding: _info_from_container decodes the first frame
         info = _info_from_container(path, container, limits)
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         fps = _stream_fps(stream)
         tb = stream.time_base
         start_pts = stream.start_time or 0
         out_w, out_h = _fit(info.width, info.height, max_side)
+        turns = info.rotation // 90  # np.rot90 turns counterclockwise, as the display matrix does
+        stored_w, stored_h = (out_h, out_w) if turns % 2 else (out_w, out_h)
         # Timestamps of frame k: start + k/fps. A frame "is" index k if its pts is within half a
         # frame of that, which tolerates the rounding of the container's time base.
         half = Fraction(1, 2) / fps / tb
@@ -536,9 +572,11 @@ def iter_video_frames(path: str | os.PathLike, indices: Iterable[int], max_side:
             last_index = k
             frame = current[1]
             if not isinstance(frame, np.ndarray):
-                if (out_w, out_h) != (frame.width, frame.height):
-                    frame = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA")
+                if (stored_w, stored_h) != (frame.width, frame.height):
+                    frame = frame.reformat(width=stored_w, height=stored_h, format="rgb24", interpolation="AREA")
                 arr = frame.to_ndarray(format="rgb24")
+                if turns:
+                    arr = np.ascontiguousarray(np.rot90(arr, turns))
                 current = (current[0], arr)
             yield current[1]
     except MediaError:

@@ -178,9 +178,12 @@ def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, pla
     written["plan"] = None
     if plan is not None and hasattr(plan, "save"):
         written["plan"] = name.rsplit(".", 1)[0] + ".plan.safetensors"
-        try:
-            plan.save(folder / written["plan"])
-        except OSError:
+        tmp = atomic.temp_path_for(folder / written["plan"])
+        try:  # all or nothing, as every file here: a full disk leaves no half plan under the version's name
+            plan.save(tmp)
+            atomic.commit_temp(tmp, folder / written["plan"], overwrite=False)
+        except Exception:  # safetensors says a failed write in its own error type, not OSError
+            atomic.remove_quietly(tmp)
             written["plan"] = None  # the result matters more than its plan picture
     return written
 
@@ -199,13 +202,13 @@ def copy_result(from_project: str | os.PathLike, to_project: str | os.PathLike, 
             plan = out["name"].rsplit(".", 1)[0] + ".plan.safetensors" if written.get("plan") else None
             if plan is None or not (folder / plan).exists():
                 break
-        shutil.copyfile(source / name, folder / out["name"])
+        atomic.copy_file_atomic(source / name, folder / out["name"])  # all or nothing, never over a file
     except OSError as e:
         raise MediaError(f"Could not copy the result into the media folder '{folder}': {describe_os_error(e)}.") \
             from None
     if plan is not None:
         try:
-            shutil.copyfile(source / written["plan"], folder / plan)
+            atomic.copy_file_atomic(source / written["plan"], folder / plan)
             out["plan"] = plan
         except OSError:
             out["plan"] = None  # as write_result: the result matters more than its plan (its version shows none)

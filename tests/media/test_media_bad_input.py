@@ -500,12 +500,45 @@ def test_video_without_picture_too_long_or_too_large_is_refused_from_its_header(
     """Issue 25: the clips the video command refuses, refused by the media layer in one line, before any
     frame is decoded (the 8448 x 4480 frame would be 113 MB decoded; the long clip claims 300 minutes)."""
     from app.media.probe import read_video_frames
-    from tests.video_files import audio_only, too_large, too_long
+    from tests.video_files import audio_only, too_fast, too_large, too_long
 
+    def song(path):
+        return audio_only(path, cover=True)
+
+    # A song's cover picture is a "video" stream of one frame claiming 90,000 frames a second, and a clip faster
+    # than a project file holds: taken in, either made every later save of the project fail (and its autosave
+    # unrecoverable).
     for make, words in [(audio_only, "contains no video picture"), (too_long, "is too long"),
-                        (too_large, "is too large")]:
+                        (too_large, "is too large"), (song, "audio only, with a cover picture"),
+                        (too_fast, "plays at 1,200 frames a second")]:
         path = make(tmp_path / f"{make.__name__}.mp4")
         for read in (probe_video, read_video_frames, lambda p: thumbnail(p, 64)):
             with pytest.raises(MediaError, match=words) as err:
                 read(path)
             assert "\n" not in str(err.value) and path.name in str(err.value)
+
+
+@pytest.mark.parametrize("rotation, white_rows", [(90, slice(48, 64)), (-90, slice(0, 16))])
+def test_a_phone_portrait_clip_is_read_upright(tmp_path, rotation, white_rows):
+    """A phone stores a portrait clip as landscape frames and a display matrix; read as stored it was imported,
+    shown, edited and exported lying on its side. Its size is the shown one and every frame comes turned as the
+    matrix says (white in the stored left quarter: at the bottom turned counterclockwise, at the top clockwise),
+    so an export of it plays upright in any player."""
+    from app.media.export import export_video
+    from app.media.probe import read_video_frames
+    from tests.video_files import portrait
+
+    path = portrait(tmp_path / "portrait.mp4", rotation)
+    info = probe_video(path)
+    assert (info.width, info.height, info.rotation) == (32, 64, rotation % 360)
+    frames = read_video_frames(path)
+    assert frames.shape == (9, 64, 32, 3)
+    assert frames[:, white_rows].min() > 200
+    others = np.ones(64, bool)
+    others[white_rows] = False
+    assert frames[:, others].max() < 60
+    assert thumbnail(path, 16).shape == (16, 8, 3)
+    assert read_video_frames(path, max_side=32).shape == (9, 32, 16, 3)
+    export_video(list(frames), tmp_path / "upright.mp4", fps=8)
+    back = probe_video(tmp_path / "upright.mp4")
+    assert (back.width, back.height, back.rotation) == (32, 64, 0)

@@ -96,17 +96,34 @@ def test_a_result_copied_to_a_new_folder_without_its_plan_is_kept(tmp_path, monk
 
     written = pf.write_result(tmp_path / "a.mcproj", np.full((8, 8, 3), 50, np.uint8), plan=Plan())
     assert written["plan"]
-    real = shutil.copyfile
+    real = shutil.copyfileobj
 
     def no_plans(src, dst, *a, **k):
-        if str(dst).endswith(".plan.safetensors"):
+        if ".plan.safetensors" in str(dst.name):  # the temporary file the plan is copied into
             raise OSError(28, "No space left on device")
         return real(src, dst, *a, **k)
 
-    monkeypatch.setattr(shutil, "copyfile", no_plans)
+    monkeypatch.setattr(shutil, "copyfileobj", no_plans)
     out = pf.copy_result(tmp_path / "a.mcproj", tmp_path / "b.mcproj", written)
     assert out["plan"] is None
     assert np.array_equal(load_image(pf.media_dir(tmp_path / "b.mcproj") / out["name"]), np.full((8, 8, 3), 50))
+    assert sorted(p.name for p in pf.media_dir(tmp_path / "b.mcproj").iterdir()) == [out["name"]]  # no half plan
+
+
+def test_a_result_whose_plan_cannot_be_written_is_kept_without_it(tmp_path):
+    """The plan is written after the result; safetensors says a failed write (a full disk) in its own error type,
+    not OSError. The result must land without its plan, no half-written plan file left beside it."""
+    from safetensors import SafetensorError
+
+    class Plan:
+        def save(self, path):
+            Path(path).write_bytes(b"half a pl")
+            raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    frames = np.full((5, 16, 16, 3), 50, np.uint8)
+    written = pf.write_result(tmp_path / "a.mcproj", frames, 8.0, plan=Plan())
+    assert written["plan"] is None and written["frames"] == 5
+    assert sorted(p.name for p in pf.media_dir(tmp_path / "a.mcproj").iterdir()) == [written["name"]]
 
 
 def test_save_as_copies_media(tmp_path, png_file):
