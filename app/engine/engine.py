@@ -412,9 +412,10 @@ class Engine(QObject):
             except RuntimeError:
                 pass
 
-    def _pipe_for(self, request: Any) -> Any:
-        """The model a request runs on (see the module docstring: two model slots)."""
-        task = getattr(request, "task", None)
+    def slot_running(self, task: Any) -> str:
+        """The slot whose model runs a request of `task` (see the module docstring: two model slots): the task's own
+        slot, else the other where only its model does the task (one model doing images and clips), else the
+        task's slot when it holds a model at all, else the other."""
         kind = slot_for_task(task)
         other = IMAGE_SLOT if kind == VIDEO_SLOT else VIDEO_SLOT
         name = getattr(task, "value", None)
@@ -422,12 +423,15 @@ class Engine(QObject):
             pipe = self._pipes.get(slot)
             tasks = getattr(getattr(pipe, "defaults", None), "tasks", None)
             if pipe is not None and tasks is not None and name in tasks:
-                return pipe
-        pipe = self._pipes.get(kind)
+                return slot
+        return kind if self._pipes.get(kind) is not None or self._pipes.get(other) is None else other
+
+    def _pipe_for(self, request: Any) -> Any:
+        """The model a request runs on (`slot_running`)."""
+        task = getattr(request, "task", None)
+        pipe = self._pipes.get(self.slot_running(task))
         if pipe is None:
-            pipe = self._pipes.get(other)
-        if pipe is None:
-            raise _UserError(NO_VIDEO_MODEL_MESSAGE if kind == VIDEO_SLOT else NO_MODEL_MESSAGE)
+            raise _UserError(NO_VIDEO_MODEL_MESSAGE if slot_for_task(task) == VIDEO_SLOT else NO_MODEL_MESSAGE)
         return pipe
 
     @property

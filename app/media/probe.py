@@ -427,10 +427,16 @@ def _display_rotation(container, stream) -> int:
     """Degrees counterclockwise (0, 90, 180, 270) the stored frames are turned to be shown upright: a phone
     stores a portrait clip as landscape frames with a display matrix. PyAV gives the matrix on decoded frames,
     not on the stream, so the first frame is decoded (about a millisecond at 64 px). Callers seek before
-    decoding frames of their own."""
-    for packet in container.demux(stream):
-        for frame in packet.decode():
-            return int(round((frame.rotation or 0) / 90)) % 4 * 90
+    decoding frames of their own. A clip whose first pictures do not decode reads as unturned here: its damage is
+    said where its frames are read, as for any clip whose header is whole."""
+    try:
+        for n, packet in enumerate(container.demux(stream)):
+            for frame in packet.decode():
+                return int(round((frame.rotation or 0) / 90)) % 4 * 90
+            if n >= 64:  # a decoder holds back a few frames at most; past that the pictures are broken
+                break
+    except Exception:  # PyAV's decode errors (InvalidDataError and kin)
+        pass
     return 0
 
 

@@ -684,10 +684,14 @@ class StudioModel(QObject):
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection), project=self.document.project,
-                                model=self.slots[slot_for_task(request.task)].folder)
+                                model=self._running_folder(request.task))
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
+
+    def _running_folder(self, task: Task) -> str:
+        """The folder of the model that runs a job of `task` (the other slot's where only it does the task)."""
+        return self.slots[self.engine.slot_running(task)].folder
 
     def may_run_again(self, job: Job) -> bool:
         """Whether `job`, offered again from a message (a retry), still belongs here: the engine is up and its
@@ -697,7 +701,7 @@ class StudioModel(QObject):
         if job.project is not None and job.project is not self.document.project:
             self.say(f"Job #{job.id} belonged to a project that is closed; it is not run again in this one.", WARNING)
             return False
-        slot = self.slots[slot_for_task(job.request.task)]
+        slot = self.slots[self.engine.slot_running(job.request.task)]
         if job.model and slot.folder != job.model:
             what = "video model" if slot.kind == VIDEO_SLOT else "model"
             self.say(f"Job #{job.id} was made by the {what} in {job.model}; the settings have named {slot.folder} "

@@ -463,6 +463,36 @@ def test_shutdown_stops_the_running_job_cancels_the_queue_and_joins_the_thread(q
     assert rec.terminal(after) == ["cancelled"]
 
 
+def test_a_task_only_the_other_slots_model_does_runs_there_and_the_engine_says_which(qtbot):
+    """One model doing images and clips in the image slot, a video slot model without text-to-video: a clip from
+    words runs on the image slot's model, and `slot_running` says so (the studio holds a retry to that model's
+    folder by it)."""
+    from types import SimpleNamespace
+
+    both, partial = ComputingPipeline(), ComputingPipeline()
+    both.defaults = SimpleNamespace(tasks=("text_to_image", "text_to_video"))
+    partial.defaults = SimpleNamespace(tasks=("image_to_video",))
+    both.codec = partial.codec = SimpleNamespace(temporal_factor=4)
+    engine = Engine(loader=lambda path, device: partial if "video" in str(path) else both)
+    try:
+        rec = Recorder(engine)
+        slots = []
+        engine.slot_ready.connect(lambda slot, name: slots.append(slot))
+        engine.load_model("models/both", "cpu")
+        engine.load_model("models/some-video", "cpu", slot="video")
+        qtbot.waitUntil(lambda: "video" in slots and "image" in slots, timeout=WAIT_MS)
+        assert engine.slot_running(Task.TEXT_TO_VIDEO) == "image"
+        assert engine.slot_running(Task.IMAGE_TO_VIDEO) == "video"
+        assert engine.slot_running(Task.TEXT_TO_IMAGE) == "image"
+        assert engine.slot_running(Task.VIDEO_EDIT) == "video"  # done by neither: its own slot says so
+        job = engine.submit(GenerationRequest(Task.TEXT_TO_VIDEO, "a red circle moves right", width=16, height=12,
+                                              frames=5, steps=3))
+        wait_terminal(qtbot, rec, job)
+        assert rec.terminal(job) == ["finished"] and both.steps_done == 3 and partial.steps_done == 0
+    finally:
+        engine.shutdown()
+
+
 def test_two_model_slots_each_job_runs_on_the_model_of_its_kind(qtbot):
     from types import SimpleNamespace
 

@@ -812,3 +812,4 @@ def test_a_clip_of_a_length_the_model_was_not_trained_on_is_said_to_come_out_wor
     w.instruction.set_text("remove the triangle")  # the star is gone: removing it again would make no version
     assert _generate(qtbot, w) == clip_id
     assert any("9 frames: this model was trained on 17-frame clips alone" in m.text for m in w.messages.history)
+
