@@ -26,7 +26,6 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core.request import GenerationRequest, PlanEdit, Task
-from app.engine.engine import slot_for_task
 from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.studio_state import Job, nearest_clip_length, shortened
 
@@ -231,7 +230,7 @@ class PlanEditing(QObject):
         self.studio.jobs[job_id] = Job(job_id, request, clip.id, f"As planned: {shortened(request.instruction)} "
                                                                  f"(seed {request.seed})", fps=fps,
                                        selection=tuple(self.studio.selection), project=self.studio.document.project,
-                                       model=self.studio.slots[slot_for_task(task)].folder)
+                                       model=self.studio.running_folder(task))
         self.studio.jobs_changed.emit()
         self._awaiting_planned = (clip.id, version.id)
         self.studio.say(f"Queued job #{job_id}: the same request as planned, to compare with the edited one.")

@@ -684,12 +684,12 @@ class StudioModel(QObject):
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection), project=self.document.project,
-                                model=self._running_folder(request.task))
+                                model=self.running_folder(request.task))
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
 
-    def _running_folder(self, task: Task) -> str:
+    def running_folder(self, task: Task) -> str:
         """The folder of the model that runs a job of `task` (the other slot's where only it does the task)."""
         return self.slots[self.engine.slot_running(task)].folder
 
