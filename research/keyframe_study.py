@@ -15,6 +15,11 @@ only difference:
   a canvas head only, as the video trainer's stage 1), the same steps for every K, 3 included;
 - stage 2 as the video trainer's (app/train/video.py): every task, without drafts, `--steps` steps.
 
+With `--drafted` (the product's way of planning clips): the run's track drafter is kept, each batch of a
+drafted task carries its true tracks, drawn on each arm's canvas at its own keyframes' times (a 1-keyframe canvas
+holds the tracks' starts), and the exported arms draft their clips as the product does. `--tasks` trains on some
+tasks only (their recipe shares renormalised).
+
 Exports RUN_OUT/k0 (no canvas), k1, k3, k5 as model folders (EMA weights, decay --ema) for
 `python main.py bench video_quality --model RUN_OUT/kN`. Resumable: RUN_OUT/checkpoint every 200 steps;
 a rerun goes on from it. Step time per K is bench/bench_video_speed.py's (one run, same DiT).
@@ -60,9 +65,11 @@ def planner_with_keyframes(planner, k: int):
     arm = copy.deepcopy(planner)
     old = arm.canvas_tokens
     spec = CanvasSpec(k, old.spec.rows, old.spec.cols)
-    tokens = CanvasTokens(spec, old.dim, positions=old.positions)
+    tokens = CanvasTokens(spec, old.dim, positions=old.positions, draft_labels=old.draft_labels)
     with torch.no_grad():
         tokens.tokens.copy_(old(spec).reshape(k, spec.rows, spec.cols, old.dim))
+        if old.draft_labels:  # the taught embedding a draft's labels are drawn with (its per-cell coverage)
+            tokens.draft_embedding.copy_(old.draft_embedding)
     arm.canvas_tokens = tokens
     return arm
 
@@ -102,17 +109,31 @@ def main() -> int:
     ap.add_argument("--ema", type=float, default=0.995, help="EMA decay (a short run: ~200 steps' window)")
     ap.add_argument("--max-minutes", type=float)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--drafted", action="store_true", help="plans drafted from the true tracks (see the docstring)")
+    ap.add_argument("--tasks", nargs="+", help="train on these tasks only (default: the recipe's)")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = VideoRecipe.load(run / "recipe.json")
-    base = replace(base, track_drafts=None, drafts_from_step=0, drafted_task_weights=None)
+    if not args.drafted:
+        base = replace(base, track_drafts=None, drafts_from_step=0, drafted_task_weights=None)
+    weights = dict((base.drafted_task_weights if args.drafted and base.drafted_task_weights else base.task_weights))
+    if args.tasks:
+        weights = {task: weights[task] for task in args.tasks}
+    weights = {task: w / sum(weights.values()) for task, w in weights.items()}
+    drafted_tasks = ("text_to_video",) + tuple(task for task, start in (
+        ("image_to_video", base.image_drafts_from_step), ("reference_to_video", base.reference_drafts_from_step),
+        ("video_edit", base.edit_drafts_from_step)) if start is not None) if args.drafted else ()
     progress_path = out / "progress.json"
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else {"step": 0, "losses": []}
     planner = taught_video_planner(base, run / "planner_taught", {})
-    planner.drafter = None
+    if not args.drafted:
+        planner.drafter = None
+    elif planner.drafter is None:
+        raise SystemExit(f"--drafted: {run}/planner_taught has no track drafter")
+    draft_config = planner.drafter.config if args.drafted else None
     twin_start = load_state_file(run / "checkpoint" / "twin_ema.safetensors")
     twin_start = {k[len("ema."):]: v for k, v in twin_start.items()}
 
@@ -173,9 +194,16 @@ def main() -> int:
     running: dict[int, list] = {k: [] for k in state}
     done = start
     for step in range(start, args.steps):
-        batch = make_video_batch(rng, base, pick_task(rng, base.task_weights), r.batch)
+        batch = make_video_batch(rng, base, pick_task(rng, weights), r.batch, draft_config, drafted_tasks)
         drop = rng.random(len(batch["texts"])) < base.cfg_dropout
         batch["texts"] = ["" if d else t for t, d in zip(batch["texts"], drop)]
+        drafts = None
+        if draft_config is not None:  # as app/train/video.py: true tracks, none for undrafted batches or no words
+            from app.core.draft_rows import no_drafts
+
+            drafts = (torch.from_numpy(batch["draft"]) if batch.get("draft") is not None
+                      else no_drafts(len(batch["texts"]), draft_config))
+            drafts[torch.from_numpy(drop)] = -1
         codec = next(iter(arms.values()))[1].codec
         target = encode_clips(codec, batch["clips"], base.size)
         reference = conditions(batch, codec, base.size)
@@ -189,7 +217,8 @@ def main() -> int:
         for k, (adapter, params, opt, sched, ema) in state.items():
             recipe, pipe = arms[k]
             with torch.no_grad():
-                plan = pipe.planner(batch["texts"], CanvasSpec(recipe.keyframes, base.grid, base.grid), inputs=inputs)
+                plan = pipe.planner(batch["texts"], CanvasSpec(recipe.keyframes, base.grid, base.grid), inputs=inputs,
+                                    drafts=drafts if k > 0 else None)
             velocity = adapter(noisy, t, plan.context, plan.context_mask, plan_tokens=adapter.prepare_plan(plan.canvas),
                                reference=reference)
             loss = F.mse_loss(velocity[:, :, first:], (noise - target)[:, :, first:])
@@ -221,7 +250,8 @@ def main() -> int:
         save_model(pipe, folder)
         (folder / "training.json").write_text(json.dumps({
             "study": "keyframes", "keyframes": k, "start": f"{run}/checkpoint/twin_ema", "steps": done,
-            "canvas_teach_steps": args.teach_steps if k else 0, "ema": args.ema}, indent=1))
+            "canvas_teach_steps": args.teach_steps if k else 0, "ema": args.ema, "drafted": args.drafted,
+            "task_weights": weights}, indent=1))
         log(out, f"exported {folder} ({done} steps)")
     return 0
 
