@@ -190,3 +190,29 @@ def test_the_trajectory_probe_follows_the_real_sampler(pipe):
     assert np.array_equal(frames[-1], sampled)
     with pytest.raises(UnknownWordsError):
         trajectory(pipe, ["a photo of a dragon"], [0], steps=2)
+
+
+def test_the_keyframe_studys_arms_keep_the_taught_draft_embedding_and_resize_the_plan():
+    """An arm's canvas of K keyframes is the taught 3-keyframe canvas resized, with the embedding its drafts are
+    drawn with carried over: without it a drafted study's canvases silently ignored every draft."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from app.core.canvas import CanvasSpec, CanvasTokens
+    from keyframe_study import planner_with_keyframes
+
+    torch.manual_seed(0)
+    taught = CanvasTokens(CanvasSpec(3, 4, 4), 8, draft_labels=5)
+    with torch.no_grad():
+        taught.draft_embedding.normal_()
+    for k in (1, 3, 5):
+        arm = planner_with_keyframes(SimpleNamespace(canvas_tokens=taught), k).canvas_tokens
+        assert arm.spec.keyframes == k and arm.draft_labels == 5
+        assert torch.equal(arm.draft_embedding, taught.draft_embedding)
+        draft = torch.zeros(1, CanvasSpec(k, 4, 4).num_tokens, 5)
+        draft[0, 0, 2] = 1.0  # one cell covered by label 2: the arm's plan there moves by that label's embedding
+        moved = arm(arm.spec, draft)[0] - arm(arm.spec)
+        assert torch.allclose(moved[0], taught.draft_embedding[2]) and moved[1:].abs().max() == 0
+    assert torch.allclose(planner_with_keyframes(SimpleNamespace(canvas_tokens=taught), 3).canvas_tokens.tokens,
+                          taught.tokens)
