@@ -171,16 +171,11 @@ def read_source_clip(pipe, path: str, frames: int | None) -> tuple[np.ndarray, f
     return clip, info.fps
 
 
-# An edit is written at its source's size up to this many pixels a side (a 4K source's 17 frames at full size
-# would hold 420 MB of pictures for a change the model drew at 48 px).
-EDIT_MAX_SIDE = 1920
-
-
 def edit_at_source_size(pipe, path: str, given: np.ndarray, frames: np.ndarray):
     """An edit the model made at its size (from `given`, the source as the model was given it) as frames at
     its source's size, made one at a time as they are written (app/core/keep_source.at_source_size), and
     that size; the frames as they are, and None, when the source is that size already."""
-    from app.core.keep_source import at_source_size
+    from app.core.keep_source import EDIT_MAX_SIDE, at_source_size
     from app.media.probe import iter_video_frames, probe_video
 
     info = probe_video(path)
@@ -294,7 +289,7 @@ def cmd_video(args) -> int:
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
            f"seed {seed} ({result.seconds:.1f} s)"
     if full_size is not None:
-        from app.core.keep_source import changed_region, source_as_made
+        from app.core.keep_source import EDIT_MAX_SIDE, changed_region, source_as_made
 
         changed = float(changed_region(source_as_made(video, result.frames), result.frames,
                                        pipe.defaults.keep_source_threshold).mean())

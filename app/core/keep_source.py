@@ -79,6 +79,11 @@ def changed_nothing(source: np.ndarray, output: np.ndarray) -> bool:
     return len(given) == len(output) and np.array_equal(given, np.asarray(output))
 
 
+# The largest side a video edit is given back at (the CLI's and the studio's): a 4K clip's edit is written at
+# 1920 px, its own pixels scaled with the model's change, rather than holding and encoding 4K frames.
+EDIT_MAX_SIDE = 1920
+
+
 def at_source_size(source: np.ndarray, output: np.ndarray, footage: Iterable[np.ndarray],
                    threshold: int) -> Iterator[np.ndarray]:
     """An edited clip made at the model's size (uint8 [F, h, w, 3]) given back at its footage's own size, one

@@ -147,23 +147,30 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
     return project.add_media_change(name, kind, w, h, frames, fps, audio, name=source.name)
 
 
-def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, plan=None) -> dict:
+def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, plan=None,
+                 count: int | None = None) -> dict:
     """Write a generated result (uint8 [H, W, 3] image or [F, H, W, 3] clip) and its plan as NEW files in
     the media folder; never overwrites anything. Runs off the GUI thread. Returns what `result_change`
     needs: {"name", "kind", "width", "height", "frames", "fps", "plan"} (plan: file name or None).
     Videos are H.264 MP4 (even size, see export.export_video); images PNG. `plan`: anything with
-    `.save(path)` (app.core.plan.Plan), kept beside the result so the studio can show it again."""
+    `.save(path)` (app.core.plan.Plan), kept beside the result so the studio can show it again. With `count`,
+    `frames` is an iterator of that many clip frames, encoded as they come (a video edit given back at its
+    footage's size: a long HD clip is never all in memory)."""
     import numpy as np
 
     from .export import export_image, export_video
 
-    arr = np.asarray(frames)
+    arr = None if count is not None else np.asarray(frames)
     folder = media_dir(project_path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MediaError(f"Could not create the media folder '{folder}': {describe_os_error(e)}.") from None
-    if arr.ndim == 3 or (arr.ndim == 4 and arr.shape[0] == 1):
+    if arr is None:
+        name = _unique_name(folder, "result", ".mp4")
+        w, h = export_video(frames, folder / name, fps, total=count)
+        written = {"name": name, "kind": "video", "width": w, "height": h, "frames": int(count), "fps": float(fps)}
+    elif arr.ndim == 3 or (arr.ndim == 4 and arr.shape[0] == 1):
         image = arr if arr.ndim == 3 else arr[0]
         name = _unique_name(folder, "result", ".png")
         export_image(image, folder / name, "png")

@@ -43,7 +43,7 @@ from app.settings import Settings
 from app.ui.document import ProjectDocument
 from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.plan_time import DEFAULT_FRAME_STEP
-from app.ui.studio_state import (INPUT_MAX_SIDE, MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
+from app.ui.studio_state import (MAX_REFERENCES, NEW_TARGET, TASK_NAMES, InputsPending, Job, JobState, ModelSlot,
                                  ModelState, Params, TargetInputs, allowed_tasks, clip_length, decode_input,
                                  load_plan, nearest_clip_length, reads_as_edit, shortened,
                                  write_edit_result)
@@ -675,8 +675,13 @@ class StudioModel(QObject):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
         if request.task is Task.VIDEO_EDIT and self.slots[VIDEO_SLOT].keep_source and named \
                 and (named[0][1].width, named[0][1].height) != (request.width, request.height):
-            note += (f" The edit is stored at the clip's shape (up to {INPUT_MAX_SIDE} pixels a side): the model's "
+            from app.core.keep_source import EDIT_MAX_SIDE  # cv2's import: not at the studio's start
+
+            note += (f" The edit is stored at the clip's own size (up to {EDIT_MAX_SIDE} pixels a side): the model's "
                      f"change scaled up, the clip's own pixels wherever it changed nothing.")
+        footage = None
+        if request.task is Task.VIDEO_EDIT and (keys := self._input_keys(request.task)):
+            footage = (keys[0][0], keys[0][2])  # (media path, first frame): read at full size when it lands
         job_id = self.engine.submit(request)
         name = "Remake from words" if clip is not None and request.task in (Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO) \
             and len(self.selected_clips()) == 1 else TASK_NAMES[request.task]
@@ -684,7 +689,7 @@ class StudioModel(QObject):
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection), project=self.document.project,
-                                model=self.running_folder(request.task))
+                                model=self.running_folder(request.task), footage=footage)
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -855,7 +860,8 @@ class StudioModel(QObject):
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
         threshold = self.slots[VIDEO_SLOT].keep_source
         if task is Task.VIDEO_EDIT and job.request.keep_source and threshold:  # at the clip's own size
-            work = (write_edit_result, self.work_path(), frames, job.request.video, threshold, fps, result.plan)
+            work = (write_edit_result, self.work_path(), frames, job.request.video, job.footage, threshold, fps,
+                    result.plan)
         else:
             work = (pf.write_result, self.work_path(), frames, fps, result.plan)
         self._storing[job_id] = job

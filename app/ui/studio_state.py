@@ -45,6 +45,7 @@ class Job:
     project: Any = None  # the project it was queued in: its result goes into no other (a New or Open between)
     written_to: str = ""  # the project path whose media folder its result was written into (a Save As may follow)
     model: str = ""  # the model folder its slot ran it on (ModelSlot.folder when queued): a retry runs on it alone
+    footage: tuple | None = None  # a video edit: (media path, first frame) of what it edits, read at full size as it lands
 
 
 @dataclass
@@ -158,14 +159,28 @@ def decode_input(key: tuple) -> np.ndarray:
     return load_preview(path, max_side=INPUT_MAX_SIDE, frame=index)
 
 
-def write_edit_result(work: Path, frames: np.ndarray, source: np.ndarray, threshold: int, fps: float, plan) -> dict:
-    """A video edit's result written as a version at its input clip's size (as decoded: at most
-    INPUT_MAX_SIDE), the model's change scaled up where it changed the clip and the clip's own pixels
-    elsewhere (app/core/keep_source.at_source_size). In a worker thread: the scaling is not the GUI's."""
-    from app.core.keep_source import at_source_size
+def write_edit_result(work: Path, frames: np.ndarray, source: np.ndarray, footage: tuple[str, int] | None,
+                      threshold: int, fps: float, plan) -> dict:
+    """A video edit's result written as a version at its clip's own size (up to EDIT_MAX_SIDE, as the CLI writes
+    it): the model's change scaled up where it changed the clip (against `source`, the clip as the model was given
+    it) and the clip's own pixels elsewhere (app/core/keep_source.at_source_size), read from `footage` ((media
+    path, first frame)) and encoded one frame at a time. In a worker thread: the scaling is not the GUI's."""
+    from app.core.keep_source import EDIT_MAX_SIDE, at_source_size
     from app.media import project_file as pf
+    from app.media.probe import iter_video_frames, probe_video
 
-    if source is not None and len(source) >= len(frames) and source.shape[1:3] != frames.shape[1:3]:
+    if source is None or len(source) < len(frames):
+        return pf.write_result(work, frames, fps, plan)
+    if footage is not None:
+        path, first = footage
+        info = probe_video(path)
+        scale = min(1.0, EDIT_MAX_SIDE / max(info.width, info.height))
+        if (round(info.width * scale), round(info.height * scale)) != (frames.shape[2], frames.shape[1]):
+            shown = iter_video_frames(path, range(first, first + len(frames)), max_side=EDIT_MAX_SIDE)
+            return pf.write_result(work, at_source_size(source, frames, shown, threshold), fps, plan,
+                                   count=len(frames))
+        return pf.write_result(work, frames, fps, plan)
+    if source.shape[1:3] != frames.shape[1:3]:  # no file to read (a job queued before): the decoded input's size
         frames = np.stack(list(at_source_size(source, frames, source, threshold)))
     return pf.write_result(work, frames, fps, plan)
 
