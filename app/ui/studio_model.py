@@ -838,6 +838,14 @@ class StudioModel(QObject):
             self.say(f"Job #{job_id}: no new version. The edit was not made" + unchanged_words(result, "seed") + "."
                      + self._read_size_note(job), WARNING)
             return
+        if unchanged and task is Task.VIDEO_EDIT:
+            # Made and given back as its clip again: a version identical to the one it edits is clutter too. The
+            # next seed is offered instead (the same edit of the same version).
+            said = (f"Job #{job_id}: no new version. The model changed nothing" + (unchanged_words(result, "seed") or
+                    ": what it drew was the clip again (another seed or wording may make the edit)") + ".")
+            self.say(said, WARNING)
+            self.seed_retry.offer(job, said)
+            return
         shortfall = shortfall_words(result)
         missing = tuple(getattr(result, "missing", ()) or ())
         off = str(getattr(result, "plan_off", "") or "")

@@ -595,7 +595,8 @@ def test_an_edit_of_a_partial_edit_shows_each_version_where_it_plays(qtbot, tmp_
 
 
 def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, studio, monkeypatch):
-    """A new version that is its clip again, pixel for pixel, comes with a word that the edit was not made."""
+    """An edit given back as its clip again, pixel for pixel, is not stored as a version (a copy of the clip is
+    clutter in its versions): the studio says the edit was not made and offers the next seed."""
     from app.core.keep_source import source_as_made
     from app.core.pipeline import MetaCanvasPipeline
 
@@ -605,8 +606,14 @@ def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, s
     w.timeline.view.select([clip_id])
     _type(qtbot, w, "remove the star")
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    assert _generate(qtbot, w) == clip_id
-    assert any("The model changed nothing" in m.text for m in w.messages.history)
+    media = len(w.document.project.media)
+    assert w.generate() is not None
+    qtbot.waitUntil(lambda: any("no new version. The model changed nothing" in m.text for m in w.messages.history),
+                    timeout=WAIT)
+    qtbot.wait(200)
+    assert len(w.document.project.clip(clip_id).versions) == 1 and len(w.document.project.media) == media
+    qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=WAIT)
+    assert w.banner.action_button.text().startswith("Try seed ")
 
 
 def _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, instruction: str, stored: bool = True,
@@ -718,9 +725,12 @@ def test_an_edit_drawn_only_where_its_plan_leaves_the_clip_alone_is_said_in_the_
     from app.ui.messages import WARNING
 
     monkeypatch.setattr(MetaCanvasPipeline, "drafted_edit_region", lambda self, clip, draft, shape, rows=None: np.zeros(shape, bool))
-    w, _ = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the star")  # the clip's yellow star
+    w, clip_id = _edit_a_shapes_clip_with_the_committed_model(qtbot, tmp_path, "remove the star", stored=False)
+    qtbot.waitUntil(lambda: any("The model changed nothing its plan asked for" in m.text for m in w.messages.history),
+                    timeout=WAIT)
     said = [m for m in w.messages.history if "The model changed nothing its plan asked for" in m.text]
     assert said and said[0].level == WARNING and "went back to the source" in said[0].text
+    assert "no new version" in said[0].text and len(w.document.project.clip(clip_id).versions) == 1
 
 
 def test_an_edit_naming_an_object_the_clip_lacks_says_so_in_the_studio(qtbot, tmp_path, monkeypatch):
