@@ -122,7 +122,7 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
                  limits=None) -> dict:
     """Check `source` (MediaError if it is not usable), copy it into the media folder and return
     the `add_media` change (not applied: push it on the undo stack or `project.apply` it)."""
-    from .probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, image_size, media_kind, probe_video
+    from .probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_complete, image_size, media_kind
 
     source = Path(source)
     kind = media_kind(source)
@@ -130,7 +130,7 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
         w, h = image_size(source, limits)
         frames, fps, audio = 1, 0.0, False
     else:
-        info = probe_video(source, limits)
+        info = check_complete(source, limits)  # a clip cut short is refused here, not found out at every export
         w, h, frames, fps, audio = info.width, info.height, info.frames, info.fps, info.has_audio
     # Keep the user's extension when it matches the content, so other tools open the copy too.
     suffix = source.suffix.lower()

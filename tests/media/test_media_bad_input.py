@@ -542,3 +542,33 @@ def test_a_phone_portrait_clip_is_read_upright(tmp_path, rotation, white_rows):
     export_video(list(frames), tmp_path / "upright.mp4", fps=8)
     back = probe_video(tmp_path / "upright.mp4")
     assert (back.width, back.height, back.rotation) == (32, 64, 0)
+
+
+@pytest.mark.parametrize("cut", ["pictures zeroed", "end cut off"])
+def test_a_clip_cut_short_is_refused_at_import_and_nothing_is_added(tmp_path, cut):
+    """A copy or recording that did not finish keeps a whole header over missing pictures: imported, it showed no
+    frame (or stopped part way) and every export of a track holding it failed. Refused at import, in one line."""
+    from app.media import project_file as pf
+    from app.media.project import Project
+    from tests.video_files import shapes_clip
+
+    source = tmp_path / "camera.mp4"
+    shapes_clip(source, frames=33)
+    data = bytearray(source.read_bytes())
+    start, end = data.find(b"mdat") + 8, data.find(b"moov")
+    if start > end:  # the index first (faststart): the pictures run to the end of the file
+        end = len(data)
+    if cut == "pictures zeroed":
+        data[start:end] = bytes(end - start)
+    else:  # the last tenth of the pictures gone, the header (and its frame count) whole
+        data[end - (end - start) // 10:end] = b""
+    source.write_bytes(bytes(data))
+    project = Project()
+    with pytest.raises(MediaError, match="cut short|damaged") as err:
+        pf.import_media(project, tmp_path / "p.mcproj", source)
+    assert "\n" not in str(err.value) and "camera.mp4" in str(err.value)
+    assert not project.media and not any(pf.media_dir(tmp_path / "p.mcproj").glob("*.mp4"))
+    whole = tmp_path / "whole.mp4"
+    shapes_clip(whole, frames=33)
+    change = pf.import_media(project, tmp_path / "p.mcproj", whole)  # a whole clip still imports
+    assert change["item"]["frames"] == 33
