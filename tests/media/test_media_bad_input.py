@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import stat
-import sys
 import threading
 import time
 from pathlib import Path
