@@ -16,7 +16,7 @@ Rules it keeps:
   chosen, typed for, or generated). Each has its own state and settings (`ModelSlot`); what the panel
   shows and a request uses is the slot of the selection's task.
 
-Why one file of about 975 lines: every input, the two model states and the job queue change together under
+Why one file of about 1,000 lines: every input, the two model states and the job queue change together under
 one set of signals; the rules with no Qt in them are already apart (studio_state.py, plan_time.py). The next
 split to make is the video-model state (its own small class beside ModelState).
 """
@@ -426,6 +426,8 @@ class StudioModel(QObject):
             item = project.media_item(version.media_id)
             path = str(pf.media_path(self.work_path(), item))
             if task.needs_video:
+                if item.kind != "video":  # a still selected beside the clip is no clip to read (said on Generate)
+                    continue
                 # The clip from its in point (a generated version from its start), at most the frames asked for.
                 first, available = self._clip_frames(clip, item)
                 wanted = nearest_clip_length(self.params.frames, self.frame_step)
@@ -490,6 +492,9 @@ class StudioModel(QObject):
         frame is not decoded yet, ValueError/MediaError/ProjectError for a request that cannot be made."""
         task = self.task
         p = self.params
+        if task.needs_video and len(self.selected_clips()) > 1:  # not the first of them, silently
+            raise ValueError(f"A video edit reads one clip; {len(self.selected_clips())} are selected. Ctrl+click a "
+                             f"clip on the timeline to leave it out.")
         keys = self._input_keys(task)
         missing = [k for k in keys if k not in self._decoded]
         for k in missing:

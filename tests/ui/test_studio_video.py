@@ -386,6 +386,26 @@ def test_a_clip_that_cannot_be_read_is_refused_with_a_message_and_nothing_lost(q
     assert w.messages.history[-1].level == "error"
 
 
+@pytest.mark.parametrize("other", ["a still", "another clip"])
+def test_a_video_edit_with_more_than_its_clip_selected_says_so_and_edits_nothing(qtbot, tmp_path, studio, other):
+    """A video edit reads one clip. With a still also selected the still was read as a clip (an error about a PNG
+    not being a video); with two clips the second was left out without a word. Either is said, nothing queued."""
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=17, fps=12))
+    extra = import_and_wait(qtbot, w, _still(tmp_path, "still.png")[0]) if other == "a still" else \
+        import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "second.mp4", frames=17, fps=12))
+    w.timeline.view.select([extra, clip_id])
+    choose_task(w, Task.VIDEO_EDIT)
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    before = w.document.project.to_dict()
+    w.generate()
+    qtbot.waitUntil(lambda: any("A video edit reads one clip; 2 are selected" in m.text for m in w.messages.history),
+                    timeout=WAIT)
+    assert not w.studio.jobs and w.document.project.to_dict() == before
+    assert not any("not a video" in m.text for m in w.messages.history)
+
+
 # ------------------------------------------------------------------------------------------------ the video model
 @pytest.mark.parametrize("folder", ["missing", "image model"])
 def test_a_missing_or_wrong_video_model_folder_is_said_plainly(qtbot, tmp_path, folder):
