@@ -57,6 +57,8 @@ def save_changes_answers(monkeypatch):
         asked: list[str] = []
         drop_jobs = True  # "Stop them" when jobs still run as a project closes
         jobs_asked: list[int] = []
+        stop_export = True  # "Stop it" when an export still runs as the studio quits
+        export_asked: int = 0
 
     answers = Answers()
     answers.asked, answers.jobs_asked = [], []
@@ -70,6 +72,11 @@ def save_changes_answers(monkeypatch):
         return answers.drop_jobs
 
     monkeypatch.setattr(project_actions, "ask_save_changes", ask)
+    def ask_export(parent):
+        answers.export_asked += 1
+        return answers.stop_export
+
     monkeypatch.setattr(project_actions, "ask_drop_jobs", ask_jobs)
+    monkeypatch.setattr(project_actions, "ask_stop_export", ask_export)
     monkeypatch.setattr(project_actions, "choose_save_path", lambda parent: answers.save_path)
     return answers

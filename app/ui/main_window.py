@@ -309,8 +309,8 @@ class MainWindow(QMainWindow):
         QThreadPool.globalInstance().waitForDone(10000)
 
     def closeEvent(self, e: Any) -> None:  # noqa: N802
-        if not self.files.closing():
-            e.ignore()  # the user chose Cancel in "save changes?"
+        if not self.files.may_quit_while_exporting() or not self.files.closing():
+            e.ignore()  # the user chose Keep working (an export runs) or Cancel in "save changes?"
             return
         self.exports.cancel()
         self.shutdown()

@@ -58,6 +58,17 @@ def ask_drop_jobs(parent: QWidget, count: int) -> bool:
     return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Discard
 
 
+def ask_stop_export(parent: QWidget) -> bool:
+    """Whether to stop a running export as the studio quits (tests answer it by replacing this function)."""
+    box = QMessageBox(QMessageBox.Icon.Warning, "Export still running", "An export is still running.",
+                      QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, parent)
+    box.button(QMessageBox.StandardButton.Discard).setText("Stop it")
+    box.button(QMessageBox.StandardButton.Cancel).setText("Keep working")
+    box.setInformativeText("Quitting now stops it and its file is not written. Keep working to let it finish.")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Discard
+
+
 def choose_save_path(parent: QWidget) -> str | None:
     """Where to save an untitled project, asked inside the Save / Discard / Cancel flow (modal)."""
     path, _ = QFileDialog.getSaveFileName(parent, "Save project as", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
@@ -110,6 +121,11 @@ class ProjectActions(QObject):
                 studio.drop_jobs()
             return True
         return False
+
+    def may_quit_while_exporting(self) -> bool:
+        """True when no export runs, or the user chose to stop it (a quit stops it: its file is not written)."""
+        exports = getattr(self.window, "exports", None)
+        return not (exports is not None and exports.exporting) or ask_stop_export(self.window)
 
     def _changes_settled(self) -> bool:
         """No unsaved changes, or the user saved them (where asked) or chose to discard them."""

@@ -343,3 +343,45 @@ def test_no_picture_is_decoded_on_the_gui_thread(qtbot, tmp_path, monkeypatch):
     w.timeline.view.select([clip])
     qtbot.wait(200)
     assert calls and not [c for c in calls if c[1]], calls
+
+
+def test_quitting_while_an_export_runs_asks_first_and_keep_working_lets_it_finish(qtbot, tmp_path, monkeypatch,
+                                                                                  save_changes_answers):
+    """Quit stopped a running export without a word (a ten-minute clip's export lost at 90 %). It now asks, as for
+    running jobs: Keep working leaves the studio open and the export running; Stop it quits and writes nothing."""
+    import threading
+
+    import app.media.export as export
+    from app.media.errors import ExportCancelled
+
+    started, release = threading.Event(), threading.Event()
+    real = export.export_video
+
+    def slow_export(frames, path, *a, cancel=None, **k):  # a long export: runs until released or cancelled
+        started.set()
+        while not release.is_set():
+            if cancel is not None and cancel.is_set():
+                raise ExportCancelled("Export cancelled.")
+            release.wait(0.01)
+        return real(frames, path, *a, cancel=cancel, **k)
+
+    monkeypatch.setattr(export, "export_video", slow_export)
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    out = tmp_path / "long.mp4"
+    w.exports.export_clip(str(out), clip)
+    qtbot.waitUntil(started.is_set, timeout=10_000)
+    save_changes_answers.stop_export = False
+    assert not w.close()  # Keep working
+    assert save_changes_answers.export_asked == 1 and w.isVisible() and w.exports.exporting
+    release.set()
+    qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
+    assert out.exists()  # it finished
+
+    started.clear(), release.clear()
+    w.exports.export_clip(str(tmp_path / "second.mp4"), clip)
+    qtbot.waitUntil(started.is_set, timeout=10_000)
+    save_changes_answers.stop_export = True
+    assert w.close()  # Stop it
+    qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
+    assert save_changes_answers.export_asked == 2 and not (tmp_path / "second.mp4").exists()
