@@ -427,11 +427,14 @@ def eval_video_folder(folder, out_dir) -> int:
 
 
 def shortfall_note(result) -> str:
-    """The CLI's words for a drafted video edit the model did not draw as planned ("" when it did)."""
+    """The CLI's words for a drafted video edit or reference clip the model did not draw as planned ("" when it
+    did)."""
+    from app.core.request import Task
     from app.plan_edit_text import shortfall_words
 
     said = shortfall_words(result)
-    note = f"; the edit was not made as planned: {said} (another --seed or wording may make it)" if said else ""
+    what = "the edit" if getattr(getattr(result, "request", None), "task", None) is Task.VIDEO_EDIT else "the clip"
+    note = f"; {what} was not made as planned: {said} (another --seed or wording may make it)" if said else ""
     off = getattr(result, "plan_off", "")
     if off:  # the clip may match its plan, and the plan not the words
         note += f"; its plan did not follow the words: it has {off} (another --seed drafts it again)"

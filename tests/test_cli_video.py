@@ -840,3 +840,25 @@ def test_a_motion_edit_whose_plan_went_another_way_is_said(inputs, tmp_path, cap
     code, out, err = cli(capsys, "video", "the star moves up instead", "-o", tmp_path / "a.mp4", "--video",
                          inputs / "source.mp4", "--model", COMMITTED)
     assert code == 0 and "its plan did not follow the words: it has the star staying put (another --seed" in out, err
+
+
+def test_a_reference_clip_that_lost_a_named_object_is_said(tmp_path, capsys, monkeypatch):
+    """The edit check, for reference clips too: a clip that does not show an object its words name from a still
+    (here the model's frames swapped for a blank clip) is written, and said short of its plan, naming what it
+    lacks; a clip that shows its plan is not."""
+    from app.core.latents import PixelCodec
+
+    samples = ROOT / "resources" / "samples"
+    words = "the circle from the first image moves right and the star from the second image moves left"
+    stills = [samples / "red_circle_64.png", samples / "yellow_star_64.png"]
+    real = PixelCodec.decode
+    monkeypatch.setattr(PixelCodec, "decode", lambda self, latents: np.full_like(real(self, latents), 255))
+    code, stdout, err = cli(capsys, "video", words, "--reference", *stills, "-o", tmp_path / "blank.mp4",
+                            "--model", COMMITTED, "--seed", 0)
+    assert code == 0 and (tmp_path / "blank.mp4").exists(), err
+    assert "the clip was not made as planned: the clip does not show" in stdout
+    assert "red circle" in stdout and "yellow star" in stdout and "another --seed" in stdout
+    monkeypatch.setattr(PixelCodec, "decode", real)
+    code, stdout, err = cli(capsys, "video", words, "--reference", *stills, "-o", tmp_path / "made.mp4",
+                            "--model", COMMITTED, "--seed", 0)
+    assert code == 0 and "not made as planned" not in stdout, stdout

@@ -556,6 +556,14 @@ class MetaCanvasPipeline:
             except Exception:  # noqa: BLE001  advisory: a check that fails must not cost the user the finished clip
                 log.exception("the edit's check against its plan failed; the clip is kept unchecked")
             timings["check"] = time.perf_counter() - t_check
+        elif request.task is Task.REFERENCE_TO_VIDEO and plan.has_draft(0) and request.use_canvas \
+                and drafts_edits(self.planner):  # the same check: a named object lost or drawn elsewhere is said
+            t_check = time.perf_counter()
+            try:
+                shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames, instruction=request.instruction)
+            except Exception:  # noqa: BLE001  advisory, as above
+                log.exception("the reference clip's check against its plan failed; the clip is kept unchecked")
+            timings["check"] = time.perf_counter() - t_check
         plan_off = ""
         if request.task is Task.VIDEO_EDIT and not cell_edited and plan.has_draft(0) and request.use_canvas \
                 and drafts_edits(self.planner):

@@ -1,7 +1,8 @@
-"""A video edit that came back short of its plan (the edit check found its clip off the drafted tracks) or
-unchanged is offered again with the next free seed: one click instead of "another seed may make it" and a trip
-to the Seed box. The same request (the same source version, words and settings) is planned again with the new
-seed, so its draft is the new seed's too; the result is one more version of the same clip, as any result is."""
+"""A video edit or a reference clip that came back short of its plan (the check found its clip off the drafted
+tracks), or an edit that came back unchanged, is offered again with the next free seed: one click instead of
+"another seed may make it" and a trip to the Seed box. The same request (the same source version or stills, words
+and settings) is planned again with the new seed, so its draft is the new seed's too; the result is one more
+version of the same clip (a new clip for a reference clip made as a new one), as any result is."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -22,10 +23,12 @@ class SeedRetry(QObject):
         self.studio = studio
 
     def offer(self, job: Job, message: str) -> bool:
-        """`job`, a video edit, finished with `message` saying it fell short: offer the next free seed. Not for
-        an edit whose plan the user changed by hand (planned again, the change would land on another draft)."""
+        """`job`, a video edit or reference clip, finished with `message` saying it fell short: offer the next free
+        seed. Not for one whose plan the user changed by hand (planned again, the change would land on another
+        draft)."""
         request = job.request
-        if request.task is not Task.VIDEO_EDIT or request.plan_edits or self.studio.engine is None:
+        if request.task not in (Task.VIDEO_EDIT, Task.REFERENCE_TO_VIDEO) or request.plan_edits \
+                or self.studio.engine is None:
             return False
         seed = self.studio.free_seed(job.clip_id, request, request.seed + 1)
         self.offered.emit(message, f"Try seed {seed}", lambda: self.retry(job, seed))

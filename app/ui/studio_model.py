@@ -863,8 +863,8 @@ class StudioModel(QObject):
                   f"taken from {where}." if missing else "") +
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
-                 (f" The edit was not made as planned: {shortfall} (another seed or wording may make it)."
-                  if shortfall else "") +
+                 (f" The {'edit' if task is Task.VIDEO_EDIT else 'clip'} was not made as planned: {shortfall} "
+                  f"(another seed or wording may make it)." if shortfall else "") +
                  (f" Its plan did not follow the words: it has {off} (another seed drafts it again)." if off else "")
                  + self._length_note(job))
         self.say(said, WARNING if shortfall or unchanged or missing or off else INFO)
