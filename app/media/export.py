@@ -344,8 +344,9 @@ def timeline_frames(project, project_path, fps: float | None = None, size: tuple
                     for frame in clip_frames(project, project_path, clip, version, fps, i - clip.start * fps, j - i,
                                              max_side=longest, limits=limits):
                         yield fit(frame)
-            except MediaError as e:
-                raise ExportError(f"Cannot render clip '{item.name}': {e}") from None
+            except MediaError as e:  # said with the name the user imported, not the project's copy's
+                said = str(e).replace(f"'{file.name}'", f"'{item.name}'") if item.name else str(e)
+                raise ExportError(f"Cannot render clip '{item.name or file.name}': {said}") from None
 
     return generate(), n_frames, (out_w, out_h)
 

@@ -485,6 +485,12 @@ class StudioModel(QObject):
         self._pending_generate = False
         name = Path(key[0]).name
         text = str(error) if isinstance(error, (MediaError, ProjectError)) else f"{type(error).__name__}: {error}"
+        # Said with the name the user imported (the project keeps its own copy, "camera-5d5ec0d2.mp4").
+        work = self.work_path()
+        imported = next((m.name for m in self.document.project.media.values()
+                         if m.name and str(pf.media_path(work, m)) == key[0]), "")
+        if imported:
+            text, name = text.replace(f"'{name}'", f"'{imported}'"), imported
         self.say(f"Could not read the input '{name}': {text}", ERROR)
 
     def build_request(self, seed: int | None = None) -> GenerationRequest:

@@ -172,15 +172,35 @@ def write_edit_result(work: Path, frames: np.ndarray, source: np.ndarray, footag
     if source is None or len(source) < len(frames):
         return pf.write_result(work, frames, fps, plan)
     if footage is not None:
+        from app.media.errors import MediaError
+
         path, first = footage
-        info = probe_video(path)
-        scale = min(1.0, EDIT_MAX_SIDE / max(info.width, info.height))
-        if (round(info.width * scale), round(info.height * scale)) != (frames.shape[2], frames.shape[1]):
-            shown = iter_video_frames(path, range(first, first + len(frames)), max_side=EDIT_MAX_SIDE)
-            return pf.write_result(work, at_source_size(source, frames, shown, threshold), fps, plan,
-                                   count=len(frames))
-        return pf.write_result(work, frames, fps, plan)
-    if source.shape[1:3] != frames.shape[1:3]:  # no file to read (a job queued before): the decoded input's size
+        unreadable: list[MediaError] = []
+
+        def shown():  # the clip's own frames at full size; a read that fails is told apart from a write that does
+            try:
+                yield from iter_video_frames(path, range(first, first + len(frames)), max_side=EDIT_MAX_SIDE)
+            except MediaError as e:
+                unreadable.append(e)
+                raise
+
+        try:
+            info = probe_video(path)
+        except MediaError as e:
+            unreadable.append(e)
+        else:
+            scale = min(1.0, EDIT_MAX_SIDE / max(info.width, info.height))
+            if (round(info.width * scale), round(info.height * scale)) == (frames.shape[2], frames.shape[1]):
+                return pf.write_result(work, frames, fps, plan)
+            try:
+                return pf.write_result(work, at_source_size(source, frames, shown(), threshold), fps, plan,
+                                       count=len(frames))
+            except Exception:
+                if not unreadable:
+                    raise  # a full disk and the like: said as they are
+        # The clip's file became unreadable since its frames were decoded for the model: the made edit is kept,
+        # at the decoded input's size, rather than lost.
+    if source.shape[1:3] != frames.shape[1:3]:  # no file to read: the decoded input's size (at most 512 px)
         frames = np.stack(list(at_source_size(source, frames, source, threshold)))
     return pf.write_result(work, frames, fps, plan)
 

@@ -352,24 +352,32 @@ def test_a_clip_edited_by_words_becomes_a_new_version_and_its_export_keeps_the_s
 
 
 # ------------------------------------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("trouble", ["broken", "huge"])
-def test_a_clip_that_cannot_be_read_is_refused_with_a_message_and_nothing_lost(qtbot, tmp_path, studio,
-                                                                                 monkeypatch, trouble):
+def test_a_clip_cut_short_is_refused_at_import_with_its_own_name_and_nothing_added(qtbot, tmp_path, studio):
+    """A clip whose header is whole and its pictures are not (zeroed) imported, showed no frame and failed every
+    export of its track: refused as it is imported, named as the user's file, the project unchanged."""
+    w = studio
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    data = bytearray(source.read_bytes())
+    start, end = data.find(b"mdat") + 8, data.find(b"moov")
+    data[start:end] = bytes(end - start)
+    source.write_bytes(bytes(data))
+    before = w.document.project.to_dict()
+    w.import_files([str(source)])
+    qtbot.waitUntil(lambda: any("camera.mp4" in m.text and "damaged" in m.text for m in w.messages.history),
+                    timeout=WAIT)
+    assert w.document.project.to_dict() == before and w.messages.history[-1].level in ("warning", "error")
+
+
+def test_a_clip_too_large_to_read_is_refused_with_a_message_and_nothing_lost(qtbot, tmp_path, studio, monkeypatch):
     from app.media import probe
 
     w = studio
     source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
-    if trouble != "broken":  # more to decode than this studio agrees to hold (the limit lowered: a real one would take minutes)
-        monkeypatch.setattr(probe, "LIMITS", dataclasses.replace(probe.LIMITS, max_decoded_bytes=100_000))
-        expected = "Read fewer frames or a smaller size"
+    # More to decode than this studio agrees to hold (the limit lowered: a real one would take minutes).
+    monkeypatch.setattr(probe, "LIMITS", dataclasses.replace(probe.LIMITS, max_decoded_bytes=100_000))
+    expected = "Read fewer frames or a smaller size"
     clip_id = import_and_wait(qtbot, w, source)
     media = w.media_file(w.document.project.clip(clip_id).media_id)
-    if trouble == "broken":  # damaged after its import (a clip cut short is refused at import): pictures zeroed
-        data = bytearray(media.read_bytes())
-        start, end = data.find(b"mdat") + 8, data.find(b"moov")
-        data[start:end] = bytes(end - start)
-        media.write_bytes(bytes(data))
-        expected = "damaged"
     kept = media.read_bytes()
     w.timeline.view.select([clip_id])
     before = w.document.project.to_dict()
@@ -384,6 +392,8 @@ def test_a_clip_that_cannot_be_read_is_refused_with_a_message_and_nothing_lost(q
     assert not w.studio.jobs and w.document.project.to_dict() == before
     assert w.instruction.text() == "make the square blue" and media.read_bytes() == kept
     assert w.messages.history[-1].level == "error"
+    said = w.messages.history[-1].text  # the name the user imported, not the project's copy's
+    assert "'camera.mp4'" in said and media.name not in said
 
 
 @pytest.mark.parametrize("other", ["a still", "another clip"])
@@ -873,3 +883,24 @@ def test_a_clip_of_a_length_the_model_was_not_trained_on_is_said_to_come_out_wor
     assert _generate(qtbot, w) == clip_id
     assert any("9 frames: this model was trained on 17-frame clips alone" in m.text for m in w.messages.history)
 
+
+
+def test_an_edit_whose_clip_file_became_unreadable_is_kept_at_its_decoded_size(tmp_path):
+    """A studio edit reads its clip's file again as it lands (to store the edit at the clip's own size). A file
+    damaged since its frames were decoded for the model must not cost the made edit: it is stored at the decoded
+    input's size, with the decoded input's own pixels where the model changed nothing."""
+    from app.media.probe import read_video_frames
+    from app.ui.studio_state import write_edit_result
+
+    source = np.full((17, 40, 60, 3), 200, np.uint8)  # the clip as decoded for the model (60 x 40)
+    made = np.full((17, 48, 48, 3), 200, np.uint8)
+    made[:, 10:20, 10:20] = (200, 0, 0)  # the model's change
+    damaged = tmp_path / "clip.mp4"
+    damaged.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4000))
+    written = write_edit_result(tmp_path / "p.mcproj", made, source, (str(damaged), 0), 48, 8.0, None)
+    assert (written["width"], written["height"], written["frames"]) == (60, 40, 17)
+    from app.media import project_file as pf
+
+    frames = read_video_frames(pf.media_dir(tmp_path / "p.mcproj") / written["name"])
+    assert frames.shape == (17, 40, 60, 3) and abs(int(frames[0, 35, 55, 1]) - 200) <= 3  # the clip's own
+    assert frames[0, 12, 15, 1] < 60  # the change, scaled up
