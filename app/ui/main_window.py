@@ -473,6 +473,7 @@ class MainWindow(QMainWindow):
 
     def _on_frame_failed(self, why: str) -> None:
         self._on_frame(None)
+        why = self.studio.as_imported(why)
         # Scrubbing asks for frames many times a second: a missing file is said once while it stays the
         # same trouble, not once per frame asked for.
         last = self.messages.history[-1] if self.messages.history else None

@@ -27,7 +27,7 @@ import os
 import random
 import time
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -483,15 +483,24 @@ class StudioModel(QObject):
     def _on_decode_failed(self, key: tuple, error: BaseException) -> None:
         self._decoding.discard(key)
         self._pending_generate = False
-        name = Path(key[0]).name
         text = str(error) if isinstance(error, (MediaError, ProjectError)) else f"{type(error).__name__}: {error}"
-        # Said with the name the user imported (the project keeps its own copy, "camera-5d5ec0d2.mp4").
+        self.say(self.as_imported(f"Could not read the input '{Path(key[0]).name}': {text}"), ERROR)
+
+    def as_imported(self, text: str) -> str:
+        """`text` with each project media file's name (the project's own copy, "camera-5d5ec0d2.mp4") said as
+        the file the user imported ("camera.mp4")."""
         work = self.work_path()
-        imported = next((m.name for m in self.document.project.media.values()
-                         if m.name and str(pf.media_path(work, m)) == key[0]), "")
-        if imported:
-            text, name = text.replace(f"'{name}'", f"'{imported}'"), imported
-        self.say(f"Could not read the input '{name}': {text}", ERROR)
+        for item in self.document.project.media.values():
+            own = PurePosixPath(item.path).name
+            if not item.name or own == item.name:
+                continue
+            try:  # a message with the copy's whole path (a missing file) keeps the path, for finding it
+                full = str(pf.media_path(work, item))
+                text = text.replace(f"'{full}'", f"'{item.name}' (the project's copy, {full})")
+            except (ProjectError, OSError):
+                pass
+            text = text.replace(f"'{own}'", f"'{item.name}'")
+        return text
 
     def build_request(self, seed: int | None = None) -> GenerationRequest:
         """The request for the selection's task. Raises InputsPending (decoding started) while an input

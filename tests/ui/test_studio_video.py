@@ -904,3 +904,19 @@ def test_an_edit_whose_clip_file_became_unreadable_is_kept_at_its_decoded_size(t
     frames = read_video_frames(pf.media_dir(tmp_path / "p.mcproj") / written["name"])
     assert frames.shape == (17, 40, 60, 3) and abs(int(frames[0, 35, 55, 1]) - 200) <= 3  # the clip's own
     assert frames[0, 12, 15, 1] < 60  # the change, scaled up
+
+
+def test_the_viewer_names_a_clips_file_as_the_user_imported_it(qtbot, tmp_path, studio):
+    """The project keeps its own copy of each import ("camera-5d5ec0d2.mp4"); a message about that file names
+    the one the user picked."""
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=17, fps=12))
+    media = w.media_file(w.document.project.clip(clip_id).media_id)
+    qtbot.wait(300)
+    media.unlink()  # gone since it was imported (a folder cleaned by hand)
+    w.pictures.forget_all()
+    w.timeline.view.select([])
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: any("'camera.mp4' (the project's copy," in m.text for m in w.messages.history),
+                    timeout=WAIT)
+    assert not any(f"'{media.name}'" in m.text or f"'{media}'" in m.text for m in w.messages.history)
