@@ -920,3 +920,29 @@ def test_the_viewer_names_a_clips_file_as_the_user_imported_it(qtbot, tmp_path, 
     qtbot.waitUntil(lambda: any("'camera.mp4' (the project's copy," in m.text for m in w.messages.history),
                     timeout=WAIT)
     assert not any(f"'{media.name}'" in m.text or f"'{media}'" in m.text for m in w.messages.history)
+
+
+def test_a_reference_clip_short_of_its_plan_is_said_with_another_seed_offered(qtbot, tmp_path, monkeypatch):
+    """With the committed video model, a reference clip that does not show what its words name from the stills
+    (the model's frames swapped for a blank clip) lands with a warning of what it lacks and a 'Try seed' button,
+    as an edit short of its plan does."""
+    from app.core.latents import PixelCodec
+    from app.ui.messages import WARNING
+
+    real = PixelCodec.decode
+    monkeypatch.setattr(PixelCodec, "decode", lambda self, latents: np.full_like(real(self, latents), 255))
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL),
+                    video_model="models/metacanvas-shapes-video")
+    samples = MODEL.parent.parent / "resources" / "samples"
+    a = import_and_wait(qtbot, w, samples / "red_circle_64.png")
+    b = import_and_wait(qtbot, w, samples / "yellow_star_64.png")
+    w.timeline.view.select([a, b])
+    choose_task(w, Task.REFERENCE_TO_VIDEO)
+    _type(qtbot, w, "the circle from the first image moves right and the star from the second image moves left")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    _generate(qtbot, w)
+    said = [m for m in w.messages.history if "The clip was not made as planned" in m.text]
+    assert said and said[0].level == WARNING and "does not show" in said[0].text
+    qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=WAIT)
+    assert w.banner.action_button.text().startswith("Try seed ")
+    w.shutdown()
