@@ -280,14 +280,25 @@ def cmd_video(args) -> int:
     # An edited clip keeps its source's sound (cut to its length), as the studio's clip export does; only at
     # the source's own rate: --fps retimes the pictures, and the sound would no longer match them.
     sound = task is Task.VIDEO_EDIT and abs(fps - source_fps) < 1e-6
-    pictures, full_size = result.frames, None
-    if task is Task.VIDEO_EDIT and request.keep_source and pipe.defaults.keep_source_threshold:
-        pictures, full_size = edit_at_source_size(pipe, args.video, video, result.frames)
-    export_video(pictures, out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None,
-                 total=len(result.frames))
+    def pictures():  # made again for a second try: at the source's size they are made as they are written
+        if task is Task.VIDEO_EDIT and request.keep_source and pipe.defaults.keep_source_threshold:
+            return edit_at_source_size(pipe, args.video, video, result.frames)
+        return result.frames, None
+
+    from app.media.errors import SoundError
+
+    unheard = ""
+    try:
+        frames_out, full_size = pictures()
+        export_video(frames_out, out, fps=fps, overwrite=args.overwrite, audio_source=args.video if sound else None,
+                     total=len(result.frames))
+    except SoundError as e:  # the made clip is not thrown away for its source's damaged sound
+        frames_out, full_size = pictures()
+        export_video(frames_out, out, fps=fps, overwrite=args.overwrite, total=len(result.frames))
+        unheard = f"; without sound: {str(e)[0].lower()}{str(e)[1:].rstrip('.')}"
     n = len(result.frames)
     note = f"wrote {out}: {n} frame{'s' if n != 1 else ''} at {fps:g} fps, {task.value.replace('_', ' ')}, " \
-           f"seed {seed} ({result.seconds:.1f} s)"
+           f"seed {seed} ({result.seconds:.1f} s)" + unheard
     if full_size is not None:
         from app.core.keep_source import EDIT_MAX_SIDE, changed_region, source_as_made
 

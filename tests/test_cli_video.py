@@ -464,6 +464,28 @@ def test_a_video_edit_keeps_its_sources_sound_and_refuses_a_source_too_short_to_
     assert not (tmp_path / "no.mp4").exists()
 
 
+def test_a_video_edit_whose_sources_sound_cannot_be_read_is_written_without_it_and_says_so(tiny_video_model,
+                                                                                          tmp_path, capsys,
+                                                                                          monkeypatch):
+    """The edit carries its source's sound; a sound that cannot be decoded (here its decoder made to fail part way)
+    failed the whole export after the model's run, and the made clip was lost. It is written without sound, said."""
+    import app.media.export as export
+    from tests.media.media_helpers import write_clip_with_audio
+
+    def damaged_sound(*a, **k):
+        raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(export, "_write_audio", damaged_sound)
+    source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
+    out = tmp_path / "edited.mp4"
+    code, stdout, err = cli(capsys, "video", "remove the circle", "-o", out, "--video", source, "--model",
+                            tiny_video_model, "--steps", 1)
+    assert code == 0, err
+    assert "without sound: the sound of 'camera.mp4' could not be read" in stdout
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video"] and container.streams.video[0].frames == 17
+
+
 def test_the_longest_clip_a_model_names_is_one_it_makes(tiny_video_model, tmp_path, capsys):
     """The limit in the refusal is real: the tiny model (the committed one's positions) makes 253 frames."""
     from app.core.checkpoints import load_model

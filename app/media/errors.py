@@ -17,3 +17,8 @@ class ExportError(Exception):
 
 class ExportCancelled(ExportError):
     """The user cancelled an export; nothing was left at the destination."""
+
+
+class SoundError(ExportError):
+    """The sound an export was to carry could not be read; nothing was left at the destination (the pictures
+    can be written again without it)."""

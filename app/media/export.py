@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import atomic
-from .errors import ExportCancelled, ExportError, MediaError
+from .errors import ExportCancelled, ExportError, MediaError, SoundError
 from .files import describe_os_error, not_regular_message
 
 Progress = Callable[[int, "int | None"], None]
@@ -178,7 +178,14 @@ def export_video(frames: Iterable, path: str | os.PathLike, fps: float = 24.0, p
         for packet in stream.encode(None):
             container.mux(packet)
         if audio_stream is not None:
-            _write_audio(container, audio_stream, Path(audio_source), audio_start, done / float(rate), cancel)
+            try:
+                _write_audio(container, audio_stream, Path(audio_source), audio_start, done / float(rate), cancel)
+            except (ExportError, KeyboardInterrupt, SystemExit, MemoryError):
+                raise
+            except Exception as e:  # the source's sound, not the writing: said as such (the caller may go on without)
+                if isinstance(e, OSError) and (not isinstance(e, av.FFmpegError) or e.errno in _WRITE_ERRNOS):
+                    raise
+                raise SoundError(f"The sound of '{Path(audio_source).name}' could not be read ({e}).") from None
         container.close()
         container = None
         atomic.fsync_file(tmp)
