@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -502,18 +503,25 @@ def _decoder_missing(codec: str) -> bool:
         return True
 
 
-def probe_video(path: str | os.PathLike, limits: MediaLimits | None = None) -> VideoInfo:
-    path = Path(path)
-    limits = limits or LIMITS
+@contextmanager
+def _reading(path: Path, damaged: str):
+    """The clip's container, opened; any error but a MediaError while it is read is said as "'NAME' is damaged
+    and `damaged` (why)", and the container is closed whatever happens."""
     container = _open_container(path)
     try:
-        return _info_from_container(path, container, limits)
+        yield container
     except MediaError:
         raise
     except Exception as e:
-        raise MediaError(f"'{path.name}' is damaged and cannot be read ({_short(e)}).") from None
+        raise MediaError(f"'{path.name}' is damaged and {damaged} ({_short(e)}).") from None
     finally:
         container.close()
+
+
+def probe_video(path: str | os.PathLike, limits: MediaLimits | None = None) -> VideoInfo:
+    path = Path(path)
+    with _reading(path, "cannot be read") as container:
+        return _info_from_container(path, container, limits or LIMITS)
 
 
 def check_complete(path: str | os.PathLike, limits: MediaLimits | None = None) -> VideoInfo:
@@ -523,8 +531,7 @@ def check_complete(path: str | os.PathLike, limits: MediaLimits | None = None) -
     holding it failed. Demuxing reads packets without decoding them: 18,000 frames in about 0.1 s."""
     path = Path(path)
     info = probe_video(path, limits)
-    container = _open_container(path)
-    try:
+    with _reading(path, "could not be decoded") as container:
         stream = _picture_stream(container)
         stated = int(stream.frames or 0)  # MP4 and MOV state their samples; WebM and MKV do not (estimated)
         first = None
@@ -539,12 +546,6 @@ def check_complete(path: str | os.PathLike, limits: MediaLimits | None = None) -
         if packets == 0 or short:
             raise MediaError(f"'{path.name}' is cut short: it holds the pictures of {packets} of its {info.frames} "
                              f"frames (a copy or recording that did not finish?).")
-    except MediaError:
-        raise
-    except Exception as e:
-        raise MediaError(f"'{path.name}' is damaged and could not be decoded ({_short(e)}).") from None
-    finally:
-        container.close()
     return info
 
 
