@@ -199,7 +199,9 @@ class MainWindow(QMainWindow):
         s.plan_problem.connect(self.instruction.set_problem)
         s.select_requested.connect(self.timeline.view.select)
         s.result_stored.connect(self.result_stored)
-        self.document.changed.connect(lambda _change: self._refresh_all())
+        # The studio model, connected first, has already sent target_changed for the change (its handler
+        # always does): the panels that show the selection are not drawn a second time in the same pass.
+        self.document.changed.connect(lambda _change: self._refresh_all(target=False))
         self.document.reset.connect(self._on_project_reset)
         self.document.path_changed.connect(lambda _path: self._update_title())
         self.instruction.instruction_changed.connect(s.set_instruction)
@@ -336,7 +338,7 @@ class MainWindow(QMainWindow):
         self._refresh_all()
         self._update_title()
 
-    def _refresh_all(self) -> None:
+    def _refresh_all(self, target: bool = True) -> None:
         project = self.document.project
         self.media_bin.set_items([(m.id, m.name, m.kind) for m in project.media.values()])
         for m in project.media.values():
@@ -369,7 +371,8 @@ class MainWindow(QMainWindow):
                 clips.append(clip)
         self.timeline.view.set_clips(clips)
         self._update_title()
-        self._on_target_changed()
+        if target:
+            self._on_target_changed()
 
     def _tail_strips(self, clip) -> list[TailStrip]:
         """Where each version a partial edit plays on into shows (project_file.chain_spans): from where the

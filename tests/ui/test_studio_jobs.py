@@ -52,10 +52,17 @@ def test_progress_says_what_the_job_does_and_stored_plans_come_back(qtbot, tmp_p
     reads: list = []
     monkeypatch.setattr(studio_model, "load_plan", lambda path, read=studio_model.load_plan: reads.append(path)
                         or read(path))
+    shown: list = []
+    monkeypatch.setattr(w.versions, "set_versions", lambda *a, show=w.versions.set_versions, **k: shown.append(a)
+                        or show(*a, **k))
     with qtbot.waitSignal(w.result_stored, timeout=60_000):
         w.generate()
+        shown.clear()  # the press's own change (the clip keeps the words it was made from) is not the landing
     clip = w.document.project.clip(clip_id)
     assert len(clip.versions) == 2 and all(v.plan for v in clip.versions)
+    # The landing redraws the panels that show the selection once (each time is GUI time as the result lands),
+    # and what they show is the new version.
+    assert len(shown) == 1 and [v.id for v in shown[0][0]] == [v.id for v in clip.versions] and shown[0][1] == 1
     qtbot.waitUntil(lambda: w.studio.plan_caption == "Plan stored with v1", timeout=10_000)
     qtbot.wait(300)
     assert len(reads) == 1  # the new version's plan is read (and drawn) once as it lands, not once per signal
