@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, QThreadPool, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog
 
 from app.media import project_file as pf
-from app.media.errors import ExportCancelled, ExportError, MediaError, ProjectError
+from app.media.errors import ExportCancelled, ExportError, MediaError, ProjectError, SoundError
 from app.media.project import Project
 from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.workers import run_task
@@ -130,10 +130,19 @@ class ExportActions(QObject):
                     yield fit_frame(frame, biggest.width, biggest.height)
         audio = pf.clip_audio(self.project, self.window.work_path(), clip.id)
         source, start = (str(audio[0]), audio[1]) if audio is not None else (None, 0.0)
-        self._run(f"Exporting {Path(path).name}",
-                  lambda report, cancel: export_video(frames(), path, fps, progress=report, cancel=cancel,
-                                                      audio_source=source, audio_start=start,
-                                                      total=n, overwrite=True), path, note)
+
+        def export(report: Any, cancel: threading.Event) -> str:
+            """The clip with its source's sound; a sound that cannot be decoded (a damaged or odd audio stream)
+            does not cost the user the export: the clip is written again without it, and the message says so."""
+            try:
+                export_video(frames(), path, fps, progress=report, cancel=cancel, audio_source=source,
+                             audio_start=start, total=n, overwrite=True)
+                return ""
+            except SoundError as e:
+                export_video(frames(), path, fps, progress=report, cancel=cancel, total=n, overwrite=True)
+                return f" It has no sound: {str(e)[0].lower()}{str(e)[1:]}"
+
+        self._run(f"Exporting {Path(path).name}", export, path, note)
 
     # ---------------------------------------------------------------- track
     def export_track_dialog(self) -> None:
@@ -170,7 +179,8 @@ class ExportActions(QObject):
 
     # ---------------------------------------------------------------- running one
     def _run(self, title: str, job: Any, path: str, note: str = "") -> None:
-        """Run `job(report, cancel)` in the pool with a non-modal progress dialog that can cancel it."""
+        """Run `job(report, cancel)` in the pool with a non-modal progress dialog that can cancel it. What the job
+        returns, when it is text, is added to the message that says it is done."""
         if self.exporting:
             self.say("An export is already running; wait for it or cancel it.", WARNING)
             return
@@ -196,7 +206,7 @@ class ExportActions(QObject):
             dlg.reset()
             dlg.hide()
             dlg.deleteLater()
-            self.say(message, level)
+            self.say(self.window.studio.as_imported(message), level)  # the files as the user knows them
             if ok:
                 self.export_done.emit(path)
 
@@ -211,9 +221,15 @@ class ExportActions(QObject):
                 finish(False, f"Export failed: {type(e).__name__}: {e}", ERROR)
 
         run_task(self.pool, lambda report: job(lambda d, t=None: report((d, t)), cancel),
-                 on_done=lambda _: finish(True, f"Exported {Path(path).name}.{note}", WARNING if note else INFO),
+                 on_done=lambda out: finish(True, f"Exported {Path(path).name}.{note}{_said(out)}",
+                                            WARNING if note or _said(out) else INFO),
                  on_error=failed, on_progress=progress, owner=self)
 
     def cancel(self) -> None:
         if self.cancel_event is not None:
             self.cancel_event.set()
+
+
+def _said(result: Any) -> str:
+    """What an export job adds to its done message: its text result (others return the file they wrote)."""
+    return result if isinstance(result, str) else ""

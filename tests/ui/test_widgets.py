@@ -234,3 +234,35 @@ def test_a_long_instruction_is_cut_at_a_word_in_the_jobs_name():
     assert shortened(long) == "the circle from the first image moves…"
     assert shortened("a red circle  moves up") == "a red circle moves up"  # short: whole, spaces tidied
     assert shortened("x" * 60).endswith("…") and len(shortened("x" * 60)) == 41
+
+
+def test_a_clip_whose_sound_cannot_be_decoded_is_exported_without_it_and_says_so(qtbot, tmp_path, monkeypatch):
+    """A clip's export carries its source's sound. A sound that cannot be decoded (its decoder made to fail part way,
+    as a damaged audio stream does) failed the whole export; the clip is exported without it, and the message says so."""
+    import av
+
+    import app.media.export as export
+    from tests.media.media_helpers import write_clip_with_audio
+
+    def damaged_sound(*a, **k):
+        raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    sound = export._write_audio
+    monkeypatch.setattr(export, "_write_audio", damaged_sound)
+    out = tmp_path / "out.mp4"
+    w.exports.export_clip(str(out), clip)
+    qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
+    said = w.messages.history[-1]
+    assert said.text.startswith("Exported out.mp4.") and "It has no sound: the sound of 'camera.mp4'" in said.text
+    assert said.level == "warning"
+    with av.open(str(out)) as container:
+        assert [s.type for s in container.streams] == ["video"] and container.streams.video[0].frames == 24
+    # The sound read well: kept.
+    monkeypatch.setattr(export, "_write_audio", sound)
+    kept = tmp_path / "kept.mp4"
+    w.exports.export_clip(str(kept), clip)
+    qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
+    with av.open(str(kept)) as container:
+        assert sorted(s.type for s in container.streams) == ["audio", "video"]
