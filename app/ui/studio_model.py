@@ -178,8 +178,12 @@ class StudioModel(QObject):
     def load_model(self, path: str, slot: str = IMAGE_SLOT) -> None:
         if self.engine is None:
             return
+        model = self.slots[slot]
+        working = model.state is ModelState.READY and model.folder
         self._set_state(slot, ModelState.LOADING, ("Model" if slot == IMAGE_SLOT else "Video model") + ": loading…")
-        self.slots[slot].folder = os.path.abspath(path)  # one folder named two ways is one model
+        if os.path.abspath(path) != model.folder:
+            model.fallback = model.folder if working else None
+        model.folder = os.path.abspath(path)  # one folder named two ways is one model
         self.engine.load_model(path, self.settings.device, slot=slot, memory=self.settings.memory_options())
 
     def load_video_model(self) -> None:
@@ -249,6 +253,10 @@ class StudioModel(QObject):
 
     def _on_model_failed(self, slot: str, message: str) -> None:
         model = self.slots[slot]
+        back = model.fallback
+        if back and back != model.folder and Path(back).is_dir():
+            self._go_back(slot, message, back)
+            return
         model.error = message
         self._set_state(slot, ModelState.FAILED,
                         "Model: not loaded" if slot == IMAGE_SLOT else "Video model: not loaded")
@@ -261,6 +269,27 @@ class StudioModel(QObject):
             self._pending_generate = False
             message += " The waiting generation was not started."
         self.say(message + hint, ERROR)
+
+    def _go_back(self, slot: str, message: str, back: str) -> None:
+        """A model folder the settings named failed to load where another one worked: the slot loads the one that
+        worked again, and the saved settings name it, so neither this session nor the next is left without a
+        model. The failed folder leaves the settings' list."""
+        failed, settings = self.slots[slot].folder, self.settings
+        key, listed = ("active_model", "model_folders") if slot == IMAGE_SLOT else ("video_model", "video_model_folders")
+        setattr(settings, key, back)
+        folders = getattr(settings, listed)
+        setattr(settings, listed, [f for f in folders if os.path.abspath(f) != failed] or [back])
+        try:
+            settings.save()
+        except OSError as e:
+            message += f" (The settings could not be saved: {e}.)"
+        self.slots[slot].fallback = None
+        what = "model" if slot == IMAGE_SLOT else "video model"
+        if self._pending_generate and slot == self.slot.kind:  # pressed for the new model, not for the old one
+            self._pending_generate = False
+            message += " The waiting generation was not started."
+        self.say(f"{message} The {what} goes back to {Path(back).name} ({back}).", ERROR)
+        self.load_model(back, slot)
 
     # ================================================================ selection and the target's inputs
     def set_selection(self, ids: list[str]) -> None:

@@ -83,6 +83,9 @@ class ModelSlot:
     # The model folder last asked for: what its next job runs on. A retry offered for a job of another folder
     # (the settings named a new model since) is refused rather than run on a model that did not make it.
     folder: str = ""
+    # The folder that loaded before the settings named `folder` (None: nothing to go back to): a new folder
+    # that fails to load gives the slot back its working model, in the studio and in the saved settings.
+    fallback: str | None = None
 
 
 def clip_length(frames: int, step: int) -> int:

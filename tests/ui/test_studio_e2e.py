@@ -165,6 +165,40 @@ def test_a_rejected_model_folder_is_a_message_and_never_becomes_the_active_model
     assert w.model_ready
 
 
+def test_a_model_folder_that_fails_to_load_gives_the_working_model_back_now_and_at_the_next_launch(qtbot, tmp_path,
+                                                                                                  studio):
+    """A folder that passes the folder check but does not load (its transformer's weights cut short, as an
+    interrupted copy leaves them) left the studio with no model and was saved as the active one: the next launch
+    started without a model too. The working model is loaded again and stays the saved one."""
+    import os
+    import shutil
+
+    from app.settings import Settings
+    from app.ui.studio_state import ModelState
+
+    w = studio
+    good = w.settings.active_model
+    cut = tmp_path / "cut-short"
+    shutil.copytree(MODEL, cut, copy_function=os.symlink)  # links: cheap; the weights below are a real cut copy
+    weights = cut / "transformer" / "diffusion_pytorch_model.safetensors"
+    data = weights.read_bytes()
+    weights.unlink()
+    weights.write_bytes(data[: len(data) // 2])
+    new = w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(cut), "autosave_minutes": 0,
+                                   "model_folders": [good, str(cut)]})
+    w.apply_settings(new)
+    qtbot.waitUntil(lambda: any("goes back to" in m for m in w.messages.errors()), timeout=60_000)
+    said = w.messages.errors()[-1]
+    assert said.startswith("Could not load cut-short") and f"The model goes back to {MODEL.name}" in said
+    qtbot.waitUntil(lambda: w.studio.slots["image"].state is ModelState.READY, timeout=60_000)
+    assert w.model_ready and w.studio.slots["image"].folder == os.path.abspath(good)
+    assert w.settings.active_model == good and Settings.load().active_model == good
+    assert str(cut) not in Settings.load().model_folders
+    _type(qtbot, w, "a red circle")
+    with qtbot.waitSignal(w.result_stored, timeout=60_000):  # it works again
+        w.generate()
+
+
 def test_an_unknown_word_is_named_once_typing_pauses_and_generate_says_so(qtbot, studio):
     w = studio
     _type(qtbot, w, "a red drag")
