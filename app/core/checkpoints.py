@@ -49,6 +49,7 @@ def _weights_in(folder: Path) -> tuple[list[Path], list[Path]]:
 def check_component_folder(folder: Path, what: str, need_weights: bool = True) -> None:
     if not folder.is_dir():
         raise ModelFolderError(f"The {what} folder {folder} does not exist. Check the model folder in Settings.")
+    refuse_custom_code(folder, what)
     safe, pickled = _weights_in(folder)
     if not (folder / "config.json").is_file() and not (folder / "scheduler_config.json").is_file() and not pickled:
         raise ModelFolderError(f"The {what} folder {folder} has no config.json: it is not a model folder "
@@ -64,6 +65,57 @@ def check_component_folder(folder: Path, what: str, need_weights: bool = True) -
             f"the converted folder.")
     if not safe:
         raise ModelFolderError(f"The {what} folder {folder} has no *.safetensors weights.")
+
+
+def check_planner_files(folder: Path) -> None:
+    """The files the planner's processor reads besides its weights. Without its tokenizer files transformers builds
+    an empty tokenizer and every prompt becomes no tokens (each job then fails deep in the planner); without a
+    chat template a real Qwen2.5-VL would be prompted in a format it was never trained on."""
+    def has(*names: str) -> bool:
+        return all((folder / n).is_file() for n in names)
+
+    try:
+        meta = json.loads((folder / "planner_processor.json").read_text()) if has("planner_processor.json") else {}
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"{folder / 'planner_processor.json'} cannot be read: {_why(exc)}") from None
+    missing = [] if has("tokenizer_config.json") else ["tokenizer_config.json"]
+    if not (has("tokenizer.json") or has("vocab.json", "merges.txt")):
+        missing.append("tokenizer.json")
+    if not has("preprocessor_config.json"):
+        missing.append("preprocessor_config.json")
+    if isinstance(meta, dict) and meta.get("kind") != "word_level" and not (
+            meta.get("chat_template") or has("chat_template.jinja") or has("chat_template.json")
+            or _tokenizer_template(folder)):
+        missing.append("chat_template.json")
+    if missing:
+        raise ModelFolderError(f"The planner folder {folder} lacks {', '.join(missing)}: the planner reads its prompts "
+                               f"through them. Copy them from the Qwen2.5-VL folder the planner came from.")
+
+
+def _tokenizer_template(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def refuse_custom_code(folder: Path, what: str) -> None:
+    """A config that names its own code (transformers' `auto_map`: classes from .py files in the folder) is refused
+    before anything reads it: transformers would ask on the terminal whether to run that code, and a "y" runs it.
+    The studio runs the classes transformers and diffusers ship, never a folder's own code."""
+    for file in sorted(folder.glob("*.json")):
+        try:
+            if file.stat().st_size > 16 << 20:  # a vocabulary, not a config
+                continue
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable configs are said by the loader that needs them
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise ModelFolderError(
+                f"The {what} folder {folder} names its own code ({file.name} has an \"auto_map\"). MetaCanvas Studio "
+                f"runs only the model classes of transformers and diffusers, never code that comes with a model "
+                f"folder. Use a folder saved with the library's own classes (remove \"auto_map\" if the model is one "
+                f"of them).")
 
 
 def read_index(folder: str | Path) -> dict:
@@ -133,11 +185,14 @@ def validate_model_folder(folder: str | Path) -> dict:
         path = component_path(folder, index, name)
         if path is not None:
             check_component_folder(path, name.replace("_", " "))
+    check_planner_files(component_path(folder, index, "planner"))
     for name in CONFIG_ONLY_COMPONENTS:
         path = component_path(folder, index, name)
         if path is not None and not path.is_dir():
             raise ModelFolderError(f"The {name.replace('_', ' ')} folder {path} does not exist. "
                                    f"Check the model folder in Settings.")
+        if path is not None:
+            refuse_custom_code(path, name.replace("_", " "))
     return index
 
 
@@ -522,9 +577,19 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         if bar:
             hf_logging.enable_progress_bar()
     _refuse_partial_load(info, "planner", planner_dir, allowed_unexpected=("lm_head.",))
-    processor = PlannerProcessor.from_pretrained(planner_dir)
+    try:
+        processor = PlannerProcessor.from_pretrained(planner_dir)
+    except Exception as exc:  # noqa: BLE001 - a damaged tokenizer or processor file is the folder's fault
+        raise ModelFolderError(f"Cannot read the planner's tokenizer or image processor in {planner_dir}: "
+                               f"{_why(exc)}") from None
     if processor._template() is None:
         processor.chat_template = processor_chat_template(planner_dir)
+    known = len(processor.tokenizer)
+    for name in ("image_token_id", "video_token_id"):
+        token = getattr(config, name, None)
+        if isinstance(token, int) and token >= known:
+            raise ModelFolderError(f"The planner's tokenizer in {planner_dir} has {known} tokens, but its config's "
+                                   f"{name} is {token}: the tokenizer is not this planner's.")
     width = config.text_config.hidden_size
     canvas_tokens, temporal_stride = _load_canvas_tokens(component_path(folder, index, "canvas_tokens"), width)
     drafter = _load_drafter(folder, index, "layout_drafter", width)

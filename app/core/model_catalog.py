@@ -21,7 +21,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoints import INDEX, PICKLE_SUFFIXES, ModelFolderError, component_path, validate_model_folder
+from .checkpoints import (INDEX, PICKLE_SUFFIXES, ModelFolderError, component_path, refuse_custom_code,
+                          validate_model_folder)
 
 METACANVAS = "MetaCanvas model"
 PLANNER = "planner"
@@ -347,6 +348,17 @@ def _is_inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _refuse_custom_code(entry: CatalogEntry, folders: list[Path]) -> None:
+    """checkpoints.refuse_custom_code on each folder that is there, said as the entry's problem."""
+    for sub in folders:
+        if sub.is_dir():
+            try:
+                refuse_custom_code(sub, sub.name.replace("_", " ") if sub != entry.path else "model")
+            except ModelFolderError as exc:
+                entry.problems.append(str(exc))
+                return
+
+
 def inspect_folder(folder: str | Path) -> CatalogEntry:
     """What `folder` is; never raises for what is (or is not) in it."""
     folder = Path(folder).expanduser()
@@ -365,6 +377,8 @@ def inspect_folder(folder: str | Path) -> CatalogEntry:
             _inspect_metacanvas(folder, entry)
         else:
             _inspect_pipeline(folder, index, entry)
+            _refuse_custom_code(entry, [folder / name for name, value in index.items()
+                                        if not name.startswith("_") and isinstance(value, list)])
         return entry
     config_path = folder / "config.json"
     if config_path.is_file():
@@ -373,6 +387,7 @@ def inspect_folder(folder: str | Path) -> CatalogEntry:
             entry.problems.append(f"{config_path} is not valid JSON (or not an object).")
         elif config.get("model_type") == "qwen2_5_vl":
             _inspect_planner(folder, config, entry)
+            _refuse_custom_code(entry, [folder])
         else:
             entry.problems.append(f"{folder} is a transformers folder of model_type {config.get('model_type')!r}; "
                                   f"the planner must be a Qwen2.5-VL (model_type qwen2_5_vl).")

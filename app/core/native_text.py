@@ -80,7 +80,8 @@ class NativeTextEncoder:
             if name.startswith("tokenizer"):
                 # The folder's tokenizer_config.json names its class; transformers 5 renamed several fast
                 # tokenizer classes, so the class a pipeline's index recorded may not exist any more.
-                loaded[name] = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                loaded[name] = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                                                         trust_remote_code=False)
                 continue
             part_cls = getattr(transformers, str(class_name), None)
             if part_cls is None or not hasattr(part_cls, "from_pretrained"):

@@ -237,7 +237,7 @@ class PlannerProcessor:
                 return cls.from_qwen_processor(proc, video_fps=video_fps)
             except (ImportError, AttributeError, TypeError, ValueError, OSError):
                 pass
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
         if torchvision:
             from transformers import Qwen2VLImageProcessor
         else:  # what transformers falls back to anyway, named directly: the same pictures, no warning each run

@@ -202,3 +202,53 @@ def test_a_transformer_that_takes_other_channels_than_its_autoencoder_gives_is_r
     cfg_path.write_text(json.dumps(cfg))
     entry = inspect_folder(folder)
     assert not entry.usable and "takes 36 input channels" in entry.why_not()
+
+
+@pytest.mark.parametrize("which, part", [("qwen", "."), ("sana", "tokenizer"), ("sana", "text_encoder")])
+def test_a_folder_that_names_its_own_code_is_refused_and_its_code_never_runs(base_folders, tmp_path, monkeypatch,
+                                                                             which, part):
+    """A config with an "auto_map" names classes from .py files in the folder; transformers asks on the terminal
+    whether to run them, and a "y" ran them when the CLI loaded such a model. Refused before anything reads it,
+    in the catalogue, at assembly and at load, with the terminal answering "y" and the hub not switched off."""
+    import io
+
+    from app.core.assembly import assemble
+    from app.core.checkpoints import load_model
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n" * 10))
+    folder = _copy(base_folders[which], tmp_path)
+    marker = tmp_path / "ran"
+    where = folder / part
+    config = where / ("tokenizer_config.json" if part in (".", "tokenizer") else "config.json")
+    data = json.loads(config.read_text())
+    data["auto_map"] = {"AutoTokenizer": [None, "own.OwnTokenizer"], "AutoModel": "own.OwnModel"}
+    config.write_text(json.dumps(data))
+    (where / "own.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    entry = inspect_folder(folder)
+    assert not entry.usable and "names its own code" in entry.why_not() and config.name in entry.why_not()
+    planner, backbone = (folder, base_folders["sana"]) if which == "qwen" else (base_folders["qwen"], folder)
+    with pytest.raises(ModelFolderError, match="never code that comes with a model folder"):
+        assemble(planner, backbone, tmp_path / "assembled", text_path="native")
+    # An assembly made before the code was put in the folder it points at is refused as it loads.
+    config.write_text(json.dumps({k: v for k, v in data.items() if k != "auto_map"}))
+    made = assemble(planner, backbone, tmp_path / "assembled", text_path="native")
+    config.write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="names its own code"):
+        load_model(made)
+    assert not marker.exists()
+
+
+def test_a_planner_without_its_tokenizer_files_is_refused_as_it_loads(base_folders, tmp_path):
+    """Without tokenizer.json and tokenizer_config.json transformers builds an empty tokenizer: the model loaded and
+    every job failed deep in the planner ("expected a non-empty list of Tensors"). Refused at load, naming them."""
+    from app.core.assembly import assemble
+    from app.core.checkpoints import load_model
+
+    planner = _copy(base_folders["qwen"], tmp_path)
+    made = assemble(planner, base_folders["sana"], tmp_path / "assembled")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (planner / name).unlink()
+    with pytest.raises(ModelFolderError, match="lacks tokenizer_config.json, tokenizer.json"):
+        load_model(made)
+    assert "lacks tokenizer_config.json" in inspect_folder(made).why_not()
