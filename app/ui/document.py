@@ -22,6 +22,9 @@ _LABELS = {
 }
 
 
+TYPED_ID = 1  # ChangeCommand.id of typed words
+
+
 def change_label(change: dict) -> str:
     if change.get("kind") == "batch":
         return str(change.get("label") or "Change").capitalize()
@@ -41,6 +44,17 @@ class ChangeCommand(QUndoCommand):
 
     def undo(self) -> None:
         self.document._apply(invert(self.change))
+
+    def id(self) -> int:  # noqa: A003 - Qt's name
+        """Words typed for a clip (StudioModel.store_typed, one change per pause) merge into one undo step with
+        the next pause's, as an editor's typing does; Qt never merges into the step a save made clean."""
+        return TYPED_ID if self.change.get("typed") else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
+        if not isinstance(other, ChangeCommand) or other.change.get("clip_id") != self.change.get("clip_id"):
+            return False
+        self.change = {**self.change, "new": other.change["new"]}
+        return True
 
 
 class ProjectDocument(QObject):

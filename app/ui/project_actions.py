@@ -127,8 +127,15 @@ class ProjectActions(QObject):
         exports = getattr(self.window, "exports", None)
         return not (exports is not None and exports.exporting) or ask_stop_export(self.window)
 
+    def _store_typed(self) -> None:
+        """Words typed for a clip whose pause has not come yet are the project's too (StudioModel.store_typed)."""
+        studio = getattr(self.window, "studio", None)
+        if studio is not None:
+            studio.store_typed()
+
     def _changes_settled(self) -> bool:
         """No unsaved changes, or the user saved them (where asked) or chose to discard them."""
+        self._store_typed()
         if not self.document.dirty:
             return True
         choice = ask_save_changes(self.window, self.display_name())
@@ -191,6 +198,7 @@ class ProjectActions(QObject):
     def save_as(self, path: str) -> bool:
         """Save synchronously: a project document is small JSON and the user expects 'saved' to mean
         saved. Media copies for a first save / Save As are file copies of what was imported."""
+        self._store_typed()
         try:
             written = pf.save_project(self.document.project, path, media_from=self.work_path())
         except ProjectError as e:
@@ -211,6 +219,7 @@ class ProjectActions(QObject):
 
     def autosave(self) -> None:
         """Write a recovery copy off the GUI thread; the snapshot is taken here, so it is consistent."""
+        self._store_typed()
         if not self.document.dirty or self._saving_autosave:
             return
         snapshot = Project.from_dict(self.document.project.to_dict())

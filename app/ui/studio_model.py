@@ -55,6 +55,9 @@ from app.ui.workers import run_task
 log = logging.getLogger(__name__)
 
 PLAN_DEBOUNCE_MS = 40  # the live-plan goal is <= 100 ms from the last keystroke to the heatmap
+# Words typed for a clip become part of the project once typing pauses this long (one undo step per burst of
+# typing, merged: app/ui/document.ChangeCommand), and at once before a save, an autosave, a close or another clip.
+TYPED_STORE_MS = 800
 PLAN_PROBLEM_DELAY_MS = 900  # a plan error is shown only once typing pauses: no flash for half a word
 
 
@@ -106,6 +109,8 @@ class StudioModel(QObject):
         self.plan_debounce.timeout.connect(self.request_live_plan)
         self.problem_timer = QTimer(self, singleShot=True, interval=PLAN_PROBLEM_DELAY_MS)
         self.problem_timer.timeout.connect(lambda: self.plan_problem.emit(self._problem))
+        self.typed_timer = QTimer(self, singleShot=True, interval=TYPED_STORE_MS)
+        self.typed_timer.timeout.connect(self.store_typed)
         document.changed.connect(self._on_project_changed)
         document.reset.connect(self._on_project_reset)
         self.plan_editing = PlanEditing(self)  # the user's edits of the plan on screen; Generate sends them
@@ -296,6 +301,7 @@ class StudioModel(QObject):
         ids = [c for c in ids if self.has_clip(c)]
         if ids == self.selection:
             return
+        self.store_typed()  # the words typed for the clip left behind are its own
         self.selection = ids
         self._pending_generate = False  # a press made for another target must not fire for this one
         running = self.running_job()
@@ -363,6 +369,18 @@ class StudioModel(QObject):
         self.problem_timer.stop()
         self.plan_problem.emit("")
         self.plan_debounce.start()
+        self.typed_timer.start()
+
+    def store_typed(self) -> None:
+        """The words typed for each clip, where they differ from the clip's own, into the project: a clip's
+        instruction is saved with it, marks the project changed and is in its recovery copy, typed or not."""
+        self.typed_timer.stop()
+        project = self.document.project
+        for key, inputs in list(self._inputs.items()):
+            if key and "+" not in key and self.has_clip(key) and project.clip(key).instruction != inputs.instruction:
+                change = project.set_clip_instruction_change(key, inputs.instruction)
+                change["typed"] = True  # merged with the next pause's (document.ChangeCommand)
+                self.document.push(change)
 
     def tasks(self) -> list[Task]:
         return allowed_tasks([self.document.clip_kind(c.id) for c in self.selected_clips()])
@@ -1003,6 +1021,9 @@ class StudioModel(QObject):
 
     # ================================================================ project changes
     def _on_project_changed(self, change: dict) -> None:
+        for clip_id in _instructions_set(change):  # an undone or redone instruction is what the box shows
+            if clip_id in self._inputs and self.has_clip(clip_id):
+                self._inputs[clip_id].instruction = self.document.project.clip(clip_id).instruction
         kept = [c for c in self.selection if self.has_clip(c)]
         if kept != self.selection:
             # Remembered so that undoing the removal selects them again (and nothing else added does).
@@ -1033,6 +1054,13 @@ class StudioModel(QObject):
         self._show_plan(None, "")
         self._slot_moved()
         self.target_changed.emit()
+
+
+def _instructions_set(change: dict) -> list[str]:
+    """Ids of the clips whose instruction `change` sets (alone or in a batch)."""
+    if change.get("kind") == "batch":
+        return [c for part in change.get("changes", []) for c in _instructions_set(part)]
+    return [change["clip_id"]] if change.get("kind") == "set_clip_instruction" else []
 
 
 def _clips_added(change: dict) -> list[str]:

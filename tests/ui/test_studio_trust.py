@@ -385,3 +385,41 @@ def test_quitting_while_an_export_runs_asks_first_and_keep_working_lets_it_finis
     assert w.close()  # Stop it
     qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
     assert save_changes_answers.export_asked == 2 and not (tmp_path / "second.mp4").exists()
+
+
+def test_words_typed_for_a_clip_are_saved_with_it_undoable_and_asked_about_on_close(qtbot, tmp_path,
+                                                                                    save_changes_answers):
+    """Words typed for a clip but not yet generated were the studio's alone: the project was not marked changed,
+    Save wrote the old words, a close did not ask and a crash's recovery copy lacked them. They are the clip's
+    once typing pauses (one undo step a burst), and at once before a save or a close."""
+    from app.ui import studio_model
+
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    path = tmp_path / "typed.mcproj"
+    assert w.files.save_as(str(path)) and not w.document.dirty
+    w.timeline.view.select([clip])
+    w.instruction.edit.setFocus()
+    qtbot.keyClicks(w.instruction.edit, "make the circle green")
+    qtbot.waitUntil(lambda: w.document.dirty, timeout=studio_model.TYPED_STORE_MS + 2000)  # the pause stored them
+    assert "*" in w.windowTitle()
+    qtbot.keyClicks(w.instruction.edit, " and move it left")  # typed again before a save: stored by the save
+    assert w.files.save_as(str(path))
+    both = "make the circle green and move it left"
+    assert pf.open_project(str(path)).clip(clip).instruction == both
+    qtbot.keyClicks(w.instruction.edit, " and make it big")
+    qtbot.waitUntil(lambda: w.document.dirty, timeout=studio_model.TYPED_STORE_MS + 2000)
+    # The bursts before the save are one undo step (merged), the one after it another; the box follows.
+    w.document.undo_stack.undo()
+    assert w.document.project.clip(clip).instruction == both
+    assert w.instruction.edit.toPlainText() == both and w.studio.instruction == both
+    w.document.undo_stack.undo()
+    assert w.document.project.clip(clip).instruction == "" and w.instruction.edit.toPlainText() == ""
+    w.document.undo_stack.redo()
+    w.document.undo_stack.redo()
+    assert w.instruction.edit.toPlainText() == both + " and make it big"
+    # Unsaved words: closing asks, and saving there keeps them.
+    save_changes_answers.next = SaveChoice.SAVE
+    assert w.close()
+    assert save_changes_answers.asked == ["typed.mcproj"]
+    assert pf.open_project(str(path)).clip(clip).instruction == both + " and make it big"
