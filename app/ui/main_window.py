@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
         s = self.studio
         s.message.connect(self.show_message)
         s.memory_retry.offered.connect(self.offer_action)
+        s.unsaved_result.connect(lambda text: self.banner.show_action(text, "Save As…", self.files.save_as_dialog, True))
         # said already (a warning): the button joins it
         s.seed_retry.offered.connect(lambda text, button, act: self.banner.show_action(text, button, act, True))
         s.model_state_changed.connect(self._on_model_state)

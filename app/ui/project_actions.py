@@ -136,16 +136,24 @@ class ProjectActions(QObject):
     def _changes_settled(self) -> bool:
         """No unsaved changes, or the user saved them (where asked) or chose to discard them."""
         self._store_typed()
-        if not self.document.dirty:
+        studio = getattr(self.window, "studio", None)
+        # Results whose write into the project folder failed are unsaved work too (saved, they land in it).
+        if not self.document.dirty and not (studio is not None and studio.unsaved_results()):
             return True
         choice = ask_save_changes(self.window, self.display_name())
         if choice is SaveChoice.CANCEL:
             return False
         if choice is SaveChoice.DISCARD:
             self._clear_recovery()  # a deliberate discard is not a crash: nothing to offer next time
+            if studio is not None:
+                studio.forget_unsaved()
             return True
         path = self.document.path or choose_save_path(self.window)
-        return bool(path) and self.save_as(path)
+        if not (path and self.save_as(path)):
+            return False
+        if studio is not None and studio.finish_storing() and self.document.dirty:
+            return self.save_as(path)  # kept results written into the saved folder just now: saved with it
+        return True
 
     # ---------------------------------------------------------------- new / open / save
     def new_project(self) -> bool:
@@ -206,6 +214,9 @@ class ProjectActions(QObject):
             return False
         self._clear_recovery()
         self.document.mark_saved(str(written))
+        studio = getattr(self.window, "studio", None)
+        if studio is not None and studio.unsaved_results():
+            studio.retry_unsaved()  # into the folder just saved (written, then a change to save again)
         self.window.settings.add_recent(str(written))
         self.say(f"Saved {written.name}.", INFO)
         return True

@@ -72,6 +72,7 @@ class StudioModel(QObject):
     result_stored = Signal(str)  # the clip that got the result
     select_requested = Signal(list)  # clip ids the model wants selected (a new result)
     message = Signal(str, str)  # text, level
+    unsaved_result = Signal(str)  # a result could not be written into the project folder: the window offers Save As
 
     def __init__(self, document: ProjectDocument, settings: Settings, work_path: Any,
                  parent: QObject | None = None) -> None:
@@ -86,6 +87,7 @@ class StudioModel(QObject):
         self._shown_slot = IMAGE_SLOT  # the slot whose settings the panel shows
         self.jobs: dict[int, Job] = {}
         self._storing: dict[int, Job] = {}  # finished jobs whose result is being written, not yet in the project
+        self._unsaved: dict[int, tuple[Job, tuple]] = {}  # results whose write failed: (job, its write) to try again
         self.memory_retry = MemoryRetry(self)  # a job out of memory is offered again with more offload
         self.seed_retry = SeedRetry(self)  # an edit short of its plan is offered again with the next seed
         self.selection: list[str] = []
@@ -935,19 +937,44 @@ class StudioModel(QObject):
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
         threshold = self.slots[VIDEO_SLOT].keep_source
         if task is Task.VIDEO_EDIT and job.request.keep_source and threshold:  # at the clip's own size
-            work = (write_edit_result, self.work_path(), frames, job.request.video, job.footage, threshold, fps,
-                    result.plan)
+            self._write_result(job, (write_edit_result, frames, job.request.video, job.footage, threshold, fps,
+                                     result.plan))
         else:
-            work = (pf.write_result, self.work_path(), frames, fps, result.plan)
-        self._storing[job_id] = job
+            self._write_result(job, (pf.write_result, frames, fps, result.plan))
+
+    def _write_result(self, job: Job, work: tuple) -> None:
+        """Write a finished job's result into the project's media folder off the GUI thread (`work`: the writer and
+        its arguments after the folder), then store it. A result whose write fails is kept here, not thrown away."""
+        writer, *args = work
+        self._storing[job.id] = job
         job.written_to = str(self.work_path())
 
-        def failed(e: BaseException, j: int = job_id) -> None:
-            self._storing.pop(j, None)
-            self.say(f"Job #{j} finished but its result could not be saved: {e}", ERROR)
+        def failed(e: BaseException, j: Job = job) -> None:
+            self._storing.pop(j.id, None)
+            if j.project is not None and j.project is not self.document.project:
+                return  # its project was closed meanwhile (and asked about): nothing to keep it for
+            self._unsaved[j.id] = (j, work)
+            text = (f"Job #{j.id} finished but its result could not be saved in the project folder: {e} It is kept "
+                    f"while the studio runs: save the project to a folder you can write to and it is added there.")
+            self.say(text, ERROR)
+            self.unsaved_result.emit(text)
 
-        run_task(self.pool, *work, on_done=lambda written, j=job: self._store_result(j, written), on_error=failed,
-                 owner=self)
+        run_task(self.pool, writer, self.work_path(), *args,
+                 on_done=lambda written, j=job: self._store_result(j, written), on_error=failed, owner=self)
+
+    def unsaved_results(self) -> int:
+        """Finished results kept in memory because their write failed (a read-only or full project folder)."""
+        return len(self._unsaved)
+
+    def forget_unsaved(self) -> None:
+        self._unsaved.clear()
+
+    def retry_unsaved(self) -> None:
+        """The project was saved (Save As to another folder, or its folder can be written again): results whose
+        write failed are written into its folder now."""
+        for job_id, (job, work) in list(self._unsaved.items()):
+            del self._unsaved[job_id]
+            self._write_result(job, work)
 
     def _read_size_note(self, job: Job) -> str:
         """An edit's clip larger than the model's size is read shrunk to it, where a small object can be lost:
@@ -1045,6 +1072,7 @@ class StudioModel(QObject):
             self.select_requested.emit(back)
 
     def _on_project_reset(self) -> None:
+        self._unsaved.clear()  # results of the project closed (its close asked about them)
         self.selection = []
         self._inputs.clear()
         self._decoded.clear()

@@ -300,3 +300,48 @@ def test_a_result_dropped_with_its_project_never_lands_in_the_next(qtbot, tmp_pa
     qtbot.waitUntil(lambda: "is not added" in w.messages.history[-1].text, timeout=30_000)
     assert not any(w.document.project.tracks.values())
     w.shutdown()
+
+
+def test_a_result_the_project_folder_cannot_take_is_kept_and_lands_once_the_project_is_saved_elsewhere(
+        qtbot, tmp_path, monkeypatch, save_changes_answers):
+    """A finished image whose write failed (a read-only or full project folder) was thrown away with an error: made
+    again or lost. It is kept while the studio runs, Save As is offered, and saving elsewhere puts it in the project;
+    a close before that asks about it."""
+    from app.media import project_file as pf
+    from app.media.errors import ProjectError
+    from app.ui.project_actions import SaveChoice
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    first = tmp_path / "first" / "p.mcproj"
+    first.parent.mkdir()
+    assert w.files.save_as(str(first))
+    real = pf.write_result
+
+    def read_only(folder, *a, **k):
+        if str(folder).startswith(str(first.parent)):
+            raise ProjectError(f"Could not write 'result.png' in {folder}: [Errno 30] Read-only file system.")
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(pf, "write_result", read_only)
+    w.timeline.view.select([])
+    w.instruction.set_text("a red circle")
+    w.generation.steps.setValue(2)
+    w.generate()
+    qtbot.waitUntil(lambda: w.studio.unsaved_results() == 1, timeout=60_000)
+    said = w.messages.errors()[-1]
+    assert "could not be saved in the project folder" in said and "It is kept" in said
+    assert w.banner.isVisible() and w.banner.action_button.text() == "Save As…"
+    assert not w.document.project.tracks["image"]
+    # A close now asks about it (the project itself has no unsaved change); Cancel keeps working.
+    save_changes_answers.next = SaveChoice.CANCEL
+    assert not w.close() and save_changes_answers.asked == ["p.mcproj"]
+    # Saved elsewhere: the kept result is written there and becomes a clip.
+    second = tmp_path / "second" / "p.mcproj"
+    second.parent.mkdir()
+    with qtbot.waitSignal(w.result_stored, timeout=30_000):
+        assert w.files.save_as(str(second))
+    assert w.studio.unsaved_results() == 0 and len(w.document.project.tracks["image"]) == 1
+    clip = w.document.project.tracks["image"][0]
+    assert w.media_file(clip.media_id).is_file() and str(w.media_file(clip.media_id)).startswith(str(second.parent))
+    w.shutdown()
