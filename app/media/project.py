@@ -375,8 +375,17 @@ class Project:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise ProjectError(f"the project's content is malformed ({e})") from None
+        seen: set[str] = set()
         for clips in project.tracks.values():
             for c in clips:
+                # Ids name clips in every change record (undo, selection, jobs): two clips with one id (a project
+                # file edited by hand) would send a result to one of them and break the undo of a removal.
+                if c.id in seen:
+                    raise ProjectError(f"two clips have the id {c.id!r}: each clip needs its own")
+                seen.add(c.id)
+                versions = [v.id for v in c.versions]
+                if len(set(versions)) != len(versions):
+                    raise ProjectError(f"clip {c.id} has two versions with one id")
                 for mid in [c.media_id] + [v.media_id for v in c.versions]:
                     if mid not in project.media:
                         raise ProjectError(f"clip {c.id} refers to media {mid!r}, which the project does not list")

@@ -142,3 +142,9 @@ def test_json_round_trip_and_validation():
     broken["tracks"]["video"][0]["surprise"] = 1
     with pytest.raises(ProjectError, match="malformed"):
         Project.from_dict(broken)
+    # A clip copied by hand in the file (two clips, one id) is refused at open: a removal of one then failed to
+    # undo ("already in the project") and a result went to one copy only.
+    broken = copy.deepcopy(d)
+    broken["tracks"]["image"].append(copy.deepcopy(broken["tracks"]["video"][0]))
+    with pytest.raises(ProjectError, match=f"two clips have the id '{ids['v1']}'"):
+        Project.from_dict(broken)
