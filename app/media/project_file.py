@@ -122,12 +122,14 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
                  limits=None) -> dict:
     """Check `source` (MediaError if it is not usable), copy it into the media folder and return
     the `add_media` change (not applied: push it on the undo stack or `project.apply` it)."""
-    from .probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_complete, image_size, media_kind
+    from .probe import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_complete, check_image_complete, image_size,
+                        media_kind)
 
     source = Path(source)
     kind = media_kind(source)
     if kind == "image":
         w, h = image_size(source, limits)
+        check_image_complete(source, limits)  # a truncated still is refused here, not at every later look
         frames, fps, audio = 1, 0.0, False
     else:
         info = check_complete(source, limits)  # a clip cut short is refused here, not found out at every export

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QFileDialog
 from app.media import project_file as pf
 from app.media.errors import MediaError, ProjectError
 from app.media.project import Project, invert
-from app.ui.messages import ERROR, INFO
+from app.ui.messages import ERROR, INFO, WARNING
 from app.ui.workers import run_task
 
 MEDIA_FILTER = ("Media (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff *.mp4 *.m4v *.mov *.mkv *.webm *.avi);;"
@@ -49,10 +49,10 @@ class ImportActions(QObject):
             snapshot = Project.from_dict(self.document.project.to_dict())  # the worker must not read live state
             self.window.statusBar().showMessage(f"Importing {Path(path).name}…")
             run_task(self.pool, _import_with_recipe, snapshot, work, path,
-                     on_done=lambda done: self._on_imported(done[0], done[1]),
+                     on_done=lambda done: self._on_imported(*done),
                      on_error=lambda e, p=path: self._on_failed(p, e), owner=self)
 
-    def _on_imported(self, change: dict, request: dict | None) -> None:
+    def _on_imported(self, change: dict, request: dict | None, frames: int = 1) -> None:
         """`request`: the recipe a generated PNG carried, or None; the clip remembers it as its
         original's request and its instruction."""
         project = self.document.project
@@ -68,7 +68,11 @@ class ImportActions(QObject):
             clip_change["clip"]["instruction"] = str(request.get("instruction", ""))
         self.document.push({"kind": "batch", "label": f"import {change['item']['name']}", "changes": [change, clip_change]})
         self.window.timeline.view.select([clip_change["clip"]["id"]])
-        self.say(f"Imported {change['item']['name']}.", INFO)
+        if frames > 1:  # said, not hidden: the studio reads animations (GIF, WebP) as stills
+            self.say(f"Imported {change['item']['name']}: an animation of {frames} frames, imported as a still of "
+                     f"its first frame (import it as an MP4 clip to keep it moving).", WARNING)
+        else:
+            self.say(f"Imported {change['item']['name']}.", INFO)
 
     def _on_failed(self, path: str, error: BaseException) -> None:
         name = Path(path).name
@@ -99,14 +103,27 @@ class ImportActions(QObject):
             self.document.push({"kind": "batch", "label": "add to timeline", "changes": applied})
 
 
-def _import_with_recipe(project: Project, work: Path, path: str) -> tuple[dict, dict | None]:
+def _import_with_recipe(project: Project, work: Path, path: str) -> tuple[dict, dict | None, int]:
     """Import `path` (project_file.import_media) and read the recipe a generated PNG carries in its
-    text chunks, from the copy now in the media folder: (add_media change, request dict or None)."""
+    text chunks, from the copy now in the media folder: (add_media change, request dict or None, the frames
+    of an animated still)."""
     from app.media.generation_info import read_generation_info
     from app.media.project import MediaItem
 
     change = pf.import_media(project, work, path)
-    info = None
+    info, frames = None, 1
     if change["item"]["kind"] == "image":
-        info = read_generation_info(pf.media_path(work, MediaItem(**change["item"])))
-    return change, (info or {}).get("request")
+        copy = pf.media_path(work, MediaItem(**change["item"]))
+        info, frames = read_generation_info(copy), _animation_frames(str(copy))
+    return change, (info or {}).get("request"), frames
+
+
+def _animation_frames(path: str) -> int:
+    """How many frames an imported still holds (an animated GIF or WebP: more than 1); 1 when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return int(getattr(img, "n_frames", 1) or 1)
+    except Exception:  # noqa: BLE001 - only for a note; the import itself has read the file
+        return 1

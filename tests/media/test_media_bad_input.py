@@ -571,3 +571,25 @@ def test_a_clip_cut_short_is_refused_at_import_and_nothing_is_added(tmp_path, cu
     shapes_clip(whole, frames=33)
     change = pf.import_media(project, tmp_path / "p.mcproj", whole)  # a whole clip still imports
     assert change["item"]["frames"] == 33
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_a_still_cut_short_is_refused_at_import_and_nothing_is_added(tmp_path, fmt):
+    """A PNG whose end is missing was imported ("Imported truncated.png."), then every look at it said it was
+    damaged, three or four times a click, and every export failed. Refused at import, as a cut-short clip is."""
+    from PIL import Image
+
+    from app.media import project_file as pf
+    from app.media.project import Project
+
+    rng = np.random.default_rng(0)
+    source = tmp_path / f"photo.{fmt.lower()}"
+    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(source, fmt)
+    whole = source.read_bytes()
+    project = Project()
+    assert pf.import_media(project, tmp_path / "p.mcproj", source)["item"]["width"] == 128  # whole: imports
+    source.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(MediaError, match="damaged") as err:
+        pf.import_media(project, tmp_path / "p.mcproj", source)
+    assert "\n" not in str(err.value) and "photo" in str(err.value)
+    assert len(list(pf.media_dir(tmp_path / "p.mcproj").glob("photo*"))) == 1  # only the whole one's copy

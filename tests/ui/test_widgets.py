@@ -266,3 +266,20 @@ def test_a_clip_whose_sound_cannot_be_decoded_is_exported_without_it_and_says_so
     qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
     with av.open(str(kept)) as container:
         assert sorted(s.type for s in container.streams) == ["audio", "video"]
+
+
+def test_an_animated_gif_is_imported_as_a_still_and_the_message_says_so(qtbot, tmp_path):
+    """An animated GIF came in as a still of its first frame with only "Imported anim.gif.": the user was not told
+    the rest of the animation is not there."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, gif)
+    assert w.document.clip_kind(clip) == "image"
+    said = w.messages.history[-1]
+    assert said.level == "warning" and "an animation of 3 frames, imported as a still of its first frame" in said.text
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    assert w.messages.history[-1].text == f"Imported {SAMPLE_IMAGE.name}."
