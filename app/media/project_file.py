@@ -600,8 +600,10 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
             if project_path is not None and project_path.exists() and project_path.stat().st_mtime >= saved \
                     and CRASHED not in f.name:
                 continue
+            # A saved project is named as its file is (the project's own name stays "Untitled" unless renamed).
+            name = project_path.name if project_path is not None else str(doc["project"].get("name", "Untitled"))
             found.append(Recovery(f, project_path, Path(doc["media_dir"]) if doc.get("media_dir") else None, saved,
-                                  str(doc["project"].get("name", "Untitled"))))
+                                  name))
         except (ProjectError, OSError, ValueError, TypeError, KeyError):
             continue
     return sorted(found, key=lambda r: r.saved_at, reverse=True)

@@ -196,6 +196,10 @@ def test_autosave_and_recovery(tmp_path, png_file):
     assert [r.path for r in found] == [rec_file] and found[0].project_path == path.resolve()
     assert found[0].media_dir == (tmp_path / "Trip_media").resolve()
     assert pf.load_recovery(found[0]).name == "edited since the save"
+    # The offer names a saved project as its file is ("a recovery copy of 'Untitled'" said nothing of which).
+    p.name = "Untitled"
+    pf.write_recovery(p, path, root=root)
+    assert pf.find_recoveries(root)[0].name == path.name
 
     untitled = Project("draft")
     u_file = pf.write_recovery(untitled, None, root=root, media_path_of=pf.untitled_project_path(untitled, tmp_path / "u"))
