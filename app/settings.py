@@ -227,9 +227,12 @@ def studio_cpu_threads(setting: int = 0, cores: int | None = None) -> int:
     (docs/BENCHMARKS.md, the studio's responsiveness): with one thread instead of two a 17-frame clip took
     0.43 s against 0.39-0.41 s and a still about a fifth longer, and the window's longest freeze while a clip
     is made as another plays was 20-28 ms (up to 34 ms with both cores computing)."""
+    cores = cores if cores is not None else os.cpu_count() or 1
     if setting > 0:
-        return min(setting, MAX_CPU_THREADS)
-    return max(1, (cores if cores is not None else os.cpu_count() or 1) - 1)
+        # Never more than the machine's cores: more threads than cores only wait on each other (256 on 2 cores
+        # made a 0.3 s still take 6 s).
+        return min(setting, MAX_CPU_THREADS, cores)
+    return max(1, cores - 1)
 
 
 # ---------------------------------------------------------------------- files

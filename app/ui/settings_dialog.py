@@ -7,6 +7,7 @@ applies the new settings when `settings_accepted` fires.
 from __future__ import annotations
 
 import copy
+import os
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
@@ -59,7 +60,7 @@ class SettingsDialog(QDialog):
         self.autosave.setSpecialValueText("off")
         self.autosave.setValue(self.settings.autosave_minutes)
         self.cpu_threads = QSpinBox(self)
-        self.cpu_threads.setRange(0, MAX_CPU_THREADS)
+        self.cpu_threads.setRange(0, min(MAX_CPU_THREADS, os.cpu_count() or 1))  # more than the cores only waits
         self.cpu_threads.setSpecialValueText(f"auto ({studio_cpu_threads(0)})")
         self.cpu_threads.setValue(self.settings.cpu_threads)
         self.cpu_threads.setToolTip("Threads the model computes with on the CPU. auto: every core but one, so the "

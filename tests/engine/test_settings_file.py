@@ -107,7 +107,7 @@ def test_the_engine_threads_leave_a_core_to_the_window_unless_chosen(tmp_path):
     from app.settings import studio_cpu_threads
 
     assert (studio_cpu_threads(0, cores=2), studio_cpu_threads(0, cores=1), studio_cpu_threads(0, cores=16)) == (1, 1, 15)
-    assert studio_cpu_threads(3, cores=2) == 3
+    assert studio_cpu_threads(3, cores=2) == 2 and studio_cpu_threads(3, cores=4) == 3  # never more than the cores
     assert Settings().cpu_threads == 0
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"cpu_threads": -2}))

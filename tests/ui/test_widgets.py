@@ -2,6 +2,8 @@
 export, recovery. The viewer and its plan overlay are tested in test_viewer.py."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
@@ -181,10 +183,13 @@ def test_settings_dialog_round_trip(qtbot, tmp_path):
     dlg.precision.setCurrentText("bfloat16")
     dlg.preview.setChecked(False)
     dlg.autosave.setValue(3)
-    dlg.cpu_threads.setValue(3)
+    threads = min(2, os.cpu_count() or 1)
+    dlg.cpu_threads.setValue(threads)
     dlg.accept()
     assert w.settings.precision == "bfloat16" and not w.settings.preview and w.settings.autosave_minutes == 3
-    assert w.settings.cpu_threads == 3 and (w.engine is None or w.engine.cpu_threads() == 3)
+    assert w.settings.cpu_threads == threads and (w.engine is None or w.engine.cpu_threads() == threads)
+    # No more threads than the machine has cores can be chosen (more only wait on each other).
+    assert w.settings_dialog().cpu_threads.maximum() == os.cpu_count()
     # With autosave on, a change reaches a recovery copy within seconds, not minutes.
     w.document.push(w.document.project.rename_change("renamed"))
     assert w.files.autosave_timer.isActive() and w.files.autosave_timer.interval() <= 10_000
