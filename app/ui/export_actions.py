@@ -35,12 +35,15 @@ class ExportActions(QObject):
     def project(self) -> Project:
         return self.window.document.project
 
-    def _save_dialog(self, title: str, filters: str, suffix: str, then: Callable[[str], None]) -> None:
+    def _save_dialog(self, title: str, filters: str, suffix: str, then: Callable[[str], None]) -> QFileDialog:
         dlg = QFileDialog(self.window, title, "", filters)
         dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
         dlg.setDefaultSuffix(suffix)
+        # A name typed without an ending gets the chosen filter's (JPEG chosen, "photo" is photo.jpg, not .png).
+        dlg.filterSelected.connect(lambda chosen: dlg.setDefaultSuffix(_filter_suffix(chosen) or suffix))
         dlg.fileSelected.connect(then)
         dlg.open()  # non-blocking: no nested event loop
+        return dlg
 
     def _named_mp4(self, path: str) -> bool:
         """A clip is written as H.264 MP4: a name typed with another ending (x.gif) is refused, not given an
@@ -52,8 +55,8 @@ class ExportActions(QObject):
         return False
 
     # ---------------------------------------------------------------- still
-    def export_still_dialog(self) -> None:
-        self._save_dialog("Export still", "PNG (*.png);;JPEG (*.jpg *.jpeg)", "png", self.export_still)
+    def export_still_dialog(self) -> QFileDialog:
+        return self._save_dialog("Export still", "PNG (*.png);;JPEG (*.jpg *.jpeg)", "png", self.export_still)
 
     def export_still(self, path: str) -> None:
         """The frame on screen (the selected clip's active version under the playhead), at full size:
@@ -233,3 +236,11 @@ class ExportActions(QObject):
 def _said(result: Any) -> str:
     """What an export job adds to its done message: its text result (others return the file they wrote)."""
     return result if isinstance(result, str) else ""
+
+
+def _filter_suffix(name_filter: str) -> str:
+    """The first ending a file dialog's filter names ("JPEG (*.jpg *.jpeg)" -> "jpg"); "" when it names none."""
+    import re
+
+    found = re.search(r"\*\.(\w+)", name_filter)
+    return found.group(1) if found else ""

@@ -288,3 +288,17 @@ def test_an_animated_gif_is_imported_as_a_still_and_the_message_says_so(qtbot, t
     assert said.level == "warning" and "an animation of 3 frames, imported as a still of its first frame" in said.text
     import_and_wait(qtbot, w, SAMPLE_IMAGE)
     assert w.messages.history[-1].text == f"Imported {SAMPLE_IMAGE.name}."
+
+
+def test_a_still_named_without_an_ending_gets_the_chosen_formats(qtbot, tmp_path):
+    """Export still with the JPEG filter chosen and "photo" typed wrote photo.png: the dialog's default ending
+    follows the filter chosen."""
+    w = make_window(qtbot, tmp_path)
+    dlg = w.exports.export_still_dialog()
+    assert dlg.defaultSuffix() == "png"
+    dlg.selectNameFilter("JPEG (*.jpg *.jpeg)")
+    dlg.filterSelected.emit("JPEG (*.jpg *.jpeg)")  # what choosing it in the dialog sends
+    assert dlg.defaultSuffix() == "jpg"
+    dlg.filterSelected.emit("PNG (*.png)")
+    assert dlg.defaultSuffix() == "png"
+    dlg.reject()
