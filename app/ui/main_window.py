@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QThreadPool, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QProgressBar, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QProgressBar, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from app.media import project_file as pf
 from app.media.errors import ProjectError
@@ -316,6 +317,10 @@ class MainWindow(QMainWindow):
             e.ignore()  # the user chose Keep working (an export runs) or Cancel in "save changes?"
             return
         self.exports.cancel()
+        # Gone from the screen before the engine is waited for: a model load cannot be interrupted (a FLUX or Wan
+        # folder loads for minutes), and a window that stays up frozen until it ends looks hung.
+        self.hide()
+        QApplication.processEvents()
         self.shutdown()
         super().closeEvent(e)
 

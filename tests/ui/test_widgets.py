@@ -302,3 +302,15 @@ def test_a_still_named_without_an_ending_gets_the_chosen_formats(qtbot, tmp_path
     dlg.filterSelected.emit("PNG (*.png)")
     assert dlg.defaultSuffix() == "png"
     dlg.reject()
+
+
+def test_closing_hides_the_window_before_waiting_for_the_engine(qtbot, tmp_path, monkeypatch):
+    """A model load cannot be interrupted; the close waited for it with the window up and frozen (10 s for a slow
+    load, minutes for a large real checkpoint). The window is gone before the wait."""
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(tmp_path / "no-model"))
+    qtbot.waitUntil(lambda: w.engine is not None, timeout=10_000)
+    shown_while_waiting = []
+    real = w.engine.shutdown
+    monkeypatch.setattr(w.engine, "shutdown", lambda: (shown_while_waiting.append(w.isVisible()), real())[1])
+    assert w.close()
+    assert shown_while_waiting == [False]
