@@ -300,8 +300,7 @@ def save_model(pipe, folder: str | Path, *, dtype=None, overwrite: bool = True) 
     transformer = adapter.transformer
     transformer.save_config(str(tmp / "transformer"))
     save_file(cast(transformer), str(tmp / "transformer" / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
-    extra = {k: v for k, v in cast(adapter).items()
-             if not k.startswith(("transformer.", "canvas_connector.", "context_connector."))}
+    extra = {k: v for k, v in cast(adapter).items() if not k.startswith(_ADAPTER_PARTS)}
     (tmp / "adapter").mkdir()
     (tmp / "adapter" / "config.json").write_text(json.dumps(adapter.config, indent=2))
     save_file(extra or {"_empty": torch.zeros(0)}, str(tmp / "adapter" / "model.safetensors"))
@@ -340,6 +339,10 @@ def save_module_cast(module, folder: Path, config: dict, cast) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     save_file(cast(module), str(folder / "model.safetensors"))
+
+
+# What an adapter's state holds besides its own parameters (saved apart: the transformer, the two connectors).
+_ADAPTER_PARTS = ("transformer.", "canvas_connector.", "context_connector.")
 
 
 def _strict_load(module, state, what: str, folder: Path) -> None:
@@ -606,7 +609,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
 
         try:
             load_canvas_lora(planner, lora_dir)
-        except (ValueError, ImportError) as exc:
+        except Exception as exc:  # noqa: BLE001 - shapes, a damaged file (safetensors has its own error type)
             raise ModelFolderError(f"The planner LoRA in {lora_dir} cannot be used: {_why(exc)}") from None
 
     # 2. Backbone + connectors.
@@ -632,8 +635,17 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
         raise ModelFolderError(f"The adapter config of {folder} does not fit its transformer: {_why(exc)}") from None
     if adapter_dir is not None:
         extra = {k: v for k, v in _load_state_checked(adapter_dir, "adapter").items() if k != "_empty"}
+        own = [k for k in adapter.state_dict() if not k.startswith(_ADAPTER_PARTS)]
+        lacking = [k for k in own if k not in extra]
+        if lacking:  # left at their zero start, a trained model would run as an untrained one, without a word
+            raise ModelFolderError(f"The adapter weights in {adapter_dir} lack {len(lacking)} of its parameters "
+                                   f"(e.g. {lacking[0]}): the file is damaged or from another model.")
         if extra:
-            _, unexpected = adapter.load_state_dict(extra, strict=False)
+            try:
+                _, unexpected = adapter.load_state_dict(extra, strict=False)
+            except RuntimeError as exc:  # a tensor of the wrong shape
+                raise ModelFolderError(f"The adapter weights in {adapter_dir} do not fit its config: "
+                                       f"{_why(exc)}") from None
             if unexpected:
                 raise ModelFolderError(f"The adapter weights in {adapter_dir} hold parts this adapter does not "
                                        f"have: {unexpected[:3]}.")

@@ -1,5 +1,6 @@
 """Model folders: save -> load is bit-identical; pickles and broken folders are refused clearly."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,25 @@ def test_a_damaged_model_folder_is_refused_in_one_line_naming_the_part(tiny_pipe
     with pytest.raises(ModelFolderError, match=message) as err:
         load_model(folder)
     assert "\n" not in str(err.value) and len(str(err.value)) < 600
+
+
+def test_an_adapter_file_lacking_its_parameters_is_refused_not_run_at_their_zero_start(tmp_path):
+    """The adapter's own weights (the source residual of video edits) were loaded leniently: a damaged file that
+    lacked them left them at their zero start, a trained model running as an untrained one without a word."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from app.settings import DEFAULT_VIDEO_MODEL
+
+    folder = Path(shutil.copytree(DEFAULT_VIDEO_MODEL, tmp_path / "model", copy_function=os.symlink))  # links
+    weights = folder / "adapter" / "model.safetensors"
+    state = load_file(str(weights))
+    weights.unlink()  # a file of its own, not the committed model's
+    save_file(state, str(weights))
+    assert "source_residual.weight" in state
+    load_model(folder)  # whole: loads
+    del state["source_residual.weight"]
+    save_file(state, str(weights))
+    with pytest.raises(ModelFolderError, match="lack 1 of its parameters .e.g. source_residual.weight."):
+        load_model(folder)
