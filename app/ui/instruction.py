@@ -5,13 +5,17 @@ instruction's words as buttons that show where the plan puts each one.
 from __future__ import annotations
 
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from app.core.request import Task
 from app.ui.studio_state import TASK_NAMES
 
 
+# Word buttons drawn at most (a pasted page of words plans whole; a row of thousands of buttons helps nobody and took
+# seconds to lay out).
+MAX_WORD_BUTTONS = 120
 TASK_HINTS = {
     Task.TEXT_TO_IMAGE: "Describe a new image, e.g. “a red circle on the left”",
     Task.TEXT_TO_VIDEO: "Describe a new clip, e.g. “a blue square moves to the right”",
@@ -55,10 +59,23 @@ class InstructionBox(QWidget):
         self.problem.setObjectName("planProblem")
         self.problem.setWordWrap(True)
         self.problem.setVisible(False)
-        self.words_row = QHBoxLayout()
+        # The plan's words scroll sideways in a row of fixed height: laid out in the panel, a long instruction's
+        # buttons made the whole window wider (and relaid out every dock: 60 ms a plan, 2.2 s for a pasted page).
+        self.words_area = QScrollArea(self)
+        self.words_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.words_area.setWidgetResizable(True)
+        self.words_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.words_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        words = QWidget(self.words_area)
+        self.words_row = QHBoxLayout(words)
         self.words_row.setContentsMargins(0, 0, 0, 0)
         self.words_row.setSpacing(3)
+        self.words_area.setWidget(words)
+        self.words_area.setFixedHeight(QPushButton("word").sizeHint().height()
+                                       + self.words_area.horizontalScrollBar().sizeHint().height() + 2)
         self.word_buttons: list[QPushButton] = []
+        self.more_words = QLabel("", words)  # "+N more words": past MAX_WORD_BUTTONS, said rather than drawn
+        self.more_words.setObjectName("hint")
         self.words_hint = QLabel("Plan words: click one to see where the plan puts it", self)
         self.words_hint.setObjectName("hint")
 
@@ -73,7 +90,7 @@ class InstructionBox(QWidget):
         lay.addWidget(self.references_hint)
         lay.addWidget(self.problem)
         lay.addWidget(self.words_hint)
-        lay.addLayout(self.words_row)
+        lay.addWidget(self.words_area)
         self.task = Task.TEXT_TO_IMAGE
         self.set_task(Task.TEXT_TO_IMAGE, "new generation", [Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO])
 
@@ -115,21 +132,28 @@ class InstructionBox(QWidget):
         self.problem.setVisible(bool(text))
 
     def set_words(self, words: list[str]) -> None:
-        """One button per instruction word of the current plan (plan.words[0])."""
-        if [b.text() for b in self.word_buttons] == words:
+        """One button per instruction word of the current plan (plan.words[0]), the first MAX_WORD_BUTTONS of them."""
+        more = max(0, len(words) - MAX_WORD_BUTTONS)
+        words = words[:MAX_WORD_BUTTONS]
+        if [b.text() for b in self.word_buttons] == words and self.more_words.isVisibleTo(self) == bool(more):
             return
         for b in self.word_buttons:
             self.words_row.removeWidget(b)
             b.deleteLater()
         self.word_buttons = []
+        self.words_row.removeWidget(self.more_words)
+        parent = self.words_area.widget()
         for i, w in enumerate(words):
-            b = QPushButton(w, self)
+            b = QPushButton(w, parent)
             b.setCheckable(True)
             b.setObjectName("wordButton")
             b.clicked.connect(lambda checked, i=i: self._on_word(i, checked))
             self.words_row.insertWidget(i, b)
             self.word_buttons.append(b)
-        if not self.words_row.count() or self.words_row.itemAt(self.words_row.count() - 1).widget() is not None:
+        self.more_words.setText(f"+{more} more word{'s' if more != 1 else ''}")
+        self.more_words.setVisible(bool(more))
+        self.words_row.insertWidget(len(words), self.more_words)
+        if self.words_row.itemAt(self.words_row.count() - 1).widget() is not None:
             self.words_row.addStretch(1)
 
     def _on_word(self, index: int, checked: bool) -> None:

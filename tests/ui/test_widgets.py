@@ -314,3 +314,28 @@ def test_closing_hides_the_window_before_waiting_for_the_engine(qtbot, tmp_path,
     monkeypatch.setattr(w.engine, "shutdown", lambda: (shown_while_waiting.append(w.isVisible()), real())[1])
     assert w.close()
     assert shown_while_waiting == [False]
+
+
+def test_a_pasted_page_of_words_neither_widens_the_window_nor_draws_a_button_per_word(qtbot, tmp_path):
+    """The plan's word buttons sat in the panel's layout: a pasted 10,000-character instruction made 2,000 buttons,
+    widened the window past the screen and froze it for 2.2 s. They scroll in a row of their own, the first
+    MAX_WORD_BUTTONS of them, the rest counted."""
+    from app.ui.instruction import MAX_WORD_BUTTONS
+
+    w = make_window(qtbot, tmp_path)
+    qtbot.wait(50)
+    width, height, least = w.width(), w.height(), w.minimumSizeHint().width()
+    words = ("a red circle left of a blue star " * 300).split()
+    w.instruction.set_words(words)
+    qtbot.wait(50)
+    assert (w.width(), w.height(), w.minimumSizeHint().width()) == (width, height, least)
+    assert len(w.instruction.word_buttons) == MAX_WORD_BUTTONS
+    assert w.instruction.more_words.isVisibleTo(w) and \
+        w.instruction.more_words.text() == f"+{len(words) - MAX_WORD_BUTTONS} more words"
+    received = []
+    w.instruction.word_clicked.connect(received.append)
+    w.instruction.word_buttons[-1].click()
+    assert received == [MAX_WORD_BUTTONS - 1]
+    w.instruction.set_words(["a", "red", "circle"])
+    assert [b.text() for b in w.instruction.word_buttons] == ["a", "red", "circle"]
+    assert not w.instruction.more_words.isVisibleTo(w)
