@@ -186,6 +186,7 @@ class Engine(QObject):
         self._running_plan: _Job | None = None  # a plan run between two steps of `_running`
         self._stopping = False
         self._pipes: dict[str, Any] = {}  # slot -> loaded pipeline
+        self._loaded_once = False  # a load has started in this engine (the first one freezes its imports)
         self._model_names: dict[str, str] = {}
 
         self._queue_touched.connect(self._announce_queue)
@@ -519,9 +520,10 @@ class Engine(QObject):
                 self._pipes.pop(slot, None)
                 self._model_names.pop(slot, None)
             release_memory()
-        # The other slot's model is alive during this load's imports: freezing would keep it from ever
-        # being collected once replaced (a model with forward hooks is a reference cycle).
-        freeze = not self._pipes
+        # Only the engine's first load freezes what its imports leave (the studio's startup). Later the user's
+        # work is alive (an open project's decoded frames in a reference cycle), and so may be the other slot's
+        # model (forward hooks make it a cycle): frozen, neither could ever be collected once dropped.
+        freeze, self._loaded_once = not self._loaded_once, True
         device = job.device
         if device == "auto":
             from app.settings import resolve_device
@@ -664,6 +666,7 @@ class Engine(QObject):
                 # Cancelled after the last step (while decoding): the user said drop it, so it is dropped.
                 self.cancelled.emit(job.id)
             else:
+                _attach_recipe(pipe, result)
                 self.finished.emit(job.id, result)
             return
         # Handled here, outside the except block: until it ends, the traceback keeps the failed
@@ -701,6 +704,16 @@ class Engine(QObject):
         text = str(exc) or type(exc).__name__
         where = f" (at step {step + 1} of {total})" if step is not None and total and step < total else ""
         return f"{type(exc).__name__}{where}: {text}"
+
+
+def _attach_recipe(pipe: Any, result: Any) -> None:
+    """The recipe the result's PNG will carry (GenerationResult.recipe); a result without one is stored as before."""
+    try:
+        from app.media.generation_info import pipeline_info
+
+        result.recipe = pipeline_info(pipe, result.request)
+    except Exception:  # noqa: BLE001 - a recipe is a courtesy: it never fails the job that made the result
+        log.debug("no recipe for the result", exc_info=True)
 
 
 class _UserError(Exception):

@@ -77,8 +77,8 @@ def imports_without_gc_pauses(freeze: bool = True):
     cycles the imports left behind (~12k objects). Nothing a model builds is frozen: the caller builds
     it after this block, so release_memory() can still free a dropped model. With `freeze=False` (a
     model is already alive: the engine's other slot) only the pauses are saved.
-    Only the process's first freeze is made: later, the user's work is alive too (an open project's decoded
-    frames held in a reference cycle), and freezing would keep it from ever being collected.
+    The engine freezes on its first load only (Engine._run_load): later, the user's work is alive too (an open
+    project's decoded frames held in a reference cycle), and freezing would keep it from ever being collected.
     """
     was_enabled = gc.isenabled()
     modules = len(sys.modules)
@@ -86,8 +86,7 @@ def imports_without_gc_pauses(freeze: bool = True):
     try:
         yield
     finally:
-        # A second load of the same kind imports nothing: nothing to freeze.
-        if freeze and len(sys.modules) > modules and gc.get_freeze_count() == 0:
+        if freeze and len(sys.modules) > modules:  # a second load of the same kind imports nothing: nothing to freeze
             gc.freeze()
         if was_enabled:
             gc.enable()
