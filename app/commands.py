@@ -158,10 +158,9 @@ def _check_outputs(args, n: int = 1, source: str | None = None, source_named: st
 
 
 def _info(pipe, request) -> dict:
-    from app.media.generation_info import generation_info
+    from app.media.generation_info import pipeline_info
 
-    return generation_info(request, model=pipe.name, dtype=str(pipe.dtype).removeprefix("torch."),
-                           device=pipe.device.type, sampler=pipe.defaults.solver)
+    return pipeline_info(pipe, request)
 
 
 def _save_png(image: np.ndarray, path: str | Path, info: dict | None = None) -> None:

@@ -82,6 +82,9 @@ class GenerationResult:
     # A drafted motion edit whose draft does not head the way its words say: what the draft has the object do
     # ("the circle staying put"; frame_detector.plan_off_words); "" otherwise.
     plan_off: str = ""
+    # What made it, as a generated PNG carries it (app/media/generation_info.pipeline_info): set by the engine, so
+    # the studio's stored stills can be made again from the file alone, as the CLI's can.
+    recipe: dict | None = None
 
 
 StepCallback = Callable[[StepInfo], "bool | None"]

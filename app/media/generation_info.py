@@ -46,6 +46,13 @@ def generation_info(request, *, model: str, dtype: str, device: str | None = Non
     return info
 
 
+def pipeline_info(pipe, request) -> dict[str, Any]:
+    """generation_info for a result `pipe` (a loaded MetaCanvasPipeline) made of `request`: what the CLI and the
+    studio write into a generated PNG."""
+    return generation_info(request, model=pipe.name, dtype=str(pipe.dtype).removeprefix("torch."),
+                           device=pipe.device.type, sampler=pipe.defaults.solver)
+
+
 def parameters_text(info: dict[str, Any]) -> str:
     """A1111's human-readable layout of `info`: prompt, newline, 'Key: value' pairs."""
     r = info["request"]
@@ -59,11 +66,12 @@ def parameters_text(info: dict[str, Any]) -> str:
     return f"{r['instruction']}\n" + ", ".join(f"{k}: {v}" for k, v in pairs)
 
 
-def write_png(image: np.ndarray, path: str | os.PathLike, info: dict[str, Any] | None = None) -> Path:
+def write_png(image: np.ndarray, path: str | os.PathLike, info: dict[str, Any] | None = None,
+              overwrite: bool = True) -> Path:
     """Write uint8 [H, W, 3] `image` as a PNG at `path`, with `info` in its text chunks, atomically:
     a hidden temporary file beside it is moved into place only once complete, so a full disk or a
     read-only folder never leaves a 0-byte or truncated PNG, and an existing file stays as it was
-    unless the write succeeds (then it is replaced, as `-o` asks). An OSError becomes an
+    unless the write succeeds (then it is replaced, as `-o` asks; never with `overwrite=False`). An OSError becomes an
     ExportError saying why, in one line."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
@@ -77,6 +85,9 @@ def write_png(image: np.ndarray, path: str | os.PathLike, info: dict[str, Any] |
         raise ExportError(f"'{path}' is a folder; give a file name such as {path / 'out.png'}")
     meta = None
     if info is not None:
+        # A recipe read back (read_generation_info keeps only what it checked) is written whole again: an exported
+        # copy of a generated still carries it as the still does.
+        info = {"format": FORMAT, "app": "MetaCanvas Studio", **info}
         meta = PngInfo()
         meta.add_text(KEY, json.dumps(info, ensure_ascii=False))
         meta.add_text(PARAMETERS_KEY, parameters_text(info))
@@ -88,7 +99,7 @@ def write_png(image: np.ndarray, path: str | os.PathLike, info: dict[str, Any] |
             Image.fromarray(np.ascontiguousarray(image), "RGB").save(f, format="PNG", pnginfo=meta)
             f.flush()
             os.fsync(f.fileno())
-        atomic.commit_temp(tmp, path, overwrite=True)
+        atomic.commit_temp(tmp, path, overwrite=overwrite)
     except OSError as e:
         if tmp is not None:
             atomic.remove_quietly(tmp)

@@ -150,14 +150,15 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
 
 
 def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, plan=None,
-                 count: int | None = None) -> dict:
+                 count: int | None = None, info: dict | None = None) -> dict:
     """Write a generated result (uint8 [H, W, 3] image or [F, H, W, 3] clip) and its plan as NEW files in
     the media folder; never overwrites anything. Runs off the GUI thread. Returns what `result_change`
     needs: {"name", "kind", "width", "height", "frames", "fps", "plan"} (plan: file name or None).
     Videos are H.264 MP4 (even size, see export.export_video); images PNG. `plan`: anything with
     `.save(path)` (app.core.plan.Plan), kept beside the result so the studio can show it again. With `count`,
     `frames` is an iterator of that many clip frames, encoded as they come (a video edit given back at its
-    footage's size: a long HD clip is never all in memory)."""
+    footage's size: a long HD clip is never all in memory). `info`: the recipe a still's PNG carries
+    (generation_info), as the CLI's do."""
     import numpy as np
 
     from .export import export_image, export_video
@@ -175,7 +176,12 @@ def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, pla
     elif arr.ndim == 3 or (arr.ndim == 4 and arr.shape[0] == 1):
         image = arr if arr.ndim == 3 else arr[0]
         name = _unique_name(folder, "result", ".png")
-        export_image(image, folder / name, "png")
+        if info is not None:
+            from .generation_info import write_png
+
+            write_png(image, folder / name, info, overwrite=False)
+        else:
+            export_image(image, folder / name, "png")
         written = {"name": name, "kind": "image", "width": int(image.shape[1]), "height": int(image.shape[0]),
                    "frames": 1, "fps": 0.0}
     elif arr.ndim == 4:

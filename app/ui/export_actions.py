@@ -66,12 +66,19 @@ class ExportActions(QObject):
             self.say("Select a clip first: there is no frame to export.", ERROR)
             return
         from app.media.export import export_image
+        from app.media.generation_info import read_generation_info, write_png
         from app.media.probe import load_image, read_frame
         file, kind, index = source
 
         def job(report: Any, cancel: Any) -> None:
             frame = load_image(file) if kind == "image" else read_frame(file, index)
-            export_image(frame, path, overwrite=True)
+            # A generated still's recipe goes with it into a PNG, so the export alone can make it again (import it:
+            # "Use these settings again"), as the CLI's PNGs do.
+            info = read_generation_info(file) if kind == "image" and Path(path).suffix.lower() == ".png" else None
+            if info is not None:
+                write_png(frame, path, info)
+            else:
+                export_image(frame, path, overwrite=True)
         self._run(f"Exporting {Path(path).name}", job, path)
 
     # ---------------------------------------------------------------- clip

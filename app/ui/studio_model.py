@@ -940,7 +940,7 @@ class StudioModel(QObject):
             self._write_result(job, (write_edit_result, frames, job.request.video, job.footage, threshold, fps,
                                      result.plan))
         else:
-            self._write_result(job, (pf.write_result, frames, fps, result.plan))
+            self._write_result(job, (pf.write_result, frames, fps, result.plan, None, getattr(result, "recipe", None)))
 
     def _write_result(self, job: Job, work: tuple) -> None:
         """Write a finished job's result into the project's media folder off the GUI thread (`work`: the writer and
@@ -1032,6 +1032,8 @@ class StudioModel(QObject):
         moved_on = bool(now) and now != job.selection and now != self._result_selected
         change, clip_id = pf.result_change(self.document.project, written, job.clip_id, request,
                                            job.request.instruction)
+        stack = self.document.undo_stack
+        undone = stack.count() - stack.index()  # a new step ends them, as any edit after an undo does: said
         self.document.push(change, f"Generate: {job.request.instruction[:30]}")
         if not moved_on:
             self._result_selected = (clip_id,)
@@ -1043,7 +1045,9 @@ class StudioModel(QObject):
         where = "new version of the clip ready" if job.clip_id is not None and clip_id == job.clip_id else \
             "new clip ready (the clip it was made from was removed, so it is a clip of its own)" if gone else \
             "new clip ready"
-        self.say(f"Job #{job.id}: {where}" + (" (not selected: you are on another clip)." if moved_on else "."))
+        self.say(f"Job #{job.id}: {where}" + (" (not selected: you are on another clip)." if moved_on else ".") +
+                 (f" The {undone} step{'s' if undone != 1 else ''} undone before it can no longer be redone (the "
+                  f"result is a step of its own)." if undone else ""), WARNING if undone else INFO)
         self.result_stored.emit(clip_id)
 
     # ================================================================ project changes

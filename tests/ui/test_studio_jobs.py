@@ -345,3 +345,38 @@ def test_a_result_the_project_folder_cannot_take_is_kept_and_lands_once_the_proj
     clip = w.document.project.tracks["image"][0]
     assert w.media_file(clip.media_id).is_file() and str(w.media_file(clip.media_id)).startswith(str(second.parent))
     w.shutdown()
+
+
+def test_a_studio_still_carries_its_recipe_into_its_file_and_its_export(qtbot, tmp_path):
+    """The CLI's PNGs carry what made them (the request, the model, the sampler); the studio's stored results and
+    exported stills did not, so an exported picture re-imported could not be made again. Now both carry it. A result
+    landing after an undo ends the redo as any step does, and says so (it was silent)."""
+    from app.media.generation_info import read_generation_info
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.timeline.view.select([])
+    w.instruction.set_text("a blue square on the left")
+    w.generation.steps.setValue(3)
+    w.document.push(w.document.project.rename_change("renamed"))
+    w.document.undo_stack.undo()  # a step the user could redo, until the result lands as a step of its own
+    with qtbot.waitSignal(w.result_stored, timeout=60_000) as made:
+        w.generate()
+    said = w.messages.history[-1]
+    assert said.level == "warning" and "The 1 step undone before it can no longer be redone" in said.text
+    clip = w.document.project.clip(made.args[0])
+    stored = read_generation_info(w.media_file(clip.active.media_id))
+    assert stored is not None and stored["model"] == "metacanvas-shapes" and stored["sampler"]
+    assert stored["request"]["instruction"] == "a blue square on the left" and stored["request"]["steps"] == 3
+    assert stored["request"]["seed"] == clip.active.request["seed"]
+    out = tmp_path / "exported.png"
+    w.exports.export_still(str(out))
+    qtbot.waitUntil(lambda: not w.exports.exporting, timeout=30_000)
+    assert read_generation_info(out) == stored
+    # Imported again, the picture brings its words and settings with it.
+    before = {c.id for c in w.document.project.tracks["image"]}
+    w.import_files([str(out)])
+    qtbot.waitUntil(lambda: bool({c.id for c in w.document.project.tracks["image"]} - before), timeout=10_000)
+    (again,) = {c.id for c in w.document.project.tracks["image"]} - before
+    assert w.document.project.clip(again).instruction == "a blue square on the left"
+    w.shutdown()
