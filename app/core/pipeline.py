@@ -252,6 +252,16 @@ class MetaCanvasPipeline:
         self.adapter.to(device=device, dtype=dtype)
         if self.native_text is not None:
             self.native_text.to(device=device, dtype=dtype)
+        if dtype is not None:
+            # Module.to(dtype) casts every floating buffer, the rotary embeddings' frequencies too; transformers
+            # keeps them float32 when it loads in a low precision (in bfloat16 a position of 1,000 is off by up
+            # to 0.1 rad), and so does this.
+            for part in (self.planner, self.native_text):
+                for module in part.modules() if isinstance(part, torch.nn.Module) else ():
+                    for name in ("inv_freq", "original_inv_freq"):
+                        buffer = getattr(module, name, None)
+                        if isinstance(buffer, torch.Tensor) and buffer.is_floating_point():
+                            setattr(module, name, buffer.float())
         vae = getattr(self.codec, "vae", None)
         if vae is not None:
             keep = dtype is not None and self.codec.keeps_float32(dtype)

@@ -271,3 +271,18 @@ def test_an_adapter_file_lacking_its_parameters_is_refused_not_run_at_their_zero
     save_file(state, str(weights))
     with pytest.raises(ModelFolderError, match="lack 1 of its parameters .e.g. source_residual.weight."):
         load_model(folder)
+
+
+def test_a_model_loaded_in_a_low_precision_keeps_its_rotary_frequencies_in_float32():
+    """pipe.to(dtype) cast the planner's rotary frequencies to bfloat16 with everything else, where transformers
+    keeps them float32 (in bfloat16 a position of 1,000 is off by up to 0.1 rad)."""
+    import torch
+
+    from app.settings import DEFAULT_MODEL
+
+    pipe = load_model(DEFAULT_MODEL, dtype=torch.bfloat16)
+    rotary = {n: b.dtype for n, b in pipe.planner.named_buffers() if n.endswith("inv_freq")}
+    assert rotary and set(rotary.values()) == {torch.float32}
+    assert next(pipe.planner.parameters()).dtype == torch.bfloat16
+    frames = pipe(GenerationRequest(Task.TEXT_TO_IMAGE, "a red circle", steps=2, seed=1)).frames
+    assert frames.shape[-1] == 3 and frames.dtype == np.uint8
