@@ -103,10 +103,8 @@ def refuse_custom_code(folder: Path, what: str) -> None:
     """A config that names its own code (transformers' `auto_map`: classes from .py files in the folder) is refused
     before anything reads it: transformers would ask on the terminal whether to run that code, and a "y" runs it.
     The studio runs the classes transformers and diffusers ship, never a folder's own code."""
-    for file in sorted(folder.glob("*.json")):
-        try:
-            if file.stat().st_size > 16 << 20:  # a vocabulary, not a config
-                continue
+    for file in sorted(folder.glob("*config.json")):  # config.json, tokenizer_config.json, preprocessor_config.json, ...
+        try:  # (not tokenizer.json or vocab.json: megabytes of vocabulary, never read for code)
             data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # unreadable configs are said by the loader that needs them

@@ -54,6 +54,8 @@ class ChangeCommand(QUndoCommand):
         if not isinstance(other, ChangeCommand) or other.change.get("clip_id") != self.change.get("clip_id"):
             return False
         self.change = {**self.change, "new": other.change["new"]}
+        # Typed and then deleted again: no step at all (Qt drops an obsolete command), not an empty one.
+        self.setObsolete(self.change["old"] == self.change["new"])
         return True
 
 
@@ -69,6 +71,11 @@ class ProjectDocument(QObject):
         self.path: str | None = path
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+        # Called before any change, undo or redo (StudioModel.store_typed: words typed for a clip and not yet
+        # stored go in first, so an undo takes back the typing, and a removal comes after the words it removes).
+        self.before_change: list = []
+        self._flushing = False
+        self.applying = False  # a change is being applied and announced: nothing may be pushed from inside it
 
     def _on_clean_changed(self, _clean: bool) -> None:
         # A bound method (not a lambda) so Qt drops the connection when the document is deleted.
@@ -77,14 +84,41 @@ class ProjectDocument(QObject):
     # -- changes -----------------------------------------------------------------------------------
     def push(self, change: dict, label: str | None = None) -> None:
         """Apply `change` as one undoable step (QUndoStack.push calls redo, which applies it)."""
+        if self.applying:  # pushed from a handler of another change (Qt would misplace the stack's index)
+            raise RuntimeError("a project change was pushed while another was being applied")
+        self.settle()
         self.undo_stack.push(ChangeCommand(self, change, label))
 
+    def undo(self) -> None:
+        self.settle()
+        self.undo_stack.undo()
+
+    def redo(self) -> None:
+        self.settle()
+        self.undo_stack.redo()
+
+    def settle(self) -> None:
+        """Run the before-change hooks now. An action that reads the project to build its change (a removal keeps
+        the clip it removes, to put it back on undo) calls this first, so the change holds the words just typed."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            for hook in self.before_change:
+                hook()
+        finally:
+            self._flushing = False
+
     def _apply(self, change: dict) -> None:
-        self.project.apply(change)
-        # Kept in the project so a saved project carries its edit log (OpenShot's lesson).
-        self.project.history.append(change)
-        del self.project.history[:-500]  # the log is for inspection, not unbounded growth
-        self.changed.emit(change)
+        self.applying = True
+        try:
+            self.project.apply(change)
+            # Kept in the project so a saved project carries its edit log (OpenShot's lesson).
+            self.project.history.append(change)
+            del self.project.history[:-500]  # the log is for inspection, not unbounded growth
+            self.changed.emit(change)
+        finally:
+            self.applying = False
 
     # -- whole-project swaps ------------------------------------------------------------------------
     def replace(self, project: Project, path: str | None) -> None:

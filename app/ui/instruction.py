@@ -6,6 +6,7 @@ from __future__ import annotations
 
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea,
                                QVBoxLayout, QWidget)
 
@@ -102,6 +103,7 @@ class InstructionBox(QWidget):
         stays where the user is typing."""
         if self.edit.toPlainText().strip() != text.strip():
             self.edit.setPlainText(text)
+            self.edit.moveCursor(QTextCursor.MoveOperation.End)  # typing goes on after the words, not before them
 
     def set_task(self, task: Task, target: str, choices: list[Task] | None = None, on_clip: bool = False) -> None:
         """`on_clip`: one clip is the target, so making it again from words adds a version to it (named
@@ -135,7 +137,9 @@ class InstructionBox(QWidget):
         """One button per instruction word of the current plan (plan.words[0]), the first MAX_WORD_BUTTONS of them."""
         more = max(0, len(words) - MAX_WORD_BUTTONS)
         words = words[:MAX_WORD_BUTTONS]
-        if [b.text() for b in self.word_buttons] == words and self.more_words.isVisibleTo(self) == bool(more):
+        label = f"+{more} more word{'s' if more != 1 else ''}"
+        if [b.text() for b in self.word_buttons] == words and self.more_words.isVisibleTo(self) == bool(more) \
+                and (not more or self.more_words.text() == label):
             return
         for b in self.word_buttons:
             self.words_row.removeWidget(b)
@@ -150,7 +154,7 @@ class InstructionBox(QWidget):
             b.clicked.connect(lambda checked, i=i: self._on_word(i, checked))
             self.words_row.insertWidget(i, b)
             self.word_buttons.append(b)
-        self.more_words.setText(f"+{more} more word{'s' if more != 1 else ''}")
+        self.more_words.setText(label)
         self.more_words.setVisible(bool(more))
         self.words_row.insertWidget(len(words), self.more_words)
         if self.words_row.itemAt(self.words_row.count() - 1).widget() is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QThreadPool, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QProgressBar, QSplitter,
                                QVBoxLayout, QWidget)
 
@@ -161,9 +161,18 @@ class MainWindow(QMainWindow):
         file.addAction("Models…", self.models_dialog)
         file.addAction("Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = m.addMenu("&Edit")
-        self.act_undo = self.document.undo_stack.createUndoAction(self, "Undo")
+        # Through the document, not the stack's own actions: words typed and not yet stored go in first, so Undo
+        # takes back the typing (the stack's actions undid the step before it, and the words then ended the redo).
+        stack = self.document.undo_stack
+        self.act_undo = QAction("Undo", self, enabled=stack.canUndo())
+        self.act_undo.triggered.connect(self.document.undo)
+        stack.canUndoChanged.connect(self.act_undo.setEnabled)
+        stack.undoTextChanged.connect(lambda text: self.act_undo.setText(f"Undo {text}".strip()))
         self.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
-        self.act_redo = self.document.undo_stack.createRedoAction(self, "Redo")
+        self.act_redo = QAction("Redo", self, enabled=stack.canRedo())
+        self.act_redo.triggered.connect(self.document.redo)
+        stack.canRedoChanged.connect(self.act_redo.setEnabled)
+        stack.redoTextChanged.connect(lambda text: self.act_redo.setText(f"Redo {text}".strip()))
         self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         edit.addAction(self.act_undo)
         edit.addAction(self.act_redo)
@@ -610,6 +619,7 @@ class MainWindow(QMainWindow):
     def remove_selected_clip(self) -> None:
         if self.instruction.edit.hasFocus():
             return
+        self.document.settle()  # the words just typed for a clip are in it before it is kept for the undo
         for clip in self.studio.selected_clips():
             self.document.push(self.document.project.remove_clip_change(clip.id))
 

@@ -151,8 +151,11 @@ class ProjectActions(QObject):
         path = self.document.path or choose_save_path(self.window)
         if not (path and self.save_as(path)):
             return False
-        if studio is not None and studio.finish_storing() and self.document.dirty:
-            return self.save_as(path)  # kept results written into the saved folder just now: saved with it
+        if studio is not None:
+            if not studio.finish_storing() or studio.unsaved_results():
+                return False  # a kept result still not written (its error and Save As are showing): not closed
+            if self.document.dirty:
+                return self.save_as(path)  # kept results written into the saved folder just now: saved with it
         return True
 
     # ---------------------------------------------------------------- new / open / save

@@ -113,6 +113,7 @@ class StudioModel(QObject):
         self.problem_timer.timeout.connect(lambda: self.plan_problem.emit(self._problem))
         self.typed_timer = QTimer(self, singleShot=True, interval=TYPED_STORE_MS)
         self.typed_timer.timeout.connect(self.store_typed)
+        document.before_change.append(self._store_typed_now)  # words pending go in before any change, undo or redo
         document.changed.connect(self._on_project_changed)
         document.reset.connect(self._on_project_reset)
         self.plan_editing = PlanEditing(self)  # the user's edits of the plan on screen; Generate sends them
@@ -205,9 +206,12 @@ class StudioModel(QObject):
         """The video model folder changed in the settings: load the new one now if one was asked for."""
         video = self.slots[VIDEO_SLOT]
         asked = video.state is not ModelState.STARTING
+        working = video.folder if video.state is ModelState.READY else None
         video.state, video.text, video.error = ModelState.STARTING, "", ""
         if asked:
             self.load_video_model()
+            if working and video.state is ModelState.LOADING and os.path.abspath(self.settings.video_model) != working:
+                video.fallback = working  # the new folder failing loads this one again (load_model saw STARTING)
         else:
             self.model_state_changed.emit(self.state)
 
@@ -251,6 +255,7 @@ class StudioModel(QObject):
         if slot == self.slot.kind:
             self.params_changed.emit()
         model.error = ""
+        model.fallback = None  # it works: a later failure (a retry with offload, a reload) is its own, not a switch
         self._set_state(slot, ModelState.READY, f"Model: {name}" if slot == IMAGE_SLOT else f"Video: {name}")
         self.say(f"Model {name} is ready." if slot == IMAGE_SLOT else f"Video model {name} is ready.")
         if self._pending_generate and self.model_ready:
@@ -375,7 +380,13 @@ class StudioModel(QObject):
 
     def store_typed(self) -> None:
         """The words typed for each clip, where they differ from the clip's own, into the project: a clip's
-        instruction is saved with it, marks the project changed and is in its recovery copy, typed or not."""
+        instruction is saved with it, marks the project changed and is in its recovery copy, typed or not.
+        Through the document's before-change hooks, whose guard keeps the pushes below from storing them twice."""
+        self.document.settle()
+
+    def _store_typed_now(self) -> None:
+        if self.document.applying:  # a handler of a change (a selection an undo restores): the words wait
+            return
         self.typed_timer.stop()
         project = self.document.project
         for key, inputs in list(self._inputs.items()):
@@ -464,6 +475,7 @@ class StudioModel(QObject):
         self.model_state_changed.emit(self.state)
         self.target_changed.emit()
         self.plan_debounce.start()
+        self.typed_timer.start()  # the version's words are the clip's now, as typed ones are
 
     # ================================================================ inputs (decoded off the GUI thread)
     def _input_keys(self, task: Task) -> list[tuple]:
@@ -1055,6 +1067,8 @@ class StudioModel(QObject):
         for clip_id in _instructions_set(change):  # an undone or redone instruction is what the box shows
             if clip_id in self._inputs and self.has_clip(clip_id):
                 self._inputs[clip_id].instruction = self.document.project.clip(clip_id).instruction
+        for key in [k for k in self._inputs if k and "+" not in k and not self.has_clip(k)]:
+            del self._inputs[key]  # a removed clip's inputs: an undone removal brings the clip's own words back
         kept = [c for c in self.selection if self.has_clip(c)]
         if kept != self.selection:
             # Remembered so that undoing the removal selects them again (and nothing else added does).

@@ -37,6 +37,7 @@ class TimelineEditing(QObject):
     def split_at_playhead(self) -> bool:
         """Split the selected clips under the playhead, or with none of them there, every clip under it.
         False (and a message) when no clip is under the playhead."""
+        self.document.settle()  # the words just typed for a clip go into both halves
         project = self.document.project
         t = self.view.playhead
         selected = [c for c in self.view.selected if any(v.id == c and v.start < t < v.end for v in self.view.clips)]

@@ -197,6 +197,16 @@ def test_a_model_folder_that_fails_to_load_gives_the_working_model_back_now_and_
     _type(qtbot, w, "a red circle")
     with qtbot.waitSignal(w.result_stored, timeout=60_000):  # it works again
         w.generate()
+    # A folder that loads is the one in use from then on: a later failure of it (a retry with offload, a reload)
+    # is said as its own, never a switch back to the folder before it.
+    other = tmp_path / "other"
+    shutil.copytree(MODEL, other, copy_function=os.symlink)
+    w.apply_settings(w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(other)}))
+    qtbot.waitUntil(lambda: w.studio.slots["image"].folder == os.path.abspath(other) and w.model_ready,
+                    timeout=60_000)
+    w.studio._on_model_failed("image", "Out of memory while placing other.")
+    assert w.settings.active_model == str(other) and Settings.load().active_model == str(other)
+    assert "goes back" not in w.messages.errors()[-1]
 
 
 def test_an_unknown_word_is_named_once_typing_pauses_and_generate_says_so(qtbot, studio):

@@ -336,6 +336,11 @@ def test_a_result_the_project_folder_cannot_take_is_kept_and_lands_once_the_proj
     # A close now asks about it (the project itself has no unsaved change); Cancel keeps working.
     save_changes_answers.next = SaveChoice.CANCEL
     assert not w.close() and save_changes_answers.asked == ["p.mcproj"]
+    # Save chosen, the project file written, but the result still cannot be: the window stays, the result kept.
+    save_changes_answers.next = SaveChoice.SAVE
+    assert not w.close()
+    qtbot.waitUntil(lambda: w.studio.unsaved_results() == 1, timeout=30_000)
+    assert w.isVisible() and "could not be saved in the project folder" in w.messages.errors()[-1]
     # Saved elsewhere: the kept result is written there and becomes a clip.
     second = tmp_path / "second" / "p.mcproj"
     second.parent.mkdir()

@@ -423,3 +423,58 @@ def test_words_typed_for_a_clip_are_saved_with_it_undoable_and_asked_about_on_cl
     assert w.close()
     assert save_changes_answers.asked == ["typed.mcproj"]
     assert pf.open_project(str(path)).clip(clip).instruction == both + " and make it big"
+
+
+def test_words_still_pending_go_in_before_an_undo_or_a_removal(qtbot, tmp_path):
+    """Words typed less than a pause ago were not yet a step: Undo took back the step before them and the words, stored
+    at the pause, then ended the redo; a clip removed before the pause and brought back by Undo pushed its words from
+    inside the undo, leaving the stack's index wrong (the next redos removed the clip twice and failed). Pending words
+    now go in first: Undo takes back the typing, and a removal comes after the words it removes."""
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    w.document.push(w.document.project.rename_change("renamed"))
+    w.timeline.view.select([clip])
+    w.instruction.edit.setFocus()
+    qtbot.keyClicks(w.instruction.edit, "make the circle green")
+    w.act_undo.trigger()  # before the pause
+    assert w.document.project.clip(clip).instruction == "" and w.instruction.edit.toPlainText() == ""
+    assert w.document.project.name == "renamed"  # the step before the typing stays
+    w.act_redo.trigger()
+    assert w.document.project.clip(clip).instruction == "make the circle green"
+    # Words typed, the clip removed before the pause, the removal undone and redone.
+    qtbot.keyClicks(w.instruction.edit, " and big")
+    w.timeline.view.setFocus()
+    w.remove_selected_clip()
+    assert not w.studio.has_clip(clip)
+    w.act_undo.trigger()
+    assert w.studio.has_clip(clip) and w.document.project.clip(clip).instruction == "make the circle green and big"
+    stack = w.document.undo_stack
+    assert stack.index() == stack.count() - 1 and stack.canRedo()  # the removal, ready to redo: nothing pushed inside
+    w.act_redo.trigger()
+    assert not w.studio.has_clip(clip)
+    w.act_undo.trigger()
+    w.act_undo.trigger()  # the words typed since the last save, in one step (merged)
+    assert w.document.project.clip(clip).instruction == "" and w.instruction.edit.toPlainText() == ""
+    qtbot.wait(studio_model_typed_ms() + 300)  # no pause stores anything behind the user's back
+    assert stack.canRedo() and w.document.project.clip(clip).instruction == ""
+
+
+def studio_model_typed_ms() -> int:
+    from app.ui.studio_model import TYPED_STORE_MS
+
+    return TYPED_STORE_MS
+
+
+def test_typed_then_deleted_words_leave_no_step(qtbot, tmp_path):
+    """Words typed, stored at a pause, then deleted again left an empty undo step and a project marked changed."""
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    assert w.files.save_as(str(tmp_path / "p.mcproj"))
+    w.timeline.view.select([clip])
+    w.instruction.edit.setFocus()
+    qtbot.keyClicks(w.instruction.edit, "blue")
+    w.studio.store_typed()
+    assert w.document.dirty
+    w.instruction.edit.clear()
+    w.studio.store_typed()
+    assert not w.document.dirty and w.document.project.clip(clip).instruction == ""

@@ -438,6 +438,30 @@ def test_a_missing_or_wrong_video_model_folder_is_said_plainly(qtbot, tmp_path, 
         w.shutdown()
 
 
+def test_a_video_model_folder_that_fails_to_load_gives_the_working_one_back(qtbot, tmp_path, studio,
+                                                                            tiny_video_model):
+    """The clip model's slot had no way back: a new video model folder that failed to load left video tasks with no
+    model, and the saved settings named the broken folder."""
+    import os
+    import shutil
+
+    from app.settings import Settings
+
+    w = studio
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.studio.slots["video"].state is ModelState.READY, timeout=WAIT)
+    broken = tmp_path / "broken-video"
+    shutil.copytree(tiny_video_model, broken)
+    weights = broken / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    w.apply_settings(w.settings.__class__(**{**w.settings.to_dict(), "video_model": str(broken)}))
+    qtbot.waitUntil(lambda: any("goes back to" in m for m in w.messages.errors()), timeout=WAIT)
+    assert f"The video model goes back to {tiny_video_model.name}" in w.messages.errors()[-1]
+    qtbot.waitUntil(lambda: w.studio.slots["video"].state is ModelState.READY, timeout=WAIT)
+    assert w.studio.slots["video"].folder == os.path.abspath(tiny_video_model)
+    assert w.settings.video_model == str(tiny_video_model) == Settings.load().video_model
+
+
 def test_the_settings_show_and_change_the_video_model_folder(qtbot, tmp_path, tiny_video_model):
     w = make_window(qtbot, tmp_path)
     dlg = w.settings_dialog()

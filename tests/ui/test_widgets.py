@@ -189,7 +189,9 @@ def test_settings_dialog_round_trip(qtbot, tmp_path):
     assert w.settings.precision == "bfloat16" and not w.settings.preview and w.settings.autosave_minutes == 3
     assert w.settings.cpu_threads == threads and (w.engine is None or w.engine.cpu_threads() == threads)
     # No more threads than the machine has cores can be chosen (more only wait on each other).
-    assert w.settings_dialog().cpu_threads.maximum() == os.cpu_count()
+    from app.settings import MAX_CPU_THREADS
+
+    assert w.settings_dialog().cpu_threads.maximum() == min(MAX_CPU_THREADS, os.cpu_count())
     # With autosave on, a change reaches a recovery copy within seconds, not minutes.
     w.document.push(w.document.project.rename_change("renamed"))
     assert w.files.autosave_timer.isActive() and w.files.autosave_timer.interval() <= 10_000
@@ -336,6 +338,8 @@ def test_a_pasted_page_of_words_neither_widens_the_window_nor_draws_a_button_per
     w.instruction.word_clicked.connect(received.append)
     w.instruction.word_buttons[-1].click()
     assert received == [MAX_WORD_BUTTONS - 1]
+    w.instruction.set_words(words[:MAX_WORD_BUTTONS + 35])  # the same buttons, another count
+    assert w.instruction.more_words.text() == "+35 more words"
     w.instruction.set_words(["a", "red", "circle"])
     assert [b.text() for b in w.instruction.word_buttons] == ["a", "red", "circle"]
     assert not w.instruction.more_words.isVisibleTo(w)
