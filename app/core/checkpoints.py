@@ -16,9 +16,9 @@ A MetaCanvas model folder:
 A component entry may instead name a folder elsewhere ({"path": "/models/Qwen2.5-VL-7B-Instruct"}), so a
 user's own base checkpoints are used in place; such paths come from the user, never from a hub.
 
-Why one file of about 640 lines: saving and loading each component sit side by side, with the checks
-that refuse a folder load_model could not take back, so a component added to one side is seen missing
-from the other.
+Why one file of about 720 lines: saving and loading each component sit side by side, with the checks
+that refuse a folder load_model could not take back (pickles, code of its own, missing tokenizer files), so a
+component added to one side is seen missing from the other.
 """
 from __future__ import annotations
 
