@@ -149,7 +149,12 @@ class ProjectActions(QObject):
                 studio.forget_unsaved()
             return True
         path = self.document.path or choose_save_path(self.window)
-        if not (path and self.save_as(path)):
+        if path and not self.save_as(path) and self.document.path:
+            # Its own file cannot be written (a read-only or full folder): asked where else, once.
+            path = choose_save_path(self.window)
+            if path and not self.save_as(path):
+                return False
+        elif not path:
             return False
         if studio is not None:
             if not studio.finish_storing() or studio.unsaved_results():

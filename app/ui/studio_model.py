@@ -55,8 +55,9 @@ from app.ui.workers import run_task
 log = logging.getLogger(__name__)
 
 PLAN_DEBOUNCE_MS = 40  # the live-plan goal is <= 100 ms from the last keystroke to the heatmap
-# Words typed for a clip become part of the project once typing pauses this long (one undo step per burst of
-# typing, merged: app/ui/document.ChangeCommand), and at once before a save, an autosave, a close or another clip.
+# Words typed for a clip become part of the project once typing pauses this long, and at once before any other
+# change, an undo, a save, an autosave, a close or another clip. A clip's typing is one undo step until another
+# change or a save comes between (merged: app/ui/document.ChangeCommand).
 TYPED_STORE_MS = 800
 PLAN_PROBLEM_DELAY_MS = 900  # a plan error is shown only once typing pauses: no flash for half a word
 

@@ -593,3 +593,28 @@ def test_a_still_cut_short_is_refused_at_import_and_nothing_is_added(tmp_path, f
         pf.import_media(project, tmp_path / "p.mcproj", source)
     assert "\n" not in str(err.value) and "photo" in str(err.value)
     assert len(list(pf.media_dir(tmp_path / "p.mcproj").glob("photo*"))) == 1  # only the whole one's copy
+
+
+def test_a_png_whose_pictures_are_damaged_under_good_checksums_is_refused_at_import(tmp_path):
+    """A PNG's chunk checksums were all the import checked: a damaged compressed stream written with good checksums
+    (a faulty writer) was imported and failed at every look. A still of a usual size is inflated too."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from app.media import project_file as pf
+    from app.media.project import Project
+
+    source = tmp_path / "scan.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(source)
+    data = bytearray(source.read_bytes())
+    at = data.find(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    body = bytearray(data[at + 4:at + 4 + length])
+    body[len(body) // 2:len(body) // 2 + 8] = b"\xff" * 8  # the stream damaged...
+    data[at + 4:at + 4 + length] = body
+    data[at + 4 + length:at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + bytes(body)))  # ...its checksum good
+    source.write_bytes(bytes(data))
+    with pytest.raises(MediaError, match="'scan.png' is damaged"):
+        pf.import_media(Project(), tmp_path / "p.mcproj", source)

@@ -478,3 +478,32 @@ def test_typed_then_deleted_words_leave_no_step(qtbot, tmp_path):
     w.instruction.edit.clear()
     w.studio.store_typed()
     assert not w.document.dirty and w.document.project.clip(clip).instruction == ""
+
+
+def test_closing_with_save_when_the_projects_own_file_cannot_be_written_asks_where_else(qtbot, tmp_path,
+                                                                                      save_changes_answers,
+                                                                                      monkeypatch):
+    """Close ▸ Save wrote to the project's own file again in a folder that had turned read-only, failed, and
+    cancelled the close: the user had to find Save As. It asks where else to save, once."""
+    from app.media.errors import ProjectError
+
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    stuck = tmp_path / "stuck" / "p.mcproj"
+    stuck.parent.mkdir()
+    assert w.files.save_as(str(stuck))
+    real = pf.save_project
+
+    def read_only(project, path, *a, **k):
+        if str(path).startswith(str(stuck.parent)):
+            raise ProjectError(f"Could not save '{path}': [Errno 30] Read-only file system. The previous save is "
+                               f"unchanged.")
+        return real(project, path, *a, **k)
+
+    monkeypatch.setattr(pf, "save_project", read_only)
+    w.document.push(w.document.project.rename_change("renamed"))
+    elsewhere = tmp_path / "elsewhere" / "p.mcproj"
+    elsewhere.parent.mkdir()
+    save_changes_answers.next, save_changes_answers.save_path = SaveChoice.SAVE, str(elsewhere)
+    assert w.close()
+    assert pf.open_project(str(elsewhere)).name == "renamed"
