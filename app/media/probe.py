@@ -9,7 +9,7 @@ at start_time + k / fps). That is exact for constant-frame-rate clips, which is 
 own exports and the generator write; for variable-frame-rate clips it picks the frame showing at
 that time. A clip's picture is shown as its display matrix turns it (a phone's portrait clip, stored landscape).
 
-Why about 700 lines: images and clips share the sniffing, limits and messages that make every failure one
+Why about 730 lines: images and clips share the sniffing, limits and messages that make every failure one
 clear line; the video half (from `_open_container` down) is the next to move into a module of its own.
 """
 from __future__ import annotations
