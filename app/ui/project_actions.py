@@ -90,6 +90,8 @@ class ProjectActions(QObject):
         self.pending_recoveries: list[pf.Recovery] = []
         self._warned_keep = False  # said once a session: a crashed copy that could not be moved aside
         self._saving_autosave = False
+        self._resave_to: str | None = None  # saved while kept results were written: saved again once they land
+        self._resave_connected = False
         self.autosave_timer = QTimer(self, singleShot=True)
         self.autosave_timer.timeout.connect(self.autosave)
         document.changed.connect(lambda _change: self._schedule_autosave())
@@ -224,10 +226,25 @@ class ProjectActions(QObject):
         self.document.mark_saved(str(written))
         studio = getattr(self.window, "studio", None)
         if studio is not None and studio.unsaved_results():
-            studio.retry_unsaved()  # into the folder just saved (written, then a change to save again)
+            # Into the folder just saved; once they have all landed, the project is saved again with them.
+            self._resave_to = str(written)
+            if not self._resave_connected:
+                studio.result_stored.connect(self._save_kept_results)
+                self._resave_connected = True
+            studio.retry_unsaved()
         self.window.settings.add_recent(str(written))
         self.say(f"Saved {written.name}.", INFO)
         return True
+
+    def _save_kept_results(self, _clip_id: str) -> None:
+        """A result kept from a failed write landed after a save: once none is left being written or kept, the
+        project is saved again, so the file the user just saved holds them (it was left marked changed)."""
+        studio = self.window.studio
+        if not self._resave_to or studio.writing_results() or studio.unsaved_results():
+            return
+        path, self._resave_to = self._resave_to, None
+        if self.document.path == path and self.document.dirty:
+            self.save_as(path)
 
     # ---------------------------------------------------------------- autosave and recovery
     def _schedule_autosave(self) -> None:

@@ -975,6 +975,10 @@ class StudioModel(QObject):
         run_task(self.pool, writer, self.work_path(), *args,
                  on_done=lambda written, j=job: self._store_result(j, written), on_error=failed, owner=self)
 
+    def writing_results(self) -> bool:
+        """A finished job's result is being written into the project folder."""
+        return bool(self._storing)
+
     def unsaved_results(self) -> int:
         """Finished results kept in memory because their write failed (a read-only or full project folder)."""
         return len(self._unsaved)

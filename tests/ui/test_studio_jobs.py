@@ -349,6 +349,8 @@ def test_a_result_the_project_folder_cannot_take_is_kept_and_lands_once_the_proj
     assert w.studio.unsaved_results() == 0 and len(w.document.project.tracks["image"]) == 1
     clip = w.document.project.tracks["image"][0]
     assert w.media_file(clip.media_id).is_file() and str(w.media_file(clip.media_id)).startswith(str(second.parent))
+    # The file just saved holds it: saved again once it landed (it was left marked changed, the save lacking it).
+    assert not w.document.dirty and len(pf.open_project(str(second)).tracks["image"]) == 1
     w.shutdown()
 
 
