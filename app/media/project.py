@@ -22,6 +22,7 @@ Change kinds (every record is {"kind": ..., ...}, JSON-serialisable):
   set_accepted     {"clip_id", "version_id", "old": bool|None, "new": bool|None}
   set_clip_instruction {"clip_id", "old": str, "new": str}
   set_plan_edits   {"target", "old": entry|None, "new": entry|None}  (see Project.plan_edits)
+  set_target_words {"target", "old": str, "new": str}  (see Project.target_words)
   set_setting      {"key", "old", "new"}
   rename_project   {"old": str, "new": str}
   batch            {"label": str, "changes": [change, ...]}  invert: the inverses in reverse order
@@ -128,6 +129,10 @@ class Project:
     # The user's edits to the plan shown for a target (a clip id, or "" for a new generation), before they
     # are generated: {"base": which plan they edit (the UI's name for it), "edits": [PlanEdit as a dict]}.
     plan_edits: dict[str, dict] = field(default_factory=dict)
+    # Words typed for a target no clip owns, kept with the project as a clip's instruction is: "" for a new
+    # generation, "id1+id2" for stills picked together as references. An entry whose clips are gone stays while
+    # the project is open (an undone removal brings them back with their words) and is not saved.
+    target_words: dict[str, str] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- lookups
     def find_clip(self, clip_id: str) -> tuple[str, int, Clip]:
@@ -271,6 +276,10 @@ class Project:
         return {"kind": "set_plan_edits", "target": str(target), "old": copy.deepcopy(self.plan_edits.get(target)),
                 "new": new}
 
+    def set_target_words_change(self, target: str, text: str) -> dict:
+        return {"kind": "set_target_words", "target": str(target), "old": self.target_words.get(target, ""),
+                "new": str(text)}
+
     def set_setting_change(self, key: str, value: Any) -> dict:
         if not hasattr(self.settings, key):
             raise ProjectError(f"unknown project setting {key!r}")
@@ -352,7 +361,14 @@ class Project:
                 "media": {k: dict(vars(v)) for k, v in self.media.items()},
                 "tracks": {t: [_clip_dict(c) for c in clips] for t, clips in self.tracks.items()},
                 "settings": dict(vars(self.settings)), "history": copy.deepcopy(self.history),
-                "plan_edits": copy.deepcopy(self.plan_edits)}
+                "plan_edits": copy.deepcopy(self.plan_edits),
+                # Only when there are some: a project without them stays one the versions before them open.
+                **({"target_words": words} if (words := self._live_target_words()) else {})}
+
+    def _live_target_words(self) -> dict[str, str]:
+        """target_words whose clips are all on the timeline ("" always): what is saved."""
+        ids = {c.id for clips in self.tracks.values() for c in clips}
+        return {k: v for k, v in self.target_words.items() if all(i in ids for i in k.split("+") if i)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Project":
@@ -370,7 +386,8 @@ class Project:
                 tracks[t] = [_clip_from_dict(c) for c in clips]
             settings = ProjectSettings(**d.get("settings", {}))
             project = cls(str(d.get("name", "Untitled")), media, tracks, settings, str(d.get("id") or new_id()),
-                          list(d.get("history", [])), dict(d.get("plan_edits", {})))
+                          list(d.get("history", [])), dict(d.get("plan_edits", {})),
+                          {str(k): str(v) for k, v in dict(d.get("target_words", {})).items()})
         except ProjectError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as e:
@@ -522,12 +539,19 @@ def _set_plan_edits(p: Project, ch: dict) -> None:
         p.plan_edits[str(ch["target"])] = {"base": str(new["base"]), "edits": copy.deepcopy(list(new["edits"]))}
 
 
+def _set_target_words(p: Project, ch: dict) -> None:
+    if ch["new"]:
+        p.target_words[str(ch["target"])] = str(ch["new"])
+    else:
+        p.target_words.pop(ch["target"], None)
+
+
 _APPLY = {
     "add_media": _add_media, "remove_media": _remove_media, "add_clip": _add_clip, "remove_clip": _remove_clip,
     "move_clip": _move_clip, "trim_clip": _trim_clip, "add_version": _add_version,
     "remove_version": _remove_version, "set_active_version": _set_active_version, "set_accepted": _set_accepted,
     "set_clip_instruction": _set_clip_instruction, "set_setting": _set_setting, "rename_project": _rename,
-    "set_plan_edits": _set_plan_edits,
+    "set_plan_edits": _set_plan_edits, "set_target_words": _set_target_words,
 }
 
 _OPPOSITE = {"add_media": "remove_media", "remove_media": "add_media", "add_clip": "remove_clip",
@@ -543,7 +567,7 @@ def invert(change: dict) -> dict:
     if kind in _OPPOSITE:
         return {**copy.deepcopy(change), "kind": _OPPOSITE[kind]}
     if kind in ("move_clip", "trim_clip", "set_active_version", "set_accepted", "set_clip_instruction",
-                "set_setting", "rename_project", "set_plan_edits"):
+                "set_setting", "rename_project", "set_plan_edits", "set_target_words"):
         out = copy.deepcopy(change)
         out["old"], out["new"] = out["new"], out["old"]
         return out

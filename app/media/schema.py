@@ -151,12 +151,17 @@ def check_project_dict(d: Any) -> None:
     Project.to_dict() form, as stored under "project" in a .mcproj file) is sound."""
     check_depth(d)
     top = _Where("the project")
-    top.obj(d, {"name", "id", "media", "tracks", "settings", "history", "plan_edits"}, set())
+    top.obj(d, {"name", "id", "media", "tracks", "settings", "history", "plan_edits", "target_words"}, set())
     top.text(d, "name")
     top.text(d, "id")
     if "history" in d and not isinstance(d["history"], list):
         top.fail("history", f"must be a list, not {_what(d['history'])}")
     _check_plan_edits(d.get("plan_edits", {}))
+    words = d.get("target_words", {})
+    if not isinstance(words, dict):
+        top.fail("target_words", f"must be an object, not {_what(words)}")
+    for target in words:
+        _Where(f"the words typed for {str(target)[:40]!r}").text(words, target)
 
     settings = d.get("settings", {})
     w = _Where("the project settings")

@@ -18,7 +18,7 @@ _LABELS = {
     "add_media": "Import media", "add_clip": "Add clip", "remove_clip": "Remove clip", "move_clip": "Move clip",
     "trim_clip": "Trim clip", "set_active_version": "Show version", "set_accepted": "Judge version",
     "set_clip_instruction": "Edit instruction", "set_setting": "Change setting", "rename_project": "Rename project",
-    "remove_version": "Remove version",
+    "remove_version": "Remove version", "set_target_words": "Edit instruction",
 }
 
 
@@ -51,7 +51,8 @@ class ChangeCommand(QUndoCommand):
         return TYPED_ID if self.change.get("typed") else -1
 
     def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
-        if not isinstance(other, ChangeCommand) or other.change.get("clip_id") != self.change.get("clip_id"):
+        if not isinstance(other, ChangeCommand) or any(other.change.get(k) != self.change.get(k)
+                                                          for k in ("kind", "clip_id", "target")):
             return False
         self.change = {**self.change, "new": other.change["new"]}
         # Typed and then deleted again: no step at all (Qt drops an obsolete command), not an empty one.

@@ -355,7 +355,8 @@ class StudioModel(QObject):
         key = self.target_key()
         if key not in self._inputs:
             clip = self.primary_clip()
-            self._inputs[key] = TargetInputs(clip.instruction if clip is not None and "+" not in key else "")
+            self._inputs[key] = TargetInputs(clip.instruction if clip is not None and "+" not in key
+                                             else self.document.project.target_words.get(key, ""))
         return self._inputs[key]
 
     @property
@@ -391,10 +392,17 @@ class StudioModel(QObject):
         self.typed_timer.stop()
         project = self.document.project
         for key, inputs in list(self._inputs.items()):
-            if key and "+" not in key and self.has_clip(key) and project.clip(key).instruction != inputs.instruction:
+            if key and "+" not in key:
+                if not self.has_clip(key) or project.clip(key).instruction == inputs.instruction:
+                    continue
                 change = project.set_clip_instruction_change(key, inputs.instruction)
-                change["typed"] = True  # merged with the next pause's (document.ChangeCommand)
-                self.document.push(change)
+            else:  # a new generation's words, or those of stills picked together: the project's own
+                if not all(self.has_clip(c) for c in key.split("+") if c) or \
+                        project.target_words.get(key, "") == inputs.instruction:
+                    continue
+                change = project.set_target_words_change(key, inputs.instruction)
+            change["typed"] = True  # merged with the next pause's (document.ChangeCommand)
+            self.document.push(change)
 
     def tasks(self) -> list[Task]:
         return allowed_tasks([self.document.clip_kind(c.id) for c in self.selected_clips()])
@@ -1072,6 +1080,9 @@ class StudioModel(QObject):
         for clip_id in _instructions_set(change):  # an undone or redone instruction is what the box shows
             if clip_id in self._inputs and self.has_clip(clip_id):
                 self._inputs[clip_id].instruction = self.document.project.clip(clip_id).instruction
+        for target in _target_words_set(change):
+            if target in self._inputs:
+                self._inputs[target].instruction = self.document.project.target_words.get(target, "")
         for key in [k for k in self._inputs if k and "+" not in k and not self.has_clip(k)]:
             del self._inputs[key]  # a removed clip's inputs: an undone removal brings the clip's own words back
         kept = [c for c in self.selection if self.has_clip(c)]
@@ -1112,6 +1123,13 @@ def _instructions_set(change: dict) -> list[str]:
     if change.get("kind") == "batch":
         return [c for part in change.get("changes", []) for c in _instructions_set(part)]
     return [change["clip_id"]] if change.get("kind") == "set_clip_instruction" else []
+
+
+def _target_words_set(change: dict) -> list[str]:
+    """Targets (Project.target_words) whose words `change` sets (alone or in a batch)."""
+    if change.get("kind") == "batch":
+        return [t for part in change.get("changes", []) for t in _target_words_set(part)]
+    return [change["target"]] if change.get("kind") == "set_target_words" else []
 
 
 def _clips_added(change: dict) -> list[str]:

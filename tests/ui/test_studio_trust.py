@@ -480,6 +480,43 @@ def test_typed_then_deleted_words_leave_no_step(qtbot, tmp_path):
     assert not w.document.dirty and w.document.project.clip(clip).instruction == ""
 
 
+def test_words_typed_for_a_new_generation_or_for_stills_picked_together_are_saved(qtbot, tmp_path):
+    """Words typed with nothing selected (a new generation) or with two stills selected (a reference video's) were
+    no clip's, so no save, autosave or close kept them: a long prompt was lost at the next launch. They are the
+    project's, one undoable step a burst as a clip's words are, and come back with it."""
+    w = make_window(qtbot, tmp_path)
+    a = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    b = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    path = tmp_path / "words.mcproj"
+    assert w.files.save_as(str(path))
+    w.timeline.view.select([])
+    w.instruction.edit.setFocus()
+    qtbot.keyClicks(w.instruction.edit, "a red circle on the left")
+    w.timeline.view.select([a, b])
+    qtbot.keyClicks(w.instruction.edit, "the circle moves right")
+    assert w.files.save_as(str(path))  # a save stores what is typed, pause or not
+    saved = pf.open_project(str(path))
+    assert saved.target_words == {"": "a red circle on the left", f"{a}+{b}": "the circle moves right"}
+    # Undo takes the words back, and the box shows it.
+    w.act_undo.trigger()
+    assert w.instruction.edit.toPlainText() == ""
+    w.act_redo.trigger()
+    assert w.instruction.edit.toPlainText() == "the circle moves right"
+    # Reopened, each target's words are in the box again.
+    assert w.open_project(str(path))
+    w.timeline.view.select([])
+    assert w.instruction.edit.toPlainText() == "a red circle on the left"
+    w.timeline.view.select([a, b])
+    assert w.instruction.edit.toPlainText() == "the circle moves right"
+    # Words of a pick whose clip is gone are not saved (no clip can be picked so again).
+    w.timeline.view.select([b])
+    w.timeline.view.setFocus()
+    w.remove_selected_clip()
+    assert not w.studio.has_clip(b)
+    assert w.files.save_as(str(path))
+    assert pf.open_project(str(path)).target_words == {"": "a red circle on the left"}
+
+
 def test_closing_with_save_when_the_projects_own_file_cannot_be_written_asks_where_else(qtbot, tmp_path,
                                                                                       save_changes_answers,
                                                                                       monkeypatch):
