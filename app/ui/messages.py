@@ -39,9 +39,14 @@ class MessageCenter(QObject):
 
 
 class MessageBanner(QFrame):
-    """A non-modal strip at the top of the window: shows the last warning/error until dismissed or timed out."""
+    """A non-modal strip at the top of the window: shows the last warning/error until dismissed or timed out.
+
+    An offer (a question with a button: Recover, Save As…, Try seed N) waits for its answer: a message posted
+    after it shows for its while and then gives the strip back to the offer, which a warning used to replace for
+    good (a result the project folder could not take lost its Save As to the next import warning)."""
 
     TIMEOUT_MS = 8000
+    MAX_OFFERS = 5  # the newest; an older one beyond them is dropped
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -52,51 +57,85 @@ class MessageBanner(QFrame):
         self.action_button = QPushButton(self)
         self.action_button.hide()
         self.action_button.clicked.connect(self._run_action)
-        self._action = None
-        self._of_project = False
-        close = QPushButton("Dismiss", self)
-        close.clicked.connect(self.hide)
+        self._offers: list[tuple[str, str, object, bool]] = []  # (text, button, action, of the project), newest last
+        self._showing_offer = False
+        self.dismiss_button = QPushButton("Dismiss", self)
+        self.dismiss_button.clicked.connect(self._dismiss)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(8, 4, 8, 4)
         lay.addWidget(self.label, 1)
         lay.addWidget(self.action_button)
-        lay.addWidget(close)
+        lay.addWidget(self.dismiss_button)
         self._timer = QTimer(self, singleShot=True, interval=self.TIMEOUT_MS)
-        self._timer.timeout.connect(self.hide)
+        self._timer.timeout.connect(self._show_next)
         self.hide()
 
+    @property
+    def _action(self):
+        """The action of the offer shown (None while a message or nothing is shown)."""
+        return self._offers[-1][2] if self._showing_offer and self._offers else None
+
     def show_message(self, level: str, text: str) -> None:
+        self._show(level, text)
+        self.action_button.hide()
+        self._showing_offer = False
+        self._timer.start()
+
+    def _show(self, level: str, text: str) -> None:
         self.setProperty("level", level)
         # Re-polish so the QSS [level="error"] selector picks the new property up.
         self.style().unpolish(self)
         self.style().polish(self)
         self.label.setText(text)
-        self.action_button.hide()
-        self._action = None
         self.show()
-        self._timer.start()
 
     def show_action(self, text: str, button: str, action, of_project: bool = False) -> None:
         """A question that waits for the user without blocking anything (e.g. "Recover?"). `of_project`: the
-        offer acts on the open project (a retry of its job) and goes when that project is closed."""
-        self.show_message("warning", text)
+        offer acts on the open project (a retry of its job) and goes when that project is closed. An offer with
+        the same button as one still waiting takes its place (the newer words say more)."""
+        self._offers = [o for o in self._offers if o[1] != button][-(self.MAX_OFFERS - 1):]
+        self._offers.append((text, button, action, of_project))
+        self._show_offer()
+
+    def _show_offer(self) -> None:
+        text, button, _action, _of_project = self._offers[-1]
         self._timer.stop()  # an offer stays until answered or dismissed
-        self._action = action
-        self._of_project = of_project
+        self._show("warning", text)
         self.action_button.setText(button)
         self.action_button.show()
+        self._showing_offer = True
 
-    def drop_project_action(self) -> None:
-        """The project was closed: an offer that acts on it no longer holds (hidden, its button gone). Others
-        stay: the startup offer to recover a crashed session's work is not the open project's to take away."""
-        if self._action is not None and self._of_project:
-            self._action = None
+    def _show_next(self) -> None:
+        """The message's while is over (or it was dismissed): an offer still waiting comes back, else the strip
+        hides."""
+        if self._offers:
+            self._show_offer()
+        else:
+            self._showing_offer = False
             self.action_button.hide()
             self.hide()
 
+    def _dismiss(self) -> None:
+        if self._showing_offer and self._offers:
+            self._offers.pop()  # the offer shown is answered "no"
+        self._timer.stop()
+        self._show_next()
+
+    def drop_project_action(self) -> None:
+        """The project was closed: an offer that acts on it no longer holds (its button gone). Others stay: the
+        startup offer to recover a crashed session's work is not the open project's to take away."""
+        kept = [o for o in self._offers if not o[3]]
+        if len(kept) == len(self._offers):
+            return
+        self._offers = kept
+        if self._showing_offer:
+            self._show_next()
+
     def _run_action(self) -> None:
-        action, self._action = self._action, None
-        self.hide()
+        action = self._action
+        if self._showing_offer and self._offers:
+            self._offers.pop()
+        self._show_next()
         if action is not None:
             action()
 

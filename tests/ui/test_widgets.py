@@ -343,3 +343,31 @@ def test_a_pasted_page_of_words_neither_widens_the_window_nor_draws_a_button_per
     w.instruction.set_words(["a", "red", "circle"])
     assert [b.text() for b in w.instruction.word_buttons] == ["a", "red", "circle"]
     assert not w.instruction.more_words.isVisibleTo(w)
+
+
+def test_an_offer_waiting_in_the_banner_comes_back_after_a_later_message(qtbot, monkeypatch):
+    """A result the project folder could not take offered Save As in the banner; the next warning (an import's, a
+    model's) replaced it for good, and the user had no way left to keep the result but a close. Offers now wait
+    under later messages: a message shows for its while, then the offer is back until answered or dismissed."""
+    from app.ui.messages import MessageBanner
+
+    monkeypatch.setattr(MessageBanner, "TIMEOUT_MS", 50)
+    banner = MessageBanner()
+    qtbot.addWidget(banner)
+    saved, recovered = [], []
+    banner.show_action("Recovered work from a crash.", "Recover", lambda: recovered.append(1))
+    banner.show_action("The result could not be written.", "Save As…", lambda: saved.append(1), True)
+    banner.show_message("warning", "An import was refused.")
+    assert banner.label.text() == "An import was refused." and not banner.action_button.isVisible()
+    qtbot.waitUntil(lambda: banner.action_button.isVisible(), timeout=2000)  # the message's while is over
+    assert banner.action_button.text() == "Save As…" and banner.label.text() == "The result could not be written."
+    qtbot.wait(200)
+    assert banner.isVisible()  # an offer does not time out
+    # The project closes: its offer goes, the startup one stays.
+    banner.drop_project_action()
+    assert banner.action_button.text() == "Recover" and banner.isVisible()
+    banner.show_message("error", "Something failed.")
+    banner.dismiss_button.click()  # the message dismissed: the offer is back
+    assert banner.action_button.isVisible() and banner.action_button.text() == "Recover"
+    banner.action_button.click()
+    assert recovered == [1] and saved == [] and not banner.isVisible()
