@@ -55,8 +55,7 @@ class Pictures(QObject):
         key = ("icon", media_id)
         if key not in self._started:
             self._started.add(key)
-            from app.media.probe import thumbnail
-            run_task(self.pool, thumbnail, path, ICON_SIDE, on_done=lambda arr, m=media_id: self._on_icon(m, arr),
+            run_task(self.pool, _icon_picture, path, on_done=lambda arr, m=media_id: self._on_icon(m, arr),
                      on_error=lambda e, k=key: self._started.discard(k), owner=self)
         return None
 
@@ -144,6 +143,20 @@ def _plan_keyframes(path: Path) -> list[np.ndarray]:
 
     plan = Plan.load(path)
     return [heatmap_rgba(plan.canvas_effect(item=0, keyframe=k)) for k in range(plan.keyframes)]
+
+
+def _icon_picture(path: Path) -> np.ndarray:
+    """The thumbnail centred on a clear square (RGBA): lists draw icons in square boxes, and Qt scaling a 4000 x 30
+    panorama's 96 x 1 thumbnail into one made a null pixmap and printed QPainter warnings on every repaint."""
+    from app.media.probe import thumbnail
+    arr = thumbnail(path, ICON_SIDE)
+    h, w = arr.shape[:2]
+    side = max(h, w)
+    out = np.zeros((side, side, 4), np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top:top + h, left:left + w, :3] = arr
+    out[top:top + h, left:left + w, 3] = 255
+    return out
 
 
 def _decode_thumbnails(path: Path, kind: str, frames: int) -> list[np.ndarray]:

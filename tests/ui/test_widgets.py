@@ -371,3 +371,22 @@ def test_an_offer_waiting_in_the_banner_comes_back_after_a_later_message(qtbot, 
     assert banner.action_button.isVisible() and banner.action_button.text() == "Recover"
     banner.action_button.click()
     assert recovered == [1] and saved == [] and not banner.isVisible()
+
+
+def test_a_panorama_gets_a_square_icon_without_painter_warnings(qtbot, tmp_path, qtlog):
+    """A 4000 x 30 panorama's 96 x 1 thumbnail, scaled by Qt into the lists' square icon boxes, became a null
+    pixmap: QPainter warnings on every repaint of the media bin and the versions list."""
+    from PIL import Image
+
+    pano = tmp_path / "panorama.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 4000, 3), dtype=np.uint8)).save(pano)
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, pano)
+    media_id = w.document.project.clip(clip).media_id
+    qtbot.waitUntil(lambda: media_id in w.pictures.icons, timeout=10_000)
+    w.timeline.view.select([clip])
+    w.repaint()
+    qtbot.wait(200)
+    assert not [r.message for r in qtlog.records if "QPainter" in r.message]
+    size = w.pictures.icons[media_id].availableSizes()[0]
+    assert size.width() == size.height() > 1
