@@ -88,6 +88,7 @@ class StudioModel(QObject):
         self._shown_slot = IMAGE_SLOT  # the slot whose settings the panel shows
         self.jobs: dict[int, Job] = {}
         self._storing: dict[int, Job] = {}  # finished jobs whose result is being written, not yet in the project
+        self._written: dict[int, tuple[Job, dict]] = {}  # of those, written and waiting for an earlier job's to land
         self._unsaved: dict[int, tuple[Job, tuple]] = {}  # results whose write failed: (job, its write) to try again
         self.memory_retry = MemoryRetry(self)  # a job out of memory is offered again with more offload
         self.seed_retry = SeedRetry(self)  # an edit short of its plan is offered again with the next seed
@@ -854,6 +855,7 @@ class StudioModel(QObject):
                 self.engine.cancel(job_id)
             self.jobs.pop(job_id, None)
         self._storing.clear()  # a write still going ends in _store_result, which adds nothing to another project
+        self._land_written()  # those written and waiting: the same (said, not added)
         if dropped:
             self.preview.emit(None)
             self.jobs_changed.emit()
@@ -972,6 +974,7 @@ class StudioModel(QObject):
 
         def failed(e: BaseException, j: Job = job) -> None:
             self._storing.pop(j.id, None)
+            self._land_written()  # a later job's result waited for this one
             if j.project is not None and j.project is not self.document.project:
                 return  # its project was closed meanwhile (and asked about): nothing to keep it for
             self._unsaved[j.id] = (j, work)
@@ -981,7 +984,21 @@ class StudioModel(QObject):
             self.unsaved_result.emit(text)
 
         run_task(self.pool, writer, self.work_path(), *args,
-                 on_done=lambda written, j=job: self._store_result(j, written), on_error=failed, owner=self)
+                 on_done=lambda written, j=job: self._result_written(j, written), on_error=failed, owner=self)
+
+    def _result_written(self, job: Job, written: dict) -> None:
+        self._written[job.id] = (job, written)
+        self._land_written()
+
+    def _land_written(self) -> None:
+        """Written results land in the order their jobs were made: writes run side by side (a long clip's edit
+        written at its own size takes seconds, a still milliseconds; kept results are written again together after
+        a Save As), and the versions of a clip would otherwise be numbered in the order the writes ended."""
+        while self._written:
+            first = min(self._written)
+            if any(j < first for j in self._storing if j not in self._written):
+                return  # an earlier job's result is still being written
+            self._store_result(*self._written.pop(first))
 
     def writing_results(self) -> bool:
         """A finished job's result is being written into the project folder."""
@@ -1040,10 +1057,11 @@ class StudioModel(QObject):
             # the media the project holds). Copied there first, off the GUI thread, then stored.
             def failed(e: BaseException, j: int = job.id) -> None:
                 self._storing.pop(j, None)
+                self._land_written()
                 self.say(f"Job #{j} finished but its result could not be saved: {e}", ERROR)
 
             run_task(self.pool, pf.copy_result, job.written_to, here, written,
-                     on_done=lambda moved, j=job: self._store_result(j, moved), on_error=failed, owner=self)
+                     on_done=lambda moved, j=job: self._result_written(j, moved), on_error=failed, owner=self)
             job.written_to = here
             return
         self._storing.pop(job.id, None)

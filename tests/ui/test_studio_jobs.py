@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.ui.studio_state import JobState
-from tests.ui.helpers import MODEL, make_window
+from tests.ui.helpers import MODEL, SAMPLE_IMAGE, import_and_wait, make_window
 
 pytestmark = [
     pytest.mark.slow,
@@ -249,6 +249,45 @@ def _a_result_being_written(qtbot, tmp_path, monkeypatch):
     w.generate()
     qtbot.waitUntil(lambda: bool(w.studio._storing), timeout=60_000)  # done, its file being written
     return w, go_on
+
+
+def test_results_land_in_the_order_their_jobs_were_made(qtbot, tmp_path, monkeypatch):
+    """Writes run side by side: a result whose write ended first landed first, so the versions of a clip were
+    numbered in the order the writes ended (a long clip edit written at its own size against a still, kept results
+    written again after a Save As). They land in the order their jobs were made."""
+    import threading
+
+    from app.media import project_file as pf
+
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    first_may_end, real_write = threading.Event(), pf.write_result
+    second_written = threading.Event()
+
+    def write(folder, frames, *args, **kw):
+        if not first_may_end.is_set() and not write.started:
+            write.started = True
+            first_may_end.wait(30)  # the first job's write ends after the second's
+            return real_write(folder, frames, *args, **kw)
+        out = real_write(folder, frames, *args, **kw)
+        second_written.set()
+        return out
+
+    write.started = False
+    monkeypatch.setattr(pf, "write_result", write)
+    w.timeline.view.select([clip])
+    w.generation.steps.setValue(2)
+    for words in ("make the circle green", "make the circle blue"):
+        w.instruction.set_text(words)
+        w.generate()
+    qtbot.waitUntil(second_written.is_set, timeout=60_000)
+    qtbot.wait(300)  # the second's landing, had it not waited
+    first_may_end.set()
+    qtbot.waitUntil(lambda: len(w.document.project.clip(clip).versions) == 3, timeout=60_000)
+    made = [v.request.get("instruction") for v in w.document.project.clip(clip).versions[1:]]
+    assert made == ["make the circle green", "make the circle blue"]
+    w.shutdown()
 
 
 def test_a_result_written_while_the_project_is_saved_under_a_new_name_lands_in_the_new_folder(
