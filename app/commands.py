@@ -163,17 +163,18 @@ def _info(pipe, request) -> dict:
     return pipeline_info(pipe, request)
 
 
-def _save_png(image: np.ndarray, path: str | Path, info: dict | None = None) -> None:
-    """Write a picture atomically (an existing file is replaced only by a complete one); a PNG carries
-    `info` (the recipe) in its text chunks."""
+def _save_png(image: np.ndarray, path: str | Path, info: dict | None = None, overwrite: bool = False) -> None:
+    """Write a picture atomically (an existing file is replaced only by a complete one, and only with `overwrite`:
+    the command's check before the model loaded found no file there, and one that appeared since, minutes later on
+    a long run, is the user's); a PNG carries `info` (the recipe) in its text chunks."""
     from app.media.export import export_image
     from app.media.generation_info import write_png
 
     if Path(path).suffix.lower() == ".png":
-        write_png(image, path, info)
+        write_png(image, path, info, overwrite=overwrite)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        export_image(image, path, overwrite=True)
+        export_image(image, path, overwrite=overwrite)
 
 
 def plan_picture(plan, result: np.ndarray | None = None, scale: int = 4) -> np.ndarray:
@@ -255,11 +256,11 @@ def cmd_generate(args) -> int:
     try:
         for request, out, plan_out, plan_file in zip(requests, outputs, plans, plan_files):
             result = _run(pipe, request, progress, plan_in)
-            _save_png(result.frames[0], out, _info(pipe, request))
+            _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
             if plan_out is not None:
-                _save_png(plan_picture(result.plan, result.frames[0]), plan_out)
+                _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
             if plan_file is not None:
-                save_plan(result.plan, plan_file, pipe.name)
+                save_plan(result.plan, plan_file, pipe.name, args.overwrite)
             progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
     finally:
         progress.close()
@@ -316,7 +317,8 @@ def _generate_geneval(args) -> int:
                 folder = prompt_folder(out, i, metas[i])
                 request = GenerationRequest(Task.TEXT_TO_IMAGE, metas[i]["prompt"], width=width, height=height,
                                             steps=steps, guidance=guidance, seed=s, use_canvas=not args.no_canvas)
-                _save_png(im, folder / "samples" / f"{j:04d}.png", _info(pipe, request))
+                # The run's own folder: a sample there is one an interrupted run wrote (--resume skips those kept).
+                _save_png(im, folder / "samples" / f"{j:04d}.png", _info(pipe, request), overwrite=True)
             bar.update(len(chunk))
     kept = f" ({len(done)} from the earlier run kept)" if done else ""
     print(f"wrote {plural(len(jobs), 'image')} for {plural(len(metas), 'prompt')} to {out}{kept}")
@@ -344,11 +346,11 @@ def cmd_edit(args) -> int:
     progress = _Progress(request.steps, "edit")
     try:
         result = _run(pipe, request, progress, plan_in)
-        _save_png(result.frames[0], out, _info(pipe, request))
+        _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
         if args.plan:
-            _save_png(plan_picture(result.plan, result.frames[0]), args.plan)
+            _save_png(plan_picture(result.plan, result.frames[0]), args.plan, overwrite=args.overwrite)
         if args.plan_out:
-            save_plan(result.plan, args.plan_out, pipe.name)
+            save_plan(result.plan, args.plan_out, pipe.name, args.overwrite)
         progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
     finally:
         progress.close()
@@ -368,7 +370,7 @@ def cmd_plan(args) -> int:
     images = [load_image(args.image)] if args.image else []
     task = Task.IMAGE_EDIT if images else Task.TEXT_TO_IMAGE
     plan = pipe.plan(_request(pipe, task, args.instruction, args, images=images, seed=seed))
-    _save_png(plan_picture(plan, images[0] if images else None), args.output)
+    _save_png(plan_picture(plan, images[0] if images else None), args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}")
     return 0
 

@@ -99,8 +99,9 @@ def plan_edits_for(pipe, request, texts: list[str], plan_in=None) -> list:
     return edits
 
 
-def save_plan(plan, path: str | Path, made_by: str | None = None) -> None:
-    """Write the plan atomically (app/media/atomic.py): a failed write leaves no half file, nor harms an older one."""
+def save_plan(plan, path: str | Path, made_by: str | None = None, overwrite: bool = False) -> None:
+    """Write the plan atomically (app/media/atomic.py): a failed write leaves no half file, nor harms an older one;
+    a file there is replaced only with `overwrite`."""
     from app.media.atomic import commit_temp, remove_quietly, temp_path_for
 
     path = Path(path)
@@ -111,4 +112,4 @@ def save_plan(plan, path: str | Path, made_by: str | None = None) -> None:
     except BaseException:
         remove_quietly(tmp)
         raise
-    commit_temp(tmp, path, overwrite=True)
+    commit_temp(tmp, path, overwrite=overwrite)

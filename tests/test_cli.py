@@ -333,6 +333,28 @@ def test_an_existing_output_is_kept_unless_overwrite_is_said(tmp_path, capsys, m
     assert taken.read_bytes() != before
 
 
+@pytest.mark.parametrize("flag, name", [("-o", "out.png"), ("--plan", "plan.png"), ("--plan-out", "plan.safetensors")])
+def test_a_file_that_appears_at_an_output_while_the_model_runs_is_kept(tmp_path, capsys, monkeypatch, flag, name):
+    """The check before the model loads found no file there; one the user saved there during the run (minutes on
+    a long --n) was replaced all the same, without --overwrite. It is kept, and the run says so in one line."""
+    import app.commands as commands
+
+    outputs = {"-o": tmp_path / "out.png", "--plan": tmp_path / "plan.png",
+               "--plan-out": tmp_path / "plan.safetensors"}
+    theirs = outputs[flag]
+    real = commands.load_pipeline
+
+    def load_then_the_user_saves(*a, **k):
+        pipe = real(*a, **k)
+        theirs.write_bytes(b"the user's own file")
+        return pipe
+
+    monkeypatch.setattr(commands, "load_pipeline", load_then_the_user_saves)
+    code, _, err = cli(capsys, "generate", PROMPT, "--steps", 1, *[x for f, p in outputs.items() for x in (f, p)])
+    assert code != 0 and "exists" in one_error_line(err)
+    assert theirs.read_bytes() == b"the user's own file"
+
+
 @pytest.mark.parametrize("command, outputs", [
     (["generate", PROMPT], ["-o", "a.png", "--plan", "a.png"]),
     (["generate", PROMPT, "--n", "2"], ["-o", "a.png", "--plan", "a.png"]),
