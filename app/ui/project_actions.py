@@ -70,11 +70,15 @@ def ask_stop_export(parent: QWidget) -> bool:
 
 
 def choose_save_path(parent: QWidget) -> str | None:
-    """Where to save an untitled project, asked inside the Save / Discard / Cancel flow (modal)."""
-    path, _ = QFileDialog.getSaveFileName(parent, "Save project as", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
-    if path and not path.endswith(pf.PROJECT_SUFFIX):
-        path += pf.PROJECT_SUFFIX
-    return path or None
+    """Where to save an untitled project, asked inside the Save / Discard / Cancel flow (modal). The dialog adds
+    the ending itself, so its "Replace?" question sees the name that is written (a name typed without it and the
+    ending added afterwards replaced an existing project unasked)."""
+    dlg = QFileDialog(parent, "Save project as", "", f"MetaCanvas projects (*{pf.PROJECT_SUFFIX})")
+    dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+    dlg.setDefaultSuffix(pf.PROJECT_SUFFIX.lstrip("."))
+    if not dlg.exec() or not dlg.selectedFiles():
+        return None
+    return dlg.selectedFiles()[0]
 
 
 class ProjectActions(QObject):
@@ -217,8 +221,12 @@ class ProjectActions(QObject):
         """Save synchronously: a project document is small JSON and the user expects 'saved' to mean
         saved. Media copies for a first save / Save As are file copies of what was imported."""
         self._store_typed()
+        # A name the dialog confirmed is replaced if it is there (the dialog asked); one to which the project's
+        # ending is added here ("plan.v2" -> "plan.v2.mcproj", which Qt's default ending leaves alone) was never
+        # asked about, and an existing file of that name is kept (said; choose another name).
+        confirmed = Path(path).suffix == pf.PROJECT_SUFFIX
         try:
-            written = pf.save_project(self.document.project, path, media_from=self.work_path())
+            written = pf.save_project(self.document.project, path, media_from=self.work_path(), overwrite=confirmed)
         except ProjectError as e:
             self.say(str(e), ERROR)
             return False

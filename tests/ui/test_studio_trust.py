@@ -544,3 +544,21 @@ def test_closing_with_save_when_the_projects_own_file_cannot_be_written_asks_whe
     save_changes_answers.next, save_changes_answers.save_path = SaveChoice.SAVE, str(elsewhere)
     assert w.close()
     assert pf.open_project(str(elsewhere)).name == "renamed"
+
+
+def test_a_name_given_without_the_project_ending_never_replaces_an_existing_project(qtbot, tmp_path):
+    """The ending was added after the save dialog closed, so its "Replace?" question saw "MyProj" and the save then
+    replaced MyProj.mcproj unasked (a name such as "plan.v2", which Qt's default ending leaves alone, too). Such a
+    name is saved only where nothing is; an existing project is kept and the user told."""
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    for typed in ("MyProj", "plan.v2"):
+        theirs = tmp_path / f"{typed}.mcproj"
+        theirs.write_text("their project")
+        assert not w.files.save_as(str(tmp_path / typed))
+        assert theirs.read_text() == "their project"
+        assert "already exists" in w.messages.errors()[-1]
+    assert w.files.save_as(str(tmp_path / "fresh"))  # nothing there: saved under the ending
+    assert (tmp_path / "fresh.mcproj").is_file()
+    assert w.files.save_as(str(tmp_path / "MyProj.mcproj"))  # a name the dialog confirmed is replaced
+    assert len(pf.open_project(str(tmp_path / "MyProj.mcproj")).tracks["image"]) == 1
