@@ -558,6 +558,26 @@ _OPPOSITE = {"add_media": "remove_media", "remove_media": "add_media", "add_clip
              "remove_clip": "add_clip", "add_version": "remove_version", "remove_version": "add_version"}
 
 
+def files_named(change: dict) -> tuple[list[dict], list[str]]:
+    """The media items and plan files a change record names (an undo or redo of it brings them into the
+    project): (media item dicts, plan file names)."""
+    items: list[dict] = []
+    plans: list[str] = []
+    kind = change.get("kind")
+    if kind == "batch":
+        for part in change.get("changes", []):
+            more_items, more_plans = files_named(part)
+            items += more_items
+            plans += more_plans
+    elif kind in ("add_media", "remove_media"):
+        items.append(change["item"])
+    elif kind in ("add_clip", "remove_clip"):
+        plans += [v["plan"] for v in change["clip"].get("versions", []) if v.get("plan")]
+    elif kind in ("add_version", "remove_version") and change["version"].get("plan"):
+        plans.append(change["version"]["plan"])
+    return items, plans
+
+
 def invert(change: dict) -> dict:
     """The change that undoes `change` (a pure function of the record)."""
     kind = change.get("kind")

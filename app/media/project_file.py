@@ -203,6 +203,23 @@ def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, pla
     return written
 
 
+def copy_imported(from_project: str | os.PathLike, to_project: str | os.PathLike, change: dict) -> dict:
+    """An imported file `import_media` copied into one project's media folder, copied into another's (the project
+    was saved under a new name while the import ran): returns the `add_media` change naming the new copy. Off the
+    GUI thread; the first folder keeps its copy."""
+    source, folder = media_dir(from_project), media_dir(to_project)
+    name = str(change["item"]["path"])
+    stem, dot, suffix = name.rpartition(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        new = name if not (folder / name).exists() else _unique_name(folder, stem or name, dot + suffix if dot else "")
+        atomic.copy_file_atomic(source / name, folder / new)  # all or nothing, never over a file
+    except OSError as e:
+        raise MediaError(f"Could not copy '{change['item'].get('name') or name}' into the media folder '{folder}': "
+                         f"{describe_os_error(e)}.") from None
+    return {**change, "item": {**change["item"], "path": new}}
+
+
 def copy_result(from_project: str | os.PathLike, to_project: str | os.PathLike, written: dict) -> dict:
     """A result `write_result` wrote into one project's media folder, copied into another's (the project was
     saved under a new name while it was written): its file and plan under names new there. Runs off the GUI
@@ -353,12 +370,15 @@ def _document(project: Project, fmt: str = FORMAT, project_dict: dict | None = N
 
 
 def save_project(project: Project, path: str | os.PathLike, media_from: str | os.PathLike | None = None,
-                 keep_backup: bool = True, overwrite: bool = True) -> Path:
+                 keep_backup: bool = True, overwrite: bool = True,
+                 undo_files: tuple[list[dict], list[str]] = ((), ())) -> Path:
     """Write `project` to `path` atomically (see the module docstring).
 
     media_from: the project's previous path when saving under a new name ("Save As", or the first
     save of an untitled project): referenced media are copied to the new media folder first, so the
     new document never points at files that are not there.
+    undo_files: media item dicts and plan file names that the studio's undo stack can bring back (an import undone
+    before a Save As and redone after it): copied with the project's own, so that file is there when it comes back.
     keep_backup: keep the previous save as PROJECT.mcproj.bak.
     overwrite: replace an existing file at `path` (Save; Save As once the user confirmed "Replace?").
     With False an existing file is refused and left untouched (atomic.py's overwrite rule).
@@ -391,7 +411,7 @@ def save_project(project: Project, path: str | os.PathLike, media_from: str | os
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_project_temps(path)
         if media_from is not None and Path(media_from).resolve() != path.resolve():
-            _copy_media(project, Path(media_from), path)
+            _copy_media(project, Path(media_from), path, undo_files)
         if keep_backup and path.exists():
             _backup(path)
         atomic.write_bytes_atomic(path, data, overwrite=overwrite)
@@ -429,11 +449,23 @@ def _backup(path: Path) -> None:
         atomic.remove_quietly(tmp)  # a failed backup must not stop the save itself
 
 
-def _copy_media(project: Project, old_project: Path, new_project: Path) -> None:
+def _copy_media(project: Project, old_project: Path, new_project: Path,
+                undo_files: tuple[list[dict], list[str]] = ((), ())) -> None:
     new_dir = media_dir(new_project)
     new_dir.mkdir(parents=True, exist_ok=True)
-    for item in project.media.values():
-        src, dst = media_path(old_project, item), media_path(new_project, item)
+    items = list(project.media.values())
+    for d in undo_files[0]:
+        try:
+            items.append(MediaItem(**d))
+        except TypeError:
+            continue  # not an item this version reads: nothing to copy for it
+    for item in items:
+        try:
+            src, dst = media_path(old_project, item), media_path(new_project, item)
+        except ProjectError:
+            if item.id in project.media:
+                raise
+            continue  # an undo step's item with a path outside the media folder: never read or written
         if dst.exists() or not src.exists():
             continue  # missing sources stay "offline" media, as they were
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -442,13 +474,12 @@ def _copy_media(project: Project, old_project: Path, new_project: Path) -> None:
         except files.NotRegularFile:
             continue  # not a file we could have imported: it stays "offline", as missing media do
     # Plan files and other side files of versions live in the media folder too.
-    for clips in project.tracks.values():
-        for clip in clips:
-            for v in clip.versions:
-                if v.plan:
-                    src, dst = media_dir(old_project) / v.plan, new_dir / v.plan
-                    if src.is_file() and not dst.exists() and ".." not in PurePosixPath(v.plan).parts:
-                        atomic.copy_file_atomic(src, dst, overwrite=False)
+    plans = [v.plan for clips in project.tracks.values() for clip in clips for v in clip.versions if v.plan]
+    for plan in plans + [p for p in undo_files[1] if isinstance(p, str)]:
+        src, dst = media_dir(old_project) / plan, new_dir / plan
+        if src.is_file() and not dst.exists() and ".." not in PurePosixPath(plan).parts \
+                and not PurePosixPath(plan).is_absolute():
+            atomic.copy_file_atomic(src, dst, overwrite=False)
 
 
 def _parse_document(path: Path, data: bytes, fmt: str) -> dict:

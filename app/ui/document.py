@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from app.media.project import Project, invert
+from app.media.project import Project, files_named, invert
 
 _LABELS = {
     "add_media": "Import media", "add_clip": "Add clip", "remove_clip": "Remove clip", "move_clip": "Move clip",
@@ -135,6 +135,19 @@ class ProjectDocument(QObject):
         self.path = path
         self.undo_stack.setClean()
         self.path_changed.emit(path)
+
+    def undo_files(self) -> tuple[list[dict], list[str]]:
+        """The media items and plan files the undo stack's steps name: an undo or redo can bring them back, so a
+        save to a new folder copies them too (project_file.save_project's `undo_files`)."""
+        items: list[dict] = []
+        plans: list[str] = []
+        for i in range(self.undo_stack.count()):
+            command = self.undo_stack.command(i)
+            if isinstance(command, ChangeCommand):
+                more_items, more_plans = files_named(command.change)
+                items += more_items
+                plans += more_plans
+        return items, plans
 
     @property
     def dirty(self) -> bool:

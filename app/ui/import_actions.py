@@ -45,12 +45,30 @@ class ImportActions(QObject):
     def import_files(self, paths: list[str]) -> None:
         """Check, copy and add each file off the GUI thread; each becomes a media item and a clip."""
         work = self.window.work_path()
+        project = self.document.project
         for path in paths:
-            snapshot = Project.from_dict(self.document.project.to_dict())  # the worker must not read live state
+            snapshot = Project.from_dict(project.to_dict())  # the worker must not read live state
             self.window.statusBar().showMessage(f"Importing {Path(path).name}…")
             run_task(self.pool, _import_with_recipe, snapshot, work, path,
-                     on_done=lambda done: self._on_imported(*done),
+                     on_done=lambda done, p=project, w=work: self._landed(p, w, *done),
                      on_error=lambda e, p=path: self._on_failed(p, e), owner=self)
+
+    def _landed(self, project: Project, work: Path, change: dict, request: dict | None, frames: int = 1) -> None:
+        """An import's copy is done; it becomes the project's if that project is still the one open, and in its
+        folder: a project closed meanwhile (New, Open) does not get it, and one saved under a new name meanwhile
+        (Save As) gets a copy in its new media folder first (the save copied only what the project held then)."""
+        name = change["item"].get("name") or change["item"]["path"]
+        if self.document.project is not project:
+            self.say(f"The import of {name} finished after its project was closed; it is not added to this one "
+                     f"(import it again here).", WARNING)
+            return
+        here = self.window.work_path()
+        if pf.media_dir(here) == pf.media_dir(work):
+            self._on_imported(change, request, frames)
+            return
+        run_task(self.pool, pf.copy_imported, work, here, change,
+                 on_done=lambda moved, w=here: self._landed(project, w, moved, request, frames),
+                 on_error=lambda e, p=str(name): self._on_failed(p, e), owner=self)
 
     def _on_imported(self, change: dict, request: dict | None, frames: int = 1) -> None:
         """`request`: the recipe a generated PNG carried, or None; the clip remembers it as its

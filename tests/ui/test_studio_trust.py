@@ -562,3 +562,61 @@ def test_a_name_given_without_the_project_ending_never_replaces_an_existing_proj
     assert (tmp_path / "fresh.mcproj").is_file()
     assert w.files.save_as(str(tmp_path / "MyProj.mcproj"))  # a name the dialog confirmed is replaced
     assert len(pf.open_project(str(tmp_path / "MyProj.mcproj")).tracks["image"]) == 1
+
+
+def _import_held(qtbot, w, monkeypatch):
+    """Start importing SAMPLE_IMAGE with its copy held until the returned event is set."""
+    import threading
+
+    go_on, real = threading.Event(), pf.import_media
+
+    def held(*a, **k):
+        go_on.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pf, "import_media", held)
+    w.import_files([str(SAMPLE_IMAGE)])
+    return go_on
+
+
+def test_an_import_running_through_a_save_as_lands_with_its_file_in_the_new_folder(qtbot, tmp_path, monkeypatch):
+    """Save As while an import copied its file into the untitled folder: the item landed in the saved project and
+    its file was only in the old folder (the reopened project missed it). The file is copied over first."""
+    w = make_window(qtbot, tmp_path)
+    go_on = _import_held(qtbot, w, monkeypatch)
+    path = tmp_path / "saved" / "My Proj.mcproj"
+    assert w.files.save_as(str(path))
+    go_on.set()
+    qtbot.waitUntil(lambda: bool(w.document.project.tracks["image"]), timeout=10_000)
+    assert w.files.save_as(str(path))
+    reopened = pf.open_project(str(path))
+    assert len(reopened.media) == 1 and not pf.missing_media(reopened, path)
+
+
+def test_an_import_running_through_open_or_new_does_not_land_in_the_next_project(qtbot, tmp_path, monkeypatch,
+                                                                                   save_changes_answers):
+    """New (or Open) while an import ran: the item was added to the next project, its file in the old folder."""
+    w = make_window(qtbot, tmp_path)
+    go_on = _import_held(qtbot, w, monkeypatch)
+    assert w.files.new_project()
+    go_on.set()
+    qtbot.waitUntil(lambda: "finished after its project was closed" in (w.messages.history[-1].text
+                                                                          if w.messages.history else ""),
+                    timeout=10_000)
+    assert not w.document.project.media and not any(w.document.project.tracks.values())
+
+
+def test_an_import_undone_before_a_save_as_and_redone_after_it_keeps_its_file(qtbot, tmp_path):
+    """Save As copies the media the project holds; an import undone before it was not held, so its Redo brought
+    back an item whose file was never copied (the reopened project missed it)."""
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    w.act_undo.trigger()
+    assert not w.document.project.media
+    path = tmp_path / "saved" / "p.mcproj"
+    assert w.files.save_as(str(path))
+    w.act_redo.trigger()
+    assert len(w.document.project.media) == 1
+    assert w.files.save_as(str(path))
+    reopened = pf.open_project(str(path))
+    assert len(reopened.media) == 1 and not pf.missing_media(reopened, path)
