@@ -226,7 +226,8 @@ class ProjectActions(QObject):
         # asked about, and an existing file of that name is kept (said; choose another name).
         confirmed = Path(path).suffix == pf.PROJECT_SUFFIX
         try:
-            written = pf.save_project(self.document.project, path, media_from=self.work_path(), overwrite=confirmed)
+            written = pf.save_project(self.document.project, path, media_from=self.work_path(), overwrite=confirmed,
+                                      undo_files=self.document.undo_files())
         except ProjectError as e:
             self.say(str(e), ERROR)
             return False
