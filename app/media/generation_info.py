@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from . import atomic
+from .schema import TASKS  # the one list of the task names a file this app writes may hold
 
 KEY = "metacanvas"
 PARAMETERS_KEY = "parameters"
 FORMAT = 1
 MAX_TEXT = 64 * 1024  # characters: a request is a few hundred; anything far larger is not ours
 MAX_INSTRUCTION = 4000
-TASKS = ("text_to_image", "image_edit", "text_to_video", "image_to_video", "video_edit", "reference_to_video")
 _SAMPLERS = {"euler": "Euler", "dpm++2m": "DPM++ 2M"}
 
 

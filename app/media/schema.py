@@ -213,6 +213,32 @@ def check_project_dict(d: Any) -> None:
             _check_clip(w, clip)
 
 
+TASKS = ("text_to_image", "image_edit", "text_to_video", "image_to_video", "video_edit", "reference_to_video")
+
+
+def _check_request(w: _Where, request: Any) -> None:
+    """What made a version (GenerationRequest.to_dict, plus the studio's `edited_version`): the fields the studio
+    reads back (its task, words, sizes and seed, the plan edits, the version it edited) are checked; a "frames" of
+    "17 frames" made the timeline fail to draw the opened project and every later change fail with it."""
+    if not isinstance(request, dict):
+        raise ProjectError(f"{w.label} must be an object, not {_what(request)}")
+    if "task" in request and request["task"] not in TASKS:
+        w.fail("task", f"must be one of {', '.join(TASKS)}, not {_what(request['task'])}")
+    w.text(request, "instruction")
+    w.text(request, "edited_version")
+    for key in ("width", "height"):
+        w.number(request, key, 1, MAX_SIDE, integer=True, unit="pixels")
+    w.number(request, "frames", 1, MAX_FRAMES, integer=True, unit="frames")
+    w.number(request, "steps", 1, 100_000, integer=True, unit="steps")
+    w.number(request, "seed", 0, 2 ** 64, integer=True)
+    w.number(request, "guidance", 0.0, 1000.0)
+    w.flag(request, "use_canvas")
+    w.flag(request, "keep_source")
+    edits = request.get("plan_edits", [])
+    if not isinstance(edits, list) or not all(isinstance(e, dict) and isinstance(e.get("kind"), str) for e in edits):
+        w.fail("plan_edits", "must be a list of edits, each an object with a 'kind'")
+
+
 def _check_plan_edits(entries: Any) -> None:
     """{target: {"base": str, "edits": [{"kind": str, ...}]}}: the studio reads each edit back as a PlanEdit."""
     if not isinstance(entries, dict):
@@ -253,8 +279,8 @@ def _check_clip(w: _Where, clip: Any) -> None:
         v.text(version, "id", nonempty=True)
         v.text(version, "media_id", nonempty=True)
         v.text(version, "created")
-        if "request" in version and not isinstance(version["request"], dict):
-            v.fail("request", f"must be an object, not {_what(version['request'])}")
+        if "request" in version:
+            _check_request(_Where(f"{v.label}, its request"), version["request"])
         plan = version.get("plan")
         if plan is not None:
             v.text(version, "plan")

@@ -227,6 +227,14 @@ BAD_PROJECTS = {
     "absolute media path": (lambda p, c: next(iter(p["media"].values())).__setitem__("path", "/etc/passwd"),
                             r"'path' is absolute"),
     "zero fps": (lambda p, c: p["settings"].__setitem__("fps", 0), r"project settings: 'fps' is 0 frames per second"),
+    # The studio reads a version's request back (its task, frames, seed...): a wrong type failed the timeline's
+    # drawing after the project had opened, and every later change with it.
+    "request frames as words": (lambda p, c: c["versions"][0].__setitem__("request", {"frames": "17 frames"}),
+                                r"version 0, its request: 'frames' must be a whole number of frames, not a string"),
+    "request task unknown": (lambda p, c: c["versions"][0].__setitem__("request", {"task": "paint"}),
+                             r"its request: 'task' must be one of text_to_image, .*not a string \('paint'\)"),
+    "request plan edits": (lambda p, c: c["versions"][0].__setitem__("request", {"plan_edits": [3]}),
+                           r"its request: 'plan_edits' must be a list of edits"),
     "deep request": (lambda p, c: c["versions"][0].__setitem__("request", json.loads("[" * 200 + "]" * 200)),
                      r"nested more than 64 levels"),
 }
