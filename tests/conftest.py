@@ -59,9 +59,11 @@ def save_changes_answers(monkeypatch):
         jobs_asked: list[int] = []
         stop_export = True  # "Stop it" when an export still runs as the studio quits
         export_asked: int = 0
+        replace_changed = False  # "Cancel" when the project file changed on disk since it was opened
+        changed_asked: list[str] = []
 
     answers = Answers()
-    answers.asked, answers.jobs_asked = [], []
+    answers.asked, answers.jobs_asked, answers.changed_asked = [], [], []
 
     def ask(parent, name):
         answers.asked.append(name)
@@ -79,4 +81,10 @@ def save_changes_answers(monkeypatch):
     monkeypatch.setattr(project_actions, "ask_drop_jobs", ask_jobs)
     monkeypatch.setattr(project_actions, "ask_stop_export", ask_export)
     monkeypatch.setattr(project_actions, "choose_save_path", lambda parent: answers.save_path)
+
+    def ask_changed(parent, name):
+        answers.changed_asked.append(name)
+        return answers.replace_changed
+
+    monkeypatch.setattr(project_actions, "ask_replace_changed", ask_changed)
     return answers

@@ -8,6 +8,7 @@ the open one as it was.
 from __future__ import annotations
 
 import enum
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -69,6 +70,28 @@ def ask_stop_export(parent: QWidget) -> bool:
     return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Discard
 
 
+def ask_replace_changed(parent: QWidget, name: str) -> bool:
+    """Whether to save over a project file that changed on disk since this window opened or saved it (tests answer
+    it by replacing this function)."""
+    box = QMessageBox(QMessageBox.Icon.Warning, "Project changed on disk",
+                      f"'{name}' was changed on disk since it was opened here.",
+                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel, parent)
+    box.button(QMessageBox.StandardButton.Save).setText("Replace it")
+    box.setInformativeText("Another window or program saved it. Replacing it loses what was saved there; Cancel "
+                           "and use Save As to keep both.")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Save
+
+
+def _disk_stamp(path: str | Path | None) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a project file, None when there is none."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st is not None else None
+
+
 def choose_save_path(parent: QWidget) -> str | None:
     """Where to save an untitled project, asked inside the Save / Discard / Cancel flow (modal). The dialog adds
     the ending itself, so its "Replace?" question sees the name that is written (a name typed without it and the
@@ -96,6 +119,7 @@ class ProjectActions(QObject):
         self._saving_autosave = False
         self._resave_to: str | None = None  # saved while kept results were written: saved again once they land
         self._resave_connected = False
+        self._disk_stamp: tuple[int, int] | None = None  # the project file as this window last opened or saved it
         self.autosave_timer = QTimer(self, singleShot=True)
         self.autosave_timer.timeout.connect(self.autosave)
         document.changed.connect(lambda _change: self._schedule_autosave())
@@ -174,6 +198,7 @@ class ProjectActions(QObject):
         if not self.confirm_discard():
             return False
         self.document.replace(Project(), None)
+        self._disk_stamp = None
         self.say("New project.", INFO)
         return True
 
@@ -195,6 +220,7 @@ class ProjectActions(QObject):
             self.say(f"Could not open the project: {e}", ERROR)
             return False
         self.document.replace(project, str(Path(path)))
+        self._disk_stamp = _disk_stamp(path)
         missing = pf.missing_media(project, path)
         if missing:
             self.say(f"{len(missing)} media file(s) are missing from the project folder: "
@@ -225,6 +251,13 @@ class ProjectActions(QObject):
         # ending is added here ("plan.v2" -> "plan.v2.mcproj", which Qt's default ending leaves alone) was never
         # asked about, and an existing file of that name is kept (said; choose another name).
         confirmed = Path(path).suffix == pf.PROJECT_SUFFIX
+        own = self.document.path is not None and Path(path).resolve() == Path(self.document.path).resolve()
+        if own and self._disk_stamp is not None and _disk_stamp(path) not in (self._disk_stamp, None) \
+                and not ask_replace_changed(self.window, Path(path).name):
+            # Two windows (or the studio and a sync tool) on one file: the last save would silently win.
+            self.say(f"Not saved: '{Path(path).name}' was changed on disk since it was opened here. Use Save As to "
+                     f"keep both.", WARNING)
+            return False
         try:
             written = pf.save_project(self.document.project, path, media_from=self.work_path(), overwrite=confirmed,
                                       undo_files=self.document.undo_files())
@@ -233,6 +266,7 @@ class ProjectActions(QObject):
             return False
         self._clear_recovery()
         self.document.mark_saved(str(written))
+        self._disk_stamp = _disk_stamp(written)
         studio = getattr(self.window, "studio", None)
         if studio is not None and studio.unsaved_results():
             # Into the folder just saved; once they have all landed, the project is saved again with them.
@@ -358,6 +392,7 @@ class ProjectActions(QObject):
         # An untitled project's media folder is named by its id, which the copy keeps: its media are found.
         path = str(recovery.project_path) if recovery.project_path is not None else None
         self.document.replace(project, path)
+        self._disk_stamp = _disk_stamp(path)  # the recovered work is meant to replace the file as it is now
         if recovery in self.pending_recoveries:  # taken: this session's autosaves and saves now stand for it
             self.pending_recoveries.remove(recovery)
         if pf.CRASHED in recovery.path.name:

@@ -620,3 +620,26 @@ def test_an_import_undone_before_a_save_as_and_redone_after_it_keeps_its_file(qt
     assert w.files.save_as(str(path))
     reopened = pf.open_project(str(path))
     assert len(reopened.media) == 1 and not pf.missing_media(reopened, path)
+
+
+def test_saving_over_a_project_file_another_window_saved_asks_first(qtbot, tmp_path, save_changes_answers):
+    """Two windows on one project: each Save replaced the file, so the last save silently threw away the other's.
+    A save over a file changed on disk since this window opened or saved it asks; Cancel keeps the other's."""
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    path = tmp_path / "shared.mcproj"
+    assert w.files.save_as(str(path))
+    other = make_window(qtbot, tmp_path)
+    assert other.open_project(str(path))
+    other.document.push(other.document.project.rename_change("saved by the other window"))
+    assert other.files.save()  # unchanged on disk since it opened it: no question
+    assert save_changes_answers.changed_asked == []
+    w.document.push(w.document.project.rename_change("this window's"))
+    assert not w.files.save()  # Cancel
+    assert save_changes_answers.changed_asked == ["shared.mcproj"]
+    assert pf.open_project(str(path)).name == "saved by the other window" and w.document.dirty
+    assert "Save As" in w.messages.history[-1].text
+    save_changes_answers.replace_changed = True
+    assert w.files.save() and pf.open_project(str(path)).name == "this window's"
+    w.document.push(w.document.project.rename_change("again"))
+    assert w.files.save() and len(save_changes_answers.changed_asked) == 2  # its own save changed nothing to ask
