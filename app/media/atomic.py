@@ -57,7 +57,7 @@ def parse_temp_name(name: str, legacy: bool = False) -> tuple[str, int] | None:
     return (m.group("name"), int(m.group("pid"))) if m else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     if os.name != "posix":
@@ -88,7 +88,7 @@ def is_stale_temp(path: Path, pid: int, now: float | None = None) -> bool:
         return st.st_mtime < PROCESS_START - 1  # an earlier process with our number; ours are newer
     if age > ABANDONED_AFTER_S:
         return True
-    if _pid_alive(pid):
+    if pid_alive(pid):
         return False  # maybe another instance saving right now
     return age > STALE_AFTER_S and (st.st_mtime < PROCESS_START or age > 600)
 

@@ -22,7 +22,8 @@ either the complete old or the complete new document, whatever kills the process
 Autosave writes the same document (plus where it belongs) to a recovery folder, by default
 platformdirs.user_data_dir("MetaCanvas Studio")/recovery, overridable with `root=`, the
 METACANVAS_RECOVERY_DIR environment variable, or METACANVAS_DATA_DIR (then DATA_DIR/recovery). On start the UI calls
-`find_recoveries()`; it lists recovery files newer than the project they belong to.
+`find_recoveries()`; it lists the recovery files a studio left behind (each studio writes its own, tagged with its
+process; a studio still running is not a crash).
 
 One file of about 620 lines: the media folder, the document and the recovery copy follow one set of rules (never
 overwrite, always atomic); the recovery half (autosave_path onward) is the next split to make.
@@ -575,18 +576,24 @@ def recovery_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def autosave_path(project_path: str | os.PathLike | None = None, project: Project | None = None,
-                  root: str | os.PathLike | None = None) -> Path:
+                  root: str | os.PathLike | None = None, writer: int | None = None) -> Path:
     """The recovery file for a saved project (named after it, plus a hash of its full path so two
-    projects with one name do not collide) or for an untitled one (named after `project.id`)."""
+    projects with one name do not collide) or for an untitled one (named after `project.id`), and after the
+    process that writes it (`writer`, this one by default): two studios open on one project each keep their own,
+    and one closing cleanly no longer removes the other's (a crash of the other then lost its work)."""
     folder = recovery_dir(root)
+    tag = f".w{os.getpid() if writer is None else int(writer)}"
     if project_path is not None:
         p = Path(project_path).resolve()
         digest = hashlib.sha1(str(p).encode("utf-8")).hexdigest()[:10]
         stem = re.sub(r"[^\w\-]+", "_", p.stem)[:40] or "project"
-        return folder / f"{stem}-{digest}.autosave.json"
+        return folder / f"{stem}-{digest}{tag}.autosave.json"
     if project is None:
         raise ValueError("an untitled project's autosave path needs the project")
-    return folder / f"untitled-{project.id}.autosave.json"
+    return folder / f"untitled-{project.id}{tag}.autosave.json"
+
+
+_WRITER = re.compile(r"\.w(\d{1,10})\.autosave\.json$")  # autosave_path's writer tag (not on a copy set aside)
 
 
 @dataclass
@@ -632,10 +639,17 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
             doc = _parse_document(f, _read_document(f, "a recovery file"), RECOVERY_FORMAT)
             saved = float(doc.get("saved_ts", f.stat().st_mtime))
             project_path = Path(doc["project_path"]) if doc.get("project_path") else None
-            # The project was saved after this autosave: nothing to recover. Not for a crashed session's copy set
-            # aside (set_aside_recovery): the project was saved by a later session that did not take it.
+            writer = _WRITER.search(f.name)
+            # Another studio's, still running: its own autosave, not a crash's. (Where a process cannot be looked
+            # up, pid_alive says alive; a copy is then offered rather than hidden.)
+            if writer is not None and int(writer.group(1)) != os.getpid() and os.name == "posix" \
+                    and atomic.pid_alive(int(writer.group(1))):
+                continue
+            # The project was saved after this autosave: nothing to recover. Only for a file of the versions before
+            # writer tags: a writer's own save or clean close removes its file, so one left behind is a crash's
+            # even where the project was saved since (by another studio), as is a copy set aside.
             if project_path is not None and project_path.exists() and project_path.stat().st_mtime >= saved \
-                    and CRASHED not in f.name:
+                    and CRASHED not in f.name and writer is None:
                 continue
             # A saved project is named as its file is (the project's own name stays "Untitled" unless renamed).
             name = project_path.name if project_path is not None else str(doc["project"].get("name", "Untitled"))

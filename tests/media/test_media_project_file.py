@@ -206,13 +206,36 @@ def test_autosave_and_recovery(tmp_path, png_file):
     assert {r.path for r in pf.find_recoveries(root)} == {rec_file, u_file}
 
     time.sleep(0.01)
-    pf.save_project(p, path)  # saved after the autosave: nothing left to recover for it
-    assert [r.path for r in pf.find_recoveries(root)] == [u_file]
+    # Saved since by someone else (a studio's own save removes its copy): the copy left behind is a crash's work,
+    # still offered. A copy named as before writer tags keeps the old rule: saved since, nothing to recover.
+    legacy = rec_file.with_name(rec_file.name.replace(f".w{os.getpid()}", ""))
+    legacy.write_bytes(rec_file.read_bytes())
+    pf.save_project(p, path)
+    assert {r.path for r in pf.find_recoveries(root)} == {rec_file, u_file}
+    legacy.unlink()
     (root / "junk.autosave.json").write_text("{ broken")  # a broken recovery file is skipped, not fatal
-    assert [r.path for r in pf.find_recoveries(root)] == [u_file]
+    assert {r.path for r in pf.find_recoveries(root)} == {rec_file, u_file}
     pf.clear_recovery(None, untitled, root=root)
     pf.clear_recovery(path, root=root)
     assert pf.find_recoveries(root) == [] and not rec_file.exists()
+
+
+def test_each_studio_keeps_its_own_recovery_copy_of_a_project(tmp_path, png_file):
+    """Two studios on one project shared one recovery file: the one closing cleanly removed it, and a crash of the
+    other then lost its unsaved work. Each writes its own; another studio's that still runs is not offered as a
+    crash's, and one whose studio has ended is."""
+    root = tmp_path / "recovery"
+    p, path = _saved_project(tmp_path, png_file)
+    mine = pf.write_recovery(p, path, root=root)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    theirs = pf.autosave_path(path, root=root, writer=int(ended.stdout))
+    running = pf.autosave_path(path, root=root, writer=os.getppid())
+    assert len({mine, theirs, running}) == 3
+    for other in (theirs, running):
+        other.write_bytes(mine.read_bytes())
+    pf.clear_recovery(path, root=root)  # this studio's clean close: its own copy only
+    assert not mine.exists() and theirs.exists() and running.exists()
+    assert [r.path for r in pf.find_recoveries(root)] == [theirs]
 
 
 def test_recovery_dir_from_environment(tmp_path, monkeypatch):
