@@ -25,7 +25,7 @@ METACANVAS_RECOVERY_DIR environment variable, or METACANVAS_DATA_DIR (then DATA_
 `find_recoveries()`; it lists the recovery files a studio left behind (each studio writes its own, tagged with its
 process; a studio still running is not a crash).
 
-One file of about 620 lines: the media folder, the document and the recovery copy follow one set of rules (never
+One file of about 690 lines: the media folder, the document and the recovery copy follow one set of rules (never
 overwrite, always atomic); the recovery half (autosave_path onward) is the next split to make.
 """
 from __future__ import annotations
