@@ -162,10 +162,15 @@ def commit_temp(tmp: Path, dest: Path, overwrite: bool) -> None:
                 os.replace(tmp, dest)
             else:
                 tmp.unlink()
-        fsync_dir(dest.parent)
     except BaseException:
         remove_quietly(tmp)
         raise
+    try:
+        fsync_dir(dest.parent)
+    except OSError:
+        # The rename is done: the new file is in place for every reader. Only its surviving a power cut right
+        # now is unsure; raising here said "the previous file is unchanged", which was no longer true.
+        pass
 
 
 def _write_then_commit(dest: Path, write, overwrite: bool) -> None:

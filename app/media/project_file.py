@@ -447,7 +447,10 @@ def _backup(path: Path) -> None:
             shutil.copyfile(path, tmp)
         os.replace(tmp, bak)
     except OSError:
-        atomic.remove_quietly(tmp)  # a failed backup must not stop the save itself
+        pass  # a failed backup must not stop the save itself
+    # After a save that failed, the backup and the project are one file (two links): a rename between two links
+    # of one file does nothing and says it succeeded, leaving the temporary link behind.
+    atomic.remove_quietly(tmp)
 
 
 def _copy_media(project: Project, old_project: Path, new_project: Path,

@@ -316,3 +316,38 @@ def test_kill_during_save_leaves_old_or_new_never_broken(tmp_path):
     torn = len(list(tmp_path.glob(".Big.mcproj.*.part")))
     print(f"kills: 40, after further saves: {changed}, caught mid-write: {torn}, last generation: {last_gen}")
     assert changed >= 5
+
+
+def test_a_save_whose_folder_sync_fails_after_the_rename_says_it_saved(tmp_path, png_file, monkeypatch):
+    """The folder's fsync failing after the new file was renamed into place raised "the previous save is unchanged",
+    while the new save was the one in place."""
+    from app.media import atomic
+
+    p, path = _saved_project(tmp_path, png_file)
+    p.name = "the new save"
+
+    def sync_fails(folder):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(atomic, "fsync_dir", sync_fails)
+    pf.save_project(p, path)
+    assert pf.open_project(path).name == "the new save"
+
+
+def test_saves_after_a_failed_one_leave_no_backup_temp_behind(tmp_path, png_file, monkeypatch):
+    """A save that failed after its backup left the backup and the project as two links of one file; the next
+    backup's rename between them did nothing and left a hidden temporary file beside the project."""
+    from app.media import atomic
+
+    p, path = _saved_project(tmp_path, png_file)
+    real = atomic.write_bytes_atomic
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", disk_full)
+    with pytest.raises(ProjectError):
+        pf.save_project(p, path)
+    monkeypatch.setattr(atomic, "write_bytes_atomic", real)
+    pf.save_project(p, path)
+    assert sorted(f.name for f in tmp_path.iterdir() if f.name.startswith(".")) == []
