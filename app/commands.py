@@ -327,7 +327,8 @@ def _generate_geneval(args) -> int:
 
 def cmd_edit(args) -> int:
     from app.commands_plan import apply_plan_args, check_plan_args, save_plan
-    from app.core.request import Task
+    from app.commands_video import shortfall_note
+    from app.core.request import Task, stretch_note
     from app.media.probe import load_image
 
     check_args(args)
@@ -342,6 +343,9 @@ def cmd_edit(args) -> int:
     _check_words(pipe, args.instruction)
     source = load_image(args.image)
     request = _request(pipe, Task.IMAGE_EDIT, args.instruction, args, images=[source], seed=seed)
+    # Said as the studio and `video` say it: the picture is resized to the result's shape, not cropped.
+    stretched = stretch_note(f"the image {Path(args.image).name}", (source.shape[1], source.shape[0]), request.width,
+                             request.height, own_size_only=pipe.defaults.own_size_only)
     plan_in = apply_plan_args(pipe, args, [request])
     progress = _Progress(request.steps, "edit")
     try:
@@ -351,7 +355,7 @@ def cmd_edit(args) -> int:
             _save_png(plan_picture(result.plan, result.frames[0]), args.plan, overwrite=args.overwrite)
         if args.plan_out:
             save_plan(result.plan, args.plan_out, pipe.name, args.overwrite)
-        progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
+        progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){stretched}{shortfall_note(result)}")
     finally:
         progress.close()
     return 0

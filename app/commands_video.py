@@ -343,7 +343,8 @@ def cmd_video(args) -> int:
              [] if task is Task.VIDEO_EDIT else
              [(f"the image {Path(p).name}", (im.shape[1], im.shape[0]))
               for p, im in zip([args.image] if args.image else args.reference or [], images)])
-    note += "".join(stretch_note(what, size, request.width, request.height) for what, size in given)
+    note += "".join(stretch_note(what, size, request.width, request.height, own_size_only=pipe.defaults.own_size_only)
+                    for what, size in given)
     from app.core.frame_detector import drafts_edits
 
     drafted_task = task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) or (
@@ -438,13 +439,14 @@ def eval_video_folder(folder, out_dir) -> int:
 
 
 def shortfall_note(result) -> str:
-    """The CLI's words for a drafted video edit or reference clip the model did not draw as planned ("" when it
-    did)."""
+    """The CLI's words for a drafted image or video edit or reference clip the model did not draw as planned (""
+    when it did)."""
     from app.core.request import Task
     from app.plan_edit_text import shortfall_words
 
     said = shortfall_words(result)
-    what = "the edit" if getattr(getattr(result, "request", None), "task", None) is Task.VIDEO_EDIT else "the clip"
+    what = "the edit" if getattr(getattr(result, "request", None), "task", None) in (Task.VIDEO_EDIT, Task.IMAGE_EDIT) \
+        else "the clip"
     note = f"; {what} was not made as planned: {said} (another --seed or wording may make it)" if said else ""
     off = getattr(result, "plan_off", "")
     if off:  # the clip may match its plan, and the plan not the words

@@ -168,29 +168,58 @@ def track_words(rows: list[list[int]], names: dict[int, str]) -> str:
                      for r in rows)
 
 
+def place_words(row: list[int], bins: int) -> str:
+    """An object row's place (label, x, y, ... bins of `bins`; y grows downward): "at the top left", "in the
+    middle", "on the right"."""
+    third = lambda v: min(int(3 * (v + 0.5) / bins), 2)  # noqa: E731
+    across, down = ("left", "", "right")[third(row[1])], ("top", "", "bottom")[third(row[2])]
+    if across and down:
+        return f"at the {down} {across}"
+    return f"on the {across}" if across else f"at the {down}" if down else "in the middle"
+
+
+def object_words(rows: list[list[int]], names: dict[int, str], bins: int) -> str:
+    """Object rows in words: "a green circle on the left, a red square at the top"."""
+    from app.shapes.vocab import article
+
+    return ", ".join(f"{article(names.get(r[0], f'label {r[0]}'))} {names.get(r[0], f'label {r[0]}')} "
+                     f"{place_words(r, bins)}" for r in rows)
+
+
 def shortfall_words(result) -> str:
-    """A checked video edit's shortfall (GenerationResult.shortfall) in words, "" when the clip shows its plan
+    """A checked edit's shortfall (GenerationResult.shortfall) in words, "" when the result shows its plan
     or was not checked: "the clip does not show a blue circle moving right", "the clip draws the orange
     circle staying put, off the path its plan has for it (moving down)" (a planned object found elsewhere),
-    "the clip shows what was not planned: a red star staying put"."""
+    "the clip shows what was not planned: a red star staying put"; for a picture (object rows, not tracks),
+    "the picture does not show a green circle on the left", "... draws the red circle at the top, off the place
+    its plan has for it (on the right)"."""
     unseen, unplanned = (list(x) for x in (getattr(result, "shortfall", None) or ([], [])))
     if not unseen and not unplanned:
         return ""
     names = plan_labels(result.plan)
-    astray = []  # a planned object the clip draws off its drafted path: one finding, not a missing and an extra one
+    if len((unseen or unplanned)[0]) < 6:  # a still's object rows
+        bins = result.plan.layout_config().bins
+        return _shortfall_said("picture", unseen, unplanned, names, lambda rows: object_words(rows, names, bins),
+                               lambda row: place_words(row, bins), "place")
+    return _shortfall_said("clip", unseen, unplanned, names, lambda rows: track_words(rows, names), motion_words,
+                           "path")
+
+
+def _shortfall_said(what: str, unseen: list, unplanned: list, names: dict[int, str], listed, way, of: str) -> str:
+    astray = []  # a planned object drawn off its drafted place or path: one finding, not a missing and an extra one
     for row in list(unseen):
         drawn = next((u for u in unplanned if u[0] == row[0]), None)
         if drawn is not None:
             astray.append((row, drawn))
             unseen.remove(row)
             unplanned.remove(drawn)
-    said = [f"does not show {track_words(unseen, names)}"] if unseen else []
+    said = [f"does not show {listed(unseen)}"] if unseen else []
     for planned, drawn in astray:
-        name, want, got = names.get(planned[0], f"label {planned[0]}"), motion_words(planned), motion_words(drawn)
-        said.append(f"draws the {name} {got}, off the path its plan has for it" + (f" ({want})" if want != got else ""))
+        name, want, got = names.get(planned[0], f"label {planned[0]}"), way(planned), way(drawn)
+        said.append(f"draws the {name} {got}, off the {of} its plan has for it" + (f" ({want})" if want != got else ""))
     if unplanned:
-        said.append(f"shows what was not planned: {track_words(unplanned, names)}")
-    return "the clip " + "; it ".join(said)
+        said.append(f"shows what was not planned: {listed(unplanned)}")
+    return f"the {what} " + "; it ".join(said)
 
 
 def names_what_the_clip_lacks(result) -> bool:

@@ -408,3 +408,14 @@ def test_a_device_this_machine_lacks_is_said_once_and_the_run_goes_on_the_cpu(tm
     r = run("generate", PROMPT, "-o", str(tmp_path / "out.png"), "--steps", "1", "--device", "cuda")
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("not available") == 1 and "running on the cpu" in r.stderr
+
+
+def test_edit_says_a_picture_of_another_shape_was_stretched(tmp_path, capsys):
+    """`edit` squashed a 16:9 photo into the model's square without a word (the studio and `video` say it); and the
+    way out it gives is one the image model has (sizes near its own), not "own size only"."""
+    source = tmp_path / "wide.png"
+    Image.fromarray(np.full((64, 96, 3), 200, np.uint8)).save(source)
+    code, out, err = cli(capsys, "edit", source, "make the circle green", "-o", tmp_path / "out.png", "--steps", 1)
+    assert code == 0, err
+    assert "the image wide.png's 96x64 was stretched to 64x64 (--width / --height of its shape" in out, out
+    assert "own size only" not in out

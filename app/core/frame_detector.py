@@ -430,6 +430,63 @@ def edit_shortfall(planner, drafts: torch.Tensor, clip: np.ndarray, source: np.n
     return unseen, [found[k] for k in free]
 
 
+def _still_finder(planner) -> FrameDetector | None:
+    """What finds a still's objects: the planner's frame detector, or the one its edit drafter learned (the image
+    model's edits are drafted from their source's pixels by it). None for a planner without either."""
+    if planner.frame_detector is not None:
+        return planner.frame_detector
+    drafter = getattr(planner, "edit_drafter", None)
+    if drafter is None or not drafter.config.pixel_width or drafter.config.reads_sources:
+        return None
+    cached = getattr(planner, "_still_finder", None)
+    stem = drafter.pixel_stem[0].weight
+    if cached is None or cached.pixel_stem[0].weight.device != stem.device or cached.pixel_stem[0].weight.dtype != stem.dtype:
+        cached = FrameDetector.from_edit_drafter(drafter).to(stem.device, stem.dtype).eval()
+        object.__setattr__(planner, "_still_finder", cached)  # not a submodule: never saved with the planner
+    return cached
+
+
+def checks_still_edits(planner) -> bool:
+    """Whether an image edit's result can be checked against its draft (`still_edit_shortfall`)."""
+    return _still_finder(planner) is not None
+
+
+@torch.no_grad()
+def still_edit_shortfall(planner, drafts: torch.Tensor, image: np.ndarray, source: np.ndarray | None = None,
+                         instruction: str | None = None) -> tuple[list[list[int]], list[list[int]]]:
+    """An edited still (uint8 [H, W, 3], at the model's size) against its draft (`drafts`: [length, 4] rows of
+    label, x, y, size bins), as `edit_shortfall` checks a clip: (the drafted objects the picture does not show, the
+    picture's objects no drafted one accounts for). A drafted object is shown by a found one of its label within
+    SHOWN_BINS of its place (sizes are not judged: the detector's size head is often a bin off). With `source`
+    and `instruction`: an object the edit brings in whose colour the words leave open is shown by one of its class,
+    as for clips. Both lists empty: the picture holds what was planned, and nothing else the detector knows."""
+    from app.shapes.palette import COLOR_NAMES
+
+    finder = _still_finder(planner)
+    inputs = planner.processor([""] * (2 if source is not None else 1),
+                               images=[[np.asarray(image)]] + ([[np.asarray(source)]] if source is not None else []))
+    looked = finder.find(planner.source_images(inputs))
+    found = [r for r in looked[0].tolist() if r[0] > 0]
+    had = {r[0] for r in looked[1].tolist() if r[0] > 0} if source is not None else set()
+    wanted = [r for r in drafts.tolist() if r[0] > 0]
+    guessed = _colour_guessed(instruction) if instruction is not None else (lambda label: False)
+    colours = len(COLOR_NAMES)
+
+    def shows(a: list, row: list) -> bool:
+        same = a[0] == row[0] or (row[0] not in had and guessed(row[0]) and a[0] > 0
+                                  and (a[0] - 1) // colours == (row[0] - 1) // colours)
+        return same and max(abs(a[1] - row[1]), abs(a[2] - row[2])) <= SHOWN_BINS
+
+    free, unseen = list(range(len(found))), []
+    for row in wanted:
+        near = [k for k in free if shows(found[k], row)]
+        if near:
+            free.remove(min(near, key=lambda k: abs(found[k][1] - row[1]) + abs(found[k][2] - row[2])))
+        else:
+            unseen.append(row)
+    return unseen, [found[k] for k in free]
+
+
 @torch.no_grad()
 def still_labels(planner, stills: list[np.ndarray]) -> list[set[int]]:
     """The labels the frame detector finds in each still (uint8 images), as drafting from them reads them."""

@@ -20,8 +20,9 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
 from .canvas import CanvasSpec
-from .frame_detector import (drafts_edits, drafts_from_media, edit_shortfall, named_but_absent, named_but_missing,
-                             named_rows, plan_off_words, source_tracks, still_labels)
+from .frame_detector import (checks_still_edits, drafts_edits, drafts_from_media, edit_shortfall, named_but_absent,
+                             named_but_missing, named_rows, plan_off_words, source_tracks, still_edit_shortfall,
+                             still_labels)
 from .keep_source import changed_nothing, drafted_region, source_as_made, with_source_kept
 from .latents import PixelCodec
 from .native_text import TextConditioning
@@ -74,7 +75,8 @@ class GenerationResult:
     # places its draft leaves alone, and those went back to the source); "" otherwise.
     unchanged_why: str = ""
     # A drafted video edit checked against its draft (frame_detector.edit_shortfall): the drafted tracks the
-    # clip does not show and its tracks no drafted one accounts for (track rows); None when not checked.
+    # clip does not show and its tracks no drafted one accounts for (track rows); an image edit the same with
+    # object rows (label, x, y, size: still_edit_shortfall); None when not checked.
     shortfall: tuple[list, list] | None = None
     # Image-to-video and reference video drafted from their inputs: the objects the words name as given ("the
     # star moves left") that the input does not hold, as the frame detector sees it (frame_detector.named_but_missing).
@@ -576,6 +578,15 @@ class MetaCanvasPipeline:
                 shortfall = edit_shortfall(self.planner, plan.draft[0].cpu(), frames, instruction=request.instruction)
             except Exception:  # noqa: BLE001  advisory, as above
                 log.exception("the reference clip's check against its plan failed; the clip is kept unchecked")
+            timings["check"] = time.perf_counter() - t_check
+        elif request.task is Task.IMAGE_EDIT and not cell_edited and plan.has_draft(0) and request.use_canvas \
+                and checks_still_edits(self.planner):  # a drafted still edit: the picture against its draft
+            t_check = time.perf_counter()
+            try:
+                shortfall = still_edit_shortfall(self.planner, plan.draft[0].cpu(), frames[0],
+                                                 source=np.asarray(request.images[0]), instruction=request.instruction)
+            except Exception:  # noqa: BLE001  advisory, as above
+                log.exception("the edit's check against its plan failed; the picture is kept unchecked")
             timings["check"] = time.perf_counter() - t_check
         plan_off = ""
         if request.task is Task.VIDEO_EDIT and not cell_edited and plan.has_draft(0) and request.use_canvas \

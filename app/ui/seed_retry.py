@@ -23,11 +23,11 @@ class SeedRetry(QObject):
         self.studio = studio
 
     def offer(self, job: Job, message: str) -> bool:
-        """`job`, a video edit or reference clip, finished with `message` saying it fell short: offer the next free
-        seed. Not for one whose plan the user changed by hand (planned again, the change would land on another
-        draft)."""
+        """`job`, an image or video edit or a reference clip, finished with `message` saying it fell short: offer the
+        next free seed. Not for one whose plan the user changed by hand (planned again, the change would land on
+        another draft)."""
         request = job.request
-        if request.task not in (Task.VIDEO_EDIT, Task.REFERENCE_TO_VIDEO) or request.plan_edits \
+        if request.task not in (Task.IMAGE_EDIT, Task.VIDEO_EDIT, Task.REFERENCE_TO_VIDEO) or request.plan_edits \
                 or self.studio.engine is None:
             return False
         seed = self.studio.free_seed(job.clip_id, request, request.seed + 1)

@@ -251,6 +251,7 @@ class StudioModel(QObject):
                 model.keep_source = int(getattr(defaults, "keep_source_threshold", 0) or 0)
                 model.trained_frames = int(defaults.frames) if getattr(defaults, "own_size_only", False) else 0
             model.params = replace(model.params, **values)
+            model.own_size_only = bool(getattr(defaults, "own_size_only", False))
         if slot == VIDEO_SLOT and self.engine is not None:
             model.frame_step = self.engine.frame_step(slot)
             model.max_frames = self.engine.max_frames(slot)
@@ -762,7 +763,8 @@ class StudioModel(QObject):
                  [("the picture" if len(request.images) == 1 else f"picture {k + 1}", item)
                   for k, item in enumerate(items[:len(request.images or [])])] if request.task.needs_image else [])
         for what, item in named:
-            if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size"):
+            if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size",
+                                         self.slot.own_size_only):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
         if request.task is Task.VIDEO_EDIT and self.slots[VIDEO_SLOT].keep_source and named \
                 and (named[0][1].width, named[0][1].height) != (request.width, request.height):
@@ -950,7 +952,7 @@ class StudioModel(QObject):
                   f"taken from {where}." if missing else "") +
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
-                 (f" The {'edit' if task is Task.VIDEO_EDIT else 'clip'} was not made as planned: {shortfall} "
+                 (f" The {'edit' if task in (Task.VIDEO_EDIT, Task.IMAGE_EDIT) else 'clip'} was not made as planned: {shortfall} "
                   f"(another seed or wording may make it)." if shortfall else "") +
                  (f" Its plan did not follow the words: it has {off} (another seed drafts it again)." if off else "")
                  + self._length_note(job))

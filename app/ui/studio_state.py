@@ -76,6 +76,7 @@ class ModelSlot:
     # keep_source_threshold; 0: its edits are stored as it drew them).
     keep_source: int = 0
     trained_frames: int = 0  # the one clip length it was trained on (own-size-only models); 0: any
+    own_size_only: bool = False  # it makes pictures of its trained size alone (PipelineDefaults.own_size_only)
     params: Params = field(default_factory=Params)
     # Settings the user chose ("Use these settings again") before the model loaded: its defaults do not
     # replace these when it loads.

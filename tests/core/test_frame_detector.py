@@ -587,3 +587,81 @@ def test_image_to_video_keeps_the_objects_its_words_leave_alone_as_the_image_has
     as_drawn = video_model(GenerationRequest(Task.IMAGE_TO_VIDEO, "the star moves left", images=[image], width=48,
                                              height=48, frames=17, seed=3, keep_source=False)).frames
     assert not np.array_equal(as_drawn[right], clip[right])  # the model's own drawing differs there
+
+
+# ------------------------------------------------------------------------------------------- image edits checked
+IMAGE_MODEL = "models/metacanvas-shapes"
+
+
+@pytest.fixture(scope="module")
+def image_pipe():
+    return load_model(IMAGE_MODEL).eval()
+
+
+def _scene_rows(pipe, scene):
+    from app.core.draft import quantize_objects
+
+    config = pipe.planner.edit_drafter.config
+    return torch.as_tensor(quantize_objects([(label_index(o.cls, o.color), o.cx, o.cy, o.half) for o in scene.objects],
+                                            config))
+
+
+def test_an_image_edit_is_checked_against_its_draft(image_pipe):
+    """An image edit that left its source as it was ("make the circle green" came back with the red circle), or
+    drew another object in place of the named one, was stored as a good version without a word. The still check
+    finds what the draft has that the picture lacks, and what the picture has that no drafted object accounts
+    for; a picture that shows its draft passes."""
+    from app.core.frame_detector import still_edit_shortfall
+    from app.plan_edit_text import shortfall_words
+    from app.shapes.render import render
+    from app.shapes.scene import Scene, ShapeObject
+
+    source = Scene((ShapeObject("circle", "red", 0.25, 0.5, 0.12), ShapeObject("square", "blue", 0.75, 0.5, 0.12)))
+    target = Scene((ShapeObject("circle", "green", 0.25, 0.5, 0.12), ShapeObject("square", "blue", 0.75, 0.5, 0.12)))
+    draft = _scene_rows(image_pipe, target)
+    shown = still_edit_shortfall(image_pipe.planner, draft, render(target, 64), source=render(source, 64),
+                                 instruction="make the circle green")
+    assert shown == ([], [])
+    unseen, unplanned = still_edit_shortfall(image_pipe.planner, draft, render(source, 64), source=render(source, 64),
+                                             instruction="make the circle green")
+    assert [r[0] for r in unseen] == [label_index("circle", "green")]
+    assert [r[0] for r in unplanned] == [label_index("circle", "red")]
+
+    class Result:  # what GenerationResult carries to the words
+        shortfall = (unseen, unplanned)
+        plan = type("Plan", (), {"draft": draft[None], "layout_config": lambda self: image_pipe.planner.edit_drafter.config})()
+
+    said = shortfall_words(Result())
+    assert said == "the picture does not show a green circle on the left; it shows what was not planned: a red " \
+                   "circle on the left", said
+    # The named object drawn elsewhere is one finding: drawn off its place.
+    moved = Scene((ShapeObject("circle", "green", 0.5, 0.15, 0.12), ShapeObject("square", "blue", 0.75, 0.5, 0.12)))
+    Result.shortfall = still_edit_shortfall(image_pipe.planner, draft, render(moved, 64), instruction="make the "
+                                            "circle green")
+    assert shortfall_words(Result()) == ("the picture draws the green circle at the top, off the place its plan has "
+                                         "for it (on the left)")
+
+
+def test_a_cli_image_edit_that_falls_short_of_its_plan_is_said(image_pipe, monkeypatch, tmp_path, capsys):
+    """The pipeline runs the check on drafted image edits; the CLI says what fell short, as for clips."""
+    import app.core.pipeline as pipeline
+    from app.cli import main
+    from app.shapes.render import render
+    from app.shapes.scene import Scene, ShapeObject
+
+    seen = []
+
+    def falls_short(planner, drafts, image, source=None, instruction=None):
+        seen.append((image.shape, instruction))
+        return [[label_index("circle", "green"), 3, 8, 1]], []
+
+    monkeypatch.setattr(pipeline, "still_edit_shortfall", falls_short)
+    source = tmp_path / "source.png"
+    from PIL import Image
+
+    Image.fromarray(render(Scene((ShapeObject("circle", "red", 0.25, 0.5, 0.12),)), 64)).save(source)
+    code = main(["edit", str(source), "make the circle green", "-o", str(tmp_path / "out.png"), "--steps", "2"])
+    said = capsys.readouterr().out
+    assert code == 0 and seen == [((64, 64, 3), "make the circle green")]
+    assert "the edit was not made as planned: the picture does not show a green circle on the left" in said, said
+    assert "another --seed" in said

@@ -426,3 +426,29 @@ def test_a_studio_still_carries_its_recipe_into_its_file_and_its_export(qtbot, t
     (again,) = {c.id for c in w.document.project.tracks["image"]} - before
     assert w.document.project.clip(again).instruction == "a blue square on the left"
     w.shutdown()
+
+
+def test_an_image_edit_that_falls_short_of_its_plan_is_said_and_another_seed_offered(qtbot, tmp_path, monkeypatch):
+    """A failed image edit landed as "new version of the clip ready" with no word (a new user's red circle stayed
+    red under "make the circle green"); as for clip edits, what fell short is said and the next seed offered."""
+    import app.core.pipeline as pipeline
+    from app.shapes.palette import label_index
+
+    monkeypatch.setattr(pipeline, "still_edit_shortfall",
+                        lambda planner, drafts, image, source=None, instruction=None:
+                        ([[label_index("circle", "green"), 3, 8, 1]], []))
+    w = make_window(qtbot, tmp_path, start_engine=True, model_path=str(MODEL))
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=120_000)
+    w.timeline.view.select([clip])
+    w.generation.steps.setValue(2)
+    w.instruction.set_text("make the circle green")
+    w.generate()
+    qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=60_000)
+    said = next(m.text for m in w.messages.history if "was not made as planned" in m.text)
+    assert "The edit was not made as planned: the picture does not show a green circle on the left" in said
+    assert w.banner.action_button.text().startswith("Try seed ")
+    versions = len(w.document.project.clip(clip).versions)
+    w.banner.action_button.click()
+    qtbot.waitUntil(lambda: len(w.document.project.clip(clip).versions) == versions + 1, timeout=60_000)
+    w.shutdown()
