@@ -240,9 +240,10 @@ def cmd_generate(args) -> int:
     check_plan_args(args)
     if args.prompts:
         return _generate_geneval(args)
-    if not args.prompt or not args.output:
+    if args.prompt is None or not args.output:
         print("error: give a prompt and -o OUTPUT.png, or --prompts META.jsonl --out DIR", file=sys.stderr)
         return 2
+    # An empty prompt ("") is a blank one: said as "   " is (GenerationRequest.validate), not as a missing argument.
     n = args.n or 1
     _check_outputs(args, n)
     seed = resolve_seed(args.seed)

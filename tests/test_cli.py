@@ -419,3 +419,11 @@ def test_edit_says_a_picture_of_another_shape_was_stretched(tmp_path, capsys):
     assert code == 0, err
     assert "the image wide.png's 96x64 was stretched to 64x64 (--width / --height of its shape" in out, out
     assert "own size only" not in out
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_an_empty_or_blank_prompt_is_said_as_one(tmp_path, capsys, prompt):
+    """`generate ""` answered with the usage line (as if no prompt were given), `generate "   "` with what to do."""
+    code, _, err = cli(capsys, "generate", prompt, "-o", tmp_path / "out.png")
+    assert code == 2 and "Type an instruction first" in one_error_line(err)
+    assert not (tmp_path / "out.png").exists()
