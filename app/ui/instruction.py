@@ -45,6 +45,9 @@ class InstructionBox(QWidget):
         super().__init__(parent)
         self.task_box = QComboBox(self)
         self.task_box.setObjectName("taskBox")
+        # Its choices change with the selection ("Remake from words" after "New image"): sized to each set, not to
+        # the first one shown (the default), which cut the longer names short ("Remake fro").
+        self.task_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.task_box.setToolTip("What Generate does with the selection. Each clip keeps its own choice.")
         self.task_box.activated.connect(lambda i: self.task_chosen.emit(Task(self.task_box.itemData(i))))
         self.target_label = QLabel(self)

@@ -390,3 +390,16 @@ def test_a_panorama_gets_a_square_icon_without_painter_warnings(qtbot, tmp_path,
     assert not [r.message for r in qtlog.records if "QPainter" in r.message]
     size = w.pictures.icons[media_id].availableSizes()[0]
     assert size.width() == size.height() > 1
+
+
+def test_the_task_chooser_shows_its_longest_choice_whole(qtbot, tmp_path):
+    """Sized to the choices shown first ("New image"), the chooser cut "Remake from words" to "Remake fro"."""
+    w = make_window(qtbot, tmp_path)
+    qtbot.wait(50)  # shown with "New image"
+    # A clip made from words, selected: what the studio shows for it (StudioModel's target -> set_task).
+    w.instruction.set_task(Task.TEXT_TO_IMAGE, "circle.png", [Task.TEXT_TO_IMAGE, Task.IMAGE_EDIT], on_clip=True)
+    box = w.instruction.task_box
+    assert box.currentText() == "Remake from words"
+    qtbot.wait(50)
+    text = box.fontMetrics().horizontalAdvance("Remake from words")
+    assert box.width() >= text + 16, (box.width(), text)
