@@ -355,7 +355,8 @@ class MainWindow(QMainWindow):
 
     def _refresh_all(self, target: bool = True) -> None:
         project = self.document.project
-        self.media_bin.set_items([(m.id, m.name, m.kind) for m in project.media.values()])
+        self.media_bin.set_items([(m.id, shown.get(m.id, m.name), m.kind) for shown in [_version_names(project)]
+                                  for m in project.media.values()])
         for m in project.media.values():
             icon = self.pictures.icon(m.id, self.media_file(m.id))
             if icon is not None:
@@ -687,3 +688,17 @@ def _prewarm() -> None:
 
     import app.media.export  # noqa: F401
     import app.media.probe  # noqa: F401
+
+
+def _version_names(project) -> dict[str, str]:
+    """The media bin's names for generated versions: "photo.png — v2" (the clip's name and the version's number, as
+    the versions panel counts them) rather than the file's own name in the media folder ("result-f60f18c3.png")."""
+    names: dict[str, str] = {}
+    originals = {clip.versions[0].media_id for clips in project.tracks.values() for clip in clips if clip.versions}
+    for clips in project.tracks.values():
+        for clip in clips:
+            base = project.media[clip.media_id].name if clip.media_id in project.media else ""
+            for k, version in enumerate(clip.versions[1:], 1):
+                if version.media_id not in originals:  # a picture imported on its own keeps its own name
+                    names.setdefault(version.media_id, f"{base} — v{k}" if base else "")
+    return {k: v for k, v in names.items() if v}

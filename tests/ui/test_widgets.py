@@ -403,3 +403,16 @@ def test_the_task_chooser_shows_its_longest_choice_whole(qtbot, tmp_path):
     qtbot.wait(50)
     text = box.fontMetrics().horizontalAdvance("Remake from words")
     assert box.width() >= text + 16, (box.width(), text)
+
+
+def test_the_media_bin_names_a_generated_version_after_its_clip(qtbot, tmp_path):
+    """Each generated version appeared in the media bin as its file in the media folder ("result-f60f18c3.png")."""
+    from app.media import project_file as pf
+
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    written = pf.write_result(w.work_path(), np.full((1, 64, 64, 3), 90, np.uint8))
+    change, _ = pf.result_change(w.document.project, written, clip, {"task": "image_edit"}, "make it grey")
+    w.document.push(change)
+    names = {w.media_bin.model.item(r).text() for r in range(w.media_bin.model.rowCount())}
+    assert names == {SAMPLE_IMAGE.name, f"{SAMPLE_IMAGE.name} — v1"}, names
