@@ -6,7 +6,7 @@ hold, and turns user actions into their calls. Its one rule: what the viewer, th
 panels show is recomputed from the current state on every change (`_refresh_all`,
 `_on_target_changed`), never patched, so no view can keep showing a state that is gone.
 Every message to the user goes through `show_message` (status bar + non-modal banner + log).
-Why one file of about 660 lines: it is the wiring of every widget to the studio model, read top to bottom;
+Why one file of about 700 lines: it is the wiring of every widget to the studio model, read top to bottom;
 the jobs each part does already live in the classes above (and plan_editing, timeline_editing, imports).
 """
 from __future__ import annotations
