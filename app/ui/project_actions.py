@@ -219,6 +219,9 @@ class ProjectActions(QObject):
         except ProjectError as e:
             self.say(f"Could not open the project: {e}", ERROR)
             return False
+        # A project opened through a link (a shortcut on the desktop to the real file) is the real file: its media
+        # folder is beside that, and a save through the link replaced the link with a copy, the real file left old.
+        path = os.path.realpath(path) if Path(path).is_symlink() else path
         self.document.replace(project, str(Path(path)))
         self._disk_stamp = _disk_stamp(path)
         missing = pf.missing_media(project, path)

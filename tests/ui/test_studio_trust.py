@@ -643,3 +643,22 @@ def test_saving_over_a_project_file_another_window_saved_asks_first(qtbot, tmp_p
     assert w.files.save() and pf.open_project(str(path)).name == "this window's"
     w.document.push(w.document.project.rename_change("again"))
     assert w.files.save() and len(save_changes_answers.changed_asked) == 2  # its own save changed nothing to ask
+
+
+def test_a_project_opened_through_a_link_is_the_real_file(qtbot, tmp_path):
+    """Opened through a link elsewhere (a desktop shortcut), the project's media were looked for beside the link
+    (all missing), and a save replaced the link with a copy, the real file left as it was."""
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    real = tmp_path / "projects" / "real.mcproj"
+    assert w.files.save_as(str(real))
+    desktop = tmp_path / "desktop"
+    desktop.mkdir()
+    link = desktop / "shortcut.mcproj"
+    link.symlink_to(real)
+    other = make_window(qtbot, tmp_path)
+    assert other.open_project(str(link))
+    assert not other.messages.errors() and not any("missing" in m.text for m in other.messages.history)
+    other.document.push(other.document.project.rename_change("saved through the link"))
+    assert other.files.save()
+    assert link.is_symlink() and pf.open_project(str(real)).name == "saved through the link"
