@@ -438,11 +438,11 @@ def _still_finder(planner) -> FrameDetector | None:
     drafter = getattr(planner, "edit_drafter", None)
     if drafter is None or not drafter.config.pixel_width or drafter.config.reads_sources:
         return None
-    cached = getattr(planner, "_still_finder", None)
+    cached = getattr(planner, "still_finder_cache", None)
     stem = drafter.pixel_stem[0].weight
     if cached is None or cached.pixel_stem[0].weight.device != stem.device or cached.pixel_stem[0].weight.dtype != stem.dtype:
         cached = FrameDetector.from_edit_drafter(drafter).to(stem.device, stem.dtype).eval()
-        object.__setattr__(planner, "_still_finder", cached)  # not a submodule: never saved with the planner
+        object.__setattr__(planner, "still_finder_cache", cached)  # not a submodule: never saved with the planner
     return cached
 
 

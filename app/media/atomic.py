@@ -18,6 +18,7 @@ project over its own file is the one standing permission (that is what Save mean
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -33,6 +34,8 @@ PROCESS_START = time.time()
 STALE_AFTER_S = 5.0  # a temp whose writer is gone is stale once untouched this long (a writer on another
 # machine sharing the folder has a process id we cannot see; it touches its temp far more often)
 ABANDONED_AFTER_S = 24 * 3600.0  # a temp untouched this long is stale even if its process id is in use again
+
+log = logging.getLogger(__name__)
 
 _TEMP_RE = re.compile(r"^\.(?P<name>.*)\.mcs-(?P<pid>\d{1,10})-(?P<token>[0-9a-f]{8})(?:\.[A-Za-z0-9]{1,8})?\.part$")
 # Before names carried the mark: .NAME.PID.TOKEN[.mp4].part
@@ -167,10 +170,10 @@ def commit_temp(tmp: Path, dest: Path, overwrite: bool) -> None:
         raise
     try:
         fsync_dir(dest.parent)
-    except OSError:
+    except OSError as e:
         # The rename is done: the new file is in place for every reader. Only its surviving a power cut right
         # now is unsure; raising here said "the previous file is unchanged", which was no longer true.
-        pass
+        log.warning("%s is written, but its folder could not be synced to disk: %s", dest, e)
 
 
 def _write_then_commit(dest: Path, write, overwrite: bool) -> None:

@@ -628,8 +628,9 @@ def write_recovery(project: Project, project_path: str | os.PathLike | None = No
 
 
 def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
-    """Recovery files worth offering, newest first: those of untitled projects and those newer than
-    the saved project they belong to. Unreadable recovery files are skipped, never fatal."""
+    """Recovery files worth offering, newest first: those a studio left behind (a studio removes its own at a save or
+    a clean close, and removes one it recovered), not another running studio's; a file named as before writer tags
+    only when newer than the saved project it belongs to. Unreadable recovery files are skipped, never fatal."""
     folder = recovery_dir(root)
     found = []
     try:
@@ -643,8 +644,8 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
             saved = float(doc.get("saved_ts", f.stat().st_mtime))
             project_path = Path(doc["project_path"]) if doc.get("project_path") else None
             writer = _WRITER.search(f.name)
-            # Another studio's, still running: its own autosave, not a crash's. (Where a process cannot be looked
-            # up, pid_alive says alive; a copy is then offered rather than hidden.)
+            # Another studio's, still running: its own autosave, not a crash's. Only where a process can be looked
+            # up (POSIX): elsewhere every copy is offered, a running studio's rather than a crash's hidden.
             if writer is not None and int(writer.group(1)) != os.getpid() and os.name == "posix" \
                     and atomic.pid_alive(int(writer.group(1))):
                 continue

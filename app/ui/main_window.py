@@ -194,9 +194,11 @@ class MainWindow(QMainWindow):
         s = self.studio
         s.message.connect(self.show_message)
         s.memory_retry.offered.connect(self.offer_action)
-        s.unsaved_result.connect(lambda text: self.banner.show_action(text, "Save As…", self.files.save_as_dialog, True))
+        s.unsaved_result.connect(lambda text: self.banner.show_action(text, "Save As…", self.files.save_as_dialog, True,
+                                                                      holds=lambda: s.unsaved_results() > 0))
         # said already (a warning): the button joins it
-        s.seed_retry.offered.connect(lambda text, button, act: self.banner.show_action(text, button, act, True))
+        s.seed_retry.offered.connect(lambda text, button, act, holds: self.banner.show_action(text, button, act, True,
+                                                                                              holds=holds))
         s.model_state_changed.connect(self._on_model_state)
         s.params_changed.connect(lambda: self.generation.show_params(s.params))
         s.target_changed.connect(self._on_target_changed)
@@ -699,6 +701,6 @@ def _version_names(project) -> dict[str, str]:
         for clip in clips:
             base = project.media[clip.media_id].name if clip.media_id in project.media else ""
             for k, version in enumerate(clip.versions[1:], 1):
-                if version.media_id not in originals:  # a picture imported on its own keeps its own name
-                    names.setdefault(version.media_id, f"{base} — v{k}" if base else "")
-    return {k: v for k, v in names.items() if v}
+                if base and version.media_id not in originals:  # a picture imported on its own keeps its name
+                    names.setdefault(version.media_id, f"{base} — v{k}")
+    return names

@@ -57,7 +57,8 @@ class MessageBanner(QFrame):
         self.action_button = QPushButton(self)
         self.action_button.hide()
         self.action_button.clicked.connect(self._run_action)
-        self._offers: list[tuple[str, str, object, bool]] = []  # (text, button, action, of the project), newest last
+        # (text, button, action, of the project, still holds: a callable or None), newest last
+        self._offers: list[tuple[str, str, object, bool, object]] = []
         self._showing_offer = False
         self.dismiss_button = QPushButton("Dismiss", self)
         self.dismiss_button.clicked.connect(self._dismiss)
@@ -89,16 +90,18 @@ class MessageBanner(QFrame):
         self.label.setText(text)
         self.show()
 
-    def show_action(self, text: str, button: str, action, of_project: bool = False) -> None:
+    def show_action(self, text: str, button: str, action, of_project: bool = False, holds=None) -> None:
         """A question that waits for the user without blocking anything (e.g. "Recover?"). `of_project`: the
-        offer acts on the open project (a retry of its job) and goes when that project is closed. An offer with
-        the same button as one still waiting takes its place (the newer words say more)."""
+        offer acts on the open project (a retry of its job) and goes when that project is closed. `holds`: asked
+        before the offer comes back from under a later message; False drops it (a Save As for results that have
+        been saved since). An offer with the same button as one still waiting takes its place (the newer words say
+        more)."""
         self._offers = [o for o in self._offers if o[1] != button][-(self.MAX_OFFERS - 1):]
-        self._offers.append((text, button, action, of_project))
+        self._offers.append((text, button, action, of_project, holds))
         self._show_offer()
 
     def _show_offer(self) -> None:
-        text, button, _action, _of_project = self._offers[-1]
+        text, button = self._offers[-1][:2]
         self._timer.stop()  # an offer stays until answered or dismissed
         self._show("warning", text)
         self.action_button.setText(button)
@@ -106,8 +109,9 @@ class MessageBanner(QFrame):
         self._showing_offer = True
 
     def _show_next(self) -> None:
-        """The message's while is over (or it was dismissed): an offer still waiting comes back, else the strip
-        hides."""
+        """The message's while is over (or it was dismissed): an offer still waiting, and still holding, comes
+        back, else the strip hides."""
+        self._offers = [o for o in self._offers if o[4] is None or o[4]()]
         if self._offers:
             self._show_offer()
         else:

@@ -119,7 +119,7 @@ class ProjectActions(QObject):
         self._saving_autosave = False
         self._resave_to: str | None = None  # saved while kept results were written: saved again once they land
         self._resave_connected = False
-        self._disk_stamp: tuple[int, int] | None = None  # the project file as this window last opened or saved it
+        self._opened_stamp: tuple[int, int] | None = None  # the project file as this window last opened or saved it
         self.autosave_timer = QTimer(self, singleShot=True)
         self.autosave_timer.timeout.connect(self.autosave)
         document.changed.connect(lambda _change: self._schedule_autosave())
@@ -198,7 +198,7 @@ class ProjectActions(QObject):
         if not self.confirm_discard():
             return False
         self.document.replace(Project(), None)
-        self._disk_stamp = None
+        self._opened_stamp = None
         self.say("New project.", INFO)
         return True
 
@@ -219,11 +219,11 @@ class ProjectActions(QObject):
         except ProjectError as e:
             self.say(f"Could not open the project: {e}", ERROR)
             return False
-        # A project opened through a link (a shortcut on the desktop to the real file) is the real file: its media
-        # folder is beside that, and a save through the link replaced the link with a copy, the real file left old.
+        # A project opened through a symbolic link to the real file is the real file: its media folder is beside
+        # that, and a save through the link replaced the link with a copy, the real file left old.
         path = os.path.realpath(path) if Path(path).is_symlink() else path
         self.document.replace(project, str(Path(path)))
-        self._disk_stamp = _disk_stamp(path)
+        self._opened_stamp = _disk_stamp(path)
         missing = pf.missing_media(project, path)
         if missing:
             self.say(f"{len(missing)} media file(s) are missing from the project folder: "
@@ -254,8 +254,12 @@ class ProjectActions(QObject):
         # ending is added here ("plan.v2" -> "plan.v2.mcproj", which Qt's default ending leaves alone) was never
         # asked about, and an existing file of that name is kept (said; choose another name).
         confirmed = Path(path).suffix == pf.PROJECT_SUFFIX
+        if not confirmed and Path(path + pf.PROJECT_SUFFIX).exists():
+            self.say(f"'{Path(path).name}{pf.PROJECT_SUFFIX}' already exists and was not asked about: choose another "
+                     f"name, or pick that file in the dialog to replace it. Nothing was saved.", ERROR)
+            return False
         own = self.document.path is not None and Path(path).resolve() == Path(self.document.path).resolve()
-        if own and self._disk_stamp is not None and _disk_stamp(path) not in (self._disk_stamp, None) \
+        if own and self._opened_stamp is not None and _disk_stamp(path) not in (self._opened_stamp, None) \
                 and not ask_replace_changed(self.window, Path(path).name):
             # Two windows (or the studio and a sync tool) on one file: the last save would silently win.
             self.say(f"Not saved: '{Path(path).name}' was changed on disk since it was opened here. Use Save As to "
@@ -269,7 +273,7 @@ class ProjectActions(QObject):
             return False
         self._clear_recovery()
         self.document.mark_saved(str(written))
-        self._disk_stamp = _disk_stamp(written)
+        self._opened_stamp = _disk_stamp(written)
         studio = getattr(self.window, "studio", None)
         if studio is not None and studio.unsaved_results():
             # Into the folder just saved; once they have all landed, the project is saved again with them.
@@ -395,12 +399,14 @@ class ProjectActions(QObject):
         # An untitled project's media folder is named by its id, which the copy keeps: its media are found.
         path = str(recovery.project_path) if recovery.project_path is not None else None
         self.document.replace(project, path)
-        self._disk_stamp = _disk_stamp(path)  # the recovered work is meant to replace the file as it is now
+        self._opened_stamp = _disk_stamp(path)  # the recovered work is meant to replace the file as it is now
         if recovery in self.pending_recoveries:  # taken: this session's autosaves and saves now stand for it
             self.pending_recoveries.remove(recovery)
-        if pf.CRASHED in recovery.path.name:
-            # A copy set aside is offered until recovered: now it is, its work goes into this session's own
-            # recovery copy at once (the document is unsaved), and the set-aside file goes.
+        if recovery.path != pf.autosave_path(path, project, self.recovery_root):
+            # Another studio's copy (each writes its own, tagged with its process) or one set aside: offered until
+            # recovered; now it is, its work goes into this session's own recovery copy at once (the document is
+            # unsaved), and the copy taken goes, so neither this session's save nor its clean close leaves it
+            # behind to be offered again, older than what was saved.
             try:
                 pf.write_recovery(project, path, self.recovery_root, None if path else self.work_path())
                 recovery.path.unlink()

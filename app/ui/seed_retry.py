@@ -16,7 +16,9 @@ from app.ui.studio_state import TASK_NAMES, Job, JobState, shortened
 
 
 class SeedRetry(QObject):
-    offered = Signal(str, str, object)  # message, button text, action (a callable): the window's banner shows it
+    # message, button text, action (a callable), whether it still holds (a callable: its clip is still there): the
+    # window's banner shows it
+    offered = Signal(str, str, object, object)
 
     def __init__(self, studio: Any) -> None:
         super().__init__(studio)
@@ -31,7 +33,8 @@ class SeedRetry(QObject):
                 or self.studio.engine is None:
             return False
         seed = self.studio.free_seed(job.clip_id, request, request.seed + 1)
-        self.offered.emit(message, f"Try seed {seed}", lambda: self.retry(job, seed))
+        self.offered.emit(message, f"Try seed {seed}", lambda: self.retry(job, seed),
+                          lambda: job.clip_id is None or self.studio.has_clip(job.clip_id))
         return True
 
     def retry(self, job: Job, seed: int) -> int | None:

@@ -662,3 +662,27 @@ def test_a_project_opened_through_a_link_is_the_real_file(qtbot, tmp_path):
     other.document.push(other.document.project.rename_change("saved through the link"))
     assert other.files.save()
     assert link.is_symlink() and pf.open_project(str(real)).name == "saved through the link"
+
+
+def test_a_crashed_studios_copy_once_recovered_and_saved_is_not_offered_again(qtbot, tmp_path):
+    """Each studio writes its own recovery copy (tagged with its process): the copy of a studio that crashed was not
+    this session's to clear, so once recovered and saved it was offered again at every launch, older than the save."""
+    import subprocess
+    import sys
+
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    path = tmp_path / "p.mcproj"
+    assert w.files.save_as(str(path))
+    w.document.project.set_clip_instruction(clip, "make the circle green")
+    ended = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                               text=True).stdout)
+    mine = pf.write_recovery(w.document.project, path, root=tmp_path / "recovery")
+    crashed = pf.autosave_path(path, root=tmp_path / "recovery", writer=ended)
+    mine.rename(crashed)  # as the crashed studio left it
+    w2 = make_window(qtbot, tmp_path, offer_recovery=True)
+    qtbot.waitUntil(lambda: bool(w2.files.pending_recoveries), timeout=5000)
+    assert w2.files.recover(w2.files.pending_recoveries[0])
+    assert w2.document.project.clip(clip).instruction == "make the circle green"
+    assert w2.files.save_as(str(path))
+    assert pf.find_recoveries(tmp_path / "recovery") == []

@@ -371,6 +371,14 @@ def test_an_offer_waiting_in_the_banner_comes_back_after_a_later_message(qtbot, 
     assert banner.action_button.isVisible() and banner.action_button.text() == "Recover"
     banner.action_button.click()
     assert recovered == [1] and saved == [] and not banner.isVisible()
+    # An offer that no longer holds (its results saved since) does not come back from under a later message.
+    unsaved = [1]
+    banner.show_action("The result could not be written.", "Save As…", lambda: saved.append(1), True,
+                       holds=lambda: bool(unsaved))
+    unsaved.clear()
+    banner.show_message("warning", "Another warning.")
+    banner.dismiss_button.click()
+    assert not banner.isVisible() and not banner.action_button.isVisible()
 
 
 def test_a_panorama_gets_a_square_icon_without_painter_warnings(qtbot, tmp_path, qtlog):
