@@ -183,11 +183,12 @@ class GenerationRequest:
 
 
 def stretch_note(what: str, size: tuple[int, int], width: int, height: int, hint: str = "--width / --height",
-                 own_size_only: bool = False) -> str:
+                 own_size_only: bool | None = False) -> str:
     """'; the source's 96x48 was stretched to 48x48 (...)' when an input picture's aspect differs from the
     result's by more than 2 %: the model makes pictures of the size asked for, so an input of another shape
     is resized to it, not cropped (nothing of it is lost, its shapes are stretched); '' when it fits. Said by
-    the CLI and the studio alike."""
+    the CLI and the studio alike. `own_size_only`: None when not known yet (a job queued while its model loads):
+    no way out is said."""
     w, h = size
     if abs((w / h) / (width / height) - 1) <= 0.02:
         return ""
@@ -196,4 +197,4 @@ def stretch_note(what: str, size: tuple[int, int], width: int, height: int, hint
     # own (README: 0.77 of prompts fully right at 128x64 against 0.96 at 64).
     way = "this model makes its own size only" if own_size_only else \
         f"{hint} of its shape, in multiples of the model's patch, keeps it"
-    return f"; {what}'s {w}x{h} was stretched to {width}x{height} ({way})"
+    return f"; {what}'s {w}x{h} was stretched to {width}x{height}" + (f" ({way})" if own_size_only is not None else "")

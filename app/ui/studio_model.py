@@ -763,8 +763,9 @@ class StudioModel(QObject):
                  [("the picture" if len(request.images) == 1 else f"picture {k + 1}", item)
                   for k, item in enumerate(items[:len(request.images or [])])] if request.task.needs_image else [])
         for what, item in named:
+            known = self.slot.own_size_only if self.slot.state is ModelState.READY else None  # loading: not known
             if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size",
-                                         self.slot.own_size_only):
+                                         known):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
         if request.task is Task.VIDEO_EDIT and self.slots[VIDEO_SLOT].keep_source and named \
                 and (named[0][1].width, named[0][1].height) != (request.width, request.height):
