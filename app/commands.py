@@ -177,6 +177,23 @@ def _save_png(image: np.ndarray, path: str | Path, info: dict | None = None, ove
         export_image(image, path, overwrite=overwrite)
 
 
+def _free(path: str | Path | None, overwrite: bool, moved: list[str]) -> Path | None:
+    """Where an output goes: its own name, or, when a file appeared there during the run (the check before the
+    model loaded found none) and --overwrite was not given, a free name beside it ("out-new.png"), so that neither
+    the user's file nor the made picture is lost. Each move is added to `moved`, to be said."""
+    if path is None:
+        return None
+    path = Path(path)
+    if overwrite or not path.exists():
+        return path
+    k, free = 1, path.with_name(f"{path.stem}-new{path.suffix}")
+    while free.exists():
+        k += 1
+        free = path.with_name(f"{path.stem}-new{k}{path.suffix}")
+    moved.append(f"{path.name} appeared during the run and is kept: wrote {free.name} instead")
+    return free
+
+
 def plan_picture(plan, result: np.ndarray | None = None, scale: int = 4) -> np.ndarray:
     """[result |] heatmap over the frame | PCA colours of the canvas states, side by side."""
     from app.core.plan_view import plan_strip
@@ -257,12 +274,15 @@ def cmd_generate(args) -> int:
     try:
         for request, out, plan_out, plan_file in zip(requests, outputs, plans, plan_files):
             result = _run(pipe, request, progress, plan_in)
+            moved: list[str] = []
+            out, plan_out, plan_file = (_free(p, args.overwrite, moved) for p in (out, plan_out, plan_file))
             _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
             if plan_out is not None:
                 _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
             if plan_file is not None:
                 save_plan(result.plan, plan_file, pipe.name, args.overwrite)
-            progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)")
+            progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)"
+                           + "".join(f"; {m}" for m in moved))
     finally:
         progress.close()
     return 0
@@ -351,12 +371,15 @@ def cmd_edit(args) -> int:
     progress = _Progress(request.steps, "edit")
     try:
         result = _run(pipe, request, progress, plan_in)
+        moved: list[str] = []
+        out, plan_out, plan_file = (_free(p, args.overwrite, moved) for p in (out, args.plan, args.plan_out))
         _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
-        if args.plan:
-            _save_png(plan_picture(result.plan, result.frames[0]), args.plan, overwrite=args.overwrite)
-        if args.plan_out:
-            save_plan(result.plan, args.plan_out, pipe.name, args.overwrite)
-        progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){stretched}{shortfall_note(result)}")
+        if plan_out is not None:
+            _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
+        if plan_file is not None:
+            save_plan(result.plan, plan_file, pipe.name, args.overwrite)
+        progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){stretched}{shortfall_note(result)}"
+                       + "".join(f"; {m}" for m in moved))
     finally:
         progress.close()
     return 0
@@ -375,8 +398,10 @@ def cmd_plan(args) -> int:
     images = [load_image(args.image)] if args.image else []
     task = Task.IMAGE_EDIT if images else Task.TEXT_TO_IMAGE
     plan = pipe.plan(_request(pipe, task, args.instruction, args, images=images, seed=seed))
-    _save_png(plan_picture(plan, images[0] if images else None), args.output, overwrite=args.overwrite)
-    print(f"wrote {args.output}")
+    moved: list[str] = []
+    out = _free(args.output, args.overwrite, moved)
+    _save_png(plan_picture(plan, images[0] if images else None), out, overwrite=args.overwrite)
+    print(f"wrote {out}" + "".join(f"; {m}" for m in moved))
     return 0
 
 

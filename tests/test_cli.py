@@ -336,7 +336,8 @@ def test_an_existing_output_is_kept_unless_overwrite_is_said(tmp_path, capsys, m
 @pytest.mark.parametrize("flag, name", [("-o", "out.png"), ("--plan", "plan.png"), ("--plan-out", "plan.safetensors")])
 def test_a_file_that_appears_at_an_output_while_the_model_runs_is_kept(tmp_path, capsys, monkeypatch, flag, name):
     """The check before the model loads found no file there; one the user saved there during the run (minutes on
-    a long --n) was replaced all the same, without --overwrite. It is kept, and the run says so in one line."""
+    a long --n) was replaced all the same, without --overwrite. It is kept, the made file is written beside it,
+    and the run says so."""
     import app.commands as commands
 
     outputs = {"-o": tmp_path / "out.png", "--plan": tmp_path / "plan.png",
@@ -350,9 +351,12 @@ def test_a_file_that_appears_at_an_output_while_the_model_runs_is_kept(tmp_path,
         return pipe
 
     monkeypatch.setattr(commands, "load_pipeline", load_then_the_user_saves)
-    code, _, err = cli(capsys, "generate", PROMPT, "--steps", 1, *[x for f, p in outputs.items() for x in (f, p)])
-    assert code != 0 and "exists" in one_error_line(err)
+    code, out, err = cli(capsys, "generate", PROMPT, "--steps", 1, *[x for f, p in outputs.items() for x in (f, p)])
+    assert code == 0, err
     assert theirs.read_bytes() == b"the user's own file"
+    beside = theirs.with_name(f"{theirs.stem}-new{theirs.suffix}")
+    assert beside.stat().st_size > 1000  # the made picture or plan, whole
+    assert f"{theirs.name} appeared during the run and is kept: wrote {beside.name} instead" in out
 
 
 @pytest.mark.parametrize("command, outputs", [
