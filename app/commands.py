@@ -194,6 +194,21 @@ def _free(path: str | Path | None, overwrite: bool, moved: list[str]) -> Path | 
     return free
 
 
+def _write_outputs(pipe, request, result, args, out, plan_out, plan_file) -> tuple[Path, str]:
+    """A still's picture (-o), its plan picture (--plan) and its plan file (--plan-out), each where `_free` says:
+    (where the picture went, "; ..." naming any output written beside a file that appeared during the run)."""
+    from app.commands_plan import save_plan
+
+    moved: list[str] = []
+    out, plan_out, plan_file = (_free(p, args.overwrite, moved) for p in (out, plan_out, plan_file))
+    _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
+    if plan_out is not None:
+        _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
+    if plan_file is not None:
+        save_plan(result.plan, plan_file, pipe.name, args.overwrite)
+    return out, "".join(f"; {m}" for m in moved)
+
+
 def plan_picture(plan, result: np.ndarray | None = None, scale: int = 4) -> np.ndarray:
     """[result |] heatmap over the frame | PCA colours of the canvas states, side by side."""
     from app.core.plan_view import plan_strip
@@ -251,7 +266,7 @@ def _run(pipe, request, progress: _Progress, plan=None):
 def cmd_generate(args) -> int:
     from app.core.request import Task
 
-    from app.commands_plan import apply_plan_args, check_plan_args, save_plan
+    from app.commands_plan import apply_plan_args, check_plan_args
 
     check_args(args)
     check_plan_args(args)
@@ -274,15 +289,8 @@ def cmd_generate(args) -> int:
     try:
         for request, out, plan_out, plan_file in zip(requests, outputs, plans, plan_files):
             result = _run(pipe, request, progress, plan_in)
-            moved: list[str] = []
-            out, plan_out, plan_file = (_free(p, args.overwrite, moved) for p in (out, plan_out, plan_file))
-            _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
-            if plan_out is not None:
-                _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
-            if plan_file is not None:
-                save_plan(result.plan, plan_file, pipe.name, args.overwrite)
-            progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s)"
-                           + "".join(f"; {m}" for m in moved))
+            out, moved = _write_outputs(pipe, request, result, args, out, plan_out, plan_file)
+            progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){moved}")
     finally:
         progress.close()
     return 0
@@ -347,7 +355,7 @@ def _generate_geneval(args) -> int:
 
 
 def cmd_edit(args) -> int:
-    from app.commands_plan import apply_plan_args, check_plan_args, save_plan
+    from app.commands_plan import apply_plan_args, check_plan_args
     from app.commands_video import shortfall_note
     from app.core.request import Task, stretch_note
     from app.media.probe import load_image
@@ -371,15 +379,9 @@ def cmd_edit(args) -> int:
     progress = _Progress(request.steps, "edit")
     try:
         result = _run(pipe, request, progress, plan_in)
-        moved: list[str] = []
-        out, plan_out, plan_file = (_free(p, args.overwrite, moved) for p in (out, args.plan, args.plan_out))
-        _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
-        if plan_out is not None:
-            _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
-        if plan_file is not None:
-            save_plan(result.plan, plan_file, pipe.name, args.overwrite)
+        out, moved = _write_outputs(pipe, request, result, args, out, args.plan, args.plan_out)
         progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){stretched}{shortfall_note(result)}"
-                       + "".join(f"; {m}" for m in moved))
+                       f"{moved}")
     finally:
         progress.close()
     return 0
