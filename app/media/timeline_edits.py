@@ -74,15 +74,17 @@ def min_duration(project: Project) -> float:
 
 
 def move_edit(project: Project, clip_id: str, start: float, track: str | None = None) -> dict | None:
-    """Move the clip to `start` seconds, on `track` when its media may go there (else its own track). A clip
-    moved to another track goes on top of that track's clips (last in its list: it wins where they overlap)."""
+    """Move the clip to `start` seconds, on `track` when its media may go there (else its own track). A moved
+    clip goes on top of its track's clips (last in its list: it wins where they overlap), as the one just placed
+    does in an editor; on its own track it kept its place in the list and went under a clip it was dropped on."""
     old_track, _, clip = project.find_clip(clip_id)
     kind = project.media_item(clip.media_id).kind
     new_track = track if track in tracks_for_kind(kind) else old_track
     new_start = min(max(0.0, float(start)), MAX_SECONDS - clip.duration)
     if new_track == old_track and abs(new_start - clip.start) < 1e-9:
         return None
-    return project.move_clip_change(clip_id, new_start, new_track)
+    on_top = len(project.tracks[new_track]) - (1 if new_track == old_track else 0)
+    return project.move_clip_change(clip_id, new_start, new_track, on_top)
 
 
 def trim_edit(project: Project, clip_id: str, edge: str, seconds: float) -> dict | None:

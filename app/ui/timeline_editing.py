@@ -35,20 +35,30 @@ class TimelineEditing(QObject):
         self._push(lambda project: trim_edit(project, clip_id, edge, seconds))
 
     def split_at_playhead(self) -> bool:
-        """Split the selected clips under the playhead, or with none of them there, every clip under it.
-        False (and a message) when no clip is under the playhead."""
+        """Split the selected clips at the playhead, or with nothing selected, every clip under it. A selection is
+        never passed over for the clips around it: selecting a clip puts the playhead at its start, and S then
+        split the clip on the other track that the playhead crossed, unasked. False (and a message) when nothing
+        is split."""
         self.document.settle()  # the words just typed for a clip go into both halves
         project = self.document.project
         t = self.view.playhead
-        selected = [c for c in self.view.selected if any(v.id == c and v.start < t < v.end for v in self.view.clips)]
-        ids = selected or [c.id for c in self.view.clips if c.start < t < c.end]
+        chosen = [v for v in self.view.clips if v.id in set(self.view.selected)]
+        ids = [v.id for v in chosen] if chosen else [c.id for c in self.view.clips if c.start < t < c.end]
         try:
             change = split_edit(project, ids, t) if ids else None
         except ProjectError as e:  # a clip there has generated versions (app/media/timeline_edits.py)
             self.say(str(e), WARNING)
             return False
         if change is None:
-            self.say("Put the playhead inside a clip to split it there.")
+            shortest = min_duration(project)
+            near = [v for v in chosen if v.start <= t <= v.end]
+            if near:  # on the clip, within a frame of its start or end: nothing there to split off
+                self.say(f"The playhead is within a frame ({shortest:.3g} s) of the selected clip's start or end: "
+                         f"move it further in to split there.")
+            elif chosen:
+                self.say("The playhead is not on the selected clip: move it inside the clip to split it there.")
+            else:
+                self.say("Put the playhead inside a clip to split it there.")
             return False
         self.document.push(change)
         return True

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.media.export import timeline_frames
 from app.media.probe import read_video_frames
 from app.media.project import Project, invert
 from app.media.project_file import import_media, open_project, save_project
@@ -145,3 +146,17 @@ def test_a_video_clip_with_generated_versions_keeps_its_start_but_its_end_trims(
     with pytest.raises(GeneratedVersionsError, match="split"):
         split_edit(project, [clip_id], clip.start + 0.5)
     assert trim_edit(project, clip_id, RIGHT, clip.end - 0.5) is not None
+
+
+def test_a_clip_dropped_on_another_of_its_track_is_on_top(project_with_clips, tmp_path, indexed_clip):
+    """A clip moved along its own track onto another kept its place in the track's list and went under it: the
+    export and the viewer showed the other clip where the user had just dropped this one."""
+    project, path, first, _ = project_with_clips
+    second = project.add_clip(project.clip(first).media_id, "video", start=4.0, in_point=3.0, out_point=3.5)
+    change = move_edit(project, first, 3.6)  # the first clip (0..4 s of the source) dropped over the second
+    _undo_redo_exact(project, change)
+    frames, _, _ = timeline_frames(project, path)
+    shown = [frame_index(f) for f in frames]
+    assert shown[36:40] == [0, 1, 2, 3]  # 3.6-4.0 s: the dropped clip's start
+    assert shown[40:45] == [4, 5, 6, 7, 8]  # 4.0-4.5 s: still the dropped clip, over the second (source 30-34)
+    assert [c.id for c in project.tracks["video"]][-1] == first and second.id in [c.id for c in project.tracks["video"]]

@@ -138,6 +138,23 @@ def test_split_at_the_playhead_by_menu_and_key_then_undo(qtbot, studio):
     assert [(c.start, c.end) for c in w.document.project.timeline(IMAGE_TRACK)] == [(0.0, 2.5), (2.5, 3.0)]
 
 
+def test_split_never_cuts_a_clip_other_than_the_selected_one(qtbot, studio):
+    """Selecting a clip puts the playhead at its start, where it is not inside the clip: S then split the clip on
+    the other track that the playhead crossed, unasked. With a clip selected only it is split; at its very edge
+    nothing is, and the message says why (it said to put the playhead inside a clip, where it was)."""
+    w, video, still = studio
+    view = w.timeline.view
+    view.select([video])
+    view.set_playhead(w.document.project.clip(video).start + 0.01, emit=True)  # the still spans this time too
+    before = w.document.project.to_dict()
+    assert not w.timeline_editing.split_at_playhead()
+    assert w.document.project.to_dict() == before
+    assert "within a frame" in w.messages.history[-1].text
+    view.set_playhead(2.5, emit=True)  # past the selected clip, inside the still
+    assert not w.timeline_editing.split_at_playhead()
+    assert w.document.project.to_dict() == before and "not on the selected clip" in w.messages.history[-1].text
+
+
 def test_moves_and_trims_survive_save_reopen_and_render(qtbot, studio, tmp_path):
     w, video, _ = studio
     view = w.timeline.view
