@@ -276,8 +276,14 @@ class MainWindow(QMainWindow):
         return pf.media_path(self.work_path(), self.document.project.media_item(media_id))
 
     def show_message(self, text: str, level: str = INFO) -> None:
-        """Every user-facing message goes here: status bar, banner for warnings/errors, the log."""
+        """Every user-facing message goes here: status bar, banner for warnings/errors, the log. A warning or error
+        that another of the last 10 s holds, or that holds it (the viewer's "'x' was not found" and the model's
+        "Could not read the input 'x': 'x' was not found", for one deleted file) is logged only; the same words
+        again are shown again (a Generate pressed twice is answered twice)."""
         (log.warning if level != INFO else log.info)("%s", text)
+        if level != INFO and any(m.level != INFO and time.time() - m.time <= 10 and m.text != text
+                                 and (text in m.text or m.text in text) for m in self.messages.history[-3:]):
+            return
         self.messages.post(text, level)
 
     def offer_action(self, text: str, button: str, action: Any) -> None:

@@ -424,3 +424,21 @@ def test_the_media_bin_names_a_generated_version_after_its_clip(qtbot, tmp_path)
     w.document.push(change)
     names = {w.media_bin.model.item(r).text() for r in range(w.media_bin.model.rowCount())}
     assert names == {SAMPLE_IMAGE.name, f"{SAMPLE_IMAGE.name} — v1"}, names
+
+
+def test_a_clip_whose_file_was_deleted_is_said_once_when_selected(qtbot, tmp_path):
+    """Selecting a clip whose file was deleted from the media folder said the same trouble twice: an error from the
+    model's read of the input, then a warning with the same text from the viewer's frame."""
+    w = make_window(qtbot, tmp_path)
+    clip = import_and_wait(qtbot, w, SAMPLE_VIDEO)
+    path = tmp_path / "p.mcproj"
+    assert w.files.save_as(str(path))
+    w.timeline.view.select([])
+    w.media_file(w.document.project.clip(clip).media_id).unlink()
+    before = len(w.messages.history)
+    w.timeline.view.select([clip])
+    qtbot.waitUntil(lambda: any("not found" in m.text or "was not found" in m.text
+                                for m in w.messages.history[before:]), timeout=10_000)
+    qtbot.wait(500)
+    said = [m.text for m in w.messages.history[before:] if m.level != "info"]
+    assert len(said) == 1, said
