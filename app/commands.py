@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -177,30 +178,33 @@ def _save_png(image: np.ndarray, path: str | Path, info: dict | None = None, ove
         export_image(image, path, overwrite=overwrite)
 
 
-def _free(path: str | Path | None, overwrite: bool, moved: list[str]) -> Path | None:
+def _free(path: str | Path | None, overwrite: bool, moved: list[str], taken: set[Path]) -> Path | None:
     """Where an output goes: its own name, or, when a file appeared there during the run (the check before the
-    model loaded found none) and --overwrite was not given, a free name beside it ("out-new.png"), so that neither
-    the user's file nor the made picture is lost. Each move is added to `moved`, to be said."""
+    model loaded found none) and --overwrite was not given, a free name beside it ("out-new.png") that no other
+    output of the run (`taken`, resolved paths) names, so that neither the user's file nor the made picture is
+    lost. Each move is added to `moved`, to be said, and the name chosen to `taken`."""
     if path is None:
         return None
     path = Path(path)
-    if overwrite or not path.exists():
+    if overwrite or not os.path.lexists(path):
         return path
     k, free = 1, path.with_name(f"{path.stem}-new{path.suffix}")
-    while free.exists():
+    while os.path.lexists(free) or free.resolve() in taken:
         k += 1
         free = path.with_name(f"{path.stem}-new{k}{path.suffix}")
+    taken.add(free.resolve())
     moved.append(f"{path.name} appeared during the run and is kept: wrote {free.name} instead")
     return free
 
 
-def _write_outputs(pipe, request, result, args, out, plan_out, plan_file) -> tuple[Path, str]:
-    """A still's picture (-o), its plan picture (--plan) and its plan file (--plan-out), each where `_free` says:
-    (where the picture went, "; ..." naming any output written beside a file that appeared during the run)."""
+def _write_outputs(pipe, request, result, args, out, plan_out, plan_file, taken: set[Path]) -> tuple[Path, str]:
+    """A still's picture (-o), its plan picture (--plan) and its plan file (--plan-out), each where `_free` says
+    (`taken`: every path the run writes): (where the picture went, "; ..." naming any output written beside a file
+    that appeared during the run)."""
     from app.commands_plan import save_plan
 
     moved: list[str] = []
-    out, plan_out, plan_file = (_free(p, args.overwrite, moved) for p in (out, plan_out, plan_file))
+    out, plan_out, plan_file = (_free(p, args.overwrite, moved, taken) for p in (out, plan_out, plan_file))
     _save_png(result.frames[0], out, _info(pipe, request), args.overwrite)
     if plan_out is not None:
         _save_png(plan_picture(result.plan, result.frames[0]), plan_out, overwrite=args.overwrite)
@@ -286,10 +290,11 @@ def cmd_generate(args) -> int:
     outputs, plans = numbered(args.output, n), numbered(args.plan, n) if args.plan else [None] * n
     plan_files = numbered(args.plan_out, n) if args.plan_out else [None] * n
     progress = _Progress(n * requests[0].steps, "generate")
+    taken = {Path(p).resolve() for p in [*outputs, *plans, *plan_files] if p is not None}
     try:
         for request, out, plan_out, plan_file in zip(requests, outputs, plans, plan_files):
             result = _run(pipe, request, progress, plan_in)
-            out, moved = _write_outputs(pipe, request, result, args, out, plan_out, plan_file)
+            out, moved = _write_outputs(pipe, request, result, args, out, plan_out, plan_file, taken)
             progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){moved}")
     finally:
         progress.close()
@@ -379,7 +384,8 @@ def cmd_edit(args) -> int:
     progress = _Progress(request.steps, "edit")
     try:
         result = _run(pipe, request, progress, plan_in)
-        out, moved = _write_outputs(pipe, request, result, args, out, args.plan, args.plan_out)
+        taken = {Path(p).resolve() for p in (out, args.plan, args.plan_out) if p is not None}
+        out, moved = _write_outputs(pipe, request, result, args, out, args.plan, args.plan_out, taken)
         progress.write(f"wrote {out} (seed {request.seed}, {result.seconds:.2f} s){stretched}{shortfall_note(result)}"
                        f"{moved}")
     finally:
@@ -401,7 +407,7 @@ def cmd_plan(args) -> int:
     task = Task.IMAGE_EDIT if images else Task.TEXT_TO_IMAGE
     plan = pipe.plan(_request(pipe, task, args.instruction, args, images=images, seed=seed))
     moved: list[str] = []
-    out = _free(args.output, args.overwrite, moved)
+    out = _free(args.output, args.overwrite, moved, {Path(args.output).resolve()})
     _save_png(plan_picture(plan, images[0] if images else None), out, overwrite=args.overwrite)
     print(f"wrote {out}" + "".join(f"; {m}" for m in moved))
     return 0

@@ -431,3 +431,24 @@ def test_an_empty_or_blank_prompt_is_said_as_one(tmp_path, capsys, prompt):
     code, _, err = cli(capsys, "generate", prompt, "-o", tmp_path / "out.png")
     assert code == 2 and "Type an instruction first" in one_error_line(err)
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_output_written_beside_never_takes_another_outputs_name(tmp_path, capsys, monkeypatch):
+    """`-o a.png --plan a-new.png` with a.png appearing during the run: the picture went to a-new.png (the plan's
+    name), the plan's write then failed, and nothing said where the picture was."""
+    import app.commands as commands
+
+    real = commands.load_pipeline
+
+    def load_then_the_user_saves(*a, **k):
+        pipe = real(*a, **k)
+        (tmp_path / "a.png").write_bytes(b"the user's own file")
+        return pipe
+
+    monkeypatch.setattr(commands, "load_pipeline", load_then_the_user_saves)
+    code, out, err = cli(capsys, "generate", PROMPT, "--steps", 1, "-o", tmp_path / "a.png",
+                         "--plan", tmp_path / "a-new.png")
+    assert code == 0, err
+    assert (tmp_path / "a.png").read_bytes() == b"the user's own file"
+    assert "wrote a-new2.png instead" in out and (tmp_path / "a-new2.png").stat().st_size > 1000
+    assert (tmp_path / "a-new.png").stat().st_size > 1000  # the plan picture, at its own name

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SAMPLES_DIR = REPO_ROOT / "resources" / "samples"
 THEME_FILE = REPO_ROOT / "resources" / "theme.qss"
+FRAME_FAILURE_WAIT_MS = 300  # the model's read of an input fails within this when the viewer's frame does
 
 
 class MainWindow(QMainWindow):
@@ -276,14 +277,8 @@ class MainWindow(QMainWindow):
         return pf.media_path(self.work_path(), self.document.project.media_item(media_id))
 
     def show_message(self, text: str, level: str = INFO) -> None:
-        """Every user-facing message goes here: status bar, banner for warnings/errors, the log. A warning or error
-        that another of the last 10 s holds, or that holds it (the viewer's "'x' was not found" and the model's
-        "Could not read the input 'x': 'x' was not found", for one deleted file) is logged only; the same words
-        again are shown again (a Generate pressed twice is answered twice)."""
+        """Every user-facing message goes here: status bar, banner for warnings/errors, the log."""
         (log.warning if level != INFO else log.info)("%s", text)
-        if level != INFO and any(m.level != INFO and time.time() - m.time <= 10 and m.text != text
-                                 and (text in m.text or m.text in text) for m in self.messages.history[-3:]):
-            return
         self.messages.post(text, level)
 
     def offer_action(self, text: str, button: str, action: Any) -> None:
@@ -501,10 +496,13 @@ class MainWindow(QMainWindow):
     def _on_frame_failed(self, why: str) -> None:
         self._on_frame(None)
         why = self.studio.as_imported(why)
-        # Scrubbing asks for frames many times a second: a missing file is said once while it stays the
-        # same trouble, not once per frame asked for.
-        last = self.messages.history[-1] if self.messages.history else None
-        if last is None or last.text != why or time.time() - last.time > 10:
+        # Said a moment later, and only if nothing of the last 10 s holds it already: scrubbing asks for frames
+        # many times a second (a missing file is said once, not once per frame), and the model's read of the same
+        # file, started by the same selection, says "Could not read the input 'x': <this>" (it was said twice).
+        QTimer.singleShot(FRAME_FAILURE_WAIT_MS, self, lambda: self._say_frame_failure(why))
+
+    def _say_frame_failure(self, why: str) -> None:
+        if not any(why in m.text and time.time() - m.time <= 10 for m in self.messages.history[-5:]):
             self.show_message(why, WARNING)
 
     def _on_scrub(self, seconds: float) -> None:

@@ -53,10 +53,10 @@ class TimelineEditing(QObject):
             shortest = min_duration(project)
             near = [v for v in chosen if v.start <= t <= v.end]
             if near:  # on the clip, within a frame of its start or end: nothing there to split off
-                self.say(f"The playhead is within a frame ({shortest:.3g} s) of the selected clip's start or end: "
+                self.say(f"The playhead is within a frame ({shortest:.3g} s) of a selected clip's start or end: "
                          f"move it further in to split there.")
             elif chosen:
-                self.say("The playhead is not on the selected clip: move it inside the clip to split it there.")
+                self.say("The playhead is not on a selected clip: move it inside one to split it there.")
             else:
                 self.say("Put the playhead inside a clip to split it there.")
             return False

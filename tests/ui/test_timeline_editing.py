@@ -152,7 +152,7 @@ def test_split_never_cuts_a_clip_other_than_the_selected_one(qtbot, studio):
     assert "within a frame" in w.messages.history[-1].text
     view.set_playhead(2.5, emit=True)  # past the selected clip, inside the still
     assert not w.timeline_editing.split_at_playhead()
-    assert w.document.project.to_dict() == before and "not on the selected clip" in w.messages.history[-1].text
+    assert w.document.project.to_dict() == before and "not on a selected clip" in w.messages.history[-1].text
 
 
 def test_moves_and_trims_survive_save_reopen_and_render(qtbot, studio, tmp_path):
