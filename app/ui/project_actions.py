@@ -8,6 +8,7 @@ the open one as it was.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -83,13 +84,18 @@ def ask_replace_changed(parent: QWidget, name: str) -> bool:
     return QMessageBox.StandardButton(box.exec()) == QMessageBox.StandardButton.Save
 
 
-def _disk_stamp(path: str | Path | None) -> tuple[int, int] | None:
-    """(modification time in ns, size) of a project file, None when there is none."""
+def _disk_stamp(path: str | Path | None) -> str | None:
+    """The project file's content as a SHA-256 digest, None when there is none (or it cannot be read). Content,
+    not modification time and size: another window's save of the same length within the file system's time
+    resolution (or a sync tool that restores the time) would pass a (mtime, size) check unasked. Project files
+    are JSON of a few kB to a few MB, so reading one at open and at each save costs milliseconds."""
+    if not path:
+        return None
     try:
-        st = os.stat(path) if path else None
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size) if st is not None else None
 
 
 def choose_save_path(parent: QWidget) -> str | None:
@@ -119,7 +125,7 @@ class ProjectActions(QObject):
         self._saving_autosave = False
         self._resave_to: str | None = None  # saved while kept results were written: saved again once they land
         self._resave_connected = False
-        self._opened_stamp: tuple[int, int] | None = None  # the project file as this window last opened or saved it
+        self._opened_stamp: str | None = None  # the project file as this window last opened or saved it
         self.autosave_timer = QTimer(self, singleShot=True)
         self.autosave_timer.timeout.connect(self.autosave)
         document.changed.connect(lambda _change: self._schedule_autosave())

@@ -645,6 +645,25 @@ def test_saving_over_a_project_file_another_window_saved_asks_first(qtbot, tmp_p
     assert w.files.save() and len(save_changes_answers.changed_asked) == 2  # its own save changed nothing to ask
 
 
+def test_a_changed_project_file_of_the_same_size_and_time_still_asks(qtbot, tmp_path, save_changes_answers):
+    """The changed-on-disk check read modification time and size: another save of the same length within the
+    file system's time resolution (here: a sync tool putting the old time back) passed unasked and was lost."""
+    w = make_window(qtbot, tmp_path)
+    path = tmp_path / "shared.mcproj"
+    w.document.push(w.document.project.rename_change("name A"))
+    assert w.files.save_as(str(path))
+    before = os.stat(path)
+    text = path.read_text(encoding="utf-8")
+    assert '"name A"' in text
+    path.write_text(text.replace('"name A"', '"name B"'), encoding="utf-8")  # the other's save, same length
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    w.document.push(w.document.project.rename_change("this window's"))
+    assert not w.files.save()  # Cancel
+    assert save_changes_answers.changed_asked == ["shared.mcproj"]
+    assert pf.open_project(str(path)).name == "name B"
+
+
 def test_a_project_opened_through_a_link_is_the_real_file(qtbot, tmp_path):
     """Opened through a link elsewhere (a desktop shortcut), the project's media were looked for beside the link
     (all missing), and a save replaced the link with a copy, the real file left as it was."""
