@@ -60,11 +60,34 @@ def parse_temp_name(name: str, legacy: bool = False) -> tuple[str, int] | None:
     return (m.group("name"), int(m.group("pid"))) if m else None
 
 
-def pid_alive(pid: int) -> bool:
+def pid_alive(pid: int, started_by: float | None = None) -> bool:
+    """Whether process `pid` runs, on every system (psutil; os.kill(pid, 0) is POSIX only, and on Windows every
+    writer looked alive). With `started_by` (a time.time() of something the writer did, such as its file's last
+    write), a process that started after it is another one that has taken the pid since (pids are reused), not
+    the writer. Without psutil (an interpreter run with -S: this module needs only the standard library, for
+    the save tests' children) POSIX is asked directly and elsewhere every writer counts as running."""
     if pid <= 0:
         return False
+    try:
+        import psutil
+    except ImportError:
+        return _pid_alive_posix(pid)
+    try:
+        if not psutil.pid_exists(pid):
+            return False
+        if started_by is not None:
+            # 2 s for the clocks psutil reads a start time from (boot time plus ticks on Linux) against time.time().
+            return psutil.Process(pid).create_time() <= started_by + 2.0
+    except (psutil.NoSuchProcess, OverflowError, ValueError):
+        return False  # gone, or not a process id this system can have
+    except (psutil.Error, OSError):
+        return True  # it exists but cannot be read (another user's): not ours to call gone
+    return True
+
+
+def _pid_alive_posix(pid: int) -> bool:
     if os.name != "posix":
-        return True  # no safe check without extra modules: rely on the age rule
+        return True  # no safe check without psutil: the age rule decides
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -644,10 +644,10 @@ def find_recoveries(root: str | os.PathLike | None = None) -> list[Recovery]:
             saved = float(doc.get("saved_ts", f.stat().st_mtime))
             project_path = Path(doc["project_path"]) if doc.get("project_path") else None
             writer = _WRITER.search(f.name)
-            # Another studio's, still running: its own autosave, not a crash's. Only where a process can be looked
-            # up (POSIX): elsewhere every copy is offered, a running studio's rather than a crash's hidden.
-            if writer is not None and int(writer.group(1)) != os.getpid() and os.name == "posix" \
-                    and atomic.pid_alive(int(writer.group(1))):
+            # Another studio's, still running: its own autosave, not a crash's. A process that took the crashed
+            # studio's pid after its last write is not its writer: the copy is offered.
+            if writer is not None and int(writer.group(1)) != os.getpid() \
+                    and atomic.pid_alive(int(writer.group(1)), started_by=saved):
                 continue
             # The project was saved after this autosave: nothing to recover. Only for a file of the versions before
             # writer tags: a writer's own save or clean close removes its file, so one left behind is a crash's

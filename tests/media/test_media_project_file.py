@@ -238,6 +238,25 @@ def test_each_studio_keeps_its_own_recovery_copy_of_a_project(tmp_path, png_file
     assert [r.path for r in pf.find_recoveries(root)] == [theirs]
 
 
+def test_a_crashed_studios_copy_is_offered_when_another_process_has_taken_its_pid(tmp_path, png_file):
+    """Process ids are reused: a crashed studio's recovery copy was hidden as "another studio's, still running"
+    for as long as any later process held its pid, so the crash's work was never offered."""
+    root = tmp_path / "recovery"
+    p, path = _saved_project(tmp_path, png_file)
+    mine = pf.write_recovery(p, path, root=root)
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        crashed = pf.autosave_path(path, root=root, writer=later.pid)  # written a minute before `later` started
+        doc = json.loads(mine.read_text(encoding="utf-8"))
+        doc["saved_ts"] = time.time() - 60
+        crashed.write_text(json.dumps(doc), encoding="utf-8")
+        mine.unlink()
+        assert [r.path for r in pf.find_recoveries(root)] == [crashed]
+    finally:
+        later.kill()
+        later.wait()
+
+
 def test_recovery_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("METACANVAS_RECOVERY_DIR", str(tmp_path / "r"))
     assert pf.recovery_dir() == tmp_path / "r"
