@@ -762,12 +762,13 @@ class StudioModel(QObject):
         named = ([("the clip", items[0])] if request.task.needs_video and items else
                  [("the picture" if len(request.images) == 1 else f"picture {k + 1}", item)
                   for k, item in enumerate(items[:len(request.images or [])])] if request.task.needs_image else [])
+        running = self.slots[self.engine.slot_running(request.task)]  # the other slot's model where only it does the task
         for what, item in named:
-            known = self.slot.own_size_only if self.slot.state is ModelState.READY else None  # loading: not known
+            known = running.own_size_only if running.state is ModelState.READY else None  # loading: not known
             if stretched := stretch_note(what, (item.width, item.height), request.width, request.height, "a Size",
                                          known):
                 note += f" {stretched[2].upper()}{stretched[3:]}."
-        if request.task is Task.VIDEO_EDIT and self.slots[VIDEO_SLOT].keep_source and named \
+        if request.task is Task.VIDEO_EDIT and running.keep_source and named \
                 and (named[0][1].width, named[0][1].height) != (request.width, request.height):
             from app.core.keep_source import EDIT_MAX_SIDE  # cv2's import: not at the studio's start
 
@@ -961,7 +962,8 @@ class StudioModel(QObject):
         if shortfall or unchanged or off:
             self.seed_retry.offer(job, said)
         frames, fps = np.asarray(result.frames), job.fps or self.document.project.settings.fps
-        threshold = self.slots[VIDEO_SLOT].keep_source
+        ran_on = [slot for slot in self.slots.values() if slot.folder == job.model]  # one model may do images and clips
+        threshold = (ran_on[0] if ran_on else self.slots[VIDEO_SLOT]).keep_source
         if task is Task.VIDEO_EDIT and job.request.keep_source and threshold:  # at the clip's own size
             self._write_result(job, (write_edit_result, frames, job.request.video, job.footage, threshold, fps,
                                      result.plan))

@@ -661,7 +661,7 @@ def test_an_edit_the_model_did_not_make_is_said_in_the_studio(qtbot, tmp_path, s
     _type(qtbot, w, "remove the star")
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
     media = len(w.document.project.media)
-    assert w.generate() is not None
+    w.generate()  # queued now, or as soon as the clip's frames are read ("the job starts as soon as it is in")
     qtbot.waitUntil(lambda: any("no new version. The model changed nothing" in m.text for m in w.messages.history),
                     timeout=WAIT)
     qtbot.wait(200)
