@@ -81,6 +81,10 @@ def _snapshot(folder: Path) -> Path:
     return hub_cache_snapshot(folder) or folder
 
 
+# What `assemble` writes into its folder: the only names an earlier assembly that --overwrite replaces may hold.
+ASSEMBLY_PARTS = frozenset({INDEX, "adapter", "canvas_tokens", "canvas_connector", "context_connector", "planner_lora"})
+
+
 def _check_output(out_dir: Path, overwrite: bool, inputs: list[Path]) -> None:
     """Refuse an output that would harm the user's folders: one that is, or holds, an input folder (replacing
     it would delete the base checkpoints), or, with overwrite, an existing folder that is not a MetaCanvas
@@ -96,6 +100,17 @@ def _check_output(out_dir: Path, overwrite: bool, inputs: list[Path]) -> None:
     if inspect_folder(out_dir).kind != METACANVAS:
         raise ModelFolderError(f"{out_dir} exists and is not a MetaCanvas model folder: it is not replaced, even "
                                f"with --overwrite; choose another folder.")
+    # A trained model (models/metacanvas-shapes, a copy of it, a run's export) is a MetaCanvas folder too, and
+    # replacing it would delete its own weights: only what an assembly writes, and nothing else, is replaced.
+    try:
+        earlier = json.loads((out_dir / INDEX).read_text(encoding="utf-8")).get("assembled_from") is not None
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ASSEMBLY_PARTS)
+    except (OSError, ValueError, AttributeError):
+        earlier, foreign = False, []
+    if not earlier or foreign:
+        held = f" (it holds {', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''})" if foreign else ""
+        raise ModelFolderError(f"{out_dir} is a MetaCanvas model, not an earlier assembly{held}: it is not "
+                               f"replaced, even with --overwrite; choose another folder.")
 
 
 def _scheduler_entry(backbone_dir: Path, index: dict) -> dict:

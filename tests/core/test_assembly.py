@@ -188,6 +188,17 @@ def test_an_output_that_would_replace_the_users_folders_is_refused_even_with_ove
     # An earlier assembly is what --overwrite replaces.
     out = assemble(qwen, sana, tmp_path / "mine")
     assert assemble(qwen, sana, out, overwrite=True, text_path="mllm") == out
+    # A trained model is a MetaCanvas folder too: --overwrite deleted its own planner, transformer and drafters.
+    trained = shutil.copytree(REPO / "models" / "metacanvas-shapes", tmp_path / "trained-copy")
+    files = sorted(p.relative_to(trained) for p in trained.rglob("*"))
+    with pytest.raises(ModelFolderError, match="not an earlier assembly .it holds .*planner.*: it is not replaced"):
+        assemble(qwen, sana, trained, overwrite=True)
+    assert sorted(p.relative_to(trained) for p in trained.rglob("*")) == files
+    # So is an assembly the user put more into (a folder of their own notes, trained connectors beside it).
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(ModelFolderError, match="holds notes.txt"):
+        assemble(qwen, sana, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "keep me"
 
 
 def test_a_hub_cache_folder_assembles_as_its_snapshot(base_folders, tmp_path):
