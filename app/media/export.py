@@ -9,7 +9,8 @@ replaced with `overwrite=True` (the one overwrite rule of app/media; `render --o
 destination that is a folder, a pipe or a device is always refused. A failed write (full disk,
 read-only folder) raises ExportError saying why, and that any existing file is unchanged.
 
-Video: libx264, yuv420p, `crf` quality (18: visually lossless, 23: x264's default). yuv420p needs
+Video: libx264, yuv420p, `crf` quality (18: visually lossless, 23: x264's default), no B-frames (the same
+frames make the same file in every process; see export_video). yuv420p needs
 an even width and height; odd sizes are PADDED by one row/column repeating the edge pixels, never
 scaled, so no picture is resampled or cropped (a 65x47 input gives a 66x48 clip).
 Audio: with `audio_source`, its first audio stream is transcoded to AAC (always AAC, so any source
@@ -157,7 +158,12 @@ def export_video(frames: Iterable, path: str | os.PathLike, fps: float = 24.0, p
                 h, w = size[0] + size[0] % 2, size[1] + size[1] % 2
                 stream = container.add_stream("libx264", rate=rate)
                 stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                stream.options = {"crf": str(int(crf)), "preset": "medium"}
+                # No B-frames: with them, x264's macroblock-tree rate control read memory it had not written
+                # (its SIMD path), so the same frames gave another file in each process (decoded pixels up to
+                # 24 levels apart on a 48 x 48 clip): "the same seed, the same clip" did not hold. Without
+                # them the file is the same in every run, 2-5 % larger at the same quality (research/LOG.md),
+                # and a frame decodes without frames after it, which also helps scrubbing.
+                stream.options = {"crf": str(int(crf)), "preset": "medium", "x264-params": "bframes=0"}
                 if keyframe_interval:
                     stream.codec_context.gop_size = int(keyframe_interval)
                 # Every stream must exist before the first packet is muxed (the MP4 header lists them).

@@ -76,6 +76,37 @@ def test_export_video_is_h264_with_every_frame(tmp_path):
     assert [frame_index(f) for f in read_video_frames(out)] == list(range(30))
 
 
+_SAME_FRAMES_ANOTHER_PROCESS = """
+import sys
+import numpy as np
+rng = np.random.default_rng(int(sys.argv[1]))  # each process's memory left with other leftovers, as after a model ran
+junk = [rng.integers(0, 255, int(n), dtype=np.uint8).tobytes() for n in rng.integers(1000, 60000, 3000)]
+del junk
+from app.media.export import export_video
+yy, xx = np.mgrid[0:48, 0:48]
+frames = [np.stack([(((xx - 4 - 2 * k) ** 2 + (yy - 20) ** 2) < 64) * 220, (xx * 5 + k * 7) % 256, yy * 5], -1)
+          .astype(np.uint8) for k in range(17)]
+export_video(frames, sys.argv[2], fps=8)
+"""
+
+
+def test_the_same_frames_make_the_same_file_in_every_process(tmp_path):
+    """`video --seed 1` run twice made two clips whose pixels differed by up to 24 levels: the model's frames
+    were the same, x264's B-frame rate control read memory it had not written. (Before the fix 3 of 4 such
+    processes wrote another file.)"""
+    import subprocess
+    import sys
+
+    made = []
+    for run in range(4):
+        out = tmp_path / f"run{run}.mp4"
+        r = subprocess.run([sys.executable, "-c", _SAME_FRAMES_ANOTHER_PROCESS, str(run), str(out)],
+                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        made.append(out.read_bytes())
+    assert all(m == made[0] for m in made)
+
+
 def test_odd_size_is_padded_to_even(tmp_path):
     frames = [np.full((47, 65, 3), index_colour(k), np.uint8) for k in range(6)]
     frames[0][:, -1] = 250  # the last column, which padding repeats
