@@ -5,7 +5,9 @@ Heavy imports (torch, Qt) happen inside each command, so `--help` answers at onc
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from app.media.schema import MAX_FPS  # light: no NumPy, no PyAV
@@ -215,6 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "studio"
+    # SIGTERM (kill, a closing terminal, a job scheduler) ends a command as Ctrl-C does: through the writers'
+    # cleanup, so no hidden half-written ".part" file is left beside an output. (`train` sets its own, to save
+    # a checkpoint first.)
+    terminated = []
+    previous = None
+    if command != "studio" and threading.current_thread() is threading.main_thread():
+        def stop(signum, frame):
+            terminated.append(signum)
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, stop)
     try:
         if command == "studio":
             from app.ui.studio import run_studio
@@ -225,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return getattr(commands, f"cmd_{command}")(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # every failure a user can cause ends as one clear line, not a traceback
         from app.errors import user_message
 
@@ -236,3 +248,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -371,6 +371,9 @@ def cmd_video(args) -> int:
             # The clip is there: "Nothing was written" of the plan's file would read as of both.
             why = str(e).removesuffix(" Nothing was written.")
             raise ValueError(f"{note}; the plan was not written: {why}") from None
+        except KeyboardInterrupt:  # the clip is whole at -o: said, or a rerun's "already exists" would puzzle
+            print(f"{note}; interrupted before the plan {plan_out} was written", file=sys.stderr)
+            raise
         note += f"; plan: {plan_out}"
     print(note)
     return 0

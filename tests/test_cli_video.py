@@ -165,6 +165,43 @@ def test_the_plan_is_written_as_a_clip_beside_the_result(model, tmp_path, capsys
     assert (codec, frames, height) == ("h264", 17, 192) and width == panels * 192 + (panels - 1) * 4
 
 
+def test_a_run_stopped_while_its_plan_is_written_says_the_clip_is_there_and_leaves_no_part_file(
+        tiny_video_model, tmp_path, capsys, monkeypatch):
+    """Ctrl-C as the plan clip was written left a whole clip at -o with only "interrupted" said (a rerun was then
+    refused, "already exists"); SIGTERM left hidden ".part" files beside the outputs."""
+    import os
+    import signal
+
+    import app.commands_video as commands_video
+
+    made = commands_video.plan_video_frames
+
+    def plan_frames_then(stop):
+        def frames(*args, **kw):
+            for k, frame in enumerate(made(*args, **kw)):
+                if k == 3:
+                    stop()
+                yield frame
+        return frames
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    for stop, code, said in ((ctrl_c, 130, "interrupted"),
+                             (lambda: os.kill(os.getpid(), signal.SIGTERM), 143, "terminated")):
+        folder = tmp_path / said
+        folder.mkdir()
+        out, plan = folder / "out.mp4", folder / "plan.mp4"
+        monkeypatch.setattr(commands_video, "plan_video_frames", plan_frames_then(stop))
+        got, _, err = cli(capsys, "video", "a blue square moves down", "-o", out, "--plan", plan,
+                          "--model", tiny_video_model)
+        assert got == code and err.splitlines()[-1] == said, err
+        assert f"wrote {out}" in err and f"interrupted before the plan {plan} was written" in err
+        assert clip_file(out)[1] > 0 and sorted(p.name for p in folder.iterdir()) == ["out.mp4"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the command's own handler is gone with it
+
+
 def test_each_panel_of_the_plan_clip_is_named_in_its_corner():
     """White words, outlined, in each panel's top-left corner; a panel too small for words is left bare."""
     import torch
