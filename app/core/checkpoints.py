@@ -184,6 +184,13 @@ def validate_model_folder(folder: str | Path) -> dict:
         if path is not None:
             check_component_folder(path, name.replace("_", " "))
     check_planner_files(component_path(folder, index, "planner"))
+    from .model_catalog import damaged_safetensors  # headers only: a cut-short copy is said before any load
+
+    for name in REQUIRED_COMPONENTS + OPTIONAL_COMPONENTS + TEXT_COMPONENTS:
+        path = component_path(folder, index, name)
+        if path is not None and path.is_dir() and \
+                (damaged := damaged_safetensors(sorted(path.glob("*.safetensors")), f"The {name.replace('_', ' ')}'s")):
+            raise ModelFolderError(damaged[0] + (f" ({len(damaged) - 1} more such files.)" if len(damaged) > 1 else ""))
     for name in CONFIG_ONLY_COMPONENTS:
         path = component_path(folder, index, name)
         if path is not None and not path.is_dir():

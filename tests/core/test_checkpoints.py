@@ -228,10 +228,10 @@ def _edit_config(folder: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda f: _truncate(_weights_file(f / "transformer")), "Cannot load the sana transformer"),
-    (lambda f: _truncate(_weights_file(f / "planner")), "Cannot load the planner weights"),
-    (lambda f: _truncate(_weights_file(f / "context_connector")), "context connector weights .* damaged or incomplete"),
-    (lambda f: _flip_header_byte(_weights_file(f / "planner")), "Cannot load the planner weights"),
+    (lambda f: _truncate(_weights_file(f / "transformer")), "The transformer.s weights file .* is incomplete"),
+    (lambda f: _truncate(_weights_file(f / "planner")), "The planner's weights file .* is incomplete.*copy it again"),
+    (lambda f: _truncate(_weights_file(f / "context_connector")), "The context connector's weights file .* is incomplete"),
+    (lambda f: _flip_header_byte(_weights_file(f / "planner")), "The planner.s weights file .* is damaged"),
     (lambda f: _flip_header_byte(_weights_file(f / "canvas_tokens")), "canvas token weights .* damaged"),
     (lambda f: _edit_config(f / "canvas_tokens", rows=None), "canvas tokens config .* has no 'rows'"),
     (lambda f: _edit_config(f / "canvas_tokens", rows=2 * json.loads((f / "canvas_tokens" / "config.json").read_text())["rows"]),

@@ -84,6 +84,27 @@ def test_the_dtype_is_read_from_the_safetensors_headers(tmp_path):
     assert main_dtype([tmp_path / "a.safetensors"]) == "bfloat16"
 
 
+def test_a_weights_file_cut_short_is_said_before_any_load(base_folders, tmp_path):
+    """A copy cut short (a full disk, an interrupted download) was listed and checked as ready; the load then
+    failed with "Unable to load weights from checkpoint file" naming the path twice."""
+    from app.core.checkpoints import validate_model_folder
+
+    model = shutil.copytree(REPO / "models" / "metacanvas-shapes", tmp_path / "half")
+    weights = model / "transformer" / "diffusion_pytorch_model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    entry = inspect_folder(model)
+    assert not entry.usable and "is incomplete" in entry.why_not() and "copy it again" in entry.why_not()
+    assert "half" in format_table([entry]) and "refused" in format_table([entry])
+    with pytest.raises(ModelFolderError, match="diffusion_pytorch_model.safetensors is incomplete"):
+        validate_model_folder(model)
+    # A base checkpoint too, and a file that is not safetensors at all under that name.
+    qwen = shutil.copytree(base_folders["qwen"], tmp_path / "qwen")
+    (shard,) = sorted(qwen.glob("*.safetensors"))[:1]
+    shard.write_bytes(b"not weights")
+    assert "cannot be read" in inspect_folder(qwen).why_not()
+    assert inspect_folder(REPO / "models" / "metacanvas-shapes").usable  # whole files pass
+
+
 @pytest.mark.parametrize("which, remove, named", [
     ("sana", "vae", "vae/"),
     ("sana", "text_encoder", "text_encoder/"),
