@@ -232,11 +232,14 @@ class StudioModel(QObject):
     def _on_model_ready(self, slot: str, name: str) -> None:
         defaults = self.engine.defaults_for(slot) if self.engine is not None else None
         model = self.slots[slot]
-        if slot == VIDEO_SLOT and defaults is not None and not any(Task(t).makes_video for t in defaults.tasks
-                                                                   if t in {x.value for x in Task}):
+        # A folder of the other kind is refused as one that does not load (the model before it comes back): a model
+        # of clips alone set for stills (or the reverse) loaded "ready" and failed every job of its slot.
+        known = {x.value for x in Task}
+        if defaults is not None and not any(Task(t).makes_video == (slot == VIDEO_SLOT) for t in defaults.tasks
+                                            if t in known):
             does = ", ".join(t.replace("_", " ") for t in defaults.tasks)
-            self._on_model_failed(slot, f"The video model folder holds '{name}', which makes no clips (it does: "
-                                        f"{does}).")
+            which, makes = ("video model", "no clips") if slot == VIDEO_SLOT else ("model", "no pictures")
+            self._on_model_failed(slot, f"The {which} folder holds '{name}', which makes {makes} (it does: {does}).")
             return
         if defaults is not None:
             # Start from what the model was trained for; a job waiting for the model runs with these.

@@ -167,9 +167,11 @@ def test_a_rejected_model_folder_is_a_message_and_never_becomes_the_active_model
 
 def test_a_model_folder_that_fails_to_load_gives_the_working_model_back_now_and_at_the_next_launch(qtbot, tmp_path,
                                                                                                   studio):
-    """A folder that passes the folder check but does not load (its transformer's weights cut short, as an
-    interrupted copy leaves them) left the studio with no model and was saved as the active one: the next launch
-    started without a model too. The working model is loaded again and stays the saved one."""
+    """A folder that passes the folder check but does not load (its transformer's config edited under its weights)
+    left the studio with no model and was saved as the active one: the next launch started without a model too.
+    The working model is loaded again and stays the saved one. (Weights cut short, as an interrupted copy leaves
+    them, are refused by the folder check itself, before anything loads.)"""
+    import json
     import os
     import shutil
 
@@ -179,11 +181,19 @@ def test_a_model_folder_that_fails_to_load_gives_the_working_model_back_now_and_
     w = studio
     good = w.settings.active_model
     cut = tmp_path / "cut-short"
-    shutil.copytree(MODEL, cut, copy_function=os.symlink)  # links: cheap; the weights below are a real cut copy
+    shutil.copytree(MODEL, cut, copy_function=os.symlink)  # links: cheap; the files below are real copies
     weights = cut / "transformer" / "diffusion_pytorch_model.safetensors"
     data = weights.read_bytes()
     weights.unlink()
     weights.write_bytes(data[: len(data) // 2])
+    w.apply_settings(w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(cut), "autosave_minutes": 0}))
+    assert "is incomplete" in w.messages.errors()[-1] and w.settings.active_model == good and w.model_ready
+    weights.unlink()
+    weights.write_bytes(data)
+    config = cut / "transformer" / "config.json"
+    edited = {**json.loads(config.read_text()), "num_layers": 1}
+    config.unlink()
+    config.write_text(json.dumps(edited))
     new = w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(cut), "autosave_minutes": 0,
                                    "model_folders": [good, str(cut)]})
     w.apply_settings(new)
@@ -207,6 +217,25 @@ def test_a_model_folder_that_fails_to_load_gives_the_working_model_back_now_and_
     w.studio._on_model_failed("image", "Out of memory while placing other.")
     assert w.settings.active_model == str(other) and Settings.load().active_model == str(other)
     assert "goes back" not in w.messages.errors()[-1]
+
+
+def test_a_model_of_clips_alone_set_for_stills_is_refused_and_the_model_before_it_comes_back(qtbot, tmp_path, studio):
+    """Settings ▸ Model folder took the video model: "ready", saved, and every still job then failed ("does not do
+    text to image"). It is refused as the reverse already was, and the stills model before it comes back."""
+    import os
+
+    from app.settings import DEFAULT_VIDEO_MODEL, Settings
+    from app.ui.studio_state import ModelState
+
+    w = studio
+    good = w.settings.active_model
+    w.apply_settings(w.settings.__class__(**{**w.settings.to_dict(), "active_model": str(DEFAULT_VIDEO_MODEL)}))
+    qtbot.waitUntil(lambda: any("goes back to" in m for m in w.messages.errors()), timeout=60_000)
+    said = w.messages.errors()[-1]
+    assert "which makes no pictures (it does: text to video" in said and f"goes back to {MODEL.name}" in said
+    qtbot.waitUntil(lambda: w.studio.slots["image"].state is ModelState.READY, timeout=60_000)
+    assert w.studio.slots["image"].folder == os.path.abspath(good)
+    assert w.settings.active_model == good and Settings.load().active_model == good
 
 
 def test_an_unknown_word_is_named_once_typing_pauses_and_generate_says_so(qtbot, studio):

@@ -442,6 +442,7 @@ def test_a_video_model_folder_that_fails_to_load_gives_the_working_one_back(qtbo
                                                                             tiny_video_model):
     """The clip model's slot had no way back: a new video model folder that failed to load left video tasks with no
     model, and the saved settings named the broken folder."""
+    import json
     import os
     import shutil
 
@@ -453,7 +454,13 @@ def test_a_video_model_folder_that_fails_to_load_gives_the_working_one_back(qtbo
     broken = tmp_path / "broken-video"
     shutil.copytree(tiny_video_model, broken)
     weights = broken / "transformer" / "diffusion_pytorch_model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:1000])  # cut short: refused by the folder check, before anything loads
+    w.apply_settings(w.settings.__class__(**{**w.settings.to_dict(), "video_model": str(broken)}))
+    assert "copy it again" in w.messages.errors()[-1] and w.settings.video_model == str(tiny_video_model)
+    weights.write_bytes(whole)
+    config = broken / "transformer" / "config.json"  # edited under its weights: passes the check, fails to load
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_layers": 7}))
     w.apply_settings(w.settings.__class__(**{**w.settings.to_dict(), "video_model": str(broken)}))
     qtbot.waitUntil(lambda: any("goes back to" in m for m in w.messages.errors()), timeout=WAIT)
     assert f"The video model goes back to {tiny_video_model.name}" in w.messages.errors()[-1]
