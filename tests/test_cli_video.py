@@ -533,6 +533,11 @@ def test_the_longest_clip_a_model_names_is_one_it_makes(tiny_video_model, tmp_pa
             pipe.max_frames(Task.REFERENCE_TO_VIDEO, 2)) == (253, 125, 245)
     with pytest.raises(ValueError, match="at most 125 frames for a video edit"):
         pipe.check_frames(129, Task.VIDEO_EDIT)
+    # A length too long and not packed: the limit is said, not "the nearest is 1001" (refused next).
+    with pytest.raises(ValueError, match="at most 253 frames; 1000 were asked for"):
+        pipe.check_frames(1000, Task.TEXT_TO_VIDEO)
+    with pytest.raises(ValueError, match="the nearest is 9"):  # an unpacked length within the limit: the nearest
+        pipe.check_frames(10, Task.TEXT_TO_VIDEO)
     out = tmp_path / "long.mp4"
     code, _, err = cli(capsys, "video", "a red circle moves up", "-o", out, "--frames", 253, "--steps", 1,
                        "--model", tiny_video_model)

@@ -336,6 +336,14 @@ class MetaCanvasPipeline:
         tf = int(getattr(self.codec, "temporal_factor", 1))
         if frames < 1 or frames > self.MAX_FRAMES:
             raise ValueError(f"a clip has 1 to {self.MAX_FRAMES} frames, not {frames}")
+        # Too long is said first: "the nearest is 1001" of a model that makes at most 253 sent the user to a
+        # length refused next.
+        limit = self.max_frames(task, references)
+        if frames > limit:
+            what = {Task.VIDEO_EDIT: " for a video edit (the source clip's frames sit beside the new ones)",
+                    Task.REFERENCE_TO_VIDEO: f" from {references} reference still(s)"}.get(task, "")
+            were = "was" if frames == 1 else "were"
+            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} {were} asked for")
         # A clip from an image is the image (its own latent frame) and at least one latent frame made after it.
         least = 1 + tf if task is Task.IMAGE_TO_VIDEO else 1
         if (frames - 1) % tf:
@@ -347,12 +355,6 @@ class MetaCanvasPipeline:
         if frames < least:
             raise ValueError(f"a clip made from an image has at least {least} frames: the image, then {tf} made "
                              f"after it; {frames} {'was' if frames == 1 else 'were'} asked for")
-        limit = self.max_frames(task, references)
-        if frames > limit:
-            what = {Task.VIDEO_EDIT: " for a video edit (the source clip's frames sit beside the new ones)",
-                    Task.REFERENCE_TO_VIDEO: f" from {references} reference still(s)"}.get(task, "")
-            were = "was" if frames == 1 else "were"
-            raise ValueError(f"'{self.name}' makes at most {limit} frames{what}; {frames} {were} asked for")
 
     def max_frames(self, task: Task | None = None, references: int = 0) -> int:
         """The longest clip this model makes for `task`: the backbone places at most max_positions latent
