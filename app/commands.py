@@ -32,9 +32,9 @@ def _settings():
 
 def resolve_model_path(arg: str | None, settings=None) -> Path:
     if arg:
-        return Path(arg)
+        return Path(arg).expanduser()  # "~/models/x" quoted, or from a script: as `models` reads it
     active = getattr(settings if settings is not None else _settings(), "active_model", None)
-    return Path(active) if active else DEFAULT_MODEL
+    return Path(active).expanduser() if active else DEFAULT_MODEL
 
 
 MEMORY_FLAGS = ("dtype", "offload", "vae_tiling", "vae_slicing", "planner_offload")  # MemoryOptions' fields

@@ -3,6 +3,9 @@ app/cli.py; the work is app/core/model_catalog.py and app/core/assembly.py)."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 from pathlib import Path
 
 def run(args, settings=None) -> int:
@@ -50,5 +53,7 @@ def _assemble(args, extra: list[str]) -> int:
     print(f"text: {text}.")
     print(f"tasks: {', '.join(t.replace('_', ' ') for t in entry.tasks)}; native size {d['width']}x{d['height']}"
           + (f", {d['frames']} frames" if d.get("frames", 1) > 1 else ""))
-    print(f'run it: python main.py {"video" if entry.family == "wan" else "generate"} "..." -o OUT --model {out}')
+    # Quoted for the shell it is pasted into (a folder "my models/x" split into two arguments).
+    model = shlex.quote(str(out)) if os.name == "posix" else subprocess.list2cmdline([str(out)])
+    print(f'run it: python main.py {"video" if entry.family == "wan" else "generate"} "..." -o OUT --model {model}')
     return 0

@@ -117,7 +117,7 @@ def refuse_custom_code(folder: Path, what: str) -> None:
 
 
 def read_index(folder: str | Path) -> dict:
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if not folder.exists():
         raise ModelFolderError(f"Model folder {folder} does not exist. Choose a model folder in Settings "
                                f"(the embedded default is models/metacanvas-shapes).")
@@ -170,7 +170,7 @@ def component_path(folder: Path, index: dict, name: str) -> Path | None:
 
 def validate_model_folder(folder: str | Path) -> dict:
     """Check a folder can be loaded, without loading it. Returns its index."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     index = read_index(folder)
     missing = [name for name in REQUIRED_COMPONENTS if index.get(name) is None]
     if missing:
@@ -556,7 +556,7 @@ def load_model(folder: str | Path, device: str = "cpu", dtype=None):
     from .pipeline import MetaCanvasPipeline, PipelineDefaults
     from .planner import Planner, PlannerProcessor
 
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     index = validate_model_folder(folder)
     if dtype is None:
         dtype = torch.bfloat16 if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32

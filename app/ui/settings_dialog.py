@@ -113,12 +113,13 @@ class SettingsDialog(QDialog):
 
     def result_settings(self) -> Settings:
         s = copy.deepcopy(self.settings)
-        folder = self.model.currentText().strip()
+        # "~/models/x" typed in a box is the user's home folder, as in a shell (Qt's own dialogs never write "~").
+        folder = os.path.expanduser(self.model.currentText().strip())
         if folder:
             s.active_model = folder
             if folder not in s.model_folders:
                 s.model_folders.append(folder)
-        folder = self.video_model.currentText().strip()
+        folder = os.path.expanduser(self.video_model.currentText().strip())
         if folder:
             s.video_model = folder
             if folder not in s.video_model_folders:

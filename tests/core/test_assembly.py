@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -128,24 +129,28 @@ def test_assembly_refuses_wrong_or_incomplete_folders_naming_the_part(base_folde
 
 
 def test_the_command_line_assembles_lists_and_generates(base_folders, tmp_path):
-    env = dict(os.environ, METACANVAS_CONFIG_DIR=str(tmp_path / "config"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, METACANVAS_CONFIG_DIR=str(tmp_path / "config"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               HOME=str(tmp_path))
 
     def run(*args):
         return subprocess.run([sys.executable, str(REPO / "main.py"), *args], capture_output=True, text=True,
                               timeout=300, env=env, cwd=tmp_path)
 
-    out_dir = tmp_path / "my-metacanvas"
+    out_dir = tmp_path / "my metacanvas ü"  # a space and a letter beyond ASCII, as users' folders have
     r = run("models", "assemble", "--planner", str(base_folders["qwen"]), "--backbone", str(base_folders["sana"]),
             "-o", str(out_dir))
     assert r.returncode == 0, r.stderr
     assert "no weights copied" in r.stdout and "fresh" in r.stdout
+    (run_it,) = [line for line in r.stdout.splitlines() if line.startswith("run it: ")]
+    assert shlex.split(run_it.removeprefix("run it: "))[-2:] == ["--model", str(out_dir)]  # pastes as one argument
     r = run("models", str(out_dir))
     assert r.returncode == 0, r.stderr
-    assert any(line.startswith("my-metacanvas ") and "MetaCanvas model" in line and " sana " in line
+    assert any(line.startswith("my metacanvas ü ") and "MetaCanvas model" in line and " sana " in line
                for line in r.stdout.splitlines())
     png = tmp_path / "out.png"
-    r = run("generate", "a red circle left of a blue star", "-o", str(png), "--model", str(out_dir), "--steps", "2",
-            "--seed", "1")
+    # "~/..." given quoted (a script, a pasted line): the home folder, as `models` already read it.
+    r = run("generate", "a red circle left of a blue star", "-o", str(png), "--model", "~/my metacanvas ü",
+            "--steps", "2", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert np.asarray(Image.open(png)).shape == (SIZE, SIZE, 3)
     r = run("models", "assemble", "--planner", str(base_folders["qwen"]), "-o", str(tmp_path / "y"))

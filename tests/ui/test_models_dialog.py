@@ -84,3 +84,18 @@ def test_the_video_model_is_chosen_for_clips(qtbot):
     with qtbot.waitSignal(dlg.settings_accepted) as chosen:
         dlg.clips_button.click()
     assert chosen.args[0].video_model == str(DEFAULT_VIDEO_MODEL)
+
+
+def test_a_model_folder_typed_from_the_home_folder_is_read_as_a_shell_reads_it(qtbot, tmp_path, monkeypatch):
+    """"~/models/x" typed in Settings was taken as a folder named "~" ("Model folder ~/models/x does not exist")."""
+    from tests.ui.helpers import make_window
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    w = make_window(qtbot, tmp_path)
+    dlg = w.settings_dialog()
+    dlg.model.setCurrentText("~/models/mine")
+    dlg.video_model.setCurrentText("~/models/clips")
+    s = dlg.result_settings()
+    assert s.active_model == str(tmp_path / "home" / "models" / "mine")
+    assert s.video_model == str(tmp_path / "home" / "models" / "clips") and s.video_model in s.video_model_folders
+    dlg.reject()
