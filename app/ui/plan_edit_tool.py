@@ -194,9 +194,14 @@ class PlanEditTool(QObject):
             return
         size = default_size(self.plan)
         name = plan_labels(self.plan).get(label, f"label {label}")
-        self.selected = len(self.objects()) + 1
+        before = len(self.objects())
+        self.selected = before + 1  # the new one, once the plan with it is shown (set_plan, during the emit)
         self.edits_made.emit([PlanEdit("add_object", label=label, box=(0.5 - size / 2, 0.5 - size / 2,
                                                                        0.5 + size / 2, 0.5 + size / 2))], f"Add {name}")
+        if len(self.objects()) <= before:
+            # Refused (a draft holds so many objects at most): nothing is selected. A number past the last object
+            # made the next click index past it, an exception out of a Qt event handler that ended the studio.
+            self.selected = None
 
     def _keyframe(self) -> int | None:
         """A clip's plan has keyframes: an edit of its canvas applies to the one at the playhead."""

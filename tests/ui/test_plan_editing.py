@@ -160,6 +160,31 @@ def test_delete_key_removes_the_clicked_object_and_add_puts_one_back(qtbot, stud
     assert len(w.viewer.edit_tool.objects()) == 1 and "" not in w.document.project.plan_edits
 
 
+def test_an_add_the_draft_has_no_room_for_leaves_nothing_selected_and_clicks_work(qtbot, studio):
+    """A refused "Add object" (a draft holds 4 objects at most) left the tool's selection on a fifth object that
+    was never added: the next click on an object indexed past the last and ended the studio."""
+    w = studio
+    w.generation.seed.setValue(SEED)
+    w.instruction.edit.setFocus()
+    with qtbot.waitSignal(w.plan_shown, timeout=20_000):
+        qtbot.keyClicks(w.instruction.edit, PROMPT)
+    tool = w.viewer.edit_tool
+
+    def add():  # the menu is made again with each plan shown
+        w.viewer.edit_bar.add_menu.actions()[0].trigger()
+
+    while len(tool.objects()) < 4:
+        before = len(tool.objects())
+        add()
+        assert len(tool.objects()) == before + 1 and tool.selected == before + 1
+    add()
+    assert "at most 4 objects" in w.messages.errors()[-1]
+    assert len(tool.objects()) == 4 and tool.selected is None
+    (_, cx, cy, _) = tool.objects()[0]
+    QTest.mouseClick(w.viewer.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _pixel(w, cx, cy))
+    assert tool.selected == tool.object_at(cx, cy) is not None
+
+
 def test_a_clips_canvas_edit_applies_to_the_keyframe_at_the_playhead(qtbot):
     import torch
 
