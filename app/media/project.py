@@ -127,7 +127,8 @@ class Project:
     id: str = field(default_factory=new_id)  # stable across saves; names the recovery file of an untitled project
     history: list[dict] = field(default_factory=list)  # the UI may keep its change log here (saved with the project)
     # The user's edits to the plan shown for a target (a clip id, or "" for a new generation), before they
-    # are generated: {"base": which plan they edit (the UI's name for it), "edits": [PlanEdit as a dict]}.
+    # are generated: {"base": which plan they edit (the UI's name for it), "edits": [PlanEdit as a dict],
+    # "settings": the seed and size that plan was made with (optional; a reopened project shows it again)}.
     plan_edits: dict[str, dict] = field(default_factory=dict)
     # Words typed for a target no clip owns, kept with the project as a clip's instruction is: "" for a new
     # generation, "id1+id2" for stills picked together as references. An entry whose clips are gone stays while
@@ -270,9 +271,12 @@ class Project:
     def set_clip_instruction_change(self, clip_id: str, text: str) -> dict:
         return {"kind": "set_clip_instruction", "clip_id": clip_id, "old": self.clip(clip_id).instruction, "new": str(text)}
 
-    def set_plan_edits_change(self, target: str, base: str, edits: list[dict]) -> dict:
-        """The target's plan edits become `edits` on the plan named `base` (no edits: the entry goes)."""
+    def set_plan_edits_change(self, target: str, base: str, edits: list[dict], settings: dict | None = None) -> dict:
+        """The target's plan edits become `edits` on the plan named `base` (no edits: the entry goes);
+        `settings`: what that plan was made with (seed, size), so a reopened project can show it again."""
         new = {"base": str(base), "edits": copy.deepcopy(list(edits))} if edits else None
+        if new is not None and settings:
+            new["settings"] = {str(k): v for k, v in settings.items()}
         return {"kind": "set_plan_edits", "target": str(target), "old": copy.deepcopy(self.plan_edits.get(target)),
                 "new": new}
 
@@ -536,7 +540,8 @@ def _set_plan_edits(p: Project, ch: dict) -> None:
         p.plan_edits.pop(ch["target"], None)
     else:
         new = ch["new"]
-        p.plan_edits[str(ch["target"])] = {"base": str(new["base"]), "edits": copy.deepcopy(list(new["edits"]))}
+        p.plan_edits[str(ch["target"])] = {"base": str(new["base"]), "edits": copy.deepcopy(list(new["edits"])),
+                                           **({"settings": dict(new["settings"])} if new.get("settings") else {})}
 
 
 def _set_target_words(p: Project, ch: dict) -> None:

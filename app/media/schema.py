@@ -245,8 +245,13 @@ def _check_plan_edits(entries: Any) -> None:
         raise ProjectError(f"the project: 'plan_edits' must be an object, not {_what(entries)}")
     for target, entry in entries.items():
         w = _Where(f"the plan edits of {str(target)!r}")
-        w.obj(entry, {"base", "edits"}, {"base", "edits"})
+        w.obj(entry, {"base", "edits", "settings"}, {"base", "edits"})
         w.text(entry, "base")
+        settings = entry.get("settings", {})
+        if not isinstance(settings, dict) or not all(
+                k in ("seed", "steps", "guidance", "width", "height", "frames") and isinstance(v, (int, float))
+                and not isinstance(v, bool) for k, v in settings.items()):
+            w.fail("settings", "must be an object of the plan's seed, size and frames")
         if not isinstance(entry["edits"], list) or not all(isinstance(e, dict) and isinstance(e.get("kind"), str)
                                                            for e in entry["edits"]):
             w.fail("edits", "must be a list of edits, each an object with a 'kind'")

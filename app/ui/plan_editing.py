@@ -46,9 +46,11 @@ class PlanEditing(QObject):
         self._compare: tuple[str, str, str] | None = None  # (clip, version shown as A, version shown as B)
         self._awaiting_planned: tuple[str, str] | None = None  # (clip, edited version) whose as-planned is queued
         self._preview: tuple[Any, list, Any] | None = None  # (base plan, edits, the plan with them): see _edited
+        self._arrived_at: str | None = None  # the target whose entry's settings were last taken up
         studio.plan_changed.connect(self._on_base_plan)
         studio.document.changed.connect(self._on_project_changed)
         studio.document.reset.connect(self._on_reset)
+        studio.target_changed.connect(self._on_target)
 
     # ================================================================ the plan on screen and its edits
     @property
@@ -129,6 +131,32 @@ class PlanEditing(QObject):
     def _on_reset(self) -> None:
         self._compare = self._awaiting_planned = None
         self.compare_changed.emit()
+        self._arrived_at = None
+        self._on_target()  # the project opened is arrived at (the studio's own reset may have come first)
+
+    def _on_target(self) -> None:
+        """On arriving at a target (a selection, a project opened) whose pending edits were made on a live plan
+        of other settings: those settings again. A live plan is named by its seed and size, which the project
+        does not keep (the seed is the studio's), so a reopened project's edits were hidden, and the first new
+        edit then replaced them."""
+        target = self.studio.target_key()
+        if target == self._arrived_at:
+            return  # the same target's words or task changed: a seed changed on purpose stays
+        self._arrived_at = target
+        entry = self.document.project.plan_edits.get(target) or {}
+        settings = entry.get("settings") if str(entry.get("base", "")).startswith(LIVE) else None
+        if not isinstance(settings, dict) or not entry.get("edits"):
+            return
+        params = self.studio.params
+        changed = {k: v for k, v in settings.items()
+                   if k in ("seed", "width", "height") and isinstance(v, int) and getattr(params, k) != v}
+        if not changed:
+            return
+        for name, value in changed.items():
+            self.studio.set_param(name, value)
+        self.studio.params_changed.emit()
+        said = ", ".join(f"{k} {v}" for k, v in changed.items())
+        self.studio.say(f"The plan edits of the {self.studio.target_name()} were made at {said}: set again.", INFO)
 
     # ================================================================ changing the edits (one undo step each)
     def add(self, new: list[PlanEdit], label: str) -> bool:
@@ -145,8 +173,17 @@ class PlanEditing(QObject):
             self.studio.say(f"{label}: {e}", ERROR)
             return False
         project = self.document.project
-        self.document.push(project.set_plan_edits_change(self.studio.target_key(), self.base,
-                                                         [_as_dict(e) for e in edits]), label)
+        target = self.studio.target_key()
+        other = project.plan_edits.get(target) or {}
+        self.document.push(project.set_plan_edits_change(target, self.base, [_as_dict(e) for e in edits],
+                                                         settings=self._base_settings), label)
+        if other.get("edits") and other.get("base") != self.base:
+            # One entry a target: the edits of the plan on screen before (another seed, size, wording or
+            # version) give way to these. Said, with the way back.
+            n = len(other["edits"])
+            self.studio.say(f"{label}: the {n} plan edit{'s' if n > 1 else ''} made on another plan of the "
+                            f"{self.studio.target_name()} (other settings or words) gave way to this one; Undo "
+                            f"brings {'them' if n > 1 else 'it'} back.", WARNING)
         return True
 
     def clear(self) -> None:

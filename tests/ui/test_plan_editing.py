@@ -160,6 +160,40 @@ def test_delete_key_removes_the_clicked_object_and_add_puts_one_back(qtbot, stud
     assert len(w.viewer.edit_tool.objects()) == 1 and "" not in w.document.project.plan_edits
 
 
+def test_pending_edits_of_a_live_plan_come_back_with_their_seed_and_never_give_way_unsaid(qtbot, tmp_path, studio):
+    """Edits of a new generation's live plan were saved but hidden at reopen (the plan is named by its seed, which
+    the project did not keep), and an edit made at another seed replaced them without a word."""
+    w = studio
+    w.generation.seed.setValue(SEED)
+    w.instruction.edit.setFocus()
+    with qtbot.waitSignal(w.plan_shown, timeout=20_000):
+        qtbot.keyClicks(w.instruction.edit, PROMPT)
+    (_, cx, cy, _) = w.viewer.edit_tool.objects()[0]
+    _drag(qtbot, w, (cx, cy), TARGET)
+    assert w.document.project.plan_edits[""]["settings"]["seed"] == SEED
+    path = tmp_path / "pending.mcproj"
+    assert w.save_as(str(path))
+
+    # Another seed: its plan is not the edited one; an edit of it gives the earlier edits' place up, said.
+    w.generation.seed.setValue(SEED + 1)
+    qtbot.waitUntil(lambda: f":{SEED + 1}:" in (w.studio.plan_editing.base or ""), timeout=20_000)
+    assert w.studio.plan_editing.edits() == []
+    (_, cx, cy, _) = w.viewer.edit_tool.objects()[0]
+    _drag(qtbot, w, (cx, cy), (0.7, 0.3))
+    assert "gave way to this one; Undo brings it back" in w.messages.history[-1].text
+    w.act_undo.trigger()
+    assert w.document.project.plan_edits[""]["settings"]["seed"] == SEED
+
+    # Reopened where the seed is another: the edits' seed is set again and the edited plan is shown.
+    w.document.mark_saved(str(path))
+    w.generation.seed.setValue(0)
+    qtbot.waitUntil(lambda: ":0:" in (w.studio.plan_editing.base or ""), timeout=20_000)
+    assert w.open_project(str(path))
+    qtbot.waitUntil(lambda: "edited (1 change)" in w.viewer.plan_caption.text(), timeout=20_000)
+    assert w.studio.params.seed == SEED and len(w.studio.plan_editing.edits()) == 1
+    assert any(f"made at seed {SEED}" in m.text for m in w.messages.history)
+
+
 def test_an_add_the_draft_has_no_room_for_leaves_nothing_selected_and_clicks_work(qtbot, studio):
     """A refused "Add object" (a draft holds 4 objects at most) left the tool's selection on a fifth object that
     was never added: the next click on an object indexed past the last and ended the studio."""
