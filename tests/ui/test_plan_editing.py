@@ -57,12 +57,17 @@ def _stored_plan_shown(qtbot, w, version: str) -> None:
     qtbot.waitUntil(lambda: w.viewer.plan_caption.text().startswith(f"Plan stored with {version}"), timeout=20_000)
 
 
-def test_drag_an_object_generate_undo_compare_save_and_reopen(qtbot, tmp_path, studio):
-    w = studio
+def _live_plan(qtbot, w) -> None:
+    """Type PROMPT at SEED, as a user would, and wait for its live plan over the viewer."""
     w.generation.seed.setValue(SEED)
     w.instruction.edit.setFocus()
     with qtbot.waitSignal(w.plan_shown, timeout=20_000):
         qtbot.keyClicks(w.instruction.edit, PROMPT)
+
+
+def test_drag_an_object_generate_undo_compare_save_and_reopen(qtbot, tmp_path, studio):
+    w = studio
+    _live_plan(qtbot, w)
     # As planned first: a new clip, whose stored plan is then edited.
     _generate(qtbot, w)
     (clip,) = w.document.project.tracks["image"]
@@ -140,10 +145,7 @@ def test_drag_an_object_generate_undo_compare_save_and_reopen(qtbot, tmp_path, s
 
 def test_delete_key_removes_the_clicked_object_and_add_puts_one_back(qtbot, studio):
     w = studio
-    w.generation.seed.setValue(SEED)
-    w.instruction.edit.setFocus()
-    with qtbot.waitSignal(w.plan_shown, timeout=20_000):
-        qtbot.keyClicks(w.instruction.edit, PROMPT)
+    _live_plan(qtbot, w)
     (_, cx, cy, _) = w.viewer.edit_tool.objects()[0]
     QTest.mouseClick(w.viewer.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _pixel(w, cx, cy))
     assert w.viewer.edit_tool.selected == 1
@@ -164,10 +166,7 @@ def test_pending_edits_of_a_live_plan_come_back_with_their_seed_and_never_give_w
     """Edits of a new generation's live plan were saved but hidden at reopen (the plan is named by its seed, which
     the project did not keep), and an edit made at another seed replaced them without a word."""
     w = studio
-    w.generation.seed.setValue(SEED)
-    w.instruction.edit.setFocus()
-    with qtbot.waitSignal(w.plan_shown, timeout=20_000):
-        qtbot.keyClicks(w.instruction.edit, PROMPT)
+    _live_plan(qtbot, w)
     (_, cx, cy, _) = w.viewer.edit_tool.objects()[0]
     _drag(qtbot, w, (cx, cy), TARGET)
     assert w.document.project.plan_edits[""]["settings"]["seed"] == SEED
@@ -198,10 +197,7 @@ def test_an_add_the_draft_has_no_room_for_leaves_nothing_selected_and_clicks_wor
     """A refused "Add object" (a draft holds 4 objects at most) left the tool's selection on a fifth object that
     was never added: the next click on an object indexed past the last and ended the studio."""
     w = studio
-    w.generation.seed.setValue(SEED)
-    w.instruction.edit.setFocus()
-    with qtbot.waitSignal(w.plan_shown, timeout=20_000):
-        qtbot.keyClicks(w.instruction.edit, PROMPT)
+    _live_plan(qtbot, w)
     tool = w.viewer.edit_tool
 
     def add():  # the menu is made again with each plan shown
