@@ -82,14 +82,16 @@ def test_flux_and_wan_native_assemblies_feed_their_own_t5_states(base_folders, t
     bare = FluxKontextPipeline.from_pretrained(str(base_folders["flux"]), local_files_only=True)
     t5, pooled, _ = bare.encode_prompt(PROMPT, prompt_2=None)
     assert seen["states"].shape == t5.shape and seen["pooled"].shape == pooled.shape
-    assert torch.allclose(seen["states"], t5, atol=1e-5) and torch.allclose(seen["pooled"], pooled, atol=1e-5)
+    # The same T5 run twice, through two loaders: float32 rounding apart only (2.2e-5 at most with transformers
+    # 5.25 and torch 2.13 on values near 1; another encoder's states would differ by whole units).
+    assert torch.allclose(seen["states"], t5, atol=1e-4) and torch.allclose(seen["pooled"], pooled, atol=1e-4)
 
     wan = load_model(assemble(base_folders["qwen"], base_folders["wan"], tmp_path / "wan", text_path="native"))
     seen = _captured_text_states(wan)
     wan(GenerationRequest(Task.TEXT_TO_VIDEO, PROMPT, width=32, height=32, frames=5, steps=2, seed=3, guidance=1.0))
     umt5, _ = WanPipeline.from_pretrained(str(base_folders["wan"]), local_files_only=True).encode_prompt(
         PROMPT, do_classifier_free_guidance=False, max_sequence_length=512)
-    assert seen["states"].shape == umt5.shape and torch.allclose(seen["states"], umt5, atol=1e-5)
+    assert seen["states"].shape == umt5.shape and torch.allclose(seen["states"], umt5, atol=1e-4)
 
 
 def test_the_text_path_is_chosen_shown_and_checked(base_folders, tmp_path):
