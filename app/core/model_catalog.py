@@ -172,9 +172,12 @@ def safetensors_dtypes(files: list[Path]) -> dict[str, int]:
         for key, info in header.items():
             if key == "__metadata__" or not isinstance(info, dict):
                 continue
-            start, end = info.get("data_offsets", (0, 0))
+            try:
+                start, end = (int(v) for v in info.get("data_offsets", (0, 0)))
+            except (TypeError, ValueError):  # a damaged header: damaged_safetensors says so
+                continue
             dtype = _DTYPES.get(str(info.get("dtype")), str(info.get("dtype")).lower())
-            out[dtype] = out.get(dtype, 0) + int(end) - int(start)
+            out[dtype] = out.get(dtype, 0) + end - start
     return out
 
 
@@ -192,11 +195,14 @@ def damaged_safetensors(files: list[Path], what: str = "") -> list[str]:
                 header = json.loads(fh.read(n)) if 8 + n <= size and n <= 100_000_000 else None
         except (OSError, ValueError, struct.error):
             header = None
+        try:
+            ends = [int(info["data_offsets"][1]) for key, info in header.items()
+                    if key != "__metadata__" and isinstance(info, dict) and len(info.get("data_offsets", ())) == 2]
+        except (TypeError, ValueError, AttributeError):  # offsets that are not numbers: a damaged header
+            header = None
         if not isinstance(header, dict):
             said.append(f"{what}{f} is damaged or not a safetensors file (its header cannot be read): copy it again.")
             continue
-        ends = [int(info["data_offsets"][1]) for key, info in header.items()
-                if key != "__metadata__" and isinstance(info, dict) and len(info.get("data_offsets", ())) == 2]
         want = 8 + n + max(ends, default=0)
         if size < want:
             said.append(f"{what}{f} is incomplete: {human_size(size)} of the {human_size(want)} its header names (a copy "

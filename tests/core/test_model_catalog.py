@@ -102,6 +102,11 @@ def test_a_weights_file_cut_short_is_said_before_any_load(base_folders, tmp_path
     (shard,) = sorted(qwen.glob("*.safetensors"))[:1]
     shard.write_bytes(b"not weights")
     assert "cannot be read" in inspect_folder(qwen).why_not()
+    import struct  # a header that parses but names offsets that are not numbers: said, never raised
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "eight"]}}).encode()
+    shard.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    assert "cannot be read" in inspect_folder(qwen).why_not()
     assert inspect_folder(REPO / "models" / "metacanvas-shapes").usable  # whole files pass
 
 
