@@ -235,10 +235,15 @@ def cmd_video(args) -> int:
         raise ValueError("--as-drawn is for video edits (--video SOURCE) and clips from an image (--image): other "
                          "clips have no source to keep")
     source_info = None
-    if task is Task.VIDEO_EDIT:  # a broken source or too few frames are said before the model loads
-        from app.media.probe import probe_video
+    if task is Task.VIDEO_EDIT:  # a broken, cut-short or too short source is said before the model loads
+        from app.media.probe import check_complete
 
-        source_info = probe_video(args.video)
+        # check_complete, not probe_video: a copy that did not finish keeps a whole header over missing
+        # pictures, and only decoding found that out, after the model had loaded (demuxing: ~0.1 s).
+        source_info = check_complete(args.video)
+        if source_info.frames < 2:  # one frame is a still, for every video model: said before it loads
+            raise ValueError(f"'{Path(args.video).name}' is too short to edit: 1 frame; a video edit changes a "
+                             f"clip over time (edit a still with `edit`)")
         if args.frames is not None and args.frames > source_info.frames:
             raise ValueError(f"--frames {args.frames} is more than the source's {source_info.frames} frames")
     # Stills are read before the model loads too: a missing or wrong file is said at once.

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.video_files import audio_only, broken, shapes_clip, too_large, too_long
+from tests.video_files import audio_only, broken, cut_short, shapes_clip, too_large, too_long
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "models" / "metacanvas-shapes-video"
@@ -276,8 +276,17 @@ def test_an_existing_output_is_kept_unless_overwrite_and_the_source_never(model,
     (lambda p, good: too_long(p), "too long"),
     (lambda p, good: too_large(p), "too large"),
     (lambda p, good: p.with_name("missing.mp4"), "not found"),
-], ids=["garbage", "truncated", "audio-only", "too-long", "too-large", "missing"])
-def test_bad_source_clips_get_one_clear_line(tiny_video_model, inputs, tmp_path, capsys, make, words):
+    (lambda p, good: cut_short(p), "cut short"),
+    (lambda p, good: (shapes_clip(p, frames=1), p)[1], "too short to edit: 1 frame"),
+], ids=["garbage", "truncated", "audio-only", "too-long", "too-large", "missing", "cut-short", "one-frame"])
+def test_bad_source_clips_get_one_clear_line_before_the_model_loads(tiny_video_model, inputs, tmp_path, capsys,
+                                                                     monkeypatch, make, words):
+    import app.commands_video
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model loaded before a bad source was said")
+
+    monkeypatch.setattr(app.commands_video, "load_video_pipeline", no_load)
     source = make(tmp_path / "source.mp4", inputs / "source.mp4")
     out = tmp_path / "out.mp4"
     code, _, err = cli(capsys, "video", "remove the circle", "-o", out, "--video", source, "--model", tiny_video_model)

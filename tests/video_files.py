@@ -92,6 +92,25 @@ def portrait(path: Path, rotation: int = 90) -> Path:
     return _h264(path, 64, 32, list(range(9)), Fraction(1, 8), rate=8, picture=picture, rotation=rotation)
 
 
+def cut_short(path: Path) -> Path:
+    """A clip whose header (written first, as a streaming copy has it) states 24 frames over the pictures of
+    the first few: a copy that did not finish. Its header reads whole; its pictures stop part way."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for _ in range(24):  # noise: every frame costs bytes, so a third of the file is a third of the frames
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
 def broken(path: Path, good: Path, truncated: bool = False) -> Path:
     """`good`'s first half (truncated), or its real MP4 header followed by random bytes."""
     data = good.read_bytes()
