@@ -147,16 +147,28 @@ class PlanEditing(QObject):
         settings = entry.get("settings") if str(entry.get("base", "")).startswith(LIVE) else None
         if not isinstance(settings, dict) or not entry.get("edits"):
             return
+        said = []
+        task = _live_task(entry["base"])
+        if task is not None and task is not self.studio.task and task in self.studio.tasks():
+            # The task picked for a target is the session's (a reopened new generation starts at text to
+            # image): the task the plan was drafted for comes back with it, or its clip's edits stay hidden.
+            self.studio.set_task(task)
+            said.append(task.value.replace("_", " "))
         params = self.studio.params
         changed = {k: v for k, v in settings.items()
                    if k in ("seed", "width", "height") and isinstance(v, int) and getattr(params, k) != v}
-        if not changed:
-            return
+        frames = settings.get("frames")
+        if (self.studio.task.makes_video and isinstance(frames, int) and frames > 1
+                and nearest_clip_length(params.frames, self.studio.frame_step) != frames):
+            changed["frames"] = frames  # a clip's plan is named by its length too (the Frames box snaps to it)
         for name, value in changed.items():
             self.studio.set_param(name, value)
-        self.studio.params_changed.emit()
-        said = ", ".join(f"{k} {v}" for k, v in changed.items())
-        self.studio.say(f"The plan edits of the {self.studio.target_name()} were made at {said}: set again.", INFO)
+        if changed:
+            self.studio.params_changed.emit()
+        said += [f"{k} {v}" for k, v in changed.items()]
+        if said:
+            self.studio.say(f"The plan edits of the {self.studio.target_name()} were made at {', '.join(said)}: "
+                            f"set again.", INFO)
 
     # ================================================================ changing the edits (one undo step each)
     def add(self, new: list[PlanEdit], label: str) -> bool:
@@ -309,3 +321,12 @@ def _kinds(change: dict) -> set[str]:
     if change.get("kind") != "batch":
         return {change.get("kind", "")}
     return set().union(*(_kinds(c) for c in change.get("changes", [])))
+
+
+def _live_task(base: str) -> Task | None:
+    """The task a live plan's name (`_name_of`: live:source:task:seed:size:words) says it was drafted for."""
+    parts = base.split(":", 3)
+    try:
+        return Task(parts[2]) if len(parts) > 3 and parts[0] == LIVE else None
+    except ValueError:  # a hand-edited project file
+        return None

@@ -977,3 +977,33 @@ def test_a_reference_clip_short_of_its_plan_is_said_with_another_seed_offered(qt
     qtbot.waitUntil(lambda: w.banner.action_button.isVisible(), timeout=WAIT)
     assert w.banner.action_button.text().startswith("Try seed ")
     w.shutdown()
+
+
+def test_pending_edits_of_a_clips_live_plan_come_back_with_their_length(qtbot, tmp_path, studio):
+    """A clip's live plan is named by its task and length too: edits made on the 9-frame plan of new words were
+    saved, but reopened (the task back at text to image, the length another) they were hidden, and the next edit
+    replaced them. Arriving at the target sets the task and length (as the seed and size) again."""
+    from app.core.request import PlanEdit
+
+    w = studio
+    w.timeline.view.select([])
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    w.generation.frames.setValue(9)
+    _type(qtbot, w, "a red circle moves to the right")
+    editing = w.studio.plan_editing
+    qtbot.waitUntil(lambda: (editing.base or "").startswith("live:") and "x9:" in editing.base, timeout=WAIT)
+    assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 0.5, 0.5), factor=0.0, keyframe=0)],
+                       "Erase the canvas")
+    assert w.document.project.plan_edits[""]["settings"]["frames"] == 9
+    path = tmp_path / "pending.mcproj"
+    assert w.save_as(str(path))
+
+    w.generation.frames.setValue(17)
+    qtbot.waitUntil(lambda: "x17:" in (editing.base or ""), timeout=WAIT)
+    assert editing.edits() == []  # the 17-frame plan is another plan: its edits are not these
+    assert w.open_project(str(path))
+    qtbot.waitUntil(lambda: "edited (1 change)" in w.viewer.plan_caption.text(), timeout=WAIT)
+    assert w.generation.frames.value() == 9 and len(editing.edits()) == 1
+    assert w.studio.task is Task.TEXT_TO_VIDEO  # a reopened new generation starts at text to image otherwise
+    assert any("text to video, frames 9: set again" in m.text for m in w.messages.history)
