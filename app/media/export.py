@@ -146,7 +146,7 @@ def export_video(frames: Iterable, path: str | os.PathLike, fps: float = 24.0, p
     container = None
     try:
         # faststart puts the index first, so players and browsers can start before the end arrives
-        container = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
+        container = av.open(_av_path(tmp), "w", format="mp4", options={"movflags": "+faststart"})
         rate = Fraction(fps).limit_denominator(1001)
         stream = audio_stream = None
         for frame in frames:
@@ -224,8 +224,9 @@ _WRITE_ERRNOS = _write_errnos()
 
 
 def _check_audio_source(audio_source) -> bool | None:
-    """Fail before encoding (not after minutes of it) if the audio source is unusable.
-    None: no audio wanted, or the source has no audio stream (a silent clip is not an error)."""
+    """Fail before encoding (not after minutes of it) if the audio source is unusable: SoundError, which the
+    callers answer by exporting the pictures without sound. None: no audio wanted, or the source has no audio
+    stream (a silent clip is not an error)."""
     if audio_source is None:
         return None
     import av
@@ -236,62 +237,111 @@ def _check_audio_source(audio_source) -> bool | None:
     try:
         if sniff(src).kind not in ("video", "audio"):
             raise MediaError(f"'{src.name}' holds no audio.")
-        with av.open(str(src)) as c:
+        with av.open(_av_path(src)) as c:
             return True if c.streams.audio else None
     except MediaError as e:
-        raise ExportError(f"Cannot take the sound from '{src.name}': {e}") from None
+        raise SoundError(f"Cannot take the sound from '{src.name}': {e}") from None
     except Exception as e:
-        raise ExportError(f"Cannot take the sound from '{src.name}': the file is damaged ({e}).") from None
+        raise SoundError(f"Cannot take the sound from '{src.name}': the file is damaged ({e}).") from None
+
+
+def _av_path(path: Path) -> str:
+    """The path FFmpeg is given: absolute, so that a relative name with a colon ('take:1.mp4',
+    '2024-05-01T10:30.mp4') is read as a file and not as an FFmpeg protocol ("Protocol not found")."""
+    return str(Path(path).absolute())
+
+
+def _aac_rate(rate: int) -> int:
+    """The AAC encoder's sample rate nearest `rate`: it takes 7,350-96,000 Hz from a fixed list, and a source of
+    another rate (192 kHz or 37.8 kHz PCM in a MOV or MKV) failed the whole export at the encoder's open."""
+    import av
+
+    rates = av.codec.Codec("aac", "w").audio_rates or (48000,)
+    return min(rates, key=lambda r: (abs(r - rate), -r))
 
 
 def _add_audio_stream(container, source: Path):
     import av
 
-    with av.open(str(source)) as src:
-        cc = src.streams.audio[0].codec_context
-        rate = cc.sample_rate or 48000
-        layout = "stereo" if (cc.channels or 2) >= 2 else "mono"
-    stream = container.add_stream("aac", rate=rate)
-    stream.layout = layout
+    try:
+        with av.open(_av_path(source)) as src:
+            cc = src.streams.audio[0].codec_context
+            rate = _aac_rate(cc.sample_rate or 48000)
+            layout = "stereo" if (cc.channels or 2) >= 2 else "mono"
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = layout
+        stream.codec_context.open()  # here, so that a refusal is the sound's, not the export's
+    except Exception as e:
+        raise SoundError(f"The sound of '{source.name}' could not be encoded ({e}).") from None
     return stream
+
+
+def _picture_origin(src) -> float:
+    """Seconds at which the source's pictures start (frame 0 of probe.iter_video_frames): the sound is cut
+    against that clock, since a recording's picture and sound streams need not start at 0 or together."""
+    video = src.streams.video[0] if src.streams.video else None
+    if video is None or video.start_time is None:
+        return 0.0
+    return float(video.start_time * video.time_base)
 
 
 def _write_audio(container, out_stream, source: Path, start: float, duration: float,
                  cancel: threading.Event | None) -> None:
+    """The source's sound from `start` seconds after its first picture, for `duration` seconds, each sample at
+    its own time: sound that starts after the pictures begins after silence, and sound before them is cut."""
     import av
 
     rate = out_stream.codec_context.sample_rate
     layout = out_stream.codec_context.layout.name
-    with av.open(str(source)) as src:
+    channels = out_stream.codec_context.channels
+    wanted = int(round(duration * rate))
+    written = 0
+
+    def put(data: np.ndarray) -> None:
+        nonlocal written
+        data = data[:, : wanted - written]
+        if data.shape[1] == 0:
+            return
+        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data, dtype=np.float32), format="fltp", layout=layout)
+        out.sample_rate = rate
+        out.pts = written
+        out.time_base = Fraction(1, rate)
+        for packet in out_stream.encode(out):
+            container.mux(packet)
+        written += data.shape[1]
+
+    with av.open(_av_path(source)) as src:
         in_stream = src.streams.audio[0]
+        window = _picture_origin(src) + start  # the source's time of the export's first sample
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        first = int(round(start * rate))
-        wanted = int(round(duration * rate))
-        written = 0
-        if start > 0:
-            src.seek(int(start / in_stream.time_base), stream=in_stream, backward=True)
+        if window > 0:
+            src.seek(int(window / in_stream.time_base), stream=in_stream, backward=True)
+        at = None  # the next resampled sample's place in the export (samples after `window`)
+
+        def place(chunks) -> None:
+            nonlocal at
+            for rf in chunks:
+                data = rf.to_ndarray()  # [channels, samples] float32
+                if at < 0:  # before the window: cut (a seek lands early)
+                    cut = min(-at, data.shape[1])
+                    data, at = data[:, cut:], at + cut
+                if data.shape[1] and at > written:  # the sound starts after the window: silence first
+                    put(np.zeros((channels, at - written), np.float32))
+                if data.shape[1] and at >= written:
+                    put(data)
+                at += data.shape[1]
+
         for frame in src.decode(in_stream):
             if cancel is not None and cancel.is_set():
                 raise ExportCancelled("Export cancelled.")
             if written >= wanted:
                 break
-            frame_start = int(round(float(frame.pts * in_stream.time_base) * rate)) if frame.pts is not None else None
-            for rf in resampler.resample(frame):
-                data = rf.to_ndarray()  # [channels, samples] float32
-                if frame_start is not None:
-                    skip = max(0, first - frame_start)  # drop what lies before `start` (seek lands early)
-                    data = data[:, skip:]
-                    frame_start += rf.samples
-                data = data[:, : wanted - written]
-                if data.shape[1] == 0:
-                    continue
-                out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout=layout)
-                out.sample_rate = rate
-                out.pts = written
-                out.time_base = Fraction(1, rate)
-                for packet in out_stream.encode(out):
-                    container.mux(packet)
-                written += data.shape[1]
+            if at is None:
+                when = float(frame.pts * in_stream.time_base) if frame.pts is not None else window
+                at = int(round((when - window) * rate))
+            place(resampler.resample(frame))
+        if at is not None and written < wanted:
+            place(resampler.resample(None))  # what a rate conversion holds back
         for packet in out_stream.encode(None):
             container.mux(packet)
 

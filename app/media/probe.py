@@ -454,7 +454,7 @@ def _open_container(path: Path):
 
     _expect(path, "video")
     try:
-        container = av.open(str(path), "r")
+        container = av.open(str(path.absolute()), "r")  # "take:1.mp4" is a file, not an FFmpeg protocol
     except Exception as e:
         raise MediaError(f"'{path.name}' is damaged or not a complete video and cannot be opened ({_short(e)}).") from None
     if _picture_stream(container) is None:

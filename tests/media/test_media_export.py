@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.media.errors import ExportCancelled, ExportError
+from app.media.errors import ExportCancelled, ExportError, SoundError
 from app.media.export import export_image, export_timeline, export_video
 from app.media.probe import load_image, probe_video, read_frame, read_video_frames
 
-from media_helpers import frame_index, index_colour, indexed_frames, write_clip_with_audio
+from media_helpers import (flash_and_click, frame_index, index_colour, indexed_frames, write_clip_with_audio,
+                           write_flash_and_click)
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:
@@ -136,6 +137,65 @@ def test_audio_from_a_silent_source_is_no_error(tmp_path, indexed_clip):
     with pytest.raises(ExportError, match="sound"):
         export_video(indexed_frames(5), tmp_path / "x.mp4", fps=5, audio_source=tmp_path / "nowhere.mp4")
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("audio_offset, video_offset, start", [
+    (0.5, 0.0, 0.0),  # the sound starts half a second after the pictures (silence first)
+    (0.0, 0.5, 0.0),  # the pictures start half a second after the sound (the sound before them cut)
+    (0.0, 0.5, 0.5),  # the same, trimmed at 0.5 s
+    (1.4, 1.4, 0.0),  # both start 1.4 s in (a broadcast recording remuxed keeps its clock)
+    (1.4, 1.4, 2.0),  # the same, trimmed at 2 s
+])
+def test_exported_sound_stays_in_step_with_the_pictures_however_the_sources_streams_start(
+        tmp_path, audio_offset, video_offset, start):
+    """A clip's sound was cut at the in point on the sound's own clock and written from 0: a trimmed clip whose
+    streams start 1.4 s in clicked 1.4 s after its flash; sound starting late came early."""
+    from app.media.probe import iter_video_frames
+
+    source = write_flash_and_click(tmp_path / "camera.mp4", seconds=4.0, flash=2.5, audio_offset=audio_offset,
+                                   video_offset=video_offset)
+    info = probe_video(source)
+    first = int(start * info.fps + 1e-6)
+    out = tmp_path / "out.mp4"
+    export_video(iter_video_frames(source, range(first, info.frames)), out, fps=info.fps, audio_source=source,
+                 audio_start=start, total=info.frames - first)
+    flash, click, _ = flash_and_click(out)
+    assert flash == pytest.approx(2.5 - start, abs=1e-3)
+    assert click == pytest.approx(flash, abs=0.5 / info.fps)  # within half a frame, as the source has it
+
+
+@pytest.mark.parametrize("rate, codec, container, suffix", [
+    (192000, "pcm_s16le", "mov", ".mov"), (37800, "pcm_s16le", "matroska", ".mkv")])
+def test_sound_at_a_rate_aac_does_not_take_is_kept_at_the_nearest_it_does(tmp_path, rate, codec, container, suffix):
+    """192 kHz PCM (a field recorder's MOV) or 37.8 kHz failed the whole export at the AAC encoder's open."""
+    source = write_flash_and_click(tmp_path / f"recorder{suffix}", seconds=2.0, rate=rate, audio_codec=codec,
+                                   container=container)
+    out = tmp_path / "out.mp4"
+    export_video(read_video_frames(source), out, fps=12, audio_source=source)
+    flash, click, written_rate = flash_and_click(out)
+    assert written_rate == {192000: 96000, 37800: 32000}[rate]  # AAC's nearest
+    assert click == pytest.approx(flash, abs=0.04)
+
+
+def test_a_sound_source_gone_or_damaged_is_a_sound_error_the_pictures_survive(tmp_path, clip_with_audio):
+    """Said as the sound's (SoundError), which the studio and the CLI answer by writing the pictures without it;
+    as a plain export error the CLI lost the clip its model had just made."""
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(clip_with_audio.read_bytes()[:64] + b"\0" * 4096)
+    for source in (tmp_path / "gone.mp4", damaged):
+        with pytest.raises(SoundError, match="sound"):
+            export_video(indexed_frames(5), tmp_path / "x.mp4", fps=5, audio_source=source)
+        assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_relative_name_with_a_colon_is_a_file_not_an_ffmpeg_protocol(tmp_path, clip_with_audio, monkeypatch):
+    """'take:1.mp4' was read by FFmpeg as protocol 'take' ("Protocol not found"): probed as damaged, not
+    exported."""
+    monkeypatch.chdir(tmp_path)
+    Path("take:1.mp4").write_bytes(clip_with_audio.read_bytes())
+    assert probe_video("take:1.mp4").has_audio
+    export_video(read_video_frames("take:1.mp4"), "2024-05-01T10:30.mp4", fps=12, audio_source="take:1.mp4")
+    assert probe_video(tmp_path / "2024-05-01T10:30.mp4").has_audio
 
 
 def _cancel_after(n: int, cancel: threading.Event, frames):
