@@ -495,6 +495,9 @@ class Engine(QObject):
             except BaseException as exc:  # the engine thread must survive anything a job does
                 log.exception("engine job %s crashed outside its handler", job.id)
                 self.failed.emit(job.id, str(exc) or type(exc).__name__)
+                if job.kind == "load":  # a slot left "loading" would hold every Generate back, unsaid
+                    self._slot_failed(job.slot, f"Could not load {Path(str(job.path)).name}: "
+                                                f"{str(exc) or type(exc).__name__}")
             finally:
                 with self._cond:
                     self._running = None
@@ -525,13 +528,13 @@ class Engine(QObject):
         # model (forward hooks make it a cycle): frozen, neither could ever be collected once dropped.
         freeze, self._loaded_once = not self._loaded_once, True
         device = job.device
-        if device == "auto":
-            from app.settings import resolve_device
+        try:  # the device's probe too: torch failing to import (a broken CUDA library) is this load's failure
+            if device == "auto":
+                from app.settings import resolve_device
 
-            with imports_without_gc_pauses(freeze):  # torch, when nothing imported it yet
-                device = resolve_device("auto")
-        loading(f"Loading {name} on {device}…")
-        try:
+                with imports_without_gc_pauses(freeze):  # torch, when nothing imported it yet
+                    device = resolve_device("auto")
+            loading(f"Loading {name} on {device}…")
             prepare = getattr(self._loader, "prepare", None)
             if prepare is not None:
                 # The studio starts the engine one event-loop turn after its window shows, before the
@@ -608,6 +611,8 @@ class Engine(QObject):
 
     def _plan_between_steps(self) -> None:
         with self._cond:
+            if self._queue and self._queue[0].kind == "load":
+                return  # as _next_job_locked: a plan waits for a queued load, not made by the model it replaces
             job, self._pending_plan = self._pending_plan, None
             if job is None:
                 return

@@ -288,6 +288,28 @@ def test_plan_requests_coalesce_and_run_between_the_steps_of_a_generation(qtbot,
     assert [p[1] for p in rec.of("progress", gen)] == list(range(1, 41))
 
 
+def test_a_plan_asked_for_behind_a_queued_model_switch_is_made_by_the_new_model(qtbot):
+    """A plan asked for during a generation ran between its steps even with a model load queued behind it: the
+    plan of the model about to be replaced was shown, and the request used up."""
+    old, new = ComputingPipeline(step_seconds=0.01), ComputingPipeline()
+    old.pause_at = 3
+    engine = Engine(loader=lambda path, device: new if "new" in str(path) else old)
+    try:
+        rec = Recorder(engine)
+        with qtbot.waitSignal(engine.model_ready, timeout=WAIT_MS):
+            engine.load_model("models/old", "cpu")
+        gen = engine.submit(request(steps=20, instruction="two blue squares"))
+        assert old.paused.wait(10)
+        engine.load_model("models/new", "cpu")  # the user switches model: queued behind the generation
+        plan = engine.request_plan(request(instruction="a red circle"))  # and types
+        old.resume.set()
+        wait_terminal(qtbot, rec, gen, plan)
+        assert rec.terminal(plan) == ["plan_ready"]
+        assert old.plans == ["two blue squares"] and new.plans == ["a red circle"]
+    finally:
+        engine.shutdown()
+
+
 def test_a_plan_request_when_idle_and_one_without_a_model(qtbot, make_engine):
     engine, rec = make_engine(ComputingPipeline())
     job = engine.request_plan(request(instruction="two green squares"))
@@ -552,6 +574,28 @@ def test_a_video_model_that_fails_to_load_says_so_on_its_slot_only(qtbot):
         assert rec.of("model_failed") == [] and engine.has_model and not engine.has_slot("video")
         with pytest.raises(ValueError, match="unknown model slot"):
             engine.load_model("x", slot="audio")
+    finally:
+        engine.shutdown()
+
+
+def test_a_device_probe_that_fails_fails_the_load_on_its_slot_not_silently(qtbot, monkeypatch):
+    """With the device "auto" (the default), torch failing to import a CUDA library raised before the load's own
+    handler: only a bare `failed` was sent, and the studio showed "loading..." for ever."""
+    import app.settings
+
+    def probe(setting, warn=True):
+        raise ImportError("libcudnn.so.9: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(app.settings, "resolve_device", probe)
+    engine = Engine(loader=lambda path, device: ComputingPipeline(), device="auto", previews=False)
+    try:
+        failed = []
+        engine.slot_failed.connect(lambda slot, message: failed.append((slot, message)))
+        engine.load_model("models/shapes", "auto")
+        qtbot.waitUntil(lambda: bool(failed), timeout=WAIT_MS)
+        assert failed == [("image", "Could not load shapes: libcudnn.so.9: cannot open shared object file: No such "
+                                    "file or directory")]
+        assert not engine.has_model
     finally:
         engine.shutdown()
 
