@@ -475,11 +475,16 @@ def cmd_render(args) -> int:
     from tqdm import tqdm
 
     from app.media.export import export_timeline, left_out_of_track
-    from app.media.project_file import open_project
+    from app.media.project_file import media_dir, open_project, project_file
 
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":  # an MP4 under a .gif name would lie about what it is
         raise ValueError(f"-o must name an .mp4 file (H.264), not {out}")
+    args.project = str(project_file(args.project))  # a folder holding one project: its media folder is beside that
+    if media_dir(args.project).resolve() in out.resolve().parents:
+        # As the studio's exports: the files there are the clips' own footage and versions (beyond undo).
+        raise ValueError(f"-o would write into the project's media folder ({media_dir(args.project).name}), which "
+                         f"holds its clips' own footage and versions; choose a place outside it")
     if out.exists() and not out.is_dir() and not args.overwrite:  # said before any bar is drawn
         raise ValueError(f"{out} already exists; choose another -o or add --overwrite to replace it")
     project = open_project(args.project)  # a project that cannot be opened is said before any bar too

@@ -148,6 +148,29 @@ def test_render_writes_the_video_track_and_never_overwrites(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr and "render:" not in r.stderr
 
 
+def test_render_takes_a_project_folder_and_never_writes_into_its_media(tmp_path):
+    """`render Holiday` (the folder) looked for its media beside the folder ("media file ... is missing"); `-o`
+    inside the media folder with --overwrite replaced a clip's own footage, beyond undo (the studio refuses)."""
+    from app.media.project import Project
+    from app.media.project_file import import_media, media_path, save_project
+
+    folder = tmp_path / "Holiday"
+    folder.mkdir()
+    path = folder / "Holiday.mcproj"
+    project = Project("holiday")
+    project.apply(import_media(project, path, REPO / "resources" / "samples" / "ball_rolls_right.mp4"))
+    item = next(iter(project.media.values()))
+    project.add_clip(item.id, "video", start=0.0)
+    save_project(project, path)
+    r = run("render", str(folder), "-o", str(tmp_path / "holiday.mp4"))
+    assert r.returncode == 0 and (tmp_path / "holiday.mp4").is_file(), r.stderr
+    footage = media_path(path, item)
+    before = footage.read_bytes()
+    r = run("render", str(path), "-o", str(footage), "--overwrite")
+    assert r.returncode == 2 and "media folder" in r.stderr
+    assert footage.read_bytes() == before
+
+
 # ---------------------------------------------------------------------------------------------------
 # What a diffusers or ComfyUI user expects of the command line (issue 28). These run `main()` in this
 # process (one model load is about a second once warm) with 1-2 denoising steps.

@@ -543,16 +543,25 @@ def _read_document(path: Path, what: str) -> bytes:
         raise ProjectError(f"{str(path)!r} is not a usable file name ({e}).") from None
 
 
-def open_project(path: str | os.PathLike) -> Project:
-    """Open a .mcproj file. Everything in it is checked first (project_schema.check_project_dict); any
-    problem is a ProjectError naming the field and the clip or media item. Also removes stale
-    temporary files that killed saves left beside it (clean_project_temps)."""
+def project_file(path: str | os.PathLike) -> Path:
+    """The project file `path` names: itself, or the one .mcproj inside a folder given instead. Every caller that
+    keeps the path (its media folder is found beside it, saves go to it) keeps this one: a folder's own path put
+    its media folder beside the folder, every clip offline, and a save wrote a second, empty project there."""
     path = Path(path)
     if path.is_dir():
         found = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
         if len(found) != 1:
             raise ProjectError(f"'{path}' is a folder; choose the {PROJECT_SUFFIX} file inside it.")
         path = found[0]
+    return path
+
+
+def open_project(path: str | os.PathLike) -> Project:
+    """Open a .mcproj file (or the one in a folder: `project_file`; callers keep that path). Everything in it is
+    checked first (project_schema.check_project_dict); any problem is a ProjectError naming the field and the
+    clip or media item. Also removes stale temporary files that killed saves left beside it
+    (clean_project_temps)."""
+    path = project_file(path)
     data = _read_document(path, "a project")
     doc = _parse_document(path, data, FORMAT)
     try:

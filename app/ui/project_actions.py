@@ -218,6 +218,7 @@ class ProjectActions(QObject):
         """Read and check the file first: one that cannot be opened leaves the open project untouched. Read again
         once the open one may go: answering "Save" to the question may have just written this very file."""
         try:
+            path = str(pf.project_file(path))  # a folder holding one project: that project's file
             pf.open_project(path)
             if not self.confirm_discard():
                 return False

@@ -683,6 +683,23 @@ def test_a_project_opened_through_a_link_is_the_real_file(qtbot, tmp_path):
     assert link.is_symlink() and pf.open_project(str(real)).name == "saved through the link"
 
 
+def test_a_project_opened_by_its_folder_is_the_file_inside(qtbot, tmp_path):
+    """Opened by its folder (a drop, a path typed), the project's media were looked for beside the folder (every
+    clip offline) and a save wrote a second project there, the real one left as it was."""
+    w = make_window(qtbot, tmp_path)
+    import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    real = tmp_path / "Holiday" / "Holiday.mcproj"
+    assert w.files.save_as(str(real))
+    other = make_window(qtbot, tmp_path)
+    assert other.open_project(str(real.parent))
+    assert other.document.path == str(real)
+    assert not other.messages.errors() and not any("missing" in m.text for m in other.messages.history)
+    other.document.push(other.document.project.rename_change("saved from the folder"))
+    assert other.files.save()
+    assert pf.open_project(str(real)).name == "saved from the folder"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mcproj") == []
+
+
 def test_a_crashed_studios_copy_once_recovered_and_saved_is_not_offered_again(qtbot, tmp_path):
     """Each studio writes its own recovery copy (tagged with its process): the copy of a studio that crashed was not
     this session's to clear, so once recovered and saved it was offered again at every launch, older than the save."""
