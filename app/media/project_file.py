@@ -142,12 +142,18 @@ def import_media(project: Project, project_path: str | os.PathLike, source: str 
     folder = media_dir(project_path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        name = _unique_name(folder, source.stem, suffix)
+        name = _unique_name(folder, _text(source.stem), suffix)
         atomic.copy_file_atomic(source, folder / name, overwrite=False)
     except OSError as e:
         raise MediaError(f"Could not copy '{source.name}' into the project folder: {describe_os_error(e)}. "
                          f"Nothing was added.") from None
-    return project.add_media_change(name, kind, w, h, frames, fps, audio, name=source.name)
+    return project.add_media_change(name, kind, w, h, frames, fps, audio, name=_text(source.name))
+
+
+def _text(name: str) -> str:
+    """A file name as text a project can hold: a name whose bytes are not UTF-8 (a Latin-1 camera's 'caf\xe9')
+    comes through the OS as lone surrogates, which made every later save and autosave of the project fail."""
+    return os.fsencode(name).decode("utf-8", "replace")
 
 
 def write_result(project_path: str | os.PathLike, frames, fps: float = 24.0, plan=None,
@@ -408,6 +414,10 @@ def save_project(project: Project, path: str | os.PathLike, media_from: str | os
         raise ProjectError(f"Could not save: {files.not_regular_message(path, st.st_mode)}")
     if st is not None and not overwrite:
         raise ProjectError(f"'{path.name}' already exists. Choose another name or allow replacing it.")
+    media = media_dir(path)
+    if os.path.lexists(media) and not media.is_dir():  # said as itself, not as the project appearing meanwhile
+        raise ProjectError(f"Could not save '{path.name}': its media folder's name, '{media.name}', is taken by a "
+                           f"file there; choose another name for the project. The previous save is unchanged.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_project_temps(path)

@@ -134,6 +134,32 @@ def test_save_as_copies_media(tmp_path, png_file):
     assert pf.missing_media(reopened, new) == []
 
 
+def test_save_as_where_a_file_has_the_media_folders_name_says_so(tmp_path, png_file):
+    """It said "'B.mcproj' appeared while saving ... Save again to replace it", of a file that never existed, for
+    ever: the media folder could not be made over the file named like it."""
+    p, path = _saved_project(tmp_path, png_file)
+    (tmp_path / "B_media").write_bytes(b"the user's own file")
+    for _ in range(2):
+        with pytest.raises(ProjectError, match="'B_media', is taken by a file"):
+            pf.save_project(p, tmp_path / "B.mcproj", media_from=path)
+    assert (tmp_path / "B_media").read_bytes() == b"the user's own file" and not (tmp_path / "B.mcproj").exists()
+
+
+def test_a_file_whose_name_is_not_utf8_is_imported_and_the_project_saves(tmp_path, png_file):
+    """A Latin-1 name ('caf\xe9.png' in bytes) imported fine, then every save and autosave failed: the project held
+    the name's lone surrogates, which JSON in UTF-8 cannot write."""
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    with open(odd, "wb") as f:
+        f.write(png_file.read_bytes())
+    p = Project("p")
+    path = tmp_path / "p.mcproj"
+    change = pf.import_media(p, path, os.fsdecode(odd))
+    p.apply(change)
+    pf.save_project(p, path)
+    (item,) = pf.open_project(path).media.values()
+    assert item.name == "caf\ufffd.png" and pf.missing_media(p, path) == []
+
+
 def test_open_errors_are_clear(tmp_path, png_file):
     with pytest.raises(ProjectError, match="not found"):
         pf.open_project(tmp_path / "nothing.mcproj")
