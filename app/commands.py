@@ -139,11 +139,11 @@ def _check_outputs(args, n: int = 1, source: str | None = None, source_named: st
     has the right kind of name, can be written, and replaces nothing unless --overwrite; no two of them are
     one file (the second would replace the first unasked), and none is the `source` image the command reads (given
     as `source_named` on its command line)."""
-    from app.media.files import refuse_unwritable_output
+    from app.media.files import file_key, refuse_unwritable_output
 
-    written: dict[Path, str] = {}
+    written: dict[object, str] = {}
     if source is not None:
-        written[Path(source).resolve()] = f"the source image ({source_named})"
+        written[file_key(source)] = f"the source image ({source_named})"
     for flag, value, picture in (("-o", args.output, True), ("--plan", getattr(args, "plan", None), True),
                                  ("--plan-out", getattr(args, "plan_out", None), False)):
         if value is None:
@@ -151,7 +151,7 @@ def _check_outputs(args, n: int = 1, source: str | None = None, source_named: st
         if picture:
             _check_image_path(value, flag)
         for path in numbered(value, n):
-            earlier = written.setdefault(path.resolve(), f"{flag} ({path})")
+            earlier = written.setdefault(file_key(path), f"{flag} ({path})")
             if earlier != f"{flag} ({path})":
                 raise ValueError(f"{flag} {path} is also {earlier}: one file would replace the other; "
                                  f"choose another {flag}")
@@ -368,7 +368,9 @@ def cmd_edit(args) -> int:
     check_args(args)
     check_plan_args(args)
     out = Path(args.output)
-    if out.resolve() == Path(args.image).resolve():
+    from app.media.files import file_key
+
+    if file_key(out) == file_key(args.image):
         print("error: the output would overwrite the source image; choose another -o", file=sys.stderr)
         return 2
     _check_outputs(args, source=args.image, source_named="IMAGE")

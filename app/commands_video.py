@@ -214,13 +214,15 @@ def cmd_video(args) -> int:
     out = Path(args.output)
     plan_out = Path(args.plan) if args.plan else None
     # Before "already exists": --overwrite, the advice for that, would not be allowed to replace the source.
-    if args.video and Path(args.video).resolve() in (out.resolve(), plan_out.resolve() if plan_out else None):
+    from app.media.files import file_key
+
+    if args.video and file_key(args.video) in (file_key(out), file_key(plan_out) if plan_out else None):
         raise ValueError("the output would overwrite the source clip (--video and -o / --plan name one file); choose "
                          "another -o / --plan")
     _check_output(out, "-o", args.overwrite)
     if plan_out is not None:
         _check_output(plan_out, "--plan", args.overwrite)
-        if plan_out.resolve() == out.resolve():
+        if file_key(plan_out) == file_key(out):
             raise ValueError("--plan and -o name the same file; choose two names")
     given = [flag for flag, v in (("--image", args.image), ("--video", args.video), ("--reference", args.reference))
              if v]

@@ -7,6 +7,7 @@ models/metacanvas-shapes-video: the same files, flags and messages either way. `
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -623,10 +624,14 @@ def test_an_output_naming_the_source_clip_is_said_to_be_it_with_or_without_overw
 
     source = write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12)
     before = source.read_bytes()
-    for extra in ([], ["--overwrite"]):
-        code, _, err = cli(capsys, "video", "remove the circle", "-o", source, "--video", source, *extra,
-                           "--model", tiny_video_model)
-        assert code == 2 and "would overwrite the source clip" in one_error_line(err), err
+    # Another name for the same file: a hard link here; on a case-insensitive disk (macOS, Windows) 'Camera.MP4'.
+    other_name = tmp_path / "Camera.MP4"
+    os.link(source, other_name)
+    for output in (source, other_name):
+        for extra in ([], ["--overwrite"]):
+            code, _, err = cli(capsys, "video", "remove the circle", "-o", output, "--video", source, *extra,
+                               "--model", tiny_video_model)
+            assert code == 2 and "would overwrite the source clip" in one_error_line(err), err
     assert source.read_bytes() == before
 
 

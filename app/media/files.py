@@ -146,3 +146,14 @@ def refuse_unwritable_output(path: str | os.PathLike, flag: str, overwrite: bool
     except OSError as e:
         raise ValueError(f"{flag} {path} cannot be written: {describe_os_error(e)} in '{folder}'. Nothing was "
                          f"made; choose another {flag}") from None
+
+
+def file_key(path: str | os.PathLike) -> object:
+    """What names one file, for telling an output from an input: the file's device and inode when it exists
+    (on a case-insensitive disk, as macOS's and Windows' are, 'Source.MP4' and 'source.mp4' are one file, and
+    so are two hard links), else its resolved path."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return Path(path).resolve()
