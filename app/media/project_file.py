@@ -370,8 +370,12 @@ def _document(project: Project, fmt: str = FORMAT, project_dict: dict | None = N
     doc = {"format": fmt, "schema": SCHEMA_VERSION, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            **extra, "project": project.to_dict() if project_dict is None else project_dict}
     try:
-        # Compact, because json's fast C encoder is only used without `indent` (3-5x faster saves).
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        # Compact, because json's fast C encoder is only used without `indent` (3-5x faster saves). A recovery copy
+        # names the project's path, which may hold bytes that are not UTF-8 (a Latin-1 folder, read by Python as
+        # lone surrogates): written as \u escapes, read back as the same path, where UTF-8 refused it and the
+        # project's autosaves all failed.
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=fmt == RECOVERY_FORMAT,
+                          allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as e:
         raise ProjectError(f"the project holds a value that cannot be saved ({e})") from None
 
@@ -607,7 +611,9 @@ def autosave_path(project_path: str | os.PathLike | None = None, project: Projec
     tag = f".w{os.getpid() if writer is None else int(writer)}"
     if project_path is not None:
         p = Path(project_path).resolve()
-        digest = hashlib.sha1(str(p).encode("utf-8")).hexdigest()[:10]
+        # fsencode: the same bytes as UTF-8 for any name that is text, and a name that is not (a Latin-1 folder)
+        # hashed as its bytes rather than raising after the project was saved.
+        digest = hashlib.sha1(os.fsencode(str(p))).hexdigest()[:10]
         stem = re.sub(r"[^\w\-]+", "_", p.stem)[:40] or "project"
         return folder / f"{stem}-{digest}{tag}.autosave.json"
     if project is None:

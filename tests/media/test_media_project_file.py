@@ -160,6 +160,19 @@ def test_a_file_whose_name_is_not_utf8_is_imported_and_the_project_saves(tmp_pat
     assert item.name == "caf\ufffd.png" and pf.missing_media(p, path) == []
 
 
+def test_a_project_in_a_folder_whose_name_is_not_utf8_is_saved_autosaved_and_recovered(tmp_path):
+    """Its recovery copy names the project's path, which UTF-8 could not write: every autosave failed, and the
+    work of a crash was lost."""
+    folder = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    os.mkdir(folder)
+    path = os.fsdecode(folder) + "/p.mcproj"
+    project = Project("in a Latin-1 folder")
+    pf.save_project(project, path)
+    pf.write_recovery(project, path, root=tmp_path / "recovery")
+    (found,) = pf.find_recoveries(root=tmp_path / "recovery")
+    assert os.fsencode(str(found.project_path)) == os.fsencode(path) and found.project_path.exists()
+
+
 def test_open_errors_are_clear(tmp_path, png_file):
     with pytest.raises(ProjectError, match="not found"):
         pf.open_project(tmp_path / "nothing.mcproj")
