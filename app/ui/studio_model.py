@@ -787,7 +787,8 @@ class StudioModel(QObject):
         edited = clip.active.id if request.task is Task.VIDEO_EDIT and clip is not None else ""
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection), project=self.document.project,
-                                model=self.running_folder(request.task), footage=footage)
+                                model=self.running_folder(request.task), footage=footage,
+                                span=(clip.in_point, clip.duration) if edited else None)
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -1077,11 +1078,15 @@ class StudioModel(QObject):
         if job.edited_version:  # what the clip goes on with past the edit's end (project_file.version_frame)
             request[pf.EDITED_VERSION] = job.edited_version
         gone = job.clip_id is not None and not self.has_clip(job.clip_id)
+        # A video edit is made from the frames its clip showed when it was queued: trimmed at its start or cut
+        # shorter than the edit (a split) meanwhile, the clip plays other frames there, and as its version the
+        # edit would show the wrong ones (out of step with the clip's sound) or be cut off unseen.
+        moved = not gone and job.span is not None and self._edit_span_changed(job, written)
         # The result is shown where the user still is; one who has moved on to other clips is not pulled back
         # (a selection the studio made for an earlier result is not the user moving on).
         now = tuple(self.selection)
         moved_on = bool(now) and now != job.selection and now != self._result_selected
-        change, clip_id = pf.result_change(self.document.project, written, job.clip_id, request,
+        change, clip_id = pf.result_change(self.document.project, written, None if moved else job.clip_id, request,
                                            job.request.instruction)
         stack = self.document.undo_stack
         undone = stack.count() - stack.index()  # a new step ends them, as any edit after an undo does: said
@@ -1095,11 +1100,21 @@ class StudioModel(QObject):
                 self.show_stored_or_live_plan()
         where = "new version of the clip ready" if job.clip_id is not None and clip_id == job.clip_id else \
             "new clip ready (the clip it was made from was removed, so it is a clip of its own)" if gone else \
-            "new clip ready"
+            ("new clip ready: the clip it edits was trimmed or split while it ran, so the edit, made from the "
+             "clip's frames as they were, is a clip of its own") if moved else "new clip ready"
         self.say(f"Job #{job.id}: {where}" + (" (not selected: you are on another clip)." if moved_on else ".") +
                  (f" The {undone} step{'s' if undone != 1 else ''} undone before it can no longer be redone (the "
                   f"result is a step of its own)." if undone else ""), WARNING if undone else INFO)
         self.result_stored.emit(clip_id)
+
+    def _edit_span_changed(self, job: Job, written: dict) -> bool:
+        """Whether the clip a video edit was queued for now starts at another frame of its footage, or ends
+        before the edit does."""
+        clip = self.document.project.clip(job.clip_id)
+        in_point, duration = job.span
+        fps = float(written.get("fps") or 0.0)
+        length = int(written.get("frames") or 0) / fps if fps > 0 else 0.0
+        return abs(clip.in_point - in_point) > 1e-6 or clip.duration + 1e-6 < min(length, duration)
 
     # ================================================================ project changes
     def _on_project_changed(self, change: dict) -> None:

@@ -1007,3 +1007,30 @@ def test_pending_edits_of_a_clips_live_plan_come_back_with_their_length(qtbot, t
     assert w.generation.frames.value() == 9 and len(editing.edits()) == 1
     assert w.studio.task is Task.TEXT_TO_VIDEO  # a reopened new generation starts at text to image otherwise
     assert any("text to video, frames 9: set again" in m.text for m in w.messages.history)
+
+
+@pytest.mark.parametrize("how", ["trim the start", "split"])
+def test_a_clip_trimmed_or_split_while_its_edit_runs_gets_the_edit_as_a_clip_of_its_own(qtbot, tmp_path, studio, how):
+    """The edit is made from the frames the clip showed when it was queued. Trimmed at its start meanwhile, the edit
+    landed as the clip's version over other frames (frames 0-16 where the clip now starts at frame 12, out of step
+    with its sound); split, its end was never shown. Said nowhere."""
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    project = w.document.project
+
+    def meanwhile():  # as the job is queued, before its result can land (results land on this thread)
+        w.studio.jobs_changed.disconnect(meanwhile)
+        clip = project.clip(clip_id)
+        if how == "split":  # what Split leaves the first half: 0.5 s of the 1.4 s edit
+            w.document.push(project.trim_clip_change(clip_id, clip.in_point, clip.in_point + 0.5), "Split")
+        else:
+            w.document.push(project.trim_clip_change(clip_id, 1.0, clip.out_point), "Trim")
+
+    w.studio.jobs_changed.connect(meanwhile)
+    landed = _generate(qtbot, w)
+    assert landed != clip_id and len(project.clip(clip_id).versions) == 1  # the trimmed clip is as the user left it
+    assert project.clip(landed).active.request["task"] == "video_edit"
+    assert any("trimmed or split while it ran" in m.text for m in w.messages.history)
