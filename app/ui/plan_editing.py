@@ -82,9 +82,13 @@ class PlanEditing(QObject):
             request = clip.active.request or {}
             return f"{STORED}:{clip.active.id}", {k: request[k] for k in _SETTINGS if k in request}
         p = s.params
-        frames = nearest_clip_length(p.frames, s.frame_step) if s.task.makes_video else 1
+        # The length the plan was made for: a video edit's is its clip's (a 13-frame clip is edited over 13 frames
+        # whatever Frames says), which Generate's request must keep; a new clip's is Frames snapped.
+        frames = max(1, int(s.plan_frames)) if s.task.makes_video else 1
         settings = {"seed": p.seed, "width": p.width, "height": p.height, "frames": frames}
         source = clip.active.id if clip is not None else ""
+        if clip is not None and s.task.needs_video:
+            source += f"@{clip.in_point:g}"  # the frames it reads: trimmed at its start, the plan is another
         return f"{LIVE}:{source}:{s.task.value}:{p.seed}:{p.width}x{p.height}x{frames}:{s.instruction}", settings
 
     def _show(self, plan: Any, caption: str) -> None:
@@ -158,7 +162,7 @@ class PlanEditing(QObject):
         changed = {k: v for k, v in settings.items()
                    if k in ("seed", "width", "height") and isinstance(v, int) and getattr(params, k) != v}
         frames = settings.get("frames")
-        if (self.studio.task.makes_video and isinstance(frames, int) and frames > 1
+        if (self.studio.task.makes_video and not self.studio.task.needs_video and isinstance(frames, int) and frames > 1
                 and nearest_clip_length(params.frames, self.studio.frame_step) != frames):
             changed["frames"] = frames  # a clip's plan is named by its length too (the Frames box snaps to it)
         for name, value in changed.items():

@@ -104,6 +104,7 @@ class StudioModel(QObject):
         self.plan_frames = 1  # frames of the clip the plan on screen lays out (1: a still's plan)
         self.latest_plan_job: int | None = None
         self._latest_plan_frames = 1
+        self._planned_inputs: list = []  # the input keys (_input_keys) the latest live plan was asked with
         self._problem = ""
         self._shown_version: tuple[str, str] | None = None  # (clip, version) whose plan is on screen
         # The version whose stored plan the user asked to see (clicked): no live plan replaces it until they
@@ -628,6 +629,7 @@ class StudioModel(QObject):
             return
         self.latest_plan_job = self.engine.request_plan(request)
         self._latest_plan_frames = request.frames
+        self._planned_inputs = self._input_keys(request.task)
 
     def _on_plan_ready(self, job_id: int, plan: Any) -> None:
         if job_id == self.latest_plan_job:  # older keystrokes' plans are dropped
@@ -1141,6 +1143,10 @@ class StudioModel(QObject):
         shown = (clip.id, clip.active.id) if clip is not None else None
         if shown != self._shown_version:  # undo/redo, a deleted clip, another version: its plan follows
             self.show_stored_or_live_plan()
+        elif self.latest_plan_job is not None and self._planned_inputs != self._input_keys(self.task):
+            # Other frames of the clip than the live plan read (a trim, or its undo, whose frames are decoded
+            # already, so no decode ends to ask again): the live plan is made again, not left stale.
+            self.plan_debounce.start()
         back = self._removed_selection
         if back and not kept and set(back) <= set(_clips_added(change)):  # a removal undone: selected again
             self._removed_selection = []

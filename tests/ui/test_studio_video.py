@@ -1034,3 +1034,30 @@ def test_a_clip_trimmed_or_split_while_its_edit_runs_gets_the_edit_as_a_clip_of_
     assert landed != clip_id and len(project.clip(clip_id).versions) == 1  # the trimmed clip is as the user left it
     assert project.clip(landed).active.request["task"] == "video_edit"
     assert any("trimmed or split while it ran" in m.text for m in w.messages.history)
+
+
+def test_plan_edits_of_a_short_clips_edit_keep_its_length_and_go_when_its_start_is_trimmed(qtbot, tmp_path, studio):
+    """A 13-frame clip's edit, its plan edited, was sent as 17 frames (the Frames box) and failed after it was
+    queued; and the edits stayed on after the clip's start was trimmed, though its plan was now of other frames."""
+    from app.core.request import PlanEdit
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "short.mp4", frames=13, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    editing = w.studio.plan_editing
+    qtbot.waitUntil(lambda: (editing.base or "").startswith("live:"), timeout=WAIT)
+    assert w.generation.frames.value() == 17 and w.studio.plan_frames == 13
+    assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 1.0, 1 / 6), factor=0.0, keyframe=0)],
+                       "Erase the canvas")
+    clip = w.document.project.clip(clip_id)
+    w.document.push(w.document.project.trim_clip_change(clip_id, 0.25, clip.out_point), "Trim")
+    qtbot.waitUntil(lambda: "@0.25" in (editing.base or ""), timeout=WAIT)
+    assert editing.edits() == []  # the trimmed clip's plan is of other frames: the edits are not shown on it
+    w.act_undo.trigger()  # the clip's first frames again, decoded already: the live plan follows all the same
+    qtbot.waitUntil(lambda: len(editing.edits()) == 1, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id
+    request = w.document.project.clip(clip_id).active.request
+    assert request["frames"] == 13 and len(request["plan_edits"]) == 1
+    assert not w.messages.errors()
