@@ -385,7 +385,11 @@ class MainWindow(QMainWindow):
                     clip.plan_keyframes = self.pictures.plan_keyframe_images(plan_path) or []
                     clip.plan_frames = int(c.active.request.get("frames") or item.frames)
                     if item.fps > 0 and c.duration > 0:  # a partial edit's plan lays out its first part only
-                        clip.plan_share = min(1.0, clip.plan_frames / item.fps / c.duration)
+                        clip.plan_share = clip.plan_frames / item.fps / c.duration
+                        if c.active.media_id == c.media_id:  # its own frames, from its in point
+                            clip.plan_offset = c.in_point / c.duration
+                        else:
+                            clip.plan_share = min(1.0, clip.plan_share)
                     clip.plan_step = self.studio.frame_step
                 clips.append(clip)
         self.timeline.view.set_clips(clips)
@@ -520,6 +524,10 @@ class MainWindow(QMainWindow):
         seconds = min(max(self.timeline.view.playhead, clip.start), clip.end - 1e-6) - clip.start
         item = self.document.project.media_item(clip.active.media_id)
         if item.kind == "video" and item.fps > 0 and self.studio.plan_frames > 1:
+            if clip.active.media_id == clip.media_id and self.studio.plan_caption.startswith("Plan stored"):
+                # The plan that made the clip's own frames lays them out from their first; the clip shows them
+                # from its in point (a clip made from words, trimmed at its start, or a split's second half).
+                seconds += clip.in_point
             self.viewer.set_plan_frame(int(seconds * item.fps + 1e-6), self.studio.plan_frames, self.studio.frame_step)
         else:
             self.viewer.set_time_fraction(seconds / clip.duration)

@@ -57,6 +57,9 @@ class TimelineClip:
     plan_keyframes: list[QImage] = field(default_factory=list)  # that plan's keyframes, as heatmaps
     plan_frames: int = 1  # frames of the clip the plan lays out
     plan_share: float = 1.0  # the part of the clip those frames are (a partial edit's plan: its first part)
+    # The part of the clip's duration by which the plan's frames start before the clip does: a clip made from words
+    # and trimmed at its start (or a split's second half) shows its frames from its in point, as the plan does.
+    plan_offset: float = 0.0
     thumb_share: float = 1.0  # the part of the clip its thumbnails stand for (a partial edit: its first part)
     # A partial edit plays on as the version it edited (and an edit of an edit, on through the chain): the
     # strips of those versions fill the rest, each where it plays.
@@ -155,7 +158,8 @@ class TimelineView(QWidget):
 
     def plan_strip_rects(self, clip: TimelineClip) -> list[QRectF]:
         """Where each keyframe of the clip's plan is drawn (empty without a plan): a square-celled heatmap
-        in the strip along the clip's bottom edge, centred on the keyframe's place in the clip."""
+        in the strip along the clip's bottom edge, centred on the keyframe's place in the clip; an empty rect for a
+        keyframe whose moment the clip does not show (trimmed away)."""
         if not clip.plan_keyframes:
             return []
         r = self.clip_rect(clip)
@@ -164,8 +168,12 @@ class TimelineView(QWidget):
         rects = []
         places = keyframe_places(clip.plan_frames, len(clip.plan_keyframes), clip.plan_step)
         for img, place in zip(clip.plan_keyframes, places):
+            at = place * clip.plan_share - clip.plan_offset  # the keyframe's moment, as a part of the clip
+            if not -1e-6 <= at <= 1 + 1e-6:
+                rects.append(QRectF())
+                continue
             w = h * img.width() / max(img.height(), 1)
-            x = min(max(r.left() + place * clip.plan_share * r.width() - w / 2, r.left() + 1), r.right() - w - 1)
+            x = min(max(r.left() + at * r.width() - w / 2, r.left() + 1), r.right() - w - 1)
             rects.append(QRectF(x, top, w, h))
         return rects
 
@@ -288,6 +296,8 @@ class TimelineView(QWidget):
                 p.fillRect(QRectF(r.left() + 1, r.bottom() - h - 2, r.width() - 2, h + 2), QColor(12, 12, 16, 200))
                 p.setPen(QColor(255, 255, 255, 70))
                 for img, sr in zip(c.plan_keyframes, strips):
+                    if sr.isEmpty():
+                        continue  # trimmed away
                     p.drawImage(sr, img)
                     x = sr.center().x()
                     p.drawLine(int(x), int(sr.top()) - 3, int(x), int(sr.top()))  # the keyframe's moment

@@ -1061,3 +1061,32 @@ def test_plan_edits_of_a_short_clips_edit_keep_its_length_and_go_when_its_start_
     request = w.document.project.clip(clip_id).active.request
     assert request["frames"] == 13 and len(request["plan_edits"]) == 1
     assert not w.messages.errors()
+
+
+def test_a_clip_trimmed_at_its_start_shows_its_plan_from_its_in_point(qtbot, studio):
+    """Trimmed at its start (or a split's second half), a clip made from words shows its frames from its in point;
+    its plan over the viewer and along the timeline went on from the plan's first frame, so a stroke at the
+    playhead went to another keyframe than the one that shaped the frame shown."""
+    w = studio
+    clip_id = _new_clip_from_words(qtbot, w)
+    qtbot.waitUntil(lambda: w.viewer.plan_caption.text().startswith("Plan stored"), timeout=WAIT)
+    project = w.document.project
+    clip = project.clip(clip_id)
+    w.document.push(project.trim_clip_change(clip_id, 0.5, clip.out_point), "Trim")  # 4 frames in, at 8 fps
+    qtbot.waitUntil(lambda: w.viewer.plan_caption.text().startswith("Plan stored"), timeout=WAIT)
+
+    def weights_at(frame_of_clip):
+        w.timeline.view.set_playhead(clip.start + (frame_of_clip + 0.5) / 8, emit=True)
+        return [(k, wt) for k, wt in w.viewer.keyframe_weights if wt > 0]
+
+    assert weights_at(0) == [(0, 0.5), (1, 0.5)]  # media frame 4: latent frame 1, halfway between keyframes 0 and 1
+    assert weights_at(4) == [(1, 1.0)]  # media frame 8: latent frame 2, keyframe 1's own
+    view_clip = w.timeline.view.clip(clip_id)
+    qtbot.waitUntil(lambda: len(view_clip.plan_keyframes) == 3, timeout=WAIT)
+    first, middle, last = w.timeline.view.plan_strip_rects(view_clip)
+    box = w.timeline.view.clip_rect(view_clip)
+    assert first.isEmpty()  # keyframe 0's moment (media frame 0) was trimmed away
+    # Keyframe 1 sits mid-way through the frames its latent frame packs (5-8: 7/8 s into the footage), which the
+    # trimmed clip shows 0.5 s sooner.
+    assert middle.center().x() == pytest.approx(box.left() + box.width() * (7 / 8 - 0.5) / clip.duration, abs=1)
+    assert box.contains(last)
