@@ -303,19 +303,43 @@ class PlanEditBar(QWidget):
                                        "from the plan as planned")
         self.compare_button.clicked.connect(self.compare_clicked)
         lay.addWidget(self.compare_button)
+        # Which keyframe a stroke edits (a clip's plan): the one weighing most at the playhead, said, since the
+        # model may blend two there and the stroke goes to one.
+        self.keyframe_label = QLabel(self)
+        lay.addWidget(self.keyframe_label)
         lay.addStretch(1)
+        self._objects_given_up = False  # the Objects tool was switched to Paint for a plan it cannot act on
         self.set_plan(None)
 
     def set_plan(self, plan: Any) -> None:
         """Object tools only for a plan with editable drafted objects (a still's draft, not a clip's
-        tracks); the label menu is the plan's model's labels."""
+        tracks: disabled, the reason in their tooltips); the label menu is the plan's model's labels."""
         drafted = plan is not None and plan.objects_editable(0)
+        tracks = plan is not None and not drafted and plan.has_draft(0)
         self.add_button.setEnabled(drafted)
+        why = ("A clip's drafted tracks cannot be edited object by object yet: paint, erase or move regions of the "
+               "canvas at a keyframe (the playhead picks it)") if tracks else \
+            "This plan has no drafted objects to edit (its model drafts none)" if plan is not None and not drafted \
+            else ""
+        self.add_button.setToolTip(why or "Add a drafted object at the centre (pick its label), then drag it into place")
         self.add_menu.clear()
         for label, name in plan_labels(plan).items() if drafted else ():
             self.add_menu.addAction(name, lambda lab=label: self.add_chosen.emit(lab))
         for b in self.tool_buttons.values():
             b.setEnabled(plan is not None)
+        objects = self.tool_buttons[TOOL_OBJECTS]
+        objects.setEnabled(drafted)
+        objects.setToolTip(why or TOOL_TIPS[TOOL_OBJECTS])
+        if objects.isChecked() and plan is not None and not drafted:
+            self.tool_buttons[TOOL_PAINT].setChecked(True)  # a tool that acts on this plan, not a dead one
+            self._objects_given_up = True
+        elif drafted and self._objects_given_up and self.tool_buttons[TOOL_PAINT].isChecked():
+            objects.setChecked(True)  # back to the tool the studio took away, on a plan it acts on again
+            self._objects_given_up = False
+        self.set_keyframe(0, int(plan.canvas.shape[1]) if plan is not None else 1)
+
+    def set_keyframe(self, keyframe: int, keyframes: int) -> None:
+        self.keyframe_label.setText(f"strokes edit keyframe {keyframe + 1} of {keyframes}" if keyframes > 1 else "")
 
 
 def _near(a: QPointF, b: QPointF, px: float) -> bool:

@@ -211,6 +211,7 @@ class Viewer(QWidget):
         self.plan_caption.setText((caption or "") if plan is not None else "")
         self.edit_tool.set_plan(plan)
         self.edit_bar.set_plan(plan)
+        self.edit_bar.set_keyframe(self.keyframe, self.plan_keyframes)
         self._update_layer_controls()
         self._rebuild_overlay()
 
@@ -279,6 +280,7 @@ class Viewer(QWidget):
             return
         self.keyframe_weights = weights
         self.keyframe = max(weights, key=lambda kw: (kw[1], kw[0]))[0]
+        self.edit_bar.set_keyframe(self.keyframe, self.plan_keyframes)
         self._rebuild_overlay()
 
     def _map(self, what: str, keyframe: int, word: int | None = None) -> Any:

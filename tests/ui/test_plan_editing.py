@@ -11,7 +11,7 @@ from PySide6.QtTest import QTest
 from app.core.plan import Plan
 from app.media.probe import load_image
 from app.shapes.detect import detect
-from app.ui.plan_edit_tool import TOOL_ERASE, TOOL_OBJECTS, TOOL_REGION
+from app.ui.plan_edit_tool import TOOL_ERASE, TOOL_OBJECTS, TOOL_PAINT, TOOL_REGION
 from tests.ui.helpers import MODEL, make_window
 from tests.ui.helpers import model_studio as studio  # noqa: F401 - a fixture
 
@@ -272,13 +272,22 @@ def test_a_clips_drafted_tracks_get_no_object_tools(qtbot):
                 draft_cover=torch.ones(1, 3, 6, 6) * 0.1, draft_config=config)
     bar = PlanEditBar()
     qtbot.addWidget(bar)
+    chosen = []
+    bar.mode_chosen.connect(chosen.append)
     bar.set_plan(plan)
     assert plan.has_draft(0) and not plan.objects_editable(0)
-    assert not bar.add_button.isEnabled()
+    # Said, not left as a tool with nothing to grab: Objects off with the reason, Paint taken instead.
+    objects = bar.tool_buttons[TOOL_OBJECTS]
+    assert not bar.add_button.isEnabled() and not objects.isEnabled()
+    assert "cannot be edited object by object" in objects.toolTip() and "cannot" in bar.add_button.toolTip()
+    assert chosen == [TOOL_PAINT] and bar.keyframe_label.text() == "strokes edit keyframe 1 of 3"
+    bar.set_keyframe(2, 3)
+    assert bar.keyframe_label.text() == "strokes edit keyframe 3 of 3"
     still = DraftConfig(labels=25)
     still_plan = Plan(canvas=torch.zeros(1, 1, 6, 6, 8), context=torch.zeros(1, 2, 8),
                       context_mask=torch.ones(1, 2, dtype=torch.bool), words=[[]],
                       draft=torch.from_numpy(quantize_objects([(4, 0.25, 0.3, 0.1)], still))[None],
                       draft_cover=torch.ones(1, 1, 6, 6) * 0.1, draft_config=still)
     bar.set_plan(still_plan)
-    assert bar.add_button.isEnabled()
+    assert bar.add_button.isEnabled() and objects.isEnabled() and objects.isChecked()  # the tool it had, back
+    assert chosen == [TOOL_PAINT, TOOL_OBJECTS] and bar.keyframe_label.text() == ""
