@@ -47,10 +47,12 @@ class PlanEditing(QObject):
         self._awaiting_planned: tuple[str, str] | None = None  # (clip, edited version) whose as-planned is queued
         self._preview: tuple[Any, list, Any] | None = None  # (base plan, edits, the plan with them): see _edited
         self._arrived_at: str | None = None  # the target whose entry's settings were last taken up
+        self._landed: str | None = None  # the clip a result just landed on, until the plan it shows is in
         studio.plan_changed.connect(self._on_base_plan)
         studio.document.changed.connect(self._on_project_changed)
         studio.document.reset.connect(self._on_reset)
         studio.target_changed.connect(self._on_target)
+        studio.result_stored.connect(self._on_result_stored)
 
     # ================================================================ the plan on screen and its edits
     @property
@@ -70,6 +72,8 @@ class PlanEditing(QObject):
     def _on_base_plan(self, plan: Any, caption: str) -> None:
         self.base, self._base_settings = self._name_of(plan, caption)
         self._show(plan, caption)
+        if self._landed is not None and plan is not None:
+            self._say_edits_left_behind()
 
     def _name_of(self, plan: Any, caption: str) -> tuple[str | None, dict]:
         """The base's name and settings: a version's stored plan is named by the version; a live plan by
@@ -137,6 +141,35 @@ class PlanEditing(QObject):
         self.compare_changed.emit()
         self._arrived_at = None
         self._on_target()  # the project opened is arrived at (the studio's own reset may have come first)
+
+    def _on_result_stored(self, clip_id: str) -> None:
+        self._landed = clip_id  # judged once the plan of what is shown now is in (_say_edits_left_behind)
+        clip = self.studio.primary_clip()
+        if clip is not None and clip.id == clip_id and self.base == f"{STORED}:{clip.active.id}":
+            self._say_edits_left_behind()  # that plan was shown before the result was announced
+
+    def _say_edits_left_behind(self) -> None:
+        """A result that became its clip's shown version while plan edits of the clip waited on another plan (made
+        as the job ran, on the plan of the version it edits): they vanished from view unsaid; said, with where."""
+        clip_id, self._landed = self._landed, None
+        entry = self.document.project.plan_edits.get(clip_id) or {}
+        n = len(entry.get("edits") or [])
+        base = str(entry.get("base", ""))
+        if not n or self.studio.target_key() != clip_id or base == self.base:
+            return
+        clip = self.studio.primary_clip()
+        try:
+            made_with = _as_edits(clip.active.request.get("plan_edits") or []) if clip is not None else []
+            if made_with[len(made_with) - n:] == _as_edits(entry["edits"]):
+                return  # the result was made with them: nothing was left behind
+        except (TypeError, ValueError):  # a hand-edited project file
+            return
+        source = base.split(":", 2)[1].split("@")[0] if base.startswith(LIVE) else base.split(":", 1)[-1]
+        index = next((i for i, v in enumerate(clip.versions) if v.id == source), None) if clip is not None else None
+        where = "" if index is None else f" ({'the original' if index == 0 else f'v{index}'})"
+        self.studio.say(f"The {n} plan edit{'s' if n > 1 else ''} of this clip wait{'' if n > 1 else 's'} on the plan "
+                        f"of the version {'they were' if n > 1 else 'it was'} made on{where}: select that version to "
+                        f"see and use {'them' if n > 1 else 'it'}.", INFO)
 
     def _on_target(self) -> None:
         """On arriving at a target (a selection, a project opened) whose pending edits were made on a live plan

@@ -1061,6 +1061,8 @@ def test_plan_edits_of_a_short_clips_edit_keep_its_length_and_go_when_its_start_
     request = w.document.project.clip(clip_id).active.request
     assert request["frames"] == 13 and len(request["plan_edits"]) == 1
     assert not w.messages.errors()
+    qtbot.waitUntil(lambda: w.viewer.plan_caption.text().startswith("Plan stored with v1"), timeout=WAIT)
+    assert not any("waits on the plan" in m.text for m in w.messages.history)  # made with them: nothing left behind
 
 
 def test_a_clip_trimmed_at_its_start_shows_its_plan_from_its_in_point(qtbot, studio):
@@ -1090,3 +1092,28 @@ def test_a_clip_trimmed_at_its_start_shows_its_plan_from_its_in_point(qtbot, stu
     # trimmed clip shows 0.5 s sooner.
     assert middle.center().x() == pytest.approx(box.left() + box.width() * (7 / 8 - 0.5) / clip.duration, abs=1)
     assert box.contains(last)
+
+
+def test_plan_edits_made_while_an_edit_runs_are_said_to_wait_on_their_version_when_it_lands(qtbot, tmp_path, studio):
+    """Made on the live plan of the version being edited, they vanished from view as the result became the clip's
+    shown version (its own stored plan shown), unsaid."""
+    from app.core.request import PlanEdit
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    editing = w.studio.plan_editing
+    qtbot.waitUntil(lambda: (editing.base or "").startswith("live:"), timeout=WAIT)
+
+    def meanwhile():  # as the job is queued, before its result can land
+        w.studio.jobs_changed.disconnect(meanwhile)
+        assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 1.0, 1 / 6), factor=0.0, keyframe=0)],
+                           "Erase the canvas")
+
+    w.studio.jobs_changed.connect(meanwhile)
+    assert _generate(qtbot, w) == clip_id
+    assert w.document.project.clip(clip_id).active_version == 1
+    qtbot.waitUntil(lambda: any("1 plan edit of this clip waits on the plan of the version it was made on (the "
+                                "original)" in m.text for m in w.messages.history), timeout=WAIT)
