@@ -135,6 +135,15 @@ class PlanEditing(QObject):
                 self.compare_changed.emit()
         if change.get("kind") == "set_plan_edits" or "set_plan_edits" in _kinds(change):
             self._show(self.studio.current_plan, self.studio.plan_caption)
+            if change.get("kind") == "set_plan_edits" and change.get("target") != self.studio.target_key():
+                # An undo or redo of another target's plan edits: nothing on screen changes, so it is said.
+                target = str(change.get("target", ""))
+                clip = self.document.project.clip(target.split("+")[0]) if target and all(
+                    self.studio.has_clip(c) for c in target.split("+")) else None
+                name = "the new generation" if not target else \
+                    f"'{self.studio.clip_name(clip)}'" if clip is not None and "+" not in target else "other clips"
+                self.studio.say(f"The plan edits of {name} changed (not the plan on screen): select it to see them.",
+                                INFO)
 
     def _on_reset(self) -> None:
         self._compare = self._awaiting_planned = None

@@ -291,3 +291,21 @@ def test_a_clips_drafted_tracks_get_no_object_tools(qtbot):
     bar.set_plan(still_plan)
     assert bar.add_button.isEnabled() and objects.isEnabled() and objects.isChecked()  # the tool it had, back
     assert chosen == [TOOL_PAINT, TOOL_OBJECTS] and bar.keyframe_label.text() == ""
+
+
+def test_undoing_another_clips_plan_edit_says_whose_it_was(qtbot, tmp_path):
+    """Undo with another clip selected took back the first clip's plan edit with nothing on screen changing."""
+    from tests.ui.helpers import SAMPLE_IMAGE, import_and_wait
+
+    w = make_window(qtbot, tmp_path)
+    first = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    second = import_and_wait(qtbot, w, SAMPLE_IMAGE)
+    edit = {"kind": "scale", "box": [0.0, 0.0, 0.5, 0.5], "factor": 0.0, "dx": 0.0, "dy": 0.0, "keyframe": None,
+            "number": 0, "label": 0, "size": 0.0}
+    w.timeline.view.select([first])
+    w.document.push(w.document.project.set_plan_edits_change(first, f"live:{first}", [edit]), "Erase the canvas")
+    w.timeline.view.select([second])
+    w.act_undo.trigger()
+    assert first not in w.document.project.plan_edits
+    name = w.document.project.media_item(w.document.project.clip(first).media_id).name
+    assert f"The plan edits of '{name}' changed (not the plan on screen)" in w.messages.history[-1].text
