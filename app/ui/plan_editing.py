@@ -62,7 +62,7 @@ class PlanEditing(QObject):
     def edits(self) -> list[PlanEdit]:
         """The edits of the plan on screen (those of the target's entry, if it names that plan)."""
         entry = self.document.project.plan_edits.get(self.studio.target_key())
-        if self.base is None or entry is None or entry.get("base") != self.base:
+        if self.base is None or entry is None or not _same_plan(entry.get("base"), self.base):
             return []
         try:
             return _as_edits(entry.get("edits", []))
@@ -164,7 +164,7 @@ class PlanEditing(QObject):
         entry = self.document.project.plan_edits.get(clip_id) or {}
         n = len(entry.get("edits") or [])
         base = str(entry.get("base", ""))
-        if not n or self.studio.target_key() != clip_id or base == self.base:
+        if not n or self.studio.target_key() != clip_id or _same_plan(base, self.base):
             return
         clip = self.studio.primary_clip()
         try:
@@ -235,7 +235,7 @@ class PlanEditing(QObject):
         other = project.plan_edits.get(target) or {}
         self.document.push(project.set_plan_edits_change(target, self.base, [_as_dict(e) for e in edits],
                                                          settings=self._base_settings), label)
-        if other.get("edits") and other.get("base") != self.base:
+        if other.get("edits") and not _same_plan(other.get("base"), self.base):
             # One entry a target: the edits of the plan on screen before (another seed, size, wording or
             # version) give way to these. Said, with the way back.
             n = len(other["edits"])
@@ -367,6 +367,14 @@ def _kinds(change: dict) -> set[str]:
     if change.get("kind") != "batch":
         return {change.get("kind", "")}
     return set().union(*(_kinds(c) for c in change.get("changes", [])))
+
+
+def _same_plan(stored: Any, shown: str | None) -> bool:
+    """Whether an entry's base names the plan on screen. A live plan of a clip's frames is named with its in point
+    ("@0") since 2026-12-07; an entry saved before names it without, and is the same plan at in point 0."""
+    if shown is None or not isinstance(stored, str):
+        return False
+    return stored == shown or (shown.startswith(f"{LIVE}:") and stored == shown.replace("@0:", ":", 1))
 
 
 def _live_task(base: str) -> Task | None:

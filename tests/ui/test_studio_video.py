@@ -1117,3 +1117,21 @@ def test_plan_edits_made_while_an_edit_runs_are_said_to_wait_on_their_version_wh
     assert w.document.project.clip(clip_id).active_version == 1
     qtbot.waitUntil(lambda: any("1 plan edit of this clip waits on the plan of the version it was made on (the "
                                 "original)" in m.text for m in w.messages.history), timeout=WAIT)
+
+
+def test_plan_edits_saved_before_live_plans_named_their_in_point_still_show(qtbot, tmp_path, studio):
+    """A project saved before a clip's live plan was named with its in point ("@0") keeps its pending edits."""
+    from app.core.request import PlanEdit
+
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    editing = w.studio.plan_editing
+    qtbot.waitUntil(lambda: "@0:" in (editing.base or ""), timeout=WAIT)
+    assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 1.0, 1 / 6), factor=0.0, keyframe=0)],
+                       "Erase the canvas")
+    entry = w.document.project.plan_edits[clip_id]
+    entry["base"] = entry["base"].replace("@0:", ":", 1)  # as the studio of the day before wrote it
+    assert len(editing.edits()) == 1
