@@ -519,6 +519,7 @@ class MainWindow(QMainWindow):
         place in the clip the plan lays out (both start at the clip's in point, or a version's start);
         for a still, its share of the still's time on the timeline."""
         clip = self.studio.primary_clip()
+        self.viewer.edit_bar.offer_keyframe_choice(clip is None)  # a new clip's plan: no clip to scrub
         if clip is None or clip.duration <= 0:
             return
         seconds = min(max(self.timeline.view.playhead, clip.start), clip.end - 1e-6) - clip.start

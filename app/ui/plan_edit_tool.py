@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QMenu, QPushButton, QToolButton, QWidget
+from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QMenu, QPushButton, QSpinBox, QToolButton,
+                               QWidget)
 
 from app.core.request import PlanEdit
 from app.plan_edit_text import PAINT_FACTOR, default_size, plan_labels
@@ -270,6 +271,7 @@ class PlanEditBar(QWidget):
     add_chosen = Signal(int)  # a label
     clear_clicked = Signal()
     compare_clicked = Signal()
+    keyframe_picked = Signal(int)  # a keyframe of a new clip's plan (counted from 0)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -307,6 +309,13 @@ class PlanEditBar(QWidget):
         # model may blend two there and the stroke goes to one.
         self.keyframe_label = QLabel(self)
         lay.addWidget(self.keyframe_label)
+        # A new clip's plan has no clip to scrub: the keyframe shown and edited is picked here instead.
+        self.keyframe_box = QSpinBox(self)
+        self.keyframe_box.setToolTip("The keyframe of the new clip's plan shown and edited (a clip on the timeline: "
+                                     "the playhead picks it)")
+        self.keyframe_box.valueChanged.connect(lambda v: self.keyframe_picked.emit(v - 1))
+        self.keyframe_box.hide()
+        lay.addWidget(self.keyframe_box)
         lay.addStretch(1)
         self._objects_given_up = False  # the Objects tool was switched to Paint for a plan it cannot act on
         self.set_plan(None)
@@ -340,6 +349,14 @@ class PlanEditBar(QWidget):
 
     def set_keyframe(self, keyframe: int, keyframes: int) -> None:
         self.keyframe_label.setText(f"strokes edit keyframe {keyframe + 1} of {keyframes}" if keyframes > 1 else "")
+        self.keyframe_box.blockSignals(True)
+        self.keyframe_box.setRange(1, max(1, keyframes))
+        self.keyframe_box.setValue(keyframe + 1)
+        self.keyframe_box.blockSignals(False)
+
+    def offer_keyframe_choice(self, on: bool) -> None:
+        """The keyframe picked here (a new clip's plan), or by the playhead (a clip on the timeline)."""
+        self.keyframe_box.setVisible(on and self.keyframe_box.maximum() > 1)
 
 
 def _near(a: QPointF, b: QPointF, px: float) -> bool:

@@ -136,6 +136,7 @@ class Viewer(QWidget):
         self.canvas.tool = self.edit_tool
         self.edit_bar = PlanEditBar(self)
         self.edit_bar.mode_chosen.connect(self.edit_tool.set_mode)
+        self.edit_bar.keyframe_picked.connect(lambda k: self._set_weights([(k, 1.0)]))
         self.edit_bar.add_chosen.connect(self.edit_tool.add_object)
 
         # Two rows, so the viewer stays as narrow as it was between the docks: what is shown and compared

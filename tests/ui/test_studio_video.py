@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
 
 from app.core.request import Task
 from app.ui.images import heatmap_rgba
@@ -1135,3 +1136,32 @@ def test_plan_edits_saved_before_live_plans_named_their_in_point_still_show(qtbo
     entry = w.document.project.plan_edits[clip_id]
     entry["base"] = entry["base"].replace("@0:", ":", 1)  # as the studio of the day before wrote it
     assert len(editing.edits()) == 1
+
+
+def test_a_new_clips_plan_is_shown_and_edited_at_the_keyframe_picked(qtbot, studio):
+    """With nothing selected there is no clip to scrub: the new clip's live plan stayed at keyframe 0, and every
+    stroke went there. The bar offers the keyframe instead (a clip on the timeline: the playhead picks it)."""
+    from app.ui.plan_edit_tool import TOOL_ERASE
+
+    w = studio
+    w.timeline.view.select([])
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    _type(qtbot, w, "a red circle moves to the right")
+    qtbot.waitUntil(lambda: w.viewer.plan is not None and w.viewer.plan_keyframes == 3, timeout=WAIT)
+    bar = w.viewer.edit_bar
+    assert bar.keyframe_box.isVisibleTo(w) and bar.keyframe_box.maximum() == 3
+    bar.keyframe_box.setValue(3)
+    assert w.viewer.keyframe == 2 and bar.keyframe_label.text() == "strokes edit keyframe 3 of 3"
+    made = []
+    w.viewer.edit_tool.edits_made.connect(lambda edits, label: made.append(edits))
+    qtbot.mouseClick(bar.tool_buttons[TOOL_ERASE], Qt.MouseButton.LeftButton)
+    tool, canvas = w.viewer.edit_tool, w.viewer.canvas
+    a, b = tool.point(0.05, 0.05).toPoint(), tool.point(0.4, 0.05).toPoint()
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(canvas, b)
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+    assert [e.keyframe for e in made[-1]] == [2]
+    clip_id = _generate(qtbot, w)
+    w.timeline.view.select([clip_id])
+    qtbot.waitUntil(lambda: not bar.keyframe_box.isVisibleTo(w), timeout=WAIT)  # the playhead picks it now
