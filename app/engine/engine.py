@@ -455,8 +455,16 @@ class Engine(QObject):
     def _pending_ids_locked(self) -> list[int]:
         return [j.id for j in self._queue if j.kind == "generate"]
 
+    def _load_ahead_of(self, plan: _Job) -> bool:
+        """Whether the next queued job loads the model that would make `plan`: the plan waits for it (made by the
+        model it replaces, it would be stale on arrival). A load for the other slot (a click on a clip queues the
+        video model's) holds no still's plan back."""
+        head = self._queue[0] if self._queue else None
+        return head is not None and head.kind == "load" and \
+            head.slot == self.slot_running(getattr(plan.request, "task", None))
+
     def _next_job_locked(self) -> _Job | None:
-        if self._pending_plan is not None and not (self._queue and self._queue[0].kind == "load"):
+        if self._pending_plan is not None and not self._load_ahead_of(self._pending_plan):
             job, self._pending_plan = self._pending_plan, None
             return job
         if self._queue:
@@ -611,7 +619,7 @@ class Engine(QObject):
 
     def _plan_between_steps(self) -> None:
         with self._cond:
-            if self._queue and self._queue[0].kind == "load":
+            if self._pending_plan is not None and self._load_ahead_of(self._pending_plan):
                 return  # as _next_job_locked: a plan waits for a queued load, not made by the model it replaces
             job, self._pending_plan = self._pending_plan, None
             if job is None:

@@ -310,6 +310,29 @@ def test_a_plan_asked_for_behind_a_queued_model_switch_is_made_by_the_new_model(
         engine.shutdown()
 
 
+def test_a_stills_plan_is_not_held_back_by_a_queued_load_of_the_video_model(qtbot):
+    """A click on a clip queues the video model's load; a still's plan typed after it waited for the whole running
+    generation (and the video load) instead of being made between its steps."""
+    image, video = ComputingPipeline(step_seconds=0.01), ComputingPipeline()
+    image.pause_at = 3
+    engine = Engine(loader=lambda path, device: video if "video" in str(path) else image)
+    try:
+        rec = Recorder(engine)
+        with qtbot.waitSignal(engine.model_ready, timeout=WAIT_MS):
+            engine.load_model("models/image", "cpu")
+        gen = engine.submit(request(steps=40, instruction="two blue squares"))
+        assert image.paused.wait(10)
+        engine.load_model("models/video", "cpu", slot="video")
+        plan = engine.request_plan(request(instruction="a red circle"))
+        image.resume.set()
+        wait_terminal(qtbot, rec, plan, gen)
+        assert image.plans == ["two blue squares", "a red circle"] and video.plans == []
+        progress_before = [e for e in rec.events[:rec.index("plan_ready", plan)] if e[0] == "progress"]
+        assert progress_before[-1] == ("progress", gen, 3, 40)  # between two steps, not after the generation
+    finally:
+        engine.shutdown()
+
+
 def test_a_plan_request_when_idle_and_one_without_a_model(qtbot, make_engine):
     engine, rec = make_engine(ComputingPipeline())
     job = engine.request_plan(request(instruction="two green squares"))
