@@ -279,7 +279,9 @@ def _add_audio_stream(container, source: Path):
 def _picture_origin(src) -> float:
     """Seconds at which the source's pictures start (frame 0 of probe.iter_video_frames): the sound is cut
     against that clock, since a recording's picture and sound streams need not start at 0 or together."""
-    video = src.streams.video[0] if src.streams.video else None
+    from .probe import _picture_stream  # the stream the pictures are read from: not a cover picture
+
+    video = _picture_stream(src)
     if video is None or video.start_time is None:
         return 0.0
     return float(video.start_time * video.time_base)

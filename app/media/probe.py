@@ -520,7 +520,11 @@ def _info_from_container(path: Path, container, limits: MediaLimits) -> VideoInf
     if stream.duration and stream.time_base:
         duration = float(stream.duration * stream.time_base)
     elif container.duration:
-        duration = container.duration / 1_000_000
+        # MKV / WebM: the container's duration runs from time 0 to its end, while the pictures start at their own
+        # first timestamp (a recording's clock, pictures after the sound): counted from 0, a whole file of 48
+        # pictures starting 1.4 s in was taken for 65 frames and refused as cut short.
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        duration = container.duration / 1_000_000 - max(0.0, start)
     frames = int(stream.frames or 0)
     if frames <= 0:  # WebM/MKV do not store a frame count
         frames = int(round(duration * float(fps)))

@@ -240,3 +240,16 @@ def test_a_pngs_exif_turn_is_read_without_decoding_it(tmp_path, after_pixels, mo
         path.write_bytes(data)
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("the pixels were decoded"))
     assert image_size(path) == (10, 20)
+
+
+@pytest.mark.parametrize("audio_offset, video_offset", [(1.4, 1.4), (0.0, 0.5)])
+def test_a_matroska_recording_whose_pictures_start_late_counts_its_own_frames(tmp_path, audio_offset, video_offset):
+    """MKV and WebM state no frame count: it was estimated from the container's duration, which runs from time 0,
+    so 48 pictures starting 1.4 s in were taken for 65 frames and the whole file refused as cut short."""
+    from media_helpers import write_flash_and_click
+
+    from app.media.probe import check_complete
+
+    source = write_flash_and_click(tmp_path / "recording.mkv", seconds=4.0, flash=2.5, container="matroska",
+                                   audio_offset=audio_offset, video_offset=video_offset)
+    assert check_complete(source).frames == 48 == len(read_video_frames(source))
