@@ -154,6 +154,8 @@ def file_key(path: str | os.PathLike) -> object:
     so are two hard links), else its resolved path."""
     try:
         st = os.stat(path)
-        return (st.st_dev, st.st_ino)
+        if st.st_ino:  # 0 where a file system gives no inode number (some Windows ones): not an identity
+            return (st.st_dev, st.st_ino)
     except (OSError, ValueError):
-        return Path(path).resolve()
+        pass
+    return Path(path).resolve()

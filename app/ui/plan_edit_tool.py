@@ -275,6 +275,8 @@ class PlanEditBar(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._objects_given_up = False  # the Objects tool was switched to Paint for a plan it cannot act on
+        self._switching = False  # the bar, not the user, is choosing a tool
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 2)
         lay.addWidget(QLabel("Edit plan:", self))
@@ -284,7 +286,7 @@ class PlanEditBar(QWidget):
             b = QPushButton(name, self)
             b.setCheckable(True)
             b.setToolTip(TOOL_TIPS[mode])
-            b.toggled.connect(lambda on, m=mode: on and self.mode_chosen.emit(m))
+            b.toggled.connect(lambda on, m=mode: on and self._chosen(m))
             self.tools.addButton(b)
             self.tool_buttons[mode] = b
             lay.addWidget(b)
@@ -317,8 +319,19 @@ class PlanEditBar(QWidget):
         self.keyframe_box.hide()
         lay.addWidget(self.keyframe_box)
         lay.addStretch(1)
-        self._objects_given_up = False  # the Objects tool was switched to Paint for a plan it cannot act on
         self.set_plan(None)
+
+    def _chosen(self, mode: str) -> None:
+        if not self._switching:
+            self._objects_given_up = False  # the user's own choice: kept, not undone on the next still's plan
+        self.mode_chosen.emit(mode)
+
+    def _switch_to(self, mode: str) -> None:
+        self._switching = True
+        try:
+            self.tool_buttons[mode].setChecked(True)
+        finally:
+            self._switching = False
 
     def set_plan(self, plan: Any) -> None:
         """Object tools only for a plan with editable drafted objects (a still's draft, not a clip's
@@ -340,10 +353,10 @@ class PlanEditBar(QWidget):
         objects.setEnabled(drafted)
         objects.setToolTip(why or TOOL_TIPS[TOOL_OBJECTS])
         if objects.isChecked() and plan is not None and not drafted:
-            self.tool_buttons[TOOL_PAINT].setChecked(True)  # a tool that acts on this plan, not a dead one
+            self._switch_to(TOOL_PAINT)  # a tool that acts on this plan, not a dead one
             self._objects_given_up = True
-        elif drafted and self._objects_given_up and self.tool_buttons[TOOL_PAINT].isChecked():
-            objects.setChecked(True)  # back to the tool the studio took away, on a plan it acts on again
+        elif drafted and self._objects_given_up:
+            self._switch_to(TOOL_OBJECTS)  # back to the tool the studio took away, on a plan it acts on again
             self._objects_given_up = False
         self.set_keyframe(0, int(plan.canvas.shape[1]) if plan is not None else 1)
 

@@ -92,7 +92,7 @@ class PlanEditing(QObject):
         settings = {"seed": p.seed, "width": p.width, "height": p.height, "frames": frames}
         source = clip.active.id if clip is not None else ""
         if clip is not None and s.task.needs_video:
-            source += f"@{clip.in_point:g}"  # the frames it reads: trimmed at its start, the plan is another
+            source += f"@{s.first_frame_read(clip)}"  # the frames it reads: trimmed at its start, the plan is another
         return f"{LIVE}:{source}:{s.task.value}:{p.seed}:{p.width}x{p.height}x{frames}:{s.instruction}", settings
 
     def _show(self, plan: Any, caption: str) -> None:
@@ -269,7 +269,9 @@ class PlanEditing(QObject):
                 # read the version's own output instead, and the edits would point at other objects.
                 raise ValueError("The plan stored with an edited version was made from that version's input: select "
                                  "the version it was made from and edit its live plan, or clear the edits.")
-        elif self.base != self._name_of(self.studio.current_plan, self.studio.plan_caption)[0]:
+        elif self.base != self._name_of(self.studio.current_plan, self.studio.plan_caption)[0] or \
+                request.task.makes_video and request.frames != self._base_settings.get("frames", request.frames):
+            # Frames changed since the plan was made (its name holds the plan's own length, not the box's).
             raise ValueError("The plan is being made again for the new settings: press Generate once it is shown.")
         for key, value in self._base_settings.items():
             setattr(request, key, value)
@@ -370,11 +372,19 @@ def _kinds(change: dict) -> set[str]:
 
 
 def _same_plan(stored: Any, shown: str | None) -> bool:
-    """Whether an entry's base names the plan on screen. A live plan of a clip's frames is named with its in point
-    ("@0") since 2026-12-07; an entry saved before names it without, and is the same plan at in point 0."""
+    """Whether an entry's base names the plan on screen. A live plan of a clip's frames is named with the first
+    frame it reads ("@12") and its own length since 2026-12-07; an entry saved before names neither (it was read
+    from the clip's in point and at the clip's length then too), and is the same plan if all else is the same."""
     if shown is None or not isinstance(stored, str):
         return False
-    return stored == shown or (shown.startswith(f"{LIVE}:") and stored == shown.replace("@0:", ":", 1))
+    if stored == shown:
+        return True
+    old, new = stored.split(":", 5), shown.split(":", 5)
+    if len(old) < 6 or len(new) < 6 or old[0] != LIVE or new[0] != LIVE or "@" in old[1] or "@" not in new[1]:
+        return False
+    size = lambda name: name.rsplit("x", 1)[0]  # noqa: E731 - WxH of "WxHxF"
+    return (old[1], old[2], old[3], size(old[4]), old[5]) == (new[1].split("@")[0], new[2], new[3], size(new[4]),
+                                                             new[5])
 
 
 def _live_task(base: str) -> Task | None:

@@ -522,6 +522,21 @@ class StudioModel(QObject):
         first = int(clip.in_point * item.fps + 1e-6)
         return first, max(1, min(item.frames - first, int(round(clip.duration * item.fps))))
 
+    def _inputs_now(self) -> list:
+        """`_input_keys` of the selection's task, or [] where they cannot be named (a media path refused)."""
+        try:
+            return self._input_keys(self.task)
+        except (ProjectError, MediaError, ValueError):
+            return []
+
+    def first_frame_read(self, clip: Clip, version: Any = None) -> int:
+        """The first frame of `version`'s media (the active one's by default) a video edit of the clip reads: the
+        clip's own footage from its in point, a generated version from its own start whatever the in point."""
+        version = clip.active if version is None else version
+        if version.media_id != clip.media_id:
+            return 0
+        return int(clip.in_point * self.document.project.media_item(version.media_id).fps + 1e-6)
+
     def _frame_at_playhead(self, clip: Clip, item: Any) -> int:
         if item.kind == "image":
             return 0
@@ -790,7 +805,7 @@ class StudioModel(QObject):
         self.jobs[job_id] = Job(job_id, request, clip.id if clip is not None else None, desc, fps=fps,
                                 edited_version=edited, selection=tuple(self.selection), project=self.document.project,
                                 model=self.running_folder(request.task), footage=footage,
-                                span=(clip.in_point, clip.duration) if edited else None)
+                                span=(self.first_frame_read(clip), clip.duration) if edited else None)
         self.jobs_changed.emit()
         self.say(f"Queued job #{job_id}: {desc}.{note}" if note else f"Queued job #{job_id}: {desc}")
         return job_id
@@ -1110,13 +1125,16 @@ class StudioModel(QObject):
         self.result_stored.emit(clip_id)
 
     def _edit_span_changed(self, job: Job, written: dict) -> bool:
-        """Whether the clip a video edit was queued for now starts at another frame of its footage, or ends
-        before the edit does."""
+        """Whether the clip a video edit was queued for now starts at another frame of what the edit read (its
+        footage trimmed at the start; an edit of a generated version reads it from its own start, trimmed or
+        not), or ends before the edit does."""
         clip = self.document.project.clip(job.clip_id)
-        in_point, duration = job.span
+        first, duration = job.span
+        version = next((v for v in clip.versions if v.id == job.edited_version), None)
         fps = float(written.get("fps") or 0.0)
         length = int(written.get("frames") or 0) / fps if fps > 0 else 0.0
-        return abs(clip.in_point - in_point) > 1e-6 or clip.duration + 1e-6 < min(length, duration)
+        moved = version is not None and self.first_frame_read(clip, version) != first
+        return moved or clip.duration + 1e-6 < min(length, duration)
 
     # ================================================================ project changes
     def _on_project_changed(self, change: dict) -> None:
@@ -1143,7 +1161,7 @@ class StudioModel(QObject):
         shown = (clip.id, clip.active.id) if clip is not None else None
         if shown != self._shown_version:  # undo/redo, a deleted clip, another version: its plan follows
             self.show_stored_or_live_plan()
-        elif self.latest_plan_job is not None and self._planned_inputs != self._input_keys(self.task):
+        elif self.latest_plan_job is not None and self._planned_inputs != self._inputs_now():
             # Other frames of the clip than the live plan read (a trim, or its undo, whose frames are decoded
             # already, so no decode ends to ask again): the live plan is made again, not left stale.
             self.plan_debounce.start()

@@ -46,7 +46,7 @@ class Job:
     written_to: str = ""  # the project path whose media folder its result was written into (a Save As may follow)
     model: str = ""  # the model folder its slot ran it on (ModelSlot.folder when queued): a retry runs on it alone
     footage: tuple | None = None  # a video edit: (media path, first frame) of what it edits, read at full size as it lands
-    span: tuple | None = None  # a video edit: its clip's (in point, duration) when queued (the frames it was made from)
+    span: tuple | None = None  # a video edit: (first frame it read, its clip's duration) when queued
 
 
 @dataclass

@@ -626,3 +626,24 @@ def test_a_png_whose_pictures_are_damaged_under_good_checksums_is_refused_at_imp
     source.write_bytes(bytes(data))
     with pytest.raises(MediaError, match="'scan.png' is damaged"):
         pf.import_media(Project(), tmp_path / "p.mcproj", source)
+
+
+def test_a_file_system_without_inode_numbers_tells_files_apart_by_their_paths(tmp_path, monkeypatch):
+    """st_ino is 0 where a file system has none (some Windows ones): two files were one "identity", so an output
+    was refused as the source it is not."""
+    import os
+
+    from app.media import files
+
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    real = os.stat
+
+    def no_inodes(path, *args, **kwargs):
+        st = real(path, *args, **kwargs)
+        return os.stat_result((st.st_mode, 0, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+                               int(st.st_atime), int(st.st_mtime), int(st.st_ctime)))
+
+    monkeypatch.setattr(files.os, "stat", no_inodes)
+    assert files.file_key(a) != files.file_key(b) and files.file_key(a) == files.file_key(tmp_path / "." / "a.mp4")

@@ -291,6 +291,11 @@ def test_a_clips_drafted_tracks_get_no_object_tools(qtbot):
     bar.set_plan(still_plan)
     assert bar.add_button.isEnabled() and objects.isEnabled() and objects.isChecked()  # the tool it had, back
     assert chosen == [TOOL_PAINT, TOOL_OBJECTS] and bar.keyframe_label.text() == ""
+    # A tool the user picks on the clip's plan is theirs: a still's plan after it does not take it back.
+    bar.set_plan(plan)
+    bar.tool_buttons[TOOL_ERASE].click()
+    bar.set_plan(still_plan)
+    assert bar.tool_buttons[TOOL_ERASE].isChecked() and chosen[-1] == TOOL_ERASE
 
 
 def test_undoing_another_clips_plan_edit_says_whose_it_was(qtbot, tmp_path):

@@ -1054,7 +1054,7 @@ def test_plan_edits_of_a_short_clips_edit_keep_its_length_and_go_when_its_start_
                        "Erase the canvas")
     clip = w.document.project.clip(clip_id)
     w.document.push(w.document.project.trim_clip_change(clip_id, 0.25, clip.out_point), "Trim")
-    qtbot.waitUntil(lambda: "@0.25" in (editing.base or ""), timeout=WAIT)
+    qtbot.waitUntil(lambda: "@3:" in (editing.base or ""), timeout=WAIT)  # 0.25 s in at 12 fps: frame 3
     assert editing.edits() == []  # the trimmed clip's plan is of other frames: the edits are not shown on it
     w.act_undo.trigger()  # the clip's first frames again, decoded already: the live plan follows all the same
     qtbot.waitUntil(lambda: len(editing.edits()) == 1, timeout=WAIT)
@@ -1120,22 +1120,31 @@ def test_plan_edits_made_while_an_edit_runs_are_said_to_wait_on_their_version_wh
                                 "original)" in m.text for m in w.messages.history), timeout=WAIT)
 
 
-def test_plan_edits_saved_before_live_plans_named_their_in_point_still_show(qtbot, tmp_path, studio):
-    """A project saved before a clip's live plan was named with its in point ("@0") keeps its pending edits."""
+@pytest.mark.parametrize("frames, trim", [(24, 0.0), (24, 0.5), (13, 0.0)])
+def test_plan_edits_saved_before_live_plans_named_their_frames_still_show(qtbot, tmp_path, studio, frames, trim):
+    """An entry saved before a clip's live plan was named by the first frame it reads and its own length (the Frames
+    box's 17 in its name) is of the same plan: read from the in point, at the clip's length, then as now."""
+    import re
+
     from app.core.request import PlanEdit
 
     w = studio
-    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=frames, fps=12))
+    if trim:
+        clip = w.document.project.clip(clip_id)
+        w.document.push(w.document.project.trim_clip_change(clip_id, trim, clip.out_point), "Trim")
     w.timeline.view.select([clip_id])
     _type(qtbot, w, "make the square blue")
     qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
     editing = w.studio.plan_editing
-    qtbot.waitUntil(lambda: "@0:" in (editing.base or ""), timeout=WAIT)
+    qtbot.waitUntil(lambda: "@" in (editing.base or ""), timeout=WAIT)
     assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 1.0, 1 / 6), factor=0.0, keyframe=0)],
                        "Erase the canvas")
     entry = w.document.project.plan_edits[clip_id]
-    entry["base"] = entry["base"].replace("@0:", ":", 1)  # as the studio of the day before wrote it
-    assert len(editing.edits()) == 1
+    # As the studio of the day before wrote it: no "@first frame", the Frames box's length.
+    entry["base"] = re.sub(r"x\d+:", "x17:", re.sub(r"@\d+:", ":", entry["base"], count=1), count=1)
+    assert "@" not in entry["base"] and len(editing.edits()) == 1
+
 
 
 def test_a_new_clips_plan_is_shown_and_edited_at_the_keyframe_picked(qtbot, studio):
@@ -1165,3 +1174,44 @@ def test_a_new_clips_plan_is_shown_and_edited_at_the_keyframe_picked(qtbot, stud
     clip_id = _generate(qtbot, w)
     w.timeline.view.select([clip_id])
     qtbot.waitUntil(lambda: not bar.keyframe_box.isVisibleTo(w), timeout=WAIT)  # the playhead picks it now
+
+
+def test_frames_changed_after_a_plan_edit_wait_for_the_new_plan(qtbot, studio):
+    """A clip's live plan is named by its own length: Frames changed and Generate pressed before the new plan came
+    sent the edited 9-frame plan's length, not the 17 the box said."""
+    from app.core.request import PlanEdit
+
+    w = studio
+    w.timeline.view.select([])
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    w.generation.frames.setValue(9)
+    _type(qtbot, w, "a red circle moves to the right")
+    editing = w.studio.plan_editing
+    qtbot.waitUntil(lambda: "x9:" in (editing.base or ""), timeout=WAIT)
+    assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 0.5, 0.5), factor=0.0, keyframe=0)], "Erase the canvas")
+    w.generation.frames.setValue(17)
+    assert w.generate() is None and not w.studio.jobs
+    assert "being made again for the new settings" in w.messages.history[-1].text
+
+
+def test_an_edit_of_a_generated_version_lands_on_its_clip_whatever_the_clips_in_point(qtbot, tmp_path, studio):
+    """An edit of a generated version reads it from its own start, trimmed or not: a start trim while it ran
+    changed nothing it read, and the edit is the clip's next version (not a clip of its own)."""
+    w = studio
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    assert _generate(qtbot, w) == clip_id  # v1, an edit: generated frames of its own
+    project = w.document.project
+    w.instruction.edit.clear()
+    _type(qtbot, w, "make the square red")
+
+    def meanwhile():
+        w.studio.jobs_changed.disconnect(meanwhile)
+        clip = project.clip(clip_id)
+        w.document.push(project.trim_clip_change(clip_id, 0.25, clip.out_point), "Trim")
+
+    w.studio.jobs_changed.connect(meanwhile)
+    assert _generate(qtbot, w) == clip_id and len(project.clip(clip_id).versions) == 3
