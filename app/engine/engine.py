@@ -38,7 +38,7 @@ Scheduling
   Plans do not jump ahead of a queued model load: a plan for a model that is about to be replaced
   would be stale, and without any model it could only fail.
 
-Why one file of about 730 lines: the worker's state machine (jobs, the pending plan, cancel, the two
+Why one file of about 750 lines: the worker's state machine (jobs, the pending plan, cancel, the two
 model slots) is one lock's worth of logic; split, its invariants would span files. Loading lives apart
 (app/engine/loading.py), and so does what is kept of a run out of memory (app/engine/out_of_memory.py).
 """
