@@ -288,9 +288,12 @@ def test_plan_requests_coalesce_and_run_between_the_steps_of_a_generation(qtbot,
     assert [p[1] for p in rec.of("progress", gen)] == list(range(1, 41))
 
 
-def test_a_plan_asked_for_behind_a_queued_model_switch_is_made_by_the_new_model(qtbot):
-    """A plan asked for during a generation ran between its steps even with a model load queued behind it: the
-    plan of the model about to be replaced was shown, and the request used up."""
+@pytest.mark.parametrize("slot", ["image", "video"])
+def test_a_plan_asked_for_behind_a_queued_load_waits_only_for_its_own_models(qtbot, slot):
+    """A plan asked for during a generation, with a model load queued behind it. The load of the model that would
+    make it (a model switch): the plan waits for the new model (made by the old one, it was stale on arrival, and
+    the request used up). The other slot's (a click on a clip queues the video model's): a still's plan is made
+    between the generation's steps, as ever (it waited for the whole generation)."""
     old, new = ComputingPipeline(step_seconds=0.01), ComputingPipeline()
     old.pause_at = 3
     engine = Engine(loader=lambda path, device: new if "new" in str(path) else old)
@@ -298,37 +301,19 @@ def test_a_plan_asked_for_behind_a_queued_model_switch_is_made_by_the_new_model(
         rec = Recorder(engine)
         with qtbot.waitSignal(engine.model_ready, timeout=WAIT_MS):
             engine.load_model("models/old", "cpu")
-        gen = engine.submit(request(steps=20, instruction="two blue squares"))
+        gen = engine.submit(request(steps=40, instruction="two blue squares"))
         assert old.paused.wait(10)
-        engine.load_model("models/new", "cpu")  # the user switches model: queued behind the generation
-        plan = engine.request_plan(request(instruction="a red circle"))  # and types
+        engine.load_model("models/new", "cpu", slot=slot)
+        plan = engine.request_plan(request(instruction="a red circle"))  # a still's
         old.resume.set()
         wait_terminal(qtbot, rec, gen, plan)
         assert rec.terminal(plan) == ["plan_ready"]
-        assert old.plans == ["two blue squares"] and new.plans == ["a red circle"]
-    finally:
-        engine.shutdown()
-
-
-def test_a_stills_plan_is_not_held_back_by_a_queued_load_of_the_video_model(qtbot):
-    """A click on a clip queues the video model's load; a still's plan typed after it waited for the whole running
-    generation (and the video load) instead of being made between its steps."""
-    image, video = ComputingPipeline(step_seconds=0.01), ComputingPipeline()
-    image.pause_at = 3
-    engine = Engine(loader=lambda path, device: video if "video" in str(path) else image)
-    try:
-        rec = Recorder(engine)
-        with qtbot.waitSignal(engine.model_ready, timeout=WAIT_MS):
-            engine.load_model("models/image", "cpu")
-        gen = engine.submit(request(steps=40, instruction="two blue squares"))
-        assert image.paused.wait(10)
-        engine.load_model("models/video", "cpu", slot="video")
-        plan = engine.request_plan(request(instruction="a red circle"))
-        image.resume.set()
-        wait_terminal(qtbot, rec, plan, gen)
-        assert image.plans == ["two blue squares", "a red circle"] and video.plans == []
-        progress_before = [e for e in rec.events[:rec.index("plan_ready", plan)] if e[0] == "progress"]
-        assert progress_before[-1] == ("progress", gen, 3, 40)  # between two steps, not after the generation
+        if slot == "image":
+            assert old.plans == ["two blue squares"] and new.plans == ["a red circle"]
+        else:
+            assert old.plans == ["two blue squares", "a red circle"] and new.plans == []
+            progress_before = [e for e in rec.events[:rec.index("plan_ready", plan)] if e[0] == "progress"]
+            assert progress_before[-1] == ("progress", gen, 3, 40)  # between two steps
     finally:
         engine.shutdown()
 

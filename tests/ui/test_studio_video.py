@@ -980,6 +980,26 @@ def test_a_reference_clip_short_of_its_plan_is_said_with_another_seed_offered(qt
     w.shutdown()
 
 
+def _clip_to_edit(qtbot, w, tmp_path, frames: int = 24) -> str:
+    """A camera clip of `frames` frames at 12 fps imported, selected and given an edit's words, the model ready."""
+    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=frames, fps=12))
+    w.timeline.view.select([clip_id])
+    _type(qtbot, w, "make the square blue")
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    return clip_id
+
+
+def _new_clips_plan(qtbot, w, frames: int):
+    """Nothing selected, text to video at `frames` frames, words typed: the studio's plan editing (its live plan
+    follows)."""
+    w.timeline.view.select([])
+    choose_task(w, Task.TEXT_TO_VIDEO)
+    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    w.generation.frames.setValue(frames)
+    _type(qtbot, w, "a red circle moves to the right")
+    return w.studio.plan_editing
+
+
 def test_pending_edits_of_a_clips_live_plan_come_back_with_their_length(qtbot, tmp_path, studio):
     """A clip's live plan is named by its task and length too: edits made on the 9-frame plan of new words were
     saved, but reopened (the task back at text to image, the length another) they were hidden, and the next edit
@@ -987,12 +1007,7 @@ def test_pending_edits_of_a_clips_live_plan_come_back_with_their_length(qtbot, t
     from app.core.request import PlanEdit
 
     w = studio
-    w.timeline.view.select([])
-    choose_task(w, Task.TEXT_TO_VIDEO)
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    w.generation.frames.setValue(9)
-    _type(qtbot, w, "a red circle moves to the right")
-    editing = w.studio.plan_editing
+    editing = _new_clips_plan(qtbot, w, frames=9)
     qtbot.waitUntil(lambda: (editing.base or "").startswith("live:") and "x9:" in editing.base, timeout=WAIT)
     assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 0.5, 0.5), factor=0.0, keyframe=0)],
                        "Erase the canvas")
@@ -1016,10 +1031,7 @@ def test_a_clip_trimmed_or_split_while_its_edit_runs_gets_the_edit_as_a_clip_of_
     landed as the clip's version over other frames (frames 0-16 where the clip now starts at frame 12, out of step
     with its sound); split, its end was never shown. Said nowhere."""
     w = studio
-    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
-    w.timeline.view.select([clip_id])
-    _type(qtbot, w, "make the square blue")
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    clip_id = _clip_to_edit(qtbot, w, tmp_path)
     project = w.document.project
 
     def meanwhile():  # as the job is queued, before its result can land (results land on this thread)
@@ -1043,10 +1055,7 @@ def test_plan_edits_of_a_short_clips_edit_keep_its_length_and_go_when_its_start_
     from app.core.request import PlanEdit
 
     w = studio
-    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "short.mp4", frames=13, fps=12))
-    w.timeline.view.select([clip_id])
-    _type(qtbot, w, "make the square blue")
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    clip_id = _clip_to_edit(qtbot, w, tmp_path, frames=13)
     editing = w.studio.plan_editing
     qtbot.waitUntil(lambda: (editing.base or "").startswith("live:"), timeout=WAIT)
     assert w.generation.frames.value() == 17 and w.studio.plan_frames == 13
@@ -1101,10 +1110,7 @@ def test_plan_edits_made_while_an_edit_runs_are_said_to_wait_on_their_version_wh
     from app.core.request import PlanEdit
 
     w = studio
-    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
-    w.timeline.view.select([clip_id])
-    _type(qtbot, w, "make the square blue")
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    clip_id = _clip_to_edit(qtbot, w, tmp_path)
     editing = w.studio.plan_editing
     qtbot.waitUntil(lambda: (editing.base or "").startswith("live:"), timeout=WAIT)
 
@@ -1182,12 +1188,7 @@ def test_frames_changed_after_a_plan_edit_wait_for_the_new_plan(qtbot, studio):
     from app.core.request import PlanEdit
 
     w = studio
-    w.timeline.view.select([])
-    choose_task(w, Task.TEXT_TO_VIDEO)
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
-    w.generation.frames.setValue(9)
-    _type(qtbot, w, "a red circle moves to the right")
-    editing = w.studio.plan_editing
+    editing = _new_clips_plan(qtbot, w, frames=9)
     qtbot.waitUntil(lambda: "x9:" in (editing.base or ""), timeout=WAIT)
     assert editing.add([PlanEdit(kind="scale", box=(0.0, 0.0, 0.5, 0.5), factor=0.0, keyframe=0)], "Erase the canvas")
     w.generation.frames.setValue(17)
@@ -1199,10 +1200,7 @@ def test_an_edit_of_a_generated_version_lands_on_its_clip_whatever_the_clips_in_
     """An edit of a generated version reads it from its own start, trimmed or not: a start trim while it ran
     changed nothing it read, and the edit is the clip's next version (not a clip of its own)."""
     w = studio
-    clip_id = import_and_wait(qtbot, w, write_clip_with_audio(tmp_path / "camera.mp4", frames=24, fps=12))
-    w.timeline.view.select([clip_id])
-    _type(qtbot, w, "make the square blue")
-    qtbot.waitUntil(lambda: w.model_ready, timeout=WAIT)
+    clip_id = _clip_to_edit(qtbot, w, tmp_path)
     assert _generate(qtbot, w) == clip_id  # v1, an edit: generated frames of its own
     project = w.document.project
     w.instruction.edit.clear()
