@@ -663,7 +663,7 @@ class MainWindow(QMainWindow):
         if new.active_model != self.settings.active_model:
             from app.core.checkpoints import ModelFolderError, validate_model_folder
             try:
-                validate_model_folder(new.active_model)
+                _refuse_wrong_kind(validate_model_folder(new.active_model), new.active_model, clips=False)
             except ModelFolderError as e:
                 self.show_message(f"Bad model folder: {e} The model in use stays {self.settings.active_model}.", ERROR)
                 if new.active_model in new.model_folders:
@@ -673,7 +673,7 @@ class MainWindow(QMainWindow):
         if new.video_model != self.settings.video_model:
             from app.core.checkpoints import ModelFolderError, validate_model_folder
             try:
-                validate_model_folder(new.video_model)
+                _refuse_wrong_kind(validate_model_folder(new.video_model), new.video_model, clips=True)
             except ModelFolderError as e:
                 self.show_message(f"Bad video model folder: {e} The video model stays {self.settings.video_model}.",
                                   ERROR)
@@ -693,6 +693,22 @@ class MainWindow(QMainWindow):
                 self.studio.load_model(new.active_model)
             if reload_video:
                 self.studio.forget_video_model()  # loaded again now if a video task had asked for it
+
+
+def _refuse_wrong_kind(index: dict, folder: str, clips: bool) -> None:
+    """ModelFolderError when a model folder's index says its model makes none of the slot's kind (a stills model
+    set as the video model was kept and saved, and said only when a clip was asked for). A folder that does not
+    say its tasks (a real checkpoint assembled) is judged when it loads."""
+    from app.core.checkpoints import ModelFolderError
+    from app.core.request import Task
+
+    tasks = (index.get("defaults") or {}).get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        return
+    known = [Task(t) for t in tasks if t in {k.value for k in Task}]
+    if known and not any(t.makes_video == clips for t in known):
+        does = ", ".join(t.value.replace("_", " ") for t in known)
+        raise ModelFolderError(f"'{Path(folder).name}' makes no {'clips' if clips else 'pictures'} (it does: {does}).")
 
 
 # ==================================================================== worker functions (no Qt)

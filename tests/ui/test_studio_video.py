@@ -471,6 +471,8 @@ def test_a_video_model_folder_that_fails_to_load_gives_the_working_one_back(qtbo
 
 
 def test_the_settings_show_and_change_the_video_model_folder(qtbot, tmp_path, tiny_video_model):
+    from app.settings import Settings
+
     w = make_window(qtbot, tmp_path)
     dlg = w.settings_dialog()
     assert dlg.video_model.currentText().endswith("metacanvas-shapes-video")
@@ -481,6 +483,15 @@ def test_the_settings_show_and_change_the_video_model_folder(qtbot, tmp_path, ti
     dlg.video_model.setCurrentText(str(tmp_path / "nothing-here"))
     dlg.accept()
     assert "Bad video model folder" in w.messages.errors()[-1] and w.settings.video_model == str(tiny_video_model)
+    # The stills model as the video model: refused at once, as the reverse is (it was kept and saved, and said
+    # only when a clip was asked for), and not saved.
+    dlg = w.settings_dialog()
+    dlg.video_model.setCurrentText(str(MODEL))
+    dlg.accept()
+    said = w.messages.errors()[-1]
+    assert "'metacanvas-shapes' makes no clips (it does: text to image, image edit)" in said
+    assert w.settings.video_model == str(tiny_video_model) and str(MODEL) not in w.settings.video_model_folders
+    assert Settings.load().video_model == str(tiny_video_model)
 
 
 def test_settings_used_again_before_the_video_model_loads_are_kept_when_it_loads(qtbot, tmp_path, studio):
