@@ -458,6 +458,11 @@ def shortfall_note(result) -> str:
     what = "the edit" if getattr(getattr(result, "request", None), "task", None) in (Task.VIDEO_EDIT, Task.IMAGE_EDIT) \
         else "the clip"
     note = f"; {what} was not made as planned: {said} (another --seed or wording may make it)" if said else ""
+    missing = tuple(getattr(result, "missing", ()) or ())
+    if missing and getattr(getattr(result, "request", None), "task", None) is Task.IMAGE_EDIT:
+        # The plan's objects above are what the drafter read in the picture, which lacks what the words name.
+        note += (f"; the image shows no {' and no '.join(missing)} as the model's detector sees it (it knows the flat "
+                 f"shapes of its own world): the edit was planned from what it reads there")
     off = getattr(result, "plan_off", "")
     if off:  # the clip may match its plan, and the plan not the words
         note += f"; its plan did not follow the words: it has {off} (another --seed drafts it again)"

@@ -448,6 +448,22 @@ def test_edit_says_a_picture_of_another_shape_was_stretched(tmp_path, capsys):
     assert "own size only" not in out
 
 
+def test_an_edit_naming_what_the_detector_does_not_read_in_the_picture_says_so(tmp_path, capsys):
+    """A flat circle larger than the shapes world's, edited "make the circle green": the check named only the plan's
+    objects ("does not show a green circle", "a green square"), as if the picture held them; the detector reads no
+    circle there, which is now said. The bundled sample's circle is read, and nothing of the kind is said."""
+    from PIL import ImageDraw
+
+    big = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(big).ellipse((17, 17, 47, 47), fill=(200, 30, 30))
+    big.save(tmp_path / "big.png")
+    for source, said in ((tmp_path / "big.png", True), (REPO / "resources" / "samples" / "red_circle_64.png", False)):
+        code, out, err = cli(capsys, "edit", source, "make the circle green", "-o", tmp_path / "out.png", "--seed", 1,
+                             "--overwrite")
+        assert code == 0, err
+        assert ("the image shows no circle as the model's detector sees it" in out) is said, out
+
+
 @pytest.mark.parametrize("prompt", ["", "   "])
 def test_an_empty_or_blank_prompt_is_said_as_one(tmp_path, capsys, prompt):
     """`generate ""` answered with the usage line (as if no prompt were given), `generate "   "` with what to do."""

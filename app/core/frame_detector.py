@@ -491,7 +491,7 @@ def still_edit_shortfall(planner, drafts: torch.Tensor, image: np.ndarray, sourc
 def still_labels(planner, stills: list[np.ndarray]) -> list[set[int]]:
     """The labels the frame detector finds in each still (uint8 images), as drafting from them reads them."""
     inputs = planner.processor([""] * len(stills), images=[[still] for still in stills])
-    found = planner.frame_detector.find(planner.source_images(inputs))
+    found = _still_finder(planner).find(planner.source_images(inputs))
     return [{int(r[0]) for r in item.tolist() if r[0] > 0} for item in found]
 
 

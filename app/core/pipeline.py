@@ -598,6 +598,11 @@ class MetaCanvasPipeline:
         if request.task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and request.use_canvas and \
                 plan.has_draft(0) and drafts_from_media(self.planner):
             missing = named_but_missing(request.instruction, still_labels(self.planner, list(request.images)))
+        elif request.task is Task.IMAGE_EDIT and request.use_canvas and plan.has_draft(0) and \
+                checks_still_edits(self.planner):
+            # "make the circle green" of a picture whose circle the detector does not read as one (a photo, a shape
+            # drawn otherwise): the edit was drafted from what it does read, and its check names those objects.
+            missing = named_but_missing(request.instruction, still_labels(self.planner, list(request.images[:1])))
         return GenerationResult(frames=frames, plan=plan.to("cpu"), request=request,
                                 seconds=time.perf_counter() - t_start, timings=timings, unchanged=unchanged,
                                 unchanged_why=unchanged_why, shortfall=shortfall, missing=tuple(missing),

@@ -948,7 +948,8 @@ class StudioModel(QObject):
         task = job.request.task
         undrafted = task in (Task.IMAGE_TO_VIDEO, Task.REFERENCE_TO_VIDEO) and plan is not None and \
             getattr(plan.draft_config, "track", False) and not plan.has_draft(0)
-        where = "the image" if task is Task.IMAGE_TO_VIDEO else "the reference stills"
+        where = "the image" if task is Task.IMAGE_TO_VIDEO else "the picture" if task is Task.IMAGE_EDIT else \
+            "the reference stills"
         unchanged = bool(getattr(result, "unchanged", False))
         if names_what_the_clip_lacks(result):
             # Not attempted (the words name what the clip lacks): a copy of the clip as a version is clutter.
@@ -970,9 +971,11 @@ class StudioModel(QObject):
                  (f" It was planned without a drafted track: the model's detector found no object of its world in "
                   f"{where} (it misses objects much smaller or larger than its world's, or drawn otherwise)."
                   if undrafted else "") +
-                 (f" {where[0].upper()}{where[1:]} {'shows' if task is Task.IMAGE_TO_VIDEO else 'show'} no "
-                  f"{' and no '.join(missing)} as the model's detector sees it: drawn where the draft put it, not "
-                  f"taken from {where}." if missing else "") +
+                 (f" {where[0].upper()}{where[1:]} {'show' if task is Task.REFERENCE_TO_VIDEO else 'shows'} no "
+                  f"{' and no '.join(missing)} as the model's detector sees it" +
+                  (" (it knows the flat shapes of its own world): the edit was planned from what it reads there."
+                   if task is Task.IMAGE_EDIT else f": drawn where the draft put it, not taken from {where}.")
+                  if missing else "") +
                  (" The model changed nothing" + (unchanged_words(result, "seed") or ": the new version is the clip "
                   "again (the edit was not made; another seed or wording may make it)") + "." if unchanged else "") +
                  (f" The {'edit' if task in (Task.VIDEO_EDIT, Task.IMAGE_EDIT) else 'clip'} was not made as planned: {shortfall} "
