@@ -258,3 +258,21 @@ def test_an_unknown_word_is_named_once_typing_pauses_and_generate_says_so(qtbot,
     w.instruction.set_text("a " + "x" * 10_000)
     qtbot.waitUntil(lambda: "does not know" in w.instruction.problem.text(), timeout=20_000)
     assert len(w.instruction.problem.text()) < 1000
+
+
+def test_an_image_edit_naming_what_the_detector_does_not_read_says_so(qtbot, tmp_path, studio):
+    """A flat circle larger than the shapes world's, "make the circle green": the studio named only the plan's
+    objects it did not draw, as if the picture held them; that the detector reads no circle there is said."""
+    from PIL import Image, ImageDraw
+
+    w = studio
+    big = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(big).ellipse((17, 17, 47, 47), fill=(200, 30, 30))
+    big.save(tmp_path / "big.png")
+    import_and_wait(qtbot, w, tmp_path / "big.png")
+    w.generation.seed.setValue(1)
+    _type(qtbot, w, "make the circle green")
+    with qtbot.waitSignal(w.result_stored, timeout=120_000):
+        w.generate()
+    assert any("The picture shows no circle as the model's detector sees it (it knows the flat shapes of its own "
+               "world): the edit was planned from what it reads there." in m.text for m in w.messages.history)
