@@ -4,7 +4,7 @@ Reads like a diffusers pipeline: `__call__` goes top to bottom in numbered steps
 runs once per request; the canvas connector's first block runs once on the plan; only the backbone
 and the connector's timestep-modulated block run per denoising step.
 
-Why about 780 lines: the checks a request gets (size, frames, words) sit beside the steps that need them, and a
+Why about 790 lines: the checks a request gets (size, frames, words) sit beside the steps that need them, and a
 video edit's keeping of its source (threshold, draft bound, why it came back unchanged) beside its decoding;
 the batched sampling at the end (`sample`) is next to move out, beside app/eval, which is its main user.
 """
